@@ -1,0 +1,9 @@
+//! forkscope: run small concurrency scenarios as real Linux processes and
+//! watch, event by event, what they do.
+//!
+//! Data flows one way: [`runner`] (forks the scenario) → [`probe`] (inside
+//! every scenario process) → [`collector`] (socket + output pipes → channel)
+//! → [`model`] (event log and `World` projection) → views (CLI, GUI).
+
+pub mod protocol;
+pub mod model;

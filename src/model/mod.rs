@@ -1,0 +1,1 @@
+//! Event log and the World projection.
