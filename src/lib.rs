@@ -5,5 +5,8 @@
 //! every scenario process) → [`collector`] (socket + output pipes → channel)
 //! → [`model`] (event log and `World` projection) → views (CLI, GUI).
 
-pub mod protocol;
 pub mod model;
+pub mod probe;
+pub mod protocol;
+pub mod runner;
+pub mod scenario;

@@ -103,7 +103,10 @@ pub enum Body {
         daemon: bool,
     },
     /// This process replaces itself with a real program.
-    Exec { program: String, args: Vec<String> },
+    Exec {
+        program: String,
+        args: Vec<String>,
+    },
     /// This process ended. Exactly one of `code` and `signal` is set.
     Exit {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,10 +124,16 @@ pub enum Body {
         signal: Option<String>,
     },
     /// This process lost its parent and now belongs to `by`.
-    Adopted { by: String, new_ppid: i32 },
+    Adopted {
+        by: String,
+        new_ppid: i32,
+    },
     /// A chunk of what the process wrote (a whole line, newline included,
     /// or what was there when the process paused).
-    Output { stream: Stream, text: String },
+    Output {
+        stream: Stream,
+        text: String,
+    },
     Send {
         channel: String,
         end: String,
@@ -153,9 +162,15 @@ pub enum Body {
         msg: String,
         value: Value,
     },
-    LockWait { lock: String },
-    LockAcquire { lock: String },
-    LockRelease { lock: String },
+    LockWait {
+        lock: String,
+    },
+    LockAcquire {
+        lock: String,
+    },
+    LockRelease {
+        lock: String,
+    },
     /// A read of a shared value (or of a private global when `private`).
     Read {
         name: String,
@@ -185,22 +200,37 @@ pub enum Body {
         target_pid: i32,
         signal: String,
     },
-    Sleep { duration_ms: f64 },
+    Sleep {
+        duration_ms: f64,
+    },
     Wake {},
     /// About to wait for something that is not ready (a child, a full or
     /// empty queue, a pipe with nothing in it).
-    Block { on: String },
-    Unblock { on: String },
+    Block {
+        on: String,
+    },
+    Unblock {
+        on: String,
+    },
     /// A caption for the audience.
-    Narrate { text: String },
+    Narrate {
+        text: String,
+    },
     /// CPU and memory of a process, from the sampler.
-    Sample { cpu_percent: f32, rss_bytes: u64 },
+    Sample {
+        cpu_percent: f32,
+        rss_bytes: u64,
+    },
     /// Step mode: the next action this process will take when told to go.
-    Pending { action: String },
+    Pending {
+        action: String,
+    },
     Go {},
     /// Something went wrong inside a scenario process (bad step at run time,
     /// a limit hit); the run goes on where it can.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 fn is_false(b: &bool) -> bool {

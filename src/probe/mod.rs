@@ -1,0 +1,225 @@
+//! The probe: what every scenario process uses to tell the collector what it
+//! does. One Unix-socket connection per process, opened right after fork:
+//! a `hello` line that carries the read ends of the process's own stdout and
+//! stderr pipes (`SCM_RIGHTS`), then one JSON line per event, each written
+//! with a single `write` so lines from many processes never tear.
+
+use crate::protocol::{Body, Event, MAX_LINE_BYTES, Value, now_ns};
+use nix::fcntl::OFlag;
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use nix::unistd::{dup2_stderr, dup2_stdout, pipe2};
+use std::io::{IoSlice, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+pub struct Probe {
+    sock: Option<UnixStream>,
+    pub id: String,
+    /// The pid as `ps` shows it.
+    pub pid: i32,
+    seq: u64,
+    /// Source line of the step being run, stamped on every event.
+    pub line: Option<u32>,
+}
+
+/// Our pid and parent pid as the host's `/proc` (and so `ps`) shows them,
+/// which inside forkscope's PID namespace differ from `getpid()`.
+pub fn host_pids() -> (i32, i32) {
+    let pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| nix::unistd::getpid().as_raw());
+    (pid, host_ppid().unwrap_or(0))
+}
+
+/// The parent pid from `/proc/self/status` (host view; changes on adoption).
+pub fn host_ppid() -> Option<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Which of the process's own streams to hand to the collector.
+pub enum Capture {
+    /// Replace stdout and stderr with fresh pipes whose read ends the
+    /// collector reads (every scenario process).
+    OwnOutput,
+    /// Leave stdout/stderr alone (the runner).
+    None,
+}
+
+impl Probe {
+    /// Connects to the collector and says hello. Failure to connect is not
+    /// fatal: the process runs on, unobserved (and the run shows it missing).
+    pub fn connect(
+        socket: &Path,
+        id: &str,
+        role: &str,
+        parent: Option<&str>,
+        daemon: bool,
+        capture: Capture,
+    ) -> Probe {
+        let (pid, ppid) = host_pids();
+        let mut probe = Probe {
+            sock: None,
+            id: id.to_string(),
+            pid,
+            seq: 0,
+            line: None,
+        };
+        let fds = match capture {
+            Capture::OwnOutput => redirect_output().ok(),
+            Capture::None => None,
+        };
+        let Ok(sock) = UnixStream::connect(socket) else {
+            return probe;
+        };
+        let hello = probe.line_for(Body::Hello {
+            ppid,
+            role: role.to_string(),
+            parent: parent.map(str::to_string),
+            daemon,
+            ns_pid: Some(nix::unistd::getpid().as_raw()),
+        });
+        let raw: Vec<i32> = fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let iov = [IoSlice::new(&hello)];
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
+        if sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).is_ok() {
+            probe.sock = Some(sock);
+        }
+        // Our copies of the read ends close here: the collector has its own.
+        drop(fds);
+        probe
+    }
+
+    /// Closes the connection (the parent's copy, in a fresh child).
+    pub fn disconnect(&mut self) {
+        self.sock = None;
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.seq + 1
+    }
+
+    /// A message id unique in the run: who sent it and when.
+    pub fn msg_id(&self) -> String {
+        format!("{}#{}", self.id, self.next_seq())
+    }
+
+    fn line_for(&mut self, body: Body) -> Vec<u8> {
+        self.line_at(now_ns(), body)
+    }
+
+    fn line_at(&mut self, t_ns: u64, body: Body) -> Vec<u8> {
+        self.seq += 1;
+        let mut e = Event {
+            t_ns,
+            seq: self.seq,
+            proc_id: self.id.clone(),
+            pid: self.pid,
+            line: self.line,
+            body,
+        };
+        let mut text = serde_json::to_vec(&e).unwrap_or_default();
+        if text.len() >= MAX_LINE_BYTES {
+            shrink(&mut e.body);
+            text = serde_json::to_vec(&e).unwrap_or_default();
+            if text.len() >= MAX_LINE_BYTES {
+                e.body = Body::Error {
+                    message: format!("a {} event was too long to send", e.body.kind()),
+                };
+                text = serde_json::to_vec(&e).unwrap_or_default();
+            }
+        }
+        text.push(b'\n');
+        text
+    }
+
+    /// Sends one event, stamped now.
+    pub fn emit(&mut self, body: Body) {
+        self.emit_at(now_ns(), body);
+    }
+
+    /// Sends one event with a time taken earlier (e.g. just before a fork,
+    /// so that the spawn precedes the child's hello).
+    pub fn emit_at(&mut self, t_ns: u64, body: Body) {
+        let line = self.line_at(t_ns, body);
+        self.send_line(&line);
+    }
+
+    /// Sends an event about another process (e.g. `reaped` of a child).
+    pub fn emit_about(&mut self, proc_id: &str, pid: i32, body: Body) {
+        self.seq += 1;
+        let e = Event {
+            t_ns: now_ns(),
+            seq: self.seq,
+            proc_id: proc_id.to_string(),
+            pid,
+            line: self.line,
+            body,
+        };
+        let mut text = serde_json::to_vec(&e).unwrap_or_default();
+        text.push(b'\n');
+        self.send_line(&text);
+    }
+
+    fn send_line(&mut self, line: &[u8]) {
+        if let Some(sock) = self.sock.as_mut()
+            && sock.write_all(line).is_err()
+        {
+            // The collector is gone (the app stopped): run on silently.
+            self.sock = None;
+        }
+    }
+}
+
+/// Makes stdout and stderr fresh pipes; returns their read ends.
+fn redirect_output() -> nix::Result<[OwnedFd; 2]> {
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
+    // dup2 gives fds 1 and 2 without O_CLOEXEC, so exec'd programs keep them.
+    dup2_stdout(&out_w)?;
+    dup2_stderr(&err_w)?;
+    Ok([out_r, err_r])
+}
+
+/// Cuts long values so that an event fits in one line.
+fn shrink(body: &mut Body) {
+    fn cut(v: &mut Value) {
+        let shown = v.to_string();
+        if shown.len() > 1024 {
+            let mut end = 1000;
+            while !shown.is_char_boundary(end) {
+                end -= 1;
+            }
+            *v = Value::Str(format!("{}… ({} bytes)", &shown[..end], shown.len()));
+        }
+    }
+    fn cut_text(s: &mut String) {
+        if s.len() > 3000 {
+            let mut end = 3000;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push('…');
+        }
+    }
+    match body {
+        Body::Send { value, .. }
+        | Body::Recv { value, .. }
+        | Body::Put { value, .. }
+        | Body::Get { value, .. }
+        | Body::Read { value, .. }
+        | Body::Write { value, .. }
+        | Body::TaskDone { value, .. } => cut(value),
+        Body::Output { text, .. } | Body::Narrate { text } | Body::Error { message: text } => {
+            cut_text(text)
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,1249 @@
+//! The step interpreter that runs inside every scenario process. Each step
+//! does the real thing (fork, waitpid, sem_wait, write to a pipe, ...) and
+//! tells the probe about it, stamped so that cause precedes effect: `send`,
+//! `put`, `write`, `lock_release` before the call that makes them visible;
+//! `recv`, `get`, `read`, `lock_acquire` after the call that observed them.
+
+use super::os::{self, fork_process, read_message, readable, write_message};
+use super::{Run, RunError};
+use crate::probe::{Capture, Probe, host_ppid};
+use crate::protocol::{Body, ResourceKind, Value, now_ns, signal_name};
+use crate::scenario::expr::Scope;
+use crate::scenario::limits::MAX_REPEAT;
+use crate::scenario::{Expr, Op, Sig, Step};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+/// What happens after a step.
+pub enum Flow {
+    Next,
+    Return(Value),
+    Exit(i32),
+}
+
+/// A child this process started.
+struct Child {
+    id: String,
+    pid: i32,
+    ns_pid: Pid,
+    daemon: bool,
+    /// Started with `spawn` (so `join = "*"` waits for it).
+    spawned: bool,
+    reaped: bool,
+}
+
+struct PoolState {
+    tasks_w: OwnedFd,
+    results_r: OwnedFd,
+    workers: Vec<usize>,
+    next_task: u32,
+    /// Tasks sent and not answered yet, with their callback role.
+    pending: BTreeMap<u32, Option<String>>,
+    results: BTreeMap<u32, Value>,
+    closed: bool,
+    joined: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Packet {
+    m: String,
+    v: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+enum TaskPacket {
+    Task {
+        task: u32,
+        role: String,
+        args: Vec<(String, Value)>,
+    },
+    Stop,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResultPacket {
+    task: u32,
+    value: Value,
+}
+
+/// One scenario process: its probe, private variables and children.
+pub struct Proc<'r> {
+    run: &'r Run,
+    pub probe: Probe,
+    role: String,
+    vars: BTreeMap<String, Value>,
+    children: Vec<Child>,
+    handles: BTreeMap<String, usize>,
+    pools: BTreeMap<String, PoolState>,
+    n_children: u32,
+    rng: u64,
+}
+
+/// Whether `fork_child` returned in the parent or in the new child.
+enum Forked {
+    Parent(usize),
+    Child,
+}
+
+impl<'r> Proc<'r> {
+    pub fn new(run: &'r Run, probe: Probe, role: &str) -> Proc<'r> {
+        let mut p = Proc {
+            run,
+            probe,
+            role: role.to_string(),
+            vars: BTreeMap::new(),
+            children: Vec::new(),
+            handles: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            n_children: 0,
+            rng: 0,
+        };
+        p.reseed();
+        p
+    }
+
+    fn reseed(&mut self) {
+        // FNV-1a of the logical id, mixed with the run's seed: the same seed
+        // gives each process the same random choices in every run.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.probe.id.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.rng = h ^ self.run.spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn random(&mut self) -> f64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Runs `main`: the body of the scenario's root process. Never returns.
+    pub fn start_main(&mut self) -> Result<Pid, RunError> {
+        match self.fork_child("main".into(), "main", false, true)? {
+            Forked::Parent(i) => Ok(self.children[i].ns_pid),
+            Forked::Child => {
+                let code = self.run_role("main", Vec::new());
+                self.finish(code)
+            }
+        }
+    }
+
+    /// Runs a role's steps as this process's whole life; the exit code.
+    fn run_role(&mut self, role: &str, args: Vec<(String, Value)>) -> i32 {
+        self.vars = self.run.scenario.globals.clone();
+        self.vars.extend(args);
+        let Some(r) = self.run.scenario.roles.get(role) else {
+            return self.fail(RunError(format!("no role {role}")));
+        };
+        match self.steps(&r.steps) {
+            Ok(Flow::Exit(code)) => code,
+            Ok(_) => 0,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Like an uncaught exception: a message on stderr, exit code 1.
+    fn fail(&mut self, e: RunError) -> i32 {
+        let at = self
+            .probe
+            .line
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        let msg = format!("{} failed{at}: {}\n", self.probe.id, e.0);
+        let _ = os::write_all(std::io::stderr(), msg.as_bytes());
+        self.probe.emit(Body::Error { message: e.0 });
+        1
+    }
+
+    /// Ends this process the way Python's multiprocessing does: daemon
+    /// children and pool workers still running are terminated first.
+    pub fn finish(&mut self, code: i32) -> ! {
+        let live: Vec<usize> = (0..self.children.len())
+            .filter(|&i| !self.children[i].reaped && self.children[i].daemon)
+            .collect();
+        let pool_workers: Vec<usize> = self
+            .pools
+            .values()
+            .filter(|p| !p.joined)
+            .flat_map(|p| p.workers.clone())
+            .filter(|&i| !self.children[i].reaped)
+            .collect();
+        for i in live.into_iter().chain(pool_workers) {
+            self.send_signal(i, Signal::SIGTERM);
+            self.join_child(i);
+        }
+        os::exit_now(code)
+    }
+
+    pub fn steps(&mut self, steps: &'r [Step]) -> Result<Flow, RunError> {
+        for s in steps {
+            match self.step(s)? {
+                Flow::Next => {}
+                other => return Ok(other),
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    fn eval(&mut self, e: &Expr) -> Result<Value, RunError> {
+        e.eval(self).map_err(RunError)
+    }
+
+    fn eval_int(&mut self, e: &Expr, what: &str) -> Result<i64, RunError> {
+        let v = self.eval(e)?;
+        v.as_i64()
+            .ok_or_else(|| RunError(format!("{what} must be a whole number, got {v}")))
+    }
+
+    fn set_var(&mut self, name: &str, value: Value) {
+        if self.run.scenario.globals.contains_key(name) {
+            self.probe.emit(Body::Write {
+                name: name.to_string(),
+                value: value.clone(),
+                private: true,
+            });
+        }
+        self.vars.insert(name.to_string(), value);
+    }
+
+    fn sleep_ms(&mut self, ms: f64) {
+        let scaled = (ms * self.run.spec.time_scale).max(0.0);
+        self.probe.emit(Body::Sleep {
+            duration_ms: scaled,
+        });
+        std::thread::sleep(Duration::from_secs_f64(scaled / 1000.0));
+        self.probe.emit(Body::Wake {});
+    }
+
+    fn step(&mut self, s: &'r Step) -> Result<Flow, RunError> {
+        if s.line.is_some() {
+            self.probe.line = s.line;
+        }
+        match &s.op {
+            Op::Print { text, end } => {
+                let mut out = text.render(self).map_err(RunError)?;
+                out.push_str(end);
+                os::write_all(std::io::stdout(), out.as_bytes())?;
+            }
+            Op::Narrate(t) => {
+                let text = t.render(self).map_err(RunError)?;
+                self.probe.emit(Body::Narrate { text });
+            }
+            Op::Sleep(e) => {
+                let v = self.eval(e)?;
+                let ms = v
+                    .as_f64()
+                    .ok_or_else(|| RunError(format!("sleep_ms needs a number, got {v}")))?;
+                self.sleep_ms(ms);
+            }
+            Op::Spawn {
+                role,
+                handle,
+                args,
+                daemon,
+            } => {
+                let args: Vec<(String, Value)> = args
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
+                    .collect::<Result<_, RunError>>()?;
+                self.n_children += 1;
+                let id = format!("{}.{}", self.probe.id, self.n_children);
+                match self.fork_child(id, role, *daemon, true)? {
+                    Forked::Parent(i) => {
+                        if let Some(h) = handle {
+                            self.handles.insert(h.clone(), i);
+                        }
+                    }
+                    Forked::Child => {
+                        let code = self.run_role(role, args);
+                        self.finish(code)
+                    }
+                }
+            }
+            Op::Fork { into } => {
+                self.n_children += 1;
+                let id = format!("{}.{}", self.probe.id, self.n_children);
+                let role = self.role.clone();
+                match self.fork_child(id, &role, false, true)? {
+                    Forked::Parent(i) => {
+                        if let Some(v) = into {
+                            let pid = self.children[i].pid;
+                            self.set_var(v, Value::Int(i64::from(pid)));
+                        }
+                    }
+                    Forked::Child => {
+                        if let Some(v) = into {
+                            self.set_var(v, Value::Int(0));
+                        }
+                    }
+                }
+            }
+            Op::Join(target) => self.join(target)?,
+            Op::Wait { into } => {
+                let pid = self.wait_any()?;
+                if let Some(v) = into {
+                    self.set_var(v, Value::Int(i64::from(pid)));
+                }
+            }
+            Op::Exit(e) => {
+                let code = self.eval_int(e, "exit code")?;
+                return Ok(Flow::Exit(code.clamp(0, 255) as i32));
+            }
+            Op::Return(e) => return Ok(Flow::Return(self.eval(e)?)),
+            Op::If { cond, then, els } => {
+                let branch = if self.eval(cond)?.truthy() { then } else { els };
+                return self.steps(branch);
+            }
+            Op::Repeat { count, var, body } => {
+                let n = self.eval_int(count, "repeat count")?;
+                if n > MAX_REPEAT {
+                    return Err(RunError(format!(
+                        "repeat {n} is over the limit of {MAX_REPEAT}"
+                    )));
+                }
+                for i in 0..n.max(0) {
+                    if let Some(v) = var {
+                        self.vars.insert(v.clone(), Value::Int(i));
+                    }
+                    match self.steps(body)? {
+                        Flow::Next => {}
+                        other => return Ok(other),
+                    }
+                }
+            }
+            Op::For { var, items, body } => {
+                let items = match self.eval(items)? {
+                    Value::List(l) => l,
+                    Value::Str(s) => s.chars().map(|c| Value::Str(c.to_string())).collect(),
+                    v => return Err(RunError(format!("cannot loop over a {}", v.type_name()))),
+                };
+                for item in items {
+                    self.set_var(var, item);
+                    match self.steps(body)? {
+                        Flow::Next => {}
+                        other => return Ok(other),
+                    }
+                }
+            }
+            Op::Loop(body) => loop {
+                match self.steps(body)? {
+                    Flow::Next => {}
+                    other => return Ok(other),
+                }
+            },
+            Op::Set { var, value } => {
+                let v = self.eval(value)?;
+                self.set_var(var, v);
+            }
+            Op::Send { end, value } => {
+                let v = self.eval(value)?;
+                self.send(end, v)?;
+            }
+            Op::Recv { end, into } => {
+                let v = self.recv(end)?;
+                if let Some(var) = into {
+                    self.set_var(var, v);
+                }
+            }
+            Op::Poll {
+                end,
+                timeout_ms,
+                into,
+            } => {
+                let ms = match timeout_ms {
+                    Some(e) => self.eval(e)?.as_f64().unwrap_or(0.0) * self.run.spec.time_scale,
+                    None => 0.0,
+                };
+                let pe = self.run.end(end)?;
+                let ready = readable(pe.fd.as_fd(), ms.round() as i32);
+                self.probe.emit(Body::Poll {
+                    channel: pe.channel.clone(),
+                    end: end.clone(),
+                    ready,
+                });
+                if let Some(var) = into {
+                    self.set_var(var, Value::Bool(ready));
+                }
+            }
+            Op::Put { queue, value } => {
+                let v = self.eval(value)?;
+                self.put(queue, v)?;
+            }
+            Op::Get { queue, into } => {
+                let v = self.get(queue)?;
+                if let Some(var) = into {
+                    self.set_var(var, v);
+                }
+            }
+            Op::Qsize { queue, into } => {
+                let n = self.run.shm.queue_depth_add(queue, 0);
+                if let Some(var) = into {
+                    self.set_var(var, Value::Int(n.max(0)));
+                }
+            }
+            Op::Lock(l) => self.lock(l)?,
+            Op::Unlock(l) => {
+                self.probe.emit(Body::LockRelease { lock: l.clone() });
+                self.run.shm.sem_post(l)?;
+            }
+            Op::Read { name, into } => {
+                let v = self.read_shared(name)?;
+                if let Some(var) = into {
+                    self.set_var(var, v);
+                }
+            }
+            Op::Write { name, index, value } => {
+                let v = self.eval(value)?;
+                let index = match index {
+                    Some(e) => Some(self.eval_int(e, "index")?),
+                    None => None,
+                };
+                self.write_value(name, index, v)?;
+            }
+            Op::Add { name, by, gap_ms } => {
+                // A real read-modify-write: between the read and the write
+                // another process can write too, and its update is lost.
+                let old = if self.run.shm.is_shared(name) {
+                    self.read_shared(name)?
+                } else {
+                    self.lookup(name).map_err(RunError)?
+                };
+                let by = self.eval(by)?;
+                if let Some(g) = gap_ms {
+                    let ms = self.eval(g)?.as_f64().unwrap_or(0.0);
+                    if ms > 0.0 {
+                        let scaled = ms * self.run.spec.time_scale;
+                        std::thread::sleep(Duration::from_secs_f64(scaled / 1000.0));
+                    }
+                }
+                let new =
+                    crate::scenario::expr::binary(crate::scenario::expr::BinOp::Add, &old, &by)
+                        .map_err(RunError)?;
+                self.write_value(name, None, new)?;
+            }
+            Op::Pool { name, workers } => {
+                let n = self.eval_int(workers, "workers")?;
+                self.create_pool(name, n.max(1) as u32)?;
+            }
+            Op::ApplyAsync {
+                pool,
+                role,
+                args,
+                callback,
+            } => {
+                let args: Vec<(String, Value)> = args
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
+                    .collect::<Result<_, RunError>>()?;
+                self.drain_results(pool, false)?;
+                self.submit(pool, role, args, callback.clone())?;
+            }
+            Op::Map {
+                pool,
+                role,
+                inputs,
+                into,
+            } => {
+                let items = match self.eval(inputs)? {
+                    Value::List(l) => l,
+                    v => return Err(RunError(format!("map needs a list, got {v}"))),
+                };
+                let arg = self
+                    .run
+                    .scenario
+                    .roles
+                    .get(role)
+                    .and_then(|r| r.args.first().cloned())
+                    .unwrap_or_else(|| "x".into());
+                let mut ids = Vec::new();
+                for item in items {
+                    ids.push(self.submit(pool, role, vec![(arg.clone(), item)], None)?);
+                }
+                while ids
+                    .iter()
+                    .any(|t| !self.pool_mut(pool).is_ok_and(|p| p.results.contains_key(t)))
+                {
+                    self.drain_results(pool, true)?;
+                }
+                let p = self.pool_mut(pool)?;
+                let out: Vec<Value> = ids
+                    .iter()
+                    .map(|t| p.results.remove(t).unwrap_or_default())
+                    .collect();
+                if let Some(var) = into {
+                    self.set_var(var, Value::List(out));
+                }
+            }
+            Op::Close(pool) => {
+                let p = self.pool_mut(pool)?;
+                if !p.closed {
+                    p.closed = true;
+                    let stop = serde_json::to_vec(&TaskPacket::Stop).unwrap_or_default();
+                    for _ in 0..p.workers.len() {
+                        write_message(p.tasks_w.as_fd(), &stop)?;
+                    }
+                }
+            }
+            Op::Exec {
+                argv,
+                input,
+                into,
+                capture,
+                handle,
+            } => {
+                let argv: Vec<String> = argv
+                    .iter()
+                    .map(|e| Ok(self.eval(e)?.to_string()))
+                    .collect::<Result<_, RunError>>()?;
+                let input = match input {
+                    Some(e) => Some(self.eval(e)?.to_string()),
+                    None => None,
+                };
+                let out = self.exec(argv, input, *capture, handle.as_deref())?;
+                if let (Some(var), Some(out)) = (into, out) {
+                    self.set_var(var, Value::Str(out));
+                }
+            }
+            Op::Signal { handle, sig } => {
+                let i = self.child_by_handle(handle)?;
+                let signal = match sig {
+                    Sig::Term => Signal::SIGTERM,
+                    Sig::Kill => Signal::SIGKILL,
+                    Sig::Stop => Signal::SIGSTOP,
+                    Sig::Cont => Signal::SIGCONT,
+                    Sig::Int => Signal::SIGINT,
+                    Sig::Usr1 => Signal::SIGUSR1,
+                };
+                self.send_signal(i, signal);
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    // ------------------------------------------------------------ processes
+
+    /// Forks a child with the given logical id. In the child this process's
+    /// state becomes the child's (fresh probe, no children of its own) and
+    /// `Forked::Child` is returned; the caller decides what it runs.
+    fn fork_child(
+        &mut self,
+        id: String,
+        role: &str,
+        daemon: bool,
+        has_parent: bool,
+    ) -> Result<Forked, RunError> {
+        let Some(slot) = self.run.shm.claim_process(self.run.spec.max_procs) else {
+            return Err(RunError(format!(
+                "cannot start {id}: the run reached its limit of {} processes (--max-procs)",
+                self.run.spec.max_procs
+            )));
+        };
+        let t_fork = now_ns();
+        let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| RunError(format!("cannot create a pipe: {e}")))?;
+        match fork_process()? {
+            ForkResult::Child => {
+                drop(sync_r);
+                let parent_id = self.probe.id.clone();
+                self.probe.disconnect();
+                let ns_pid = nix::unistd::getpid().as_raw();
+                let (pid, _) = crate::probe::host_pids();
+                self.run.shm.register(slot, ns_pid, pid, &id);
+                let _ = os::write_all(&sync_w, &pid.to_le_bytes());
+                drop(sync_w);
+                self.probe = Probe::connect(
+                    &self.run.spec.socket,
+                    &id,
+                    role,
+                    has_parent.then_some(parent_id.as_str()),
+                    daemon,
+                    Capture::OwnOutput,
+                );
+                self.role = role.to_string();
+                self.children.clear();
+                self.handles.clear();
+                self.pools.clear();
+                self.n_children = 0;
+                self.reseed();
+                Ok(Forked::Child)
+            }
+            ForkResult::Parent { child } => {
+                drop(sync_w);
+                let mut buf = [0u8; 4];
+                let pid = match nix::unistd::read(&sync_r, &mut buf) {
+                    Ok(4) => i32::from_le_bytes(buf),
+                    _ => 0,
+                };
+                self.probe.emit_at(
+                    t_fork,
+                    Body::Spawn {
+                        child: id.clone(),
+                        child_pid: pid,
+                        role: role.to_string(),
+                        daemon,
+                    },
+                );
+                self.children.push(Child {
+                    id,
+                    pid,
+                    ns_pid: child,
+                    daemon,
+                    spawned: role != "exec" && !role.starts_with("pool:"),
+                    reaped: false,
+                });
+                Ok(Forked::Parent(self.children.len() - 1))
+            }
+        }
+    }
+
+    fn child_by_handle(&self, handle: &str) -> Result<usize, RunError> {
+        self.handles
+            .get(handle)
+            .copied()
+            .ok_or_else(|| RunError(format!("{handle} was never started by this process")))
+    }
+
+    fn send_signal(&mut self, i: usize, signal: Signal) {
+        let c = &self.children[i];
+        if c.reaped {
+            return;
+        }
+        let (target, target_pid, ns_pid) = (c.id.clone(), c.pid, c.ns_pid);
+        self.probe.emit(Body::Signal {
+            target,
+            target_pid,
+            signal: signal.as_str().to_string(),
+        });
+        let _ = kill(ns_pid, signal);
+    }
+
+    fn join(&mut self, target: &str) -> Result<(), RunError> {
+        if target == "*" {
+            let todo: Vec<usize> = (0..self.children.len())
+                .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
+                .collect();
+            for i in todo {
+                self.join_child(i);
+            }
+            return Ok(());
+        }
+        if self.pools.contains_key(target) {
+            return self.join_pool(target);
+        }
+        let i = self.child_by_handle(target)?;
+        self.join_child(i);
+        Ok(())
+    }
+
+    /// `waitpid` on one child: blocks while it runs, then reaps it.
+    fn join_child(&mut self, i: usize) {
+        if self.children[i].reaped {
+            return;
+        }
+        let ns_pid = self.children[i].ns_pid;
+        let on = format!("join {}", self.children[i].id);
+        let mut blocked = false;
+        let status = loop {
+            let flags = if blocked {
+                None
+            } else {
+                Some(WaitPidFlag::WNOHANG)
+            };
+            match waitpid(ns_pid, flags) {
+                Ok(WaitStatus::StillAlive) => {
+                    self.probe.emit(Body::Block { on: on.clone() });
+                    blocked = true;
+                }
+                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break Some(s),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break None,
+            }
+        };
+        if blocked {
+            self.probe.emit(Body::Unblock { on });
+        }
+        self.children[i].reaped = true;
+        if let Some(s) = status {
+            self.emit_reaped(i, s);
+        }
+    }
+
+    fn emit_reaped(&mut self, i: usize, s: WaitStatus) {
+        let (code, signal) = status_parts(s);
+        let (id, pid) = (self.children[i].id.clone(), self.children[i].pid);
+        let (by, by_pid) = (self.probe.id.clone(), self.probe.pid);
+        self.probe.emit_about(
+            &id,
+            pid,
+            Body::Reaped {
+                by,
+                by_pid,
+                code,
+                signal,
+            },
+        );
+    }
+
+    /// `os.wait()`: reaps whichever child ends first; its pid.
+    fn wait_any(&mut self) -> Result<i32, RunError> {
+        let alive = self.children.iter().any(|c| !c.reaped);
+        if !alive {
+            return Err(RunError(
+                "ChildProcessError: no child processes to wait for".into(),
+            ));
+        }
+        self.probe.emit(Body::Block {
+            on: "wait for any child".into(),
+        });
+        let s = loop {
+            match waitpid(None::<Pid>, None) {
+                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break s,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(RunError(format!("wait failed: {e}"))),
+            }
+        };
+        self.probe.emit(Body::Unblock {
+            on: "wait for any child".into(),
+        });
+        let ns_pid = s.pid();
+        let Some(i) = self.children.iter().position(|c| Some(c.ns_pid) == ns_pid) else {
+            return Ok(0);
+        };
+        self.children[i].reaped = true;
+        self.emit_reaped(i, s);
+        Ok(self.children[i].pid)
+    }
+
+    // ------------------------------------------------------------ sharing
+
+    fn read_shared(&mut self, name: &str) -> Result<Value, RunError> {
+        let v = self
+            .run
+            .shm
+            .load(name)
+            .ok_or_else(|| RunError(format!("{name} is not a shared value")))?;
+        self.probe.emit(Body::Read {
+            name: name.to_string(),
+            value: v.clone(),
+            private: false,
+        });
+        Ok(v)
+    }
+
+    fn write_value(&mut self, name: &str, index: Option<i64>, v: Value) -> Result<(), RunError> {
+        if !self.run.shm.is_shared(name) {
+            if self.run.scenario.globals.contains_key(name) {
+                self.set_var(name, v);
+                return Ok(());
+            }
+            return Err(RunError(format!("{name} is not a shared value")));
+        }
+        let shown = match index {
+            Some(i) => format!("{name}[{i}]"),
+            None => name.to_string(),
+        };
+        self.probe.emit(Body::Write {
+            name: shown,
+            value: v.clone(),
+            private: false,
+        });
+        self.run.shm.store(name, index, &v)
+    }
+
+    fn lock(&mut self, l: &str) -> Result<(), RunError> {
+        if !self.run.shm.sem_try(l)? {
+            self.probe.emit(Body::LockWait {
+                lock: l.to_string(),
+            });
+            self.run.shm.sem_wait(l)?;
+        }
+        self.probe.emit(Body::LockAcquire {
+            lock: l.to_string(),
+        });
+        Ok(())
+    }
+
+    fn send(&mut self, end: &str, v: Value) -> Result<(), RunError> {
+        let pe = self.run.end(end)?;
+        if !pe.can_send {
+            return Err(RunError(format!(
+                "{end} is the reading end of a one-way pipe"
+            )));
+        }
+        let msg = self.probe.msg_id();
+        let bytes = serde_json::to_vec(&Packet {
+            m: msg.clone(),
+            v: v.clone(),
+        })
+        .unwrap_or_default();
+        self.probe.emit(Body::Send {
+            channel: pe.channel.clone(),
+            end: end.to_string(),
+            msg,
+            value: v,
+        });
+        write_message(pe.fd.as_fd(), &bytes)
+    }
+
+    /// Reads one message, announcing the wait if nothing is there yet.
+    fn blocking_read(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        on: &str,
+    ) -> Result<Option<Vec<u8>>, RunError> {
+        let ready = readable(fd, 0);
+        if !ready {
+            self.probe.emit(Body::Block { on: on.to_string() });
+        }
+        let r = read_message(fd);
+        if !ready {
+            self.probe.emit(Body::Unblock { on: on.to_string() });
+        }
+        r
+    }
+
+    fn recv(&mut self, end: &str) -> Result<Value, RunError> {
+        let pe = self.run.end(end)?;
+        if !pe.can_recv {
+            return Err(RunError(format!(
+                "{end} is the writing end of a one-way pipe"
+            )));
+        }
+        let bytes = self
+            .blocking_read(pe.fd.as_fd(), &format!("recv on {end}"))?
+            .ok_or_else(|| RunError("EOFError: the other end is closed".into()))?;
+        let p: Packet = serde_json::from_slice(&bytes)
+            .map_err(|e| RunError(format!("a garbled message arrived on {end}: {e}")))?;
+        self.probe.emit(Body::Recv {
+            channel: pe.channel.clone(),
+            end: end.to_string(),
+            msg: p.m,
+            value: p.v.clone(),
+        });
+        Ok(p.v)
+    }
+
+    fn put(&mut self, queue: &str, v: Value) -> Result<(), RunError> {
+        let slots = format!("queue:{queue}");
+        if self.run.shm.has_sem(&slots) && !self.run.shm.sem_try(&slots)? {
+            let on = format!("put on full queue {queue}");
+            self.probe.emit(Body::Block { on: on.clone() });
+            self.run.shm.sem_wait(&slots)?;
+            self.probe.emit(Body::Unblock { on });
+        }
+        let msg = self.probe.msg_id();
+        let bytes = serde_json::to_vec(&Packet {
+            m: msg.clone(),
+            v: v.clone(),
+        })
+        .unwrap_or_default();
+        self.probe.emit(Body::Put {
+            channel: queue.to_string(),
+            msg,
+            value: v,
+        });
+        self.run.shm.queue_depth_add(queue, 1);
+        let q = self.run.queue(queue)?;
+        write_message(q.1.as_fd(), &bytes)
+    }
+
+    fn get(&mut self, queue: &str) -> Result<Value, RunError> {
+        let q = self.run.queue(queue)?;
+        let bytes = self
+            .blocking_read(q.0.as_fd(), &format!("get on empty queue {queue}"))?
+            .ok_or_else(|| RunError(format!("queue {queue} is closed")))?;
+        self.run.shm.queue_depth_add(queue, -1);
+        let p: Packet = serde_json::from_slice(&bytes)
+            .map_err(|e| RunError(format!("a garbled item in queue {queue}: {e}")))?;
+        self.probe.emit(Body::Get {
+            channel: queue.to_string(),
+            msg: p.m,
+            value: p.v.clone(),
+        });
+        let slots = format!("queue:{queue}");
+        if self.run.shm.has_sem(&slots) {
+            self.run.shm.sem_post(&slots)?;
+        }
+        Ok(p.v)
+    }
+
+    // ------------------------------------------------------------ pools
+
+    fn pool_mut(&mut self, name: &str) -> Result<&mut PoolState, RunError> {
+        self.pools
+            .get_mut(name)
+            .ok_or_else(|| RunError(format!("pool {name} was not created by this process")))
+    }
+
+    fn create_pool(&mut self, name: &str, workers: u32) -> Result<(), RunError> {
+        let (tasks_r, tasks_w) = os::packet_pipe()?;
+        let (results_r, results_w) = os::packet_pipe()?;
+        self.probe.emit(Body::Resource {
+            res: ResourceKind::Pool,
+            name: name.to_string(),
+            value: None,
+            size: Some(workers),
+            ends: vec![],
+            duplex: false,
+        });
+        let prefix = if self.probe.id == "main" {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.probe.id)
+        };
+        let mut ids = Vec::new();
+        for k in 1..=workers {
+            let id = format!("{prefix}.w{k}");
+            match self.fork_child(id, &format!("pool:{name}"), false, true)? {
+                Forked::Parent(i) => ids.push(i),
+                Forked::Child => {
+                    drop(tasks_w);
+                    drop(results_r);
+                    self.worker_loop(name, &tasks_r, &results_w);
+                    self.finish(0)
+                }
+            }
+        }
+        drop(tasks_r);
+        drop(results_w);
+        self.pools.insert(
+            name.to_string(),
+            PoolState {
+                tasks_w,
+                results_r,
+                workers: ids,
+                next_task: 0,
+                pending: BTreeMap::new(),
+                results: BTreeMap::new(),
+                closed: false,
+                joined: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// A pool worker: take a task, run it, send the result, until told to stop.
+    fn worker_loop(&mut self, pool: &str, tasks: &OwnedFd, results: &OwnedFd) {
+        loop {
+            let packet = match self.blocking_read(tasks.as_fd(), "waiting for a task") {
+                Ok(Some(p)) => p,
+                _ => return,
+            };
+            let Ok(TaskPacket::Task { task, role, args }) = serde_json::from_slice(&packet) else {
+                return;
+            };
+            self.probe.emit(Body::Get {
+                channel: format!("{pool}.tasks"),
+                msg: format!("{pool}:task{task}"),
+                value: Value::Str(call_text(&role, &args)),
+            });
+            self.probe.emit(Body::TaskStart {
+                pool: pool.to_string(),
+                task,
+                func: role.clone(),
+            });
+            let saved = std::mem::take(&mut self.vars);
+            self.vars = self.run.scenario.globals.clone();
+            self.vars.extend(args);
+            let steps = match self.run.scenario.roles.get(&role) {
+                Some(r) => &r.steps,
+                None => {
+                    self.fail(RunError(format!("no role {role}")));
+                    continue;
+                }
+            };
+            let value = match self.steps(steps) {
+                Ok(Flow::Return(v)) => v,
+                Ok(_) => Value::None,
+                Err(e) => {
+                    self.fail(e);
+                    Value::None
+                }
+            };
+            self.vars = saved;
+            self.probe.emit(Body::TaskDone {
+                pool: pool.to_string(),
+                task,
+                value: value.clone(),
+            });
+            self.probe.emit(Body::Send {
+                channel: format!("{pool}.results"),
+                end: String::new(),
+                msg: format!("{pool}:result{task}"),
+                value: value.clone(),
+            });
+            let bytes = serde_json::to_vec(&ResultPacket { task, value }).unwrap_or_default();
+            if write_message(results.as_fd(), &bytes).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn submit(
+        &mut self,
+        pool: &str,
+        role: &str,
+        args: Vec<(String, Value)>,
+        callback: Option<String>,
+    ) -> Result<u32, RunError> {
+        let p = self.pool_mut(pool)?;
+        if p.closed {
+            return Err(RunError(format!("ValueError: pool {pool} is closed")));
+        }
+        let task = p.next_task;
+        p.next_task += 1;
+        p.pending.insert(task, callback);
+        let text = call_text(role, &args);
+        let bytes = serde_json::to_vec(&TaskPacket::Task {
+            task,
+            role: role.to_string(),
+            args,
+        })
+        .unwrap_or_default();
+        self.probe.emit(Body::Put {
+            channel: format!("{pool}.tasks"),
+            msg: format!("{pool}:task{task}"),
+            value: Value::Str(text),
+        });
+        let p = self.pool_mut(pool)?;
+        write_message(p.tasks_w.as_fd(), &bytes)?;
+        Ok(task)
+    }
+
+    /// Takes in finished results (waiting for at least one if `wait`), and
+    /// runs their callbacks here, in the pool's owner.
+    fn drain_results(&mut self, pool: &str, wait: bool) -> Result<(), RunError> {
+        let mut first = true;
+        loop {
+            let fd = self
+                .pool_mut(pool)?
+                .results_r
+                .try_clone()
+                .map_err(|e| RunError(e.to_string()))?;
+            if !(wait && first) && !readable(fd.as_fd(), 0) {
+                return Ok(());
+            }
+            first = false;
+            let Some(bytes) =
+                self.blocking_read(fd.as_fd(), &format!("waiting for {pool} results"))?
+            else {
+                return Err(RunError(format!("the workers of {pool} are gone")));
+            };
+            let r: ResultPacket = serde_json::from_slice(&bytes)
+                .map_err(|e| RunError(format!("a garbled result from {pool}: {e}")))?;
+            self.probe.emit(Body::Recv {
+                channel: format!("{pool}.results"),
+                end: String::new(),
+                msg: format!("{pool}:result{}", r.task),
+                value: r.value.clone(),
+            });
+            let p = self.pool_mut(pool)?;
+            let callback = p.pending.remove(&r.task).flatten();
+            p.results.insert(r.task, r.value.clone());
+            if let Some(cb) = callback {
+                self.run_callback(&cb, r.value)?;
+            }
+        }
+    }
+
+    fn run_callback(&mut self, role: &str, value: Value) -> Result<(), RunError> {
+        let Some(r) = self.run.scenario.roles.get(role) else {
+            return Err(RunError(format!("no role {role}")));
+        };
+        let arg = r.args.first().cloned().unwrap_or_else(|| "result".into());
+        let saved = std::mem::take(&mut self.vars);
+        self.vars = self.run.scenario.globals.clone();
+        self.vars.insert(arg, value);
+        let r = self.steps(&r.steps);
+        self.vars = saved;
+        r.map(|_| ())
+    }
+
+    fn join_pool(&mut self, pool: &str) -> Result<(), RunError> {
+        if !self.pool_mut(pool)?.closed {
+            return Err(RunError(format!(
+                "ValueError: pool {pool} is still running (close it before join)"
+            )));
+        }
+        while !self.pool_mut(pool)?.pending.is_empty() {
+            self.drain_results(pool, true)?;
+        }
+        let workers = self.pool_mut(pool)?.workers.clone();
+        for i in workers {
+            self.join_child(i);
+        }
+        self.pool_mut(pool)?.joined = true;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ exec
+
+    /// `subprocess.Popen(argv, stdin=PIPE, stdout=PIPE).communicate(input)`.
+    fn exec(
+        &mut self,
+        argv: Vec<String>,
+        input: Option<String>,
+        capture: bool,
+        handle: Option<&str>,
+    ) -> Result<Option<String>, RunError> {
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| RunError(format!("cannot create a pipe: {e}")))
+        };
+        let stdin = match input {
+            Some(_) => Some(pipe()?),
+            None => None,
+        };
+        let stdout = if capture { Some(pipe()?) } else { None };
+        self.n_children += 1;
+        let id = format!("{}.{}", self.probe.id, self.n_children);
+        let program = argv.first().cloned().unwrap_or_default();
+        match self.fork_child(id.clone(), "exec", false, true)? {
+            Forked::Child => {
+                if let Some((r, _)) = &stdin {
+                    let _ = nix::unistd::dup2_stdin(r);
+                }
+                if let Some((_, w)) = &stdout {
+                    let _ = nix::unistd::dup2_stdout(w);
+                }
+                self.probe.emit(Body::Exec {
+                    program: program.clone(),
+                    args: argv[1..].to_vec(),
+                });
+                let err = exec_program(&argv);
+                let _ = os::write_all(std::io::stderr(), format!("{program}: {err}\n").as_bytes());
+                self.probe.emit(Body::Error {
+                    message: format!("could not run {program}: {err}"),
+                });
+                os::exit_now(127)
+            }
+            Forked::Parent(i) => {
+                if let Some(h) = handle {
+                    self.handles.insert(h.to_string(), i);
+                }
+                if let (Some((r, w)), Some(text)) = (stdin, input) {
+                    drop(r);
+                    let msg = self.probe.msg_id();
+                    self.probe.emit(Body::Send {
+                        channel: format!("{id}.stdin"),
+                        end: "stdin".into(),
+                        msg,
+                        value: Value::Str(text.clone()),
+                    });
+                    // A program that exits without reading is not an error.
+                    let _ = os::write_all(&w, text.as_bytes());
+                }
+                let out = match stdout {
+                    Some((r, w)) => {
+                        drop(w);
+                        let on = format!("reading the output of {program}");
+                        self.probe.emit(Body::Block { on: on.clone() });
+                        let bytes = os::read_to_end(r.as_fd())?;
+                        self.probe.emit(Body::Unblock { on });
+                        Some(String::from_utf8_lossy(&bytes).into_owned())
+                    }
+                    None => None,
+                };
+                self.join_child(i);
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Replaces the process image; returns only on failure.
+fn exec_program(argv: &[String]) -> String {
+    use std::ffi::CString;
+    let Ok(args) = argv
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return "an argument contains a NUL byte".into();
+    };
+    let Some(prog) = args.first() else {
+        return "no program given".into();
+    };
+    // Programs expect the default SIGPIPE behaviour (Rust ignores it).
+    // SAFETY: setting a signal to its default disposition has no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+    match nix::unistd::execvp(prog, &args) {
+        Ok(never) => match never {},
+        Err(e) => e.desc().to_string(),
+    }
+}
+
+fn call_text(role: &str, args: &[(String, Value)]) -> String {
+    let shown: Vec<String> = args.iter().map(|(_, v)| v.repr()).collect();
+    format!("{role}({})", shown.join(", "))
+}
+
+/// Exit code or signal name from a wait status.
+pub fn status_parts(s: WaitStatus) -> (Option<i32>, Option<String>) {
+    match s {
+        WaitStatus::Exited(_, code) => (Some(code), None),
+        WaitStatus::Signaled(_, sig, _) => (None, Some(signal_name(sig as i32))),
+        _ => (None, None),
+    }
+}
+
+impl Scope for Proc<'_> {
+    fn lookup(&mut self, name: &str) -> Result<Value, String> {
+        if let Some(v) = self.vars.get(name) {
+            return Ok(v.clone());
+        }
+        if self.run.shm.is_shared(name) {
+            return self.read_shared(name).map_err(|e| e.0);
+        }
+        if let Some(v) = self.run.params.get(name) {
+            return Ok(v.clone());
+        }
+        match name {
+            "pid" => Ok(Value::Int(i64::from(self.probe.pid))),
+            "ppid" => Ok(Value::Int(i64::from(host_ppid().unwrap_or(0)))),
+            "name" => Ok(Value::Str(self.probe.id.clone())),
+            "role" => Ok(Value::Str(self.role.clone())),
+            _ => Err(format!("NameError: name {name:?} is not defined here")),
+        }
+    }
+
+    fn call(&mut self, name: &str, args: &[Value]) -> Result<Option<Value>, String> {
+        let num = |i: usize| -> Result<f64, String> {
+            args.get(i)
+                .and_then(Value::as_f64)
+                .ok_or_else(|| format!("{name}() needs numbers"))
+        };
+        Ok(Some(match name {
+            "random" => Value::Float(self.random()),
+            "uniform" => {
+                let (a, b) = (num(0)?, num(1)?);
+                Value::Float(a + (b - a) * self.random())
+            }
+            "randint" => {
+                let (a, b) = (num(0)? as i64, num(1)? as i64);
+                let span = (b - a + 1).max(1) as f64;
+                Value::Int(a + (self.random() * span).floor() as i64)
+            }
+            "env" => match args.first() {
+                Some(Value::Str(k)) => Value::Str(std::env::var(k).unwrap_or_default()),
+                _ => return Err("env() needs a name".into()),
+            },
+            "cpu_count" => {
+                Value::Int(std::thread::available_parallelism().map_or(1, |n| n.get() as i64))
+            }
+            _ => return Ok(None),
+        }))
+    }
+}

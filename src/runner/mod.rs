@@ -1,0 +1,300 @@
+//! The forking side. The app starts its own binary as the hidden
+//! `__runner` subcommand and writes a [`RunSpec`] to its stdin. The runner:
+//!
+//! 1. asks to be killed when the app dies (`PR_SET_PDEATHSIG`), checks the
+//!    app is still there, and enters a fresh PID namespace when it can;
+//! 2. forks the namespace's init (the *runner core*, logical id `runner`):
+//!    a child subreaper that sets up the shared resources, forks `main`,
+//!    and reaps every process that ends up orphaned;
+//! 3. waits for the core and exits with main's exit code.
+//!
+//! Everything in the namespace dies with the core, and the core dies with
+//! the runner, which dies with the app: even `kill -9` of the app leaves no
+//! scenario process behind. All of it is single-threaded, so forking is safe.
+
+pub mod interp;
+pub mod os;
+pub mod shm;
+
+use crate::probe::{Capture, Probe};
+use crate::protocol::{Body, RUNNER_ID, ResourceKind, Value};
+use crate::scenario::{self, Scenario};
+use interp::{Proc, status_parts};
+use nix::sys::wait::{WaitStatus, waitpid};
+use serde::{Deserialize, Serialize};
+use shm::Shm;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+/// A failure inside the runner or a scenario process, as one sentence.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
+/// Everything the runner needs, sent by the app as JSON on its stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub scenario_text: String,
+    pub origin: String,
+    pub params: BTreeMap<String, Value>,
+    pub socket: PathBuf,
+    /// Every sleep is multiplied by this.
+    pub time_scale: f64,
+    pub seed: u64,
+    pub max_procs: u32,
+    /// The app's pid: if our parent is no longer it, the app died already.
+    pub parent_pid: i32,
+}
+
+/// One end of a pipe as a process holds it.
+pub struct End {
+    pub fd: OwnedFd,
+    pub channel: String,
+    pub can_send: bool,
+    pub can_recv: bool,
+}
+
+/// What every scenario process inherits from the runner core.
+pub struct Run {
+    pub spec: RunSpec,
+    pub scenario: Scenario,
+    pub params: BTreeMap<String, Value>,
+    pub shm: Shm,
+    ends: BTreeMap<String, End>,
+    /// Read and write end of each queue's packet pipe.
+    queues: BTreeMap<String, (OwnedFd, OwnedFd)>,
+}
+
+impl Run {
+    pub fn end(&self, name: &str) -> Result<&End, RunError> {
+        self.ends
+            .get(name)
+            .ok_or_else(|| RunError(format!("no pipe end named {name}")))
+    }
+
+    pub fn queue(&self, name: &str) -> Result<&(OwnedFd, OwnedFd), RunError> {
+        self.queues
+            .get(name)
+            .ok_or_else(|| RunError(format!("no queue named {name}")))
+    }
+}
+
+/// Entry point of `forkscope __runner`. Returns the process exit code.
+pub fn runner_main() -> i32 {
+    // Die with the app, whatever kills it.
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err() {
+        return 70;
+    }
+    let mut text = String::new();
+    if std::io::stdin().read_to_string(&mut text).is_err() {
+        return 70;
+    }
+    let spec: RunSpec = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("forkscope runner: bad run spec: {e}");
+            return 70;
+        }
+    };
+    if nix::unistd::getppid().as_raw() != spec.parent_pid {
+        return 70; // the app died before we could watch it
+    }
+    // A PID namespace makes cleanup total: when its init (the core) dies,
+    // the kernel kills everything inside. Without one we still run.
+    let in_namespace = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok();
+    let (life_r, life_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(_) => return 70,
+    };
+    match os::fork_process() {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(life_w);
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            // If the runner died before the line above, the pipe says so.
+            if os::readable(std::os::fd::AsFd::as_fd(&life_r), 0) {
+                os::exit_now(70);
+            }
+            drop(life_r);
+            let code = core(spec, in_namespace);
+            os::exit_now(code)
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(life_r);
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, c)) => break c,
+                    Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break 70,
+                }
+            };
+            drop(life_w);
+            code
+        }
+        Err(e) => {
+            eprintln!("forkscope runner: {e}");
+            70
+        }
+    }
+}
+
+/// The runner core: set up, fork main, reap everything. Main's exit code.
+fn core(spec: RunSpec, in_namespace: bool) -> i32 {
+    // Orphans come back to us (also when there is no PID namespace).
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let probe = Probe::connect(
+        &spec.socket,
+        RUNNER_ID,
+        "runner",
+        None,
+        false,
+        Capture::None,
+    );
+    let run = match setup(spec) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("forkscope runner: {e}");
+            return 70;
+        }
+    };
+    let run = Box::leak(Box::new(run));
+    let mut runner = Proc::new(run, probe, "runner");
+    if !in_namespace {
+        runner.probe.emit(Body::Error {
+            message:
+                "no PID namespace here: if the app is killed, scenario processes may outlive it"
+                    .into(),
+        });
+    }
+    declare_resources(&mut runner.probe, &run.scenario);
+    let main_pid = match runner.start_main() {
+        Ok(pid) => pid,
+        Err(e) => {
+            runner.probe.emit(Body::Error { message: e.0 });
+            return 70;
+        }
+    };
+    let mut main_code = 0;
+    loop {
+        match waitpid(None::<nix::unistd::Pid>, None) {
+            Ok(s @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))) => {
+                let (code, signal) = status_parts(s);
+                if pid == main_pid {
+                    main_code = code.unwrap_or(1);
+                }
+                let (id, host_pid) = run
+                    .shm
+                    .lookup(pid.as_raw())
+                    .unwrap_or_else(|| (String::new(), 0));
+                let (by, by_pid) = (RUNNER_ID.to_string(), runner.probe.pid);
+                runner.probe.emit_about(
+                    &id,
+                    host_pid,
+                    Body::Reaped {
+                        by,
+                        by_pid,
+                        code,
+                        signal,
+                    },
+                );
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break, // ECHILD: everyone is gone
+        }
+    }
+    main_code
+}
+
+/// Creates the shared memory, locks, pipes and queues, in the core, before
+/// main is forked, so every process inherits them.
+fn setup(spec: RunSpec) -> Result<Run, RunError> {
+    let scenario =
+        scenario::load(&spec.scenario_text, &spec.origin).map_err(|e| RunError(e.to_string()))?;
+    let shm = Shm::create(&scenario, spec.max_procs)?;
+    let mut ends = BTreeMap::new();
+    for (name, p) in &scenario.pipes {
+        let (a, b) = if p.duplex {
+            os::duplex_pair()?
+        } else {
+            os::packet_pipe()?
+        };
+        let [ea, eb] = &p.ends;
+        ends.insert(
+            ea.clone(),
+            End {
+                fd: a,
+                channel: name.clone(),
+                can_send: p.duplex,
+                can_recv: true,
+            },
+        );
+        ends.insert(
+            eb.clone(),
+            End {
+                fd: b,
+                channel: name.clone(),
+                can_send: true,
+                can_recv: p.duplex,
+            },
+        );
+    }
+    let mut queues = BTreeMap::new();
+    for q in scenario.queues.keys() {
+        queues.insert(q.clone(), os::packet_pipe()?);
+    }
+    Ok(Run {
+        params: spec.params.clone(),
+        spec,
+        scenario,
+        shm,
+        ends,
+        queues,
+    })
+}
+
+fn declare_resources(probe: &mut Probe, s: &Scenario) {
+    let mut declare = |res, name: &str, value: Option<Value>, size, ends: Vec<String>, duplex| {
+        probe.emit(Body::Resource {
+            res,
+            name: name.to_string(),
+            value,
+            size,
+            ends,
+            duplex,
+        })
+    };
+    for (k, v) in &s.globals {
+        declare(
+            ResourceKind::Global,
+            k,
+            Some(v.clone()),
+            None,
+            vec![],
+            false,
+        );
+    }
+    for (k, v) in &s.values {
+        declare(ResourceKind::Value, k, Some(v.clone()), None, vec![], false);
+    }
+    for (k, a) in &s.arrays {
+        declare(
+            ResourceKind::Array,
+            k,
+            Some(a.init.clone()),
+            None,
+            vec![],
+            false,
+        );
+    }
+    for l in &s.locks {
+        declare(ResourceKind::Lock, l, None, None, vec![], false);
+    }
+    for (k, p) in &s.pipes {
+        declare(ResourceKind::Pipe, k, None, None, p.ends.to_vec(), p.duplex);
+    }
+    for (k, q) in &s.queues {
+        declare(ResourceKind::Queue, k, None, Some(*q), vec![], false);
+    }
+}

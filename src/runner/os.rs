@@ -1,0 +1,135 @@
+//! The few places the runner talks to the kernel directly: fork, pipes that
+//! keep message boundaries, and blocking reads and writes of one message.
+
+use super::RunError;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::unistd::{ForkResult, fork, pipe2, read, write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// Largest message a pipe or queue carries in one piece (a pipe's atomic
+/// write size).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Forks the calling process.
+///
+/// Only the runner's processes call this, and they are single-threaded
+/// (the runner is started with `Command` by the app and never creates a
+/// thread), so the child gets a consistent copy: no lock can be held by a
+/// thread that does not exist in the child. The GUI/CLI process never calls it.
+pub fn fork_process() -> Result<ForkResult, RunError> {
+    // SAFETY: see above: the caller is single-threaded, so after fork the
+    // child may allocate and run arbitrary code.
+    unsafe { fork() }.map_err(|e| RunError(format!("fork failed: {e}")))
+}
+
+/// A kernel pipe in packet mode (`O_DIRECT`): every write of up to 4096
+/// bytes is read back as one message, even with several readers. The pipe
+/// is enlarged so that a burst of tasks or results does not block.
+pub fn packet_pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+    let (r, w) = pipe2(OFlag::O_DIRECT | OFlag::O_CLOEXEC)
+        .map_err(|e| RunError(format!("cannot create a pipe: {e}")))?;
+    // Best effort: a smaller pipe still works, it just blocks sooner.
+    let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(1 << 20));
+    Ok((r, w))
+}
+
+/// A duplex connection that keeps message boundaries (`SOCK_SEQPACKET`),
+/// what `multiprocessing.Pipe(duplex=True)` is on Linux (a socketpair).
+pub fn duplex_pair() -> Result<(OwnedFd, OwnedFd), RunError> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| RunError(format!("cannot create a socket pair: {e}")))
+}
+
+/// Is there something to read (or has the other side gone) within
+/// `timeout_ms` (0 = just look)?
+pub fn readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(timeout_ms.max(0)).unwrap_or(PollTimeout::MAX);
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(n) => return n > 0,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Writes one message in one `write` (so it stays whole).
+pub fn write_message(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), RunError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(RunError(format!(
+            "a message of {} bytes is over the {MAX_MESSAGE_BYTES}-byte limit",
+            bytes.len()
+        )));
+    }
+    loop {
+        match write(fd, bytes) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => return Err(RunError(format!("short write ({n} of {})", bytes.len()))),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EPIPE) => {
+                return Err(RunError(
+                    "BrokenPipeError: nobody reads the other end".into(),
+                ));
+            }
+            Err(e) => return Err(RunError(format!("write failed: {e}"))),
+        }
+    }
+}
+
+/// Reads one message, blocking until one arrives; `None` at end of file.
+pub fn read_message(fd: BorrowedFd<'_>) -> Result<Option<Vec<u8>>, RunError> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match read(fd, &mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(RunError(format!("read failed: {e}"))),
+        }
+    }
+}
+
+/// Writes all of `bytes` to a stream (stdout, a program's stdin).
+pub fn write_all(fd: impl AsFd, mut bytes: &[u8]) -> Result<(), RunError> {
+    while !bytes.is_empty() {
+        match write(fd.as_fd(), bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(RunError(format!("write failed: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a stream to its end.
+pub fn read_to_end(fd: BorrowedFd<'_>) -> Result<Vec<u8>, RunError> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match read(fd, &mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(RunError(format!("read failed: {e}"))),
+        }
+    }
+}
+
+/// Ends this process at once, without running the parent's cleanup that a
+/// forked child inherited (Rust has no destructors to run here that matter:
+/// output is written unbuffered and the probe writes each event at once).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}

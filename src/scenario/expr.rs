@@ -1,0 +1,915 @@
+//! The small, Python-flavoured expression language of scenario files:
+//! `num * 2`, `upper(s)`, `random() * 2000`, `res == 0`, `A[i] ** 2`, and
+//! templates like `"hello {name}, v = {v:.2f}"`.
+//!
+//! Expressions are parsed once when the scenario loads (so a typo is a load
+//! error with a position) and evaluated in a scenario process against an
+//! [`Scope`] that knows private variables, parameters and shared values.
+
+use crate::protocol::Value;
+use std::fmt;
+
+/// A parse or evaluation error; `offset` is a byte offset into the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExprError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    FloorDiv,
+    Mod,
+    Pow,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Lit(Value),
+    Var(String),
+    Index(Box<Expr>, Box<Expr>),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    Call(String, Vec<Expr>),
+    List(Vec<Expr>),
+}
+
+/// What an expression can look up while it is evaluated.
+pub trait Scope {
+    /// The value of a name: a private variable, a parameter, a shared value
+    /// (a real read of shared memory) or a built-in like `pid`.
+    fn lookup(&mut self, name: &str) -> Result<Value, String>;
+    /// A call of a function that needs the process (`random`, `env`, ...).
+    /// Return `Ok(None)` when the name is not one of them.
+    fn call(&mut self, name: &str, args: &[Value]) -> Result<Option<Value>, String>;
+}
+
+impl Expr {
+    /// Every variable name the expression mentions (for validation).
+    pub fn names(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Lit(_) => {}
+            Expr::Var(n) => out.push(n.clone()),
+            Expr::Index(a, b) | Expr::Bin(_, a, b) => {
+                a.names(out);
+                b.names(out);
+            }
+            Expr::Neg(a) | Expr::Not(a) => a.names(out),
+            Expr::Call(_, args) | Expr::List(args) => args.iter().for_each(|a| a.names(out)),
+        }
+    }
+
+    pub fn eval(&self, scope: &mut dyn Scope) -> Result<Value, String> {
+        match self {
+            Expr::Lit(v) => Ok(v.clone()),
+            Expr::Var(name) => scope.lookup(name),
+            Expr::Index(base, idx) => {
+                let base = base.eval(scope)?;
+                let idx = idx.eval(scope)?;
+                index(&base, &idx)
+            }
+            Expr::Neg(a) => match a.eval(scope)? {
+                Value::Int(i) => Ok(Value::Int(i.wrapping_neg())),
+                Value::Float(f) => Ok(Value::Float(-f)),
+                other => Err(format!("cannot negate a {}", other.type_name())),
+            },
+            Expr::Not(a) => Ok(Value::Bool(!a.eval(scope)?.truthy())),
+            Expr::Bin(BinOp::And, a, b) => {
+                let a = a.eval(scope)?;
+                if a.truthy() { b.eval(scope) } else { Ok(a) }
+            }
+            Expr::Bin(BinOp::Or, a, b) => {
+                let a = a.eval(scope)?;
+                if a.truthy() { Ok(a) } else { b.eval(scope) }
+            }
+            Expr::Bin(op, a, b) => {
+                let a = a.eval(scope)?;
+                let b = b.eval(scope)?;
+                binary(*op, &a, &b)
+            }
+            Expr::List(items) => Ok(Value::List(
+                items
+                    .iter()
+                    .map(|e| e.eval(scope))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Expr::Call(name, args) => {
+                let args: Vec<Value> = args
+                    .iter()
+                    .map(|e| e.eval(scope))
+                    .collect::<Result<_, _>>()?;
+                if let Some(v) = scope.call(name, &args)? {
+                    return Ok(v);
+                }
+                builtin(name, &args)
+            }
+        }
+    }
+}
+
+/// Functions every process can call without side effects.
+pub const PURE_FUNCTIONS: &[&str] = &[
+    "upper", "lower", "len", "str", "int", "float", "abs", "min", "max", "round", "range", "repr",
+    "sum",
+];
+
+/// Functions the process provides (see [`Scope::call`]).
+pub const PROCESS_FUNCTIONS: &[&str] = &["random", "randint", "uniform", "env", "cpu_count"];
+
+fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
+    let one = || -> Result<&Value, String> {
+        match args {
+            [a] => Ok(a),
+            _ => Err(format!("{name}() takes one argument, got {}", args.len())),
+        }
+    };
+    match name {
+        "upper" => match one()? {
+            Value::Str(s) => Ok(Value::Str(s.to_uppercase())),
+            v => Err(format!("upper() needs a str, got {}", v.type_name())),
+        },
+        "lower" => match one()? {
+            Value::Str(s) => Ok(Value::Str(s.to_lowercase())),
+            v => Err(format!("lower() needs a str, got {}", v.type_name())),
+        },
+        "len" => match one()? {
+            Value::Str(s) => Ok(Value::Int(s.chars().count() as i64)),
+            Value::List(l) => Ok(Value::Int(l.len() as i64)),
+            v => Err(format!("a {} has no len()", v.type_name())),
+        },
+        "str" => Ok(Value::Str(one()?.to_string())),
+        "repr" => Ok(Value::Str(one()?.repr())),
+        "int" => match one()? {
+            Value::Str(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(Value::Int)
+                .map_err(|_| format!("int() cannot read {s:?}")),
+            v => v
+                .as_f64()
+                .map(|f| Value::Int(f.trunc() as i64))
+                .ok_or_else(|| format!("int() of a {}", v.type_name())),
+        },
+        "float" => match one()? {
+            Value::Str(s) => s
+                .trim()
+                .parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| format!("float() cannot read {s:?}")),
+            v => v
+                .as_f64()
+                .map(Value::Float)
+                .ok_or_else(|| format!("float() of a {}", v.type_name())),
+        },
+        "abs" => match one()? {
+            Value::Int(i) => Ok(Value::Int(i.wrapping_abs())),
+            Value::Float(f) => Ok(Value::Float(f.abs())),
+            v => Err(format!("abs() of a {}", v.type_name())),
+        },
+        "round" => {
+            let (x, digits) = match args {
+                [x] => (x, 0),
+                [x, Value::Int(d)] => (x, *d),
+                _ => return Err("round() takes a number and optional digits".into()),
+            };
+            let x = x.as_f64().ok_or("round() needs a number")?;
+            if args.len() == 1 {
+                Ok(Value::Int(x.round() as i64))
+            } else {
+                let scale = 10f64.powi(digits.clamp(-15, 15) as i32);
+                Ok(Value::Float((x * scale).round() / scale))
+            }
+        }
+        "min" | "max" | "sum" => {
+            let items: Vec<Value> = match args {
+                [Value::List(l)] => l.clone(),
+                _ => args.to_vec(),
+            };
+            if name == "sum" {
+                return items
+                    .iter()
+                    .try_fold(Value::Int(0), |acc, v| binary(BinOp::Add, &acc, v));
+            }
+            let mut best: Option<Value> = None;
+            for v in items {
+                best = Some(match best {
+                    None => v,
+                    Some(b) => {
+                        let less = binary(BinOp::Lt, &v, &b)?.truthy();
+                        if less == (name == "min") { v } else { b }
+                    }
+                });
+            }
+            best.ok_or_else(|| format!("{name}() of nothing"))
+        }
+        "range" => {
+            let (lo, hi) = match args {
+                [Value::Int(n)] => (0, *n),
+                [Value::Int(a), Value::Int(b)] => (*a, *b),
+                _ => return Err("range() takes one or two ints".into()),
+            };
+            if hi.saturating_sub(lo) > 100_000 {
+                return Err("range() longer than 100000".into());
+            }
+            Ok(Value::List((lo..hi).map(Value::Int).collect()))
+        }
+        _ => Err(format!("unknown function {name}()")),
+    }
+}
+
+fn index(base: &Value, idx: &Value) -> Result<Value, String> {
+    let i = idx
+        .as_i64()
+        .ok_or_else(|| format!("index must be an int, not {}", idx.type_name()))?;
+    let get = |len: usize| -> Result<usize, String> {
+        let j = if i < 0 { i + len as i64 } else { i };
+        if j < 0 || j >= len as i64 {
+            Err(format!("index {i} out of range (length {len})"))
+        } else {
+            Ok(j as usize)
+        }
+    };
+    match base {
+        Value::List(l) => Ok(l[get(l.len())?].clone()),
+        Value::Str(s) => {
+            let chars: Vec<char> = s.chars().collect();
+            Ok(Value::Str(chars[get(chars.len())?].to_string()))
+        }
+        v => Err(format!("a {} cannot be indexed", v.type_name())),
+    }
+}
+
+/// Python semantics for the operators we support; lists combine elementwise
+/// with a number or a list of the same length (points: `A[i] ** 2`).
+pub fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, String> {
+    use Value::*;
+    match op {
+        BinOp::Eq => return Ok(Bool(equal(a, b))),
+        BinOp::Ne => return Ok(Bool(!equal(a, b))),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            let ord = match (a, b) {
+                (Str(x), Str(y)) => x.cmp(y),
+                _ => {
+                    let (x, y) = (a.as_f64(), b.as_f64());
+                    match (x, y) {
+                        (Some(x), Some(y)) => x.partial_cmp(&y).ok_or("cannot compare NaN")?,
+                        _ => {
+                            return Err(format!(
+                                "cannot compare {} with {}",
+                                a.type_name(),
+                                b.type_name()
+                            ));
+                        }
+                    }
+                }
+            };
+            use std::cmp::Ordering::*;
+            let r = match op {
+                BinOp::Lt => ord == Less,
+                BinOp::Le => ord != Greater,
+                BinOp::Gt => ord == Greater,
+                _ => ord != Less,
+            };
+            return Ok(Bool(r));
+        }
+        _ => {}
+    }
+    match (a, b) {
+        (List(x), List(y)) if op != BinOp::Add => {
+            if x.len() != y.len() {
+                return Err("lists of different lengths".into());
+            }
+            let items = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| binary(op, p, q))
+                .collect::<Result<_, _>>()?;
+            Ok(List(items))
+        }
+        (List(x), List(y)) => Ok(List(x.iter().chain(y).cloned().collect())),
+        (List(x), n) if n.as_f64().is_some() && op != BinOp::Mul => Ok(List(
+            x.iter()
+                .map(|p| binary(op, p, n))
+                .collect::<Result<_, _>>()?,
+        )),
+        (Str(x), Str(y)) if op == BinOp::Add => Ok(Str(format!("{x}{y}"))),
+        (Str(x), Int(n)) | (Int(n), Str(x)) if op == BinOp::Mul => {
+            Ok(Str(x.repeat((*n).clamp(0, 10_000) as usize)))
+        }
+        (List(x), Int(n)) if op == BinOp::Mul => Ok(List(
+            x.iter()
+                .map(|p| binary(op, p, &Int(*n)))
+                .collect::<Result<_, _>>()?,
+        )),
+        (Int(x), Int(y)) => int_op(op, *x, *y),
+        (Bool(_), _) | (_, Bool(_)) | (Int(_), Float(_)) | (Float(_), _)
+            if a.as_f64().is_some() && b.as_f64().is_some() =>
+        {
+            match (a, b) {
+                (Float(_), _) | (_, Float(_)) => float_op(op, a.as_f64(), b.as_f64()),
+                _ => int_op(op, a.as_i64().unwrap_or(0), b.as_i64().unwrap_or(0)),
+            }
+        }
+        _ => Err(format!(
+            "cannot apply {op:?} to {} and {}",
+            a.type_name(),
+            b.type_name()
+        )),
+    }
+}
+
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) if !matches!((a, b), (Value::List(_), _) | (_, Value::List(_))) => {
+            x == y
+        }
+        _ => a == b,
+    }
+}
+
+fn int_op(op: BinOp, x: i64, y: i64) -> Result<Value, String> {
+    let v = match op {
+        BinOp::Add => x.wrapping_add(y),
+        BinOp::Sub => x.wrapping_sub(y),
+        BinOp::Mul => x.wrapping_mul(y),
+        BinOp::Div => {
+            if y == 0 {
+                return Err("division by zero".into());
+            }
+            return Ok(Value::Float(x as f64 / y as f64));
+        }
+        BinOp::FloorDiv => {
+            if y == 0 {
+                return Err("division by zero".into());
+            }
+            x.div_euclid(y)
+                - if (x.rem_euclid(y) != 0) && (y < 0) {
+                    1
+                } else {
+                    0
+                }
+        }
+        BinOp::Mod => {
+            if y == 0 {
+                return Err("modulo by zero".into());
+            }
+            ((x % y) + y) % y
+        }
+        BinOp::Pow => {
+            if y < 0 {
+                return Ok(Value::Float((x as f64).powf(y as f64)));
+            }
+            x.wrapping_pow(y.min(u32::MAX as i64) as u32)
+        }
+        _ => return Err(format!("{op:?} is not arithmetic")),
+    };
+    Ok(Value::Int(v))
+}
+
+fn float_op(op: BinOp, x: Option<f64>, y: Option<f64>) -> Result<Value, String> {
+    let (x, y) = (x.unwrap_or(0.0), y.unwrap_or(0.0));
+    let v = match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div | BinOp::FloorDiv | BinOp::Mod if y == 0.0 => {
+            return Err("division by zero".into());
+        }
+        BinOp::Div => x / y,
+        BinOp::FloorDiv => (x / y).floor(),
+        BinOp::Mod => x - y * (x / y).floor(),
+        BinOp::Pow => x.powf(y),
+        _ => return Err(format!("{op:?} is not arithmetic")),
+    };
+    Ok(Value::Float(v))
+}
+
+// ---------------------------------------------------------------- parsing
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(Value),
+    Str(String),
+    Ident(String),
+    Op(&'static str),
+}
+
+fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
+    const OPS: &[&str] = &[
+        "**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "<", ">", "(", ")", "[", "]",
+        ",",
+    ];
+    let bytes = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i] as char;
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if c.is_ascii_digit() || (c == '.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_digit() || bytes[i] == b'.' || bytes[i] == b'_')
+            {
+                i += 1;
+            }
+            if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
+                i += 1;
+                if i < bytes.len() && (bytes[i] == b'-' || bytes[i] == b'+') {
+                    i += 1;
+                }
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            let text: String = src[start..i].chars().filter(|&c| c != '_').collect();
+            let v = if text.contains(['.', 'e', 'E']) {
+                text.parse::<f64>().map(Value::Float).ok()
+            } else {
+                text.parse::<i64>().map(Value::Int).ok()
+            };
+            let v = v.ok_or(ExprError {
+                offset: start,
+                message: format!("bad number {text:?}"),
+            })?;
+            out.push((Tok::Num(v), start));
+        } else if c.is_alphabetic() || c == '_' {
+            while i < bytes.len()
+                && ((bytes[i] as char).is_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.')
+            {
+                i += 1;
+            }
+            out.push((Tok::Ident(src[start..i].to_string()), start));
+        } else if c == '\'' || c == '"' {
+            let quote = bytes[i];
+            i += 1;
+            let mut s = String::new();
+            let mut closed = false;
+            let mut chars = src[i..].char_indices();
+            while let Some((k, ch)) = chars.next() {
+                if ch as u32 == quote as u32 {
+                    i += k + 1;
+                    closed = true;
+                    break;
+                }
+                if ch == '\\' {
+                    match chars.next() {
+                        Some((_, 'n')) => s.push('\n'),
+                        Some((_, 't')) => s.push('\t'),
+                        Some((_, other)) => s.push(other),
+                        None => break,
+                    }
+                } else {
+                    s.push(ch);
+                }
+            }
+            if !closed {
+                return Err(ExprError {
+                    offset: start,
+                    message: "string is not closed".into(),
+                });
+            }
+            out.push((Tok::Str(s), start));
+        } else if let Some(op) = OPS.iter().find(|op| src[i..].starts_with(**op)) {
+            i += op.len();
+            out.push((Tok::Op(op), start));
+        } else {
+            return Err(ExprError {
+                offset: start,
+                message: format!("unexpected character {c:?}"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+    end: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(t, _)| t)
+    }
+    fn offset(&self) -> usize {
+        self.toks.get(self.pos).map_or(self.end, |(_, o)| *o)
+    }
+    fn err<T>(&self, message: impl Into<String>) -> Result<T, ExprError> {
+        Err(ExprError {
+            offset: self.offset(),
+            message: message.into(),
+        })
+    }
+    fn eat_op(&mut self, op: &str) -> bool {
+        if self.peek() == Some(&Tok::Op(op_static(op))) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn eat_word(&mut self, w: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Ident(s)) if s == w) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expr(&mut self) -> Result<Expr, ExprError> {
+        self.or()
+    }
+    fn or(&mut self) -> Result<Expr, ExprError> {
+        let mut a = self.and()?;
+        while self.eat_word("or") {
+            let b = self.and()?;
+            a = Expr::Bin(BinOp::Or, Box::new(a), Box::new(b));
+        }
+        Ok(a)
+    }
+    fn and(&mut self) -> Result<Expr, ExprError> {
+        let mut a = self.not()?;
+        while self.eat_word("and") {
+            let b = self.not()?;
+            a = Expr::Bin(BinOp::And, Box::new(a), Box::new(b));
+        }
+        Ok(a)
+    }
+    fn not(&mut self) -> Result<Expr, ExprError> {
+        if self.eat_word("not") {
+            return Ok(Expr::Not(Box::new(self.not()?)));
+        }
+        self.cmp()
+    }
+    fn cmp(&mut self) -> Result<Expr, ExprError> {
+        let a = self.sum()?;
+        for (s, op) in [
+            ("==", BinOp::Eq),
+            ("!=", BinOp::Ne),
+            ("<=", BinOp::Le),
+            (">=", BinOp::Ge),
+            ("<", BinOp::Lt),
+            (">", BinOp::Gt),
+        ] {
+            if self.eat_op(s) {
+                let b = self.sum()?;
+                return Ok(Expr::Bin(op, Box::new(a), Box::new(b)));
+            }
+        }
+        Ok(a)
+    }
+    fn sum(&mut self) -> Result<Expr, ExprError> {
+        let mut a = self.term()?;
+        loop {
+            let op = if self.eat_op("+") {
+                BinOp::Add
+            } else if self.eat_op("-") {
+                BinOp::Sub
+            } else {
+                return Ok(a);
+            };
+            let b = self.term()?;
+            a = Expr::Bin(op, Box::new(a), Box::new(b));
+        }
+    }
+    fn term(&mut self) -> Result<Expr, ExprError> {
+        let mut a = self.unary()?;
+        loop {
+            let op = if self.eat_op("*") {
+                BinOp::Mul
+            } else if self.eat_op("//") {
+                BinOp::FloorDiv
+            } else if self.eat_op("/") {
+                BinOp::Div
+            } else if self.eat_op("%") {
+                BinOp::Mod
+            } else {
+                return Ok(a);
+            };
+            let b = self.unary()?;
+            a = Expr::Bin(op, Box::new(a), Box::new(b));
+        }
+    }
+    fn unary(&mut self) -> Result<Expr, ExprError> {
+        if self.eat_op("-") {
+            return Ok(Expr::Neg(Box::new(self.unary()?)));
+        }
+        if self.eat_op("+") {
+            return self.unary();
+        }
+        self.power()
+    }
+    fn power(&mut self) -> Result<Expr, ExprError> {
+        let base = self.postfix()?;
+        if self.eat_op("**") {
+            let exp = self.unary()?;
+            return Ok(Expr::Bin(BinOp::Pow, Box::new(base), Box::new(exp)));
+        }
+        Ok(base)
+    }
+    fn postfix(&mut self) -> Result<Expr, ExprError> {
+        let mut e = self.atom()?;
+        while self.eat_op("[") {
+            let idx = self.expr()?;
+            if !self.eat_op("]") {
+                return self.err("expected ']'");
+            }
+            e = Expr::Index(Box::new(e), Box::new(idx));
+        }
+        Ok(e)
+    }
+    fn atom(&mut self) -> Result<Expr, ExprError> {
+        let Some((tok, _)) = self.toks.get(self.pos).cloned() else {
+            return self.err("expression ends too early");
+        };
+        self.pos += 1;
+        match tok {
+            Tok::Num(v) => Ok(Expr::Lit(v)),
+            Tok::Str(s) => Ok(Expr::Lit(Value::Str(s))),
+            Tok::Ident(name) => match name.as_str() {
+                "True" | "true" => Ok(Expr::Lit(Value::Bool(true))),
+                "False" | "false" => Ok(Expr::Lit(Value::Bool(false))),
+                "None" => Ok(Expr::Lit(Value::None)),
+                _ if self.eat_op("(") => {
+                    let args = self.items(")")?;
+                    if !PURE_FUNCTIONS.contains(&name.as_str())
+                        && !PROCESS_FUNCTIONS.contains(&name.as_str())
+                    {
+                        self.pos -= 1;
+                        return self.err(format!("unknown function {name}()"));
+                    }
+                    Ok(Expr::Call(name, args))
+                }
+                _ => Ok(Expr::Var(name)),
+            },
+            Tok::Op("(") => {
+                let items = self.items(")")?;
+                match <[Expr; 1]>::try_from(items) {
+                    Ok([e]) => Ok(e),
+                    Err(items) => Ok(Expr::List(items)),
+                }
+            }
+            Tok::Op("[") => Ok(Expr::List(self.items("]")?)),
+            Tok::Op(op) => {
+                self.pos -= 1;
+                self.err(format!("unexpected '{op}'"))
+            }
+        }
+    }
+    fn items(&mut self, close: &str) -> Result<Vec<Expr>, ExprError> {
+        let mut items = Vec::new();
+        if self.eat_op(close) {
+            return Ok(items);
+        }
+        loop {
+            items.push(self.expr()?);
+            if self.eat_op(close) {
+                return Ok(items);
+            }
+            if !self.eat_op(",") {
+                return self.err(format!("expected ',' or '{close}'"));
+            }
+            if self.eat_op(close) {
+                return Ok(items);
+            }
+        }
+    }
+}
+
+fn op_static(op: &str) -> &'static str {
+    const ALL: &[&str] = &[
+        "**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "<", ">", "(", ")", "[", "]",
+        ",",
+    ];
+    ALL.iter().find(|o| **o == op).copied().unwrap_or("")
+}
+
+/// Parses a whole expression.
+pub fn parse(src: &str) -> Result<Expr, ExprError> {
+    let toks = tokenize(src)?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        end: src.len(),
+    };
+    let e = p.expr()?;
+    if p.pos < p.toks.len() {
+        return p.err("unexpected text after the expression");
+    }
+    Ok(e)
+}
+
+// ---------------------------------------------------------------- templates
+
+/// A `print` text with `{expr}` and `{expr:.2f}` holes; `{{` and `}}` are
+/// literal braces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Hole { expr: Expr, spec: Option<String> },
+}
+
+impl Template {
+    pub fn parse(src: &str) -> Result<Template, ExprError> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut chars = src.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|x| x.1) == Some('{') => {
+                    chars.next();
+                    text.push('{');
+                }
+                '}' if chars.peek().map(|x| x.1) == Some('}') => {
+                    chars.next();
+                    text.push('}');
+                }
+                '{' => {
+                    let rest = &src[i + 1..];
+                    let close = rest.find('}').ok_or(ExprError {
+                        offset: i,
+                        message: "'{' is not closed (write '{{' for a brace)".into(),
+                    })?;
+                    let inner = &rest[..close];
+                    let (e, spec) = match inner.rfind(':') {
+                        Some(k) if !inner[k..].contains(['\'', '"', ')', ']']) => {
+                            (&inner[..k], Some(inner[k + 1..].to_string()))
+                        }
+                        _ => (inner, None),
+                    };
+                    let expr = parse(e).map_err(|mut err| {
+                        err.offset += i + 1;
+                        err
+                    })?;
+                    if !text.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text)));
+                    }
+                    parts.push(Part::Hole { expr, spec });
+                    for _ in 0..inner.chars().count() + 1 {
+                        chars.next();
+                    }
+                }
+                '}' => {
+                    return Err(ExprError {
+                        offset: i,
+                        message: "single '}' (write '}}' for a brace)".into(),
+                    });
+                }
+                _ => text.push(c),
+            }
+        }
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Template { parts })
+    }
+
+    pub fn names(&self, out: &mut Vec<String>) {
+        for p in &self.parts {
+            if let Part::Hole { expr, .. } = p {
+                expr.names(out);
+            }
+        }
+    }
+
+    pub fn render(&self, scope: &mut dyn Scope) -> Result<String, String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Hole { expr, spec } => {
+                    let v = expr.eval(scope)?;
+                    out.push_str(&format_spec(&v, spec.as_deref())?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A subset of Python's format mini-language: `.Nf`, `d`, width, `>`/`<`.
+fn format_spec(v: &Value, spec: Option<&str>) -> Result<String, String> {
+    let Some(spec) = spec else {
+        return Ok(v.to_string());
+    };
+    let (align, rest) = match spec.chars().next() {
+        Some(c @ ('<' | '>')) => (Some(c), &spec[1..]),
+        _ => (None, spec),
+    };
+    let (width, rest) = {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        (digits.parse::<usize>().ok(), &rest[digits.len()..])
+    };
+    let body = if let Some(prec) = rest.strip_prefix('.').and_then(|r| r.strip_suffix('f')) {
+        let p: usize = prec
+            .parse()
+            .map_err(|_| format!("bad format spec {spec:?}"))?;
+        let x = v.as_f64().ok_or("the f format needs a number")?;
+        format!("{x:.p$}")
+    } else if rest == "d" || rest.is_empty() {
+        v.to_string()
+    } else {
+        return Err(format!("format spec {spec:?} is not supported"));
+    };
+    let w = width.unwrap_or(0);
+    Ok(match align {
+        Some('<') => format!("{body:<w$}"),
+        Some('>') => format!("{body:>w$}"),
+        _ if v.as_f64().is_some() => format!("{body:>w$}"),
+        _ => format!("{body:<w$}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Vars(BTreeMap<String, Value>);
+    impl Scope for Vars {
+        fn lookup(&mut self, name: &str) -> Result<Value, String> {
+            self.0
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("name {name} is not defined"))
+        }
+        fn call(&mut self, _: &str, _: &[Value]) -> Result<Option<Value>, String> {
+            Ok(None)
+        }
+    }
+
+    fn eval(src: &str) -> Value {
+        let mut vars = Vars(BTreeMap::from([
+            ("n".to_string(), Value::Int(7)),
+            ("s".to_string(), Value::Str("hello world".into())),
+            (
+                "p".to_string(),
+                Value::List(vec![Value::Float(1.5), Value::Float(-2.0)]),
+            ),
+        ]));
+        parse(src).unwrap().eval(&mut vars).unwrap()
+    }
+
+    #[test]
+    fn arithmetic_is_pythonic() {
+        assert_eq!(eval("n ** 2"), Value::Int(49));
+        assert_eq!(eval("1 / 3 * 3"), Value::Float(1.0));
+        assert_eq!(eval("-7 // 2"), Value::Int(-4));
+        assert_eq!(eval("n % 3 == 1 and not False"), Value::Bool(true));
+        assert_eq!(eval("upper(s)"), Value::Str("HELLO WORLD".into()));
+        assert_eq!(
+            eval("p ** 2"),
+            Value::List(vec![Value::Float(2.25), Value::Float(4.0)])
+        );
+        assert_eq!(eval("['A', 'B'][1]"), Value::Str("B".into()));
+        assert_eq!(eval("len(range(3))"), Value::Int(3));
+    }
+
+    #[test]
+    fn parse_errors_have_offsets() {
+        let e = parse("n + * 2").unwrap_err();
+        assert_eq!(e.offset, 4);
+        assert!(parse("frobnicate(1)").is_err());
+        assert!(parse("'open").is_err());
+    }
+
+    #[test]
+    fn templates_format() {
+        let t = Template::parse("v={n:.2f}|{s} {{x}}").unwrap();
+        let mut vars = Vars(BTreeMap::from([
+            ("n".to_string(), Value::Int(3)),
+            ("s".to_string(), Value::Str("ok".into())),
+        ]));
+        assert_eq!(t.render(&mut vars).unwrap(), "v=3.00|ok {x}");
+        assert_eq!(Template::parse("a {b").unwrap_err().offset, 2);
+    }
+}

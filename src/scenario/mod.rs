@@ -1,0 +1,280 @@
+//! Scenarios are data: TOML files (built in, or loaded from a path) that say
+//! which shared resources exist and what each role's process does, step by
+//! step. This module reads and checks them; `runner` executes them.
+//!
+//! The format is described for authors in `docs/SCENARIO_FORMAT.md`.
+
+pub mod catalog;
+pub mod expr;
+pub mod limits;
+mod load;
+mod raw;
+
+pub use expr::{Expr, Template};
+pub use load::{load, resolve_params};
+
+use crate::protocol::Value;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A problem with a scenario file, with its position.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ScenarioError {
+    pub origin: String,
+    /// 1-based; 0 when the problem has no place in the file (e.g. `--set`).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.origin, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+/// A checked scenario, ready to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub title: String,
+    pub explain: String,
+    pub source: String,
+    pub tier: u8,
+    pub params: BTreeMap<String, Param>,
+    pub globals: BTreeMap<String, Value>,
+    pub values: BTreeMap<String, Value>,
+    pub arrays: BTreeMap<String, ArrayDecl>,
+    pub locks: Vec<String>,
+    pub pipes: BTreeMap<String, PipeDecl>,
+    pub queues: BTreeMap<String, u32>,
+    pub roles: BTreeMap<String, Role>,
+    /// The programs `exec` steps may run, for the consent prompt.
+    pub exec_programs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Param {
+    pub default: Value,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub help: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ElemKind {
+    Int,
+    Float,
+    Char,
+    Point,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArrayDecl {
+    pub kind: ElemKind,
+    pub init: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipeDecl {
+    pub ends: [String; 2],
+    pub duplex: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub args: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub line: Option<u32>,
+    pub op: Op,
+}
+
+/// Which signal a `signal` step sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    Term,
+    Kill,
+    Stop,
+    Cont,
+    Int,
+    Usr1,
+}
+
+impl Sig {
+    pub fn parse(s: &str) -> Option<Sig> {
+        let s = s.trim_start_matches("SIG").to_ascii_uppercase();
+        Some(match s.as_str() {
+            "TERM" => Sig::Term,
+            "KILL" => Sig::Kill,
+            "STOP" => Sig::Stop,
+            "CONT" => Sig::Cont,
+            "INT" => Sig::Int,
+            "USR1" => Sig::Usr1,
+            _ => return None,
+        })
+    }
+}
+
+/// What a step does. Shared resources are referred to by name; processes
+/// by the handle an earlier `spawn`/`exec`/`pool` step gave them (`as`).
+#[derive(Debug, Clone)]
+pub enum Op {
+    Print {
+        text: Template,
+        end: String,
+    },
+    Narrate(Template),
+    Sleep(Expr),
+    Spawn {
+        role: String,
+        handle: Option<String>,
+        args: Vec<(String, Expr)>,
+        daemon: bool,
+    },
+    /// `os.fork()`: both processes go on with the next step.
+    Fork {
+        into: Option<String>,
+    },
+    /// Wait for a handle's process (or pool), or `*` for every child.
+    Join(String),
+    /// `os.wait()`: wait for any child.
+    Wait {
+        into: Option<String>,
+    },
+    Exit(Expr),
+    Return(Expr),
+    If {
+        cond: Expr,
+        then: Vec<Step>,
+        els: Vec<Step>,
+    },
+    Repeat {
+        count: Expr,
+        var: Option<String>,
+        body: Vec<Step>,
+    },
+    For {
+        var: String,
+        items: Expr,
+        body: Vec<Step>,
+    },
+    Loop(Vec<Step>),
+    Set {
+        var: String,
+        value: Expr,
+    },
+    Send {
+        end: String,
+        value: Expr,
+    },
+    Recv {
+        end: String,
+        into: Option<String>,
+    },
+    Poll {
+        end: String,
+        timeout_ms: Option<Expr>,
+        into: Option<String>,
+    },
+    Put {
+        queue: String,
+        value: Expr,
+    },
+    Get {
+        queue: String,
+        into: Option<String>,
+    },
+    Qsize {
+        queue: String,
+        into: Option<String>,
+    },
+    Lock(String),
+    Unlock(String),
+    Read {
+        name: String,
+        into: Option<String>,
+    },
+    Write {
+        name: String,
+        index: Option<Expr>,
+        value: Expr,
+    },
+    /// A real read-modify-write: read, optional gap, write.
+    Add {
+        name: String,
+        by: Expr,
+        gap_ms: Option<Expr>,
+    },
+    Pool {
+        name: String,
+        workers: Expr,
+    },
+    ApplyAsync {
+        pool: String,
+        role: String,
+        args: Vec<(String, Expr)>,
+        callback: Option<String>,
+    },
+    Map {
+        pool: String,
+        role: String,
+        inputs: Expr,
+        into: Option<String>,
+    },
+    Close(String),
+    Exec {
+        argv: Vec<Expr>,
+        input: Option<Expr>,
+        into: Option<String>,
+        capture: bool,
+        handle: Option<String>,
+    },
+    Signal {
+        handle: String,
+        sig: Sig,
+    },
+}
+
+impl Scenario {
+    /// Every step of every role, depth first (for checks and estimates).
+    pub fn all_steps(&self) -> Vec<&Step> {
+        fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
+            for s in steps {
+                out.push(s);
+                for body in s.op.bodies() {
+                    walk(body, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for role in self.roles.values() {
+            walk(&role.steps, &mut out);
+        }
+        out
+    }
+}
+
+impl Op {
+    /// The nested step lists of control-flow steps.
+    pub fn bodies(&self) -> Vec<&Vec<Step>> {
+        match self {
+            Op::If { then, els, .. } => vec![then, els],
+            Op::Repeat { body, .. } | Op::For { body, .. } | Op::Loop(body) => vec![body],
+            _ => vec![],
+        }
+    }
+}
