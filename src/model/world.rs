@@ -1,0 +1,1077 @@
+//! The World: what is known about a run, built only from events.
+//!
+//! [`World::apply`] is a pure fold over the event log: no clocks, no I/O, no
+//! panics. Events come from many processes over many sockets, so they may
+//! arrive late, twice, or about processes never introduced; every such case
+//! is tolerated (entries are made on demand, impossible steps are ignored)
+//! because a viewer that dies on odd input shows nothing at all.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use crate::protocol::{Body, Event, ResourceKind, Stream, Value};
+
+/// Output chunks kept per process and in the merged terminal.
+pub const OUTPUT_CHUNKS_KEPT: usize = 2000;
+/// Reads and writes kept per shared value.
+pub const VALUE_HISTORY_KEPT: usize = 1000;
+/// Finished message trips kept per channel (enough to animate recent dots).
+pub const DELIVERIES_KEPT: usize = 64;
+
+/// What a process is doing right now, as a learner would say it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProcState {
+    #[default]
+    Running,
+    Sleeping,
+    /// Waiting for something: `"lock NAME"` for locks, otherwise the `on`
+    /// text of the `block` event (a child to join, an empty queue, …).
+    Blocked(String),
+    /// Stopped by `SIGSTOP` (or a terminal stop signal) until `SIGCONT`.
+    Stopped,
+    /// Exited, but its parent has not waited for it yet.
+    Zombie,
+    /// Exited and waited for: gone from the kernel's process table.
+    Reaped,
+}
+
+impl ProcState {
+    /// Whether the process still runs code (a stopped one will again).
+    pub fn is_alive(&self) -> bool {
+        !matches!(self, ProcState::Zombie | ProcState::Reaped)
+    }
+}
+
+impl fmt::Display for ProcState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcState::Running => write!(f, "running"),
+            ProcState::Sleeping => write!(f, "sleeping"),
+            ProcState::Blocked(on) => write!(f, "blocked on {on}"),
+            ProcState::Stopped => write!(f, "stopped"),
+            ProcState::Zombie => write!(f, "zombie"),
+            ProcState::Reaped => write!(f, "reaped"),
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(String),
+    /// An `exit` that carried neither a code nor a signal.
+    Unknown,
+}
+
+impl ExitStatus {
+    fn from_parts(code: Option<i32>, signal: &Option<String>) -> Self {
+        match (code, signal) {
+            (_, Some(signal)) => ExitStatus::Signal(signal.clone()),
+            (Some(code), None) => ExitStatus::Code(code),
+            (None, None) => ExitStatus::Unknown,
+        }
+    }
+
+    pub fn is_success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signal(signal) => write!(f, "killed by {signal}"),
+            ExitStatus::Unknown => write!(f, "exited"),
+        }
+    }
+}
+
+/// The pool task a worker is running.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub pool: String,
+    pub task: u32,
+    pub func: String,
+    pub start_t_ns: u64,
+}
+
+/// One chunk of text a process wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputChunk {
+    pub t_ns: u64,
+    pub proc_id: String,
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// The most recent output chunks; older ones are dropped but counted so a
+/// view can say "… N earlier chunks not shown".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutputBuffer {
+    pub chunks: VecDeque<OutputChunk>,
+    pub trimmed: u64,
+}
+
+impl OutputBuffer {
+    fn push(&mut self, chunk: OutputChunk) {
+        if self.chunks.len() >= OUTPUT_CHUNKS_KEPT {
+            self.chunks.pop_front();
+            self.trimmed += 1;
+        }
+        self.chunks.push_back(chunk);
+    }
+
+    /// The kept text, concatenated (what a terminal would show).
+    pub fn text(&self) -> String {
+        self.chunks.iter().map(|c| c.text.as_str()).collect()
+    }
+}
+
+/// Everything known about one scenario process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Process {
+    /// Logical id: the key everywhere (pids are reused, these are not).
+    pub id: String,
+    /// 0 until an event tells us.
+    pub pid: i32,
+    pub ns_pid: Option<i32>,
+    pub ppid: i32,
+    /// Current parent (the adopter after adoption).
+    pub parent: Option<String>,
+    /// The parent that started it, kept after adoption to draw where it came from.
+    pub original_parent: Option<String>,
+    pub role: String,
+    pub state: ProcState,
+    pub exit: Option<ExitStatus>,
+    pub reaped_by: Option<String>,
+    pub daemon: bool,
+    /// Its parent died while it was not yet reaped.
+    pub orphaned: bool,
+    /// A new parent (normally the runner) took it over.
+    pub adopted: bool,
+    /// Whether its own `hello` arrived (a spawned child may not have spoken yet).
+    pub hello_seen: bool,
+    /// Order of first appearance: siblings are laid out by it, so the stage
+    /// does not reshuffle as events arrive.
+    pub spawn_order: u64,
+    /// Program and arguments after `exec`.
+    pub exec: Option<String>,
+    pub task: Option<Task>,
+    /// Current line in the scenario's source listing.
+    pub line: Option<u32>,
+    pub first_t_ns: u64,
+    pub last_t_ns: u64,
+    /// When the current sleep should end (for a countdown).
+    pub sleep_until_t_ns: Option<u64>,
+    pub cpu_percent: Option<f32>,
+    pub rss_bytes: Option<u64>,
+    /// Step mode: the action it will take on `go`.
+    pub pending: Option<String>,
+    /// The last signal another process sent it.
+    pub last_signal: Option<String>,
+    pub output: OutputBuffer,
+    /// What it was doing when stopped, restored by `SIGCONT`; also where
+    /// state changes go while it is stopped.
+    resume_state: ProcState,
+}
+
+impl Process {
+    fn new(id: &str, t_ns: u64, spawn_order: u64) -> Self {
+        Process {
+            id: id.to_string(),
+            pid: 0,
+            ns_pid: None,
+            ppid: 0,
+            parent: None,
+            original_parent: None,
+            role: String::new(),
+            state: ProcState::Running,
+            exit: None,
+            reaped_by: None,
+            daemon: false,
+            orphaned: false,
+            adopted: false,
+            hello_seen: false,
+            spawn_order,
+            exec: None,
+            task: None,
+            line: None,
+            first_t_ns: t_ns,
+            last_t_ns: t_ns,
+            sleep_until_t_ns: None,
+            cpu_percent: None,
+            rss_bytes: None,
+            pending: None,
+            last_signal: None,
+            output: OutputBuffer::default(),
+            resume_state: ProcState::Running,
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.state.is_alive()
+    }
+
+    /// The state that sleep/block/wake events act on: the saved one while
+    /// stopped, none once dead (late events must not revive a zombie).
+    fn activity_mut(&mut self) -> Option<&mut ProcState> {
+        match self.state {
+            ProcState::Zombie | ProcState::Reaped => None,
+            ProcState::Stopped => Some(&mut self.resume_state),
+            _ => Some(&mut self.state),
+        }
+    }
+
+    fn set_activity(&mut self, state: ProcState) {
+        if let Some(current) = self.activity_mut() {
+            *current = state;
+        }
+    }
+
+    /// Back to running, if what it was doing matches `was` (a `wake` ends a
+    /// sleep, not a wait for a lock).
+    fn resume_if(&mut self, was: impl Fn(&ProcState) -> bool) {
+        if let Some(current) = self.activity_mut() {
+            if was(current) {
+                *current = ProcState::Running;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelKind {
+    Pipe,
+    Queue,
+}
+
+/// A message sent or put but not yet received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub msg: String,
+    pub from: String,
+    /// The pipe end it was sent on (`None` for queues).
+    pub end: Option<String>,
+    pub value: Value,
+    pub t_ns: u64,
+}
+
+/// A finished trip, kept briefly so a view can animate the dot arriving.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub msg: String,
+    /// `None` if the receive arrived before its send.
+    pub from: Option<String>,
+    pub to: String,
+    pub value: Value,
+    pub sent_t_ns: Option<u64>,
+    pub recv_t_ns: u64,
+}
+
+/// A pipe or a queue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+    /// Pipe end names, in declaration order.
+    pub ends: Vec<String>,
+    pub duplex: bool,
+    /// Queue capacity; `None` means unbounded.
+    pub maxsize: Option<u32>,
+    /// In send order: the head of a queue is `in_flight[0]`.
+    pub in_flight: Vec<Message>,
+    pub sent_total: u64,
+    pub received_total: u64,
+    pub deliveries: VecDeque<Delivery>,
+    /// Message ids received before their send arrived (events from two
+    /// sockets can cross); the late send then completes at once.
+    early_receives: Vec<String>,
+}
+
+impl Channel {
+    fn new(name: &str, kind: ChannelKind) -> Self {
+        Channel {
+            name: name.to_string(),
+            kind,
+            ends: Vec::new(),
+            duplex: false,
+            maxsize: None,
+            in_flight: Vec::new(),
+            sent_total: 0,
+            received_total: 0,
+            deliveries: VecDeque::new(),
+            early_receives: Vec::new(),
+        }
+    }
+
+    /// Messages waiting in the channel (queue depth = puts − gets).
+    pub fn depth(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.maxsize
+            .is_some_and(|max| self.depth() >= usize::try_from(max).unwrap_or(usize::MAX))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The value the runner declared.
+    Initial,
+    Read,
+    Write,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueAccess {
+    pub t_ns: u64,
+    pub proc_id: String,
+    pub value: Value,
+    pub access: Access,
+}
+
+/// A write based on a stale read: `proc_id` read the value, someone else
+/// wrote it, then `proc_id` wrote, and the other write (`lost`) vanished.
+/// This is the classic lost update the race lab highlights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LostUpdate {
+    pub t_ns: u64,
+    pub proc_id: String,
+    pub lost: Value,
+    pub lost_writer: Option<String>,
+    pub written: Value,
+}
+
+/// A shared `Value` or `Array` (one slot in shared memory, seen by all).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedValue {
+    pub name: String,
+    pub is_array: bool,
+    pub current: Value,
+    pub history: VecDeque<ValueAccess>,
+    pub history_trimmed: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub lost_updates: Vec<LostUpdate>,
+    last_writer: Option<String>,
+    /// Number of writes so far; a read remembers the version it saw.
+    version: u64,
+    read_versions: BTreeMap<String, u64>,
+}
+
+impl SharedValue {
+    fn new(name: &str, initial: Value, is_array: bool) -> Self {
+        SharedValue {
+            name: name.to_string(),
+            is_array,
+            current: initial,
+            history: VecDeque::new(),
+            history_trimmed: 0,
+            reads: 0,
+            writes: 0,
+            lost_updates: Vec::new(),
+            last_writer: None,
+            version: 0,
+            read_versions: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, access: ValueAccess) {
+        if self.history.len() >= VALUE_HISTORY_KEPT {
+            self.history.pop_front();
+            self.history_trimmed += 1;
+        }
+        self.history.push_back(access);
+    }
+
+    /// The written values, oldest first (for a small sparkline).
+    pub fn writes(&self) -> impl Iterator<Item = &ValueAccess> {
+        self.history.iter().filter(|a| a.access == Access::Write)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lock {
+    pub name: String,
+    pub holder: Option<String>,
+    pub held_since_t_ns: Option<u64>,
+    /// The waiting line, first come first.
+    pub waiters: Vec<String>,
+    pub acquire_count: u64,
+    /// Acquires that had to wait first.
+    pub contended_count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub size: u32,
+    pub tasks_started: u64,
+    pub tasks_done: u64,
+    /// Results by task number.
+    pub results: BTreeMap<u32, Value>,
+}
+
+/// A run-time error a scenario process reported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunError {
+    pub t_ns: u64,
+    pub proc_id: String,
+    pub message: String,
+}
+
+/// One row of [`World::processes_by_tree`].
+#[derive(Clone, Copy, Debug)]
+pub struct TreeRow<'a> {
+    pub depth: usize,
+    pub process: &'a Process,
+}
+
+/// Everything known about a run at one point of its event log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct World {
+    pub processes: BTreeMap<String, Process>,
+    pub channels: BTreeMap<String, Channel>,
+    /// Shared values and arrays.
+    pub values: BTreeMap<String, SharedValue>,
+    /// Declared private globals and their initial values.
+    pub globals: BTreeMap<String, Value>,
+    /// Each process's own copy of a private global, keyed by (process, name).
+    pub private_values: BTreeMap<(String, String), Value>,
+    pub locks: BTreeMap<String, Lock>,
+    pub pools: BTreeMap<String, Pool>,
+    /// All output in arrival order, as one terminal would show it.
+    pub merged_output: OutputBuffer,
+    pub caption: Option<String>,
+    pub errors: Vec<RunError>,
+    pub first_t_ns: Option<u64>,
+    /// Latest timestamp seen (events may arrive out of order).
+    pub last_t_ns: u64,
+    pub events_applied: u64,
+    next_spawn_order: u64,
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut world = World::new();
+        for event in events {
+            world.apply(event);
+        }
+        world
+    }
+
+    pub fn process(&self, id: &str) -> Option<&Process> {
+        self.processes.get(id)
+    }
+
+    /// Children whose current parent is `id`, in spawn order.
+    pub fn children(&self, id: &str) -> Vec<&Process> {
+        let mut kids: Vec<&Process> = self
+            .processes
+            .values()
+            .filter(|p| p.parent.as_deref() == Some(id) && p.id != id)
+            .collect();
+        kids.sort_by_key(|p| p.spawn_order);
+        kids
+    }
+
+    /// Every process once, depth first, siblings in spawn order: a stable
+    /// layout for trees and swim lanes. Parent links are followed as they
+    /// are now, so an adopted process appears under its adopter; processes
+    /// whose parent is unknown are roots, and odd cycles are broken.
+    pub fn processes_by_tree(&self) -> Vec<TreeRow<'_>> {
+        let mut kids: BTreeMap<&str, Vec<&Process>> = BTreeMap::new();
+        let mut roots: Vec<&Process> = Vec::new();
+        for p in self.processes.values() {
+            match p.parent.as_deref() {
+                Some(parent) if parent != p.id && self.processes.contains_key(parent) => {
+                    kids.entry(parent).or_default().push(p)
+                }
+                _ => roots.push(p),
+            }
+        }
+        for list in kids.values_mut() {
+            list.sort_by_key(|p| p.spawn_order);
+        }
+        roots.sort_by_key(|p| p.spawn_order);
+        // Anything in a parent cycle is unreachable from the roots; visit it
+        // afterwards as a root of its own.
+        let mut by_order: Vec<&Process> = self.processes.values().collect();
+        by_order.sort_by_key(|p| p.spawn_order);
+
+        let mut rows = Vec::with_capacity(self.processes.len());
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for start in roots.into_iter().chain(by_order) {
+            let mut stack = vec![(0_usize, start)];
+            while let Some((depth, p)) = stack.pop() {
+                if !seen.insert(p.id.as_str()) {
+                    continue;
+                }
+                rows.push(TreeRow { depth, process: p });
+                if let Some(list) = kids.get(p.id.as_str()) {
+                    stack.extend(list.iter().rev().map(|c| (depth + 1, *c)));
+                }
+            }
+        }
+        rows
+    }
+
+    /// `proc_id`'s copy of a private global: its own if it wrote or read
+    /// one (or inherited it at fork), else the declared initial value.
+    pub fn private_value(&self, proc_id: &str, name: &str) -> Option<&Value> {
+        self.private_values
+            .get(&(proc_id.to_string(), name.to_string()))
+            .or_else(|| self.globals.get(name))
+    }
+
+    /// Locks `proc_id` holds now (a process that dies holding one keeps it:
+    /// that is what deadlocks the others).
+    pub fn locks_held_by(&self, proc_id: &str) -> Vec<&Lock> {
+        self.locks
+            .values()
+            .filter(|l| l.holder.as_deref() == Some(proc_id))
+            .collect()
+    }
+
+    /// Folds one event into the world.
+    pub fn apply(&mut self, e: &Event) {
+        self.events_applied += 1;
+        self.first_t_ns = Some(self.first_t_ns.map_or(e.t_ns, |t| t.min(e.t_ns)));
+        self.last_t_ns = self.last_t_ns.max(e.t_ns);
+        let t_ns = e.t_ns;
+        let me = e.proc_id.as_str();
+        self.touch(e);
+
+        match &e.body {
+            Body::Hello {
+                ppid,
+                role,
+                parent,
+                daemon,
+                ns_pid,
+            } => self.on_hello(t_ns, me, *ppid, role, parent, *daemon, *ns_pid),
+            Body::Resource {
+                res,
+                name,
+                value,
+                size,
+                ends,
+                duplex,
+            } => self.on_resource(*res, name, value, *size, ends, *duplex),
+            Body::Spawn {
+                child,
+                child_pid,
+                role,
+                daemon,
+            } => self.on_spawn(t_ns, me, child, *child_pid, role, *daemon),
+            Body::Exec { program, args } => {
+                let mut line = program.clone();
+                for arg in args {
+                    line.push(' ');
+                    line.push_str(arg);
+                }
+                self.proc_mut(me, t_ns).exec = Some(line);
+            }
+            Body::Exit { code, signal } => self.on_exit(t_ns, me, *code, signal),
+            Body::Reaped {
+                by, code, signal, ..
+            } => {
+                let p = self.proc_mut(me, t_ns);
+                p.state = ProcState::Reaped;
+                p.reaped_by = Some(by.clone());
+                p.pending = None;
+                if p.exit.is_none() {
+                    p.exit = Some(ExitStatus::from_parts(*code, signal));
+                }
+                self.leave_lock_lines(me);
+            }
+            Body::Adopted { by, new_ppid } => {
+                let p = self.proc_mut(me, t_ns);
+                if by != me {
+                    if p.original_parent.is_none() {
+                        p.original_parent = p.parent.clone();
+                    }
+                    p.parent = Some(by.clone());
+                }
+                p.ppid = *new_ppid;
+                p.orphaned = true;
+                p.adopted = true;
+            }
+            Body::Output { stream, text } => {
+                let chunk = OutputChunk {
+                    t_ns,
+                    proc_id: me.to_string(),
+                    stream: *stream,
+                    text: text.clone(),
+                };
+                self.proc_mut(me, t_ns).output.push(chunk.clone());
+                self.merged_output.push(chunk);
+            }
+            Body::Send {
+                channel,
+                end,
+                msg,
+                value,
+            } => self.on_send(t_ns, me, ChannelKind::Pipe, channel, Some(end), msg, value),
+            Body::Put {
+                channel,
+                msg,
+                value,
+            } => self.on_send(t_ns, me, ChannelKind::Queue, channel, None, msg, value),
+            Body::Recv {
+                channel,
+                msg,
+                value,
+                ..
+            } => self.on_recv(t_ns, me, ChannelKind::Pipe, channel, msg, value),
+            Body::Get {
+                channel,
+                msg,
+                value,
+            } => self.on_recv(t_ns, me, ChannelKind::Queue, channel, msg, value),
+            Body::LockWait { lock } => {
+                let l = self.lock_mut(lock);
+                if l.holder.as_deref() != Some(me) && !l.waiters.iter().any(|w| w == me) {
+                    l.waiters.push(me.to_string());
+                }
+                self.proc_mut(me, t_ns)
+                    .set_activity(ProcState::Blocked(lock_label(lock)));
+            }
+            Body::LockAcquire { lock } => {
+                let l = self.lock_mut(lock);
+                let waited = l.waiters.iter().any(|w| w == me);
+                l.waiters.retain(|w| w != me);
+                // A holder still set here means its release is late on
+                // another socket; that release is then ignored below.
+                l.holder = Some(me.to_string());
+                l.held_since_t_ns = Some(t_ns);
+                l.acquire_count += 1;
+                if waited {
+                    l.contended_count += 1;
+                }
+                let waiting_for = ProcState::Blocked(lock_label(lock));
+                self.proc_mut(me, t_ns).resume_if(|s| *s == waiting_for);
+            }
+            Body::LockRelease { lock } => {
+                let l = self.lock_mut(lock);
+                if l.holder.as_deref() == Some(me) {
+                    l.holder = None;
+                    l.held_since_t_ns = None;
+                }
+            }
+            Body::Read {
+                name,
+                value,
+                private,
+            } => self.on_access(t_ns, me, name, value, *private, Access::Read),
+            Body::Write {
+                name,
+                value,
+                private,
+            } => self.on_access(t_ns, me, name, value, *private, Access::Write),
+            Body::TaskStart { pool, task, func } => {
+                self.pool_mut(pool).tasks_started += 1;
+                self.proc_mut(me, t_ns).task = Some(Task {
+                    pool: pool.clone(),
+                    task: *task,
+                    func: func.clone(),
+                    start_t_ns: t_ns,
+                });
+            }
+            Body::TaskDone { pool, task, value } => {
+                let p = self.pool_mut(pool);
+                p.tasks_done += 1;
+                p.results.insert(*task, value.clone());
+                let worker = self.proc_mut(me, t_ns);
+                if worker.task.as_ref().is_some_and(|t| t.task == *task) {
+                    worker.task = None;
+                }
+            }
+            Body::Signal { target, signal, .. } => {
+                if let Some(p) = self.processes.get_mut(target) {
+                    p.last_signal = Some(signal.clone());
+                    on_signal(p, signal);
+                }
+            }
+            Body::Sleep { duration_ms } => {
+                let p = self.proc_mut(me, t_ns);
+                if p.is_alive() {
+                    // `as` saturates: NaN and negatives become 0, huge values MAX.
+                    let sleep_ns = (duration_ms * 1e6) as u64;
+                    p.sleep_until_t_ns = Some(t_ns.saturating_add(sleep_ns));
+                }
+                p.set_activity(ProcState::Sleeping);
+            }
+            Body::Wake {} => {
+                let p = self.proc_mut(me, t_ns);
+                p.sleep_until_t_ns = None;
+                p.resume_if(|s| *s == ProcState::Sleeping);
+            }
+            Body::Block { on } => self
+                .proc_mut(me, t_ns)
+                .set_activity(ProcState::Blocked(on.clone())),
+            Body::Unblock { .. } => self
+                .proc_mut(me, t_ns)
+                .resume_if(|s| matches!(s, ProcState::Blocked(_))),
+            Body::Narrate { text } => self.caption = Some(text.clone()),
+            Body::Sample {
+                cpu_percent,
+                rss_bytes,
+            } => {
+                let p = self.proc_mut(me, t_ns);
+                p.cpu_percent = Some(*cpu_percent);
+                p.rss_bytes = Some(*rss_bytes);
+            }
+            Body::Pending { action } => self.proc_mut(me, t_ns).pending = Some(action.clone()),
+            Body::Go {} => self.proc_mut(me, t_ns).pending = None,
+            Body::Error { message } => self.errors.push(RunError {
+                t_ns,
+                proc_id: me.to_string(),
+                message: message.clone(),
+            }),
+            Body::Poll { .. } => {}
+        }
+    }
+
+    /// Every event is about its sender: make sure it exists and note its
+    /// pid, time and source line.
+    fn touch(&mut self, e: &Event) {
+        let p = self.proc_mut(&e.proc_id, e.t_ns);
+        if e.pid > 0 && !matches!(e.body, Body::Reaped { .. }) {
+            p.pid = e.pid;
+        }
+        p.first_t_ns = p.first_t_ns.min(e.t_ns);
+        p.last_t_ns = p.last_t_ns.max(e.t_ns);
+        if let Some(line) = e.line {
+            p.line = Some(line);
+        }
+    }
+
+    fn proc_mut(&mut self, id: &str, t_ns: u64) -> &mut Process {
+        match self.processes.entry(id.to_string()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => {
+                self.next_spawn_order += 1;
+                slot.insert(Process::new(id, t_ns, self.next_spawn_order))
+            }
+        }
+    }
+
+    fn lock_mut(&mut self, name: &str) -> &mut Lock {
+        self.locks.entry(name.to_string()).or_insert_with(|| Lock {
+            name: name.to_string(),
+            ..Lock::default()
+        })
+    }
+
+    fn pool_mut(&mut self, name: &str) -> &mut Pool {
+        self.pools.entry(name.to_string()).or_insert_with(|| Pool {
+            name: name.to_string(),
+            ..Pool::default()
+        })
+    }
+
+    fn channel_mut(&mut self, name: &str, kind: ChannelKind) -> &mut Channel {
+        self.channels
+            .entry(name.to_string())
+            .or_insert_with(|| Channel::new(name, kind))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_hello(
+        &mut self,
+        t_ns: u64,
+        me: &str,
+        ppid: i32,
+        role: &str,
+        parent: &Option<String>,
+        daemon: bool,
+        ns_pid: Option<i32>,
+    ) {
+        let p = self.proc_mut(me, t_ns);
+        p.hello_seen = true;
+        p.ppid = ppid;
+        p.ns_pid = ns_pid;
+        p.daemon |= daemon;
+        if !role.is_empty() {
+            p.role = role.to_string();
+        }
+        // The parent's `spawn` (or an adoption) may already have said more.
+        if p.parent.is_none() && !p.adopted && parent.as_deref() != Some(me) {
+            p.parent = parent.clone();
+        }
+        if p.original_parent.is_none() {
+            p.original_parent = parent.clone();
+        }
+    }
+
+    fn on_resource(
+        &mut self,
+        res: ResourceKind,
+        name: &str,
+        value: &Option<Value>,
+        size: Option<u32>,
+        ends: &[String],
+        duplex: bool,
+    ) {
+        let initial = value.clone().unwrap_or_default();
+        match res {
+            ResourceKind::Value | ResourceKind::Array => {
+                let mut v = SharedValue::new(name, initial.clone(), res == ResourceKind::Array);
+                v.record(ValueAccess {
+                    t_ns: 0,
+                    proc_id: String::new(),
+                    value: initial,
+                    access: Access::Initial,
+                });
+                self.values.insert(name.to_string(), v);
+            }
+            ResourceKind::Lock => {
+                self.lock_mut(name);
+            }
+            ResourceKind::Pipe | ResourceKind::Queue => {
+                let kind = if res == ResourceKind::Pipe {
+                    ChannelKind::Pipe
+                } else {
+                    ChannelKind::Queue
+                };
+                let c = self.channel_mut(name, kind);
+                c.kind = kind;
+                c.ends = ends.to_vec();
+                c.duplex = duplex;
+                c.maxsize = size.filter(|s| *s > 0);
+            }
+            ResourceKind::Pool => self.pool_mut(name).size = size.unwrap_or(0),
+            ResourceKind::Global => {
+                self.globals.insert(name.to_string(), initial);
+            }
+        }
+    }
+
+    fn on_spawn(
+        &mut self,
+        t_ns: u64,
+        parent: &str,
+        child: &str,
+        child_pid: i32,
+        role: &str,
+        daemon: bool,
+    ) {
+        if child == parent {
+            return;
+        }
+        let parent_pid = self.proc_mut(parent, t_ns).pid;
+        let fresh = !self.processes.contains_key(child);
+        let c = self.proc_mut(child, t_ns);
+        if child_pid > 0 {
+            c.pid = child_pid;
+        }
+        c.ppid = parent_pid;
+        c.role = role.to_string();
+        c.daemon |= daemon;
+        if !c.adopted {
+            c.parent = Some(parent.to_string());
+        }
+        if c.original_parent.is_none() {
+            c.original_parent = Some(parent.to_string());
+        }
+        // fork copies memory: the child starts with the parent's private
+        // globals as they are now (unless the child already spoke).
+        if fresh {
+            let inherited: Vec<((String, String), Value)> = self
+                .private_values
+                .iter()
+                .filter(|((owner, _), _)| owner == parent)
+                .map(|((_, name), v)| ((child.to_string(), name.clone()), v.clone()))
+                .collect();
+            self.private_values.extend(inherited);
+        }
+    }
+
+    fn on_exit(&mut self, t_ns: u64, me: &str, code: Option<i32>, signal: &Option<String>) {
+        let p = self.proc_mut(me, t_ns);
+        p.exit = Some(ExitStatus::from_parts(code, signal));
+        if p.state != ProcState::Reaped {
+            p.state = ProcState::Zombie;
+        }
+        p.pending = None;
+        p.sleep_until_t_ns = None;
+        self.leave_lock_lines(me);
+        // The kernel reparents the children at once; `adopted` names the
+        // new parent when it arrives.
+        for child in self.processes.values_mut() {
+            if child.parent.as_deref() == Some(me) && child.state != ProcState::Reaped {
+                child.orphaned = true;
+            }
+        }
+    }
+
+    /// A dead process waits for nothing (but keeps what it holds).
+    fn leave_lock_lines(&mut self, me: &str) {
+        for lock in self.locks.values_mut() {
+            lock.waiters.retain(|w| w != me);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_send(
+        &mut self,
+        t_ns: u64,
+        me: &str,
+        kind: ChannelKind,
+        channel: &str,
+        end: Option<&String>,
+        msg: &str,
+        value: &Value,
+    ) {
+        let c = self.channel_mut(channel, kind);
+        c.sent_total += 1;
+        if let Some(i) = c.early_receives.iter().position(|m| m == msg) {
+            c.early_receives.remove(i);
+            return;
+        }
+        c.in_flight.push(Message {
+            msg: msg.to_string(),
+            from: me.to_string(),
+            end: end.cloned(),
+            value: value.clone(),
+            t_ns,
+        });
+    }
+
+    fn on_recv(
+        &mut self,
+        t_ns: u64,
+        me: &str,
+        kind: ChannelKind,
+        channel: &str,
+        msg: &str,
+        value: &Value,
+    ) {
+        let c = self.channel_mut(channel, kind);
+        c.received_total += 1;
+        let sent = match c.in_flight.iter().position(|m| m.msg == msg) {
+            Some(i) => Some(c.in_flight.remove(i)),
+            None => {
+                c.early_receives.push(msg.to_string());
+                None
+            }
+        };
+        if c.deliveries.len() >= DELIVERIES_KEPT {
+            c.deliveries.pop_front();
+        }
+        c.deliveries.push_back(Delivery {
+            msg: msg.to_string(),
+            from: sent.as_ref().map(|m| m.from.clone()),
+            to: me.to_string(),
+            value: value.clone(),
+            sent_t_ns: sent.map(|m| m.t_ns),
+            recv_t_ns: t_ns,
+        });
+    }
+
+    fn on_access(
+        &mut self,
+        t_ns: u64,
+        me: &str,
+        name: &str,
+        value: &Value,
+        private: bool,
+        access: Access,
+    ) {
+        if private {
+            self.private_values
+                .insert((me.to_string(), name.to_string()), value.clone());
+            return;
+        }
+        // `arr[3]` is one element of the shared array `arr`.
+        let element = split_index(name).filter(|(base, _)| {
+            self.values
+                .get(*base)
+                .is_some_and(|v| matches!(v.current, Value::List(_)))
+        });
+        let key = element.map_or(name, |(base, _)| base);
+        let v = self
+            .values
+            .entry(key.to_string())
+            .or_insert_with(|| SharedValue::new(key, value.clone(), false));
+        v.record(ValueAccess {
+            t_ns,
+            proc_id: me.to_string(),
+            value: value.clone(),
+            access,
+        });
+        match access {
+            Access::Read => {
+                v.reads += 1;
+                v.read_versions.insert(me.to_string(), v.version);
+            }
+            Access::Write => {
+                v.writes += 1;
+                v.version += 1;
+                // Only a whole value can lose an update this way; array
+                // elements would flag writes to different slots.
+                if element.is_none() {
+                    if let Some(seen) = v.read_versions.remove(me) {
+                        if seen + 1 < v.version {
+                            v.lost_updates.push(LostUpdate {
+                                t_ns,
+                                proc_id: me.to_string(),
+                                lost: v.current.clone(),
+                                lost_writer: v.last_writer.clone(),
+                                written: value.clone(),
+                            });
+                        }
+                    }
+                }
+                v.last_writer = Some(me.to_string());
+                match (element, &mut v.current) {
+                    (Some((_, i)), Value::List(items)) => {
+                        if let Some(slot) = items.get_mut(i) {
+                            *slot = value.clone();
+                        }
+                    }
+                    _ => v.current = value.clone(),
+                }
+            }
+            Access::Initial => {}
+        }
+    }
+}
+
+/// `SIGSTOP` freezes a process until `SIGCONT`; other signals show up as
+/// an `exit` (or nothing) from the target itself.
+fn on_signal(p: &mut Process, signal: &str) {
+    match signal {
+        "SIGSTOP" | "SIGTSTP" | "SIGTTIN" | "SIGTTOU"
+            if p.is_alive() && p.state != ProcState::Stopped =>
+        {
+            p.resume_state = std::mem::take(&mut p.state);
+            p.state = ProcState::Stopped;
+        }
+        "SIGCONT" if p.state == ProcState::Stopped => {
+            p.state = std::mem::take(&mut p.resume_state);
+        }
+        _ => {}
+    }
+}
+
+/// What a process waiting for lock `name` is blocked on.
+fn lock_label(name: &str) -> String {
+    format!("lock {name}")
+}
+
+/// `"arr[3]"` → `("arr", 3)`.
+fn split_index(name: &str) -> Option<(&str, usize)> {
+    let inner = name.strip_suffix(']')?;
+    let (base, index) = inner.split_once('[')?;
+    Some((base, index.parse().ok()?))
+}
