@@ -5,8 +5,11 @@
 //! every scenario process) → [`collector`] (socket + output pipes → channel)
 //! → [`model`] (event log and `World` projection) → views (CLI, GUI).
 
+pub mod cli;
+pub mod collector;
 pub mod model;
 pub mod probe;
 pub mod protocol;
 pub mod runner;
 pub mod scenario;
+pub mod session;

@@ -216,6 +216,27 @@ impl<'r> Proc<'r> {
         self.vars.insert(name.to_string(), value);
     }
 
+    /// Writes to our real stdout. Each piece is announced first (stamped
+    /// before the write), so the log orders it exactly among our events;
+    /// the collector skips these bytes when it reads the pipe.
+    fn print(&mut self, text: &str) -> Result<(), RunError> {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(1024);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            self.probe.emit(Body::Output {
+                stream: crate::protocol::Stream::Stdout,
+                text: piece.to_string(),
+            });
+            os::write_all(std::io::stdout(), piece.as_bytes())?;
+            rest = tail;
+        }
+        Ok(())
+    }
+
     fn sleep_ms(&mut self, ms: f64) {
         let scaled = (ms * self.run.spec.time_scale).max(0.0);
         self.probe.emit(Body::Sleep {
@@ -233,7 +254,7 @@ impl<'r> Proc<'r> {
             Op::Print { text, end } => {
                 let mut out = text.render(self).map_err(RunError)?;
                 out.push_str(end);
-                os::write_all(std::io::stdout(), out.as_bytes())?;
+                self.print(&out)?;
             }
             Op::Narrate(t) => {
                 let text = t.render(self).map_err(RunError)?;

@@ -1,0 +1,186 @@
+//! The command line: `list`, `run`, `check`. Each command returns an exit
+//! code: 0 ok, 1 the scenario failed or timed out, 2 bad input.
+
+pub mod run;
+pub mod text;
+
+use crate::scenario::{self, Scenario, ScenarioError, catalog};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "forkscope",
+    version,
+    about = "Watch real Linux processes fork, share, lock and message each other.",
+    long_about = "Runs small multiprocessing scenarios as real Linux processes and shows what \
+                  they do. Without a command it opens the app."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the built-in scenarios.
+    List,
+    /// Run a scenario for real and print what every process does.
+    Run(RunArgs),
+    /// Check a scenario file without running it.
+    Check {
+        /// A scenario file (or a built-in name).
+        file: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A readable log in time order, then what the terminal showed.
+    Text,
+    /// One JSON event per line.
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A built-in scenario (see `forkscope list`) or a scenario file.
+    pub scenario: String,
+    /// Set a parameter, e.g. --set workers=4 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Multiply every sleep by this (0.1 = ten times faster).
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub time_scale: f64,
+    /// Seed for random() and random sleeps: the same seed, the same choices.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write every event as JSON lines to FILE, as it happens.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Stop the run after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = scenario::limits::DEFAULT_TIMEOUT_S)]
+    pub timeout: f64,
+    /// Most processes the run may create.
+    #[arg(long, value_name = "N", default_value_t = scenario::limits::DEFAULT_MAX_PROCS)]
+    pub max_procs: u32,
+    /// Let a scenario file run the programs its `exec` steps name.
+    #[arg(long)]
+    pub allow_exec: bool,
+}
+
+/// A scenario and where it came from.
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub text: String,
+    pub origin: String,
+    pub builtin: bool,
+}
+
+/// Bad input: exit code 2 with one clear sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Finds a built-in by name, or reads a file.
+pub fn load_target(target: &str) -> Result<Loaded, InputError> {
+    if let Some(b) = catalog::find(target) {
+        return Ok(Loaded {
+            scenario: b.load()?,
+            text: b.text.to_string(),
+            origin: format!("assets/scenarios/{}.toml", b.name),
+            builtin: true,
+        });
+    }
+    let path = std::path::Path::new(target);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound && !target.contains(['/', '.']) {
+            InputError::Other(format!(
+                "there is no built-in scenario named {target:?} (see `forkscope list`)"
+            ))
+        } else {
+            InputError::Other(format!("cannot read {target}: {e}"))
+        }
+    })?;
+    let scenario = scenario::load(&text, target)?;
+    Ok(Loaded {
+        scenario,
+        text,
+        origin: target.to_string(),
+        builtin: false,
+    })
+}
+
+/// `KEY=VALUE` pairs from `--set`.
+pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, InputError> {
+    sets.iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(InputError::Other(format!(
+                "--set needs KEY=VALUE, got {s:?}"
+            ))),
+        })
+        .collect()
+}
+
+pub fn list() -> i32 {
+    use std::io::Write;
+    let width = catalog::BUILTINS
+        .iter()
+        .map(|b| b.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for b in catalog::BUILTINS {
+        let title = b
+            .load()
+            .map(|s| s.title)
+            .unwrap_or_else(|e| format!("(broken: {e})"));
+        if writeln!(out, "{:width$}  {title}", b.name).is_err() {
+            break; // `| head` closed the pipe: not an error
+        }
+    }
+    0
+}
+
+pub fn check(target: &str) -> i32 {
+    let loaded = match load_target(target) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("forkscope: {e}");
+            return 2;
+        }
+    };
+    let s = &loaded.scenario;
+    let params = match scenario::resolve_params(s, &[]) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("forkscope: {e}");
+            return 2;
+        }
+    };
+    let procs = match scenario::limits::check(s, &params, &Default::default()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("forkscope: {}: {e}", loaded.origin);
+            return 2;
+        }
+    };
+    let steps = s.all_steps().len();
+    println!(
+        "ok: {} ({}): {} roles, {steps} steps, at most {procs} processes with the default parameters",
+        s.name,
+        s.title,
+        s.roles.len()
+    );
+    for p in &s.exec_programs {
+        println!("runs the program: {p}");
+    }
+    0
+}

@@ -1,0 +1,696 @@
+//! The collector: one thread that listens on a private Unix socket, reads
+//! every scenario process's events and its stdout/stderr pipes, notices the
+//! exact moment each process dies (a pidfd), and sends the events, in time
+//! order, over a bounded channel to whoever shows them.
+//!
+//! It trusts nothing it reads: lines that are not JSON, too long, of an
+//! unknown kind, or connections that never say hello are counted in
+//! [`Stats`] and dropped, and the run goes on.
+
+mod exits;
+mod output;
+
+use crate::protocol::{Body, Event, MAX_LINE_BYTES, now_ns};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
+};
+use output::OutPipe;
+use std::collections::BTreeMap;
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Events are held this long and sent sorted by time, so that events from
+/// different processes that arrive out of order are put back in order.
+const REORDER_WINDOW_NS: u64 = 40_000_000;
+/// A connection must say hello within this time.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+/// After `finish`, wait at most this long for the last bytes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_CONNECTIONS: usize = 4096;
+const POLL_INTERVAL_MS: u16 = 10;
+
+/// What the collector counted and dropped, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub events: AtomicU64,
+    /// Events the consumer was too slow for (channel full).
+    pub dropped: AtomicU64,
+    pub not_json: AtomicU64,
+    pub too_long: AtomicU64,
+    pub unknown_kind: AtomicU64,
+    pub no_hello: AtomicU64,
+    pub refused: AtomicU64,
+    pub output_dropped_bytes: AtomicU64,
+}
+
+impl Stats {
+    /// Lines and connections that were garbage.
+    pub fn garbage(&self) -> u64 {
+        self.not_json.load(Ordering::Relaxed)
+            + self.too_long.load(Ordering::Relaxed)
+            + self.unknown_kind.load(Ordering::Relaxed)
+            + self.no_hello.load(Ordering::Relaxed)
+            + self.refused.load(Ordering::Relaxed)
+    }
+
+    /// One line for humans, empty when nothing went wrong.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        let mut add = |n: &AtomicU64, what: &str| {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        };
+        add(&self.not_json, "lines that were not JSON");
+        add(&self.too_long, "lines over 4 KiB");
+        add(&self.unknown_kind, "lines of an unknown kind");
+        add(&self.no_hello, "connections that never said hello");
+        add(&self.refused, "connections refused");
+        add(&self.dropped, "events dropped (display too slow)");
+        add(
+            &self.output_dropped_bytes,
+            "bytes of output dropped (flood)",
+        );
+        parts.join(", ")
+    }
+}
+
+/// A running collector. Dropping it stops the thread and removes the
+/// socket directory.
+pub struct Collector {
+    pub socket: PathBuf,
+    dir: PathBuf,
+    pub events: Receiver<Event>,
+    pub stats: Arc<Stats>,
+    finish: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Collector {
+    /// Creates a private (0700) socket directory and starts the thread.
+    /// `capacity` bounds the channel to the consumer.
+    pub fn start(capacity: usize) -> io::Result<Collector> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        // mkdtemp creates the directory with mode 0700.
+        let dir = nix::unistd::mkdtemp(&base.join("forkscope-XXXXXX")).map_err(io::Error::from)?;
+        let socket = dir.join("probe.sock");
+        let listener = UnixListener::bind(&socket)?;
+        listener.set_nonblocking(true)?;
+        let (tx, rx) = bounded(capacity);
+        let stats = Arc::new(Stats::default());
+        let finish = Arc::new(AtomicBool::new(false));
+        let mut state = State::new(listener, tx, stats.clone(), finish.clone());
+        let thread = std::thread::Builder::new()
+            .name("collector".into())
+            .spawn(move || state.run())?;
+        Ok(Collector {
+            socket,
+            dir,
+            events: rx,
+            stats,
+            finish,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the thread to take in what is left and stop; the event channel
+    /// disconnects when it has.
+    pub fn finish(&self) {
+        self.finish.store(true, Ordering::SeqCst);
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.finish();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Who is on the other end of a connection, once it said hello.
+struct Who {
+    id: String,
+    pid: i32,
+}
+
+struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// Inside a line that is too long: drop bytes up to the next newline.
+    skipping: bool,
+    who: Option<Who>,
+    fds: Vec<OwnedFd>,
+    opened: Instant,
+    peer_pid: i32,
+    dead: bool,
+}
+
+/// What the collector knows of each process (for exits and adoption).
+#[derive(Default)]
+struct ProcInfo {
+    pid: i32,
+    parent: Option<String>,
+    exited: bool,
+    pidfd: Option<OwnedFd>,
+}
+
+struct State {
+    listener: UnixListener,
+    tx: Sender<Event>,
+    stats: Arc<Stats>,
+    finish: Arc<AtomicBool>,
+    conns: Vec<Conn>,
+    outs: Vec<OutPipe>,
+    procs: BTreeMap<String, ProcInfo>,
+    runner_pid: i32,
+    /// Events waiting for the reorder window, with their arrival number.
+    pending: Vec<(u64, u64, Event)>,
+    arrivals: u64,
+    last_sent_t_ns: u64,
+    uid: u32,
+    closed: bool,
+}
+
+enum Source {
+    Listener,
+    Conn(usize),
+    Out(usize),
+    Pidfd(String),
+}
+
+impl State {
+    fn new(
+        listener: UnixListener,
+        tx: Sender<Event>,
+        stats: Arc<Stats>,
+        finish: Arc<AtomicBool>,
+    ) -> State {
+        State {
+            listener,
+            tx,
+            stats,
+            finish,
+            conns: Vec::new(),
+            outs: Vec::new(),
+            procs: BTreeMap::new(),
+            runner_pid: 0,
+            pending: Vec::new(),
+            arrivals: 0,
+            last_sent_t_ns: 0,
+            uid: nix::unistd::getuid().as_raw(),
+            closed: false,
+        }
+    }
+
+    fn run(&mut self) {
+        let mut drain_deadline: Option<Instant> = None;
+        while !self.closed {
+            if drain_deadline.is_none() && self.finish.load(Ordering::SeqCst) {
+                drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+            }
+            if let Some(d) = drain_deadline
+                && (Instant::now() >= d || (self.conns.is_empty() && self.outs.is_empty()))
+            {
+                break;
+            }
+            self.poll_once();
+            self.expire_silent_connections();
+            self.flush(false);
+        }
+        self.check_all_exits();
+        self.flush(true);
+    }
+
+    fn poll_once(&mut self) {
+        let mut sources = vec![Source::Listener];
+        let mut raw: Vec<RawFd> = vec![self.listener.as_raw_fd()];
+        for (i, c) in self.conns.iter().enumerate() {
+            sources.push(Source::Conn(i));
+            raw.push(c.stream.as_raw_fd());
+        }
+        for (i, o) in self.outs.iter().enumerate() {
+            sources.push(Source::Out(i));
+            raw.push(o.fd.as_raw_fd());
+        }
+        for (id, p) in &self.procs {
+            if let Some(fd) = &p.pidfd {
+                sources.push(Source::Pidfd(id.clone()));
+                raw.push(fd.as_raw_fd());
+            }
+        }
+        let ready: Vec<bool> = {
+            let borrowed: Vec<_> = raw
+                .iter()
+                // SAFETY: every fd in `raw` is owned by `self` and stays open
+                // until after this block (nothing is closed while polling).
+                .map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+                .collect();
+            let mut fds: Vec<PollFd> = borrowed
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS)) {
+                Ok(n) if n > 0 => fds
+                    .iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect(),
+                _ => return,
+            }
+        };
+        for (src, is_ready) in sources.into_iter().zip(ready) {
+            if !is_ready {
+                continue;
+            }
+            match src {
+                Source::Listener => self.accept(),
+                Source::Conn(i) => self.read_conn(i),
+                Source::Out(i) => self.read_out(i),
+                Source::Pidfd(id) => self.process_died(&id),
+            }
+        }
+        self.conns.retain(|c| !c.dead);
+        self.outs.retain(|o| !o.closed);
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(_) => return,
+            };
+            let cred = getsockopt(&stream, PeerCredentials);
+            let ok_user = cred.as_ref().is_ok_and(|c| c.uid() == self.uid);
+            if !ok_user
+                || self.conns.len() >= MAX_CONNECTIONS
+                || stream.set_nonblocking(true).is_err()
+            {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.conns.push(Conn {
+                stream,
+                buf: Vec::new(),
+                skipping: false,
+                who: None,
+                fds: Vec::new(),
+                opened: Instant::now(),
+                peer_pid: cred.map(|c| c.pid()).unwrap_or(0),
+                dead: false,
+            });
+        }
+    }
+
+    /// Reads what a connection sent (once); marks it dead when it closed.
+    fn read_conn(&mut self, i: usize) {
+        if !self.conns[i].dead && !self.read_conn_once(i) {
+            self.conns[i].dead = true;
+        }
+    }
+
+    /// Reads output from a pipe. The process announces what its `print`
+    /// steps write (an `output` event sent before the write), so its
+    /// connection is read first and those bytes are skipped here; what is
+    /// left (a program it exec'd, an error message) becomes new output.
+    fn read_out(&mut self, i: usize) {
+        if self.outs[i].closed {
+            return;
+        }
+        let id = self.outs[i].proc_id.clone();
+        if let Some(j) = self
+            .conns
+            .iter()
+            .position(|c| c.who.as_ref().is_some_and(|w| w.id == id))
+        {
+            while !self.conns[j].dead && os_readable_raw(self.conns[j].stream.as_raw_fd()) {
+                self.read_conn(j);
+            }
+        }
+        let events = self.outs[i].read(&self.stats, u64::MAX);
+        for e in events {
+            self.queue(e);
+        }
+    }
+
+    /// Reads once; false when the connection is closed.
+    fn read_conn_once(&mut self, i: usize) -> bool {
+        let mut chunk = [0u8; 16384];
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let (n, fds) = {
+            let fd = self.conns[i].stream.as_raw_fd();
+            let mut iov = [IoSliceMut::new(&mut chunk)];
+            match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(raw) = c {
+                                for fd in raw {
+                                    // SAFETY: SCM_RIGHTS gave us new fds that
+                                    // nothing else owns.
+                                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                                }
+                            }
+                        }
+                    }
+                    (msg.bytes, fds)
+                }
+                Err(nix::errno::Errno::EAGAIN) => return true,
+                Err(_) => return false,
+            }
+        };
+        if n == 0 {
+            return false;
+        }
+        let conn = &mut self.conns[i];
+        if conn.who.is_none() {
+            conn.fds.extend(fds);
+        } else if !fds.is_empty() {
+            // Descriptors after hello are not part of the protocol: closed.
+            self.stats.not_json.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut lines = Vec::new();
+        for &b in &chunk[..n] {
+            let conn = &mut self.conns[i];
+            if b == b'\n' {
+                if conn.skipping {
+                    conn.skipping = false;
+                } else {
+                    lines.push(std::mem::take(&mut conn.buf));
+                }
+            } else if !conn.skipping {
+                conn.buf.push(b);
+                if conn.buf.len() >= MAX_LINE_BYTES {
+                    conn.buf.clear();
+                    conn.skipping = true;
+                    self.stats.too_long.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        for line in lines {
+            if !self.line(i, &line) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Handles one complete line; false closes the connection.
+    fn line(&mut self, i: usize, line: &[u8]) -> bool {
+        let event: Event = match serde_json::from_slice(line) {
+            Ok(e) => e,
+            Err(err) => {
+                let unknown = err.to_string().contains("unknown variant");
+                let counter = if unknown {
+                    &self.stats.unknown_kind
+                } else {
+                    &self.stats.not_json
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                // Garbage before hello: we do not know who this is.
+                return self.conns[i].who.is_some();
+            }
+        };
+        match &self.conns[i].who {
+            None => self.hello(i, event),
+            Some(who) => {
+                let mut event = event;
+                if let Body::Reaped { .. } = event.body {
+                    // About a child; the reaper may not know its name.
+                    if event.proc_id.is_empty() {
+                        if let Some((id, _)) = self.procs.iter().find(|(_, p)| p.pid == event.pid) {
+                            event.proc_id = id.clone();
+                        }
+                    }
+                } else {
+                    event.proc_id = who.id.clone();
+                    event.pid = who.pid;
+                }
+                if matches!(event.body, Body::Hello { .. }) {
+                    self.stats.not_json.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                if let Body::Output { stream, text } = &event.body {
+                    let (id, stream, n) = (who.id.clone(), *stream, text.len());
+                    if let Some(o) = self
+                        .outs
+                        .iter_mut()
+                        .find(|o| o.proc_id == id && o.stream == stream)
+                    {
+                        o.announced += n as u64;
+                    }
+                }
+                self.observe(event);
+                true
+            }
+        }
+    }
+
+    fn hello(&mut self, i: usize, mut event: Event) -> bool {
+        let Body::Hello { parent, .. } = &event.body else {
+            self.stats.no_hello.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        if event.proc_id.is_empty() {
+            self.stats.no_hello.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let conn = &mut self.conns[i];
+        // The kernel's word on the pid beats the process's.
+        if conn.peer_pid > 0 {
+            event.pid = conn.peer_pid;
+        }
+        let id = event.proc_id.clone();
+        let pid = event.pid;
+        conn.who = Some(Who {
+            id: id.clone(),
+            pid,
+        });
+        let fds = std::mem::take(&mut conn.fds);
+        let mut fds = fds.into_iter();
+        if let (Some(out), Some(err)) = (fds.next(), fds.next()) {
+            self.outs
+                .push(OutPipe::new(out, &id, pid, crate::protocol::Stream::Stdout));
+            self.outs
+                .push(OutPipe::new(err, &id, pid, crate::protocol::Stream::Stderr));
+        }
+        if id == crate::protocol::RUNNER_ID {
+            self.runner_pid = pid;
+        }
+        let info = self.procs.entry(id).or_default();
+        info.pid = pid;
+        if parent.is_some() {
+            info.parent = parent.clone();
+        }
+        info.pidfd = exits::pidfd_open(pid);
+        self.queue(event);
+        true
+    }
+
+    /// Reads what a process wrote before it sent an event at `before_t_ns`
+    /// (program order: its `print` returned before it sent the event), and
+    /// stamps it no later than that, so output never trails the events
+    /// that came after it.
+    fn drain_output_of(&mut self, id: &str, before_t_ns: u64) {
+        let cap = before_t_ns.saturating_sub(1);
+        let mut events = Vec::new();
+        for o in self
+            .outs
+            .iter_mut()
+            .filter(|o| o.proc_id == id && !o.closed)
+        {
+            while !o.closed && os_readable(&o.fd) {
+                let got = o.read(&self.stats, cap);
+                if got.is_empty() {
+                    break;
+                }
+                events.extend(got);
+            }
+        }
+        for e in events {
+            self.queue(e);
+        }
+    }
+
+    /// Learns from an event before passing it on.
+    fn observe(&mut self, event: Event) {
+        match &event.body {
+            Body::Spawn {
+                child, child_pid, ..
+            } => {
+                let info = self.procs.entry(child.clone()).or_default();
+                info.parent = Some(event.proc_id.clone());
+                if info.pid == 0 {
+                    info.pid = *child_pid;
+                }
+            }
+            Body::Reaped { code, signal, .. } => {
+                let exited = self.procs.get(&event.proc_id).is_none_or(|p| p.exited);
+                if !exited {
+                    let t = event.t_ns.saturating_sub(1);
+                    self.exited(&event.proc_id, t, *code, signal.clone());
+                }
+            }
+            _ => {}
+        }
+        self.queue(event);
+    }
+
+    /// A pidfd became readable: the process is dead (a zombie, or already
+    /// reaped if its parent was quick).
+    fn process_died(&mut self, id: &str) {
+        let Some(info) = self.procs.get_mut(id) else {
+            return;
+        };
+        info.pidfd = None;
+        if info.exited {
+            return;
+        }
+        let pid = info.pid;
+        if let Some((code, signal)) = exits::zombie_status(pid) {
+            self.exited(id, now_ns(), code, signal);
+        }
+        // Otherwise its parent already reaped it: the `reaped` event,
+        // which carries the status, will say when and how it ended.
+    }
+
+    /// Emits `exit` for a process, and `adopted` for its living children.
+    fn exited(&mut self, id: &str, t_ns: u64, code: Option<i32>, signal: Option<String>) {
+        self.drain_output_of(id, t_ns);
+        let Some(info) = self.procs.get_mut(id) else {
+            return;
+        };
+        info.exited = true;
+        info.pidfd = None;
+        let pid = info.pid;
+        self.queue(Event {
+            t_ns,
+            seq: 0,
+            proc_id: id.to_string(),
+            pid,
+            line: None,
+            body: Body::Exit { code, signal },
+        });
+        if id == crate::protocol::RUNNER_ID {
+            return;
+        }
+        let orphans: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| p.parent.as_deref() == Some(id) && !p.exited)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for o in orphans {
+            let Some(p) = self.procs.get_mut(&o) else {
+                continue;
+            };
+            // A child that died unnoticed in the meantime is not adopted.
+            if p.pidfd.as_ref().is_some_and(|fd| os_readable(fd)) {
+                continue;
+            }
+            p.parent = Some(crate::protocol::RUNNER_ID.to_string());
+            let opid = p.pid;
+            self.queue(Event {
+                t_ns: t_ns + 1,
+                seq: 0,
+                proc_id: o,
+                pid: opid,
+                line: None,
+                body: Body::Adopted {
+                    by: crate::protocol::RUNNER_ID.to_string(),
+                    new_ppid: self.runner_pid,
+                },
+            });
+        }
+    }
+
+    /// At the end: anything whose death we have not reported yet.
+    fn check_all_exits(&mut self) {
+        let ids: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.exited && p.pid > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in ids {
+            let readable = self.procs[&id].pidfd.as_ref().is_some_and(os_readable);
+            if readable {
+                self.process_died(&id);
+            }
+        }
+    }
+
+    fn expire_silent_connections(&mut self) {
+        let before = self.conns.len();
+        self.conns
+            .retain(|c| c.who.is_some() || c.opened.elapsed() < HELLO_TIMEOUT);
+        let expired = before - self.conns.len();
+        if expired > 0 {
+            self.stats
+                .no_hello
+                .fetch_add(expired as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn queue(&mut self, e: Event) {
+        self.arrivals += 1;
+        self.pending.push((e.t_ns, self.arrivals, e));
+    }
+
+    /// Sends the events older than the reorder window (all, at the end).
+    fn flush(&mut self, all: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let horizon = if all {
+            u64::MAX
+        } else {
+            now_ns().saturating_sub(REORDER_WINDOW_NS)
+        };
+        self.pending.sort_by_key(|(t, a, _)| (*t, *a));
+        let n = self.pending.partition_point(|(t, _, _)| *t <= horizon);
+        for (_, _, mut e) in self.pending.drain(..n) {
+            // Keep the stream sorted even for a straggler.
+            e.t_ns = e.t_ns.max(self.last_sent_t_ns);
+            self.last_sent_t_ns = e.t_ns;
+            self.stats.events.fetch_add(1, Ordering::Relaxed);
+            match self.tx.try_send(e) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn os_readable(fd: &OwnedFd) -> bool {
+    crate::runner::os::readable(fd.as_fd(), 0)
+}
+
+fn os_readable_raw(fd: RawFd) -> bool {
+    // SAFETY: the caller owns `fd` and keeps it open during the call.
+    crate::runner::os::readable(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, 0)
+}
