@@ -35,6 +35,8 @@ struct Child {
     /// Started with `spawn` (so `join = "*"` waits for it).
     spawned: bool,
     reaped: bool,
+    /// Python's `exitcode`: the code, or minus the signal number.
+    exitcode: Value,
 }
 
 struct PoolState {
@@ -309,7 +311,12 @@ impl<'r> Proc<'r> {
                     }
                 }
             }
-            Op::Join(target) => self.join(target)?,
+            Op::Join { target, into } => {
+                let code = self.join(target)?;
+                if let Some(var) = into {
+                    self.set_var(var, code);
+                }
+            }
             Op::Wait { into } => {
                 let pid = self.wait_any()?;
                 if let Some(v) = into {
@@ -524,7 +531,7 @@ impl<'r> Proc<'r> {
             } => {
                 let argv: Vec<String> = argv
                     .iter()
-                    .map(|e| Ok(self.eval(e)?.to_string()))
+                    .map(|t| t.render(self).map_err(RunError))
                     .collect::<Result<_, RunError>>()?;
                 let input = match input {
                     Some(e) => Some(self.eval(e)?.to_string()),
@@ -621,6 +628,7 @@ impl<'r> Proc<'r> {
                     daemon,
                     spawned: role != "exec" && !role.starts_with("pool:"),
                     reaped: false,
+                    exitcode: Value::None,
                 });
                 Ok(Forked::Parent(self.children.len() - 1))
             }
@@ -648,7 +656,9 @@ impl<'r> Proc<'r> {
         let _ = kill(ns_pid, signal);
     }
 
-    fn join(&mut self, target: &str) -> Result<(), RunError> {
+    /// Joins; the exit code like Python's `p.exitcode` (None for `*` and
+    /// pools).
+    fn join(&mut self, target: &str) -> Result<Value, RunError> {
         if target == "*" {
             let todo: Vec<usize> = (0..self.children.len())
                 .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
@@ -656,14 +666,15 @@ impl<'r> Proc<'r> {
             for i in todo {
                 self.join_child(i);
             }
-            return Ok(());
+            return Ok(Value::None);
         }
         if self.pools.contains_key(target) {
-            return self.join_pool(target);
+            self.join_pool(target)?;
+            return Ok(Value::None);
         }
         let i = self.child_by_handle(target)?;
         self.join_child(i);
-        Ok(())
+        Ok(self.children[i].exitcode.clone())
     }
 
     /// `waitpid` on one child: blocks while it runs, then reaps it.
@@ -700,6 +711,11 @@ impl<'r> Proc<'r> {
     }
 
     fn emit_reaped(&mut self, i: usize, s: WaitStatus) {
+        self.children[i].exitcode = match s {
+            WaitStatus::Exited(_, c) => Value::Int(i64::from(c)),
+            WaitStatus::Signaled(_, sig, _) => Value::Int(-(sig as i64)),
+            _ => Value::None,
+        };
         let (code, signal) = status_parts(s);
         let (id, pid) = (self.children[i].id.clone(), self.children[i].pid);
         let (by, by_pid) = (self.probe.id.clone(), self.probe.pid);
@@ -1058,6 +1074,11 @@ impl<'r> Proc<'r> {
             let Some(bytes) =
                 self.blocking_read(fd.as_fd(), &format!("waiting for {pool} results"))?
             else {
+                // Every worker has exited (after close): fine unless a
+                // result is still owed.
+                if self.pool_mut(pool)?.pending.is_empty() {
+                    return Ok(());
+                }
                 return Err(RunError(format!("the workers of {pool} are gone")));
             };
             let r: ResultPacket = serde_json::from_slice(&bytes)

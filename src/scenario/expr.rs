@@ -133,7 +133,8 @@ pub const PURE_FUNCTIONS: &[&str] = &[
 ];
 
 /// Functions the process provides (see [`Scope::call`]).
-pub const PROCESS_FUNCTIONS: &[&str] = &["random", "randint", "uniform", "env", "cpu_count"];
+pub const PROCESS_FUNCTIONS: &[&str] =
+    &["random", "randint", "uniform", "env", "cpu_count", "time"];
 
 fn builtin(name: &str, args: &[Value]) -> Result<Value, String> {
     let one = || -> Result<&Value, String> {

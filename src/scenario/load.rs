@@ -346,19 +346,9 @@ impl Cx<'_> {
                 },
             );
         }
-        // Roles named by steps must exist and take the args they are given.
         let mut programs = Vec::new();
-        for step in scenario.all_steps() {
-            if let Op::Exec { argv, .. } = &step.op {
-                let shown: Vec<String> = argv
-                    .iter()
-                    .map(|e| match e {
-                        Expr::Lit(v) => v.to_string(),
-                        other => format!("{other:?}"),
-                    })
-                    .collect();
-                programs.push(shown.join(" "));
-            }
+        for r in f.roles.values() {
+            collect_programs(&r.get_ref().steps, &mut programs);
         }
         scenario.exec_programs = programs;
         scenario
@@ -583,9 +573,10 @@ impl Cx<'_> {
                     into: (!v.is_empty()).then_some(v),
                 }
             }
-            "join" => {
-                Op::Join(self.name_in(st.join.as_ref()?, "process handle or pool", is_handle))
-            }
+            "join" => Op::Join {
+                target: self.name_in(st.join.as_ref()?, "process handle or pool", is_handle),
+                into,
+            },
             "wait" => {
                 let v = st.wait.as_ref()?.get_ref().clone();
                 Op::Wait {
@@ -717,7 +708,7 @@ impl Cx<'_> {
                 let argv = argv_raw
                     .get_ref()
                     .iter()
-                    .map(|a| self.expr(a, rc))
+                    .map(|a| self.template(a, rc))
                     .collect();
                 Op::Exec {
                     argv,
@@ -777,6 +768,20 @@ fn collect_assigned(steps: &[S<raw::Step>], out: &mut BTreeSet<String>) {
             .flatten()
         {
             collect_assigned(b, out);
+        }
+    }
+}
+
+/// The command lines of every `exec` step, as written.
+fn collect_programs(steps: &[S<raw::Step>], out: &mut Vec<String>) {
+    for s in steps {
+        let st = s.get_ref();
+        if let Some(argv) = &st.exec {
+            let words: Vec<&str> = argv.get_ref().iter().map(|a| a.get_ref().as_str()).collect();
+            out.push(words.join(" "));
+        }
+        for b in [&st.then, &st.else_, &st.steps, &st.loop_].into_iter().flatten() {
+            collect_programs(b, out);
         }
     }
 }

@@ -149,8 +149,12 @@ pub enum Op {
     Fork {
         into: Option<String>,
     },
-    /// Wait for a handle's process (or pool), or `*` for every child.
-    Join(String),
+    /// Wait for a handle's process (or pool), or `*` for every child;
+    /// `into` gets its exit code (minus the signal number if killed).
+    Join {
+        target: String,
+        into: Option<String>,
+    },
     /// `os.wait()`: wait for any child.
     Wait {
         into: Option<String>,
@@ -237,7 +241,7 @@ pub enum Op {
     },
     Close(String),
     Exec {
-        argv: Vec<Expr>,
+        argv: Vec<Template>,
         input: Option<Expr>,
         into: Option<String>,
         capture: bool,

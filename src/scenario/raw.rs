@@ -144,7 +144,7 @@ pub struct Step {
     pub inputs: Option<S<toml::Value>>,
     pub close: Option<S<String>>,
 
-    pub exec: Option<S<Vec<S<toml::Value>>>>,
+    pub exec: Option<S<Vec<S<String>>>>,
     pub input: Option<S<toml::Value>>,
     pub capture: Option<bool>,
 
