@@ -1282,6 +1282,7 @@ impl Scope for Proc<'_> {
                 Some(Value::Str(k)) => Value::Str(std::env::var(k).unwrap_or_default()),
                 _ => return Err("env() needs a name".into()),
             },
+            "time" => Value::Float(now_ns() as f64 / 1e9),
             "cpu_count" => {
                 Value::Int(std::thread::available_parallelism().map_or(1, |n| n.get() as i64))
             }
