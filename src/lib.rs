@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod collector;
+pub mod lab;
 pub mod model;
 pub mod probe;
 pub mod protocol;

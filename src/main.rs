@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let status = match &cli.command {
         Some(Command::List) => cli::list(),
         Some(Command::Run(args)) => cli::run::run(args),
+        Some(Command::Stats(args)) => cli::lab::stats(args),
+        Some(Command::Explore(args)) => cli::lab::explore(args),
         Some(Command::Check { file }) => cli::check(file),
         None => {
             eprintln!(

@@ -221,11 +221,39 @@ pub enum Body {
         cpu_percent: f32,
         rss_bytes: u64,
     },
-    /// Step mode: the next action this process will take when told to go.
+    /// Gated runs: the next action this process will take when told to go.
+    /// `local` actions touch nothing another process can see. `waits_for`
+    /// names what the action needs to go through (`lock:l`, `queue-get:q`,
+    /// `queue-put:q`, `recv:end`, `join:main.1`, `wait`, `pool-tasks:p`,
+    /// `pool-results:p`); `retry` says its last try found it unavailable.
+    /// `touches` lists what it reads or changes (`r:v`, `w:v`, `lock:l`,
+    /// `queue:q`, `pipe:p`, `proc:main.1`, `*` for anything): two actions
+    /// that touch nothing in common give the same result in either order.
     Pending {
         action: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        local: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waits_for: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        retry: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        touches: Vec<String>,
     },
+    /// Gated runs: the process was told to go and takes its pending action.
     Go {},
+    /// A lost update: this process wrote `name` from a value it read before
+    /// `lost_writer` wrote `lost`, so that write is overwritten and lost.
+    Race {
+        name: String,
+        lost_writer: String,
+        lost: Value,
+        written: Value,
+    },
+    /// Every live process waits and none can ever wake the others.
+    Deadlock {
+        cycle: String,
+    },
     /// Something went wrong inside a scenario process (bad step at run time,
     /// a limit hit); the run goes on where it can.
     Error {
@@ -270,6 +298,8 @@ impl Body {
             Body::Sample { .. } => "sample",
             Body::Pending { .. } => "pending",
             Body::Go {} => "go",
+            Body::Race { .. } => "race",
+            Body::Deadlock { .. } => "deadlock",
             Body::Error { .. } => "error",
         }
     }

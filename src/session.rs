@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub time_scale: f64,
     pub seed: u64,
     pub limits: Limits,
+    /// Every step of every process waits for [`Session::go`].
+    pub gated: bool,
 }
 
 impl Default for RunOptions {
@@ -35,6 +37,7 @@ impl Default for RunOptions {
             time_scale: 1.0,
             seed: 0,
             limits: Limits::default(),
+            gated: false,
         }
     }
 }
@@ -55,8 +58,15 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        let collector =
-            Collector::start(CHANNEL_CAPACITY).context("cannot start the event collector")?;
+        // A gated run has one process moving at a time: no need to wait
+        // for stragglers, and every step should be seen at once.
+        let window_ns = if opts.gated {
+            0
+        } else {
+            crate::collector::REORDER_WINDOW_NS
+        };
+        let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
+            .context("cannot start the event collector")?;
         let spec = RunSpec {
             scenario_text: scenario_text.to_string(),
             origin: origin.to_string(),
@@ -66,6 +76,7 @@ impl Session {
             seed: opts.seed,
             max_procs: opts.limits.max_procs,
             parent_pid: std::process::id() as i32,
+            gated: opts.gated,
         };
         let exe = std::env::current_exe().context("cannot find our own executable")?;
         let mut runner = Command::new(exe)
@@ -115,6 +126,15 @@ impl Session {
         if self.exit_code.is_none() {
             let _ = self.runner.kill();
         }
+        // Without a PID namespace the scenario's processes are still in
+        // the runner's process group: take them down too.
+        let group = nix::unistd::Pid::from_raw(self.runner.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    /// Gated runs: lets one waiting process take its next step.
+    pub fn go(&self, proc_id: &str) -> bool {
+        self.collector.gates.go(proc_id)
     }
 
     pub fn runner_pid(&self) -> u32 {

@@ -293,6 +293,9 @@ fn every_builtin_checks_and_lists() {
 #[test]
 fn every_builtin_runs_to_a_clean_end() {
     for b in forkscope::scenario::catalog::BUILTINS {
+        if b.name == "deadlock-two-locks" {
+            continue; // it is meant not to end (see tests/lab.rs)
+        }
         let run = run_jsonl(b.name, &["--time-scale", "0.05", "--seed", "7"]);
         assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
         assert!(run.stderr.is_empty(), "{}: {}", b.name, run.stderr);

@@ -1,6 +1,7 @@
 //! The command line: `list`, `run`, `check`. Each command returns an exit
 //! code: 0 ok, 1 the scenario failed or timed out, 2 bad input.
 
+pub mod lab;
 pub mod run;
 pub mod text;
 
@@ -27,6 +28,10 @@ pub enum Command {
     List,
     /// Run a scenario for real and print what every process does.
     Run(RunArgs),
+    /// Run a scenario many times and show the histogram of outcomes.
+    Stats(StatsArgs),
+    /// Try every interleaving of a small scenario's steps; list the outcomes.
+    Explore(ExploreArgs),
     /// Check a scenario file without running it.
     Check {
         /// A scenario file (or a built-in name).
@@ -42,8 +47,9 @@ pub enum Format {
     Jsonl,
 }
 
+/// What every command that runs a scenario takes.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct ScenarioArgs {
     /// A built-in scenario (see `forkscope list`) or a scenario file.
     pub scenario: String,
     /// Set a parameter, e.g. --set workers=4 (repeatable).
@@ -52,23 +58,76 @@ pub struct RunArgs {
     /// Multiply every sleep by this (0.1 = ten times faster).
     #[arg(long, default_value_t = 1.0, value_name = "F")]
     pub time_scale: f64,
-    /// Seed for random() and random sleeps: the same seed, the same choices.
+    /// Seed for random() and the seeded scheduler: same seed, same choices.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write every event as JSON lines to FILE, as it happens.
-    #[arg(long, value_name = "FILE")]
-    pub record: Option<PathBuf>,
-    /// Stop the run after this many seconds.
+    /// Stop a run after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = scenario::limits::DEFAULT_TIMEOUT_S)]
     pub timeout: f64,
-    /// Most processes the run may create.
+    /// Most processes a run may create.
     #[arg(long, value_name = "N", default_value_t = scenario::limits::DEFAULT_MAX_PROCS)]
     pub max_procs: u32,
     /// Let a scenario file run the programs its `exec` steps name.
     #[arg(long)]
     pub allow_exec: bool,
+}
+
+/// Who decides the order of the processes' steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleMode {
+    /// The operating system, as usual.
+    Free,
+    /// Every step waits; a seeded random choice picks who goes next.
+    Seeded,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: ScenarioArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write every event as JSON lines to FILE, as it happens.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ScheduleMode::Free)]
+    pub schedule: ScheduleMode,
+    /// Write the schedule taken (one logical id per step) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub save_schedule: Option<PathBuf>,
+    /// Replay a saved schedule exactly.
+    #[arg(long, value_name = "FILE", conflicts_with = "schedule")]
+    pub schedule_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub common: ScenarioArgs,
+    /// How many runs.
+    #[arg(long, default_value_t = 100)]
+    pub runs: u32,
+    /// Seeded: run i uses seed S+i (same seed, same histogram). Free: the
+    /// operating system schedules, as in a normal run.
+    #[arg(long, value_enum, default_value_t = ScheduleMode::Seeded)]
+    pub schedule: ScheduleMode,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExploreArgs {
+    #[command(flatten)]
+    pub common: ScenarioArgs,
+    /// Stop after this many schedules.
+    #[arg(long, default_value_t = 5000)]
+    pub max_schedules: u64,
+    /// Where to write one schedule file per outcome (default: a new
+    /// folder in the temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// A scenario and where it came from.
@@ -77,6 +136,17 @@ pub struct Loaded {
     pub text: String,
     pub origin: String,
     pub builtin: bool,
+}
+
+impl Loaded {
+    /// How to name this scenario on the command line.
+    pub fn origin_arg(&self) -> &str {
+        if self.builtin {
+            &self.scenario.name
+        } else {
+            &self.origin
+        }
+    }
 }
 
 /// Bad input: exit code 2 with one clear sentence.

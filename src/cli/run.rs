@@ -1,13 +1,20 @@
 //! `forkscope run`: run a scenario for real and print its events as they
 //! come (text or JSON lines), then what the terminal showed and how it ended.
+//! With `--schedule seeded` or `--schedule-file`, every step waits for a
+//! scheduler's go (see `lab`).
 
-use super::{Format, InputError, RunArgs, load_target, parse_sets, text};
+use super::{
+    Format, InputError, RunArgs, ScenarioArgs, ScheduleMode, load_target, parse_sets, text,
+};
+use crate::lab::{self, RaceWatch, Scheduler, Then};
 use crate::model::World;
-use crate::protocol::Event;
+use crate::protocol::{Event, Value};
 use crate::scenario::{self, limits};
 use crate::session::{RunOptions, Session};
 use crossbeam_channel::RecvTimeoutError;
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,7 +25,7 @@ extern "C" fn on_interrupt(_: nix::libc::c_int) {
 }
 
 /// Ctrl-C (and SIGTERM) stop the run cleanly instead of killing us.
-fn catch_interrupts() {
+pub fn catch_interrupts() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(
         SigHandler::Handler(on_interrupt),
@@ -32,30 +39,39 @@ fn catch_interrupts() {
     }
 }
 
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Why a run ended early.
 enum Stopped {
     Timeout,
     Interrupted,
     OutputClosed,
+    Deadlock(String),
+    Diverged(String),
 }
 
-pub fn run(args: &RunArgs) -> i32 {
-    match prepare(args) {
-        Ok((loaded, params, opts)) => execute(args, &loaded, params, &opts),
-        Err(e) => {
-            eprintln!("forkscope: {e}");
-            2
-        }
+/// A checked scenario with this run's parameters and options.
+pub struct Prepared {
+    pub loaded: super::Loaded,
+    pub params: BTreeMap<String, Value>,
+    pub opts: RunOptions,
+}
+
+impl Prepared {
+    pub fn start(&self) -> anyhow::Result<Session> {
+        Session::start(
+            &self.loaded.text,
+            &self.loaded.origin,
+            self.params.clone(),
+            &self.opts,
+        )
     }
 }
 
-type Prepared = (
-    super::Loaded,
-    std::collections::BTreeMap<String, crate::protocol::Value>,
-    RunOptions,
-);
-
-fn prepare(args: &RunArgs) -> Result<Prepared, InputError> {
+/// Loads and checks everything a run needs, before anything forks.
+pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError> {
     let loaded = load_target(&args.scenario)?;
     let sets = parse_sets(&args.set)?;
     let params = scenario::resolve_params(&loaded.scenario, &sets)?;
@@ -82,6 +98,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, InputError> {
             max_procs: args.max_procs,
             timeout_s: args.timeout,
         },
+        gated,
     };
     limits::check(&loaded.scenario, &params, &opts.limits)
         .map_err(|e| InputError::Other(format!("{}: {e}", loaded.origin)))?;
@@ -92,16 +109,72 @@ fn prepare(args: &RunArgs) -> Result<Prepared, InputError> {
             loaded.scenario.exec_programs.join("; ")
         )));
     }
-    Ok((loaded, params, opts))
+    Ok(Prepared {
+        loaded,
+        params,
+        opts,
+    })
 }
 
-fn execute(
-    args: &RunArgs,
-    loaded: &super::Loaded,
-    params: std::collections::BTreeMap<String, crate::protocol::Value>,
-    opts: &RunOptions,
-) -> i32 {
-    let mut record = match &args.record {
+pub fn run(args: &RunArgs) -> i32 {
+    let gated = args.schedule == ScheduleMode::Seeded || args.schedule_file.is_some();
+    let prefix = match &args.schedule_file {
+        Some(path) => match read_schedule(path) {
+            Ok(ids) => ids,
+            Err(e) => {
+                eprintln!("forkscope: {e}");
+                return 2;
+            }
+        },
+        None => Vec::new(),
+    };
+    match prepare(&args.common, gated) {
+        Ok(p) => execute(args, &p, prefix),
+        Err(e) => {
+            eprintln!("forkscope: {e}");
+            2
+        }
+    }
+}
+
+/// Where the events go: the screen (text or JSONL) and the record file.
+struct Sink<'a> {
+    out: BufWriter<std::io::StdoutLock<'a>>,
+    record: Option<BufWriter<std::fs::File>>,
+    format: Format,
+    t0: Option<u64>,
+    output_ok: bool,
+}
+
+impl Sink<'_> {
+    fn event(&mut self, e: &Event, more_coming: bool) {
+        if let Some(f) = self.record.as_mut() {
+            let _ = write_jsonl(f, e).and_then(|_| f.flush());
+        }
+        if !self.output_ok {
+            return;
+        }
+        let t0 = *self.t0.get_or_insert(e.t_ns);
+        let written = match self.format {
+            Format::Jsonl => write_jsonl(&mut self.out, e),
+            Format::Text => writeln!(self.out, "{}", text::line(e, t0)),
+        };
+        // Flush often enough to feel live, not on every event.
+        let written = written.and_then(|_| {
+            if more_coming {
+                Ok(())
+            } else {
+                self.out.flush()
+            }
+        });
+        if written.is_err() {
+            self.output_ok = false;
+        }
+    }
+}
+
+fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
+    let record = match &args.record {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Some(BufWriter::new(f)),
             Err(e) => {
@@ -112,7 +185,7 @@ fn execute(
         None => None,
     };
     catch_interrupts();
-    let mut session = match Session::start(&loaded.text, &loaded.origin, params, opts) {
+    let mut session = match p.start() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("forkscope: {e:#}");
@@ -120,67 +193,46 @@ fn execute(
         }
     };
     let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut world = World::new();
-    let mut t0: Option<u64> = None;
-    let mut stopped: Option<Stopped> = None;
-    let mut output_ok = true;
-    let timeout = Duration::from_secs_f64(opts.limits.timeout_s);
-    let events = session.collector.events.clone();
-    loop {
-        match events.recv_timeout(Duration::from_millis(20)) {
-            Ok(e) => {
-                world.apply(&e);
-                if let Some(f) = record.as_mut() {
-                    let _ = write_jsonl(f, &e).and_then(|_| f.flush());
-                }
-                if output_ok {
-                    let t0 = *t0.get_or_insert(e.t_ns);
-                    let written = match args.format {
-                        Format::Jsonl => write_jsonl(&mut out, &e),
-                        Format::Text => writeln!(out, "{}", text::line(&e, t0)),
-                    };
-                    // Flush often enough to feel live, not on every event.
-                    let written = written.and_then(|_| {
-                        if events.is_empty() {
-                            out.flush()
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if written.is_err() {
-                        output_ok = false;
-                    }
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        let _ = out.flush();
-        if session.poll_exit().is_some() {
-            continue; // drain what the collector still has
-        }
-        if stopped.is_none() {
-            stopped = if INTERRUPTED.load(Ordering::SeqCst) {
-                Some(Stopped::Interrupted)
-            } else if session.started.elapsed() > timeout {
-                Some(Stopped::Timeout)
-            } else if !output_ok {
-                Some(Stopped::OutputClosed)
-            } else {
-                None
-            };
-            if stopped.is_some() {
-                session.stop();
-            }
-        }
-    }
+    let mut sink = Sink {
+        out: BufWriter::new(stdout.lock()),
+        record,
+        format: args.format,
+        t0: None,
+        output_ok: true,
+    };
+    let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
+    let (world, stopped, schedule) = if p.opts.gated {
+        let then = if args.schedule_file.is_some() {
+            Then::First
+        } else {
+            Then::Seeded(p.opts.seed)
+        };
+        let mut sched = Scheduler::new(prefix, then, true);
+        let d = lab::drive(&mut session, &mut sched, timeout, |e| sink.event(e, false));
+        let stopped = if let Some(cycle) = d.deadlock {
+            Some(Stopped::Deadlock(cycle))
+        } else if let Some(id) = d.diverged {
+            Some(Stopped::Diverged(id))
+        } else if d.timed_out {
+            Some(Stopped::Timeout)
+        } else {
+            None
+        };
+        (d.world, stopped, Some(d.schedule))
+    } else {
+        let (world, stopped) = follow(&mut session, timeout, &mut sink);
+        (world, stopped, None)
+    };
     let code = session.poll_exit().unwrap_or(1);
-    if output_ok && args.format == Format::Text {
-        let _ = summary(&mut out, &world);
+    if sink.output_ok && args.format == Format::Text {
+        let _ = summary(&mut sink.out, &world);
     }
-    let _ = out.flush();
+    let _ = sink.out.flush();
+    if let (Some(path), Some(schedule)) = (&args.save_schedule, &schedule)
+        && let Err(e) = write_schedule(path, p, schedule)
+    {
+        eprintln!("forkscope: cannot write {}: {e}", path.display());
+    }
     let problems = session.collector.stats.summary();
     if !problems.is_empty() {
         eprintln!("forkscope: the collector counted and dropped: {problems}");
@@ -189,12 +241,22 @@ fn execute(
         Some(Stopped::Timeout) => {
             eprintln!(
                 "forkscope: the run took longer than {} s and was stopped (use --timeout to allow more)",
-                opts.limits.timeout_s
+                p.opts.limits.timeout_s
             );
             1
         }
         Some(Stopped::Interrupted) => {
             eprintln!("forkscope: interrupted; every process of the run was stopped");
+            1
+        }
+        Some(Stopped::Deadlock(cycle)) => {
+            eprintln!("deadlock: {cycle}");
+            3
+        }
+        Some(Stopped::Diverged(id)) => {
+            eprintln!(
+                "forkscope: the schedule says {id} goes next, but {id} cannot go here (different parameters?)"
+            );
             1
         }
         Some(Stopped::OutputClosed) => 0,
@@ -204,6 +266,71 @@ fn execute(
             1
         }
     }
+}
+
+/// A free run: events as they come, until the run ends or is stopped.
+fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, Option<Stopped>) {
+    let mut world = World::new();
+    let mut races = RaceWatch::default();
+    let mut stopped: Option<Stopped> = None;
+    let events = session.collector.events.clone();
+    loop {
+        match events.recv_timeout(Duration::from_millis(20)) {
+            Ok(e) => {
+                world.apply(&e);
+                sink.event(&e, !events.is_empty());
+                for r in races.check(&world) {
+                    world.apply(&r);
+                    sink.event(&r, !events.is_empty());
+                }
+                let waits = matches!(
+                    e.body,
+                    crate::protocol::Body::LockWait { .. } | crate::protocol::Body::Block { .. }
+                );
+                if waits
+                    && stopped.is_none()
+                    && let Some(cycle) = lab::deadlock::in_world(&world)
+                {
+                    let d = Event {
+                        t_ns: crate::protocol::now_ns(),
+                        seq: 0,
+                        proc_id: crate::protocol::RUNNER_ID.to_string(),
+                        pid: 0,
+                        line: None,
+                        body: crate::protocol::Body::Deadlock {
+                            cycle: cycle.clone(),
+                        },
+                    };
+                    world.apply(&d);
+                    sink.event(&d, false);
+                    stopped = Some(Stopped::Deadlock(cycle));
+                    session.stop();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let _ = sink.out.flush();
+        if session.poll_exit().is_some() {
+            continue; // drain what the collector still has
+        }
+        if stopped.is_none() {
+            stopped = if interrupted() {
+                Some(Stopped::Interrupted)
+            } else if session.started.elapsed() > timeout {
+                Some(Stopped::Timeout)
+            } else if !sink.output_ok {
+                Some(Stopped::OutputClosed)
+            } else {
+                None
+            };
+            if stopped.is_some() {
+                session.stop();
+            }
+        }
+    }
+    (world, stopped)
 }
 
 fn write_jsonl(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
@@ -222,9 +349,52 @@ fn summary(out: &mut impl Write, world: &World) -> std::io::Result<()> {
     writeln!(out, "--- end of terminal ---")?;
     for (name, v) in &world.values {
         writeln!(out, "shared {name} = {}", v.current.repr())?;
+        for lu in &v.lost_updates {
+            writeln!(
+                out,
+                "lost update of {name}: {} wrote {} over {}'s {}",
+                lu.proc_id,
+                lu.written.repr(),
+                lu.lost_writer.as_deref().unwrap_or("?"),
+                lu.lost.repr()
+            )?;
+        }
     }
     for e in &world.errors {
         writeln!(out, "error in {}: {}", e.proc_id, e.message)?;
     }
     Ok(())
+}
+
+/// A schedule file: `#` comments, then one logical id per line.
+pub fn write_schedule(path: &Path, p: &Prepared, schedule: &[String]) -> std::io::Result<()> {
+    let mut f = BufWriter::new(std::fs::File::create(path)?);
+    writeln!(f, "# forkscope schedule for {}", p.loaded.scenario.name)?;
+    let params: Vec<String> = p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    writeln!(f, "# parameters: {}", params.join(" "))?;
+    writeln!(
+        f,
+        "# replay: forkscope run {} {}--schedule-file {}",
+        p.loaded.origin_arg(),
+        params
+            .iter()
+            .map(|s| format!("--set {s} "))
+            .collect::<String>(),
+        path.display()
+    )?;
+    for id in schedule {
+        writeln!(f, "{id}")?;
+    }
+    f.flush()
+}
+
+pub fn read_schedule(path: &Path) -> Result<Vec<String>, InputError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::Other(format!("cannot read {}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
 }

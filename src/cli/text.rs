@@ -108,7 +108,26 @@ pub fn describe(e: &Event) -> String {
             cpu_percent,
             rss_bytes,
         } => format!("cpu {cpu_percent:.0}%, rss {} KiB", rss_bytes / 1024),
-        Body::Pending { action } => format!("next: {action}"),
+        Body::Pending {
+            action,
+            retry,
+            waits_for,
+            ..
+        } => match (retry, waits_for) {
+            (true, Some(on)) => format!("next: {action} (tried: {on} is not available)"),
+            _ => format!("next: {action}"),
+        },
+        Body::Race {
+            name,
+            lost_writer,
+            lost,
+            written,
+        } => format!(
+            "LOST UPDATE: writes {name} = {} from a stale read; {lost_writer}'s {} is lost",
+            written.repr(),
+            lost.repr()
+        ),
+        Body::Deadlock { cycle } => format!("DEADLOCK: {cycle}"),
         Body::Go {} => "goes".into(),
         Body::Error { message } => format!("error: {message}"),
     }

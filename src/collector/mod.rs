@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 /// Events are held this long and sent sorted by time, so that events from
 /// different processes that arrive out of order are put back in order.
-const REORDER_WINDOW_NS: u64 = 40_000_000;
+pub const REORDER_WINDOW_NS: u64 = 40_000_000;
 /// A connection must say hello within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// After `finish`, wait at most this long for the last bytes.
@@ -88,6 +88,8 @@ impl Stats {
 /// socket directory.
 pub struct Collector {
     pub socket: PathBuf,
+    /// Where to write `go` to a process of a gated run, by logical id.
+    pub gates: Gates,
     dir: PathBuf,
     pub events: Receiver<Event>,
     pub stats: Arc<Stats>,
@@ -98,7 +100,7 @@ pub struct Collector {
 impl Collector {
     /// Creates a private (0700) socket directory and starts the thread.
     /// `capacity` bounds the channel to the consumer.
-    pub fn start(capacity: usize) -> io::Result<Collector> {
+    pub fn start(capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
         let base = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .filter(|p| p.is_dir())
@@ -111,12 +113,16 @@ impl Collector {
         let (tx, rx) = bounded(capacity);
         let stats = Arc::new(Stats::default());
         let finish = Arc::new(AtomicBool::new(false));
+        let gates = Gates::default();
         let mut state = State::new(listener, tx, stats.clone(), finish.clone());
+        state.gates = gates.clone();
+        state.window_ns = reorder_window_ns;
         let thread = std::thread::Builder::new()
             .name("collector".into())
             .spawn(move || state.run())?;
         Ok(Collector {
             socket,
+            gates,
             dir,
             events: rx,
             stats,
@@ -143,6 +149,31 @@ impl Drop for Collector {
             let _ = t.join();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The write side of every connection that said hello: in a gated run the
+/// app tells a process to take its next step by writing `go` to it.
+#[derive(Clone, Default)]
+pub struct Gates(Arc<std::sync::Mutex<BTreeMap<String, UnixStream>>>);
+
+impl Gates {
+    /// Tells a waiting process to go; false if there is no such process.
+    pub fn go(&self, proc_id: &str) -> bool {
+        use std::io::Write;
+        let Ok(mut map) = self.0.lock() else {
+            return false;
+        };
+        match map.get_mut(proc_id) {
+            Some(s) => s.write_all(b"go\n").is_ok(),
+            None => false,
+        }
+    }
+
+    fn insert(&self, proc_id: &str, stream: UnixStream) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(proc_id.to_string(), stream);
+        }
     }
 }
 
@@ -190,6 +221,8 @@ struct State {
     closed: bool,
     /// Who is whose child, in the order the stream is sent.
     tree: Tree,
+    gates: Gates,
+    window_ns: u64,
 }
 
 /// Parents and deaths as seen in the sorted stream. When a process dies,
@@ -274,6 +307,8 @@ impl State {
             uid: nix::unistd::getuid().as_raw(),
             closed: false,
             tree: Tree::default(),
+            gates: Gates::default(),
+            window_ns: REORDER_WINDOW_NS,
         }
     }
 
@@ -489,7 +524,9 @@ impl State {
             None => self.hello(i, event),
             Some(who) => {
                 let mut event = event;
-                if let Body::Reaped { .. } = event.body {
+                if let Body::Reaped { .. } | Body::Exit { .. } = event.body
+                    && event.proc_id != who.id
+                {
                     // About a child; the reaper may not know its name.
                     if event.proc_id.is_empty() {
                         if let Some((id, _)) = self.procs.iter().find(|(_, p)| p.pid == event.pid) {
@@ -530,6 +567,11 @@ impl State {
             return false;
         }
         let conn = &mut self.conns[i];
+        if let Ok(w) = conn.stream.try_clone() {
+            // The clone shares the non-blocking flag; a `go` is 3 bytes and
+            // the process reads them at once, so it never fills.
+            self.gates.insert(&event.proc_id, w);
+        }
         // The kernel's word on the pid beats the process's.
         if conn.peer_pid > 0 {
             event.pid = conn.peer_pid;
@@ -566,6 +608,16 @@ impl State {
     /// stamps it no later than that, so output never trails the events
     /// that came after it.
     fn drain_output_of(&mut self, id: &str, before_t_ns: u64) {
+        // Announcements first, so announced bytes are not shown twice.
+        if let Some(j) = self
+            .conns
+            .iter()
+            .position(|c| c.who.as_ref().is_some_and(|w| w.id == id))
+        {
+            while !self.conns[j].dead && os_readable_raw(self.conns[j].stream.as_raw_fd()) {
+                self.read_conn(j);
+            }
+        }
         let cap = before_t_ns.saturating_sub(1);
         let mut events = Vec::new();
         for o in self
@@ -702,7 +754,7 @@ impl State {
         let horizon = if all {
             u64::MAX
         } else {
-            now_ns().saturating_sub(REORDER_WINDOW_NS)
+            now_ns().saturating_sub(self.window_ns)
         };
         self.pending.sort_by_key(|(t, a, _)| (*t, *a));
         let n = self.pending.partition_point(|(t, _, _)| *t <= horizon);

@@ -448,6 +448,8 @@ pub struct World {
     pub merged_output: OutputBuffer,
     pub caption: Option<String>,
     pub errors: Vec<RunError>,
+    /// The wait-for cycle, once a deadlock was found.
+    pub deadlock: Option<String>,
     pub first_t_ns: Option<u64>,
     /// Latest timestamp seen (events may arrive out of order).
     pub last_t_ns: u64,
@@ -661,11 +663,14 @@ impl World {
                 self.proc_mut(me, t_ns).resume_if(|s| *s == waiting_for);
             }
             Body::LockRelease { lock } => {
+                // A multiprocessing.Lock is a semaphore: any process may
+                // release it (a lock chain hands turns on that way). The
+                // collector sends events in time order, so a release never
+                // arrives after the next acquire.
+                let _ = me;
                 let l = self.lock_mut(lock);
-                if l.holder.as_deref() == Some(me) {
-                    l.holder = None;
-                    l.held_since_t_ns = None;
-                }
+                l.holder = None;
+                l.held_since_t_ns = None;
             }
             Body::Read {
                 name,
@@ -730,8 +735,11 @@ impl World {
                 p.cpu_percent = Some(*cpu_percent);
                 p.rss_bytes = Some(*rss_bytes);
             }
-            Body::Pending { action } => self.proc_mut(me, t_ns).pending = Some(action.clone()),
+            Body::Pending { action, .. } => self.proc_mut(me, t_ns).pending = Some(action.clone()),
             Body::Go {} => self.proc_mut(me, t_ns).pending = None,
+            // Lost updates are found by the projection itself.
+            Body::Race { .. } => {}
+            Body::Deadlock { cycle } => self.deadlock = Some(cycle.clone()),
             Body::Error { message } => self.errors.push(RunError {
                 t_ns,
                 proc_id: me.to_string(),

@@ -70,12 +70,17 @@ impl Probe {
             seq: 0,
             line: None,
         };
+        let Ok(sock) = UnixStream::connect(socket) else {
+            return probe;
+        };
+        // Keep the old stdout/stderr until the collector has the new ones.
+        let saved = (
+            nix::unistd::dup(std::io::stdout()).ok(),
+            nix::unistd::dup(std::io::stderr()).ok(),
+        );
         let fds = match capture {
             Capture::OwnOutput => redirect_output().ok(),
             Capture::None => None,
-        };
-        let Ok(sock) = UnixStream::connect(socket) else {
-            return probe;
         };
         let hello = probe.line_for(Body::Hello {
             ppid,
@@ -90,10 +95,43 @@ impl Probe {
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
         if sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).is_ok() {
             probe.sock = Some(sock);
+        } else if fds.is_some() {
+            // Nobody will read the new pipes: write where we wrote before.
+            if let (Some(out), Some(err)) = &saved {
+                let _ = dup2_stdout(out);
+                let _ = dup2_stderr(err);
+            }
         }
         // Our copies of the read ends close here: the collector has its own.
         drop(fds);
         probe
+    }
+
+    /// Gated runs: blocks until the app says `go` on our connection. If the
+    /// app is gone we just go on (the run is being torn down anyway).
+    pub fn wait_go(&mut self) {
+        use std::io::Read;
+        let Some(sock) = self.sock.as_mut() else {
+            return;
+        };
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match sock.read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => {
+                    if line == b"go" {
+                        return;
+                    }
+                    line.clear();
+                }
+                Ok(1) => line.push(byte[0]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => {
+                    self.sock = None;
+                    return;
+                }
+            }
+        }
     }
 
     /// Closes the connection (the parent's copy, in a fresh child).

@@ -84,6 +84,8 @@ pub struct Proc<'r> {
     pools: BTreeMap<String, PoolState>,
     n_children: u32,
     rng: u64,
+    /// Our row in the shared process table.
+    slot: usize,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
@@ -104,6 +106,7 @@ impl<'r> Proc<'r> {
             pools: BTreeMap::new(),
             n_children: 0,
             rng: 0,
+            slot: 0,
         };
         p.reseed();
         p
@@ -170,6 +173,15 @@ impl<'r> Proc<'r> {
     /// Ends this process the way Python's multiprocessing does: daemon
     /// children and pool workers still running are terminated first.
     pub fn finish(&mut self, code: i32) -> ! {
+        if self.gated() {
+            let mut touches = vec![format!("proc:{}", self.probe.id)];
+            let kills = self.children.iter().any(|c| c.daemon && !c.reaped)
+                || self.pools.values().any(|p| !p.joined);
+            if kills {
+                touches.push("*".into());
+            }
+            self.gate("exit".into(), false, None, false, touches);
+        }
         let live: Vec<usize> = (0..self.children.len())
             .filter(|&i| !self.children[i].reaped && self.children[i].daemon)
             .collect();
@@ -182,7 +194,16 @@ impl<'r> Proc<'r> {
             .collect();
         for i in live.into_iter().chain(pool_workers) {
             self.send_signal(i, Signal::SIGTERM);
-            self.join_child(i);
+            self.join_child(i, false);
+        }
+        if self.gated() {
+            // Say it ourselves, now: the scheduler must not wait for the
+            // kernel's word before it lets the next process go.
+            self.run.shm.mark_exiting(self.slot);
+            self.probe.emit(Body::Exit {
+                code: Some(code),
+                signal: None,
+            });
         }
         os::exit_now(code)
     }
@@ -205,6 +226,132 @@ impl<'r> Proc<'r> {
         let v = self.eval(e)?;
         v.as_i64()
             .ok_or_else(|| RunError(format!("{what} must be a whole number, got {v}")))
+    }
+
+    fn gated(&self) -> bool {
+        self.run.spec.gated
+    }
+
+    /// A yield point of a gated run: say what comes next, wait for `go`.
+    fn gate(
+        &mut self,
+        action: String,
+        local: bool,
+        waits_for: Option<String>,
+        retry: bool,
+        touches: Vec<String>,
+    ) {
+        self.probe.emit(Body::Pending {
+            action,
+            local,
+            waits_for,
+            retry,
+            touches,
+        });
+        self.probe.wait_go();
+        self.probe.emit(Body::Go {});
+    }
+
+    /// Gated: announce, wait for go, try without blocking; until the try
+    /// succeeds, announce again, saying what blocked it.
+    fn gated_retry<T>(
+        &mut self,
+        action: &str,
+        waits_for: &str,
+        mut try_once: impl FnMut(&mut Self) -> Result<Option<T>, RunError>,
+    ) -> Result<T, RunError> {
+        let touches = vec![touch_of(waits_for)];
+        let mut retry = false;
+        loop {
+            self.gate(
+                action.to_string(),
+                false,
+                Some(waits_for.to_string()),
+                retry,
+                touches.clone(),
+            );
+            if let Some(v) = try_once(self)? {
+                return Ok(v);
+            }
+            retry = true;
+        }
+    }
+
+    /// What an action that gates before it runs reads or changes.
+    fn touches(&self, op: &Op) -> Vec<String> {
+        let reads = |names: Vec<String>| -> Vec<String> {
+            names
+                .into_iter()
+                .filter(|n| self.run.shm.is_shared(n))
+                .map(|n| format!("r:{n}"))
+                .collect()
+        };
+        let mut names = Vec::new();
+        match op {
+            Op::Print { text, .. } => text.names(&mut names),
+            Op::Narrate(t) => t.names(&mut names),
+            Op::Sleep(e) | Op::Set { value: e, .. } => e.names(&mut names),
+            Op::Poll { end, .. } => {
+                return self
+                    .run
+                    .end(end)
+                    .map(|e| vec![format!("pipe:{}", e.channel)])
+                    .unwrap_or_default();
+            }
+            Op::Qsize { queue, .. } => return vec![format!("queue:{queue}")],
+            Op::Unlock(l) => return vec![format!("lock:{l}")],
+            Op::Read { name, .. } => return vec![format!("r:{name}")],
+            Op::Pool { .. }
+            | Op::ApplyAsync { .. }
+            | Op::Map { .. }
+            | Op::Close(_)
+            | Op::Signal { .. } => return vec!["*".into()],
+            _ => return Vec::new(),
+        }
+        reads(names)
+    }
+
+    /// What a step that gates before it runs will do, in a few words; None
+    /// for steps that gate themselves (or never: control flow).
+    fn announce(&self, op: &Op) -> Option<String> {
+        Some(match op {
+            Op::Print { text, .. } => format!("print {:?}", text.src),
+            Op::Narrate(_) => "show a caption".into(),
+            Op::Sleep(_) => "sleep".into(),
+            Op::Spawn { role, .. } => format!("start a {role} process"),
+            Op::Fork { .. } => "fork".into(),
+
+            Op::Set { var, .. } => format!("set {var}"),
+            Op::Poll { end, .. } => format!("poll {end}"),
+            Op::Qsize { queue, .. } => format!("qsize of {queue}"),
+            Op::Unlock(l) => format!("release lock {l}"),
+            Op::Read { name, .. } => format!("read {name}"),
+            Op::Pool { name, .. } => format!("start pool {name}"),
+            Op::ApplyAsync { pool, role, .. } => format!("submit {role} to {pool}"),
+            Op::Map { pool, role, .. } => format!("map {role} over {pool}"),
+            Op::Close(pool) => format!("close {pool}"),
+            Op::Exec { argv, .. } => format!(
+                "run {}",
+                argv.first().map(|t| t.src.as_str()).unwrap_or("a program")
+            ),
+            Op::Signal { handle, sig } => {
+                format!("send SIG{} to {handle}", format!("{sig:?}").to_uppercase())
+            }
+            _ => return None,
+        })
+    }
+
+    /// A step nobody else can observe (so a scheduler need not try it in
+    /// every order): no shared value read, nothing sent, nobody started.
+    fn is_local(&self, op: &Op) -> bool {
+        let mut names = Vec::new();
+        match op {
+            Op::Print { text, .. } => text.names(&mut names),
+            Op::Narrate(t) => t.names(&mut names),
+            Op::Sleep(e) | Op::Set { value: e, .. } => e.names(&mut names),
+            _ => return false,
+        }
+        !names.iter().any(|n| self.run.shm.is_shared(n))
     }
 
     fn set_var(&mut self, name: &str, value: Value) {
@@ -244,13 +391,23 @@ impl<'r> Proc<'r> {
         self.probe.emit(Body::Sleep {
             duration_ms: scaled,
         });
-        std::thread::sleep(Duration::from_secs_f64(scaled / 1000.0));
+        // In a gated run the schedule decides who goes next, not the clock.
+        if !self.gated() {
+            std::thread::sleep(Duration::from_secs_f64(scaled / 1000.0));
+        }
         self.probe.emit(Body::Wake {});
     }
 
     fn step(&mut self, s: &'r Step) -> Result<Flow, RunError> {
         if s.line.is_some() {
             self.probe.line = s.line;
+        }
+        if self.gated()
+            && let Some(action) = self.announce(&s.op)
+        {
+            let touches = self.touches(&s.op);
+            let local = touches.is_empty() && self.is_local(&s.op);
+            self.gate(action, local, None, false, touches);
         }
         match &s.op {
             Op::Print { text, end } => {
@@ -375,6 +532,16 @@ impl<'r> Proc<'r> {
             }
             Op::Send { end, value } => {
                 let v = self.eval(value)?;
+                if self.gated() {
+                    let channel = self.run.end(end)?.channel.clone();
+                    self.gate(
+                        format!("send {} on {end}", v.repr()),
+                        false,
+                        None,
+                        false,
+                        vec![format!("pipe:{channel}")],
+                    );
+                }
                 self.send(end, v)?;
             }
             Op::Recv { end, into } => {
@@ -389,8 +556,10 @@ impl<'r> Proc<'r> {
                 into,
             } => {
                 let ms = match timeout_ms {
-                    Some(e) => self.eval(e)?.as_f64().unwrap_or(0.0) * self.run.spec.time_scale,
-                    None => 0.0,
+                    Some(e) if !self.gated() => {
+                        self.eval(e)?.as_f64().unwrap_or(0.0) * self.run.spec.time_scale
+                    }
+                    _ => 0.0,
                 };
                 let pe = self.run.end(end)?;
                 let ready = readable(pe.fd.as_fd(), ms.round() as i32);
@@ -436,18 +605,53 @@ impl<'r> Proc<'r> {
                     Some(e) => Some(self.eval_int(e, "index")?),
                     None => None,
                 };
+                if self.gated() {
+                    let shown = index.map_or(name.clone(), |i| format!("{name}[{i}]"));
+                    self.gate(
+                        format!("write {shown} = {}", v.repr()),
+                        false,
+                        None,
+                        false,
+                        vec![format!("w:{name}")],
+                    );
+                }
                 self.write_value(name, index, v)?;
             }
             Op::Add { name, by, gap_ms } => {
                 // A real read-modify-write: between the read and the write
                 // another process can write too, and its update is lost.
-                let old = if self.run.shm.is_shared(name) {
+                let shared = self.run.shm.is_shared(name);
+                if self.gated() {
+                    let touches = if shared {
+                        vec![format!("r:{name}")]
+                    } else {
+                        vec![]
+                    };
+                    self.gate(format!("read {name}"), !shared, None, false, touches);
+                }
+                let old = if shared {
                     self.read_shared(name)?
                 } else {
                     self.lookup(name).map_err(RunError)?
                 };
                 let by = self.eval(by)?;
-                if let Some(g) = gap_ms {
+                if self.gated() {
+                    let new =
+                        crate::scenario::expr::binary(crate::scenario::expr::BinOp::Add, &old, &by)
+                            .map_err(RunError)?;
+                    let touches = if shared {
+                        vec![format!("w:{name}")]
+                    } else {
+                        vec![]
+                    };
+                    self.gate(
+                        format!("write {name} = {}", new.repr()),
+                        !shared,
+                        None,
+                        false,
+                        touches,
+                    );
+                } else if let Some(g) = gap_ms {
                     let ms = self.eval(g)?.as_f64().unwrap_or(0.0);
                     if ms > 0.0 {
                         let scaled = ms * self.run.spec.time_scale;
@@ -587,6 +791,7 @@ impl<'r> Proc<'r> {
                 let ns_pid = nix::unistd::getpid().as_raw();
                 let (pid, _) = crate::probe::host_pids();
                 self.run.shm.register(slot, ns_pid, pid, &id);
+                self.slot = slot;
                 let _ = os::write_all(&sync_w, &pid.to_le_bytes());
                 drop(sync_w);
                 self.probe = Probe::connect(
@@ -649,11 +854,37 @@ impl<'r> Proc<'r> {
         }
         let (target, target_pid, ns_pid) = (c.id.clone(), c.pid, c.ns_pid);
         self.probe.emit(Body::Signal {
-            target,
+            target: target.clone(),
             target_pid,
             signal: signal.as_str().to_string(),
         });
         let _ = kill(ns_pid, signal);
+        if self.gated() {
+            // Let the signal take effect before our step ends, so that the
+            // next choice of the schedule sees it (without reaping).
+            use nix::sys::wait::{Id, waitid};
+            let what = match signal {
+                Signal::SIGSTOP => WaitPidFlag::WSTOPPED,
+                Signal::SIGCONT => WaitPidFlag::WCONTINUED,
+                _ => WaitPidFlag::WEXITED,
+            };
+            let r = loop {
+                match waitid(Id::Pid(ns_pid), what | WaitPidFlag::WNOWAIT) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            if what == WaitPidFlag::WEXITED && r.is_ok() {
+                self.probe.emit_about(
+                    &target,
+                    target_pid,
+                    Body::Exit {
+                        code: None,
+                        signal: Some(signal.as_str().to_string()),
+                    },
+                );
+            }
+        }
     }
 
     /// Joins; the exit code like Python's `p.exitcode` (None for `*` and
@@ -664,7 +895,7 @@ impl<'r> Proc<'r> {
                 .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
                 .collect();
             for i in todo {
-                self.join_child(i);
+                self.join_child(i, self.gated());
             }
             return Ok(Value::None);
         }
@@ -673,17 +904,40 @@ impl<'r> Proc<'r> {
             return Ok(Value::None);
         }
         let i = self.child_by_handle(target)?;
-        self.join_child(i);
+        self.join_child(i, self.gated());
         Ok(self.children[i].exitcode.clone())
     }
 
-    /// `waitpid` on one child: blocks while it runs, then reaps it.
-    fn join_child(&mut self, i: usize) {
+    /// `waitpid` on one child: blocks while it runs, then reaps it. When
+    /// `gate`d, the wait is a step of the schedule.
+    fn join_child(&mut self, i: usize, gate: bool) {
         if self.children[i].reaped {
             return;
         }
         let ns_pid = self.children[i].ns_pid;
         let on = format!("join {}", self.children[i].id);
+        if gate {
+            let blocked_on = format!("join:{}", self.children[i].id);
+            let mut announced = false;
+            let status = self.gated_retry(&on, &blocked_on, |p| match p.try_reap(ns_pid) {
+                Some(s) => Ok(Some(s)),
+                None => {
+                    if !announced {
+                        announced = true;
+                        p.probe.emit(Body::Block { on: on.clone() });
+                    }
+                    Ok(None)
+                }
+            });
+            self.children[i].reaped = true;
+            if let Ok(Some(s)) = status {
+                self.emit_reaped(i, s);
+            }
+            if announced {
+                self.probe.emit(Body::Unblock { on });
+            }
+            return;
+        }
         let mut blocked = false;
         let status = loop {
             let flags = if blocked {
@@ -701,12 +955,34 @@ impl<'r> Proc<'r> {
                 Err(_) => break None,
             }
         };
-        if blocked {
-            self.probe.emit(Body::Unblock { on });
-        }
+        // Reaped first: the child's end (stamped just before the reap)
+        // then falls inside the wait, not after it.
         self.children[i].reaped = true;
         if let Some(s) = status {
             self.emit_reaped(i, s);
+        }
+        if blocked {
+            self.probe.emit(Body::Unblock { on });
+        }
+    }
+
+    /// Gated runs: reaps the child if it has ended or is ending (it said so
+    /// in shared memory); `None` while it still runs. `Some(None)` if it is
+    /// gone already.
+    fn try_reap(&mut self, ns_pid: Pid) -> Option<Option<WaitStatus>> {
+        let mut flags = Some(WaitPidFlag::WNOHANG);
+        loop {
+            match waitpid(ns_pid, flags) {
+                Ok(WaitStatus::StillAlive) if self.run.shm.is_exiting(ns_pid.as_raw()) => {
+                    flags = None; // it is in `_exit`: wait the microseconds
+                }
+                Ok(WaitStatus::StillAlive) => return None,
+                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    return Some(Some(s));
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return Some(None),
+            }
         }
     }
 
@@ -738,6 +1014,37 @@ impl<'r> Proc<'r> {
             return Err(RunError(
                 "ChildProcessError: no child processes to wait for".into(),
             ));
+        }
+        if self.gated() {
+            let mut announced = false;
+            let found = self.gated_retry("wait for a child", "wait", |p| {
+                for i in 0..p.children.len() {
+                    if p.children[i].reaped {
+                        continue;
+                    }
+                    if let Some(s) = p.try_reap(p.children[i].ns_pid) {
+                        return Ok(Some((i, s)));
+                    }
+                }
+                if !announced {
+                    announced = true;
+                    p.probe.emit(Body::Block {
+                        on: "wait for any child".into(),
+                    });
+                }
+                Ok(None)
+            })?;
+            if announced {
+                self.probe.emit(Body::Unblock {
+                    on: "wait for any child".into(),
+                });
+            }
+            let (i, s) = found;
+            self.children[i].reaped = true;
+            if let Some(s) = s {
+                self.emit_reaped(i, s);
+            }
+            return Ok(self.children[i].pid);
         }
         self.probe.emit(Body::Block {
             on: "wait for any child".into(),
@@ -798,7 +1105,21 @@ impl<'r> Proc<'r> {
     }
 
     fn lock(&mut self, l: &str) -> Result<(), RunError> {
-        if !self.run.shm.sem_try(l)? {
+        if self.gated() {
+            let mut waiting = false;
+            self.gated_retry(&format!("acquire lock {l}"), &format!("lock:{l}"), |p| {
+                if p.run.shm.sem_try(l)? {
+                    return Ok(Some(()));
+                }
+                if !waiting {
+                    waiting = true;
+                    p.probe.emit(Body::LockWait {
+                        lock: l.to_string(),
+                    });
+                }
+                Ok(None)
+            })?;
+        } else if !self.run.shm.sem_try(l)? {
             self.probe.emit(Body::LockWait {
                 lock: l.to_string(),
             });
@@ -832,6 +1153,35 @@ impl<'r> Proc<'r> {
         write_message(pe.fd.as_fd(), &bytes)
     }
 
+    /// Reads one message. Gated: a step of the schedule that is retried
+    /// while nothing is there. Free: blocks, announcing the wait.
+    fn read_one(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        on: &str,
+        action: &str,
+        blocked_on: &str,
+    ) -> Result<Option<Vec<u8>>, RunError> {
+        if !self.gated() {
+            return self.blocking_read(fd, on);
+        }
+        let mut announced = false;
+        let r = self.gated_retry(action, blocked_on, |p| {
+            if readable(fd, 0) {
+                return read_message(fd).map(Some);
+            }
+            if !announced {
+                announced = true;
+                p.probe.emit(Body::Block { on: on.to_string() });
+            }
+            Ok(None)
+        })?;
+        if announced {
+            self.probe.emit(Body::Unblock { on: on.to_string() });
+        }
+        Ok(r)
+    }
+
     /// Reads one message, announcing the wait if nothing is there yet.
     fn blocking_read(
         &mut self,
@@ -850,14 +1200,20 @@ impl<'r> Proc<'r> {
     }
 
     fn recv(&mut self, end: &str) -> Result<Value, RunError> {
-        let pe = self.run.end(end)?;
+        let run = self.run;
+        let pe = run.end(end)?;
         if !pe.can_recv {
             return Err(RunError(format!(
                 "{end} is the writing end of a one-way pipe"
             )));
         }
         let bytes = self
-            .blocking_read(pe.fd.as_fd(), &format!("recv on {end}"))?
+            .read_one(
+                pe.fd.as_fd(),
+                &format!("recv on {end}"),
+                &format!("recv on {end}"),
+                &format!("recv:{end}"),
+            )?
             .ok_or_else(|| RunError("EOFError: the other end is closed".into()))?;
         let p: Packet = serde_json::from_slice(&bytes)
             .map_err(|e| RunError(format!("a garbled message arrived on {end}: {e}")))?;
@@ -872,7 +1228,25 @@ impl<'r> Proc<'r> {
 
     fn put(&mut self, queue: &str, v: Value) -> Result<(), RunError> {
         let slots = format!("queue:{queue}");
-        if self.run.shm.has_sem(&slots) && !self.run.shm.sem_try(&slots)? {
+        let bounded = self.run.shm.has_sem(&slots);
+        if self.gated() {
+            let action = format!("put {} on {queue}", v.repr());
+            let on = format!("put on full queue {queue}");
+            let mut announced = false;
+            self.gated_retry(&action, &format!("queue-put:{queue}"), |p| {
+                if !bounded || p.run.shm.sem_try(&slots)? {
+                    return Ok(Some(()));
+                }
+                if !announced {
+                    announced = true;
+                    p.probe.emit(Body::Block { on: on.clone() });
+                }
+                Ok(None)
+            })?;
+            if announced {
+                self.probe.emit(Body::Unblock { on });
+            }
+        } else if bounded && !self.run.shm.sem_try(&slots)? {
             let on = format!("put on full queue {queue}");
             self.probe.emit(Body::Block { on: on.clone() });
             self.run.shm.sem_wait(&slots)?;
@@ -895,9 +1269,15 @@ impl<'r> Proc<'r> {
     }
 
     fn get(&mut self, queue: &str) -> Result<Value, RunError> {
-        let q = self.run.queue(queue)?;
+        let run = self.run;
+        let q = run.queue(queue)?;
         let bytes = self
-            .blocking_read(q.0.as_fd(), &format!("get on empty queue {queue}"))?
+            .read_one(
+                q.0.as_fd(),
+                &format!("get on empty queue {queue}"),
+                &format!("get from {queue}"),
+                &format!("queue-get:{queue}"),
+            )?
             .ok_or_else(|| RunError(format!("queue {queue} is closed")))?;
         self.run.shm.queue_depth_add(queue, -1);
         let p: Packet = serde_json::from_slice(&bytes)
@@ -972,7 +1352,12 @@ impl<'r> Proc<'r> {
     /// A pool worker: take a task, run it, send the result, until told to stop.
     fn worker_loop(&mut self, pool: &str, tasks: &OwnedFd, results: &OwnedFd) {
         loop {
-            let packet = match self.blocking_read(tasks.as_fd(), "waiting for a task") {
+            let packet = match self.read_one(
+                tasks.as_fd(),
+                "waiting for a task",
+                &format!("take a task from {pool}"),
+                &format!("pool-tasks:{pool}"),
+            ) {
                 Ok(Some(p)) => p,
                 _ => return,
             };
@@ -1072,8 +1457,12 @@ impl<'r> Proc<'r> {
                 return Ok(());
             }
             first = false;
-            let Some(bytes) =
-                self.blocking_read(fd.as_fd(), &format!("waiting for {pool} results"))?
+            let Some(bytes) = self.read_one(
+                fd.as_fd(),
+                &format!("waiting for {pool} results"),
+                &format!("wait for a result from {pool}"),
+                &format!("pool-results:{pool}"),
+            )?
             else {
                 // Every worker has exited (after close): fine unless a
                 // result is still owed.
@@ -1123,7 +1512,7 @@ impl<'r> Proc<'r> {
         }
         let workers = self.pool_mut(pool)?.workers.clone();
         for i in workers {
-            self.join_child(i);
+            self.join_child(i, self.gated());
         }
         self.pool_mut(pool)?.joined = true;
         Ok(())
@@ -1197,10 +1586,23 @@ impl<'r> Proc<'r> {
                     }
                     None => None,
                 };
-                self.join_child(i);
+                self.join_child(i, false);
                 Ok(out)
             }
         }
+    }
+}
+
+/// What an action waiting for `waits_for` touches.
+fn touch_of(waits_for: &str) -> String {
+    let (kind, what) = waits_for.split_once(':').unwrap_or((waits_for, ""));
+    match kind {
+        "lock" => format!("lock:{what}"),
+        "queue-get" | "queue-put" => format!("queue:{what}"),
+        // The channel of an end is not known here: assume the worst.
+        "recv" => "*".into(),
+        "join" => format!("proc:{what}"),
+        _ => "*".into(),
     }
 }
 

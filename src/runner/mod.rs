@@ -46,6 +46,9 @@ pub struct RunSpec {
     pub max_procs: u32,
     /// The app's pid: if our parent is no longer it, the app died already.
     pub parent_pid: i32,
+    /// Every step waits for the app's `go` (step mode, schedules).
+    #[serde(default)]
+    pub gated: bool,
 }
 
 /// One end of a pipe as a process holds it.

@@ -39,6 +39,8 @@ enum Slot {
 struct ProcEntry {
     ns_pid: AtomicI32,
     pid: AtomicI32,
+    /// Set just before the process calls `_exit`.
+    exiting: AtomicI32,
     id: [AtomicU8; ID_BYTES],
 }
 
@@ -384,7 +386,26 @@ impl Shm {
             b.store(bytes.get(i).copied().unwrap_or(0), Ordering::SeqCst);
         }
         e.pid.store(pid, Ordering::SeqCst);
+        e.exiting.store(0, Ordering::SeqCst);
         e.ns_pid.store(ns_pid, Ordering::SeqCst);
+    }
+
+    /// Says that the process in `slot` is about to exit.
+    pub fn mark_exiting(&self, slot: usize) {
+        if slot < self.procs_cap {
+            self.entry(slot).exiting.store(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Has the process with this namespace pid said it is about to exit?
+    pub fn is_exiting(&self, ns_pid: i32) -> bool {
+        let used =
+            (self.word(self.counter_offset).load(Ordering::SeqCst) as usize).min(self.procs_cap);
+        (0..used)
+            .rev()
+            .map(|slot| self.entry(slot))
+            .find(|e| e.ns_pid.load(Ordering::SeqCst) == ns_pid)
+            .is_some_and(|e| e.exiting.load(Ordering::SeqCst) != 0)
     }
 
     /// The logical id and host pid of a process by its pid in our namespace

@@ -40,6 +40,8 @@ pub const BUILTINS: &[Builtin] = builtins![
     "shared-ctypes",
     "subprocess-pipe",
     "signals",
+    "deadlock-two-locks",
+    "lock-chain-round-robin",
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {

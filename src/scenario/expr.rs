@@ -731,6 +731,8 @@ pub fn parse(src: &str) -> Result<Expr, ExprError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     pub parts: Vec<Part>,
+    /// The text as written (to show what a step will print).
+    pub src: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -791,7 +793,10 @@ impl Template {
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            parts,
+            src: src.to_string(),
+        })
     }
 
     pub fn names(&self, out: &mut Vec<String>) {

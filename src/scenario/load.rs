@@ -409,7 +409,10 @@ impl Cx<'_> {
                     v.span().start + 1 + e.offset..v.span().end,
                     format!("in text {:?}: {}", v.get_ref(), e.message),
                 );
-                Template { parts: vec![] }
+                Template {
+                    parts: vec![],
+                    src: String::new(),
+                }
             }
         }
     }

@@ -1,0 +1,179 @@
+//! `forkscope stats` and `forkscope explore`: many real runs of one
+//! scenario, summarized by outcome (final shared values, deadlock or not).
+
+use super::run::{Prepared, catch_interrupts, interrupted, prepare, write_schedule};
+use super::{ExploreArgs, Format, ScheduleMode, StatsArgs};
+use crate::lab::outcome::Outcome;
+use crate::lab::{self, Driven, Scheduler, Then, final_values};
+use crate::model::World;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One gated run with this scheduler, to its end.
+fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
+    let mut session = p.start()?;
+    let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
+    Ok(lab::drive(&mut session, sched, timeout, |_| {}))
+}
+
+/// One free run (the operating system schedules) to its end.
+fn free_run(p: &Prepared) -> anyhow::Result<Outcome> {
+    let mut session = p.start()?;
+    let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
+    let mut world = World::new();
+    let events = session.collector.events.clone();
+    loop {
+        match events.recv_timeout(Duration::from_millis(20)) {
+            Ok(e) => world.apply(&e),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(_) => {
+                if session.poll_exit().is_none()
+                    && (session.started.elapsed() > timeout || interrupted())
+                {
+                    session.stop();
+                }
+            }
+        }
+    }
+    Ok(Outcome::new(&final_values(&world), false))
+}
+
+pub fn stats(args: &StatsArgs) -> i32 {
+    let gated = args.schedule == ScheduleMode::Seeded;
+    let mut p = match prepare(&args.common, gated) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("forkscope: {e}");
+            return 2;
+        }
+    };
+    if args.runs == 0 {
+        eprintln!("forkscope: --runs must be at least 1");
+        return 2;
+    }
+    catch_interrupts();
+    let base_seed = p.opts.seed;
+    let mut histogram: BTreeMap<Outcome, u64> = BTreeMap::new();
+    for i in 0..args.runs {
+        if interrupted() {
+            eprintln!("forkscope: interrupted after {i} runs");
+            return 1;
+        }
+        p.opts.seed = base_seed.wrapping_add(u64::from(i));
+        let outcome = if gated {
+            let mut sched = Scheduler::new(Vec::new(), Then::Seeded(p.opts.seed), true);
+            gated_run(&p, &mut sched)
+                .map(|d| Outcome::new(&final_values(&d.world), d.deadlock.is_some()))
+        } else {
+            free_run(&p)
+        };
+        match outcome {
+            Ok(o) => *histogram.entry(o).or_default() += 1,
+            Err(e) => {
+                eprintln!("forkscope: {e:#}");
+                return 1;
+            }
+        }
+    }
+    match args.format {
+        Format::Jsonl => {
+            for (o, n) in &histogram {
+                println!(
+                    "{{\"outcome\":{},\"deadlock\":{},\"runs\":{n}}}",
+                    o.values_json(),
+                    o.deadlock
+                );
+            }
+        }
+        Format::Text => {
+            let how = if gated {
+                format!(
+                    "seeded schedules, seeds {base_seed}..{}",
+                    base_seed.wrapping_add(u64::from(args.runs) - 1)
+                )
+            } else {
+                "scheduled by the operating system".into()
+            };
+            println!("{}: {} runs ({how})", p.loaded.scenario.name, args.runs);
+            let width = histogram.keys().map(|o| o.text().len()).max().unwrap_or(0);
+            let most = histogram.values().copied().max().unwrap_or(1).max(1);
+            for (o, n) in &histogram {
+                let bar = "#".repeat(((n * 40).div_ceil(most)) as usize);
+                println!("  {:width$}  {bar} {n}", o.text());
+            }
+        }
+    }
+    0
+}
+
+pub fn explore(args: &ExploreArgs) -> i32 {
+    let p = match prepare(&args.common, true) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("forkscope: {e}");
+            return 2;
+        }
+    };
+    let dir = args.out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "forkscope-explore-{}-{}",
+            p.loaded.scenario.name,
+            std::process::id()
+        ))
+    });
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("forkscope: cannot create {}: {e}", dir.display());
+        return 2;
+    }
+    catch_interrupts();
+    let explored = lab::explore::explore(args.max_schedules, |sched| {
+        if interrupted() {
+            anyhow::bail!("interrupted");
+        }
+        gated_run(&p, sched)
+    });
+    let explored = match explored {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("forkscope: {e:#}");
+            return 1;
+        }
+    };
+    let name = &p.loaded.scenario.name;
+    if args.format == Format::Text {
+        println!(
+            "{name}: {} schedules run to the end ({} more cut short as repeats), {} distinct outcomes{}",
+            explored.runs - explored.pruned,
+            explored.pruned,
+            explored.outcomes.len(),
+            if explored.complete {
+                " (every interleaving of the observable steps)"
+            } else {
+                " (stopped at --max-schedules: there may be more)"
+            }
+        );
+    }
+    for (i, (o, (n, schedule))) in explored.outcomes.iter().enumerate() {
+        let file = dir.join(format!("{name}-{}.schedule", i + 1));
+        if let Err(e) = write_schedule(&file, &p, schedule) {
+            eprintln!("forkscope: cannot write {}: {e}", file.display());
+            return 1;
+        }
+        match args.format {
+            Format::Jsonl => println!(
+                "{{\"outcome\":{},\"deadlock\":{},\"schedules\":{n},\"schedule_file\":{}}}",
+                o.values_json(),
+                o.deadlock,
+                serde_json::to_string(&file.display().to_string()).unwrap_or_default()
+            ),
+            Format::Text => println!("  {}: {n} schedules, e.g. {}", o.text(), file.display()),
+        }
+    }
+    if explored.diverged > 0 {
+        eprintln!(
+            "forkscope: {} runs did not follow their schedule and were left out",
+            explored.diverged
+        );
+    }
+    0
+}

@@ -1,0 +1,159 @@
+//! The wait-for graph of a stuck gated run: who waits for whom, and the
+//! cycle that keeps them all waiting, in words.
+
+use super::Waiting;
+use crate::model::World;
+use std::collections::BTreeMap;
+
+/// What one waiting process waits for, and who could end that wait.
+struct Edge {
+    what: String,
+    whom: Option<String>,
+}
+
+fn edge(world: &World, blocked: &str) -> Edge {
+    let (kind, what) = blocked.split_once(':').unwrap_or((blocked, ""));
+    match kind {
+        "lock" => Edge {
+            what: what.to_string(),
+            whom: world.locks.get(what).and_then(|l| l.holder.clone()),
+        },
+        "join" => Edge {
+            what: format!("{what} to end"),
+            whom: Some(what.to_string()),
+        },
+        "queue-get" => Edge {
+            what: format!("an item in queue {what}"),
+            whom: None,
+        },
+        "queue-put" => Edge {
+            what: format!("room in queue {what}"),
+            whom: None,
+        },
+        "recv" => Edge {
+            what: format!("a message on {what}"),
+            whom: None,
+        },
+        "wait" => Edge {
+            what: "a child to end".into(),
+            whom: None,
+        },
+        _ => Edge {
+            what: blocked.to_string(),
+            whom: None,
+        },
+    }
+}
+
+/// One line naming the cycle, e.g. `main.1 holds a, waits for b; main.2
+/// holds b, waits for a`; without a cycle, who waits for what.
+pub fn explain(world: &World, waiting: &BTreeMap<String, Waiting>) -> String {
+    let edges: BTreeMap<&str, Edge> = waiting
+        .iter()
+        .filter_map(|(p, w)| w.waits_for.as_deref().map(|b| (p.as_str(), edge(world, b))))
+        .collect();
+    let held = |p: &str| -> String {
+        let locks: Vec<&str> = world
+            .locks_held_by(p)
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        if locks.is_empty() {
+            "nothing".into()
+        } else {
+            locks.join(", ")
+        }
+    };
+    for start in edges.keys() {
+        let mut path: Vec<&str> = vec![start];
+        let mut at: &str = start;
+        while let Some(next) = edges.get(at).and_then(|e| e.whom.as_deref()) {
+            if let Some(i) = path.iter().position(|p| *p == next) {
+                let cycle = &path[i..];
+                return cycle
+                    .iter()
+                    .map(|p| format!("{p} holds {}, waits for {}", held(p), edges[p].what))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+            }
+            if !edges.contains_key(next) {
+                break;
+            }
+            path.push(next);
+            at = next;
+        }
+    }
+    let waits: Vec<String> = edges
+        .iter()
+        .map(|(p, e)| format!("{p} waits for {}", e.what))
+        .collect();
+    format!("{}; nobody can wake them", waits.join("; "))
+}
+
+/// A deadlock seen in a free run: a circle of processes, each waiting for
+/// a lock the next one holds (or for the next one to end). Such a circle
+/// never breaks by itself. `None` when there is none.
+pub fn in_world(world: &World) -> Option<String> {
+    let mut edges: BTreeMap<&str, Edge> = BTreeMap::new();
+    for l in world.locks.values() {
+        let Some(holder) = l.holder.as_deref() else {
+            continue;
+        };
+        for w in &l.waiters {
+            edges.insert(
+                w.as_str(),
+                Edge {
+                    what: l.name.clone(),
+                    whom: Some(holder.to_string()),
+                },
+            );
+        }
+    }
+    for p in world.processes.values() {
+        if let crate::model::ProcState::Blocked(on) = &p.state
+            && let Some(target) = on.strip_prefix("join ")
+        {
+            edges.insert(
+                p.id.as_str(),
+                Edge {
+                    what: format!("{target} to end"),
+                    whom: Some(target.to_string()),
+                },
+            );
+        }
+    }
+    let alive = |p: &str| world.process(p).is_some_and(|p| p.is_alive());
+    for start in edges.keys() {
+        let mut path: Vec<&str> = vec![start];
+        let mut at: &str = start;
+        while let Some(next) = edges.get(at).and_then(|e| e.whom.as_deref()) {
+            if !alive(next) {
+                break;
+            }
+            if let Some(i) = path.iter().position(|p| *p == next) {
+                let held = |p: &str| -> String {
+                    let locks: Vec<&str> = world
+                        .locks_held_by(p)
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect();
+                    if locks.is_empty() {
+                        "nothing".into()
+                    } else {
+                        locks.join(", ")
+                    }
+                };
+                return Some(
+                    path[i..]
+                        .iter()
+                        .map(|p| format!("{p} holds {}, waits for {}", held(p), edges[p].what))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+            path.push(next);
+            at = next;
+        }
+    }
+    None
+}

@@ -1,0 +1,513 @@
+//! The race lab: gated runs, where every step of every scenario process
+//! waits for `go` and a scheduler (a seed, a saved schedule, an explorer
+//! or the user) chooses who goes next. The processes are still real and
+//! the race is real; only the order of their steps is chosen.
+//!
+//! [`Gatekeeper`] follows the event stream and knows who is waiting and
+//! whether everyone is waiting (only then may the next one go: that is
+//! what makes a schedule repeatable). [`Scheduler`] picks. [`drive`] runs a
+//! whole gated session with them. `deadlock` explains a run where nobody
+//! can go; `outcome` summarizes how a run ended (for `stats`, `explore`).
+
+pub mod deadlock;
+pub mod explore;
+pub mod outcome;
+
+use crate::model::{ProcState, World};
+use crate::protocol::{Body, Event, RUNNER_ID, Value, now_ns};
+use crate::session::Session;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// What a waiting process announced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub action: String,
+    pub local: bool,
+    /// What the action needs to go through.
+    pub waits_for: Option<String>,
+    /// Its last try found that unavailable.
+    pub retry: bool,
+    pub touches: Vec<String>,
+}
+
+/// One process that could be told to go now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub id: String,
+    pub action: String,
+    pub local: bool,
+    pub touches: Vec<String>,
+    /// False while what it waits for cannot have changed.
+    pub enabled: bool,
+}
+
+/// Follows a gated run's events: who waits for `go`, who is moving.
+#[derive(Debug, Default, Clone)]
+pub struct Gatekeeper {
+    waiting: BTreeMap<String, Waiting>,
+    /// Told to go; its next announcement (or its end) is not in yet.
+    moving: Option<String>,
+    /// Children announced by a spawn whose first announcement is not in yet.
+    unborn: BTreeSet<String>,
+    /// Processes that announced something or ended (a spawn event can
+    /// arrive after its child's first announcement).
+    seen: BTreeSet<String>,
+    /// Came back blocked right after a go, with nothing happening since:
+    /// not worth another try until someone else moves.
+    stuck: BTreeSet<String>,
+}
+
+impl Gatekeeper {
+    pub fn observe(&mut self, e: &Event) {
+        let me = e.proc_id.as_str();
+        match &e.body {
+            Body::Spawn { child, role, .. } if role != "exec" && !self.seen.contains(child) => {
+                self.unborn.insert(child.clone());
+            }
+            Body::Pending {
+                action,
+                local,
+                waits_for,
+                retry,
+                touches,
+            } => {
+                self.seen.insert(me.to_string());
+                self.unborn.remove(me);
+                if self.moving.as_deref() == Some(me) {
+                    self.moving = None;
+                    if *retry {
+                        self.stuck.insert(me.to_string());
+                    } else {
+                        self.stuck.clear();
+                    }
+                }
+                self.waiting.insert(
+                    me.to_string(),
+                    Waiting {
+                        action: action.clone(),
+                        local: *local,
+                        waits_for: waits_for.clone(),
+                        retry: *retry,
+                        touches: touches.clone(),
+                    },
+                );
+            }
+            Body::Go {} => {
+                self.waiting.remove(me);
+            }
+            Body::Exit { .. } | Body::Reaped { .. } | Body::Exec { .. } => {
+                self.seen.insert(me.to_string());
+                self.unborn.remove(me);
+                self.waiting.remove(me);
+                self.stuck.remove(me);
+                if self.moving.as_deref() == Some(me) {
+                    self.moving = None;
+                    self.stuck.clear();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Is every process either waiting for `go` or gone?
+    pub fn settled(&self) -> bool {
+        self.moving.is_none() && self.unborn.is_empty()
+    }
+
+    /// Who could go, in logical-id order.
+    pub fn candidates(&self, world: &World) -> Vec<Candidate> {
+        self.waiting
+            .iter()
+            .filter(|(id, _)| {
+                world
+                    .process(id)
+                    .is_none_or(|p| p.is_alive() && p.state != ProcState::Stopped)
+            })
+            .map(|(id, w)| Candidate {
+                id: id.clone(),
+                action: w.action.clone(),
+                local: w.local,
+                touches: w.touches.clone(),
+                enabled: !self.stuck.contains(id)
+                    && w.waits_for
+                        .as_deref()
+                        .is_none_or(|b| can_wake(world, id, b)),
+            })
+            .collect()
+    }
+
+    pub fn waiting(&self) -> &BTreeMap<String, Waiting> {
+        &self.waiting
+    }
+
+    /// Notes that `id` was told to go.
+    pub fn went(&mut self, id: &str) {
+        self.moving = Some(id.to_string());
+        self.waiting.remove(id);
+    }
+}
+
+/// Could the thing `id` is blocked on have changed, judging by the model?
+/// (A wrong "yes" costs one more try; the process itself has the last word.)
+pub fn can_wake(world: &World, id: &str, blocked: &str) -> bool {
+    let (kind, what) = blocked.split_once(':').unwrap_or((blocked, ""));
+    match kind {
+        "lock" => world.locks.get(what).is_none_or(|l| l.holder.is_none()),
+        "queue-get" => world.channels.get(what).is_some_and(|c| c.depth() > 0),
+        "queue-put" => world.channels.get(what).is_none_or(|c| !c.is_full()),
+        "recv" => world.channels.values().any(|c| {
+            c.ends.iter().any(|e| e == what)
+                && c.in_flight
+                    .iter()
+                    .any(|m| m.end.as_deref() != Some(what) || !c.duplex)
+        }),
+        "join" => world
+            .process(what)
+            .is_none_or(|p| !p.is_alive() || p.exit.is_some()),
+        "wait" => world
+            .children(id)
+            .iter()
+            .any(|c| c.exit.is_some() || !c.is_alive()),
+        "pool-tasks" => world
+            .channels
+            .get(&format!("{what}.tasks"))
+            .is_some_and(|c| c.depth() > 0),
+        "pool-results" => world
+            .channels
+            .get(&format!("{what}.results"))
+            .is_some_and(|c| c.depth() > 0),
+        _ => true,
+    }
+}
+
+/// How the next process is chosen once the fixed part is used up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Then {
+    /// A seeded random choice among the enabled processes.
+    Seeded(u64),
+    /// The first enabled process by logical id.
+    First,
+    /// Nobody: wait for [`Scheduler::push`] (step mode).
+    Manual,
+}
+
+/// A process whose next action need not be tried here, with what that
+/// action touches (see [`Scheduler::sleep`]).
+pub type Sleeper = (String, Vec<String>);
+
+/// Do two actions commute (touch nothing in common that one of them
+/// changes)?
+pub fn independent(a: &[String], b: &[String]) -> bool {
+    let conflict = |x: &str, y: &str| {
+        if x == "*" || y == "*" {
+            return true;
+        }
+        match (x.split_once(':'), y.split_once(':')) {
+            (Some((kx @ ("r" | "w"), rx)), Some((ky @ ("r" | "w"), ry))) => {
+                rx == ry && (kx == "w" || ky == "w")
+            }
+            _ => x == y,
+        }
+    };
+    !a.iter().any(|x| b.iter().any(|y| conflict(x, y)))
+}
+
+/// Picks who goes next: first the ids of `prefix` in order, then by `then`.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    pub prefix: Vec<String>,
+    pub pos: usize,
+    pub then: Then,
+    /// Let steps nobody can observe go at once, without making a choice of
+    /// them: they commute with everything, so no order of them matters.
+    pub auto_local: bool,
+    /// After the prefix: processes not to choose until something that does
+    /// not commute with their next action has happened (exploration's
+    /// sleep sets: those orders were tried on another branch already).
+    pub sleep: Vec<Sleeper>,
+    rng: u64,
+}
+
+/// What the scheduler says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Go(String),
+    /// Nothing to choose yet (step mode waits for the user).
+    Wait,
+    /// Processes wait and none can go.
+    Stuck,
+    /// The saved schedule names a process that cannot go now.
+    Diverged(String),
+    /// Every process that could go sleeps: this branch only repeats
+    /// orders explored elsewhere.
+    Prune,
+}
+
+impl Scheduler {
+    pub fn new(prefix: Vec<String>, then: Then, auto_local: bool) -> Scheduler {
+        let rng = match then {
+            Then::Seeded(seed) => seed ^ 0x5eed_5eed_5eed_5eed,
+            _ => 0,
+        };
+        Scheduler {
+            prefix,
+            pos: 0,
+            then,
+            auto_local,
+            sleep: Vec::new(),
+            rng,
+        }
+    }
+
+    /// Step mode: the user chose `id`.
+    pub fn push(&mut self, id: &str) {
+        self.prefix.push(id.to_string());
+    }
+
+    pub fn decide(&mut self, candidates: &[Candidate]) -> Decision {
+        let enabled: Vec<&Candidate> = candidates.iter().filter(|c| c.enabled).collect();
+        if enabled.is_empty() {
+            return if candidates.is_empty() {
+                Decision::Wait
+            } else {
+                Decision::Stuck
+            };
+        }
+        if let Some(want) = self.prefix.get(self.pos) {
+            self.pos += 1;
+            return if enabled.iter().any(|c| &c.id == want) {
+                Decision::Go(want.clone())
+            } else {
+                Decision::Diverged(want.clone())
+            };
+        }
+        let awake: Vec<&Candidate> = enabled
+            .into_iter()
+            .filter(|c| !self.sleep.iter().any(|(id, _)| *id == c.id))
+            .collect();
+        if awake.is_empty() {
+            return Decision::Prune;
+        }
+        let chosen = if self.auto_local
+            && let Some(c) = awake.iter().find(|c| c.local)
+        {
+            c
+        } else {
+            match self.then {
+                Then::Manual => return Decision::Wait,
+                Then::First => &awake[0],
+                Then::Seeded(_) => {
+                    let i = (self.next_random() % awake.len() as u64) as usize;
+                    &awake[i]
+                }
+            }
+        };
+        self.sleep
+            .retain(|(_, touches)| independent(touches, &chosen.touches));
+        Decision::Go(chosen.id.clone())
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // splitmix64: small, good enough, the same on every machine.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// A place where the schedule had a real choice: the enabled processes
+/// whose next step others can observe, and which one went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoicePoint {
+    /// Index into the schedule of the go that was chosen here.
+    pub at: usize,
+    /// The processes that could go (and were not asleep), with what their
+    /// next action touches; the first is the one that went.
+    pub enabled: Vec<Sleeper>,
+    /// The sleep set before the choice.
+    pub sleep: Vec<Sleeper>,
+}
+
+/// How a driven run ended.
+#[derive(Debug, Default)]
+pub struct Driven {
+    pub world: World,
+    /// Every `go`, in order: replaying it repeats the run.
+    pub schedule: Vec<String>,
+    pub choices: Vec<ChoicePoint>,
+    pub deadlock: Option<String>,
+    /// The runner's exit code (main's), if it ended by itself.
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub diverged: Option<String>,
+    /// Stopped early: the rest would only repeat other branches.
+    pub pruned: bool,
+}
+
+/// Finds lost updates the model noticed since last time, as `race` events.
+#[derive(Default)]
+pub struct RaceWatch {
+    seen: BTreeMap<String, usize>,
+}
+
+impl RaceWatch {
+    pub fn check(&mut self, world: &World) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (name, v) in &world.values {
+            let seen = self.seen.entry(name.clone()).or_default();
+            for lu in v.lost_updates.iter().skip(*seen) {
+                let pid = world.process(&lu.proc_id).map_or(0, |p| p.pid);
+                out.push(Event {
+                    t_ns: lu.t_ns,
+                    seq: 0,
+                    proc_id: lu.proc_id.clone(),
+                    pid,
+                    line: None,
+                    body: Body::Race {
+                        name: name.clone(),
+                        lost_writer: lu.lost_writer.clone().unwrap_or_default(),
+                        lost: lu.lost.clone(),
+                        written: lu.written.clone(),
+                    },
+                });
+            }
+            *seen = v.lost_updates.len();
+        }
+        out
+    }
+}
+
+/// Runs a gated session to its end, choosing with `sched`. Every event
+/// (and the `race`/`deadlock` events found on the way) goes to `on_event`.
+/// A deadlock stops the run; so does `timeout`.
+pub fn drive(
+    session: &mut Session,
+    sched: &mut Scheduler,
+    timeout: Duration,
+    mut on_event: impl FnMut(&Event),
+) -> Driven {
+    let mut out = Driven::default();
+    let mut gk = Gatekeeper::default();
+    let mut races = RaceWatch::default();
+    let events = session.collector.events.clone();
+    let started = Instant::now();
+    let mut stopping = false;
+    loop {
+        match events.recv_timeout(Duration::from_millis(2)) {
+            Ok(e) => {
+                out.world.apply(&e);
+                gk.observe(&e);
+                on_event(&e);
+                for r in races.check(&out.world) {
+                    out.world.apply(&r);
+                    on_event(&r);
+                }
+                // Take in everything that is there before deciding.
+                if !events.is_empty() {
+                    continue;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(code) = session.poll_exit() {
+            out.exit_code.get_or_insert(code);
+            continue;
+        }
+        if stopping {
+            continue;
+        }
+        if started.elapsed() > timeout {
+            out.timed_out = true;
+            stopping = true;
+            session.stop();
+            continue;
+        }
+        if !gk.settled() {
+            continue;
+        }
+        let candidates = gk.candidates(&out.world);
+        let sleep_before = sched.sleep.clone();
+        match sched.decide(&candidates) {
+            Decision::Go(id) => {
+                let mut observable: Vec<Sleeper> = candidates
+                    .iter()
+                    .filter(|c| c.enabled && !c.local)
+                    .filter(|c| !sleep_before.iter().any(|(s, _)| *s == c.id))
+                    .map(|c| (c.id.clone(), c.touches.clone()))
+                    .collect();
+                let chosen_local = candidates.iter().any(|c| c.id == id && c.local);
+                if !chosen_local && observable.len() > 1 {
+                    // The chosen one first.
+                    if let Some(i) = observable.iter().position(|(c, _)| *c == id) {
+                        let chosen = observable.remove(i);
+                        observable.insert(0, chosen);
+                    }
+                    out.choices.push(ChoicePoint {
+                        at: out.schedule.len(),
+                        enabled: observable,
+                        sleep: sleep_before,
+                    });
+                }
+                out.schedule.push(id.clone());
+                gk.went(&id);
+                if !session.go(&id) {
+                    // It died between its announcement and our go.
+                    gk.observe(&Event {
+                        t_ns: now_ns(),
+                        seq: 0,
+                        proc_id: id,
+                        pid: 0,
+                        line: None,
+                        body: Body::Exit {
+                            code: None,
+                            signal: None,
+                        },
+                    });
+                }
+            }
+            Decision::Wait => {}
+            Decision::Stuck => {
+                let cycle = deadlock::explain(&out.world, gk.waiting());
+                let e = Event {
+                    t_ns: now_ns(),
+                    seq: 0,
+                    proc_id: RUNNER_ID.to_string(),
+                    pid: 0,
+                    line: None,
+                    body: Body::Deadlock {
+                        cycle: cycle.clone(),
+                    },
+                };
+                out.world.apply(&e);
+                on_event(&e);
+                out.deadlock = Some(cycle);
+                stopping = true;
+                session.stop();
+            }
+            Decision::Diverged(id) => {
+                out.diverged = Some(id);
+                stopping = true;
+                session.stop();
+            }
+            Decision::Prune => {
+                out.pruned = true;
+                stopping = true;
+                session.stop();
+            }
+        }
+    }
+    out
+}
+
+/// Final values of every shared value: what `stats` and `explore` compare.
+pub fn final_values(world: &World) -> BTreeMap<String, Value> {
+    world
+        .values
+        .iter()
+        .map(|(k, v)| (k.clone(), v.current.clone()))
+        .collect()
+}
