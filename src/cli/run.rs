@@ -77,7 +77,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, InputError> {
     }
     let opts = RunOptions {
         time_scale: args.time_scale,
-        seed: args.seed.unwrap_or_else(|| crate::protocol::now_ns()),
+        seed: args.seed.unwrap_or_else(crate::protocol::now_ns),
         limits: limits::Limits {
             max_procs: args.max_procs,
             timeout_s: args.timeout,

@@ -19,6 +19,17 @@ pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Is `pid` still running (not gone, not a zombie)?
+pub fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
 /// Exit code or signal of a zombie, from field 52 of `/proc/PID/stat`.
 /// `None` if the process is not (or no longer) a zombie.
 pub fn zombie_status(pid: i32) -> Option<(Option<i32>, Option<String>)> {

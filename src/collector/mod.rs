@@ -188,6 +188,61 @@ struct State {
     last_sent_t_ns: u64,
     uid: u32,
     closed: bool,
+    /// Who is whose child, in the order the stream is sent.
+    tree: Tree,
+}
+
+/// Parents and deaths as seen in the sorted stream. When a process dies,
+/// its children still alive at that moment are orphans: the kernel hands
+/// them to the nearest subreaper, the runner.
+#[derive(Default)]
+struct Tree {
+    nodes: BTreeMap<String, TreeNode>,
+}
+
+#[derive(Default)]
+struct TreeNode {
+    parent: Option<String>,
+    pid: i32,
+    exited: bool,
+}
+
+impl Tree {
+    /// Learns from one event; the orphans (id, pid) it makes.
+    fn observe(&mut self, e: &Event) -> Vec<(String, i32)> {
+        match &e.body {
+            Body::Hello { parent, .. } => {
+                let n = self.nodes.entry(e.proc_id.clone()).or_default();
+                n.pid = e.pid;
+                if n.parent.is_none() {
+                    n.parent = parent.clone();
+                }
+            }
+            Body::Spawn {
+                child, child_pid, ..
+            } => {
+                let n = self.nodes.entry(child.clone()).or_default();
+                n.parent = Some(e.proc_id.clone());
+                n.pid = *child_pid;
+            }
+            Body::Exit { .. } => {
+                self.nodes.entry(e.proc_id.clone()).or_default().exited = true;
+                if e.proc_id == crate::protocol::RUNNER_ID {
+                    return Vec::new();
+                }
+                let mut orphans = Vec::new();
+                for (id, n) in &mut self.nodes {
+                    if n.parent.as_deref() == Some(e.proc_id.as_str()) && !n.exited {
+                        n.parent = Some(crate::protocol::RUNNER_ID.to_string());
+                        orphans.push((id.clone(), n.pid));
+                    }
+                }
+                return orphans;
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
 }
 
 enum Source {
@@ -218,6 +273,7 @@ impl State {
             last_sent_t_ns: 0,
             uid: nix::unistd::getuid().as_raw(),
             closed: false,
+            tree: Tree::default(),
         }
     }
 
@@ -542,6 +598,15 @@ impl State {
                     info.pid = *child_pid;
                 }
             }
+            Body::Exit { .. } => {
+                // A process reporting its own end (the runner does).
+                let info = self.procs.entry(event.proc_id.clone()).or_default();
+                if info.exited {
+                    return;
+                }
+                info.exited = true;
+                info.pidfd = None;
+            }
             Body::Reaped { code, signal, .. } => {
                 let exited = self.procs.get(&event.proc_id).is_none_or(|p| p.exited);
                 if !exited {
@@ -572,7 +637,7 @@ impl State {
         // which carries the status, will say when and how it ended.
     }
 
-    /// Emits `exit` for a process, and `adopted` for its living children.
+    /// Emits `exit` for a process (its orphans are found in [`Self::send`]).
     fn exited(&mut self, id: &str, t_ns: u64, code: Option<i32>, signal: Option<String>) {
         self.drain_output_of(id, t_ns);
         let Some(info) = self.procs.get_mut(id) else {
@@ -589,37 +654,6 @@ impl State {
             line: None,
             body: Body::Exit { code, signal },
         });
-        if id == crate::protocol::RUNNER_ID {
-            return;
-        }
-        let orphans: Vec<String> = self
-            .procs
-            .iter()
-            .filter(|(_, p)| p.parent.as_deref() == Some(id) && !p.exited)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for o in orphans {
-            let Some(p) = self.procs.get_mut(&o) else {
-                continue;
-            };
-            // A child that died unnoticed in the meantime is not adopted.
-            if p.pidfd.as_ref().is_some_and(|fd| os_readable(fd)) {
-                continue;
-            }
-            p.parent = Some(crate::protocol::RUNNER_ID.to_string());
-            let opid = p.pid;
-            self.queue(Event {
-                t_ns: t_ns + 1,
-                seq: 0,
-                proc_id: o,
-                pid: opid,
-                line: None,
-                body: Body::Adopted {
-                    by: crate::protocol::RUNNER_ID.to_string(),
-                    new_ppid: self.runner_pid,
-                },
-            });
-        }
     }
 
     /// At the end: anything whose death we have not reported yet.
@@ -634,6 +668,11 @@ impl State {
             let readable = self.procs[&id].pidfd.as_ref().is_some_and(os_readable);
             if readable {
                 self.process_died(&id);
+            }
+            // Gone without anyone telling how: say so rather than leave it
+            // running forever in the picture.
+            if !self.procs[&id].exited && !crate::collector::exits::is_alive(self.procs[&id].pid) {
+                self.exited(&id, now_ns(), None, None);
             }
         }
     }
@@ -667,21 +706,41 @@ impl State {
         };
         self.pending.sort_by_key(|(t, a, _)| (*t, *a));
         let n = self.pending.partition_point(|(t, _, _)| *t <= horizon);
-        for (_, _, mut e) in self.pending.drain(..n) {
+        let ready: Vec<Event> = self.pending.drain(..n).map(|(_, _, e)| e).collect();
+        for mut e in ready {
             // Keep the stream sorted even for a straggler.
             e.t_ns = e.t_ns.max(self.last_sent_t_ns);
             self.last_sent_t_ns = e.t_ns;
-            self.stats.events.fetch_add(1, Ordering::Relaxed);
-            match self.tx.try_send(e) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.closed = true;
-                    return;
-                }
+            let orphans = self.tree.observe(&e);
+            let t_ns = e.t_ns;
+            self.send(e);
+            for (orphan, pid) in orphans {
+                self.send(Event {
+                    t_ns,
+                    seq: 0,
+                    proc_id: orphan,
+                    pid,
+                    line: None,
+                    body: Body::Adopted {
+                        by: crate::protocol::RUNNER_ID.to_string(),
+                        new_ppid: self.runner_pid,
+                    },
+                });
             }
+        }
+    }
+
+    fn send(&mut self, e: Event) {
+        if self.closed {
+            return;
+        }
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(e) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => self.closed = true,
         }
     }
 }

@@ -1067,7 +1067,8 @@ impl<'r> Proc<'r> {
                 .results_r
                 .try_clone()
                 .map_err(|e| RunError(e.to_string()))?;
-            if !(wait && first) && !readable(fd.as_fd(), 0) {
+            let must_wait = wait && first;
+            if !must_wait && !readable(fd.as_fd(), 0) {
                 return Ok(());
             }
             first = false;

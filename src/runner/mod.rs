@@ -204,6 +204,11 @@ fn core(spec: RunSpec, in_namespace: bool) -> i32 {
             Err(_) => break, // ECHILD: everyone is gone
         }
     }
+    // Nobody reports our end for us (our parent does not speak the protocol).
+    runner.probe.emit(Body::Exit {
+        code: Some(main_code),
+        signal: None,
+    });
     main_code
 }
 

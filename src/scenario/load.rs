@@ -777,10 +777,17 @@ fn collect_programs(steps: &[S<raw::Step>], out: &mut Vec<String>) {
     for s in steps {
         let st = s.get_ref();
         if let Some(argv) = &st.exec {
-            let words: Vec<&str> = argv.get_ref().iter().map(|a| a.get_ref().as_str()).collect();
+            let words: Vec<&str> = argv
+                .get_ref()
+                .iter()
+                .map(|a| a.get_ref().as_str())
+                .collect();
             out.push(words.join(" "));
         }
-        for b in [&st.then, &st.else_, &st.steps, &st.loop_].into_iter().flatten() {
+        for b in [&st.then, &st.else_, &st.steps, &st.loop_]
+            .into_iter()
+            .flatten()
+        {
             collect_programs(b, out);
         }
     }

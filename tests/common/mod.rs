@@ -1,0 +1,234 @@
+//! Helpers for end-to-end tests: run the real `forkscope` binary, read its
+//! JSONL events, and check what the kernel says about processes.
+
+#![allow(dead_code)]
+
+use forkscope::protocol::{Body, Event};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_forkscope")
+}
+
+pub struct Run {
+    pub code: i32,
+    pub events: Vec<Event>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Everything the processes printed, in time order, as one terminal.
+    pub fn terminal(&self) -> String {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Output { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn of_kind(&self, kind: &str) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|e| e.body.kind() == kind)
+            .collect()
+    }
+
+    pub fn output_of(&self, proc_id: &str) -> String {
+        self.events
+            .iter()
+            .filter(|e| e.proc_id == proc_id)
+            .filter_map(|e| match &e.body {
+                Body::Output { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every host pid the run reported.
+    pub fn pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .events
+            .iter()
+            .filter(|e| matches!(e.body, Body::Hello { .. }))
+            .map(|e| e.pid)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+}
+
+/// Runs `forkscope ARGS` to the end.
+pub fn forkscope(args: &[&str]) -> Run {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("forkscope runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let events = if args.contains(&"jsonl") {
+        parse_events(&stdout)
+    } else {
+        Vec::new()
+    };
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        events,
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs a scenario with `--format jsonl` and extra args.
+pub fn run_jsonl(scenario: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["run", scenario, "--format", "jsonl"];
+    args.extend_from_slice(extra);
+    forkscope(&args)
+}
+
+pub fn parse_events(text: &str) -> Vec<Event> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect()
+}
+
+/// A run in the background whose events we read as they come.
+pub struct Live {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<Event>,
+    pub seen: Vec<Event>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Live {
+    pub fn start(args: &[&str]) -> Live {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("forkscope starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr_pipe), &mut text);
+            if let Ok(mut s) = sink.lock() {
+                *s = text;
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(e) = serde_json::from_str::<Event>(&line)
+                    && tx.send(e).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits for the run to end; its exit code and stderr.
+    pub fn finish(&mut self) -> (Option<i32>, String) {
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        // The reader thread ends with the pipe; give it a moment.
+        for _ in 0..100 {
+            if let Ok(s) = self.stderr.lock()
+                && !s.is_empty()
+            {
+                return (code, s.clone());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (code, String::new())
+    }
+
+    /// Reads events until one matches (or panics after `timeout`).
+    pub fn wait_for(&mut self, timeout: Duration, f: impl Fn(&Event) -> bool) -> Event {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if f(&e) {
+                        return e;
+                    }
+                }
+                Err(_) => panic!("event not seen in {timeout:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        self.seen
+            .iter()
+            .filter(|e| matches!(e.body, Body::Hello { .. }))
+            .map(|e| e.pid)
+            .collect()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Is `pid` a live (not zombie) process?
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
+            state.as_deref() != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits up to 2 s for every pid to be gone; the ones still alive.
+pub fn survivors_after_2s(pids: &[i32]) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `PPid:` of a live process, from the kernel.
+pub fn kernel_ppid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Writes a scenario file into a fresh temp dir; its path.
+pub fn scenario_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("forkscope-test-{}-{}", std::process::id(), name));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}

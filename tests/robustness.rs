@@ -1,0 +1,295 @@
+//! Bad input and misbehaving processes: clear errors, nothing left behind,
+//! garbage counted and dropped while the run goes on.
+
+mod common;
+
+use common::*;
+use forkscope::protocol::Body;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LONG_RUN: &str = r#"
+name = "long-run"
+title = "Sleeps for a long time"
+explain = "A main and a child that both sleep."
+source = "time.sleep(30)"
+[roles.main]
+steps = [
+  { spawn = "sleeper", as = "c" },
+  { sleep_ms = 30000 },
+  { join = "c" },
+]
+[roles.sleeper]
+steps = [ { sleep_ms = 30000 } ]
+"#;
+
+fn wait_for_child(live: &mut Live) {
+    live.wait_for(Duration::from_secs(10), |e| {
+        e.proc_id == "main.1" && matches!(e.body, Body::Hello { .. })
+    });
+}
+
+#[test]
+fn nothing_remains_after_a_finished_run() {
+    let run = run_jsonl("no-join", &["--time-scale", "0.1"]);
+    assert_eq!(run.code, 0);
+    assert!(run.pids().len() >= 3);
+    assert_eq!(survivors_after_2s(&run.pids()), Vec::<i32>::new());
+}
+
+#[test]
+fn nothing_remains_after_a_timeout() {
+    let file = scenario_file("timeout", LONG_RUN);
+    let run = forkscope(&[
+        "run",
+        file.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("--timeout"), "{}", run.stderr);
+    let pids = run.pids();
+    assert!(pids.len() >= 3, "{pids:?}");
+    assert_eq!(survivors_after_2s(&pids), Vec::<i32>::new());
+}
+
+#[test]
+fn nothing_remains_after_ctrl_c() {
+    let file = scenario_file("ctrlc", LONG_RUN);
+    let mut live = Live::start(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    wait_for_child(&mut live);
+    let pid = nix::unistd::Pid::from_raw(live.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let (code, _) = live.finish();
+    assert_eq!(code, Some(1));
+    assert_eq!(survivors_after_2s(&live.pids()), Vec::<i32>::new());
+}
+
+#[test]
+fn nothing_remains_after_kill_9_of_forkscope() {
+    let file = scenario_file("kill9", LONG_RUN);
+    let mut live = Live::start(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    wait_for_child(&mut live);
+    let pids = live.pids();
+    assert!(pids.iter().all(|&p| alive(p)));
+    live.child.kill().unwrap(); // SIGKILL: no chance to clean up
+    let _ = live.child.wait();
+    assert_eq!(survivors_after_2s(&pids), Vec::<i32>::new());
+}
+
+const GOOD: &str = r#"
+name = "good"
+title = "A good scenario"
+explain = "Fine."
+source = "print(n)"
+locks = ["l"]
+
+[params.n]
+default = 2
+min = 1
+max = 4
+help = "how many"
+
+[values]
+v = 0
+
+[roles.main]
+steps = [
+  { print = "n = {n}" },
+  { spawn = "child", as = "c" },
+  { join = "c" },
+]
+
+[roles.child]
+steps = [ { lock = "l" }, { add = "v", by = 1 }, { unlock = "l" } ]
+"#;
+
+/// (what is broken, how, and the text that marks the spot)
+fn broken_files() -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        (
+            "syntax error",
+            GOOD.replace("title = \"A good", "title = A good"),
+            "title = A good",
+        ),
+        (
+            "unknown key",
+            GOOD.replace("{ join = \"c\" }", "{ jion = \"c\" }"),
+            "jion",
+        ),
+        (
+            "wrong type",
+            GOOD.replace("{ print = \"n = {n}\" }", "{ print = 5 }"),
+            "print = 5",
+        ),
+        (
+            "unknown role",
+            GOOD.replace("spawn = \"child\"", "spawn = \"kid\""),
+            "spawn = \"kid\"",
+        ),
+        (
+            "param out of range",
+            GOOD.replace("default = 2", "default = 9"),
+            "default = 9",
+        ),
+        (
+            "unknown lock",
+            GOOD.replace("{ lock = \"l\" }", "{ lock = \"m\" }"),
+            "lock = \"m\"",
+        ),
+    ]
+}
+
+#[test]
+fn broken_scenario_files_name_file_line_and_column() {
+    for (what, text, marker) in broken_files() {
+        let file = scenario_file(&what.replace(' ', "-"), &text);
+        let path = file.to_str().unwrap();
+        let line = text.lines().position(|l| l.contains(marker)).unwrap() + 1;
+        for cmd in ["check", "run"] {
+            let run = forkscope(&[cmd, path]);
+            assert_eq!(run.code, 2, "{what} ({cmd}): {}", run.stderr);
+            let want = format!("{path}:{line}:");
+            assert!(
+                run.stderr.contains(&want),
+                "{what} ({cmd}): expected {want} in {}",
+                run.stderr
+            );
+            assert_eq!(
+                run.stderr.lines().count(),
+                1,
+                "one sentence: {}",
+                run.stderr
+            );
+        }
+    }
+    let good = scenario_file("good", GOOD);
+    assert_eq!(forkscope(&["check", good.to_str().unwrap()]).code, 0);
+}
+
+#[test]
+fn bad_command_lines_exit_2() {
+    let run = forkscope(&["run", "no-such-scenario"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("forkscope list"), "{}", run.stderr);
+    let run = forkscope(&["run", "unlocked-counter", "--set", "workers=99"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("maximum"), "{}", run.stderr);
+    let run = forkscope(&["run", "unlocked-counter", "--set", "wrokers=2"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("workers"), "{}", run.stderr);
+}
+
+const FORK_BOMB: &str = r#"
+name = "fork-tree"
+title = "fork in a loop"
+explain = "2^n processes."
+source = "for i in range(n): os.fork()"
+[params.n]
+default = 10
+min = 1
+max = 20
+[roles.main]
+steps = [ { repeat = "n", steps = [ { fork = "" } ] } ]
+"#;
+
+#[test]
+fn too_many_processes_are_refused_before_anything_forks() {
+    let file = scenario_file("fork-tree", FORK_BOMB);
+    let path = file.to_str().unwrap();
+    let run = forkscope(&["run", path]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("1024 processes"), "{}", run.stderr);
+    assert!(run.stderr.contains("--max-procs"), "{}", run.stderr);
+    // Within the limit it runs: 2^5 = 32 processes.
+    let run = forkscope(&["run", path, "--set", "n=5", "--format", "jsonl"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.of_kind("hello").len(), 1 + 32);
+}
+
+#[test]
+fn a_failing_scenario_exits_1() {
+    let text = GOOD.replace("{ join = \"c\" }", "{ join = \"c\" }, { exit = 3 }");
+    let file = scenario_file("fails", &text);
+    let run = forkscope(&["run", file.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("code 3"), "{}", run.stderr);
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let mut child = Command::new(bin())
+        .args(["run", "locked-counter", "--time-scale", "0.2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _ = lines.next();
+    drop(lines); // like `| head -1`
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+const SOCKET_PRINTER: &str = r#"
+name = "socket-printer"
+title = "Prints where the collector listens, then waits"
+explain = "For the garbage test."
+source = "print(os.environ['FORKSCOPE_SOCK'])"
+[roles.main]
+steps = [
+  { print = "socket={env('FORKSCOPE_SOCK')}" },
+  { sleep_ms = 3000 },
+  { print = "still here" },
+]
+"#;
+
+#[test]
+fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
+    let file = scenario_file("garbage", SOCKET_PRINTER);
+    let mut live = Live::start(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    let printed = live.wait_for(
+        Duration::from_secs(10),
+        |e| matches!(&e.body, Body::Output { text, .. } if text.starts_with("socket=")),
+    );
+    let Body::Output { text, .. } = printed.body else {
+        unreachable!()
+    };
+    let path = text.trim().trim_start_matches("socket=").to_string();
+
+    // A peer that says hello properly, then misbehaves.
+    let mut s = UnixStream::connect(&path).unwrap();
+    let hello =
+        r#"{"t_ns":1,"seq":1,"proc":"intruder","pid":1,"kind":"hello","ppid":1,"role":"x"}"#;
+    writeln!(s, "{hello}").unwrap();
+    writeln!(s, "this is not json").unwrap();
+    let huge = "x".repeat(1 << 20);
+    writeln!(s, "{huge}").unwrap();
+    writeln!(
+        s,
+        r#"{{"t_ns":2,"seq":2,"proc":"intruder","pid":1,"kind":"dance"}}"#
+    )
+    .unwrap();
+    s.flush().unwrap();
+    // A peer that never says hello.
+    let _silent = UnixStream::connect(&path).unwrap();
+
+    live.wait_for(
+        Duration::from_secs(15),
+        |e| matches!(&e.body, Body::Output { text, .. } if text.contains("still here")),
+    );
+    drop(s);
+    let (code, stderr) = live.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    for counted in [
+        "1 lines that were not JSON",
+        "1 lines over 4 KiB",
+        "1 lines of an unknown kind",
+        "1 connections that never said hello",
+    ] {
+        assert!(stderr.contains(counted), "{counted:?} not in {stderr}");
+    }
+}

@@ -1,0 +1,313 @@
+//! Real runs of the built-in scenarios: what a learner must be able to see
+//! is in the event stream and the output.
+
+mod common;
+
+use common::*;
+use forkscope::protocol::{Body, Value};
+use std::time::Duration;
+
+#[test]
+fn locked_counter_takes_turns_and_ends_at_20() {
+    let run = run_jsonl("locked-counter", &["--time-scale", "0.2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let terminal = run.terminal();
+    assert!(
+        terminal.contains("1|2|3|4|5|8|11|14|17|20|")
+            || terminal.contains("3|6|9|12|15|16|17|18|19|20|"),
+        "{terminal}"
+    );
+    let last_write = run
+        .of_kind("write")
+        .last()
+        .map(|e| e.body.clone())
+        .expect("writes");
+    assert!(matches!(
+        last_write,
+        Body::Write {
+            value: Value::Int(20),
+            ..
+        }
+    ));
+    // Never two holders: in time order, acquire and release alternate.
+    let mut holder: Option<String> = None;
+    for e in &run.events {
+        match &e.body {
+            Body::LockAcquire { .. } => {
+                assert!(
+                    holder.is_none(),
+                    "{} acquired while {holder:?} held",
+                    e.proc_id
+                );
+                holder = Some(e.proc_id.clone());
+            }
+            Body::LockRelease { .. } => {
+                assert_eq!(holder.as_deref(), Some(e.proc_id.as_str()));
+                holder = None;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(run.of_kind("lock_acquire").len(), 2);
+}
+
+fn final_counter(run: &Run) -> i64 {
+    run.of_kind("write")
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Write {
+                name,
+                value: Value::Int(v),
+                ..
+            } if name == "counter" => Some(*v),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn unlocked_counter_loses_updates_and_the_lock_prevents_it() {
+    let args = [
+        "--set",
+        "workers=4",
+        "--set",
+        "adds=200",
+        "--time-scale",
+        "0.1",
+    ];
+    let mut finals = Vec::new();
+    for _ in 0..5 {
+        let run = run_jsonl("unlocked-counter", &args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        finals.push(final_counter(&run));
+        if finals.last().is_some_and(|&f| f < 800) {
+            break;
+        }
+    }
+    assert!(
+        finals.iter().any(|&f| f < 800),
+        "no lost update in {finals:?}"
+    );
+    for _ in 0..2 {
+        let mut locked = args.to_vec();
+        locked.extend(["--set", "lock=true"]);
+        let run = run_jsonl("unlocked-counter", &locked);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(final_counter(&run), 800);
+    }
+}
+
+#[test]
+fn fork_return_pids_agree_with_output_and_kernel() {
+    let mut live = Live::start(&["run", "fork-return", "--format", "jsonl"]);
+    let hello = |id: &'static str| {
+        move |e: &forkscope::protocol::Event| {
+            e.proc_id == id && matches!(e.body, Body::Hello { .. })
+        }
+    };
+    let main = live.wait_for(Duration::from_secs(10), hello("main"));
+    let child = live.wait_for(Duration::from_secs(10), hello("main.1"));
+    // While they run, the kernel agrees with the events.
+    assert!(alive(main.pid) && alive(child.pid));
+    assert_eq!(kernel_ppid(child.pid), Some(main.pid));
+    let Body::Hello { ppid, .. } = child.body else {
+        unreachable!()
+    };
+    assert_eq!(ppid, main.pid);
+    let spawn = live
+        .seen
+        .iter()
+        .find(|e| matches!(e.body, Body::Spawn { .. }) && e.proc_id == "main")
+        .cloned()
+        .expect("main forks");
+    let Body::Spawn { child_pid, .. } = spawn.body else {
+        unreachable!()
+    };
+    assert_eq!(child_pid, child.pid);
+    // And with what they print.
+    live.wait_for(Duration::from_secs(10), |e| {
+        e.proc_id == "main" && matches!(e.body, Body::Exit { .. })
+    });
+    let printed: String = live
+        .seen
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Output { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        printed.contains(&format!(
+            "my pid is {}, my child is {}",
+            main.pid, child.pid
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "my pid is {}, my parent (ppid) is {}",
+            child.pid, main.pid
+        )),
+        "{printed}"
+    );
+    assert!(printed.contains(&format!("res == {}", child.pid)));
+    assert!(printed.contains("res == 0"));
+}
+
+#[test]
+fn no_join_child_is_orphaned_and_adopted() {
+    let run = run_jsonl("no-join", &["--time-scale", "0.1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let terminal = run.terminal();
+    let end = terminal.find("parent end").expect("parent end");
+    assert!(
+        terminal.find("child end").expect("child end") > end,
+        "{terminal}"
+    );
+    let main_exit = run
+        .events
+        .iter()
+        .position(|e| e.proc_id == "main" && matches!(e.body, Body::Exit { .. }))
+        .expect("main exits");
+    let adopted = run
+        .events
+        .iter()
+        .position(|e| {
+            e.proc_id == "main.1" && matches!(&e.body, Body::Adopted { by, .. } if by == "runner")
+        })
+        .expect("main.1 is adopted by the runner");
+    assert!(adopted > main_exit);
+    let reaped_by_runner = run.events.iter().any(|e| {
+        e.proc_id == "main.1" && matches!(&e.body, Body::Reaped { by, .. } if by == "runner")
+    });
+    assert!(reaped_by_runner);
+}
+
+#[test]
+fn zombie_stays_a_zombie_until_waited_for() {
+    let run = run_jsonl("zombie", &["--time-scale", "0.2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let t = |kind: &str| {
+        run.events
+            .iter()
+            .find(|e| e.proc_id == "main.1" && e.body.kind() == kind)
+            .map(|e| e.t_ns)
+            .unwrap_or_else(|| panic!("main.1 has no {kind}"))
+    };
+    let zombie_ms = (t("reaped") - t("exit")) as f64 / 1e6;
+    // main sleeps 1000 ms × 0.2 before it waits.
+    assert!(zombie_ms > 150.0, "zombie for only {zombie_ms} ms");
+}
+
+#[test]
+fn daemon_is_killed_when_main_ends() {
+    let run = run_jsonl("daemon", &["--time-scale", "0.2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.terminal();
+    assert!(
+        out.contains("worker started") && out.contains("main finished"),
+        "{out}"
+    );
+    assert!(!out.contains("worker finished"), "{out}");
+    let killed = run.events.iter().any(|e| {
+        e.proc_id == "main.1"
+            && matches!(&e.body, Body::Exit { signal: Some(s), .. } if s == "SIGTERM")
+    });
+    assert!(killed);
+}
+
+#[test]
+fn globals_are_copied_not_shared() {
+    let run = run_jsonl("globals-not-shared", &["--time-scale", "0.2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.output_of("main.1").contains("101"));
+    let main_out = run.output_of("main");
+    assert!(
+        main_out.contains("100") && !main_out.contains("101"),
+        "{main_out}"
+    );
+}
+
+#[test]
+fn pool_async_reuses_three_workers_for_ten_tasks() {
+    let run = run_jsonl(
+        "pool-async",
+        &[
+            "--set",
+            "workers=3",
+            "--set",
+            "tasks=10",
+            "--time-scale",
+            "0.1",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let starts = run.of_kind("task_start");
+    assert_eq!(starts.len(), 10);
+    let mut worker_pids: Vec<i32> = starts.iter().map(|e| e.pid).collect();
+    worker_pids.sort_unstable();
+    worker_pids.dedup();
+    assert_eq!(worker_pids.len(), 3, "{worker_pids:?}");
+    let pool_procs = run
+        .of_kind("hello")
+        .iter()
+        .filter(|e| matches!(&e.body, Body::Hello { role, .. } if role.starts_with("pool:")))
+        .count();
+    assert_eq!(pool_procs, 3);
+}
+
+#[test]
+fn parallel_join_children_run_at_the_same_time() {
+    let run = run_jsonl("parallel-join", &["--time-scale", "0.1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let first_spawn = run.of_kind("spawn")[0].t_ns;
+    let last_reap = run
+        .of_kind("reaped")
+        .iter()
+        .filter(|e| e.proc_id.starts_with("main."))
+        .map(|e| e.t_ns)
+        .max()
+        .expect("children reaped");
+    let s = (last_reap - first_spawn) as f64 / 1e9;
+    // 7 × 1 s and 5 × 1 s, ×0.1: together ≈ 0.7 s; one after the other 1.2 s.
+    assert!(s > 0.65 && s < 1.0, "took {s} s");
+}
+
+#[test]
+fn every_builtin_checks_and_lists() {
+    let list = forkscope(&["list"]);
+    assert_eq!(list.code, 0);
+    let names: Vec<&str> = list
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in names {
+        let check = forkscope(&["check", name]);
+        assert_eq!(check.code, 0, "{name}: {}", check.stderr);
+    }
+}
+
+#[test]
+fn every_builtin_runs_to_a_clean_end() {
+    for b in forkscope::scenario::catalog::BUILTINS {
+        let run = run_jsonl(b.name, &["--time-scale", "0.05", "--seed", "7"]);
+        assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
+        assert!(run.stderr.is_empty(), "{}: {}", b.name, run.stderr);
+        // Every process that said hello also exited.
+        for e in run.of_kind("hello") {
+            let exited = run
+                .events
+                .iter()
+                .any(|x| x.proc_id == e.proc_id && matches!(x.body, Body::Exit { .. }));
+            assert!(exited, "{}: {} never exited", b.name, e.proc_id);
+        }
+        assert!(
+            survivors_after_2s(&run.pids()).is_empty(),
+            "{}: processes left behind",
+            b.name
+        );
+    }
+}
