@@ -48,18 +48,24 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
         {
             app.command(Command::Restart);
         }
-        ui.separator();
-        ui.label("sleeps ×");
-        let mut scale = app.time_scale;
-        let slider = egui::Slider::new(&mut scale, 0.1..=10.0)
-            .logarithmic(true)
-            .max_decimals(2);
-        if ui
-            .add(slider)
-            .on_hover_text("Multiply every sleep of the scenario (takes effect at the next run)")
-            .changed()
-        {
-            app.command(Command::SetTimeScale(scale));
+        // A projector has no room to spare: the time scale stays on the
+        // desk (it is in the side panel's reach with "Panels").
+        if !app.presenter || app.show_side_panels {
+            ui.separator();
+            ui.label("sleeps ×");
+            let mut scale = app.time_scale;
+            let slider = egui::Slider::new(&mut scale, 0.1..=10.0)
+                .logarithmic(true)
+                .max_decimals(2);
+            if ui
+                .add(slider)
+                .on_hover_text(
+                    "Multiply every sleep of the scenario (takes effect at the next run)",
+                )
+                .changed()
+            {
+                app.command(Command::SetTimeScale(scale));
+            }
         }
         ui.separator();
         let moving = app.time.follow || app.time.playing;
@@ -96,11 +102,13 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             {
                 app.command(Command::ToggleSidePanels);
             }
-            if ui.small_button("+").on_hover_text("Larger (+)").clicked() {
-                app.command(Command::Zoom(app.zoom * 1.1));
-            }
-            if ui.small_button("−").on_hover_text("Smaller (−)").clicked() {
-                app.command(Command::Zoom(app.zoom / 1.1));
+            if !app.presenter {
+                if ui.small_button("+").on_hover_text("Larger (+)").clicked() {
+                    app.command(Command::Zoom(app.zoom * 1.1));
+                }
+                if ui.small_button("−").on_hover_text("Smaller (−)").clicked() {
+                    app.command(Command::Zoom(app.zoom / 1.1));
+                }
             }
         });
     });
@@ -119,7 +127,7 @@ fn status(ui: &mut Ui, app: &App) {
                 ui.label(format!("stopping… {s:.1} s"));
             } else {
                 ui.label(
-                    RichText::new(format!("● running {s:.1} s"))
+                    RichText::new(format!("running {s:.1} s"))
                         .color(super::theme::okabe_ito::BLUISH_GREEN),
                 );
             }

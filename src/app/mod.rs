@@ -770,7 +770,7 @@ impl App {
                     source::ui(ui, &ctx);
                 });
         }
-        let bottom_size = if self.presenter { 150.0 } else { 250.0 };
+        let bottom_size = if self.presenter { 70.0 } else { 250.0 };
         egui::Panel::bottom("bottom")
             .resizable(true)
             .default_size(bottom_size)

@@ -18,8 +18,13 @@ const NODE_W: f32 = 190.0;
 const NODE_H: f32 = 96.0;
 const NODE_LINE_H: f32 = 17.0;
 const UNIT_W: f32 = 250.0;
+/// Wider columns and rows when channels sit between processes.
+const UNIT_W_CHANNELS: f32 = 340.0;
 const ROW_GAP: f32 = 56.0;
+const ROW_GAP_CHANNELS: f32 = 110.0;
 const RUNNER_H: f32 = 30.0;
+/// Room under the last row (a pool's label).
+const BOTTOM_MARGIN: f32 = 40.0;
 const CAPTION_H: f32 = 40.0;
 /// A message dot takes this long from sender to channel, or channel to
 /// receiver.
@@ -196,27 +201,48 @@ fn layout_tree(ctx: &ViewCtx, area: Rect, egui_ctx: &egui::Context) -> Layout {
     let has_runner = live.processes.contains_key(RUNNER_ID);
     let depth_max = rows.iter().map(|r| r.depth).max().unwrap_or(0);
     let node_h = NODE_H + NODE_LINE_H * extra_lines_max(live) as f32;
-    let row_h = node_h + ROW_GAP;
+    // Room for channels: between columns when both ends share a row,
+    // between rows otherwise.
+    let depth_of: BTreeMap<&str, usize> = rows
+        .iter()
+        .map(|r| (r.process.id.as_str(), r.depth))
+        .collect();
+    let (mut same_row, mut across) = (false, false);
+    for users in ctx.rec.channel_users.values() {
+        for a in &users.senders {
+            for b in &users.receivers {
+                match (depth_of.get(a.as_str()), depth_of.get(b.as_str())) {
+                    (Some(x), Some(y)) if x == y => same_row = true,
+                    (Some(_), Some(_)) => across = true,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let unit_w = if same_row { UNIT_W_CHANNELS } else { UNIT_W };
+    let row_gap = if across { ROW_GAP_CHANNELS } else { ROW_GAP };
+    let row_h = node_h + row_gap;
     let runner_rows = if has_runner { 1 } else { 0 };
-    let need_h = (depth_max + 1 - runner_rows) as f32 * row_h
+    let need_h = (depth_max + 1 - runner_rows) as f32 * row_h - row_gap
+        + BOTTOM_MARGIN
         + if has_runner {
             RUNNER_H + ROW_GAP * 0.6
         } else {
             0.0
         };
-    let need_w = total_units * UNIT_W;
+    let need_w = total_units * unit_w;
     let max_scale = if ctx.theme.presenter { 1.5 } else { 1.25 };
     let s = (area.width() / need_w)
         .min(area.height() / need_h)
         .clamp(0.3, max_scale);
-    let used_w = total_units * UNIT_W * s;
+    let used_w = total_units * unit_w * s;
     let left = area.left() + (area.width() - used_w).max(0.0) / 2.0;
     let top = area.top() + 4.0;
     let mut nodes = BTreeMap::new();
     for r in &rows {
         let id = r.process.id.as_str();
         let w = width.get(id).copied().unwrap_or(1.0);
-        let cx = left + (offset.get(id).copied().unwrap_or(0.0) + w / 2.0) * UNIT_W * s;
+        let cx = left + (offset.get(id).copied().unwrap_or(0.0) + w / 2.0) * unit_w * s;
         let is_runner = id == RUNNER_ID;
         let y = if has_runner && r.depth > 0 {
             top + (RUNNER_H + ROW_GAP * 0.6) * s + (r.depth - 1) as f32 * row_h * s
@@ -439,25 +465,25 @@ fn role_words(role: &str) -> String {
 
 fn runner_node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32) {
     let t = ctx.theme;
-    painter.rect(
-        rect,
-        CornerRadius::same((6.0 * s) as u8),
-        t.panel,
-        Stroke::new(1.0, t.weak_text),
-        StrokeKind::Inside,
-    );
     let pid = if p.pid > 0 {
         format!(" · pid {}", p.pid)
     } else {
         String::new()
     };
-    painter.text(
-        rect.center(),
-        Align2::CENTER_CENTER,
+    let galley = painter.layout_no_wrap(
         format!("forkscope runner{pid} · adopts orphans"),
         FontId::proportional(12.5 * s.max(0.8)),
         t.weak_text,
     );
+    let box_r = Rect::from_center_size(rect.center(), galley.size() + vec2(16.0, 8.0));
+    painter.rect(
+        box_r,
+        CornerRadius::same((6.0 * s) as u8),
+        t.panel,
+        Stroke::new(1.0, t.weak_text),
+        StrokeKind::Inside,
+    );
+    painter.galley(box_r.min + vec2(8.0, 4.0), galley, t.weak_text);
 }
 
 // ---- pools ----------------------------------------------------------------
@@ -477,7 +503,7 @@ fn pools(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
         let s = layout.scale;
         let frame = bounds
             .expand2(vec2(10.0, 8.0) * s)
-            .with_min_y(bounds.top() - 26.0 * s);
+            .with_max_y(bounds.bottom() + 30.0 * s);
         painter.rect(
             frame,
             CornerRadius::same((12.0 * s) as u8),
@@ -486,8 +512,8 @@ fn pools(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
             StrokeKind::Outside,
         );
         painter.text(
-            frame.left_top() + vec2(10.0, 4.0) * s,
-            Align2::LEFT_TOP,
+            frame.left_bottom() + vec2(10.0, -5.0) * s,
+            Align2::LEFT_BOTTOM,
             format!(
                 "Pool {name}: {} workers · tasks done {}/{}",
                 pool.size, pool.tasks_done, pool.tasks_started
@@ -539,34 +565,11 @@ fn channels(
         };
         let from = centroid(users.senders.iter(), layout);
         let to = centroid(users.receivers.iter(), layout);
-        let Some(mid) = (match (from, to) {
-            (Some(a), Some(b)) => Some(a.lerp(b, 0.5)),
-            (Some(a), None) | (None, Some(a)) => Some(a + vec2(0.0, 60.0 * s)),
-            (None, None) => None,
-        }) else {
+        let Some(want) = channel_spot(from, to, users, layout, s) else {
             continue;
         };
         let size = channel_size(c, s);
-        let mut r = Rect::from_center_size(mid, size);
-        // Out of the way of nodes and of other channels.
-        for _ in 0..12 {
-            let hit = layout
-                .nodes
-                .values()
-                .chain(placed.values())
-                .find(|n| n.expand(6.0 * s).intersects(r))
-                .copied();
-            match hit {
-                Some(n) => {
-                    let right = n.right() + 10.0 * s + size.x / 2.0;
-                    r = Rect::from_center_size(pos2(right, r.center().y), size);
-                }
-                None => break,
-            }
-        }
-        if r.right() > area.right() {
-            r = r.translate(vec2(area.right() - r.right(), 0.0));
-        }
+        let r = free_spot(want, size, s, layout, &placed, area);
         for id in users.senders.iter() {
             if let Some(n) = layout.nodes.get(id) {
                 link(painter, n, r, ctx, true);
@@ -581,6 +584,75 @@ fn channels(
         placed.insert(name.clone(), r);
     }
     placed
+}
+
+/// Where a channel would best sit: in the gap between the rows of its
+/// senders and receivers, or between them when they share a row.
+fn channel_spot(
+    from: Option<Pos2>,
+    to: Option<Pos2>,
+    users: &super::recording::ChannelUsers,
+    layout: &Layout,
+    s: f32,
+) -> Option<Pos2> {
+    let (a, b) = match (from, to) {
+        (Some(a), Some(b)) => (a, b),
+        (Some(a), None) | (None, Some(a)) => return Some(a + vec2(0.0, 90.0 * s)),
+        (None, None) => return None,
+    };
+    let rect_of = |ids: &std::collections::BTreeSet<String>| {
+        ids.iter()
+            .filter_map(|id| layout.nodes.get(id).copied())
+            .reduce(|x, y| x.union(y))
+    };
+    let (Some(ra), Some(rb)) = (rect_of(&users.senders), rect_of(&users.receivers)) else {
+        return Some(a.lerp(b, 0.5));
+    };
+    let x = a.lerp(b, 0.5).x;
+    if ra.bottom() < rb.top() {
+        Some(pos2(x, (ra.bottom() + rb.top()) / 2.0 + 8.0 * s))
+    } else if rb.bottom() < ra.top() {
+        Some(pos2(x, (rb.bottom() + ra.top()) / 2.0 + 8.0 * s))
+    } else {
+        Some(a.lerp(b, 0.5))
+    }
+}
+
+/// The free place nearest to `want` (sliding sideways) where a channel of
+/// `size`, with its title above it, covers no node and no other channel.
+fn free_spot(
+    want: Pos2,
+    size: Vec2,
+    s: f32,
+    layout: &Layout,
+    placed: &BTreeMap<String, Rect>,
+    area: Rect,
+) -> Rect {
+    let title_h = 18.0 * s.max(0.75);
+    // The title above is about as wide as 30 characters.
+    let footprint = |r: Rect| {
+        let half = (r.width() / 2.0).max(105.0 * s.max(0.75));
+        Rect::from_min_max(
+            pos2(r.center().x - half, r.top() - title_h),
+            pos2(r.center().x + half, r.bottom()),
+        )
+        .expand(4.0 * s)
+    };
+    let free = |r: Rect| {
+        let f = footprint(r);
+        area.contains_rect(r)
+            && !layout.nodes.values().any(|n| n.intersects(f))
+            && !placed.values().any(|p| footprint(*p).intersects(f))
+    };
+    let step = 16.0 * s;
+    for k in 0..80u32 {
+        let dx = step * (k.div_ceil(2)) as f32 * if k % 2 == 0 { 1.0 } else { -1.0 };
+        let r = Rect::from_center_size(want + vec2(dx, 0.0), size);
+        if free(r) {
+            return r;
+        }
+    }
+    Rect::from_center_size(want, size)
 }
 
 fn link(painter: &egui::Painter, node: &Rect, chan: Rect, ctx: &ViewCtx, into: bool) {
@@ -719,15 +791,30 @@ fn messages(
             dot(painter, pos, &m.value, ctx.color_of(&m.from), s, ctx);
         }
         for d in &c.deliveries {
-            let age = now.saturating_sub(d.recv_t_ns);
-            if now < d.recv_t_ns || age >= TRAVEL_NS {
-                continue;
-            }
+            // The whole trip: sender → channel, then channel → receiver
+            // (not before it was received, and each leg takes TRAVEL_NS
+            // even if the receiver was quicker, so the eye can follow).
             let Some(to) = layout.nodes.get(&d.to) else {
                 continue;
             };
-            let start = slot_rect(*r, 0, n, s).center();
-            let pos = start.lerp(to.center(), ease(age as f32 / TRAVEL_NS as f32));
+            let slot = slot_rect(*r, 0, n, s).center();
+            let sent = d.sent_t_ns.unwrap_or(d.recv_t_ns);
+            let leg1_end = sent.saturating_add(TRAVEL_NS);
+            let leg2_start = d.recv_t_ns.max(leg1_end);
+            if now < sent || now >= leg2_start.saturating_add(TRAVEL_NS) {
+                continue;
+            }
+            let from = d.from.as_deref().and_then(|f| layout.nodes.get(f));
+            let pos = if now < leg1_end {
+                let Some(from) = from else { continue };
+                let f = (now - sent) as f32 / TRAVEL_NS as f32;
+                from.center().lerp(slot, ease(f))
+            } else if now < leg2_start {
+                slot
+            } else {
+                let f = (now - leg2_start) as f32 / TRAVEL_NS as f32;
+                slot.lerp(to.center(), ease(f))
+            };
             let color = d
                 .from
                 .as_deref()
@@ -740,7 +827,7 @@ fn messages(
 fn dot(painter: &egui::Painter, pos: Pos2, value: &Value, color: Color32, s: f32, ctx: &ViewCtx) {
     let radius = 11.0 * s.max(0.7);
     painter.circle(pos, radius, color, Stroke::new(1.5, ctx.theme.text));
-    let text = short(value, 4);
+    let text = dot_text(value);
     painter.text(
         pos,
         Align2::CENTER_CENTER,
@@ -748,6 +835,21 @@ fn dot(painter: &egui::Painter, pos: Pos2, value: &Value, color: Color32, s: f32
         FontId::proportional(11.0 * s.max(0.7)),
         theme::text_on(color),
     );
+}
+
+/// What fits in a dot: a pool task `worker(3)` shows `3`.
+fn dot_text(value: &Value) -> String {
+    let text = value.to_string();
+    let inner = text
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(&text);
+    if inner.chars().count() <= 4 {
+        inner.to_string()
+    } else {
+        let cut: String = inner.chars().take(3).collect();
+        format!("{cut}…")
+    }
 }
 
 fn ease(f: f32) -> f32 {
@@ -958,7 +1060,7 @@ fn value_box(
         let text = if i == 0 {
             short(&w.value, 8)
         } else {
-            format!("→{}", short(&w.value, 8))
+            format!(", {}", short(&w.value, 8))
         };
         let galley = painter.layout_no_wrap(
             text,

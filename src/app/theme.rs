@@ -148,7 +148,7 @@ pub fn state_look(p: &Process) -> StateLook {
     let color = state_color(&p.state);
     let (icon, text) = match &p.state {
         ProcState::Running => ("▶", "running".to_string()),
-        ProcState::Sleeping => ("💤", "sleeping".to_string()),
+        ProcState::Sleeping => ("zZ", "sleeping".to_string()),
         ProcState::Blocked(on) => match on.strip_prefix("lock ") {
             Some(lock) => ("⏳", format!("waiting for lock {lock}")),
             None => ("⏸", format!("blocked: {on}")),
