@@ -277,31 +277,36 @@ fn picked(ui: &mut Ui, app: &mut App) {
 fn param_editor(ui: &mut Ui, name: &str, param: &Param, current: Value) -> Option<Value> {
     let mut out = None;
     ui.horizontal(|ui| {
-        ui.label(name);
+        let label = ui.label(name).id;
         match current {
             Value::Bool(mut b) => {
-                if ui.checkbox(&mut b, "").changed() {
+                if ui.checkbox(&mut b, "").labelled_by(label).changed() {
                     out = Some(Value::Bool(b));
                 }
             }
             Value::Int(mut i) => {
                 let lo = param.min.unwrap_or(0.0) as i64;
                 let hi = param.max.unwrap_or((lo + 100) as f64) as i64;
-                let r = ui.add(egui::Slider::new(&mut i, lo..=hi.max(lo)));
-                if r.changed() {
+                let slider = egui::Slider::new(&mut i, lo..=hi.max(lo));
+                if ui.add(slider).labelled_by(label).changed() {
                     out = Some(Value::Int(i));
                 }
             }
             Value::Float(mut f) => {
                 let lo = param.min.unwrap_or(0.0);
                 let hi = param.max.unwrap_or(lo + 10.0);
-                if ui.add(egui::Slider::new(&mut f, lo..=hi.max(lo))).changed() {
+                let slider = egui::Slider::new(&mut f, lo..=hi.max(lo));
+                if ui.add(slider).labelled_by(label).changed() {
                     out = Some(Value::Float(f));
                 }
             }
             other => {
                 let mut text = other.to_string();
-                if ui.text_edit_singleline(&mut text).changed() {
+                if ui
+                    .text_edit_singleline(&mut text)
+                    .labelled_by(label)
+                    .changed()
+                {
                     out = Some(Value::Str(text));
                 }
             }

@@ -914,6 +914,3 @@ pub fn run_gui(args: &GuiArgs) -> i32 {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -358,10 +358,8 @@ mod tests {
         rec.push(ev(7, "b", get));
         let b = &rec.lanes["b"];
         let states: Vec<LaneState> = b.states.iter().map(|s| s.what).collect();
-        assert_eq!(
-            states,
-            [LaneState::Running, LaneState::Blocked, LaneState::Running]
-        );
+        // b's first event is its wait: blocked from the start, then running.
+        assert_eq!(states, [LaneState::Blocked, LaneState::Running]);
         assert_eq!(rec.lanes["a"].holds[0].end_t_ns, Some(3));
         assert_eq!(b.holds[0].end_t_ns, None);
         assert_eq!(rec.arrows.len(), 1);

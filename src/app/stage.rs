@@ -412,6 +412,23 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     } else {
         (look.color, theme::text_on(look.color))
     };
+    let mut state_text = format!("{} {}", look.icon, look.text);
+    if let (crate::model::ProcState::Sleeping, Some(until)) = (&p.state, p.sleep_until_t_ns) {
+        let left_s = until.saturating_sub(ctx.view_t_ns) as f64 / 1e9;
+        if left_s > 0.05 {
+            state_text = format!("{state_text} ({left_s:.1} s)");
+        }
+    }
+    // One line if it fits (shrinking the type a little), else two.
+    let size = 14.5 * s;
+    let one_line = painter
+        .layout_no_wrap(state_text.clone(), FontId::proportional(size), badge_text)
+        .size()
+        .x;
+    let room = badge.width() - 10.0 * s;
+    let size = size * (room / one_line.max(1.0)).clamp(0.78, 1.0);
+    let galley = painter.layout(state_text, FontId::proportional(size), badge_text, room);
+    let badge = badge.with_max_y(badge.top() + (galley.size().y + 6.0 * s).max(24.0 * s));
     painter.rect_filled(badge, CornerRadius::same((5.0 * s) as u8), badge_fill);
     if look.greyed {
         painter.rect_stroke(
@@ -421,19 +438,6 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
             StrokeKind::Inside,
         );
     }
-    let mut state_text = format!("{} {}", look.icon, look.text);
-    if let (crate::model::ProcState::Sleeping, Some(until)) = (&p.state, p.sleep_until_t_ns) {
-        let left_s = until.saturating_sub(ctx.view_t_ns) as f64 / 1e9;
-        if left_s > 0.05 {
-            state_text = format!("{state_text} ({left_s:.1} s)");
-        }
-    }
-    let galley = painter.layout(
-        state_text,
-        FontId::proportional(14.5 * s),
-        badge_text,
-        badge.width() - 8.0 * s,
-    );
     let text_pos = pos2(
         badge.left() + 5.0 * s,
         badge.center().y - galley.size().y / 2.0,
@@ -711,19 +715,14 @@ fn channel_box(painter: &egui::Painter, r: Rect, c: &Channel, ctx: &ViewCtx, s: 
         StrokeKind::Inside,
     );
     let depth = c.depth();
-    let count = match c.maxsize {
-        Some(m) => format!("{depth}/{m}"),
-        None => format!("{depth} waiting"),
+    let count = match (c.maxsize, depth) {
+        (Some(m), _) if full => format!("{depth}/{m} FULL"),
+        (Some(m), _) => format!("{depth}/{m}"),
+        (None, 0) => "empty".to_string(),
+        (None, d) => format!("{d} waiting"),
     };
-    let mut title = format!("{kind} {}  {count}", c.name);
-    if c.duplex {
-        title.push_str(" · duplex");
-    }
-    if full {
-        title.push_str(" · FULL");
-    } else if depth == 0 {
-        title.push_str(" · empty");
-    }
+    let duplex = if c.duplex { " ⇄" } else { "" };
+    let title = format!("{kind} {}{duplex}: {count}", c.name);
     painter.text(
         r.center_top() + vec2(0.0, -2.0),
         Align2::CENTER_BOTTOM,
@@ -839,6 +838,9 @@ fn dot(painter: &egui::Painter, pos: Pos2, value: &Value, color: Color32, s: f32
 
 /// What fits in a dot: a pool task `worker(3)` shows `3`.
 fn dot_text(value: &Value) -> String {
+    if *value == Value::None {
+        return String::new();
+    }
     let text = value.to_string();
     let inner = text
         .split_once('(')
