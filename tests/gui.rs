@@ -30,6 +30,10 @@ fn main() -> ExitCode {
             presenter_mode_changes_the_look,
         ),
         (
+            "terminal_shows_each_line_once",
+            terminal_shows_each_line_once,
+        ),
+        (
             "scrubbing_back_shows_an_earlier_value",
             scrubbing_back_shows_an_earlier_value,
         ),
@@ -232,4 +236,29 @@ fn scrubbing_back_shows_an_earlier_value() {
     h.get_by_label(controls::LIVE).click();
     h.run_steps(2);
     assert!(has_label(&h, "shared v = 20"), "back to the end");
+}
+
+fn terminal_shows_each_line_once() {
+    let mut h = harness(GuiArgs {
+        scenario: Some("globals-not-shared".into()),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && h.state().rec.len() > 5));
+    let terminal = h.state().rec.live.merged_output.text();
+    let outputs: Vec<String> = h
+        .state()
+        .rec
+        .log
+        .events()
+        .iter()
+        .filter(|e| e.body.kind() == "output")
+        .map(|e| format!("{} {:?}", e.proc_id, e.body))
+        .collect();
+    assert_eq!(
+        terminal, "main start\nchild start\nchild num: 101\nchild end\nmain num: 100\n",
+        "events: {outputs:#?}"
+    );
 }
