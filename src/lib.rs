@@ -3,8 +3,9 @@
 //!
 //! Data flows one way: [`runner`] (forks the scenario) → [`probe`] (inside
 //! every scenario process) → [`collector`] (socket + output pipes → channel)
-//! → [`model`] (event log and `World` projection) → views (CLI, GUI).
+//! → [`model`] (event log and `World` projection) → views ([`cli`], [`app`]).
 
+pub mod app;
 pub mod cli;
 pub mod collector;
 pub mod lab;

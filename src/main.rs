@@ -2,7 +2,8 @@
 //! hidden runner, and turn the outcome into an exit code.
 
 use clap::Parser;
-use forkscope::cli::{self, Cli, Command};
+use forkscope::app::{self, GuiArgs};
+use forkscope::cli::{self, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,21 +12,34 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__runner") {
         return code(forkscope::runner::runner_main());
     }
-    let cli = Cli::parse();
+    let cli = Args::parse();
     let status = match &cli.command {
         Some(Command::List) => cli::list(),
         Some(Command::Run(args)) => cli::run::run(args),
         Some(Command::Stats(args)) => cli::lab::stats(args),
         Some(Command::Explore(args)) => cli::lab::explore(args),
         Some(Command::Check { file }) => cli::check(file),
-        None => {
-            eprintln!(
-                "forkscope: the app window is not built yet; try `forkscope list` and `forkscope run locked-counter`"
-            );
-            2
-        }
+        None => app::run_gui(&cli.gui),
     };
     code(status)
+}
+
+/// The command line: a command, or none to open the app window (with the
+/// window's own options).
+#[derive(Debug, Parser)]
+#[command(
+    name = "forkscope",
+    version,
+    about = "Watch real Linux processes fork, share, lock and message each other.",
+    long_about = "Runs small multiprocessing scenarios as real Linux processes and shows what \
+                  they do. Without a command it opens the app.",
+    args_conflicts_with_subcommands = true
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    gui: GuiArgs,
 }
 
 fn code(status: i32) -> ExitCode {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Takes a screenshot of the forkscope window mid-run, under a virtual X
+# server, so it works on a machine without a display.
+#
+#   scripts/screenshot.sh NAME OUT.png [extra forkscope args...]
+#   e.g. scripts/screenshot.sh locked-counter docs/img/locked-counter.png --presenter --after-ms 900
+#
+# Extra args go to forkscope (--set k=v, --time-scale F, --presenter,
+# --size WxH, --after-ms N). FORKSCOPE=path/to/binary picks the binary
+# (default: build it with cargo).
+set -euo pipefail
+
+if [ $# -lt 2 ]; then
+    echo "usage: $0 NAME OUT.png [extra forkscope args...]" >&2
+    exit 2
+fi
+name=$1
+out=$2
+shift 2
+
+need=()
+command -v xvfb-run >/dev/null 2>&1 || need+=(xvfb xauth)
+[ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -e /usr/lib/x86_64-linux-gnu/dri/llvmpipe_dri.so ] \
+    || need+=(libgl1-mesa-dri)
+ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11 || need+=(libxkbcommon-x11-0)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}…" >&2
+    apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${FORKSCOPE:-}
+if [ -z "$bin" ]; then
+    (cd "$root" && cargo build --quiet)
+    bin=${CARGO_TARGET_DIR:-$root/target}/debug/forkscope
+fi
+
+runtime=$(mktemp -d)
+chmod 700 "$runtime"
+trap 'rm -rf "$runtime"' EXIT
+
+# X11 and software GL only: no Wayland, no GPU needed.
+env -u WAYLAND_DISPLAY XDG_RUNTIME_DIR="$runtime" LIBGL_ALWAYS_SOFTWARE=1 \
+    xvfb-run -a -s "-screen 0 1920x1200x24" \
+    "$bin" --scenario "$name" --size 1280x800 --screenshot "$out" "$@"
+echo "saved $out" >&2

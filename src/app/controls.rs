@@ -1,0 +1,337 @@
+//! The controls: the toolbar (run, stop, restart, time scale, pause/play,
+//! presenter) and the left panel (scenario picker with explanations, the
+//! parameter editor, opening a file).
+
+use super::{App, Command, RunState};
+use crate::protocol::Value;
+use crate::scenario::{Param, catalog};
+use egui::{RichText, Ui};
+
+pub const RUN: &str = "▶ Run";
+pub const STOP: &str = "■ Stop";
+pub const RESTART: &str = "⟲ Restart";
+pub const PAUSE: &str = "⏸ Pause";
+pub const PLAY: &str = "▶ Play";
+pub const LIVE: &str = "⏭ Live";
+pub const PRESENTER: &str = "Presenter";
+
+pub fn toolbar(ui: &mut Ui, app: &mut App) {
+    let running = app.run.is_running();
+    let big = app.presenter;
+    let text = |s: &str| {
+        let t = RichText::new(s);
+        if big { t.strong() } else { t }
+    };
+    ui.horizontal_wrapped(|ui| {
+        ui.add_space(2.0);
+        if ui
+            .add_enabled(
+                !running && app.picked.is_some(),
+                egui::Button::new(text(RUN)),
+            )
+            .on_hover_text("Run the scenario for real")
+            .clicked()
+        {
+            app.command(Command::Run);
+        }
+        if ui
+            .add_enabled(running, egui::Button::new(text(STOP)))
+            .on_hover_text("Stop every process of the run")
+            .clicked()
+        {
+            app.command(Command::Stop);
+        }
+        if ui
+            .add_enabled(app.picked.is_some(), egui::Button::new(text(RESTART)))
+            .on_hover_text("Stop and run again (key R)")
+            .clicked()
+        {
+            app.command(Command::Restart);
+        }
+        // A projector has no room to spare: the time scale stays on the
+        // desk (it is in the side panel's reach with "Panels").
+        if !app.presenter || app.show_side_panels {
+            ui.separator();
+            ui.label("sleeps ×");
+            let mut scale = app.time_scale;
+            let slider = egui::Slider::new(&mut scale, 0.1..=10.0)
+                .logarithmic(true)
+                .max_decimals(2);
+            if ui
+                .add(slider)
+                .on_hover_text(
+                    "Multiply every sleep of the scenario (takes effect at the next run)",
+                )
+                .changed()
+            {
+                app.command(Command::SetTimeScale(scale));
+            }
+        }
+        ui.separator();
+        let moving = app.time.follow || app.time.playing;
+        let label = if moving { PAUSE } else { PLAY };
+        if ui
+            .button(text(label))
+            .on_hover_text("Freeze or continue the picture (space); the processes keep running")
+            .clicked()
+        {
+            app.command(Command::TogglePlay);
+        }
+        if ui
+            .add_enabled(!app.time.follow, egui::Button::new(text(LIVE)))
+            .on_hover_text("Show the newest moment again")
+            .clicked()
+        {
+            app.command(Command::GoLive);
+        }
+        ui.separator();
+        status(ui, app);
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui
+                .selectable_label(app.presenter, text(PRESENTER))
+                .on_hover_text("Large type, light high-contrast colours for a projector (F11)")
+                .clicked()
+            {
+                app.command(Command::TogglePresenter);
+            }
+            if app.presenter
+                && ui
+                    .selectable_label(app.show_side_panels, text("☰ Panels"))
+                    .on_hover_text("Show the picker, inspector and source")
+                    .clicked()
+            {
+                app.command(Command::ToggleSidePanels);
+            }
+            if !app.presenter {
+                if ui.small_button("+").on_hover_text("Larger (+)").clicked() {
+                    app.command(Command::Zoom(app.zoom * 1.1));
+                }
+                if ui.small_button("−").on_hover_text("Smaller (−)").clicked() {
+                    app.command(Command::Zoom(app.zoom / 1.1));
+                }
+            }
+        });
+    });
+}
+
+fn status(ui: &mut Ui, app: &App) {
+    match &app.run {
+        RunState::Idle => {
+            ui.weak("ready");
+        }
+        RunState::Running {
+            session, stopping, ..
+        } => {
+            let s = session.started.elapsed().as_secs_f64();
+            if *stopping {
+                ui.label(format!("stopping… {s:.1} s"));
+            } else {
+                ui.label(
+                    RichText::new(format!("running {s:.1} s"))
+                        .color(super::theme::okabe_ito::BLUISH_GREEN),
+                );
+            }
+        }
+        RunState::Finished {
+            code,
+            stopped,
+            duration,
+        } => {
+            let s = duration.as_secs_f64();
+            let what = match (stopped, code) {
+                (true, _) => format!("stopped after {s:.1} s"),
+                (false, Some(0)) => format!("finished in {s:.1} s: main exit 0"),
+                (false, Some(c)) => format!("finished in {s:.1} s: main exit {c}"),
+                (false, None) => format!("finished in {s:.1} s"),
+            };
+            ui.label(what);
+        }
+    }
+    if !app.time.follow {
+        let t = app.view_t_ns();
+        let t0 = app.rec.t_range().map_or(t, |(lo, _)| lo);
+        ui.label(
+            RichText::new(format!(
+                "⏸ showing t = {:.2} s",
+                t.saturating_sub(t0) as f64 / 1e9
+            ))
+            .color(super::theme::okabe_ito::VERMILLION),
+        );
+    }
+    if !app.collector_problems.is_empty() {
+        ui.label(
+            RichText::new(format!("⚠ {}", app.collector_problems))
+                .color(super::theme::okabe_ito::VERMILLION),
+        );
+    }
+    if let Some(s) = &app.status {
+        ui.label(RichText::new(s).color(super::theme::okabe_ito::VERMILLION));
+    }
+}
+
+/// Titles of the built-in scenarios, loaded once.
+fn catalog_titles(ui: &Ui) -> std::sync::Arc<Vec<(&'static str, String)>> {
+    let id = egui::Id::unique("forkscope_catalog_titles");
+    if let Some(t) = ui.data(|d| d.get_temp(id)) {
+        return t;
+    }
+    let titles: Vec<(&'static str, String)> = catalog::BUILTINS
+        .iter()
+        .map(|b| {
+            let title = b
+                .load()
+                .map(|s| s.title)
+                .unwrap_or_else(|e| format!("(broken: {e})"));
+            (b.name, title)
+        })
+        .collect();
+    let titles = std::sync::Arc::new(titles);
+    ui.data_mut(|d| d.insert_temp(id, titles.clone()));
+    titles
+}
+
+pub fn picker(ui: &mut Ui, app: &mut App) {
+    ui.heading("Scenarios");
+    let picked_name = app
+        .picked
+        .as_ref()
+        .filter(|p| p.loaded.builtin)
+        .map(|p| p.loaded.scenario.name.clone());
+    let titles = catalog_titles(ui);
+    egui::ScrollArea::vertical()
+        .id_salt("catalog")
+        .max_height(ui.available_height() * 0.38)
+        .show(ui, |ui| {
+            for (name, title) in titles.iter() {
+                let selected = picked_name.as_deref() == Some(*name);
+                if ui
+                    .selectable_label(selected, title.as_str())
+                    .on_hover_text(*name)
+                    .clicked()
+                    && !selected
+                {
+                    app.command(Command::Pick((*name).to_string()));
+                }
+            }
+        });
+    ui.separator();
+    egui::ScrollArea::vertical()
+        .id_salt("picked")
+        .show(ui, |ui| {
+            picked(ui, app);
+            ui.separator();
+            open_file(ui, app);
+        });
+}
+
+fn picked(ui: &mut Ui, app: &mut App) {
+    let Some(p) = app.picked.as_ref() else {
+        ui.weak("No scenario picked.");
+        return;
+    };
+    let s = &p.loaded.scenario;
+    ui.label(RichText::new(&s.title).strong().size(16.0));
+    ui.weak(&p.loaded.origin);
+    ui.label(s.explain.trim().replace("\n", " "));
+    if s.params.is_empty() {
+        return;
+    }
+    ui.add_space(6.0);
+    let mut changes = Vec::new();
+    ui.horizontal(|ui| {
+        ui.strong("Parameters");
+        if ui.small_button("reset").clicked() {
+            changes.push(Command::ResetParams);
+        }
+    });
+    for (name, param) in &s.params {
+        let current = p.params.get(name).unwrap_or(&param.default).clone();
+        if let Some(v) = param_editor(ui, name, param, current) {
+            changes.push(Command::SetParam(name.clone(), v));
+        }
+        ui.weak(&param.help);
+    }
+    if p.needs_exec_consent() {
+        ui.add_space(6.0);
+        ui.label(
+            RichText::new("This file runs real programs:")
+                .color(super::theme::okabe_ito::VERMILLION),
+        );
+        for prog in &s.exec_programs {
+            ui.monospace(prog);
+        }
+        let mut yes = p.exec_confirmed;
+        if ui
+            .checkbox(&mut yes, "I trust this file: let it run them")
+            .changed()
+        {
+            changes.push(Command::ConfirmExec(yes));
+        }
+    }
+    for c in changes {
+        app.command(c);
+    }
+}
+
+/// One row of the parameter editor; `Some` when the user changed it.
+fn param_editor(ui: &mut Ui, name: &str, param: &Param, current: Value) -> Option<Value> {
+    let mut out = None;
+    ui.horizontal(|ui| {
+        let label = ui.label(name).id;
+        match current {
+            Value::Bool(mut b) => {
+                if ui.checkbox(&mut b, "").labelled_by(label).changed() {
+                    out = Some(Value::Bool(b));
+                }
+            }
+            Value::Int(mut i) => {
+                let lo = param.min.unwrap_or(0.0) as i64;
+                let hi = param.max.unwrap_or((lo + 100) as f64) as i64;
+                let slider = egui::Slider::new(&mut i, lo..=hi.max(lo));
+                if ui.add(slider).labelled_by(label).changed() {
+                    out = Some(Value::Int(i));
+                }
+            }
+            Value::Float(mut f) => {
+                let lo = param.min.unwrap_or(0.0);
+                let hi = param.max.unwrap_or(lo + 10.0);
+                let slider = egui::Slider::new(&mut f, lo..=hi.max(lo));
+                if ui.add(slider).labelled_by(label).changed() {
+                    out = Some(Value::Float(f));
+                }
+            }
+            other => {
+                let mut text = other.to_string();
+                if ui
+                    .text_edit_singleline(&mut text)
+                    .labelled_by(label)
+                    .changed()
+                {
+                    out = Some(Value::Str(text));
+                }
+            }
+        }
+    });
+    out
+}
+
+fn open_file(ui: &mut Ui, app: &mut App) {
+    ui.strong("Open a scenario file");
+    let mut open = false;
+    ui.horizontal(|ui| {
+        let r = ui.add(
+            egui::TextEdit::singleline(&mut app.file_path)
+                .hint_text("path/to/scenario.toml")
+                .desired_width(180.0),
+        );
+        open |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        open |= ui.button("Open").clicked();
+    });
+    if open && !app.file_path.trim().is_empty() {
+        let path = app.file_path.trim().to_string();
+        app.command(Command::Pick(path));
+    }
+    if let Some(e) = &app.pick_error {
+        ui.label(RichText::new(e).color(super::theme::okabe_ito::VERMILLION));
+    }
+}

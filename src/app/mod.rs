@@ -1,0 +1,916 @@
+//! The desktop app: one window that runs a scenario for real and shows it
+//! live. `App` owns the state; the views (one per file) read it and push
+//! [`Command`]s, which `App` carries out after drawing. Views never touch
+//! sockets or processes.
+//!
+//! ```text
+//! Session (collector thread) ──channel──▶ App::drain ──▶ Recording (log, World, lanes)
+//!                                                          │
+//!            stage · timeline · output · inspector · source ◀── World at the cursor
+//! ```
+
+pub mod controls;
+pub mod inspector;
+pub mod output;
+pub mod recording;
+pub mod sampler;
+pub mod source;
+pub mod stage;
+pub mod theme;
+pub mod timeline;
+
+use crate::cli::{Loaded, load_target, parse_sets};
+use crate::model::World;
+use crate::protocol::{RUNNER_ID, Value, now_ns};
+use crate::scenario::{self, limits};
+use crate::session::{RunOptions, Session};
+use egui::{Color32, Key, ViewportCommand};
+use recording::Recording;
+use sampler::Sampler;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use theme::Theme;
+
+/// The scenario picked when the app opens.
+pub const DEFAULT_SCENARIO: &str = "locked-counter";
+/// Longest time spent reading events per frame: the UI stays smooth even
+/// when a run floods it (the rest waits in the channel for the next frame).
+const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+/// Frames while something moves are at most this often.
+const FRAME_INTERVAL: Duration = Duration::from_millis(16);
+/// Animations (message dots, flashes, growing nodes) last at most this long
+/// after the event that started them.
+pub const ANIMATION_NS: u64 = 1_000_000_000;
+/// Give up on a screenshot that has not arrived after this long.
+const SCREENSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of the app window (`forkscope` without a command).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GuiArgs {
+    /// Scenario to open (a built-in name or a file); default locked-counter.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub scenario: Option<String>,
+    /// Set a parameter of the scenario, e.g. --set loops=3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Multiply every sleep by this (0.1 = ten times faster).
+    #[arg(long, value_name = "F")]
+    pub time_scale: Option<f64>,
+    /// Start in presenter mode (large type, light high-contrast theme).
+    #[arg(long)]
+    pub presenter: bool,
+    /// Window size in pixels, e.g. 1280x800.
+    #[arg(long, value_name = "WxH")]
+    pub size: Option<String>,
+    /// Run the scenario, save a PNG of the window to FILE after --after-ms,
+    /// and quit (exit code 0 if it was saved).
+    #[arg(long, value_name = "FILE")]
+    pub screenshot: Option<PathBuf>,
+    /// When to take the screenshot, in ms after the run starts.
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    pub after_ms: u64,
+    /// Let a scenario file run the programs its `exec` steps name.
+    #[arg(long)]
+    pub allow_exec: bool,
+}
+
+/// What views ask the app to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Pick a built-in scenario by name, or a file by path.
+    Pick(String),
+    SetParam(String, Value),
+    ResetParams,
+    /// The user trusts the picked file to run its programs.
+    ConfirmExec(bool),
+    Run,
+    Stop,
+    Restart,
+    SetTimeScale(f64),
+    Pause,
+    Play,
+    TogglePlay,
+    /// Pause and show the run as it was at this time.
+    Seek(u64),
+    /// Follow the run live again.
+    GoLive,
+    TogglePresenter,
+    ToggleSidePanels,
+    Zoom(f32),
+    SelectProcess(Option<String>),
+}
+
+/// The scenario picked, with the parameter values the user set.
+pub struct Picked {
+    pub loaded: Loaded,
+    pub params: BTreeMap<String, Value>,
+    pub exec_confirmed: bool,
+}
+
+impl Picked {
+    pub fn needs_exec_consent(&self) -> bool {
+        !self.loaded.builtin && !self.loaded.scenario.exec_programs.is_empty()
+    }
+}
+
+pub enum RunState {
+    Idle,
+    Running {
+        session: Box<Session>,
+        sampler: Option<Sampler>,
+        stopping: bool,
+    },
+    Finished {
+        /// main's exit code (None if stopped before it was known).
+        code: Option<i32>,
+        stopped: bool,
+        duration: Duration,
+    },
+}
+
+impl RunState {
+    pub fn is_running(&self) -> bool {
+        matches!(self, RunState::Running { .. })
+    }
+}
+
+/// Play, pause, scrub: which moment of the run the views show.
+#[derive(Clone, Debug)]
+pub struct TimeControl {
+    /// Show the newest moment (live).
+    pub follow: bool,
+    /// When not following: advance the cursor in real time (replay).
+    pub playing: bool,
+    pub cursor_t_ns: u64,
+}
+
+impl Default for TimeControl {
+    fn default() -> Self {
+        TimeControl {
+            follow: true,
+            playing: true,
+            cursor_t_ns: 0,
+        }
+    }
+}
+
+/// A screenshot to take (`--screenshot`).
+struct ScreenshotPlan {
+    path: PathBuf,
+    after: Duration,
+    requested_at: Option<Instant>,
+    image: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
+}
+
+pub struct App {
+    pub picked: Option<Picked>,
+    pub pick_error: Option<String>,
+    /// Text field for "Open file".
+    pub file_path: String,
+    pub time_scale: f64,
+    pub presenter: bool,
+    /// Side panels shown even in presenter mode.
+    pub show_side_panels: bool,
+    /// Extra zoom from +/- on top of the mode's own.
+    pub zoom: f32,
+    pub rec: Recording,
+    pub run: RunState,
+    pub time: TimeControl,
+    pub selected: Option<String>,
+    /// One line about the last thing that went wrong (or happened).
+    pub status: Option<String>,
+    /// What the collector dropped or could not read in the current run.
+    pub collector_problems: String,
+    pub output: output::OutputView,
+    pub timeline: timeline::TimelineView,
+    pub stage: stage::StageView,
+    commands: Vec<Command>,
+    run_on_first_frame: bool,
+    frame_count: u64,
+    screenshot: Option<ScreenshotPlan>,
+    exit_code: Arc<AtomicI32>,
+    applied_look: Option<(bool, f32)>,
+    run_started: Option<Instant>,
+    /// Event count the current view was built for (`None` = live).
+    view_count: Option<usize>,
+    last_frame: Option<Instant>,
+}
+
+impl App {
+    /// The app with `args` applied; an error is bad input (exit code 2).
+    pub fn new(args: &GuiArgs) -> Result<App, String> {
+        let mut app = App {
+            picked: None,
+            pick_error: None,
+            file_path: String::new(),
+            time_scale: 1.0,
+            presenter: args.presenter,
+            show_side_panels: false,
+            zoom: 1.0,
+            rec: Recording::new(),
+            run: RunState::Idle,
+            time: TimeControl::default(),
+            selected: None,
+            status: None,
+            collector_problems: String::new(),
+            output: output::OutputView::default(),
+            timeline: timeline::TimelineView::default(),
+            stage: stage::StageView::default(),
+            commands: Vec::new(),
+            run_on_first_frame: args.screenshot.is_some(),
+            frame_count: 0,
+            screenshot: None,
+            exit_code: Arc::new(AtomicI32::new(0)),
+            applied_look: None,
+            run_started: None,
+            view_count: None,
+            last_frame: None,
+        };
+        if let Some(scale) = args.time_scale {
+            if !(scale.is_finite() && (0.01..=100.0).contains(&scale)) {
+                return Err("--time-scale must be between 0.01 and 100".into());
+            }
+            app.time_scale = scale;
+        }
+        let target = args.scenario.as_deref().unwrap_or(DEFAULT_SCENARIO);
+        app.pick(target);
+        if let Some(e) = app.pick_error.take() {
+            return Err(e);
+        }
+        if let Some(p) = app.picked.as_mut() {
+            let sets = parse_sets(&args.set).map_err(|e| e.to_string())?;
+            p.params =
+                scenario::resolve_params(&p.loaded.scenario, &sets).map_err(|e| e.to_string())?;
+            p.exec_confirmed = args.allow_exec;
+            if args.screenshot.is_some() && p.needs_exec_consent() && !p.exec_confirmed {
+                return Err(format!(
+                    "{} runs programs ({}); add --allow-exec if you trust it",
+                    p.loaded.origin,
+                    p.loaded.scenario.exec_programs.join(", ")
+                ));
+            }
+        }
+        if let Some(path) = &args.screenshot {
+            app.screenshot = Some(ScreenshotPlan {
+                path: path.clone(),
+                after: Duration::from_millis(args.after_ms),
+                requested_at: None,
+                image: Arc::default(),
+            });
+        }
+        Ok(app)
+    }
+
+    /// Exit code for `main` once the window closed.
+    pub fn exit_code_handle(&self) -> Arc<AtomicI32> {
+        self.exit_code.clone()
+    }
+
+    /// Queue a command (views and tests use this).
+    pub fn command(&mut self, c: Command) {
+        self.commands.push(c);
+    }
+
+    pub fn theme(&self) -> Theme {
+        Theme::new(self.presenter)
+    }
+
+    /// One whole frame: read events, carry out commands, draw. Tests call
+    /// this directly with a harness' `Ui`.
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.frame_count += 1;
+        if self.run_on_first_frame {
+            self.run_on_first_frame = false;
+            self.commands.push(Command::Run);
+        }
+        self.keys(&ctx);
+        self.apply_commands();
+        self.drain();
+        self.advance_time();
+        self.apply_look(&ctx);
+        self.show(ui);
+        self.apply_commands();
+        self.screenshot(&ctx);
+        if self.wants_repaint() {
+            ctx.request_repaint_after(FRAME_INTERVAL);
+        }
+    }
+
+    // ---- commands ---------------------------------------------------------
+
+    fn apply_commands(&mut self) {
+        for c in std::mem::take(&mut self.commands) {
+            self.apply(c);
+        }
+    }
+
+    fn apply(&mut self, c: Command) {
+        match c {
+            Command::Pick(target) => {
+                self.stop_now();
+                self.pick(&target);
+            }
+            Command::SetParam(k, v) => {
+                if let Some(p) = self.picked.as_mut() {
+                    p.params.insert(k, v);
+                }
+            }
+            Command::ResetParams => {
+                if let Some(p) = self.picked.as_mut() {
+                    p.params =
+                        scenario::resolve_params(&p.loaded.scenario, &[]).unwrap_or_default();
+                }
+            }
+            Command::ConfirmExec(yes) => {
+                if let Some(p) = self.picked.as_mut() {
+                    p.exec_confirmed = yes;
+                }
+            }
+            Command::Run => {
+                if !self.run.is_running() {
+                    self.start_run();
+                }
+            }
+            Command::Stop => self.request_stop(),
+            Command::Restart => {
+                self.stop_now();
+                self.start_run();
+            }
+            Command::SetTimeScale(s) => self.time_scale = s.clamp(0.1, 10.0),
+            Command::Pause => self.pause(),
+            Command::Play => self.play(),
+            Command::TogglePlay => {
+                if self.time.follow || self.time.playing {
+                    self.pause();
+                } else {
+                    self.play();
+                }
+            }
+            Command::Seek(t) => {
+                self.pause();
+                let (lo, hi) = self.rec.t_range().unwrap_or((t, t));
+                self.time.cursor_t_ns = t.clamp(lo, hi.max(lo));
+            }
+            Command::GoLive => {
+                self.time.follow = true;
+                self.time.playing = true;
+            }
+            Command::TogglePresenter => self.presenter = !self.presenter,
+            Command::ToggleSidePanels => self.show_side_panels = !self.show_side_panels,
+            Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
+            Command::SelectProcess(p) => self.selected = p,
+        }
+    }
+
+    fn pick(&mut self, target: &str) {
+        self.pick_error = None;
+        match load_target(target) {
+            Ok(loaded) => {
+                let params = scenario::resolve_params(&loaded.scenario, &[]).unwrap_or_default();
+                self.picked = Some(Picked {
+                    loaded,
+                    params,
+                    exec_confirmed: false,
+                });
+                self.status = None;
+            }
+            Err(e) => self.pick_error = Some(e.to_string()),
+        }
+    }
+
+    fn pause(&mut self) {
+        if self.time.follow {
+            self.time.cursor_t_ns = self.live_t_ns();
+        }
+        self.time.follow = false;
+        self.time.playing = false;
+    }
+
+    fn play(&mut self) {
+        let live = self.live_t_ns();
+        if self.time.follow || self.time.cursor_t_ns >= live {
+            self.time.follow = true;
+        }
+        self.time.playing = true;
+    }
+
+    fn start_run(&mut self) {
+        let Some(p) = self.picked.as_ref() else {
+            self.status = Some("pick a scenario first".into());
+            return;
+        };
+        if p.needs_exec_consent() && !p.exec_confirmed {
+            self.status = Some(format!(
+                "this file runs programs ({}): confirm it on the left first",
+                p.loaded.scenario.exec_programs.join(", ")
+            ));
+            return;
+        }
+        let opts = RunOptions {
+            time_scale: self.time_scale,
+            seed: now_ns(),
+            limits: limits::Limits::default(),
+        };
+        if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {
+            self.status = Some(format!("{}: {e}", p.loaded.origin));
+            return;
+        }
+        let session =
+            match Session::start(&p.loaded.text, &p.loaded.origin, p.params.clone(), &opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.status = Some(format!("cannot start the run: {e:#}"));
+                    return;
+                }
+            };
+        self.rec = Recording::new();
+        self.time = TimeControl::default();
+        self.selected = None;
+        self.status = None;
+        self.collector_problems.clear();
+        self.view_count = None;
+        self.run_started = Some(Instant::now());
+        self.run = RunState::Running {
+            session: Box::new(session),
+            sampler: Sampler::start(|| {}),
+            stopping: false,
+        };
+    }
+
+    /// Asks the run to stop; the last events still arrive and are shown.
+    fn request_stop(&mut self) {
+        if let RunState::Running {
+            session, stopping, ..
+        } = &mut self.run
+        {
+            session.stop();
+            *stopping = true;
+        }
+    }
+
+    /// Stops the run at once (before a restart or another pick).
+    fn stop_now(&mut self) {
+        if let RunState::Running { session, .. } = &mut self.run {
+            session.stop();
+            let duration = session.started.elapsed();
+            self.run = RunState::Finished {
+                code: None,
+                stopped: true,
+                duration,
+            };
+        }
+    }
+
+    // ---- events and time --------------------------------------------------
+
+    /// Reads what the collector has, within the frame's time budget.
+    fn drain(&mut self) {
+        let RunState::Running {
+            session,
+            sampler,
+            stopping,
+        } = &mut self.run
+        else {
+            return;
+        };
+        let deadline = Instant::now() + DRAIN_BUDGET;
+        let mut disconnected = false;
+        let events = session.collector.events.clone();
+        while Instant::now() < deadline {
+            match events.try_recv() {
+                Ok(e) => self.rec.push(e),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
+                }
+            }
+        }
+        self.rec.log.dropped = session.collector.stats.dropped.load(Ordering::Relaxed);
+        self.rec.log.garbage = session.collector.stats.garbage();
+        self.collector_problems = session.collector.stats.summary();
+        let code = session.poll_exit();
+        if let Some(s) = sampler.as_ref() {
+            let pids: Vec<i32> = self
+                .rec
+                .live
+                .processes
+                .values()
+                .filter(|p| p.is_alive() && p.pid > 0 && p.id != RUNNER_ID)
+                .map(|p| p.pid)
+                .collect();
+            s.watch(pids);
+        }
+        let timeout = Duration::from_secs_f64(limits::DEFAULT_TIMEOUT_S);
+        if !*stopping && session.started.elapsed() > timeout {
+            session.stop();
+            *stopping = true;
+            self.status = Some(format!(
+                "the run took longer than {} s and was stopped",
+                limits::DEFAULT_TIMEOUT_S
+            ));
+        }
+        if disconnected {
+            let duration = session.started.elapsed();
+            let stopped = *stopping;
+            self.run = RunState::Finished {
+                code: if stopped { None } else { code },
+                stopped,
+                duration,
+            };
+        }
+    }
+
+    /// The newest moment: now while running (the same clock the processes
+    /// stamp with), else just past the last event so animations finish.
+    pub fn live_t_ns(&self) -> u64 {
+        let Some((_, last)) = self.rec.t_range() else {
+            return now_ns();
+        };
+        if self.run.is_running() {
+            now_ns().max(last)
+        } else {
+            now_ns().clamp(last, last.saturating_add(ANIMATION_NS))
+        }
+    }
+
+    /// The moment the views show.
+    pub fn view_t_ns(&self) -> u64 {
+        if self.time.follow {
+            self.live_t_ns()
+        } else {
+            self.time.cursor_t_ns
+        }
+    }
+
+    fn advance_time(&mut self) {
+        let now = Instant::now();
+        let dt = self.last_frame.replace(now).map(|t| now - t);
+        if !self.time.follow && self.time.playing {
+            let step = dt.unwrap_or_default().min(Duration::from_millis(100));
+            self.time.cursor_t_ns = self.time.cursor_t_ns.saturating_add(step.as_nanos() as u64);
+            if self.time.cursor_t_ns >= self.live_t_ns() {
+                self.time.follow = true;
+            }
+        }
+        self.view_count = if self.time.follow {
+            None
+        } else {
+            Some(self.rec.count_at(self.time.cursor_t_ns))
+        };
+        if let Some(k) = self.view_count {
+            self.rec.world_at(k);
+        }
+    }
+
+    /// The World at the moment shown.
+    pub fn view_world(&self) -> &World {
+        match self.view_count {
+            Some(k) if k < self.rec.len() => self.rec.cached_world(k),
+            _ => &self.rec.live,
+        }
+    }
+
+    fn wants_repaint(&self) -> bool {
+        if self.run.is_running() || self.screenshot.is_some() {
+            return true;
+        }
+        if !self.time.follow {
+            return self.time.playing;
+        }
+        // Let the last animations finish, then go idle.
+        self.rec
+            .t_range()
+            .is_some_and(|(_, last)| now_ns() < last.saturating_add(ANIMATION_NS))
+    }
+
+    // ---- look, keys, screenshot -------------------------------------------
+
+    fn apply_look(&mut self, ctx: &egui::Context) {
+        let look = (self.presenter, self.zoom);
+        if self.applied_look == Some(look) {
+            return;
+        }
+        self.applied_look = Some(look);
+        self.theme().apply(ctx);
+        let base = if self.presenter {
+            theme::PRESENTER_ZOOM
+        } else {
+            1.0
+        };
+        ctx.set_zoom_factor(base * self.zoom);
+    }
+
+    fn keys(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let (space, r, plus, minus, f11) = ctx.input(|i| {
+            (
+                i.key_pressed(Key::Space),
+                i.key_pressed(Key::R),
+                i.key_pressed(Key::Plus) || i.key_pressed(Key::Equals),
+                i.key_pressed(Key::Minus),
+                i.key_pressed(Key::F11),
+            )
+        });
+        if space {
+            self.commands.push(Command::TogglePlay);
+        }
+        if r {
+            self.commands.push(Command::Restart);
+        }
+        if plus {
+            self.commands.push(Command::Zoom(self.zoom * 1.1));
+        }
+        if minus {
+            self.commands.push(Command::Zoom(self.zoom / 1.1));
+        }
+        if f11 {
+            self.commands.push(Command::TogglePresenter);
+            ctx.send_viewport_cmd(ViewportCommand::Fullscreen(!self.presenter));
+        }
+    }
+
+    fn screenshot(&mut self, ctx: &egui::Context) {
+        let Some(plan) = self.screenshot.as_mut() else {
+            return;
+        };
+        let since_run = self.run_started.map(|t| t.elapsed()).unwrap_or_default();
+        match plan.requested_at {
+            None if self.run_started.is_some() && since_run >= plan.after => {
+                let slot = plan.image.clone();
+                let repaint = ctx.clone();
+                ctx.request_screenshot(move |image| {
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(image);
+                    }
+                    repaint.request_repaint();
+                });
+                plan.requested_at = Some(Instant::now());
+            }
+            None => {
+                if self.run_started.is_none() && self.frame_count > 10 {
+                    // The run could not start: say why and give up.
+                    eprintln!(
+                        "forkscope: no screenshot: {}",
+                        self.status.as_deref().unwrap_or("the run did not start")
+                    );
+                    self.exit_code.store(1, Ordering::SeqCst);
+                    self.screenshot = None;
+                    ctx.send_viewport_cmd(ViewportCommand::Close);
+                }
+            }
+            Some(asked) => {
+                let image = plan.image.lock().ok().and_then(|mut s| s.take());
+                let outcome = match image {
+                    Some(image) => Some(save_png(&image, &plan.path)),
+                    None if asked.elapsed() > SCREENSHOT_TIMEOUT => {
+                        Some(Err("the window never delivered a screenshot".to_string()))
+                    }
+                    None => None,
+                };
+                if let Some(outcome) = outcome {
+                    let code = match outcome {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            eprintln!("forkscope: cannot save {}: {e}", plan.path.display());
+                            1
+                        }
+                    };
+                    self.exit_code.store(code, Ordering::SeqCst);
+                    self.screenshot = None;
+                    self.stop_now();
+                    ctx.send_viewport_cmd(ViewportCommand::Close);
+                }
+            }
+        }
+    }
+
+    /// Colour of each process, by order of appearance (the runner is grey).
+    pub fn process_colors(&self) -> BTreeMap<String, Color32> {
+        let theme = self.theme();
+        let mut procs: Vec<_> = self.rec.live.processes.values().collect();
+        procs.sort_by_key(|p| p.spawn_order);
+        let mut i = 0;
+        procs
+            .into_iter()
+            .map(|p| {
+                let c = if p.id == RUNNER_ID {
+                    theme.weak_text
+                } else {
+                    i += 1;
+                    theme.process_color(i - 1)
+                };
+                (p.id.clone(), c)
+            })
+            .collect()
+    }
+
+    // ---- layout -----------------------------------------------------------
+
+    fn show(&mut self, ui: &mut egui::Ui) {
+        // The views are taken out while they draw from the rest of the app.
+        let mut stage = std::mem::take(&mut self.stage);
+        let mut output = std::mem::take(&mut self.output);
+        let mut timeline = std::mem::take(&mut self.timeline);
+        self.show_views(ui, &mut stage, &mut output, &mut timeline);
+        self.stage = stage;
+        self.output = output;
+        self.timeline = timeline;
+    }
+
+    fn show_views(
+        &mut self,
+        ui: &mut egui::Ui,
+        stage: &mut stage::StageView,
+        output: &mut output::OutputView,
+        timeline: &mut timeline::TimelineView,
+    ) {
+        let theme = self.theme();
+        let colors = self.process_colors();
+        let view_t = self.view_t_ns();
+        let sides = !self.presenter || self.show_side_panels;
+
+        egui::Panel::top("toolbar").show(ui, |ui| {
+            controls::toolbar(ui, self);
+        });
+        if sides {
+            egui::Panel::left("picker")
+                .default_size(290.0)
+                .resizable(true)
+                .show(ui, |ui| controls::picker(ui, self));
+        }
+        let mut cmds = Vec::new();
+        if sides {
+            egui::Panel::right("inspector")
+                .default_size(330.0)
+                .resizable(true)
+                .show(ui, |ui| {
+                    let world = self.view_world();
+                    let ctx = ViewCtx {
+                        world,
+                        rec: &self.rec,
+                        theme: &theme,
+                        colors: &colors,
+                        view_t_ns: view_t,
+                        selected: self.selected.as_deref(),
+                        scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
+                        sampler: self.sampler(),
+                    };
+                    let half = ui.available_height() * 0.45;
+                    egui::Panel::top("inspector_top")
+                        .default_size(half)
+                        .resizable(true)
+                        .show(ui, |ui| inspector::ui(ui, &ctx, &mut cmds));
+                    source::ui(ui, &ctx);
+                });
+        }
+        let bottom_size = if self.presenter { 70.0 } else { 250.0 };
+        egui::Panel::bottom("bottom")
+            .resizable(true)
+            .default_size(bottom_size)
+            .show(ui, |ui| {
+                let world = self.view_world();
+                let ctx = ViewCtx {
+                    world,
+                    rec: &self.rec,
+                    theme: &theme,
+                    colors: &colors,
+                    view_t_ns: view_t,
+                    selected: self.selected.as_deref(),
+                    scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
+                    sampler: None,
+                };
+                let presenter = self.presenter && !self.show_side_panels;
+                if presenter {
+                    output.ui(ui, &ctx, true);
+                } else {
+                    ui.columns(2, |cols| {
+                        output.ui(&mut cols[0], &ctx, false);
+                        timeline.ui(&mut cols[1], &ctx, &mut cmds);
+                    });
+                }
+            });
+        egui::CentralPanel::default()
+            .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(8.0))
+            .show(ui, |ui| {
+                let world = self.view_world();
+                let ctx = ViewCtx {
+                    world,
+                    rec: &self.rec,
+                    theme: &theme,
+                    colors: &colors,
+                    view_t_ns: view_t,
+                    selected: self.selected.as_deref(),
+                    scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
+                    sampler: None,
+                };
+                stage.ui(ui, &ctx, &mut cmds);
+            });
+        self.commands.extend(cmds);
+    }
+
+    fn sampler(&self) -> Option<&Sampler> {
+        match &self.run {
+            RunState::Running { sampler, .. } => sampler.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// What every view reads: the World at the moment shown, and the look.
+pub struct ViewCtx<'a> {
+    pub world: &'a World,
+    pub rec: &'a Recording,
+    pub theme: &'a Theme,
+    pub colors: &'a BTreeMap<String, Color32>,
+    pub view_t_ns: u64,
+    pub selected: Option<&'a str>,
+    pub scenario: Option<&'a scenario::Scenario>,
+    pub sampler: Option<&'a Sampler>,
+}
+
+impl ViewCtx<'_> {
+    pub fn color_of(&self, id: &str) -> Color32 {
+        self.colors.get(id).copied().unwrap_or(self.theme.weak_text)
+    }
+
+    /// Time since the run's first event, for labels.
+    pub fn since_start_s(&self, t_ns: u64) -> f64 {
+        let t0 = self.rec.t_range().map_or(t_ns, |(lo, _)| lo);
+        t_ns.saturating_sub(t0) as f64 / 1e9
+    }
+}
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frame(ui);
+    }
+}
+
+fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), String> {
+    let [w, h] = image.size;
+    let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+    let (w, h) = (
+        u32::try_from(w).map_err(|e| e.to_string())?,
+        u32::try_from(h).map_err(|e| e.to_string())?,
+    );
+    let img = image::RgbaImage::from_raw(w, h, bytes)
+        .ok_or_else(|| "the screenshot had the wrong size".to_string())?;
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| e.to_string())
+}
+
+/// `1280x800` → (1280, 800).
+pub fn parse_size(text: &str) -> Option<(f32, f32)> {
+    let (w, h) = text.split_once(['x', 'X'])?;
+    let (w, h): (u32, u32) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+    ((200..=10_000).contains(&w) && (200..=10_000).contains(&h)).then_some((w as f32, h as f32))
+}
+
+/// `forkscope` without a command: opens the window. Returns the exit code.
+pub fn run_gui(args: &GuiArgs) -> i32 {
+    let app = match App::new(args) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("forkscope: {e}");
+            return 2;
+        }
+    };
+    let size = match args.size.as_deref() {
+        None => (1280.0, 800.0),
+        Some(s) => match parse_size(s) {
+            Some(size) => size,
+            None => {
+                eprintln!("forkscope: --size needs WIDTHxHEIGHT in pixels, e.g. 1280x800");
+                return 2;
+            }
+        },
+    };
+    let exit_code = app.exit_code_handle();
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("forkscope")
+            .with_inner_size(size)
+            .with_min_inner_size((480.0, 320.0)),
+        renderer: eframe::Renderer::Glow,
+        ..Default::default()
+    };
+    let result = eframe::run_native(
+        "forkscope",
+        options,
+        Box::new(move |_cc| Ok(Box::new(app) as Box<dyn eframe::App>)),
+    );
+    match result {
+        Ok(()) => exit_code.load(Ordering::SeqCst),
+        Err(e) => {
+            eprintln!("forkscope: cannot open the window: {e}");
+            1
+        }
+    }
+}

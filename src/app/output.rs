@@ -1,0 +1,99 @@
+//! What the processes printed: one tab per process, coloured like its node,
+//! and the "Terminal" tab with everything in order, as one terminal would
+//! have shown it.
+
+use super::ViewCtx;
+use crate::model::OutputBuffer;
+use crate::protocol::{RUNNER_ID, Stream};
+use egui::text::{LayoutJob, TextFormat};
+use egui::{Color32, FontId, RichText, Ui};
+
+pub const TERMINAL: &str = "Terminal";
+
+#[derive(Default)]
+pub struct OutputView {
+    /// `None` = the merged terminal.
+    pub tab: Option<String>,
+}
+
+impl OutputView {
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &ViewCtx, compact: bool) {
+        let world = ctx.world;
+        if !compact {
+            ui.horizontal_wrapped(|ui| {
+                if ui
+                    .selectable_label(self.tab.is_none(), RichText::new(TERMINAL).strong())
+                    .clicked()
+                {
+                    self.tab = None;
+                }
+                for row in world.processes_by_tree() {
+                    let p = row.process;
+                    if p.id == RUNNER_ID {
+                        continue;
+                    }
+                    let selected = self.tab.as_deref() == Some(p.id.as_str());
+                    let label = RichText::new(format!("■ {}", p.id)).color(ctx.color_of(&p.id));
+                    if ui.selectable_label(selected, label).clicked() {
+                        self.tab = Some(p.id.clone());
+                    }
+                }
+            });
+            ui.separator();
+        }
+        let font = if compact {
+            FontId::monospace(15.0)
+        } else {
+            FontId::monospace(12.5)
+        };
+        let job = match self.tab.as_deref().filter(|_| !compact) {
+            None => colored_job(&world.merged_output, ctx, &font),
+            Some(id) => match world.process(id) {
+                Some(p) => colored_job(&p.output, ctx, &font),
+                None => LayoutJob::default(),
+            },
+        };
+        let empty = job.text.is_empty();
+        egui::Frame::NONE
+            .fill(ctx.theme.bg)
+            .inner_margin(4.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt(("output", self.tab.clone()))
+                    .stick_to_bottom(true)
+                    .auto_shrink([false, false])
+                    .show(ui, |ui| {
+                        if empty {
+                            ui.weak("(nothing printed yet)");
+                        } else {
+                            ui.add(egui::Label::new(job).wrap());
+                        }
+                    });
+            });
+    }
+}
+
+/// The buffer's text, each chunk in its process's colour (stderr
+/// underlined), with a note if older chunks were dropped.
+fn colored_job(buf: &OutputBuffer, ctx: &ViewCtx, font: &FontId) -> LayoutJob {
+    let mut job = LayoutJob::default();
+    if buf.trimmed > 0 {
+        job.append(
+            &format!("… {} earlier chunks not shown\n", buf.trimmed),
+            0.0,
+            TextFormat::simple(font.clone(), ctx.theme.weak_text),
+        );
+    }
+    for chunk in &buf.chunks {
+        let mut format = TextFormat::simple(font.clone(), text_color(ctx, &chunk.proc_id));
+        if chunk.stream == Stream::Stderr {
+            format.underline = egui::Stroke::new(1.0, format.color);
+        }
+        job.append(&chunk.text, 0.0, format);
+    }
+    job
+}
+
+fn text_color(ctx: &ViewCtx, id: &str) -> Color32 {
+    ctx.color_of(id)
+}

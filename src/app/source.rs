@@ -1,0 +1,67 @@
+//! The scenario's Python-equivalent source, with a coloured marker per
+//! process at the line it is on.
+
+use super::ViewCtx;
+use crate::protocol::RUNNER_ID;
+use egui::{Color32, RichText, Ui};
+
+pub fn ui(ui: &mut Ui, ctx: &ViewCtx) {
+    ui.heading("Source");
+    let Some(scenario) = ctx.scenario else {
+        ui.weak("No scenario picked.");
+        return;
+    };
+    // Which live processes are at which line.
+    let mut at_line: std::collections::BTreeMap<u32, Vec<(&str, Color32)>> = Default::default();
+    for row in ctx.world.processes_by_tree() {
+        let p = row.process;
+        if p.id == RUNNER_ID || !p.is_alive() {
+            continue;
+        }
+        if let Some(line) = p.line {
+            at_line
+                .entry(line)
+                .or_default()
+                .push((&p.id, ctx.color_of(&p.id)));
+        }
+    }
+    let selected_line = ctx
+        .selected
+        .and_then(|id| ctx.world.process(id))
+        .and_then(|p| p.line);
+    egui::ScrollArea::both()
+        .id_salt("source")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            // `line = 1` is the listing's first line, as steps count.
+            for (i, line) in scenario.source.lines().enumerate() {
+                let n = (i + 1) as u32;
+                let markers = at_line.get(&n);
+                let highlight = markers.map(|m| m[0].1);
+                let frame = egui::Frame::NONE.fill(match highlight {
+                    Some(c) if Some(n) == selected_line => c.gamma_multiply(0.45),
+                    Some(c) => c.gamma_multiply(0.22),
+                    None => Color32::TRANSPARENT,
+                });
+                frame.show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        ui.spacing_mut().item_spacing.x = 4.0;
+                        ui.label(
+                            RichText::new(format!("{n:>3}"))
+                                .monospace()
+                                .color(ctx.theme.weak_text),
+                        );
+                        ui.label(RichText::new(line).monospace().color(ctx.theme.text));
+                        for (id, c) in markers.into_iter().flatten() {
+                            ui.label(
+                                RichText::new(format!("◀ {id}"))
+                                    .monospace()
+                                    .strong()
+                                    .color(*c),
+                            );
+                        }
+                    });
+                });
+            }
+        });
+}

@@ -1,0 +1,197 @@
+//! Colours and sizes. Two looks: the normal dark one for a desk, and the
+//! presenter one for a projector (light, high contrast, large type).
+//!
+//! Every colour comes from the Okabe-Ito palette, which stays distinct for
+//! the common kinds of colour blindness; and no state is told by colour
+//! alone: each also has an icon and a word.
+
+use crate::model::{ExitStatus, ProcState, Process};
+use egui::{Color32, Stroke};
+
+/// Okabe & Ito (2008), "Color Universal Design".
+pub mod okabe_ito {
+    use egui::Color32;
+    pub const ORANGE: Color32 = Color32::from_rgb(0xE6, 0x9F, 0x00);
+    pub const SKY_BLUE: Color32 = Color32::from_rgb(0x56, 0xB4, 0xE9);
+    pub const BLUISH_GREEN: Color32 = Color32::from_rgb(0x00, 0x9E, 0x73);
+    pub const YELLOW: Color32 = Color32::from_rgb(0xF0, 0xE4, 0x42);
+    pub const BLUE: Color32 = Color32::from_rgb(0x00, 0x72, 0xB2);
+    pub const VERMILLION: Color32 = Color32::from_rgb(0xD5, 0x5E, 0x00);
+    pub const REDDISH_PURPLE: Color32 = Color32::from_rgb(0xCC, 0x79, 0xA7);
+    pub const GREY: Color32 = Color32::from_rgb(0x99, 0x99, 0x99);
+}
+use okabe_ito::*;
+
+/// Zoom of the whole UI in presenter mode.
+pub const PRESENTER_ZOOM: f32 = 1.6;
+pub const MIN_ZOOM: f32 = 0.6;
+pub const MAX_ZOOM: f32 = 3.0;
+
+/// The look of one frame: chosen by the presenter toggle.
+#[derive(Clone, Copy, Debug)]
+pub struct Theme {
+    pub presenter: bool,
+    pub bg: Color32,
+    pub panel: Color32,
+    pub text: Color32,
+    pub weak_text: Color32,
+    pub edge: Color32,
+    pub node_fill: Color32,
+    pub reaped_fill: Color32,
+    pub flash: Color32,
+    /// Stroke width multiplier (thicker lines on a projector).
+    pub line_width: f32,
+}
+
+impl Theme {
+    pub fn new(presenter: bool) -> Self {
+        if presenter {
+            Theme {
+                presenter,
+                bg: Color32::WHITE,
+                panel: Color32::from_gray(245),
+                text: Color32::BLACK,
+                weak_text: Color32::from_gray(60),
+                edge: Color32::from_gray(40),
+                node_fill: Color32::WHITE,
+                reaped_fill: Color32::from_gray(225),
+                flash: YELLOW,
+                line_width: 2.0,
+            }
+        } else {
+            Theme {
+                presenter,
+                bg: Color32::from_gray(24),
+                panel: Color32::from_gray(32),
+                text: Color32::from_gray(235),
+                weak_text: Color32::from_gray(160),
+                edge: Color32::from_gray(150),
+                node_fill: Color32::from_gray(40),
+                reaped_fill: Color32::from_gray(30),
+                flash: Color32::from_rgb(0x80, 0x70, 0x10),
+                line_width: 1.0,
+            }
+        }
+    }
+
+    /// Applies the look to egui's own widgets.
+    pub fn apply(&self, ctx: &egui::Context) {
+        let mut visuals = if self.presenter {
+            egui::Visuals::light()
+        } else {
+            egui::Visuals::dark()
+        };
+        visuals.panel_fill = self.panel;
+        visuals.window_fill = self.panel;
+        visuals.extreme_bg_color = self.bg;
+        if self.presenter {
+            visuals.override_text_color = Some(self.text);
+            visuals.widgets.noninteractive.bg_stroke = Stroke::new(1.5, self.edge);
+            visuals.widgets.inactive.bg_stroke = Stroke::new(1.5, self.edge);
+            visuals.selection.bg_fill = SKY_BLUE;
+            visuals.selection.stroke = Stroke::new(2.0, Color32::BLACK);
+        }
+        ctx.set_visuals(visuals);
+    }
+
+    /// Process identity colours, by order of appearance. Blue-ish first:
+    /// green and vermillion also mean "running" and "blocked".
+    pub fn process_color(&self, index: usize) -> Color32 {
+        const DARK: [Color32; 7] = [
+            SKY_BLUE,
+            ORANGE,
+            REDDISH_PURPLE,
+            YELLOW,
+            BLUISH_GREEN,
+            VERMILLION,
+            Color32::from_rgb(0x9E, 0xC8, 0xFF),
+        ];
+        // On white, yellow and sky blue are too faint for text.
+        const LIGHT: [Color32; 7] = [
+            BLUE,
+            Color32::from_rgb(0xB0, 0x6A, 0x00),
+            Color32::from_rgb(0xA8, 0x3C, 0x7D),
+            Color32::from_rgb(0x00, 0x7A, 0x59),
+            VERMILLION,
+            Color32::from_rgb(0x3A, 0x3A, 0x3A),
+            Color32::from_rgb(0x56, 0x7E, 0xC9),
+        ];
+        let table = if self.presenter { &LIGHT } else { &DARK };
+        table[index % table.len()]
+    }
+}
+
+/// How a process state looks: a colour, an icon and words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateLook {
+    pub color: Color32,
+    pub icon: &'static str,
+    pub text: String,
+    /// Zombies get a dashed border, reaped processes are greyed out.
+    pub dashed: bool,
+    pub greyed: bool,
+}
+
+pub fn state_color(state: &ProcState) -> Color32 {
+    match state {
+        ProcState::Running => BLUISH_GREEN,
+        ProcState::Sleeping => SKY_BLUE,
+        ProcState::Blocked(_) => VERMILLION,
+        ProcState::Stopped => REDDISH_PURPLE,
+        ProcState::Zombie => Color32::from_gray(90),
+        ProcState::Reaped => GREY,
+    }
+}
+
+/// The words under a node: what a learner would say the process is doing.
+pub fn state_look(p: &Process) -> StateLook {
+    let color = state_color(&p.state);
+    let (icon, text) = match &p.state {
+        ProcState::Running => ("▶", "running".to_string()),
+        ProcState::Sleeping => ("zZ", "sleeping".to_string()),
+        ProcState::Blocked(on) => match on.strip_prefix("lock ") {
+            Some(lock) => ("⏳", format!("waiting for lock {lock}")),
+            None => ("⏸", format!("blocked: {on}")),
+        },
+        ProcState::Stopped => ("⏹", "stopped".to_string()),
+        ProcState::Zombie => ("☠", "ZOMBIE (exited, not reaped)".to_string()),
+        ProcState::Reaped => ("✔", exit_words(p.exit.as_ref())),
+    };
+    StateLook {
+        color,
+        icon,
+        text,
+        dashed: p.state == ProcState::Zombie,
+        greyed: p.state == ProcState::Reaped,
+    }
+}
+
+/// "exit 0", "exit 3", "killed by SIGTERM".
+pub fn exit_words(exit: Option<&ExitStatus>) -> String {
+    match exit {
+        Some(ExitStatus::Code(c)) => format!("exit {c}"),
+        Some(ExitStatus::Signal(s)) => format!("killed by {s}"),
+        Some(ExitStatus::Unknown) | None => "ended".to_string(),
+    }
+}
+
+/// Mixes `c` towards `towards` by `t` (0 = c, 1 = towards).
+pub fn mix(c: Color32, towards: Color32, t: f32) -> Color32 {
+    let t = t.clamp(0.0, 1.0);
+    let m = |a: u8, b: u8| (f32::from(a) + (f32::from(b) - f32::from(a)) * t).round() as u8;
+    Color32::from_rgb(
+        m(c.r(), towards.r()),
+        m(c.g(), towards.g()),
+        m(c.b(), towards.b()),
+    )
+}
+
+/// Black or white, whichever reads better on `bg`.
+pub fn text_on(bg: Color32) -> Color32 {
+    let luma = 0.299 * f32::from(bg.r()) + 0.587 * f32::from(bg.g()) + 0.114 * f32::from(bg.b());
+    if luma > 140.0 {
+        Color32::BLACK
+    } else {
+        Color32::WHITE
+    }
+}

@@ -1,0 +1,258 @@
+//! The timeline: one swim lane per process with coloured spans (running,
+//! sleeping, blocked, stopped, zombie), bars for held locks and pool tasks,
+//! arrows for messages and signals, and a cursor. Click or drag to look at
+//! an earlier moment (the run keeps going; "Live" comes back).
+
+use super::recording::Lane;
+use super::{Command, ViewCtx, theme};
+use crate::protocol::RUNNER_ID;
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, pos2, vec2};
+
+const LABEL_W: f32 = 76.0;
+const LANE_H: f32 = 20.0;
+const AXIS_H: f32 = 16.0;
+/// Arrows drawn at most (the newest).
+const MAX_ARROWS: usize = 3000;
+
+#[derive(Default)]
+pub struct TimelineView {}
+
+impl TimelineView {
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
+        ui.horizontal(|ui| {
+            ui.strong("Timeline");
+            legend(ui);
+        });
+        let Some((t0, last)) = ctx.rec.t_range() else {
+            ui.weak("Press Run: each process gets a lane here.");
+            return;
+        };
+        let live = &ctx.rec.live;
+        let ids: Vec<&str> = live
+            .processes_by_tree()
+            .iter()
+            .map(|r| r.process.id.as_str())
+            .filter(|id| *id != RUNNER_ID)
+            .collect();
+        let t_end = last.max(ctx.view_t_ns).max(t0 + 1);
+        let height = (ids.len() as f32 * LANE_H + AXIS_H).max(60.0);
+        egui::ScrollArea::vertical()
+            .id_salt("timeline")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                let width = ui.available_width().max(LABEL_W + 50.0);
+                let (rect, response) =
+                    ui.allocate_exact_size(vec2(width, height), Sense::click_and_drag());
+                response.widget_info(|| {
+                    egui::WidgetInfo::labeled(egui::Role::Slider, true, "timeline")
+                });
+                let lanes_rect = Rect::from_min_max(
+                    pos2(rect.left() + LABEL_W, rect.top()),
+                    pos2(rect.right() - 4.0, rect.bottom() - AXIS_H),
+                );
+                let x_of = |t: u64| {
+                    let f = (t.saturating_sub(t0)) as f64 / (t_end - t0) as f64;
+                    lanes_rect.left() + (f as f32) * lanes_rect.width()
+                };
+                let t_of = |x: f32| {
+                    let f = ((x - lanes_rect.left()) / lanes_rect.width()).clamp(0.0, 1.0) as f64;
+                    t0 + (f * (t_end - t0) as f64) as u64
+                };
+                if let Some(pos) = response.interact_pointer_pos()
+                    && (response.clicked() || response.dragged())
+                {
+                    cmds.push(Command::Seek(t_of(pos.x)));
+                }
+                let painter = ui.painter_at(rect);
+                let lane_y: std::collections::BTreeMap<&str, f32> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (*id, lanes_rect.top() + i as f32 * LANE_H))
+                    .collect();
+                let open_end = if ctx.rec.live.processes.is_empty() {
+                    last
+                } else {
+                    ctx.view_t_ns.max(last)
+                };
+                for id in &ids {
+                    let y = lane_y[id];
+                    let color = ctx.color_of(id);
+                    painter.text(
+                        pos2(rect.left() + 2.0, y + LANE_H / 2.0),
+                        Align2::LEFT_CENTER,
+                        *id,
+                        FontId::proportional(12.0),
+                        color,
+                    );
+                    if let Some(lane) = ctx.rec.lanes.get(*id) {
+                        draw_lane(&painter, lane, y, open_end, &x_of, ctx);
+                    }
+                }
+                let first = ctx.rec.arrows.len().saturating_sub(MAX_ARROWS);
+                for a in &ctx.rec.arrows[first..] {
+                    let (Some(y1), Some(y2)) =
+                        (lane_y.get(a.from.as_str()), lane_y.get(a.to.as_str()))
+                    else {
+                        continue;
+                    };
+                    let from = pos2(x_of(a.sent_t_ns), y1 + LANE_H / 2.0);
+                    let to = pos2(x_of(a.recv_t_ns), y2 + LANE_H / 2.0);
+                    arrow(&painter, from, to, Stroke::new(1.2, ctx.color_of(&a.from)));
+                }
+                for (t, from, to, sig) in &ctx.rec.signals {
+                    let (Some(y1), Some(y2)) = (lane_y.get(from.as_str()), lane_y.get(to.as_str()))
+                    else {
+                        continue;
+                    };
+                    let x = x_of(*t);
+                    let stroke = Stroke::new(2.0, theme::okabe_ito::VERMILLION);
+                    arrow(
+                        &painter,
+                        pos2(x, y1 + LANE_H / 2.0),
+                        pos2(x, y2 + LANE_H / 2.0),
+                        stroke,
+                    );
+                    painter.text(
+                        pos2(x + 3.0, y2 + 1.0),
+                        Align2::LEFT_TOP,
+                        sig,
+                        FontId::proportional(10.0),
+                        theme::okabe_ito::VERMILLION,
+                    );
+                }
+                axis(&painter, lanes_rect, t0, t_end, &x_of, ctx);
+                // The future (after the cursor) is dimmed; the cursor on top.
+                let cx = x_of(ctx.view_t_ns);
+                if cx < lanes_rect.right() - 1.0 {
+                    painter.rect_filled(
+                        Rect::from_min_max(pos2(cx, lanes_rect.top()), lanes_rect.max),
+                        0.0,
+                        ctx.theme.bg.gamma_multiply(0.6),
+                    );
+                }
+                painter.line_segment(
+                    [pos2(cx, rect.top()), pos2(cx, lanes_rect.bottom())],
+                    Stroke::new(2.0, ctx.theme.text),
+                );
+                if response.hovered() {
+                    ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
+                }
+            });
+    }
+}
+
+fn draw_lane(
+    painter: &egui::Painter,
+    lane: &Lane,
+    y: f32,
+    open_end: u64,
+    x_of: &impl Fn(u64) -> f32,
+    ctx: &ViewCtx,
+) {
+    let body = |start: u64, end: Option<u64>| -> Option<(f32, f32)> {
+        let x1 = x_of(start);
+        let x2 = x_of(end.unwrap_or(open_end));
+        (x2 - x1 >= 0.3).then_some((x1, x2.max(x1 + 1.0)))
+    };
+    for s in &lane.states {
+        if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
+            let c = theme::state_color(&s.what.as_proc_state());
+            let r = Rect::from_min_max(pos2(x1, y + 4.0), pos2(x2, y + LANE_H - 4.0));
+            painter.rect_filled(r, 0.0, c);
+        }
+    }
+    for s in &lane.holds {
+        if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
+            let r = Rect::from_min_max(pos2(x1, y + 1.0), pos2(x2, y + 5.0));
+            painter.rect_filled(r, 0.0, theme::okabe_ito::YELLOW);
+            if x2 - x1 > 40.0 {
+                painter.text(
+                    pos2(x1 + 2.0, y + 5.0),
+                    Align2::LEFT_TOP,
+                    format!("🔒{}", s.what),
+                    FontId::proportional(9.0),
+                    theme::text_on(theme::okabe_ito::BLUISH_GREEN),
+                );
+            }
+        }
+    }
+    for s in &lane.tasks {
+        if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
+            let r = Rect::from_min_max(pos2(x1, y + LANE_H - 5.0), pos2(x2, y + LANE_H - 1.0));
+            painter.rect_filled(r, 0.0, theme::okabe_ito::BLUE);
+            if x2 - x1 > 36.0 {
+                painter.text(
+                    pos2(x1 + 2.0, y + 4.0),
+                    Align2::LEFT_TOP,
+                    &s.what,
+                    FontId::proportional(9.0),
+                    ctx.theme.text,
+                );
+            }
+        }
+    }
+}
+
+fn arrow(painter: &egui::Painter, from: Pos2, to: Pos2, stroke: Stroke) {
+    painter.line_segment([from, to], stroke);
+    let dir = (to - from).normalized();
+    if dir.length() > 0.0 {
+        let side = vec2(-dir.y, dir.x) * 3.0;
+        let back = to - dir * 6.0;
+        painter.line_segment([to, back + side], stroke);
+        painter.line_segment([to, back - side], stroke);
+    }
+}
+
+fn axis(
+    painter: &egui::Painter,
+    lanes: Rect,
+    t0: u64,
+    t_end: u64,
+    x_of: &impl Fn(u64) -> f32,
+    ctx: &ViewCtx,
+) {
+    let span_s = (t_end - t0) as f64 / 1e9;
+    let step_s = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
+        .into_iter()
+        .find(|s| span_s / s <= 8.0)
+        .unwrap_or(120.0);
+    let mut s = 0.0;
+    while s <= span_s {
+        let x = x_of(t0 + (s * 1e9) as u64);
+        painter.line_segment(
+            [pos2(x, lanes.bottom()), pos2(x, lanes.bottom() + 4.0)],
+            Stroke::new(1.0, ctx.theme.weak_text),
+        );
+        painter.text(
+            pos2(x, lanes.bottom() + 4.0),
+            Align2::CENTER_TOP,
+            format!("{s:.2}s").replace(".00s", "s"),
+            FontId::proportional(10.0),
+            ctx.theme.weak_text,
+        );
+        s += step_s;
+    }
+}
+
+fn legend(ui: &mut Ui) {
+    use crate::model::ProcState;
+    for (state, word) in [
+        (ProcState::Running, "running"),
+        (ProcState::Sleeping, "sleeping"),
+        (ProcState::Blocked(String::new()), "blocked"),
+        (ProcState::Stopped, "stopped"),
+        (ProcState::Zombie, "zombie"),
+    ] {
+        let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
+        ui.painter().rect_filled(r, 1.0, theme::state_color(&state));
+        ui.small(word);
+    }
+    let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
+    ui.painter().rect_filled(r, 0.0, theme::okabe_ito::YELLOW);
+    ui.small("holds lock");
+    let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
+    ui.painter().rect_filled(r, 0.0, theme::okabe_ito::BLUE);
+    ui.small("pool task");
+    let _ = Color32::TRANSPARENT;
+}
