@@ -56,11 +56,17 @@ fn main() -> ExitCode {
             }
         }
     }
+    // The same closing line as libtest's, so tools that read it count these.
+    let passed = tests.len() - failed.len();
     if failed.is_empty() {
-        println!("gui tests: all passed");
+        println!("\ntest result: ok. {passed} passed; 0 failed; 0 ignored");
         ExitCode::SUCCESS
     } else {
         println!("gui tests failed: {}", failed.join(", "));
+        println!(
+            "\ntest result: FAILED. {passed} passed; {} failed; 0 ignored",
+            failed.len()
+        );
         ExitCode::FAILURE
     }
 }

@@ -414,6 +414,7 @@ impl App {
             time_scale: self.time_scale,
             seed: now_ns(),
             limits: limits::Limits::default(),
+            gated: false,
         };
         if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {
             self.status = Some(format!("{}: {e}", p.loaded.origin));
