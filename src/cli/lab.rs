@@ -5,37 +5,16 @@ use super::run::{Prepared, catch_interrupts, interrupted, prepare, write_schedul
 use super::{ExploreArgs, Format, ScheduleMode, StatsArgs};
 use crate::lab::outcome::Outcome;
 use crate::lab::{self, Driven, Scheduler, Then, final_values};
-use crate::model::World;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-/// One gated run with this scheduler, to its end.
 fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
     let mut session = p.start()?;
-    let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
-    Ok(lab::drive(&mut session, sched, timeout, |_| {}))
+    Ok(lab::run_gated(&mut session, sched, p.opts.limits.timeout_s))
 }
 
-/// One free run (the operating system schedules) to its end.
 fn free_run(p: &Prepared) -> anyhow::Result<Outcome> {
     let mut session = p.start()?;
-    let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
-    let mut world = World::new();
-    let events = session.collector.events.clone();
-    loop {
-        match events.recv_timeout(Duration::from_millis(20)) {
-            Ok(e) => world.apply(&e),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            Err(_) => {
-                if session.poll_exit().is_none()
-                    && (session.started.elapsed() > timeout || interrupted())
-                {
-                    session.stop();
-                }
-            }
-        }
-    }
-    Ok(Outcome::new(&final_values(&world), false))
+    Ok(lab::run_free(&mut session, p.opts.limits.timeout_s, interrupted))
 }
 
 pub fn stats(args: &StatsArgs) -> i32 {

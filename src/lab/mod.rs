@@ -503,6 +503,37 @@ pub fn drive(
     out
 }
 
+/// A whole gated run, quietly: how it ended.
+pub fn run_gated(session: &mut Session, sched: &mut Scheduler, timeout_s: f64) -> Driven {
+    drive(session, sched, Duration::from_secs_f64(timeout_s), |_| {})
+}
+
+/// A whole free run (the operating system schedules), quietly: its outcome.
+/// `stop_early` is asked now and then (e.g. Ctrl-C).
+pub fn run_free(
+    session: &mut Session,
+    timeout_s: f64,
+    stop_early: impl Fn() -> bool,
+) -> outcome::Outcome {
+    let timeout = Duration::from_secs_f64(timeout_s);
+    let mut world = World::new();
+    let events = session.collector.events.clone();
+    loop {
+        match events.recv_timeout(Duration::from_millis(20)) {
+            Ok(e) => world.apply(&e),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(_) => {
+                if session.poll_exit().is_none()
+                    && (session.started.elapsed() > timeout || stop_early())
+                {
+                    session.stop();
+                }
+            }
+        }
+    }
+    outcome::Outcome::new(&final_values(&world), world.deadlock.is_some())
+}
+
 /// Final values of every shared value: what `stats` and `explore` compare.
 pub fn final_values(world: &World) -> BTreeMap<String, Value> {
     world
