@@ -70,7 +70,7 @@ pub fn forkscope(args: &[&str]) -> Run {
         .output()
         .expect("forkscope runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let events = if args.contains(&"jsonl") {
+    let events = if args.first() == Some(&"run") && args.contains(&"jsonl") {
         parse_events(&stdout)
     } else {
         Vec::new()

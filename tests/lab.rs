@@ -1,0 +1,269 @@
+//! The race lab from the command line: seeded schedules, replays, stats,
+//! exhaustive exploration, lost updates and deadlocks, on real processes.
+
+mod common;
+
+use common::*;
+use forkscope::protocol::Body;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn outcome_lines(run: &Run) -> Vec<serde_json::Value> {
+    run.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn counters(lines: &[serde_json::Value]) -> BTreeSet<i64> {
+    lines
+        .iter()
+        .map(|l| l["outcome"]["counter"].as_i64().expect("a counter"))
+        .collect()
+}
+
+fn explore(extra: &[&str], dir: &Path) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "explore",
+        "unlocked-counter",
+        "--set",
+        "workers=2",
+        "--format",
+        "jsonl",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = forkscope(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    outcome_lines(&run)
+}
+
+fn replayed_counter(schedule_file: &str, extra: &[&str]) -> i64 {
+    let mut args = vec![
+        "run",
+        "unlocked-counter",
+        "--set",
+        "workers=2",
+        "--format",
+        "jsonl",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--schedule-file", schedule_file]);
+    let run = forkscope(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Write { name, value, .. } if name == "counter" => value.as_i64(),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or(0)
+}
+
+#[test]
+fn explore_finds_exactly_the_possible_outcomes_and_replays_them() {
+    let dir = std::env::temp_dir().join(format!("forkscope-lab-{}", std::process::id()));
+    for (adds, lock, want) in [
+        ("adds=1", "lock=false", vec![1, 2]),
+        ("adds=2", "lock=false", vec![2, 3, 4]),
+        ("adds=1", "lock=true", vec![2]),
+        ("adds=2", "lock=true", vec![4]),
+    ] {
+        let sub = dir.join(format!("{adds}-{lock}"));
+        let lines = explore(&["--set", adds, "--set", lock], &sub);
+        assert_eq!(
+            counters(&lines),
+            want.iter().copied().collect(),
+            "{adds} {lock}: {lines:?}"
+        );
+        for l in &lines {
+            assert_eq!(l["deadlock"], false);
+            assert!(l["schedules"].as_u64().unwrap() >= 1);
+            let file = l["schedule_file"].as_str().unwrap();
+            let got = replayed_counter(file, &["--set", adds, "--set", lock]);
+            assert_eq!(got, l["outcome"]["counter"].as_i64().unwrap(), "{file}");
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_outcome_every_time() {
+    let args = [
+        "stats",
+        "unlocked-counter",
+        "--set",
+        "workers=2",
+        "--set",
+        "adds=3",
+        "--runs",
+        "1",
+        "--seed",
+        "7",
+        "--format",
+        "jsonl",
+    ];
+    let first = forkscope(&args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    for _ in 0..19 {
+        let again = forkscope(&args);
+        assert_eq!(again.stdout, first.stdout);
+    }
+}
+
+#[test]
+fn a_seeded_run_takes_the_same_schedule_and_events_again() {
+    let dir = std::env::temp_dir().join(format!("forkscope-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seen: Option<(String, Vec<String>)> = None;
+    for i in 0..3 {
+        let file = dir.join(format!("s{i}.schedule"));
+        let run = run_jsonl(
+            "unlocked-counter",
+            &[
+                "--set",
+                "workers=2",
+                "--set",
+                "adds=3",
+                "--schedule",
+                "seeded",
+                "--seed",
+                "11",
+                "--save-schedule",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let schedule: String = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        // The shared-memory events, in order, without pids and times.
+        let effects: Vec<String> = run
+            .events
+            .iter()
+            .filter(|e| matches!(e.body, Body::Read { .. } | Body::Write { .. }))
+            .map(|e| format!("{} {:?}", e.proc_id, e.body))
+            .collect();
+        match &seen {
+            None => seen = Some((schedule, effects)),
+            Some((s, f)) => {
+                assert_eq!(&schedule, s);
+                assert_eq!(&effects, f);
+            }
+        }
+    }
+}
+
+#[test]
+fn different_seeds_reach_different_outcomes() {
+    let run = forkscope(&[
+        "stats",
+        "unlocked-counter",
+        "--set",
+        "workers=2",
+        "--set",
+        "adds=3",
+        "--runs",
+        "50",
+        "--seed",
+        "1",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines = outcome_lines(&run);
+    assert!(lines.len() >= 2, "{lines:?}");
+    let runs: u64 = lines.iter().map(|l| l["runs"].as_u64().unwrap()).sum();
+    assert_eq!(runs, 50);
+}
+
+#[test]
+fn a_lost_update_is_reported_as_a_race() {
+    let dir = std::env::temp_dir().join(format!("forkscope-race-{}", std::process::id()));
+    let lines = explore(&["--set", "adds=1"], &dir);
+    let lost = lines
+        .iter()
+        .find(|l| l["outcome"]["counter"] == 1)
+        .expect("the lost-update outcome");
+    let run = forkscope(&[
+        "run",
+        "unlocked-counter",
+        "--set",
+        "workers=2",
+        "--set",
+        "adds=1",
+        "--format",
+        "jsonl",
+        "--schedule-file",
+        lost["schedule_file"].as_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let race = run
+        .events
+        .iter()
+        .find_map(|e| match &e.body {
+            Body::Race {
+                name, lost_writer, ..
+            } => Some((e.proc_id.clone(), name.clone(), lost_writer.clone())),
+            _ => None,
+        })
+        .expect("a race event");
+    assert_eq!(race.1, "counter");
+    let pair: BTreeSet<String> = [race.0, race.2].into_iter().collect();
+    assert_eq!(pair, ["main.1".to_string(), "main.2".to_string()].into());
+}
+
+#[test]
+fn a_seeded_deadlock_exits_3_naming_the_cycle_and_leaves_nothing() {
+    let mut found = false;
+    for seed in 1..=30 {
+        let seed = seed.to_string();
+        let started = std::time::Instant::now();
+        let run = run_jsonl(
+            "deadlock-two-locks",
+            &["--schedule", "seeded", "--seed", &seed],
+        );
+        if run.code == 0 {
+            continue;
+        }
+        assert_eq!(run.code, 3, "{}", run.stderr);
+        // Found at once, not at the 60 s timeout.
+        assert!(started.elapsed().as_secs_f64() < 5.0);
+        let line = run.stderr.lines().next().unwrap_or_default();
+        assert!(
+            line == "deadlock: main.1 holds a, waits for b; main.2 holds b, waits for a"
+                || line == "deadlock: main.2 holds b, waits for a; main.1 holds a, waits for b",
+            "{line}"
+        );
+        assert!(run.of_kind("deadlock").len() == 1);
+        assert_eq!(survivors_after_2s(&run.pids()), Vec::<i32>::new());
+        found = true;
+        break;
+    }
+    assert!(found, "no seed in 1..=30 deadlocked");
+}
+
+#[test]
+fn a_free_run_that_deadlocks_is_stopped_with_exit_3() {
+    let run = run_jsonl("deadlock-two-locks", &["--time-scale", "0.5"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.starts_with("deadlock: "), "{}", run.stderr);
+    assert_eq!(survivors_after_2s(&run.pids()), Vec::<i32>::new());
+}
+
+#[test]
+fn the_lock_chain_prints_in_strict_rotation() {
+    let run = run_jsonl("lock-chain-round-robin", &["--time-scale", "0.02"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let order: Vec<String> = run
+        .terminal()
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '-' || c == ' ').to_string())
+        .collect();
+    let want: Vec<String> = (0..9).map(|i| format!("Task {}", i % 3 + 1)).collect();
+    assert_eq!(order, want);
+}
