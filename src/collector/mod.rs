@@ -426,6 +426,16 @@ impl State {
             return;
         }
         let id = self.outs[i].proc_id.clone();
+        self.read_announcements(&id);
+        let events = self.outs[i].read(&self.stats, u64::MAX);
+        for e in events {
+            self.queue(e);
+        }
+    }
+
+    /// Reads everything a process has sent on its connection so far (its
+    /// `output` announcements among it).
+    fn read_announcements(&mut self, id: &str) {
         if let Some(j) = self
             .conns
             .iter()
@@ -434,10 +444,6 @@ impl State {
             while !self.conns[j].dead && os_readable_raw(self.conns[j].stream.as_raw_fd()) {
                 self.read_conn(j);
             }
-        }
-        let events = self.outs[i].read(&self.stats, u64::MAX);
-        for e in events {
-            self.queue(e);
         }
     }
 
@@ -609,15 +615,7 @@ impl State {
     /// that came after it.
     fn drain_output_of(&mut self, id: &str, before_t_ns: u64) {
         // Announcements first, so announced bytes are not shown twice.
-        if let Some(j) = self
-            .conns
-            .iter()
-            .position(|c| c.who.as_ref().is_some_and(|w| w.id == id))
-        {
-            while !self.conns[j].dead && os_readable_raw(self.conns[j].stream.as_raw_fd()) {
-                self.read_conn(j);
-            }
-        }
+        self.read_announcements(id);
         let cap = before_t_ns.saturating_sub(1);
         let mut events = Vec::new();
         for o in self

@@ -52,36 +52,8 @@ pub fn explain(world: &World, waiting: &BTreeMap<String, Waiting>) -> String {
         .iter()
         .filter_map(|(p, w)| w.waits_for.as_deref().map(|b| (p.as_str(), edge(world, b))))
         .collect();
-    let held = |p: &str| -> String {
-        let locks: Vec<&str> = world
-            .locks_held_by(p)
-            .iter()
-            .map(|l| l.name.as_str())
-            .collect();
-        if locks.is_empty() {
-            "nothing".into()
-        } else {
-            locks.join(", ")
-        }
-    };
-    for start in edges.keys() {
-        let mut path: Vec<&str> = vec![start];
-        let mut at: &str = start;
-        while let Some(next) = edges.get(at).and_then(|e| e.whom.as_deref()) {
-            if let Some(i) = path.iter().position(|p| *p == next) {
-                let cycle = &path[i..];
-                return cycle
-                    .iter()
-                    .map(|p| format!("{p} holds {}, waits for {}", held(p), edges[p].what))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-            }
-            if !edges.contains_key(next) {
-                break;
-            }
-            path.push(next);
-            at = next;
-        }
+    if let Some(cycle) = find_cycle(world, &edges, |_| true) {
+        return cycle;
     }
     let waits: Vec<String> = edges
         .iter()
@@ -123,26 +95,36 @@ pub fn in_world(world: &World) -> Option<String> {
         }
     }
     let alive = |p: &str| world.process(p).is_some_and(|p| p.is_alive());
+    find_cycle(world, &edges, alive)
+}
+
+/// Follows the edges from each waiting process; the first circle found,
+/// in words. Only nodes for which `keep` holds are followed.
+fn find_cycle(
+    world: &World,
+    edges: &BTreeMap<&str, Edge>,
+    keep: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let held = |p: &str| -> String {
+        let locks: Vec<&str> = world
+            .locks_held_by(p)
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        if locks.is_empty() {
+            "nothing".into()
+        } else {
+            locks.join(", ")
+        }
+    };
     for start in edges.keys() {
         let mut path: Vec<&str> = vec![start];
         let mut at: &str = start;
         while let Some(next) = edges.get(at).and_then(|e| e.whom.as_deref()) {
-            if !alive(next) {
+            if !keep(next) {
                 break;
             }
             if let Some(i) = path.iter().position(|p| *p == next) {
-                let held = |p: &str| -> String {
-                    let locks: Vec<&str> = world
-                        .locks_held_by(p)
-                        .iter()
-                        .map(|l| l.name.as_str())
-                        .collect();
-                    if locks.is_empty() {
-                        "nothing".into()
-                    } else {
-                        locks.join(", ")
-                    }
-                };
                 return Some(
                     path[i..]
                         .iter()
@@ -150,6 +132,9 @@ pub fn in_world(world: &World) -> Option<String> {
                         .collect::<Vec<_>>()
                         .join("; "),
                 );
+            }
+            if !edges.contains_key(next) {
+                break;
             }
             path.push(next);
             at = next;
