@@ -293,3 +293,22 @@ fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
         assert!(stderr.contains(counted), "{counted:?} not in {stderr}");
     }
 }
+
+#[test]
+fn record_writes_the_same_events_as_they_happen() {
+    let file = std::env::temp_dir().join(format!("forkscope-record-{}.jsonl", std::process::id()));
+    let run = forkscope(&[
+        "run",
+        "locked-counter",
+        "--time-scale",
+        "0.1",
+        "--format",
+        "jsonl",
+        "--record",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let recorded = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(recorded, run.stdout);
+    assert!(parse_events(&recorded).len() > 20);
+}
