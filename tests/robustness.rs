@@ -312,3 +312,58 @@ fn record_writes_the_same_events_as_they_happen() {
     assert_eq!(recorded, run.stdout);
     assert!(parse_events(&recorded).len() > 20);
 }
+
+const FLOOD: &str = r#"
+name = "flood"
+title = "Prints as fast as it can"
+explain = "An output flood."
+source = "while True: print('x' * 1000)"
+[roles.main]
+steps = [
+  { repeat = 20000, steps = [ { print = "{'x' * 1000}" } ] },
+  { print = "done" },
+]
+"#;
+
+#[test]
+fn an_output_flood_is_cut_counted_and_the_run_ends() {
+    let file = scenario_file("flood", FLOOD);
+    let run = forkscope(&["run", file.to_str().unwrap(), "--format", "jsonl"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("bytes of output dropped"),
+        "{}",
+        run.stderr
+    );
+    // What was shown stays within the budget, and the flood is named.
+    let shown: usize = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Output { text, .. } => Some(text.len()),
+            _ => None,
+        })
+        .sum();
+    assert!(shown < 20_000 * 1001, "{shown} bytes shown");
+    assert!(run.of_kind("error").iter().any(|e| matches!(
+        &e.body,
+        Body::Error { message } if message.contains("faster than can be shown")
+    )));
+}
+
+const SELF_SPAWN: &str = r#"
+name = "self-spawn"
+title = "A role that starts itself"
+explain = "Unbounded recursion of processes."
+source = "def f(): Process(target=f).start()"
+[roles.main]
+steps = [ { spawn = "main" } ]
+"#;
+
+#[test]
+fn a_process_that_starts_itself_is_refused() {
+    let file = scenario_file("self-spawn", SELF_SPAWN);
+    let run = forkscope(&["run", file.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("nest"), "{}", run.stderr);
+}

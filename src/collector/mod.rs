@@ -16,7 +16,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
 };
-use output::OutPipe;
+use output::{Budget, OutPipe};
 use std::collections::BTreeMap;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -223,6 +223,8 @@ struct State {
     tree: Tree,
     gates: Gates,
     window_ns: u64,
+    /// Output each process may still show (announced and read from pipes).
+    budgets: BTreeMap<String, Budget>,
 }
 
 /// Parents and deaths as seen in the sorted stream. When a process dies,
@@ -309,6 +311,7 @@ impl State {
             tree: Tree::default(),
             gates: Gates::default(),
             window_ns: REORDER_WINDOW_NS,
+            budgets: BTreeMap::new(),
         }
     }
 
@@ -427,7 +430,8 @@ impl State {
         }
         let id = self.outs[i].proc_id.clone();
         self.read_announcements(&id);
-        let events = self.outs[i].read(&self.stats, u64::MAX);
+        let budget = self.budgets.entry(id).or_default();
+        let events = self.outs[i].read(&self.stats, budget, u64::MAX);
         for e in events {
             self.queue(e);
         }
@@ -556,6 +560,14 @@ impl State {
                     {
                         o.announced += n as u64;
                     }
+                    let budget = self.budgets.entry(id.clone()).or_default();
+                    if budget.take(n) < n {
+                        let warning = budget.dropped(&self.stats, n, &id, who.pid, event.t_ns);
+                        if let Some(w) = warning {
+                            self.queue(w);
+                        }
+                        return true;
+                    }
                 }
                 self.observe(event);
                 true
@@ -618,13 +630,14 @@ impl State {
         self.read_announcements(id);
         let cap = before_t_ns.saturating_sub(1);
         let mut events = Vec::new();
+        let budget = self.budgets.entry(id.to_string()).or_default();
         for o in self
             .outs
             .iter_mut()
             .filter(|o| o.proc_id == id && !o.closed)
         {
             while !o.closed && os_readable(&o.fd) {
-                let got = o.read(&self.stats, cap);
+                let got = o.read(&self.stats, budget, cap);
                 if got.is_empty() {
                     break;
                 }

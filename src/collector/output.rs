@@ -15,6 +15,68 @@ const BURST_BYTES: f64 = 1024.0 * 1024.0;
 /// Longest text in one output event.
 const MAX_CHUNK_BYTES: usize = 2048;
 
+/// How much output one process may still show: a token bucket, so a
+/// burst is fine and a flood is cut.
+pub struct Budget {
+    tokens: f64,
+    refilled: Instant,
+    warned: bool,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            tokens: BURST_BYTES,
+            refilled: Instant::now(),
+            warned: false,
+        }
+    }
+}
+
+impl Budget {
+    /// Of `n` bytes, how many may be shown now (the rest is dropped).
+    pub fn take(&mut self, n: usize) -> usize {
+        let now = Instant::now();
+        self.tokens = (self.tokens
+            + now.duration_since(self.refilled).as_secs_f64() * BUDGET_BYTES_PER_S)
+            .min(BURST_BYTES);
+        self.refilled = now;
+        let keep = (self.tokens.max(0.0) as usize).min(n);
+        self.tokens -= n as f64;
+        keep
+    }
+
+    /// Counts dropped bytes; the first time, the event that says so.
+    pub fn dropped(
+        &mut self,
+        stats: &Stats,
+        n: usize,
+        proc_id: &str,
+        pid: i32,
+        t_ns: u64,
+    ) -> Option<Event> {
+        stats
+            .output_dropped_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if self.warned {
+            return None;
+        }
+        self.warned = true;
+        Some(Event {
+            t_ns,
+            seq: 0,
+            proc_id: proc_id.to_string(),
+            pid,
+            line: None,
+            body: Body::Error {
+                message: format!(
+                    "{proc_id} writes output faster than can be shown; the excess is dropped and counted"
+                ),
+            },
+        })
+    }
+}
+
 pub struct OutPipe {
     pub fd: OwnedFd,
     pub proc_id: String,
@@ -24,9 +86,6 @@ pub struct OutPipe {
     pub announced: u64,
     /// Bytes read from the pipe so far.
     read_bytes: u64,
-    tokens: f64,
-    refilled: Instant,
-    warned: bool,
     pub closed: bool,
 }
 
@@ -39,9 +98,6 @@ impl OutPipe {
             stream,
             announced: 0,
             read_bytes: 0,
-            tokens: BURST_BYTES,
-            refilled: Instant::now(),
-            warned: false,
             closed: false,
         }
     }
@@ -59,7 +115,7 @@ impl OutPipe {
 
     /// Reads what is there; the events it makes, stamped now but no later
     /// than `max_t_ns`.
-    pub fn read(&mut self, stats: &Stats, max_t_ns: u64) -> Vec<Event> {
+    pub fn read(&mut self, stats: &Stats, budget: &mut Budget, max_t_ns: u64) -> Vec<Event> {
         let mut buf = vec![0u8; 65536];
         let n = match nix::unistd::read(&self.fd, &mut buf) {
             Ok(0) | Err(_) => {
@@ -77,30 +133,10 @@ impl OutPipe {
             return Vec::new();
         }
         let t_ns = now_ns().min(max_t_ns);
-        let now = Instant::now();
-        self.tokens = (self.tokens
-            + now.duration_since(self.refilled).as_secs_f64() * BUDGET_BYTES_PER_S)
-            .min(BURST_BYTES);
-        self.refilled = now;
         let mut out = Vec::new();
-        let keep = (self.tokens.max(0.0) as usize).min(n);
-        self.tokens -= n as f64;
+        let keep = budget.take(n);
         if keep < n {
-            stats
-                .output_dropped_bytes
-                .fetch_add((n - keep) as u64, Ordering::Relaxed);
-            if !self.warned {
-                self.warned = true;
-                out.push(self.event(
-                    t_ns,
-                    Body::Error {
-                        message: format!(
-                            "{} writes output faster than can be shown; the excess is dropped and counted",
-                            self.proc_id
-                        ),
-                    },
-                ));
-            }
+            out.extend(budget.dropped(stats, n - keep, &self.proc_id, self.pid, t_ns));
         }
         let text = String::from_utf8_lossy(&buf[..keep]);
         for line in text.split_inclusive('\n') {
