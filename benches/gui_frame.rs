@@ -285,6 +285,21 @@ fn bench(sets: &[String]) -> Result<(), String> {
     report("live, ≥90 % of processes alive", &busy);
     let all: Vec<&Frame> = live.iter().map(|(_, _, f)| f).collect();
     report("live, whole run", &all);
+    let mut slowest: Vec<&(usize, Duration, Frame)> = live.iter().collect();
+    slowest.sort_by_key(|(_, _, f)| std::cmp::Reverse(f.total()));
+    let slow: Vec<String> = slowest
+        .iter()
+        .take(5)
+        .map(|(alive, at, f)| {
+            format!(
+                "{:.2} ms at {:.2} s ({alive} alive, {} events)",
+                ms(f.total()),
+                at.as_secs_f64(),
+                f.applied
+            )
+        })
+        .collect();
+    println!("live, slowest frames: {}", slow.join("; "));
     // How the frame grows with the log: the timeline draws all of it.
     let mut line = Vec::new();
     let mut from = 0;
@@ -390,12 +405,12 @@ fn report(what: &str, frames: &[&Frame]) {
     let (m, p95, max) = stat(&|f| f.total());
     let (bm, _, _) = stat(&|f| f.build);
     let (tm, _, _) = stat(&|f| f.tessellate);
-    let (cm, c95, _) = stat(&|f| f.cpu);
+    let (cm, c95, cmax) = stat(&|f| f.cpu);
     let over = frames.iter().filter(|f| f.total() > TARGET).count();
     let per_frame = frames.iter().map(|f| f.applied).sum::<usize>() as f64 / frames.len() as f64;
     println!(
         "{what}: {} frames, median {:.2} ms (build {:.2} + tessellate {:.2}), p95 {:.2} ms, \
-         max {:.2} ms; {over} over {} ms; thread CPU median {:.2} ms, p95 {:.2} ms; \
+         max {:.2} ms; {over} over {} ms; thread CPU median {:.2} ms, p95 {:.2} ms, max {:.2} ms; \
          {per_frame:.0} events/frame",
         frames.len(),
         ms(m),
@@ -406,5 +421,6 @@ fn report(what: &str, frames: &[&Frame]) {
         TARGET.as_millis(),
         ms(cm),
         ms(c95),
+        ms(cmax),
     );
 }
