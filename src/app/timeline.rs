@@ -74,8 +74,14 @@ impl TimelineView {
                 } else {
                     ctx.view_t_ns.max(last)
                 };
+                // Only the lanes scrolled into view: the others would be
+                // clipped anyway, and a lane holds spans for its whole run.
+                let visible = painter.clip_rect();
                 for id in &ids {
                     let y = lane_y[id];
+                    if y + LANE_H < visible.top() || y > visible.bottom() {
+                        continue;
+                    }
                     let color = ctx.color_of(id);
                     painter.text(
                         pos2(rect.left() + 2.0, y + LANE_H / 2.0),

@@ -1,0 +1,230 @@
+//! Engine throughput, through the real `forkscope` binary:
+//!
+//!     cargo bench --bench engine
+//!
+//! 1. free run: `forkscope run benches/stress.toml --set period_ms=0 …
+//!    --format jsonl`: 200 workers write as fast as they can; events/s the
+//!    collector and the CLI sustain (JSON lines read / wall time);
+//! 2. gated run: `forkscope run unlocked-counter --schedule seeded` with
+//!    500 and 2000 adds; the cost of one gated step is the difference in
+//!    wall time over the difference in steps (start-up cancels out);
+//! 3. explore: `forkscope explore unlocked-counter --set workers=2
+//!    --set adds=2`: schedules/s.
+//!
+//! Each is run 5 times; the median is reported.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_forkscope");
+const STRESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/stress.toml");
+const REPEAT: usize = 5;
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("engine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What one `forkscope` command did.
+struct Ran {
+    wall: Duration,
+    /// Lines it printed on stdout.
+    lines: usize,
+    /// Its first stdout line.
+    first: String,
+    stderr: String,
+}
+
+/// Runs `forkscope ARGS`, reading its stdout line by line as it comes.
+fn run(args: &[&str]) -> Result<Ran, String> {
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {BIN}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = 0;
+    let mut first = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if lines == 0 {
+            first = line;
+        }
+        lines += 1;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let wall = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(format!("forkscope {} failed: {stderr}", args.join(" ")));
+    }
+    Ok(Ran {
+        wall,
+        lines,
+        first,
+        stderr,
+    })
+}
+
+fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+fn bench() -> Result<(), String> {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before: {}", load.trim());
+    let tmp = scratch_dir()?;
+    let result = benches(&tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+fn benches(tmp: &Path) -> Result<(), String> {
+    // 1. Free run, as fast as the workers go.
+    let mut rates = Vec::new();
+    for _ in 0..REPEAT {
+        let Ran {
+            wall,
+            lines,
+            stderr,
+            ..
+        } = run(&[
+            "run",
+            STRESS,
+            "--max-procs",
+            "256",
+            "--set",
+            "period_ms=0",
+            "--set",
+            "writes=1000",
+            "--format",
+            "jsonl",
+        ])?;
+        if !stderr.trim().is_empty() {
+            println!("  (forkscope said: {})", stderr.trim());
+        }
+        let rate = lines as f64 / wall.as_secs_f64();
+        println!(
+            "  free run: {lines} events in {:.2} s = {rate:.0} events/s",
+            wall.as_secs_f64()
+        );
+        rates.push(rate);
+    }
+    println!(
+        "free run (200 workers × 1000 writes, no sleep, --format jsonl): median {:.0} events/s",
+        median(rates)
+    );
+
+    // 2. Gated steps: the slope between a short and a long seeded run.
+    let schedule = tmp.join("run.schedule");
+    let gated = |adds: u32| -> Result<(Duration, usize), String> {
+        let adds = format!("adds={adds}");
+        let wall = run(&[
+            "run",
+            "unlocked-counter",
+            "--schedule",
+            "seeded",
+            "--seed",
+            "1",
+            "--set",
+            "workers=2",
+            "--set",
+            &adds,
+            "--time-scale",
+            "0",
+            "--save-schedule",
+            schedule.to_str().ok_or("temp path")?,
+            "--format",
+            "jsonl",
+        ])?
+        .wall;
+        let text = std::fs::read_to_string(&schedule).map_err(|e| e.to_string())?;
+        let steps = text.lines().filter(|l| !l.starts_with('#')).count();
+        Ok((wall, steps))
+    };
+    let mut per_step = Vec::new();
+    for _ in 0..REPEAT {
+        let (w1, s1) = gated(500)?;
+        let (w2, s2) = gated(2000)?;
+        let us = (w2.as_secs_f64() - w1.as_secs_f64()) * 1e6 / (s2 - s1) as f64;
+        println!(
+            "  gated: {s1} steps in {:.3} s, {s2} steps in {:.3} s: {us:.1} µs/step",
+            w1.as_secs_f64(),
+            w2.as_secs_f64()
+        );
+        per_step.push(us);
+    }
+    let us = median(per_step);
+    println!(
+        "gated run (unlocked-counter, 2 workers, --schedule seeded --time-scale 0): median \
+         {us:.1} µs/step ({:.0} steps/s)",
+        1e6 / us
+    );
+
+    // 3. Explore.
+    let out_dir = tmp.join("explore");
+    let mut rates = Vec::new();
+    for _ in 0..REPEAT {
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let ran = run(&[
+            "explore",
+            "unlocked-counter",
+            "--set",
+            "workers=2",
+            "--set",
+            "adds=2",
+            "--out",
+            out_dir.to_str().ok_or("temp path")?,
+        ])?;
+        let wall = ran.wall;
+        let schedules = schedules_in(&ran.first)
+            .ok_or_else(|| format!("cannot read explore's summary: {:?}", ran.first))?;
+        let rate = schedules as f64 / wall.as_secs_f64();
+        println!(
+            "  explore: {schedules} schedules in {:.2} s = {rate:.0} schedules/s \
+             ({:.1} ms each): {}",
+            wall.as_secs_f64(),
+            1e3 / rate,
+            ran.first
+        );
+        rates.push(rate);
+    }
+    println!(
+        "explore unlocked-counter --set workers=2 --set adds=2: median {:.0} schedules/s",
+        median(rates)
+    );
+    Ok(())
+}
+
+/// "… 34 schedules run to the end (99 more cut short as repeats) …" → 133:
+/// every schedule started, whole or cut short, is a run.
+fn schedules_in(summary: &str) -> Option<usize> {
+    let number_before = |word: &str| -> Option<usize> {
+        let at = summary.find(word)?;
+        summary[..at]
+            .split_whitespace()
+            .last()?
+            .trim_start_matches('(')
+            .parse()
+            .ok()
+    };
+    let whole = number_before(" schedules run to the end")?;
+    let cut = number_before(" more cut short").unwrap_or(0);
+    Some(whole + cut)
+}
+
+fn scratch_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("forkscope-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
