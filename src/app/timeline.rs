@@ -120,6 +120,30 @@ impl TimelineView {
                         theme::okabe_ito::VERMILLION,
                     );
                 }
+                // Lost updates: a red mark on the writer's lane.
+                for v in live.values.values() {
+                    for lu in &v.lost_updates {
+                        let Some(y) = lane_y.get(lu.proc_id.as_str()) else {
+                            continue;
+                        };
+                        lost_update_mark(&painter, x_of(lu.t_ns), *y);
+                    }
+                }
+                if let Some(t) = deadlock_t(ctx) {
+                    let x = x_of(t);
+                    let red = theme::okabe_ito::VERMILLION;
+                    painter.line_segment(
+                        [pos2(x, lanes_rect.top()), pos2(x, lanes_rect.bottom())],
+                        Stroke::new(3.0, red),
+                    );
+                    painter.text(
+                        pos2(x + 3.0, lanes_rect.top()),
+                        Align2::LEFT_TOP,
+                        "DEADLOCK",
+                        FontId::proportional(11.0),
+                        red,
+                    );
+                }
                 axis(&painter, lanes_rect, t0, t_end, &x_of, ctx);
                 // The future (after the cursor) is dimmed; the cursor on top.
                 let cx = x_of(ctx.view_t_ns);
@@ -191,6 +215,53 @@ fn draw_lane(
             }
         }
     }
+}
+
+/// A red diamond with a "!" where a write overwrote another's update.
+fn lost_update_mark(painter: &egui::Painter, x: f32, lane_top: f32) {
+    let c = pos2(x, lane_top + LANE_H / 2.0);
+    let r = LANE_H / 2.0;
+    let red = theme::okabe_ito::VERMILLION;
+    painter.add(egui::Shape::convex_polygon(
+        vec![
+            c + vec2(0.0, -r),
+            c + vec2(r, 0.0),
+            c + vec2(0.0, r),
+            c + vec2(-r, 0.0),
+        ],
+        red,
+        Stroke::new(1.0, Color32::WHITE),
+    ));
+    painter.text(
+        c,
+        Align2::CENTER_CENTER,
+        "!",
+        FontId::proportional(12.0),
+        Color32::WHITE,
+    );
+    let galley = painter.layout_no_wrap(
+        "lost update".to_string(),
+        FontId::proportional(10.0),
+        Color32::WHITE,
+    );
+    let label = Rect::from_min_size(
+        c + vec2(r + 2.0, -galley.size().y / 2.0 - 1.0),
+        galley.size() + vec2(6.0, 2.0),
+    );
+    painter.rect_filled(label, 2.0, red);
+    painter.galley(label.min + vec2(3.0, 1.0), galley, Color32::WHITE);
+}
+
+/// When the run's deadlock was found.
+fn deadlock_t(ctx: &ViewCtx) -> Option<u64> {
+    ctx.rec.live.deadlock.as_ref()?;
+    ctx.rec
+        .log
+        .events()
+        .iter()
+        .rev()
+        .find(|e| e.body.kind() == "deadlock")
+        .map(|e| e.t_ns)
 }
 
 fn arrow(painter: &egui::Painter, from: Pos2, to: Pos2, stroke: Stroke) {

@@ -14,7 +14,11 @@ fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
 
 fn free_run(p: &Prepared) -> anyhow::Result<Outcome> {
     let mut session = p.start()?;
-    Ok(lab::run_free(&mut session, p.opts.limits.timeout_s, interrupted))
+    Ok(lab::run_free(
+        &mut session,
+        p.opts.limits.timeout_s,
+        interrupted,
+    ))
 }
 
 pub fn stats(args: &StatsArgs) -> i32 {
