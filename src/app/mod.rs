@@ -831,12 +831,15 @@ impl App {
         self.collector_problems = session.collector.stats.summary();
         let code = session.poll_exit();
         if let Some(s) = sampler.as_ref() {
+            // Processes waiting for the user's pick use no CPU: while the
+            // run waits, the sampler rests too.
+            let waiting = self.gated.as_ref().is_some_and(|g| g.awaiting_user);
             let pids: Vec<i32> = self
                 .rec
                 .live
                 .processes
                 .values()
-                .filter(|p| p.is_alive() && p.pid > 0 && p.id != RUNNER_ID)
+                .filter(|p| !waiting && p.is_alive() && p.pid > 0 && p.id != RUNNER_ID)
                 .map(|p| p.pid)
                 .collect();
             s.watch(pids);

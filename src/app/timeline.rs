@@ -13,6 +13,8 @@ const LANE_H: f32 = 20.0;
 const AXIS_H: f32 = 16.0;
 /// Arrows drawn at most (the newest).
 const MAX_ARROWS: usize = 3000;
+/// Gated runs with at most this many steps get a tick per step.
+const MAX_GO_TICKS: u64 = 2000;
 
 #[derive(Default)]
 pub struct TimelineView {}
@@ -129,20 +131,29 @@ impl TimelineView {
                         lost_update_mark(&painter, x_of(lu.t_ns), *y);
                     }
                 }
-                if let Some(t) = deadlock_t(ctx) {
-                    let x = x_of(t);
-                    let red = theme::okabe_ito::VERMILLION;
-                    painter.line_segment(
-                        [pos2(x, lanes_rect.top()), pos2(x, lanes_rect.bottom())],
-                        Stroke::new(3.0, red),
-                    );
-                    painter.text(
-                        pos2(x + 3.0, lanes_rect.top()),
-                        Align2::LEFT_TOP,
-                        "DEADLOCK",
-                        FontId::proportional(11.0),
-                        red,
-                    );
+                // Gated runs: a tick where each process was told to go.
+                if ctx
+                    .rec
+                    .log
+                    .counts_by_kind()
+                    .get("go")
+                    .is_some_and(|n| *n <= MAX_GO_TICKS)
+                {
+                    for e in ctx
+                        .rec
+                        .log
+                        .events()
+                        .iter()
+                        .filter(|e| e.body.kind() == "go")
+                    {
+                        if let Some(y) = lane_y.get(e.proc_id.as_str()) {
+                            let x = x_of(e.t_ns);
+                            painter.line_segment(
+                                [pos2(x, y + 2.0), pos2(x, y + LANE_H - 2.0)],
+                                Stroke::new(1.5, ctx.theme.text),
+                            );
+                        }
+                    }
                 }
                 axis(&painter, lanes_rect, t0, t_end, &x_of, ctx);
                 // The future (after the cursor) is dimmed; the cursor on top.
@@ -158,6 +169,25 @@ impl TimelineView {
                     [pos2(cx, rect.top()), pos2(cx, lanes_rect.bottom())],
                     Stroke::new(2.0, ctx.theme.text),
                 );
+                if let Some(t) = deadlock_t(ctx) {
+                    let x = x_of(t);
+                    let red = theme::okabe_ito::VERMILLION;
+                    painter.line_segment(
+                        [pos2(x, lanes_rect.top()), pos2(x, lanes_rect.bottom())],
+                        Stroke::new(3.0, red),
+                    );
+                    let galley = painter.layout_no_wrap(
+                        "DEADLOCK".to_string(),
+                        FontId::proportional(10.0),
+                        Color32::WHITE,
+                    );
+                    let label = Rect::from_min_size(
+                        pos2(x - galley.size().x - 8.0, lanes_rect.top()),
+                        galley.size() + vec2(6.0, 2.0),
+                    );
+                    painter.rect_filled(label, 2.0, red);
+                    painter.galley(label.min + vec2(3.0, 1.0), galley, Color32::WHITE);
+                }
                 if response.hovered() {
                     ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
                 }
@@ -284,10 +314,12 @@ fn axis(
     ctx: &ViewCtx,
 ) {
     let span_s = (t_end - t0) as f64 / 1e9;
-    let step_s = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
-        .into_iter()
-        .find(|s| span_s / s <= 8.0)
-        .unwrap_or(120.0);
+    let step_s = [
+        0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+    ]
+    .into_iter()
+    .find(|s| span_s / s <= 8.0)
+    .unwrap_or(120.0);
     let mut s = 0.0;
     while s <= span_s {
         let x = x_of(t0 + (s * 1e9) as u64);
@@ -298,7 +330,11 @@ fn axis(
         painter.text(
             pos2(x, lanes.bottom() + 4.0),
             Align2::CENTER_TOP,
-            format!("{s:.2}s").replace(".00s", "s"),
+            if step_s < 0.01 {
+                format!("{:.0}ms", s * 1000.0)
+            } else {
+                format!("{s:.2}s").replace(".00s", "s")
+            },
             FontId::proportional(10.0),
             ctx.theme.weak_text,
         );
@@ -325,5 +361,18 @@ fn legend(ui: &mut Ui) {
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
     ui.painter().rect_filled(r, 0.0, theme::okabe_ito::BLUE);
     ui.small("pool task");
+    let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
+    let c = r.center();
+    ui.painter().add(egui::Shape::convex_polygon(
+        vec![
+            c + vec2(0.0, -5.0),
+            c + vec2(5.0, 0.0),
+            c + vec2(0.0, 5.0),
+            c + vec2(-5.0, 0.0),
+        ],
+        theme::okabe_ito::VERMILLION,
+        Stroke::NONE,
+    ));
+    ui.small("lost update");
     let _ = Color32::TRANSPARENT;
 }
