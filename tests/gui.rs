@@ -583,5 +583,19 @@ fn many_runs_show_a_histogram_lock_off_and_on() {
     );
     assert!(has_label(&h, "counter = 1") && has_label(&h, "counter = 2"));
     assert!(has_label(&h, "10 runs (100 %)"), "the table says it too");
+    let lost = off
+        .iter()
+        .filter(|(o, _)| o != "counter = 2")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert!(
+        has_label(
+            &h,
+            &format!(
+                "With the lock every run ended with counter = 2; without it, {lost} of 10 runs did not."
+            )
+        ),
+        "one sentence sums it up"
+    );
     assert!(!h.state().many.is_running(), "the thread is done");
 }

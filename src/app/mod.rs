@@ -96,8 +96,9 @@ pub struct GuiArgs {
     /// mode, then go on by hand.
     #[arg(long, value_name = "FILE")]
     pub schedule: Option<PathBuf>,
-    /// Open the "Many runs" view and start this many runs (seeded, from
-    /// --seed or 1); with --screenshot, the picture is taken when they end.
+    /// Open the "Many runs" view and start this many runs (seeded from
+    /// --seed or 1, or with --mode free scheduled by the operating
+    /// system); with --screenshot, the picture is taken when they end.
     #[arg(long, value_name = "N")]
     pub many_runs: Option<u32>,
 }
@@ -319,6 +320,7 @@ impl App {
             }
             app.many.runs = n;
             app.many.first_seed = app.seed;
+            app.many.seeded = args.mode != Some(lab::Mode::Free);
             app.view = MainView::ManyRuns;
             app.many_on_first_frame = true;
             app.run_on_first_frame = false;

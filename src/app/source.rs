@@ -57,34 +57,46 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx) {
                                 .color(ctx.theme.weak_text),
                         );
                         ui.label(RichText::new(line).monospace().color(ctx.theme.text));
-                        for (id, c, next) in markers.into_iter().flatten() {
-                            let number = ctx
-                                .step
-                                .numbers
-                                .get(*id)
-                                .filter(|_| next.is_some())
-                                .map(|n| format!("[{n}] "))
-                                .unwrap_or_default();
+                        for (id, c, _) in markers.into_iter().flatten() {
                             ui.label(
-                                RichText::new(format!("◀ {number}{id}"))
+                                RichText::new(format!("◀ {id}"))
                                     .monospace()
                                     .strong()
                                     .color(*c),
                             );
-                            if let Some(next) = next {
-                                let can = ctx.step.can_pick(id);
-                                let text = RichText::new(format!("next: {next}")).monospace();
-                                let text = if can {
-                                    text.strong()
-                                        .color(egui::Color32::BLACK)
-                                        .background_color(theme::okabe_ito::YELLOW)
-                                } else {
-                                    text.color(ctx.theme.weak_text)
-                                };
-                                ui.label(text);
-                            }
                         }
                     });
+                    // Step mode: what each process here does next, on a
+                    // line of its own (a long source line would push it
+                    // out of sight).
+                    for (id, c, next) in markers.into_iter().flatten() {
+                        let Some(next) = next else { continue };
+                        let number = ctx
+                            .step
+                            .numbers
+                            .get(*id)
+                            .map(|n| format!("[{n}] "))
+                            .unwrap_or_default();
+                        ui.horizontal(|ui| {
+                            ui.spacing_mut().item_spacing.x = 4.0;
+                            ui.label(RichText::new("    ▲").monospace().color(*c));
+                            ui.label(
+                                RichText::new(format!("{number}{id}"))
+                                    .monospace()
+                                    .strong()
+                                    .color(*c),
+                            );
+                            let text = RichText::new(format!("next: {next}")).monospace();
+                            let text = if ctx.step.can_pick(id) {
+                                text.strong()
+                                    .color(Color32::BLACK)
+                                    .background_color(theme::okabe_ito::YELLOW)
+                            } else {
+                                text.color(ctx.theme.text)
+                            };
+                            ui.label(text);
+                        });
+                    }
                 });
             }
         });

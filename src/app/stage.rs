@@ -41,8 +41,6 @@ const NEXT_H: f32 = 30.0;
 const NEXT_H_WHY: f32 = 46.0;
 const NEXT_GAP: f32 = 6.0;
 const DEADLOCK_BANNER_H: f32 = 62.0;
-/// The state badge of a process waiting for its go (step mode).
-const WAITS_TURN_FILL: Color32 = Color32::from_gray(95);
 
 #[derive(Default)]
 pub struct StageView {}
@@ -337,10 +335,8 @@ fn extra_lines_max(world: &World) -> usize {
         .filter(|p| p.id != RUNNER_ID)
         .map(|p| {
             let locks = world.locks.len().min(2);
-            // Shared values can be lost updates: room for that tag.
             usize::from(p.exec.is_some())
                 + usize::from(!world.pools.is_empty())
-                + usize::from(!world.values.is_empty())
                 + locks
                 + world.globals.len()
         })
@@ -426,17 +422,38 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     } else if p.orphaned {
         tags.push("ORPHAN".into());
     }
-    painter.text(
-        pos2(rect.left() + pad, y),
-        Align2::LEFT_TOP,
-        tags.join(" · "),
-        FontId::proportional(12.5 * s),
-        if p.orphaned || p.adopted {
-            theme::okabe_ito::ORANGE
+    let lost = lost_updates_by(ctx.world, &p.id);
+    if lost > 0 {
+        // The news of the moment, where the role usually is.
+        let text = if lost == 1 {
+            "⚠ LOST UPDATE".to_string()
         } else {
-            t.weak_text
-        },
-    );
+            format!("⚠ {lost} LOST UPDATES")
+        };
+        let galley = painter.layout_no_wrap(text, FontId::proportional(12.5 * s), Color32::WHITE);
+        let tag = Rect::from_min_size(
+            pos2(rect.left() + pad * 0.6, y - 1.0 * s),
+            galley.size() + vec2(8.0, 2.0) * s,
+        );
+        painter.rect_filled(
+            tag,
+            CornerRadius::same((4.0 * s) as u8),
+            theme::okabe_ito::VERMILLION,
+        );
+        painter.galley(tag.min + vec2(4.0, 1.0) * s, galley, Color32::WHITE);
+    } else {
+        painter.text(
+            pos2(rect.left() + pad, y),
+            Align2::LEFT_TOP,
+            tags.join(" · "),
+            FontId::proportional(12.5 * s),
+            if p.orphaned || p.adopted {
+                theme::okabe_ito::ORANGE
+            } else {
+                t.weak_text
+            },
+        );
+    }
     y += 19.0 * s;
     // The state badge: colour, icon and words.
     let badge = Rect::from_min_size(
@@ -450,12 +467,12 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     } else if p.state == crate::model::ProcState::Zombie {
         (Color32::from_gray(20), Color32::WHITE)
     } else if waits_turn {
-        (WAITS_TURN_FILL, Color32::WHITE)
+        (theme::WAITS_TURN, Color32::WHITE)
     } else {
         (look.color, theme::text_on(look.color))
     };
     let mut state_text = if waits_turn {
-        "⏸ paused: waits for its turn".to_string()
+        "⏸ waits for its turn".to_string()
     } else {
         format!("{} {}", look.icon, look.text)
     };
@@ -490,26 +507,6 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     );
     painter.galley(text_pos, galley, badge_text);
     y = badge.bottom() + 4.0 * s;
-    let lost = lost_updates_by(ctx.world, &p.id);
-    if lost > 0 {
-        let text = if lost == 1 {
-            "⚠ LOST UPDATE".to_string()
-        } else {
-            format!("⚠ {lost} LOST UPDATES")
-        };
-        let galley = painter.layout_no_wrap(text, FontId::proportional(13.5 * s), Color32::WHITE);
-        let tag = Rect::from_min_size(
-            pos2(rect.left() + pad * 0.6, y),
-            galley.size() + vec2(10.0, 4.0) * s,
-        );
-        painter.rect_filled(
-            tag,
-            CornerRadius::same((4.0 * s) as u8),
-            theme::okabe_ito::VERMILLION,
-        );
-        painter.galley(tag.min + vec2(5.0, 2.0) * s, galley, Color32::WHITE);
-        y = tag.bottom() + 3.0 * s;
-    }
     for (line, color) in extra_lines(ctx.world, p) {
         if y + NODE_LINE_H * s > rect.bottom() {
             break;
@@ -1226,6 +1223,7 @@ fn side_panel(
     let mut lock_rects = BTreeMap::new();
     for v in ctx.world.values.values() {
         let h = 118.0 * big
+            + access_lines(ctx.world) as f32 * ACCESS_LINE_H * big
             + if v.lost_updates.is_empty() {
                 0.0
             } else {
@@ -1412,8 +1410,72 @@ fn value_box(
         painter.galley(pos2(x, y), galley, t.text);
         x += width + 2.0;
     }
+    if access_lines(ctx.world) > 0 {
+        recent_accesses(painter, r, y + 22.0 * big, v, ctx, big);
+    }
     if let Some(lost) = v.lost_updates.last() {
         lost_update_banner(ui, painter, r, v, lost, ctx, big);
+    }
+}
+
+/// Recent reads and writes shown in each value's box (none when there
+/// are many values: no room).
+fn access_lines(world: &World) -> usize {
+    if world.values.len() <= 2 { 4 } else { 0 }
+}
+
+const ACCESS_LINE_H: f32 = 19.0;
+
+/// The last reads and writes of a value, oldest first: `main.1 read 0`,
+/// `main.2 wrote 1`. A lost update is two reads of the same value
+/// followed by two writes; here it can be read off line by line.
+fn recent_accesses(
+    painter: &egui::Painter,
+    r: Rect,
+    top: f32,
+    v: &SharedValue,
+    ctx: &ViewCtx,
+    big: f32,
+) {
+    use crate::model::Access;
+    let n = access_lines(ctx.world);
+    let accesses: Vec<_> = v
+        .history
+        .iter()
+        .filter(|a| a.access != Access::Initial)
+        .collect();
+    let font = FontId::proportional(14.0 * big);
+    let mut y = top;
+    for a in &accesses[accesses.len().saturating_sub(n)..] {
+        let x = chip(
+            painter,
+            pos2(r.left() + 10.0, y),
+            &a.proc_id,
+            ctx,
+            13.0 * big,
+        );
+        let lost = a.access == Access::Write
+            && v.lost_updates
+                .iter()
+                .any(|lu| lu.t_ns == a.t_ns && lu.proc_id == a.proc_id);
+        let (verb, color) = match (a.access, lost) {
+            (Access::Read, _) => ("read", ctx.theme.text),
+            (_, false) => ("wrote", ctx.theme.text),
+            (_, true) => ("wrote", theme::okabe_ito::VERMILLION),
+        };
+        let text = format!(
+            "{verb} {}{}",
+            short(&a.value, 12),
+            if lost { "  ⚠" } else { "" }
+        );
+        painter.text(
+            pos2(x + 6.0, y + 1.0),
+            Align2::LEFT_TOP,
+            text,
+            font.clone(),
+            color,
+        );
+        y += ACCESS_LINE_H * big;
     }
 }
 

@@ -3,7 +3,7 @@
 //! arrows for messages and signals, and a cursor. Click or drag to look at
 //! an earlier moment (the run keeps going; "Live" comes back).
 
-use super::recording::Lane;
+use super::recording::{Lane, LaneState};
 use super::{Command, ViewCtx, theme};
 use crate::protocol::RUNNER_ID;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, pos2, vec2};
@@ -21,7 +21,7 @@ pub struct TimelineView {}
 
 impl TimelineView {
     pub fn ui(&mut self, ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.strong("Timeline");
             legend(ui);
         });
@@ -210,7 +210,10 @@ fn draw_lane(
     };
     for s in &lane.states {
         if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
-            let c = theme::state_color(&s.what.as_proc_state());
+            let c = match s.what {
+                LaneState::WaitsTurn => theme::WAITS_TURN,
+                other => theme::state_color(&other.as_proc_state()),
+            };
             let r = Rect::from_min_max(pos2(x1, y + 4.0), pos2(x2, y + LANE_H - 4.0));
             painter.rect_filled(r, 0.0, c);
         }
@@ -355,6 +358,9 @@ fn legend(ui: &mut Ui) {
         ui.painter().rect_filled(r, 1.0, theme::state_color(&state));
         ui.small(word);
     }
+    let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
+    ui.painter().rect_filled(r, 1.0, theme::WAITS_TURN);
+    ui.small("waits for its turn");
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
     ui.painter().rect_filled(r, 0.0, theme::okabe_ito::YELLOW);
     ui.small("holds lock");
