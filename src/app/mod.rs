@@ -263,8 +263,6 @@ pub struct App {
     races: RaceWatch,
     /// `--many-runs`: start them on the first frame.
     many_on_first_frame: bool,
-    /// A schedule to replay at the next Run (`--schedule`).
-    pending_prefix: Option<Vec<String>>,
     /// For the background runs' repaint requests.
     egui_ctx: Option<egui::Context>,
 }
@@ -308,7 +306,6 @@ impl App {
             many: many::ManyRuns::default(),
             races: RaceWatch::default(),
             many_on_first_frame: false,
-            pending_prefix: None,
             egui_ctx: None,
         };
         if let Some(n) = args.many_runs {
@@ -350,15 +347,13 @@ impl App {
             }
         }
         if let Some(path) = &args.schedule {
-            match crate::cli::run::read_schedule(path) {
-                Ok(ids) => {
-                    app.mode = lab::Mode::Step;
-                    app.step_bar.load_path = path.display().to_string();
-                    app.pending_prefix = Some(ids);
-                    app.run_on_first_frame = args.many_runs.is_none();
-                }
-                Err(e) => return Err(e.to_string()),
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(format!("cannot read {}: {e}", path.display()));
             }
+            app.step_bar.load_path = path.display().to_string();
+            app.mode = lab::Mode::Step;
+            app.commands.push(Command::LoadSchedule(path.clone()));
+            app.run_on_first_frame = false;
         }
         if let Some(path) = &args.screenshot {
             app.screenshot = Some(ScreenshotPlan {
@@ -428,6 +423,8 @@ impl App {
             Command::Pick(target) => {
                 self.stop_now();
                 self.pick(&target);
+                // Undo and Save belong to the old scenario's run.
+                self.gated = None;
             }
             Command::SetParam(k, v) => {
                 if let Some(p) = self.picked.as_mut() {
@@ -447,8 +444,7 @@ impl App {
             }
             Command::Run => {
                 if !self.run.is_running() {
-                    let prefix = self.pending_prefix.take().unwrap_or_default();
-                    self.start_run(prefix);
+                    self.start_run(Vec::new());
                 }
             }
             Command::Stop => self.request_stop(),
@@ -489,21 +485,7 @@ impl App {
                 }
             }
             Command::SaveSchedule(path) => self.save_schedule(&path),
-            Command::LoadSchedule(path) => match crate::cli::run::read_schedule(&path) {
-                Ok(ids) if ids.is_empty() => {
-                    self.status = Some(format!("{} names no steps", path.display()));
-                }
-                Ok(ids) => {
-                    self.stop_now();
-                    self.mode = lab::Mode::Step;
-                    self.step_bar.open = None;
-                    self.start_run(ids);
-                    if self.run.is_running() {
-                        self.status = Some(format!("replaying {}", path.display()));
-                    }
-                }
-                Err(e) => self.status = Some(e.to_string()),
-            },
+            Command::LoadSchedule(path) => self.load_schedule(&path),
             Command::ShowView(v) => self.view = v,
             Command::StartManyRuns => self.start_many_runs(),
             Command::CancelManyRuns => self.many.cancel(),
@@ -539,6 +521,63 @@ impl App {
         self.stop_now();
         self.mode = lab::Mode::Step;
         self.start_run(prefix);
+    }
+
+    /// Replays a schedule file in step mode, with the scenario and the
+    /// parameters it names (a replay with others would go elsewhere).
+    fn load_schedule(&mut self, path: &std::path::Path) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.status = Some(format!("cannot read {}: {e}", path.display()));
+                return;
+            }
+        };
+        let file = lab::ScheduleFile::parse(&text);
+        if file.ids.is_empty() {
+            self.status = Some(format!("{} names no steps", path.display()));
+            return;
+        }
+        self.stop_now();
+        let current = self.picked.as_ref().map(|p| p.loaded.scenario.name.clone());
+        if let Some(name) = file
+            .scenario
+            .as_ref()
+            .filter(|n| Some(*n) != current.as_ref())
+        {
+            if crate::scenario::catalog::BUILTINS
+                .iter()
+                .any(|b| b.name == name)
+            {
+                self.pick(name);
+            } else {
+                self.status = Some(format!(
+                    "{} is a schedule for {name}: open that scenario first",
+                    path.display()
+                ));
+                return;
+            }
+        }
+        let Some(p) = self.picked.as_mut() else {
+            return;
+        };
+        if !file.sets.is_empty() {
+            match scenario::resolve_params(&p.loaded.scenario, &file.sets) {
+                Ok(params) => p.params = params,
+                Err(e) => {
+                    self.status = Some(format!("{}: {e}", path.display()));
+                    return;
+                }
+            }
+        }
+        self.mode = lab::Mode::Step;
+        self.step_bar.open = None;
+        self.gated = None;
+        let steps = file.ids.len();
+        self.start_run(file.ids);
+        if self.run.is_running() {
+            self.status = Some(format!("loaded {} ({steps} steps)", path.display()));
+        }
     }
 
     fn save_schedule(&mut self, path: &std::path::Path) {
