@@ -41,6 +41,8 @@ const NEXT_H: f32 = 30.0;
 const NEXT_H_WHY: f32 = 46.0;
 const NEXT_GAP: f32 = 6.0;
 const DEADLOCK_BANNER_H: f32 = 62.0;
+/// A pool's frame reaches this far under its workers, for its label.
+const POOL_LABEL_H: f32 = 30.0;
 
 #[derive(Default)]
 pub struct StageView {}
@@ -250,8 +252,13 @@ fn layout_tree(ctx: &ViewCtx, area: Rect, egui_ctx: &egui::Context) -> Layout {
     // under each node for its next step.
     let gated = ctx.rec.log.counts_by_kind().contains_key("pending");
     let bottom_margin = if gated {
-        row_gap = row_gap.max(NEXT_GAP + NEXT_H_WHY + 14.0);
-        BOTTOM_MARGIN.max(NEXT_GAP + NEXT_H_WHY + 6.0)
+        let pool = if live.pools.is_empty() {
+            0.0
+        } else {
+            POOL_LABEL_H
+        };
+        row_gap = row_gap.max(NEXT_GAP + NEXT_H_WHY + 14.0 + pool);
+        BOTTOM_MARGIN.max(NEXT_GAP + NEXT_H_WHY + 6.0 + pool)
     } else {
         BOTTOM_MARGIN
     };
@@ -392,9 +399,11 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     let text_color = if look.greyed { t.weak_text } else { t.text };
     let pad = 9.0 * s;
     let mut y = rect.top() + pad * 0.7;
-    // Header: the logical id, big; the pid at the right.
+    // Header: (step mode: the pick number,) the logical id, big; the pid
+    // at the right.
+    let number_w = pick_number(painter, pos2(rect.left() + pad * 0.6, y), p, ctx, s);
     painter.text(
-        pos2(rect.left() + pad, y),
+        pos2(rect.left() + pad + number_w, y),
         Align2::LEFT_TOP,
         &p.id,
         FontId::proportional(21.0 * s),
@@ -551,8 +560,14 @@ fn next_steps(
             _ => None,
         };
         let h = if why.is_some() { NEXT_H_WHY } else { NEXT_H } * s;
+        // A pool's workers have the pool's label under them: go below it.
+        let below = if p.role.starts_with("pool:") {
+            POOL_LABEL_H * s
+        } else {
+            0.0
+        };
         let r = Rect::from_min_size(
-            pos2(node.left(), node.bottom() + NEXT_GAP * s),
+            pos2(node.left(), node.bottom() + below + NEXT_GAP * s),
             vec2(node.width(), h),
         );
         let resp = ui.interact(r, ui.scope_id().with(("next", &p.id)), Sense::click());
@@ -629,25 +644,38 @@ fn next_steps(
                 theme::okabe_ito::VERMILLION,
             );
         }
-        // The pick number (key 1–9), beside the node's top left corner.
-        if let Some(n) = ctx.step.numbers.get(&p.id) {
-            let c = pos2(node.left() - 17.0 * s, node.top() + 17.0 * s);
-            let radius = 14.0 * s.max(0.7);
-            let (fill, ink, ring) = if can {
-                (yellow, Color32::BLACK, Color32::BLACK)
-            } else {
-                (t.panel, t.weak_text, t.weak_text)
-            };
-            painter.circle(c, radius, fill, Stroke::new(1.5 * t.line_width, ring));
-            painter.text(
-                c,
-                Align2::CENTER_CENTER,
-                n.to_string(),
-                FontId::proportional(17.0 * s.max(0.7)),
-                ink,
-            );
-        }
     }
+}
+
+/// Step mode: the number a waiting process is picked by (key 1–9), in a
+/// circle at the start of its header (yellow when it may go now); returns
+/// the room it takes.
+fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, s: f32) -> f32 {
+    let Some(n) = ctx
+        .step
+        .numbers
+        .get(&p.id)
+        .filter(|_| p.pending.is_some() && p.is_alive())
+    else {
+        return 0.0;
+    };
+    let t = ctx.theme;
+    let radius = 13.0 * s;
+    let c = at + vec2(radius, radius - 1.0 * s);
+    let (fill, ink, ring) = if ctx.step.can_pick(&p.id) {
+        (theme::okabe_ito::YELLOW, Color32::BLACK, Color32::BLACK)
+    } else {
+        (t.panel, t.weak_text, t.weak_text)
+    };
+    painter.circle(c, radius, fill, Stroke::new(1.5 * t.line_width, ring));
+    painter.text(
+        c,
+        Align2::CENTER_CENTER,
+        n.to_string(),
+        FontId::proportional(18.0 * s),
+        ink,
+    );
+    2.0 * radius + 5.0 * s
 }
 
 /// How many updates `id` overwrote (writes based on a stale read).
@@ -826,7 +854,7 @@ fn pools(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
         let s = layout.scale;
         let frame = bounds
             .expand2(vec2(10.0, 8.0) * s)
-            .with_max_y(bounds.bottom() + 30.0 * s);
+            .with_max_y(bounds.bottom() + POOL_LABEL_H * s);
         painter.rect(
             frame,
             CornerRadius::same((12.0 * s) as u8),
