@@ -13,6 +13,9 @@ const LANE_H: f32 = 20.0;
 const AXIS_H: f32 = 16.0;
 /// Arrows drawn at most (the newest).
 const MAX_ARROWS: usize = 3000;
+/// Lost-update marks drawn at most (the newest), and with words up to.
+const MAX_LOST_MARKS: usize = 500;
+const MAX_LOST_LABELS: usize = 8;
 /// Gated runs with at most this many steps get a tick per step.
 const MAX_GO_TICKS: u64 = 2000;
 
@@ -122,14 +125,15 @@ impl TimelineView {
                         theme::okabe_ito::VERMILLION,
                     );
                 }
-                // Lost updates: a red mark on the writer's lane.
-                for v in live.values.values() {
-                    for lu in &v.lost_updates {
-                        let Some(y) = lane_y.get(lu.proc_id.as_str()) else {
-                            continue;
-                        };
-                        lost_update_mark(&painter, x_of(lu.t_ns), *y);
-                    }
+                // Lost updates: a red mark on the writer's lane (words too
+                // while there are few).
+                let lost: Vec<_> = live.values.values().flat_map(|v| &v.lost_updates).collect();
+                let labelled = lost.len() <= MAX_LOST_LABELS;
+                for lu in lost.iter().rev().take(MAX_LOST_MARKS) {
+                    let Some(y) = lane_y.get(lu.proc_id.as_str()) else {
+                        continue;
+                    };
+                    lost_update_mark(&painter, x_of(lu.t_ns), *y, labelled);
                 }
                 // Gated runs: a tick where each process was told to go.
                 if ctx
@@ -251,7 +255,21 @@ fn draw_lane(
 }
 
 /// A red diamond with a "!" where a write overwrote another's update.
-fn lost_update_mark(painter: &egui::Painter, x: f32, lane_top: f32) {
+fn lost_update_mark(painter: &egui::Painter, x: f32, lane_top: f32, labelled: bool) {
+    if !labelled {
+        // Many of them: a small red notch each over the lane, so the
+        // lane's own colours stay visible.
+        painter.add(egui::Shape::convex_polygon(
+            vec![
+                pos2(x - 3.0, lane_top),
+                pos2(x + 3.0, lane_top),
+                pos2(x, lane_top + 5.0),
+            ],
+            theme::okabe_ito::VERMILLION,
+            Stroke::new(0.5, Color32::WHITE),
+        ));
+        return;
+    }
     let c = pos2(x, lane_top + LANE_H / 2.0);
     let r = LANE_H / 2.0;
     let red = theme::okabe_ito::VERMILLION;
