@@ -478,7 +478,8 @@ fn chart(ui: &mut Ui, t: &Tally, presenter: bool) {
         .show_y(false)
         .show_grid([false, true])
         .include_y(0.0)
-        .include_y(t.runs_each as f64 * 1.1)
+        // Headroom over the tallest possible bar for the legend.
+        .include_y(t.runs_each as f64 * 1.4)
         .include_x(-0.6)
         .include_x(n as f64 - 0.4)
         .x_axis_label("final result of a run")
