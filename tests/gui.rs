@@ -1,6 +1,8 @@
 //! The app window, driven like a user would: click a scenario by its title,
 //! change a parameter, press Run, watch real processes appear on the stage,
-//! stop them, switch to presenter mode, scrub back in time.
+//! stop them, switch to presenter mode, scrub back in time; in the race
+//! lab, pick who goes next by hand, undo a step, save and load a schedule,
+//! and run a scenario many times for its histogram.
 //!
 //! This test binary has its own `main` (`harness = false`): sessions start
 //! `current_exe() __runner`, which here is this binary, so it becomes the
@@ -9,7 +11,7 @@
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use forkscope::app::{App, Command, GuiArgs, RunState, controls};
+use forkscope::app::{App, Command, GuiArgs, RunState, controls, lab, many};
 use forkscope::protocol::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -36,6 +38,19 @@ fn main() -> ExitCode {
         (
             "scrubbing_back_shows_an_earlier_value",
             scrubbing_back_shows_an_earlier_value,
+        ),
+        (
+            "step_mode_lost_update_by_hand_then_undo",
+            step_mode_lost_update_by_hand_then_undo,
+        ),
+        (
+            "seeded_run_saved_and_loaded_again",
+            seeded_run_saved_and_loaded_again,
+        ),
+        ("seeded_deadlock_is_drawn", seeded_deadlock_is_drawn),
+        (
+            "many_runs_show_a_histogram_lock_off_and_on",
+            many_runs_show_a_histogram_lock_off_and_on,
         ),
     ];
     let filter: Vec<String> = std::env::args()
@@ -267,4 +282,320 @@ fn terminal_shows_each_line_once() {
         terminal, "main start\nchild start\nchild num: 101\nchild end\nmain num: 100\n",
         "events: {outputs:#?}"
     );
+}
+
+// ---- the race lab ----------------------------------------------------------
+
+fn counter_by_hand() -> GuiArgs {
+    GuiArgs {
+        scenario: Some("unlocked-counter".into()),
+        set: vec!["workers=2".into(), "adds=1".into()],
+        mode: Some(lab::Mode::Step),
+        ..GuiArgs::default()
+    }
+}
+
+/// The run waits for the user to pick (not replaying, not mid-step).
+fn your_turn(h: &Harness<'static, App>) -> bool {
+    let app = h.state();
+    app.run.is_running()
+        && app
+            .gated
+            .as_ref()
+            .is_some_and(|g| g.awaiting_user && !g.replaying())
+}
+
+fn steps_taken(h: &Harness<'static, App>) -> usize {
+    h.state().gated.as_ref().map_or(0, |g| g.schedule.len())
+}
+
+fn next_action(h: &Harness<'static, App>, id: &str) -> String {
+    h.state()
+        .rec
+        .live
+        .process(id)
+        .and_then(|p| p.pending.clone())
+        .unwrap_or_default()
+}
+
+enum Pick {
+    /// Click the process on the stage.
+    Click(&'static str),
+    /// Press its number.
+    Key(egui::Key, &'static str),
+}
+
+/// One step by hand; returns what that process will do next.
+fn step(h: &mut Harness<'static, App>, pick: Pick) -> String {
+    let id = match pick {
+        Pick::Click(id) | Pick::Key(_, id) => id,
+    };
+    assert!(
+        wait_for(h, |h| your_turn(h)
+            && h.state().gated.as_ref().is_some_and(|g| g
+                .candidates
+                .iter()
+                .any(|c| c.id == id && c.enabled))),
+        "{id} may go"
+    );
+    let before = steps_taken(h);
+    match pick {
+        Pick::Click(id) => h.get_by_label(id).click(),
+        Pick::Key(key, _) => h.key_press(key),
+    }
+    assert!(
+        wait_for(h, |h| steps_taken(h) > before && your_turn(h)),
+        "{id} took its step and the run waits again"
+    );
+    next_action(h, id)
+}
+
+fn live_pids(h: &Harness<'static, App>) -> Vec<i32> {
+    h.state()
+        .rec
+        .live
+        .processes
+        .values()
+        .map(|p| p.pid)
+        .filter(|p| *p > 0)
+        .collect()
+}
+
+fn assert_all_gone(pids: &[i32]) {
+    let start = Instant::now();
+    let alive = |pid: &i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    };
+    while pids.iter().any(alive) && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<&i32> = pids.iter().filter(|p| alive(p)).collect();
+    assert!(left.is_empty(), "still alive: {left:?}");
+}
+
+const LOST_BY_HAND: &str = "LOST UPDATE: main.2 wrote 1 over main.1's 1";
+
+fn step_mode_lost_update_by_hand_then_undo() {
+    let mut h = harness(counter_by_hand());
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(
+        wait_for(&mut h, your_turn),
+        "the run stops before main's first step"
+    );
+    assert_eq!(next_action(&h, "main"), "start a worker process");
+    assert!(!has_label(&h, "main.1"), "nothing started yet");
+
+    // main starts both workers: once by click, once by its key (1).
+    step(&mut h, Pick::Click("main"));
+    assert!(has_label(&h, "main.1"));
+    step(&mut h, Pick::Key(egui::Key::Num1, "main"));
+    assert!(has_label(&h, "main.2"));
+    assert_eq!(next_action(&h, "main.1"), "read counter");
+    assert!(
+        h.state()
+            .rec
+            .live
+            .process("main")
+            .and_then(|p| p.pending.clone())
+            == Some("join main.1".into())
+    );
+    assert!(
+        h.state()
+            .gated
+            .as_ref()
+            .is_some_and(|g| g.candidates.iter().any(|c| c.id == "main" && !c.enabled)),
+        "main cannot join a running worker"
+    );
+
+    // read, read, write, write: the classic lost update.
+    assert_eq!(step(&mut h, Pick::Click("main.1")), "write counter = 1");
+    assert_eq!(
+        step(&mut h, Pick::Key(egui::Key::Num3, "main.2")),
+        "write counter = 1"
+    );
+    step(&mut h, Pick::Click("main.1"));
+    assert!(has_label(&h, "shared counter = 1"));
+    assert!(!has_label(&h, LOST_BY_HAND), "no lost update yet");
+    step(&mut h, Pick::Key(egui::Key::Num3, "main.2"));
+    assert!(has_label(&h, "shared counter = 1"), "2 adds, counter 1");
+    assert!(has_label(&h, LOST_BY_HAND), "the lost update is marked");
+    let steps = steps_taken(&h);
+    let first_pids = live_pids(&h);
+
+    // Undo: a new run replays all but main.2's write.
+    h.get_by_label(lab::UNDO).click();
+    assert!(
+        wait_for(&mut h, |h| your_turn(h) && steps_taken(h) == steps - 1),
+        "the run is back one step"
+    );
+    assert!(
+        !has_label(&h, LOST_BY_HAND),
+        "the write that lost it is undone"
+    );
+    assert!(
+        has_label(&h, "shared counter = 1"),
+        "main.1's write is still there"
+    );
+    assert_eq!(next_action(&h, "main.2"), "write counter = 1");
+    assert_all_gone(&first_pids);
+
+    // Run to end: the seeded scheduler finishes; main.2 still overwrites.
+    let pids = live_pids(&h);
+    h.get_by_label(lab::RUN_TO_END).click();
+    assert!(
+        wait_for(&mut h, |h| !h.state().run.is_running()),
+        "the run ends"
+    );
+    assert!(wait_for(&mut h, |h| has_label(h, LOST_BY_HAND)));
+    let terminal = h.state().rec.live.merged_output.text();
+    assert!(terminal.contains("counter = 1"), "terminal: {terminal:?}");
+    assert_all_gone(&pids);
+}
+
+fn seeded_run_saved_and_loaded_again() {
+    let mut h = harness(GuiArgs {
+        mode: Some(lab::Mode::Seeded),
+        seed: Some(5),
+        ..counter_by_hand()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && h.state().rec.len() > 10));
+    // Seed 5 interleaves read, read, write, write (see `forkscope run
+    // --schedule seeded --seed 5`).
+    let lost = "LOST UPDATE: main.1 wrote 1 over main.2's 1";
+    assert!(
+        wait_for(&mut h, |h| has_label(h, lost)),
+        "seed 5 loses an update"
+    );
+    let schedule = h.state().gated.as_ref().map(|g| g.schedule.clone());
+
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let path = dir.join("seed5.schedule");
+    h.get_by_label(lab::SAVE_SCHEDULE).click();
+    h.run_steps(2);
+    h.state_mut().step_bar.save_path = path.display().to_string();
+    h.run_steps(1);
+    h.get_by_label("Save").click();
+    h.run_steps(2);
+    assert!(path.exists(), "saved: {:?}", h.state().status);
+
+    // Loading replays it (in step mode) to the same end.
+    h.state_mut().command(Command::LoadSchedule(path.clone()));
+    assert!(wait_for(&mut h, |h| h.state().mode == lab::Mode::Step
+        && !h.state().run.is_running()
+        && h.state().rec.len() > 10));
+    assert!(
+        wait_for(&mut h, |h| has_label(h, lost)),
+        "the same lost update"
+    );
+    assert_eq!(
+        h.state().gated.as_ref().map(|g| g.schedule.clone()),
+        schedule,
+        "the same steps in the same order"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn seeded_deadlock_is_drawn() {
+    let mut h = harness(GuiArgs {
+        scenario: Some("deadlock-two-locks".into()),
+        mode: Some(lab::Mode::Seeded),
+        seed: Some(5),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    let cycle = "DEADLOCK: main.1 holds a, waits for b; main.2 holds b, waits for a";
+    assert!(
+        wait_for(&mut h, |h| has_label(h, cycle)),
+        "the cycle is named"
+    );
+    assert!(
+        wait_for(&mut h, |h| !h.state().run.is_running()),
+        "and the run stopped"
+    );
+    let arrows: Vec<(String, Option<String>, String)> = h
+        .state()
+        .deadlock_cycle
+        .iter()
+        .map(|e| (e.waiter.clone(), e.lock.clone(), e.holder.clone()))
+        .collect();
+    assert_eq!(
+        arrows,
+        [
+            ("main.1".into(), Some("b".into()), "main.2".into()),
+            ("main.2".into(), Some("a".into()), "main.1".into()),
+        ],
+        "drawn as process → lock → holder"
+    );
+}
+
+fn many_runs_show_a_histogram_lock_off_and_on() {
+    let mut h = harness(GuiArgs {
+        scenario: Some("unlocked-counter".into()),
+        set: vec!["workers=2".into(), "adds=1".into()],
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::MANY_RUNS_TAB).click();
+    h.run_steps(2);
+    {
+        let app = h.state_mut();
+        app.many.runs = 10;
+        app.many.seeded = true;
+        app.many.first_seed = 1;
+    }
+    h.run_steps(2);
+    h.get_by_label(&format!("{} (2 × 10)", many::START)).click();
+    assert!(
+        wait_for(&mut h, |h| h
+            .state()
+            .many
+            .tally
+            .as_ref()
+            .is_some_and(|t| t.finished)),
+        "20 runs finish"
+    );
+    h.run_steps(2);
+    let tally = h.state().many.tally.clone().expect("a tally");
+    let counts = |k: usize| -> Vec<(String, u64)> {
+        tally.series[k]
+            .counts
+            .iter()
+            .map(|(o, n)| (many::outcome_label(o), *n))
+            .collect()
+    };
+    assert_eq!(tally.series.len(), 2, "lock off and lock on");
+    let off = counts(0);
+    assert_eq!(off.iter().map(|(_, n)| n).sum::<u64>(), 10, "{off:?}");
+    assert!(
+        off.iter().any(|(o, _)| o == "counter = 1"),
+        "without the lock some runs lose an update: {off:?}"
+    );
+    assert_eq!(
+        counts(1),
+        [("counter = 2".to_string(), 10)],
+        "never with it"
+    );
+    assert!(has_label(&h, "counter = 1") && has_label(&h, "counter = 2"));
+    assert!(has_label(&h, "10 runs (100 %)"), "the table says it too");
+    let lost = off
+        .iter()
+        .filter(|(o, _)| o != "counter = 2")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert!(
+        has_label(
+            &h,
+            &format!(
+                "With the lock every run ended with counter = 2; without it, {lost} of 10 runs did not."
+            )
+        ),
+        "one sentence sums it up"
+    );
+    assert!(!h.state().many.is_running(), "the thread is done");
 }

@@ -14,6 +14,8 @@ pub const PAUSE: &str = "⏸ Pause";
 pub const PLAY: &str = "▶ Play";
 pub const LIVE: &str = "⏭ Live";
 pub const PRESENTER: &str = "Presenter";
+pub const STAGE_TAB: &str = "Stage";
+pub const MANY_RUNS_TAB: &str = "📊 Many runs";
 
 pub fn toolbar(ui: &mut Ui, app: &mut App) {
     let running = app.run.is_running();
@@ -48,6 +50,8 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
         {
             app.command(Command::Restart);
         }
+        ui.separator();
+        mode_selector(ui, app, &text);
         // A projector has no room to spare: the time scale stays on the
         // desk (it is in the side panel's reach with "Panels").
         if !app.presenter || app.show_side_panels {
@@ -112,6 +116,36 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             }
         });
     });
+}
+
+/// Free / Step / Seeded (with its seed): applies to the next run.
+fn mode_selector(ui: &mut Ui, app: &mut App, text: &dyn Fn(&str) -> RichText) {
+    use super::lab::Mode;
+    // A projector has no room for the label; the buttons say enough.
+    if !app.presenter {
+        ui.label("order:").on_hover_text(
+            "Who decides which process takes the next step (applies to the next run)",
+        );
+    }
+    for m in [Mode::Free, Mode::Step, Mode::Seeded] {
+        if ui
+            .selectable_label(app.mode == m, text(m.label()))
+            .on_hover_text(m.help())
+            .clicked()
+            && app.mode != m
+        {
+            app.command(Command::SetMode(m));
+        }
+    }
+    if app.mode == Mode::Seeded {
+        let mut seed = app.seed;
+        let r = ui
+            .add(egui::DragValue::new(&mut seed).prefix("seed "))
+            .on_hover_text("The same seed gives the same interleaving and the same result");
+        if r.changed() {
+            app.command(Command::SetSeed(seed));
+        }
+    }
 }
 
 fn status(ui: &mut Ui, app: &App) {

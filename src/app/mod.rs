@@ -11,6 +11,8 @@
 
 pub mod controls;
 pub mod inspector;
+pub mod lab;
+pub mod many;
 pub mod output;
 pub mod recording;
 pub mod sampler;
@@ -20,8 +22,10 @@ pub mod theme;
 pub mod timeline;
 
 use crate::cli::{Loaded, load_target, parse_sets};
+use crate::lab::deadlock::{self, WaitEdge};
+use crate::lab::{RaceWatch, Then};
 use crate::model::World;
-use crate::protocol::{RUNNER_ID, Value, now_ns};
+use crate::protocol::{Body, Event, RUNNER_ID, Value, now_ns};
 use crate::scenario::{self, limits};
 use crate::session::{RunOptions, Session};
 use egui::{Color32, Key, ViewportCommand};
@@ -39,6 +43,12 @@ pub const DEFAULT_SCENARIO: &str = "locked-counter";
 /// Longest time spent reading events per frame: the UI stays smooth even
 /// when a run floods it (the rest waits in the channel for the next frame).
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+/// Longest time per frame spent driving a gated run (telling processes to
+/// go and taking in what they did): many steps per frame, smooth UI.
+const GATED_BUDGET: Duration = Duration::from_millis(8);
+/// A step-mode run waiting for the user stops repainting this long after
+/// the last event (late events, like the runner reaping, come by then).
+const IDLE_AFTER: Duration = Duration::from_millis(500);
 /// Frames while something moves are at most this often.
 const FRAME_INTERVAL: Duration = Duration::from_millis(16);
 /// Animations (message dots, flashes, growing nodes) last at most this long
@@ -75,6 +85,22 @@ pub struct GuiArgs {
     /// Let a scenario file run the programs its `exec` steps name.
     #[arg(long)]
     pub allow_exec: bool,
+    /// Who picks the order of the steps: free (the operating system),
+    /// step (you, one step at a time) or seeded.
+    #[arg(long, value_enum)]
+    pub mode: Option<lab::Mode>,
+    /// Seed of the seeded scheduler (--mode seeded).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Replay this schedule file (as `forkscope explore` writes) in step
+    /// mode, then go on by hand.
+    #[arg(long, value_name = "FILE")]
+    pub schedule: Option<PathBuf>,
+    /// Open the "Many runs" view and start this many runs (seeded from
+    /// --seed or 1, or with --mode free scheduled by the operating
+    /// system); with --screenshot, the picture is taken when they end.
+    #[arg(long, value_name = "N")]
+    pub many_runs: Option<u32>,
 }
 
 /// What views ask the app to do.
@@ -101,6 +127,29 @@ pub enum Command {
     ToggleSidePanels,
     Zoom(f32),
     SelectProcess(Option<String>),
+    /// Free, step or seeded: how the next run is scheduled.
+    SetMode(lab::Mode),
+    SetSeed(u64),
+    /// Step mode: this process takes its next step.
+    Step(String),
+    /// Step mode: one step back (run again, replay all but the last step).
+    Undo,
+    /// Finish a step-mode run with the seeded scheduler.
+    RunToEnd,
+    SaveSchedule(PathBuf),
+    /// Replay a schedule file in step mode, then go on by hand.
+    LoadSchedule(PathBuf),
+    ShowView(MainView),
+    StartManyRuns,
+    CancelManyRuns,
+}
+
+/// What the centre shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MainView {
+    #[default]
+    Stage,
+    ManyRuns,
 }
 
 /// The scenario picked, with the parameter values the user set.
@@ -197,6 +246,25 @@ pub struct App {
     /// Event count the current view was built for (`None` = live).
     view_count: Option<usize>,
     last_frame: Option<Instant>,
+    /// How the next run is scheduled.
+    pub mode: lab::Mode,
+    /// Seed of the seeded scheduler (and of "Run to end").
+    pub seed: u64,
+    /// The current or last gated run (step or seeded).
+    pub gated: Option<lab::Gated>,
+    /// The wait-for cycle of the current run's deadlock, to draw.
+    pub deadlock_cycle: Vec<WaitEdge>,
+    /// The World when the deadlock was found (the stage lays the tree out
+    /// from it).
+    pub deadlock_world: Option<World>,
+    pub step_bar: lab::StepBar,
+    pub view: MainView,
+    pub many: many::ManyRuns,
+    races: RaceWatch,
+    /// `--many-runs`: start them on the first frame.
+    many_on_first_frame: bool,
+    /// For the background runs' repaint requests.
+    egui_ctx: Option<egui::Context>,
 }
 
 impl App {
@@ -228,7 +296,32 @@ impl App {
             run_started: None,
             view_count: None,
             last_frame: None,
+            mode: args.mode.unwrap_or_default(),
+            seed: args.seed.unwrap_or(1),
+            gated: None,
+            deadlock_cycle: Vec::new(),
+            deadlock_world: None,
+            step_bar: lab::StepBar::default(),
+            view: MainView::Stage,
+            many: many::ManyRuns::default(),
+            races: RaceWatch::default(),
+            many_on_first_frame: false,
+            egui_ctx: None,
         };
+        if let Some(n) = args.many_runs {
+            if !(1..=many::MAX_RUNS).contains(&n) {
+                return Err(format!(
+                    "--many-runs must be between 1 and {}",
+                    many::MAX_RUNS
+                ));
+            }
+            app.many.runs = n;
+            app.many.first_seed = app.seed;
+            app.many.seeded = args.mode != Some(lab::Mode::Free);
+            app.view = MainView::ManyRuns;
+            app.many_on_first_frame = true;
+            app.run_on_first_frame = false;
+        }
         if let Some(scale) = args.time_scale {
             if !(scale.is_finite() && (0.01..=100.0).contains(&scale)) {
                 return Err("--time-scale must be between 0.01 and 100".into());
@@ -252,6 +345,15 @@ impl App {
                     p.loaded.scenario.exec_programs.join(", ")
                 ));
             }
+        }
+        if let Some(path) = &args.schedule {
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(format!("cannot read {}: {e}", path.display()));
+            }
+            app.step_bar.load_path = path.display().to_string();
+            app.mode = lab::Mode::Step;
+            app.commands.push(Command::LoadSchedule(path.clone()));
+            app.run_on_first_frame = false;
         }
         if let Some(path) = &args.screenshot {
             app.screenshot = Some(ScreenshotPlan {
@@ -282,14 +384,22 @@ impl App {
     /// this directly with a harness' `Ui`.
     pub fn frame(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        if self.egui_ctx.is_none() {
+            self.egui_ctx = Some(ctx.clone());
+        }
         self.frame_count += 1;
         if self.run_on_first_frame {
             self.run_on_first_frame = false;
             self.commands.push(Command::Run);
         }
+        if self.many_on_first_frame {
+            self.many_on_first_frame = false;
+            self.commands.push(Command::StartManyRuns);
+        }
         self.keys(&ctx);
         self.apply_commands();
         self.drain();
+        self.many.poll();
         self.advance_time();
         self.apply_look(&ctx);
         self.show(ui);
@@ -313,6 +423,8 @@ impl App {
             Command::Pick(target) => {
                 self.stop_now();
                 self.pick(&target);
+                // Undo and Save belong to the old scenario's run.
+                self.gated = None;
             }
             Command::SetParam(k, v) => {
                 if let Some(p) = self.picked.as_mut() {
@@ -332,13 +444,13 @@ impl App {
             }
             Command::Run => {
                 if !self.run.is_running() {
-                    self.start_run();
+                    self.start_run(Vec::new());
                 }
             }
             Command::Stop => self.request_stop(),
             Command::Restart => {
                 self.stop_now();
-                self.start_run();
+                self.start_run(Vec::new());
             }
             Command::SetTimeScale(s) => self.time_scale = s.clamp(0.1, 10.0),
             Command::Pause => self.pause(),
@@ -363,6 +475,167 @@ impl App {
             Command::ToggleSidePanels => self.show_side_panels = !self.show_side_panels,
             Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
             Command::SelectProcess(p) => self.selected = p,
+            Command::SetMode(m) => self.mode = m,
+            Command::SetSeed(seed) => self.seed = seed,
+            Command::Step(id) => self.step(&id),
+            Command::Undo => self.undo(),
+            Command::RunToEnd => {
+                if let Some(g) = self.gated.as_mut().filter(|_| self.run.is_running()) {
+                    g.run_to_end(self.seed);
+                }
+            }
+            Command::SaveSchedule(path) => self.save_schedule(&path),
+            Command::LoadSchedule(path) => self.load_schedule(&path),
+            Command::ShowView(v) => self.view = v,
+            Command::StartManyRuns => self.start_many_runs(),
+            Command::CancelManyRuns => self.many.cancel(),
+        }
+    }
+
+    /// Step mode: `id` takes one step (if it may).
+    fn step(&mut self, id: &str) {
+        let Some(g) = self.gated.as_mut().filter(|_| self.run.is_running()) else {
+            return;
+        };
+        if !g.manual() {
+            return;
+        }
+        match g.pick(id, &self.rec.live) {
+            Ok(()) => {
+                self.status = None;
+                self.selected = Some(id.to_string());
+                // Back to the newest moment: the step happens now.
+                self.time.follow = true;
+                self.time.playing = true;
+            }
+            Err(e) => self.status = Some(e),
+        }
+    }
+
+    /// One chosen step back: run again, replaying the schedule without
+    /// its last choice, then go on by hand.
+    fn undo(&mut self) {
+        let Some(prefix) = self.gated.as_ref().and_then(|g| g.undo_prefix()) else {
+            return;
+        };
+        self.stop_now();
+        self.mode = lab::Mode::Step;
+        self.start_run(prefix);
+    }
+
+    /// Replays a schedule file in step mode, with the scenario and the
+    /// parameters it names (a replay with others would go elsewhere).
+    fn load_schedule(&mut self, path: &std::path::Path) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.status = Some(format!("cannot read {}: {e}", path.display()));
+                return;
+            }
+        };
+        let file = lab::ScheduleFile::parse(&text);
+        if file.ids.is_empty() {
+            self.status = Some(format!("{} names no steps", path.display()));
+            return;
+        }
+        self.stop_now();
+        let current = self.picked.as_ref().map(|p| p.loaded.scenario.name.clone());
+        if let Some(name) = file
+            .scenario
+            .as_ref()
+            .filter(|n| Some(*n) != current.as_ref())
+        {
+            if crate::scenario::catalog::BUILTINS
+                .iter()
+                .any(|b| b.name == name)
+            {
+                self.pick(name);
+            } else {
+                self.status = Some(format!(
+                    "{} is a schedule for {name}: open that scenario first",
+                    path.display()
+                ));
+                return;
+            }
+        }
+        let Some(p) = self.picked.as_mut() else {
+            return;
+        };
+        if !file.sets.is_empty() {
+            match scenario::resolve_params(&p.loaded.scenario, &file.sets) {
+                Ok(params) => p.params = params,
+                Err(e) => {
+                    self.status = Some(format!("{}: {e}", path.display()));
+                    return;
+                }
+            }
+        }
+        self.mode = lab::Mode::Step;
+        self.step_bar.open = None;
+        self.gated = None;
+        let steps = file.ids.len();
+        self.start_run(file.ids);
+        if self.run.is_running() {
+            self.status = Some(format!("loaded {} ({steps} steps)", path.display()));
+        }
+    }
+
+    fn save_schedule(&mut self, path: &std::path::Path) {
+        let (Some(p), Some(g)) = (self.picked.as_ref(), self.gated.as_ref()) else {
+            self.status = Some("nothing to save: run in Step or Seeded mode first".into());
+            return;
+        };
+        if path.as_os_str().is_empty() {
+            self.status = Some("type a file name to save the schedule to".into());
+            return;
+        }
+        match crate::lab::schedule::write(
+            path,
+            &p.loaded.scenario.name,
+            p.loaded.origin_arg(),
+            &p.params,
+            &g.schedule,
+        ) {
+            Ok(()) => {
+                self.status = Some(format!(
+                    "saved {} steps to {}",
+                    g.schedule.len(),
+                    path.display()
+                ));
+                self.step_bar.open = None;
+            }
+            Err(e) => self.status = Some(format!("cannot write {}: {e}", path.display())),
+        }
+    }
+
+    fn start_many_runs(&mut self) {
+        let Some(p) = self.picked.as_ref() else {
+            return;
+        };
+        if p.needs_exec_consent() && !p.exec_confirmed {
+            self.status = Some(format!(
+                "this file runs programs ({}): confirm it on the left first",
+                p.loaded.scenario.exec_programs.join(", ")
+            ));
+            return;
+        }
+        if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &limits::Limits::default()) {
+            self.status = Some(format!("{}: {e}", p.loaded.origin));
+            return;
+        }
+        let plan = many::Plan {
+            scenario_name: p.loaded.scenario.name.clone(),
+            text: p.loaded.text.clone(),
+            origin: p.loaded.origin.clone(),
+            params: p.params.clone(),
+            time_scale: self.time_scale,
+            runs: self.many.runs,
+            seeded: self.many.seeded,
+            first_seed: self.many.first_seed,
+            both_locks: many::has_lock_switch(p),
+        };
+        if let Some(ctx) = self.egui_ctx.clone() {
+            self.many.start(plan, ctx);
         }
     }
 
@@ -398,7 +671,9 @@ impl App {
         self.time.playing = true;
     }
 
-    fn start_run(&mut self) {
+    /// Starts a run in the current mode; a non-empty `prefix` (a schedule
+    /// to replay first) makes it gated.
+    fn start_run(&mut self, prefix: Vec<String>) {
         let Some(p) = self.picked.as_ref() else {
             self.status = Some("pick a scenario first".into());
             return;
@@ -410,11 +685,16 @@ impl App {
             ));
             return;
         }
+        let gated = self.mode != lab::Mode::Free || !prefix.is_empty();
         let opts = RunOptions {
             time_scale: self.time_scale,
-            seed: now_ns(),
+            seed: if self.mode == lab::Mode::Seeded {
+                self.seed
+            } else {
+                now_ns()
+            },
             limits: limits::Limits::default(),
-            gated: false,
+            gated,
         };
         if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {
             self.status = Some(format!("{}: {e}", p.loaded.origin));
@@ -434,6 +714,16 @@ impl App {
         self.status = None;
         self.collector_problems.clear();
         self.view_count = None;
+        self.races = RaceWatch::default();
+        self.deadlock_cycle.clear();
+        self.deadlock_world = None;
+        self.gated = gated.then(|| {
+            let then = match self.mode {
+                lab::Mode::Seeded => Then::Seeded(self.seed),
+                _ => Then::Manual,
+            };
+            lab::Gated::new(prefix, then)
+        });
         self.run_started = Some(Instant::now());
         self.run = RunState::Running {
             session: Box::new(session),
@@ -478,36 +768,127 @@ impl App {
         else {
             return;
         };
-        let deadline = Instant::now() + DRAIN_BUDGET;
+        let budget = if self.gated.is_some() {
+            GATED_BUDGET
+        } else {
+            DRAIN_BUDGET
+        };
+        let deadline = Instant::now() + budget;
         let mut disconnected = false;
+        let mut found_deadlock: Option<(String, Vec<WaitEdge>)> = None;
+        let mut diverged: Option<String> = None;
         let events = session.collector.events.clone();
-        while Instant::now() < deadline {
-            match events.try_recv() {
-                Ok(e) => self.rec.push(e),
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    disconnected = true;
+        'pump: loop {
+            // Everything that is there (within the budget).
+            loop {
+                match events.try_recv() {
+                    Ok(e) => {
+                        let watch = !*stopping && found_deadlock.is_none();
+                        let d = take_event(&mut self.rec, self.gated.as_mut(), &mut self.races, e);
+                        if watch && d.is_some() {
+                            found_deadlock = d;
+                        }
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break 'pump;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    break 'pump;
+                }
+            }
+            // A gated run: once all is in, the scheduler (or the user) picks.
+            let Some(g) = self.gated.as_mut() else {
+                break;
+            };
+            if *stopping || found_deadlock.is_some() {
+                break;
+            }
+            match g.next(&self.rec.live, session) {
+                lab::Next::Went | lab::Next::Idle if !g.awaiting_user => {
+                    // Wait a moment for what the process does.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match events.recv_timeout(left.min(Duration::from_millis(2))) {
+                        Ok(e) => {
+                            take_event(&mut self.rec, self.gated.as_mut(), &mut self.races, e);
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            disconnected = true;
+                            break;
+                        }
+                    }
+                }
+                lab::Next::Went | lab::Next::Idle => break,
+                lab::Next::Stuck(cycle, edges) => {
+                    found_deadlock = Some((cycle, edges));
+                    break;
+                }
+                lab::Next::Diverged(id) => {
+                    diverged = Some(id);
                     break;
                 }
             }
+        }
+        if let Some((cycle, edges)) = found_deadlock {
+            let e = Event {
+                t_ns: now_ns(),
+                seq: 0,
+                proc_id: RUNNER_ID.to_string(),
+                pid: 0,
+                line: None,
+                body: Body::Deadlock {
+                    cycle: cycle.clone(),
+                },
+            };
+            let t = e.t_ns;
+            self.rec.push(e);
+            self.deadlock_cycle = edges;
+            // Stopping kills the processes in no particular order (some
+            // get adopted on the way): the stage keeps the tree as it was.
+            self.deadlock_world = Some(self.rec.live.clone());
+            session.stop();
+            *stopping = true;
+            // Stopping kills the processes: hold the picture at the moment
+            // the circle closed (Live shows what came after).
+            self.time.follow = false;
+            self.time.playing = false;
+            self.time.cursor_t_ns = t;
+        }
+        if let Some(id) = diverged {
+            session.stop();
+            *stopping = true;
+            self.status = Some(format!(
+                "the schedule says {id} goes next, but {id} cannot go here (a schedule for other parameters?)"
+            ));
         }
         self.rec.log.dropped = session.collector.stats.dropped.load(Ordering::Relaxed);
         self.rec.log.garbage = session.collector.stats.garbage();
         self.collector_problems = session.collector.stats.summary();
         let code = session.poll_exit();
         if let Some(s) = sampler.as_ref() {
+            // Processes waiting for the user's pick use no CPU: while the
+            // run waits, the sampler rests too.
+            let waiting = self.gated.as_ref().is_some_and(|g| g.awaiting_user);
             let pids: Vec<i32> = self
                 .rec
                 .live
                 .processes
                 .values()
-                .filter(|p| p.is_alive() && p.pid > 0 && p.id != RUNNER_ID)
+                .filter(|p| !waiting && p.is_alive() && p.pid > 0 && p.id != RUNNER_ID)
                 .map(|p| p.pid)
                 .collect();
             s.watch(pids);
         }
         let timeout = Duration::from_secs_f64(limits::DEFAULT_TIMEOUT_S);
-        if !*stopping && session.started.elapsed() > timeout {
+        // A run paced by the user takes as long as the user likes.
+        let paced = self.gated.as_ref().is_some_and(|g| g.paced_by_user);
+        if !*stopping && !paced && session.started.elapsed() > timeout {
             session.stop();
             *stopping = true;
             self.status = Some(format!(
@@ -577,8 +958,18 @@ impl App {
     }
 
     fn wants_repaint(&self) -> bool {
-        if self.run.is_running() || self.screenshot.is_some() {
+        if self.screenshot.is_some() {
             return true;
+        }
+        if self.run.is_running() {
+            // Waiting for the user's pick, with nothing arriving: idle.
+            let idle = self
+                .gated
+                .as_ref()
+                .is_some_and(|g| g.awaiting_user && g.last_event.elapsed() > IDLE_AFTER);
+            if !idle {
+                return true;
+            }
         }
         if !self.time.follow {
             return self.time.playing;
@@ -635,6 +1026,35 @@ impl App {
             self.commands.push(Command::TogglePresenter);
             ctx.send_viewport_cmd(ViewportCommand::Fullscreen(!self.presenter));
         }
+        // Step mode: 1–9 pick the process with that number, U undoes.
+        const DIGITS: [Key; 9] = [
+            Key::Num1,
+            Key::Num2,
+            Key::Num3,
+            Key::Num4,
+            Key::Num5,
+            Key::Num6,
+            Key::Num7,
+            Key::Num8,
+            Key::Num9,
+        ];
+        let (digit, undo) = ctx.input(|i| {
+            (
+                DIGITS.iter().position(|k| i.key_pressed(*k)),
+                i.key_pressed(Key::U),
+            )
+        });
+        if let Some(d) = digit
+            && self.gated.as_ref().is_some_and(|g| g.manual())
+            && let Some((id, _)) = lab::step_numbers(&self.rec.live)
+                .into_iter()
+                .find(|(_, n)| *n == d + 1)
+        {
+            self.commands.push(Command::Step(id));
+        }
+        if undo {
+            self.commands.push(Command::Undo);
+        }
     }
 
     fn screenshot(&mut self, ctx: &egui::Context) {
@@ -642,8 +1062,19 @@ impl App {
             return;
         };
         let since_run = self.run_started.map(|t| t.elapsed()).unwrap_or_default();
+        let many_view = self.view == MainView::ManyRuns;
+        let ready = if many_view {
+            self.many.tally.as_ref().is_some_and(|t| t.finished) && !self.many.is_running()
+        } else {
+            self.run_started.is_some() && since_run >= plan.after
+        };
+        let started = if many_view {
+            self.many.tally.is_some()
+        } else {
+            self.run_started.is_some()
+        };
         match plan.requested_at {
-            None if self.run_started.is_some() && since_run >= plan.after => {
+            None if ready => {
                 let slot = plan.image.clone();
                 let repaint = ctx.clone();
                 ctx.request_screenshot(move |image| {
@@ -655,7 +1086,7 @@ impl App {
                 plan.requested_at = Some(Instant::now());
             }
             None => {
-                if self.run_started.is_none() && self.frame_count > 10 {
+                if !started && self.frame_count > 10 {
                     // The run could not start: say why and give up.
                     eprintln!(
                         "forkscope: no screenshot: {}",
@@ -736,6 +1167,9 @@ impl App {
         let colors = self.process_colors();
         let view_t = self.view_t_ns();
         let sides = !self.presenter || self.show_side_panels;
+        let live_view = self.time.follow && self.run.is_running();
+        let step = lab::StepCtx::new(&self.rec.live, self.gated.as_ref(), live_view);
+        let cycle = self.deadlock_cycle.clone();
 
         egui::Panel::top("toolbar").show(ui, |ui| {
             controls::toolbar(ui, self);
@@ -762,6 +1196,9 @@ impl App {
                         selected: self.selected.as_deref(),
                         scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
                         sampler: self.sampler(),
+                        step: &step,
+                        deadlock: &cycle,
+                        layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
                     };
                     let half = ui.available_height() * 0.45;
                     egui::Panel::top("inspector_top")
@@ -786,6 +1223,9 @@ impl App {
                     selected: self.selected.as_deref(),
                     scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
                     sampler: None,
+                    step: &step,
+                    deadlock: &cycle,
+                    layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
                 };
                 let presenter = self.presenter && !self.show_side_panels;
                 if presenter {
@@ -800,20 +1240,65 @@ impl App {
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(8.0))
             .show(ui, |ui| {
-                let world = self.view_world();
-                let ctx = ViewCtx {
-                    world,
-                    rec: &self.rec,
-                    theme: &theme,
-                    colors: &colors,
-                    view_t_ns: view_t,
-                    selected: self.selected.as_deref(),
-                    scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
-                    sampler: None,
-                };
-                stage.ui(ui, &ctx, &mut cmds);
+                self.central_bar(ui);
+                match self.view {
+                    MainView::Stage => {
+                        let world = self.view_world();
+                        let ctx = ViewCtx {
+                            world,
+                            rec: &self.rec,
+                            theme: &theme,
+                            colors: &colors,
+                            view_t_ns: view_t,
+                            selected: self.selected.as_deref(),
+                            scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
+                            sampler: None,
+                            step: &step,
+                            deadlock: &cycle,
+                            layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
+                        };
+                        stage.ui(ui, &ctx, &mut cmds);
+                    }
+                    MainView::ManyRuns => {
+                        let ask = egui::ScrollArea::vertical()
+                            .id_salt("many_runs")
+                            .show(ui, |ui| {
+                                many::ui(ui, &mut self.many, self.picked.as_ref(), self.presenter)
+                            })
+                            .inner;
+                        match ask {
+                            Some(many::Ask::Start) => cmds.push(Command::StartManyRuns),
+                            Some(many::Ask::Cancel) => cmds.push(Command::CancelManyRuns),
+                            None => {}
+                        }
+                    }
+                }
             });
         self.commands.extend(cmds);
+    }
+
+    /// Over the centre: Stage / Many runs, and in step mode the step bar.
+    fn central_bar(&mut self, ui: &mut egui::Ui) {
+        let big = self.presenter;
+        let text = |s: &str| {
+            let t = egui::RichText::new(s);
+            if big { t.strong() } else { t }
+        };
+        ui.horizontal(|ui| {
+            for (v, label) in [
+                (MainView::Stage, controls::STAGE_TAB),
+                (MainView::ManyRuns, controls::MANY_RUNS_TAB),
+            ] {
+                if ui.selectable_label(self.view == v, text(label)).clicked() {
+                    self.commands.push(Command::ShowView(v));
+                }
+            }
+        });
+        let lab_on = self.mode != lab::Mode::Free || self.gated.is_some();
+        if self.view == MainView::Stage && lab_on {
+            lab::step_bar(ui, self);
+        }
+        ui.separator();
     }
 
     fn sampler(&self) -> Option<&Sampler> {
@@ -834,6 +1319,13 @@ pub struct ViewCtx<'a> {
     pub selected: Option<&'a str>,
     pub scenario: Option<&'a scenario::Scenario>,
     pub sampler: Option<&'a Sampler>,
+    /// Step mode: pick numbers and who may go now.
+    pub step: &'a lab::StepCtx,
+    /// The wait-for cycle to draw when the World shows a deadlock.
+    pub deadlock: &'a [WaitEdge],
+    /// What the stage lays its tree out from: the whole run (so nothing
+    /// moves when scrubbing), or the moment of a deadlock.
+    pub layout_world: &'a World,
 }
 
 impl ViewCtx<'_> {
@@ -852,6 +1344,31 @@ impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.frame(ui);
     }
+}
+
+/// Takes one event in: the log and World, the gatekeeper of a gated run,
+/// and lost updates (as `race` events). In a free run, returns the
+/// deadlock the World shows once processes wait in a circle.
+fn take_event(
+    rec: &mut Recording,
+    gated: Option<&mut lab::Gated>,
+    races: &mut RaceWatch,
+    e: Event,
+) -> Option<(String, Vec<WaitEdge>)> {
+    let waits = matches!(e.body, Body::LockWait { .. } | Body::Block { .. });
+    let free = gated.is_none();
+    if let Some(g) = gated {
+        g.observe(&e);
+    }
+    rec.push(e);
+    for r in races.check(&rec.live) {
+        rec.push(r);
+    }
+    if free && waits {
+        let cycle = deadlock::in_world(&rec.live)?;
+        return Some((cycle, deadlock::cycle_in_world(&rec.live)));
+    }
+    None
 }
 
 fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), String> {

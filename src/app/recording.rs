@@ -6,7 +6,7 @@
 //! the World after the first `k` events, rebuilt from the nearest
 //! checkpoint.
 
-use crate::model::{EventLog, ProcState, World};
+use crate::model::{EventLog, ProcState, Process, World};
 use crate::protocol::{Body, Event};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,11 +22,14 @@ pub enum LaneState {
     Blocked,
     Stopped,
     Zombie,
+    /// Gated runs: announced its next step, waits for its go.
+    WaitsTurn,
 }
 
 impl LaneState {
-    fn of(state: &ProcState) -> Option<LaneState> {
-        Some(match state {
+    fn of(p: &Process) -> Option<LaneState> {
+        Some(match &p.state {
+            ProcState::Running if p.pending.is_some() => LaneState::WaitsTurn,
             ProcState::Running => LaneState::Running,
             ProcState::Sleeping => LaneState::Sleeping,
             ProcState::Blocked(_) => LaneState::Blocked,
@@ -39,7 +42,7 @@ impl LaneState {
     /// The `ProcState` whose colour this span uses.
     pub fn as_proc_state(self) -> ProcState {
         match self {
-            LaneState::Running => ProcState::Running,
+            LaneState::Running | LaneState::WaitsTurn => ProcState::Running,
             LaneState::Sleeping => ProcState::Sleeping,
             LaneState::Blocked => ProcState::Blocked(String::new()),
             LaneState::Stopped => ProcState::Stopped,
@@ -273,7 +276,7 @@ impl Recording {
             _ => {}
         }
         for id in touched {
-            let state = self.live.process(&id).and_then(|p| LaneState::of(&p.state));
+            let state = self.live.process(&id).and_then(LaneState::of);
             let lane = self.lane(&id);
             lane.set_state(t, state);
             if state.is_none() {

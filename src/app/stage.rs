@@ -35,6 +35,14 @@ const FLASH_NS: u64 = 700_000_000;
 const GROW_NS: u64 = 300_000_000;
 /// A signal arrow stays this long.
 const SIGNAL_NS: u64 = 1_500_000_000;
+/// Step mode: the "next step" bubble under a node (two lines when the
+/// process may not go, to say why).
+const NEXT_H: f32 = 30.0;
+const NEXT_H_WHY: f32 = 46.0;
+const NEXT_GAP: f32 = 6.0;
+const DEADLOCK_BANNER_H: f32 = 62.0;
+/// A pool's frame reaches this far under its workers, for its label.
+const POOL_LABEL_H: f32 = 30.0;
 
 #[derive(Default)]
 pub struct StageView {}
@@ -66,8 +74,14 @@ impl StageView {
             0.0
         };
         let caption_h = CAPTION_H * if ctx.theme.presenter { 1.2 } else { 1.0 };
+        // A deadlock gets a banner over the tree.
+        let banner_h = if world.deadlock.is_some() {
+            DEADLOCK_BANNER_H * if ctx.theme.presenter { 1.2 } else { 1.0 }
+        } else {
+            0.0
+        };
         let tree_rect = Rect::from_min_max(
-            full.min,
+            full.min + vec2(0.0, banner_h),
             pos2(full.right() - side_w, full.bottom() - caption_h),
         );
         let layout = layout_tree(ctx, tree_rect, ui.ctx());
@@ -112,6 +126,12 @@ impl StageView {
                 });
                 if response.clicked() {
                     cmds.push(Command::SelectProcess(Some(p.id.clone())));
+                    if ctx.step.can_pick(&p.id) {
+                        cmds.push(Command::Step(p.id.clone()));
+                    }
+                }
+                if ctx.step.can_pick(&p.id) && response.hovered() {
+                    ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
                 }
                 if p.id == RUNNER_ID {
                     runner_node(&painter, *r, p, ctx, s);
@@ -122,12 +142,19 @@ impl StageView {
         }
         messages(&painter, ctx, &layout, &channel_rects);
         signals(&painter, ctx, &layout);
+        next_steps(ui, &painter, ctx, &layout, cmds);
+        let mut lock_rects = BTreeMap::new();
         if has_side {
             let side = Rect::from_min_max(
                 pos2(full.right() - side_w + 8.0, full.top()),
                 pos2(full.right(), full.bottom() - caption_h),
             );
-            side_panel(ui, &painter, side, ctx);
+            lock_rects = side_panel(ui, &painter, side, ctx);
+        }
+        if let Some(cycle) = &ctx.world.deadlock {
+            deadlock_cycle(&painter, ctx, &layout, &lock_rects);
+            let banner = Rect::from_min_size(full.min, vec2(full.width() - side_w, banner_h - 6.0));
+            deadlock_banner(ui, &painter, banner, cycle, ctx);
         }
         caption(
             &painter,
@@ -164,7 +191,7 @@ fn empty_stage(painter: &egui::Painter, rect: Rect, ctx: &ViewCtx) {
 /// from the live World (the whole run so far), so scrubbing back does not
 /// move anything; new processes make the tree grow with a short glide.
 fn layout_tree(ctx: &ViewCtx, area: Rect, egui_ctx: &egui::Context) -> Layout {
-    let live = &ctx.rec.live;
+    let live = ctx.layout_world;
     let rows = live.processes_by_tree();
     let mut kids: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for r in &rows {
@@ -220,11 +247,25 @@ fn layout_tree(ctx: &ViewCtx, area: Rect, egui_ctx: &egui::Context) -> Layout {
         }
     }
     let unit_w = if same_row { UNIT_W_CHANNELS } else { UNIT_W };
-    let row_gap = if across { ROW_GAP_CHANNELS } else { ROW_GAP };
+    let mut row_gap = if across { ROW_GAP_CHANNELS } else { ROW_GAP };
+    // A gated run (all of it, so nothing moves when it ends) leaves room
+    // under each node for its next step.
+    let gated = ctx.rec.log.counts_by_kind().contains_key("pending");
+    let bottom_margin = if gated {
+        let pool = if live.pools.is_empty() {
+            0.0
+        } else {
+            POOL_LABEL_H
+        };
+        row_gap = row_gap.max(NEXT_GAP + NEXT_H_WHY + 14.0 + pool);
+        BOTTOM_MARGIN.max(NEXT_GAP + NEXT_H_WHY + 6.0 + pool)
+    } else {
+        BOTTOM_MARGIN
+    };
     let row_h = node_h + row_gap;
     let runner_rows = if has_runner { 1 } else { 0 };
     let need_h = (depth_max + 1 - runner_rows) as f32 * row_h - row_gap
-        + BOTTOM_MARGIN
+        + bottom_margin
         + if has_runner {
             RUNNER_H + ROW_GAP * 0.6
         } else {
@@ -358,9 +399,11 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     let text_color = if look.greyed { t.weak_text } else { t.text };
     let pad = 9.0 * s;
     let mut y = rect.top() + pad * 0.7;
-    // Header: the logical id, big; the pid at the right.
+    // Header: (step mode: the pick number,) the logical id, big; the pid
+    // at the right.
+    let number_w = pick_number(painter, pos2(rect.left() + pad * 0.6, y), p, ctx, s);
     painter.text(
-        pos2(rect.left() + pad, y),
+        pos2(rect.left() + pad + number_w, y),
         Align2::LEFT_TOP,
         &p.id,
         FontId::proportional(21.0 * s),
@@ -388,31 +431,60 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     } else if p.orphaned {
         tags.push("ORPHAN".into());
     }
-    painter.text(
-        pos2(rect.left() + pad, y),
-        Align2::LEFT_TOP,
-        tags.join(" · "),
-        FontId::proportional(12.5 * s),
-        if p.orphaned || p.adopted {
-            theme::okabe_ito::ORANGE
+    let lost = lost_updates_by(ctx.world, &p.id);
+    if lost > 0 {
+        // The news of the moment, where the role usually is.
+        let text = if lost == 1 {
+            "⚠ LOST UPDATE".to_string()
         } else {
-            t.weak_text
-        },
-    );
+            format!("⚠ {lost} LOST UPDATES")
+        };
+        let galley = painter.layout_no_wrap(text, FontId::proportional(12.5 * s), Color32::WHITE);
+        let tag = Rect::from_min_size(
+            pos2(rect.left() + pad * 0.6, y - 1.0 * s),
+            galley.size() + vec2(8.0, 2.0) * s,
+        );
+        painter.rect_filled(
+            tag,
+            CornerRadius::same((4.0 * s) as u8),
+            theme::okabe_ito::VERMILLION,
+        );
+        painter.galley(tag.min + vec2(4.0, 1.0) * s, galley, Color32::WHITE);
+    } else {
+        painter.text(
+            pos2(rect.left() + pad, y),
+            Align2::LEFT_TOP,
+            tags.join(" · "),
+            FontId::proportional(12.5 * s),
+            if p.orphaned || p.adopted {
+                theme::okabe_ito::ORANGE
+            } else {
+                t.weak_text
+            },
+        );
+    }
     y += 19.0 * s;
     // The state badge: colour, icon and words.
     let badge = Rect::from_min_size(
         pos2(rect.left() + pad * 0.6, y),
         vec2(rect.width() - pad * 1.2, 24.0 * s),
     );
+    // Step mode: a process that waits for its go is not running.
+    let waits_turn = p.pending.is_some() && p.state == crate::model::ProcState::Running;
     let (badge_fill, badge_text) = if look.greyed {
         (t.reaped_fill, t.weak_text)
     } else if p.state == crate::model::ProcState::Zombie {
         (Color32::from_gray(20), Color32::WHITE)
+    } else if waits_turn {
+        (theme::WAITS_TURN, Color32::WHITE)
     } else {
         (look.color, theme::text_on(look.color))
     };
-    let mut state_text = format!("{} {}", look.icon, look.text);
+    let mut state_text = if waits_turn {
+        "⏸ waits for its turn".to_string()
+    } else {
+        format!("{} {}", look.icon, look.text)
+    };
     if let (crate::model::ProcState::Sleeping, Some(until)) = (&p.state, p.sleep_until_t_ns) {
         let left_s = until.saturating_sub(ctx.view_t_ns) as f64 / 1e9;
         if left_s > 0.05 {
@@ -457,6 +529,281 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
         );
         y += NODE_LINE_H * s;
     }
+}
+
+/// Step mode: under each waiting process its next step ("read counter"),
+/// with its pick number beside the node. Those that may go now are
+/// yellow and clickable; those that may not are dashed and say why.
+fn next_steps(
+    ui: &mut Ui,
+    painter: &egui::Painter,
+    ctx: &ViewCtx,
+    layout: &Layout,
+    cmds: &mut Vec<Command>,
+) {
+    let s = layout.scale;
+    let t = ctx.theme;
+    for p in ctx.world.processes.values() {
+        let Some(action) = p.pending.as_deref() else {
+            continue;
+        };
+        if p.id == RUNNER_ID || !p.is_alive() {
+            continue;
+        }
+        let Some(node) = layout.nodes.get(&p.id) else {
+            continue;
+        };
+        let choice = ctx.step.choices.get(&p.id);
+        let can = matches!(choice, Some(None));
+        let why = match choice {
+            Some(Some(w)) => Some(w.as_str()),
+            _ => None,
+        };
+        let h = if why.is_some() { NEXT_H_WHY } else { NEXT_H } * s;
+        // A pool's workers have the pool's label under them: go below it.
+        let below = if p.role.starts_with("pool:") {
+            POOL_LABEL_H * s
+        } else {
+            0.0
+        };
+        let r = Rect::from_min_size(
+            pos2(node.left(), node.bottom() + below + NEXT_GAP * s),
+            vec2(node.width(), h),
+        );
+        let resp = ui.interact(r, ui.scope_id().with(("next", &p.id)), Sense::click());
+        let label = format!("{}: {action}", p.id);
+        resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, can, label.clone()));
+        if resp.clicked() && can {
+            cmds.push(Command::SelectProcess(Some(p.id.clone())));
+            cmds.push(Command::Step(p.id.clone()));
+        }
+        if resp.hovered() && can {
+            ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
+        }
+        let yellow = theme::okabe_ito::YELLOW;
+        let (fill, ink) = if can {
+            (yellow, Color32::BLACK)
+        } else {
+            (t.panel, t.text)
+        };
+        let border = if can {
+            Stroke::new(
+                if resp.hovered() { 3.0 } else { 1.5 } * t.line_width,
+                if t.presenter { Color32::BLACK } else { yellow },
+            )
+        } else {
+            Stroke::new(1.5 * t.line_width, t.weak_text)
+        };
+        // A little pointer up to the node: this step is that process's.
+        let tip = pos2(node.center().x, node.bottom() + 1.0);
+        painter.add(Shape::convex_polygon(
+            vec![
+                tip,
+                pos2(tip.x + 8.0 * s, r.top() + 1.0),
+                pos2(tip.x - 8.0 * s, r.top() + 1.0),
+            ],
+            if can { fill } else { t.weak_text },
+            Stroke::NONE,
+        ));
+        let radius = CornerRadius::same((6.0 * s) as u8);
+        painter.rect_filled(r, radius, fill);
+        if can || why.is_none() {
+            painter.rect_stroke(r, radius, border, StrokeKind::Inside);
+        } else {
+            dashed_rect(painter, r, border);
+        }
+        let icon = if can {
+            "▶"
+        } else if why.is_some() {
+            "⏳"
+        } else {
+            "next:"
+        };
+        let line1 = format!("{icon} {action}");
+        let room = r.width() - 12.0 * s;
+        let size = fit_size(painter, &line1, 15.5 * s, room);
+        let top = if why.is_some() {
+            r.top() + 4.0 * s
+        } else {
+            r.center().y - size * 0.62
+        };
+        painter.text(
+            pos2(r.left() + 6.0 * s, top),
+            Align2::LEFT_TOP,
+            &line1,
+            FontId::proportional(size),
+            ink,
+        );
+        if let Some(why) = why {
+            let size = fit_size(painter, why, 12.5 * s, room);
+            painter.text(
+                pos2(r.left() + 6.0 * s, r.bottom() - 4.0 * s),
+                Align2::LEFT_BOTTOM,
+                why,
+                FontId::proportional(size),
+                theme::okabe_ito::VERMILLION,
+            );
+        }
+    }
+}
+
+/// Step mode: the number a waiting process is picked by (key 1–9), in a
+/// circle at the start of its header (yellow when it may go now); returns
+/// the room it takes.
+fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, s: f32) -> f32 {
+    let Some(n) = ctx
+        .step
+        .numbers
+        .get(&p.id)
+        .filter(|_| p.pending.is_some() && p.is_alive())
+    else {
+        return 0.0;
+    };
+    let t = ctx.theme;
+    let radius = 13.0 * s;
+    let c = at + vec2(radius, radius - 1.0 * s);
+    let (fill, ink, ring) = if ctx.step.can_pick(&p.id) {
+        (theme::okabe_ito::YELLOW, Color32::BLACK, Color32::BLACK)
+    } else {
+        (t.panel, t.weak_text, t.weak_text)
+    };
+    painter.circle(c, radius, fill, Stroke::new(1.5 * t.line_width, ring));
+    painter.text(
+        c,
+        Align2::CENTER_CENTER,
+        n.to_string(),
+        FontId::proportional(18.0 * s),
+        ink,
+    );
+    2.0 * radius + 5.0 * s
+}
+
+/// How many updates `id` overwrote (writes based on a stale read).
+fn lost_updates_by(world: &World, id: &str) -> usize {
+    world
+        .values
+        .values()
+        .flat_map(|v| &v.lost_updates)
+        .filter(|lu| lu.proc_id == id)
+        .count()
+}
+
+/// The wait-for cycle in red: each waiting process → the lock it waits
+/// for → the process holding that lock (or straight to the process it
+/// waits to end).
+fn deadlock_cycle(
+    painter: &egui::Painter,
+    ctx: &ViewCtx,
+    layout: &Layout,
+    lock_rects: &BTreeMap<String, Rect>,
+) {
+    let red = theme::okabe_ito::VERMILLION;
+    let s = layout.scale;
+    let stroke = Stroke::new(4.0 * ctx.theme.line_width.max(1.0), red);
+    let font = FontId::proportional(15.0 * s.max(0.8));
+    for e in ctx.deadlock {
+        let (Some(waiter), Some(holder)) =
+            (layout.nodes.get(&e.waiter), layout.nodes.get(&e.holder))
+        else {
+            continue;
+        };
+        painter.rect_stroke(
+            waiter.expand(4.0),
+            CornerRadius::same((12.0 * s) as u8),
+            stroke,
+            StrokeKind::Outside,
+        );
+        match e
+            .lock
+            .as_deref()
+            .and_then(|l| lock_rects.get(l).map(|r| (l, r)))
+        {
+            Some((lock, lr)) => {
+                let a = closest_edge_point(waiter, lr.center());
+                let b = closest_edge_point(lr, waiter.center());
+                red_arrow(
+                    painter,
+                    a,
+                    b,
+                    stroke,
+                    &format!("waits for {lock}"),
+                    &font,
+                    ctx,
+                );
+                let a = closest_edge_point(lr, holder.center());
+                let b = closest_edge_point(holder, lr.center());
+                red_arrow(
+                    painter,
+                    a,
+                    b,
+                    stroke,
+                    &format!("{lock} held by {}", e.holder),
+                    &font,
+                    ctx,
+                );
+            }
+            None => {
+                let a = closest_edge_point(waiter, holder.center());
+                let b = closest_edge_point(holder, waiter.center());
+                let what = match e.lock.as_deref() {
+                    Some(l) => format!("waits for {l}"),
+                    None => "waits for it to end".into(),
+                };
+                red_arrow(painter, a, b, stroke, &what, &font, ctx);
+            }
+        }
+    }
+}
+
+fn red_arrow(
+    painter: &egui::Painter,
+    a: Pos2,
+    b: Pos2,
+    stroke: Stroke,
+    label: &str,
+    font: &FontId,
+    ctx: &ViewCtx,
+) {
+    let dir = (b - a).normalized();
+    let tip = b - dir * 2.0;
+    painter.line_segment([a, tip - dir * 10.0], stroke);
+    let side = vec2(-dir.y, dir.x) * 9.0;
+    painter.add(Shape::convex_polygon(
+        vec![tip, tip - dir * 18.0 + side, tip - dir * 18.0 - side],
+        stroke.color,
+        Stroke::NONE,
+    ));
+    let galley = painter.layout_no_wrap(label.to_string(), font.clone(), stroke.color);
+    let mid = a.lerp(b, 0.5);
+    let r = Rect::from_center_size(mid, galley.size() + vec2(8.0, 4.0));
+    painter.rect_filled(r, CornerRadius::same(4), ctx.theme.bg);
+    painter.galley(r.min + vec2(4.0, 2.0), galley, stroke.color);
+}
+
+/// `DEADLOCK: main.1 holds a, waits for b; …` across the top of the stage.
+fn deadlock_banner(ui: &mut Ui, painter: &egui::Painter, r: Rect, cycle: &str, ctx: &ViewCtx) {
+    let red = theme::okabe_ito::VERMILLION;
+    painter.rect_filled(r, CornerRadius::same(8), red);
+    let big = if ctx.theme.presenter { 1.15 } else { 1.0 };
+    let title = "⛔ DEADLOCK: nobody can go on";
+    painter.text(
+        r.left_top() + vec2(12.0, 6.0),
+        Align2::LEFT_TOP,
+        title,
+        FontId::proportional(19.0 * big),
+        Color32::WHITE,
+    );
+    let size = fit_size(painter, cycle, 15.0 * big, r.width() - 24.0);
+    painter.text(
+        r.left_bottom() + vec2(12.0, -6.0),
+        Align2::LEFT_BOTTOM,
+        cycle,
+        FontId::proportional(size),
+        Color32::WHITE,
+    );
+    let label = format!("DEADLOCK: {cycle}");
+    let resp = ui.interact(r, ui.scope_id().with("deadlock"), Sense::hover());
+    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
 }
 
 fn role_words(role: &str) -> String {
@@ -507,7 +854,7 @@ fn pools(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
         let s = layout.scale;
         let frame = bounds
             .expand2(vec2(10.0, 8.0) * s)
-            .with_max_y(bounds.bottom() + 30.0 * s);
+            .with_max_y(bounds.bottom() + POOL_LABEL_H * s);
         painter.rect(
             frame,
             CornerRadius::same((12.0 * s) as u8),
@@ -890,13 +1237,26 @@ fn signals(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
 
 // ---- shared values and locks ----------------------------------------------
 
-fn side_panel(ui: &mut Ui, painter: &egui::Painter, area: Rect, ctx: &ViewCtx) {
+/// Shared values and locks, in a column; returns where each lock is.
+fn side_panel(
+    ui: &mut Ui,
+    painter: &egui::Painter,
+    area: Rect,
+    ctx: &ViewCtx,
+) -> BTreeMap<String, Rect> {
     let t = ctx.theme;
     let big = if t.presenter { 1.15 } else { 1.0 };
     let mut y = area.top();
     let w = area.width();
+    let mut lock_rects = BTreeMap::new();
     for v in ctx.world.values.values() {
-        let h = 118.0 * big + if v.lost_updates.is_empty() { 0.0 } else { 20.0 };
+        let h = 118.0 * big
+            + access_lines(ctx.world) as f32 * ACCESS_LINE_H * big
+            + if v.lost_updates.is_empty() {
+                0.0
+            } else {
+                LOST_BANNER_H * big + 6.0
+            };
         let r = Rect::from_min_size(pos2(area.left(), y), vec2(w, h));
         value_box(ui, painter, r, v, ctx, big);
         y += h + 10.0;
@@ -969,8 +1329,10 @@ fn side_panel(ui: &mut Ui, painter: &egui::Painter, area: Rect, ctx: &ViewCtx) {
         );
         let resp = ui.interact(r, ui.scope_id().with(("lock", &l.name)), Sense::hover());
         resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
+        lock_rects.insert(l.name.clone(), r);
         y += h + 10.0;
     }
+    lock_rects
 }
 
 /// A small coloured name tag; returns its right edge.
@@ -1076,21 +1438,142 @@ fn value_box(
         painter.galley(pos2(x, y), galley, t.text);
         x += width + 2.0;
     }
-    if let Some(lost) = v.lost_updates.last() {
-        painter.text(
-            pos2(r.left() + 10.0, y + 20.0),
-            Align2::LEFT_TOP,
-            format!(
-                "⚠ {} lost update(s): {} wrote {} over {}",
-                v.lost_updates.len(),
-                lost.proc_id,
-                short(&lost.written, 8),
-                short(&lost.lost, 8)
-            ),
-            FontId::proportional(13.0 * big),
-            theme::okabe_ito::VERMILLION,
-        );
+    if access_lines(ctx.world) > 0 {
+        recent_accesses(painter, r, y + 22.0 * big, v, ctx, big);
     }
+    if let Some(lost) = v.lost_updates.last() {
+        lost_update_banner(ui, painter, r, v, lost, ctx, big);
+    }
+}
+
+/// Recent reads and writes shown in each value's box (none when there
+/// are many values: no room).
+fn access_lines(world: &World) -> usize {
+    if world.values.len() <= 2 { 4 } else { 0 }
+}
+
+const ACCESS_LINE_H: f32 = 19.0;
+
+/// The last reads and writes of a value, oldest first: `main.1 read 0`,
+/// `main.2 wrote 1`. A lost update is two reads of the same value
+/// followed by two writes; here it can be read off line by line.
+fn recent_accesses(
+    painter: &egui::Painter,
+    r: Rect,
+    top: f32,
+    v: &SharedValue,
+    ctx: &ViewCtx,
+    big: f32,
+) {
+    use crate::model::Access;
+    let n = access_lines(ctx.world);
+    let accesses: Vec<_> = v
+        .history
+        .iter()
+        .filter(|a| a.access != Access::Initial)
+        .collect();
+    let font = FontId::proportional(14.0 * big);
+    let mut y = top;
+    for a in &accesses[accesses.len().saturating_sub(n)..] {
+        let x = chip(
+            painter,
+            pos2(r.left() + 10.0, y),
+            &a.proc_id,
+            ctx,
+            13.0 * big,
+        );
+        let lost = a.access == Access::Write
+            && v.lost_updates
+                .iter()
+                .any(|lu| lu.t_ns == a.t_ns && lu.proc_id == a.proc_id);
+        let (verb, color) = match (a.access, lost) {
+            (Access::Read, _) => ("read", ctx.theme.text),
+            (_, false) => ("wrote", ctx.theme.text),
+            (_, true) => ("wrote", theme::okabe_ito::VERMILLION),
+        };
+        let text = format!(
+            "{verb} {}{}",
+            short(&a.value, 12),
+            if lost { "  ⚠" } else { "" }
+        );
+        painter.text(
+            pos2(x + 6.0, y + 1.0),
+            Align2::LEFT_TOP,
+            text,
+            font.clone(),
+            color,
+        );
+        y += ACCESS_LINE_H * big;
+    }
+}
+
+/// Height of the red "LOST UPDATE" band at the bottom of a value box.
+const LOST_BANNER_H: f32 = 44.0;
+
+/// `LOST UPDATE: main.2 wrote 1 over main.1's 1`, white on red, at the
+/// bottom of the value's box (which gets a red border too).
+fn lost_update_banner(
+    ui: &mut Ui,
+    painter: &egui::Painter,
+    r: Rect,
+    v: &SharedValue,
+    lost: &crate::model::LostUpdate,
+    ctx: &ViewCtx,
+    big: f32,
+) {
+    let red = theme::okabe_ito::VERMILLION;
+    painter.rect_stroke(
+        r,
+        CornerRadius::same(8),
+        Stroke::new(3.0 * ctx.theme.line_width.max(1.0), red),
+        StrokeKind::Inside,
+    );
+    let band = Rect::from_min_max(
+        pos2(r.left() + 3.0, r.bottom() - LOST_BANNER_H * big - 3.0),
+        pos2(r.right() - 3.0, r.bottom() - 3.0),
+    );
+    painter.rect_filled(band, CornerRadius::same(5), red);
+    let what = format!(
+        "{} wrote {} over {}'s {}",
+        lost.proc_id,
+        short(&lost.written, 10),
+        lost.lost_writer.as_deref().unwrap_or("another process"),
+        short(&lost.lost, 10)
+    );
+    let title = if v.lost_updates.len() > 1 {
+        format!("⚠ LOST UPDATE (×{})", v.lost_updates.len())
+    } else {
+        "⚠ LOST UPDATE".to_string()
+    };
+    let white = Color32::WHITE;
+    painter.text(
+        band.left_top() + vec2(8.0, 3.0),
+        Align2::LEFT_TOP,
+        title,
+        FontId::proportional(16.0 * big),
+        white,
+    );
+    let size = fit_size(painter, &what, 14.0 * big, band.width() - 16.0);
+    painter.text(
+        band.left_bottom() + vec2(8.0, -4.0),
+        Align2::LEFT_BOTTOM,
+        &what,
+        FontId::proportional(size),
+        white,
+    );
+    let label = format!("LOST UPDATE: {what}");
+    let resp = ui.interact(band, ui.scope_id().with(("lost", &v.name)), Sense::hover());
+    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
+}
+
+/// The font size (at most `size`, at least 70 % of it) at which `text`
+/// fits in `width`.
+fn fit_size(painter: &egui::Painter, text: &str, size: f32, width: f32) -> f32 {
+    let w = painter
+        .layout_no_wrap(text.to_string(), FontId::proportional(size), Color32::WHITE)
+        .size()
+        .x;
+    size * (width / w.max(1.0)).clamp(0.7, 1.0)
 }
 
 fn caption(painter: &egui::Painter, r: Rect, ctx: &ViewCtx) {

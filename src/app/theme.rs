@@ -132,6 +132,9 @@ pub struct StateLook {
     pub greyed: bool,
 }
 
+/// Step mode: a process that announced its next step and waits for its go.
+pub const WAITS_TURN: Color32 = Color32::from_gray(95);
+
 pub fn state_color(state: &ProcState) -> Color32 {
     match state {
         ProcState::Running => BLUISH_GREEN,

@@ -3,7 +3,7 @@
 //! arrows for messages and signals, and a cursor. Click or drag to look at
 //! an earlier moment (the run keeps going; "Live" comes back).
 
-use super::recording::Lane;
+use super::recording::{Lane, LaneState};
 use super::{Command, ViewCtx, theme};
 use crate::protocol::RUNNER_ID;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, pos2, vec2};
@@ -13,13 +13,18 @@ const LANE_H: f32 = 20.0;
 const AXIS_H: f32 = 16.0;
 /// Arrows drawn at most (the newest).
 const MAX_ARROWS: usize = 3000;
+/// Lost-update marks drawn at most (the newest), and with words up to.
+const MAX_LOST_MARKS: usize = 500;
+const MAX_LOST_LABELS: usize = 8;
+/// Gated runs with at most this many steps get a tick per step.
+const MAX_GO_TICKS: u64 = 2000;
 
 #[derive(Default)]
 pub struct TimelineView {}
 
 impl TimelineView {
     pub fn ui(&mut self, ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.strong("Timeline");
             legend(ui);
         });
@@ -126,6 +131,40 @@ impl TimelineView {
                         theme::okabe_ito::VERMILLION,
                     );
                 }
+                // Lost updates: a red mark on the writer's lane (words too
+                // while there are few).
+                let lost: Vec<_> = live.values.values().flat_map(|v| &v.lost_updates).collect();
+                let labelled = lost.len() <= MAX_LOST_LABELS;
+                for lu in lost.iter().rev().take(MAX_LOST_MARKS) {
+                    let Some(y) = lane_y.get(lu.proc_id.as_str()) else {
+                        continue;
+                    };
+                    lost_update_mark(&painter, x_of(lu.t_ns), *y, labelled);
+                }
+                // Gated runs: a tick where each process was told to go.
+                if ctx
+                    .rec
+                    .log
+                    .counts_by_kind()
+                    .get("go")
+                    .is_some_and(|n| *n <= MAX_GO_TICKS)
+                {
+                    for e in ctx
+                        .rec
+                        .log
+                        .events()
+                        .iter()
+                        .filter(|e| e.body.kind() == "go")
+                    {
+                        if let Some(y) = lane_y.get(e.proc_id.as_str()) {
+                            let x = x_of(e.t_ns);
+                            painter.line_segment(
+                                [pos2(x, y + 2.0), pos2(x, y + LANE_H - 2.0)],
+                                Stroke::new(1.5, ctx.theme.text),
+                            );
+                        }
+                    }
+                }
                 axis(&painter, lanes_rect, t0, t_end, &x_of, ctx);
                 // The future (after the cursor) is dimmed; the cursor on top.
                 let cx = x_of(ctx.view_t_ns);
@@ -140,6 +179,25 @@ impl TimelineView {
                     [pos2(cx, rect.top()), pos2(cx, lanes_rect.bottom())],
                     Stroke::new(2.0, ctx.theme.text),
                 );
+                if let Some(t) = deadlock_t(ctx) {
+                    let x = x_of(t);
+                    let red = theme::okabe_ito::VERMILLION;
+                    painter.line_segment(
+                        [pos2(x, lanes_rect.top()), pos2(x, lanes_rect.bottom())],
+                        Stroke::new(3.0, red),
+                    );
+                    let galley = painter.layout_no_wrap(
+                        "DEADLOCK".to_string(),
+                        FontId::proportional(10.0),
+                        Color32::WHITE,
+                    );
+                    let label = Rect::from_min_size(
+                        pos2(x - galley.size().x - 8.0, lanes_rect.top()),
+                        galley.size() + vec2(6.0, 2.0),
+                    );
+                    painter.rect_filled(label, 2.0, red);
+                    painter.galley(label.min + vec2(3.0, 1.0), galley, Color32::WHITE);
+                }
                 if response.hovered() {
                     ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
                 }
@@ -162,7 +220,10 @@ fn draw_lane(
     };
     for s in &lane.states {
         if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
-            let c = theme::state_color(&s.what.as_proc_state());
+            let c = match s.what {
+                LaneState::WaitsTurn => theme::WAITS_TURN,
+                other => theme::state_color(&other.as_proc_state()),
+            };
             let r = Rect::from_min_max(pos2(x1, y + 4.0), pos2(x2, y + LANE_H - 4.0));
             painter.rect_filled(r, 0.0, c);
         }
@@ -199,6 +260,67 @@ fn draw_lane(
     }
 }
 
+/// A red diamond with a "!" where a write overwrote another's update.
+fn lost_update_mark(painter: &egui::Painter, x: f32, lane_top: f32, labelled: bool) {
+    if !labelled {
+        // Many of them: a small red notch each over the lane, so the
+        // lane's own colours stay visible.
+        painter.add(egui::Shape::convex_polygon(
+            vec![
+                pos2(x - 3.0, lane_top),
+                pos2(x + 3.0, lane_top),
+                pos2(x, lane_top + 5.0),
+            ],
+            theme::okabe_ito::VERMILLION,
+            Stroke::new(0.5, Color32::WHITE),
+        ));
+        return;
+    }
+    let c = pos2(x, lane_top + LANE_H / 2.0);
+    let r = LANE_H / 2.0;
+    let red = theme::okabe_ito::VERMILLION;
+    painter.add(egui::Shape::convex_polygon(
+        vec![
+            c + vec2(0.0, -r),
+            c + vec2(r, 0.0),
+            c + vec2(0.0, r),
+            c + vec2(-r, 0.0),
+        ],
+        red,
+        Stroke::new(1.0, Color32::WHITE),
+    ));
+    painter.text(
+        c,
+        Align2::CENTER_CENTER,
+        "!",
+        FontId::proportional(12.0),
+        Color32::WHITE,
+    );
+    let galley = painter.layout_no_wrap(
+        "lost update".to_string(),
+        FontId::proportional(10.0),
+        Color32::WHITE,
+    );
+    let label = Rect::from_min_size(
+        c + vec2(r + 2.0, -galley.size().y / 2.0 - 1.0),
+        galley.size() + vec2(6.0, 2.0),
+    );
+    painter.rect_filled(label, 2.0, red);
+    painter.galley(label.min + vec2(3.0, 1.0), galley, Color32::WHITE);
+}
+
+/// When the run's deadlock was found.
+fn deadlock_t(ctx: &ViewCtx) -> Option<u64> {
+    ctx.rec.live.deadlock.as_ref()?;
+    ctx.rec
+        .log
+        .events()
+        .iter()
+        .rev()
+        .find(|e| e.body.kind() == "deadlock")
+        .map(|e| e.t_ns)
+}
+
 fn arrow(painter: &egui::Painter, from: Pos2, to: Pos2, stroke: Stroke) {
     painter.line_segment([from, to], stroke);
     let dir = (to - from).normalized();
@@ -219,10 +341,12 @@ fn axis(
     ctx: &ViewCtx,
 ) {
     let span_s = (t_end - t0) as f64 / 1e9;
-    let step_s = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
-        .into_iter()
-        .find(|s| span_s / s <= 8.0)
-        .unwrap_or(120.0);
+    let step_s = [
+        0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+    ]
+    .into_iter()
+    .find(|s| span_s / s <= 8.0)
+    .unwrap_or(120.0);
     let mut s = 0.0;
     while s <= span_s {
         let x = x_of(t0 + (s * 1e9) as u64);
@@ -233,7 +357,11 @@ fn axis(
         painter.text(
             pos2(x, lanes.bottom() + 4.0),
             Align2::CENTER_TOP,
-            format!("{s:.2}s").replace(".00s", "s"),
+            if step_s < 0.01 {
+                format!("{:.0}ms", s * 1000.0)
+            } else {
+                format!("{s:.2}s").replace(".00s", "s")
+            },
             FontId::proportional(10.0),
             ctx.theme.weak_text,
         );
@@ -254,11 +382,27 @@ fn legend(ui: &mut Ui) {
         ui.painter().rect_filled(r, 1.0, theme::state_color(&state));
         ui.small(word);
     }
+    let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
+    ui.painter().rect_filled(r, 1.0, theme::WAITS_TURN);
+    ui.small("waits for its turn");
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
     ui.painter().rect_filled(r, 0.0, theme::okabe_ito::YELLOW);
     ui.small("holds lock");
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
     ui.painter().rect_filled(r, 0.0, theme::okabe_ito::BLUE);
     ui.small("pool task");
+    let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
+    let c = r.center();
+    ui.painter().add(egui::Shape::convex_polygon(
+        vec![
+            c + vec2(0.0, -5.0),
+            c + vec2(5.0, 0.0),
+            c + vec2(0.0, 5.0),
+            c + vec2(-5.0, 0.0),
+        ],
+        theme::okabe_ito::VERMILLION,
+        Stroke::NONE,
+    ));
+    ui.small("lost update");
     let _ = Color32::TRANSPARENT;
 }

@@ -12,6 +12,7 @@
 pub mod deadlock;
 pub mod explore;
 pub mod outcome;
+pub mod schedule;
 
 use crate::model::{ProcState, World};
 use crate::protocol::{Body, Event, RUNNER_ID, Value, now_ns};
@@ -532,6 +533,44 @@ pub fn run_free(
         }
     }
     outcome::Outcome::new(&final_values(&world), world.deadlock.is_some())
+}
+
+/// Like [`run_free`], but a deadlock the model can see (a circle of
+/// processes waiting for each other's locks, or to end) stops the run at
+/// once and counts as a deadlock; [`run_free`] waits for the timeout then.
+pub fn run_free_watching(
+    session: &mut Session,
+    timeout_s: f64,
+    stop_early: impl Fn() -> bool,
+) -> outcome::Outcome {
+    let timeout = Duration::from_secs_f64(timeout_s);
+    let mut world = World::new();
+    let mut deadlocked = false;
+    let mut stopping = false;
+    let events = session.collector.events.clone();
+    loop {
+        match events.recv_timeout(Duration::from_millis(20)) {
+            Ok(e) => {
+                world.apply(&e);
+                let waits = matches!(e.body, Body::LockWait { .. } | Body::Block { .. });
+                if waits && !deadlocked && deadlock::in_world(&world).is_some() {
+                    deadlocked = true;
+                    stopping = true;
+                    session.stop();
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            Err(_) => {}
+        }
+        // Asked on every turn, so a busy run stops early too (and the
+        // runner's end tells the collector to finish).
+        let ended = session.poll_exit().is_some();
+        if !stopping && !ended && (session.started.elapsed() > timeout || stop_early()) {
+            stopping = true;
+            session.stop();
+        }
+    }
+    outcome::Outcome::new(&final_values(&world), deadlocked)
 }
 
 /// Final values of every shared value: what `stats` and `explore` compare.

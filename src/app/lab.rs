@@ -1,0 +1,534 @@
+//! The race lab in the app: how a run is scheduled (free, step by hand,
+//! seeded), the state of a gated run while the frame loop drives it, and
+//! the step bar over the stage (Undo, Run to end, Save/Load schedule).
+//!
+//! A gated run is driven the way `lab::drive` does it, a little per frame:
+//! every event goes to the [`Gatekeeper`]; only when it is settled (every
+//! process waits for `go` or is gone) does the [`Scheduler`] pick, and in
+//! step mode it waits for the user's pick instead.
+
+use super::{App, Command};
+use crate::lab::{Candidate, Decision, Gatekeeper, Scheduler, Then, deadlock};
+use crate::model::World;
+use crate::protocol::{Body, Event, RUNNER_ID, now_ns};
+use crate::session::Session;
+use egui::{RichText, Ui};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub const UNDO: &str = "↩ Undo";
+pub const RUN_TO_END: &str = "⏩ Run to end";
+pub const SAVE_SCHEDULE: &str = "Save schedule…";
+pub const LOAD_SCHEDULE: &str = "Load schedule…";
+
+/// Who decides the order of the steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    /// The operating system schedules, as in any real program.
+    #[default]
+    Free,
+    /// Every step waits: the user picks who goes next.
+    Step,
+    /// A seeded random scheduler picks: the same seed, the same run.
+    Seeded,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Free => "Free",
+            Mode::Step => "Step",
+            Mode::Seeded => "Seeded",
+        }
+    }
+
+    pub fn help(self) -> &'static str {
+        match self {
+            Mode::Free => "The operating system decides who runs when (a real program)",
+            Mode::Step => {
+                "Every process stops before each step; you pick who goes next \
+                 (click it, or press its number)"
+            }
+            Mode::Seeded => {
+                "A random scheduler with this seed picks who goes next: the same seed \
+                 always gives the same interleaving and the same result"
+            }
+        }
+    }
+}
+
+/// What happened when the scheduler was asked.
+pub enum Next {
+    /// A process was told to go: its events are on their way.
+    Went,
+    /// Nothing to do now (not settled yet, or waiting for the user).
+    Idle,
+    /// Processes wait and none can go: a deadlock (its one-line cycle and
+    /// the arrows to draw).
+    Stuck(String, Vec<deadlock::WaitEdge>),
+    /// The schedule names a process that cannot go here.
+    Diverged(String),
+}
+
+/// A gated run: kept after it ends, for Undo and Save schedule.
+pub struct Gated {
+    pub gk: Gatekeeper,
+    pub sched: Scheduler,
+    /// Every `go` so far, in order: replaying it repeats the run.
+    pub schedule: Vec<String>,
+    /// For each entry of `schedule`: was it a step nobody else can see
+    /// (let through without a choice)? Undo skips back over those.
+    pub local: Vec<bool>,
+    /// Who could go at the last look (when the run waits for the user).
+    pub candidates: Vec<Candidate>,
+    /// The run waits for the user to pick.
+    pub awaiting_user: bool,
+    /// When the last event came in (to go idle after the last one).
+    pub last_event: Instant,
+    /// How many entries of `schedule` were replayed from a prefix.
+    pub replayed: usize,
+    /// Started in step mode: no time limit (the user takes their time).
+    pub paced_by_user: bool,
+}
+
+impl Gated {
+    pub fn new(prefix: Vec<String>, then: Then) -> Gated {
+        Gated {
+            gk: Gatekeeper::default(),
+            sched: Scheduler::new(prefix, then.clone(), true),
+            schedule: Vec::new(),
+            local: Vec::new(),
+            candidates: Vec::new(),
+            awaiting_user: false,
+            last_event: Instant::now(),
+            replayed: 0,
+            paced_by_user: then == Then::Manual,
+        }
+    }
+
+    pub fn observe(&mut self, e: &Event) {
+        self.gk.observe(e);
+        self.last_event = Instant::now();
+    }
+
+    /// Still replaying a saved or undone prefix.
+    pub fn replaying(&self) -> bool {
+        self.sched.pos < self.sched.prefix.len()
+    }
+
+    pub fn manual(&self) -> bool {
+        self.sched.then == Then::Manual
+    }
+
+    /// Asks the scheduler once. Call only when every event that arrived
+    /// is taken in (the decision must see all of them).
+    pub fn next(&mut self, world: &World, session: &Session) -> Next {
+        if !self.gk.settled() {
+            return Next::Idle;
+        }
+        let candidates = self.gk.candidates(world);
+        let replaying = self.replaying();
+        match self.sched.decide(&candidates) {
+            Decision::Go(id) => {
+                let local = candidates.iter().any(|c| c.id == id && c.local);
+                self.schedule.push(id.clone());
+                self.local.push(local);
+                if replaying {
+                    self.replayed = self.schedule.len();
+                }
+                self.awaiting_user = false;
+                self.candidates.clear();
+                self.gk.went(&id);
+                if !session.go(&id) {
+                    // It died between its announcement and our go.
+                    self.gk.observe(&Event {
+                        t_ns: now_ns(),
+                        seq: 0,
+                        proc_id: id,
+                        pid: 0,
+                        line: None,
+                        body: Body::Exit {
+                            code: None,
+                            signal: None,
+                        },
+                    });
+                }
+                Next::Went
+            }
+            Decision::Wait | Decision::Prune => {
+                self.awaiting_user = !candidates.is_empty();
+                self.candidates = candidates;
+                Next::Idle
+            }
+            Decision::Stuck => {
+                self.awaiting_user = false;
+                self.candidates = candidates;
+                let cycle = deadlock::explain(world, self.gk.waiting());
+                let edges = deadlock::cycle_of_waiting(world, self.gk.waiting());
+                Next::Stuck(cycle, edges)
+            }
+            Decision::Diverged(id) => {
+                self.awaiting_user = false;
+                Next::Diverged(id)
+            }
+        }
+    }
+
+    /// The user picked `id`: it goes at the next settled moment.
+    pub fn pick(&mut self, id: &str, world: &World) -> Result<(), String> {
+        if !self.awaiting_user {
+            return Err("wait: a step is still under way".into());
+        }
+        match self.candidates.iter().find(|c| c.id == id) {
+            Some(c) if c.enabled => {
+                self.sched.push(id);
+                self.awaiting_user = false;
+                Ok(())
+            }
+            Some(_) => Err(format!(
+                "{id} cannot go now: it {}",
+                self.why_not(id, world)
+            )),
+            None => Err(format!("{id} has no step to take now")),
+        }
+    }
+
+    /// Finish with the seeded scheduler (what is left of a prefix first).
+    pub fn run_to_end(&mut self, seed: u64) {
+        let rest = self.sched.prefix[self.sched.pos.min(self.sched.prefix.len())..].to_vec();
+        self.sched = Scheduler::new(rest, Then::Seeded(seed), true);
+        self.awaiting_user = false;
+    }
+
+    /// The schedule one chosen step back: everything before the last
+    /// step that was a real choice (`None` if there was none).
+    pub fn undo_prefix(&self) -> Option<Vec<String>> {
+        let last = self.local.iter().rposition(|local| !local)?;
+        Some(self.schedule[..last].to_vec())
+    }
+
+    /// Why a waiting process cannot go, in words ("waits for lock l
+    /// (held by main.2)").
+    pub fn why_not(&self, id: &str, world: &World) -> String {
+        match self.gk.waiting().get(id) {
+            Some(w) => match w.waits_for.as_deref() {
+                Some(blocked) => waits_for_words(blocked, &lock_holders(world)),
+                None => "must wait until another process moves".into(),
+            },
+            None => "cannot go now".into(),
+        }
+    }
+}
+
+/// Who holds each held lock.
+fn lock_holders(world: &World) -> BTreeMap<String, String> {
+    world
+        .locks
+        .values()
+        .filter_map(|l| Some((l.name.clone(), l.holder.clone()?)))
+        .collect()
+}
+
+/// "lock:l" → "waits for lock l", with who holds it when known.
+pub fn waits_for_words(blocked: &str, holders: &BTreeMap<String, String>) -> String {
+    let (kind, what) = blocked.split_once(':').unwrap_or((blocked, ""));
+    let held = |lock: &str| {
+        holders
+            .get(lock)
+            .map(|h| format!(" (held by {h})"))
+            .unwrap_or_default()
+    };
+    match kind {
+        "lock" => format!("waits for lock {what}{}", held(what)),
+        "join" => format!("waits for {what} to end"),
+        "queue-get" => format!("waits for an item in queue {what}"),
+        "queue-put" => format!("waits for room in queue {what}"),
+        "recv" => format!("waits for a message on {what}"),
+        "wait" => "waits for a child to end".into(),
+        "pool-tasks" => format!("waits for a task of pool {what}"),
+        "pool-results" => format!("waits for a result of pool {what}"),
+        _ => format!("waits for {blocked}"),
+    }
+}
+
+/// The number each process is picked by (key 1–9), stable for the whole
+/// run: the order processes appeared in (the runner has none).
+pub fn step_numbers(world: &World) -> BTreeMap<String, usize> {
+    let mut procs: Vec<_> = world
+        .processes
+        .values()
+        .filter(|p| p.id != RUNNER_ID)
+        .collect();
+    procs.sort_by_key(|p| p.spawn_order);
+    procs
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.clone(), i + 1))
+        .collect()
+}
+
+/// What the views need to draw step mode.
+#[derive(Default)]
+pub struct StepCtx {
+    /// Pick numbers (keys 1–9), by process.
+    pub numbers: BTreeMap<String, usize>,
+    /// The processes waiting for the user now, with `None` when it may go
+    /// or why it may not. Empty unless the run waits for the user and the
+    /// view shows the newest moment.
+    pub choices: BTreeMap<String, Option<String>>,
+}
+
+impl StepCtx {
+    pub fn new(world: &World, gated: Option<&Gated>, live_view: bool) -> StepCtx {
+        let mut ctx = StepCtx {
+            numbers: step_numbers(world),
+            choices: BTreeMap::new(),
+        };
+        let Some(g) = gated.filter(|g| g.awaiting_user && g.manual() && live_view) else {
+            return ctx;
+        };
+        for c in &g.candidates {
+            let why = (!c.enabled).then(|| g.why_not(&c.id, world));
+            ctx.choices.insert(c.id.clone(), why);
+        }
+        ctx
+    }
+
+    /// Whether `id` may be picked now.
+    pub fn can_pick(&self, id: &str) -> bool {
+        matches!(self.choices.get(id), Some(None))
+    }
+}
+
+/// Text fields of the step bar.
+#[derive(Default)]
+pub struct StepBar {
+    pub save_path: String,
+    pub load_path: String,
+    /// Which path field is open.
+    pub open: Option<FileAction>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileAction {
+    Save,
+    Load,
+}
+
+/// The bar over the stage for gated runs: what to do now, Undo, Run to
+/// end, Save and Load schedule.
+pub fn step_bar(ui: &mut Ui, app: &mut App) {
+    let big = app.presenter;
+    let text = |s: &str| {
+        let t = RichText::new(s);
+        if big { t.strong() } else { t }
+    };
+    let (steps, awaiting, manual, replaying, has_choice) = match app.gated.as_ref() {
+        Some(g) => (
+            g.schedule.len(),
+            g.awaiting_user,
+            g.manual(),
+            g.replaying(),
+            g.undo_prefix().is_some(),
+        ),
+        None => (0, false, false, false, false),
+    };
+    let running = app.run.is_running();
+    let gated = app.gated.is_some();
+    let mut cmds = Vec::new();
+    ui.horizontal_wrapped(|ui| {
+        let (what, color) = if app.rec.live.deadlock.is_some() {
+            (
+                "Deadlock: nobody can go. Undo to try another order.".to_string(),
+                super::theme::okabe_ito::VERMILLION,
+            )
+        } else if replaying {
+            (
+                format!("replaying the schedule… step {steps}"),
+                app.theme().text,
+            )
+        } else if running && awaiting && manual {
+            (
+                if big {
+                    format!("Step {}: click a yellow process (or press its number)", steps + 1)
+                } else {
+                    format!(
+                        "Step {}: your turn. Click a yellow process (or press its number): it takes one step.",
+                        steps + 1
+                    )
+                },
+                app.theme().text,
+            )
+        } else if running && !gated {
+            (
+                "Step mode starts with the next run: press ⟲ Restart.".to_string(),
+                app.theme().text,
+            )
+        } else if running && !manual {
+            ("the seeded scheduler picks…".to_string(), app.theme().text)
+        } else if running {
+            (format!("step {steps}…"), app.theme().text)
+        } else if gated {
+            (
+                format!("the run ended after {steps} steps"),
+                app.theme().weak_text,
+            )
+        } else {
+            (
+                "Step mode: press ▶ Run, then pick who goes next.".to_string(),
+                app.theme().weak_text,
+            )
+        };
+        ui.label(text(&what).color(color));
+        ui.separator();
+        if ui
+            .add_enabled(has_choice, egui::Button::new(text(UNDO)))
+            .on_hover_text("One step back: run again and replay every step but the last, then go on by hand (key U)")
+            .clicked()
+        {
+            cmds.push(Command::Undo);
+        }
+        if ui
+            .add_enabled(running && manual, egui::Button::new(text(RUN_TO_END)))
+            .on_hover_text("Let the seeded scheduler finish the run")
+            .clicked()
+        {
+            cmds.push(Command::RunToEnd);
+        }
+        let toggle = |ui: &mut Ui, open: &mut Option<FileAction>, which, label: &str, enabled| {
+            if ui
+                .add_enabled(
+                    enabled,
+                    egui::Button::selectable(*open == Some(which), text(label)),
+                )
+                .clicked()
+            {
+                *open = if *open == Some(which) {
+                    None
+                } else {
+                    Some(which)
+                };
+            }
+        };
+        // Files are desk work: on a projector only with the side panels.
+        if big && !app.show_side_panels {
+            return;
+        }
+        toggle(
+            ui,
+            &mut app.step_bar.open,
+            FileAction::Save,
+            SAVE_SCHEDULE,
+            steps > 0,
+        );
+        toggle(
+            ui,
+            &mut app.step_bar.open,
+            FileAction::Load,
+            LOAD_SCHEDULE,
+            app.picked.is_some(),
+        );
+    });
+    match app.step_bar.open {
+        Some(FileAction::Save) => {
+            if app.step_bar.save_path.is_empty() {
+                app.step_bar.save_path = default_schedule_path(app);
+            }
+            ui.horizontal(|ui| {
+                ui.label("save to");
+                let r = ui.add(
+                    egui::TextEdit::singleline(&mut app.step_bar.save_path).desired_width(320.0),
+                );
+                let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("Save").clicked() || enter {
+                    cmds.push(Command::SaveSchedule(PathBuf::from(
+                        app.step_bar.save_path.trim(),
+                    )));
+                }
+            });
+        }
+        Some(FileAction::Load) => {
+            ui.horizontal(|ui| {
+                ui.label("schedule file");
+                let r = ui.add(
+                    egui::TextEdit::singleline(&mut app.step_bar.load_path)
+                        .hint_text("e.g. a file forkscope explore wrote")
+                        .desired_width(320.0),
+                );
+                let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if ui.button("Load and replay").clicked() || enter {
+                    cmds.push(Command::LoadSchedule(PathBuf::from(
+                        app.step_bar.load_path.trim(),
+                    )));
+                }
+            });
+        }
+        None => {}
+    }
+    for c in cmds {
+        app.command(c);
+    }
+}
+
+/// A schedule file as `forkscope explore` and Save schedule write it: the
+/// scenario and parameters it was made for (from its `#` header), and the
+/// logical ids in order.
+#[derive(Debug, Default, PartialEq)]
+pub struct ScheduleFile {
+    pub scenario: Option<String>,
+    pub sets: Vec<(String, String)>,
+    pub ids: Vec<String>,
+}
+
+impl ScheduleFile {
+    pub fn parse(text: &str) -> ScheduleFile {
+        let mut f = ScheduleFile::default();
+        for line in text.lines().map(str::trim) {
+            if let Some(comment) = line.strip_prefix('#') {
+                let comment = comment.trim();
+                if let Some(name) = comment.strip_prefix("forkscope schedule for ") {
+                    f.scenario = Some(name.trim().to_string());
+                } else if let Some(params) = comment.strip_prefix("parameters:") {
+                    f.sets = params
+                        .split_whitespace()
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                }
+            } else if !line.is_empty() {
+                f.ids.push(line.to_string());
+            }
+        }
+        f
+    }
+}
+
+fn default_schedule_path(app: &App) -> String {
+    let name = app
+        .picked
+        .as_ref()
+        .map_or("run", |p| p.loaded.scenario.name.as_str());
+    std::env::temp_dir()
+        .join(format!("{name}.schedule"))
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_file_names_its_scenario_and_parameters() {
+        let text = "# forkscope schedule for unlocked-counter\n\
+                    # parameters: adds=1 gap_ms=1.0 lock=False workers=2\n\
+                    # replay: forkscope run unlocked-counter --schedule-file x\n\
+                    main\nmain.1\n\n main.2 \n";
+        let f = ScheduleFile::parse(text);
+        assert_eq!(f.scenario.as_deref(), Some("unlocked-counter"));
+        assert_eq!(f.sets.len(), 4);
+        assert_eq!(f.sets[2], ("lock".to_string(), "False".to_string()));
+        assert_eq!(f.ids, ["main", "main.1", "main.2"]);
+    }
+}
