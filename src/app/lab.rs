@@ -471,39 +471,6 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
     }
 }
 
-/// A schedule file as `forkscope explore` and Save schedule write it: the
-/// scenario and parameters it was made for (from its `#` header), and the
-/// logical ids in order.
-#[derive(Debug, Default, PartialEq)]
-pub struct ScheduleFile {
-    pub scenario: Option<String>,
-    pub sets: Vec<(String, String)>,
-    pub ids: Vec<String>,
-}
-
-impl ScheduleFile {
-    pub fn parse(text: &str) -> ScheduleFile {
-        let mut f = ScheduleFile::default();
-        for line in text.lines().map(str::trim) {
-            if let Some(comment) = line.strip_prefix('#') {
-                let comment = comment.trim();
-                if let Some(name) = comment.strip_prefix("forkscope schedule for ") {
-                    f.scenario = Some(name.trim().to_string());
-                } else if let Some(params) = comment.strip_prefix("parameters:") {
-                    f.sets = params
-                        .split_whitespace()
-                        .filter_map(|kv| kv.split_once('='))
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                }
-            } else if !line.is_empty() {
-                f.ids.push(line.to_string());
-            }
-        }
-        f
-    }
-}
-
 fn default_schedule_path(app: &App) -> String {
     let name = app
         .picked
@@ -513,22 +480,4 @@ fn default_schedule_path(app: &App) -> String {
         .join(format!("{name}.schedule"))
         .display()
         .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_schedule_file_names_its_scenario_and_parameters() {
-        let text = "# forkscope schedule for unlocked-counter\n\
-                    # parameters: adds=1 gap_ms=1.0 lock=False workers=2\n\
-                    # replay: forkscope run unlocked-counter --schedule-file x\n\
-                    main\nmain.1\n\n main.2 \n";
-        let f = ScheduleFile::parse(text);
-        assert_eq!(f.scenario.as_deref(), Some("unlocked-counter"));
-        assert_eq!(f.sets.len(), 4);
-        assert_eq!(f.sets[2], ("lock".to_string(), "False".to_string()));
-        assert_eq!(f.ids, ["main", "main.1", "main.2"]);
-    }
 }

@@ -265,7 +265,7 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
                 let d = lab::run_gated(&mut session, &mut sched, RUN_TIMEOUT_S);
                 (!d.timed_out).then(|| Outcome::new(&final_values(&d.world), d.deadlock.is_some()))
             } else {
-                Some(lab::run_free_watching(&mut session, RUN_TIMEOUT_S, || {
+                Some(lab::run_free(&mut session, RUN_TIMEOUT_S, || {
                     cancel.load(Ordering::SeqCst)
                 }))
             };

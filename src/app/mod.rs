@@ -533,7 +533,7 @@ impl App {
                 return;
             }
         };
-        let file = lab::ScheduleFile::parse(&text);
+        let file = crate::lab::schedule::ScheduleFile::parse(&text);
         if file.ids.is_empty() {
             self.status = Some(format!("{} names no steps", path.display()));
             return;

@@ -366,35 +366,20 @@ fn summary(out: &mut impl Write, world: &World) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A schedule file: `#` comments, then one logical id per line.
+/// Writes a schedule file (see [`crate::lab::schedule`]).
 pub fn write_schedule(path: &Path, p: &Prepared, schedule: &[String]) -> std::io::Result<()> {
-    let mut f = BufWriter::new(std::fs::File::create(path)?);
-    writeln!(f, "# forkscope schedule for {}", p.loaded.scenario.name)?;
-    let params: Vec<String> = p.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    writeln!(f, "# parameters: {}", params.join(" "))?;
-    writeln!(
-        f,
-        "# replay: forkscope run {} {}--schedule-file {}",
+    crate::lab::schedule::write(
+        path,
+        &p.loaded.scenario.name,
         p.loaded.origin_arg(),
-        params
-            .iter()
-            .map(|s| format!("--set {s} "))
-            .collect::<String>(),
-        path.display()
-    )?;
-    for id in schedule {
-        writeln!(f, "{id}")?;
-    }
-    f.flush()
+        &p.params,
+        schedule,
+    )
 }
 
+/// The logical ids of a schedule file, in order.
 pub fn read_schedule(path: &Path) -> Result<Vec<String>, InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError::Other(format!("cannot read {}: {e}", path.display())))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
+    Ok(crate::lab::schedule::ScheduleFile::parse(&text).ids)
 }

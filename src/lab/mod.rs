@@ -510,35 +510,10 @@ pub fn run_gated(session: &mut Session, sched: &mut Scheduler, timeout_s: f64) -
 }
 
 /// A whole free run (the operating system schedules), quietly: its outcome.
+/// A deadlock the model can see (a circle of processes waiting for each
+/// other's locks, or to end) stops the run at once and counts as one.
 /// `stop_early` is asked now and then (e.g. Ctrl-C).
 pub fn run_free(
-    session: &mut Session,
-    timeout_s: f64,
-    stop_early: impl Fn() -> bool,
-) -> outcome::Outcome {
-    let timeout = Duration::from_secs_f64(timeout_s);
-    let mut world = World::new();
-    let events = session.collector.events.clone();
-    loop {
-        match events.recv_timeout(Duration::from_millis(20)) {
-            Ok(e) => world.apply(&e),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            Err(_) => {
-                if session.poll_exit().is_none()
-                    && (session.started.elapsed() > timeout || stop_early())
-                {
-                    session.stop();
-                }
-            }
-        }
-    }
-    outcome::Outcome::new(&final_values(&world), world.deadlock.is_some())
-}
-
-/// Like [`run_free`], but a deadlock the model can see (a circle of
-/// processes waiting for each other's locks, or to end) stops the run at
-/// once and counts as a deadlock; [`run_free`] waits for the timeout then.
-pub fn run_free_watching(
     session: &mut Session,
     timeout_s: f64,
     stop_early: impl Fn() -> bool,

@@ -36,6 +36,39 @@ pub fn write(
     f.flush()
 }
 
+/// A schedule file as [`write`] makes it: the
+/// scenario and parameters it was made for (from its `#` header), and the
+/// logical ids in order.
+#[derive(Debug, Default, PartialEq)]
+pub struct ScheduleFile {
+    pub scenario: Option<String>,
+    pub sets: Vec<(String, String)>,
+    pub ids: Vec<String>,
+}
+
+impl ScheduleFile {
+    pub fn parse(text: &str) -> ScheduleFile {
+        let mut f = ScheduleFile::default();
+        for line in text.lines().map(str::trim) {
+            if let Some(comment) = line.strip_prefix('#') {
+                let comment = comment.trim();
+                if let Some(name) = comment.strip_prefix("forkscope schedule for ") {
+                    f.scenario = Some(name.trim().to_string());
+                } else if let Some(params) = comment.strip_prefix("parameters:") {
+                    f.sets = params
+                        .split_whitespace()
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                }
+            } else if !line.is_empty() {
+                f.ids.push(line.to_string());
+            }
+        }
+        f
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,8 +83,21 @@ mod tests {
         write(&path, "unlocked-counter", "unlocked-counter", &params, &ids).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("--set workers=2 --schedule-file"), "{text}");
-        let back = crate::cli::run::read_schedule(&path).unwrap();
+        let back = ScheduleFile::parse(&std::fs::read_to_string(&path).unwrap()).ids;
         assert_eq!(back, ids);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_schedule_file_names_its_scenario_and_parameters() {
+        let text = "# forkscope schedule for unlocked-counter\n\
+                    # parameters: adds=1 gap_ms=1.0 lock=False workers=2\n\
+                    # replay: forkscope run unlocked-counter --schedule-file x\n\
+                    main\nmain.1\n\n main.2 \n";
+        let f = ScheduleFile::parse(text);
+        assert_eq!(f.scenario.as_deref(), Some("unlocked-counter"));
+        assert_eq!(f.sets.len(), 4);
+        assert_eq!(f.sets[2], ("lock".to_string(), "False".to_string()));
+        assert_eq!(f.ids, ["main", "main.1", "main.2"]);
     }
 }
