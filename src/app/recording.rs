@@ -174,7 +174,7 @@ impl Recording {
             .map_or(event.t_ns, |t| (*t).max(event.t_ns));
         self.t_prefix_max.push(t_max);
         self.log.push(event);
-        if self.log.len() % CHECKPOINT_EVERY == 0 {
+        if self.log.len().is_multiple_of(CHECKPOINT_EVERY) {
             self.checkpoints.push(self.live.clone());
         }
     }

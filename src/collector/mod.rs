@@ -538,10 +538,10 @@ impl State {
                     && event.proc_id != who.id
                 {
                     // About a child; the reaper may not know its name.
-                    if event.proc_id.is_empty() {
-                        if let Some((id, _)) = self.procs.iter().find(|(_, p)| p.pid == event.pid) {
-                            event.proc_id = id.clone();
-                        }
+                    if event.proc_id.is_empty()
+                        && let Some((id, _)) = self.procs.iter().find(|(_, p)| p.pid == event.pid)
+                    {
+                        event.proc_id = id.clone();
                     }
                 } else {
                     event.proc_id = who.id.clone();

@@ -234,10 +234,10 @@ impl Process {
     /// Back to running, if what it was doing matches `was` (a `wake` ends a
     /// sleep, not a wait for a lock).
     fn resume_if(&mut self, was: impl Fn(&ProcState) -> bool) {
-        if let Some(current) = self.activity_mut() {
-            if was(current) {
-                *current = ProcState::Running;
-            }
+        if let Some(current) = self.activity_mut()
+            && was(current)
+        {
+            *current = ProcState::Running;
         }
     }
 }
@@ -1027,18 +1027,17 @@ impl World {
                 v.version += 1;
                 // Only a whole value can lose an update this way; array
                 // elements would flag writes to different slots.
-                if element.is_none() {
-                    if let Some(seen) = v.read_versions.remove(me) {
-                        if seen + 1 < v.version {
-                            v.lost_updates.push(LostUpdate {
-                                t_ns,
-                                proc_id: me.to_string(),
-                                lost: v.current.clone(),
-                                lost_writer: v.last_writer.clone(),
-                                written: value.clone(),
-                            });
-                        }
-                    }
+                if element.is_none()
+                    && let Some(seen) = v.read_versions.remove(me)
+                    && seen + 1 < v.version
+                {
+                    v.lost_updates.push(LostUpdate {
+                        t_ns,
+                        proc_id: me.to_string(),
+                        lost: v.current.clone(),
+                        lost_writer: v.last_writer.clone(),
+                        written: value.clone(),
+                    });
                 }
                 v.last_writer = Some(me.to_string());
                 match (element, &mut v.current) {

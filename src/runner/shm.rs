@@ -154,7 +154,7 @@ impl Shm {
     }
 
     fn word(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset + 8 <= self.len && offset % 8 == 0);
+        debug_assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
         // SAFETY: offset is inside the mapping (laid out above), 8-aligned,
         // and the mapping lives as long as the process; shared words are
         // only ever accessed atomically.
