@@ -10,7 +10,7 @@
 use super::{App, Command};
 use crate::lab::{Candidate, Decision, Gatekeeper, Scheduler, Then, deadlock};
 use crate::model::World;
-use crate::protocol::{Body, Event, RUNNER_ID, now_ns};
+use crate::protocol::{Event, RUNNER_ID};
 use crate::session::Session;
 use egui::{RichText, Ui};
 use std::collections::BTreeMap;
@@ -139,21 +139,7 @@ impl Gated {
                 }
                 self.awaiting_user = false;
                 self.candidates.clear();
-                self.gk.went(&id);
-                if !session.go(&id) {
-                    // It died between its announcement and our go.
-                    self.gk.observe(&Event {
-                        t_ns: now_ns(),
-                        seq: 0,
-                        proc_id: id,
-                        pid: 0,
-                        line: None,
-                        body: Body::Exit {
-                            code: None,
-                            signal: None,
-                        },
-                    });
-                }
+                self.gk.release(session, &id);
                 Next::Went
             }
             Decision::Wait | Decision::Prune => {

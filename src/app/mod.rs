@@ -836,16 +836,7 @@ impl App {
             }
         }
         if let Some((cycle, edges)) = found_deadlock {
-            let e = Event {
-                t_ns: now_ns(),
-                seq: 0,
-                proc_id: RUNNER_ID.to_string(),
-                pid: 0,
-                line: None,
-                body: Body::Deadlock {
-                    cycle: cycle.clone(),
-                },
-            };
+            let e = crate::lab::deadlock_event(&cycle);
             let t = e.t_ns;
             self.rec.push(e);
             self.deadlock_cycle = edges;

@@ -291,16 +291,7 @@ fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, 
                     && stopped.is_none()
                     && let Some(cycle) = lab::deadlock::in_world(&world)
                 {
-                    let d = Event {
-                        t_ns: crate::protocol::now_ns(),
-                        seq: 0,
-                        proc_id: crate::protocol::RUNNER_ID.to_string(),
-                        pid: 0,
-                        line: None,
-                        body: crate::protocol::Body::Deadlock {
-                            cycle: cycle.clone(),
-                        },
-                    };
+                    let d = lab::deadlock_event(&cycle);
                     world.apply(&d);
                     sink.event(&d, false);
                     stopped = Some(Stopped::Deadlock(cycle));

@@ -147,6 +147,25 @@ impl Gatekeeper {
         self.moving = Some(id.to_string());
         self.waiting.remove(id);
     }
+
+    /// Tells `id` to go and notes it; if it died between its announcement
+    /// and now, notes its end instead of waiting for it.
+    pub fn release(&mut self, session: &Session, id: &str) {
+        self.went(id);
+        if !session.go(id) {
+            self.observe(&Event {
+                t_ns: now_ns(),
+                seq: 0,
+                proc_id: id.to_string(),
+                pid: 0,
+                line: None,
+                body: Body::Exit {
+                    code: None,
+                    signal: None,
+                },
+            });
+        }
+    }
 }
 
 /// Could the thing `id` is blocked on have changed, judging by the model?
@@ -454,35 +473,12 @@ pub fn drive(
                     });
                 }
                 out.schedule.push(id.clone());
-                gk.went(&id);
-                if !session.go(&id) {
-                    // It died between its announcement and our go.
-                    gk.observe(&Event {
-                        t_ns: now_ns(),
-                        seq: 0,
-                        proc_id: id,
-                        pid: 0,
-                        line: None,
-                        body: Body::Exit {
-                            code: None,
-                            signal: None,
-                        },
-                    });
-                }
+                gk.release(session, &id);
             }
             Decision::Wait => {}
             Decision::Stuck => {
                 let cycle = deadlock::explain(&out.world, gk.waiting());
-                let e = Event {
-                    t_ns: now_ns(),
-                    seq: 0,
-                    proc_id: RUNNER_ID.to_string(),
-                    pid: 0,
-                    line: None,
-                    body: Body::Deadlock {
-                        cycle: cycle.clone(),
-                    },
-                };
+                let e = deadlock_event(&cycle);
                 out.world.apply(&e);
                 on_event(&e);
                 out.deadlock = Some(cycle);
@@ -546,6 +542,20 @@ pub fn run_free(
         }
     }
     outcome::Outcome::new(&final_values(&world), deadlocked)
+}
+
+/// The event that reports a deadlock (from the app, not a process).
+pub fn deadlock_event(cycle: &str) -> Event {
+    Event {
+        t_ns: now_ns(),
+        seq: 0,
+        proc_id: RUNNER_ID.to_string(),
+        pid: 0,
+        line: None,
+        body: Body::Deadlock {
+            cycle: cycle.to_string(),
+        },
+    }
 }
 
 /// Final values of every shared value: what `stats` and `explore` compare.
