@@ -180,6 +180,25 @@ pub enum RunState {
     },
 }
 
+/// Lets go of a finished or stopped run off the UI thread: dropping a
+/// session waits for the runner and the collector thread (up to a second),
+/// which would freeze a frame. The run is already stopped (killed) or over,
+/// so nothing is left to outlive the app.
+fn retire(old: RunState) {
+    if let RunState::Running {
+        session, sampler, ..
+    } = old
+    {
+        let dropper = std::thread::Builder::new()
+            .name("retire-run".into())
+            .spawn(move || drop((session, sampler)));
+        // Could not start a thread: drop here (the old, slower way).
+        if let Err(e) = dropper {
+            drop(e);
+        }
+    }
+}
+
 impl RunState {
     pub fn is_running(&self) -> bool {
         matches!(self, RunState::Running { .. })
@@ -748,11 +767,15 @@ impl App {
         if let RunState::Running { session, .. } = &mut self.run {
             session.stop();
             let duration = session.started.elapsed();
-            self.run = RunState::Finished {
-                code: None,
-                stopped: true,
-                duration,
-            };
+            let old = std::mem::replace(
+                &mut self.run,
+                RunState::Finished {
+                    code: None,
+                    stopped: true,
+                    duration,
+                },
+            );
+            retire(old);
         }
     }
 
@@ -890,11 +913,15 @@ impl App {
         if disconnected {
             let duration = session.started.elapsed();
             let stopped = *stopping;
-            self.run = RunState::Finished {
-                code: if stopped { None } else { code },
-                stopped,
-                duration,
-            };
+            let old = std::mem::replace(
+                &mut self.run,
+                RunState::Finished {
+                    code: if stopped { None } else { code },
+                    stopped,
+                    duration,
+                },
+            );
+            retire(old);
         }
     }
 
