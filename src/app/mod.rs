@@ -1188,6 +1188,13 @@ impl App {
         let live_view = self.time.follow && self.run.is_running();
         let step = lab::StepCtx::new(&self.rec.live, self.gated.as_ref(), live_view);
         let cycle = self.deadlock_cycle.clone();
+        let frame = FrameParts {
+            theme: &theme,
+            colors: &colors,
+            view_t_ns: view_t,
+            step: &step,
+            deadlock: &cycle,
+        };
 
         egui::Panel::top("toolbar").show(ui, |ui| {
             controls::toolbar(ui, self);
@@ -1204,20 +1211,7 @@ impl App {
                 .default_size(330.0)
                 .resizable(true)
                 .show(ui, |ui| {
-                    let world = self.view_world();
-                    let ctx = ViewCtx {
-                        world,
-                        rec: &self.rec,
-                        theme: &theme,
-                        colors: &colors,
-                        view_t_ns: view_t,
-                        selected: self.selected.as_deref(),
-                        scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
-                        sampler: self.sampler(),
-                        step: &step,
-                        deadlock: &cycle,
-                        layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
-                    };
+                    let ctx = self.view_ctx(&frame);
                     let half = ui.available_height() * 0.45;
                     egui::Panel::top("inspector_top")
                         .default_size(half)
@@ -1231,20 +1225,7 @@ impl App {
             .resizable(true)
             .default_size(bottom_size)
             .show(ui, |ui| {
-                let world = self.view_world();
-                let ctx = ViewCtx {
-                    world,
-                    rec: &self.rec,
-                    theme: &theme,
-                    colors: &colors,
-                    view_t_ns: view_t,
-                    selected: self.selected.as_deref(),
-                    scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
-                    sampler: None,
-                    step: &step,
-                    deadlock: &cycle,
-                    layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
-                };
+                let ctx = self.view_ctx(&frame);
                 let presenter = self.presenter && !self.show_side_panels;
                 if presenter {
                     output.ui(ui, &ctx, true);
@@ -1261,20 +1242,7 @@ impl App {
                 self.central_bar(ui);
                 match self.view {
                     MainView::Stage => {
-                        let world = self.view_world();
-                        let ctx = ViewCtx {
-                            world,
-                            rec: &self.rec,
-                            theme: &theme,
-                            colors: &colors,
-                            view_t_ns: view_t,
-                            selected: self.selected.as_deref(),
-                            scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
-                            sampler: None,
-                            step: &step,
-                            deadlock: &cycle,
-                            layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
-                        };
+                        let ctx = self.view_ctx(&frame);
                         stage.ui(ui, &ctx, &mut cmds);
                     }
                     MainView::ManyRuns => {
@@ -1328,6 +1296,34 @@ impl App {
 }
 
 /// What every view reads: the World at the moment shown, and the look.
+/// What every view of one frame shares, computed once per frame.
+struct FrameParts<'a> {
+    theme: &'a Theme,
+    colors: &'a BTreeMap<String, Color32>,
+    view_t_ns: u64,
+    step: &'a lab::StepCtx,
+    deadlock: &'a [WaitEdge],
+}
+
+impl App {
+    /// The read-only context a view draws from, at the moment shown.
+    fn view_ctx<'a>(&'a self, frame: &FrameParts<'a>) -> ViewCtx<'a> {
+        ViewCtx {
+            world: self.view_world(),
+            rec: &self.rec,
+            theme: frame.theme,
+            colors: frame.colors,
+            view_t_ns: frame.view_t_ns,
+            selected: self.selected.as_deref(),
+            scenario: self.picked.as_ref().map(|p| &p.loaded.scenario),
+            sampler: self.sampler(),
+            step: frame.step,
+            deadlock: frame.deadlock,
+            layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
+        }
+    }
+}
+
 pub struct ViewCtx<'a> {
     pub world: &'a World,
     pub rec: &'a Recording,
