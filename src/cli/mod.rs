@@ -1,26 +1,15 @@
-//! The command line: `list`, `run`, `check`. Each command returns an exit
-//! code: 0 ok, 1 the scenario failed or timed out, 2 bad input.
+//! The command line: `list`, `run`, `stats`, `explore`, `check` (the
+//! parser that picks among them and the app is in `main.rs`). Each command
+//! returns an exit code: 0 ok, 1 the scenario failed or timed out, 2 bad
+//! input, 3 deadlock.
 
 pub mod lab;
 pub mod run;
 pub mod text;
 
 use crate::scenario::{self, Scenario, ScenarioError, catalog};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "forkscope",
-    version,
-    about = "Watch real Linux processes fork, share, lock and message each other.",
-    long_about = "Runs small multiprocessing scenarios as real Linux processes and shows what \
-                  they do. Without a command it opens the app."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
