@@ -12,6 +12,7 @@ pub mod lab;
 pub mod model;
 pub mod probe;
 pub mod protocol;
+pub mod rng;
 pub mod runner;
 pub mod scenario;
 pub mod session;

@@ -16,6 +16,7 @@ pub mod schedule;
 
 use crate::model::{ProcState, World};
 use crate::protocol::{Body, Event, RUNNER_ID, Value, now_ns};
+use crate::rng::SplitMix64;
 use crate::session::Session;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -246,7 +247,7 @@ pub struct Scheduler {
     /// not commute with their next action has happened (exploration's
     /// sleep sets: those orders were tried on another branch already).
     pub sleep: Vec<Sleeper>,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 /// What the scheduler says.
@@ -266,10 +267,10 @@ pub enum Decision {
 
 impl Scheduler {
     pub fn new(prefix: Vec<String>, then: Then, auto_local: bool) -> Scheduler {
-        let rng = match then {
+        let rng = SplitMix64(match then {
             Then::Seeded(seed) => seed ^ 0x5eed_5eed_5eed_5eed,
             _ => 0,
-        };
+        });
         Scheduler {
             prefix,
             pos: 0,
@@ -318,7 +319,7 @@ impl Scheduler {
                 Then::Manual => return Decision::Wait,
                 Then::First => &awake[0],
                 Then::Seeded(_) => {
-                    let i = (self.next_random() % awake.len() as u64) as usize;
+                    let i = (self.rng.next_u64() % awake.len() as u64) as usize;
                     &awake[i]
                 }
             }
@@ -326,15 +327,6 @@ impl Scheduler {
         self.sleep
             .retain(|(_, touches)| independent(touches, &chosen.touches));
         Decision::Go(chosen.id.clone())
-    }
-
-    fn next_random(&mut self) -> u64 {
-        // splitmix64: small, good enough, the same on every machine.
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 

@@ -8,6 +8,7 @@ use super::os::{self, fork_process, read_message, readable, write_message};
 use super::{Run, RunError};
 use crate::probe::{Capture, Probe, host_ppid};
 use crate::protocol::{Body, ResourceKind, Value, now_ns, signal_name};
+use crate::rng::SplitMix64;
 use crate::scenario::expr::Scope;
 use crate::scenario::limits::MAX_REPEAT;
 use crate::scenario::{Expr, Op, Sig, Step};
@@ -83,7 +84,7 @@ pub struct Proc<'r> {
     handles: BTreeMap<String, usize>,
     pools: BTreeMap<String, PoolState>,
     n_children: u32,
-    rng: u64,
+    rng: SplitMix64,
     /// Our row in the shared process table.
     slot: usize,
 }
@@ -105,7 +106,7 @@ impl<'r> Proc<'r> {
             handles: BTreeMap::new(),
             pools: BTreeMap::new(),
             n_children: 0,
-            rng: 0,
+            rng: SplitMix64::default(),
             slot: 0,
         };
         p.reseed();
@@ -119,17 +120,7 @@ impl<'r> Proc<'r> {
         for b in self.probe.id.bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
-        self.rng = h ^ self.run.spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn random(&mut self) -> f64 {
-        // splitmix64
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.rng = SplitMix64(h ^ self.run.spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     }
 
     /// Runs `main`: the body of the scenario's root process. Never returns.
@@ -1671,15 +1662,15 @@ impl Scope for Proc<'_> {
                 .ok_or_else(|| format!("{name}() needs numbers"))
         };
         Ok(Some(match name {
-            "random" => Value::Float(self.random()),
+            "random" => Value::Float(self.rng.next_f64()),
             "uniform" => {
                 let (a, b) = (num(0)?, num(1)?);
-                Value::Float(a + (b - a) * self.random())
+                Value::Float(a + (b - a) * self.rng.next_f64())
             }
             "randint" => {
                 let (a, b) = (num(0)? as i64, num(1)? as i64);
                 let span = (b - a + 1).max(1) as f64;
-                Value::Int(a + (self.random() * span).floor() as i64)
+                Value::Int(a + (self.rng.next_f64() * span).floor() as i64)
             }
             "env" => match args.first() {
                 Some(Value::Str(k)) => Value::Str(std::env::var(k).unwrap_or_default()),
