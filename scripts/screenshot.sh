@@ -18,15 +18,8 @@ name=$1
 out=$2
 shift 2
 
-need=()
-command -v xvfb-run >/dev/null 2>&1 || need+=(xvfb xauth)
-[ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -e /usr/lib/x86_64-linux-gnu/dri/llvmpipe_dri.so ] \
-    || need+=(libgl1-mesa-dri)
-ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11 || need+=(libxkbcommon-x11-0)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}…" >&2
-    apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. "$(dirname "$0")/xvfb-packages.sh"
+need_xvfb_packages
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${FORKSCOPE:-}
