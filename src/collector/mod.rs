@@ -195,11 +195,10 @@ struct Conn {
     dead: bool,
 }
 
-/// What the collector knows of each process (for exits and adoption).
+/// What the collector knows of each process (for exits; adoption is found in `Tree`).
 #[derive(Default)]
 struct ProcInfo {
     pid: i32,
-    parent: Option<String>,
     exited: bool,
     pidfd: Option<OwnedFd>,
 }
@@ -576,7 +575,7 @@ impl State {
     }
 
     fn hello(&mut self, i: usize, mut event: Event) -> bool {
-        let Body::Hello { parent, .. } = &event.body else {
+        let Body::Hello { .. } = &event.body else {
             self.stats.no_hello.fetch_add(1, Ordering::Relaxed);
             return false;
         };
@@ -613,9 +612,6 @@ impl State {
         }
         let info = self.procs.entry(id).or_default();
         info.pid = pid;
-        if parent.is_some() {
-            info.parent = parent.clone();
-        }
         info.pidfd = exits::pidfd_open(pid);
         self.queue(event);
         true
@@ -656,7 +652,6 @@ impl State {
                 child, child_pid, ..
             } => {
                 let info = self.procs.entry(child.clone()).or_default();
-                info.parent = Some(event.proc_id.clone());
                 if info.pid == 0 {
                     info.pid = *child_pid;
                 }
