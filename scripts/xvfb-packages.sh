@@ -11,7 +11,14 @@ need_xvfb_packages() {
     done
     [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -e /usr/lib/x86_64-linux-gnu/dri/llvmpipe_dri.so ] \
         || need+=(libgl1-mesa-dri)
-    ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11 || need+=(libxkbcommon-x11-0)
+    # Read the cache into a variable first: `ldconfig -p | grep -q` fails at
+    # random under pipefail (grep exits early, ldconfig dies of SIGPIPE).
+    local libs
+    libs=$(ldconfig -p 2>/dev/null || true)
+    case "$libs" in
+        *libxkbcommon-x11.so*) ;;
+        *) need+=(libxkbcommon-x11-0) ;;
+    esac
     if [ ${#need[@]} -gt 0 ]; then
         echo "installing ${need[*]}…" >&2
         apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null

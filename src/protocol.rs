@@ -331,6 +331,19 @@ impl Value {
         }
     }
 
+    /// What a value of this type is, in words, with its article: for
+    /// messages to a person ("needs an integer").
+    pub fn kind_in_words(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "true or false",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::List(_) => "a list",
+        }
+    }
+
     /// Python-like truthiness.
     pub fn truthy(&self) -> bool {
         match self {

@@ -179,9 +179,26 @@ fn bad_command_lines_exit_2() {
     let run = forkscope(&["run", "unlocked-counter", "--set", "workers=99"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("maximum"), "{}", run.stderr);
+    let run = forkscope(&["run", "unlocked-counter", "--set", "workers=two"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("needs an integer"), "{}", run.stderr);
     let run = forkscope(&["run", "unlocked-counter", "--set", "wrokers=2"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("workers"), "{}", run.stderr);
+}
+
+#[test]
+fn without_a_display_the_app_says_so_in_one_line_and_exits_2() {
+    let out = Command::new(bin())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("forkscope runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no display"), "{stderr}");
+    assert!(!stderr.contains("registry"), "{stderr}");
 }
 
 const FORK_BOMB: &str = r#"

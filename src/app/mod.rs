@@ -1424,6 +1424,10 @@ pub fn run_gui(args: &GuiArgs) -> i32 {
             }
         },
     };
+    if let Some(why) = no_display() {
+        eprintln!("forkscope: {why}");
+        return 2;
+    }
     let exit_code = app.exit_code_handle();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -1441,8 +1445,55 @@ pub fn run_gui(args: &GuiArgs) -> i32 {
     match result {
         Ok(()) => exit_code.load(Ordering::SeqCst),
         Err(e) => {
-            eprintln!("forkscope: cannot open the window: {e}");
-            1
+            eprintln!(
+                "forkscope: cannot open the window: {}",
+                short_error(&e.to_string())
+            );
+            2
         }
+    }
+}
+
+/// Why there is surely no window to open, before winit says it in its own
+/// words (a long message with a source path): no display server is named.
+fn no_display() -> Option<&'static str> {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    (!set("DISPLAY") && !set("WAYLAND_DISPLAY")).then_some(
+        "no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); \
+         the commands work without one (`forkscope list`, `forkscope run locked-counter`), \
+         and scripts/screenshot.sh runs the app under Xvfb",
+    )
+}
+
+/// A window-system error in one line, without the source paths some carry
+/// (`os error at /home/…/registry/…/winit-…/src/…rs:123: …`).
+fn short_error(text: &str) -> String {
+    let line = text.lines().next().unwrap_or(text);
+    match (line.find(" at /"), line.rfind(".rs:")) {
+        (Some(start), Some(end)) if end > start => {
+            // `.rs:123:` or `.rs:123:45:`: drop the line and column numbers.
+            let rest = line[end + 4..].trim_start_matches(|c: char| c.is_ascii_digit());
+            let rest = rest
+                .strip_prefix(':')
+                .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                .map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+            format!("{}{}", &line[..start], rest)
+        }
+        _ => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod window_error_tests {
+    use super::short_error;
+
+    #[test]
+    fn a_window_error_loses_its_source_path() {
+        let winit = "winit error: os error at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/winit-0.30.12/src/platform_impl/linux/mod.rs:765: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set.";
+        assert_eq!(
+            short_error(winit),
+            "winit error: os error: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set."
+        );
+        assert_eq!(short_error("plain\nsecond"), "plain");
     }
 }

@@ -71,8 +71,8 @@ pub fn resolve_params(
         };
         let value = parse_like(&param.default, text).ok_or_else(|| {
             err(format!(
-                "parameter {key} needs a {}, got {text:?}",
-                param.default.type_name()
+                "parameter {key} needs {}, got {text:?}",
+                param.default.kind_in_words()
             ))
         })?;
         check_range(key, param, &value).map_err(err)?;
