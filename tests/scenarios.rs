@@ -314,3 +314,76 @@ fn every_builtin_runs_to_a_clean_end() {
         );
     }
 }
+
+#[test]
+fn fork_tree_makes_two_to_the_n_processes_each_waiting_for_its_own() {
+    let run = run_jsonl("fork-tree", &["--set", "sleep_ms=0"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Who is whose parent: main forks 3 times, its first child twice...
+    let mut children: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in run.of_kind("hello") {
+        if let Body::Hello {
+            parent: Some(p), ..
+        } = &e.body
+        {
+            *children.entry(p.clone()).or_default() += 1;
+        }
+    }
+    let procs = run.pids().len() - 1; // not the runner
+    assert_eq!(procs, 8, "{children:?}");
+    let mut counts: Vec<usize> = children
+        .iter()
+        .filter(|(p, _)| p.as_str() != "runner")
+        .map(|(_, n)| *n)
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 1, 2, 3], "{children:?}");
+    // Each parent reaps its own children: nobody is adopted.
+    assert_eq!(run.of_kind("reaped").len(), 8);
+    assert!(run.of_kind("adopted").is_empty());
+    let terminal = run.terminal();
+    let mut said: Vec<&str> = terminal
+        .lines()
+        .filter_map(|l| l.rsplit(", ").next())
+        .collect::<Vec<_>>();
+    said.sort_unstable();
+    assert_eq!(
+        said,
+        [
+            "0 children",
+            "0 children",
+            "0 children",
+            "0 children",
+            "1 children",
+            "1 children",
+            "2 children",
+            "3 children"
+        ]
+    );
+}
+
+#[test]
+fn fan_out_stress_sees_every_short_lived_child_born_and_reaped() {
+    for _ in 0..3 {
+        let run = run_jsonl("fan-out-stress", &[]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let children = |kind: &str| {
+            run.of_kind(kind)
+                .iter()
+                .filter(|e| e.proc_id.starts_with("main."))
+                .count()
+        };
+        assert_eq!(children("hello"), 200);
+        assert_eq!(children("exit"), 200);
+        assert_eq!(children("reaped"), 200);
+        assert!(run.terminal().contains("200 children started, all joined"));
+    }
+    // The scenario asks for more than the default limit; --max-procs decides.
+    let run = forkscope(&["run", "fan-out-stress", "--max-procs", "64"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("over the limit of 64"),
+        "{}",
+        run.stderr
+    );
+}

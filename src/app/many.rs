@@ -88,6 +88,7 @@ pub struct Plan {
     pub first_seed: u64,
     /// Run lock = false and lock = true side by side.
     pub both_locks: bool,
+    pub max_procs: u32,
 }
 
 struct Job {
@@ -249,7 +250,7 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
                 seed,
                 limits: Limits {
                     timeout_s: RUN_TIMEOUT_S,
-                    ..Limits::default()
+                    max_procs: plan.max_procs,
                 },
                 gated: plan.seeded,
             };

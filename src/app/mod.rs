@@ -638,7 +638,8 @@ impl App {
             ));
             return;
         }
-        if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &limits::Limits::default()) {
+        let scenario_limits = limits::Limits::for_scenario(&p.loaded.scenario);
+        if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &scenario_limits) {
             self.status = Some(format!("{}: {e}", p.loaded.origin));
             return;
         }
@@ -652,6 +653,7 @@ impl App {
             seeded: self.many.seeded,
             first_seed: self.many.first_seed,
             both_locks: many::has_lock_switch(p),
+            max_procs: scenario_limits.max_procs,
         };
         if let Some(ctx) = self.egui_ctx.clone() {
             self.many.start(plan, ctx);
@@ -712,7 +714,7 @@ impl App {
             } else {
                 now_ns()
             },
-            limits: limits::Limits::default(),
+            limits: limits::Limits::for_scenario(&p.loaded.scenario),
             gated,
         };
         if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {

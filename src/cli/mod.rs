@@ -53,9 +53,10 @@ pub struct ScenarioArgs {
     /// Stop a run after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = scenario::limits::DEFAULT_TIMEOUT_S)]
     pub timeout: f64,
-    /// Most processes a run may create.
-    #[arg(long, value_name = "N", default_value_t = scenario::limits::DEFAULT_MAX_PROCS)]
-    pub max_procs: u32,
+    /// Most processes a run may create [default: 64, or what the scenario
+    /// asks for]
+    #[arg(long, value_name = "N")]
+    pub max_procs: Option<u32>,
     /// Let a scenario file run the programs its `exec` steps name.
     #[arg(long)]
     pub allow_exec: bool,

@@ -75,7 +75,10 @@ pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError>
     let loaded = load_target(&args.scenario)?;
     let sets = parse_sets(&args.set)?;
     let params = scenario::resolve_params(&loaded.scenario, &sets)?;
-    if args.max_procs == 0 || args.max_procs > limits::MAX_MAX_PROCS {
+    let max_procs = args
+        .max_procs
+        .unwrap_or(limits::Limits::for_scenario(&loaded.scenario).max_procs);
+    if max_procs == 0 || max_procs > limits::MAX_MAX_PROCS {
         return Err(InputError::Other(format!(
             "--max-procs must be between 1 and {}",
             limits::MAX_MAX_PROCS
@@ -95,7 +98,7 @@ pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError>
         time_scale: args.time_scale,
         seed: args.seed.unwrap_or_else(crate::protocol::now_ns),
         limits: limits::Limits {
-            max_procs: args.max_procs,
+            max_procs,
             timeout_s: args.timeout,
         },
         gated,

@@ -42,6 +42,8 @@ pub const BUILTINS: &[Builtin] = builtins![
     "signals",
     "deadlock-two-locks",
     "lock-chain-round-robin",
+    "fork-tree",
+    "fan-out-stress",
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {

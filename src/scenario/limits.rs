@@ -28,6 +28,18 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The default limits, with the process limit the scenario asks for
+    /// when that is more (`fan-out-stress` starts 200 children).
+    pub fn for_scenario(scenario: &Scenario) -> Limits {
+        let asked = scenario.max_procs.unwrap_or(0).min(MAX_MAX_PROCS);
+        Limits {
+            max_procs: DEFAULT_MAX_PROCS.max(asked),
+            ..Limits::default()
+        }
+    }
+}
+
 /// Why a scenario is refused before it runs. The message names the limit
 /// and the flag that raises it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

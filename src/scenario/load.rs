@@ -309,8 +309,22 @@ impl Cx<'_> {
         for r in f.roles.values() {
             collect_handles(&r.get_ref().steps, &mut self.handles);
         }
+        let max_procs = f.max_procs.as_ref().map(|m| {
+            let n = *m.get_ref();
+            if n == 0 || n > super::limits::MAX_MAX_PROCS {
+                self.err(
+                    m.span(),
+                    format!(
+                        "max_procs must be between 1 and {}",
+                        super::limits::MAX_MAX_PROCS
+                    ),
+                );
+            }
+            n
+        });
         let mut scenario = Scenario {
             name,
+            max_procs,
             title: f.title.clone(),
             explain: f.explain.trim().to_string(),
             source: f.source.trim_matches('\n').to_string(),

@@ -50,6 +50,8 @@ pub struct Scenario {
     pub explain: String,
     pub source: String,
     pub tier: u8,
+    /// The process limit this scenario asks for (`max_procs = 256`), if any.
+    pub max_procs: Option<u32>,
     pub params: BTreeMap<String, Param>,
     pub globals: BTreeMap<String, Value>,
     pub values: BTreeMap<String, Value>,

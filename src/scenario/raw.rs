@@ -18,6 +18,10 @@ pub struct File {
     pub source: String,
     #[serde(default)]
     pub tier: Option<u8>,
+    /// Most processes a run may create, when the scenario needs more than
+    /// the default (`--max-procs` still decides when given).
+    #[serde(default)]
+    pub max_procs: Option<S<u32>>,
     #[serde(default)]
     pub params: BTreeMap<String, S<Param>>,
     /// Private globals: every process has its own copy (`num = 100`).
