@@ -8,6 +8,8 @@ use egui::{RichText, Ui};
 
 /// Events listed under "recent events".
 const RECENT_EVENTS: usize = 40;
+/// How many of the latest events are searched for the selected process's.
+const RECENT_SCAN: usize = 200_000;
 
 pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
     ui.heading("Inspector");
@@ -122,11 +124,11 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
     let recent: Vec<String> = ctx
         .rec
         .log
-        .events()
-        .get(..shown.min(ctx.rec.len()))
-        .unwrap_or_default()
+        .range(0, shown)
         .iter()
         .rev()
+        // A quiet process in a flood: look back this far only.
+        .take(RECENT_SCAN)
         .filter(|e| e.proc_id == p.id)
         .take(RECENT_EVENTS)
         .map(|e| text::line(e, t0))
