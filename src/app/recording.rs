@@ -695,6 +695,57 @@ mod tests {
         assert!(rec.live.merged_output.chunks.len() <= crate::model::OUTPUT_CHUNKS_KEPT);
     }
 
+    /// The figure for docs/reliability/h-app.md: 12 million events (a 60 s
+    /// flood at the ~200,000 events/s a release build takes in) through the
+    /// default budgets; prints the process's peak RSS. Slow, so ignored:
+    /// `cargo test --release --lib flood_of_twelve_million -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn flood_of_twelve_million_events_peak_rss() {
+        let mut rec = Recording::new();
+        let n = 12_000_000_usize;
+        let mut peak = 0;
+        for i in 0..n {
+            let body = if i % 2 == 0 {
+                Body::Read {
+                    name: "v".into(),
+                    value: Value::Int(i as i64),
+                    private: false,
+                }
+            } else {
+                Body::Write {
+                    name: "v".into(),
+                    value: Value::Int(i as i64),
+                    private: false,
+                }
+            };
+            rec.push(ev(i as u64 * 5_000, "main", body));
+            if i % 100_000 == 0 {
+                peak = peak.max(rec.approx_bytes());
+            }
+        }
+        let hwm_kb = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        let mid = rec.count_at(n as u64 / 2 * 5_000);
+        let w = rec.world_at(mid).events_applied;
+        eprintln!(
+            "{n} events: estimated peak {} MB, now {} MB, process peak RSS {} MB, {} checkpoints, {} events kept; the middle shows {w} events",
+            peak >> 20,
+            rec.approx_bytes() >> 20,
+            hwm_kb >> 10,
+            rec.checkpoint_count(),
+            rec.len() - rec.log.first_kept()
+        );
+        assert!(hwm_kb < 500 * 1024, "peak RSS {hwm_kb} kB");
+        assert!(w > 0);
+    }
+
     #[test]
     fn a_lane_with_many_states_is_coarsened_not_cut() {
         let mut rec = Recording::new();

@@ -266,4 +266,27 @@ mod tests {
         assert_eq!(log.world_at(99).caption.as_deref(), Some("c"));
         assert_eq!(log.world_at(0).caption, None);
     }
+    #[test]
+    fn thinning_keeps_indexes_counts_and_times_of_the_whole_run() {
+        let mut log = EventLog::new();
+        log.extend((0..10).map(|i| narrate(100 + i * 10, "x")));
+        log.push(narrate(105, "late"));
+        let before = log.kept_bytes();
+        log.thin_to(4);
+        assert_eq!(log.len(), 11, "still counts every event");
+        assert_eq!(log.first_kept(), 4);
+        assert!(log.kept_bytes() < before);
+        assert!(log.get(3).is_none());
+        assert_eq!(log.get(4).map(|e| e.t_ns), Some(140));
+        assert_eq!(log.range(0, 6).len(), 2, "events 4 and 5");
+        assert_eq!(log.counts_by_kind().get("narrate"), Some(&11));
+        assert_eq!(log.min_t_ns(), Some(100));
+        // Times before the kept events are not answered here.
+        assert_eq!(log.count_at(120), None);
+        assert_eq!(log.count_at(145), Some(5));
+        // The late event does not make the count go back.
+        assert_eq!(log.count_at(195), Some(11));
+        log.thin_to(2);
+        assert_eq!(log.first_kept(), 4, "thinning never goes back");
+    }
 }
