@@ -10,7 +10,8 @@ mod tests;
 pub use log::EventLog;
 pub use world::{
     Access, Channel, ChannelKind, DELIVERIES_KEPT, Delivery, ERRORS_KEPT, ExitStatus,
-    LOST_UPDATES_KEPT, Lock, LostUpdate, MERGED_OUTPUT_BYTES_KEPT, Message, OUTPUT_CHUNKS_KEPT,
-    OutputBuffer, OutputChunk, POOL_RESULTS_KEPT, PROCESS_OUTPUT_BYTES_KEPT, Pool, ProcState,
-    Process, RunError, SharedValue, Task, TreeRow, VALUE_HISTORY_KEPT, ValueAccess, World,
+    IN_FLIGHT_KEPT, LOST_UPDATES_KEPT, Lock, LostUpdate, MERGED_OUTPUT_BYTES_KEPT, Message,
+    OUTPUT_CHUNKS_KEPT, OutputBuffer, OutputChunk, POOL_RESULTS_KEPT, PROCESS_OUTPUT_BYTES_KEPT,
+    Pool, ProcState, Process, RunError, SharedValue, Task, TreeRow, VALUE_HISTORY_KEPT,
+    ValueAccess, World,
 };

@@ -441,6 +441,30 @@ fn output_goes_per_process_and_merged_in_arrival_order() {
 }
 
 #[test]
+fn sends_whose_receive_was_lost_do_not_pile_up() {
+    let mut s = family();
+    for i in 0..IN_FLIGHT_KEPT * 3 {
+        s.at(
+            "main",
+            Body::Put {
+                channel: "q".into(),
+                msg: format!("m{i}"),
+                value: Value::Int(1),
+            },
+        );
+    }
+    let w = s.world();
+    let q = &w.channels["q"];
+    assert!(q.depth() <= IN_FLIGHT_KEPT, "{}", q.depth());
+    assert_eq!(q.sent_total, (IN_FLIGHT_KEPT * 3) as u64, "all counted");
+    let newest = format!("m{}", IN_FLIGHT_KEPT * 3 - 1);
+    assert_eq!(
+        q.in_flight.last().map(|m| m.msg.as_str()),
+        Some(newest.as_str())
+    );
+}
+
+#[test]
 fn long_lines_are_bounded_by_bytes_too() {
     let mut s = family();
     let line = format!("{}\n", "y".repeat(1999));

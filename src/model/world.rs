@@ -29,6 +29,10 @@ pub const ERRORS_KEPT: usize = 1000;
 pub const POOL_RESULTS_KEPT: usize = 10_000;
 /// Receives whose send has not arrived yet, kept per channel.
 const EARLY_RECEIVES_KEPT: usize = 1024;
+/// Messages shown in flight per channel. A real pipe or queue holds a few
+/// hundred at most; more means their receives were lost (dropped events),
+/// and the oldest go.
+pub const IN_FLIGHT_KEPT: usize = 4096;
 /// Finished message trips kept per channel (enough to animate recent dots).
 pub const DELIVERIES_KEPT: usize = 64;
 
@@ -1132,6 +1136,9 @@ impl World {
         if let Some(i) = c.early_receives.iter().position(|m| m == msg) {
             c.early_receives.remove(i);
             return;
+        }
+        if c.in_flight.len() >= IN_FLIGHT_KEPT {
+            c.in_flight.drain(..IN_FLIGHT_KEPT / 4);
         }
         c.in_flight.push(Message {
             msg: msg.to_string(),
