@@ -11,7 +11,7 @@
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use forkscope::app::{App, Command, GuiArgs, RunState, controls, lab, many};
+use forkscope::app::{App, Command, GuiArgs, RunState, controls, inspector, lab, many};
 use forkscope::protocol::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -748,6 +748,11 @@ fn a_flood_keeps_memory_bounded_and_scrubbing_works() {
     assert!(
         has_label(&h, &format!("shared v = {then}")),
         "the stage shows the value of then"
+    );
+    let gone = h.state().rec.log.first_kept();
+    assert!(
+        has_label(&h, &inspector::thinned_note(gone)),
+        "the inspector says older events are gone"
     );
 }
 

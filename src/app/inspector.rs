@@ -23,6 +23,10 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
             ctx.world.processes.len(),
             ctx.rec.len()
         ));
+        let gone = ctx.rec.log.first_kept();
+        if gone > 0 {
+            ui.weak(thinned_note(gone));
+        }
         return;
     };
     let color = ctx.color_of(&p.id);
@@ -141,6 +145,14 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
                 ui.label(RichText::new(line).monospace().size(11.0));
             }
         });
+}
+
+/// Said once a flood made the recording let go of its oldest events.
+pub fn thinned_note(gone: usize) -> String {
+    format!(
+        "To save memory the oldest {gone} events are no longer kept: \
+         scrubbing back there shows the nearest saved moment before."
+    )
 }
 
 fn pid_text(pid: i32, ns_pid: Option<i32>) -> String {
