@@ -137,14 +137,13 @@ struct HarnessOptions {
 impl HarnessOptions {
     fn parse(args: impl IntoIterator<Item = String>) -> Result<HarnessOptions, String> {
         /// Flags that take a value (`--flag VALUE` or `--flag=VALUE`).
-        const WITH_VALUE: [&str; 8] = [
+        const WITH_VALUE: [&str; 7] = [
             "--test-threads",
             "--color",
             "--format",
             "--logfile",
             "--skip",
             "--shuffle-seed",
-            "--report-time",
             "-Z",
         ];
         let mut opts = HarnessOptions::default();
@@ -182,6 +181,9 @@ impl HarnessOptions {
                 | "--test"
                 | "--force-run-in-process"
                 | "--shuffle"
+                | "--report-time"
+                | "--ensure-time"
+                | "--exclude-should-panic"
                 | "--no-fail-fast" => {}
                 _ if value.is_some() => {}
                 // `--bench` runs benchmarks, and there are none here.
