@@ -11,7 +11,7 @@
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use forkscope::app::{App, Command, GuiArgs, RunState, controls, lab, many};
+use forkscope::app::{App, Command, GuiArgs, RunState, controls, inspector, lab, many};
 use forkscope::protocol::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -52,16 +52,37 @@ fn main() -> ExitCode {
             "many_runs_show_a_histogram_lock_off_and_on",
             many_runs_show_a_histogram_lock_off_and_on,
         ),
+        (
+            "a_flood_keeps_memory_bounded_and_scrubbing_works",
+            a_flood_keeps_memory_bounded_and_scrubbing_works,
+        ),
+        ("harness_counts_what_it_ran", harness_counts_what_it_ran),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = Vec::new();
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
+    let opts = match HarnessOptions::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(101);
         }
+    };
+    let names: Vec<&str> = tests.iter().map(|(name, _)| *name).collect();
+    let chosen = opts.select(&names);
+    let filtered_out = tests.len() - chosen.len();
+    if opts.list {
+        // libtest's `--list`: one `name: test` line each, then a count.
+        for name in &chosen {
+            println!("{name}: test");
+        }
+        if !chosen.is_empty() {
+            println!();
+        }
+        println!("{}, 0 benchmarks", plural(chosen.len(), "test"));
+        return ExitCode::SUCCESS;
+    }
+    println!("\nrunning {}", plural(chosen.len(), "test"));
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for (name, test) in tests.iter().filter(|(name, _)| chosen.contains(name)) {
         println!("test {name} ...");
         match std::panic::catch_unwind(test) {
             Ok(()) => println!("test {name} ... ok"),
@@ -71,19 +92,169 @@ fn main() -> ExitCode {
             }
         }
     }
-    // The same closing line as libtest's, so tools that read it count these.
-    let passed = tests.len() - failed.len();
+    // The same closing line as libtest's, counting only what ran, so tools
+    // that read it count these.
+    let passed = chosen.len() - failed.len();
+    let outcome = if failed.is_empty() { "ok" } else { "FAILED" };
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
+    println!(
+        "\ntest result: {outcome}. {passed} passed; {} failed; 0 ignored; 0 measured; {filtered_out} filtered out; finished in {:.2}s\n",
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
     if failed.is_empty() {
-        println!("\ntest result: ok. {passed} passed; 0 failed; 0 ignored");
         ExitCode::SUCCESS
     } else {
-        println!("gui tests failed: {}", failed.join(", "));
-        println!(
-            "\ntest result: FAILED. {passed} passed; {} failed; 0 ignored",
-            failed.len()
-        );
         ExitCode::FAILURE
     }
+}
+
+/// `1 test`, `2 tests`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// The command line libtest understands, as far as it matters here: name
+/// filters (substrings, or whole names with `--exact`), `--skip`, `--list`,
+/// `--ignored` (none of these tests is ignored, so it runs none). Other
+/// libtest flags (`--nocapture`, `--test-threads N`, `--color X`, …) are
+/// accepted and change nothing: these tests run one after another anyway.
+#[derive(Debug, Default, PartialEq)]
+struct HarnessOptions {
+    filters: Vec<String>,
+    skip: Vec<String>,
+    exact: bool,
+    list: bool,
+    ignored_only: bool,
+}
+
+impl HarnessOptions {
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<HarnessOptions, String> {
+        /// Flags that take a value (`--flag VALUE` or `--flag=VALUE`).
+        const WITH_VALUE: [&str; 7] = [
+            "--test-threads",
+            "--color",
+            "--format",
+            "--logfile",
+            "--skip",
+            "--shuffle-seed",
+            "-Z",
+        ];
+        let mut opts = HarnessOptions::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if !arg.starts_with('-') {
+                opts.filters.push(arg);
+                continue;
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) => (f.to_string(), Some(v.to_string())),
+                None => (arg.clone(), None),
+            };
+            let value = if WITH_VALUE.contains(&flag.as_str()) {
+                match inline.or_else(|| args.next()) {
+                    Some(v) => Some(v),
+                    None => return Err(format!("{flag} needs a value")),
+                }
+            } else {
+                None
+            };
+            match flag.as_str() {
+                "--exact" => opts.exact = true,
+                "--list" => opts.list = true,
+                "--ignored" => opts.ignored_only = true,
+                "--skip" => opts.skip.extend(value),
+                // Accepted, nothing to change: all of these tests run, in
+                // order, one at a time, with their output shown.
+                "--include-ignored"
+                | "--nocapture"
+                | "--no-capture"
+                | "--show-output"
+                | "--quiet"
+                | "-q"
+                | "--test"
+                | "--force-run-in-process"
+                | "--shuffle"
+                | "--report-time"
+                | "--ensure-time"
+                | "--exclude-should-panic"
+                | "--no-fail-fast" => {}
+                _ if value.is_some() => {}
+                // `--bench` runs benchmarks, and there are none here.
+                "--bench" => opts.ignored_only = true,
+                other => return Err(format!("unrecognized option: '{other}'")),
+            }
+        }
+        Ok(opts)
+    }
+
+    /// The tests to run (or list), in their order.
+    fn select<'a>(&self, names: &[&'a str]) -> Vec<&'a str> {
+        if self.ignored_only {
+            return Vec::new();
+        }
+        let matches = |name: &str, f: &String| {
+            if self.exact {
+                name == f
+            } else {
+                name.contains(f.as_str())
+            }
+        };
+        names
+            .iter()
+            .copied()
+            .filter(|name| self.filters.is_empty() || self.filters.iter().any(|f| matches(name, f)))
+            .filter(|name| !self.skip.iter().any(|f| matches(name, f)))
+            .collect()
+    }
+}
+
+/// The harness itself, run the way cargo runs it: a filter runs only what
+/// it names and the closing line counts that; `--list` lists and runs
+/// nothing; other libtest flags are harmless.
+fn harness_counts_what_it_ran() {
+    let me = std::env::current_exe().expect("own path");
+    let run = |args: &[&str]| -> String {
+        let out = std::process::Command::new(&me)
+            .args(args)
+            .output()
+            .expect("the test binary runs");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let all = run(&["--list"]);
+    let n = all.lines().filter(|l| l.ends_with(": test")).count();
+    assert!(n > 5, "{all}");
+    assert!(
+        all.ends_with(&format!("\n{n} tests, 0 benchmarks\n")),
+        "{all}"
+    );
+    let none = run(&["nosuchtest"]);
+    assert!(none.contains("running 0 tests"), "{none}");
+    assert!(
+        none.contains(&format!(
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; {n} filtered out"
+        )),
+        "{none}"
+    );
+    let list = run(&["--list", "stop", "--test-threads", "1", "--nocapture"]);
+    assert_eq!(
+        list, "stop_ends_every_process: test\n\n1 test, 0 benchmarks\n",
+        "only what the filter names, in libtest's format"
+    );
+    let exact = run(&["--list", "--exact", "stop"]);
+    assert_eq!(
+        exact, "0 tests, 0 benchmarks\n",
+        "--exact wants the whole name"
+    );
+    let ignored = run(&["--ignored"]);
+    assert!(ignored.contains("0 passed; 0 failed"), "{ignored}");
 }
 
 /// The longest a test waits for something a real run does.
@@ -244,7 +415,7 @@ fn scrubbing_back_shows_an_earlier_value() {
         .state()
         .rec
         .log
-        .events()
+        .kept()
         .iter()
         .find(|e| e.body.kind() == "write")
         .map(|e| e.t_ns)
@@ -273,7 +444,7 @@ fn terminal_shows_each_line_once() {
         .state()
         .rec
         .log
-        .events()
+        .kept()
         .iter()
         .filter(|e| e.body.kind() == "output")
         .map(|e| format!("{} {:?}", e.proc_id, e.body))
@@ -498,6 +669,93 @@ fn seeded_run_saved_and_loaded_again() {
         "the same steps in the same order"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A process that writes a shared value as fast as it can, forever.
+const FLOOD: &str = r#"
+name = "flood"
+title = "An event flood"
+explain = "One process writes a shared value forever."
+source = """
+while True:
+    v.value += 1
+"""
+
+[values]
+v = 0
+
+[roles.main]
+steps = [{ loop = [{ write = "v", value = "v + 1", line = 2 }] }]
+"#;
+
+/// A real flood on small memory budgets: the oldest events are let go
+/// while the newest stay, and the view can still be scrubbed to the start
+/// and to the middle of the run (which shows the value of then).
+fn a_flood_keeps_memory_bounded_and_scrubbing_works() {
+    const LOG_BUDGET: usize = 256 << 10;
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let path = dir.join("flood.toml");
+    std::fs::write(&path, FLOOD).expect("the scenario is written");
+    let mut h = harness(GuiArgs {
+        scenario: Some(path.display().to_string()),
+        ..GuiArgs::default()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    h.state_mut().rec_budgets_bytes = (LOG_BUDGET, 4 << 20);
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(
+        wait_for(&mut h, |h| h.state().rec.log.first_kept() > 20_000),
+        "the oldest events are let go: {} events",
+        h.state().rec.len()
+    );
+    h.get_by_label(controls::STOP).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()));
+    let rec = &h.state().rec;
+    assert!(
+        rec.log.kept_bytes() <= LOG_BUDGET,
+        "{} bytes kept",
+        rec.log.kept_bytes()
+    );
+    let (t0, t1) = rec.t_range().expect("events");
+    let total = rec.len();
+    let last = match &rec.live.values["v"].current {
+        Value::Int(v) => *v,
+        other => panic!("v is {other:?}"),
+    };
+    assert!(last > 1000, "the flood wrote {last} times");
+
+    // The start: nothing had happened yet.
+    h.state_mut().command(Command::Seek(t0));
+    h.run_steps(2);
+    assert!(h.state().view_world().events_applied <= 1);
+    // The middle: a World from then, with the value of then.
+    h.state_mut().command(Command::Seek(t0 + (t1 - t0) / 2));
+    h.run_steps(2);
+    let mid = h.state().view_world();
+    assert!(
+        mid.events_applied > 0 && (mid.events_applied as usize) < total,
+        "{} of {total} events",
+        mid.events_applied
+    );
+    let then = match mid.values.get("v").map(|v| &v.current) {
+        Some(Value::Int(v)) => *v,
+        other => panic!("v is {other:?} in the middle"),
+    };
+    assert!(
+        0 < then && then < last,
+        "v = {then} in the middle, {last} at the end"
+    );
+    assert!(
+        has_label(&h, &format!("shared v = {then}")),
+        "the stage shows the value of then"
+    );
+    let gone = h.state().rec.log.first_kept();
+    assert!(
+        has_label(&h, &inspector::thinned_note(gone)),
+        "the inspector says older events are gone"
+    );
 }
 
 fn seeded_deadlock_is_drawn() {

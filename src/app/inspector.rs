@@ -8,6 +8,8 @@ use egui::{RichText, Ui};
 
 /// Events listed under "recent events".
 const RECENT_EVENTS: usize = 40;
+/// How many of the latest events are searched for the selected process's.
+const RECENT_SCAN: usize = 200_000;
 
 pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
     ui.heading("Inspector");
@@ -21,6 +23,10 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
             ctx.world.processes.len(),
             ctx.rec.len()
         ));
+        let gone = ctx.rec.log.first_kept();
+        if gone > 0 {
+            ui.weak(thinned_note(gone));
+        }
         return;
     };
     let color = ctx.color_of(&p.id);
@@ -122,11 +128,11 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
     let recent: Vec<String> = ctx
         .rec
         .log
-        .events()
-        .get(..shown.min(ctx.rec.len()))
-        .unwrap_or_default()
+        .range(0, shown)
         .iter()
         .rev()
+        // A quiet process in a flood: look back this far only.
+        .take(RECENT_SCAN)
         .filter(|e| e.proc_id == p.id)
         .take(RECENT_EVENTS)
         .map(|e| text::line(e, t0))
@@ -139,6 +145,14 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
                 ui.label(RichText::new(line).monospace().size(11.0));
             }
         });
+}
+
+/// Said once a flood made the recording let go of its oldest events.
+pub fn thinned_note(gone: usize) -> String {
+    format!(
+        "To save memory the oldest {gone} events are no longer kept: \
+         scrubbing back there shows the nearest saved moment before."
+    )
 }
 
 fn pid_text(pid: i32, ns_pid: Option<i32>) -> String {

@@ -284,6 +284,9 @@ pub struct App {
     many_on_first_frame: bool,
     /// For the background runs' repaint requests.
     egui_ctx: Option<egui::Context>,
+    /// Memory the next run's kept events and checkpoints may use (bytes):
+    /// past it the oldest events are let go (tests make it small).
+    pub rec_budgets_bytes: (usize, usize),
 }
 
 impl App {
@@ -326,6 +329,10 @@ impl App {
             races: RaceWatch::default(),
             many_on_first_frame: false,
             egui_ctx: None,
+            rec_budgets_bytes: (
+                recording::LOG_BUDGET_BYTES,
+                recording::CHECKPOINT_BUDGET_BYTES,
+            ),
         };
         if let Some(n) = args.many_runs {
             if !(1..=many::MAX_RUNS).contains(&n) {
@@ -729,7 +736,8 @@ impl App {
                     return;
                 }
             };
-        self.rec = Recording::new();
+        let (log_budget, checkpoint_budget) = self.rec_budgets_bytes;
+        self.rec = Recording::with_budgets(log_budget, checkpoint_budget);
         self.time = TimeControl::default();
         self.selected = None;
         self.status = None;

@@ -5,14 +5,34 @@
 //! A paused or scrubbed view is just a different read of the same store:
 //! the World after the first `k` events, rebuilt from the nearest
 //! checkpoint.
+//!
+//! Memory stays bounded however long a run floods events: the log keeps
+//! the newest events up to a byte budget and lets the oldest go (first
+//! taking a checkpoint where they end); checkpoints are kept up to their
+//! own budget by keeping every second one whenever they exceed it (their
+//! spacing doubles); and the timeline's spans, arrows and signals are
+//! capped, coarsening the oldest. Scrubbing into the part whose events are
+//! gone shows the nearest checkpoint at or before that moment.
 
 use crate::model::{EventLog, ProcState, Process, World};
 use crate::protocol::{Body, Event};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// A copy of the World is kept every this many events: scrubbing replays
-/// at most this many events.
+/// At first a copy of the World is kept every this many events: scrubbing
+/// replays at most this many events (the spacing doubles in a long run).
 pub const CHECKPOINT_EVERY: usize = 2000;
+/// Memory the kept events may use before the oldest are let go.
+pub const LOG_BUDGET_BYTES: usize = 128 << 20;
+/// Memory the checkpoints may use before every second one is let go.
+pub const CHECKPOINT_BUDGET_BYTES: usize = 64 << 20;
+/// Spans kept per lane and kind; past that the oldest half is coarsened.
+pub const LANE_SPANS_KEPT: usize = 4096;
+/// Message arrows and signals kept for the timeline and the stage (the
+/// newest).
+pub const ARROWS_KEPT: usize = 20_000;
+/// Sends waiting for their receive (to draw an arrow); a lost receive
+/// would otherwise keep its send forever.
+const SENDS_KEPT: usize = 100_000;
 
 /// What a timeline span shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +90,61 @@ pub struct Lane {
 }
 
 impl Lane {
+    /// Roughly the memory this lane uses.
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.states.capacity() * size_of::<Span<LaneState>>()
+            + (self.holds.capacity() + self.tasks.capacity()) * size_of::<Span<String>>()
+            + self
+                .holds
+                .iter()
+                .chain(&self.tasks)
+                .map(|s| s.what.capacity() + 16)
+                .sum::<usize>()
+    }
+
+    /// Past [`LANE_SPANS_KEPT`] states, the oldest half is coarsened: each
+    /// two neighbours become one span showing the state that lasted
+    /// longer (at that age a span is narrower than a pixel anyway). Held
+    /// locks and tasks past the cap lose their oldest half.
+    fn bound(&mut self) {
+        if self.states.len() > LANE_SPANS_KEPT {
+            let old = LANE_SPANS_KEPT / 2;
+            let merged: Vec<Span<LaneState>> = self.states[..old]
+                .chunks(2)
+                .map(|pair| {
+                    let len =
+                        |s: &Span<LaneState>| s.end_t_ns.unwrap_or(s.start_t_ns) - s.start_t_ns;
+                    let longer = pair
+                        .iter()
+                        .max_by_key(|s| len(s))
+                        .map_or(pair[0].what, |s| s.what);
+                    Span {
+                        start_t_ns: pair[0].start_t_ns,
+                        end_t_ns: pair[pair.len() - 1].end_t_ns,
+                        what: longer,
+                    }
+                })
+                .collect();
+            self.states.splice(..old, merged);
+        }
+        for spans in [&mut self.holds, &mut self.tasks] {
+            if spans.len() > LANE_SPANS_KEPT {
+                // Open ones stay: they are still held or running.
+                let mut dropped = 0;
+                spans.retain(|s| {
+                    let drop = dropped < LANE_SPANS_KEPT / 2 && s.end_t_ns.is_some();
+                    dropped += usize::from(drop);
+                    !drop
+                });
+            }
+            if spans.len() > LANE_SPANS_KEPT {
+                // Open ones by the thousand: their ends were lost.
+                spans.drain(..spans.len() - LANE_SPANS_KEPT / 2);
+            }
+        }
+    }
+
     fn set_state(&mut self, t_ns: u64, state: Option<LaneState>) {
         let current = self
             .states
@@ -92,6 +167,9 @@ impl Lane {
     }
 
     fn open(spans: &mut Vec<Span<String>>, t_ns: u64, what: String) {
+        // Taken again while still open here: the end was lost (a dropped
+        // event); it ended by now.
+        Lane::close(spans, t_ns, &what);
         spans.push(Span {
             start_t_ns: t_ns,
             end_t_ns: None,
@@ -128,7 +206,24 @@ pub struct ChannelUsers {
     pub receivers: BTreeSet<String>,
 }
 
-#[derive(Default)]
+/// A copy of the World after the first `count` events.
+struct Checkpoint {
+    count: usize,
+    /// Latest event time among those `count` events.
+    t_max_ns: u64,
+    world: World,
+    bytes: usize,
+}
+
+/// The World last built for a past moment.
+struct View {
+    /// The event count it was asked for.
+    asked: usize,
+    /// The event count it has (less than `asked` where events are gone).
+    count: usize,
+    world: World,
+}
+
 pub struct Recording {
     pub log: EventLog,
     pub live: World,
@@ -137,19 +232,83 @@ pub struct Recording {
     pub channel_users: BTreeMap<String, ChannelUsers>,
     /// Signals sent: (t, from, to, signal), drawn as arrows on the stage.
     pub signals: Vec<(u64, String, String, String)>,
-    /// `checkpoints[i]` is the World after `(i + 1) * CHECKPOINT_EVERY` events.
-    checkpoints: Vec<World>,
-    /// Running maximum of event times: monotone, so a time maps to an
-    /// event count with a binary search even if a few events came late.
-    t_prefix_max: Vec<u64>,
+    /// Sorted by count. While events are thinned, one sits exactly where
+    /// the kept events begin.
+    checkpoints: Vec<Checkpoint>,
+    checkpoint_bytes: usize,
+    /// A checkpoint is taken every this many events.
+    checkpoint_every: usize,
+    log_budget_bytes: usize,
+    checkpoint_budget_bytes: usize,
     sends: HashMap<(String, String), (String, u64)>,
-    /// The last World built for a past moment, and how many events it has.
-    view: Option<(usize, World)>,
+    view: Option<View>,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Self::with_budgets(LOG_BUDGET_BYTES, CHECKPOINT_BUDGET_BYTES)
+    }
 }
 
 impl Recording {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A recording whose kept events and checkpoints use at most about
+    /// these many bytes each.
+    pub fn with_budgets(log_budget_bytes: usize, checkpoint_budget_bytes: usize) -> Self {
+        Recording {
+            log: EventLog::new(),
+            live: World::new(),
+            lanes: BTreeMap::new(),
+            arrows: Vec::new(),
+            channel_users: BTreeMap::new(),
+            signals: Vec::new(),
+            checkpoints: Vec::new(),
+            checkpoint_bytes: 0,
+            checkpoint_every: CHECKPOINT_EVERY,
+            log_budget_bytes,
+            checkpoint_budget_bytes,
+            sends: HashMap::new(),
+            view: None,
+        }
+    }
+
+    /// Roughly the memory the whole recording uses: kept events,
+    /// checkpoints, the live World, the last scrubbed-to World and the
+    /// timeline's spans and arrows.
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let lanes: usize = self.lanes.values().map(Lane::approx_bytes).sum();
+        let arrows = self.arrows.capacity() * size_of::<Arrow>()
+            + self
+                .arrows
+                .iter()
+                .map(|a| a.from.capacity() + a.to.capacity() + a.channel.capacity() + 48)
+                .sum::<usize>();
+        let signals = self.signals.capacity() * size_of::<(u64, String, String, String)>()
+            + self
+                .signals
+                .iter()
+                .map(|s| s.1.capacity() + s.2.capacity() + s.3.capacity() + 48)
+                .sum::<usize>();
+        let sends = self.sends.capacity()
+            * (size_of::<(String, String)>() + size_of::<(String, u64)>())
+            + self.sends.len() * 96;
+        self.log.kept_bytes()
+            + self.checkpoint_bytes
+            + self.live.approx_bytes()
+            + self.view.as_ref().map_or(0, |v| v.world.approx_bytes())
+            + lanes
+            + arrows
+            + signals
+            + sends
+    }
+
+    /// How many checkpoints are kept (for tests and figures).
+    pub fn checkpoint_count(&self) -> usize {
+        self.checkpoints.len()
     }
 
     pub fn len(&self) -> usize {
@@ -168,58 +327,167 @@ impl Recording {
     pub fn push(&mut self, event: Event) {
         self.live.apply(&event);
         self.observe(&event);
-        let t_max = self
-            .t_prefix_max
-            .last()
-            .map_or(event.t_ns, |t| (*t).max(event.t_ns));
-        self.t_prefix_max.push(t_max);
         self.log.push(event);
-        if self.log.len().is_multiple_of(CHECKPOINT_EVERY) {
-            self.checkpoints.push(self.live.clone());
+        if self.log.len().is_multiple_of(self.checkpoint_every) {
+            let world = self.live.clone();
+            self.add_checkpoint(self.log.len(), world);
+        }
+        if self.log.kept_bytes() > self.log_budget_bytes {
+            self.thin_log();
         }
     }
 
-    /// How many events happened at or before `t_ns`.
+    /// Lets go of the oldest quarter to half of the kept events, up to a
+    /// checkpoint (made there if none is near), so every moment after it
+    /// is still exact.
+    fn thin_log(&mut self) {
+        let first = self.log.first_kept();
+        let kept = self.log.len() - first;
+        let (lo, mid) = (first + kept / 4, first + kept / 2);
+        let existing = self
+            .checkpoints
+            .iter()
+            .rev()
+            .map(|c| c.count)
+            .find(|c| (lo..=mid).contains(c));
+        let (to, world) = match existing {
+            Some(at) => (at, None),
+            None => (mid, Some(self.rebuild(mid).1)),
+        };
+        if to <= first {
+            return;
+        }
+        self.log.thin_to(to);
+        match world {
+            Some(world) => self.add_checkpoint(to, world),
+            None => self.bound_checkpoints(),
+        }
+    }
+
+    fn add_checkpoint(&mut self, count: usize, world: World) {
+        let bytes = world.approx_bytes();
+        // The World's latest time is the running maximum of its events'.
+        let t_max_ns = world.last_t_ns;
+        let at = self.checkpoints.partition_point(|c| c.count < count);
+        if self.checkpoints.get(at).is_some_and(|c| c.count == count) {
+            return;
+        }
+        self.checkpoint_bytes += bytes;
+        self.checkpoints.insert(
+            at,
+            Checkpoint {
+                count,
+                t_max_ns,
+                world,
+                bytes,
+            },
+        );
+        self.bound_checkpoints();
+    }
+
+    /// Over budget: double the spacing and keep only the checkpoints on it
+    /// (and the one where the kept events begin, which every later moment
+    /// is rebuilt from), until they fit or one is left.
+    fn bound_checkpoints(&mut self) {
+        let base = self.log.first_kept();
+        // A checkpoint made only to start the kept events from is not
+        // needed once they start later.
+        let every = self.checkpoint_every;
+        self.checkpoints
+            .retain(|c| c.count.is_multiple_of(every) || c.count == base);
+        self.checkpoint_bytes = self.checkpoints.iter().map(|c| c.bytes).sum();
+        while self.checkpoint_bytes > self.checkpoint_budget_bytes && self.checkpoints.len() > 1 {
+            self.checkpoint_every = self.checkpoint_every.saturating_mul(2);
+            let every = self.checkpoint_every;
+            self.checkpoints
+                .retain(|c| c.count.is_multiple_of(every) || c.count == base);
+            self.checkpoint_bytes = self.checkpoints.iter().map(|c| c.bytes).sum();
+        }
+    }
+
+    /// How many events happened at or before `t_ns` (where the events of
+    /// that moment are gone: the count of the checkpoint before it).
     pub fn count_at(&self, t_ns: u64) -> usize {
-        self.t_prefix_max.partition_point(|t| *t <= t_ns)
+        if let Some(count) = self.log.count_at(t_ns) {
+            return count;
+        }
+        let i = self.checkpoints.partition_point(|c| c.t_max_ns <= t_ns);
+        i.checked_sub(1)
+            .and_then(|i| self.checkpoints.get(i))
+            .map_or(0, |c| c.count.min(self.log.first_kept()))
+    }
+
+    /// The World after the first `count` events, or, where those events are
+    /// gone, after the nearest checkpoint before. Returns the event count
+    /// reached and the World.
+    fn rebuild(&self, count: usize) -> (usize, World) {
+        let i = self.checkpoints.partition_point(|c| c.count <= count);
+        let (from, world) = match i.checked_sub(1).and_then(|i| self.checkpoints.get(i)) {
+            Some(c) => (c.count, c.world.clone()),
+            None => (0, World::new()),
+        };
+        let mut world = world;
+        let reached = self.replay(&mut world, from, count);
+        (reached, world)
+    }
+
+    /// Applies events `from..to` to `world` if they are all kept; returns
+    /// the count reached (`from` if some are gone).
+    fn replay(&self, world: &mut World, from: usize, to: usize) -> usize {
+        if from < self.log.first_kept() && to > from {
+            return from;
+        }
+        for e in self.log.range(from, to) {
+            world.apply(e);
+        }
+        to.max(from)
     }
 
     /// The World after the first `count` events. Reuses the last one built
-    /// when moving forward a little, else starts from a checkpoint.
+    /// when moving forward from the same checkpoint, else starts from the
+    /// nearest checkpoint. Where those events are gone, it is the World at
+    /// the checkpoint before.
     pub fn world_at(&mut self, count: usize) -> &World {
         let count = count.min(self.log.len());
         if count == self.log.len() {
             return &self.live;
         }
-        let reuse =
-            matches!(&self.view, Some((k, _)) if *k <= count && count - *k <= CHECKPOINT_EVERY);
-        if !reuse {
-            let slot = count / CHECKPOINT_EVERY;
-            self.view = Some(
-                match slot.checked_sub(1).and_then(|i| self.checkpoints.get(i)) {
-                    Some(w) => (slot * CHECKPOINT_EVERY, w.clone()),
-                    None => (0, World::new()),
-                },
-            );
-        }
-        let events = self.log.events();
-        match &mut self.view {
-            Some((k, world)) => {
-                for e in events.get(*k..count).unwrap_or_default() {
-                    world.apply(e);
-                }
-                *k = count;
-                world
+        let i = self.checkpoints.partition_point(|c| c.count <= count);
+        let base = i
+            .checked_sub(1)
+            .and_then(|i| self.checkpoints.get(i))
+            .map_or(0, |c| c.count);
+        let reusable = self
+            .view
+            .as_ref()
+            .filter(|v| v.count >= base && v.count <= count)
+            .map(|v| v.count);
+        match (reusable, self.view.take()) {
+            (Some(from), Some(mut v)) => {
+                v.count = self.replay(&mut v.world, from, count);
+                v.asked = count;
+                self.view = Some(v);
             }
+            _ => {
+                let (reached, world) = self.rebuild(count);
+                self.view = Some(View {
+                    asked: count,
+                    count: reached,
+                    world,
+                });
+            }
+        }
+        match &self.view {
+            Some(v) => &v.world,
             None => &self.live,
         }
     }
 
-    /// The World last built by [`Self::world_at`] if it has `count`
-    /// events, else the live one.
+    /// The World last built by [`Self::world_at`] if it was asked for
+    /// `count` events, else the live one.
     pub fn cached_world(&self, count: usize) -> &World {
         match &self.view {
-            Some((k, w)) if *k == count => w,
+            Some(v) if v.asked == count => &v.world,
             _ => &self.live,
         }
     }
@@ -233,6 +501,9 @@ impl Recording {
                 touched.push(target.clone());
                 self.signals
                     .push((t, e.proc_id.clone(), target.clone(), signal.clone()));
+                if self.signals.len() > ARROWS_KEPT {
+                    self.signals.drain(..ARROWS_KEPT / 2);
+                }
             }
             Body::Spawn { child, .. } => touched.push(child.clone()),
             Body::LockAcquire { lock } => {
@@ -248,6 +519,11 @@ impl Recording {
                 Lane::close(&mut self.lane(&e.proc_id).tasks, t, &format!("task {task}"));
             }
             Body::Send { channel, msg, .. } | Body::Put { channel, msg, .. } => {
+                if self.sends.len() >= SENDS_KEPT {
+                    // Receives were lost (dropped events): start afresh
+                    // rather than keep every unmatched send.
+                    self.sends.clear();
+                }
                 self.sends
                     .insert((channel.clone(), msg.clone()), (e.proc_id.clone(), t));
                 self.channel_users
@@ -271,6 +547,9 @@ impl Recording {
                         recv_t_ns: t,
                         channel: channel.clone(),
                     });
+                    if self.arrows.len() > ARROWS_KEPT {
+                        self.arrows.drain(..ARROWS_KEPT / 2);
+                    }
                 }
             }
             _ => {}
@@ -279,6 +558,7 @@ impl Recording {
             let state = self.live.process(&id).and_then(LaneState::of);
             let lane = self.lane(&id);
             lane.set_state(t, state);
+            lane.bound();
             if state.is_none() {
                 // Gone: whatever it held or ran ends here on its lane.
                 for s in lane.holds.iter_mut().chain(lane.tasks.iter_mut()) {
@@ -337,6 +617,174 @@ mod tests {
         assert_eq!(rec.count_at(0), 1);
         assert_eq!(rec.count_at(15), 2);
         assert_eq!(rec.count_at(u64::MAX), n);
+    }
+
+    /// A flood of writes and output (what `loop = [{ write = ... }]`
+    /// sends) on small budgets: memory stays near the budgets however many
+    /// events came, and scrubbing still gives a World at the start, the
+    /// middle (events gone: the checkpoint before) and the end (exact).
+    #[test]
+    fn a_flood_stays_within_budget_and_scrubbing_still_works() {
+        // A World here is about 0.6 MB (value history, output).
+        const BUDGET: usize = 1 << 20;
+        const CHECKPOINTS: usize = 8 << 20;
+        let mut rec = Recording::with_budgets(BUDGET, CHECKPOINTS);
+        let n: usize = 300_000;
+        let event = |i: usize| {
+            if i % 10 == 9 {
+                ev(
+                    i as u64 * 10,
+                    "main",
+                    Body::Output {
+                        stream: crate::protocol::Stream::Stdout,
+                        text: format!("line {i}\n"),
+                    },
+                )
+            } else {
+                write(i as u64 * 10, i as i64)
+            }
+        };
+        let mut peak = 0;
+        for i in 0..n {
+            rec.push(event(i));
+            if i % 1000 == 0 {
+                peak = peak.max(rec.approx_bytes());
+            }
+        }
+        assert_eq!(rec.len(), n, "every event is counted");
+        assert!(rec.log.first_kept() > 0, "the oldest events were let go");
+        assert!(
+            rec.log.kept_bytes() <= BUDGET,
+            "{} bytes of events kept",
+            rec.log.kept_bytes()
+        );
+        // Kept events, checkpoints, the live and the viewed World.
+        assert!(peak < BUDGET + CHECKPOINTS + (2 << 20), "peak {peak} bytes");
+        assert!(rec.approx_bytes() < BUDGET + CHECKPOINTS + (2 << 20));
+        assert!(rec.checkpoint_count() >= 2, "old moments still reachable");
+
+        // The start.
+        assert_eq!(rec.world_at(0).events_applied, 0);
+        // The middle: its events are gone, the checkpoint before is shown.
+        let mid = n / 2;
+        assert!(mid < rec.log.first_kept());
+        let t_mid = mid as u64 * 10;
+        let k = rec.count_at(t_mid);
+        assert!(k <= mid + 1, "{k}");
+        let w = rec.world_at(k).clone();
+        let reached = usize::try_from(w.events_applied).unwrap_or(usize::MAX);
+        assert!(reached > 0 && reached <= k, "{reached} of {k}");
+        assert!(
+            (mid - reached) as u64 * 10 <= t_mid,
+            "not older than the start"
+        );
+        // It is the World after exactly `reached` events of the run.
+        assert_eq!(
+            w,
+            World::from_events(&(0..reached).map(event).collect::<Vec<_>>())
+        );
+        assert_eq!(rec.cached_world(k), &w, "the view shows it");
+        // Near the end the events are kept: exact.
+        let late = n - 1234;
+        let exact = rec.world_at(late).clone();
+        assert_eq!(exact.events_applied, late as u64);
+        assert_eq!(
+            exact.values["v"].current,
+            Value::Int(
+                (0..late)
+                    .rev()
+                    .find(|i| i % 10 != 9)
+                    .map_or(0, |i| i as i64)
+            )
+        );
+        assert_eq!(rec.world_at(n).events_applied, n as u64, "live");
+        // Output is bounded in the World too.
+        assert!(rec.live.merged_output.chunks.len() <= crate::model::OUTPUT_CHUNKS_KEPT);
+    }
+
+    /// The figure for docs/reliability/h-app.md: 12 million events (a 60 s
+    /// flood at the ~200,000 events/s a release build takes in) through the
+    /// default budgets; prints the process's peak RSS. Slow, so ignored:
+    /// `cargo test --release --lib flood_of_twelve_million -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn flood_of_twelve_million_events_peak_rss() {
+        let mut rec = Recording::new();
+        let n = 12_000_000_usize;
+        let mut peak = 0;
+        for i in 0..n {
+            let body = if i % 2 == 0 {
+                Body::Read {
+                    name: "v".into(),
+                    value: Value::Int(i as i64),
+                    private: false,
+                }
+            } else {
+                Body::Write {
+                    name: "v".into(),
+                    value: Value::Int(i as i64),
+                    private: false,
+                }
+            };
+            rec.push(ev(i as u64 * 5_000, "main", body));
+            if i % 100_000 == 0 {
+                peak = peak.max(rec.approx_bytes());
+            }
+        }
+        let hwm_kb = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        let mid = rec.count_at(n as u64 / 2 * 5_000);
+        let w = rec.world_at(mid).events_applied;
+        eprintln!(
+            "{n} events: estimated peak {} MB, now {} MB, process peak RSS {} MB, {} checkpoints, {} events kept; the middle shows {w} events",
+            peak >> 20,
+            rec.approx_bytes() >> 20,
+            hwm_kb >> 10,
+            rec.checkpoint_count(),
+            rec.len() - rec.log.first_kept()
+        );
+        assert!(hwm_kb < 500 * 1024, "peak RSS {hwm_kb} kB");
+        assert!(w > 0);
+    }
+
+    #[test]
+    fn a_lane_with_many_states_is_coarsened_not_cut() {
+        let mut rec = Recording::new();
+        for i in 0..(LANE_SPANS_KEPT as u64 * 3) {
+            let body = if i % 2 == 0 {
+                Body::Sleep { duration_ms: 1.0 }
+            } else {
+                Body::Wake {}
+            };
+            rec.push(ev(100 + i * 10, "main", body));
+        }
+        let lane = &rec.lanes["main"];
+        assert!(
+            lane.states.len() <= LANE_SPANS_KEPT,
+            "{}",
+            lane.states.len()
+        );
+        assert_eq!(lane.states[0].start_t_ns, 100, "still starts at the start");
+        for pair in lane.states.windows(2) {
+            assert_eq!(pair[0].end_t_ns, Some(pair[1].start_t_ns), "no gaps");
+        }
+    }
+
+    #[test]
+    fn lost_releases_do_not_pile_up_open_locks() {
+        let mut rec = Recording::new();
+        for i in 0..(LANE_SPANS_KEPT as u64 * 3) {
+            rec.push(ev(i, "a", Body::LockAcquire { lock: "l".into() }));
+        }
+        let holds = &rec.lanes["a"].holds;
+        assert!(holds.len() <= LANE_SPANS_KEPT, "{}", holds.len());
+        assert_eq!(holds.iter().filter(|s| s.end_t_ns.is_none()).count(), 1);
     }
 
     #[test]

@@ -1441,7 +1441,7 @@ fn value_box(
     if access_lines(ctx.world) > 0 {
         recent_accesses(painter, r, y + 22.0 * big, v, ctx, big);
     }
-    if let Some(lost) = v.lost_updates.last() {
+    if let Some(lost) = v.lost_updates.back() {
         lost_update_banner(ui, painter, r, v, lost, ctx, big);
     }
 }
@@ -1540,8 +1540,8 @@ fn lost_update_banner(
         lost.lost_writer.as_deref().unwrap_or("another process"),
         short(&lost.lost, 10)
     );
-    let title = if v.lost_updates.len() > 1 {
-        format!("⚠ LOST UPDATE (×{})", v.lost_updates.len())
+    let title = if v.lost_updates_total() > 1 {
+        format!("⚠ LOST UPDATE (×{})", v.lost_updates_total())
     } else {
         "⚠ LOST UPDATE".to_string()
     };

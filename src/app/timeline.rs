@@ -149,13 +149,7 @@ impl TimelineView {
                     .get("go")
                     .is_some_and(|n| *n <= MAX_GO_TICKS)
                 {
-                    for e in ctx
-                        .rec
-                        .log
-                        .events()
-                        .iter()
-                        .filter(|e| e.body.kind() == "go")
-                    {
+                    for e in ctx.rec.log.kept().iter().filter(|e| e.body.kind() == "go") {
                         if let Some(y) = lane_y.get(e.proc_id.as_str()) {
                             let x = x_of(e.t_ns);
                             painter.line_segment(
@@ -314,7 +308,7 @@ fn deadlock_t(ctx: &ViewCtx) -> Option<u64> {
     ctx.rec.live.deadlock.as_ref()?;
     ctx.rec
         .log
-        .events()
+        .kept()
         .iter()
         .rev()
         .find(|e| e.body.kind() == "deadlock")

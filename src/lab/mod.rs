@@ -362,7 +362,7 @@ pub struct Driven {
 /// Finds lost updates the model noticed since last time, as `race` events.
 #[derive(Default)]
 pub struct RaceWatch {
-    seen: BTreeMap<String, usize>,
+    seen: BTreeMap<String, u64>,
 }
 
 impl RaceWatch {
@@ -370,7 +370,11 @@ impl RaceWatch {
         let mut out = Vec::new();
         for (name, v) in &world.values {
             let seen = self.seen.entry(name.clone()).or_default();
-            for lu in v.lost_updates.iter().skip(*seen) {
+            // Counted over the whole run: the World keeps only the newest.
+            let total = v.lost_updates_total();
+            let new = usize::try_from(total.saturating_sub(*seen)).unwrap_or(usize::MAX);
+            let skip = v.lost_updates.len().saturating_sub(new);
+            for lu in v.lost_updates.iter().skip(skip) {
                 let pid = world.process(&lu.proc_id).map_or(0, |p| p.pid);
                 out.push(Event {
                     t_ns: lu.t_ns,
@@ -386,7 +390,7 @@ impl RaceWatch {
                     },
                 });
             }
-            *seen = v.lost_updates.len();
+            *seen = total;
         }
         out
     }

@@ -9,7 +9,9 @@ mod tests;
 
 pub use log::EventLog;
 pub use world::{
-    Access, Channel, ChannelKind, DELIVERIES_KEPT, Delivery, ExitStatus, Lock, LostUpdate, Message,
-    OUTPUT_CHUNKS_KEPT, OutputBuffer, OutputChunk, Pool, ProcState, Process, RunError, SharedValue,
-    Task, TreeRow, VALUE_HISTORY_KEPT, ValueAccess, World,
+    Access, Channel, ChannelKind, DELIVERIES_KEPT, Delivery, ERRORS_KEPT, ExitStatus,
+    IN_FLIGHT_KEPT, LOST_UPDATES_KEPT, Lock, LostUpdate, MERGED_OUTPUT_BYTES_KEPT, Message,
+    OUTPUT_CHUNKS_KEPT, OutputBuffer, OutputChunk, POOL_RESULTS_KEPT, PROCESS_OUTPUT_BYTES_KEPT,
+    Pool, ProcState, Process, RunError, SharedValue, Task, TreeRow, VALUE_HISTORY_KEPT,
+    ValueAccess, World,
 };

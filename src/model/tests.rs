@@ -441,6 +441,51 @@ fn output_goes_per_process_and_merged_in_arrival_order() {
 }
 
 #[test]
+fn sends_whose_receive_was_lost_do_not_pile_up() {
+    let mut s = family();
+    for i in 0..IN_FLIGHT_KEPT * 3 {
+        s.at(
+            "main",
+            Body::Put {
+                channel: "q".into(),
+                msg: format!("m{i}"),
+                value: Value::Int(1),
+            },
+        );
+    }
+    let w = s.world();
+    let q = &w.channels["q"];
+    assert!(q.depth() <= IN_FLIGHT_KEPT, "{}", q.depth());
+    assert_eq!(q.sent_total, (IN_FLIGHT_KEPT * 3) as u64, "all counted");
+    let newest = format!("m{}", IN_FLIGHT_KEPT * 3 - 1);
+    assert_eq!(
+        q.in_flight.last().map(|m| m.msg.as_str()),
+        Some(newest.as_str())
+    );
+}
+
+#[test]
+fn long_lines_are_bounded_by_bytes_too() {
+    let mut s = family();
+    let line = format!("{}\n", "y".repeat(1999));
+    for _ in 0..1000 {
+        s.at("main", out(&line));
+    }
+    let w = s.world();
+    let own = w.processes["main"].output.text().len();
+    assert!(own <= PROCESS_OUTPUT_BYTES_KEPT, "{own} bytes kept");
+    assert!(own > PROCESS_OUTPUT_BYTES_KEPT - 2000, "as much as fits");
+    let merged = w.merged_output.text().len();
+    assert!(merged <= MERGED_OUTPUT_BYTES_KEPT, "{merged} bytes kept");
+    assert_eq!(
+        w.merged_output.trimmed as usize + w.merged_output.chunks.len(),
+        1000,
+        "every chunk kept or counted"
+    );
+    assert!(w.approx_bytes() < 1 << 20, "{} bytes", w.approx_bytes());
+}
+
+#[test]
 fn output_is_bounded_and_counts_what_it_dropped() {
     let mut s = family();
     for _ in 0..OUTPUT_CHUNKS_KEPT + 5 {

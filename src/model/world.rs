@@ -14,10 +14,49 @@ use crate::protocol::{Body, Event, ResourceKind, Stream, Value};
 
 /// Output chunks kept per process and in the merged terminal.
 pub const OUTPUT_CHUNKS_KEPT: usize = 2000;
+/// Output text kept per process: a process printing long lines keeps fewer
+/// than [`OUTPUT_CHUNKS_KEPT`] chunks.
+pub const PROCESS_OUTPUT_BYTES_KEPT: usize = 64 * 1024;
+/// Output text kept in the merged terminal.
+pub const MERGED_OUTPUT_BYTES_KEPT: usize = 256 * 1024;
 /// Reads and writes kept per shared value.
 pub const VALUE_HISTORY_KEPT: usize = 1000;
+/// Lost updates kept per shared value (the newest; older ones are counted).
+pub const LOST_UPDATES_KEPT: usize = 1000;
+/// Run-time errors kept (the first ones: they are the cause).
+pub const ERRORS_KEPT: usize = 1000;
+/// Pool results kept per pool (the newest task numbers).
+pub const POOL_RESULTS_KEPT: usize = 10_000;
+/// Receives whose send has not arrived yet, kept per channel.
+const EARLY_RECEIVES_KEPT: usize = 1024;
+/// Messages shown in flight per channel. A real pipe or queue holds a few
+/// hundred at most; more means their receives were lost (dropped events),
+/// and the oldest go.
+pub const IN_FLIGHT_KEPT: usize = 4096;
 /// Finished message trips kept per channel (enough to animate recent dots).
 pub const DELIVERIES_KEPT: usize = 64;
+
+/// Roughly what a heap allocation of `len` bytes costs (the allocator's
+/// header and rounding included); 0 for nothing allocated.
+pub(crate) fn alloc_bytes(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).next_multiple_of(16).max(32)
+    }
+}
+
+/// Heap bytes behind a value (not counting the `Value` itself).
+pub(crate) fn value_heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => alloc_bytes(s.len()),
+        Value::List(items) => {
+            alloc_bytes(items.len() * std::mem::size_of::<Value>())
+                + items.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
+    }
+}
 
 /// What a process is doing right now, as a learner would say it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -113,15 +152,34 @@ pub struct OutputChunk {
 pub struct OutputBuffer {
     pub chunks: VecDeque<OutputChunk>,
     pub trimmed: u64,
+    /// Text bytes in `chunks`.
+    text_bytes: usize,
 }
 
 impl OutputBuffer {
-    fn push(&mut self, chunk: OutputChunk) {
-        if self.chunks.len() >= OUTPUT_CHUNKS_KEPT {
-            self.chunks.pop_front();
-            self.trimmed += 1;
-        }
+    /// Appends a chunk, dropping the oldest ones past [`OUTPUT_CHUNKS_KEPT`]
+    /// chunks or `max_text_bytes` of text (the newest chunk always stays).
+    fn push(&mut self, chunk: OutputChunk, max_text_bytes: usize) {
+        self.text_bytes += chunk.text.len();
         self.chunks.push_back(chunk);
+        while self.chunks.len() > 1
+            && (self.chunks.len() > OUTPUT_CHUNKS_KEPT || self.text_bytes > max_text_bytes)
+        {
+            if let Some(old) = self.chunks.pop_front() {
+                self.text_bytes -= old.text.len();
+                self.trimmed += 1;
+            }
+        }
+    }
+
+    /// Roughly the memory the kept chunks use.
+    pub fn approx_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<OutputChunk>()
+            + self
+                .chunks
+                .iter()
+                .map(|c| alloc_bytes(c.proc_id.len()) + alloc_bytes(c.text.len()))
+                .sum::<usize>()
     }
 
     /// The kept text, concatenated (what a terminal would show).
@@ -356,7 +414,10 @@ pub struct SharedValue {
     pub history_trimmed: u64,
     pub reads: u64,
     pub writes: u64,
-    pub lost_updates: Vec<LostUpdate>,
+    /// The newest [`LOST_UPDATES_KEPT`] lost updates.
+    pub lost_updates: VecDeque<LostUpdate>,
+    /// Older lost updates no longer kept.
+    pub lost_updates_trimmed: u64,
     last_writer: Option<String>,
     /// Number of writes so far; a read remembers the version it saw.
     version: u64,
@@ -373,7 +434,8 @@ impl SharedValue {
             history_trimmed: 0,
             reads: 0,
             writes: 0,
-            lost_updates: Vec::new(),
+            lost_updates: VecDeque::new(),
+            lost_updates_trimmed: 0,
             last_writer: None,
             version: 0,
             read_versions: BTreeMap::new(),
@@ -386,6 +448,11 @@ impl SharedValue {
             self.history_trimmed += 1;
         }
         self.history.push_back(access);
+    }
+
+    /// Every lost update so far, kept or not.
+    pub fn lost_updates_total(&self) -> u64 {
+        self.lost_updates_trimmed + self.lost_updates.len() as u64
     }
 
     /// The written values, oldest first (for a small sparkline).
@@ -447,7 +514,10 @@ pub struct World {
     /// All output in arrival order, as one terminal would show it.
     pub merged_output: OutputBuffer,
     pub caption: Option<String>,
+    /// The first [`ERRORS_KEPT`] errors.
     pub errors: Vec<RunError>,
+    /// Errors after those, counted only.
+    pub errors_trimmed: u64,
     /// The wait-for cycle, once a deadlock was found.
     pub deadlock: Option<String>,
     pub first_t_ns: Option<u64>,
@@ -543,6 +613,119 @@ impl World {
             .collect()
     }
 
+    /// Roughly the memory this World uses (what a copy of it costs): the
+    /// parts that grow with a run are counted, small fixed ones estimated.
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let s = |text: &String| alloc_bytes(text.len());
+        let opt = |text: &Option<String>| text.as_ref().map_or(0, s);
+        // A B-tree map costs about its entries and a third more in nodes.
+        let map = |n: usize, entry: usize| n * entry * 4 / 3;
+        let processes: usize = self
+            .processes
+            .values()
+            .map(|p| {
+                size_of::<Process>()
+                    + s(&p.id) * 2
+                    + s(&p.role)
+                    + opt(&p.parent)
+                    + opt(&p.original_parent)
+                    + opt(&p.exec)
+                    + opt(&p.pending)
+                    + opt(&p.last_signal)
+                    + p.output.approx_bytes()
+            })
+            .sum();
+        let channels: usize = self
+            .channels
+            .values()
+            .map(|c| {
+                size_of::<Channel>()
+                    + s(&c.name) * 2
+                    + c.ends.iter().map(s).sum::<usize>()
+                    + c.in_flight.capacity() * size_of::<Message>()
+                    + c.in_flight
+                        .iter()
+                        .map(|m| s(&m.msg) + s(&m.from) + opt(&m.end) + value_heap_bytes(&m.value))
+                        .sum::<usize>()
+                    + c.deliveries.capacity() * size_of::<Delivery>()
+                    + c.deliveries
+                        .iter()
+                        .map(|d| s(&d.msg) + opt(&d.from) + s(&d.to) + value_heap_bytes(&d.value))
+                        .sum::<usize>()
+                    + c.early_receives.iter().map(s).sum::<usize>()
+            })
+            .sum();
+        let values: usize = self
+            .values
+            .values()
+            .map(|v| {
+                size_of::<SharedValue>()
+                    + s(&v.name) * 2
+                    + value_heap_bytes(&v.current)
+                    + v.history.capacity() * size_of::<ValueAccess>()
+                    + v.history
+                        .iter()
+                        .map(|a| s(&a.proc_id) + value_heap_bytes(&a.value))
+                        .sum::<usize>()
+                    + v.lost_updates.capacity() * size_of::<LostUpdate>()
+                    + v.lost_updates
+                        .iter()
+                        .map(|l| {
+                            s(&l.proc_id)
+                                + opt(&l.lost_writer)
+                                + value_heap_bytes(&l.lost)
+                                + value_heap_bytes(&l.written)
+                        })
+                        .sum::<usize>()
+                    + map(v.read_versions.len(), size_of::<(String, u64)>() + 32)
+            })
+            .sum();
+        let private = map(
+            self.private_values.len(),
+            size_of::<((String, String), Value)>() + 64,
+        ) + self
+            .private_values
+            .values()
+            .map(value_heap_bytes)
+            .sum::<usize>();
+        let locks = map(self.locks.len(), size_of::<Lock>() + 64)
+            + self
+                .locks
+                .values()
+                .map(|l| l.waiters.iter().map(s).sum::<usize>())
+                .sum::<usize>();
+        let pools: usize = self
+            .pools
+            .values()
+            .map(|p| {
+                size_of::<Pool>()
+                    + map(p.results.len(), size_of::<(u32, Value)>())
+                    + p.results.values().map(value_heap_bytes).sum::<usize>()
+            })
+            .sum();
+        let errors: usize = self
+            .errors
+            .iter()
+            .map(|e| size_of::<RunError>() + s(&e.proc_id) + s(&e.message))
+            .sum();
+        size_of::<World>()
+            + map(self.processes.len(), 32)
+            + processes
+            + map(self.channels.len(), 32)
+            + channels
+            + map(self.values.len(), 32)
+            + values
+            + map(self.globals.len(), size_of::<(String, Value)>() + 32)
+            + private
+            + locks
+            + pools
+            + self.merged_output.approx_bytes()
+            + opt(&self.caption)
+            + errors
+            + opt(&self.deadlock)
+    }
+
     /// Folds one event into the world.
     pub fn apply(&mut self, e: &Event) {
         self.events_applied += 1;
@@ -614,8 +797,10 @@ impl World {
                     stream: *stream,
                     text: text.clone(),
                 };
-                self.proc_mut(me, t_ns).output.push(chunk.clone());
-                self.merged_output.push(chunk);
+                self.proc_mut(me, t_ns)
+                    .output
+                    .push(chunk.clone(), PROCESS_OUTPUT_BYTES_KEPT);
+                self.merged_output.push(chunk, MERGED_OUTPUT_BYTES_KEPT);
             }
             Body::Send {
                 channel,
@@ -695,6 +880,9 @@ impl World {
                 let p = self.pool_mut(pool);
                 p.tasks_done += 1;
                 p.results.insert(*task, value.clone());
+                if p.results.len() > POOL_RESULTS_KEPT {
+                    p.results.pop_first();
+                }
                 let worker = self.proc_mut(me, t_ns);
                 if worker.task.as_ref().is_some_and(|t| t.task == *task) {
                     worker.task = None;
@@ -740,11 +928,14 @@ impl World {
             // Lost updates are found by the projection itself.
             Body::Race { .. } => {}
             Body::Deadlock { cycle } => self.deadlock = Some(cycle.clone()),
-            Body::Error { message } => self.errors.push(RunError {
-                t_ns,
-                proc_id: me.to_string(),
-                message: message.clone(),
-            }),
+            Body::Error { message } if self.errors.len() < ERRORS_KEPT => {
+                self.errors.push(RunError {
+                    t_ns,
+                    proc_id: me.to_string(),
+                    message: message.clone(),
+                })
+            }
+            Body::Error { .. } => self.errors_trimmed += 1,
             Body::Poll { .. } => {}
         }
     }
@@ -946,6 +1137,9 @@ impl World {
             c.early_receives.remove(i);
             return;
         }
+        if c.in_flight.len() >= IN_FLIGHT_KEPT {
+            c.in_flight.drain(..IN_FLIGHT_KEPT / 4);
+        }
         c.in_flight.push(Message {
             msg: msg.to_string(),
             from: me.to_string(),
@@ -969,6 +1163,9 @@ impl World {
         let sent = match c.in_flight.iter().position(|m| m.msg == msg) {
             Some(i) => Some(c.in_flight.remove(i)),
             None => {
+                if c.early_receives.len() >= EARLY_RECEIVES_KEPT {
+                    c.early_receives.remove(0);
+                }
                 c.early_receives.push(msg.to_string());
                 None
             }
@@ -1031,7 +1228,11 @@ impl World {
                     && let Some(seen) = v.read_versions.remove(me)
                     && seen + 1 < v.version
                 {
-                    v.lost_updates.push(LostUpdate {
+                    if v.lost_updates.len() >= LOST_UPDATES_KEPT {
+                        v.lost_updates.pop_front();
+                        v.lost_updates_trimmed += 1;
+                    }
+                    v.lost_updates.push_back(LostUpdate {
                         t_ns,
                         proc_id: me.to_string(),
                         lost: v.current.clone(),
