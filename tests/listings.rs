@@ -94,6 +94,9 @@ struct Observed {
     /// The tree as a canonical string: `exit(child child …)`, children sorted.
     tree: Option<String>,
     lines: Vec<String>,
+    /// How the run was seen (forkscope: its events but output), to explain
+    /// a difference.
+    log: String,
 }
 
 const PYTHON_LIMIT: Duration = Duration::from_secs(20);
@@ -139,7 +142,8 @@ fn every_listing_does_under_python3_what_its_scenario_does() {
             && p != f
         {
             failures.push(format!(
-                "{name}: process tree differs\n  python3:   {p}\n  forkscope: {f}"
+                "{name}: process tree differs\n  python3:   {p}\n  forkscope: {f}\n{}",
+                fs.log
             ));
         }
         if !skipped(name, Skip::Lines) && py.lines != fs.lines {
@@ -238,6 +242,7 @@ fn run_python(
     Observed {
         tree,
         lines: normalized_lines([text.as_str()]),
+        log: String::new(),
     }
 }
 
@@ -292,9 +297,16 @@ fn run_forkscope(name: &str) -> Observed {
             children.get(id).cloned().unwrap_or_default(),
         )
     });
+    let log = run
+        .stdout
+        .lines()
+        .filter(|l| !l.contains("\"kind\":\"output\""))
+        .collect::<Vec<_>>()
+        .join("\n");
     Observed {
         tree: Some(tree),
         lines: normalized_lines([text.as_str()]),
+        log: format!("{log}\n{}", run.stderr),
     }
 }
 

@@ -387,3 +387,33 @@ fn fan_out_stress_sees_every_short_lived_child_born_and_reaped() {
         run.stderr
     );
 }
+
+#[test]
+fn pool_close_in_loop_fails_at_the_second_task_as_cpython_does() {
+    let run = run_jsonl("pool-close-in-loop", &["--set", "max_sleep_ms=0"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let out = run.output_of("main");
+    assert!(out.contains("ValueError: Pool not running"), "{out}");
+    let terminal = run.terminal();
+    assert_eq!(terminal.matches("----start----").count(), 1, "{terminal}");
+    assert_eq!(terminal.matches("runs in").count(), 1, "{terminal}");
+    let main_exit = run
+        .of_kind("exit")
+        .into_iter()
+        .find(|e| e.proc_id == "main")
+        .map(|e| e.body.clone());
+    assert!(matches!(main_exit, Some(Body::Exit { code: Some(1), .. })));
+}
+
+#[test]
+fn callback_return_in_loop_runs_one_round_and_the_callback_in_main() {
+    let run = run_jsonl("callback-return-in-loop", &["--set", "main_ms=300"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let terminal = run.terminal();
+    assert!(terminal.contains("----0----"), "{terminal}");
+    assert!(!terminal.contains("----1----"), "{terminal}");
+    assert!(
+        run.output_of("main")
+            .contains("--- callback --- args=hahah")
+    );
+}

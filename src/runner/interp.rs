@@ -1411,7 +1411,9 @@ impl<'r> Proc<'r> {
     ) -> Result<u32, RunError> {
         let p = self.pool_mut(pool)?;
         if p.closed {
-            return Err(RunError(format!("ValueError: pool {pool} is closed")));
+            return Err(RunError(format!(
+                "ValueError: Pool not running (pool {pool} is closed)"
+            )));
         }
         let task = p.next_task;
         p.next_task += 1;

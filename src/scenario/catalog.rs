@@ -44,6 +44,8 @@ pub const BUILTINS: &[Builtin] = builtins![
     "lock-chain-round-robin",
     "fork-tree",
     "fan-out-stress",
+    "pool-close-in-loop",
+    "callback-return-in-loop",
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {
