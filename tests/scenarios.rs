@@ -296,9 +296,19 @@ fn every_builtin_runs_to_a_clean_end() {
         if b.name == "deadlock-two-locks" {
             continue; // it is meant not to end (see tests/lab.rs)
         }
+        // Shows CPython's ValueError: main ends with code 1, as it should.
+        let fails_by_design = b.name == "pool-close-in-loop";
         let run = run_jsonl(b.name, &["--time-scale", "0.05", "--seed", "7"]);
-        assert_eq!(run.code, 0, "{}: {}", b.name, run.stderr);
-        assert!(run.stderr.is_empty(), "{}: {}", b.name, run.stderr);
+        assert_eq!(
+            run.code,
+            i32::from(fails_by_design),
+            "{}: {}",
+            b.name,
+            run.stderr
+        );
+        if !fails_by_design {
+            assert!(run.stderr.is_empty(), "{}: {}", b.name, run.stderr);
+        }
         // Every process that said hello also exited.
         for e in run.of_kind("hello") {
             let exited = run

@@ -225,13 +225,14 @@ pub fn check(target: &str) -> i32 {
             return 2;
         }
     };
-    let procs = match scenario::limits::check(s, &params, &Default::default()) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("forkscope: {}: {e}", loaded.origin);
-            return 2;
-        }
-    };
+    let procs =
+        match scenario::limits::check(s, &params, &scenario::limits::Limits::for_scenario(s)) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("forkscope: {}: {e}", loaded.origin);
+                return 2;
+            }
+        };
     let steps = s.all_steps().len();
     println!(
         "ok: {} ({}): {} roles, {steps} steps, at most {procs} processes with the default parameters",

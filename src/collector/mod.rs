@@ -666,8 +666,15 @@ impl State {
                 info.pidfd = None;
             }
             Body::Reaped { code, signal, .. } => {
-                let exited = self.procs.get(&event.proc_id).is_none_or(|p| p.exited);
-                if !exited {
+                // The reaper's connection may be read before the process's
+                // own hello or its parent's spawn (an orphan reaped by the
+                // runner at once): a process not heard of yet has not been
+                // seen to exit either, so it gets its `exit` here too.
+                let info = self.procs.entry(event.proc_id.clone()).or_default();
+                if info.pid == 0 {
+                    info.pid = event.pid;
+                }
+                if !info.exited {
                     let t = event.t_ns.saturating_sub(1);
                     self.exited(&event.proc_id, t, *code, signal.clone());
                 }
