@@ -261,7 +261,7 @@ fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
     let path = text.trim().trim_start_matches("socket=").to_string();
 
     // A peer that says hello properly, then misbehaves.
-    let mut s = UnixStream::connect(&path).unwrap();
+    let mut s = forkscope::probe::connect_to(std::path::Path::new(&path)).unwrap();
     let hello =
         r#"{"t_ns":1,"seq":1,"proc":"intruder","pid":1,"kind":"hello","ppid":1,"role":"x"}"#;
     writeln!(s, "{hello}").unwrap();
@@ -275,7 +275,7 @@ fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
     .unwrap();
     s.flush().unwrap();
     // A peer that never says hello.
-    let _silent = UnixStream::connect(&path).unwrap();
+    let _silent = forkscope::probe::connect_to(std::path::Path::new(&path)).unwrap();
 
     live.wait_for(
         Duration::from_secs(15),

@@ -17,7 +17,7 @@ pub fn write(
     params: &BTreeMap<String, Value>,
     schedule: &[String],
 ) -> std::io::Result<()> {
-    let mut f = BufWriter::new(std::fs::File::create(path)?);
+    let mut f = BufWriter::new(crate::safe_fs::create_file(path)?);
     writeln!(f, "# forkscope schedule for {scenario_name}")?;
     let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     writeln!(f, "# parameters: {}", params.join(" "))?;
