@@ -9,7 +9,9 @@
 # learners run it: no PID namespace there. As another user it runs as that
 # user. The binary is copied to a private 0755 directory that nobody can
 # read. Each trial gets its own empty TMPDIR and XDG_RUNTIME_DIR.
-# Scenarios: deadlock-two-locks, signals (a stopped child), the two queue
+# A process counts as left behind if it still runs 2 s after the kill.
+# Scenarios: deadlock-two-locks (the pair locks up after 0.75 s, killed
+# before or after), signals (a child stopped for 5 s), the two queue
 # ones, locked-counter, pool-map, no-join, daemon, zombie, and two of our
 # own: a fork tree, and programs that leave the process group and session
 # (`setsid`). Prints one line per failed trial and a summary; exits 1 if
@@ -46,7 +48,7 @@ title = "a tree of forks that sleeps"
 explain = "16 processes."
 source = "for i in range(4): os.fork()"
 [roles.main]
-steps = [ { repeat = "4", steps = [ { fork = "" } ] }, { sleep_ms = 5000 } ]
+steps = [ { repeat = "4", steps = [ { fork = "" } ] }, { sleep_ms = 20000 } ]
 EOF
 cat >"$work/leave-group.toml" <<'EOF'
 name = "leave-group"
@@ -65,8 +67,8 @@ EOF
 chmod 644 "$work"/*.toml
 
 scenarios=(
-    "deadlock-two-locks"
-    "signals"
+    "deadlock-two-locks --set hold_ms=1500"
+    "signals --set stop_ms=10000"
     "queue-bounded"
     "queue-producer-consumer"
     "locked-counter --set workers=4"

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use forkscope::protocol::Body;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -296,7 +295,8 @@ fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
 
 #[test]
 fn record_writes_the_same_events_as_they_happen() {
-    let file = std::env::temp_dir().join(format!("forkscope-record-{}.jsonl", std::process::id()));
+    let dir = TempDir::new("record");
+    let file = dir.join("record.jsonl");
     let run = forkscope(&[
         "run",
         "locked-counter",

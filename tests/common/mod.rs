@@ -230,13 +230,26 @@ pub fn kernel_ppid(pid: i32) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Writes a scenario file into a fresh temp dir; its path.
-pub fn scenario_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("forkscope-test-{}-{}", std::process::id(), name));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+/// A scenario file in a fresh temp dir, removed when dropped.
+pub struct ScenarioFile {
+    path: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for ScenarioFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// Writes a scenario file into a fresh temp dir (gone when the returned
+/// value is dropped).
+pub fn scenario_file(name: &str, text: &str) -> ScenarioFile {
+    let dir = TempDir::new("test");
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write scenario");
-    path
+    ScenarioFile { path, _dir: dir }
 }
 
 /// A fresh private directory in the temp directory, removed with all it
