@@ -9,6 +9,7 @@
 # learners run it: no PID namespace there. As another user it runs as that
 # user. The binary is copied to a private 0755 directory that nobody can
 # read. Each trial gets its own empty TMPDIR and XDG_RUNTIME_DIR.
+# AS_SELF=1 runs forkscope as the calling user even when that is root.
 # A process counts as left behind if it still runs 2 s after the kill.
 # Scenarios: deadlock-two-locks (the pair locks up after 0.75 s, killed
 # before or after), signals (a child stopped for 5 s), the two queue
@@ -30,7 +31,7 @@ cp "$bin" "$work/forkscope"
 chmod 755 "$work/forkscope"
 
 as_user=()
-if [ "$(id -u)" = 0 ]; then
+if [ "$(id -u)" = 0 ] && [ "${AS_SELF:-0}" != 1 ]; then
     if command -v setpriv >/dev/null; then
         as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
         who=nobody
