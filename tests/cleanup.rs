@@ -206,7 +206,7 @@ fn kill_9_as_a_user_without_a_pid_namespace_leaves_no_process_and_no_file() {
         if !left.is_empty() {
             failures.push(format!("{args:?}: processes left: {left:#?}"));
         }
-        // Give a socket directory a moment to (not) be there.
+        // No socket directory (nor anything else) in the run's TMPDIR.
         let files = files_in(tmp.path());
         if !files.is_empty() {
             failures.push(format!("{args:?}: files left in TMPDIR: {files:?}"));
