@@ -24,7 +24,9 @@ trials=${1:-300}
 bin=${2:-target/debug/forkscope}
 [ -x "$bin" ] || { echo "no binary at $bin (cargo build first)" >&2; exit 2; }
 
-work=$(mktemp -d)
+# Under /tmp, not $TMPDIR: that may be a private (0700) directory nobody
+# could reach.
+work=$(mktemp -d -p /tmp forkscope-kill9-XXXXXX)
 chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 cp "$bin" "$work/forkscope"
@@ -96,7 +98,7 @@ left_files=0
 for ((i = 1; i <= trials; i++)); do
     scen=${scenarios[$(( (i - 1) % ${#scenarios[@]} ))]}
     marker="k9-$$-$i"
-    tmp=$(mktemp -d)
+    tmp=$(mktemp -d -p /tmp forkscope-kill9-run-XXXXXX)
     chmod 1777 "$tmp"
     # A random moment: from before the runner is up to well into the run.
     delay_ms=$(( RANDOM % 1500 ))

@@ -41,7 +41,7 @@ steps = [ { exec = ["setsid", "sleep", "30"], capture = false } ]
 /// How to run forkscope as a user without a PID namespace: as nobody when
 /// we are root (with setpriv), else as ourselves. `None`: cannot (said why).
 fn unprivileged() -> Option<(Vec<&'static str>, &'static str)> {
-    if !nix::unistd::geteuid().is_root() {
+    if !as_root() {
         return Some((Vec::new(), "the current user"));
     }
     let has_setpriv = std::env::var_os("PATH")
@@ -61,6 +61,20 @@ fn unprivileged() -> Option<(Vec<&'static str>, &'static str)> {
     Some((setpriv, "nobody"))
 }
 
+fn as_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Where nobody can reach what we make: our TMPDIR may be a private
+/// (0700) directory of root's, so as root use /tmp.
+fn reachable_base() -> PathBuf {
+    if as_root() {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// Our binary and scenario files where any user can run and read them.
 struct Place {
     dir: TempDir,
@@ -69,7 +83,7 @@ struct Place {
 
 impl Place {
     fn new() -> Place {
-        let dir = TempDir::new("cleanup-bin");
+        let dir = TempDir::new_in(&reachable_base(), "cleanup-bin");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let copy = dir.join("forkscope");
         std::fs::copy(bin(), &copy).unwrap();
@@ -87,7 +101,7 @@ impl Place {
 
 /// A temp directory anyone may write to (like /tmp), for one run.
 fn shared_tmp(name: &str) -> TempDir {
-    let tmp = TempDir::new(name);
+    let tmp = TempDir::new_in(&reachable_base(), name);
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
     tmp
 }

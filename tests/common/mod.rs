@@ -258,8 +258,12 @@ pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
-        let base = std::env::temp_dir().join(format!("forkscope-{name}-XXXXXX"));
-        TempDir(nix::unistd::mkdtemp(&base).expect("a temp dir"))
+        TempDir::new_in(&std::env::temp_dir(), name)
+    }
+
+    pub fn new_in(base: &std::path::Path, name: &str) -> TempDir {
+        let template = base.join(format!("forkscope-{name}-XXXXXX"));
+        TempDir(nix::unistd::mkdtemp(&template).expect("a temp dir"))
     }
 
     pub fn path(&self) -> &std::path::Path {
