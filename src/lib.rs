@@ -14,5 +14,6 @@ pub mod probe;
 pub mod protocol;
 pub mod rng;
 pub mod runner;
+pub mod safe_fs;
 pub mod scenario;
 pub mod session;

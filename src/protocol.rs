@@ -15,7 +15,9 @@ use std::fmt;
 pub const MAX_LINE_BYTES: usize = 4096;
 
 /// Environment variable that names the collector's socket for every scenario
-/// process (and for anything it `exec`s).
+/// process (and for anything it `exec`s). `@NAME` is `NAME` in Linux's
+/// abstract socket namespace (what the collector uses: no file to leave
+/// behind); anything else is a path.
 pub const SOCKET_ENV: &str = "FORKSCOPE_SOCK";
 
 /// Logical id of the runner: the process that adopts orphans.

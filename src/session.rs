@@ -2,9 +2,10 @@
 //! thread and the runner process, started from our own binary.
 //!
 //! The app never forks by itself: it starts `forkscope __runner` with
-//! `Command` and hands it a [`RunSpec`]. The runner asks the kernel to kill
-//! it when the thread that started it dies, so start sessions from a thread
-//! that lives as long as the app (the main thread).
+//! `Command` and hands it a [`RunSpec`] as one line on its stdin. The app
+//! keeps that pipe open for as long as the run may go on: when it closes
+//! (Stop, the session dropped, the app dies however it dies), the runner's
+//! watchdog kills every process of the run (see `runner::watchdog`).
 
 use crate::collector::Collector;
 use crate::protocol::{SOCKET_ENV, Value};
@@ -14,7 +15,7 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Instant;
 
 /// Events the channel holds before the collector starts dropping (and
@@ -45,6 +46,9 @@ impl Default for RunOptions {
 pub struct Session {
     pub collector: Collector,
     runner: Child,
+    /// The runner's stdin. Closing it stops the run; the kernel closes it
+    /// when we die.
+    lifeline: Option<ChildStdin>,
     pub started: Instant,
     exit_code: Option<i32>,
 }
@@ -90,15 +94,22 @@ impl Session {
             .process_group(0)
             .spawn()
             .context("cannot start the runner")?;
-        let json = serde_json::to_vec(&spec).context("cannot encode the run")?;
-        if let Some(mut stdin) = runner.stdin.take() {
-            stdin
-                .write_all(&json)
-                .context("cannot hand the run to the runner")?;
+        // One line: JSON has no raw newline, and the pipe stays open after.
+        let mut json = serde_json::to_vec(&spec).context("cannot encode the run")?;
+        json.push(b'\n');
+        let mut lifeline = runner.stdin.take();
+        if let Some(stdin) = lifeline.as_mut()
+            && let Err(e) = stdin.write_all(&json)
+        {
+            // The runner is gone already; closing its stdin ends whatever it started.
+            drop(lifeline);
+            let _ = runner.wait();
+            return Err(e).context("cannot hand the run to the runner");
         }
         Ok(Session {
             collector,
             runner,
+            lifeline,
             started: Instant::now(),
             exit_code: None,
         })
@@ -120,16 +131,12 @@ impl Session {
         self.exit_code
     }
 
-    /// Stops the run now: the runner is killed and everything in its PID
-    /// namespace dies with it.
+    /// Stops the run now: closing the runner's stdin tells its watchdog to
+    /// kill every process of the run (SIGKILL), reap them, and exit with
+    /// 137. The last events still arrive; [`Session::poll_exit`] says when
+    /// it is over.
     pub fn stop(&mut self) {
-        if self.exit_code.is_none() {
-            let _ = self.runner.kill();
-        }
-        // Without a PID namespace the scenario's processes are still in
-        // the runner's process group: take them down too.
-        let group = nix::unistd::Pid::from_raw(self.runner.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        self.lifeline = None;
     }
 
     /// Gated runs: lets one waiting process take its next step.

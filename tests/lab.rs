@@ -64,7 +64,7 @@ fn replayed_counter(schedule_file: &str, extra: &[&str]) -> i64 {
 
 #[test]
 fn explore_finds_exactly_the_possible_outcomes_and_replays_them() {
-    let dir = std::env::temp_dir().join(format!("forkscope-lab-{}", std::process::id()));
+    let dir = TempDir::new("lab");
     for (adds, lock, want) in [
         ("adds=1", "lock=false", vec![1, 2]),
         ("adds=2", "lock=false", vec![2, 3, 4]),
@@ -114,7 +114,7 @@ fn the_same_seed_gives_the_same_outcome_every_time() {
 
 #[test]
 fn a_seeded_run_takes_the_same_schedule_and_events_again() {
-    let dir = std::env::temp_dir().join(format!("forkscope-seed-{}", std::process::id()));
+    let dir = TempDir::new("seed");
     std::fs::create_dir_all(&dir).unwrap();
     let mut seen: Option<(String, Vec<String>)> = None;
     for i in 0..3 {
@@ -183,7 +183,7 @@ fn different_seeds_reach_different_outcomes() {
 
 #[test]
 fn a_lost_update_is_reported_as_a_race() {
-    let dir = std::env::temp_dir().join(format!("forkscope-race-{}", std::process::id()));
+    let dir = TempDir::new("race");
     let lines = explore(&["--set", "adds=1"], &dir);
     let lost = lines
         .iter()
@@ -266,4 +266,72 @@ fn the_lock_chain_prints_in_strict_rotation() {
         .collect();
     let want: Vec<String> = (0..9).map(|i| format!("Task {}", i % 3 + 1)).collect();
     assert_eq!(order, want);
+}
+
+#[test]
+fn explore_writes_only_into_a_private_directory_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("explore-tmp");
+    let explore_in = |tmpdir: &Path, out: Option<&Path>| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["explore", "unlocked-counter", "--set", "workers=2"])
+            .args(["--set", "adds=1", "--format", "jsonl"])
+            .env("TMPDIR", tmpdir);
+        if let Some(out) = out {
+            cmd.arg("--out").arg(out);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+
+    // By default: a fresh directory with a name nobody can guess, 0700.
+    let mut dirs = BTreeSet::new();
+    for _ in 0..2 {
+        let (code, stdout, stderr) = explore_in(&tmp, None);
+        assert_eq!(code, Some(0), "{stderr}");
+        let first: serde_json::Value =
+            serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        let file = Path::new(first["schedule_file"].as_str().unwrap()).to_path_buf();
+        let dir = file.parent().unwrap().to_path_buf();
+        assert_eq!(dir.parent(), Some(tmp.path()));
+        let meta = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            dir.display()
+        );
+        dirs.insert(dir);
+    }
+    assert_eq!(dirs.len(), 2, "each explore gets its own directory");
+
+    // Someone planted a symlink where a schedule file goes: refused, and
+    // what it points at is untouched.
+    let precious = tmp.join("precious");
+    std::fs::write(&precious, "keep me").unwrap();
+    let out = tmp.join("out");
+    std::fs::create_dir(&out).unwrap();
+    for i in 1..=3 {
+        std::os::unix::fs::symlink(
+            &precious,
+            out.join(format!("unlocked-counter-{i}.schedule")),
+        )
+        .unwrap();
+    }
+    let (code, _, stderr) = explore_in(&tmp, Some(&out));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("symlink"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+
+    // An --out that is a symlink to a directory is refused too.
+    let link = tmp.join("link");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    let (code, _, stderr) = explore_in(&tmp, Some(&link));
+    assert_eq!(code, Some(2), "{stderr}");
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use forkscope::protocol::Body;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -278,7 +277,7 @@ fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
     let path = text.trim().trim_start_matches("socket=").to_string();
 
     // A peer that says hello properly, then misbehaves.
-    let mut s = UnixStream::connect(&path).unwrap();
+    let mut s = forkscope::probe::connect_to(std::path::Path::new(&path)).unwrap();
     let hello =
         r#"{"t_ns":1,"seq":1,"proc":"intruder","pid":1,"kind":"hello","ppid":1,"role":"x"}"#;
     writeln!(s, "{hello}").unwrap();
@@ -292,7 +291,7 @@ fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
     .unwrap();
     s.flush().unwrap();
     // A peer that never says hello.
-    let _silent = UnixStream::connect(&path).unwrap();
+    let _silent = forkscope::probe::connect_to(std::path::Path::new(&path)).unwrap();
 
     live.wait_for(
         Duration::from_secs(15),
@@ -313,7 +312,8 @@ fn garbage_on_the_socket_is_counted_and_the_run_goes_on() {
 
 #[test]
 fn record_writes_the_same_events_as_they_happen() {
-    let file = std::env::temp_dir().join(format!("forkscope-record-{}.jsonl", std::process::id()));
+    let dir = TempDir::new("record");
+    let file = dir.join("record.jsonl");
     let run = forkscope(&[
         "run",
         "locked-counter",

@@ -462,7 +462,9 @@ fn default_schedule_path(app: &App) -> String {
         .picked
         .as_ref()
         .map_or("run", |p| p.loaded.scenario.name.as_str());
-    std::env::temp_dir()
+    // Not the temp directory: a predictable name there may be someone
+    // else's symlink.
+    crate::lab::schedule::default_dir()
         .join(format!("{name}.schedule"))
         .display()
         .to_string()

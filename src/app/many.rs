@@ -4,8 +4,8 @@
 //! counters) the same runs go once without and once with the lock, side
 //! by side.
 //!
-//! The thread starts every session itself and keeps them until they end:
-//! a runner dies with the thread that started it.
+//! The thread starts every session itself and keeps it until it ends
+//! (dropping a session stops its run).
 
 use super::theme::okabe_ito;
 use crate::lab::outcome::Outcome;

@@ -615,6 +615,14 @@ impl App {
             self.status = Some("type a file name to save the schedule to".into());
             return;
         }
+        // The proposed folder is made on first use (0700, and it must be ours).
+        let default_dir = crate::lab::schedule::default_dir();
+        if path.parent() == Some(default_dir.as_path())
+            && let Err(e) = crate::safe_fs::own_dir(&default_dir)
+        {
+            self.status = Some(format!("cannot use {}: {e}", default_dir.display()));
+            return;
+        }
         match crate::lab::schedule::write(
             path,
             &p.loaded.scenario.name,

@@ -97,17 +97,27 @@ pub fn explore(args: &ExploreArgs) -> i32 {
             return 2;
         }
     };
-    let dir = args.out.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!(
-            "forkscope-explore-{}-{}",
-            p.loaded.scenario.name,
-            std::process::id()
-        ))
-    });
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("forkscope: cannot create {}: {e}", dir.display());
-        return 2;
-    }
+    // Our own directory: a fresh private one (a predictable name in /tmp
+    // could be another user's, full of symlinks), or the one asked for if
+    // it is ours.
+    let dir = match &args.out {
+        Some(out) => crate::safe_fs::own_dir(out).map(|()| out.clone()),
+        None => crate::safe_fs::private_dir(
+            &std::env::temp_dir(),
+            &format!("forkscope-explore-{}", p.loaded.scenario.name),
+        ),
+    };
+    let dir = match dir {
+        Ok(d) => d,
+        Err(e) => {
+            let shown = args
+                .out
+                .as_deref()
+                .unwrap_or(std::path::Path::new("$TMPDIR"));
+            eprintln!("forkscope: cannot use {}: {e}", shown.display());
+            return 2;
+        }
+    };
     catch_interrupts();
     let explored = lab::explore::explore(args.max_schedules, |sched| {
         if interrupted() {

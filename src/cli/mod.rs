@@ -113,7 +113,8 @@ pub struct ExploreArgs {
     #[arg(long, default_value_t = 5000)]
     pub max_schedules: u64,
     /// Where to write one schedule file per outcome (default: a new
-    /// folder in the temp directory).
+    /// private folder in the temp directory). An existing DIR must be a
+    /// directory of yours, not a symlink.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -10,6 +10,8 @@
 mod exits;
 mod output;
 
+pub(crate) use exits::pidfd_open;
+
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, now_ns};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -21,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -84,13 +86,14 @@ impl Stats {
     }
 }
 
-/// A running collector. Dropping it stops the thread and removes the
-/// socket directory.
+/// A running collector. Dropping it stops the thread (and so closes the
+/// socket: there is no file to remove).
 pub struct Collector {
+    /// The address for [`crate::protocol::SOCKET_ENV`]: `@` and a random
+    /// name in the abstract namespace.
     pub socket: PathBuf,
     /// Where to write `go` to a process of a gated run, by logical id.
     pub gates: Gates,
-    dir: PathBuf,
     pub events: Receiver<Event>,
     pub stats: Arc<Stats>,
     finish: Arc<AtomicBool>,
@@ -98,17 +101,10 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Creates a private (0700) socket directory and starts the thread.
+    /// Listens on a fresh abstract socket and starts the thread.
     /// `capacity` bounds the channel to the consumer.
     pub fn start(capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        // mkdtemp creates the directory with mode 0700.
-        let dir = nix::unistd::mkdtemp(&base.join("forkscope-XXXXXX")).map_err(io::Error::from)?;
-        let socket = dir.join("probe.sock");
-        let listener = UnixListener::bind(&socket)?;
+        let (listener, socket) = bind_abstract()?;
         listener.set_nonblocking(true)?;
         let (tx, rx) = bounded(capacity);
         let stats = Arc::new(Stats::default());
@@ -123,7 +119,6 @@ impl Collector {
         Ok(Collector {
             socket,
             gates,
-            dir,
             events: rx,
             stats,
             finish,
@@ -136,10 +131,48 @@ impl Collector {
     pub fn finish(&self) {
         self.finish.store(true, Ordering::SeqCst);
     }
+}
 
-    pub fn socket_dir(&self) -> &Path {
-        &self.dir
+/// Binds a listening socket in Linux's abstract namespace: it is no file,
+/// so nothing is left behind however the app ends (the kernel frees the
+/// name with the last fd), and no `TMPDIR` is too long for it. Any local
+/// user could connect to a name they know, so the name is 128 random bits
+/// (not guessable), and `accept` still refuses peers of another uid.
+fn bind_abstract() -> io::Result<(UnixListener, PathBuf)> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr;
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    for _ in 0..8 {
+        let name = format!("forkscope-{}", random_hex_128()?);
+        let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+        match UnixListener::bind_addr(&addr) {
+            Ok(l) => return Ok((l, PathBuf::from(format!("@{name}")))),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
+            Err(e) => return Err(e),
+        }
     }
+    Err(last)
+}
+
+/// 16 bytes from the kernel's random source, as 32 hex digits.
+fn random_hex_128() -> io::Result<String> {
+    let mut bytes = [0u8; 16];
+    let mut got = 0;
+    while got < bytes.len() {
+        let rest = &mut bytes[got..];
+        // SAFETY: getrandom writes at most `rest.len()` bytes into `rest`,
+        // a live, writable buffer of that length.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        got += n as usize;
+    }
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Drop for Collector {
@@ -148,7 +181,6 @@ impl Drop for Collector {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

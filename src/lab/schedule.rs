@@ -7,6 +7,32 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+/// Where the app proposes to save schedules: `forkscope/schedules` in the
+/// user's data directory (`$XDG_DATA_HOME`, else `~/.local/share`), a
+/// directory nobody else can write to; only without either, the temp
+/// directory (where [`crate::safe_fs`] refuses what is not ours).
+pub fn default_dir() -> std::path::PathBuf {
+    default_dir_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+}
+
+fn default_dir_from(
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> std::path::PathBuf {
+    let absolute = |v: std::ffi::OsString| {
+        let p = std::path::PathBuf::from(v);
+        p.is_absolute().then_some(p)
+    };
+    if let Some(data) = xdg_data_home.and_then(absolute) {
+        return data.join("forkscope/schedules");
+    }
+    if let Some(home) = home.and_then(absolute) {
+        return home.join(".local/share/forkscope/schedules");
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    std::env::temp_dir().join(format!("forkscope-schedules-{uid}"))
+}
+
 /// Writes `schedule` (one logical id per line) under `#` comments that
 /// name the scenario, its parameters and the command that replays it.
 /// `origin_arg` is how the scenario is named on the command line.
@@ -17,7 +43,7 @@ pub fn write(
     params: &BTreeMap<String, Value>,
     schedule: &[String],
 ) -> std::io::Result<()> {
-    let mut f = BufWriter::new(std::fs::File::create(path)?);
+    let mut f = BufWriter::new(crate::safe_fs::create_file(path)?);
     writeln!(f, "# forkscope schedule for {scenario_name}")?;
     let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     writeln!(f, "# parameters: {}", params.join(" "))?;
@@ -75,8 +101,7 @@ mod tests {
 
     #[test]
     fn what_is_written_reads_back() {
-        let dir = std::env::temp_dir().join(format!("forkscope-sched-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::safe_fs::private_dir(&std::env::temp_dir(), "forkscope-sched").unwrap();
         let path = dir.join("x.schedule");
         let params: BTreeMap<String, Value> = [("workers".to_string(), Value::Int(2))].into();
         let ids: Vec<String> = ["main", "main.1", "main.2"].map(String::from).to_vec();
@@ -85,6 +110,38 @@ mod tests {
         assert!(text.contains("--set workers=2 --schedule-file"), "{text}");
         let back = ScheduleFile::parse(&std::fs::read_to_string(&path).unwrap()).ids;
         assert_eq!(back, ids);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn schedules_are_saved_in_the_users_own_directory_by_default() {
+        let home = Some("/home/ada".into());
+        assert_eq!(
+            default_dir_from(None, home.clone()),
+            std::path::PathBuf::from("/home/ada/.local/share/forkscope/schedules")
+        );
+        assert_eq!(
+            default_dir_from(Some("/data".into()), home.clone()),
+            std::path::PathBuf::from("/data/forkscope/schedules")
+        );
+        // A relative XDG_DATA_HOME is ignored, as the spec says.
+        assert_eq!(
+            default_dir_from(Some("rel".into()), home),
+            std::path::PathBuf::from("/home/ada/.local/share/forkscope/schedules")
+        );
+    }
+
+    #[test]
+    fn a_schedule_is_never_written_through_a_symlink() {
+        let dir =
+            crate::safe_fs::private_dir(&std::env::temp_dir(), "forkscope-sched-link").unwrap();
+        let precious = dir.join("precious");
+        std::fs::write(&precious, "keep me").unwrap();
+        let path = dir.join("x.schedule");
+        std::os::unix::fs::symlink(&precious, &path).unwrap();
+        let ids = vec!["main".to_string()];
+        assert!(write(&path, "x", "x", &BTreeMap::new(), &ids).is_err());
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -23,6 +23,20 @@ pub struct Probe {
     pub line: Option<u32>,
 }
 
+/// Connects to the collector's socket as [`crate::protocol::SOCKET_ENV`]
+/// names it: `@NAME` is a name in the abstract namespace, else a path.
+pub fn connect_to(socket: &Path) -> std::io::Result<UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    match socket.as_os_str().as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            UnixStream::connect_addr(&addr)
+        }
+        None => UnixStream::connect(socket),
+    }
+}
+
 /// Our pid and parent pid as the host's `/proc` (and so `ps`) shows them,
 /// which inside forkscope's PID namespace differ from `getpid()`.
 pub fn host_pids() -> (i32, i32) {
@@ -70,7 +84,7 @@ impl Probe {
             seq: 0,
             line: None,
         };
-        let Ok(sock) = UnixStream::connect(socket) else {
+        let Ok(sock) = connect_to(socket) else {
             return probe;
         };
         // Keep the old stdout/stderr until the collector has the new ones.

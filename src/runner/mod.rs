@@ -1,20 +1,24 @@
 //! The forking side. The app starts its own binary as the hidden
 //! `__runner` subcommand and writes a [`RunSpec`] to its stdin. The runner:
 //!
-//! 1. asks to be killed when the app dies (`PR_SET_PDEATHSIG`), checks the
-//!    app is still there, and enters a fresh PID namespace when it can;
-//! 2. forks the namespace's init (the *runner core*, logical id `runner`):
-//!    a child subreaper that sets up the shared resources, forks `main`,
-//!    and reaps every process that ends up orphaned;
-//! 3. waits for the core and exits with main's exit code.
+//! 1. reads the spec (one line), checks the app is still there, becomes a
+//!    child subreaper, and enters a fresh PID namespace when it can;
+//! 2. forks the *runner core* (logical id `runner`, the namespace's init
+//!    when there is one) in a process group of its own: a child subreaper
+//!    that sets up the shared resources, forks `main`, and reaps every
+//!    process that ends up orphaned;
+//! 3. stays as the run's watchdog ([`watchdog`]): when the core ends, or
+//!    the app's end of stdin closes (stop, or the app died, even by
+//!    `kill -9`), it kills every process the run made and exits with
+//!    main's exit code (137 when stopped).
 //!
-//! Everything in the namespace dies with the core, and the core dies with
-//! the runner, which dies with the app: even `kill -9` of the app leaves no
-//! scenario process behind. All of it is single-threaded, so forking is safe.
+//! Cleanup does not depend on the PID namespace, so it works for any user.
+//! All of it is single-threaded, so forking is safe.
 
 pub mod interp;
 pub mod os;
 pub mod shm;
+pub mod watchdog;
 
 use crate::probe::{Capture, Probe};
 use crate::protocol::{Body, RUNNER_ID, ResourceKind, Value};
@@ -24,7 +28,6 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use serde::{Deserialize, Serialize};
 use shm::Shm;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -85,15 +88,17 @@ impl Run {
 }
 
 /// Entry point of `forkscope __runner`. Returns the process exit code.
+///
+/// This process (the *outer runner*) is also the run's **watchdog**: its
+/// stdin is a pipe from the app that the app never closes while the run
+/// should go on. End of file there (the app stopped the run, dropped the
+/// session, or died, even by `kill -9`: the kernel closes its end) means:
+/// kill everything the run started, then exit. It does not die with the app
+/// itself, or nobody would be left to clean up.
 pub fn runner_main() -> i32 {
-    // Die with the app, whatever kills it.
-    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err() {
-        return 70;
-    }
-    let mut text = String::new();
-    if std::io::stdin().read_to_string(&mut text).is_err() {
-        return 70;
-    }
+    let Some(text) = read_spec_line() else {
+        return 70; // the app died (or stopped) before the whole spec arrived
+    };
     let spec: RunSpec = match serde_json::from_str(&text) {
         Ok(s) => s,
         Err(e) => {
@@ -104,9 +109,13 @@ pub fn runner_main() -> i32 {
     if nix::unistd::getppid().as_raw() != spec.parent_pid {
         return 70; // the app died before we could watch it
     }
-    // A PID namespace makes cleanup total: when its init (the core) dies,
-    // the kernel kills everything inside. Without one we still run.
-    let in_namespace = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok();
+    // If the core dies first, the scenario processes it adopted come back
+    // to us, the next subreaper up: they stay ours to kill and reap.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    // A PID namespace makes cleanup total even if we are killed: when its
+    // init (the core) dies, the kernel kills everything inside. Without
+    // one (not root) the watchdog below does the same.
+    let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID);
     let (life_r, life_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(_) => return 70,
@@ -114,25 +123,27 @@ pub fn runner_main() -> i32 {
     match os::fork_process() {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(life_w);
+            // The run's own process group, led by the core: the watchdog
+            // kills it in one call, and is not in it itself.
+            let _ =
+                nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
             // If the runner died before the line above, the pipe says so.
             if os::readable(std::os::fd::AsFd::as_fd(&life_r), 0) {
                 os::exit_now(70);
             }
             drop(life_r);
-            let code = core(spec, in_namespace);
+            // The app's lifeline is for the watchdog only: a program the
+            // scenario runs must not read it (or wait on it forever).
+            os::stdin_from_dev_null();
+            let code = core(spec);
             os::exit_now(code)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(life_r);
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, c)) => break c,
-                    Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break 70,
-                }
-            };
+            // Also here, so that the group exists before we could kill it.
+            let _ = nix::unistd::setpgid(child, child);
+            let code = watchdog::watch(child);
             drop(life_w);
             code
         }
@@ -143,8 +154,18 @@ pub fn runner_main() -> i32 {
     }
 }
 
+/// The run spec: one line of JSON on stdin. `None` if stdin ends first.
+fn read_spec_line() -> Option<String> {
+    use std::io::BufRead;
+    let mut line = Vec::new();
+    match std::io::stdin().lock().read_until(b'\n', &mut line) {
+        Ok(_) if line.last() == Some(&b'\n') => String::from_utf8(line).ok(),
+        _ => None,
+    }
+}
+
 /// The runner core: set up, fork main, reap everything. Main's exit code.
-fn core(spec: RunSpec, in_namespace: bool) -> i32 {
+fn core(spec: RunSpec) -> i32 {
     // Orphans come back to us (also when there is no PID namespace).
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let probe = Probe::connect(
@@ -164,13 +185,6 @@ fn core(spec: RunSpec, in_namespace: bool) -> i32 {
     };
     let run = Box::leak(Box::new(run));
     let mut runner = Proc::new(run, probe, "runner");
-    if !in_namespace {
-        runner.probe.emit(Body::Error {
-            message:
-                "no PID namespace here: if the app is killed, scenario processes may outlive it"
-                    .into(),
-        });
-    }
     declare_resources(&mut runner.probe, &run.scenario);
     let main_pid = match runner.start_main() {
         Ok(pid) => pid,

@@ -133,3 +133,18 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is always safe to call; it never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// Points fd 0 at `/dev/null` (best effort: if that fails, fd 0 is closed
+/// instead, and a program that reads it gets an error rather than a hang).
+pub fn stdin_from_dev_null() {
+    match std::fs::File::open("/dev/null") {
+        Ok(null) => {
+            let _ = nix::unistd::dup2_stdin(&null);
+        }
+        Err(_) => {
+            // SAFETY: closing fd 0, which nothing in this process uses (the
+            // std handle only turns a read of a closed fd into an error).
+            unsafe { libc::close(0) };
+        }
+    }
+}

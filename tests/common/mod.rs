@@ -106,8 +106,14 @@ pub struct Live {
 
 impl Live {
     pub fn start(args: &[&str]) -> Live {
-        let mut child = Command::new(bin())
-            .args(args)
+        let mut cmd = Command::new(bin());
+        cmd.args(args);
+        Live::spawn(cmd)
+    }
+
+    /// Starts `cmd` (which runs forkscope with `--format jsonl`).
+    pub fn spawn(mut cmd: Command) -> Live {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -224,11 +230,82 @@ pub fn kernel_ppid(pid: i32) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Writes a scenario file into a fresh temp dir; its path.
-pub fn scenario_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("forkscope-test-{}-{}", std::process::id(), name));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+/// A scenario file in a fresh temp dir, removed when dropped.
+pub struct ScenarioFile {
+    path: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for ScenarioFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// Writes a scenario file into a fresh temp dir (gone when the returned
+/// value is dropped).
+pub fn scenario_file(name: &str, text: &str) -> ScenarioFile {
+    let dir = TempDir::new("test");
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write scenario");
-    path
+    ScenarioFile { path, _dir: dir }
+}
+
+/// A fresh private directory in the temp directory, removed with all it
+/// holds when dropped (so `cargo test` leaves nothing there).
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), name)
+    }
+
+    pub fn new_in(base: &std::path::Path, name: &str) -> TempDir {
+        let template = base.join(format!("forkscope-{name}-XXXXXX"));
+        TempDir(nix::unistd::mkdtemp(&template).expect("a temp dir"))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Pids of live processes whose environment holds `NAME=VALUE`: the
+/// processes of one run, marked by the test (never "everything named
+/// forkscope"). A zombie's environment reads empty, so it is not counted.
+pub fn marked_processes(name: &str, value: &str) -> Vec<i32> {
+    let want = format!("{name}={value}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
