@@ -334,16 +334,20 @@ pub struct ValueAccess {
     pub access: Access,
 }
 
-/// A write based on a stale read: `proc_id` read the value, someone else
-/// wrote it, then `proc_id` wrote, and the other write (`lost`) vanished.
-/// This is the classic lost update the race lab highlights.
+/// A write based on a stale read, as its writer reported it (a `race`
+/// event): `proc_id` read `read`, others wrote in between, and its write of
+/// `written` replaced `replaced`, erasing `lost` (= replaced - read). This
+/// is the classic lost update the race lab highlights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LostUpdate {
+    /// When the write happened (the writer's `write` event; the `race`
+    /// event's own time if there is none).
     pub t_ns: u64,
     pub proc_id: String,
-    pub lost: Value,
-    pub lost_writer: Option<String>,
+    pub read: Value,
+    pub replaced: Value,
     pub written: Value,
+    pub lost: Value,
 }
 
 /// A shared `Value` or `Array` (one slot in shared memory, seen by all).
@@ -357,10 +361,6 @@ pub struct SharedValue {
     pub reads: u64,
     pub writes: u64,
     pub lost_updates: Vec<LostUpdate>,
-    last_writer: Option<String>,
-    /// Number of writes so far; a read remembers the version it saw.
-    version: u64,
-    read_versions: BTreeMap<String, u64>,
 }
 
 impl SharedValue {
@@ -374,9 +374,6 @@ impl SharedValue {
             reads: 0,
             writes: 0,
             lost_updates: Vec::new(),
-            last_writer: None,
-            version: 0,
-            read_versions: BTreeMap::new(),
         }
     }
 
@@ -737,8 +734,33 @@ impl World {
             }
             Body::Pending { action, .. } => self.proc_mut(me, t_ns).pending = Some(action.clone()),
             Body::Go {} => self.proc_mut(me, t_ns).pending = None,
-            // Lost updates are found by the projection itself.
-            Body::Race { .. } => {}
+            Body::Race {
+                name,
+                read,
+                replaced,
+                written,
+                lost,
+            } => {
+                let v = self
+                    .values
+                    .entry(name.clone())
+                    .or_insert_with(|| SharedValue::new(name, replaced.clone(), false));
+                // Marked at the write it comes from (the writer's latest).
+                let at = v
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|a| a.access == Access::Write && a.proc_id == me)
+                    .map_or(t_ns, |a| a.t_ns);
+                v.lost_updates.push(LostUpdate {
+                    t_ns: at,
+                    proc_id: me.to_string(),
+                    read: read.clone(),
+                    replaced: replaced.clone(),
+                    written: written.clone(),
+                    lost: lost.clone(),
+                });
+            }
             Body::Deadlock { cycle } => self.deadlock = Some(cycle.clone()),
             Body::Error { message } => self.errors.push(RunError {
                 t_ns,
@@ -1018,28 +1040,9 @@ impl World {
             access,
         });
         match access {
-            Access::Read => {
-                v.reads += 1;
-                v.read_versions.insert(me.to_string(), v.version);
-            }
+            Access::Read => v.reads += 1,
             Access::Write => {
                 v.writes += 1;
-                v.version += 1;
-                // Only a whole value can lose an update this way; array
-                // elements would flag writes to different slots.
-                if element.is_none()
-                    && let Some(seen) = v.read_versions.remove(me)
-                    && seen + 1 < v.version
-                {
-                    v.lost_updates.push(LostUpdate {
-                        t_ns,
-                        proc_id: me.to_string(),
-                        lost: v.current.clone(),
-                        lost_writer: v.last_writer.clone(),
-                        written: value.clone(),
-                    });
-                }
-                v.last_writer = Some(me.to_string());
                 match (element, &mut v.current) {
                     (Some((_, i)), Value::List(items)) => {
                         if let Some(slot) = items.get_mut(i) {
