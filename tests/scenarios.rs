@@ -156,7 +156,7 @@ fn fork_return_pids_agree_with_output_and_kernel() {
 }
 
 #[test]
-fn no_join_child_is_orphaned_and_adopted() {
+fn no_join_main_waits_for_its_child_at_exit_as_python_does() {
     let run = run_jsonl("no-join", &["--time-scale", "0.1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let terminal = run.terminal();
@@ -165,23 +165,36 @@ fn no_join_child_is_orphaned_and_adopted() {
         terminal.find("child end").expect("child end") > end,
         "{terminal}"
     );
-    let main_exit = run
-        .events
-        .iter()
-        .position(|e| e.proc_id == "main" && matches!(e.body, Body::Exit { .. }))
-        .expect("main exits");
-    let adopted = run
-        .events
-        .iter()
-        .position(|e| {
-            e.proc_id == "main.1" && matches!(&e.body, Body::Adopted { by, .. } if by == "runner")
-        })
-        .expect("main.1 is adopted by the runner");
-    assert!(adopted > main_exit);
-    let reaped_by_runner = run.events.iter().any(|e| {
-        e.proc_id == "main.1" && matches!(&e.body, Body::Reaped { by, .. } if by == "runner")
-    });
-    assert!(reaped_by_runner);
+    let at = |f: &dyn Fn(&forkscope::protocol::Event) -> bool, what: &str| {
+        run.events
+            .iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("no {what}"))
+    };
+    // main's code ends, then it is blocked joining its child (atexit).
+    let waits = at(
+        &|e| {
+            e.proc_id == "main"
+                && matches!(&e.body, Body::Block { on } if on == "join main.1 (joins its children at exit)")
+        },
+        "join at exit",
+    );
+    let parent_end = at(
+        &|e| e.proc_id == "main" && matches!(&e.body, Body::Output { text, .. } if text.contains("parent end")),
+        "parent end",
+    );
+    assert!(waits > parent_end);
+    // The child ends first and its own parent reaps it: no orphan.
+    let reaped = at(
+        &|e| e.proc_id == "main.1" && matches!(&e.body, Body::Reaped { by, .. } if by == "main"),
+        "main.1 reaped by main",
+    );
+    let main_exit = at(
+        &|e| e.proc_id == "main" && matches!(e.body, Body::Exit { .. }),
+        "main's exit",
+    );
+    assert!(waits < reaped && reaped < main_exit);
+    assert!(run.of_kind("adopted").is_empty(), "nobody is orphaned");
 }
 
 #[test]
