@@ -182,3 +182,52 @@ fn orphan_sees_its_parent_change() {
         e.proc_id == "main.1" && matches!(&e.body, Body::Reaped { by, .. } if by == "runner")
     }));
 }
+
+const MISSING_PROGRAM: &str = r#"
+name = "exec-missing"
+title = "Popen of a program that does not exist"
+explain = "Popen raises FileNotFoundError in the parent."
+source = """
+import subprocess
+print('before')
+p = subprocess.Popen(['nosuchprog'], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+print('after')
+"""
+[roles.main]
+steps = [
+  { print = "before", line = 2 },
+  { exec = ["nosuchprog"], input = "'hi'", into = "out", line = 3 },
+  { print = "after", line = 4 },
+]
+"#;
+
+#[test]
+fn a_missing_program_fails_the_step_in_the_parent_as_popen_does() {
+    let file = scenario_file("exec-missing", MISSING_PROGRAM);
+    let run = run_jsonl(file.to_str().unwrap(), &["--allow-exec"]);
+    // As `python3` runs that listing: exit 1, and "after" never printed.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let code_of = |id: &str| {
+        run.events.iter().find_map(|e| match &e.body {
+            Body::Exit { code, .. } if e.proc_id == id => Some(*code),
+            Body::Reaped { code, .. } if e.proc_id == id => Some(*code),
+            _ => None,
+        })
+    };
+    assert_eq!(code_of("main"), Some(Some(1)));
+    // The child that could not exec ends as CPython's does (255).
+    assert_eq!(code_of("main.1"), Some(Some(255)));
+    let terminal = run.terminal();
+    assert!(terminal.contains("before\n"), "{terminal}");
+    assert!(!terminal.contains("after"), "{terminal}");
+    let line = "FileNotFoundError: [Errno 2] No such file or directory: 'nosuchprog'";
+    let stderr = run.output_of("main");
+    assert!(
+        stderr.lines().any(|l| l.ends_with(line)),
+        "main's stderr: {stderr}"
+    );
+    assert!(
+        run.output_of("main.1").is_empty(),
+        "the child says nothing itself"
+    );
+}

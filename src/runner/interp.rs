@@ -1626,6 +1626,9 @@ impl<'r> Proc<'r> {
             None => None,
         };
         let stdout = if capture { Some(pipe()?) } else { None };
+        // As Popen does: a close-on-exec pipe on which the child reports a
+        // failed exec (a successful one closes it: end of file).
+        let (err_r, err_w) = pipe()?;
         self.n_children += 1;
         let id = format!("{}.{}", self.probe.id, self.n_children);
         let program = argv.first().cloned().unwrap_or_default();
@@ -1641,14 +1644,20 @@ impl<'r> Proc<'r> {
                     program: program.clone(),
                     args: argv[1..].to_vec(),
                 });
-                let err = exec_program(&argv);
-                let _ = os::write_all(std::io::stderr(), format!("{program}: {err}\n").as_bytes());
-                self.probe.emit(Body::Error {
-                    message: format!("could not run {program}: {err}"),
-                });
-                os::exit_now(127)
+                drop(err_r);
+                let errno = exec_program(&argv);
+                let _ = os::write_all(&err_w, &errno.to_le_bytes());
+                // What CPython's child does when exec fails.
+                os::exit_now(255)
             }
             Forked::Parent(i) => {
+                drop(err_w);
+                if let Some(errno) = exec_error(&err_r)? {
+                    // Popen raises in the parent, after reaping the child.
+                    self.join_child(i, false);
+                    return Err(RunError(os_error(errno, &program)));
+                }
+                drop(err_r);
                 if let Some(h) = handle {
                     self.handles.insert(h.to_string(), i);
                 }
@@ -1719,18 +1728,18 @@ fn touch_of(waits_for: &str) -> String {
     }
 }
 
-/// Replaces the process image; returns only on failure.
-fn exec_program(argv: &[String]) -> String {
+/// Replaces the process image; returns only on failure, with the errno.
+fn exec_program(argv: &[String]) -> i32 {
     use std::ffi::CString;
     let Ok(args) = argv
         .iter()
         .map(|a| CString::new(a.as_str()))
         .collect::<Result<Vec<_>, _>>()
     else {
-        return "an argument contains a NUL byte".into();
+        return nix::errno::Errno::EINVAL as i32;
     };
     let Some(prog) = args.first() else {
-        return "no program given".into();
+        return nix::errno::Errno::ENOENT as i32;
     };
     // Programs expect the default SIGPIPE behaviour (Rust ignores it).
     // SAFETY: setting a signal to its default disposition has no handler.
@@ -1739,8 +1748,41 @@ fn exec_program(argv: &[String]) -> String {
     }
     match nix::unistd::execvp(prog, &args) {
         Ok(never) => match never {},
-        Err(e) => e.desc().to_string(),
+        Err(e) => e as i32,
     }
+}
+
+/// Waits until the exec'ing child either runs its program (the pipe
+/// closes, `None`) or says why it could not (its errno).
+fn exec_error(err_r: &OwnedFd) -> Result<Option<i32>, RunError> {
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(err_r, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(RunError(format!("cannot learn if exec worked: {e}"))),
+        }
+    }
+    Ok((got == buf.len()).then(|| i32::from_le_bytes(buf)))
+}
+
+/// The exception Python's `Popen` raises for a failed exec, as the last
+/// line of its traceback: `FileNotFoundError: [Errno 2] No such file or
+/// directory: 'nosuchprog'`.
+fn os_error(errno: i32, program: &str) -> String {
+    use nix::errno::Errno;
+    let e = Errno::from_raw(errno);
+    let class = match e {
+        Errno::ENOENT => "FileNotFoundError",
+        Errno::EACCES | Errno::EPERM => "PermissionError",
+        Errno::ENOTDIR => "NotADirectoryError",
+        Errno::EISDIR => "IsADirectoryError",
+        _ => "OSError",
+    };
+    let quoted = Value::Str(program.to_string()).repr();
+    format!("{class}: [Errno {errno}] {}: {quoted}", e.desc())
 }
 
 fn call_text(role: &str, args: &[(String, Value)]) -> String {
