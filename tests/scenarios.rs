@@ -180,7 +180,10 @@ fn no_join_main_waits_for_its_child_at_exit_as_python_does() {
         "join at exit",
     );
     let parent_end = at(
-        &|e| e.proc_id == "main" && matches!(&e.body, Body::Output { text, .. } if text.contains("parent end")),
+        &|e| {
+            e.proc_id == "main"
+                && matches!(&e.body, Body::Output { text, .. } if text.contains("parent end"))
+        },
         "parent end",
     );
     assert!(waits > parent_end);
@@ -272,7 +275,8 @@ fn pool_async_reuses_three_workers_for_ten_tasks() {
 
 #[test]
 fn parallel_join_children_run_at_the_same_time() {
-    let run = run_jsonl("parallel-join", &["--time-scale", "0.1"]);
+    // The defaults: a 100 ms tick, as the listing's time.sleep(0.1).
+    let run = run_jsonl("parallel-join", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let first_spawn = run.of_kind("spawn")[0].t_ns;
     let last_reap = run
@@ -283,8 +287,15 @@ fn parallel_join_children_run_at_the_same_time() {
         .max()
         .expect("children reaped");
     let s = (last_reap - first_spawn) as f64 / 1e9;
-    // 7 × 1 s and 5 × 1 s, ×0.1: together ≈ 0.7 s; one after the other 1.2 s.
+    // 7 × 0.1 s and 5 × 0.1 s: together ≈ 0.7 s; one after the other 1.2 s.
     assert!(s > 0.65 && s < 1.0, "took {s} s");
+    // What the listing prints: `time used: 0.70`.
+    let used: f64 = run
+        .terminal()
+        .lines()
+        .find_map(|l| l.strip_prefix("time used: ")?.parse().ok())
+        .expect("time used: N.NN");
+    assert!(used > 0.65 && used < 1.0, "time used: {used}");
 }
 
 #[test]

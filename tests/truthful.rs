@@ -63,7 +63,14 @@ fn with_the_lock_no_race_is_ever_reported() {
         let run = run_jsonl(
             "unlocked-counter",
             &[
-                "--set", "workers=4", "--set", "adds=50", "--set", "lock=true", "--set", "gap_ms=0",
+                "--set",
+                "workers=4",
+                "--set",
+                "adds=50",
+                "--set",
+                "lock=true",
+                "--set",
+                "gap_ms=0",
             ],
         );
         assert_eq!(run.code, 0, "{}", run.stderr);
@@ -136,7 +143,11 @@ fn a_write_computed_from_a_read_is_checked_like_an_add() {
             if let Body::Race { name, written, .. } = &e.body
                 && name == "flag"
             {
-                assert_eq!(written, &Value::Int(7), "a constant write is no lost update");
+                assert_eq!(
+                    written,
+                    &Value::Int(7),
+                    "a constant write is no lost update"
+                );
             }
         }
         total_races += on_v.len();
@@ -230,4 +241,169 @@ fn a_missing_program_fails_the_step_in_the_parent_as_popen_does() {
         run.output_of("main.1").is_empty(),
         "the child says nothing itself"
     );
+}
+
+fn builtin(name: &str) -> forkscope::scenario::Scenario {
+    forkscope::scenario::catalog::find(name)
+        .unwrap_or_else(|| panic!("no built-in {name}"))
+        .load()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn unlocked_counter_listing_shows_the_gap_the_engine_waits() {
+    let s = builtin("unlocked-counter");
+    // The add is a read, a pause, a write: the listing says so, with the
+    // same pause as the default gap_ms.
+    for line in [
+        "tmp = counter.value",
+        "time.sleep(GAP)",
+        "counter.value = tmp + 1",
+    ] {
+        assert!(s.source.contains(line), "the listing lacks {line:?}");
+    }
+    let gap_s: f64 = s
+        .source
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("GAP = ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("GAP = seconds");
+    assert_eq!(s.params["gap_ms"].default.as_f64(), Some(gap_s * 1000.0));
+    assert!(!s.source.contains("+= 1"), "no += that hides the gap");
+    // And the defaults end where that listing ends under CPython (2 × 100
+    // adds, 1 ms gap: near 100; measured 100–101 in 10 runs).
+    let run = run_jsonl("unlocked-counter", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let last = printed(&run, "counter =");
+    assert!((95..=130).contains(&last), "counter = {last}");
+}
+
+#[test]
+fn signals_prints_the_exit_code_it_measured() {
+    let run = run_jsonl("signals", &["--time-scale", "0.2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.terminal()
+            .lines()
+            .any(|l| l == "main: child ended, exit code -15"),
+        "{}",
+        run.terminal()
+    );
+    assert!(builtin("signals").source.contains("p.exitcode)"));
+}
+
+#[test]
+fn pool_map_results_come_back_in_input_order() {
+    let run = run_jsonl("pool-map", &["--time-scale", "0.05"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let t = run.terminal();
+    assert!(
+        t.contains("-> inputs:  [[1, 2], [9, 3], [4, 4], [3, 8]]\n"),
+        "{t}"
+    );
+    assert!(t.contains("-> outputs: [-1, 6, 0, -5]\n"), "{t}");
+    assert!(
+        builtin("pool-map")
+            .source
+            .contains("process_args = [[1, 2], [9, 3], [4, 4], [3, 8]]")
+    );
+}
+
+/// What a program printed, each line with its numbers written as N (pids
+/// and times vary), sorted: a multiset.
+fn shape(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut out = String::new();
+            let mut in_number = false;
+            for c in l.chars() {
+                let digit = c.is_ascii_digit() || (in_number && c == '.');
+                if digit && !in_number {
+                    out.push('N');
+                } else if !digit {
+                    out.push(c);
+                }
+                in_number = digit;
+            }
+            out
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Runs a listing with python3 (stdout line-buffered, as on a terminal).
+fn python3(source: &str, name: &str) -> Option<(i32, String)> {
+    let file = std::env::temp_dir().join(format!("forkscope-{}-{name}.py", std::process::id()));
+    std::fs::write(&file, source).ok()?;
+    let boot = format!(
+        "import sys, runpy; sys.stdout.reconfigure(line_buffering=True); runpy.run_path({:?}, run_name='__main__')",
+        file.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &boot])
+        .env_remove("PYTHONUNBUFFERED")
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&file);
+    Some((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn these_listings_print_under_python3_what_the_scenarios_print() {
+    let names = [
+        "no-join",
+        "orphan",
+        "parallel-join",
+        "signals",
+        "pool-map",
+        "unlocked-counter",
+    ];
+    let threads: Vec<_> = names
+        .iter()
+        .map(|&name| {
+            std::thread::spawn(move || {
+                let source = builtin(name).source;
+                let Some((code, out)) = python3(&source, name) else {
+                    return Err(format!("{name}: python3 cannot be run"));
+                };
+                let run = run_jsonl(name, &[]);
+                let mine = run
+                    .events
+                    .iter()
+                    .filter_map(|e| match &e.body {
+                        Body::Output {
+                            stream: forkscope::protocol::Stream::Stdout,
+                            text,
+                        } => Some(text.as_str()),
+                        _ => None,
+                    })
+                    .collect::<String>();
+                if (code, shape(&out)) != (run.code, shape(&mine)) {
+                    return Err(format!(
+                        "{name}: python3 exits {code} printing {:?}; forkscope exits {} printing {:?}",
+                        shape(&out),
+                        run.code,
+                        shape(&mine)
+                    ));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let failed: Vec<String> = threads
+        .into_iter()
+        .filter_map(|t| t.join().expect("no panic").err())
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
 }

@@ -22,8 +22,8 @@ pub mod theme;
 pub mod timeline;
 
 use crate::cli::{Loaded, load_target, parse_sets};
-use crate::lab::deadlock::{self, WaitEdge};
 use crate::lab::Then;
+use crate::lab::deadlock::{self, WaitEdge};
 use crate::model::World;
 use crate::protocol::{Body, Event, RUNNER_ID, Value, now_ns};
 use crate::scenario::{self, limits};

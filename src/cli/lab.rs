@@ -194,7 +194,11 @@ pub fn explore(args: &ExploreArgs) -> i32 {
                 } else {
                     String::new()
                 };
-                println!("  {}: {n} schedules{lost}, e.g. {}", o.text(), file.display())
+                println!(
+                    "  {}: {n} schedules{lost}, e.g. {}",
+                    o.text(),
+                    file.display()
+                )
             }
         }
     }

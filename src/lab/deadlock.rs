@@ -242,6 +242,11 @@ fn first_cycle(edges: &BTreeMap<String, WaitEdge>, alive: impl Fn(&str) -> bool)
     Vec::new()
 }
 
+/// `join main.1` or `join main.1 (joins its children at exit)` → `main.1`.
+fn join_target(on: &str) -> Option<&str> {
+    on.strip_prefix("join ")?.split_whitespace().next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,9 +310,4 @@ mod tests {
         assert_eq!(cycle_in_world(&w).len(), 2);
         assert!(in_world(&w).is_some());
     }
-}
-
-/// `join main.1` or `join main.1 (joins its children at exit)` → `main.1`.
-fn join_target(on: &str) -> Option<&str> {
-    on.strip_prefix("join ")?.split_whitespace().next()
 }

@@ -382,7 +382,10 @@ fn a_lost_update_is_what_the_writer_reports_not_a_guess_from_the_order() {
     assert_eq!(v.lost_updates.len(), 1);
     let lost = &v.lost_updates[0];
     assert_eq!(lost.proc_id, "main.2");
-    assert_eq!((&lost.read, &lost.replaced), (&Value::Int(0), &Value::Int(1)));
+    assert_eq!(
+        (&lost.read, &lost.replaced),
+        (&Value::Int(0), &Value::Int(1))
+    );
     assert_eq!(lost.lost, Value::Int(1));
     // Marked at main.2's write, where the timeline and the stage show it.
     let write_t = v.writes().last().map(|a| a.t_ns);
