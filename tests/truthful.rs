@@ -367,6 +367,7 @@ fn these_listings_print_under_python3_what_the_scenarios_print() {
         "parallel-join",
         "signals",
         "pool-map",
+        "pool-callback",
         "unlocked-counter",
     ];
     let threads: Vec<_> = names
@@ -406,4 +407,24 @@ fn these_listings_print_under_python3_what_the_scenarios_print() {
         .filter_map(|t| t.join().expect("no panic").err())
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
+fn a_pool_callback_runs_while_main_sleeps_as_in_cpython() {
+    let run = run_jsonl("pool-callback", &["--time-scale", "0.5"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<String> = run.output_of("main").lines().map(String::from).collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {lines:?}"))
+    };
+    let second_main = lines
+        .iter()
+        .rposition(|l| l.starts_with("---- main ---"))
+        .expect("main prints twice");
+    // CPython (5/5): both callback lines before main's second print.
+    assert!(at("--- callback --- pid=") < second_main, "{lines:?}");
+    assert!(at("--- callback --- args=hahah") < second_main, "{lines:?}");
 }

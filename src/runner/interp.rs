@@ -18,7 +18,7 @@ use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a process that reached its end still waits: Python's
 /// multiprocessing joins the non-daemon children at exit.
@@ -417,16 +417,48 @@ impl<'r> Proc<'r> {
         Ok(())
     }
 
-    fn sleep_ms(&mut self, ms: f64) {
+    fn sleep_ms(&mut self, ms: f64) -> Result<(), RunError> {
         let scaled = (ms * self.run.spec.time_scale).max(0.0);
         self.probe.emit(Body::Sleep {
             duration_ms: scaled,
         });
         // In a gated run the schedule decides who goes next, not the clock.
         if !self.gated() {
-            std::thread::sleep(Duration::from_secs_f64(scaled / 1000.0));
+            let deadline = Instant::now() + Duration::from_secs_f64(scaled / 1000.0);
+            self.sleep_until(deadline)?;
         }
         self.probe.emit(Body::Wake {});
+        Ok(())
+    }
+
+    /// Sleeps until `deadline`. Meanwhile, as the result-handler thread of
+    /// Python's `Pool` does, results of this process's pools are taken in
+    /// as they arrive, and their callbacks run at once (here, in the
+    /// sleeper's own thread; then the sleep goes on to its deadline).
+    fn sleep_until(&mut self, deadline: Instant) -> Result<(), RunError> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            let awaited: Vec<(String, OwnedFd)> = self
+                .pools
+                .iter()
+                .filter(|(_, p)| !p.pending.is_empty())
+                .filter_map(|(n, p)| Some((n.clone(), p.results_r.try_clone().ok()?)))
+                .collect();
+            if awaited.is_empty() {
+                std::thread::sleep(left);
+                return Ok(());
+            }
+            let fds: Vec<_> = awaited.iter().map(|(_, fd)| fd.as_fd()).collect();
+            // Whole milliseconds, rounded up: never wake before the deadline.
+            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            if let Some(i) = os::first_readable(&fds, ms) {
+                let pool = awaited[i].0.clone();
+                self.drain_results(&pool, false)?;
+            }
+        }
     }
 
     fn step(&mut self, s: &'r Step) -> Result<Flow, RunError> {
@@ -455,7 +487,7 @@ impl<'r> Proc<'r> {
                 let ms = v
                     .as_f64()
                     .ok_or_else(|| RunError(format!("sleep_ms needs a number, got {v}")))?;
-                self.sleep_ms(ms);
+                self.sleep_ms(ms)?;
             }
             Op::Spawn {
                 role,
