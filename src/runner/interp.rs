@@ -179,10 +179,11 @@ impl<'r> Proc<'r> {
     /// joined (the process stays, blocked, until they end), then it exits.
     /// Children of `fork` (os.fork) are not waited for: they become orphans.
     pub fn finish(&mut self, code: i32) -> ! {
-        if self.gated() {
+        let kills = self.children.iter().any(|c| c.daemon && !c.reaped)
+            || self.pools.values().any(|p| !p.joined);
+        let joins = self.children.iter().any(|c| c.spawned && !c.reaped);
+        if self.gated() && (kills || !joins) {
             let mut touches = vec![format!("proc:{}", self.probe.id)];
-            let kills = self.children.iter().any(|c| c.daemon && !c.reaped)
-                || self.pools.values().any(|p| !p.joined);
             if kills {
                 touches.push("*".into());
             }
@@ -207,6 +208,11 @@ impl<'r> Proc<'r> {
             .collect();
         for i in spawned {
             self.join_child_why(i, self.gated(), Some(JOIN_AT_EXIT));
+        }
+        if self.gated() && joins && !kills {
+            // The joins came first; now the exit itself is a step.
+            let touches = vec![format!("proc:{}", self.probe.id)];
+            self.gate("exit".into(), false, None, false, touches);
         }
         if self.gated() {
             // Say it ourselves, now: the scheduler must not wait for the
