@@ -277,11 +277,12 @@ fn unlocked_counter_listing_shows_the_gap_the_engine_waits() {
     assert_eq!(s.params["gap_ms"].default.as_f64(), Some(gap_s * 1000.0));
     assert!(!s.source.contains("+= 1"), "no += that hides the gap");
     // And the defaults end where that listing ends under CPython (2 × 100
-    // adds, 1 ms gap: near 100; measured 100–101 in 10 runs).
+    // adds, 1 ms gap: near 100; measured 100–101 in 10 runs; here 99–120
+    // in 100 free runs).
     let run = run_jsonl("unlocked-counter", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let last = printed(&run, "counter =");
-    assert!((95..=130).contains(&last), "counter = {last}");
+    assert!((80..150).contains(&last), "counter = {last}");
 }
 
 #[test]
@@ -390,7 +391,19 @@ fn these_listings_print_under_python3_what_the_scenarios_print() {
                         _ => None,
                     })
                     .collect::<String>();
-                if (code, shape(&out)) != (run.code, shape(&mine)) {
+                // signals: how many ticks fit before each signal depends on
+                // the machine's timing, in CPython as here: the lines that
+                // appear, not how often.
+                let (theirs, ours) = if name == "signals" {
+                    let mut a = shape(&out);
+                    let mut b = shape(&mine);
+                    a.dedup();
+                    b.dedup();
+                    (a, b)
+                } else {
+                    (shape(&out), shape(&mine))
+                };
+                if (code, &theirs) != (run.code, &ours) {
                     return Err(format!(
                         "{name}: python3 exits {code} printing {:?}; forkscope exits {} printing {:?}",
                         shape(&out),

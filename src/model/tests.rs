@@ -393,6 +393,21 @@ fn a_lost_update_is_what_the_writer_reports_not_a_guess_from_the_order() {
 }
 
 #[test]
+fn the_runners_last_read_is_the_final_value_whatever_the_write_order() {
+    let mut s = family();
+    s.at(
+        "runner",
+        resource(ResourceKind::Value, "v", Some(Value::Int(0)), None),
+    )
+    // Two writes stamped in one order, landed in memory in the other.
+    .at("main.2", rw(true, "v", 2, false))
+    .at("main.1", rw(true, "v", 1, false));
+    assert_eq!(s.world().values["v"].current, Value::Int(1));
+    s.at("runner", rw(false, "v", 2, false));
+    assert_eq!(s.world().values["v"].current, Value::Int(2));
+}
+
+#[test]
 fn array_element_writes_update_the_array() {
     let mut s = family();
     let list = Value::List(vec![Value::Int(1), Value::Int(2)]);

@@ -10,7 +10,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
-use crate::protocol::{Body, Event, ResourceKind, Stream, Value};
+use crate::protocol::{Body, Event, RUNNER_ID, ResourceKind, Stream, Value};
 
 /// Output chunks kept per process and in the merged terminal.
 pub const OUTPUT_CHUNKS_KEPT: usize = 2000;
@@ -1040,7 +1040,15 @@ impl World {
             access,
         });
         match access {
-            Access::Read => v.reads += 1,
+            Access::Read => {
+                v.reads += 1;
+                // The runner reads every shared value once all processes
+                // are gone: that is what memory holds, whatever order the
+                // write events came in.
+                if me == RUNNER_ID && element.is_none() {
+                    v.current = value.clone();
+                }
+            }
             Access::Write => {
                 v.writes += 1;
                 match (element, &mut v.current) {
