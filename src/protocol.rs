@@ -244,13 +244,18 @@ pub enum Body {
     },
     /// Gated runs: the process was told to go and takes its pending action.
     Go {},
-    /// A lost update: this process wrote `name` from a value it read before
-    /// `lost_writer` wrote `lost`, so that write is overwritten and lost.
+    /// A lost update, sent by the writer itself: its write of `name` was
+    /// computed from `read` (the value it last read from, or wrote to,
+    /// `name`), but the atomic exchange that stored `written` found
+    /// `replaced` there: others wrote in between, and this write threw
+    /// their work away. `lost = replaced - read` for numbers (negative
+    /// when a stale write had set the value back), `replaced` otherwise.
     Race {
         name: String,
-        lost_writer: String,
-        lost: Value,
+        read: Value,
+        replaced: Value,
         written: Value,
+        lost: Value,
     },
     /// Every live process waits and none can ever wake the others.
     Deadlock {

@@ -544,7 +544,7 @@ fn assert_all_gone(pids: &[i32]) {
     assert!(left.is_empty(), "still alive: {left:?}");
 }
 
-const LOST_BY_HAND: &str = "LOST UPDATE: main.2 wrote 1 over main.1's 1";
+const LOST_BY_HAND: &str = "LOST UPDATE: main.2 read 0, wrote 1 over 1";
 
 fn step_mode_lost_update_by_hand_then_undo() {
     let mut h = harness(counter_by_hand());
@@ -636,7 +636,7 @@ fn seeded_run_saved_and_loaded_again() {
         && h.state().rec.len() > 10));
     // Seed 5 interleaves read, read, write, write (see `forkscope run
     // --schedule seeded --seed 5`).
-    let lost = "LOST UPDATE: main.1 wrote 1 over main.2's 1";
+    let lost = "LOST UPDATE: main.1 read 0, wrote 1 over 1";
     assert!(
         wait_for(&mut h, |h| has_label(h, lost)),
         "seed 5 loses an update"

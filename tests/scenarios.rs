@@ -156,7 +156,7 @@ fn fork_return_pids_agree_with_output_and_kernel() {
 }
 
 #[test]
-fn no_join_child_is_orphaned_and_adopted() {
+fn no_join_main_waits_for_its_child_at_exit_as_python_does() {
     let run = run_jsonl("no-join", &["--time-scale", "0.1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let terminal = run.terminal();
@@ -165,23 +165,39 @@ fn no_join_child_is_orphaned_and_adopted() {
         terminal.find("child end").expect("child end") > end,
         "{terminal}"
     );
-    let main_exit = run
-        .events
-        .iter()
-        .position(|e| e.proc_id == "main" && matches!(e.body, Body::Exit { .. }))
-        .expect("main exits");
-    let adopted = run
-        .events
-        .iter()
-        .position(|e| {
-            e.proc_id == "main.1" && matches!(&e.body, Body::Adopted { by, .. } if by == "runner")
-        })
-        .expect("main.1 is adopted by the runner");
-    assert!(adopted > main_exit);
-    let reaped_by_runner = run.events.iter().any(|e| {
-        e.proc_id == "main.1" && matches!(&e.body, Body::Reaped { by, .. } if by == "runner")
-    });
-    assert!(reaped_by_runner);
+    let at = |f: &dyn Fn(&forkscope::protocol::Event) -> bool, what: &str| {
+        run.events
+            .iter()
+            .position(f)
+            .unwrap_or_else(|| panic!("no {what}"))
+    };
+    // main's code ends, then it is blocked joining its child (atexit).
+    let waits = at(
+        &|e| {
+            e.proc_id == "main"
+                && matches!(&e.body, Body::Block { on } if on == "join main.1 (joins its children at exit)")
+        },
+        "join at exit",
+    );
+    let parent_end = at(
+        &|e| {
+            e.proc_id == "main"
+                && matches!(&e.body, Body::Output { text, .. } if text.contains("parent end"))
+        },
+        "parent end",
+    );
+    assert!(waits > parent_end);
+    // The child ends first and its own parent reaps it: no orphan.
+    let reaped = at(
+        &|e| e.proc_id == "main.1" && matches!(&e.body, Body::Reaped { by, .. } if by == "main"),
+        "main.1 reaped by main",
+    );
+    let main_exit = at(
+        &|e| e.proc_id == "main" && matches!(e.body, Body::Exit { .. }),
+        "main's exit",
+    );
+    assert!(waits < reaped && reaped < main_exit);
+    assert!(run.of_kind("adopted").is_empty(), "nobody is orphaned");
 }
 
 #[test]
@@ -259,7 +275,8 @@ fn pool_async_reuses_three_workers_for_ten_tasks() {
 
 #[test]
 fn parallel_join_children_run_at_the_same_time() {
-    let run = run_jsonl("parallel-join", &["--time-scale", "0.1"]);
+    // The defaults: a 100 ms tick, as the listing's time.sleep(0.1).
+    let run = run_jsonl("parallel-join", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let first_spawn = run.of_kind("spawn")[0].t_ns;
     let last_reap = run
@@ -270,8 +287,15 @@ fn parallel_join_children_run_at_the_same_time() {
         .max()
         .expect("children reaped");
     let s = (last_reap - first_spawn) as f64 / 1e9;
-    // 7 × 1 s and 5 × 1 s, ×0.1: together ≈ 0.7 s; one after the other 1.2 s.
+    // 7 × 0.1 s and 5 × 0.1 s: together ≈ 0.7 s; one after the other 1.2 s.
     assert!(s > 0.65 && s < 1.0, "took {s} s");
+    // What the listing prints: `time used: 0.70`.
+    let used: f64 = run
+        .terminal()
+        .lines()
+        .find_map(|l| l.strip_prefix("time used: ")?.parse().ok())
+        .expect("time used: N.NN");
+    assert!(used > 0.65 && used < 1.0, "time used: {used}");
 }
 
 #[test]

@@ -22,8 +22,8 @@ pub mod theme;
 pub mod timeline;
 
 use crate::cli::{Loaded, load_target, parse_sets};
+use crate::lab::Then;
 use crate::lab::deadlock::{self, WaitEdge};
-use crate::lab::{RaceWatch, Then};
 use crate::model::World;
 use crate::protocol::{Body, Event, RUNNER_ID, Value, now_ns};
 use crate::scenario::{self, limits};
@@ -279,7 +279,6 @@ pub struct App {
     pub step_bar: lab::StepBar,
     pub view: MainView,
     pub many: many::ManyRuns,
-    races: RaceWatch,
     /// `--many-runs`: start them on the first frame.
     many_on_first_frame: bool,
     /// For the background runs' repaint requests.
@@ -326,7 +325,6 @@ impl App {
             step_bar: lab::StepBar::default(),
             view: MainView::Stage,
             many: many::ManyRuns::default(),
-            races: RaceWatch::default(),
             many_on_first_frame: false,
             egui_ctx: None,
             rec_budgets_bytes: (
@@ -751,7 +749,6 @@ impl App {
         self.status = None;
         self.collector_problems.clear();
         self.view_count = None;
-        self.races = RaceWatch::default();
         self.deadlock_cycle.clear();
         self.deadlock_world = None;
         self.gated = gated.then(|| {
@@ -825,7 +822,7 @@ impl App {
                 match events.try_recv() {
                     Ok(e) => {
                         let watch = !*stopping && found_deadlock.is_none();
-                        let d = take_event(&mut self.rec, self.gated.as_mut(), &mut self.races, e);
+                        let d = take_event(&mut self.rec, self.gated.as_mut(), e);
                         if watch && d.is_some() {
                             found_deadlock = d;
                         }
@@ -856,7 +853,7 @@ impl App {
                     }
                     match events.recv_timeout(left.min(Duration::from_millis(2))) {
                         Ok(e) => {
-                            take_event(&mut self.rec, self.gated.as_mut(), &mut self.races, e);
+                            take_event(&mut self.rec, self.gated.as_mut(), e);
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                         Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
@@ -1378,13 +1375,12 @@ impl eframe::App for App {
     }
 }
 
-/// Takes one event in: the log and World, the gatekeeper of a gated run,
-/// and lost updates (as `race` events). In a free run, returns the
+/// Takes one event in: the log and World and the gatekeeper of a gated
+/// run. In a free run, returns the
 /// deadlock the World shows once processes wait in a circle.
 fn take_event(
     rec: &mut Recording,
     gated: Option<&mut lab::Gated>,
-    races: &mut RaceWatch,
     e: Event,
 ) -> Option<(String, Vec<WaitEdge>)> {
     let waits = matches!(e.body, Body::LockWait { .. } | Body::Block { .. });
@@ -1393,9 +1389,6 @@ fn take_event(
         g.observe(&e);
     }
     rec.push(e);
-    for r in races.check(&rec.live) {
-        rec.push(r);
-    }
     if free && waits {
         let cycle = deadlock::in_world(&rec.live)?;
         return Some((cycle, deadlock::cycle_in_world(&rec.live)));

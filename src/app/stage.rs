@@ -1510,7 +1510,7 @@ fn recent_accesses(
 /// Height of the red "LOST UPDATE" band at the bottom of a value box.
 const LOST_BANNER_H: f32 = 44.0;
 
-/// `LOST UPDATE: main.2 wrote 1 over main.1's 1`, white on red, at the
+/// `LOST UPDATE: main.2 read 0, wrote 1 over 1`, white on red, at the
 /// bottom of the value's box (which gets a red border too).
 fn lost_update_banner(
     ui: &mut Ui,
@@ -1534,11 +1534,11 @@ fn lost_update_banner(
     );
     painter.rect_filled(band, CornerRadius::same(5), red);
     let what = format!(
-        "{} wrote {} over {}'s {}",
+        "{} read {}, wrote {} over {}",
         lost.proc_id,
+        short(&lost.read, 10),
         short(&lost.written, 10),
-        lost.lost_writer.as_deref().unwrap_or("another process"),
-        short(&lost.lost, 10)
+        short(&lost.replaced, 10),
     );
     let title = if v.lost_updates_total() > 1 {
         format!("⚠ LOST UPDATE (×{})", v.lost_updates_total())

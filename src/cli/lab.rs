@@ -4,7 +4,7 @@
 use super::run::{Prepared, catch_interrupts, interrupted, prepare, write_schedule};
 use super::{ExploreArgs, Format, ScheduleMode, StatsArgs};
 use crate::lab::outcome::Outcome;
-use crate::lab::{self, Driven, Scheduler, Then, final_values};
+use crate::lab::{self, Driven, Lost, Scheduler, Then, final_values};
 use std::collections::BTreeMap;
 
 fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
@@ -12,13 +12,22 @@ fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
     Ok(lab::run_gated(&mut session, sched, p.opts.limits.timeout_s))
 }
 
-fn free_run(p: &Prepared) -> anyhow::Result<Outcome> {
+fn free_run(p: &Prepared) -> anyhow::Result<(Outcome, Lost)> {
     let mut session = p.start()?;
-    Ok(lab::run_free(
+    Ok(lab::run_free_counted(
         &mut session,
         p.opts.limits.timeout_s,
         interrupted,
     ))
+}
+
+/// Runs that ended one way, and the lost updates their writers reported.
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    /// Runs with at least one `race` event.
+    runs_with_lost: u64,
+    lost: Lost,
 }
 
 pub fn stats(args: &StatsArgs) -> i32 {
@@ -36,7 +45,7 @@ pub fn stats(args: &StatsArgs) -> i32 {
     }
     catch_interrupts();
     let base_seed = p.opts.seed;
-    let mut histogram: BTreeMap<Outcome, u64> = BTreeMap::new();
+    let mut histogram: BTreeMap<Outcome, Tally> = BTreeMap::new();
     for i in 0..args.runs {
         if interrupted() {
             eprintln!("forkscope: interrupted after {i} runs");
@@ -45,13 +54,22 @@ pub fn stats(args: &StatsArgs) -> i32 {
         p.opts.seed = base_seed.wrapping_add(u64::from(i));
         let outcome = if gated {
             let mut sched = Scheduler::new(Vec::new(), Then::Seeded(p.opts.seed), true);
-            gated_run(&p, &mut sched)
-                .map(|d| Outcome::new(&final_values(&d.world), d.deadlock.is_some()))
+            gated_run(&p, &mut sched).map(|d| {
+                (
+                    Outcome::new(&final_values(&d.world), d.deadlock.is_some()),
+                    Lost::of(&d.world),
+                )
+            })
         } else {
             free_run(&p)
         };
         match outcome {
-            Ok(o) => *histogram.entry(o).or_default() += 1,
+            Ok((o, lost)) => {
+                let t = histogram.entry(o).or_default();
+                t.runs += 1;
+                t.runs_with_lost += u64::from(lost.writes > 0);
+                t.lost.add(lost);
+            }
             Err(e) => {
                 eprintln!("forkscope: {e:#}");
                 return 1;
@@ -60,11 +78,15 @@ pub fn stats(args: &StatsArgs) -> i32 {
     }
     match args.format {
         Format::Jsonl => {
-            for (o, n) in &histogram {
+            for (o, t) in &histogram {
                 println!(
-                    "{{\"outcome\":{},\"deadlock\":{},\"runs\":{n}}}",
+                    "{{\"outcome\":{},\"deadlock\":{},\"runs\":{},\"runs_with_lost_updates\":{},\"race_events\":{},\"lost\":{}}}",
                     o.values_json(),
-                    o.deadlock
+                    o.deadlock,
+                    t.runs,
+                    t.runs_with_lost,
+                    t.lost.writes,
+                    t.lost.total
                 );
             }
         }
@@ -79,10 +101,25 @@ pub fn stats(args: &StatsArgs) -> i32 {
             };
             println!("{}: {} runs ({how})", p.loaded.scenario.name, args.runs);
             let width = histogram.keys().map(|o| o.text().len()).max().unwrap_or(0);
-            let most = histogram.values().copied().max().unwrap_or(1).max(1);
-            for (o, n) in &histogram {
+            let most = histogram.values().map(|t| t.runs).max().unwrap_or(1).max(1);
+            for (o, t) in &histogram {
+                let n = t.runs;
                 let bar = "#".repeat(((n * 40).div_ceil(most)) as usize);
                 println!("  {:width$}  {bar} {n}", o.text());
+            }
+            let mut all = Lost::default();
+            let mut runs_with_lost = 0;
+            for t in histogram.values() {
+                all.add(t.lost);
+                runs_with_lost += t.runs_with_lost;
+            }
+            if all.writes > 0 {
+                println!(
+                    "  lost updates: {} writes erased {} updates, in {runs_with_lost} of {} runs (the writers' race events)",
+                    all.writes, all.total, args.runs
+                );
+            } else {
+                println!("  lost updates: none (no race event in any run)");
             }
         }
     }
@@ -154,12 +191,25 @@ pub fn explore(args: &ExploreArgs) -> i32 {
         }
         match args.format {
             Format::Jsonl => println!(
-                "{{\"outcome\":{},\"deadlock\":{},\"schedules\":{n},\"schedule_file\":{}}}",
+                "{{\"outcome\":{},\"deadlock\":{},\"schedules\":{n},\"schedules_with_lost_updates\":{},\"schedule_file\":{}}}",
                 o.values_json(),
                 o.deadlock,
+                explored.with_lost_updates.get(o).copied().unwrap_or(0),
                 serde_json::to_string(&file.display().to_string()).unwrap_or_default()
             ),
-            Format::Text => println!("  {}: {n} schedules, e.g. {}", o.text(), file.display()),
+            Format::Text => {
+                let lost = explored.with_lost_updates.get(o).copied().unwrap_or(0);
+                let lost = if lost > 0 {
+                    format!(" ({lost} with a lost update)")
+                } else {
+                    String::new()
+                };
+                println!(
+                    "  {}: {n} schedules{lost}, e.g. {}",
+                    o.text(),
+                    file.display()
+                )
+            }
         }
     }
     if explored.diverged > 0 {

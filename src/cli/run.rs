@@ -6,7 +6,7 @@
 use super::{
     Format, InputError, RunArgs, ScenarioArgs, ScheduleMode, load_target, parse_sets, text,
 };
-use crate::lab::{self, RaceWatch, Scheduler, Then};
+use crate::lab::{self, Scheduler, Then};
 use crate::model::World;
 use crate::protocol::{Event, Value};
 use crate::scenario::{self, limits};
@@ -274,7 +274,6 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
 /// A free run: events as they come, until the run ends or is stopped.
 fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, Option<Stopped>) {
     let mut world = World::new();
-    let mut races = RaceWatch::default();
     let mut stopped: Option<Stopped> = None;
     let events = session.collector.events.clone();
     loop {
@@ -282,10 +281,6 @@ fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, 
             Ok(e) => {
                 world.apply(&e);
                 sink.event(&e, !events.is_empty());
-                for r in races.check(&world) {
-                    world.apply(&r);
-                    sink.event(&r, !events.is_empty());
-                }
                 let waits = matches!(
                     e.body,
                     crate::protocol::Body::LockWait { .. } | crate::protocol::Body::Block { .. }
@@ -346,10 +341,11 @@ fn summary(out: &mut impl Write, world: &World) -> std::io::Result<()> {
         for lu in &v.lost_updates {
             writeln!(
                 out,
-                "lost update of {name}: {} wrote {} over {}'s {}",
+                "lost update of {name}: {} read {}, wrote {} over {} (lost {})",
                 lu.proc_id,
+                lu.read.repr(),
                 lu.written.repr(),
-                lu.lost_writer.as_deref().unwrap_or("?"),
+                lu.replaced.repr(),
                 lu.lost.repr()
             )?;
         }

@@ -119,12 +119,15 @@ pub fn describe(e: &Event) -> String {
         },
         Body::Race {
             name,
-            lost_writer,
-            lost,
+            read,
+            replaced,
             written,
+            lost,
         } => format!(
-            "LOST UPDATE: writes {name} = {} from a stale read; {lost_writer}'s {} is lost",
+            "LOST UPDATE: wrote {name} = {} over {} (it had read {}): lost {}",
             written.repr(),
+            replaced.repr(),
+            read.repr(),
             lost.repr()
         ),
         Body::Deadlock { cycle } => format!("DEADLOCK: {cycle}"),

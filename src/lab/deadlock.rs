@@ -83,7 +83,7 @@ pub fn in_world(world: &World) -> Option<String> {
     }
     for p in world.processes.values() {
         if let crate::model::ProcState::Blocked(on) = &p.state
-            && let Some(target) = on.strip_prefix("join ")
+            && let Some(target) = join_target(on)
         {
             edges.insert(
                 p.id.as_str(),
@@ -201,7 +201,7 @@ pub fn cycle_in_world(world: &World) -> Vec<WaitEdge> {
     }
     for p in world.processes.values() {
         if let crate::model::ProcState::Blocked(on) = &p.state
-            && let Some(target) = on.strip_prefix("join ")
+            && let Some(target) = join_target(on)
         {
             edges.insert(
                 p.id.clone(),
@@ -240,6 +240,11 @@ fn first_cycle(edges: &BTreeMap<String, WaitEdge>, alive: impl Fn(&str) -> bool)
         }
     }
     Vec::new()
+}
+
+/// `join main.1` or `join main.1 (joins its children at exit)` → `main.1`.
+fn join_target(on: &str) -> Option<&str> {
+    on.strip_prefix("join ")?.split_whitespace().next()
 }
 
 #[cfg(test)]

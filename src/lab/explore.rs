@@ -5,7 +5,7 @@
 //! enabled process at every later choice.
 
 use super::outcome::Outcome;
-use super::{Driven, Scheduler, Sleeper, Then, final_values, independent};
+use super::{Driven, Lost, Scheduler, Sleeper, Then, final_values, independent};
 use std::collections::BTreeMap;
 
 /// What every explored schedule led to.
@@ -14,6 +14,9 @@ pub struct Explored {
     /// Each distinct outcome: how many schedules reach it, and the first
     /// schedule found that does.
     pub outcomes: BTreeMap<Outcome, (u64, Vec<String>)>,
+    /// Per outcome: the schedules reaching it in which a writer reported a
+    /// lost update (a `race` event).
+    pub with_lost_updates: BTreeMap<Outcome, u64>,
     pub runs: u64,
     /// False when `max_schedules` stopped the search early.
     pub complete: bool,
@@ -52,6 +55,9 @@ pub fn explore<E>(
             continue;
         }
         let outcome = Outcome::new(&final_values(&d.world), d.deadlock.is_some());
+        if Lost::of(&d.world).writes > 0 {
+            *out.with_lost_updates.entry(outcome.clone()).or_default() += 1;
+        }
         let entry = out
             .outcomes
             .entry(outcome)

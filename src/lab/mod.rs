@@ -359,45 +359,8 @@ pub struct Driven {
     pub pruned: bool,
 }
 
-/// Finds lost updates the model noticed since last time, as `race` events.
-#[derive(Default)]
-pub struct RaceWatch {
-    seen: BTreeMap<String, u64>,
-}
-
-impl RaceWatch {
-    pub fn check(&mut self, world: &World) -> Vec<Event> {
-        let mut out = Vec::new();
-        for (name, v) in &world.values {
-            let seen = self.seen.entry(name.clone()).or_default();
-            // Counted over the whole run: the World keeps only the newest.
-            let total = v.lost_updates_total();
-            let new = usize::try_from(total.saturating_sub(*seen)).unwrap_or(usize::MAX);
-            let skip = v.lost_updates.len().saturating_sub(new);
-            for lu in v.lost_updates.iter().skip(skip) {
-                let pid = world.process(&lu.proc_id).map_or(0, |p| p.pid);
-                out.push(Event {
-                    t_ns: lu.t_ns,
-                    seq: 0,
-                    proc_id: lu.proc_id.clone(),
-                    pid,
-                    line: None,
-                    body: Body::Race {
-                        name: name.clone(),
-                        lost_writer: lu.lost_writer.clone().unwrap_or_default(),
-                        lost: lu.lost.clone(),
-                        written: lu.written.clone(),
-                    },
-                });
-            }
-            *seen = total;
-        }
-        out
-    }
-}
-
 /// Runs a gated session to its end, choosing with `sched`. Every event
-/// (and the `race`/`deadlock` events found on the way) goes to `on_event`.
+/// (and the `deadlock` event found on the way) goes to `on_event`.
 /// A deadlock stops the run; so does `timeout`.
 pub fn drive(
     session: &mut Session,
@@ -407,7 +370,6 @@ pub fn drive(
 ) -> Driven {
     let mut out = Driven::default();
     let mut gk = Gatekeeper::default();
-    let mut races = RaceWatch::default();
     let events = session.collector.events.clone();
     let started = Instant::now();
     let mut stopping = false;
@@ -417,10 +379,6 @@ pub fn drive(
                 out.world.apply(&e);
                 gk.observe(&e);
                 on_event(&e);
-                for r in races.check(&out.world) {
-                    out.world.apply(&r);
-                    on_event(&r);
-                }
                 // Take in everything that is there before deciding.
                 if !events.is_empty() {
                     continue;
@@ -501,6 +459,32 @@ pub fn run_gated(session: &mut Session, sched: &mut Scheduler, timeout_s: f64) -
     drive(session, sched, Duration::from_secs_f64(timeout_s), |_| {})
 }
 
+/// The lost updates the writers reported in a run (`race` events): how
+/// many writes erased others' work, and how much they erased in all (the
+/// sum of the numeric `lost`; for a counter only ever added to, exactly
+/// what it is short of).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    pub writes: u64,
+    pub total: i64,
+}
+
+impl Lost {
+    pub fn of(world: &World) -> Lost {
+        let mut out = Lost::default();
+        for lu in world.values.values().flat_map(|v| &v.lost_updates) {
+            out.writes += 1;
+            out.total += lu.lost.as_i64().unwrap_or(0);
+        }
+        out
+    }
+
+    pub fn add(&mut self, other: Lost) {
+        self.writes += other.writes;
+        self.total += other.total;
+    }
+}
+
 /// A whole free run (the operating system schedules), quietly: its outcome.
 /// A deadlock the model can see (a circle of processes waiting for each
 /// other's locks, or to end) stops the run at once and counts as one.
@@ -510,6 +494,15 @@ pub fn run_free(
     timeout_s: f64,
     stop_early: impl Fn() -> bool,
 ) -> outcome::Outcome {
+    run_free_counted(session, timeout_s, stop_early).0
+}
+
+/// [`run_free`], and the lost updates its writers reported.
+pub fn run_free_counted(
+    session: &mut Session,
+    timeout_s: f64,
+    stop_early: impl Fn() -> bool,
+) -> (outcome::Outcome, Lost) {
     let timeout = Duration::from_secs_f64(timeout_s);
     let mut world = World::new();
     let mut deadlocked = false;
@@ -537,7 +530,10 @@ pub fn run_free(
             session.stop();
         }
     }
-    outcome::Outcome::new(&final_values(&world), deadlocked)
+    (
+        outcome::Outcome::new(&final_values(&world), deadlocked),
+        Lost::of(&world),
+    )
 }
 
 /// The event that reports a deadlock (from the app, not a process).

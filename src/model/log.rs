@@ -220,10 +220,11 @@ pub fn event_bytes(e: &Event) -> usize {
         }
         Body::Race {
             name,
-            lost_writer,
-            lost,
+            read,
+            replaced,
             written,
-        } => s(name) + s(lost_writer) + v(lost) + v(written),
+            lost,
+        } => s(name) + v(read) + v(replaced) + v(written) + v(lost),
         Body::Deadlock { cycle } => s(cycle),
         Body::Error { message } => s(message),
         Body::Sleep { .. } | Body::Wake {} | Body::Sample { .. } | Body::Go {} => 0,

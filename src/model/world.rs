@@ -10,7 +10,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
-use crate::protocol::{Body, Event, ResourceKind, Stream, Value};
+use crate::protocol::{Body, Event, RUNNER_ID, ResourceKind, Stream, Value};
 
 /// Output chunks kept per process and in the merged terminal.
 pub const OUTPUT_CHUNKS_KEPT: usize = 2000;
@@ -392,16 +392,20 @@ pub struct ValueAccess {
     pub access: Access,
 }
 
-/// A write based on a stale read: `proc_id` read the value, someone else
-/// wrote it, then `proc_id` wrote, and the other write (`lost`) vanished.
-/// This is the classic lost update the race lab highlights.
+/// A write based on a stale read, as its writer reported it (a `race`
+/// event): `proc_id` read `read`, others wrote in between, and its write of
+/// `written` replaced `replaced`, erasing `lost` (= replaced - read). This
+/// is the classic lost update the race lab highlights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LostUpdate {
+    /// When the write happened (the writer's `write` event; the `race`
+    /// event's own time if there is none).
     pub t_ns: u64,
     pub proc_id: String,
-    pub lost: Value,
-    pub lost_writer: Option<String>,
+    pub read: Value,
+    pub replaced: Value,
     pub written: Value,
+    pub lost: Value,
 }
 
 /// A shared `Value` or `Array` (one slot in shared memory, seen by all).
@@ -414,14 +418,10 @@ pub struct SharedValue {
     pub history_trimmed: u64,
     pub reads: u64,
     pub writes: u64,
-    /// The newest [`LOST_UPDATES_KEPT`] lost updates.
+    /// The newest [`LOST_UPDATES_KEPT`] lost updates (from `race` events).
     pub lost_updates: VecDeque<LostUpdate>,
     /// Older lost updates no longer kept.
     pub lost_updates_trimmed: u64,
-    last_writer: Option<String>,
-    /// Number of writes so far; a read remembers the version it saw.
-    version: u64,
-    read_versions: BTreeMap<String, u64>,
 }
 
 impl SharedValue {
@@ -436,9 +436,6 @@ impl SharedValue {
             writes: 0,
             lost_updates: VecDeque::new(),
             lost_updates_trimmed: 0,
-            last_writer: None,
-            version: 0,
-            read_versions: BTreeMap::new(),
         }
     }
 
@@ -673,12 +670,12 @@ impl World {
                         .iter()
                         .map(|l| {
                             s(&l.proc_id)
-                                + opt(&l.lost_writer)
+                                + value_heap_bytes(&l.read)
+                                + value_heap_bytes(&l.replaced)
                                 + value_heap_bytes(&l.lost)
                                 + value_heap_bytes(&l.written)
                         })
                         .sum::<usize>()
-                    + map(v.read_versions.len(), size_of::<(String, u64)>() + 32)
             })
             .sum();
         let private = map(
@@ -925,8 +922,37 @@ impl World {
             }
             Body::Pending { action, .. } => self.proc_mut(me, t_ns).pending = Some(action.clone()),
             Body::Go {} => self.proc_mut(me, t_ns).pending = None,
-            // Lost updates are found by the projection itself.
-            Body::Race { .. } => {}
+            Body::Race {
+                name,
+                read,
+                replaced,
+                written,
+                lost,
+            } => {
+                let v = self
+                    .values
+                    .entry(name.clone())
+                    .or_insert_with(|| SharedValue::new(name, replaced.clone(), false));
+                // Marked at the write it comes from (the writer's latest).
+                let at = v
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|a| a.access == Access::Write && a.proc_id == me)
+                    .map_or(t_ns, |a| a.t_ns);
+                if v.lost_updates.len() >= LOST_UPDATES_KEPT {
+                    v.lost_updates.pop_front();
+                    v.lost_updates_trimmed += 1;
+                }
+                v.lost_updates.push_back(LostUpdate {
+                    t_ns: at,
+                    proc_id: me.to_string(),
+                    read: read.clone(),
+                    replaced: replaced.clone(),
+                    written: written.clone(),
+                    lost: lost.clone(),
+                });
+            }
             Body::Deadlock { cycle } => self.deadlock = Some(cycle.clone()),
             Body::Error { message } if self.errors.len() < ERRORS_KEPT => {
                 self.errors.push(RunError {
@@ -1217,30 +1243,15 @@ impl World {
         match access {
             Access::Read => {
                 v.reads += 1;
-                v.read_versions.insert(me.to_string(), v.version);
+                // The runner reads every shared value once all processes
+                // are gone: that is what memory holds, whatever order the
+                // write events came in.
+                if me == RUNNER_ID && element.is_none() {
+                    v.current = value.clone();
+                }
             }
             Access::Write => {
                 v.writes += 1;
-                v.version += 1;
-                // Only a whole value can lose an update this way; array
-                // elements would flag writes to different slots.
-                if element.is_none()
-                    && let Some(seen) = v.read_versions.remove(me)
-                    && seen + 1 < v.version
-                {
-                    if v.lost_updates.len() >= LOST_UPDATES_KEPT {
-                        v.lost_updates.pop_front();
-                        v.lost_updates_trimmed += 1;
-                    }
-                    v.lost_updates.push_back(LostUpdate {
-                        t_ns,
-                        proc_id: me.to_string(),
-                        lost: v.current.clone(),
-                        lost_writer: v.last_writer.clone(),
-                        written: value.clone(),
-                    });
-                }
-                v.last_writer = Some(me.to_string());
                 match (element, &mut v.current) {
                     (Some((_, i)), Value::List(items)) => {
                         if let Some(slot) = items.get_mut(i) {

@@ -16,9 +16,13 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Why a process that reached its end still waits: Python's
+/// multiprocessing joins the non-daemon children at exit.
+pub const JOIN_AT_EXIT: &str = "joins its children at exit";
 
 /// What happens after a step.
 pub enum Flow {
@@ -87,6 +91,10 @@ pub struct Proc<'r> {
     rng: SplitMix64,
     /// Our row in the shared process table.
     slot: usize,
+    /// Per shared value: what this process last saw in it (read or wrote).
+    seen: BTreeMap<String, Value>,
+    /// Per private variable: the shared values its value was computed from.
+    derived: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
@@ -108,6 +116,8 @@ impl<'r> Proc<'r> {
             n_children: 0,
             rng: SplitMix64::default(),
             slot: 0,
+            seen: BTreeMap::new(),
+            derived: BTreeMap::new(),
         };
         p.reseed();
         p
@@ -138,6 +148,8 @@ impl<'r> Proc<'r> {
     fn run_role(&mut self, role: &str, args: Vec<(String, Value)>) -> i32 {
         self.vars = self.run.scenario.globals.clone();
         self.vars.extend(args);
+        self.seen.clear();
+        self.derived.clear();
         let Some(r) = self.run.scenario.roles.get(role) else {
             return self.fail(RunError(format!("no role {role}")));
         };
@@ -161,13 +173,17 @@ impl<'r> Proc<'r> {
         1
     }
 
-    /// Ends this process the way Python's multiprocessing does: daemon
-    /// children and pool workers still running are terminated first.
+    /// Ends this process the way Python's multiprocessing does at exit
+    /// (its atexit handler): pool workers and daemon children still
+    /// running are terminated, then every child started with `spawn` is
+    /// joined (the process stays, blocked, until they end), then it exits.
+    /// Children of `fork` (os.fork) are not waited for: they become orphans.
     pub fn finish(&mut self, code: i32) -> ! {
-        if self.gated() {
+        let kills = self.children.iter().any(|c| c.daemon && !c.reaped)
+            || self.pools.values().any(|p| !p.joined);
+        let joins = self.children.iter().any(|c| c.spawned && !c.reaped);
+        if self.gated() && (kills || !joins) {
             let mut touches = vec![format!("proc:{}", self.probe.id)];
-            let kills = self.children.iter().any(|c| c.daemon && !c.reaped)
-                || self.pools.values().any(|p| !p.joined);
             if kills {
                 touches.push("*".into());
             }
@@ -186,6 +202,17 @@ impl<'r> Proc<'r> {
         for i in live.into_iter().chain(pool_workers) {
             self.send_signal(i, Signal::SIGTERM);
             self.join_child(i, false);
+        }
+        let spawned: Vec<usize> = (0..self.children.len())
+            .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
+            .collect();
+        for i in spawned {
+            self.join_child_why(i, self.gated(), Some(JOIN_AT_EXIT));
+        }
+        if self.gated() && joins && !kills {
+            // The joins came first; now the exit itself is a step.
+            let touches = vec![format!("proc:{}", self.probe.id)];
+            self.gate("exit".into(), false, None, false, touches);
         }
         if self.gated() {
             // Say it ourselves, now: the scheduler must not wait for the
@@ -345,7 +372,26 @@ impl<'r> Proc<'r> {
         !names.iter().any(|n| self.run.shm.is_shared(n))
     }
 
+    /// The shared values an expression's value comes from: those it reads
+    /// directly, and those the private variables it uses were computed from.
+    fn sources(&self, e: &Expr) -> BTreeSet<String> {
+        let mut names = Vec::new();
+        e.names(&mut names);
+        let mut out = BTreeSet::new();
+        for n in names {
+            if self.vars.contains_key(&n) {
+                if let Some(from) = self.derived.get(&n) {
+                    out.extend(from.iter().cloned());
+                }
+            } else if self.run.shm.is_shared(&n) {
+                out.insert(n);
+            }
+        }
+        out
+    }
+
     fn set_var(&mut self, name: &str, value: Value) {
+        self.derived.remove(name);
         if self.run.scenario.globals.contains_key(name) {
             self.probe.emit(Body::Write {
                 name: name.to_string(),
@@ -377,16 +423,48 @@ impl<'r> Proc<'r> {
         Ok(())
     }
 
-    fn sleep_ms(&mut self, ms: f64) {
+    fn sleep_ms(&mut self, ms: f64) -> Result<(), RunError> {
         let scaled = (ms * self.run.spec.time_scale).max(0.0);
         self.probe.emit(Body::Sleep {
             duration_ms: scaled,
         });
         // In a gated run the schedule decides who goes next, not the clock.
         if !self.gated() {
-            std::thread::sleep(Duration::from_secs_f64(scaled / 1000.0));
+            let deadline = Instant::now() + Duration::from_secs_f64(scaled / 1000.0);
+            self.sleep_until(deadline)?;
         }
         self.probe.emit(Body::Wake {});
+        Ok(())
+    }
+
+    /// Sleeps until `deadline`. Meanwhile, as the result-handler thread of
+    /// Python's `Pool` does, results of this process's pools are taken in
+    /// as they arrive, and their callbacks run at once (here, in the
+    /// sleeper's own thread; then the sleep goes on to its deadline).
+    fn sleep_until(&mut self, deadline: Instant) -> Result<(), RunError> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            let awaited: Vec<(String, OwnedFd)> = self
+                .pools
+                .iter()
+                .filter(|(_, p)| !p.pending.is_empty())
+                .filter_map(|(n, p)| Some((n.clone(), p.results_r.try_clone().ok()?)))
+                .collect();
+            if awaited.is_empty() {
+                std::thread::sleep(left);
+                return Ok(());
+            }
+            let fds: Vec<_> = awaited.iter().map(|(_, fd)| fd.as_fd()).collect();
+            // Whole milliseconds, rounded up: never wake before the deadline.
+            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            if let Some(i) = os::first_readable(&fds, ms) {
+                let pool = awaited[i].0.clone();
+                self.drain_results(&pool, false)?;
+            }
+        }
     }
 
     fn step(&mut self, s: &'r Step) -> Result<Flow, RunError> {
@@ -415,7 +493,7 @@ impl<'r> Proc<'r> {
                 let ms = v
                     .as_f64()
                     .ok_or_else(|| RunError(format!("sleep_ms needs a number, got {v}")))?;
-                self.sleep_ms(ms);
+                self.sleep_ms(ms)?;
             }
             Op::Spawn {
                 role,
@@ -447,6 +525,9 @@ impl<'r> Proc<'r> {
                 let role = self.role.clone();
                 match self.fork_child(id, &role, false, true)? {
                     Forked::Parent(i) => {
+                        // os.fork(): not a multiprocessing child, never
+                        // joined by `join = "*"` or at exit.
+                        self.children[i].spawned = false;
                         if let Some(v) = into {
                             let pid = self.children[i].pid;
                             self.set_var(v, Value::Int(i64::from(pid)));
@@ -518,8 +599,12 @@ impl<'r> Proc<'r> {
                 }
             },
             Op::Set { var, value } => {
+                let from = self.sources(value);
                 let v = self.eval(value)?;
                 self.set_var(var, v);
+                if !from.is_empty() {
+                    self.derived.insert(var.clone(), from);
+                }
             }
             Op::Send { end, value } => {
                 let v = self.eval(value)?;
@@ -588,9 +673,14 @@ impl<'r> Proc<'r> {
                 let v = self.read_shared(name)?;
                 if let Some(var) = into {
                     self.set_var(var, v);
+                    self.derived
+                        .insert(var.clone(), BTreeSet::from([name.clone()]));
                 }
             }
             Op::Write { name, index, value } => {
+                // A write whose value came from a read of the same value
+                // is a read-modify-write: checked for a lost update.
+                let based = index.is_none() && self.sources(value).contains(name);
                 let v = self.eval(value)?;
                 let index = match index {
                     Some(e) => Some(self.eval_int(e, "index")?),
@@ -606,7 +696,7 @@ impl<'r> Proc<'r> {
                         vec![format!("w:{name}")],
                     );
                 }
-                self.write_value(name, index, v)?;
+                self.write_value(name, index, v, based)?;
             }
             Op::Add { name, by, gap_ms } => {
                 // A real read-modify-write: between the read and the write
@@ -652,7 +742,7 @@ impl<'r> Proc<'r> {
                 let new =
                     crate::scenario::expr::binary(crate::scenario::expr::BinOp::Add, &old, &by)
                         .map_err(RunError)?;
-                self.write_value(name, None, new)?;
+                self.write_value(name, None, new, true)?;
             }
             Op::Pool { name, workers } => {
                 let n = self.eval_int(workers, "workers")?;
@@ -902,11 +992,20 @@ impl<'r> Proc<'r> {
     /// `waitpid` on one child: blocks while it runs, then reaps it. When
     /// `gate`d, the wait is a step of the schedule.
     fn join_child(&mut self, i: usize, gate: bool) {
+        self.join_child_why(i, gate, None);
+    }
+
+    /// [`Proc::join_child`], saying why in the blocked state
+    /// (`join main.1 (joins its children at exit)`).
+    fn join_child_why(&mut self, i: usize, gate: bool, why: Option<&str>) {
         if self.children[i].reaped {
             return;
         }
         let ns_pid = self.children[i].ns_pid;
-        let on = format!("join {}", self.children[i].id);
+        let on = match why {
+            Some(why) => format!("join {} ({why})", self.children[i].id),
+            None => format!("join {}", self.children[i].id),
+        };
         if gate {
             let blocked_on = format!("join:{}", self.children[i].id);
             let mut announced = false;
@@ -1072,10 +1171,22 @@ impl<'r> Proc<'r> {
             value: v.clone(),
             private: false,
         });
+        self.seen.insert(name.to_string(), v.clone());
         Ok(v)
     }
 
-    fn write_value(&mut self, name: &str, index: Option<i64>, v: Value) -> Result<(), RunError> {
+    /// Writes a shared value (or a private global). A write `based` on a
+    /// read of the same value (an `add`, or a `write` computed from it) is
+    /// one atomic exchange: if the value it replaced is not the one this
+    /// process last saw there, others wrote in between and this write
+    /// erased their work, and the process says so with a `race` event.
+    fn write_value(
+        &mut self,
+        name: &str,
+        index: Option<i64>,
+        v: Value,
+        based: bool,
+    ) -> Result<(), RunError> {
         if !self.run.shm.is_shared(name) {
             if self.run.scenario.globals.contains_key(name) {
                 self.set_var(name, v);
@@ -1092,7 +1203,29 @@ impl<'r> Proc<'r> {
             value: v.clone(),
             private: false,
         });
-        self.run.shm.store(name, index, &v)
+        if index.is_some() {
+            return self.run.shm.store(name, index, &v);
+        }
+        if !based {
+            self.run.shm.store(name, None, &v)?;
+            self.seen.insert(name.to_string(), v);
+            return Ok(());
+        }
+        let replaced = self.run.shm.exchange(name, &v)?;
+        let read = self.seen.insert(name.to_string(), v.clone());
+        if let (Some(replaced), Some(read)) = (replaced, read)
+            && differs(&read, &replaced)
+        {
+            let lost = lost_between(&read, &replaced);
+            self.probe.emit(Body::Race {
+                name: name.to_string(),
+                read,
+                replaced,
+                written: v,
+                lost,
+            });
+        }
+        Ok(())
     }
 
     fn lock(&mut self, l: &str) -> Result<(), RunError> {
@@ -1366,6 +1499,7 @@ impl<'r> Proc<'r> {
                 func: role.clone(),
             });
             let saved = std::mem::take(&mut self.vars);
+            self.derived.clear();
             self.vars = self.run.scenario.globals.clone();
             self.vars.extend(args);
             let steps = match self.run.scenario.roles.get(&role) {
@@ -1487,10 +1621,12 @@ impl<'r> Proc<'r> {
         };
         let arg = r.args.first().cloned().unwrap_or_else(|| "result".into());
         let saved = std::mem::take(&mut self.vars);
+        let derived = std::mem::take(&mut self.derived);
         self.vars = self.run.scenario.globals.clone();
         self.vars.insert(arg, value);
         let r = self.steps(&r.steps);
         self.vars = saved;
+        self.derived = derived;
         r.map(|_| ())
     }
 
@@ -1530,6 +1666,9 @@ impl<'r> Proc<'r> {
             None => None,
         };
         let stdout = if capture { Some(pipe()?) } else { None };
+        // As Popen does: a close-on-exec pipe on which the child reports a
+        // failed exec (a successful one closes it: end of file).
+        let (err_r, err_w) = pipe()?;
         self.n_children += 1;
         let id = format!("{}.{}", self.probe.id, self.n_children);
         let program = argv.first().cloned().unwrap_or_default();
@@ -1545,14 +1684,20 @@ impl<'r> Proc<'r> {
                     program: program.clone(),
                     args: argv[1..].to_vec(),
                 });
-                let err = exec_program(&argv);
-                let _ = os::write_all(std::io::stderr(), format!("{program}: {err}\n").as_bytes());
-                self.probe.emit(Body::Error {
-                    message: format!("could not run {program}: {err}"),
-                });
-                os::exit_now(127)
+                drop(err_r);
+                let errno = exec_program(&argv);
+                let _ = os::write_all(&err_w, &errno.to_le_bytes());
+                // What CPython's child does when exec fails.
+                os::exit_now(255)
             }
             Forked::Parent(i) => {
+                drop(err_w);
+                if let Some(errno) = exec_error(&err_r)? {
+                    // Popen raises in the parent, after reaping the child.
+                    self.join_child(i, false);
+                    return Err(RunError(os_error(errno, &program)));
+                }
+                drop(err_r);
                 if let Some(h) = handle {
                     self.handles.insert(h.to_string(), i);
                 }
@@ -1586,6 +1731,30 @@ impl<'r> Proc<'r> {
     }
 }
 
+/// What a write erased: `replaced - read` for numbers, else what it replaced.
+fn lost_between(read: &Value, replaced: &Value) -> Value {
+    match (read, replaced) {
+        (Value::Int(r), Value::Int(x)) => Value::Int(x.wrapping_sub(*r)),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            Value::Float(replaced.as_f64().unwrap_or(0.0) - read.as_f64().unwrap_or(0.0))
+        }
+        _ => replaced.clone(),
+    }
+}
+
+/// Whether a value found in memory differs from the one this process saw
+/// (an int written to a float value reads back as the same float).
+fn differs(read: &Value, replaced: &Value) -> bool {
+    match (read, replaced) {
+        (Value::Int(a), Value::Int(b)) => a != b,
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            read.as_f64() != replaced.as_f64()
+        }
+        (a, Value::Bool(b)) => a.truthy() != *b,
+        (a, b) => a != b,
+    }
+}
+
 /// What an action waiting for `waits_for` touches.
 fn touch_of(waits_for: &str) -> String {
     let (kind, what) = waits_for.split_once(':').unwrap_or((waits_for, ""));
@@ -1599,18 +1768,18 @@ fn touch_of(waits_for: &str) -> String {
     }
 }
 
-/// Replaces the process image; returns only on failure.
-fn exec_program(argv: &[String]) -> String {
+/// Replaces the process image; returns only on failure, with the errno.
+fn exec_program(argv: &[String]) -> i32 {
     use std::ffi::CString;
     let Ok(args) = argv
         .iter()
         .map(|a| CString::new(a.as_str()))
         .collect::<Result<Vec<_>, _>>()
     else {
-        return "an argument contains a NUL byte".into();
+        return nix::errno::Errno::EINVAL as i32;
     };
     let Some(prog) = args.first() else {
-        return "no program given".into();
+        return nix::errno::Errno::ENOENT as i32;
     };
     // Programs expect the default SIGPIPE behaviour (Rust ignores it).
     // SAFETY: setting a signal to its default disposition has no handler.
@@ -1619,8 +1788,41 @@ fn exec_program(argv: &[String]) -> String {
     }
     match nix::unistd::execvp(prog, &args) {
         Ok(never) => match never {},
-        Err(e) => e.desc().to_string(),
+        Err(e) => e as i32,
     }
+}
+
+/// Waits until the exec'ing child either runs its program (the pipe
+/// closes, `None`) or says why it could not (its errno).
+fn exec_error(err_r: &OwnedFd) -> Result<Option<i32>, RunError> {
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(err_r, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(RunError(format!("cannot learn if exec worked: {e}"))),
+        }
+    }
+    Ok((got == buf.len()).then(|| i32::from_le_bytes(buf)))
+}
+
+/// The exception Python's `Popen` raises for a failed exec, as the last
+/// line of its traceback: `FileNotFoundError: [Errno 2] No such file or
+/// directory: 'nosuchprog'`.
+fn os_error(errno: i32, program: &str) -> String {
+    use nix::errno::Errno;
+    let e = Errno::from_raw(errno);
+    let class = match e {
+        Errno::ENOENT => "FileNotFoundError",
+        Errno::EACCES | Errno::EPERM => "PermissionError",
+        Errno::ENOTDIR => "NotADirectoryError",
+        Errno::EISDIR => "IsADirectoryError",
+        _ => "OSError",
+    };
+    let quoted = Value::Str(program.to_string()).repr();
+    format!("{class}: [Errno {errno}] {}: {quoted}", e.desc())
 }
 
 fn call_text(role: &str, args: &[(String, Value)]) -> String {

@@ -221,6 +221,18 @@ fn core(spec: RunSpec) -> i32 {
             Err(_) => break, // ECHILD: everyone is gone
         }
     }
+    // What shared memory really holds at the end. The model orders writes
+    // by their stamps, which two writes landing within microseconds of each
+    // other can have in the other order; this read is the truth.
+    for name in run.scenario.values.keys().chain(run.scenario.arrays.keys()) {
+        if let Some(value) = run.shm.load(name) {
+            runner.probe.emit(Body::Read {
+                name: name.clone(),
+                value,
+                private: false,
+            });
+        }
+    }
     // Nobody reports our end for us (our parent does not speak the protocol).
     runner.probe.emit(Body::Exit {
         code: Some(main_code),

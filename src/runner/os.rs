@@ -61,6 +61,24 @@ pub fn readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     }
 }
 
+/// Waits up to `timeout_ms` for one of `fds` to be readable (or at its
+/// end); the index of the first that is.
+pub fn first_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> Option<usize> {
+    let mut polled: Vec<PollFd> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    let timeout = PollTimeout::try_from(timeout_ms.max(0)).unwrap_or(PollTimeout::MAX);
+    loop {
+        match poll(&mut polled, timeout) {
+            Ok(0) => return None,
+            Ok(_) => return polled.iter().position(|p| p.any().unwrap_or(false)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Writes one message in one `write` (so it stays whole).
 pub fn write_message(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<(), RunError> {
     if bytes.len() > MAX_MESSAGE_BYTES {

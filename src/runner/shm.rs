@@ -275,6 +275,42 @@ impl Shm {
         Ok(())
     }
 
+    /// Writes a one-word value (int, float, bool) as one atomic exchange and
+    /// returns the value it replaced: what was really there the instant
+    /// this write landed. `None` for values that are not one word (strings,
+    /// arrays), which are stored as by [`Shm::store`].
+    pub fn exchange(&self, name: &str, v: &Value) -> Result<Option<Value>, RunError> {
+        let slot = *self
+            .slots
+            .get(name)
+            .ok_or_else(|| RunError(format!("{name} is not a shared value")))?;
+        let mismatch = || {
+            RunError(format!(
+                "cannot store a {} ({v}) in shared {name}",
+                v.type_name()
+            ))
+        };
+        Ok(Some(match slot {
+            Slot::Int(o) => {
+                let i = v.as_i64().ok_or_else(mismatch)?;
+                Value::Int(self.word(o).swap(i as u64, Ordering::SeqCst) as i64)
+            }
+            Slot::Float(o) => {
+                let f = v.as_f64().ok_or_else(mismatch)?;
+                Value::Float(f64::from_bits(
+                    self.word(o).swap(f.to_bits(), Ordering::SeqCst),
+                ))
+            }
+            Slot::Bool(o) => {
+                Value::Bool(self.word(o).swap(u64::from(v.truthy()), Ordering::SeqCst) != 0)
+            }
+            Slot::Str(_) | Slot::Array { .. } => {
+                self.store(name, None, v)?;
+                return Ok(None);
+            }
+        }))
+    }
+
     fn store_elem(
         &self,
         name: &str,

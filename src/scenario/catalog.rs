@@ -24,6 +24,7 @@ pub const BUILTINS: &[Builtin] = builtins![
     "fork-return",
     "process-join",
     "no-join",
+    "orphan",
     "zombie",
     "parallel-join",
     "daemon",
