@@ -90,6 +90,9 @@ impl Session {
             .process_group(0)
             .spawn()
             .context("cannot start the runner")?;
+        // Only the runner and its descendants may speak on the socket; it
+        // connects only after it has read the spec below.
+        collector.trust(runner.id());
         let json = serde_json::to_vec(&spec).context("cannot encode the run")?;
         if let Some(mut stdin) = runner.stdin.take() {
             stdin
