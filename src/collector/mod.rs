@@ -12,6 +12,8 @@
 //! `trust.rs` and PROTOCOL.md §9.6).
 
 mod exits;
+#[cfg(test)]
+mod identity_tests;
 mod output;
 mod trust;
 
@@ -864,9 +866,16 @@ impl State {
             // the process reads them at once, so it never fills.
             self.gates.insert(&event.proc_id, w);
         }
-        // The kernel's word on the pid beats the process's.
+        // The kernel's word on the pid beats the process's, and the
+        // parent's on who the parent is.
         if conn.peer_pid > 0 {
             event.pid = conn.peer_pid;
+        }
+        if let (Body::Hello { parent, .. }, Some(n)) =
+            (&mut event.body, self.ids.get(&event.proc_id))
+            && !n.parent.is_empty()
+        {
+            *parent = Some(n.parent.clone());
         }
         let id = event.proc_id.clone();
         let pid = event.pid;
