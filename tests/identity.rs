@@ -256,7 +256,7 @@ fn a_process_of_the_run_cannot_speak_for_another() {
     assert!(run.events.iter().any(|e| e.proc_id == "main.1"
         && matches!(&e.body, Body::Narrate { text } if text == "the shim speaks")));
     // ...its forgeries do not.
-    for kind in ["race", "deadlock", "adopted", "sample"] {
+    for kind in ["race", "deadlock", "adopted", "sample", "signal"] {
         assert!(run.of_kind(kind).is_empty(), "{kind}: {:#?}", run.events);
     }
     let main_ends: Vec<_> = run
@@ -276,7 +276,7 @@ fn a_process_of_the_run_cannot_speak_for_another() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("6 events forged for other processes"),
+        run.stderr.contains("7 events forged for other processes"),
         "{}",
         run.stderr
     );

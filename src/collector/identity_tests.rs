@@ -236,6 +236,8 @@ fn events_about_others_come_only_from_their_parent_or_the_runner() {
         "spawn",
         r#""child":"main.1","child_pid":1,"role":"x""#,
     );
+    let stop = r#""target":"runner","target_pid":1,"signal":"SIGSTOP""#;
+    send(&mut main, "main", "signal", stop);
     // Allowed: its own child's end, its own exit, and anyone's reaping by
     // the runner (orphans); `by` is always the sender.
     send(
@@ -244,6 +246,8 @@ fn events_about_others_come_only_from_their_parent_or_the_runner() {
         "spawn",
         r#""child":"main.2","child_pid":5,"role":"x""#,
     );
+    let term = r#""target":"main.2","target_pid":1,"signal":"SIGTERM""#;
+    send(&mut main, "main", "signal", term);
     send(&mut main, "main.2", "exit", r#""signal":"SIGTERM""#);
     send(
         &mut main,
@@ -258,12 +262,13 @@ fn events_about_others_come_only_from_their_parent_or_the_runner() {
         r#""by":"x","by_pid":1,"code":0"#,
     );
     let events = b.events();
-    assert_eq!(b.stat(&b.state.stats.forged), 10, "{events:#?}");
+    assert_eq!(b.stat(&b.state.stats.forged), 11, "{events:#?}");
     let shown = kinds(&events);
     assert_eq!(
         shown,
         [
             "main spawn",
+            "main signal",
             "main.2 exit",
             "main.2 reaped",
             "main.1 exit",
@@ -271,7 +276,11 @@ fn events_about_others_come_only_from_their_parent_or_the_runner() {
         ],
         "{events:#?}"
     );
-    assert!(matches!(&events[2].body, Body::Reaped { by, .. } if by == "main"));
-    assert_eq!(events[2].pid, 5);
-    assert!(matches!(&events[4].body, Body::Reaped { by, .. } if by == RUNNER_ID));
+    assert!(matches!(
+        &events[1].body,
+        Body::Signal { target_pid: 5, .. }
+    ));
+    assert!(matches!(&events[3].body, Body::Reaped { by, .. } if by == "main"));
+    assert_eq!(events[3].pid, 5);
+    assert!(matches!(&events[5].body, Body::Reaped { by, .. } if by == RUNNER_ID));
 }

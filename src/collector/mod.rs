@@ -705,6 +705,7 @@ impl State {
     /// - `reaped` is about a child of the sender (the runner core reaps
     ///   orphans too, so it may name anyone), never about the sender;
     /// - `exit` is about the sender itself, or about a child it killed;
+    /// - `signal` targets a child of the sender;
     /// - `spawn` announces a logical id nobody has yet;
     /// - everything else is about the sender.
     fn authorize(&mut self, who_id: &str, who_pid: i32, event: &mut Event) -> bool {
@@ -739,6 +740,19 @@ impl State {
                     _ => false,
                 }
             }
+            // The view shows the target stopped or continued: only its
+            // parent signals it (the runner's `signal` steps name children).
+            Body::Signal {
+                target, target_pid, ..
+            } => match self.ids.get(target.as_str()) {
+                Some(n) if n.parent == who_id => {
+                    *target_pid = n.pid;
+                    event.proc_id = who_id.to_string();
+                    event.pid = who_pid;
+                    true
+                }
+                _ => false,
+            },
             Body::Exit { .. } if event.proc_id != who_id => match self.ids.get(&event.proc_id) {
                 Some(n) if n.parent == who_id => {
                     event.pid = n.pid;

@@ -77,6 +77,7 @@ def main():
             ("sample", me, dict(cpu_percent=1.0, rss_bytes=1)),
             ("exit", "main", dict(code=99)),
             ("reaped", "main", dict(by=me, by_pid=os.getpid(), code=99)),
+            ("signal", me, dict(target="main", target_pid=os.getppid(), signal="SIGSTOP")),
         ]
         for kind, proc, fields in forged:
             b.sendall(line(proc, kind, **fields))
