@@ -284,3 +284,34 @@ fn events_about_others_come_only_from_their_parent_or_the_runner() {
     assert_eq!(events[3].pid, 5);
     assert!(matches!(&events[5].body, Body::Reaped { by, .. } if by == RUNNER_ID));
 }
+
+#[test]
+fn the_same_process_may_connect_again_until_it_ends() {
+    let mut b = Bench::new();
+    let me = b.me;
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    send(
+        &mut runner,
+        RUNNER_ID,
+        "spawn",
+        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
+    );
+    let mut main = b.connect();
+    hello(&mut main, "main");
+    b.settle();
+    // A program main exec'd speaks again (same pid): welcome.
+    drop(main);
+    let mut again = b.connect();
+    hello(&mut again, "main");
+    send(&mut again, "main", "narrate", r#""text":"after exec""#);
+    b.settle();
+    assert_eq!(b.stat(&b.state.stats.impostors), 0);
+    // Once it has ended, its pid is no proof any more.
+    send(&mut again, "main", "exit", r#""code":0"#);
+    b.settle();
+    let mut late = b.connect();
+    hello(&mut late, "main");
+    let events = b.events();
+    assert_eq!(b.stat(&b.state.stats.impostors), 1, "{events:#?}");
+}

@@ -254,6 +254,8 @@ struct Ident {
     pid: i32,
     /// Who announced it (empty for the runner).
     parent: String,
+    /// A connection said hello as it.
+    bound: bool,
 }
 
 /// What the collector knows of each process (for exits; adoption is found in `Tree`).
@@ -485,12 +487,9 @@ impl State {
                 continue;
             };
             let peer_pid = cred.pid();
-            let peer = if self.ids.values().any(|n| n.pid == peer_pid && n.pid > 0) {
-                Peer::Ours
-            } else {
-                self.judge
-                    .classify(peer_pid, self.root.load(Ordering::SeqCst))
-            };
+            let peer = self
+                .judge
+                .classify(peer_pid, self.root.load(Ordering::SeqCst));
             if cred.uid() != self.uid
                 || peer == Peer::Foreign
                 || self.conns.len() >= MAX_CONNECTIONS
@@ -771,6 +770,7 @@ impl State {
                     Ident {
                         pid: *child_pid,
                         parent: who_id.to_string(),
+                        bound: false,
                     },
                 );
                 event.proc_id = who_id.to_string();
@@ -798,8 +798,18 @@ impl State {
                 Vouch::No
             };
         }
+        let ended = || self.procs.get(&hello.proc_id).is_some_and(|p| p.exited);
         match self.ids.get(&hello.proc_id) {
-            // The pid its parent announced (again after an exec: same pid).
+            // Again after an exec (same pid), but not once it has ended:
+            // its pid may belong to someone else by now.
+            Some(n) if n.bound => {
+                if n.pid == conn.peer_pid && !ended() {
+                    Vouch::Yes
+                } else {
+                    Vouch::No
+                }
+            }
+            // The pid its parent announced.
             Some(n) if n.pid == conn.peer_pid => Vouch::Yes,
             Some(_) => Vouch::No,
             None => Vouch::Later,
@@ -873,7 +883,9 @@ impl State {
             .or_insert_with(|| Ident {
                 pid: self.conns[i].peer_pid,
                 parent: String::new(),
-            });
+                bound: false,
+            })
+            .bound = true;
         let conn = &mut self.conns[i];
         if let Ok(w) = conn.stream.try_clone() {
             // The clone shares the non-blocking flag; a `go` is 3 bytes and
