@@ -94,6 +94,9 @@ impl Session {
             .process_group(0)
             .spawn()
             .context("cannot start the runner")?;
+        // Only the runner and its descendants may speak on the socket; it
+        // connects only after it has read the spec below.
+        collector.trust(runner.id());
         // One line: JSON has no raw newline, and the pipe stays open after.
         let mut json = serde_json::to_vec(&spec).context("cannot encode the run")?;
         json.push(b'\n');

@@ -5,14 +5,21 @@
 //!
 //! It trusts nothing it reads: lines that are not JSON, too long, of an
 //! unknown kind, or connections that never say hello are counted in
-//! [`Stats`] and dropped, and the run goes on.
+//! [`Stats`] and dropped, and the run goes on. Nor does it trust who a peer
+//! says it is: a connection is bound to the kernel's pid of its peer, a
+//! hello must come from the pid its parent announced, and events about
+//! other processes are taken only from their parent or reaper (see
+//! `trust.rs` and PROTOCOL.md §9.6).
 
 mod exits;
+#[cfg(test)]
+mod identity_tests;
 mod output;
+mod trust;
 
 pub(crate) use exits::pidfd_open;
 
-use crate::protocol::{Body, Event, MAX_LINE_BYTES, now_ns};
+use crate::protocol::{Body, Event, MAX_LINE_BYTES, RUNNER_ID, now_ns};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
@@ -25,9 +32,10 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use trust::{Judge, Peer};
 
 /// Events are held this long and sent sorted by time, so that events from
 /// different processes that arrive out of order are put back in order.
@@ -36,7 +44,18 @@ pub const REORDER_WINDOW_NS: u64 = 40_000_000;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// After `finish`, wait at most this long for the last bytes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// A hello nobody has vouched for yet (its parent's `spawn` has not
+/// arrived) is held this long, then refused.
+const HELD_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 4096;
+/// Connections that have not said hello yet, at most; past it the oldest
+/// is closed. A real process says hello as soon as it connects.
+const MAX_SILENT: usize = 1024;
+/// Hellos waiting for their parent's `spawn`, at most.
+const MAX_HELD: usize = 2048;
+/// New connections taken per pass, so that a crowd at the door does not
+/// keep the collector from reading the ones it has.
+const MAX_ACCEPTS_PER_PASS: usize = 256;
 const POLL_INTERVAL_MS: u16 = 10;
 
 /// What the collector counted and dropped, readable while it runs.
@@ -50,6 +69,12 @@ pub struct Stats {
     pub unknown_kind: AtomicU64,
     pub no_hello: AtomicU64,
     pub refused: AtomicU64,
+    /// Hellos for an id that is not theirs (not the pid its parent
+    /// announced, already taken, or never announced).
+    pub impostors: AtomicU64,
+    /// Events of kinds only forkscope makes, or about a process that is
+    /// not the sender's child.
+    pub forged: AtomicU64,
     pub output_dropped_bytes: AtomicU64,
 }
 
@@ -61,6 +86,8 @@ impl Stats {
             + self.unknown_kind.load(Ordering::Relaxed)
             + self.no_hello.load(Ordering::Relaxed)
             + self.refused.load(Ordering::Relaxed)
+            + self.impostors.load(Ordering::Relaxed)
+            + self.forged.load(Ordering::Relaxed)
     }
 
     /// One line for humans, empty when nothing went wrong.
@@ -77,6 +104,8 @@ impl Stats {
         add(&self.unknown_kind, "lines of an unknown kind");
         add(&self.no_hello, "connections that never said hello");
         add(&self.refused, "connections refused");
+        add(&self.impostors, "hellos under an identity not theirs");
+        add(&self.forged, "events forged for other processes");
         add(&self.dropped, "events dropped (display too slow)");
         add(
             &self.output_dropped_bytes,
@@ -97,6 +126,8 @@ pub struct Collector {
     pub events: Receiver<Event>,
     pub stats: Arc<Stats>,
     finish: Arc<AtomicBool>,
+    /// The pid of the process the app started (see [`Collector::trust`]).
+    root: Arc<AtomicI32>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -111,6 +142,7 @@ impl Collector {
         let finish = Arc::new(AtomicBool::new(false));
         let gates = Gates::default();
         let mut state = State::new(listener, tx, stats.clone(), finish.clone());
+        let root = state.root.clone();
         state.gates = gates.clone();
         state.window_ns = reorder_window_ns;
         let thread = std::thread::Builder::new()
@@ -122,8 +154,18 @@ impl Collector {
             events: rx,
             stats,
             finish,
+            root,
             thread: Some(thread),
         })
+    }
+
+    /// Names the process the app started for this run (the runner): only
+    /// it and its descendants may speak on the socket, and the runner core
+    /// among them is the one that may say hello as `runner`. Call it
+    /// before the runner can connect (before handing it its run spec).
+    pub fn trust(&self, root_pid: u32) {
+        let pid = i32::try_from(root_pid).unwrap_or(0);
+        self.root.store(pid, Ordering::SeqCst);
     }
 
     /// Asks the thread to take in what is left and stop; the event channel
@@ -224,7 +266,28 @@ struct Conn {
     fds: Vec<OwnedFd>,
     opened: Instant,
     peer_pid: i32,
+    /// What the kernel said about the peer when it connected.
+    peer: Peer,
+    /// A hello waiting for its parent's `spawn`; the connection is not read
+    /// meanwhile.
+    held: Option<Held>,
     dead: bool,
+}
+
+/// A hello that is not vouched for yet, and the lines that came after it.
+struct Held {
+    hello: Event,
+    rest: Vec<Vec<u8>>,
+    since: Instant,
+}
+
+/// A logical id as its parent announced it (or as the runner took it).
+struct Ident {
+    pid: i32,
+    /// Who announced it (empty for the runner).
+    parent: String,
+    /// A connection said hello as it.
+    bound: bool,
 }
 
 /// What the collector knows of each process (for exits; adoption is found in `Tree`).
@@ -256,6 +319,11 @@ struct State {
     window_ns: u64,
     /// Output each process may still show (announced and read from pipes).
     budgets: BTreeMap<String, Budget>,
+    /// The process the app started: the root of trust (0 = not known yet).
+    root: Arc<AtomicI32>,
+    judge: Judge,
+    /// Every logical id announced by a parent's `spawn` (and `runner`).
+    ids: BTreeMap<String, Ident>,
 }
 
 /// Parents and deaths as seen in the sorted stream. When a process dies,
@@ -311,6 +379,15 @@ impl Tree {
     }
 }
 
+/// The answer to a hello.
+#[derive(Debug, PartialEq, Eq)]
+enum Vouch {
+    Yes,
+    /// Nobody announced this id yet: wait for the parent's `spawn`.
+    Later,
+    No,
+}
+
 enum Source {
     Listener,
     Conn(usize),
@@ -343,6 +420,9 @@ impl State {
             gates: Gates::default(),
             window_ns: REORDER_WINDOW_NS,
             budgets: BTreeMap::new(),
+            root: Arc::new(AtomicI32::new(0)),
+            judge: Judge::default(),
+            ids: BTreeMap::new(),
         }
     }
 
@@ -353,7 +433,12 @@ impl State {
                 drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
             }
             if let Some(d) = drain_deadline
-                && (Instant::now() >= d || (self.conns.is_empty() && self.outs.is_empty()))
+                && (Instant::now() >= d
+                    || (self.conns.is_empty()
+                        && self.outs.is_empty()
+                        // A late process may still wait in the backlog
+                        // (behind a crowd of strangers, say).
+                        && !os_readable_raw(self.listener.as_raw_fd())))
             {
                 break;
             }
@@ -369,6 +454,9 @@ impl State {
         let mut sources = vec![Source::Listener];
         let mut raw: Vec<RawFd> = vec![self.listener.as_raw_fd()];
         for (i, c) in self.conns.iter().enumerate() {
+            if c.held.is_some() || c.dead {
+                continue; // read again once its parent vouched for it
+            }
             sources.push(Source::Conn(i));
             raw.push(c.stream.as_raw_fd());
         }
@@ -416,21 +504,33 @@ impl State {
         self.outs.retain(|o| !o.closed);
     }
 
+    /// Takes new connections. Only the run's own processes stay: a peer of
+    /// another uid, or a live process that does not descend from the
+    /// process the app started, is closed at once (so thousands of foreign
+    /// connections cost nothing but their `accept`).
     fn accept(&mut self) {
-        loop {
+        for _ in 0..MAX_ACCEPTS_PER_PASS {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(_) => return,
             };
-            let cred = getsockopt(&stream, PeerCredentials);
-            let ok_user = cred.as_ref().is_ok_and(|c| c.uid() == self.uid);
-            if !ok_user
+            let Ok(cred) = getsockopt(&stream, PeerCredentials) else {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let peer_pid = cred.pid();
+            let peer = self
+                .judge
+                .classify(peer_pid, self.root.load(Ordering::SeqCst));
+            if cred.uid() != self.uid
+                || peer == Peer::Foreign
                 || self.conns.len() >= MAX_CONNECTIONS
                 || stream.set_nonblocking(true).is_err()
             {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            self.close_oldest_silent();
             self.conns.push(Conn {
                 stream,
                 buf: Vec::new(),
@@ -438,9 +538,23 @@ impl State {
                 who: None,
                 fds: Vec::new(),
                 opened: Instant::now(),
-                peer_pid: cred.map(|c| c.pid()).unwrap_or(0),
+                peer_pid,
+                peer,
+                held: None,
                 dead: false,
             });
+        }
+    }
+
+    /// Keeps at most [`MAX_SILENT`] connections that have not said hello.
+    fn close_oldest_silent(&mut self) {
+        let silent = |c: &Conn| c.who.is_none() && c.held.is_none() && !c.dead;
+        if self.conns.iter().filter(|c| silent(c)).count() < MAX_SILENT {
+            return;
+        }
+        if let Some(c) = self.conns.iter_mut().find(|c| silent(c)) {
+            c.dead = true;
+            self.stats.no_hello.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -513,8 +627,10 @@ impl State {
             return false;
         }
         let conn = &mut self.conns[i];
-        if conn.who.is_none() {
+        if conn.who.is_none() && conn.held.is_none() {
+            // Only the first two are used; more would only hold our fds.
             conn.fds.extend(fds);
+            conn.fds.truncate(2);
         } else if !fds.is_empty() {
             // Descriptors after hello are not part of the protocol: closed.
             self.stats.not_json.fetch_add(1, Ordering::Relaxed);
@@ -538,6 +654,10 @@ impl State {
             }
         }
         for line in lines {
+            if let Some(held) = &mut self.conns[i].held {
+                held.rest.push(line);
+                continue;
+            }
             if !self.line(i, &line) {
                 return false;
             }
@@ -565,23 +685,18 @@ impl State {
             None => self.hello(i, event),
             Some(who) => {
                 let mut event = event;
-                if let Body::Reaped { .. } | Body::Exit { .. } = event.body
-                    && event.proc_id != who.id
-                {
-                    // About a child; the reaper may not know its name.
-                    if event.proc_id.is_empty()
-                        && let Some((id, _)) = self.procs.iter().find(|(_, p)| p.pid == event.pid)
-                    {
-                        event.proc_id = id.clone();
-                    }
-                } else {
-                    event.proc_id = who.id.clone();
-                    event.pid = who.pid;
-                }
                 if matches!(event.body, Body::Hello { .. }) {
                     self.stats.not_json.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
+                let (who_id, who_pid) = (who.id.clone(), who.pid);
+                if !self.authorize(&who_id, who_pid, &mut event) {
+                    self.stats.forged.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                let Some(who) = &self.conns[i].who else {
+                    return true;
+                };
                 if let Body::Output { stream, text } = &event.body {
                     let (id, stream, n) = (who.id.clone(), *stream, text.len());
                     if let Some(o) = self
@@ -600,13 +715,140 @@ impl State {
                         return true;
                     }
                 }
+                let spawned = match &event.body {
+                    Body::Spawn { child, .. } => Some(child.clone()),
+                    _ => None,
+                };
                 self.observe(event);
+                if let Some(child) = spawned {
+                    self.release_held(&child);
+                }
                 true
             }
         }
     }
 
-    fn hello(&mut self, i: usize, mut event: Event) -> bool {
+    /// Checks an event from a process that said hello as `who_id`, and
+    /// makes it say who it is about. False: it is forged, drop it.
+    ///
+    /// - `deadlock`, `adopted` and `sample` are made by the app or the
+    ///   collector, never by a process;
+    /// - `race` is the writer's report of its own lost update (§7.6): about
+    ///   the sender only;
+    /// - `reaped` is about a child of the sender (the runner core reaps
+    ///   orphans too, so it may name anyone), never about the sender;
+    /// - `exit` is about the sender itself, or about a child it killed;
+    /// - `signal` targets a child of the sender;
+    /// - `spawn` announces a logical id nobody has yet;
+    /// - everything else is about the sender.
+    fn authorize(&mut self, who_id: &str, who_pid: i32, event: &mut Event) -> bool {
+        match &mut event.body {
+            Body::Race { .. } if event.proc_id != who_id => false,
+            Body::Deadlock { .. } | Body::Adopted { .. } | Body::Sample { .. } => false,
+            Body::Reaped { by, by_pid, .. } => {
+                *by = who_id.to_string();
+                *by_pid = who_pid;
+                if event.proc_id.is_empty() {
+                    // The reaper may not know its name: find it by pid.
+                    match self
+                        .ids
+                        .iter()
+                        .find(|(_, n)| n.pid == event.pid && n.pid > 0)
+                    {
+                        Some((id, _)) => event.proc_id = id.clone(),
+                        // Nobody we know; only the runner reaps strangers.
+                        None => return who_id == RUNNER_ID,
+                    }
+                }
+                if event.proc_id == who_id {
+                    return false;
+                }
+                match self.ids.get(&event.proc_id) {
+                    Some(n) if n.parent == who_id || who_id == RUNNER_ID => {
+                        event.pid = n.pid;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            // The view shows the target stopped or continued: only its
+            // parent signals it (the runner's `signal` steps name children).
+            Body::Signal {
+                target, target_pid, ..
+            } => match self.ids.get(target.as_str()) {
+                Some(n) if n.parent == who_id => {
+                    *target_pid = n.pid;
+                    event.proc_id = who_id.to_string();
+                    event.pid = who_pid;
+                    true
+                }
+                _ => false,
+            },
+            Body::Exit { .. } if event.proc_id != who_id => match self.ids.get(&event.proc_id) {
+                Some(n) if n.parent == who_id => {
+                    event.pid = n.pid;
+                    true
+                }
+                _ => false,
+            },
+            Body::Spawn {
+                child, child_pid, ..
+            } => {
+                if child.is_empty() || self.ids.contains_key(child.as_str()) {
+                    return false;
+                }
+                self.ids.insert(
+                    child.clone(),
+                    Ident {
+                        pid: *child_pid,
+                        parent: who_id.to_string(),
+                        bound: false,
+                    },
+                );
+                event.proc_id = who_id.to_string();
+                event.pid = who_pid;
+                true
+            }
+            _ => {
+                event.proc_id = who_id.to_string();
+                event.pid = who_pid;
+                true
+            }
+        }
+    }
+
+    /// May connection `i` take the identity its hello claims?
+    fn vouch(&self, i: usize, hello: &Event) -> Vouch {
+        let conn = &self.conns[i];
+        if hello.proc_id == RUNNER_ID {
+            // The runner core is the first of the run's processes to
+            // connect, before it forks anyone: the first descendant of the
+            // process the app started that claims it gets it.
+            return if conn.peer == Peer::Ours && !self.ids.contains_key(RUNNER_ID) {
+                Vouch::Yes
+            } else {
+                Vouch::No
+            };
+        }
+        let ended = || self.procs.get(&hello.proc_id).is_some_and(|p| p.exited);
+        match self.ids.get(&hello.proc_id) {
+            // Again after an exec (same pid), but not once it has ended:
+            // its pid may belong to someone else by now.
+            Some(n) if n.bound => {
+                if n.pid == conn.peer_pid && !ended() {
+                    Vouch::Yes
+                } else {
+                    Vouch::No
+                }
+            }
+            // The pid its parent announced.
+            Some(n) if n.pid == conn.peer_pid => Vouch::Yes,
+            Some(_) => Vouch::No,
+            None => Vouch::Later,
+        }
+    }
+
+    fn hello(&mut self, i: usize, event: Event) -> bool {
         let Body::Hello { .. } = &event.body else {
             self.stats.no_hello.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -615,15 +857,83 @@ impl State {
             self.stats.no_hello.fetch_add(1, Ordering::Relaxed);
             return false;
         }
+        match self.vouch(i, &event) {
+            Vouch::Yes => self.bind(i, event),
+            Vouch::Later if self.conns.iter().filter(|c| c.held.is_some()).count() < MAX_HELD => {
+                self.conns[i].held = Some(Held {
+                    hello: event,
+                    rest: Vec::new(),
+                    since: Instant::now(),
+                });
+                true
+            }
+            Vouch::Later | Vouch::No => {
+                self.stats.impostors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// A parent announced `id`: the hellos that waited for it are let in
+    /// (if they come from the announced pid) or refused.
+    fn release_held(&mut self, id: &str) {
+        let waiting: Vec<usize> = (0..self.conns.len())
+            .filter(|&j| {
+                !self.conns[j].dead
+                    && self.conns[j]
+                        .held
+                        .as_ref()
+                        .is_some_and(|h| h.hello.proc_id == id)
+            })
+            .collect();
+        for j in waiting {
+            let Some(held) = self.conns[j].held.take() else {
+                continue;
+            };
+            if self.vouch(j, &held.hello) != Vouch::Yes || !self.bind(j, held.hello) {
+                self.stats.impostors.fetch_add(1, Ordering::Relaxed);
+                self.conns[j].dead = true;
+                continue;
+            }
+            for line in held.rest {
+                if self.conns[j].dead {
+                    break;
+                }
+                if let Some(h) = &mut self.conns[j].held {
+                    h.rest.push(line); // cannot happen: bound connections are not held
+                } else if !self.line(j, &line) {
+                    self.conns[j].dead = true;
+                }
+            }
+        }
+    }
+
+    /// Binds connection `i` to the identity of its (vouched) hello.
+    fn bind(&mut self, i: usize, mut event: Event) -> bool {
+        self.ids
+            .entry(event.proc_id.clone())
+            .or_insert_with(|| Ident {
+                pid: self.conns[i].peer_pid,
+                parent: String::new(),
+                bound: false,
+            })
+            .bound = true;
         let conn = &mut self.conns[i];
         if let Ok(w) = conn.stream.try_clone() {
             // The clone shares the non-blocking flag; a `go` is 3 bytes and
             // the process reads them at once, so it never fills.
             self.gates.insert(&event.proc_id, w);
         }
-        // The kernel's word on the pid beats the process's.
+        // The kernel's word on the pid beats the process's, and the
+        // parent's on who the parent is.
         if conn.peer_pid > 0 {
             event.pid = conn.peer_pid;
+        }
+        if let (Body::Hello { parent, .. }, Some(n)) =
+            (&mut event.body, self.ids.get(&event.proc_id))
+            && !n.parent.is_empty()
+        {
+            *parent = Some(n.parent.clone());
         }
         let id = event.proc_id.clone();
         let pid = event.pid;
@@ -777,11 +1087,25 @@ impl State {
     fn expire_silent_connections(&mut self) {
         let before = self.conns.len();
         self.conns
-            .retain(|c| c.who.is_some() || c.opened.elapsed() < HELLO_TIMEOUT);
+            .retain(|c| c.who.is_some() || c.held.is_some() || c.opened.elapsed() < HELLO_TIMEOUT);
         let expired = before - self.conns.len();
         if expired > 0 {
             self.stats
                 .no_hello
+                .fetch_add(expired as u64, Ordering::Relaxed);
+        }
+        // Hellos nobody vouched for in time: impostors (or their parent
+        // never said it started them).
+        let before = self.conns.len();
+        self.conns.retain(|c| {
+            c.held
+                .as_ref()
+                .is_none_or(|h| h.since.elapsed() < HELD_TIMEOUT)
+        });
+        let expired = before - self.conns.len();
+        if expired > 0 {
+            self.stats
+                .impostors
                 .fetch_add(expired as u64, Ordering::Relaxed);
         }
     }

@@ -163,6 +163,13 @@ impl Live {
         (code, String::new())
     }
 
+    /// After [`Live::finish`]: takes in every event not read yet.
+    pub fn drain(&mut self) {
+        while let Ok(e) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(e);
+        }
+    }
+
     /// Reads events until one matches (or panics after `timeout`).
     pub fn wait_for(&mut self, timeout: Duration, f: impl Fn(&Event) -> bool) -> Event {
         let deadline = Instant::now() + timeout;
@@ -308,4 +315,85 @@ pub fn marked_processes(name: &str, value: &str) -> Vec<i32> {
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// Where the run started by the `forkscope` process `app_pid` listens for
+/// probes: `FORKSCOPE_SOCK` in its runner's environment (what every
+/// scenario process inherits, and what a stranger of the same user can
+/// read in `/proc`). Waits up to 10 s for the runner to appear.
+pub fn probe_address(app_pid: u32) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(addr) = find_probe_address(app_pid as i32) {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no runner of {app_pid} with {}",
+            forkscope::protocol::SOCKET_ENV
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn find_probe_address(app_pid: i32) -> Option<String> {
+    let want = format!("{}=", forkscope::protocol::SOCKET_ENV);
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if kernel_ppid(pid) != Some(app_pid) {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        for var in env.split(|&b| b == 0) {
+            if let Some(value) = var.strip_prefix(want.as_bytes()) {
+                return Some(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Connects to a probe address as `FORKSCOPE_SOCK` spells it: a path, or
+/// `@NAME` for a socket in the abstract namespace.
+pub fn connect_probe(addr: &str) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use std::os::unix::net::UnixStream;
+    if let Some(name) = addr.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        return UnixStream::connect_addr(&a);
+    }
+    UnixStream::connect(addr)
+}
+
+/// The test program that speaks the probe protocol from inside a run
+/// (`exec = ["python3", SHIM, MODE, ID]`).
+pub fn probe_shim() -> String {
+    format!("{}/tests/shim/probe_shim.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scenario whose main `exec`s the probe shim (tests/shim/probe_shim.py)
+/// as `main.1`, then prints "still here".
+pub fn shim_scenario(name: &str, mode: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+title = "Runs a program that speaks the probe protocol"
+explain = "For the socket tests."
+source = "subprocess.run(['python3', 'probe_shim.py'])"
+[roles.main]
+steps = [
+  {{ exec = ["python3", "{shim}", "{mode}", "main.1"], capture = false }},
+  {{ print = "still here" }},
+]
+"#,
+        shim = probe_shim()
+    )
 }
