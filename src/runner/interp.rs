@@ -1674,8 +1674,11 @@ impl Scope for Proc<'_> {
                 Value::Float(a + (b - a) * self.rng.next_f64())
             }
             "randint" => {
-                let a = crate::scenario::expr::float_to_int(num(0)?, "randint()")?;
-                let b = crate::scenario::expr::float_to_int(num(1)?, "randint()")?;
+                let int = |i: usize| match args.get(i) {
+                    Some(Value::Int(n)) => Ok(*n),
+                    _ => crate::scenario::expr::float_to_int(num(i)?, "randint()"),
+                };
+                let (a, b) = (int(0)?, int(1)?);
                 // In i128: b - a + 1 overflows i64 for a wide range.
                 let span = (i128::from(b) - i128::from(a) + 1).max(1) as f64;
                 let k = (self.rng.next_f64() * span).floor() as i128;
