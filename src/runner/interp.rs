@@ -141,10 +141,30 @@ impl<'r> Proc<'r> {
         let Some(r) = self.run.scenario.roles.get(role) else {
             return self.fail(RunError(format!("no role {role}")));
         };
-        match self.steps(&r.steps) {
+        match self.steps_guarded(&r.steps) {
             Ok(Flow::Exit(code)) => code,
             Ok(_) => 0,
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// A role's or a task's steps, where a panic (a bug in forkscope: bad
+    /// input is an error, never a panic) fails the process like any error
+    /// instead of unwinding out of the forked process through the runner's
+    /// own frames.
+    fn steps_guarded(&mut self, steps: &'r [Step]) -> Result<Flow, RunError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.steps(steps))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(RunError(format!(
+                    "internal error (a bug in forkscope, please report it): {what}"
+                )))
+            }
         }
     }
 
@@ -1381,7 +1401,7 @@ impl<'r> Proc<'r> {
                     continue;
                 }
             };
-            let value = match self.steps(steps) {
+            let value = match self.steps_guarded(steps) {
                 Ok(Flow::Return(v)) => v,
                 Ok(_) => Value::None,
                 Err(e) => {
