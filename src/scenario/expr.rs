@@ -296,8 +296,8 @@ pub fn bounded(v: Value) -> Result<Value, String> {
                         "lists nest more than {MAX_VALUE_DEPTH} levels deep"
                     ));
                 }
-                *cells += 1 + items.len();
-                if *cells > MAX_VALUE_CELLS {
+                *cells += 1;
+                if *cells + items.len() > MAX_VALUE_CELLS {
                     return Err(too_big());
                 }
                 for item in items {
