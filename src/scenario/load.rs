@@ -22,8 +22,7 @@ pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         return Err(at(
             Some(offset..offset),
             format!(
-                "brackets and braces nest more than {MAX_NESTING} levels deep here (steps inside steps: at most {})",
-                MAX_NESTING / 2 - 1
+                "brackets and braces nest more than {MAX_NESTING} levels deep here (steps inside steps: at most {MAX_STEP_DEPTH})"
             ),
         ));
     }
@@ -42,6 +41,7 @@ pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         errors: Vec::new(),
         names: BTreeSet::new(),
         handles: Rc::new(BTreeSet::new()),
+        depth: 0,
     };
     let scenario = cx.build(file);
     match cx.errors.into_iter().next() {
@@ -55,6 +55,10 @@ pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
 /// for a step with all its keys), so this is checked first, on the text;
 /// the built-in scenarios nest at most 6 deep.
 pub const MAX_NESTING: usize = 24;
+
+/// How deeply steps may nest inside steps (`repeat`, `if`, `for`, `loop`):
+/// as deep as [`MAX_NESTING`] lets inline tables go.
+pub const MAX_STEP_DEPTH: usize = MAX_NESTING / 2 - 1;
 
 /// The offset of the first `[` or `{` nested more than [`MAX_NESTING`]
 /// deep, outside strings and comments.
@@ -266,6 +270,8 @@ struct Cx<'a> {
     names: BTreeSet<String>,
     /// Every `as` handle and pool name in the file.
     handles: Rc<BTreeSet<String>>,
+    /// How many step lists enclose the one being read.
+    depth: usize,
 }
 
 /// What a role's steps may refer to.
@@ -486,10 +492,24 @@ impl Cx<'_> {
         sc: &Scenario,
         roles: &BTreeMap<String, Vec<String>>,
     ) -> Vec<Step> {
-        steps
+        // Brackets are limited before reading; `[[roles.main.steps.steps]]`
+        // headers nest steps without them.
+        if self.depth > MAX_STEP_DEPTH {
+            if let Some(first) = steps.first() {
+                self.err(
+                    first.span(),
+                    format!("steps nest more than {MAX_STEP_DEPTH} levels deep"),
+                );
+            }
+            return Vec::new();
+        }
+        self.depth += 1;
+        let out = steps
             .iter()
             .filter_map(|s| self.step(s, rc, sc, roles))
-            .collect()
+            .collect();
+        self.depth -= 1;
+        out
     }
 
     fn expr(&mut self, v: &S<toml::Value>, rc: &RoleCx) -> Expr {
@@ -1172,6 +1192,22 @@ steps = [ { print = "k={k} v={v}" } ]
             ),
         );
         assert!(load(&quoted, "t.toml").is_ok(), "{}", err_of(&quoted));
+        // Steps nested by table headers, without brackets.
+        let mut headers =
+            String::from("name = \"d\"\ntitle = \"T\"\nexplain = \"x\"\n[roles.main]\n");
+        for k in 1..=70 {
+            headers.push_str(&format!(
+                "[[roles.main{}]]\nrepeat = 1\n",
+                ".steps".repeat(k)
+            ));
+        }
+        let e = std::thread::Builder::new()
+            .stack_size(16 << 20) // what toml's own limit lets serde need
+            .spawn(move || err_of(&headers))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(e.contains("steps nest more than 11 levels deep"), "{e}");
         // Dotted keys as deep as tables.
         let dotted = OK.replace(
             "v = 0\n",
