@@ -144,6 +144,8 @@ impl Estimator<'_> {
             Ok(v) => {
                 let n = match &v {
                     Value::List(l) => l.len() as i64,
+                    // `for c in "abc"` runs once per character.
+                    Value::Str(s) => s.chars().count() as i64,
                     v => v.as_i64().unwrap_or(0),
                 };
                 if n > MAX_REPEAT {
@@ -289,6 +291,8 @@ mod tests {
         // main forks (+1), both spawn (+2), both fork (+2), all four
         // spawn (+4).
         assert_eq!(estimate(&file("", both, ""), 64).0, Ok(1 + 1 + 2 + 2 + 4));
+        let chars = r#"{ for = "c", in = "'abc'", steps = [ { spawn = "child" } ] }"#;
+        assert_eq!(estimate(&file("", chars, ""), 64).0, Ok(4));
         let zero = r#"{ repeat = 0, steps = [ { fork = "" } ] }"#;
         assert_eq!(estimate(&file("", zero, ""), 64).0, Ok(1));
     }
