@@ -499,7 +499,7 @@ fn int_op(op: BinOp, x: i64, y: i64) -> Result<Value, String> {
         }
         BinOp::Pow => {
             if y < 0 {
-                return Ok(Value::Float((x as f64).powf(y as f64)));
+                return float_op(op, Some(x as f64), Some(y as f64));
             }
             match (x, u32::try_from(y)) {
                 (_, Ok(e)) => x.checked_pow(e).ok_or_else(over)?,
@@ -531,6 +531,9 @@ fn float_op(op: BinOp, x: Option<f64>, y: Option<f64>) -> Result<Value, String> 
         BinOp::Div => x / y,
         BinOp::FloorDiv => (x / y).floor(),
         BinOp::Mod => x - y * (x / y).floor(),
+        BinOp::Pow if x == 0.0 && y < 0.0 => {
+            return Err("division by zero: 0 cannot be raised to a negative power".into());
+        }
         BinOp::Pow => x.powf(y),
         _ => return Err(format!("{op:?} is not arithmetic")),
     };
@@ -1196,6 +1199,8 @@ mod tests {
             assert!(e.contains("overflow"), "{src}: {e}");
         }
         assert!(eval_err("int(float('nan'))").contains("NaN"));
+        assert!(eval_err("0 ** -1").contains("division by zero"));
+        assert!(eval_err("0.0 ** -0.5").contains("division by zero"));
         let min = "(-9223372036854775807 - 1)";
         let v = |s: &str| eval(s);
         assert_eq!(v(&format!("{min} % -1")), Value::Int(0));
