@@ -153,10 +153,30 @@ impl<'r> Proc<'r> {
         let Some(r) = self.run.scenario.roles.get(role) else {
             return self.fail(RunError(format!("no role {role}")));
         };
-        match self.steps(&r.steps) {
+        match self.steps_guarded(&r.steps) {
             Ok(Flow::Exit(code)) => code,
             Ok(_) => 0,
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// A role's or a task's steps, where a panic (a bug in forkscope: bad
+    /// input is an error, never a panic) fails the process like any error
+    /// instead of unwinding out of the forked process through the runner's
+    /// own frames.
+    fn steps_guarded(&mut self, steps: &'r [Step]) -> Result<Flow, RunError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.steps(steps))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(RunError(format!(
+                    "internal error (a bug in forkscope, please report it): {what}"
+                )))
+            }
         }
     }
 
@@ -423,15 +443,25 @@ impl<'r> Proc<'r> {
         Ok(())
     }
 
-    fn sleep_ms(&mut self, ms: f64) -> Result<(), RunError> {
-        let scaled = (ms * self.run.spec.time_scale).max(0.0);
+    /// A computed duration, checked like a written one: a NaN, negative,
+    /// infinite or over-a-day value fails the step with a clear error
+    /// instead of panicking in `Duration`. Scaled by `--time-scale`.
+    fn duration_ms(&self, v: &Value, key: &str) -> Result<f64, RunError> {
+        let ms =
+            crate::scenario::check_duration_ms(v).map_err(|m| RunError(format!("{key} {m}")))?;
+        Ok(ms * self.run.spec.time_scale)
+    }
+
+    /// Sleeps `scaled_ms` (already checked and scaled).
+    fn sleep_ms(&mut self, scaled_ms: f64) -> Result<(), RunError> {
         self.probe.emit(Body::Sleep {
-            duration_ms: scaled,
+            duration_ms: scaled_ms,
         });
         // In a gated run the schedule decides who goes next, not the clock.
         if !self.gated() {
-            let deadline = Instant::now() + Duration::from_secs_f64(scaled / 1000.0);
-            self.sleep_until(deadline)?;
+            // Checked: at most a day (times --time-scale), never NaN.
+            let nap = Duration::try_from_secs_f64(scaled_ms.max(0.0) / 1000.0).unwrap_or_default();
+            self.sleep_until(Instant::now() + nap)?;
         }
         self.probe.emit(Body::Wake {});
         Ok(())
@@ -490,9 +520,7 @@ impl<'r> Proc<'r> {
             }
             Op::Sleep(e) => {
                 let v = self.eval(e)?;
-                let ms = v
-                    .as_f64()
-                    .ok_or_else(|| RunError(format!("sleep_ms needs a number, got {v}")))?;
+                let ms = self.duration_ms(&v, "sleep_ms")?;
                 self.sleep_ms(ms)?;
             }
             Op::Spawn {
@@ -633,7 +661,8 @@ impl<'r> Proc<'r> {
             } => {
                 let ms = match timeout_ms {
                     Some(e) if !self.gated() => {
-                        self.eval(e)?.as_f64().unwrap_or(0.0) * self.run.spec.time_scale
+                        let v = self.eval(e)?;
+                        self.duration_ms(&v, "timeout_ms")?
                     }
                     _ => 0.0,
                 };
@@ -733,11 +762,9 @@ impl<'r> Proc<'r> {
                         touches,
                     );
                 } else if let Some(g) = gap_ms {
-                    let ms = self.eval(g)?.as_f64().unwrap_or(0.0);
-                    if ms > 0.0 {
-                        let scaled = ms * self.run.spec.time_scale;
-                        std::thread::sleep(Duration::from_secs_f64(scaled / 1000.0));
-                    }
+                    let v = self.eval(g)?;
+                    let scaled = self.duration_ms(&v, "gap_ms")?;
+                    nap_ms(scaled);
                 }
                 let new =
                     crate::scenario::expr::binary(crate::scenario::expr::BinOp::Add, &old, &by)
@@ -746,7 +773,7 @@ impl<'r> Proc<'r> {
             }
             Op::Pool { name, workers } => {
                 let n = self.eval_int(workers, "workers")?;
-                self.create_pool(name, n.max(1) as u32)?;
+                self.create_pool(name, n.clamp(1, i64::from(u32::MAX)) as u32)?;
             }
             Op::ApplyAsync {
                 pool,
@@ -1509,7 +1536,7 @@ impl<'r> Proc<'r> {
                     continue;
                 }
             };
-            let value = match self.steps(steps) {
+            let value = match self.steps_guarded(steps) {
                 Ok(Flow::Return(v)) => v,
                 Ok(_) => Value::None,
                 Err(e) => {
@@ -1872,9 +1899,15 @@ impl Scope for Proc<'_> {
                 Value::Float(a + (b - a) * self.rng.next_f64())
             }
             "randint" => {
-                let (a, b) = (num(0)? as i64, num(1)? as i64);
-                let span = (b - a + 1).max(1) as f64;
-                Value::Int(a + (self.rng.next_f64() * span).floor() as i64)
+                let int = |i: usize| match args.get(i) {
+                    Some(Value::Int(n)) => Ok(*n),
+                    _ => crate::scenario::expr::float_to_int(num(i)?, "randint()"),
+                };
+                let (a, b) = (int(0)?, int(1)?);
+                // In i128: b - a + 1 overflows i64 for a wide range.
+                let span = (i128::from(b) - i128::from(a) + 1).max(1) as f64;
+                let k = (self.rng.next_f64() * span).floor() as i128;
+                Value::Int((i128::from(a) + k).clamp(i128::from(a), i128::from(b.max(a))) as i64)
             }
             "env" => match args.first() {
                 Some(Value::Str(k)) => Value::Str(std::env::var(k).unwrap_or_default()),
@@ -1886,5 +1919,15 @@ impl Scope for Proc<'_> {
             }
             _ => return Ok(None),
         }))
+    }
+}
+
+/// Sleeps a checked, scaled duration (at most a day times 100: `Duration`
+/// cannot overflow); 0 or less does not sleep.
+fn nap_ms(scaled_ms: f64) {
+    if scaled_ms > 0.0
+        && let Ok(d) = Duration::try_from_secs_f64(scaled_ms / 1000.0)
+    {
+        std::thread::sleep(d);
     }
 }

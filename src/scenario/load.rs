@@ -8,6 +8,7 @@ use super::raw::{self, S};
 use super::*;
 use std::collections::BTreeSet;
 use std::ops::Range;
+use std::rc::Rc;
 
 /// Names every process can use in expressions.
 pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role"];
@@ -17,6 +18,14 @@ pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
     let at = |span: Option<Range<usize>>, message: String| -> ScenarioError {
         error_at(text, origin, span.map_or(0, |s| s.start), message)
     };
+    if let Some(offset) = too_deep(text) {
+        return Err(at(
+            Some(offset..offset),
+            format!(
+                "brackets and braces nest more than {MAX_NESTING} levels deep here (steps inside steps: at most {MAX_STEP_DEPTH})"
+            ),
+        ));
+    }
     let file: raw::File = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim();
         // serde lists every allowed key; the docs are a better place for that.
@@ -31,13 +40,70 @@ pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         origin,
         errors: Vec::new(),
         names: BTreeSet::new(),
-        handles: BTreeSet::new(),
+        handles: Rc::new(BTreeSet::new()),
+        depth: 0,
     };
     let scenario = cx.build(file);
     match cx.errors.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(scenario),
     }
+}
+
+/// How deeply `[` and `{` may nest in a scenario file. Reading a step
+/// takes about 100 KB of stack per level in a debug build (serde's code
+/// for a step with all its keys), so this is checked first, on the text;
+/// the built-in scenarios nest at most 6 deep.
+pub const MAX_NESTING: usize = 24;
+
+/// How deeply steps may nest inside steps (`repeat`, `if`, `for`, `loop`):
+/// as deep as [`MAX_NESTING`] lets inline tables go.
+pub const MAX_STEP_DEPTH: usize = MAX_NESTING / 2 - 1;
+
+/// The offset of the first `[` or `{` nested more than [`MAX_NESTING`]
+/// deep, outside strings and comments.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut chars = text.char_indices().peekable();
+    let starts = |at: usize, pat: &str| text.get(at..).is_some_and(|t| t.starts_with(pat));
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => while chars.next_if(|&(_, c)| c != '\n').is_some() {},
+            '"' | '\'' => {
+                let triple = if c == '"' { "\"\"\"" } else { "'''" };
+                let close = if starts(i, triple) {
+                    chars.next();
+                    chars.next();
+                    triple
+                } else if c == '"' {
+                    "\""
+                } else {
+                    "'"
+                };
+                while let Some((k, d)) = chars.next() {
+                    if d == '\\' && c == '"' {
+                        chars.next();
+                    } else if starts(k, close) {
+                        for _ in 1..close.len() {
+                            chars.next();
+                        }
+                        break;
+                    } else if d == '\n' && close.len() == 1 {
+                        break; // not closed on its line: toml will say where
+                    }
+                }
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The parameter values of one run: the defaults, overridden by `--set`
@@ -125,9 +191,66 @@ fn check_range(key: &str, p: &Param, v: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest sleep, gap or poll timeout a step may ask for: a day.
+pub const MAX_DURATION_MS: f64 = 86_400_000.0;
+
+/// Why `v` is not a duration in milliseconds a step can wait for.
+pub fn check_duration_ms(v: &Value) -> Result<f64, String> {
+    let Some(ms) = v.as_f64() else {
+        return Err(format!("needs a number of milliseconds, got {}", v.repr()));
+    };
+    // 1e300 as 1e300, not as its 301 digits.
+    let shown = if ms.is_finite() && ms.abs() >= 1e16 {
+        format!("{ms:e}")
+    } else {
+        v.to_string()
+    };
+    if ms.is_nan() {
+        Err("needs a number of milliseconds, got NaN".into())
+    } else if ms < 0.0 {
+        Err(format!("cannot be negative, got {shown}"))
+    } else if ms > MAX_DURATION_MS {
+        Err(format!(
+            "{shown} ms is longer than the limit of a day ({MAX_DURATION_MS:.0} ms)"
+        ))
+    } else {
+        Ok(ms)
+    }
+}
+
+/// The value of an expression that depends on nothing (no variable, no
+/// process function): `Some(Ok)` or `Some(Err)` when it always gives that,
+/// `None` when it is only known at run time.
+pub fn constant(e: &Expr) -> Option<Result<Value, String>> {
+    struct Nothing {
+        depends: bool,
+    }
+    impl expr::Scope for Nothing {
+        fn lookup(&mut self, name: &str) -> Result<Value, String> {
+            self.depends = true;
+            Err(format!("{name} is only known at run time"))
+        }
+        fn call(&mut self, name: &str, _: &[Value]) -> Result<Option<Value>, String> {
+            if expr::PROCESS_FUNCTIONS.contains(&name) {
+                self.depends = true;
+                return Err(format!("{name}() is only known at run time"));
+            }
+            Ok(None)
+        }
+    }
+    let mut scope = Nothing { depends: false };
+    let r = e.eval(&mut scope);
+    (!scope.depends).then_some(r)
+}
+
 /// 1-based line and column of a byte offset.
 pub fn error_at(text: &str, origin: &str, offset: usize, message: String) -> ScenarioError {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    // The offset may come from inside a string with escapes, which is
+    // shorter in the file: never cut a character in two.
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -146,7 +269,9 @@ struct Cx<'a> {
     /// Names visible to every role: params, globals, shared values.
     names: BTreeSet<String>,
     /// Every `as` handle and pool name in the file.
-    handles: BTreeSet<String>,
+    handles: Rc<BTreeSet<String>>,
+    /// How many step lists enclose the one being read.
+    depth: usize,
 }
 
 /// What a role's steps may refer to.
@@ -157,8 +282,12 @@ struct RoleCx<'r> {
 
 impl Cx<'_> {
     fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.errors
-            .push(error_at(self.text, self.origin, span.start, message.into()));
+        // Only the first error is shown, and finding a line and column
+        // reads the text up to it: 30,000 bad steps took 12 s.
+        if self.errors.is_empty() {
+            self.errors
+                .push(error_at(self.text, self.origin, span.start, message.into()));
+        }
     }
 
     fn build(&mut self, f: raw::File) -> Scenario {
@@ -306,9 +435,11 @@ impl Cx<'_> {
                 message: "there is no [roles.main]: the scenario needs a main role".into(),
             });
         }
+        let mut handles = BTreeSet::new();
         for r in f.roles.values() {
-            collect_handles(&r.get_ref().steps, &mut self.handles);
+            collect_handles(&r.get_ref().steps, &mut handles);
         }
+        self.handles = Rc::new(handles);
         let max_procs = f.max_procs.as_ref().map(|m| {
             let n = *m.get_ref();
             if n == 0 || n > super::limits::MAX_MAX_PROCS {
@@ -375,10 +506,24 @@ impl Cx<'_> {
         sc: &Scenario,
         roles: &BTreeMap<String, Vec<String>>,
     ) -> Vec<Step> {
-        steps
+        // Brackets are limited before reading; `[[roles.main.steps.steps]]`
+        // headers nest steps without them.
+        if self.depth > MAX_STEP_DEPTH {
+            if let Some(first) = steps.first() {
+                self.err(
+                    first.span(),
+                    format!("steps nest more than {MAX_STEP_DEPTH} levels deep"),
+                );
+            }
+            return Vec::new();
+        }
+        self.depth += 1;
+        let out = steps
             .iter()
             .filter_map(|s| self.step(s, rc, sc, roles))
-            .collect()
+            .collect();
+        self.depth -= 1;
+        out
     }
 
     fn expr(&mut self, v: &S<toml::Value>, rc: &RoleCx) -> Expr {
@@ -429,6 +574,19 @@ impl Cx<'_> {
                 }
             }
         }
+    }
+
+    /// A duration in milliseconds: when its value is known now (it names
+    /// no variable and calls nothing random), it must be a number from 0
+    /// to [`MAX_DURATION_MS`]; a computed one is checked when it runs.
+    fn duration_ms(&mut self, v: &S<toml::Value>, rc: &RoleCx, key: &str) -> Expr {
+        let e = self.expr(v, rc);
+        if let Some(known) = constant(&e)
+            && let Err(m) = known.and_then(|v| check_duration_ms(&v))
+        {
+            self.err(v.span(), format!("{key}: {m}"));
+        }
+        e
     }
 
     fn check_names(&mut self, names: &[String], span: Range<usize>, rc: &RoleCx) {
@@ -520,7 +678,8 @@ impl Cx<'_> {
         let is_value = |n: &str| sc.values.contains_key(n) || sc.arrays.contains_key(n);
         let is_end = |n: &str| sc.pipes.values().any(|p| p.ends.iter().any(|e| e == n));
         let into = st.into.as_ref().map(|v| v.get_ref().clone());
-        let handles = self.handles.clone();
+        // Shared, not copied: a file may have thousands of steps and handles.
+        let handles = Rc::clone(&self.handles);
         let is_handle = |n: &str| n == "*" || handles.contains(n);
         let args = |cx: &mut Self, rc: &mut RoleCx, role: &str| -> Vec<(String, Expr)> {
             let empty = BTreeMap::new();
@@ -574,7 +733,10 @@ impl Cx<'_> {
                 end: st.end.clone().unwrap_or_else(|| "\n".into()),
             },
             "narrate" => Op::Narrate(self.template(st.narrate.as_ref()?, rc)),
-            "sleep_ms" => Op::Sleep(self.expr(st.sleep_ms.as_ref()?, rc)),
+            "sleep_ms" => {
+                let v = st.sleep_ms.as_ref()?;
+                Op::Sleep(self.duration_ms(v, rc, "sleep_ms"))
+            }
             "spawn" => {
                 let role = role_ref(self, st.spawn.as_ref()?);
                 Op::Spawn {
@@ -632,7 +794,10 @@ impl Cx<'_> {
             },
             "poll" => Op::Poll {
                 end: self.name_in(st.poll.as_ref()?, "pipe end", is_end),
-                timeout_ms: opt_expr(self, rc, &st.timeout_ms),
+                timeout_ms: st
+                    .timeout_ms
+                    .as_ref()
+                    .map(|v| self.duration_ms(v, rc, "timeout_ms")),
                 into,
             },
             "put" => Op::Put {
@@ -679,7 +844,10 @@ impl Cx<'_> {
                 Op::Add {
                     name,
                     by: need_expr(self, rc, &st.by, "`by = N`"),
-                    gap_ms: opt_expr(self, rc, &st.gap_ms),
+                    gap_ms: st
+                        .gap_ms
+                        .as_ref()
+                        .map(|v| self.duration_ms(v, rc, "gap_ms")),
                 }
             }
             "pool" => Op::Pool {
@@ -944,5 +1112,164 @@ steps = [ { print = "k={k} v={v}" } ]
         assert!(e.contains("out of range"), "{e}");
         let e = err_of(&OK.replace("n={n}", "n={nn}"));
         assert!(e.contains("\"nn\""), "{e}");
+    }
+
+    #[test]
+    fn impossible_sleeps_are_refused_with_a_position() {
+        // Issue 9.9: these passed `check` and panicked in `Duration`.
+        for (bad, says) in [
+            ("1e300", "longer than the limit of a day"),
+            ("inf", "longer than the limit of a day"),
+            ("-inf", "cannot be negative"),
+            ("nan", "NaN"),
+            ("-1", "cannot be negative"),
+            ("\"float('nan')\"", "NaN"),
+            ("\"1e300 * 10\"", "longer than"),
+            ("\"'x'\"", "needs a number"),
+            ("\"(2**63) // -1\"", "overflow"),
+        ] {
+            let text = OK.replace(
+                "{ print = \"n={n}\", line = 1 }",
+                &format!("{{ sleep_ms = {bad} }}"),
+            );
+            let e = err_of(&text);
+            assert!(e.starts_with(&at_line(&text, "sleep_ms")), "{bad}: {e}");
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let gap = OK.replace("by = 1 }", "by = 1, gap_ms = -3 }");
+        assert!(err_of(&gap).contains("gap_ms: cannot be negative"));
+        // Computed ones are checked when they run.
+        for fine in ["0", "2.5", "\"n * 10\"", "\"random() * 1e300\"", "true"] {
+            let text = OK.replace(
+                "{ print = \"n={n}\", line = 1 }",
+                &format!("{{ sleep_ms = {fine} }}"),
+            );
+            assert!(load(&text, "t.toml").is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_expressions_are_errors_with_a_position() {
+        // Issue 9.5: a panic on `sleep_ms = "é"` and `print = "{é}"`.
+        for step in [
+            "{ sleep_ms = \"é\" }",
+            "{ print = \"{é}\" }",
+            "{ print = \"\\u00e9 {1 + €}\" }",
+            "{ sleep_ms = \"\\u00e9\\u00e9 + €\" }",
+            "{ print = 'ü {€}' }",
+        ] {
+            let text = OK.replace("{ print = \"n={n}\", line = 1 }", step);
+            let e = err_of(&text);
+            assert!(e.starts_with(&at_line(&text, step)), "{step}: {e}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_in_the_file_is_an_error_not_a_crash() {
+        // Issue 9.7, in TOML: arrays in arrays, and repeats in repeats.
+        let deep = |open: &str, close: &str, n: usize| {
+            OK.replace(
+                "v = 0\n",
+                &format!("v = 0\nw = {}1{}\n", open.repeat(n), close.repeat(n)),
+            )
+        };
+        for n in [100, 10_000] {
+            let e = err_of(&deep("[", "]", n));
+            assert!(e.starts_with("bad.toml:"), "{e}");
+        }
+        let e = err_of(&deep("{ a = ", " }", 10_000));
+        assert!(e.starts_with("bad.toml:"), "{e}");
+        let repeats = |n: usize| {
+            let step = "{ print = \"n={n}\", line = 1 }";
+            let nested = format!(
+                "{}{step}{}",
+                "{ repeat = 2, steps = [ ".repeat(n),
+                " ] }".repeat(n)
+            );
+            OK.replace(step, &nested)
+        };
+        // The most the limit allows, on a test thread's 2 MB stack.
+        let most = MAX_NESTING / 2 - 1;
+        assert!(load(&repeats(most), "t.toml").is_ok());
+        for n in [most + 1, 39, 1_000, 100_000] {
+            let text = repeats(n);
+            let e = err_of(&text);
+            assert!(e.starts_with(&at_line(&text, "repeat")), "{e}");
+            assert!(e.contains("nest more than"), "{e}");
+        }
+        // Brackets inside strings and comments are not nesting.
+        let brackets = "[{".repeat(100);
+        let quoted = OK.replace(
+            "v = 0\n",
+            &format!(
+                "v = 0\n# {brackets}\ns1 = \"{brackets}\\\"{brackets}\"\ns2 = '{brackets}'\ns3 = \"\"\"\n{brackets}\"\"\"\ns4 = '''{brackets}\n'''\n"
+            ),
+        );
+        assert!(load(&quoted, "t.toml").is_ok(), "{}", err_of(&quoted));
+        // Steps nested by table headers, without brackets.
+        let mut headers =
+            String::from("name = \"d\"\ntitle = \"T\"\nexplain = \"x\"\n[roles.main]\n");
+        for k in 1..=70 {
+            headers.push_str(&format!(
+                "[[roles.main{}]]\nrepeat = 1\n",
+                ".steps".repeat(k)
+            ));
+        }
+        let e = std::thread::Builder::new()
+            .stack_size(16 << 20) // what toml's own limit lets serde need
+            .spawn(move || err_of(&headers))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(e.contains("steps nest more than 11 levels deep"), "{e}");
+        // Dotted keys as deep as tables.
+        let dotted = OK.replace(
+            "v = 0\n",
+            &format!("v = 0\n{} = 1\n", vec!["a"; 10_000].join(".")),
+        );
+        assert!(err_of(&dotted).starts_with("bad.toml:"));
+    }
+
+    #[test]
+    fn many_steps_and_handles_load_quickly() {
+        let n = 20_000;
+        let steps: Vec<String> = (0..n)
+            .map(|i| format!("{{ spawn = \"child\", as = \"c{i}\", args = {{ k = 1 }} }}, {{ join = \"c{i}\" }}"))
+            .collect();
+        let text = OK.replace(
+            "{ join = \"c\" },",
+            &format!("{{ join = \"c\" }}, {},", steps.join(",\n")),
+        );
+        let t0 = std::time::Instant::now();
+        let s = load(&text, "t.toml").unwrap();
+        assert_eq!(s.roles["main"].steps.len(), 4 + 2 * n);
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[test]
+    fn thousands_of_mistakes_are_reported_quickly() {
+        let steps = vec!["{ print = \"{zz}\" }"; 30_000].join(",\n");
+        let text = OK.replace(
+            "{ join = \"c\" },",
+            &format!("{{ join = \"c\" }}, {steps},"),
+        );
+        let t0 = std::time::Instant::now();
+        let e = err_of(&text);
+        assert!(e.starts_with(&at_line(&text, "zz")), "{e}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_offset_inside_a_character_is_not_a_panic() {
+        let e = error_at("é\nx", "f", 1, "m".into());
+        assert_eq!((e.line, e.column), (1, 1));
     }
 }

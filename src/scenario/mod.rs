@@ -11,7 +11,7 @@ mod load;
 mod raw;
 
 pub use expr::{Expr, Template};
-pub use load::{load, resolve_params};
+pub use load::{MAX_DURATION_MS, check_duration_ms, load, resolve_params};
 
 use crate::protocol::Value;
 use serde::{Deserialize, Serialize};
