@@ -17,7 +17,7 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
 };
 use output::{Budget, OutPipe};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -224,6 +224,8 @@ struct State {
     window_ns: u64,
     /// Output each process may still show (announced and read from pipes).
     budgets: BTreeMap<String, Budget>,
+    /// Processes that handed us their output pipes.
+    piped: BTreeSet<String>,
 }
 
 /// Parents and deaths as seen in the sorted stream. When a process dies,
@@ -311,6 +313,7 @@ impl State {
             gates: Gates::default(),
             window_ns: REORDER_WINDOW_NS,
             budgets: BTreeMap::new(),
+            piped: BTreeSet::new(),
         }
     }
 
@@ -420,20 +423,34 @@ impl State {
     }
 
     /// Reads output from a pipe. The process announces what its `print`
-    /// steps write (an `output` event sent before the write), so its
-    /// connection is read first and those bytes are skipped here; what is
-    /// left (a program it exec'd, an error message) becomes new output.
+    /// steps write (an `output` event sent before the write). The pipe is
+    /// read *first* and the connection after: every announcement of the
+    /// bytes just read is then in, so each byte goes out exactly once,
+    /// either as its announced event or, if nobody announced it (a program
+    /// it exec'd, an error message), as new output.
     fn read_out(&mut self, i: usize) {
+        self.read_out_once(i, u64::MAX);
+    }
+
+    /// One read of pipe `i` (see [`Self::read_out`]); false when nothing
+    /// was there or the pipe is closed.
+    fn read_out_once(&mut self, i: usize, max_t_ns: u64) -> bool {
         if self.outs[i].closed {
-            return;
+            return false;
         }
+        let bytes = self.outs[i].read_raw();
         let id = self.outs[i].proc_id.clone();
         self.read_announcements(&id);
         let budget = self.budgets.entry(id).or_default();
-        let events = self.outs[i].read(&self.stats, budget, u64::MAX);
+        let events = match &bytes {
+            Some(b) => self.outs[i].take(b, &self.stats, budget, max_t_ns),
+            None if self.outs[i].closed => self.outs[i].close(&self.stats, budget),
+            None => Vec::new(),
+        };
         for e in events {
             self.queue(e);
         }
+        bytes.is_some()
     }
 
     /// Reads everything a process has sent on its connection so far (its
@@ -555,10 +572,17 @@ impl State {
                     if let Some(o) = self
                         .outs
                         .iter_mut()
-                        .find(|o| o.proc_id == id && o.stream == stream)
+                        .find(|o| o.proc_id == id && o.stream == stream && !o.closed)
                     {
-                        o.announced += n as u64;
+                        // Shown when its bytes come through the pipe.
+                        o.announce(event, n);
+                        return true;
                     }
+                    if self.piped.contains(&id) {
+                        // Its pipe is closed: these bytes were never written.
+                        return true;
+                    }
+                    // No pipe of ours (the runner's own output): shown as sent.
                     let budget = self.budgets.entry(id.clone()).or_default();
                     if budget.take(n) < n {
                         let warning = budget.dropped(&self.stats, n, &id, who.pid, event.t_ns);
@@ -606,6 +630,7 @@ impl State {
                 .push(OutPipe::new(out, &id, pid, crate::protocol::Stream::Stdout));
             self.outs
                 .push(OutPipe::new(err, &id, pid, crate::protocol::Stream::Stderr));
+            self.piped.insert(id.clone());
         }
         if id == crate::protocol::RUNNER_ID {
             self.runner_pid = pid;
@@ -622,26 +647,15 @@ impl State {
     /// stamps it no later than that, so output never trails the events
     /// that came after it.
     fn drain_output_of(&mut self, id: &str, before_t_ns: u64) {
-        // Announcements first, so announced bytes are not shown twice.
-        self.read_announcements(id);
         let cap = before_t_ns.saturating_sub(1);
-        let mut events = Vec::new();
-        let budget = self.budgets.entry(id.to_string()).or_default();
-        for o in self
-            .outs
-            .iter_mut()
-            .filter(|o| o.proc_id == id && !o.closed)
-        {
-            while !o.closed && os_readable(&o.fd) {
-                let got = o.read(&self.stats, budget, cap);
-                if got.is_empty() {
-                    break;
-                }
-                events.extend(got);
-            }
-        }
-        for e in events {
-            self.queue(e);
+        let mine: Vec<usize> = (0..self.outs.len())
+            .filter(|&i| self.outs[i].proc_id == id)
+            .collect();
+        for i in mine {
+            while !self.outs[i].closed
+                && os_readable(&self.outs[i].fd)
+                && self.read_out_once(i, cap)
+            {}
         }
     }
 
