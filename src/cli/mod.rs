@@ -4,6 +4,7 @@
 //! input, 3 deadlock.
 
 pub mod lab;
+pub mod out;
 pub mod run;
 pub mod text;
 
