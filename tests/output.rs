@@ -4,7 +4,8 @@
 //! our stdout.
 //!
 //! `FORKSCOPE_OUTPUT_RUNS=500 cargo test --test output exactly_once` runs
-//! the output check 500 times (docs/reliability/h-output.md).
+//! the output check 500 times (docs/reliability/h-output.md);
+//! `FORKSCOPE_OUTPUT_BIN=PATH` runs it against another build (to compare).
 
 mod common;
 
@@ -126,7 +127,8 @@ fn every_line_printed_once_is_shown_exactly_once_in_order() {
     let runs: usize = std::env::var("FORKSCOPE_OUTPUT_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(100);
+    let exe = std::env::var("FORKSCOPE_OUTPUT_BIN").unwrap_or_else(|_| bin().to_string());
     let file = scenario_file("bursts", BURSTS);
     let path = file.to_str().expect("utf-8 path").to_string();
     let want = expected(4, 6, 2500);
@@ -138,7 +140,7 @@ fn every_line_printed_once_is_shown_exactly_once_in_order() {
         let batch = parallel.min(runs - done);
         let children: Vec<_> = (0..batch)
             .map(|_| {
-                Command::new(bin())
+                Command::new(&exe)
                     .args(["run", &path, "--format", "jsonl", "--timeout", "30"])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())

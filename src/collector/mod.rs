@@ -36,6 +36,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_CONNECTIONS: usize = 4096;
 const POLL_INTERVAL_MS: u16 = 10;
+/// Longest that events wait behind an announcement whose bytes have not
+/// come through the pipe yet (a process stopped between the two).
+const MAX_HOLD_NS: u64 = 200_000_000;
 
 /// What the collector counted and dropped, readable while it runs.
 #[derive(Debug, Default)]
@@ -771,11 +774,25 @@ impl State {
         if self.pending.is_empty() {
             return;
         }
-        let horizon = if all {
+        let now = now_ns();
+        let mut horizon = if all {
             u64::MAX
         } else {
-            now_ns().saturating_sub(self.window_ns)
+            now.saturating_sub(self.window_ns)
         };
+        // An announcement still waiting for its bytes goes out when they
+        // come: hold back what came after it (a while at most), so output
+        // keeps its place even with no reorder window (gated runs).
+        if let Some(t) = self
+            .outs
+            .iter()
+            .filter_map(OutPipe::oldest_kept_t_ns)
+            .filter(|&t| t.saturating_add(MAX_HOLD_NS) > now)
+            .min()
+            && !all
+        {
+            horizon = horizon.min(t.saturating_sub(1));
+        }
         self.pending.sort_by_key(|(t, a, _)| (*t, *a));
         let n = self.pending.partition_point(|(t, _, _)| *t <= horizon);
         let ready: Vec<Event> = self.pending.drain(..n).map(|(_, _, e)| e).collect();

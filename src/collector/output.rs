@@ -1,7 +1,11 @@
 //! Reading one process's stdout or stderr pipe (handed over at hello) and
-//! cutting it into `output` events: whole lines, or what is there when the
-//! process pauses (`print(x, end="|")`). A flood is cut to a budget and
-//! counted, never allowed to swamp the display.
+//! cutting it into `output` events. The pipe is the only source of text:
+//! an `output` announcement from the process is kept until its bytes come
+//! through the pipe and then goes out with them; bytes nobody announced
+//! become new output (whole lines, or what is there when the process
+//! pauses). Every byte read goes out exactly once, in order (PROTOCOL.md
+//! §7.2). A flood is cut to a budget and counted, never allowed to swamp
+//! the display.
 
 use super::Stats;
 use crate::protocol::{Body, Event, Stream, now_ns};
@@ -144,6 +148,11 @@ impl OutPipe {
         });
     }
 
+    /// The stamp of the oldest announcement still waiting for its bytes.
+    pub fn oldest_kept_t_ns(&self) -> Option<u64> {
+        self.pending.front().map(|a| a.event.t_ns)
+    }
+
     /// Reads once from the pipe: the bytes, or None at end of file (then
     /// the pipe is closed) or when nothing is there.
     pub fn read_raw(&mut self) -> Option<Vec<u8>> {
@@ -265,5 +274,75 @@ impl OutPipe {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announcement(seq: u64, text: &str) -> Event {
+        Event {
+            t_ns: seq * 10,
+            seq,
+            proc_id: "p".into(),
+            pid: 7,
+            line: Some(3),
+            body: Body::Output {
+                stream: Stream::Stdout,
+                text: text.into(),
+            },
+        }
+    }
+
+    fn pipe() -> (OutPipe, OwnedFd) {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        (OutPipe::new(r, "p", 7, Stream::Stdout), w)
+    }
+
+    fn shown(events: &[Event]) -> Vec<(u64, String)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Output { text, .. } => Some((e.seq, text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pipe_bytes_fill_announcements_in_order_and_the_rest_is_unannounced() {
+        let (mut o, _w) = pipe();
+        let stats = Stats::default();
+        let mut budget = Budget::default();
+        o.announce(announcement(1, "one\n"), 4);
+        o.announce(announcement(2, "two\n"), 4);
+        // The second piece comes in two reads; then bytes nobody announced.
+        let mut got = o.take(b"one\ntw", &stats, &mut budget, u64::MAX);
+        got.extend(o.take(b"o\nthree\n", &stats, &mut budget, u64::MAX));
+        assert_eq!(
+            shown(&got),
+            vec![
+                (1, "one\n".to_string()),
+                (2, "two\n".to_string()),
+                (0, "three\n".to_string())
+            ]
+        );
+        assert_eq!(got[1].t_ns, 20, "an announced piece keeps its stamp");
+    }
+
+    #[test]
+    fn announced_bytes_that_never_come_are_not_shown() {
+        let (mut o, w) = pipe();
+        let stats = Stats::default();
+        let mut budget = Budget::default();
+        o.announce(announcement(1, "half\n"), 5);
+        o.announce(announcement(2, "never\n"), 6);
+        let mut got = o.take(b"ha", &stats, &mut budget, u64::MAX);
+        drop(w);
+        assert_eq!(o.read_raw(), None);
+        assert!(o.closed);
+        got.extend(o.close(&stats, &mut budget));
+        assert_eq!(shown(&got), vec![(1, "ha".to_string())]);
     }
 }
