@@ -163,6 +163,10 @@ fn every_line_printed_once_is_shown_exactly_once_in_order() {
         done += batch;
     }
     let _ = std::fs::remove_dir_all(file.parent().expect("temp dir"));
+    eprintln!(
+        "{runs} runs, {} not exactly as printed ({exe})",
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {runs} runs did not show every line exactly once; first: {}",
