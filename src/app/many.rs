@@ -263,8 +263,11 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
             };
             let outcome = if plan.seeded {
                 let mut sched = Scheduler::new(Vec::new(), Then::Seeded(seed), true);
-                let d = lab::run_gated(&mut session, &mut sched, RUN_TIMEOUT_S);
-                (!d.timed_out).then(|| Outcome::new(&final_values(&d.world), d.deadlock.is_some()))
+                let d = lab::run_gated(&mut session, &mut sched, RUN_TIMEOUT_S, || {
+                    cancel.load(Ordering::SeqCst)
+                });
+                (!d.timed_out && !d.interrupted)
+                    .then(|| Outcome::new(&final_values(&d.world), d.deadlock.is_some()))
             } else {
                 Some(lab::run_free(&mut session, RUN_TIMEOUT_S, || {
                     cancel.load(Ordering::SeqCst)

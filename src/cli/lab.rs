@@ -9,7 +9,12 @@ use std::collections::BTreeMap;
 
 fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
     let mut session = p.start()?;
-    Ok(lab::run_gated(&mut session, sched, p.opts.limits.timeout_s))
+    Ok(lab::run_gated(
+        &mut session,
+        sched,
+        p.opts.limits.timeout_s,
+        interrupted,
+    ))
 }
 
 fn free_run(p: &Prepared) -> anyhow::Result<(Outcome, Lost)> {

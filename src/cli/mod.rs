@@ -4,6 +4,7 @@
 //! input, 3 deadlock.
 
 pub mod lab;
+pub mod out;
 pub mod run;
 pub mod text;
 
@@ -50,7 +51,8 @@ pub struct ScenarioArgs {
     /// Seed for random() and the seeded scheduler: same seed, same choices.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Stop a run after this many seconds.
+    /// Stop a run after this many seconds (also when nobody reads our
+    /// output: forkscope then exits 1 a second later at most).
     #[arg(long, value_name = "SECS", default_value_t = scenario::limits::DEFAULT_TIMEOUT_S)]
     pub timeout: f64,
     /// Most processes a run may create [default: 64, or what the scenario

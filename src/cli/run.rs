@@ -3,6 +3,7 @@
 //! With `--schedule seeded` or `--schedule-file`, every step waits for a
 //! scheduler's go (see `lab`).
 
+use super::out::{Finished, Out};
 use super::{
     Format, InputError, RunArgs, ScenarioArgs, ScheduleMode, load_target, parse_sets, text,
 };
@@ -16,7 +17,11 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// After the run was stopped, how long our own output may take to be
+/// written before we exit anyway (stdout not read).
+const STUCK_OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -140,16 +145,17 @@ pub fn run(args: &RunArgs) -> i32 {
     }
 }
 
-/// Where the events go: the screen (text or JSONL) and the record file.
-struct Sink<'a> {
-    out: BufWriter<std::io::StdoutLock<'a>>,
+/// Where the events go: the screen (text or JSONL, through [`Out`], which
+/// never blocks for long) and the record file.
+struct Sink {
+    out: Out,
     record: Option<BufWriter<std::fs::File>>,
     format: Format,
     t0: Option<u64>,
     output_ok: bool,
 }
 
-impl Sink<'_> {
+impl Sink {
     fn event(&mut self, e: &Event, more_coming: bool) {
         if let Some(f) = self.record.as_mut() {
             let _ = write_jsonl(f, e).and_then(|_| f.flush());
@@ -195,15 +201,16 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
             return 1;
         }
     };
-    let stdout = std::io::stdout();
+    let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
+    let deadline = session.started + timeout;
     let mut sink = Sink {
-        out: BufWriter::new(stdout.lock()),
+        // Waiting for stdout ends at the run's deadline or at Ctrl-C.
+        out: Out::stdout(move || interrupted() || Instant::now() >= deadline),
         record,
         format: args.format,
         t0: None,
         output_ok: true,
     };
-    let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
     let (world, stopped, schedule) = if p.opts.gated {
         let then = if args.schedule_file.is_some() {
             Then::First
@@ -211,13 +218,17 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
             Then::Seeded(p.opts.seed)
         };
         let mut sched = Scheduler::new(prefix, then, true);
-        let d = lab::drive(&mut session, &mut sched, timeout, |e| sink.event(e, false));
+        let d = lab::drive(&mut session, &mut sched, timeout, interrupted, |e| {
+            sink.event(e, false)
+        });
         let stopped = if let Some(cycle) = d.deadlock {
             Some(Stopped::Deadlock(cycle))
         } else if let Some(id) = d.diverged {
             Some(Stopped::Diverged(id))
         } else if d.timed_out {
             Some(Stopped::Timeout)
+        } else if d.interrupted {
+            Some(Stopped::Interrupted)
         } else {
             None
         };
@@ -230,7 +241,15 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
     if sink.output_ok && args.format == Format::Text {
         let _ = summary(&mut sink.out, &world);
     }
-    let _ = sink.out.flush();
+    // The run is over and its processes are gone. Our output may still be
+    // waiting for a reader: a run that ended by itself waits for it until
+    // its deadline, a stopped one a moment; then we exit anyway.
+    let until = if stopped.is_some() {
+        Instant::now() + STUCK_OUTPUT_GRACE
+    } else {
+        deadline.max(Instant::now() + STUCK_OUTPUT_GRACE)
+    };
+    let output = sink.out.finish(until);
     if let (Some(path), Some(schedule)) = (&args.save_schedule, &schedule)
         && let Err(e) = write_schedule(path, p, schedule)
     {
@@ -240,6 +259,15 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
     if !problems.is_empty() {
         eprintln!("forkscope: the collector counted and dropped: {problems}");
     }
+    let stuck = match output {
+        Finished::Stuck { unwritten_bytes } => {
+            eprintln!(
+                "forkscope: stdout was not read in time; {unwritten_bytes} bytes of output were not written"
+            );
+            true
+        }
+        Finished::All | Finished::ReaderGone => false,
+    };
     match stopped {
         Some(Stopped::Timeout) => {
             eprintln!(
@@ -263,6 +291,7 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
             1
         }
         Some(Stopped::OutputClosed) => 0,
+        None if stuck => 1,
         None if code == 0 => 0,
         None => {
             eprintln!("forkscope: the scenario failed: main exited with code {code}");
@@ -272,6 +301,8 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
 }
 
 /// A free run: events as they come, until the run ends or is stopped.
+/// Ctrl-C, the timeout and a closed stdout are checked on every pass,
+/// however fast events come.
 fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, Option<Stopped>) {
     let mut world = World::new();
     let mut stopped: Option<Stopped> = None;
@@ -295,16 +326,18 @@ fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, 
                     stopped = Some(Stopped::Deadlock(cycle));
                     session.stop();
                 }
-                continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if sink.output_ok && sink.out.flush().is_err() {
+                    sink.output_ok = false;
+                }
+            }
         }
-        let _ = sink.out.flush();
-        if session.poll_exit().is_some() {
-            continue; // drain what the collector still has
-        }
-        if stopped.is_none() {
+        // Once the runner has ended, the collector is told to finish and
+        // we drain what it still has.
+        let ended = session.poll_exit().is_some();
+        if stopped.is_none() && !ended {
             stopped = if interrupted() {
                 Some(Stopped::Interrupted)
             } else if session.started.elapsed() > timeout {

@@ -26,7 +26,7 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
 };
 use output::{Budget, OutPipe};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -57,6 +57,9 @@ const MAX_HELD: usize = 2048;
 /// keep the collector from reading the ones it has.
 const MAX_ACCEPTS_PER_PASS: usize = 256;
 const POLL_INTERVAL_MS: u16 = 10;
+/// Longest that events wait behind an announcement whose bytes have not
+/// come through the pipe yet (a process stopped between the two).
+const MAX_HOLD_NS: u64 = 200_000_000;
 
 /// What the collector counted and dropped, readable while it runs.
 #[derive(Debug, Default)]
@@ -324,6 +327,8 @@ struct State {
     judge: Judge,
     /// Every logical id announced by a parent's `spawn` (and `runner`).
     ids: BTreeMap<String, Ident>,
+    /// Processes that handed us their output pipes.
+    piped: BTreeSet<String>,
 }
 
 /// Parents and deaths as seen in the sorted stream. When a process dies,
@@ -423,6 +428,7 @@ impl State {
             root: Arc::new(AtomicI32::new(0)),
             judge: Judge::default(),
             ids: BTreeMap::new(),
+            piped: BTreeSet::new(),
         }
     }
 
@@ -566,20 +572,34 @@ impl State {
     }
 
     /// Reads output from a pipe. The process announces what its `print`
-    /// steps write (an `output` event sent before the write), so its
-    /// connection is read first and those bytes are skipped here; what is
-    /// left (a program it exec'd, an error message) becomes new output.
+    /// steps write (an `output` event sent before the write). The pipe is
+    /// read *first* and the connection after: every announcement of the
+    /// bytes just read is then in, so each byte goes out exactly once,
+    /// either as its announced event or, if nobody announced it (a program
+    /// it exec'd, an error message), as new output.
     fn read_out(&mut self, i: usize) {
+        self.read_out_once(i, u64::MAX);
+    }
+
+    /// One read of pipe `i` (see [`Self::read_out`]); false when nothing
+    /// was there or the pipe is closed.
+    fn read_out_once(&mut self, i: usize, max_t_ns: u64) -> bool {
         if self.outs[i].closed {
-            return;
+            return false;
         }
+        let bytes = self.outs[i].read_raw();
         let id = self.outs[i].proc_id.clone();
         self.read_announcements(&id);
         let budget = self.budgets.entry(id).or_default();
-        let events = self.outs[i].read(&self.stats, budget, u64::MAX);
+        let events = match &bytes {
+            Some(b) => self.outs[i].take(b, &self.stats, budget, max_t_ns),
+            None if self.outs[i].closed => self.outs[i].close(&self.stats, budget),
+            None => Vec::new(),
+        };
         for e in events {
             self.queue(e);
         }
+        bytes.is_some()
     }
 
     /// Reads everything a process has sent on its connection so far (its
@@ -702,10 +722,17 @@ impl State {
                     if let Some(o) = self
                         .outs
                         .iter_mut()
-                        .find(|o| o.proc_id == id && o.stream == stream)
+                        .find(|o| o.proc_id == id && o.stream == stream && !o.closed)
                     {
-                        o.announced += n as u64;
+                        // Shown when its bytes come through the pipe.
+                        o.announce(event, n);
+                        return true;
                     }
+                    if self.piped.contains(&id) {
+                        // Its pipe is closed: these bytes were never written.
+                        return true;
+                    }
+                    // No pipe of ours (the runner's own output): shown as sent.
                     let budget = self.budgets.entry(id.clone()).or_default();
                     if budget.take(n) < n {
                         let warning = budget.dropped(&self.stats, n, &id, who.pid, event.t_ns);
@@ -948,6 +975,7 @@ impl State {
                 .push(OutPipe::new(out, &id, pid, crate::protocol::Stream::Stdout));
             self.outs
                 .push(OutPipe::new(err, &id, pid, crate::protocol::Stream::Stderr));
+            self.piped.insert(id.clone());
         }
         if id == crate::protocol::RUNNER_ID {
             self.runner_pid = pid;
@@ -964,26 +992,15 @@ impl State {
     /// stamps it no later than that, so output never trails the events
     /// that came after it.
     fn drain_output_of(&mut self, id: &str, before_t_ns: u64) {
-        // Announcements first, so announced bytes are not shown twice.
-        self.read_announcements(id);
         let cap = before_t_ns.saturating_sub(1);
-        let mut events = Vec::new();
-        let budget = self.budgets.entry(id.to_string()).or_default();
-        for o in self
-            .outs
-            .iter_mut()
-            .filter(|o| o.proc_id == id && !o.closed)
-        {
-            while !o.closed && os_readable(&o.fd) {
-                let got = o.read(&self.stats, budget, cap);
-                if got.is_empty() {
-                    break;
-                }
-                events.extend(got);
-            }
-        }
-        for e in events {
-            self.queue(e);
+        let mine: Vec<usize> = (0..self.outs.len())
+            .filter(|&i| self.outs[i].proc_id == id)
+            .collect();
+        for i in mine {
+            while !self.outs[i].closed
+                && os_readable(&self.outs[i].fd)
+                && self.read_out_once(i, cap)
+            {}
         }
     }
 
@@ -1120,11 +1137,25 @@ impl State {
         if self.pending.is_empty() {
             return;
         }
-        let horizon = if all {
+        let now = now_ns();
+        let mut horizon = if all {
             u64::MAX
         } else {
-            now_ns().saturating_sub(self.window_ns)
+            now.saturating_sub(self.window_ns)
         };
+        // An announcement still waiting for its bytes goes out when they
+        // come: hold back what came after it (a while at most), so output
+        // keeps its place even with no reorder window (gated runs).
+        if let Some(t) = self
+            .outs
+            .iter()
+            .filter_map(OutPipe::oldest_kept_t_ns)
+            .filter(|&t| t.saturating_add(MAX_HOLD_NS) > now)
+            .min()
+            && !all
+        {
+            horizon = horizon.min(t.saturating_sub(1));
+        }
         self.pending.sort_by_key(|(t, a, _)| (*t, *a));
         let n = self.pending.partition_point(|(t, _, _)| *t <= horizon);
         let ready: Vec<Event> = self.pending.drain(..n).map(|(_, _, e)| e).collect();

@@ -354,6 +354,8 @@ pub struct Driven {
     /// The runner's exit code (main's), if it ended by itself.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
+    /// Stopped because `stop_early` said so (Ctrl-C, a cancel button).
+    pub interrupted: bool,
     pub diverged: Option<String>,
     /// Stopped early: the rest would only repeat other branches.
     pub pruned: bool,
@@ -361,11 +363,13 @@ pub struct Driven {
 
 /// Runs a gated session to its end, choosing with `sched`. Every event
 /// (and the `deadlock` event found on the way) goes to `on_event`.
-/// A deadlock stops the run; so does `timeout`.
+/// A deadlock stops the run; so do `timeout` and `stop_early` (asked, like
+/// the timeout, on every pass, however fast events come).
 pub fn drive(
     session: &mut Session,
     sched: &mut Scheduler,
     timeout: Duration,
+    stop_early: impl Fn() -> bool,
     mut on_event: impl FnMut(&Event),
 ) -> Driven {
     let mut out = Driven::default();
@@ -374,15 +378,13 @@ pub fn drive(
     let started = Instant::now();
     let mut stopping = false;
     loop {
+        let mut more = false;
         match events.recv_timeout(Duration::from_millis(2)) {
             Ok(e) => {
                 out.world.apply(&e);
                 gk.observe(&e);
                 on_event(&e);
-                // Take in everything that is there before deciding.
-                if !events.is_empty() {
-                    continue;
-                }
+                more = !events.is_empty();
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -400,7 +402,14 @@ pub fn drive(
             session.stop();
             continue;
         }
-        if !gk.settled() {
+        if stop_early() {
+            out.interrupted = true;
+            stopping = true;
+            session.stop();
+            continue;
+        }
+        // Take in everything that is there before deciding.
+        if more || !gk.settled() {
             continue;
         }
         let candidates = gk.candidates(&out.world);
@@ -455,8 +464,19 @@ pub fn drive(
 }
 
 /// A whole gated run, quietly: how it ended.
-pub fn run_gated(session: &mut Session, sched: &mut Scheduler, timeout_s: f64) -> Driven {
-    drive(session, sched, Duration::from_secs_f64(timeout_s), |_| {})
+pub fn run_gated(
+    session: &mut Session,
+    sched: &mut Scheduler,
+    timeout_s: f64,
+    stop_early: impl Fn() -> bool,
+) -> Driven {
+    drive(
+        session,
+        sched,
+        Duration::from_secs_f64(timeout_s),
+        stop_early,
+        |_| {},
+    )
 }
 
 /// The lost updates the writers reported in a run (`race` events): how

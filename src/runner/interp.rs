@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 /// multiprocessing joins the non-daemon children at exit.
 pub const JOIN_AT_EXIT: &str = "joins its children at exit";
 
+/// Longest text of one `print` announcement as JSON, so its event line
+/// stays under the protocol's 4 KiB.
+const MAX_ANNOUNCED_JSON_BYTES: usize = 3000;
+
 /// What happens after a step.
 pub enum Flow {
     Next,
@@ -424,13 +428,28 @@ impl<'r> Proc<'r> {
 
     /// Writes to our real stdout. Each piece is announced first (stamped
     /// before the write), so the log orders it exactly among our events;
-    /// the collector skips these bytes when it reads the pipe.
+    /// the collector shows the piece when its bytes come through the pipe
+    /// (PROTOCOL.md §7.2).
     fn print(&mut self, text: &str) -> Result<(), RunError> {
         let mut rest = text;
         while !rest.is_empty() {
             let mut cut = rest.len().min(1024);
             while !rest.is_char_boundary(cut) {
                 cut -= 1;
+            }
+            // The announcement must fit in one event line as it is: control
+            // characters take 6 bytes each in JSON.
+            while cut > 1
+                && serde_json::to_string(&rest[..cut]).map_or(0, |j| j.len())
+                    > MAX_ANNOUNCED_JSON_BYTES
+            {
+                cut /= 2;
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+            }
+            if cut == 0 {
+                cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
             }
             let (piece, tail) = rest.split_at(cut);
             self.probe.emit(Body::Output {
