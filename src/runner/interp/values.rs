@@ -1,0 +1,100 @@
+//! Shared values and arrays: reads, and writes that learn what they
+//! replaced. A read-modify-write stores with an atomic exchange, so the
+//! writer itself knows when another process wrote in between (a lost
+//! update, reported as a `race` event).
+
+use super::*;
+
+/// What a write erased: `replaced - read` for numbers, else what it replaced.
+pub(super) fn lost_between(read: &Value, replaced: &Value) -> Value {
+    match (read, replaced) {
+        (Value::Int(r), Value::Int(x)) => Value::Int(x.wrapping_sub(*r)),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            Value::Float(replaced.as_f64().unwrap_or(0.0) - read.as_f64().unwrap_or(0.0))
+        }
+        _ => replaced.clone(),
+    }
+}
+
+/// Whether a value found in memory differs from the one this process saw
+/// (an int written to a float value reads back as the same float).
+pub(super) fn differs(read: &Value, replaced: &Value) -> bool {
+    match (read, replaced) {
+        (Value::Int(a), Value::Int(b)) => a != b,
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            read.as_f64() != replaced.as_f64()
+        }
+        (a, Value::Bool(b)) => a.truthy() != *b,
+        (a, b) => a != b,
+    }
+}
+
+impl Proc<'_> {
+    pub(super) fn read_shared(&mut self, name: &str) -> Result<Value, RunError> {
+        let v = self
+            .run
+            .shm
+            .load(name)
+            .ok_or_else(|| RunError(format!("{name} is not a shared value")))?;
+        self.probe.emit(Body::Read {
+            name: name.to_string(),
+            value: v.clone(),
+            private: false,
+        });
+        self.seen.insert(name.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Writes a shared value (or a private global). A write `based` on a
+    /// read of the same value (an `add`, or a `write` computed from it) is
+    /// one atomic exchange: if the value it replaced is not the one this
+    /// process last saw there, others wrote in between and this write
+    /// erased their work, and the process says so with a `race` event.
+    pub(super) fn write_value(
+        &mut self,
+        name: &str,
+        index: Option<i64>,
+        v: Value,
+        based: bool,
+    ) -> Result<(), RunError> {
+        if !self.run.shm.is_shared(name) {
+            if self.run.scenario.globals.contains_key(name) {
+                self.set_var(name, v);
+                return Ok(());
+            }
+            return Err(RunError(format!("{name} is not a shared value")));
+        }
+        let shown = match index {
+            Some(i) => format!("{name}[{i}]"),
+            None => name.to_string(),
+        };
+        self.probe.emit(Body::Write {
+            name: shown,
+            value: v.clone(),
+            private: false,
+        });
+        if index.is_some() {
+            return self.run.shm.store(name, index, &v);
+        }
+        if !based {
+            self.run.shm.store(name, None, &v)?;
+            self.seen.insert(name.to_string(), v);
+            return Ok(());
+        }
+        let replaced = self.run.shm.exchange(name, &v)?;
+        let read = self.seen.insert(name.to_string(), v.clone());
+        if let (Some(replaced), Some(read)) = (replaced, read)
+            && differs(&read, &replaced)
+        {
+            let lost = lost_between(&read, &replaced);
+            self.probe.emit(Body::Race {
+                name: name.to_string(),
+                read,
+                replaced,
+                written: v,
+                lost,
+            });
+        }
+        Ok(())
+    }
+}
