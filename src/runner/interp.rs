@@ -80,7 +80,7 @@ struct ResultPacket {
 
 /// One scenario process: its probe, private variables and children.
 pub struct Proc<'r> {
-    run: &'r Run,
+    pub(super) run: &'r Run,
     pub probe: Probe,
     role: String,
     vars: BTreeMap<String, Value>,
@@ -95,10 +95,12 @@ pub struct Proc<'r> {
     seen: BTreeMap<String, Value>,
     /// Per private variable: the shared values its value was computed from.
     derived: BTreeMap<String, BTreeSet<String>>,
+    /// Connections to managers, and the managers this process started.
+    pub(super) managers: super::manager::Managers,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
-enum Forked {
+pub(super) enum Forked {
     Parent(usize),
     Child,
 }
@@ -118,6 +120,7 @@ impl<'r> Proc<'r> {
             slot: 0,
             seen: BTreeMap::new(),
             derived: BTreeMap::new(),
+            managers: Default::default(),
         };
         p.reseed();
         p
@@ -203,6 +206,8 @@ impl<'r> Proc<'r> {
             self.send_signal(i, Signal::SIGTERM);
             self.join_child(i, false);
         }
+        // CPython's manager finalizer runs before children are joined.
+        self.shutdown_managers();
         let spawned: Vec<usize> = (0..self.children.len())
             .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
             .collect();
@@ -650,18 +655,51 @@ impl<'r> Proc<'r> {
             }
             Op::Put { queue, value } => {
                 let v = self.eval(value)?;
-                self.put(queue, v)?;
+                if self.run.scenario.manager_queues.contains_key(queue) {
+                    self.manager_put(queue, v)?;
+                } else {
+                    self.put(queue, v)?;
+                }
             }
             Op::Get { queue, into } => {
-                let v = self.get(queue)?;
+                let v = if self.run.scenario.manager_queues.contains_key(queue) {
+                    self.manager_get(queue)?
+                } else {
+                    self.get(queue)?
+                };
                 if let Some(var) = into {
                     self.set_var(var, v);
                 }
             }
             Op::Qsize { queue, into } => {
-                let n = self.run.shm.queue_depth_add(queue, 0);
+                let n = if self.run.scenario.manager_queues.contains_key(queue) {
+                    self.manager_qsize(queue)?
+                } else {
+                    Value::Int(self.run.shm.queue_depth_add(queue, 0).max(0))
+                };
                 if let Some(var) = into {
-                    self.set_var(var, Value::Int(n.max(0)));
+                    self.set_var(var, n);
+                }
+            }
+            Op::Manager(name) => self.start_manager(name)?,
+            Op::Apply {
+                pool,
+                role,
+                args,
+                into,
+            } => {
+                let args: Vec<(String, Value)> = args
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
+                    .collect::<Result<_, RunError>>()?;
+                self.drain_results(pool, false)?;
+                let task = self.submit(pool, role, args, None)?;
+                while !self.pool_mut(pool)?.results.contains_key(&task) {
+                    self.drain_results(pool, true)?;
+                }
+                let v = self.pool_mut(pool)?.results.remove(&task).unwrap_or_default();
+                if let Some(var) = into {
+                    self.set_var(var, v);
                 }
             }
             Op::Lock(l) => self.lock(l)?,
@@ -848,7 +886,7 @@ impl<'r> Proc<'r> {
     /// Forks a child with the given logical id. In the child this process's
     /// state becomes the child's (fresh probe, no children of its own) and
     /// `Forked::Child` is returned; the caller decides what it runs.
-    fn fork_child(
+    pub(super) fn fork_child(
         &mut self,
         id: String,
         role: &str,
@@ -887,6 +925,7 @@ impl<'r> Proc<'r> {
                 self.children.clear();
                 self.handles.clear();
                 self.pools.clear();
+                self.managers.after_fork();
                 self.n_children = 0;
                 self.reseed();
                 Ok(Forked::Child)
@@ -919,6 +958,12 @@ impl<'r> Proc<'r> {
                 Ok(Forked::Parent(self.children.len() - 1))
             }
         }
+    }
+
+    /// A child that is not a `Process` (a manager's server): not joined by
+    /// `join = "*"` or at exit.
+    pub(super) fn set_not_spawned(&mut self, i: usize) {
+        self.children[i].spawned = false;
     }
 
     fn child_by_handle(&self, handle: &str) -> Result<usize, RunError> {
@@ -991,7 +1036,7 @@ impl<'r> Proc<'r> {
 
     /// `waitpid` on one child: blocks while it runs, then reaps it. When
     /// `gate`d, the wait is a step of the schedule.
-    fn join_child(&mut self, i: usize, gate: bool) {
+    pub(super) fn join_child(&mut self, i: usize, gate: bool) {
         self.join_child_why(i, gate, None);
     }
 

@@ -16,6 +16,7 @@
 //! All of it is single-threaded, so forking is safe.
 
 pub mod interp;
+pub mod manager;
 pub mod os;
 pub mod shm;
 pub mod watchdog;
@@ -274,9 +275,17 @@ fn setup(spec: RunSpec) -> Result<Run, RunError> {
             },
         );
     }
+    if spec.gated
+        && let Some(why) = scenario.gated_unsupported()
+    {
+        return Err(RunError(why));
+    }
     let mut queues = BTreeMap::new();
     for q in scenario.queues.keys() {
-        queues.insert(q.clone(), os::packet_pipe()?);
+        // A manager's queue lives in the manager's memory, not in a pipe.
+        if !scenario.manager_queues.contains_key(q) {
+            queues.insert(q.clone(), os::packet_pipe()?);
+        }
     }
     Ok(Run {
         params: spec.params.clone(),
@@ -330,5 +339,16 @@ fn declare_resources(probe: &mut Probe, s: &Scenario) {
     }
     for (k, q) in &s.queues {
         declare(ResourceKind::Queue, k, None, Some(*q), vec![], false);
+    }
+    // A manager's connections: requests and replies travel on it.
+    for m in s.managers.keys() {
+        declare(
+            ResourceKind::Pipe,
+            m,
+            None,
+            None,
+            manager::ends(m).to_vec(),
+            true,
+        );
     }
 }

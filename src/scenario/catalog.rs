@@ -38,6 +38,7 @@ pub const BUILTINS: &[Builtin] = builtins![
     "pipe-shared-3",
     "queue-producer-consumer",
     "queue-bounded",
+    "manager-queue",
     "shared-ctypes",
     "subprocess-pipe",
     "signals",

@@ -59,6 +59,10 @@ pub struct Scenario {
     pub locks: Vec<String>,
     pub pipes: BTreeMap<String, PipeDecl>,
     pub queues: BTreeMap<String, u32>,
+    /// Queues that live in a manager's server process: queue -> manager.
+    pub manager_queues: BTreeMap<String, String>,
+    /// Every manager named by a queue: manager -> its queues.
+    pub managers: BTreeMap<String, Vec<String>>,
     pub roles: BTreeMap<String, Role>,
     /// The programs `exec` steps may run, for the consent prompt.
     pub exec_programs: Vec<String>,
@@ -242,6 +246,15 @@ pub enum Op {
         into: Option<String>,
     },
     Close(String),
+    /// `pool.apply(f, args)`: run one task in the pool and wait for its result.
+    Apply {
+        pool: String,
+        role: String,
+        args: Vec<(String, Expr)>,
+        into: Option<String>,
+    },
+    /// `Manager()`: start the manager's server process.
+    Manager(String),
     Exec {
         argv: Vec<Template>,
         input: Option<Expr>,
@@ -256,6 +269,23 @@ pub enum Op {
 }
 
 impl Scenario {
+    /// Why a gated run (step mode, `--schedule`, `stats`/`explore` with a
+    /// schedule) cannot run this scenario, if it cannot.
+    pub fn gated_unsupported(&self) -> Option<String> {
+        let uses_manager = self
+            .all_steps()
+            .iter()
+            .any(|s| matches!(s.op, Op::Manager(_)));
+        uses_manager.then(|| {
+            format!(
+                "{} starts a Manager, a server process that answers requests as they come \
+                 and never waits for a `go`: gated runs (step mode, --schedule, --schedule-file) \
+                 cannot drive it yet; run it free",
+                self.name
+            )
+        })
+    }
+
     /// Every step of every role, depth first (for checks and estimates).
     pub fn all_steps(&self) -> Vec<&Step> {
         fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
