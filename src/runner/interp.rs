@@ -697,7 +697,11 @@ impl<'r> Proc<'r> {
                 while !self.pool_mut(pool)?.results.contains_key(&task) {
                     self.drain_results(pool, true)?;
                 }
-                let v = self.pool_mut(pool)?.results.remove(&task).unwrap_or_default();
+                let v = self
+                    .pool_mut(pool)?
+                    .results
+                    .remove(&task)
+                    .unwrap_or_default();
                 if let Some(var) = into {
                     self.set_var(var, v);
                 }

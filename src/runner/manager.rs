@@ -211,7 +211,8 @@ impl Proc<'_> {
             queue: queue.to_string(),
             msg,
         };
-        let on = format!("get on empty manager queue {queue} (the manager answers when an item comes)");
+        let on =
+            format!("get on empty manager queue {queue} (the manager answers when an item comes)");
         self.request(&name, req, Some(&on))
     }
 
@@ -236,12 +237,7 @@ impl Proc<'_> {
 
     /// Sends one request to the manager and waits for its reply, shown as
     /// blocked on `on` if the reply does not come at once.
-    fn request(
-        &mut self,
-        name: &str,
-        req: Request,
-        on: Option<&str>,
-    ) -> Result<Value, RunError> {
+    fn request(&mut self, name: &str, req: Request, on: Option<&str>) -> Result<Value, RunError> {
         let [proxy_end, _] = ends(name);
         if !self.managers.conns.contains_key(name) {
             let addr = address(&self.run.spec.socket, name);
@@ -335,13 +331,21 @@ impl Proc<'_> {
             .get(name)
             .into_iter()
             .flatten()
-            .map(|q| (q.clone(), self.run.scenario.queues.get(q).copied().unwrap_or(0)))
+            .map(|q| {
+                (
+                    q.clone(),
+                    self.run.scenario.queues.get(q).copied().unwrap_or(0),
+                )
+            })
             .collect();
         let mut server = Server {
             name: name.to_string(),
             uid: nix::unistd::getuid().as_raw(),
             conns: Vec::new(),
-            items: queues.keys().map(|q| (q.clone(), VecDeque::new())).collect(),
+            items: queues
+                .keys()
+                .map(|q| (q.clone(), VecDeque::new()))
+                .collect(),
             maxsize: queues,
             getters: BTreeMap::new(),
             putters: BTreeMap::new(),
@@ -472,7 +476,10 @@ impl Server {
                 self.serve_getters(&queue, probe);
             }
             Request::Get { queue, .. } => {
-                self.getters.entry(queue.clone()).or_default().push_back(conn);
+                self.getters
+                    .entry(queue.clone())
+                    .or_default()
+                    .push_back(conn);
                 self.serve_getters(&queue, probe);
             }
             Request::Qsize { queue, .. } => {
@@ -511,8 +518,7 @@ impl Server {
             if let Some(g) = self.getters.get_mut(queue) {
                 g.pop_front();
             }
-            let Some((msg, value)) = self.items.get_mut(queue).and_then(VecDeque::pop_front)
-            else {
+            let Some((msg, value)) = self.items.get_mut(queue).and_then(VecDeque::pop_front) else {
                 return;
             };
             probe.emit(Body::Get {
