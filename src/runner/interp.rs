@@ -11,7 +11,7 @@ use crate::protocol::{Body, ResourceKind, Value, now_ns, signal_name};
 use crate::rng::SplitMix64;
 use crate::scenario::expr::Scope;
 use crate::scenario::limits::MAX_REPEAT;
-use crate::scenario::{Expr, Op, Sig, Step};
+use crate::scenario::{Expr, Op, Sig, StartMethod, Step};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
@@ -42,6 +42,8 @@ struct Child {
     reaped: bool,
     /// Python's `exitcode`: the code, or minus the signal number.
     exitcode: Value,
+    /// Not our child but the forkserver's: its status comes on this pipe.
+    via: Option<OwnedFd>,
 }
 
 struct PoolState {
@@ -97,6 +99,10 @@ pub struct Proc<'r> {
     derived: BTreeMap<String, BTreeSet<String>>,
     /// Connections to managers, and the managers this process started.
     pub(super) managers: super::manager::Managers,
+    /// The forkserver this process started (its connection, its index).
+    pub(super) forkserver: Option<(OwnedFd, usize)>,
+    /// How long this process took to start (`start_ms`), when measured.
+    start_ms: Option<f64>,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
@@ -121,6 +127,8 @@ impl<'r> Proc<'r> {
             seen: BTreeMap::new(),
             derived: BTreeMap::new(),
             managers: Default::default(),
+            forkserver: None,
+            start_ms: None,
         };
         p.reseed();
         p
@@ -141,15 +149,25 @@ impl<'r> Proc<'r> {
         match self.fork_child("main".into(), "main", false, true)? {
             Forked::Parent(i) => Ok(self.children[i].ns_pid),
             Forked::Child => {
-                let code = self.run_role("main", Vec::new());
+                let code = self.run_role("main", Vec::new(), false);
                 self.finish(code)
             }
         }
     }
 
     /// Runs a role's steps as this process's whole life; the exit code.
-    fn run_role(&mut self, role: &str, args: Vec<(String, Value)>) -> i32 {
-        self.vars = self.run.scenario.globals.clone();
+    /// A forked child `inherit`s the private globals as its parent left
+    /// them (a copy of its memory); otherwise they have their initial values.
+    fn run_role(&mut self, role: &str, args: Vec<(String, Value)>, inherit: bool) -> i32 {
+        let mut vars = self.run.scenario.globals.clone();
+        if inherit {
+            for (k, v) in vars.iter_mut() {
+                if let Some(now) = self.vars.get(k) {
+                    *v = now.clone();
+                }
+            }
+        }
+        self.vars = vars;
         self.vars.extend(args);
         self.seen.clear();
         self.derived.clear();
@@ -163,8 +181,73 @@ impl<'r> Proc<'r> {
         }
     }
 
+    /// A process started fresh (spawn, forkserver): its role with the
+    /// initial globals.
+    pub(super) fn run_role_fresh(&mut self, role: &str, args: Vec<(String, Value)>) -> i32 {
+        self.run_role(role, args, false)
+    }
+
+    pub(super) fn slot(&self) -> usize {
+        self.slot
+    }
+
+    pub(super) fn set_slot(&mut self, slot: usize) {
+        self.slot = slot;
+    }
+
+    pub(super) fn set_start_ms(&mut self, ms: f64) {
+        self.start_ms = Some(ms);
+    }
+
+    pub(super) fn child_pids(&self, i: usize) -> (i32, i32) {
+        (self.children[i].pid, self.children[i].ns_pid.as_raw())
+    }
+
+    /// A child the forkserver forked for us: joined through `via`.
+    pub(super) fn push_foreign_child(
+        &mut self,
+        id: String,
+        pid: i32,
+        ns_pid: i32,
+        via: OwnedFd,
+    ) -> usize {
+        self.children.push(Child {
+            id,
+            pid,
+            ns_pid: Pid::from_raw(ns_pid),
+            daemon: false,
+            spawned: true,
+            reaped: false,
+            exitcode: Value::None,
+            via: Some(via),
+        });
+        self.children.len() - 1
+    }
+
+    /// Reaps child `i` if it has ended (without blocking); its exitcode.
+    pub(super) fn try_reap_child(&mut self, i: usize) -> Option<Value> {
+        if self.children[i].reaped {
+            return Some(self.children[i].exitcode.clone());
+        }
+        loop {
+            match waitpid(self.children[i].ns_pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    self.children[i].reaped = true;
+                    self.emit_reaped(i, s);
+                    return Some(self.children[i].exitcode.clone());
+                }
+                Ok(WaitStatus::StillAlive) => return None,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => {
+                    self.children[i].reaped = true;
+                    return Some(Value::None);
+                }
+            }
+        }
+    }
+
     /// Like an uncaught exception: a message on stderr, exit code 1.
-    fn fail(&mut self, e: RunError) -> i32 {
+    pub(super) fn fail(&mut self, e: RunError) -> i32 {
         let at = self
             .probe
             .line
@@ -214,6 +297,7 @@ impl<'r> Proc<'r> {
         for i in spawned {
             self.join_child_why(i, self.gated(), Some(JOIN_AT_EXIT));
         }
+        self.stop_forkserver();
         if self.gated() && joins && !kills {
             // The joins came first; now the exit itself is a step.
             let touches = vec![format!("proc:{}", self.probe.id)];
@@ -505,6 +589,7 @@ impl<'r> Proc<'r> {
                 handle,
                 args,
                 daemon,
+                method,
             } => {
                 let args: Vec<(String, Value)> = args
                     .iter()
@@ -512,16 +597,25 @@ impl<'r> Proc<'r> {
                     .collect::<Result<_, RunError>>()?;
                 self.n_children += 1;
                 let id = format!("{}.{}", self.probe.id, self.n_children);
-                match self.fork_child(id, role, *daemon, true)? {
-                    Forked::Parent(i) => {
-                        if let Some(h) = handle {
-                            self.handles.insert(h.clone(), i);
+                let i = match method.unwrap_or_default() {
+                    StartMethod::Fork => {
+                        let t0_ns = now_ns();
+                        match self.fork_child(id, role, *daemon, true)? {
+                            Forked::Parent(i) => i,
+                            Forked::Child => {
+                                if method.is_some() {
+                                    self.note_start(StartMethod::Fork, t0_ns);
+                                }
+                                let code = self.run_role(role, args, true);
+                                self.finish(code)
+                            }
                         }
                     }
-                    Forked::Child => {
-                        let code = self.run_role(role, args);
-                        self.finish(code)
-                    }
+                    StartMethod::Spawn => self.spawn_fresh(id, role, args, *daemon)?,
+                    StartMethod::Forkserver => self.spawn_by_forkserver(id, role, args)?,
+                };
+                if let Some(h) = handle {
+                    self.handles.insert(h.clone(), i);
                 }
             }
             Op::Fork { into } => {
@@ -930,6 +1024,8 @@ impl<'r> Proc<'r> {
                 self.handles.clear();
                 self.pools.clear();
                 self.managers.after_fork();
+                self.forkserver = None;
+                self.start_ms = None;
                 self.n_children = 0;
                 self.reseed();
                 Ok(Forked::Child)
@@ -958,6 +1054,7 @@ impl<'r> Proc<'r> {
                     spawned: role != "exec" && !role.starts_with("pool:"),
                     reaped: false,
                     exitcode: Value::None,
+                    via: None,
                 });
                 Ok(Forked::Parent(self.children.len() - 1))
             }
@@ -1050,6 +1147,9 @@ impl<'r> Proc<'r> {
         if self.children[i].reaped {
             return;
         }
+        if self.children[i].via.is_some() {
+            return self.join_via_forkserver(i, why);
+        }
         let ns_pid = self.children[i].ns_pid;
         let on = match why {
             Some(why) => format!("join {} ({why})", self.children[i].id),
@@ -1105,6 +1205,42 @@ impl<'r> Proc<'r> {
         }
     }
 
+    /// Joins a child the forkserver forked: its parent (the forkserver)
+    /// reaps it and writes its status on our pipe, as CPython's
+    /// `popen_forkserver` reads it.
+    fn join_via_forkserver(&mut self, i: usize, why: Option<&str>) {
+        let Some(via) = self.children[i].via.take() else {
+            return;
+        };
+        let on = match why {
+            Some(why) => format!("join {} ({why})", self.children[i].id),
+            None => format!("join {}", self.children[i].id),
+        };
+        let ready = readable(via.as_fd(), 0);
+        if !ready {
+            self.probe.emit(Body::Block { on: on.clone() });
+        }
+        let mut buf = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match nix::unistd::read(&via, &mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        self.children[i].reaped = true;
+        self.children[i].exitcode = if got == 4 {
+            Value::Int(i64::from(i32::from_le_bytes(buf)))
+        } else {
+            Value::None
+        };
+        if !ready {
+            self.probe.emit(Body::Unblock { on });
+        }
+    }
+
     /// Gated runs: reaps the child if it has ended or is ending (it said so
     /// in shared memory); `None` while it still runs. `Some(None)` if it is
     /// gone already.
@@ -1125,7 +1261,7 @@ impl<'r> Proc<'r> {
         }
     }
 
-    fn emit_reaped(&mut self, i: usize, s: WaitStatus) {
+    pub(super) fn emit_reaped(&mut self, i: usize, s: WaitStatus) {
         self.children[i].exitcode = match s {
             WaitStatus::Exited(_, c) => Value::Int(i64::from(c)),
             WaitStatus::Signaled(_, sig, _) => Value::Int(-(sig as i64)),
@@ -1356,6 +1492,14 @@ impl<'r> Proc<'r> {
     }
 
     /// Reads one message, announcing the wait if nothing is there yet.
+    pub(super) fn blocking_read_pub(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        on: &str,
+    ) -> Result<Option<Vec<u8>>, RunError> {
+        self.blocking_read(fd, on)
+    }
+
     fn blocking_read(
         &mut self,
         fd: std::os::fd::BorrowedFd<'_>,
@@ -1904,6 +2048,7 @@ impl Scope for Proc<'_> {
             "ppid" => Ok(Value::Int(i64::from(host_ppid().unwrap_or(0)))),
             "name" => Ok(Value::Str(self.probe.id.clone())),
             "role" => Ok(Value::Str(self.role.clone())),
+            "start_ms" => Ok(Value::Float(self.start_ms.unwrap_or(0.0))),
             _ => Err(format!("NameError: name {name:?} is not defined here")),
         }
     }

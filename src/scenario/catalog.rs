@@ -39,6 +39,7 @@ pub const BUILTINS: &[Builtin] = builtins![
     "queue-producer-consumer",
     "queue-bounded",
     "manager-queue",
+    "start-methods",
     "shared-ctypes",
     "subprocess-pipe",
     "signals",

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 /// Names every process can use in expressions.
-pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role"];
+pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role", "start_ms"];
 
 /// Reads and checks a scenario. `origin` names the file in error messages.
 pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
@@ -606,6 +606,18 @@ impl Cx<'_> {
                     role,
                     handle: st.handle.as_ref().map(|h| h.get_ref().clone()),
                     daemon: st.daemon.unwrap_or(false),
+                    method: st.start_method.as_ref().map(|m| {
+                        StartMethod::parse(m.get_ref()).unwrap_or_else(|| {
+                            self.err(
+                                m.span(),
+                                format!(
+                                    "unknown start method {:?} (fork, spawn, forkserver)",
+                                    m.get_ref()
+                                ),
+                            );
+                            StartMethod::Fork
+                        })
+                    }),
                 }
             }
             "fork" => {

@@ -109,6 +109,38 @@ pub struct Step {
     pub op: Op,
 }
 
+/// How a `spawn` starts its child (`multiprocessing.get_context(...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartMethod {
+    /// A fork of the parent: the child has a copy of its memory.
+    #[default]
+    Fork,
+    /// A fresh start of our binary (`exec`): only the role and its args.
+    Spawn,
+    /// A fork of the forkserver, a server process started fresh once.
+    Forkserver,
+}
+
+impl StartMethod {
+    pub fn parse(s: &str) -> Option<StartMethod> {
+        Some(match s {
+            "fork" => StartMethod::Fork,
+            "spawn" => StartMethod::Spawn,
+            "forkserver" => StartMethod::Forkserver,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::Forkserver => "forkserver",
+        }
+    }
+}
+
 /// Which signal a `signal` step sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sig {
@@ -150,6 +182,8 @@ pub enum Op {
         handle: Option<String>,
         args: Vec<(String, Expr)>,
         daemon: bool,
+        /// `None`: the default, fork (not said in the file).
+        method: Option<StartMethod>,
     },
     /// `os.fork()`: both processes go on with the next step.
     Fork {
@@ -272,10 +306,25 @@ impl Scenario {
     /// Why a gated run (step mode, `--schedule`, `stats`/`explore` with a
     /// schedule) cannot run this scenario, if it cannot.
     pub fn gated_unsupported(&self) -> Option<String> {
-        let uses_manager = self
-            .all_steps()
-            .iter()
-            .any(|s| matches!(s.op, Op::Manager(_)));
+        let steps = self.all_steps();
+        let forkserver = steps.iter().any(|s| {
+            matches!(
+                s.op,
+                Op::Spawn {
+                    method: Some(StartMethod::Forkserver),
+                    ..
+                }
+            )
+        });
+        if forkserver {
+            return Some(format!(
+                "{} starts a forkserver, a server process that forks children on request \
+                 and never waits for a `go`: gated runs (step mode, --schedule, --schedule-file) \
+                 cannot drive it yet; run it free",
+                self.name
+            ));
+        }
+        let uses_manager = steps.iter().any(|s| matches!(s.op, Op::Manager(_)));
         uses_manager.then(|| {
             format!(
                 "{} starts a Manager, a server process that answers requests as they come \

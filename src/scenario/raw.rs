@@ -100,6 +100,8 @@ pub struct Step {
     pub handle: Option<S<String>>,
     pub args: Option<BTreeMap<String, S<toml::Value>>>,
     pub daemon: Option<bool>,
+    /// `fork` (default), `spawn` or `forkserver`: how a `spawn` starts its child.
+    pub start_method: Option<S<String>>,
     pub fork: Option<S<String>>,
     pub join: Option<S<String>>,
     pub wait: Option<S<String>>,
