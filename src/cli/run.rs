@@ -108,6 +108,9 @@ pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError>
         },
         gated,
     };
+    if gated && let Some(why) = loaded.scenario.gated_unsupported() {
+        return Err(InputError::Other(why));
+    }
     limits::check(&loaded.scenario, &params, &opts.limits)
         .map_err(|e| InputError::Other(format!("{}: {e}", loaded.origin)))?;
     if !loaded.builtin && !loaded.scenario.exec_programs.is_empty() && !args.allow_exec {

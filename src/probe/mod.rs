@@ -148,6 +148,24 @@ impl Probe {
         }
     }
 
+    /// What a `spawn`ed child needs to go on with this connection after
+    /// `exec`: the socket's fd (if connected) and the last sequence number.
+    pub fn handover(&self) -> (Option<i32>, u64) {
+        (self.sock.as_ref().map(AsRawFd::as_raw_fd), self.seq)
+    }
+
+    /// The same connection, after `exec`: the probe a `spawn`ed child had
+    /// before it replaced its image (its hello is already sent).
+    pub fn resume(sock: Option<UnixStream>, id: &str, pid: i32, seq: u64) -> Probe {
+        Probe {
+            sock,
+            id: id.to_string(),
+            pid,
+            seq,
+            line: None,
+        }
+    }
+
     /// Closes the connection (the parent's copy, in a fresh child).
     pub fn disconnect(&mut self) {
         self.sock = None;

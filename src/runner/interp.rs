@@ -11,7 +11,7 @@ use crate::protocol::{Body, ResourceKind, Value, now_ns, signal_name};
 use crate::rng::SplitMix64;
 use crate::scenario::expr::Scope;
 use crate::scenario::limits::MAX_REPEAT;
-use crate::scenario::{Expr, Op, Sig, Step};
+use crate::scenario::{Expr, Op, Sig, StartMethod, Step};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
@@ -55,6 +55,8 @@ struct Child {
     reaped: bool,
     /// Python's `exitcode`: the code, or minus the signal number.
     exitcode: Value,
+    /// Not our child but the forkserver's: its status comes on this pipe.
+    via: Option<OwnedFd>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,7 +67,7 @@ struct Packet {
 
 /// One scenario process: its probe, private variables and children.
 pub struct Proc<'r> {
-    run: &'r Run,
+    pub(super) run: &'r Run,
     pub probe: Probe,
     role: String,
     vars: BTreeMap<String, Value>,
@@ -80,10 +82,16 @@ pub struct Proc<'r> {
     seen: BTreeMap<String, Value>,
     /// Per private variable: the shared values its value was computed from.
     derived: BTreeMap<String, BTreeSet<String>>,
+    /// Connections to managers, and the managers this process started.
+    pub(super) managers: super::manager::Managers,
+    /// The forkserver this process started (its connection, its index).
+    pub(super) forkserver: Option<(OwnedFd, usize)>,
+    /// How long this process took to start (`start_ms`), when measured.
+    start_ms: Option<f64>,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
-enum Forked {
+pub(super) enum Forked {
     Parent(usize),
     Child,
 }
@@ -103,6 +111,9 @@ impl<'r> Proc<'r> {
             slot: 0,
             seen: BTreeMap::new(),
             derived: BTreeMap::new(),
+            managers: Default::default(),
+            forkserver: None,
+            start_ms: None,
         };
         p.reseed();
         p
@@ -123,15 +134,25 @@ impl<'r> Proc<'r> {
         match self.fork_child("main".into(), "main", false, true)? {
             Forked::Parent(i) => Ok(self.children[i].ns_pid),
             Forked::Child => {
-                let code = self.run_role("main", Vec::new());
+                let code = self.run_role("main", Vec::new(), false);
                 self.finish(code)
             }
         }
     }
 
     /// Runs a role's steps as this process's whole life; the exit code.
-    fn run_role(&mut self, role: &str, args: Vec<(String, Value)>) -> i32 {
-        self.vars = self.run.scenario.globals.clone();
+    /// A forked child `inherit`s the private globals as its parent left
+    /// them (a copy of its memory); otherwise they have their initial values.
+    fn run_role(&mut self, role: &str, args: Vec<(String, Value)>, inherit: bool) -> i32 {
+        let mut vars = self.run.scenario.globals.clone();
+        if inherit {
+            for (k, v) in vars.iter_mut() {
+                if let Some(now) = self.vars.get(k) {
+                    *v = now.clone();
+                }
+            }
+        }
+        self.vars = vars;
         self.vars.extend(args);
         self.seen.clear();
         self.derived.clear();
@@ -165,8 +186,73 @@ impl<'r> Proc<'r> {
         }
     }
 
+    /// A process started fresh (spawn, forkserver): its role with the
+    /// initial globals.
+    pub(super) fn run_role_fresh(&mut self, role: &str, args: Vec<(String, Value)>) -> i32 {
+        self.run_role(role, args, false)
+    }
+
+    pub(super) fn slot(&self) -> usize {
+        self.slot
+    }
+
+    pub(super) fn set_slot(&mut self, slot: usize) {
+        self.slot = slot;
+    }
+
+    pub(super) fn set_start_ms(&mut self, ms: f64) {
+        self.start_ms = Some(ms);
+    }
+
+    pub(super) fn child_pids(&self, i: usize) -> (i32, i32) {
+        (self.children[i].pid, self.children[i].ns_pid.as_raw())
+    }
+
+    /// A child the forkserver forked for us: joined through `via`.
+    pub(super) fn push_foreign_child(
+        &mut self,
+        id: String,
+        pid: i32,
+        ns_pid: i32,
+        via: OwnedFd,
+    ) -> usize {
+        self.children.push(Child {
+            id,
+            pid,
+            ns_pid: Pid::from_raw(ns_pid),
+            daemon: false,
+            spawned: true,
+            reaped: false,
+            exitcode: Value::None,
+            via: Some(via),
+        });
+        self.children.len() - 1
+    }
+
+    /// Reaps child `i` if it has ended (without blocking); its exitcode.
+    pub(super) fn try_reap_child(&mut self, i: usize) -> Option<Value> {
+        if self.children[i].reaped {
+            return Some(self.children[i].exitcode.clone());
+        }
+        loop {
+            match waitpid(self.children[i].ns_pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    self.children[i].reaped = true;
+                    self.emit_reaped(i, s);
+                    return Some(self.children[i].exitcode.clone());
+                }
+                Ok(WaitStatus::StillAlive) => return None,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => {
+                    self.children[i].reaped = true;
+                    return Some(Value::None);
+                }
+            }
+        }
+    }
+
     /// Like an uncaught exception: a message on stderr, exit code 1.
-    fn fail(&mut self, e: RunError) -> i32 {
+    pub(super) fn fail(&mut self, e: RunError) -> i32 {
         let at = self
             .probe
             .line
@@ -208,12 +294,15 @@ impl<'r> Proc<'r> {
             self.send_signal(i, Signal::SIGTERM);
             self.join_child(i, false);
         }
+        // CPython's manager finalizer runs before children are joined.
+        self.shutdown_managers();
         let spawned: Vec<usize> = (0..self.children.len())
             .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
             .collect();
         for i in spawned {
             self.join_child_why(i, self.gated(), Some(JOIN_AT_EXIT));
         }
+        self.stop_forkserver();
         if self.gated() && joins && !kills {
             // The joins came first; now the exit itself is a step.
             let touches = vec![format!("proc:{}", self.probe.id)];
@@ -528,6 +617,7 @@ impl<'r> Proc<'r> {
                 handle,
                 args,
                 daemon,
+                method,
             } => {
                 let args: Vec<(String, Value)> = args
                     .iter()
@@ -535,16 +625,25 @@ impl<'r> Proc<'r> {
                     .collect::<Result<_, RunError>>()?;
                 self.n_children += 1;
                 let id = format!("{}.{}", self.probe.id, self.n_children);
-                match self.fork_child(id, role, *daemon, true)? {
-                    Forked::Parent(i) => {
-                        if let Some(h) = handle {
-                            self.handles.insert(h.clone(), i);
+                let i = match method.unwrap_or_default() {
+                    StartMethod::Fork => {
+                        let t0_ns = now_ns();
+                        match self.fork_child(id, role, *daemon, true)? {
+                            Forked::Parent(i) => i,
+                            Forked::Child => {
+                                if method.is_some() {
+                                    self.note_start(StartMethod::Fork, t0_ns);
+                                }
+                                let code = self.run_role(role, args, true);
+                                self.finish(code)
+                            }
                         }
                     }
-                    Forked::Child => {
-                        let code = self.run_role(role, args);
-                        self.finish(code)
-                    }
+                    StartMethod::Spawn => self.spawn_fresh(id, role, args, *daemon)?,
+                    StartMethod::Forkserver => self.spawn_by_forkserver(id, role, args)?,
+                };
+                if let Some(h) = handle {
+                    self.handles.insert(h.clone(), i);
                 }
             }
             Op::Fork { into } => {
@@ -679,18 +778,55 @@ impl<'r> Proc<'r> {
             }
             Op::Put { queue, value } => {
                 let v = self.eval(value)?;
-                self.put(queue, v)?;
+                if self.run.scenario.manager_queues.contains_key(queue) {
+                    self.manager_put(queue, v)?;
+                } else {
+                    self.put(queue, v)?;
+                }
             }
             Op::Get { queue, into } => {
-                let v = self.get(queue)?;
+                let v = if self.run.scenario.manager_queues.contains_key(queue) {
+                    self.manager_get(queue)?
+                } else {
+                    self.get(queue)?
+                };
                 if let Some(var) = into {
                     self.set_var(var, v);
                 }
             }
             Op::Qsize { queue, into } => {
-                let n = self.run.shm.queue_depth_add(queue, 0);
+                let n = if self.run.scenario.manager_queues.contains_key(queue) {
+                    self.manager_qsize(queue)?
+                } else {
+                    Value::Int(self.run.shm.queue_depth_add(queue, 0).max(0))
+                };
                 if let Some(var) = into {
-                    self.set_var(var, Value::Int(n.max(0)));
+                    self.set_var(var, n);
+                }
+            }
+            Op::Manager(name) => self.start_manager(name)?,
+            Op::Apply {
+                pool,
+                role,
+                args,
+                into,
+            } => {
+                let args: Vec<(String, Value)> = args
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
+                    .collect::<Result<_, RunError>>()?;
+                self.drain_results(pool, false)?;
+                let task = self.submit(pool, role, args, None)?;
+                while !self.pool_mut(pool)?.results.contains_key(&task) {
+                    self.drain_results(pool, true)?;
+                }
+                let v = self
+                    .pool_mut(pool)?
+                    .results
+                    .remove(&task)
+                    .unwrap_or_default();
+                if let Some(var) = into {
+                    self.set_var(var, v);
                 }
             }
             Op::Lock(l) => self.lock(l)?,
@@ -875,7 +1011,7 @@ impl<'r> Proc<'r> {
     /// Forks a child with the given logical id. In the child this process's
     /// state becomes the child's (fresh probe, no children of its own) and
     /// `Forked::Child` is returned; the caller decides what it runs.
-    fn fork_child(
+    pub(super) fn fork_child(
         &mut self,
         id: String,
         role: &str,
@@ -914,6 +1050,9 @@ impl<'r> Proc<'r> {
                 self.children.clear();
                 self.handles.clear();
                 self.pools.clear();
+                self.managers.after_fork();
+                self.forkserver = None;
+                self.start_ms = None;
                 self.n_children = 0;
                 self.reseed();
                 Ok(Forked::Child)
@@ -942,10 +1081,17 @@ impl<'r> Proc<'r> {
                     spawned: role != "exec" && !role.starts_with("pool:"),
                     reaped: false,
                     exitcode: Value::None,
+                    via: None,
                 });
                 Ok(Forked::Parent(self.children.len() - 1))
             }
         }
+    }
+
+    /// A child that is not a `Process` (a manager's server): not joined by
+    /// `join = "*"` or at exit.
+    pub(super) fn set_not_spawned(&mut self, i: usize) {
+        self.children[i].spawned = false;
     }
 
     fn child_by_handle(&self, handle: &str) -> Result<usize, RunError> {
@@ -1018,7 +1164,7 @@ impl<'r> Proc<'r> {
 
     /// `waitpid` on one child: blocks while it runs, then reaps it. When
     /// `gate`d, the wait is a step of the schedule.
-    fn join_child(&mut self, i: usize, gate: bool) {
+    pub(super) fn join_child(&mut self, i: usize, gate: bool) {
         self.join_child_why(i, gate, None);
     }
 
@@ -1027,6 +1173,9 @@ impl<'r> Proc<'r> {
     fn join_child_why(&mut self, i: usize, gate: bool, why: Option<&str>) {
         if self.children[i].reaped {
             return;
+        }
+        if self.children[i].via.is_some() {
+            return self.join_via_forkserver(i, why);
         }
         let ns_pid = self.children[i].ns_pid;
         let on = match why {
@@ -1083,6 +1232,42 @@ impl<'r> Proc<'r> {
         }
     }
 
+    /// Joins a child the forkserver forked: its parent (the forkserver)
+    /// reaps it and writes its status on our pipe, as CPython's
+    /// `popen_forkserver` reads it.
+    fn join_via_forkserver(&mut self, i: usize, why: Option<&str>) {
+        let Some(via) = self.children[i].via.take() else {
+            return;
+        };
+        let on = match why {
+            Some(why) => format!("join {} ({why})", self.children[i].id),
+            None => format!("join {}", self.children[i].id),
+        };
+        let ready = readable(via.as_fd(), 0);
+        if !ready {
+            self.probe.emit(Body::Block { on: on.clone() });
+        }
+        let mut buf = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match nix::unistd::read(&via, &mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        self.children[i].reaped = true;
+        self.children[i].exitcode = if got == 4 {
+            Value::Int(i64::from(i32::from_le_bytes(buf)))
+        } else {
+            Value::None
+        };
+        if !ready {
+            self.probe.emit(Body::Unblock { on });
+        }
+    }
+
     /// Gated runs: reaps the child if it has ended or is ending (it said so
     /// in shared memory); `None` while it still runs. `Some(None)` if it is
     /// gone already.
@@ -1103,7 +1288,7 @@ impl<'r> Proc<'r> {
         }
     }
 
-    fn emit_reaped(&mut self, i: usize, s: WaitStatus) {
+    pub(super) fn emit_reaped(&mut self, i: usize, s: WaitStatus) {
         self.children[i].exitcode = match s {
             WaitStatus::Exited(_, c) => Value::Int(i64::from(c)),
             WaitStatus::Signaled(_, sig, _) => Value::Int(-(sig as i64)),
@@ -1239,6 +1424,14 @@ impl<'r> Proc<'r> {
     }
 
     /// Reads one message, announcing the wait if nothing is there yet.
+    pub(super) fn blocking_read_pub(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        on: &str,
+    ) -> Result<Option<Vec<u8>>, RunError> {
+        self.blocking_read(fd, on)
+    }
+
     fn blocking_read(
         &mut self,
         fd: std::os::fd::BorrowedFd<'_>,
@@ -1398,6 +1591,7 @@ impl Scope for Proc<'_> {
             "ppid" => Ok(Value::Int(i64::from(host_ppid().unwrap_or(0)))),
             "name" => Ok(Value::Str(self.probe.id.clone())),
             "role" => Ok(Value::Str(self.role.clone())),
+            "start_ms" => Ok(Value::Float(self.start_ms.unwrap_or(0.0))),
             _ => Err(format!("NameError: name {name:?} is not defined here")),
         }
     }

@@ -16,8 +16,10 @@
 //! All of it is single-threaded, so forking is safe.
 
 pub mod interp;
+pub mod manager;
 pub mod os;
 pub mod shm;
+pub mod start;
 pub mod watchdog;
 
 use crate::probe::{Capture, Probe};
@@ -96,6 +98,12 @@ impl Run {
 /// kill everything the run started, then exit. It does not die with the app
 /// itself, or nobody would be left to clean up.
 pub fn runner_main() -> i32 {
+    // A fresh image of ours, started by a `spawn` (or a forkserver): not
+    // a run of its own.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(2).map(String::as_str) == Some("--spawned") {
+        start::spawned_main(args.get(3).map_or("", String::as_str));
+    }
     let Some(text) = read_spec_line() else {
         return 70; // the app died (or stopped) before the whole spec arrived
     };
@@ -274,9 +282,57 @@ fn setup(spec: RunSpec) -> Result<Run, RunError> {
             },
         );
     }
+    if spec.gated
+        && let Some(why) = scenario.gated_unsupported()
+    {
+        return Err(RunError(why));
+    }
     let mut queues = BTreeMap::new();
     for q in scenario.queues.keys() {
-        queues.insert(q.clone(), os::packet_pipe()?);
+        // A manager's queue lives in the manager's memory, not in a pipe.
+        if !scenario.manager_queues.contains_key(q) {
+            queues.insert(q.clone(), os::packet_pipe()?);
+        }
+    }
+    Ok(Run {
+        params: spec.params.clone(),
+        spec,
+        scenario,
+        shm,
+        ends,
+        queues,
+    })
+}
+
+/// The run as a `spawn`ed child rebuilds it after `exec`: the scenario from
+/// its text, the kernel objects from the fds its parent handed over.
+fn rebuild(
+    spec: RunSpec,
+    shm_fd: OwnedFd,
+    end_fds: BTreeMap<String, OwnedFd>,
+    queues: BTreeMap<String, (OwnedFd, OwnedFd)>,
+) -> Result<Run, RunError> {
+    let scenario =
+        scenario::load(&spec.scenario_text, &spec.origin).map_err(|e| RunError(e.to_string()))?;
+    let shm = Shm::attach(&scenario, spec.max_procs, shm_fd)?;
+    let mut ends = BTreeMap::new();
+    let mut end_fds = end_fds;
+    for (name, p) in &scenario.pipes {
+        let [ea, eb] = &p.ends;
+        for (e, first) in [(ea, true), (eb, false)] {
+            let Some(fd) = end_fds.remove(e) else {
+                return Err(RunError(format!("pipe end {e} was not handed over")));
+            };
+            ends.insert(
+                e.clone(),
+                End {
+                    fd,
+                    channel: name.clone(),
+                    can_send: p.duplex || !first,
+                    can_recv: p.duplex || first,
+                },
+            );
+        }
     }
     Ok(Run {
         params: spec.params.clone(),
@@ -330,5 +386,16 @@ fn declare_resources(probe: &mut Probe, s: &Scenario) {
     }
     for (k, q) in &s.queues {
         declare(ResourceKind::Queue, k, None, Some(*q), vec![], false);
+    }
+    // A manager's connections: requests and replies travel on it.
+    for m in s.managers.keys() {
+        declare(
+            ResourceKind::Pipe,
+            m,
+            None,
+            None,
+            manager::ends(m).to_vec(),
+            true,
+        );
     }
 }

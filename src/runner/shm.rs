@@ -1,6 +1,8 @@
 //! Everything the scenario's processes really share, set up by the runner
-//! before it forks `main`: one `MAP_SHARED` anonymous mapping (inherited by
-//! every fork at the same address) holding shared values and arrays, the
+//! before it forks `main`: one `MAP_SHARED` mapping of a memfd (inherited by
+//! every fork at the same address; a `spawn`ed child, a fresh `exec` of our
+//! binary, maps the same memfd again: everything in it is found by offset)
+//! holding shared values and arrays, the
 //! process-shared semaphores that are the locks and the queues' free-slot
 //! counts, and the table of processes (for the process limit and for the
 //! runner to name the orphans it reaps).
@@ -8,9 +10,10 @@
 use super::RunError;
 use crate::protocol::Value;
 use crate::scenario::{ElemKind, Scenario};
-use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU8, AtomicU64, Ordering};
 
@@ -46,6 +49,9 @@ struct ProcEntry {
 
 pub struct Shm {
     base: NonNull<u8>,
+    /// The memfd behind the mapping (close-on-exec; handed to a `spawn`ed
+    /// child on purpose).
+    fd: OwnedFd,
     len: usize,
     slots: BTreeMap<String, Slot>,
     sems: BTreeMap<String, usize>,
@@ -70,6 +76,45 @@ impl Layout {
 impl Shm {
     /// Lays out and initializes the shared mapping for a scenario.
     pub fn create(scenario: &Scenario, max_procs: u32) -> Result<Shm, RunError> {
+        let fd =
+            nix::sys::memfd::memfd_create(c"forkscope-shm", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| RunError(format!("cannot create shared memory: {e}")))?;
+        let shm = Shm::map(scenario, max_procs, fd, true)?;
+        for (name, v) in &scenario.values {
+            shm.store(name, None, v)?;
+        }
+        for (name, a) in &scenario.arrays {
+            shm.store(name, None, &a.init)?;
+        }
+        for (name, &offset) in &shm.sems {
+            let initial = match name.strip_prefix("queue:") {
+                Some(q) => scenario.queues.get(q).copied().unwrap_or(0),
+                None => 1,
+            };
+            // SAFETY: `offset` was laid out for a sem_t inside the mapping,
+            // suitably aligned; pshared = 1 because processes share it.
+            let rc = unsafe { libc::sem_init(shm.sem_ptr(offset), 1, initial) };
+            if rc != 0 {
+                return Err(RunError(format!("cannot create semaphore {name}")));
+            }
+        }
+        Ok(shm)
+    }
+
+    /// In a `spawn`ed child (a fresh `exec`): maps the run's shared memory
+    /// again from the memfd its parent handed over. The layout follows from
+    /// the scenario and the process limit alone, as in [`Shm::create`];
+    /// nothing is initialized again.
+    pub fn attach(scenario: &Scenario, max_procs: u32, fd: OwnedFd) -> Result<Shm, RunError> {
+        Shm::map(scenario, max_procs, fd, false)
+    }
+
+    /// The memfd's number, to hand to a `spawn`ed child.
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    fn map(scenario: &Scenario, max_procs: u32, fd: OwnedFd, fresh: bool) -> Result<Shm, RunError> {
         let mut lay = Layout { len: 0 };
         let counter_offset = lay.take(8, 8);
         let procs_cap = max_procs as usize + 1;
@@ -112,18 +157,36 @@ impl Shm {
             depth.insert(q.clone(), lay.take(8, 8));
         }
         let len = lay.len.max(8);
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        if fresh {
+            nix::unistd::ftruncate(&fd, len as i64)
+                .map_err(|e| RunError(format!("cannot size shared memory: {e}")))?;
+        } else {
+            let size = nix::sys::stat::fstat(&fd)
+                .map_err(|e| RunError(format!("cannot see the shared memory: {e}")))?
+                .st_size;
+            if size < len as i64 {
+                return Err(RunError(format!(
+                    "the shared memory handed over holds {size} bytes, not {len}"
+                )));
+            }
+        }
+        // SAFETY: a new mapping of our own memfd, at an address the kernel
+        // picks; no existing memory is touched. The file is at least `len`
+        // bytes (sized above or checked), so every access is backed.
         let base = unsafe {
-            mmap_anonymous(
+            mmap(
                 None,
                 NonZeroUsize::new(len).unwrap_or(NonZeroUsize::MIN),
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
                 MapFlags::MAP_SHARED,
+                &fd,
+                0,
             )
         }
         .map_err(|e| RunError(format!("cannot map shared memory: {e}")))?;
-        let shm = Shm {
+        Ok(Shm {
             base: base.cast(),
+            fd,
             len,
             slots,
             sems,
@@ -131,26 +194,7 @@ impl Shm {
             procs_offset,
             procs_cap,
             counter_offset,
-        };
-        for (name, v) in &scenario.values {
-            shm.store(name, None, v)?;
-        }
-        for (name, a) in &scenario.arrays {
-            shm.store(name, None, &a.init)?;
-        }
-        for (name, &offset) in &shm.sems {
-            let initial = match name.strip_prefix("queue:") {
-                Some(q) => scenario.queues.get(q).copied().unwrap_or(0),
-                None => 1,
-            };
-            // SAFETY: `offset` was laid out for a sem_t inside the mapping,
-            // suitably aligned; pshared = 1 because processes share it.
-            let rc = unsafe { libc::sem_init(shm.sem_ptr(offset), 1, initial) };
-            if rc != 0 {
-                return Err(RunError(format!("cannot create semaphore {name}")));
-            }
-        }
-        Ok(shm)
+        })
     }
 
     fn word(&self, offset: usize) -> &AtomicU64 {

@@ -38,6 +38,8 @@ pub const BUILTINS: &[Builtin] = builtins![
     "pipe-shared-3",
     "queue-producer-consumer",
     "queue-bounded",
+    "manager-queue",
+    "start-methods",
     "shared-ctypes",
     "subprocess-pipe",
     "signals",

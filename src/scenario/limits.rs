@@ -191,7 +191,13 @@ impl Estimator<'_> {
         let mut added = 0.0;
         for s in steps {
             match &s.op {
-                Op::Spawn { role, .. } => added += m * (1.0 + self.role(role)?),
+                Op::Spawn { role, method, .. } => {
+                    // A forkserver is one more process (at most one per owner).
+                    let server = f64::from(u8::from(
+                        *method == Some(crate::scenario::StartMethod::Forkserver),
+                    ));
+                    added += m * (1.0 + server + self.role(role)?);
+                }
                 Op::Fork { .. } => {
                     added += m;
                     m *= 2.0;
@@ -200,7 +206,9 @@ impl Estimator<'_> {
                 Op::Pool { workers, .. } => {
                     added += m * self.count(workers, "pool")?.unwrap_or(1.0);
                 }
-                Op::ApplyAsync { role, .. } | Op::Map { role, .. } => {
+                // A manager's server process.
+                Op::Manager(_) => added += m,
+                Op::ApplyAsync { role, .. } | Op::Map { role, .. } | Op::Apply { role, .. } => {
                     // Tasks run inside pool workers; they may spawn too.
                     added += m * self.role(role)?;
                 }

@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::rc::Rc;
 
 /// Names every process can use in expressions.
-pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role"];
+pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role", "start_ms"];
 
 /// Reads and checks a scenario. `origin` names the file in error messages.
 pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
@@ -397,6 +397,25 @@ impl Cx<'_> {
             .iter()
             .map(|(k, q)| (k.clone(), q.get_ref().maxsize))
             .collect();
+        let mut manager_queues = BTreeMap::new();
+        let mut managers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, q) in &f.queues {
+            if let Some(m) = &q.get_ref().manager {
+                let m_name = m.get_ref().clone();
+                if m_name.is_empty()
+                    || !m_name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    self.err(
+                        m.span(),
+                        "a manager's name must be letters, digits and '_' (it names its process)",
+                    );
+                }
+                manager_queues.insert(k.clone(), m_name.clone());
+                managers.entry(m_name).or_default().push(k.clone());
+            }
+        }
 
         // One namespace for everything a step can name.
         let mut seen = BTreeSet::new();
@@ -408,7 +427,8 @@ impl Cx<'_> {
             .chain(locks.iter())
             .chain(pipes.keys())
             .chain(ends.iter())
-            .chain(queues.keys());
+            .chain(queues.keys())
+            .chain(managers.keys());
         for n in declared {
             if !seen.insert(n.clone()) {
                 self.errors.push(ScenarioError {
@@ -467,6 +487,8 @@ impl Cx<'_> {
             locks,
             pipes,
             queues,
+            manager_queues,
+            managers,
             roles: BTreeMap::new(),
             exec_programs: Vec::new(),
         };
@@ -648,6 +670,8 @@ impl Cx<'_> {
             ("add", st.add.is_some()),
             ("pool", st.pool.is_some()),
             ("apply_async", st.apply_async.is_some()),
+            ("apply", st.apply.is_some()),
+            ("manager", st.manager.is_some()),
             ("map", st.map.is_some()),
             ("close", st.close.is_some()),
             ("exec", st.exec.is_some()),
@@ -744,6 +768,18 @@ impl Cx<'_> {
                     role,
                     handle: st.handle.as_ref().map(|h| h.get_ref().clone()),
                     daemon: st.daemon.unwrap_or(false),
+                    method: st.start_method.as_ref().map(|m| {
+                        StartMethod::parse(m.get_ref()).unwrap_or_else(|| {
+                            self.err(
+                                m.span(),
+                                format!(
+                                    "unknown start method {:?} (fork, spawn, forkserver)",
+                                    m.get_ref()
+                                ),
+                            );
+                            StartMethod::Fork
+                        })
+                    }),
                 }
             }
             "fork" => {
@@ -884,6 +920,24 @@ impl Cx<'_> {
                     into,
                 }
             }
+            "apply" => {
+                let role = match &st.role {
+                    Some(r) => role_ref(self, r),
+                    None => {
+                        self.err(span.clone(), "apply needs `role = \"...\"`");
+                        String::new()
+                    }
+                };
+                Op::Apply {
+                    pool: self.name_in(st.apply.as_ref()?, "pool", is_handle),
+                    args: args(self, rc, &role),
+                    role,
+                    into,
+                }
+            }
+            "manager" => Op::Manager(self.name_in(st.manager.as_ref()?, "manager", |n| {
+                sc.managers.contains_key(n)
+            })),
             "close" => Op::Close(self.name_in(st.close.as_ref()?, "pool", is_handle)),
             "exec" => {
                 let argv_raw = st.exec.as_ref()?;

@@ -59,6 +59,10 @@ pub struct Scenario {
     pub locks: Vec<String>,
     pub pipes: BTreeMap<String, PipeDecl>,
     pub queues: BTreeMap<String, u32>,
+    /// Queues that live in a manager's server process: queue -> manager.
+    pub manager_queues: BTreeMap<String, String>,
+    /// Every manager named by a queue: manager -> its queues.
+    pub managers: BTreeMap<String, Vec<String>>,
     pub roles: BTreeMap<String, Role>,
     /// The programs `exec` steps may run, for the consent prompt.
     pub exec_programs: Vec<String>,
@@ -105,6 +109,38 @@ pub struct Step {
     pub op: Op,
 }
 
+/// How a `spawn` starts its child (`multiprocessing.get_context(...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartMethod {
+    /// A fork of the parent: the child has a copy of its memory.
+    #[default]
+    Fork,
+    /// A fresh start of our binary (`exec`): only the role and its args.
+    Spawn,
+    /// A fork of the forkserver, a server process started fresh once.
+    Forkserver,
+}
+
+impl StartMethod {
+    pub fn parse(s: &str) -> Option<StartMethod> {
+        Some(match s {
+            "fork" => StartMethod::Fork,
+            "spawn" => StartMethod::Spawn,
+            "forkserver" => StartMethod::Forkserver,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::Forkserver => "forkserver",
+        }
+    }
+}
+
 /// Which signal a `signal` step sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sig {
@@ -146,6 +182,8 @@ pub enum Op {
         handle: Option<String>,
         args: Vec<(String, Expr)>,
         daemon: bool,
+        /// `None`: the default, fork (not said in the file).
+        method: Option<StartMethod>,
     },
     /// `os.fork()`: both processes go on with the next step.
     Fork {
@@ -242,6 +280,15 @@ pub enum Op {
         into: Option<String>,
     },
     Close(String),
+    /// `pool.apply(f, args)`: run one task in the pool and wait for its result.
+    Apply {
+        pool: String,
+        role: String,
+        args: Vec<(String, Expr)>,
+        into: Option<String>,
+    },
+    /// `Manager()`: start the manager's server process.
+    Manager(String),
     Exec {
         argv: Vec<Template>,
         input: Option<Expr>,
@@ -256,6 +303,38 @@ pub enum Op {
 }
 
 impl Scenario {
+    /// Why a gated run (step mode, `--schedule`, `stats`/`explore` with a
+    /// schedule) cannot run this scenario, if it cannot.
+    pub fn gated_unsupported(&self) -> Option<String> {
+        let steps = self.all_steps();
+        let forkserver = steps.iter().any(|s| {
+            matches!(
+                s.op,
+                Op::Spawn {
+                    method: Some(StartMethod::Forkserver),
+                    ..
+                }
+            )
+        });
+        if forkserver {
+            return Some(format!(
+                "{} starts a forkserver, a server process that forks children on request \
+                 and never waits for a `go`: gated runs (step mode, --schedule, --schedule-file) \
+                 cannot drive it yet; run it free",
+                self.name
+            ));
+        }
+        let uses_manager = steps.iter().any(|s| matches!(s.op, Op::Manager(_)));
+        uses_manager.then(|| {
+            format!(
+                "{} starts a Manager, a server process that answers requests as they come \
+                 and never waits for a `go`: gated runs (step mode, --schedule, --schedule-file) \
+                 cannot drive it yet; run it free",
+                self.name
+            )
+        })
+    }
+
     /// Every step of every role, depth first (for checks and estimates).
     pub fn all_steps(&self) -> Vec<&Step> {
         fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {

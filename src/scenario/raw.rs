@@ -71,6 +71,9 @@ fn yes() -> bool {
 pub struct Queue {
     #[serde(default)]
     pub maxsize: u32,
+    /// The queue lives in this manager's server process (`Manager().Queue()`).
+    #[serde(default)]
+    pub manager: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +100,8 @@ pub struct Step {
     pub handle: Option<S<String>>,
     pub args: Option<BTreeMap<String, S<toml::Value>>>,
     pub daemon: Option<bool>,
+    /// `fork` (default), `spawn` or `forkserver`: how a `spawn` starts its child.
+    pub start_method: Option<S<String>>,
     pub fork: Option<S<String>>,
     pub join: Option<S<String>>,
     pub wait: Option<S<String>>,
@@ -142,11 +147,14 @@ pub struct Step {
     pub pool: Option<S<String>>,
     pub workers: Option<S<toml::Value>>,
     pub apply_async: Option<S<String>>,
+    pub apply: Option<S<String>>,
     pub map: Option<S<String>>,
     pub role: Option<S<String>>,
     pub callback: Option<S<String>>,
     pub inputs: Option<S<toml::Value>>,
     pub close: Option<S<String>>,
+    /// Starts a manager server process (`Manager()`).
+    pub manager: Option<S<String>>,
 
     pub exec: Option<S<Vec<S<String>>>>,
     pub input: Option<S<toml::Value>>,
