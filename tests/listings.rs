@@ -20,7 +20,7 @@ mod common;
 use common::*;
 use forkscope::protocol::Body;
 use forkscope::scenario::catalog::BUILTINS;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -244,10 +244,17 @@ fn run_python(
     // Whatever the listing left behind (a daemon, an orphan) goes too.
     kill_group(pgid);
     let text = reader.join().unwrap_or_default();
-    let tree = strace.map(|_| strace_tree(&std::fs::read_to_string(&trace).unwrap_or_default()));
+    let log = std::fs::read_to_string(&trace).unwrap_or_default();
+    let tree = strace.map(|_| strace_tree(&log));
+    // Every pid strace saw, and strace's own (the listing's parent).
+    let mut pids: BTreeSet<i64> = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    pids.insert(i64::from(pgid));
     Observed {
         tree,
-        lines: normalized_lines([text.as_str()]),
+        lines: normalized_lines([text.as_str()], &pids),
         log: String::new(),
     }
 }
@@ -309,9 +316,18 @@ fn run_forkscope(name: &str) -> Observed {
         .filter(|l| !l.contains("\"kind\":\"output\""))
         .collect::<Vec<_>>()
         .join("\n");
+    let mut pids: BTreeSet<i64> = BTreeSet::new();
+    for e in run.of_kind("hello") {
+        pids.insert(i64::from(e.pid));
+        // Host pids only: pids inside forkscope's PID namespace are 1, 2,
+        // 3… and nobody prints them but exec'd programs.
+        if let Body::Hello { ppid, .. } = &e.body {
+            pids.insert(i64::from(*ppid));
+        }
+    }
     Observed {
         tree: Some(tree),
-        lines: normalized_lines([text.as_str()]),
+        lines: normalized_lines([text.as_str()], &pids),
         log: format!("{log}\n{}", run.stderr),
     }
 }
@@ -423,19 +439,26 @@ fn wait4_result(call: &str) -> Option<(String, String)> {
     Some((child.to_string(), status))
 }
 
-/// Lines, sorted, with pids (4+ digit integers) and
+/// After pids wrap around, Linux starts again at 300 (below are the
+/// kernel's): a smaller number in a line is never a pid of the run.
+const FIRST_USER_PID: i64 = 300;
+
+/// Lines, sorted, with pids (the run's own, and any 4+ digit integer) and
 /// two-decimal timings written as N.
-fn normalized_lines<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+fn normalized_lines<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+    pids: &BTreeSet<i64>,
+) -> Vec<String> {
     let mut lines: Vec<String> = texts
         .into_iter()
         .flat_map(str::lines)
-        .map(normalize)
+        .map(|l| normalize(l, pids))
         .collect();
     lines.sort();
     lines
 }
 
-fn normalize(line: &str) -> String {
+fn normalize(line: &str, pids: &BTreeSet<i64>) -> String {
     let chars: Vec<char> = line.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -462,7 +485,14 @@ fn normalize(line: &str) -> String {
         if decimals == 2 {
             out.push('N');
             i = end;
-        } else if decimals == 0 && int_digits >= 4 {
+        } else if decimals == 0
+            && (int_digits >= 4
+                || chars[start..i]
+                    .iter()
+                    .collect::<String>()
+                    .parse()
+                    .is_ok_and(|n: i64| n >= FIRST_USER_PID && pids.contains(&n)))
+        {
             out.push('N');
         } else {
             out.extend(&chars[start..end]);
@@ -500,11 +530,14 @@ impl Drop for TempDir {
 
 #[test]
 fn numbers_that_vary_are_written_as_n() {
-    assert_eq!(normalize("main pid is 30108"), "main pid is N");
-    assert_eq!(normalize("time used: 0.73"), "time used: N");
-    assert_eq!(normalize("exit code -15, task 3"), "exit code -15, task 3");
-    assert_eq!(normalize("0.1111111111111111"), "0.1111111111111111");
-    assert_eq!(normalize("pid_1 send_2"), "pid_1 send_2");
+    let pids = BTreeSet::from([417]);
+    let n = |l: &str| normalize(l, &pids);
+    assert_eq!(n("main pid is 30108"), "main pid is N");
+    assert_eq!(n("child 417 starts, task 41"), "child N starts, task 41");
+    assert_eq!(n("time used: 0.73"), "time used: N");
+    assert_eq!(n("exit code -15, task 3"), "exit code -15, task 3");
+    assert_eq!(n("0.1111111111111111"), "0.1111111111111111");
+    assert_eq!(n("pid_1 send_2"), "pid_1 send_2");
 }
 
 #[test]
