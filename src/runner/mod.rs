@@ -17,6 +17,7 @@
 
 pub mod interp;
 pub mod os;
+pub mod pipes;
 pub mod shm;
 pub mod watchdog;
 
@@ -54,13 +55,7 @@ pub struct RunSpec {
     pub gated: bool,
 }
 
-/// One end of a pipe as a process holds it.
-pub struct End {
-    pub fd: OwnedFd,
-    pub channel: String,
-    pub can_send: bool,
-    pub can_recv: bool,
-}
+pub use pipes::End;
 
 /// What every scenario process inherits from the runner core.
 pub struct Run {
@@ -237,30 +232,7 @@ fn setup(spec: RunSpec) -> Result<Run, RunError> {
     let shm = Shm::create(&scenario, spec.max_procs)?;
     let mut ends = BTreeMap::new();
     for (name, p) in &scenario.pipes {
-        let (a, b) = if p.duplex {
-            os::duplex_pair()?
-        } else {
-            os::packet_pipe()?
-        };
-        let [ea, eb] = &p.ends;
-        ends.insert(
-            ea.clone(),
-            End {
-                fd: a,
-                channel: name.clone(),
-                can_send: p.duplex,
-                can_recv: true,
-            },
-        );
-        ends.insert(
-            eb.clone(),
-            End {
-                fd: b,
-                channel: name.clone(),
-                can_send: true,
-                can_recv: p.duplex,
-            },
-        );
+        ends.extend(pipes::create(name, p)?);
     }
     let mut queues = BTreeMap::new();
     for q in scenario.queues.keys() {

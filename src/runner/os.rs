@@ -1,10 +1,10 @@
-//! The few places the runner talks to the kernel directly: fork, pipes that
-//! keep message boundaries, and blocking reads and writes of one message.
+//! The few places the runner talks to the kernel directly: fork, packet
+//! pipes that keep message boundaries (queues, pools), and blocking reads
+//! and writes of one message. `Pipe()` ends are in `pipes.rs`.
 
 use super::RunError;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, fork, pipe2, read, write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -33,18 +33,6 @@ pub fn packet_pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
     // Best effort: a smaller pipe still works, it just blocks sooner.
     let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(1 << 20));
     Ok((r, w))
-}
-
-/// A duplex connection that keeps message boundaries (`SOCK_SEQPACKET`),
-/// what `multiprocessing.Pipe(duplex=True)` is on Linux (a socketpair).
-pub fn duplex_pair() -> Result<(OwnedFd, OwnedFd), RunError> {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| RunError(format!("cannot create a socket pair: {e}")))
 }
 
 /// Is there something to read (or has the other side gone) within

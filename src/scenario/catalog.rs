@@ -35,6 +35,7 @@ pub const BUILTINS: &[Builtin] = builtins![
     "pool-callback",
     "pipe-pingpong",
     "pipe-shared-3",
+    "pipe-shared-readers",
     "queue-producer-consumer",
     "queue-bounded",
     "shared-ctypes",

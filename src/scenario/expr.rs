@@ -314,7 +314,7 @@ pub fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, String> {
         )),
         (Str(x), Str(y)) if op == BinOp::Add => Ok(Str(format!("{x}{y}"))),
         (Str(x), Int(n)) | (Int(n), Str(x)) if op == BinOp::Mul => {
-            Ok(Str(x.repeat((*n).clamp(0, 10_000) as usize)))
+            Ok(Str(x.repeat((*n).clamp(0, 1_000_000) as usize)))
         }
         (List(x), Int(n)) if op == BinOp::Mul => Ok(List(
             x.iter()
