@@ -75,6 +75,13 @@ impl Run {
             .ok_or_else(|| RunError(format!("no pipe end named {name}")))
     }
 
+    /// Closes this process's copy of every pipe end.
+    pub fn close_pipe_ends(&self) {
+        for e in self.ends.values() {
+            e.close();
+        }
+    }
+
     pub fn queue(&self, name: &str) -> Result<&(OwnedFd, OwnedFd), RunError> {
         self.queues
             .get(name)
@@ -188,6 +195,10 @@ fn core(spec: RunSpec) -> i32 {
             return 70;
         }
     };
+    // Main and its children hold the pipe ends now; the core lets go of
+    // its copies, so that a reader sees end of file once the processes
+    // that send have closed theirs (as when Python's main makes a Pipe).
+    run.close_pipe_ends();
     let mut main_code = 0;
     loop {
         match waitpid(None::<nix::unistd::Pid>, None) {

@@ -363,20 +363,31 @@ impl Proc<'_> {
                 None => format!("recv on {end}"),
                 Some(n) => format!("recv on {end}: read the {n}-byte body"),
             };
-            let eof = self.gated_retry(&action, &format!("recv:{end}"), |p| {
-                let fd = pe.fd()?;
-                if !read_ready(fd.as_fd(), buf, have)? {
-                    return Ok(Some(true));
+            // Like `gated_retry`, but a read that can go through now (data,
+            // or the end of the stream, which the model cannot know of)
+            // waits for nothing: the scheduler may pick it at once.
+            let mut retry = false;
+            let eof = loop {
+                let ready = os::readable(pe.fd()?.as_fd(), 0);
+                self.gate(
+                    action.clone(),
+                    false,
+                    (!ready).then(|| format!("recv:{end}")),
+                    retry,
+                    vec!["*".into()],
+                );
+                if !read_ready(pe.fd()?.as_fd(), buf, have)? {
+                    break true;
                 }
                 if *have == buf.len() {
-                    return Ok(Some(false));
+                    break false;
                 }
                 if !announced {
                     announced = true;
-                    p.probe.emit(Body::Block { on: on.clone() });
+                    self.probe.emit(Body::Block { on: on.clone() });
                 }
-                Ok(None)
-            })?;
+                retry = true;
+            };
             if announced {
                 self.probe.emit(Body::Unblock { on });
             }
