@@ -513,9 +513,21 @@ fn two_readers_of_one_pipe_end_tear_a_message_and_both_crash() {
     // Main goes on: it joins both and ends normally.
     assert_eq!(exit_codes(&run).get("main"), Some(&Some(0)));
     assert!(run.output_of("main").contains("every reader has ended"));
-    // Whole messages still pair by id; the torn one has no recv.
+    // Whole messages still pair by id; the torn one is named, was sent,
+    // and has no recv.
     every_recv_pairs_with_its_send(&run);
-    assert!(run.of_kind("recv").len() < run.of_kind("send").len());
+    let torn = all
+        .split("the torn message is ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no torn message named: {all}"));
+    let has = |kind: &str| {
+        run.of_kind(kind).iter().any(|e| match &e.body {
+            Body::Send { msg, .. } | Body::Recv { msg, .. } => msg == torn,
+            _ => false,
+        })
+    };
+    assert!(has("send") && !has("recv"), "{torn}");
     // Same seed, same run.
     let again = run_jsonl("pipe-shared-readers", &args);
     assert_eq!(torn_readers(&again), readers);
@@ -578,9 +590,10 @@ fn one_reader_per_pipe_end_never_tears() {
 
 #[test]
 fn a_closed_pipe_end_gives_the_reader_eof_and_a_one_way_pipe_carries_large_messages() {
-    // One-way pipe(2): main sends a message over 16 KiB (two writes) and a
-    // small one, closes its writing end; the child, which closed its own
-    // copy first, gets both whole and then EOFError, as under CPython.
+    // One-way pipe(2): main sends a message over 16 KiB (two writes; more
+    // than the 64 KiB pipe holds, so main waits for room) and a small one,
+    // closes its writing end; the child, which closed its own copy first,
+    // gets both whole and then EOFError, as under CPython. Free and gated.
     let file = scenario_file(
         "pipe-eof",
         r#"
@@ -594,7 +607,7 @@ duplex = false
 [roles.main]
 steps = [
   { spawn = "child", as = "c" },
-  { send = "w", value = "'x' * 50000" },
+  { send = "w", value = "'x' * 200000" },
   { send = "w", value = "'small'" },
   { close = "w" },
   { join = "c", into = "code" },
@@ -613,18 +626,22 @@ steps = [
 ]
 "#,
     );
-    let run = run_jsonl(file.to_str().unwrap(), &[]);
-    assert_eq!(
-        run.output_of("main.1"),
-        "got 50000\ngot small\nmain.1 failed: EOFError: the other end is closed\n"
-    );
-    every_recv_pairs_with_its_send(&run);
-    assert!(run.output_of("main").contains("child exit code 1"));
-    // Sending on an end this process closed fails as CPython's does.
-    assert!(
-        run.output_of("main").contains("OSError: handle is closed"),
-        "{}",
-        run.output_of("main")
-    );
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    let gated = ["--schedule", "seeded", "--seed", "1"];
+    for extra in [&[][..], &gated[..]] {
+        let run = run_jsonl(file.to_str().unwrap(), extra);
+        assert_eq!(
+            run.output_of("main.1"),
+            "got 200000\ngot small\nmain.1 failed: EOFError: the other end is closed\n",
+            "{extra:?}"
+        );
+        every_recv_pairs_with_its_send(&run);
+        assert!(run.output_of("main").contains("child exit code 1"));
+        // Sending on an end this process closed fails as CPython's does.
+        assert!(
+            run.output_of("main").contains("OSError: handle is closed"),
+            "{}",
+            run.output_of("main")
+        );
+        assert_eq!(run.code, 1, "{}", run.stderr);
+    }
 }

@@ -197,6 +197,17 @@ fn torn(cpython: &str, end: &str) -> RunError {
     RunError(format!("{cpython} ({end}: {TORN})"))
 }
 
+/// The id of the message whose body these bytes are part of, if they hold
+/// its start (a reader that took a length and then a body without its
+/// first bytes still has the id).
+pub(super) fn torn_id(bytes: &[u8]) -> Option<String> {
+    const KEY: &[u8] = br#"{"m":""#;
+    let at = bytes.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = bytes[at..].iter().position(|&b| b == b'"')?;
+    let id = std::str::from_utf8(&bytes[at..at + len]).ok()?;
+    (!id.is_empty() && id.len() <= 64).then(|| id.to_string())
+}
+
 /// Reads into `buf[*have..]` what is there now, without blocking (the
 /// caller saw the fd readable, and in a gated run nobody else runs). Ok(false)
 /// at end of file.
@@ -293,10 +304,22 @@ impl Proc<'_> {
         let on = format!("send on full pipe {end}");
         self.probe.emit(Body::Block { on: on.clone() });
         if self.gated() {
-            self.gated_retry(&format!("send on {end}"), &format!("send:{end}"), |_| {
-                done += pe.try_write(&bytes[done..])?;
-                Ok((done == bytes.len()).then_some(()))
-            })?;
+            // A step per try. A try that wrote something is progress, not
+            // a retry (the scheduler holds back a process whose retry
+            // failed until someone else moves).
+            let mut retry = false;
+            while done < bytes.len() {
+                self.gate(
+                    format!("send on {end}"),
+                    false,
+                    Some(format!("send:{end}")),
+                    retry,
+                    vec!["*".into()],
+                );
+                let n = pe.try_write(&bytes[done..])?;
+                done += n;
+                retry = n == 0;
+            }
         } else {
             while done < bytes.len() {
                 done += pe.write_some(&bytes[done..], true)?;
@@ -332,7 +355,14 @@ impl Proc<'_> {
         if !self.read_part(pe, end, &mut body, &mut have, Some(n))? {
             return Err(torn("OSError: got end of file during message", end));
         }
-        let p = decode(&body).map_err(|e| torn(&e, end))?;
+        let p = decode(&body).map_err(|e| {
+            let mut err = torn(&e, end);
+            if let Some(id) = torn_id(&body) {
+                err.0.pop();
+                err.0.push_str(&format!("; the torn message is {id})"));
+            }
+            err
+        })?;
         self.probe.emit(Body::Recv {
             channel: pe.channel.clone(),
             end: end.to_string(),
@@ -376,6 +406,7 @@ impl Proc<'_> {
                     retry,
                     vec!["*".into()],
                 );
+                let before = *have;
                 if !read_ready(pe.fd()?.as_fd(), buf, have)? {
                     break true;
                 }
@@ -386,7 +417,8 @@ impl Proc<'_> {
                     announced = true;
                     self.probe.emit(Body::Block { on: on.clone() });
                 }
-                retry = true;
+                // Part of it came: progress, not a failed retry.
+                retry = *have == before;
             };
             if announced {
                 self.probe.emit(Body::Unblock { on });
@@ -462,6 +494,9 @@ mod tests {
         // A body missing its first 4 bytes does not unpickle.
         let e = decode(&body[4..]).expect_err("torn");
         assert_eq!(e, "_pickle.UnpicklingError: invalid load key, '\\x00'.");
+        // The reader that took the rest of the body can still name it.
+        assert_eq!(torn_id(&body[4..]).as_deref(), Some("main#1"));
+        assert_eq!(torn_id(&body[..4]), None);
         // Nonsense lengths are refused, not read.
         assert!(body_len(*b"{\"m\"").is_err());
         assert_eq!(body_len(7i32.to_be_bytes()), Ok(7));
