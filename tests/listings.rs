@@ -73,7 +73,7 @@ const EXCEPTIONS: &[(&str, Skip, &str)] = &[
         "pipe-shared-3",
         Skip::Tree,
         "a race in both: pid_2 and pid_3 read child_conn at the same time, \
-         and in a few runs (5 of 210 under CPython, 1 of 270 here) they tear \
+         and in a few runs (5 of 210 under CPython, 2 of 370 here) they tear \
          a message and both crash with exit 1",
     ),
     (
@@ -86,8 +86,8 @@ const EXCEPTIONS: &[(&str, Skip, &str)] = &[
         "pipe-shared-readers",
         Skip::Tree,
         "the lesson is a race: two readers of one end tear a message and \
-         both crash (exit 1) in some runs (37 of 100 under CPython, 43 of \
-         100 here); tests/scenarios.rs forces it with a seed",
+         both crash (exit 1) in some runs (97 of 300 under CPython, 94 of \
+         200 here); tests/scenarios.rs forces it with a seed",
     ),
     (
         "pipe-shared-readers",

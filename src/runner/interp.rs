@@ -246,7 +246,7 @@ impl<'r> Proc<'r> {
 
     /// Gated: announce, wait for go, try without blocking; until the try
     /// succeeds, announce again, saying what blocked it.
-    pub(super) fn gated_retry<T>(
+    fn gated_retry<T>(
         &mut self,
         action: &str,
         waits_for: &str,
