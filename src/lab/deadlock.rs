@@ -34,6 +34,10 @@ fn edge(world: &World, blocked: &str) -> Edge {
             what: format!("a message on {what}"),
             whom: None,
         },
+        "send" => Edge {
+            what: format!("room in pipe end {what}"),
+            whom: None,
+        },
         "wait" => Edge {
             what: "a child to end".into(),
             whom: None,

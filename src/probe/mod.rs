@@ -287,9 +287,10 @@ fn shrink(body: &mut Body) {
         | Body::Read { value, .. }
         | Body::Write { value, .. }
         | Body::TaskDone { value, .. } => cut(value),
-        Body::Output { text, .. } | Body::Narrate { text } | Body::Error { message: text } => {
-            cut_text(text)
-        }
+        Body::Output { text, .. }
+        | Body::Narrate { text }
+        | Body::Error { message: text }
+        | Body::Pending { action: text, .. } => cut_text(text),
         _ => {}
     }
 }

@@ -59,10 +59,11 @@ struct Child {
     via: Option<OwnedFd>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Packet {
-    m: String,
-    v: Value,
+/// A message as it crosses a pipe or a queue: its id and value.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Packet {
+    pub(super) m: String,
+    pub(super) v: Value,
 }
 
 /// One scenario process: its probe, private variables and children.
@@ -340,12 +341,12 @@ impl<'r> Proc<'r> {
             .ok_or_else(|| RunError(format!("{what} must be a whole number, got {v}")))
     }
 
-    fn gated(&self) -> bool {
+    pub(super) fn gated(&self) -> bool {
         self.run.spec.gated
     }
 
     /// A yield point of a gated run: say what comes next, wait for `go`.
-    fn gate(
+    pub(super) fn gate(
         &mut self,
         action: String,
         local: bool,
@@ -441,7 +442,7 @@ impl<'r> Proc<'r> {
             Op::Pool { name, .. } => format!("start pool {name}"),
             Op::ApplyAsync { pool, role, .. } => format!("submit {role} to {pool}"),
             Op::Map { pool, role, .. } => format!("map {role} over {pool}"),
-            Op::Close(pool) => format!("close {pool}"),
+            Op::Close(name) => format!("close {name}"),
             Op::Exec { argv, .. } => format!(
                 "run {}",
                 argv.first().map(|t| t.src.as_str()).unwrap_or("a program")
@@ -738,7 +739,7 @@ impl<'r> Proc<'r> {
                 if self.gated() {
                     let channel = self.run.end(end)?.channel.clone();
                     self.gate(
-                        format!("send {} on {end}", v.repr()),
+                        format!("send {} on {end}", brief(&v)),
                         false,
                         None,
                         false,
@@ -765,13 +766,7 @@ impl<'r> Proc<'r> {
                     }
                     _ => 0.0,
                 };
-                let pe = self.run.end(end)?;
-                let ready = readable(pe.fd.as_fd(), ms.round() as i32);
-                self.probe.emit(Body::Poll {
-                    channel: pe.channel.clone(),
-                    end: end.clone(),
-                    ready,
-                });
+                let ready = self.poll_end(end, ms.round() as i32)?;
                 if let Some(var) = into {
                     self.set_var(var, Value::Bool(ready));
                 }
@@ -959,6 +954,10 @@ impl<'r> Proc<'r> {
                 if let Some(var) = into {
                     self.set_var(var, Value::List(out));
                 }
+            }
+            Op::Close(name) if !self.pools.contains_key(name) && self.run.end(name).is_ok() => {
+                // `conn.close()`: this process's fd of that end.
+                self.run.end(name)?.close();
             }
             Op::Close(pool) => {
                 let p = self.pool_mut(pool)?;
@@ -1372,28 +1371,6 @@ impl<'r> Proc<'r> {
 
     // ------------------------------------------------------------ sharing
 
-    fn send(&mut self, end: &str, v: Value) -> Result<(), RunError> {
-        let pe = self.run.end(end)?;
-        if !pe.can_send {
-            return Err(RunError(format!(
-                "{end} is the reading end of a one-way pipe"
-            )));
-        }
-        let msg = self.probe.msg_id();
-        let bytes = serde_json::to_vec(&Packet {
-            m: msg.clone(),
-            v: v.clone(),
-        })
-        .unwrap_or_default();
-        self.probe.emit(Body::Send {
-            channel: pe.channel.clone(),
-            end: end.to_string(),
-            msg,
-            value: v,
-        });
-        write_message(pe.fd.as_fd(), &bytes)
-    }
-
     /// Reads one message. Gated: a step of the schedule that is retried
     /// while nothing is there. Free: blocks, announcing the wait.
     fn read_one(
@@ -1448,38 +1425,11 @@ impl<'r> Proc<'r> {
         r
     }
 
-    fn recv(&mut self, end: &str) -> Result<Value, RunError> {
-        let run = self.run;
-        let pe = run.end(end)?;
-        if !pe.can_recv {
-            return Err(RunError(format!(
-                "{end} is the writing end of a one-way pipe"
-            )));
-        }
-        let bytes = self
-            .read_one(
-                pe.fd.as_fd(),
-                &format!("recv on {end}"),
-                &format!("recv on {end}"),
-                &format!("recv:{end}"),
-            )?
-            .ok_or_else(|| RunError("EOFError: the other end is closed".into()))?;
-        let p: Packet = serde_json::from_slice(&bytes)
-            .map_err(|e| RunError(format!("a garbled message arrived on {end}: {e}")))?;
-        self.probe.emit(Body::Recv {
-            channel: pe.channel.clone(),
-            end: end.to_string(),
-            msg: p.m,
-            value: p.v.clone(),
-        });
-        Ok(p.v)
-    }
-
     fn put(&mut self, queue: &str, v: Value) -> Result<(), RunError> {
         let slots = format!("queue:{queue}");
         let bounded = self.run.shm.has_sem(&slots);
         if self.gated() {
-            let action = format!("put {} on {queue}", v.repr());
+            let action = format!("put {} on {queue}", brief(&v));
             let on = format!("put on full queue {queue}");
             let mut announced = false;
             self.gated_retry(&action, &format!("queue-put:{queue}"), |p| {
@@ -1546,6 +1496,15 @@ impl<'r> Proc<'r> {
     // ------------------------------------------------------------ pools
 
     // ------------------------------------------------------------ exec
+}
+
+/// A value as a step announces it: its repr, cut after 80 characters.
+fn brief(v: &Value) -> String {
+    let r = v.repr();
+    match r.char_indices().nth(80) {
+        Some((at, _)) => format!("{}… ({} characters)", &r[..at], r.chars().count()),
+        None => r,
+    }
 }
 
 /// What an action waiting for `waits_for` touches.

@@ -18,6 +18,7 @@
 pub mod interp;
 pub mod manager;
 pub mod os;
+pub mod pipes;
 pub mod shm;
 pub mod start;
 pub mod watchdog;
@@ -56,13 +57,7 @@ pub struct RunSpec {
     pub gated: bool,
 }
 
-/// One end of a pipe as a process holds it.
-pub struct End {
-    pub fd: OwnedFd,
-    pub channel: String,
-    pub can_send: bool,
-    pub can_recv: bool,
-}
+pub use pipes::End;
 
 /// What every scenario process inherits from the runner core.
 pub struct Run {
@@ -80,6 +75,13 @@ impl Run {
         self.ends
             .get(name)
             .ok_or_else(|| RunError(format!("no pipe end named {name}")))
+    }
+
+    /// Closes this process's copy of every pipe end.
+    pub fn close_pipe_ends(&self) {
+        for e in self.ends.values() {
+            e.close();
+        }
     }
 
     pub fn queue(&self, name: &str) -> Result<&(OwnedFd, OwnedFd), RunError> {
@@ -201,6 +203,10 @@ fn core(spec: RunSpec) -> i32 {
             return 70;
         }
     };
+    // Main and its children hold the pipe ends now; the core lets go of
+    // its copies, so that a reader sees end of file once the processes
+    // that send have closed theirs (as when Python's main makes a Pipe).
+    run.close_pipe_ends();
     let mut main_code = 0;
     loop {
         match waitpid(None::<nix::unistd::Pid>, None) {
@@ -257,30 +263,7 @@ fn setup(spec: RunSpec) -> Result<Run, RunError> {
     let shm = Shm::create(&scenario, spec.max_procs)?;
     let mut ends = BTreeMap::new();
     for (name, p) in &scenario.pipes {
-        let (a, b) = if p.duplex {
-            os::duplex_pair()?
-        } else {
-            os::packet_pipe()?
-        };
-        let [ea, eb] = &p.ends;
-        ends.insert(
-            ea.clone(),
-            End {
-                fd: a,
-                channel: name.clone(),
-                can_send: p.duplex,
-                can_recv: true,
-            },
-        );
-        ends.insert(
-            eb.clone(),
-            End {
-                fd: b,
-                channel: name.clone(),
-                can_send: true,
-                can_recv: p.duplex,
-            },
-        );
+        ends.extend(pipes::create(name, p)?);
     }
     if spec.gated
         && let Some(why) = scenario.gated_unsupported()
@@ -320,17 +303,15 @@ fn rebuild(
     for (name, p) in &scenario.pipes {
         let [ea, eb] = &p.ends;
         for (e, first) in [(ea, true), (eb, false)] {
-            let Some(fd) = end_fds.remove(e) else {
-                return Err(RunError(format!("pipe end {e} was not handed over")));
-            };
             ends.insert(
                 e.clone(),
-                End {
-                    fd,
-                    channel: name.clone(),
-                    can_send: p.duplex || !first,
-                    can_recv: p.duplex || first,
-                },
+                End::handed_over(
+                    end_fds.remove(e),
+                    name.clone(),
+                    p.duplex || !first,
+                    p.duplex || first,
+                    p.duplex,
+                ),
             );
         }
     }

@@ -1,5 +1,6 @@
-//! The few places the runner talks to the kernel directly: fork, pipes that
-//! keep message boundaries, and blocking reads and writes of one message.
+//! The few places the runner talks to the kernel directly: fork, packet
+//! pipes that keep message boundaries (queues, pools), and blocking reads
+//! and writes of one message. `Pipe()` ends are in `pipes.rs`.
 
 use super::RunError;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -36,7 +37,7 @@ pub fn packet_pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
 }
 
 /// A duplex connection that keeps message boundaries (`SOCK_SEQPACKET`),
-/// what `multiprocessing.Pipe(duplex=True)` is on Linux (a socketpair).
+/// for forkscope's own requests (the forkserver's).
 pub fn duplex_pair() -> Result<(OwnedFd, OwnedFd), RunError> {
     socketpair(
         AddressFamily::Unix,

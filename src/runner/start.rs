@@ -133,7 +133,10 @@ impl Proc<'_> {
             queues: BTreeMap::new(),
         };
         for (name, e) in &run.ends {
-            h.ends.insert(name.clone(), e.fd.as_raw_fd());
+            // An end this process closed is not handed over: closed there too.
+            if let Ok(fd) = e.fd() {
+                h.ends.insert(name.clone(), fd.as_raw_fd());
+            }
         }
         for (name, (r, w)) in &run.queues {
             h.queues

@@ -36,6 +36,7 @@ pub const BUILTINS: &[Builtin] = builtins![
     "pool-callback",
     "pipe-pingpong",
     "pipe-shared-3",
+    "pipe-shared-readers",
     "queue-producer-consumer",
     "queue-bounded",
     "manager-queue",

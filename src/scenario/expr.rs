@@ -409,7 +409,7 @@ pub fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, String> {
             Ok(Str(format!("{x}{y}")))
         }
         (Str(x), Int(n)) | (Int(n), Str(x)) if op == BinOp::Mul => {
-            let n = (*n).clamp(0, 10_000) as usize;
+            let n = (*n).clamp(0, 1_000_000) as usize;
             if x.len().saturating_mul(n) > MAX_STR_BYTES {
                 return Err(format!(
                     "a string of {} bytes is over the limit of {MAX_STR_BYTES}",

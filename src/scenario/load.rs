@@ -938,7 +938,9 @@ impl Cx<'_> {
             "manager" => Op::Manager(self.name_in(st.manager.as_ref()?, "manager", |n| {
                 sc.managers.contains_key(n)
             })),
-            "close" => Op::Close(self.name_in(st.close.as_ref()?, "pool", is_handle)),
+            "close" => Op::Close(self.name_in(st.close.as_ref()?, "pool or pipe end", |n| {
+                is_handle(n) || is_end(n)
+            })),
             "exec" => {
                 let argv_raw = st.exec.as_ref()?;
                 if argv_raw.get_ref().is_empty() {
