@@ -107,6 +107,7 @@ pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError>
             timeout_s: args.timeout,
         },
         gated,
+        stdout: args.stdout,
     };
     limits::check(&loaded.scenario, &params, &opts.limits)
         .map_err(|e| InputError::Other(format!("{}: {e}", loaded.origin)))?;

@@ -54,6 +54,14 @@ pub fn describe(e: &Event) -> String {
             let bar = if *stream == Stream::Stderr { "!" } else { "|" };
             format!("{bar} {}", text.strip_suffix('\n').unwrap_or(text))
         }
+        Body::Buffered { text, inherited } => {
+            if *inherited {
+                format!("finds {text:?} in its copy of its parent's stdout buffer (not written yet)")
+            } else {
+                format!("buffers {text:?} in its stdout buffer (not written yet)")
+            }
+        }
+        Body::Flush { bytes } => format!("flushes its stdout buffer: writes {bytes} bytes"),
         Body::Send {
             channel,
             end,

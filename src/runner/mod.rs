@@ -18,6 +18,7 @@
 pub mod interp;
 pub mod os;
 pub mod shm;
+pub mod stdout;
 pub mod watchdog;
 
 use crate::probe::{Capture, Probe};
@@ -52,6 +53,9 @@ pub struct RunSpec {
     /// Every step waits for the app's `go` (step mode, schedules).
     #[serde(default)]
     pub gated: bool,
+    /// `--stdout line|block`: overrides the scenario's `stdout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<scenario::StdoutMode>,
 }
 
 /// One end of a pipe as a process holds it.
@@ -244,8 +248,11 @@ fn core(spec: RunSpec) -> i32 {
 /// Creates the shared memory, locks, pipes and queues, in the core, before
 /// main is forked, so every process inherits them.
 fn setup(spec: RunSpec) -> Result<Run, RunError> {
-    let scenario =
+    let mut scenario =
         scenario::load(&spec.scenario_text, &spec.origin).map_err(|e| RunError(e.to_string()))?;
+    if let Some(mode) = spec.stdout {
+        scenario.stdout = mode;
+    }
     let shm = Shm::create(&scenario, spec.max_procs)?;
     let mut ends = BTreeMap::new();
     for (name, p) in &scenario.pipes {

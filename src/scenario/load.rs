@@ -453,9 +453,17 @@ impl Cx<'_> {
             }
             n
         });
+        let stdout = match &f.stdout {
+            None => super::StdoutMode::Line,
+            Some(v) => v.get_ref().parse().unwrap_or_else(|m: String| {
+                self.err(v.span(), m);
+                super::StdoutMode::Line
+            }),
+        };
         let mut scenario = Scenario {
             name,
             max_procs,
+            stdout,
             title: f.title.clone(),
             explain: f.explain.trim().to_string(),
             source: f.source.trim_matches('\n').to_string(),
@@ -623,6 +631,7 @@ impl Cx<'_> {
         let ops: Vec<&str> = [
             ("print", st.print.is_some()),
             ("narrate", st.narrate.is_some()),
+            ("flush", st.flush.is_some()),
             ("sleep_ms", st.sleep_ms.is_some()),
             ("spawn", st.spawn.is_some()),
             ("fork", st.fork.is_some()),
@@ -733,6 +742,13 @@ impl Cx<'_> {
                 end: st.end.clone().unwrap_or_else(|| "\n".into()),
             },
             "narrate" => Op::Narrate(self.template(st.narrate.as_ref()?, rc)),
+            "flush" => {
+                let v = st.flush.as_ref()?;
+                if v.get_ref() != "stdout" {
+                    self.err(v.span(), "only stdout is flushed: flush = \"stdout\"");
+                }
+                Op::Flush
+            }
             "sleep_ms" => {
                 let v = st.sleep_ms.as_ref()?;
                 Op::Sleep(self.duration_ms(v, rc, "sleep_ms"))
