@@ -56,12 +56,14 @@ pub fn describe(e: &Event) -> String {
         }
         Body::Buffered { text, inherited } => {
             if *inherited {
-                format!("finds {text:?} in its copy of its parent's stdout buffer (not written yet)")
+                format!(
+                    "holds {text:?} in its stdout buffer: fork copied it from its parent's, unwritten"
+                )
             } else {
-                format!("buffers {text:?} in its stdout buffer (not written yet)")
+                format!("prints {text:?} into its stdout buffer")
             }
         }
-        Body::Flush { bytes } => format!("flushes its stdout buffer: writes {bytes} bytes"),
+        Body::Flush { bytes } => format!("flushes its stdout buffer: {bytes} bytes written"),
         Body::Send {
             channel,
             end,

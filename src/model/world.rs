@@ -176,7 +176,9 @@ impl StdoutBuffer {
     /// The first `n` bytes were written.
     fn drain(&mut self, n: u64) {
         self.bytes = self.bytes.saturating_sub(n);
-        let mut cut = usize::try_from(n).unwrap_or(usize::MAX).min(self.text.len());
+        let mut cut = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
         while !self.text.is_char_boundary(cut) {
             cut += 1;
         }
@@ -193,6 +195,32 @@ impl StdoutBuffer {
 
     pub fn is_empty(&self) -> bool {
         self.bytes == 0
+    }
+
+    /// The unflushed text as Python's `repr` shows it (`'a\\n'`), cut to
+    /// at most `max_chars` characters with `…`.
+    pub fn shown(&self, max_chars: usize) -> String {
+        let mut out = String::from("'");
+        let more =
+            (self.bytes as usize) > self.text.len() || self.text.chars().nth(max_chars).is_some();
+        for c in self.text.chars().take(max_chars) {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        if more || out.chars().count() > max_chars {
+            let cut: String = out.chars().take(max_chars.saturating_sub(2).max(1)).collect();
+            format!("{cut}…'")
+        } else {
+            out
+        }
     }
 }
 

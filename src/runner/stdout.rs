@@ -65,9 +65,7 @@ impl StdoutBuffer {
         } else {
             self.pending.push_str(text);
         }
-        if self.mode == StdoutMode::Line
-            && text.contains(['\n', '\r'])
-            && !self.pending.is_empty()
+        if self.mode == StdoutMode::Line && text.contains(['\n', '\r']) && !self.pending.is_empty()
         {
             out.push(std::mem::take(&mut self.pending));
         }
@@ -226,7 +224,11 @@ mod tests {
             let mut given = String::new();
             let mut written = String::new();
             for i in 0..3000 {
-                let text = format!("{}{}", "é".repeat(i % 700), if i % 3 == 0 { "\n" } else { "" });
+                let text = format!(
+                    "{}{}",
+                    "é".repeat(i % 700),
+                    if i % 3 == 0 { "\n" } else { "" }
+                );
                 given.push_str(&text);
                 written.push_str(&joined(&b.write(&text)));
             }
