@@ -35,8 +35,14 @@ fn fork_copies_an_unflushed_line_so_it_comes_out_once_per_process() {
             .expect("main spoke");
         let line = format!("main pid {main_pid}");
         // Once from main, once from its child: the same text, main's pid.
-        assert_eq!(lines_with(&run.output_of("main"), "main pid"), [line.clone()]);
-        assert_eq!(lines_with(&run.output_of("main.1"), "main pid"), [line.clone()]);
+        assert_eq!(
+            lines_with(&run.output_of("main"), "main pid"),
+            [line.clone()]
+        );
+        assert_eq!(
+            lines_with(&run.output_of("main.1"), "main pid"),
+            [line.clone()]
+        );
         assert_eq!(lines_with(&run.terminal(), "main pid").len(), 2);
         // The child says it found the line in its copy of the buffer.
         assert!(
@@ -62,9 +68,13 @@ fn a_flush_before_fork_writes_the_line_once() {
         assert_eq!(lines_with(&run.output_of("main.1"), "main pid").len(), 0);
         assert_eq!(lines_with(&run.terminal(), "main pid").len(), 1);
         assert!(
-            !run.events
-                .iter()
-                .any(|e| matches!(e.body, Body::Buffered { inherited: true, .. })),
+            !run.events.iter().any(|e| matches!(
+                e.body,
+                Body::Buffered {
+                    inherited: true,
+                    ..
+                }
+            )),
             "the child's copy of the buffer was empty"
         );
     }
@@ -191,4 +201,47 @@ steps = [
         assert_eq!(run.output_of("main.1"), "");
         assert_eq!(run.terminal(), "waiting... done\n");
     }
+}
+
+#[test]
+fn an_os_fork_child_writes_its_copy_at_a_normal_end_but_not_on_os_exit() {
+    // As python3 does (docs/reliability/h-stdio.md): a child that returns
+    // writes its copy of the buffer at interpreter shutdown; os._exit()
+    // skips that, and the copy is lost.
+    let file = scenario_file(
+        "osexit",
+        r#"
+name = "osexit"
+title = "t"
+explain = "t"
+stdout = "block"
+
+[params.os_exit]
+default = true
+help = "the child ends with os._exit(0)"
+
+[roles.main]
+steps = [
+  { print = "x" },
+  { fork = "res" },
+  { if = "res == 0", then = [
+    { print = "child" },
+    { if = "os_exit", then = [ { os_exit = 0 } ] },
+  ], else = [ { wait = "" } ] },
+]
+"#,
+    );
+    let path = file.to_str().expect("utf-8 path");
+    let run = run_jsonl(path, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.output_of("main"), "x\n");
+    assert_eq!(run.output_of("main.1"), "", "os._exit: the copy is lost");
+    let run = run_jsonl(path, &["--set", "os_exit=false"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.output_of("main"), "x\n");
+    assert_eq!(
+        run.output_of("main.1"),
+        "x\nchild\n",
+        "its copy, then its own line"
+    );
 }

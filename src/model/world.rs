@@ -216,7 +216,10 @@ impl StdoutBuffer {
         }
         out.push('\'');
         if more || out.chars().count() > max_chars {
-            let cut: String = out.chars().take(max_chars.saturating_sub(2).max(1)).collect();
+            let cut: String = out
+                .chars()
+                .take(max_chars.saturating_sub(2).max(1))
+                .collect();
             format!("{cut}…'")
         } else {
             out

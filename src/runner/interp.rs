@@ -254,6 +254,19 @@ impl<'r> Proc<'r> {
         os::exit_now(code)
     }
 
+    /// `os._exit(code)`: none of what `finish` does (no joins, no kills of
+    /// daemons, no flush of stdout: a buffer not written yet is lost).
+    fn exit_at_once(&mut self, code: i32) -> ! {
+        if self.gated() {
+            self.run.shm.mark_exiting(self.slot);
+            self.probe.emit(Body::Exit {
+                code: Some(code),
+                signal: None,
+            });
+        }
+        os::exit_now(code)
+    }
+
     pub fn steps(&mut self, steps: &'r [Step]) -> Result<Flow, RunError> {
         for s in steps {
             match self.step(s)? {
@@ -345,6 +358,7 @@ impl<'r> Proc<'r> {
                     .unwrap_or_default();
             }
             Op::Qsize { queue, .. } => return vec![format!("queue:{queue}")],
+            Op::OsExit(_) => return vec![format!("proc:{}", self.probe.id)],
             Op::Unlock(l) => return vec![format!("lock:{l}")],
             Op::Read { name, .. } => return vec![format!("r:{name}")],
             Op::Pool { .. }
@@ -364,6 +378,7 @@ impl<'r> Proc<'r> {
             Op::Print { text, .. } => format!("print {:?}", text.src),
             Op::Narrate(_) => "show a caption".into(),
             Op::Flush => "flush stdout".into(),
+            Op::OsExit(_) => "exit at once (os._exit)".into(),
             Op::Sleep(_) => "sleep".into(),
             Op::Spawn { role, .. } => format!("start a {role} process"),
             Op::Fork { .. } => "fork".into(),
@@ -577,6 +592,10 @@ impl<'r> Proc<'r> {
                 return Ok(Flow::Exit(code.clamp(0, 255) as i32));
             }
             Op::Return(e) => return Ok(Flow::Return(self.eval(e)?)),
+            Op::OsExit(e) => {
+                let code = self.eval_int(e, "exit code")?;
+                self.exit_at_once(code.clamp(0, 255) as i32)
+            }
             Op::If { cond, then, els } => {
                 let branch = if self.eval(cond)?.truthy() { then } else { els };
                 return self.steps(branch);

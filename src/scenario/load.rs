@@ -638,6 +638,7 @@ impl Cx<'_> {
             ("join", st.join.is_some()),
             ("wait", st.wait.is_some()),
             ("exit", st.exit.is_some()),
+            ("os_exit", st.os_exit.is_some()),
             ("return", st.return_.is_some()),
             ("if", st.if_.is_some()),
             ("repeat", st.repeat.is_some()),
@@ -779,6 +780,7 @@ impl Cx<'_> {
                 }
             }
             "exit" => Op::Exit(self.expr(st.exit.as_ref()?, rc)),
+            "os_exit" => Op::OsExit(self.expr(st.os_exit.as_ref()?, rc)),
             "return" => Op::Return(self.expr(st.return_.as_ref()?, rc)),
             "if" => Op::If {
                 cond: self.expr(st.if_.as_ref()?, rc),

@@ -192,6 +192,9 @@ pub enum Op {
     Return(Expr),
     /// `sys.stdout.flush()`: write what this process's buffer holds.
     Flush,
+    /// `os._exit(code)`: ends the process at once, without the normal end
+    /// (no joins of its children, no flush: what is buffered is lost).
+    OsExit(Expr),
     If {
         cond: Expr,
         then: Vec<Step>,

@@ -105,6 +105,7 @@ pub struct Step {
     pub join: Option<S<String>>,
     pub wait: Option<S<String>>,
     pub exit: Option<S<toml::Value>>,
+    pub os_exit: Option<S<toml::Value>>,
     #[serde(rename = "return")]
     pub return_: Option<S<toml::Value>>,
 
