@@ -25,7 +25,7 @@ fn exit_signal(run: &Run, id: &str) -> Option<String> {
 #[test]
 fn fork_copies_an_unflushed_line_so_it_comes_out_once_per_process() {
     for _ in 0..3 {
-        let run = run_jsonl("fork-stdio-buffer", &[]);
+        let run = run_jsonl("fork-stdio-buffer", &["--set", "pause_ms=0"]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let main_pid = run
             .events
@@ -62,7 +62,10 @@ fn fork_copies_an_unflushed_line_so_it_comes_out_once_per_process() {
 #[test]
 fn a_flush_before_fork_writes_the_line_once() {
     for _ in 0..3 {
-        let run = run_jsonl("fork-stdio-buffer", &["--set", "flush_before_fork=true"]);
+        let run = run_jsonl(
+            "fork-stdio-buffer",
+            &["--set", "flush_before_fork=true", "--set", "pause_ms=0"],
+        );
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_eq!(lines_with(&run.output_of("main"), "main pid").len(), 1);
         assert_eq!(lines_with(&run.output_of("main.1"), "main pid").len(), 0);

@@ -1110,6 +1110,29 @@ steps = [ { print = "k={k} v={v}" } ]
     }
 
     #[test]
+    fn stdout_buffering_and_flush_are_checked() {
+        assert_eq!(
+            load(OK, "t.toml").unwrap().stdout,
+            super::super::StdoutMode::Line
+        );
+        let text = OK.replace("locks = []", "locks = []\nstdout = \"block\"");
+        let s = load(&text, "t.toml").unwrap();
+        assert_eq!(s.stdout, super::super::StdoutMode::Block);
+        let text = OK.replace("locks = []", "locks = []\nstdout = \"full\"");
+        let e = err_of(&text);
+        assert!(e.starts_with(&at_line(&text, "full")), "{e}");
+        assert!(e.contains("\"line\" or \"block\""), "{e}");
+        let text = OK.replace(
+            "{ join = \"c\" }",
+            "{ flush = \"stdout\" }, { os_exit = 3 }",
+        );
+        assert!(load(&text, "t.toml").is_ok());
+        let text = OK.replace("{ join = \"c\" }", "{ flush = \"stderr\" }");
+        let e = err_of(&text);
+        assert!(e.starts_with(&at_line(&text, "stderr")), "{e}");
+    }
+
+    #[test]
     fn mistakes_have_positions() {
         let e = err_of("name = \"t\"\ntitle = \n");
         assert!(e.starts_with("bad.toml:2:"), "{e}");
