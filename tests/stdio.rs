@@ -137,6 +137,16 @@ fn a_block_buffered_process_killed_by_sigterm_loses_its_unflushed_lines() {
         assert_eq!(run.output_of("main.2"), "", "its lines are lost");
         assert!(!run.terminal().contains("quiet"), "{}", run.terminal());
     }
+    // The text log's summary says what was lost.
+    let run = forkscope(&["run", path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            r"lost: main.2 (killed by SIGTERM) never wrote 16 bytes of its stdout buffer: 'quiet 1\nquiet 2\n'"
+        ),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
