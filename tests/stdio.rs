@@ -37,11 +37,11 @@ fn fork_copies_an_unflushed_line_so_it_comes_out_once_per_process() {
         // Once from main, once from its child: the same text, main's pid.
         assert_eq!(
             lines_with(&run.output_of("main"), "main pid"),
-            [line.clone()]
+            vec![line.as_str()]
         );
         assert_eq!(
             lines_with(&run.output_of("main.1"), "main pid"),
-            [line.clone()]
+            vec![line.as_str()]
         );
         assert_eq!(lines_with(&run.terminal(), "main pid").len(), 2);
         // The child says it found the line in its copy of the buffer.
