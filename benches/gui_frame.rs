@@ -194,6 +194,7 @@ fn bench(sets: &[String]) -> Result<(), String> {
         seed: 1,
         limits,
         gated: false,
+        stdout: None,
     };
     let session = Session::start(&loaded.text, &loaded.origin, params, &opts)
         .map_err(|e| format!("{e:#}"))?;

@@ -136,6 +136,21 @@ pub enum Body {
         stream: Stream,
         text: String,
     },
+    /// `print` put `text` into this process's stdout buffer (Python's
+    /// `sys.stdout`, in the process's own memory): it is not written yet.
+    /// `inherited`: a forked child found it in its copy of the parent's
+    /// buffer (os.fork copies the memory, buffer included).
+    Buffered {
+        text: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        inherited: bool,
+    },
+    /// The first `bytes` bytes of this process's stdout buffer are written
+    /// now (a full line or block, `sys.stdout.flush()`, a normal exit);
+    /// their `output` events follow.
+    Flush {
+        bytes: u64,
+    },
     Send {
         channel: String,
         end: String,
@@ -284,6 +299,8 @@ impl Body {
             Body::Reaped { .. } => "reaped",
             Body::Adopted { .. } => "adopted",
             Body::Output { .. } => "output",
+            Body::Buffered { .. } => "buffered",
+            Body::Flush { .. } => "flush",
             Body::Send { .. } => "send",
             Body::Recv { .. } => "recv",
             Body::Poll { .. } => "poll",

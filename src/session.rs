@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub limits: Limits,
     /// Every step of every process waits for [`Session::go`].
     pub gated: bool,
+    /// Overrides the scenario's `stdout` buffering (`--stdout`).
+    pub stdout: Option<crate::scenario::StdoutMode>,
 }
 
 impl Default for RunOptions {
@@ -39,6 +41,7 @@ impl Default for RunOptions {
             seed: 0,
             limits: Limits::default(),
             gated: false,
+            stdout: None,
         }
     }
 }
@@ -81,6 +84,7 @@ impl Session {
             max_procs: opts.limits.max_procs,
             parent_pid: std::process::id() as i32,
             gated: opts.gated,
+            stdout: opts.stdout,
         };
         let exe = std::env::current_exe().context("cannot find our own executable")?;
         let mut runner = Command::new(exe)

@@ -123,11 +123,27 @@ fn shown(events: &[Event]) -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn every_line_printed_once_is_shown_exactly_once_in_order() {
-    let _serial = one_at_a_time();
     let runs: usize = std::env::var("FORKSCOPE_OUTPUT_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
+    exactly_once(runs, &[]);
+}
+
+/// The same with Python's buffering on a pipe: each process writes its
+/// lines in 8 KiB blocks (many announced lines per write, cut anywhere by
+/// the collector's reads) and the rest when it ends.
+#[test]
+fn with_block_buffering_every_line_is_shown_exactly_once_in_order() {
+    let runs: usize = std::env::var("FORKSCOPE_OUTPUT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    exactly_once(runs, &["--stdout", "block"]);
+}
+
+fn exactly_once(runs: usize, extra: &[&str]) {
+    let _serial = one_at_a_time();
     let exe = std::env::var("FORKSCOPE_OUTPUT_BIN").unwrap_or_else(|_| bin().to_string());
     let file = scenario_file("bursts", BURSTS);
     let path = file.to_str().expect("utf-8 path").to_string();
@@ -142,6 +158,7 @@ fn every_line_printed_once_is_shown_exactly_once_in_order() {
             .map(|_| {
                 Command::new(&exe)
                     .args(["run", &path, "--format", "jsonl", "--timeout", "30"])
+                    .args(extra)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -164,7 +181,7 @@ fn every_line_printed_once_is_shown_exactly_once_in_order() {
     }
     let _ = std::fs::remove_dir_all(file.parent().expect("temp dir"));
     eprintln!(
-        "{runs} runs, {} not exactly as printed ({exe})",
+        "{runs} runs {extra:?}, {} not exactly as printed ({exe})",
         failures.len()
     );
     assert!(

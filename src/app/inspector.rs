@@ -97,6 +97,20 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
             if !held.is_empty() {
                 row("holds", held.join(", "));
             }
+            if !p.stdout_buffer.is_empty() {
+                let text = p.stdout_buffer.shown(200);
+                let why = if !p.is_alive() {
+                    "lost: the process ended without writing it (killed by a signal)"
+                } else if p.stdout_buffer.inherited {
+                    "not written yet; fork copied part of it from the parent's buffer"
+                } else {
+                    "not written yet: printed, waiting for a newline, a full block or a flush"
+                };
+                row(
+                    "stdout buffer",
+                    format!("{text} ({} bytes, {why})", p.stdout_buffer.bytes),
+                );
+            }
             if let Some(sig) = &p.last_signal {
                 row("last signal", sig.clone());
             }

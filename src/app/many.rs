@@ -253,6 +253,7 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
                     max_procs: plan.max_procs,
                 },
                 gated: plan.seeded,
+                stdout: None,
             };
             let mut session = match Session::start(&plan.text, &plan.origin, params, &opts) {
                 Ok(s) => s,

@@ -332,6 +332,22 @@ fn extra_lines(world: &World, p: &Process) -> Vec<(String, Option<Color32>)> {
             lines.push((format!("{name} = {} (own copy)", short(v, 16)), None));
         }
     }
+    if !p.stdout_buffer.is_empty() {
+        let text = p.stdout_buffer.shown(22);
+        lines.push(if !p.is_alive() {
+            (
+                format!("lost, never written: {text}"),
+                Some(theme::okabe_ito::VERMILLION),
+            )
+        } else if p.stdout_buffer.inherited {
+            (
+                format!("buffer (fork's copy): {text}"),
+                Some(theme::okabe_ito::ORANGE),
+            )
+        } else {
+            (format!("buffer: {text}"), Some(theme::okabe_ito::ORANGE))
+        });
+    }
     lines
 }
 
@@ -343,6 +359,7 @@ fn extra_lines_max(world: &World) -> usize {
         .map(|p| {
             let locks = world.locks.len().min(2);
             usize::from(p.exec.is_some())
+                + usize::from(!p.stdout_buffer.is_empty())
                 + usize::from(!world.pools.is_empty())
                 + locks
                 + world.globals.len()

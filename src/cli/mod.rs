@@ -62,6 +62,10 @@ pub struct ScenarioArgs {
     /// Let a scenario file run the programs its `exec` steps name.
     #[arg(long)]
     pub allow_exec: bool,
+    /// Buffer each process's stdout by line (as on a terminal) or in 8 KiB
+    /// blocks (as when stdout is a pipe) [default: the scenario's `stdout`]
+    #[arg(long, value_name = "line|block")]
+    pub stdout: Option<scenario::StdoutMode>,
 }
 
 /// Who decides the order of the processes' steps.

@@ -107,6 +107,7 @@ pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError>
             timeout_s: args.timeout,
         },
         gated,
+        stdout: args.stdout,
     };
     if gated && let Some(why) = loaded.scenario.gated_unsupported() {
         return Err(InputError::Other(why));
@@ -372,6 +373,18 @@ fn summary(out: &mut impl Write, world: &World) -> std::io::Result<()> {
         writeln!(out)?;
     }
     writeln!(out, "--- end of terminal ---")?;
+    for p in world.processes.values() {
+        if !p.is_alive() && !p.stdout_buffer.is_empty() {
+            writeln!(
+                out,
+                "lost: {} ({}) never wrote {} bytes of its stdout buffer: {}",
+                p.id,
+                p.exit.as_ref().map_or("ended".into(), |e| e.to_string()),
+                p.stdout_buffer.bytes,
+                p.stdout_buffer.shown(200)
+            )?;
+        }
+    }
     for (name, v) in &world.values {
         writeln!(out, "shared {name} = {}", v.current.repr())?;
         for lu in &v.lost_updates {

@@ -54,6 +54,16 @@ pub fn describe(e: &Event) -> String {
             let bar = if *stream == Stream::Stderr { "!" } else { "|" };
             format!("{bar} {}", text.strip_suffix('\n').unwrap_or(text))
         }
+        Body::Buffered { text, inherited } => {
+            if *inherited {
+                format!(
+                    "holds {text:?} in its stdout buffer: fork copied it from its parent's, unwritten"
+                )
+            } else {
+                format!("prints {text:?} into its stdout buffer")
+            }
+        }
+        Body::Flush { bytes } => format!("flushes its stdout buffer: {bytes} bytes written"),
         Body::Send {
             channel,
             end,

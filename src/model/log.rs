@@ -174,7 +174,8 @@ pub fn event_bytes(e: &Event) -> usize {
         Body::Exit { signal, .. } => opt(signal),
         Body::Reaped { by, signal, .. } => s(by) + opt(signal),
         Body::Adopted { by, .. } => s(by),
-        Body::Output { text, .. } => s(text),
+        Body::Output { text, .. } | Body::Buffered { text, .. } => s(text),
+        Body::Flush { .. } => 0,
         Body::Send {
             channel,
             end,

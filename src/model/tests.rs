@@ -760,3 +760,69 @@ fn random_event_soup_never_panics_and_keeps_invariants() {
     // The same events give the same world: replay is deterministic.
     assert_eq!(log.world_at(log.len()), world);
 }
+
+fn buffered(text: &str, inherited: bool) -> Body {
+    Body::Buffered {
+        text: text.into(),
+        inherited,
+    }
+}
+
+#[test]
+fn the_stdout_buffer_holds_what_is_printed_until_a_flush() {
+    let mut s = family();
+    s.at("main", buffered("main pid 1\n", false));
+    let w = s.world();
+    let b = &w.processes["main"].stdout_buffer;
+    assert_eq!((b.bytes, b.text.as_str()), (11, "main pid 1\n"));
+    assert_eq!(b.shown(40), r"'main pid 1\n'");
+    assert!(!b.inherited);
+
+    // A child forked now holds a copy, and says so.
+    s.at("main.1", buffered("main pid 1\n", true));
+    let w = s.world();
+    assert!(w.processes["main.1"].stdout_buffer.inherited);
+
+    // Part of it written: what is left stays.
+    s.at("main", buffered("x", false))
+        .at("main", Body::Flush { bytes: 11 })
+        .at("main", out("main pid 1\n"));
+    let w = s.world();
+    assert_eq!(w.processes["main"].stdout_buffer.text, "x");
+    assert_eq!(w.processes["main"].stdout_buffer.shown(3), "'x'");
+    assert_eq!(w.processes["main"].stdout_buffer.shown(2), "'…'");
+
+    // A child killed with its buffer unwritten keeps it: what it lost.
+    s.at(
+        "main.1",
+        Body::Exit {
+            code: None,
+            signal: Some("SIGTERM".into()),
+        },
+    );
+    let w = s.world();
+    assert!(!w.processes["main.1"].stdout_buffer.is_empty());
+
+    // exec replaces the memory the buffer is in.
+    s.at("main.2", buffered("y", true)).at(
+        "main.2",
+        Body::Exec {
+            program: "ls".into(),
+            args: vec![],
+        },
+    );
+    assert!(s.world().processes["main.2"].stdout_buffer.is_empty());
+}
+
+#[test]
+fn a_forged_flood_of_buffered_text_is_capped() {
+    let mut s = family();
+    let big = "é".repeat(STDOUT_BUFFER_BYTES_KEPT);
+    s.at("main", buffered(&big, false));
+    let w = s.world();
+    let b = &w.processes["main"].stdout_buffer;
+    assert!(b.text.len() <= STDOUT_BUFFER_BYTES_KEPT);
+    assert_eq!(b.bytes, big.len() as u64);
+    s.at("main", Body::Flush { bytes: u64::MAX });
+    assert!(s.world().processes["main"].stdout_buffer.is_empty());
+}

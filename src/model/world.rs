@@ -146,6 +146,87 @@ pub struct OutputChunk {
     pub text: String,
 }
 
+/// Most bytes of a process's unflushed stdout text the model keeps (the
+/// runner's buffer holds at most 8 KiB; a forged event may say more).
+pub const STDOUT_BUFFER_BYTES_KEPT: usize = 16 * 1024;
+
+/// A process's stdout buffer as its `buffered` and `flush` events tell it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StdoutBuffer {
+    /// The unflushed text (its first [`STDOUT_BUFFER_BYTES_KEPT`] bytes).
+    pub text: String,
+    /// Unflushed bytes in all, kept or not.
+    pub bytes: u64,
+    /// Some of it was copied from the parent's buffer by `fork`.
+    pub inherited: bool,
+}
+
+impl StdoutBuffer {
+    fn push(&mut self, text: &str, inherited: bool) {
+        self.bytes = self.bytes.saturating_add(text.len() as u64);
+        self.inherited |= inherited;
+        let room = STDOUT_BUFFER_BYTES_KEPT.saturating_sub(self.text.len());
+        let mut cut = text.len().min(room);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.push_str(&text[..cut]);
+    }
+
+    /// The first `n` bytes were written.
+    fn drain(&mut self, n: u64) {
+        self.bytes = self.bytes.saturating_sub(n);
+        let mut cut = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
+        while !self.text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        self.text.drain(..cut);
+        if self.bytes == 0 {
+            self.text.clear();
+            self.inherited = false;
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = StdoutBuffer::default();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// The unflushed text as Python's `repr` shows it (`'a\\n'`), cut to
+    /// at most `max_chars` characters with `…`.
+    pub fn shown(&self, max_chars: usize) -> String {
+        let mut out = String::from("'");
+        let more =
+            (self.bytes as usize) > self.text.len() || self.text.chars().nth(max_chars).is_some();
+        for c in self.text.chars().take(max_chars) {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        if more || out.chars().count() > max_chars {
+            let cut: String = out
+                .chars()
+                .take(max_chars.saturating_sub(2).max(1))
+                .collect();
+            format!("{cut}…'")
+        } else {
+            out
+        }
+    }
+}
+
 /// The most recent output chunks; older ones are dropped but counted so a
 /// view can say "… N earlier chunks not shown".
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -231,6 +312,10 @@ pub struct Process {
     /// The last signal another process sent it.
     pub last_signal: Option<String>,
     pub output: OutputBuffer,
+    /// What it printed that sits in its stdout buffer, not written yet
+    /// (`buffered` and `flush` events). A fork copies it; a process killed
+    /// by a signal never writes it: then it is what the process lost.
+    pub stdout_buffer: StdoutBuffer,
     /// What it was doing when stopped, restored by `SIGCONT`; also where
     /// state changes go while it is stopped.
     resume_state: ProcState,
@@ -265,6 +350,7 @@ impl Process {
             pending: None,
             last_signal: None,
             output: OutputBuffer::default(),
+            stdout_buffer: StdoutBuffer::default(),
             resume_state: ProcState::Running,
         }
     }
@@ -631,6 +717,7 @@ impl World {
                     + opt(&p.pending)
                     + opt(&p.last_signal)
                     + p.output.approx_bytes()
+                    + alloc_bytes(p.stdout_buffer.text.capacity())
             })
             .sum();
         let channels: usize = self
@@ -760,8 +847,15 @@ impl World {
                     line.push(' ');
                     line.push_str(arg);
                 }
-                self.proc_mut(me, t_ns).exec = Some(line);
+                let p = self.proc_mut(me, t_ns);
+                p.exec = Some(line);
+                // exec replaces the memory image, Python's buffer with it.
+                p.stdout_buffer.clear();
             }
+            Body::Buffered { text, inherited } => {
+                self.proc_mut(me, t_ns).stdout_buffer.push(text, *inherited);
+            }
+            Body::Flush { bytes } => self.proc_mut(me, t_ns).stdout_buffer.drain(*bytes),
             Body::Exit { code, signal } => self.on_exit(t_ns, me, *code, signal),
             Body::Reaped {
                 by, code, signal, ..

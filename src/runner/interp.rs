@@ -5,6 +5,7 @@
 //! `recv`, `get`, `read`, `lock_acquire` after the call that observed them.
 
 use super::os::{self, fork_process, read_message, readable, write_message};
+use super::stdout::StdoutBuffer;
 use super::{Run, RunError};
 use crate::probe::{Capture, Probe, host_ppid};
 use crate::protocol::{Body, ResourceKind, Value, now_ns, signal_name};
@@ -33,10 +34,6 @@ use pools::{PoolState, TaskPacket};
 /// Why a process that reached its end still waits: Python's
 /// multiprocessing joins the non-daemon children at exit.
 pub const JOIN_AT_EXIT: &str = "joins its children at exit";
-
-/// Longest text of one `print` announcement as JSON, so its event line
-/// stays under the protocol's 4 KiB.
-const MAX_ANNOUNCED_JSON_BYTES: usize = 3000;
 
 /// What happens after a step.
 pub enum Flow {
@@ -90,6 +87,8 @@ pub struct Proc<'r> {
     pub(super) forkserver: Option<(OwnedFd, usize)>,
     /// How long this process took to start (`start_ms`), when measured.
     start_ms: Option<f64>,
+    /// Python's `sys.stdout` buffer, in this process's memory (`stdout.rs`).
+    pub(super) stdout: StdoutBuffer,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
@@ -116,6 +115,7 @@ impl<'r> Proc<'r> {
             managers: Default::default(),
             forkserver: None,
             start_ms: None,
+            stdout: StdoutBuffer::new(run.scenario.stdout),
         };
         p.reseed();
         p
@@ -310,9 +310,26 @@ impl<'r> Proc<'r> {
             let touches = vec![format!("proc:{}", self.probe.id)];
             self.gate("exit".into(), false, None, false, touches);
         }
+        // A normal end writes what is still buffered (CPython's _bootstrap
+        // for multiprocessing children, interpreter shutdown otherwise); a
+        // process killed by a signal never gets here, and its buffer is lost.
+        let _ = self.flush_stdout();
         if self.gated() {
             // Say it ourselves, now: the scheduler must not wait for the
             // kernel's word before it lets the next process go.
+            self.run.shm.mark_exiting(self.slot);
+            self.probe.emit(Body::Exit {
+                code: Some(code),
+                signal: None,
+            });
+        }
+        os::exit_now(code)
+    }
+
+    /// `os._exit(code)`: none of what `finish` does (no joins, no kills of
+    /// daemons, no flush of stdout: a buffer not written yet is lost).
+    fn exit_at_once(&mut self, code: i32) -> ! {
+        if self.gated() {
             self.run.shm.mark_exiting(self.slot);
             self.probe.emit(Body::Exit {
                 code: Some(code),
@@ -413,6 +430,7 @@ impl<'r> Proc<'r> {
                     .unwrap_or_default();
             }
             Op::Qsize { queue, .. } => return vec![format!("queue:{queue}")],
+            Op::OsExit(_) => return vec![format!("proc:{}", self.probe.id)],
             Op::Unlock(l) => return vec![format!("lock:{l}")],
             Op::Read { name, .. } => return vec![format!("r:{name}")],
             Op::Pool { .. }
@@ -431,6 +449,8 @@ impl<'r> Proc<'r> {
         Some(match op {
             Op::Print { text, .. } => format!("print {:?}", text.src),
             Op::Narrate(_) => "show a caption".into(),
+            Op::Flush => "flush stdout".into(),
+            Op::OsExit(_) => "exit at once (os._exit)".into(),
             Op::Sleep(_) => "sleep".into(),
             Op::Spawn { role, .. } => format!("start a {role} process"),
             Op::Fork { .. } => "fork".into(),
@@ -463,6 +483,7 @@ impl<'r> Proc<'r> {
             Op::Print { text, .. } => text.names(&mut names),
             Op::Narrate(t) => t.names(&mut names),
             Op::Sleep(e) | Op::Set { value: e, .. } => e.names(&mut names),
+            Op::Flush => {}
             _ => return false,
         }
         !names.iter().any(|n| self.run.shm.is_shared(n))
@@ -496,42 +517,6 @@ impl<'r> Proc<'r> {
             });
         }
         self.vars.insert(name.to_string(), value);
-    }
-
-    /// Writes to our real stdout. Each piece is announced first (stamped
-    /// before the write), so the log orders it exactly among our events;
-    /// the collector shows the piece when its bytes come through the pipe
-    /// (PROTOCOL.md §7.2).
-    fn print(&mut self, text: &str) -> Result<(), RunError> {
-        let mut rest = text;
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(1024);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            // The announcement must fit in one event line as it is: control
-            // characters take 6 bytes each in JSON.
-            while cut > 1
-                && serde_json::to_string(&rest[..cut]).map_or(0, |j| j.len())
-                    > MAX_ANNOUNCED_JSON_BYTES
-            {
-                cut /= 2;
-                while !rest.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-            }
-            if cut == 0 {
-                cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
-            }
-            let (piece, tail) = rest.split_at(cut);
-            self.probe.emit(Body::Output {
-                stream: crate::protocol::Stream::Stdout,
-                text: piece.to_string(),
-            });
-            os::write_all(std::io::stdout(), piece.as_bytes())?;
-            rest = tail;
-        }
-        Ok(())
     }
 
     /// A computed duration, checked like a written one: a NaN, negative,
@@ -601,10 +586,10 @@ impl<'r> Proc<'r> {
         }
         match &s.op {
             Op::Print { text, end } => {
-                let mut out = text.render(self).map_err(RunError)?;
-                out.push_str(end);
-                self.print(&out)?;
+                let out = text.render(self).map_err(RunError)?;
+                self.print(&out, end)?;
             }
+            Op::Flush => self.flush_stdout()?,
             Op::Narrate(t) => {
                 let text = t.render(self).map_err(RunError)?;
                 self.probe.emit(Body::Narrate { text });
@@ -625,6 +610,9 @@ impl<'r> Proc<'r> {
                     .iter()
                     .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
                     .collect::<Result<_, RunError>>()?;
+                // Process.start() flushes stdout before it forks (CPython's
+                // popen_fork): a multiprocessing child starts empty.
+                self.flush_stdout()?;
                 self.n_children += 1;
                 let id = format!("{}.{}", self.probe.id, self.n_children);
                 let i = match method.unwrap_or_default() {
@@ -686,6 +674,10 @@ impl<'r> Proc<'r> {
                 return Ok(Flow::Exit(code.clamp(0, 255) as i32));
             }
             Op::Return(e) => return Ok(Flow::Return(self.eval(e)?)),
+            Op::OsExit(e) => {
+                let code = self.eval_int(e, "exit code")?;
+                self.exit_at_once(code.clamp(0, 255) as i32)
+            }
             Op::If { cond, then, els } => {
                 let branch = if self.eval(cond)?.truthy() { then } else { els };
                 return self.steps(branch);
@@ -1055,6 +1047,7 @@ impl<'r> Proc<'r> {
                 self.start_ms = None;
                 self.n_children = 0;
                 self.reseed();
+                self.stdout_after_fork(role == "exec");
                 Ok(Forked::Child)
             }
             ForkResult::Parent { child } => {

@@ -21,6 +21,7 @@ pub mod os;
 pub mod pipes;
 pub mod shm;
 pub mod start;
+pub mod stdout;
 pub mod watchdog;
 
 use crate::probe::{Capture, Probe};
@@ -55,6 +56,9 @@ pub struct RunSpec {
     /// Every step waits for the app's `go` (step mode, schedules).
     #[serde(default)]
     pub gated: bool,
+    /// `--stdout line|block`: overrides the scenario's `stdout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<scenario::StdoutMode>,
 }
 
 pub use pipes::End;
@@ -258,8 +262,11 @@ fn core(spec: RunSpec) -> i32 {
 /// Creates the shared memory, locks, pipes and queues, in the core, before
 /// main is forked, so every process inherits them.
 fn setup(spec: RunSpec) -> Result<Run, RunError> {
-    let scenario =
+    let mut scenario =
         scenario::load(&spec.scenario_text, &spec.origin).map_err(|e| RunError(e.to_string()))?;
+    if let Some(mode) = spec.stdout {
+        scenario.stdout = mode;
+    }
     let shm = Shm::create(&scenario, spec.max_procs)?;
     let mut ends = BTreeMap::new();
     for (name, p) in &scenario.pipes {

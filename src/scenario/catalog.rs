@@ -47,6 +47,7 @@ pub const BUILTINS: &[Builtin] = builtins![
     "deadlock-two-locks",
     "lock-chain-round-robin",
     "fork-tree",
+    "fork-stdio-buffer",
     "fan-out-stress",
     "pool-close-in-loop",
     "callback-return-in-loop",

@@ -473,9 +473,17 @@ impl Cx<'_> {
             }
             n
         });
+        let stdout = match &f.stdout {
+            None => super::StdoutMode::Line,
+            Some(v) => v.get_ref().parse().unwrap_or_else(|m: String| {
+                self.err(v.span(), m);
+                super::StdoutMode::Line
+            }),
+        };
         let mut scenario = Scenario {
             name,
             max_procs,
+            stdout,
             title: f.title.clone(),
             explain: f.explain.trim().to_string(),
             source: f.source.trim_matches('\n').to_string(),
@@ -645,12 +653,14 @@ impl Cx<'_> {
         let ops: Vec<&str> = [
             ("print", st.print.is_some()),
             ("narrate", st.narrate.is_some()),
+            ("flush", st.flush.is_some()),
             ("sleep_ms", st.sleep_ms.is_some()),
             ("spawn", st.spawn.is_some()),
             ("fork", st.fork.is_some()),
             ("join", st.join.is_some()),
             ("wait", st.wait.is_some()),
             ("exit", st.exit.is_some()),
+            ("os_exit", st.os_exit.is_some()),
             ("return", st.return_.is_some()),
             ("if", st.if_.is_some()),
             ("repeat", st.repeat.is_some()),
@@ -757,6 +767,13 @@ impl Cx<'_> {
                 end: st.end.clone().unwrap_or_else(|| "\n".into()),
             },
             "narrate" => Op::Narrate(self.template(st.narrate.as_ref()?, rc)),
+            "flush" => {
+                let v = st.flush.as_ref()?;
+                if v.get_ref() != "stdout" {
+                    self.err(v.span(), "only stdout is flushed: flush = \"stdout\"");
+                }
+                Op::Flush
+            }
             "sleep_ms" => {
                 let v = st.sleep_ms.as_ref()?;
                 Op::Sleep(self.duration_ms(v, rc, "sleep_ms"))
@@ -799,6 +816,7 @@ impl Cx<'_> {
                 }
             }
             "exit" => Op::Exit(self.expr(st.exit.as_ref()?, rc)),
+            "os_exit" => Op::OsExit(self.expr(st.os_exit.as_ref()?, rc)),
             "return" => Op::Return(self.expr(st.return_.as_ref()?, rc)),
             "if" => Op::If {
                 cond: self.expr(st.if_.as_ref()?, rc),
@@ -1145,6 +1163,29 @@ steps = [ { print = "k={k} v={v}" } ]
     fn at_line(text: &str, needle: &str) -> String {
         let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
         format!("bad.toml:{line}:")
+    }
+
+    #[test]
+    fn stdout_buffering_and_flush_are_checked() {
+        assert_eq!(
+            load(OK, "t.toml").unwrap().stdout,
+            super::super::StdoutMode::Line
+        );
+        let text = OK.replace("locks = []", "locks = []\nstdout = \"block\"");
+        let s = load(&text, "t.toml").unwrap();
+        assert_eq!(s.stdout, super::super::StdoutMode::Block);
+        let text = OK.replace("locks = []", "locks = []\nstdout = \"full\"");
+        let e = err_of(&text);
+        assert!(e.starts_with(&at_line(&text, "full")), "{e}");
+        assert!(e.contains("\"line\" or \"block\""), "{e}");
+        let text = OK.replace(
+            "{ join = \"c\" }",
+            "{ flush = \"stdout\" }, { os_exit = 3 }",
+        );
+        assert!(load(&text, "t.toml").is_ok());
+        let text = OK.replace("{ join = \"c\" }", "{ flush = \"stderr\" }");
+        let e = err_of(&text);
+        assert!(e.starts_with(&at_line(&text, "stderr")), "{e}");
     }
 
     #[test]

@@ -66,6 +66,33 @@ pub struct Scenario {
     pub roles: BTreeMap<String, Role>,
     /// The programs `exec` steps may run, for the consent prompt.
     pub exec_programs: Vec<String>,
+    /// How `print` buffers each process's stdout (`stdout = "block"`).
+    pub stdout: StdoutMode,
+}
+
+/// How Python buffers `sys.stdout`: by line on a terminal, in 8 KiB blocks
+/// when stdout is a pipe or a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutMode {
+    /// Written at every newline (and when 8 KiB fill up).
+    #[default]
+    Line,
+    /// Written when 8 KiB fill up, on `flush`, and at a normal exit.
+    Block,
+}
+
+impl std::str::FromStr for StdoutMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "line" => Ok(StdoutMode::Line),
+            "block" => Ok(StdoutMode::Block),
+            other => Err(format!(
+                "stdout must be \"line\" or \"block\", not {other:?}"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +228,11 @@ pub enum Op {
     },
     Exit(Expr),
     Return(Expr),
+    /// `sys.stdout.flush()`: write what this process's buffer holds.
+    Flush,
+    /// `os._exit(code)`: ends the process at once, without the normal end
+    /// (no joins of its children, no flush: what is buffered is lost).
+    OsExit(Expr),
     If {
         cond: Expr,
         then: Vec<Step>,

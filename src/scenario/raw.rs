@@ -22,6 +22,9 @@ pub struct File {
     /// the default (`--max-procs` still decides when given).
     #[serde(default)]
     pub max_procs: Option<S<u32>>,
+    /// `"line"` (the default, as on a terminal) or `"block"` (a pipe).
+    #[serde(default)]
+    pub stdout: Option<S<String>>,
     #[serde(default)]
     pub params: BTreeMap<String, S<Param>>,
     /// Private globals: every process has its own copy (`num = 100`).
@@ -93,6 +96,7 @@ pub struct Step {
     pub print: Option<S<String>>,
     pub end: Option<String>,
     pub narrate: Option<S<String>>,
+    pub flush: Option<S<String>>,
     pub sleep_ms: Option<S<toml::Value>>,
 
     pub spawn: Option<S<String>>,
@@ -106,6 +110,7 @@ pub struct Step {
     pub join: Option<S<String>>,
     pub wait: Option<S<String>>,
     pub exit: Option<S<toml::Value>>,
+    pub os_exit: Option<S<toml::Value>>,
     #[serde(rename = "return")]
     pub return_: Option<S<toml::Value>>,
 

@@ -55,6 +55,8 @@ impl Proc<'_> {
         } else {
             format!("{}.{name}", self.probe.id)
         };
+        // Each worker's Process.start() flushes stdout first.
+        self.flush_stdout()?;
         let mut ids = Vec::new();
         for k in 1..=workers {
             let id = format!("{prefix}.w{k}");

@@ -1,0 +1,239 @@
+//! The stdout buffer: Python's `sys.stdout`, modelled in the scenario
+//! process's own memory.
+//!
+//! `print` does not write to fd 1: it appends to a buffer, which is written
+//! when a newline comes (line mode, as on a terminal), when 8 KiB fill up
+//! (block mode, as when stdout is a pipe or a file), on `flush`, and when
+//! the process ends normally. The buffer lives in the runner's heap, so a
+//! real `fork` copies it (both processes then write the same text) and a
+//! process killed by a signal, or that calls `os._exit`, never writes it.
+//!
+//! This type only decides *what* to write and when; `Proc` announces and
+//! writes it (PROTOCOL.md §7.2) and reports `buffered` and `flush`.
+
+use super::interp::Proc;
+use super::{RunError, os};
+use crate::protocol::{Body, Stream};
+use crate::scenario::StdoutMode;
+
+/// Longest text of one output announcement as JSON, so its event line
+/// stays under the protocol's 4 KiB.
+const MAX_ANNOUNCED_JSON_BYTES: usize = 3000;
+
+/// Python's buffer size for a file or a pipe (`io.DEFAULT_BUFFER_SIZE`).
+pub const BLOCK_BYTES: usize = 8192;
+
+/// One process's unwritten stdout text.
+#[derive(Debug, Default)]
+pub struct StdoutBuffer {
+    mode: StdoutMode,
+    pending: String,
+}
+
+impl StdoutBuffer {
+    pub fn new(mode: StdoutMode) -> StdoutBuffer {
+        StdoutBuffer {
+            mode,
+            pending: String::new(),
+        }
+    }
+
+    /// What the buffer holds, not written yet.
+    pub fn pending(&self) -> &str {
+        &self.pending
+    }
+
+    /// One `sys.stdout.write(text)`: the pieces to write to fd 1 now, in
+    /// order. What the buffer held plus `text` is exactly the pieces
+    /// followed by what it holds afterwards.
+    ///
+    /// As CPython's `BufferedWriter`: text that does not fit beside what is
+    /// buffered first pushes that out; text of a whole block or more is
+    /// written at once. As `TextIOWrapper` with `line_buffering`: text with
+    /// a newline (or a carriage return) flushes everything.
+    pub fn write(&mut self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.pending.len() + text.len() > BLOCK_BYTES {
+            if !self.pending.is_empty() {
+                out.push(std::mem::take(&mut self.pending));
+            }
+            if text.len() >= BLOCK_BYTES {
+                out.push(text.to_string());
+            } else {
+                self.pending.push_str(text);
+            }
+        } else {
+            self.pending.push_str(text);
+        }
+        if self.mode == StdoutMode::Line && text.contains(['\n', '\r']) && !self.pending.is_empty()
+        {
+            out.push(std::mem::take(&mut self.pending));
+        }
+        out
+    }
+
+    /// `flush()`: everything buffered, to write now.
+    pub fn take(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Drops what is buffered without writing it (an `exec` replaces the
+    /// memory the buffer lives in).
+    pub fn discard(&mut self) {
+        self.pending.clear();
+    }
+}
+
+impl Proc<'_> {
+    /// `print(text, end=end)`: two writes into the buffer, as CPython's
+    /// `print` makes. What stays buffered is reported (`buffered`, and
+    /// `flush` for what of it goes out now); a print that leaves nothing
+    /// behind in an empty buffer is plain output, as before buffering.
+    pub(super) fn print(&mut self, text: &str, end: &str) -> Result<(), RunError> {
+        let was_empty = self.stdout.pending().is_empty();
+        let mut pieces = self.stdout.write(text);
+        pieces.extend(self.stdout.write(end));
+        if !was_empty || !self.stdout.pending().is_empty() {
+            self.probe.emit(Body::Buffered {
+                text: format!("{text}{end}"),
+                inherited: false,
+            });
+            let bytes: usize = pieces.iter().map(String::len).sum();
+            if bytes > 0 {
+                self.probe.emit(Body::Flush {
+                    bytes: bytes as u64,
+                });
+            }
+        }
+        for piece in pieces {
+            self.write_stdout(&piece)?;
+        }
+        Ok(())
+    }
+
+    /// `sys.stdout.flush()`; also what a normal end of the process does
+    /// (CPython's `_bootstrap` for multiprocessing children, interpreter
+    /// shutdown for main and `os.fork` children).
+    pub(super) fn flush_stdout(&mut self) -> Result<(), RunError> {
+        let text = self.stdout.take();
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.probe.emit(Body::Flush {
+            bytes: text.len() as u64,
+        });
+        self.write_stdout(&text)
+    }
+
+    /// In a child just forked (connected as itself): the buffer is a copy of
+    /// the parent's. Said on stage, so a learner sees where a line printed
+    /// twice comes from; dropped when the child is about to `exec` (the
+    /// program replaces the memory the buffer is in).
+    pub(super) fn stdout_after_fork(&mut self, will_exec: bool) {
+        if will_exec {
+            self.stdout.discard();
+        } else if !self.stdout.pending().is_empty() {
+            self.probe.emit(Body::Buffered {
+                text: self.stdout.pending().to_string(),
+                inherited: true,
+            });
+        }
+    }
+
+    /// Writes `text` to our real stdout in one `write` (as Python writes
+    /// its buffer), announced first line by line (pieces of at most 1024
+    /// bytes), stamped before the write, so the log orders each line
+    /// exactly among our events; the collector shows a piece when its
+    /// bytes come through the pipe (PROTOCOL.md §7.2).
+    fn write_stdout(&mut self, text: &str) -> Result<(), RunError> {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(1024);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if let Some(nl) = rest[..cut].find('\n') {
+                cut = nl + 1;
+            }
+            // The announcement must fit in one event line as it is: control
+            // characters take 6 bytes each in JSON.
+            while cut > 1
+                && serde_json::to_string(&rest[..cut]).map_or(0, |j| j.len())
+                    > MAX_ANNOUNCED_JSON_BYTES
+            {
+                cut /= 2;
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+            }
+            if cut == 0 {
+                cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+            }
+            let (piece, tail) = rest.split_at(cut);
+            self.probe.emit(Body::Output {
+                stream: Stream::Stdout,
+                text: piece.to_string(),
+            });
+            rest = tail;
+        }
+        os::write_all(std::io::stdout(), text.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(pieces: &[String]) -> String {
+        pieces.concat()
+    }
+
+    #[test]
+    fn line_mode_writes_at_the_newline_only() {
+        let mut b = StdoutBuffer::new(StdoutMode::Line);
+        assert!(b.write("abc").is_empty());
+        assert_eq!(b.pending(), "abc");
+        assert_eq!(joined(&b.write("\n")), "abc\n");
+        assert_eq!(b.pending(), "");
+        assert_eq!(joined(&b.write("x\ny")), "x\ny", "a newline flushes all");
+    }
+
+    #[test]
+    fn block_mode_writes_when_8_kib_fill_up() {
+        let mut b = StdoutBuffer::new(StdoutMode::Block);
+        let line = "0123456789abcde\n"; // 16 bytes
+        let mut written = String::new();
+        for _ in 0..512 {
+            written.push_str(&joined(&b.write(line)));
+        }
+        assert_eq!(written, "", "512 x 16 bytes = 8192 fit");
+        written.push_str(&joined(&b.write(line)));
+        assert_eq!(written.len(), 8192);
+        assert_eq!(b.pending(), line);
+        let big = "y".repeat(BLOCK_BYTES);
+        let out = b.write(&big);
+        assert_eq!(out, vec![line.to_string(), big]);
+        assert_eq!(b.pending(), "");
+    }
+
+    #[test]
+    fn nothing_is_lost_or_doubled() {
+        for mode in [StdoutMode::Line, StdoutMode::Block] {
+            let mut b = StdoutBuffer::new(mode);
+            let mut given = String::new();
+            let mut written = String::new();
+            for i in 0..3000 {
+                let text = format!(
+                    "{}{}",
+                    "é".repeat(i % 700),
+                    if i % 3 == 0 { "\n" } else { "" }
+                );
+                given.push_str(&text);
+                written.push_str(&joined(&b.write(&text)));
+            }
+            written.push_str(&b.take());
+            assert_eq!(written, given);
+        }
+    }
+}
