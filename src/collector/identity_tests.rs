@@ -315,3 +315,97 @@ fn the_same_process_may_connect_again_until_it_ends() {
     let events = b.events();
     assert_eq!(b.stat(&b.state.stats.impostors), 1, "{events:#?}");
 }
+
+/// Set for the copy of this test binary that plays a runner core.
+const HELPER_SOCK_ENV: &str = "FORKSCOPE_UNIT_RUNNER_SOCK";
+const HELPER_LINGER_ENV: &str = "FORKSCOPE_UNIT_RUNNER_LINGER";
+
+/// Not a test: run by the tests below in a process of its own. Says hello
+/// as the runner, lingers if asked, and ends.
+#[test]
+#[ignore = "a helper process for the tests below"]
+fn helper_runner_core() {
+    let Some(sock) = std::env::var_os(HELPER_SOCK_ENV) else {
+        return;
+    };
+    let probe = crate::probe::Probe::connect(
+        std::path::Path::new(&sock),
+        RUNNER_ID,
+        "runner",
+        None,
+        false,
+        crate::probe::Capture::None,
+    );
+    if std::env::var_os(HELPER_LINGER_ENV).is_some() {
+        assert!(probe.linger(Duration::from_secs(20)), "nobody read us");
+    }
+}
+
+/// Starts [`helper_runner_core`] as our child (so it descends from us, the
+/// root of trust) and waits until its connection is at our door, not yet
+/// accepted.
+fn start_helper(b: &Bench, linger: bool) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args([
+        "--exact",
+        "collector::identity_tests::helper_runner_core",
+        "--ignored",
+        "--test-threads=1",
+    ])
+    .env(HELPER_SOCK_ENV, &b.path)
+    .stdout(std::process::Stdio::null());
+    if linger {
+        cmd.env(HELPER_LINGER_ENV, "1");
+    }
+    let child = cmd.spawn().expect("helper starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !os_readable_raw(b.state.listener.as_raw_fd()) {
+        assert!(Instant::now() < deadline, "the helper never connected");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// Waits until `child` ended (and reaps it), at most `limit`; did it end?
+fn ended_within(child: &mut std::process::Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if child.try_wait().expect("try_wait").is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+// The order of the bug: the collector (busy, or not scheduled on a loaded
+// machine) accepts only after the whole run is over and reaped. The
+// runner's claim rests on the kernel's word that it descends from the
+// root; a peer gone by then has no such word, so its claim is refused
+// (a stranger could have said the same), and with it the whole run.
+#[test]
+fn a_runner_gone_before_it_was_accepted_is_refused() {
+    let mut b = Bench::new();
+    let mut helper = start_helper(&b, false);
+    assert!(ended_within(&mut helper, Duration::from_secs(30)));
+    let events = b.events();
+    assert!(kinds(&events).is_empty(), "{events:#?}");
+    assert_eq!(b.stat(&b.state.stats.impostors), 1);
+}
+
+// ...so the runner core lingers at its end until the collector has read
+// what it sent: however late the collector accepts, it judges a live peer.
+#[test]
+fn a_lingering_runner_is_judged_alive_however_late_it_is_accepted() {
+    let mut b = Bench::new();
+    let mut helper = start_helper(&b, true);
+    // As late as we like: it does not end before we read it.
+    assert!(!ended_within(&mut helper, Duration::from_millis(1500)));
+    let mut events = b.events();
+    assert_eq!(b.stat(&b.state.stats.impostors), 0);
+    // Read, it ends (and the collector sees it end).
+    assert!(ended_within(&mut helper, Duration::from_secs(30)));
+    assert!(helper.wait().expect("wait").success());
+    events.extend(b.events());
+    assert_eq!(kinds(&events), ["runner hello", "runner exit"]);
+}

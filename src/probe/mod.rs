@@ -166,6 +166,36 @@ impl Probe {
         }
     }
 
+    /// Waits until the collector has read everything we sent, at most
+    /// `timeout`; true if it has (or there is no connection).
+    ///
+    /// The collector judges a peer when it accepts the connection, by the
+    /// kernel's word on the peer's pid (`/proc`), and the runner core's
+    /// claim to `runner` stands on that alone (PROTOCOL.md §9.6). A
+    /// collector that is slow to accept (a loaded machine) could otherwise
+    /// find the whole run over and reaped, and the runner gone: its hello
+    /// refused, and with it every process it started. Once the collector
+    /// has read our last byte it has long accepted us, while we lived.
+    pub fn linger(&self, timeout: std::time::Duration) -> bool {
+        let Some(sock) = self.sock.as_ref() else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut unread: libc::c_int = 0;
+            // SAFETY: SIOCOUTQ (TIOCOUTQ) on a socket fd we own writes one
+            // int, the bytes sent and not yet read by the peer, to `unread`.
+            let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut unread) };
+            if r < 0 || unread <= 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Closes the connection (the parent's copy, in a fresh child).
     pub fn disconnect(&mut self) {
         self.sock = None;

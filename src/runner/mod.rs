@@ -35,6 +35,12 @@ use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
+/// Longest the runner core waits at its end for the collector to read
+/// what it sent (a guard against a collector that is gone or stuck; a
+/// working one reads within milliseconds, even on a loaded machine
+/// within a fraction of a second).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A failure inside the runner or a scenario process, as one sentence.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -204,6 +210,7 @@ fn core(spec: RunSpec) -> i32 {
         Ok(pid) => pid,
         Err(e) => {
             runner.probe.emit(Body::Error { message: e.0 });
+            runner.probe.linger(LINGER);
             return 70;
         }
     };
@@ -256,6 +263,9 @@ fn core(spec: RunSpec) -> i32 {
         code: Some(main_code),
         signal: None,
     });
+    // Not gone before the collector has taken in what we said: our claim
+    // to `runner` is judged while we live (see `Probe::linger`).
+    runner.probe.linger(LINGER);
     main_code
 }
 
