@@ -56,6 +56,10 @@ fn main() -> ExitCode {
             "a_flood_keeps_memory_bounded_and_scrubbing_works",
             a_flood_keeps_memory_bounded_and_scrubbing_works,
         ),
+        (
+            "a_recording_opens_on_the_stage_and_saves_back",
+            a_recording_opens_on_the_stage_and_saves_back,
+        ),
         ("harness_counts_what_it_ran", harness_counts_what_it_ran),
     ];
     let opts = match HarnessOptions::parse(std::env::args().skip(1)) {
@@ -856,4 +860,93 @@ fn many_runs_show_a_histogram_lock_off_and_on() {
         "one sentence sums it up"
     );
     assert!(!h.state().many.is_running(), "the thread is done");
+}
+
+// ---- recordings ------------------------------------------------------------
+
+/// A run recorded by `forkscope run --record` opens on the stage with
+/// nothing running: its processes and its final value, and scrubbing back
+/// shows an earlier value. "Save recording" after a live run writes a file
+/// that reads back as the same events, and opens again the same way.
+fn a_recording_opens_on_the_stage_and_saves_back() {
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let recorded = dir.join("cli.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkscope"))
+        .args(["run", "locked-counter", "--time-scale", "0.1", "--record"])
+        .arg(&recorded)
+        .output()
+        .expect("forkscope runs");
+    assert!(out.status.success(), "{out:?}");
+    let events = forkscope::trace_file::read(&recorded).expect("a recording");
+
+    let mut h = harness(GuiArgs {
+        open: Some(recorded.clone()),
+        ..GuiArgs::default()
+    });
+    h.run_steps(3);
+    assert!(
+        matches!(h.state().run, RunState::Finished { .. }),
+        "nothing runs"
+    );
+    assert_eq!(h.state().rec.len(), events.len(), "every event is in");
+    assert!(has_label(&h, "shared v = 20"), "the final value");
+    for id in ["main", "main.1", "main.2"] {
+        assert!(has_label(&h, id), "{id} is on the stage");
+    }
+    let first_write = events
+        .iter()
+        .find(|e| e.body.kind() == "write")
+        .map(|e| e.t_ns)
+        .expect("the workers wrote");
+    h.state_mut().command(Command::Seek(first_write - 1));
+    h.run_steps(2);
+    assert!(
+        has_label(&h, "shared v = 0"),
+        "scrubbed back before any add"
+    );
+
+    // A live run, saved with the button, reads back as what the app holds.
+    let mut h = harness(GuiArgs {
+        time_scale: Some(0.1),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && h.state().rec.len() > 10));
+    let saved = dir.join("saved.jsonl");
+    h.state_mut().command(Command::SaveRecording(saved.clone()));
+    h.run_steps(2);
+    let back = forkscope::trace_file::read(&saved).expect("the saved file reads back");
+    assert_eq!(back.as_slice(), h.state().rec.log.kept(), "the same events");
+    assert!(
+        h.state()
+            .status
+            .as_deref()
+            .is_some_and(|s| s.starts_with(&format!("saved {} events", back.len()))),
+        "{:?}",
+        h.state().status
+    );
+    // Opened from the picker's "Open" field, it shows the same end.
+    h.state_mut()
+        .command(Command::Pick(saved.display().to_string()));
+    h.run_steps(3);
+    assert_eq!(h.state().opened.as_deref(), Some(saved.as_path()));
+    assert!(has_label(&h, "shared v = 20"));
+
+    // A broken recording is one sentence with its line, not a crash.
+    let broken = dir.join("broken.jsonl");
+    std::fs::write(&broken, "{\"t_ns\":1}\n").expect("write");
+    let err = App::new(&GuiArgs {
+        open: Some(broken.clone()),
+        ..GuiArgs::default()
+    })
+    .err()
+    .expect("an error");
+    assert!(
+        err.starts_with(&format!("{}:1: ", broken.display())),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

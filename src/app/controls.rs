@@ -13,6 +13,8 @@ pub const RESTART: &str = "⟲ Restart";
 pub const PAUSE: &str = "⏸ Pause";
 pub const PLAY: &str = "▶ Play";
 pub const LIVE: &str = "⏭ Live";
+/// Writes the run shown as JSON lines (as `forkscope run --record`).
+pub const SAVE_RECORDING: &str = "Save recording";
 pub const PRESENTER: &str = "Presenter";
 pub const STAGE_TAB: &str = "Stage";
 pub const MANY_RUNS_TAB: &str = "📊 Many runs";
@@ -87,6 +89,19 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             .clicked()
         {
             app.command(Command::GoLive);
+        }
+        if ui
+            .add_enabled(
+                !app.rec.is_empty() && !app.run.is_running(),
+                egui::Button::new(text(SAVE_RECORDING)),
+            )
+            .on_hover_text(format!(
+                "Write this run's events to {} (open it again with forkscope --open FILE)",
+                super::open::default_dir().display()
+            ))
+            .clicked()
+        {
+            app.command(Command::SaveRecording(app.default_recording_path()));
         }
         ui.separator();
         status(ui, app);
@@ -180,6 +195,13 @@ fn status(ui: &mut Ui, app: &App) {
             };
             ui.label(what);
         }
+    }
+    if let Some(path) = &app.opened {
+        let name = path
+            .file_name()
+            .map_or(path.as_os_str(), |n| n)
+            .to_string_lossy();
+        ui.label(format!("recording {name} (nothing runs)"));
     }
     if !app.time.follow {
         let t = app.view_t_ns();

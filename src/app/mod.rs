@@ -13,6 +13,7 @@ pub mod controls;
 pub mod inspector;
 pub mod lab;
 pub mod many;
+pub mod open;
 pub mod output;
 pub mod recording;
 pub mod sampler;
@@ -101,6 +102,11 @@ pub struct GuiArgs {
     /// system); with --screenshot, the picture is taken when they end.
     #[arg(long, value_name = "N")]
     pub many_runs: Option<u32>,
+    /// Show a recording (`forkscope run NAME --record FILE`, or the app's
+    /// "Save recording") instead of running anything; with --screenshot,
+    /// --after-ms is the moment of the recording.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub open: Option<PathBuf>,
 }
 
 /// What views ask the app to do.
@@ -137,6 +143,8 @@ pub enum Command {
     /// Finish a step-mode run with the seeded scheduler.
     RunToEnd,
     SaveSchedule(PathBuf),
+    /// Write the current run's events as JSON lines (`--record`'s format).
+    SaveRecording(PathBuf),
     /// Replay a schedule file in step mode, then go on by hand.
     LoadSchedule(PathBuf),
     ShowView(MainView),
@@ -286,6 +294,8 @@ pub struct App {
     /// Memory the next run's kept events and checkpoints may use (bytes):
     /// past it the oldest events are let go (tests make it small).
     pub rec_budgets_bytes: (usize, usize),
+    /// The recording shown (`--open`), while no run replaced it.
+    pub opened: Option<PathBuf>,
 }
 
 impl App {
@@ -331,6 +341,7 @@ impl App {
                 recording::LOG_BUDGET_BYTES,
                 recording::CHECKPOINT_BUDGET_BYTES,
             ),
+            opened: None,
         };
         if let Some(n) = args.many_runs {
             if !(1..=many::MAX_RUNS).contains(&n) {
@@ -386,6 +397,16 @@ impl App {
                 requested_at: None,
                 image: Arc::default(),
             });
+        }
+        if let Some(path) = &args.open {
+            if args.scenario.is_none() {
+                // A recording does not say which scenario it ran.
+                app.picked = None;
+            }
+            app.open_recording(path)?;
+            if args.screenshot.is_some() {
+                app.screenshot_recording_at(Duration::from_millis(args.after_ms));
+            }
         }
         Ok(app)
     }
@@ -444,6 +465,12 @@ impl App {
 
     fn apply(&mut self, c: Command) {
         match c {
+            Command::Pick(target) if open::is_recording_path(&target) => {
+                match self.open_recording(std::path::Path::new(target.trim())) {
+                    Ok(()) => self.pick_error = None,
+                    Err(e) => self.pick_error = Some(e),
+                }
+            }
             Command::Pick(target) => {
                 self.stop_now();
                 self.pick(&target);
@@ -509,6 +536,7 @@ impl App {
                 }
             }
             Command::SaveSchedule(path) => self.save_schedule(&path),
+            Command::SaveRecording(path) => self.save_recording(&path),
             Command::LoadSchedule(path) => self.load_schedule(&path),
             Command::ShowView(v) => self.view = v,
             Command::StartManyRuns => self.start_many_runs(),
@@ -759,6 +787,7 @@ impl App {
             lab::Gated::new(prefix, then)
         });
         self.run_started = Some(Instant::now());
+        self.opened = None;
         self.run = RunState::Running {
             session: Box::new(session),
             sampler: Sampler::start(|| {}),
