@@ -60,6 +60,10 @@ fn main() -> ExitCode {
             "a_recording_opens_on_the_stage_and_saves_back",
             a_recording_opens_on_the_stage_and_saves_back,
         ),
+        (
+            "slow_motion_replays_a_recording_from_a_moment",
+            slow_motion_replays_a_recording_from_a_moment,
+        ),
         ("harness_counts_what_it_ran", harness_counts_what_it_ran),
     ];
     let opts = match HarnessOptions::parse(std::env::args().skip(1)) {
@@ -947,6 +951,79 @@ fn a_recording_opens_on_the_stage_and_saves_back() {
     assert!(
         err.starts_with(&format!("{}:1: ", broken.display())),
         "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Slow motion: pick 0.1× in the toolbar, replay a recording from its
+/// start; the picture moves forward at a tenth of real time (never faster),
+/// says so, and reaches the end at last when sped up to 1×.
+fn slow_motion_replays_a_recording_from_a_moment() {
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let recorded = dir.join("uc.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkscope"))
+        .args([
+            "run",
+            "unlocked-counter",
+            "--set",
+            "workers=2",
+            "--set",
+            "adds=20",
+        ])
+        .arg("--record")
+        .arg(&recorded)
+        .output()
+        .expect("forkscope runs");
+    assert!(out.status.success(), "{out:?}");
+    let mut h = harness(GuiArgs {
+        open: Some(recorded),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    let (t0, t1) = h.state().rec.t_range().expect("events");
+
+    // The speed menu, then 0.1×.
+    h.get_by_label(controls::REPLAY_SPEED).click();
+    h.run_steps(2);
+    h.get_by_label(&controls::speed_label(0.1)).click();
+    h.run_steps(2);
+    assert_eq!(h.state().time.speed, 0.1);
+    let started = Instant::now();
+    h.get_by_label(controls::REPLAY).click();
+    h.run_steps(1);
+    let from = h.state().time.cursor_t_ns;
+    assert!(from <= t0 + 1_000_000, "replay starts at the start");
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    let advanced = h.state().time.cursor_t_ns.saturating_sub(from);
+    let real = started.elapsed().as_nanos() as u64;
+    assert!(advanced > 0, "the replay moves");
+    assert!(
+        advanced <= real / 10 + 1_000,
+        "at most a tenth of real time: {advanced} ns in {real} ns"
+    );
+    assert!(
+        h.state().time.follow
+            || has_label(
+                &h,
+                &format!(
+                    "▶ replaying at 0.1×: t = {:.3} s",
+                    h.state().time.cursor_t_ns.saturating_sub(t0) as f64 / 1e9
+                )
+            ),
+        "the status says it replays slowly"
+    );
+
+    // At 1× it reaches the end and shows the last moment again.
+    h.state_mut().command(Command::SetSpeed(1.0));
+    let reached = wait_for(&mut h, |h| h.state().time.follow);
+    assert!(
+        reached,
+        "the replay ends (run lasted {} ms)",
+        (t1 - t0) / 1_000_000
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

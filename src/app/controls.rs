@@ -13,6 +13,10 @@ pub const RESTART: &str = "⟲ Restart";
 pub const PAUSE: &str = "⏸ Pause";
 pub const PLAY: &str = "▶ Play";
 pub const LIVE: &str = "⏭ Live";
+/// Replays the run shown from its start (or from the moment shown).
+pub const REPLAY: &str = "⏮ Replay";
+/// The replay speed menu.
+pub const REPLAY_SPEED: &str = "Replay speed (slow motion)";
 /// Writes the run shown as JSON lines (as `forkscope run --record`).
 pub const SAVE_RECORDING: &str = "Save recording";
 pub const PRESENTER: &str = "Presenter";
@@ -90,6 +94,7 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
         {
             app.command(Command::GoLive);
         }
+        replay_controls(ui, app, &text);
         if ui
             .add_enabled(
                 !app.rec.is_empty() && !app.run.is_running(),
@@ -131,6 +136,49 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             }
         });
     });
+}
+
+/// A replay speed as the menu shows it: `0.25×`.
+pub fn speed_label(speed: f64) -> String {
+    format!("{speed}×")
+}
+
+/// Slow motion: replay a finished or paused run from any moment (drag the
+/// timeline there first) at a speed down to a thousandth.
+fn replay_controls(ui: &mut Ui, app: &mut App, text: &dyn Fn(&str) -> RichText) {
+    let Some((t0, _)) = app.rec.t_range() else {
+        return;
+    };
+    if app.run.is_running() && app.time.follow {
+        return;
+    }
+    let from = if app.time.follow {
+        t0
+    } else {
+        app.time.cursor_t_ns
+    };
+    if ui
+        .button(text(REPLAY))
+        .on_hover_text("Replay from the start, or from the moment shown, at the speed chosen")
+        .clicked()
+    {
+        app.command(Command::ReplayFrom(from));
+    }
+    egui::ComboBox::from_id_salt("replay_speed")
+        .selected_text(text(&speed_label(app.time.speed)))
+        .width(60.0)
+        .show_ui(ui, |ui| {
+            for s in super::REPLAY_SPEEDS {
+                if ui
+                    .selectable_label(app.time.speed == s, speed_label(s))
+                    .clicked()
+                {
+                    app.command(Command::SetSpeed(s));
+                }
+            }
+        })
+        .response
+        .on_hover_text(REPLAY_SPEED);
 }
 
 /// Free / Step / Seeded (with its seed): applies to the next run.
@@ -206,13 +254,16 @@ fn status(ui: &mut Ui, app: &App) {
     if !app.time.follow {
         let t = app.view_t_ns();
         let t0 = app.rec.t_range().map_or(t, |(lo, _)| lo);
-        ui.label(
-            RichText::new(format!(
-                "⏸ showing t = {:.2} s",
-                t.saturating_sub(t0) as f64 / 1e9
-            ))
-            .color(super::theme::okabe_ito::VERMILLION),
-        );
+        let shown = t.saturating_sub(t0) as f64 / 1e9;
+        let what = if app.time.playing {
+            format!(
+                "▶ replaying at {}: t = {shown:.3} s",
+                speed_label(app.time.speed)
+            )
+        } else {
+            format!("⏸ showing t = {shown:.2} s")
+        };
+        ui.label(RichText::new(what).color(super::theme::okabe_ito::VERMILLION));
     }
     if !app.collector_problems.is_empty() {
         ui.label(

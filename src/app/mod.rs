@@ -129,6 +129,10 @@ pub enum Command {
     Seek(u64),
     /// Follow the run live again.
     GoLive,
+    /// Replay speed (see [`REPLAY_SPEEDS`]).
+    SetSpeed(f64),
+    /// Replay from this moment at the replay speed.
+    ReplayFrom(u64),
     TogglePresenter,
     ToggleSidePanels,
     Zoom(f32),
@@ -221,7 +225,14 @@ pub struct TimeControl {
     /// When not following: advance the cursor in real time (replay).
     pub playing: bool,
     pub cursor_t_ns: u64,
+    /// Replay speed (1 = real time, 0.1 = ten times slower): how fast the
+    /// cursor advances when not following.
+    pub speed: f64,
 }
+
+/// The replay speeds offered (slow motion, down to a thousandth for runs
+/// without sleeps that last a few milliseconds).
+pub const REPLAY_SPEEDS: [f64; 6] = [0.001, 0.01, 0.1, 0.25, 0.5, 1.0];
 
 impl Default for TimeControl {
     fn default() -> Self {
@@ -229,7 +240,18 @@ impl Default for TimeControl {
             follow: true,
             playing: true,
             cursor_t_ns: 0,
+            speed: 1.0,
         }
+    }
+}
+
+impl TimeControl {
+    /// Back to following the newest moment, keeping the replay speed.
+    pub fn reset(&mut self) {
+        *self = TimeControl {
+            speed: self.speed,
+            ..TimeControl::default()
+        };
     }
 }
 
@@ -522,6 +544,15 @@ impl App {
                 self.time.follow = true;
                 self.time.playing = true;
             }
+            Command::SetSpeed(x) => {
+                if x.is_finite() {
+                    self.time.speed = x.clamp(REPLAY_SPEEDS[0], 1.0);
+                }
+            }
+            Command::ReplayFrom(t) => {
+                self.apply(Command::Seek(t));
+                self.time.playing = true;
+            }
             Command::TogglePresenter => self.presenter = !self.presenter,
             Command::ToggleSidePanels => self.show_side_panels = !self.show_side_panels,
             Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
@@ -772,7 +803,7 @@ impl App {
             };
         let (log_budget, checkpoint_budget) = self.rec_budgets_bytes;
         self.rec = Recording::with_budgets(log_budget, checkpoint_budget);
-        self.time = TimeControl::default();
+        self.time.reset();
         self.selected = None;
         self.status = None;
         self.collector_problems.clear();
@@ -996,7 +1027,8 @@ impl App {
         let dt = self.last_frame.replace(now).map(|t| now - t);
         if !self.time.follow && self.time.playing {
             let step = dt.unwrap_or_default().min(Duration::from_millis(100));
-            self.time.cursor_t_ns = self.time.cursor_t_ns.saturating_add(step.as_nanos() as u64);
+            let step_ns = (step.as_nanos() as f64 * self.time.speed) as u64;
+            self.time.cursor_t_ns = self.time.cursor_t_ns.saturating_add(step_ns);
             if self.time.cursor_t_ns >= self.live_t_ns() {
                 self.time.follow = true;
             }

@@ -4,7 +4,7 @@
 //! [`Recording`] a live run fills. "Save recording" writes the current
 //! run's events as `forkscope run --record` does.
 
-use super::{App, RunState, TimeControl};
+use super::{App, RunState};
 use crate::lab::deadlock;
 use crate::model::ExitStatus;
 use crate::protocol::{Body, Event};
@@ -51,7 +51,7 @@ impl App {
         self.stop_now();
         let (log_budget, checkpoint_budget) = self.rec_budgets_bytes;
         self.rec = super::Recording::with_budgets(log_budget, checkpoint_budget);
-        self.time = TimeControl::default();
+        self.time.reset();
         self.selected = None;
         self.collector_problems.clear();
         self.view_count = None;
