@@ -260,6 +260,8 @@ fn real_recordings_export_as_traces_perfetto_reads() {
                         "{sig} at the target"
                     );
                 }
+                let stopped = count(&events, "X", "stopped (SIGSTOP)");
+                assert_eq!(stopped, 1, "SIGSTOP … SIGCONT is one stopped span");
             }
             "deadlock-two-locks" => assert_eq!(count(&events, "i", "deadlock"), 1),
             "locked-counter" => {

@@ -105,7 +105,7 @@ pub struct GuiArgs {
     /// Show a recording (`forkscope run NAME --record FILE`, or the app's
     /// "Save recording") instead of running anything; with --screenshot,
     /// --after-ms is the moment of the recording.
-    #[arg(long, value_name = "FILE.jsonl")]
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["many_runs", "schedule", "mode"])]
     pub open: Option<PathBuf>,
 }
 

@@ -98,6 +98,8 @@ struct Proc {
     /// Index in the output of the last slice on the messages track.
     last_message: Option<usize>,
     last_private: HashMap<String, String>,
+    /// Stopped by a signal: the state it goes back to on `SIGCONT`.
+    resume: Option<String>,
 }
 
 /// Where a message slice is.
@@ -204,6 +206,7 @@ impl Builder {
                     messages_tid: None,
                     last_message: None,
                     last_private: HashMap::new(),
+                    resume: None,
                 },
             );
         }
@@ -313,6 +316,30 @@ impl Builder {
         self.out.push(t);
     }
 
+    /// `SIGSTOP` freezes the target (a `stopped` span) until `SIGCONT`
+    /// puts it back in the state it was in, as the app's model does.
+    fn stop_or_continue(&mut self, target: &str, target_pid: i32, signal: &str, ts: f64) {
+        let p = self.proc(target, target_pid, ts);
+        match signal {
+            "SIGSTOP" | "SIGTSTP" | "SIGTTIN" | "SIGTTOU" if p.resume.is_none() => {
+                let Some((now, _)) = p.state.as_ref() else {
+                    return; // already gone
+                };
+                if now.starts_with("zombie") {
+                    return;
+                }
+                p.resume = Some(now.clone());
+                self.set_state(target, target_pid, ts, Some(format!("stopped ({signal})")));
+            }
+            "SIGCONT" => {
+                if let Some(back) = p.resume.take() {
+                    self.set_state(target, target_pid, ts, Some(back));
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn event(&mut self, e: &Event, ts: f64) {
         let id = e.proc_id.as_str();
         match &e.body {
@@ -367,6 +394,7 @@ impl Builder {
                 for l in locks {
                     self.release(id, &l, ts);
                 }
+                self.proc(id, e.pid, ts).resume = None;
                 self.set_state(id, e.pid, ts, Some(format!("zombie ({how})")));
             }
             Body::Reaped { by, .. } => {
@@ -508,6 +536,7 @@ impl Builder {
                 self.instant("t", format!("{signal} → {target}"), ts, pid, args.clone());
                 let target_track = self.proc(target, *target_pid, ts).pid;
                 self.instant("t", format!("{signal} from {id}"), ts, target_track, args);
+                self.stop_or_continue(target, *target_pid, signal, ts);
             }
             Body::Sleep { duration_ms } => {
                 self.set_state(id, e.pid, ts, Some(format!("sleeping {duration_ms} ms")));
