@@ -971,6 +971,8 @@ fn slow_motion_replays_a_recording_from_a_moment() {
             "--set",
             "adds=20",
         ])
+        // Seeded: the same lost updates every time.
+        .args(["--schedule", "seeded", "--seed", "1"])
         .arg("--record")
         .arg(&recorded)
         .output()
@@ -1025,5 +1027,29 @@ fn slow_motion_replays_a_recording_from_a_moment() {
         "the replay ends (run lasted {} ms)",
         (t1 - t0) / 1_000_000
     );
+
+    // "stop at ⚠": a replay from the start pauses at the first lost update.
+    let first_race = h
+        .state()
+        .rec
+        .log
+        .kept()
+        .iter()
+        .find(|e| e.body.kind() == "race")
+        .map(|e| e.t_ns)
+        .expect("a seeded run with 2 × 20 unlocked adds loses updates");
+    h.get_by_label(controls::AUTO_PAUSE).click();
+    h.run_steps(2);
+    assert!(h.state().time.auto_pause);
+    h.get_by_label(controls::REPLAY).click();
+    let paused = wait_for(&mut h, |h| !h.state().time.playing);
+    assert!(paused, "the replay pauses by itself");
+    assert_eq!(h.state().time.cursor_t_ns, first_race, "at the lost update");
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(
+        status.starts_with("paused at a lost update: main."),
+        "{status}"
+    );
+    assert!(has_label(&h, &status), "the toolbar says it");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,8 @@ pub const PLAY: &str = "▶ Play";
 pub const LIVE: &str = "⏭ Live";
 /// Replays the run shown from its start (or from the moment shown).
 pub const REPLAY: &str = "⏮ Replay";
+/// Replays pause by themselves at marked moments.
+pub const AUTO_PAUSE: &str = "stop at ⚠";
 /// The replay speed menu.
 pub const REPLAY_SPEED: &str = "Replay speed (slow motion)";
 /// Writes the run shown as JSON lines (as `forkscope run --record`).
@@ -179,6 +181,14 @@ fn replay_controls(ui: &mut Ui, app: &mut App, text: &dyn Fn(&str) -> RichText) 
         })
         .response
         .on_hover_text(REPLAY_SPEED);
+    let mut auto = app.time.auto_pause;
+    if ui
+        .checkbox(&mut auto, text(AUTO_PAUSE))
+        .on_hover_text("While replaying, pause by itself at each lost update, deadlock or error")
+        .changed()
+    {
+        app.command(Command::SetAutoPause(auto));
+    }
 }
 
 /// Free / Step / Seeded (with its seed): applies to the next run.
@@ -423,12 +433,12 @@ fn param_editor(ui: &mut Ui, name: &str, param: &Param, current: Value) -> Optio
 }
 
 fn open_file(ui: &mut Ui, app: &mut App) {
-    ui.strong("Open a scenario file");
+    ui.strong("Open a scenario file or a recording");
     let mut open = false;
     ui.horizontal(|ui| {
         let r = ui.add(
             egui::TextEdit::singleline(&mut app.file_path)
-                .hint_text("path/to/scenario.toml")
+                .hint_text("scenario.toml or run.jsonl")
                 .desired_width(180.0),
         );
         open |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));

@@ -133,6 +133,8 @@ pub enum Command {
     SetSpeed(f64),
     /// Replay from this moment at the replay speed.
     ReplayFrom(u64),
+    /// Replays pause by themselves at lost updates, deadlocks and errors.
+    SetAutoPause(bool),
     TogglePresenter,
     ToggleSidePanels,
     Zoom(f32),
@@ -228,6 +230,8 @@ pub struct TimeControl {
     /// Replay speed (1 = real time, 0.1 = ten times slower): how fast the
     /// cursor advances when not following.
     pub speed: f64,
+    /// A replay pauses by itself at a lost update, a deadlock or an error.
+    pub auto_pause: bool,
 }
 
 /// The replay speeds offered (slow motion, down to a thousandth for runs
@@ -241,6 +245,7 @@ impl Default for TimeControl {
             playing: true,
             cursor_t_ns: 0,
             speed: 1.0,
+            auto_pause: false,
         }
     }
 }
@@ -250,6 +255,7 @@ impl TimeControl {
     pub fn reset(&mut self) {
         *self = TimeControl {
             speed: self.speed,
+            auto_pause: self.auto_pause,
             ..TimeControl::default()
         };
     }
@@ -553,6 +559,7 @@ impl App {
                 self.apply(Command::Seek(t));
                 self.time.playing = true;
             }
+            Command::SetAutoPause(on) => self.time.auto_pause = on,
             Command::TogglePresenter => self.presenter = !self.presenter,
             Command::ToggleSidePanels => self.show_side_panels = !self.show_side_panels,
             Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
@@ -1028,7 +1035,11 @@ impl App {
         if !self.time.follow && self.time.playing {
             let step = dt.unwrap_or_default().min(Duration::from_millis(100));
             let step_ns = (step.as_nanos() as f64 * self.time.speed) as u64;
-            self.time.cursor_t_ns = self.time.cursor_t_ns.saturating_add(step_ns);
+            let from = self.time.cursor_t_ns;
+            self.time.cursor_t_ns = from.saturating_add(step_ns);
+            if self.time.auto_pause {
+                self.pause_at_marked_moment(from);
+            }
             if self.time.cursor_t_ns >= self.live_t_ns() {
                 self.time.follow = true;
             }

@@ -114,6 +114,36 @@ impl App {
         }
     }
 
+    /// A replay that went from `from_t_ns` to the cursor: if it passed a
+    /// lost update, a deadlock or an error, pause there and say what it is.
+    pub(super) fn pause_at_marked_moment(&mut self, from_t_ns: u64) {
+        let to = self.time.cursor_t_ns;
+        let (a, b) = (self.rec.count_at(from_t_ns), self.rec.count_at(to));
+        let marked = self.rec.log.range(a, b).iter().find_map(|e| {
+            let what = match &e.body {
+                Body::Race {
+                    name,
+                    read,
+                    replaced,
+                    written,
+                    ..
+                } => format!(
+                    "a lost update: {} read {read}, wrote {written} over {replaced} ({name})",
+                    e.proc_id
+                ),
+                Body::Deadlock { cycle } => format!("the deadlock: {cycle}"),
+                Body::Error { message } => format!("an error in {}: {message}", e.proc_id),
+                _ => return None,
+            };
+            Some((e.t_ns, what))
+        });
+        if let Some((t, what)) = marked {
+            self.time.cursor_t_ns = t.max(from_t_ns);
+            self.time.playing = false;
+            self.status = Some(format!("paused at {what}"));
+        }
+    }
+
     /// Writes the current run's events (those still kept) to `path`.
     pub fn save_recording(&mut self, path: &Path) {
         if self.rec.is_empty() {
