@@ -97,16 +97,19 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             app.command(Command::GoLive);
         }
         replay_controls(ui, app, &text);
-        if ui
-            .add_enabled(
-                !app.rec.is_empty() && !app.run.is_running(),
-                egui::Button::new(text(SAVE_RECORDING)),
-            )
-            .on_hover_text(format!(
-                "Write this run's events to {} (open it again with forkscope --open FILE)",
-                super::open::default_dir().display()
-            ))
-            .clicked()
+        // A desk action: a projector's toolbar has no room for it.
+        let desk = !app.presenter || app.show_side_panels;
+        if desk
+            && ui
+                .add_enabled(
+                    !app.rec.is_empty() && !app.run.is_running(),
+                    egui::Button::new(text(SAVE_RECORDING)),
+                )
+                .on_hover_text(format!(
+                    "Write this run's events to {} (open it again with forkscope --open FILE)",
+                    super::open::default_dir().display()
+                ))
+                .clicked()
         {
             app.command(Command::SaveRecording(app.default_recording_path()));
         }
@@ -254,7 +257,7 @@ fn status(ui: &mut Ui, app: &App) {
             ui.label(what);
         }
     }
-    if let Some(path) = &app.opened {
+    if let Some(path) = app.opened.as_ref().filter(|_| !app.presenter) {
         let name = path
             .file_name()
             .map_or(path.as_os_str(), |n| n)

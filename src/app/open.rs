@@ -12,6 +12,9 @@ use crate::trace_file;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// How long a screenshot of a recording waits for the window to settle.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// Does this path name a recording (rather than a scenario file)?
 pub fn is_recording_path(target: &str) -> bool {
     let t = target.trim().to_ascii_lowercase();
@@ -98,7 +101,8 @@ impl App {
     }
 
     /// `--screenshot` of a recording: the picture at `after` since its
-    /// first event (its end if that is later), taken at once.
+    /// first event (its end if that is later), taken once the window has
+    /// settled.
     pub(super) fn screenshot_recording_at(&mut self, after: Duration) {
         let Some((t0, t1)) = self.rec.t_range() else {
             return;
@@ -110,7 +114,9 @@ impl App {
             self.time.cursor_t_ns = t;
         }
         if let Some(plan) = self.screenshot.as_mut() {
-            plan.after = Duration::ZERO;
+            // The picture stands still: wait only for the panels to settle
+            // (they size themselves over the first frames).
+            plan.after = SETTLE;
         }
     }
 
