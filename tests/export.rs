@@ -343,3 +343,39 @@ fn bad_recordings_get_one_line_and_exit_2() {
     let trace: J = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(trace["traceEvents"], serde_json::json!([]));
 }
+
+/// A recording cut anywhere, or with a byte changed anywhere, is either
+/// read (and exports to a well-formed trace) or refused with the line of
+/// the damage; never a panic.
+#[test]
+fn every_cut_or_damaged_recording_is_a_trace_or_an_error_naming_its_line() {
+    let dir = TempDir::new("export-cut");
+    let (file, _) = record(&dir, "queue-producer-consumer", &["--time-scale", "0.05"]);
+    let bytes = std::fs::read(&file).expect("the recording");
+    let line_of = |n: usize| bytes[..n].iter().filter(|b| **b == b'\n').count() + 1;
+    let mut read = 0;
+    for n in (0..=bytes.len()).step_by(5) {
+        match forkscope::trace_file::parse(&bytes[..n], "r.jsonl") {
+            Ok(events) => {
+                read += 1;
+                let trace = serde_json::to_value(forkscope::cli::export::chrome_trace(&events))
+                    .expect("serializes");
+                check_shape(&trace);
+            }
+            Err(e) => {
+                let want = format!("r.jsonl:{}: ", line_of(n));
+                assert!(e.to_string().starts_with(&want), "cut at {n}: {e}");
+            }
+        }
+    }
+    assert!(read > 0, "cuts at line ends are read");
+    for (i, n) in (0..bytes.len()).step_by(11).enumerate() {
+        let mut damaged = bytes.clone();
+        damaged[n] = [b'"', b'}', b'x', 0xff, b'\n', b'9'][i % 6];
+        if let Ok(events) = forkscope::trace_file::parse(&damaged, "r.jsonl") {
+            let trace = serde_json::to_value(forkscope::cli::export::chrome_trace(&events))
+                .expect("serializes");
+            check_shape(&trace);
+        }
+    }
+}

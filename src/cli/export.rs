@@ -615,8 +615,10 @@ impl Builder {
         pairs.sort_by(|a, b| a.1.ts.total_cmp(&b.1.ts));
         let mut flows = Vec::new();
         for (key, from) in pairs {
-            let Some(to) = self.recvs.get(key) else {
-                continue; // never received
+            let Some(to) = self.recvs.get(key).filter(|to| to.ts >= from.ts) else {
+                // Never received (or, in a damaged file, received before
+                // it was sent: no arrow back in time).
+                continue;
             };
             flow_id += 1;
             let name = format!("message {}", key.1);
