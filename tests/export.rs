@@ -227,8 +227,11 @@ fn real_recordings_export_as_traces_perfetto_reads() {
             .map(|k| (k.1, k.2))
             .collect();
         let delivered = sent.intersection(&received).count();
-        assert_eq!(count(&events, "s", ""), delivered, "{scenario}: arrows");
+        let arrows = count(&events, "s", "message ");
+        assert_eq!(arrows, delivered, "{scenario}: message arrows");
         let kinds = |k: &str| recorded.iter().filter(|e| e.body.kind() == k).count();
+        let spawned = count(&events, "s", "spawn ");
+        assert_eq!(spawned, kinds("spawn"), "{scenario}: an arrow per child");
         assert_eq!(
             count(&events, "i", "lost update"),
             kinds("race"),

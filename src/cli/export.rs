@@ -81,6 +81,10 @@ pub struct Trace {
 /// free for tracks and processes of our own.
 const FIRST_SYNTHETIC_ID: i64 = 4_194_305;
 
+/// The channel name that pairs a `spawn` with its child (no channel of a
+/// scenario has a NUL in its name).
+const SPAWN_KEY: &str = "\0spawn";
+
 /// Slices on a `messages` track last this long (µs) unless the next one
 /// starts sooner.
 const MESSAGE_SLICE_US: f64 = 1.0;
@@ -260,9 +264,25 @@ impl Builder {
     }
 
     fn message(&mut self, e: &Event, ts: f64, name: String, channel: &str, msg: &str, sent: bool) {
-        let p = self.proc(&e.proc_id, e.pid, ts);
+        self.message_on(&e.proc_id, e.pid, ts, name, channel, msg, sent);
+    }
+
+    /// A short slice on the `messages` track of `id`: one end of an arrow
+    /// keyed by (`channel`, `msg`).
+    #[allow(clippy::too_many_arguments)]
+    fn message_on(
+        &mut self,
+        id: &str,
+        pid: i32,
+        ts: f64,
+        name: String,
+        channel: &str,
+        msg: &str,
+        sent: bool,
+    ) {
+        let p = self.proc(id, pid, ts);
         let pid = p.pid;
-        let id = e.proc_id.clone();
+        let id = id.to_string();
         let tid = match p.messages_tid {
             Some(t) => t,
             None => {
@@ -356,6 +376,11 @@ impl Builder {
                 self.proc(id, e.pid, ts);
                 let c = self.proc(child, *child_pid, ts);
                 c.role.get_or_insert_with(|| role.clone());
+                // An arrow from the parent to its new child.
+                let name = format!("start {child}");
+                self.message_on(id, e.pid, ts, name, SPAWN_KEY, child, true);
+                let name = format!("started by {id}");
+                self.message_on(child, *child_pid, ts, name, SPAWN_KEY, child, false);
             }
             Body::Resource {
                 res, name, value, ..
@@ -621,7 +646,11 @@ impl Builder {
                 continue;
             };
             flow_id += 1;
-            let name = format!("message {}", key.1);
+            let name = if key.0 == SPAWN_KEY {
+                format!("spawn {}", key.1)
+            } else {
+                format!("message {}", key.1)
+            };
             let mut s = TraceEvent::new("s", name.clone(), from.ts, from.pid, from.tid);
             s.cat = Some("message");
             s.id = Some(flow_id);
