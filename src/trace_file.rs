@@ -111,11 +111,10 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Vec<Event>, RecordingError> {
 fn why_not_an_event(text: &str, e: &serde_json::Error) -> String {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) => {
-            return format!(
-                "not a JSON event ({e}): is this a recording (`forkscope run --record FILE`)?"
-            );
+        Err(_) if !text.trim_start().starts_with('{') => {
+            return "not a JSON event: is this a recording (`forkscope run --record FILE`)?".into();
         }
+        Err(_) => return format!("not a JSON event ({e})"),
     };
     let Some(obj) = value.as_object() else {
         return "not a JSON object: every line of a recording is one event".into();
