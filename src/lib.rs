@@ -17,3 +17,4 @@ pub mod runner;
 pub mod safe_fs;
 pub mod scenario;
 pub mod session;
+pub mod trace_file;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Some(Command::Stats(args)) => cli::lab::stats(args),
         Some(Command::Explore(args)) => cli::lab::explore(args),
         Some(Command::Check { file }) => cli::check(file),
+        Some(Command::Export(args)) => cli::export::export(args),
         None => app::run_gui(&cli.gui),
     };
     code(status)

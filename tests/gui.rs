@@ -56,6 +56,14 @@ fn main() -> ExitCode {
             "a_flood_keeps_memory_bounded_and_scrubbing_works",
             a_flood_keeps_memory_bounded_and_scrubbing_works,
         ),
+        (
+            "a_recording_opens_on_the_stage_and_saves_back",
+            a_recording_opens_on_the_stage_and_saves_back,
+        ),
+        (
+            "slow_motion_replays_a_recording_from_a_moment",
+            slow_motion_replays_a_recording_from_a_moment,
+        ),
         ("harness_counts_what_it_ran", harness_counts_what_it_ran),
     ];
     let opts = match HarnessOptions::parse(std::env::args().skip(1)) {
@@ -856,4 +864,192 @@ fn many_runs_show_a_histogram_lock_off_and_on() {
         "one sentence sums it up"
     );
     assert!(!h.state().many.is_running(), "the thread is done");
+}
+
+// ---- recordings ------------------------------------------------------------
+
+/// A run recorded by `forkscope run --record` opens on the stage with
+/// nothing running: its processes and its final value, and scrubbing back
+/// shows an earlier value. "Save recording" after a live run writes a file
+/// that reads back as the same events, and opens again the same way.
+fn a_recording_opens_on_the_stage_and_saves_back() {
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let recorded = dir.join("cli.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkscope"))
+        .args(["run", "locked-counter", "--time-scale", "0.1", "--record"])
+        .arg(&recorded)
+        .output()
+        .expect("forkscope runs");
+    assert!(out.status.success(), "{out:?}");
+    let events = forkscope::trace_file::read(&recorded).expect("a recording");
+
+    let mut h = harness(GuiArgs {
+        open: Some(recorded.clone()),
+        ..GuiArgs::default()
+    });
+    h.run_steps(3);
+    assert!(
+        matches!(h.state().run, RunState::Finished { .. }),
+        "nothing runs"
+    );
+    assert_eq!(h.state().rec.len(), events.len(), "every event is in");
+    assert!(has_label(&h, "shared v = 20"), "the final value");
+    for id in ["main", "main.1", "main.2"] {
+        assert!(has_label(&h, id), "{id} is on the stage");
+    }
+    let first_write = events
+        .iter()
+        .find(|e| e.body.kind() == "write")
+        .map(|e| e.t_ns)
+        .expect("the workers wrote");
+    h.state_mut().command(Command::Seek(first_write - 1));
+    h.run_steps(2);
+    assert!(
+        has_label(&h, "shared v = 0"),
+        "scrubbed back before any add"
+    );
+
+    // A live run, saved with the button, reads back as what the app holds.
+    let mut h = harness(GuiArgs {
+        time_scale: Some(0.1),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && h.state().rec.len() > 10));
+    let saved = dir.join("saved.jsonl");
+    h.state_mut().command(Command::SaveRecording(saved.clone()));
+    h.run_steps(2);
+    let back = forkscope::trace_file::read(&saved).expect("the saved file reads back");
+    assert_eq!(back.as_slice(), h.state().rec.log.kept(), "the same events");
+    assert!(
+        h.state()
+            .status
+            .as_deref()
+            .is_some_and(|s| s.starts_with(&format!("saved {} events", back.len()))),
+        "{:?}",
+        h.state().status
+    );
+    // Opened from the picker's "Open" field, it shows the same end.
+    h.state_mut()
+        .command(Command::Pick(saved.display().to_string()));
+    h.run_steps(3);
+    assert_eq!(h.state().opened.as_deref(), Some(saved.as_path()));
+    assert!(has_label(&h, "shared v = 20"));
+
+    // A broken recording is one sentence with its line, not a crash.
+    let broken = dir.join("broken.jsonl");
+    std::fs::write(&broken, "{\"t_ns\":1}\n").expect("write");
+    let err = App::new(&GuiArgs {
+        open: Some(broken.clone()),
+        ..GuiArgs::default()
+    })
+    .err()
+    .expect("an error");
+    assert!(
+        err.starts_with(&format!("{}:1: ", broken.display())),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Slow motion: pick 0.1× in the toolbar, replay a recording from its
+/// start; the picture moves forward at a tenth of real time (never faster),
+/// says so, and reaches the end at last when sped up to 1×.
+fn slow_motion_replays_a_recording_from_a_moment() {
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let recorded = dir.join("uc.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkscope"))
+        .args([
+            "run",
+            "unlocked-counter",
+            "--set",
+            "workers=2",
+            "--set",
+            "adds=20",
+        ])
+        // Seeded: the same lost updates every time.
+        .args(["--schedule", "seeded", "--seed", "1"])
+        .arg("--record")
+        .arg(&recorded)
+        .output()
+        .expect("forkscope runs");
+    assert!(out.status.success(), "{out:?}");
+    let mut h = harness(GuiArgs {
+        open: Some(recorded),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    let (t0, t1) = h.state().rec.t_range().expect("events");
+
+    // The speed menu, then 0.1×.
+    h.get_by_label(controls::REPLAY_SPEED).click();
+    h.run_steps(2);
+    h.get_by_label(&controls::speed_label(0.1)).click();
+    h.run_steps(2);
+    assert_eq!(h.state().time.speed, 0.1);
+    let started = Instant::now();
+    h.get_by_label(controls::REPLAY).click();
+    h.run_steps(1);
+    let from = h.state().time.cursor_t_ns;
+    assert!(from <= t0 + 1_000_000, "replay starts at the start");
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    let advanced = h.state().time.cursor_t_ns.saturating_sub(from);
+    let real = started.elapsed().as_nanos() as u64;
+    assert!(advanced > 0, "the replay moves");
+    assert!(
+        advanced <= real / 10 + 1_000,
+        "at most a tenth of real time: {advanced} ns in {real} ns"
+    );
+    assert!(
+        h.state().time.follow
+            || has_label(
+                &h,
+                &format!(
+                    "▶ replaying at 0.1×: t = {:.3} s",
+                    h.state().time.cursor_t_ns.saturating_sub(t0) as f64 / 1e9
+                )
+            ),
+        "the status says it replays slowly"
+    );
+
+    // At 1× it reaches the end and shows the last moment again.
+    h.state_mut().command(Command::SetSpeed(1.0));
+    let reached = wait_for(&mut h, |h| h.state().time.follow);
+    assert!(
+        reached,
+        "the replay ends (run lasted {} ms)",
+        (t1 - t0) / 1_000_000
+    );
+
+    // "stop at ⚠": a replay from the start pauses at the first lost update.
+    let first_race = h
+        .state()
+        .rec
+        .log
+        .kept()
+        .iter()
+        .find(|e| e.body.kind() == "race")
+        .map(|e| e.t_ns)
+        .expect("a seeded run with 2 × 20 unlocked adds loses updates");
+    h.get_by_label(controls::AUTO_PAUSE).click();
+    h.run_steps(2);
+    assert!(h.state().time.auto_pause);
+    h.get_by_label(controls::REPLAY).click();
+    let paused = wait_for(&mut h, |h| !h.state().time.playing);
+    assert!(paused, "the replay pauses by itself");
+    assert_eq!(h.state().time.cursor_t_ns, first_race, "at the lost update");
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(
+        status.starts_with("paused at a lost update: main."),
+        "{status}"
+    );
+    assert!(has_label(&h, &status), "the toolbar says it");
+    let _ = std::fs::remove_dir_all(&dir);
 }

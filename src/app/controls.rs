@@ -13,6 +13,14 @@ pub const RESTART: &str = "⟲ Restart";
 pub const PAUSE: &str = "⏸ Pause";
 pub const PLAY: &str = "▶ Play";
 pub const LIVE: &str = "⏭ Live";
+/// Replays the run shown from its start (or from the moment shown).
+pub const REPLAY: &str = "⏮ Replay";
+/// Replays pause by themselves at marked moments.
+pub const AUTO_PAUSE: &str = "stop at ⚠";
+/// The replay speed menu.
+pub const REPLAY_SPEED: &str = "Replay speed (slow motion)";
+/// Writes the run shown as JSON lines (as `forkscope run --record`).
+pub const SAVE_RECORDING: &str = "Save recording";
 pub const PRESENTER: &str = "Presenter";
 pub const STAGE_TAB: &str = "Stage";
 pub const MANY_RUNS_TAB: &str = "📊 Many runs";
@@ -88,6 +96,23 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
         {
             app.command(Command::GoLive);
         }
+        replay_controls(ui, app, &text);
+        // A desk action: a projector's toolbar has no room for it.
+        let desk = !app.presenter || app.show_side_panels;
+        if desk
+            && ui
+                .add_enabled(
+                    !app.rec.is_empty() && !app.run.is_running(),
+                    egui::Button::new(text(SAVE_RECORDING)),
+                )
+                .on_hover_text(format!(
+                    "Write this run's events to {} (open it again with forkscope --open FILE)",
+                    super::open::default_dir().display()
+                ))
+                .clicked()
+        {
+            app.command(Command::SaveRecording(app.default_recording_path()));
+        }
         ui.separator();
         status(ui, app);
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -116,6 +141,57 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             }
         });
     });
+}
+
+/// A replay speed as the menu shows it: `0.25×`.
+pub fn speed_label(speed: f64) -> String {
+    format!("{speed}×")
+}
+
+/// Slow motion: replay a finished or paused run from any moment (drag the
+/// timeline there first) at a speed down to a thousandth.
+fn replay_controls(ui: &mut Ui, app: &mut App, text: &dyn Fn(&str) -> RichText) {
+    let Some((t0, _)) = app.rec.t_range() else {
+        return;
+    };
+    if app.run.is_running() && app.time.follow {
+        return;
+    }
+    let from = if app.time.follow {
+        t0
+    } else {
+        app.time.cursor_t_ns
+    };
+    if ui
+        .button(text(REPLAY))
+        .on_hover_text("Replay from the start, or from the moment shown, at the speed chosen")
+        .clicked()
+    {
+        app.command(Command::ReplayFrom(from));
+    }
+    egui::ComboBox::from_id_salt("replay_speed")
+        .selected_text(text(&speed_label(app.time.speed)))
+        .width(60.0)
+        .show_ui(ui, |ui| {
+            for s in super::REPLAY_SPEEDS {
+                if ui
+                    .selectable_label(app.time.speed == s, speed_label(s))
+                    .clicked()
+                {
+                    app.command(Command::SetSpeed(s));
+                }
+            }
+        })
+        .response
+        .on_hover_text(REPLAY_SPEED);
+    let mut auto = app.time.auto_pause;
+    if ui
+        .checkbox(&mut auto, text(AUTO_PAUSE))
+        .on_hover_text("While replaying, pause by itself at each lost update, deadlock or error")
+        .changed()
+    {
+        app.command(Command::SetAutoPause(auto));
+    }
 }
 
 /// Free / Step / Seeded (with its seed): applies to the next run.
@@ -181,16 +257,26 @@ fn status(ui: &mut Ui, app: &App) {
             ui.label(what);
         }
     }
+    if let Some(path) = app.opened.as_ref().filter(|_| !app.presenter) {
+        let name = path
+            .file_name()
+            .map_or(path.as_os_str(), |n| n)
+            .to_string_lossy();
+        ui.label(format!("recording {name} (nothing runs)"));
+    }
     if !app.time.follow {
         let t = app.view_t_ns();
         let t0 = app.rec.t_range().map_or(t, |(lo, _)| lo);
-        ui.label(
-            RichText::new(format!(
-                "⏸ showing t = {:.2} s",
-                t.saturating_sub(t0) as f64 / 1e9
-            ))
-            .color(super::theme::okabe_ito::VERMILLION),
-        );
+        let shown = t.saturating_sub(t0) as f64 / 1e9;
+        let what = if app.time.playing {
+            format!(
+                "▶ replaying at {}: t = {shown:.3} s",
+                speed_label(app.time.speed)
+            )
+        } else {
+            format!("⏸ showing t = {shown:.2} s")
+        };
+        ui.label(RichText::new(what).color(super::theme::okabe_ito::VERMILLION));
     }
     if !app.collector_problems.is_empty() {
         ui.label(
@@ -350,12 +436,12 @@ fn param_editor(ui: &mut Ui, name: &str, param: &Param, current: Value) -> Optio
 }
 
 fn open_file(ui: &mut Ui, app: &mut App) {
-    ui.strong("Open a scenario file");
+    ui.strong("Open a scenario file or a recording");
     let mut open = false;
     ui.horizontal(|ui| {
         let r = ui.add(
             egui::TextEdit::singleline(&mut app.file_path)
-                .hint_text("path/to/scenario.toml")
+                .hint_text("scenario.toml or run.jsonl")
                 .desired_width(180.0),
         );
         open |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));

@@ -13,6 +13,7 @@ pub mod controls;
 pub mod inspector;
 pub mod lab;
 pub mod many;
+pub mod open;
 pub mod output;
 pub mod recording;
 pub mod sampler;
@@ -101,6 +102,11 @@ pub struct GuiArgs {
     /// system); with --screenshot, the picture is taken when they end.
     #[arg(long, value_name = "N")]
     pub many_runs: Option<u32>,
+    /// Show a recording (`forkscope run NAME --record FILE`, or the app's
+    /// "Save recording") instead of running anything; with --screenshot,
+    /// --after-ms is the moment of the recording.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["many_runs", "schedule", "mode"])]
+    pub open: Option<PathBuf>,
 }
 
 /// What views ask the app to do.
@@ -123,6 +129,12 @@ pub enum Command {
     Seek(u64),
     /// Follow the run live again.
     GoLive,
+    /// Replay speed (see [`REPLAY_SPEEDS`]).
+    SetSpeed(f64),
+    /// Replay from this moment at the replay speed.
+    ReplayFrom(u64),
+    /// Replays pause by themselves at lost updates, deadlocks and errors.
+    SetAutoPause(bool),
     TogglePresenter,
     ToggleSidePanels,
     Zoom(f32),
@@ -137,6 +149,8 @@ pub enum Command {
     /// Finish a step-mode run with the seeded scheduler.
     RunToEnd,
     SaveSchedule(PathBuf),
+    /// Write the current run's events as JSON lines (`--record`'s format).
+    SaveRecording(PathBuf),
     /// Replay a schedule file in step mode, then go on by hand.
     LoadSchedule(PathBuf),
     ShowView(MainView),
@@ -213,7 +227,16 @@ pub struct TimeControl {
     /// When not following: advance the cursor in real time (replay).
     pub playing: bool,
     pub cursor_t_ns: u64,
+    /// Replay speed (1 = real time, 0.1 = ten times slower): how fast the
+    /// cursor advances when not following.
+    pub speed: f64,
+    /// A replay pauses by itself at a lost update, a deadlock or an error.
+    pub auto_pause: bool,
 }
+
+/// The replay speeds offered (slow motion, down to a thousandth for runs
+/// without sleeps that last a few milliseconds).
+pub const REPLAY_SPEEDS: [f64; 6] = [0.001, 0.01, 0.1, 0.25, 0.5, 1.0];
 
 impl Default for TimeControl {
     fn default() -> Self {
@@ -221,7 +244,20 @@ impl Default for TimeControl {
             follow: true,
             playing: true,
             cursor_t_ns: 0,
+            speed: 1.0,
+            auto_pause: false,
         }
+    }
+}
+
+impl TimeControl {
+    /// Back to following the newest moment, keeping the replay speed.
+    pub fn reset(&mut self) {
+        *self = TimeControl {
+            speed: self.speed,
+            auto_pause: self.auto_pause,
+            ..TimeControl::default()
+        };
     }
 }
 
@@ -286,6 +322,8 @@ pub struct App {
     /// Memory the next run's kept events and checkpoints may use (bytes):
     /// past it the oldest events are let go (tests make it small).
     pub rec_budgets_bytes: (usize, usize),
+    /// The recording shown (`--open`), while no run replaced it.
+    pub opened: Option<PathBuf>,
 }
 
 impl App {
@@ -331,6 +369,7 @@ impl App {
                 recording::LOG_BUDGET_BYTES,
                 recording::CHECKPOINT_BUDGET_BYTES,
             ),
+            opened: None,
         };
         if let Some(n) = args.many_runs {
             if !(1..=many::MAX_RUNS).contains(&n) {
@@ -386,6 +425,16 @@ impl App {
                 requested_at: None,
                 image: Arc::default(),
             });
+        }
+        if let Some(path) = &args.open {
+            if args.scenario.is_none() {
+                // A recording does not say which scenario it ran.
+                app.picked = None;
+            }
+            app.open_recording(path)?;
+            if args.screenshot.is_some() {
+                app.screenshot_recording_at(Duration::from_millis(args.after_ms));
+            }
         }
         Ok(app)
     }
@@ -444,6 +493,12 @@ impl App {
 
     fn apply(&mut self, c: Command) {
         match c {
+            Command::Pick(target) if open::is_recording_path(&target) => {
+                match self.open_recording(std::path::Path::new(target.trim())) {
+                    Ok(()) => self.pick_error = None,
+                    Err(e) => self.pick_error = Some(e),
+                }
+            }
             Command::Pick(target) => {
                 self.stop_now();
                 self.pick(&target);
@@ -495,6 +550,16 @@ impl App {
                 self.time.follow = true;
                 self.time.playing = true;
             }
+            Command::SetSpeed(x) => {
+                if x.is_finite() {
+                    self.time.speed = x.clamp(REPLAY_SPEEDS[0], 1.0);
+                }
+            }
+            Command::ReplayFrom(t) => {
+                self.apply(Command::Seek(t));
+                self.time.playing = true;
+            }
+            Command::SetAutoPause(on) => self.time.auto_pause = on,
             Command::TogglePresenter => self.presenter = !self.presenter,
             Command::ToggleSidePanels => self.show_side_panels = !self.show_side_panels,
             Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
@@ -509,6 +574,7 @@ impl App {
                 }
             }
             Command::SaveSchedule(path) => self.save_schedule(&path),
+            Command::SaveRecording(path) => self.save_recording(&path),
             Command::LoadSchedule(path) => self.load_schedule(&path),
             Command::ShowView(v) => self.view = v,
             Command::StartManyRuns => self.start_many_runs(),
@@ -745,7 +811,7 @@ impl App {
             };
         let (log_budget, checkpoint_budget) = self.rec_budgets_bytes;
         self.rec = Recording::with_budgets(log_budget, checkpoint_budget);
-        self.time = TimeControl::default();
+        self.time.reset();
         self.selected = None;
         self.status = None;
         self.collector_problems.clear();
@@ -760,6 +826,7 @@ impl App {
             lab::Gated::new(prefix, then)
         });
         self.run_started = Some(Instant::now());
+        self.opened = None;
         self.run = RunState::Running {
             session: Box::new(session),
             sampler: Sampler::start(|| {}),
@@ -968,7 +1035,12 @@ impl App {
         let dt = self.last_frame.replace(now).map(|t| now - t);
         if !self.time.follow && self.time.playing {
             let step = dt.unwrap_or_default().min(Duration::from_millis(100));
-            self.time.cursor_t_ns = self.time.cursor_t_ns.saturating_add(step.as_nanos() as u64);
+            let step_ns = (step.as_nanos() as f64 * self.time.speed) as u64;
+            let from = self.time.cursor_t_ns;
+            self.time.cursor_t_ns = from.saturating_add(step_ns);
+            if self.time.auto_pause {
+                self.pause_at_marked_moment(from);
+            }
             if self.time.cursor_t_ns >= self.live_t_ns() {
                 self.time.follow = true;
             }

@@ -1,8 +1,9 @@
-//! The command line: `list`, `run`, `stats`, `explore`, `check` (the
+//! The command line: `list`, `run`, `stats`, `explore`, `check`, `export` (the
 //! parser that picks among them and the app is in `main.rs`). Each command
 //! returns an exit code: 0 ok, 1 the scenario failed or timed out, 2 bad
 //! input, 3 deadlock.
 
+pub mod export;
 pub mod lab;
 pub mod out;
 pub mod run;
@@ -27,6 +28,17 @@ pub enum Command {
         /// A scenario file (or a built-in name).
         file: String,
     },
+    /// Convert a recording (`run --record FILE`) for another viewer.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A recording: JSON lines as `forkscope run --record FILE` writes.
+    pub file: PathBuf,
+    /// Write a Chrome trace (JSON) that ui.perfetto.dev opens.
+    #[arg(long, value_name = "OUT.json")]
+    pub perfetto: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
