@@ -478,6 +478,9 @@ impl Builder {
                 let name = format!("get {} from {channel}", short(&value.repr()));
                 self.message(e, ts, name, channel, msg, false);
             }
+            // What sits in a stdout buffer is not yet output: the trace shows
+            // output where it was written.
+            Body::Buffered { .. } | Body::Flush { .. } => {}
             Body::Poll { end, ready, .. } => {
                 let pid = self.proc(id, e.pid, ts).pid;
                 let name = format!("poll {end}: {}", if *ready { "ready" } else { "nothing" });
