@@ -89,7 +89,6 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             app.command(Command::GoLive);
         }
         ui.separator();
-        status(ui, app);
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui
                 .selectable_label(app.presenter, text(PRESENTER))
@@ -114,6 +113,12 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
                     app.command(Command::Zoom(app.zoom / 1.1));
                 }
             }
+            // The status gets the room the buttons leave, cut there: it
+            // never prints over them.
+            ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
+                status(ui, app);
+            });
         });
     });
 }
