@@ -1281,8 +1281,15 @@ impl App {
                     source::ui(ui, &ctx);
                 });
         }
-        let bottom_size = if self.presenter { 70.0 } else { 250.0 };
-        egui::Panel::bottom("bottom")
+        // One panel per look: egui remembers a panel's size by its id, and
+        // the presenter's strip must not keep the desk's height after a
+        // switch (F11 gives the same stage as `--presenter`).
+        let (bottom_id, bottom_size) = if self.presenter {
+            ("bottom_presenter", 70.0)
+        } else {
+            ("bottom", 250.0)
+        };
+        egui::Panel::bottom(bottom_id)
             .resizable(true)
             .default_size(bottom_size)
             .show(ui, |ui| {

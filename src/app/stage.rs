@@ -26,11 +26,14 @@ const SIGNAL_NS: u64 = 1_500_000_000;
 #[derive(Default)]
 pub struct StageView {
     pub last_layout: Option<StageLayout>,
+    /// The stage's rectangle in the last frame (points).
+    pub last_rect: Option<Rect>,
 }
 
 impl StageView {
     pub fn ui(&mut self, ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
         let full = ui.available_rect_before_wrap();
+        self.last_rect = Some(full);
         let (_, bg) = ui.allocate_exact_size(full.size(), Sense::click());
         if bg.clicked() {
             cmds.push(Command::SelectProcess(None));
