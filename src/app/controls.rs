@@ -167,7 +167,7 @@ fn status(ui: &mut Ui, app: &App) {
             } else {
                 ui.label(
                     RichText::new(format!("running {s:.1} s"))
-                        .color(super::theme::okabe_ito::BLUISH_GREEN),
+                        .color(app.theme().ink(super::theme::okabe_ito::BLUISH_GREEN)),
                 );
             }
         }
@@ -183,7 +183,9 @@ fn status(ui: &mut Ui, app: &App) {
                 (false, Some(c)) => format!("finished in {s:.1} s: main exit {c}"),
                 (false, None) => format!("finished in {s:.1} s"),
             };
-            ui.label(what);
+            // Cut with "…" where the buttons begin (the full text on hover).
+            ui.add(egui::Label::new(what.clone()).truncate())
+                .on_hover_text(what);
         }
     }
     if !app.time.follow {
@@ -194,17 +196,17 @@ fn status(ui: &mut Ui, app: &App) {
                 "⏸ showing t = {:.2} s",
                 t.saturating_sub(t0) as f64 / 1e9
             ))
-            .color(super::theme::okabe_ito::VERMILLION),
+            .color(app.theme().ink(super::theme::okabe_ito::VERMILLION)),
         );
     }
     if !app.collector_problems.is_empty() {
         ui.label(
             RichText::new(format!("⚠ {}", app.collector_problems))
-                .color(super::theme::okabe_ito::VERMILLION),
+                .color(app.theme().ink(super::theme::okabe_ito::VERMILLION)),
         );
     }
     if let Some(s) = &app.status {
-        ui.label(RichText::new(s).color(super::theme::okabe_ito::VERMILLION));
+        ui.label(RichText::new(s).color(app.theme().ink(super::theme::okabe_ito::VERMILLION)));
     }
 }
 
@@ -294,7 +296,7 @@ fn picked(ui: &mut Ui, app: &mut App) {
         ui.add_space(6.0);
         ui.label(
             RichText::new("This file runs real programs:")
-                .color(super::theme::okabe_ito::VERMILLION),
+                .color(app.theme().ink(super::theme::okabe_ito::VERMILLION)),
         );
         for prog in &s.exec_programs {
             ui.monospace(prog);
@@ -371,6 +373,6 @@ fn open_file(ui: &mut Ui, app: &mut App) {
         app.command(Command::Pick(path));
     }
     if let Some(e) = &app.pick_error {
-        ui.label(RichText::new(e).color(super::theme::okabe_ito::VERMILLION));
+        ui.label(RichText::new(e).color(app.theme().ink(super::theme::okabe_ito::VERMILLION)));
     }
 }

@@ -1551,3 +1551,25 @@ impl StageLayout {
         items
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use egui::FontId;
+
+    /// Every symbol the stage draws is in the fonts egui ships (a missing
+    /// one shows as a box, as "⇄" did).
+    #[test]
+    fn the_stage_symbols_are_in_the_fonts() {
+        let ctx = egui::Context::default();
+        let mut out = ctx.run_ui(egui::RawInput::default(), |_| {});
+        out.textures_delta.clear();
+        let symbols = "▶⏸⏳⏹☠✔✖↔⚠⚡🔒⛔…·×";
+        let missing: String = symbols
+            .chars()
+            .filter(|c| !ctx.fonts_mut(|f| f.has_glyph(&FontId::proportional(14.0), *c)))
+            .collect();
+        let old_missing = ctx.fonts_mut(|f| f.has_glyph(&FontId::proportional(14.0), '⇄'));
+        assert_eq!(missing, "", "not in the fonts: {missing}");
+        assert!(!old_missing, "⇄ was missing when this test was written");
+    }
+}

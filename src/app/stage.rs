@@ -200,7 +200,7 @@ fn node(painter: &egui::Painter, nb: &NodeBox, p: &Process, ctx: &ViewCtx, k: f3
         Align2::LEFT_TOP,
         &nb.name.text,
         FontId::proportional(nb.name.font),
-        if look.greyed { t.weak_text } else { id_color },
+        t.ink(if look.greyed { t.weak_text } else { id_color }),
     );
     let lost = lost_updates_by(ctx.world, &p.id);
     if lost > 0 {
@@ -218,11 +218,11 @@ fn node(painter: &egui::Painter, nb: &NodeBox, p: &Process, ctx: &ViewCtx, k: f3
         text_at(
             painter,
             tags,
-            if p.orphaned || p.adopted {
+            t.ink(if p.orphaned || p.adopted {
                 theme::okabe_ito::ORANGE
             } else {
                 t.weak_text
-            },
+            }),
         );
     }
     // The state badge: colour, icon and words.
@@ -254,7 +254,7 @@ fn node(painter: &egui::Painter, nb: &NodeBox, p: &Process, ctx: &ViewCtx, k: f3
     );
     painter.galley(nb.state.rect.min, galley, badge_text);
     for (line, color) in &nb.extra {
-        text_at(painter, line, color.unwrap_or(text_color));
+        text_at(painter, line, t.ink(color.unwrap_or(text_color)));
     }
 }
 
@@ -269,7 +269,7 @@ fn news_tag(painter: &egui::Painter, nb: &NodeBox, text: String, k: f32) {
         pos2(nb.rect.right() - 0.4 * k - size.x, nb.rect.top() + 0.35 * k),
         size,
     );
-    painter.rect_filled(tag, CornerRadius::same(4), theme::okabe_ito::VERMILLION);
+    painter.rect_filled(tag, CornerRadius::same(4), theme::ALARM);
     painter.galley(tag.min + vec2(0.25, 0.05) * k, galley, Color32::WHITE);
 }
 
@@ -374,7 +374,7 @@ fn next_steps(
                 Align2::LEFT_BOTTOM,
                 why,
                 FontId::proportional(size),
-                theme::okabe_ito::VERMILLION,
+                t.ink(theme::okabe_ito::VERMILLION),
             );
         }
     }
@@ -493,7 +493,7 @@ fn closest_edge_point(r: &Rect, towards: Pos2) -> Pos2 {
 /// `DEADLOCK: main.1 holds a, waits for b; …` across the top of the stage.
 fn deadlock_banner(ui: &mut Ui, painter: &egui::Painter, banner: &(Rect, Label, Label)) {
     let (r, title, cycle) = banner;
-    painter.rect_filled(*r, CornerRadius::same(8), theme::okabe_ito::VERMILLION);
+    painter.rect_filled(*r, CornerRadius::same(8), theme::ALARM);
     text_at(painter, title, Color32::WHITE);
     text_at(painter, cycle, Color32::WHITE);
     let label = format!("DEADLOCK: {}", cycle.text);
@@ -595,7 +595,7 @@ fn channel_box(
         painter,
         &cb.title,
         if full {
-            theme::okabe_ito::VERMILLION
+            t.ink(theme::okabe_ito::VERMILLION)
         } else {
             t.text
         },
@@ -784,8 +784,10 @@ fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue,
         Stroke::new(2.0 * t.line_width, theme::okabe_ito::SKY_BLUE),
         StrokeKind::Inside,
     );
-    text_at(painter, &card.title, t.weak_text);
-    text_at(painter, &card.main, t.text);
+    // Words on the card read on it even while it flashes.
+    let ink = |c: Color32| theme::readable_on(c, &[fill]);
+    text_at(painter, &card.title, ink(t.weak_text));
+    text_at(painter, &card.main, ink(t.text));
     let label = format!("shared {} = {}", v.name, v.current.repr());
     let resp = ui.interact(r, ui.scope_id().with(("value", &v.name)), Sense::hover());
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
@@ -796,7 +798,7 @@ fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue,
             Align2::LEFT_TOP,
             "written by",
             FontId::proportional(13.0 * big),
-            t.weak_text,
+            ink(t.weak_text),
         );
         chip(
             painter,
@@ -820,7 +822,7 @@ fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue,
         let galley = painter.layout_no_wrap(
             text,
             FontId::proportional(13.0 * big),
-            ctx.color_of(&w.proc_id),
+            ink(ctx.color_of(&w.proc_id)),
         );
         if x + galley.size().x > r.right() - 6.0 {
             break;
@@ -830,7 +832,7 @@ fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue,
         x += width + 2.0;
     }
     if layout::access_lines(ctx.layout_world) > 0 {
-        recent_accesses(painter, r, y + 22.0 * big, v, ctx, big);
+        recent_accesses(painter, r, y + 22.0 * big, v, ctx, big, fill);
     }
     if let Some(lost) = v.lost_updates.back() {
         lost_update_banner(ui, painter, r, v, lost, ctx, big);
@@ -847,6 +849,7 @@ fn recent_accesses(
     v: &SharedValue,
     ctx: &ViewCtx,
     big: f32,
+    fill: Color32,
 ) {
     use crate::model::Access;
     let n = layout::access_lines(ctx.layout_world);
@@ -884,7 +887,7 @@ fn recent_accesses(
             Align2::LEFT_TOP,
             text,
             font.clone(),
-            color,
+            theme::readable_on(color, &[fill]),
         );
         y += layout::ACCESS_LINE_H * big;
     }
@@ -915,7 +918,7 @@ fn lost_update_banner(
         ),
         pos2(r.right() - 3.0, r.bottom() - 3.0),
     );
-    painter.rect_filled(band, CornerRadius::same(5), red);
+    painter.rect_filled(band, CornerRadius::same(5), theme::ALARM);
     let what = format!(
         "{} read {}, wrote {} over {}",
         lost.proc_id,
