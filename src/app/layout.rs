@@ -376,6 +376,8 @@ struct Tree<'a> {
     bands: Vec<Vec<(&'a str, f32)>>,
     /// Per row: a pool's label strip under it.
     pool_strip: Vec<bool>,
+    /// Parents whose children are laid out as a grid.
+    grid_parents: std::collections::BTreeSet<&'a str>,
 }
 
 /// Gap between the sub-rows of a grid of leaves (k units).
@@ -534,7 +536,13 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize) -> Tree<'a> {
             pool_strip[*row] = true;
         }
     }
+    let grid_parents = rows
+        .iter()
+        .map(|r| r.process.id.as_str())
+        .filter(|id| is_grid(id))
+        .collect();
     Tree {
+        grid_parents,
         at,
         units: next_root.max(1.0),
         rows: n_rows,
@@ -736,7 +744,17 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
     let (grid, cols, k_fit) = best.unwrap_or((usize::MAX, 0, 1.0));
     let tree = tree(input, grid);
     let (tree_w, tree_h) = (tree.width(live), tree.height(input.gated));
-    let k = k_fit.max(1.0);
+    let mut k = k_fit.max(1.0);
+    // A crowded stage gets small type, but the caption stays legible: it
+    // keeps the smallest key size and the rest shrinks a little more.
+    let cap_k = k.max(k_min);
+    if cap_k > k {
+        let (_, side_h) = pack(&heights, cols);
+        let room = stage.height() - caption_h * cap_k;
+        k = k
+            .min(room / (tree_h + banner_h).max(side_h).max(0.1))
+            .max(1.0);
+    }
 
     let mut out = StageLayout {
         stage,
@@ -754,9 +772,9 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
     };
 
     // Caption strip at the bottom.
-    let caption_top = stage.bottom() - caption_h * k;
+    let caption_top = stage.bottom() - caption_h * cap_k;
     if let Some(text) = &world.caption {
-        out.caption = Some(caption_label(text, stage, caption_top, k));
+        out.caption = Some(caption_label(text, stage, caption_top, cap_k));
     }
 
     // Cards at the right.
@@ -867,7 +885,8 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
         }
         out.nodes.insert(id.to_string(), nb);
     }
-    // Tree edges.
+    // Tree edges; a grid of leaves hangs from one bar over it.
+    let mut grids: BTreeMap<&str, Rect> = BTreeMap::new();
     for p in world.processes.values() {
         let (Some(c), Some(par)) = (
             out.nodes.get(&p.id),
@@ -876,11 +895,35 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
             continue;
         };
         let parent = p.parent.clone().unwrap_or_default();
+        if let Some(key) = tree.grid_parents.get(parent.as_str()) {
+            let r = grids.entry(key).or_insert(c.rect);
+            *r = r.union(c.rect);
+            continue;
+        }
         out.edges.push((
             parent,
             p.id.clone(),
             par.rect.center_bottom(),
             c.rect.center_top(),
+        ));
+    }
+    for (parent, r) in grids {
+        let Some(par) = out.nodes.get(parent) else {
+            continue;
+        };
+        let bar_y = r.top() - (r.top() - par.rect.bottom()) * 0.4;
+        let half = node_w / 2.0;
+        out.edges.push((
+            parent.to_string(),
+            "grid".to_string(),
+            par.rect.center_bottom(),
+            pos2(par.rect.center().x, bar_y),
+        ));
+        out.edges.push((
+            parent.to_string(),
+            "bar".to_string(),
+            pos2(r.left() + half, bar_y),
+            pos2(r.right() - half, bar_y),
         ));
     }
     pools(&mut out, world, k);
