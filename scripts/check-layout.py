@@ -32,6 +32,8 @@ def problems(dump, min_key_px):
     for it in items:
         if not inside(stage, it["rect"]):
             found.append(f"{it['id']} ({it['kind']}) off the stage: {it['rect']}")
+        if it.get("cut"):
+            found.append(f"{it['id']} is cut short")
         font = it.get("font_px")
         if min_key_px and it.get("key") and font is not None and font + 0.05 < min_key_px:
             found.append(f"{it['id']} is {font} px (< {min_key_px})")

@@ -7,6 +7,7 @@
 //! - no two top-level boxes or labels overlap (edges and dots excepted; a
 //!   dot may cross an edge, never a label);
 //! - everything is inside the stage;
+//! - no process's state is cut short ("…");
 //! - in presenter mode every key label (process name, state, value,
 //!   holder, channel name and depth, caption) is at least 18 px tall at
 //!   1280×720 and 24 px at 1920×1080.
@@ -133,6 +134,9 @@ fn problems(items: &[Item], stage_px: [f32; 4], min_key_px: Option<f32>) -> Vec<
                 it.id, it.kind, it.rect
             ));
         }
+        if it.cut {
+            found.push(format!("{} is cut short", it.id));
+        }
         if let (Some(min), true, Some(font)) = (min_key_px, it.key, it.font_px)
             && font + 0.05 < min
         {
@@ -211,6 +215,7 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
                     gated: false,
                     deadlock: layout_world.deadlock.is_some(),
                     view_t_ns: world.last_t_ns,
+                    widest_state: &rec.widest_state,
                     px_per_pt: px,
                     window_h_px: size.h_px,
                 };

@@ -36,6 +36,9 @@ pub struct StageInput<'a> {
     /// The run has a deadlock: room for its banner over the tree.
     pub deadlock: bool,
     pub view_t_ns: u64,
+    /// The longest state words of the run so far (nodes are made that
+    /// wide); empty if unknown.
+    pub widest_state: &'a str,
     /// Physical pixels per egui point.
     pub px_per_pt: f32,
     /// The window's height in pixels (presenter type grows with it).
@@ -134,6 +137,9 @@ pub struct Item {
     pub key: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// A label whose words were cut short ("…") for want of room.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
 }
 
 /// What `--dump-layout` writes.
@@ -159,12 +165,12 @@ const FLOOR_KEY_PT: f32 = 6.0;
 const NAME_FONT: f32 = 1.15;
 const SMALL_FONT: f32 = 0.8;
 const NODE_MIN_W: f32 = 12.5;
-const NODE_PAD: f32 = 0.6;
+const NODE_PAD: f32 = 0.5;
 const NODE_BASE_H: f32 = 5.1;
 /// The role and tags line (left out when no process has any).
 const TAGS_H: f32 = 1.25;
 const NODE_LINE_H: f32 = 1.1;
-const COL_GAP: f32 = 1.6;
+const COL_GAP: f32 = 1.3;
 const ROW_GAP: f32 = 1.2;
 const RUNNER_H: f32 = 1.3;
 /// Under the runner's bar.
@@ -203,11 +209,12 @@ pub fn text_w(text: &str, pt: f32) -> f32 {
     let em: f32 = text
         .chars()
         .map(|c| match c {
-            ' ' | '.' | ',' | ':' | ';' | '\'' | '|' | 'i' | 'l' | 'j' | '!' => 0.32,
-            'm' | 'w' | 'M' | 'W' => 0.9,
-            'A'..='Z' => 0.7,
-            c if c.is_ascii() => 0.56,
-            _ => 1.15,
+            ' ' | '.' | ',' | ':' | ';' | '\'' | '|' | 'i' | 'l' | 'j' | '!' => 0.3,
+            'm' | 'w' | 'M' | 'W' => 0.85,
+            'A'..='Z' => 0.64,
+            '0'..='9' => 0.57,
+            c if c.is_ascii() => 0.51,
+            _ => 1.1,
         })
         .sum();
     em * pt
@@ -385,18 +392,15 @@ const SUB_GAP: f32 = 0.8;
 
 /// The state words a node may show during the run, as far as the whole
 /// run tells: the node is made wide enough for the longest.
-fn likely_states(live: &World) -> Vec<String> {
+fn likely_states(live: &World, widest_seen: &str) -> Vec<String> {
     let mut out = vec![
+        widest_seen.to_string(),
         "zZ sleeping (0.3 s)".to_string(),
         "✔ exit 0".to_string(),
         "⏸ blocked: wait".to_string(),
     ];
     for p in live.processes.values() {
-        // A zombie is rare and alone: its words may be a little smaller
-        // rather than make every node wider.
-        if p.state != crate::model::ProcState::Zombie {
-            out.push(state_words(p, 0));
-        }
+        out.push(state_words(p, u64::MAX));
         if p.parent.is_some() {
             out.push(format!("⏸ blocked: join {}", p.id));
         }
@@ -495,9 +499,9 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize) -> Tree<'a> {
     let longest_name = procs()
         .map(|r| text_w(&r.process.id, NAME_FONT) + text_w("pid 4194304", SMALL_FONT))
         .fold(0.0, f32::max);
-    let longest_state = likely_states(live)
+    let longest_state = likely_states(live, input.widest_state)
         .iter()
-        .map(|t| text_w(t, 1.0) + 0.8)
+        .map(|t| text_w(t, 1.0) + 1.0)
         .fold(0.0, f32::max);
     let node_w = NODE_MIN_W
         .max(longest_name + 2.0 * NODE_PAD + 1.0)
@@ -1391,6 +1395,14 @@ impl StageLayout {
                 r.max.y * px_per_pt,
             ]
         };
+        // Words cut short to fit (a state that had no room): a test fails
+        // on them.
+        let cut_ids: std::collections::BTreeSet<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state.text.ends_with('…'))
+            .map(|(name, _)| format!("node:{name}/state"))
+            .collect();
         let mut items = Vec::new();
         let mut add = |id: String,
                        kind: &'static str,
@@ -1399,6 +1411,7 @@ impl StageLayout {
                        key: bool,
                        parent: Option<&str>| {
             items.push(Item {
+                cut: cut_ids.contains(&id),
                 id,
                 kind,
                 rect: px(rect),
@@ -1614,5 +1627,45 @@ mod tests {
         let old_missing = ctx.fonts_mut(|f| f.has_glyph(&FontId::proportional(14.0), '⇄'));
         assert_eq!(missing, "", "not in the fonts: {missing}");
         assert!(!old_missing, "⇄ was missing when this test was written");
+    }
+}
+
+#[cfg(test)]
+mod width_tests {
+    use super::text_w;
+    use egui::{Color32, FontId};
+
+    /// `text_w` never says a text is narrower than it is drawn (a label
+    /// would run into its neighbour), and is not far too generous either
+    /// (the type would be smaller than it could be).
+    #[test]
+    fn text_width_estimate_is_close_and_never_short() {
+        let ctx = egui::Context::default();
+        let mut out = ctx.run_ui(egui::RawInput::default(), |_| {});
+        out.textures_delta.clear();
+        let samples = [
+            "⏸ blocked: wait for any child",
+            "⏳ waiting for lock counter_lock",
+            "zZ sleeping (0.3 s)",
+            "✔ exit 0",
+            "☠ zombie: exited, not reaped",
+            "main.1.1.1",
+            "Queue po.tasks: 10/10 FULL",
+            "worker of pool po · daemon",
+            "MAIN JOINS THEM ALL",
+            "pid 4194304",
+        ];
+        for s in samples {
+            let real = ctx.fonts_mut(|f| {
+                f.layout_no_wrap(s.to_string(), FontId::proportional(20.0), Color32::WHITE)
+                    .size()
+                    .x
+            });
+            let est = text_w(s, 20.0);
+            let ratio = est / real;
+            println!("{ratio:.2} {s}");
+            assert!(ratio >= 1.0, "{s}: estimated {est}, drawn {real}");
+            assert!(ratio < 1.35, "{s}: estimated {est}, drawn {real}");
+        }
     }
 }

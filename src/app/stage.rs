@@ -53,6 +53,7 @@ impl StageView {
             gated: ctx.rec.log.counts_by_kind().contains_key("pending"),
             deadlock: !ctx.deadlock.is_empty() || ctx.layout_world.deadlock.is_some(),
             view_t_ns: ctx.view_t_ns,
+            widest_state: &ctx.rec.widest_state,
             px_per_pt: ui.ctx().pixels_per_point(),
             window_h_px: ui.ctx().content_rect().height() * ui.ctx().pixels_per_point(),
         };

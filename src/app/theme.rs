@@ -158,7 +158,7 @@ pub fn state_look(p: &Process) -> StateLook {
             None => ("⏸", format!("blocked: {on}")),
         },
         ProcState::Stopped => ("⏹", "stopped".to_string()),
-        ProcState::Zombie => ("☠", "ZOMBIE (exited, not reaped)".to_string()),
+        ProcState::Zombie => ("☠", "zombie: exited, not reaped".to_string()),
         // A tick only for success: a crash or a kill is not "done".
         ProcState::Reaped => (
             if p.exit.as_ref().is_some_and(ExitStatus::is_success) {
