@@ -218,6 +218,7 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
                     widest_state: &rec.widest_state,
                     px_per_pt: px,
                     window_h_px: size.h_px,
+                    zoom: 1.0,
                 };
                 let items = layout::layout(&input, stage).items(px);
                 for it in items.iter().filter(|i| i.key) {
@@ -266,4 +267,47 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
     println!("{}", report.join("\n"));
     failures.extend(known_seen);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// "+" makes the stage's words bigger where there is room (a small tree),
+/// and never pushes anything off the stage or onto something else.
+#[test]
+fn zoom_grows_the_stage_type_where_there_is_room() {
+    let mut rec = Recording::new();
+    for e in run_events("fork-print") {
+        rec.push(e);
+    }
+    let size = &SIZES[0];
+    let (stage, px) = stage_rect(size);
+    let at = |zoom: f32| {
+        let input = StageInput {
+            layout_world: &rec.live,
+            world: &rec.live,
+            channel_users: &rec.channel_users,
+            presenter: true,
+            gated: false,
+            deadlock: false,
+            view_t_ns: rec.live.last_t_ns,
+            widest_state: &rec.widest_state,
+            px_per_pt: px,
+            window_h_px: size.h_px,
+            zoom,
+        };
+        layout::layout(&input, stage)
+    };
+    let (normal, bigger) = (at(1.0), at(1.25));
+    assert!(
+        bigger.k > normal.k * 1.2,
+        "zoom 1.25: key font {} pt, without: {} pt",
+        bigger.k,
+        normal.k
+    );
+    let stage_px = [
+        stage.min.x * px,
+        stage.min.y * px,
+        stage.max.x * px,
+        stage.max.y * px,
+    ];
+    let found = problems(&bigger.items(px), stage_px, None);
+    assert!(found.is_empty(), "{found:?}");
 }

@@ -43,6 +43,9 @@ pub struct StageInput<'a> {
     pub px_per_pt: f32,
     /// The window's height in pixels (presenter type grows with it).
     pub window_h_px: f32,
+    /// The user's own zoom ("+"/"−"), 1 = none: the stage's type grows
+    /// with it where there is room.
+    pub zoom: f32,
 }
 
 /// A text drawn at `rect.min` in a proportional font of `font` points.
@@ -682,6 +685,8 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
     let world = input.world;
     let px = input.px_per_pt.max(0.1);
     let (k_min, k_max) = key_font_range(input.presenter, px, input.window_h_px);
+    let zoom = input.zoom.clamp(0.5, 3.0);
+    let k_max = k_max * zoom;
 
     // Cards: values then locks, in name order.
     let lost_ever = live.values.values().any(|v| !v.lost_updates.is_empty())

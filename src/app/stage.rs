@@ -56,6 +56,12 @@ impl StageView {
             widest_state: &ctx.rec.widest_state,
             px_per_pt: ui.ctx().pixels_per_point(),
             window_h_px: ui.ctx().content_rect().height() * ui.ctx().pixels_per_point(),
+            zoom: ui.ctx().zoom_factor()
+                / if ctx.theme.presenter {
+                    theme::PRESENTER_ZOOM
+                } else {
+                    1.0
+                },
         };
         let layout = layout::layout(&input, full);
         let k = layout.k;
