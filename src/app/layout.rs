@@ -681,6 +681,21 @@ pub fn key_font_range(presenter: bool, px_per_pt: f32, window_h_px: f32) -> (f32
 
 /// Lays the stage out in `stage` (points).
 pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
+    layout_cached(input, stage, &mut FitCache::default())
+}
+
+/// What the search for the biggest type found, kept while nothing it
+/// depends on changes (a large tree has many ways to try, every frame).
+#[derive(Default)]
+pub struct FitCache {
+    key: Option<String>,
+    /// Grid width, card columns, key font.
+    fit: (usize, usize, f32),
+}
+
+/// [`layout`], reusing the last search for the biggest type when the
+/// run's shape, the room and the look are the same.
+pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> StageLayout {
     let live = input.layout_world;
     let world = input.world;
     let px = input.px_per_pt.max(0.1);
@@ -715,6 +730,21 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
         .into_values()
         .max()
         .unwrap_or(0);
+    let key = format!(
+        "{:?} {:?} {:?} {:?} {:?} {} {} {} {} {} {} {}",
+        live.processes.keys().collect::<Vec<_>>(),
+        input.channel_users.keys().collect::<Vec<_>>(),
+        heights,
+        stage,
+        (input.presenter, input.gated, input.deadlock),
+        input.widest_state,
+        input.px_per_pt,
+        input.window_h_px,
+        input.zoom,
+        extra_lines_max(live),
+        live.pools.len(),
+        live.globals.len(),
+    );
     let mut grids = vec![usize::MAX];
     if biggest_family > 4 {
         grids.extend(
@@ -724,6 +754,10 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
         );
     }
     let mut best: Option<(usize, usize, f32)> = None;
+    if cache.key.as_deref() == Some(key.as_str()) {
+        best = Some(cache.fit);
+        grids.clear();
+    }
     for grid in grids {
         let t = tree(input, grid);
         let tree_w = t.width(live);
@@ -751,6 +785,8 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
         }
     }
     let (grid, cols, k_fit) = best.unwrap_or((usize::MAX, 0, 1.0));
+    cache.key = Some(key);
+    cache.fit = (grid, cols, k_fit);
     let tree = tree(input, grid);
     let (tree_w, tree_h) = (tree.width(live), tree.height(input.gated));
     let mut k = k_fit.max(1.0);

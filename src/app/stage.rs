@@ -26,6 +26,7 @@ const SIGNAL_NS: u64 = 1_500_000_000;
 #[derive(Default)]
 pub struct StageView {
     pub last_layout: Option<StageLayout>,
+    fit_cache: layout::FitCache,
     /// The stage's rectangle in the last frame (points).
     pub last_rect: Option<Rect>,
 }
@@ -63,7 +64,7 @@ impl StageView {
                     1.0
                 },
         };
-        let layout = layout::layout(&input, full);
+        let layout = layout::layout_cached(&input, full, &mut self.fit_cache);
         let k = layout.k;
 
         // Tree edges first, under everything.
