@@ -28,6 +28,12 @@ if [ -z "$bin" ]; then
     bin=${CARGO_TARGET_DIR:-$root/target}/debug/forkscope
 fi
 
+# 1280x800 unless the caller picks a size (--size WxH, e.g. with --presenter).
+size_args=(--size 1280x800)
+for a in "$@"; do
+    case $a in --size | --size=*) size_args=() ;; esac
+done
+
 runtime=$(mktemp -d)
 chmod 700 "$runtime"
 trap 'rm -rf "$runtime"' EXIT
@@ -35,5 +41,5 @@ trap 'rm -rf "$runtime"' EXIT
 # X11 and software GL only: no Wayland, no GPU needed.
 env -u WAYLAND_DISPLAY XDG_RUNTIME_DIR="$runtime" LIBGL_ALWAYS_SOFTWARE=1 \
     xvfb-run -a -s "-screen 0 1920x1200x24" \
-    "$bin" --scenario "$name" --size 1280x800 --screenshot "$out" "$@"
+    "$bin" --scenario "$name" "${size_args[@]}" --screenshot "$out" "$@"
 echo "saved $out" >&2

@@ -32,6 +32,10 @@ fn main() -> ExitCode {
             presenter_mode_changes_the_look,
         ),
         (
+            "presenter_switched_on_gives_the_presenter_stage",
+            presenter_switched_on_gives_the_presenter_stage,
+        ),
+        (
             "terminal_shows_each_line_once",
             terminal_shows_each_line_once,
         ),
@@ -400,6 +404,28 @@ fn presenter_mode_changes_the_look() {
     h.run_steps(3);
     assert!(h.ctx.global_style().visuals.dark_mode);
     assert!((h.ctx.zoom_factor() - 1.0).abs() < 1e-3);
+}
+
+/// Switching presenter mode on (the button, or F11) gives the stage that
+/// `--presenter` starts with: same place, same size (the desk's bottom
+/// panel does not stay).
+fn presenter_switched_on_gives_the_presenter_stage() {
+    let mut started = harness(GuiArgs {
+        presenter: true,
+        ..GuiArgs::default()
+    });
+    started.run_steps(4);
+    let want = started.state().stage.last_rect.expect("a stage is drawn");
+    let mut switched = harness(GuiArgs::default());
+    switched.run_steps(3);
+    let desk = switched.state().stage.last_rect.expect("a stage is drawn");
+    switched.get_by_label(controls::PRESENTER).click();
+    switched.run_steps(4);
+    let got = switched.state().stage.last_rect.expect("a stage is drawn");
+    assert!(
+        (got.min - want.min).length() < 1.0 && (got.max - want.max).length() < 1.0,
+        "switched on: {got:?}, started with --presenter: {want:?} (desk: {desk:?})"
+    );
 }
 
 fn scrubbing_back_shows_an_earlier_value() {

@@ -114,7 +114,6 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             app.command(Command::SaveRecording(app.default_recording_path()));
         }
         ui.separator();
-        status(ui, app);
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui
                 .selectable_label(app.presenter, text(PRESENTER))
@@ -139,6 +138,12 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
                     app.command(Command::Zoom(app.zoom / 1.1));
                 }
             }
+            // The status gets the room the buttons leave, cut there: it
+            // never prints over them.
+            ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
+                status(ui, app);
+            });
         });
     });
 }
@@ -238,7 +243,7 @@ fn status(ui: &mut Ui, app: &App) {
             } else {
                 ui.label(
                     RichText::new(format!("running {s:.1} s"))
-                        .color(super::theme::okabe_ito::BLUISH_GREEN),
+                        .color(app.theme().ink(super::theme::okabe_ito::BLUISH_GREEN)),
                 );
             }
         }
@@ -254,7 +259,9 @@ fn status(ui: &mut Ui, app: &App) {
                 (false, Some(c)) => format!("finished in {s:.1} s: main exit {c}"),
                 (false, None) => format!("finished in {s:.1} s"),
             };
-            ui.label(what);
+            // Cut with "…" where the buttons begin (the full text on hover).
+            ui.add(egui::Label::new(what.clone()).truncate())
+                .on_hover_text(what);
         }
     }
     if let Some(path) = app.opened.as_ref().filter(|_| !app.presenter) {
@@ -276,16 +283,16 @@ fn status(ui: &mut Ui, app: &App) {
         } else {
             format!("⏸ showing t = {shown:.2} s")
         };
-        ui.label(RichText::new(what).color(super::theme::okabe_ito::VERMILLION));
+        ui.label(RichText::new(what).color(app.theme().ink(super::theme::okabe_ito::VERMILLION)));
     }
     if !app.collector_problems.is_empty() {
         ui.label(
             RichText::new(format!("⚠ {}", app.collector_problems))
-                .color(super::theme::okabe_ito::VERMILLION),
+                .color(app.theme().ink(super::theme::okabe_ito::VERMILLION)),
         );
     }
     if let Some(s) = &app.status {
-        ui.label(RichText::new(s).color(super::theme::okabe_ito::VERMILLION));
+        ui.label(RichText::new(s).color(app.theme().ink(super::theme::okabe_ito::VERMILLION)));
     }
 }
 
@@ -375,7 +382,7 @@ fn picked(ui: &mut Ui, app: &mut App) {
         ui.add_space(6.0);
         ui.label(
             RichText::new("This file runs real programs:")
-                .color(super::theme::okabe_ito::VERMILLION),
+                .color(app.theme().ink(super::theme::okabe_ito::VERMILLION)),
         );
         for prog in &s.exec_programs {
             ui.monospace(prog);
@@ -452,6 +459,6 @@ fn open_file(ui: &mut Ui, app: &mut App) {
         app.command(Command::Pick(path));
     }
     if let Some(e) = &app.pick_error {
-        ui.label(RichText::new(e).color(super::theme::okabe_ito::VERMILLION));
+        ui.label(RichText::new(e).color(app.theme().ink(super::theme::okabe_ito::VERMILLION)));
     }
 }

@@ -29,7 +29,7 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
         }
         return;
     };
-    let color = ctx.color_of(&p.id);
+    let color = ctx.theme.ink(ctx.color_of(&p.id));
     ui.horizontal(|ui| {
         ui.label(
             RichText::new(format!("■ {}", p.id))

@@ -12,6 +12,7 @@
 pub mod controls;
 pub mod inspector;
 pub mod lab;
+pub mod layout;
 pub mod many;
 pub mod open;
 pub mod output;
@@ -80,6 +81,11 @@ pub struct GuiArgs {
     /// and quit (exit code 0 if it was saved).
     #[arg(long, value_name = "FILE")]
     pub screenshot: Option<PathBuf>,
+    /// With --screenshot: also write where every box and label of the
+    /// stage is (window pixels, font sizes) to FILE as JSON, at the moment
+    /// of the screenshot.
+    #[arg(long, value_name = "FILE", requires = "screenshot")]
+    pub dump_layout: Option<PathBuf>,
     /// When to take the screenshot, in ms after the run starts.
     #[arg(long, value_name = "MS", default_value_t = 1500)]
     pub after_ms: u64,
@@ -264,6 +270,9 @@ impl TimeControl {
 /// A screenshot to take (`--screenshot`).
 struct ScreenshotPlan {
     path: PathBuf,
+    /// `--dump-layout`: where the stage's layout goes.
+    layout_path: Option<PathBuf>,
+    layout_failed: bool,
     after: Duration,
     requested_at: Option<Instant>,
     image: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
@@ -421,6 +430,8 @@ impl App {
         if let Some(path) = &args.screenshot {
             app.screenshot = Some(ScreenshotPlan {
                 path: path.clone(),
+                layout_path: args.dump_layout.clone(),
+                layout_failed: false,
                 after: Duration::from_millis(args.after_ms),
                 requested_at: None,
                 image: Arc::default(),
@@ -1190,6 +1201,40 @@ impl App {
                     repaint.request_repaint();
                 });
                 plan.requested_at = Some(Instant::now());
+                // The layout of the frame just drawn: the one in the picture.
+                if let Some(path) = plan.layout_path.clone() {
+                    let px = ctx.pixels_per_point();
+                    let window = ctx.content_rect().size() * px;
+                    let stage = self
+                        .stage
+                        .last_layout
+                        .as_ref()
+                        .map_or(egui::Rect::ZERO, |l| l.stage);
+                    let dump = layout::Dump {
+                        window: [window.x.round(), window.y.round()],
+                        stage: [
+                            stage.min.x * px,
+                            stage.min.y * px,
+                            stage.max.x * px,
+                            stage.max.y * px,
+                        ],
+                        items: self
+                            .stage
+                            .last_layout
+                            .as_ref()
+                            .map(|l| l.items(px))
+                            .unwrap_or_default(),
+                    };
+                    let written = serde_json::to_string_pretty(&dump)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| std::fs::write(&path, text).map_err(|e| e.to_string()));
+                    if let Err(e) = written {
+                        eprintln!("forkscope: cannot save {}: {e}", path.display());
+                        if let Some(plan) = self.screenshot.as_mut() {
+                            plan.layout_failed = true;
+                        }
+                    }
+                }
             }
             None => {
                 if !started && self.frame_count > 10 {
@@ -1214,6 +1259,7 @@ impl App {
                 };
                 if let Some(outcome) = outcome {
                     let code = match outcome {
+                        Ok(()) if plan.layout_failed => 1,
                         Ok(()) => 0,
                         Err(e) => {
                             eprintln!("forkscope: cannot save {}: {e}", plan.path.display());
@@ -1308,8 +1354,15 @@ impl App {
                     source::ui(ui, &ctx);
                 });
         }
-        let bottom_size = if self.presenter { 70.0 } else { 250.0 };
-        egui::Panel::bottom("bottom")
+        // One panel per look: egui remembers a panel's size by its id, and
+        // the presenter's strip must not keep the desk's height after a
+        // switch (F11 gives the same stage as `--presenter`).
+        let (bottom_id, bottom_size) = if self.presenter {
+            ("bottom_presenter", 70.0)
+        } else {
+            ("bottom", 250.0)
+        };
+        egui::Panel::bottom(bottom_id)
             .resizable(true)
             .default_size(bottom_size)
             .show(ui, |ui| {
@@ -1354,6 +1407,12 @@ impl App {
     /// Over the centre: Stage / Many runs, and in step mode the step bar.
     fn central_bar(&mut self, ui: &mut egui::Ui) {
         let big = self.presenter;
+        let lab_on = self.mode != lab::Mode::Free || self.gated.is_some();
+        // Presenter mode gives the stage the room (Panels brings the tabs
+        // back).
+        if big && !self.show_side_panels && self.view == MainView::Stage && !lab_on {
+            return;
+        }
         let text = |s: &str| {
             let t = egui::RichText::new(s);
             if big { t.strong() } else { t }
@@ -1368,7 +1427,6 @@ impl App {
                 }
             }
         });
-        let lab_on = self.mode != lab::Mode::Free || self.gated.is_some();
         if self.view == MainView::Stage && lab_on {
             lab::step_bar(ui, self);
         }

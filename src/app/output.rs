@@ -33,7 +33,7 @@ impl OutputView {
                         continue;
                     }
                     let selected = self.tab.as_deref() == Some(p.id.as_str());
-                    let label = RichText::new(format!("■ {}", p.id)).color(ctx.color_of(&p.id));
+                    let label = RichText::new(format!("■ {}", p.id)).color(text_color(ctx, &p.id));
                     if ui.selectable_label(selected, label).clicked() {
                         self.tab = Some(p.id.clone());
                     }
@@ -94,6 +94,7 @@ fn colored_job(buf: &OutputBuffer, ctx: &ViewCtx, font: &FontId) -> LayoutJob {
     job
 }
 
+/// A process's colour, made readable on the panel (4.5:1).
 fn text_color(ctx: &ViewCtx, id: &str) -> Color32 {
-    ctx.color_of(id)
+    ctx.theme.ink(ctx.color_of(id))
 }

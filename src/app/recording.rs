@@ -232,6 +232,9 @@ pub struct Recording {
     pub channel_users: BTreeMap<String, ChannelUsers>,
     /// Signals sent: (t, from, to, signal), drawn as arrows on the stage.
     pub signals: Vec<(u64, String, String, String)>,
+    /// The longest words a process's state badge has said in this run
+    /// (the stage makes its nodes that wide, once, not every frame).
+    pub widest_state: String,
     /// Sorted by count. While events are thinned, one sits exactly where
     /// the kept events begin.
     checkpoints: Vec<Checkpoint>,
@@ -265,6 +268,7 @@ impl Recording {
             arrows: Vec::new(),
             channel_users: BTreeMap::new(),
             signals: Vec::new(),
+            widest_state: String::new(),
             checkpoints: Vec::new(),
             checkpoint_bytes: 0,
             checkpoint_every: CHECKPOINT_EVERY,
@@ -326,6 +330,12 @@ impl Recording {
 
     pub fn push(&mut self, event: Event) {
         self.live.apply(&event);
+        if let Some(p) = self.live.processes.get(&event.proc_id) {
+            let words = super::layout::state_words(p, u64::MAX);
+            if words.chars().count() > self.widest_state.chars().count() {
+                self.widest_state = words;
+            }
+        }
         self.observe(&event);
         self.log.push(event);
         if self.log.len().is_multiple_of(self.checkpoint_every) {

@@ -4,59 +4,37 @@
 //! redraws the past exactly; every animation is a function of that moment
 //! (not of the wall clock), which is what makes pause and scrub consistent.
 
+//!
+//! Where things go is decided by [`super::layout`] (a pure function, the
+//! same one `--dump-layout` writes and the tests check); this file paints.
+
+use super::layout::{self, Card, Label, NodeBox, StageInput, StageLayout, short};
 use super::{Command, ViewCtx, theme};
-use crate::model::{Channel, ChannelKind, Process, SharedValue, World};
+use crate::model::{ChannelKind, Process, SharedValue, World};
 use crate::protocol::{RUNNER_ID, Value};
 use egui::{
-    Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, StrokeKind, Ui, Vec2,
-    pos2, vec2,
+    Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, StrokeKind, Ui, pos2,
+    vec2,
 };
-use std::collections::BTreeMap;
 
-/// Base sizes (points) at scale 1; everything is scaled to fit the stage.
-const NODE_W: f32 = 190.0;
-const NODE_H: f32 = 96.0;
-const NODE_LINE_H: f32 = 17.0;
-const UNIT_W: f32 = 250.0;
-/// Wider columns and rows when channels sit between processes.
-const UNIT_W_CHANNELS: f32 = 340.0;
-const ROW_GAP: f32 = 56.0;
-const ROW_GAP_CHANNELS: f32 = 110.0;
-const RUNNER_H: f32 = 30.0;
-/// Room under the last row (a pool's label).
-const BOTTOM_MARGIN: f32 = 40.0;
-const CAPTION_H: f32 = 40.0;
-/// A message dot takes this long from sender to channel, or channel to
-/// receiver.
-const TRAVEL_NS: u64 = 400_000_000;
 /// A written value flashes this long.
 const FLASH_NS: u64 = 700_000_000;
-/// A new node grows in over this time.
-const GROW_NS: u64 = 300_000_000;
 /// A signal arrow stays this long.
 const SIGNAL_NS: u64 = 1_500_000_000;
-/// Step mode: the "next step" bubble under a node (two lines when the
-/// process may not go, to say why).
-const NEXT_H: f32 = 30.0;
-const NEXT_H_WHY: f32 = 46.0;
-const NEXT_GAP: f32 = 6.0;
-const DEADLOCK_BANNER_H: f32 = 62.0;
-/// A pool's frame reaches this far under its workers, for its label.
-const POOL_LABEL_H: f32 = 30.0;
 
+/// The stage's own state: the last layout drawn (for `--dump-layout`).
 #[derive(Default)]
-pub struct StageView {}
-
-/// Where things are on the stage this frame.
-struct Layout {
-    /// Node rectangles by process id.
-    nodes: BTreeMap<String, Rect>,
-    scale: f32,
+pub struct StageView {
+    pub last_layout: Option<StageLayout>,
+    fit_cache: layout::FitCache,
+    /// The stage's rectangle in the last frame (points).
+    pub last_rect: Option<Rect>,
 }
 
 impl StageView {
     pub fn ui(&mut self, ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
         let full = ui.available_rect_before_wrap();
+        self.last_rect = Some(full);
         let (_, bg) = ui.allocate_exact_size(full.size(), Sense::click());
         if bg.clicked() {
             cmds.push(Command::SelectProcess(None));
@@ -64,39 +42,39 @@ impl StageView {
         let painter = ui.painter_at(full);
         if ctx.rec.is_empty() {
             empty_stage(&painter, full, ctx);
+            self.last_layout = None;
             return;
         }
         let world = ctx.world;
-        let has_side = !world.values.is_empty() || !world.locks.is_empty();
-        let side_w = if has_side {
-            (full.width() * 0.3).clamp(170.0, 380.0)
-        } else {
-            0.0
+        let input = StageInput {
+            layout_world: ctx.layout_world,
+            world,
+            channel_users: &ctx.rec.channel_users,
+            presenter: ctx.theme.presenter,
+            gated: ctx.rec.log.counts_by_kind().contains_key("pending"),
+            deadlock: !ctx.deadlock.is_empty() || ctx.layout_world.deadlock.is_some(),
+            view_t_ns: ctx.view_t_ns,
+            widest_state: &ctx.rec.widest_state,
+            px_per_pt: ui.ctx().pixels_per_point(),
+            window_h_px: ui.ctx().content_rect().height() * ui.ctx().pixels_per_point(),
+            zoom: ui.ctx().zoom_factor()
+                / if ctx.theme.presenter {
+                    theme::PRESENTER_ZOOM
+                } else {
+                    1.0
+                },
         };
-        let caption_h = CAPTION_H * if ctx.theme.presenter { 1.2 } else { 1.0 };
-        // A deadlock gets a banner over the tree.
-        let banner_h = if world.deadlock.is_some() {
-            DEADLOCK_BANNER_H * if ctx.theme.presenter { 1.2 } else { 1.0 }
-        } else {
-            0.0
-        };
-        let tree_rect = Rect::from_min_max(
-            full.min + vec2(0.0, banner_h),
-            pos2(full.right() - side_w, full.bottom() - caption_h),
-        );
-        let layout = layout_tree(ctx, tree_rect, ui.ctx());
-        let s = layout.scale;
+        let layout = layout::layout_cached(&input, full, &mut self.fit_cache);
+        let k = layout.k;
 
         // Tree edges first, under everything.
+        let edge = Stroke::new(1.5 * ctx.theme.line_width, ctx.theme.edge);
+        for (_, _, a, b) in &layout.edges {
+            painter.line_segment([*a, *b], edge);
+        }
         for p in world.processes.values() {
-            let Some(r) = layout.nodes.get(&p.id) else {
-                continue;
-            };
-            if let Some(parent) = p.parent.as_deref().and_then(|id| layout.nodes.get(id)) {
-                let stroke = Stroke::new(1.5 * ctx.theme.line_width, ctx.theme.edge);
-                painter.line_segment([parent.center_bottom(), r.center_top()], stroke);
-            }
             if p.adopted
+                && let Some(r) = layout.nodes.get(&p.id)
                 && let Some(orig) = p
                     .original_parent
                     .as_deref()
@@ -104,22 +82,21 @@ impl StageView {
                     .and_then(|id| layout.nodes.get(id))
             {
                 let stroke = Stroke::new(1.5 * ctx.theme.line_width, theme::okabe_ito::ORANGE);
-                dashed(&painter, orig.center_bottom(), r.left_center(), stroke);
-                painter.text(
-                    r.left_center() + vec2(-4.0, -4.0),
-                    Align2::RIGHT_BOTTOM,
-                    "was its parent",
-                    FontId::proportional(11.0 * s.max(0.8)),
-                    theme::okabe_ito::ORANGE,
+                dashed(
+                    &painter,
+                    orig.rect.center_bottom(),
+                    r.rect.left_center(),
+                    stroke,
                 );
             }
         }
         pools(&painter, ctx, &layout);
-        let channel_rects = channels(&painter, ctx, &layout, tree_rect);
+        channels(&painter, ctx, &layout);
         for row in world.processes_by_tree() {
             let p = row.process;
-            if let Some(r) = layout.nodes.get(&p.id) {
-                let response = ui.interact(*r, ui.scope_id().with(("node", &p.id)), Sense::click());
+            if let Some(nb) = layout.nodes.get(&p.id) {
+                let r = nb.rect;
+                let response = ui.interact(r, ui.scope_id().with(("node", &p.id)), Sense::click());
                 let label = p.id.clone();
                 response.widget_info(|| {
                     egui::WidgetInfo::labeled(egui::Role::Button, true, label.clone())
@@ -134,33 +111,22 @@ impl StageView {
                     ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
                 }
                 if p.id == RUNNER_ID {
-                    runner_node(&painter, *r, p, ctx, s);
+                    runner_node(&painter, nb, ctx, k);
                 } else {
-                    node(&painter, *r, p, ctx, s, response.hovered());
+                    node(&painter, nb, p, ctx, k, response.hovered());
                 }
             }
         }
-        messages(&painter, ctx, &layout, &channel_rects);
+        messages(&painter, ctx, &layout);
         signals(&painter, ctx, &layout);
         next_steps(ui, &painter, ctx, &layout, cmds);
-        let mut lock_rects = BTreeMap::new();
-        if has_side {
-            let side = Rect::from_min_max(
-                pos2(full.right() - side_w + 8.0, full.top()),
-                pos2(full.right(), full.bottom() - caption_h),
-            );
-            lock_rects = side_panel(ui, &painter, side, ctx);
+        side_cards(ui, &painter, ctx, &layout);
+        if let Some(banner) = &layout.banner {
+            deadlock_cycle(&painter, ctx, &layout);
+            deadlock_banner(ui, &painter, banner);
         }
-        if let Some(cycle) = &ctx.world.deadlock {
-            deadlock_cycle(&painter, ctx, &layout, &lock_rects);
-            let banner = Rect::from_min_size(full.min, vec2(full.width() - side_w, banner_h - 6.0));
-            deadlock_banner(ui, &painter, banner, cycle, ctx);
-        }
-        caption(
-            &painter,
-            Rect::from_min_max(pos2(full.left(), full.bottom() - caption_h), full.max),
-            ctx,
-        );
+        caption(&painter, &layout, ctx);
+        self.last_layout = Some(layout);
     }
 }
 
@@ -184,212 +150,32 @@ fn empty_stage(painter: &egui::Painter, rect: Rect, ctx: &ViewCtx) {
     );
 }
 
-// ---- layout ---------------------------------------------------------------
-
-/// A tidy tree of the run's processes: every leaf gets a column, a parent
-/// sits over its children, siblings stay in spawn order. The tree comes
-/// from the live World (the whole run so far), so scrubbing back does not
-/// move anything; new processes make the tree grow with a short glide.
-fn layout_tree(ctx: &ViewCtx, area: Rect, egui_ctx: &egui::Context) -> Layout {
-    let live = ctx.layout_world;
-    let rows = live.processes_by_tree();
-    let mut kids: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for r in &rows {
-        if let Some(parent) = r.process.parent.as_deref()
-            && r.depth > 0
-        {
-            kids.entry(parent).or_default().push(&r.process.id);
-        }
-    }
-    let mut width: BTreeMap<&str, f32> = BTreeMap::new();
-    for r in rows.iter().rev() {
-        let id = r.process.id.as_str();
-        let sum: f32 = kids
-            .get(id)
-            .map(|k| k.iter().map(|c| width.get(c).copied().unwrap_or(1.0)).sum())
-            .unwrap_or(0.0);
-        width.insert(id, sum.max(1.0));
-    }
-    let mut offset: BTreeMap<&str, f32> = BTreeMap::new();
-    let mut next_root = 0.0;
-    for r in &rows {
-        let id = r.process.id.as_str();
-        if r.depth == 0 {
-            offset.insert(id, next_root);
-            next_root += width.get(id).copied().unwrap_or(1.0);
-        }
-        let mut child_at = offset.get(id).copied().unwrap_or(0.0);
-        for c in kids.get(id).into_iter().flatten() {
-            offset.insert(c, child_at);
-            child_at += width.get(c).copied().unwrap_or(1.0);
-        }
-    }
-    let total_units = next_root.max(1.0);
-    let has_runner = live.processes.contains_key(RUNNER_ID);
-    let depth_max = rows.iter().map(|r| r.depth).max().unwrap_or(0);
-    let node_h = NODE_H + NODE_LINE_H * extra_lines_max(live) as f32;
-    // Room for channels: between columns when both ends share a row,
-    // between rows otherwise.
-    let depth_of: BTreeMap<&str, usize> = rows
-        .iter()
-        .map(|r| (r.process.id.as_str(), r.depth))
-        .collect();
-    let (mut same_row, mut across) = (false, false);
-    for users in ctx.rec.channel_users.values() {
-        for a in &users.senders {
-            for b in &users.receivers {
-                match (depth_of.get(a.as_str()), depth_of.get(b.as_str())) {
-                    (Some(x), Some(y)) if x == y => same_row = true,
-                    (Some(_), Some(_)) => across = true,
-                    _ => {}
-                }
-            }
-        }
-    }
-    let unit_w = if same_row { UNIT_W_CHANNELS } else { UNIT_W };
-    let mut row_gap = if across { ROW_GAP_CHANNELS } else { ROW_GAP };
-    // A gated run (all of it, so nothing moves when it ends) leaves room
-    // under each node for its next step.
-    let gated = ctx.rec.log.counts_by_kind().contains_key("pending");
-    let bottom_margin = if gated {
-        let pool = if live.pools.is_empty() {
-            0.0
-        } else {
-            POOL_LABEL_H
-        };
-        row_gap = row_gap.max(NEXT_GAP + NEXT_H_WHY + 14.0 + pool);
-        BOTTOM_MARGIN.max(NEXT_GAP + NEXT_H_WHY + 6.0 + pool)
-    } else {
-        BOTTOM_MARGIN
-    };
-    let row_h = node_h + row_gap;
-    let runner_rows = if has_runner { 1 } else { 0 };
-    let need_h = (depth_max + 1 - runner_rows) as f32 * row_h - row_gap
-        + bottom_margin
-        + if has_runner {
-            RUNNER_H + ROW_GAP * 0.6
-        } else {
-            0.0
-        };
-    let need_w = total_units * unit_w;
-    let max_scale = if ctx.theme.presenter { 1.5 } else { 1.25 };
-    let s = (area.width() / need_w)
-        .min(area.height() / need_h)
-        .clamp(0.3, max_scale);
-    let used_w = total_units * unit_w * s;
-    let left = area.left() + (area.width() - used_w).max(0.0) / 2.0;
-    let top = area.top() + 4.0;
-    let mut nodes = BTreeMap::new();
-    for r in &rows {
-        let id = r.process.id.as_str();
-        let w = width.get(id).copied().unwrap_or(1.0);
-        let cx = left + (offset.get(id).copied().unwrap_or(0.0) + w / 2.0) * unit_w * s;
-        let is_runner = id == RUNNER_ID;
-        let y = if has_runner && r.depth > 0 {
-            top + (RUNNER_H + ROW_GAP * 0.6) * s + (r.depth - 1) as f32 * row_h * s
-        } else {
-            top + r.depth as f32 * row_h * s
-        };
-        let size = if is_runner {
-            vec2(NODE_W * 1.1, RUNNER_H) * s
-        } else {
-            vec2(NODE_W, node_h) * s
-        };
-        // Glide to new places instead of jumping.
-        let anim = |what: &str, v: f32| {
-            egui_ctx.animate_value_with_time(egui::Id::unique(("stage_pos", id, what)), v, 0.25)
-        };
-        let x = anim("x", cx);
-        let y = anim("y", y);
-        nodes.insert(
-            id.to_string(),
-            Rect::from_min_size(pos2(x - size.x / 2.0, y), size),
-        );
-    }
-    Layout { nodes, scale: s }
-}
-
-/// Lines under the state badge (task, locks, private values, exec…).
-fn extra_lines(world: &World, p: &Process) -> Vec<(String, Option<Color32>)> {
-    let mut lines = Vec::new();
-    if let Some(exec) = &p.exec {
-        lines.push((format!("$ {exec}"), None));
-    }
-    if let Some(t) = &p.task {
-        lines.push((
-            format!("runs task {}: {}", t.task, t.func),
-            Some(theme::okabe_ito::BLUE),
-        ));
-    }
-    for l in world.locks_held_by(&p.id) {
-        lines.push((
-            format!("🔒 holds lock {}", l.name),
-            Some(theme::okabe_ito::ORANGE),
-        ));
-    }
-    for name in world.globals.keys() {
-        if let Some(v) = world.private_value(&p.id, name) {
-            lines.push((format!("{name} = {} (own copy)", short(v, 16)), None));
-        }
-    }
-    if !p.stdout_buffer.is_empty() {
-        let text = p.stdout_buffer.shown(22);
-        lines.push(if !p.is_alive() {
-            (
-                format!("lost, never written: {text}"),
-                Some(theme::okabe_ito::VERMILLION),
-            )
-        } else if p.stdout_buffer.inherited {
-            (
-                format!("buffer (fork's copy): {text}"),
-                Some(theme::okabe_ito::ORANGE),
-            )
-        } else {
-            (format!("buffer: {text}"), Some(theme::okabe_ito::ORANGE))
-        });
-    }
-    lines
-}
-
-fn extra_lines_max(world: &World) -> usize {
-    world
-        .processes
-        .values()
-        .filter(|p| p.id != RUNNER_ID)
-        .map(|p| {
-            let locks = world.locks.len().min(2);
-            usize::from(p.exec.is_some())
-                + usize::from(!p.stdout_buffer.is_empty())
-                + usize::from(!world.pools.is_empty())
-                + locks
-                + world.globals.len()
-        })
-        .max()
-        .unwrap_or(0)
-        .min(4)
-}
-
 // ---- processes ------------------------------------------------------------
 
-fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32, hovered: bool) {
+fn text_at(painter: &egui::Painter, l: &Label, color: Color32) {
+    painter.text(
+        l.rect.min,
+        Align2::LEFT_TOP,
+        &l.text,
+        FontId::proportional(l.font),
+        color,
+    );
+}
+
+fn node(painter: &egui::Painter, nb: &NodeBox, p: &Process, ctx: &ViewCtx, k: f32, hovered: bool) {
     let t = ctx.theme;
+    let rect = nb.rect;
     let look = theme::state_look(p);
     let id_color = ctx.color_of(&p.id);
-    // Grow in when it appears.
-    let age = ctx.view_t_ns.saturating_sub(p.first_t_ns);
-    let grow = (age as f32 / GROW_NS as f32).clamp(0.0, 1.0);
-    let grow = 1.0 - (1.0 - grow).powi(3);
-    let rect = Rect::from_center_size(rect.center(), rect.size() * (0.6 + 0.4 * grow));
-    let s = s * (0.6 + 0.4 * grow);
     let fill = if look.greyed {
         t.reaped_fill
     } else {
         t.node_fill
     };
-    let radius = CornerRadius::same((10.0 * s) as u8);
+    let radius = CornerRadius::same((0.7 * k) as u8);
     painter.rect_filled(rect, radius, fill);
     let selected = ctx.selected == Some(p.id.as_str());
-    let border_w = (if selected { 5.0 } else { 2.5 }) * t.line_width.max(1.0) * s.max(0.6);
+    let border_w = (if selected { 5.0 } else { 2.5 }) * t.line_width.max(1.0) * (k / 14.0).max(0.6);
     let border = if look.greyed {
         theme::mix(id_color, t.reaped_fill, 0.55)
     } else {
@@ -414,79 +200,40 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
         );
     }
     let text_color = if look.greyed { t.weak_text } else { t.text };
-    let pad = 9.0 * s;
-    let mut y = rect.top() + pad * 0.7;
     // Header: (step mode: the pick number,) the logical id, big; the pid
     // at the right.
-    let number_w = pick_number(painter, pos2(rect.left() + pad * 0.6, y), p, ctx, s);
+    let number_w = pick_number(painter, nb.name.rect.min, p, ctx, k);
     painter.text(
-        pos2(rect.left() + pad + number_w, y),
+        nb.name.rect.min + vec2(number_w, 0.0),
         Align2::LEFT_TOP,
-        &p.id,
-        FontId::proportional(21.0 * s),
-        if look.greyed { t.weak_text } else { id_color },
+        &nb.name.text,
+        FontId::proportional(nb.name.font),
+        t.ink(if look.greyed { t.weak_text } else { id_color }),
     );
-    let pid = if p.pid > 0 {
-        format!("pid {}", p.pid)
-    } else {
-        String::new()
-    };
-    painter.text(
-        pos2(rect.right() - pad, y + 4.0 * s),
-        Align2::RIGHT_TOP,
-        pid,
-        FontId::proportional(13.0 * s),
-        text_color,
-    );
-    y += 25.0 * s;
-    let mut tags = vec![role_words(&p.role)];
-    if p.daemon {
-        tags.push("daemon".into());
-    }
-    if p.adopted {
-        tags.push("ADOPTED".into());
-    } else if p.orphaned {
-        tags.push("ORPHAN".into());
-    }
     let lost = lost_updates_by(ctx.world, &p.id);
     if lost > 0 {
-        // The news of the moment, where the role usually is.
+        // The news of the moment, where the pid usually is.
         let text = if lost == 1 {
             "⚠ LOST UPDATE".to_string()
         } else {
             format!("⚠ {lost} LOST UPDATES")
         };
-        let galley = painter.layout_no_wrap(text, FontId::proportional(12.5 * s), Color32::WHITE);
-        let tag = Rect::from_min_size(
-            pos2(rect.left() + pad * 0.6, y - 1.0 * s),
-            galley.size() + vec2(8.0, 2.0) * s,
-        );
-        painter.rect_filled(
-            tag,
-            CornerRadius::same((4.0 * s) as u8),
-            theme::okabe_ito::VERMILLION,
-        );
-        painter.galley(tag.min + vec2(4.0, 1.0) * s, galley, Color32::WHITE);
-    } else {
-        painter.text(
-            pos2(rect.left() + pad, y),
-            Align2::LEFT_TOP,
-            tags.join(" · "),
-            FontId::proportional(12.5 * s),
-            if p.orphaned || p.adopted {
+        news_tag(painter, nb, text, k);
+    } else if let Some(pid) = &nb.pid {
+        text_at(painter, pid, text_color);
+    }
+    if let Some(tags) = &nb.tags {
+        text_at(
+            painter,
+            tags,
+            t.ink(if p.orphaned || p.adopted {
                 theme::okabe_ito::ORANGE
             } else {
                 t.weak_text
-            },
+            }),
         );
     }
-    y += 19.0 * s;
     // The state badge: colour, icon and words.
-    let badge = Rect::from_min_size(
-        pos2(rect.left() + pad * 0.6, y),
-        vec2(rect.width() - pad * 1.2, 24.0 * s),
-    );
-    // Step mode: a process that waits for its go is not running.
     let waits_turn = p.pending.is_some() && p.state == crate::model::ProcState::Running;
     let (badge_fill, badge_text) = if look.greyed {
         (t.reaped_fill, t.weak_text)
@@ -497,55 +244,41 @@ fn node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32,
     } else {
         (look.color, theme::text_on(look.color))
     };
-    let mut state_text = if waits_turn {
-        "⏸ waits for its turn".to_string()
-    } else {
-        format!("{} {}", look.icon, look.text)
-    };
-    if let (crate::model::ProcState::Sleeping, Some(until)) = (&p.state, p.sleep_until_t_ns) {
-        let left_s = until.saturating_sub(ctx.view_t_ns) as f64 / 1e9;
-        if left_s > 0.05 {
-            state_text = format!("{state_text} ({left_s:.1} s)");
-        }
-    }
-    // One line if it fits (shrinking the type a little), else two.
-    let size = 14.5 * s;
-    let one_line = painter
-        .layout_no_wrap(state_text.clone(), FontId::proportional(size), badge_text)
-        .size()
-        .x;
-    let room = badge.width() - 10.0 * s;
-    let size = size * (room / one_line.max(1.0)).clamp(0.78, 1.0);
-    let galley = painter.layout(state_text, FontId::proportional(size), badge_text, room);
-    let badge = badge.with_max_y(badge.top() + (galley.size().y + 6.0 * s).max(24.0 * s));
-    painter.rect_filled(badge, CornerRadius::same((5.0 * s) as u8), badge_fill);
+    let r = CornerRadius::same((0.35 * k) as u8);
+    painter.rect_filled(nb.badge, r, badge_fill);
     if look.greyed {
         painter.rect_stroke(
-            badge,
-            CornerRadius::same((5.0 * s) as u8),
+            nb.badge,
+            r,
             Stroke::new(1.0, t.weak_text),
             StrokeKind::Inside,
         );
     }
-    let text_pos = pos2(
-        badge.left() + 5.0 * s,
-        badge.center().y - galley.size().y / 2.0,
+    let galley = painter.layout(
+        nb.state.text.clone(),
+        FontId::proportional(nb.state.font),
+        badge_text,
+        nb.state.rect.width() + 1.0,
     );
-    painter.galley(text_pos, galley, badge_text);
-    y = badge.bottom() + 4.0 * s;
-    for (line, color) in extra_lines(ctx.world, p) {
-        if y + NODE_LINE_H * s > rect.bottom() {
-            break;
-        }
-        painter.text(
-            pos2(rect.left() + pad, y),
-            Align2::LEFT_TOP,
-            line,
-            FontId::proportional(13.0 * s),
-            color.unwrap_or(text_color),
-        );
-        y += NODE_LINE_H * s;
+    painter.galley(nb.state.rect.min, galley, badge_text);
+    for (line, color) in &nb.extra {
+        text_at(painter, line, t.ink(color.unwrap_or(text_color)));
     }
+}
+
+/// White on red at the top right of a node (over the pid): a lost
+/// update, a signal.
+fn news_tag(painter: &egui::Painter, nb: &NodeBox, text: String, k: f32) {
+    let room = nb.rect.width() - nb.name.rect.width() - 1.6 * k;
+    let size = fit_size(painter, &text, 0.8 * k, room);
+    let galley = painter.layout_no_wrap(text, FontId::proportional(size), Color32::WHITE);
+    let size = galley.size() + vec2(0.5, 0.1) * k;
+    let tag = Rect::from_min_size(
+        pos2(nb.rect.right() - 0.4 * k - size.x, nb.rect.top() + 0.35 * k),
+        size,
+    );
+    painter.rect_filled(tag, CornerRadius::same(4), theme::ALARM);
+    painter.galley(tag.min + vec2(0.25, 0.05) * k, galley, Color32::WHITE);
 }
 
 /// Step mode: under each waiting process its next step ("read counter"),
@@ -555,10 +288,10 @@ fn next_steps(
     ui: &mut Ui,
     painter: &egui::Painter,
     ctx: &ViewCtx,
-    layout: &Layout,
+    layout: &StageLayout,
     cmds: &mut Vec<Command>,
 ) {
-    let s = layout.scale;
+    let k = layout.k;
     let t = ctx.theme;
     for p in ctx.world.processes.values() {
         let Some(action) = p.pending.as_deref() else {
@@ -567,26 +300,17 @@ fn next_steps(
         if p.id == RUNNER_ID || !p.is_alive() {
             continue;
         }
-        let Some(node) = layout.nodes.get(&p.id) else {
+        let Some(nb) = layout.nodes.get(&p.id) else {
             continue;
         };
+        let Some(r) = nb.next else { continue };
+        let node = nb.rect;
         let choice = ctx.step.choices.get(&p.id);
         let can = matches!(choice, Some(None));
         let why = match choice {
             Some(Some(w)) => Some(w.as_str()),
             _ => None,
         };
-        let h = if why.is_some() { NEXT_H_WHY } else { NEXT_H } * s;
-        // A pool's workers have the pool's label under them: go below it.
-        let below = if p.role.starts_with("pool:") {
-            POOL_LABEL_H * s
-        } else {
-            0.0
-        };
-        let r = Rect::from_min_size(
-            pos2(node.left(), node.bottom() + below + NEXT_GAP * s),
-            vec2(node.width(), h),
-        );
         let resp = ui.interact(r, ui.scope_id().with(("next", &p.id)), Sense::click());
         let label = format!("{}: {action}", p.id);
         resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, can, label.clone()));
@@ -616,13 +340,13 @@ fn next_steps(
         painter.add(Shape::convex_polygon(
             vec![
                 tip,
-                pos2(tip.x + 8.0 * s, r.top() + 1.0),
-                pos2(tip.x - 8.0 * s, r.top() + 1.0),
+                pos2(tip.x + 0.5 * k, r.top() + 1.0),
+                pos2(tip.x - 0.5 * k, r.top() + 1.0),
             ],
             if can { fill } else { t.weak_text },
             Stroke::NONE,
         ));
-        let radius = CornerRadius::same((6.0 * s) as u8);
+        let radius = CornerRadius::same((0.4 * k) as u8);
         painter.rect_filled(r, radius, fill);
         if can || why.is_none() {
             painter.rect_stroke(r, radius, border, StrokeKind::Inside);
@@ -637,28 +361,28 @@ fn next_steps(
             "next:"
         };
         let line1 = format!("{icon} {action}");
-        let room = r.width() - 12.0 * s;
-        let size = fit_size(painter, &line1, 15.5 * s, room);
+        let room = r.width() - 0.8 * k;
+        let size = fit_size(painter, &line1, k, room);
         let top = if why.is_some() {
-            r.top() + 4.0 * s
+            r.top() + 0.2 * k
         } else {
             r.center().y - size * 0.62
         };
         painter.text(
-            pos2(r.left() + 6.0 * s, top),
+            pos2(r.left() + 0.4 * k, top),
             Align2::LEFT_TOP,
             &line1,
             FontId::proportional(size),
             ink,
         );
         if let Some(why) = why {
-            let size = fit_size(painter, why, 12.5 * s, room);
+            let size = fit_size(painter, why, 0.85 * k, room);
             painter.text(
-                pos2(r.left() + 6.0 * s, r.bottom() - 4.0 * s),
+                pos2(r.left() + 0.4 * k, r.bottom() - 0.2 * k),
                 Align2::LEFT_BOTTOM,
                 why,
                 FontId::proportional(size),
-                theme::okabe_ito::VERMILLION,
+                t.ink(theme::okabe_ito::VERMILLION),
             );
         }
     }
@@ -667,7 +391,7 @@ fn next_steps(
 /// Step mode: the number a waiting process is picked by (key 1–9), in a
 /// circle at the start of its header (yellow when it may go now); returns
 /// the room it takes.
-fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, s: f32) -> f32 {
+fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, k: f32) -> f32 {
     let Some(n) = ctx
         .step
         .numbers
@@ -677,8 +401,8 @@ fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, s:
         return 0.0;
     };
     let t = ctx.theme;
-    let radius = 13.0 * s;
-    let c = at + vec2(radius, radius - 1.0 * s);
+    let radius = 0.75 * k;
+    let c = at + vec2(radius, radius);
     let (fill, ink, ring) = if ctx.step.can_pick(&p.id) {
         (theme::okabe_ito::YELLOW, Color32::BLACK, Color32::BLACK)
     } else {
@@ -689,10 +413,10 @@ fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, s:
         c,
         Align2::CENTER_CENTER,
         n.to_string(),
-        FontId::proportional(18.0 * s),
+        FontId::proportional(k),
         ink,
     );
-    2.0 * radius + 5.0 * s
+    2.0 * radius + 0.3 * k
 }
 
 /// How many updates `id` overwrote (writes based on a stale read).
@@ -707,337 +431,52 @@ fn lost_updates_by(world: &World, id: &str) -> usize {
 
 /// The wait-for cycle in red: each waiting process → the lock it waits
 /// for → the process holding that lock (or straight to the process it
-/// waits to end).
-fn deadlock_cycle(
-    painter: &egui::Painter,
-    ctx: &ViewCtx,
-    layout: &Layout,
-    lock_rects: &BTreeMap<String, Rect>,
-) {
+/// waits to end). The words are in the banner and on the lock cards, so
+/// the arrows carry none (they would land on other things).
+fn deadlock_cycle(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
     let red = theme::okabe_ito::VERMILLION;
-    let s = layout.scale;
+    let k = layout.k;
     let stroke = Stroke::new(4.0 * ctx.theme.line_width.max(1.0), red);
-    let font = FontId::proportional(15.0 * s.max(0.8));
     for e in ctx.deadlock {
         let (Some(waiter), Some(holder)) =
             (layout.nodes.get(&e.waiter), layout.nodes.get(&e.holder))
         else {
             continue;
         };
+        let (waiter, holder) = (waiter.rect, holder.rect);
         painter.rect_stroke(
             waiter.expand(4.0),
-            CornerRadius::same((12.0 * s) as u8),
+            CornerRadius::same((0.8 * k) as u8),
             stroke,
             StrokeKind::Outside,
         );
-        match e
-            .lock
-            .as_deref()
-            .and_then(|l| lock_rects.get(l).map(|r| (l, r)))
-        {
-            Some((lock, lr)) => {
-                let a = closest_edge_point(waiter, lr.center());
-                let b = closest_edge_point(lr, waiter.center());
-                red_arrow(
-                    painter,
-                    a,
-                    b,
-                    stroke,
-                    &format!("waits for {lock}"),
-                    &font,
-                    ctx,
-                );
-                let a = closest_edge_point(lr, holder.center());
-                let b = closest_edge_point(holder, lr.center());
-                red_arrow(
-                    painter,
-                    a,
-                    b,
-                    stroke,
-                    &format!("{lock} held by {}", e.holder),
-                    &font,
-                    ctx,
-                );
+        match e.lock.as_deref().and_then(|l| layout.locks.get(l)) {
+            Some(card) => {
+                // Into and out of the card's left side (the cards stand
+                // right of the tree), so no arrow crosses a card's words.
+                let lr = card.rect;
+                let into = pos2(lr.left(), lr.top() + lr.height() * 0.3);
+                let out = pos2(lr.left(), lr.top() + lr.height() * 0.7);
+                red_arrow(painter, closest_edge_point(&waiter, into), into, stroke);
+                red_arrow(painter, out, closest_edge_point(&holder, out), stroke);
             }
-            None => {
-                let a = closest_edge_point(waiter, holder.center());
-                let b = closest_edge_point(holder, waiter.center());
-                let what = match e.lock.as_deref() {
-                    Some(l) => format!("waits for {l}"),
-                    None => "waits for it to end".into(),
-                };
-                red_arrow(painter, a, b, stroke, &what, &font, ctx);
-            }
+            None => red_arrow(
+                painter,
+                closest_edge_point(&waiter, holder.center()),
+                closest_edge_point(&holder, waiter.center()),
+                stroke,
+            ),
         }
     }
 }
 
-fn red_arrow(
-    painter: &egui::Painter,
-    a: Pos2,
-    b: Pos2,
-    stroke: Stroke,
-    label: &str,
-    font: &FontId,
-    ctx: &ViewCtx,
-) {
+fn red_arrow(painter: &egui::Painter, a: Pos2, b: Pos2, stroke: Stroke) {
     let dir = (b - a).normalized();
     let tip = b - dir * 2.0;
     painter.line_segment([a, tip - dir * 10.0], stroke);
     let side = vec2(-dir.y, dir.x) * 9.0;
     painter.add(Shape::convex_polygon(
         vec![tip, tip - dir * 18.0 + side, tip - dir * 18.0 - side],
-        stroke.color,
-        Stroke::NONE,
-    ));
-    let galley = painter.layout_no_wrap(label.to_string(), font.clone(), stroke.color);
-    let mid = a.lerp(b, 0.5);
-    let r = Rect::from_center_size(mid, galley.size() + vec2(8.0, 4.0));
-    painter.rect_filled(r, CornerRadius::same(4), ctx.theme.bg);
-    painter.galley(r.min + vec2(4.0, 2.0), galley, stroke.color);
-}
-
-/// `DEADLOCK: main.1 holds a, waits for b; …` across the top of the stage.
-fn deadlock_banner(ui: &mut Ui, painter: &egui::Painter, r: Rect, cycle: &str, ctx: &ViewCtx) {
-    let red = theme::okabe_ito::VERMILLION;
-    painter.rect_filled(r, CornerRadius::same(8), red);
-    let big = if ctx.theme.presenter { 1.15 } else { 1.0 };
-    let title = "⛔ DEADLOCK: nobody can go on";
-    painter.text(
-        r.left_top() + vec2(12.0, 6.0),
-        Align2::LEFT_TOP,
-        title,
-        FontId::proportional(19.0 * big),
-        Color32::WHITE,
-    );
-    let size = fit_size(painter, cycle, 15.0 * big, r.width() - 24.0);
-    painter.text(
-        r.left_bottom() + vec2(12.0, -6.0),
-        Align2::LEFT_BOTTOM,
-        cycle,
-        FontId::proportional(size),
-        Color32::WHITE,
-    );
-    let label = format!("DEADLOCK: {cycle}");
-    let resp = ui.interact(r, ui.scope_id().with("deadlock"), Sense::hover());
-    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
-}
-
-fn role_words(role: &str) -> String {
-    match role.strip_prefix("pool:") {
-        Some(pool) => format!("worker of pool {pool}"),
-        None if role.is_empty() => String::new(),
-        None => format!("role {role}"),
-    }
-}
-
-fn runner_node(painter: &egui::Painter, rect: Rect, p: &Process, ctx: &ViewCtx, s: f32) {
-    let t = ctx.theme;
-    let pid = if p.pid > 0 {
-        format!(" · pid {}", p.pid)
-    } else {
-        String::new()
-    };
-    let galley = painter.layout_no_wrap(
-        format!("forkscope runner{pid} · adopts orphans"),
-        FontId::proportional(12.5 * s.max(0.8)),
-        t.weak_text,
-    );
-    let box_r = Rect::from_center_size(rect.center(), galley.size() + vec2(16.0, 8.0));
-    painter.rect(
-        box_r,
-        CornerRadius::same((6.0 * s) as u8),
-        t.panel,
-        Stroke::new(1.0, t.weak_text),
-        StrokeKind::Inside,
-    );
-    painter.galley(box_r.min + vec2(8.0, 4.0), galley, t.weak_text);
-}
-
-// ---- pools ----------------------------------------------------------------
-
-fn pools(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
-    for (name, pool) in &ctx.world.pools {
-        let role = format!("pool:{name}");
-        let rects: Vec<Rect> = ctx
-            .world
-            .processes
-            .values()
-            .filter(|p| p.role == role)
-            .filter_map(|p| layout.nodes.get(&p.id).copied())
-            .collect();
-        let Some(first) = rects.first() else { continue };
-        let bounds = rects.iter().fold(*first, |a, b| a.union(*b));
-        let s = layout.scale;
-        let frame = bounds
-            .expand2(vec2(10.0, 8.0) * s)
-            .with_max_y(bounds.bottom() + POOL_LABEL_H * s);
-        painter.rect(
-            frame,
-            CornerRadius::same((12.0 * s) as u8),
-            theme::okabe_ito::BLUE.gamma_multiply(0.10),
-            Stroke::new(2.0 * ctx.theme.line_width, theme::okabe_ito::BLUE),
-            StrokeKind::Outside,
-        );
-        painter.text(
-            frame.left_bottom() + vec2(10.0, -5.0) * s,
-            Align2::LEFT_BOTTOM,
-            format!(
-                "Pool {name}: {} workers · tasks done {}/{}",
-                pool.size, pool.tasks_done, pool.tasks_started
-            ),
-            FontId::proportional(14.0 * s.max(0.75)),
-            ctx.theme.text,
-        );
-    }
-}
-
-// ---- channels and messages ------------------------------------------------
-
-/// The centre of the given processes' nodes.
-fn centroid<'a>(ids: impl Iterator<Item = &'a String>, layout: &Layout) -> Option<Pos2> {
-    let pts: Vec<Pos2> = ids
-        .filter_map(|id| layout.nodes.get(id).map(|r| r.center()))
-        .collect();
-    if pts.is_empty() {
-        return None;
-    }
-    let sum = pts.iter().fold(Vec2::ZERO, |a, p| a + p.to_vec2());
-    Some((sum / pts.len() as f32).to_pos2())
-}
-
-fn channel_size(c: &Channel, s: f32) -> Vec2 {
-    let slots = slot_count(c) as f32;
-    vec2(26.0 * slots + 16.0, 52.0) * s
-}
-
-fn slot_count(c: &Channel) -> usize {
-    match c.maxsize {
-        Some(m) => (m as usize).clamp(1, 10),
-        None => c.depth().clamp(3, 8),
-    }
-}
-
-/// Draws every channel between its users; returns where each one is.
-fn channels(
-    painter: &egui::Painter,
-    ctx: &ViewCtx,
-    layout: &Layout,
-    area: Rect,
-) -> BTreeMap<String, Rect> {
-    let s = layout.scale;
-    let mut placed: BTreeMap<String, Rect> = BTreeMap::new();
-    for (name, c) in &ctx.world.channels {
-        let Some(users) = ctx.rec.channel_users.get(name) else {
-            continue;
-        };
-        let from = centroid(users.senders.iter(), layout);
-        let to = centroid(users.receivers.iter(), layout);
-        let Some(want) = channel_spot(from, to, users, layout, s) else {
-            continue;
-        };
-        let size = channel_size(c, s);
-        let r = free_spot(want, size, s, layout, &placed, area);
-        for id in users.senders.iter() {
-            if let Some(n) = layout.nodes.get(id) {
-                link(painter, n, r, ctx, true);
-            }
-        }
-        for id in users.receivers.iter() {
-            if let Some(n) = layout.nodes.get(id) {
-                link(painter, n, r, ctx, false);
-            }
-        }
-        channel_box(painter, r, c, ctx, s);
-        placed.insert(name.clone(), r);
-    }
-    placed
-}
-
-/// Where a channel would best sit: in the gap between the rows of its
-/// senders and receivers, or between them when they share a row.
-fn channel_spot(
-    from: Option<Pos2>,
-    to: Option<Pos2>,
-    users: &super::recording::ChannelUsers,
-    layout: &Layout,
-    s: f32,
-) -> Option<Pos2> {
-    let (a, b) = match (from, to) {
-        (Some(a), Some(b)) => (a, b),
-        (Some(a), None) | (None, Some(a)) => return Some(a + vec2(0.0, 90.0 * s)),
-        (None, None) => return None,
-    };
-    let rect_of = |ids: &std::collections::BTreeSet<String>| {
-        ids.iter()
-            .filter_map(|id| layout.nodes.get(id).copied())
-            .reduce(|x, y| x.union(y))
-    };
-    let (Some(ra), Some(rb)) = (rect_of(&users.senders), rect_of(&users.receivers)) else {
-        return Some(a.lerp(b, 0.5));
-    };
-    let x = a.lerp(b, 0.5).x;
-    if ra.bottom() < rb.top() {
-        Some(pos2(x, (ra.bottom() + rb.top()) / 2.0 + 8.0 * s))
-    } else if rb.bottom() < ra.top() {
-        Some(pos2(x, (rb.bottom() + ra.top()) / 2.0 + 8.0 * s))
-    } else {
-        Some(a.lerp(b, 0.5))
-    }
-}
-
-/// The free place nearest to `want` (sliding sideways) where a channel of
-/// `size`, with its title above it, covers no node and no other channel.
-fn free_spot(
-    want: Pos2,
-    size: Vec2,
-    s: f32,
-    layout: &Layout,
-    placed: &BTreeMap<String, Rect>,
-    area: Rect,
-) -> Rect {
-    let title_h = 18.0 * s.max(0.75);
-    // The title above is about as wide as 30 characters.
-    let footprint = |r: Rect| {
-        let half = (r.width() / 2.0).max(105.0 * s.max(0.75));
-        Rect::from_min_max(
-            pos2(r.center().x - half, r.top() - title_h),
-            pos2(r.center().x + half, r.bottom()),
-        )
-        .expand(4.0 * s)
-    };
-    let free = |r: Rect| {
-        let f = footprint(r);
-        area.contains_rect(r)
-            && !layout.nodes.values().any(|n| n.intersects(f))
-            && !placed.values().any(|p| footprint(*p).intersects(f))
-    };
-    let step = 16.0 * s;
-    for k in 0..80u32 {
-        let dx = step * (k.div_ceil(2)) as f32 * if k % 2 == 0 { 1.0 } else { -1.0 };
-        let r = Rect::from_center_size(want + vec2(dx, 0.0), size);
-        if free(r) {
-            return r;
-        }
-    }
-    Rect::from_center_size(want, size)
-}
-
-fn link(painter: &egui::Painter, node: &Rect, chan: Rect, ctx: &ViewCtx, into: bool) {
-    let a = closest_edge_point(node, chan.center());
-    let b = closest_edge_point(&chan, node.center());
-    let stroke = Stroke::new(
-        1.5 * ctx.theme.line_width,
-        ctx.theme.weak_text.gamma_multiply(0.8),
-    );
-    dashed(painter, a, b, stroke);
-    // An arrowhead shows the direction messages go.
-    let (from, to) = if into { (a, b) } else { (b, a) };
-    let dir = (to - from).normalized();
-    let side = vec2(-dir.y, dir.x) * 5.0;
-    let tip = to - dir * 2.0;
-    painter.add(Shape::convex_polygon(
-        vec![tip, tip - dir * 9.0 + side, tip - dir * 9.0 - side],
         stroke.color,
         Stroke::NONE,
     ));
@@ -1059,12 +498,92 @@ fn closest_edge_point(r: &Rect, towards: Pos2) -> Pos2 {
     }
 }
 
-fn channel_box(painter: &egui::Painter, r: Rect, c: &Channel, ctx: &ViewCtx, s: f32) {
+/// `DEADLOCK: main.1 holds a, waits for b; …` across the top of the stage.
+fn deadlock_banner(ui: &mut Ui, painter: &egui::Painter, banner: &(Rect, Label, Label)) {
+    let (r, title, cycle) = banner;
+    painter.rect_filled(*r, CornerRadius::same(8), theme::ALARM);
+    text_at(painter, title, Color32::WHITE);
+    text_at(painter, cycle, Color32::WHITE);
+    let label = format!("DEADLOCK: {}", cycle.text);
+    let resp = ui.interact(*r, ui.scope_id().with("deadlock"), Sense::hover());
+    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
+}
+
+fn runner_node(painter: &egui::Painter, nb: &NodeBox, ctx: &ViewCtx, k: f32) {
     let t = ctx.theme;
+    let box_r = nb.name.rect.expand2(vec2(0.5, 0.25) * k);
+    painter.rect(
+        box_r,
+        CornerRadius::same((0.4 * k) as u8),
+        t.panel,
+        Stroke::new(1.0, t.weak_text),
+        StrokeKind::Inside,
+    );
+    text_at(painter, &nb.name, t.weak_text);
+}
+
+// ---- pools ----------------------------------------------------------------
+
+fn pools(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
+    for pool in layout.pools.values() {
+        painter.rect(
+            pool.frame,
+            CornerRadius::same((0.8 * layout.k) as u8),
+            theme::okabe_ito::BLUE.gamma_multiply(0.10),
+            Stroke::new(2.0 * ctx.theme.line_width, theme::okabe_ito::BLUE),
+            StrokeKind::Outside,
+        );
+        text_at(painter, &pool.label, ctx.theme.text);
+    }
+}
+
+// ---- channels and messages ------------------------------------------------
+
+/// Every channel in its place, with dashed arrows from its senders and to
+/// its receivers.
+fn channels(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
+    let stroke = Stroke::new(
+        1.5 * ctx.theme.line_width,
+        ctx.theme.weak_text.gamma_multiply(0.8),
+    );
+    for (_, _, from, to) in &layout.links {
+        dashed(painter, *from, *to, stroke);
+        // An arrowhead shows the direction messages go.
+        let dir = (*to - *from).normalized();
+        let side = vec2(-dir.y, dir.x) * 5.0;
+        let tip = *to - dir * 2.0;
+        painter.add(Shape::convex_polygon(
+            vec![tip, tip - dir * 9.0 + side, tip - dir * 9.0 - side],
+            stroke.color,
+            Stroke::NONE,
+        ));
+    }
+    for (name, cb) in &layout.channels {
+        let Some(c) = ctx
+            .world
+            .channels
+            .get(name)
+            .or_else(|| ctx.layout_world.channels.get(name))
+        else {
+            continue;
+        };
+        channel_box(painter, cb, c, ctx, layout.k);
+    }
+}
+
+fn channel_box(
+    painter: &egui::Painter,
+    cb: &layout::ChannelBox,
+    c: &crate::model::Channel,
+    ctx: &ViewCtx,
+    k: f32,
+) {
+    let t = ctx.theme;
+    let r = cb.rect;
     let full = c.is_full();
-    let (kind, shape_r) = match c.kind {
-        ChannelKind::Queue => ("Queue", 4.0),
-        ChannelKind::Pipe => ("Pipe", 20.0),
+    let shape_r = match c.kind {
+        ChannelKind::Queue => 0.25 * k,
+        ChannelKind::Pipe => 1.2 * k,
     };
     let border = if full {
         theme::okabe_ito::VERMILLION
@@ -1073,131 +592,60 @@ fn channel_box(painter: &egui::Painter, r: Rect, c: &Channel, ctx: &ViewCtx, s: 
     };
     painter.rect(
         r,
-        CornerRadius::same((shape_r * s) as u8),
+        CornerRadius::same(shape_r as u8),
         t.panel,
         Stroke::new(2.0 * t.line_width, border),
         StrokeKind::Inside,
     );
-    let depth = c.depth();
-    let count = match (c.maxsize, depth) {
-        (Some(m), _) if full => format!("{depth}/{m} FULL"),
-        (Some(m), _) => format!("{depth}/{m}"),
-        (None, 0) => "empty".to_string(),
-        (None, d) => format!("{d} waiting"),
-    };
-    let duplex = if c.duplex { " ⇄" } else { "" };
-    let title = format!("{kind} {}{duplex}: {count}", c.name);
-    painter.text(
-        r.center_top() + vec2(0.0, -2.0),
-        Align2::CENTER_BOTTOM,
-        title,
-        FontId::proportional(13.0 * s.max(0.75)),
+    // On the stage's ground, so no edge strikes through it.
+    painter.rect_filled(cb.title.rect.expand(2.0), CornerRadius::same(3), t.bg);
+    text_at(
+        painter,
+        &cb.title,
         if full {
-            theme::okabe_ito::VERMILLION
+            t.ink(theme::okabe_ito::VERMILLION)
         } else {
             t.text
         },
     );
     // The slots: messages waiting, oldest first (the next one out).
-    let n = slot_count(c);
+    let n = cb.slots;
     for i in 0..n {
-        let cell = slot_rect(r, i, n, s);
         painter.rect_stroke(
-            cell,
-            CornerRadius::same((3.0 * s) as u8),
+            layout::slot_rect(r, i, n, k),
+            CornerRadius::same((0.2 * k) as u8),
             Stroke::new(1.0, t.weak_text.gamma_multiply(0.6)),
             StrokeKind::Inside,
         );
     }
+    let depth = c.depth();
     if depth > n {
         painter.text(
-            r.right_bottom() + vec2(-4.0, -2.0) * s,
+            r.right_bottom() + vec2(-0.2, -0.1) * k,
             Align2::RIGHT_BOTTOM,
             format!("+{}", depth - n),
-            FontId::proportional(11.0 * s.max(0.8)),
+            FontId::proportional(0.7 * k),
             t.text,
         );
     }
 }
 
-fn slot_rect(r: Rect, i: usize, n: usize, s: f32) -> Rect {
-    let w = (r.width() - 16.0 * s) / n as f32;
-    let x = r.left() + 8.0 * s + w * i as f32;
-    Rect::from_min_size(
-        pos2(x + 1.0, r.top() + 10.0 * s),
-        vec2(w - 2.0, r.height() - 20.0 * s),
-    )
-}
-
-/// Message dots: travelling from sender to channel, waiting in it, and
-/// travelling from channel to receiver.
-fn messages(
-    painter: &egui::Painter,
-    ctx: &ViewCtx,
-    layout: &Layout,
-    placed: &BTreeMap<String, Rect>,
-) {
-    let s = layout.scale;
-    let now = ctx.view_t_ns;
-    for (name, c) in &ctx.world.channels {
-        let Some(r) = placed.get(name) else { continue };
-        let n = slot_count(c);
-        for (i, m) in c.in_flight.iter().enumerate().take(n) {
-            let slot = slot_rect(*r, i, n, s).center();
-            let age = now.saturating_sub(m.t_ns);
-            let pos = match layout.nodes.get(&m.from) {
-                Some(from) if age < TRAVEL_NS => from
-                    .center()
-                    .lerp(slot, ease(age as f32 / TRAVEL_NS as f32)),
-                _ => slot,
-            };
-            dot(painter, pos, &m.value, ctx.color_of(&m.from), s, ctx);
-        }
-        for d in &c.deliveries {
-            // The whole trip: sender → channel, then channel → receiver
-            // (not before it was received, and each leg takes TRAVEL_NS
-            // even if the receiver was quicker, so the eye can follow).
-            let Some(to) = layout.nodes.get(&d.to) else {
-                continue;
-            };
-            let slot = slot_rect(*r, 0, n, s).center();
-            let sent = d.sent_t_ns.unwrap_or(d.recv_t_ns);
-            let leg1_end = sent.saturating_add(TRAVEL_NS);
-            let leg2_start = d.recv_t_ns.max(leg1_end);
-            if now < sent || now >= leg2_start.saturating_add(TRAVEL_NS) {
-                continue;
-            }
-            let from = d.from.as_deref().and_then(|f| layout.nodes.get(f));
-            let pos = if now < leg1_end {
-                let Some(from) = from else { continue };
-                let f = (now - sent) as f32 / TRAVEL_NS as f32;
-                from.center().lerp(slot, ease(f))
-            } else if now < leg2_start {
-                slot
-            } else {
-                let f = (now - leg2_start) as f32 / TRAVEL_NS as f32;
-                slot.lerp(to.center(), ease(f))
-            };
-            let color = d
-                .from
-                .as_deref()
-                .map_or(ctx.theme.text, |f| ctx.color_of(f));
-            dot(painter, pos, &d.value, color, s, ctx);
-        }
+/// Message dots, where the layout put them.
+fn messages(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
+    for d in &layout.dots {
+        let color = d
+            .from
+            .as_deref()
+            .map_or(ctx.theme.text, |f| ctx.color_of(f));
+        painter.circle(d.center, d.radius, color, Stroke::new(1.5, ctx.theme.text));
+        painter.text(
+            d.center,
+            Align2::CENTER_CENTER,
+            dot_text(&d.value),
+            FontId::proportional(d.radius * 0.95),
+            theme::text_on(color),
+        );
     }
-}
-
-fn dot(painter: &egui::Painter, pos: Pos2, value: &Value, color: Color32, s: f32, ctx: &ViewCtx) {
-    let radius = 11.0 * s.max(0.7);
-    painter.circle(pos, radius, color, Stroke::new(1.5, ctx.theme.text));
-    let text = dot_text(value);
-    painter.text(
-        pos,
-        Align2::CENTER_CENTER,
-        text,
-        FontId::proportional(11.0 * s.max(0.7)),
-        theme::text_on(color),
-    );
 }
 
 /// What fits in a dot: a pool task `worker(3)` shows `3`.
@@ -1218,12 +666,10 @@ fn dot_text(value: &Value) -> String {
     }
 }
 
-fn ease(f: f32) -> f32 {
-    let f = f.clamp(0.0, 1.0);
-    f * f * (3.0 - 2.0 * f)
-}
-
-fn signals(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
+/// A signal: a red arrow from sender to receiver, and `⚡ SIGTERM` on the
+/// receiver's node (where the role is), for a moment.
+fn signals(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
+    let k = layout.k;
     for (t, from, to, sig) in &ctx.rec.signals {
         if *t > ctx.view_t_ns || ctx.view_t_ns - t > SIGNAL_NS {
             continue;
@@ -1231,56 +677,39 @@ fn signals(painter: &egui::Painter, ctx: &ViewCtx, layout: &Layout) {
         let (Some(a), Some(b)) = (layout.nodes.get(from), layout.nodes.get(to)) else {
             continue;
         };
-        let a = closest_edge_point(a, b.center());
-        let b = closest_edge_point(b, a);
+        let (a, b) = (a.rect, b.rect);
+        let pa = closest_edge_point(&a, b.center());
+        let pb = closest_edge_point(&b, pa);
         let stroke = Stroke::new(4.0, theme::okabe_ito::VERMILLION);
-        painter.line_segment([a, b], stroke);
-        let dir = (b - a).normalized();
+        painter.line_segment([pa, pb], stroke);
+        let dir = (pb - pa).normalized();
         let side = vec2(-dir.y, dir.x) * 8.0;
         painter.add(Shape::convex_polygon(
-            vec![b, b - dir * 16.0 + side, b - dir * 16.0 - side],
+            vec![pb, pb - dir * 16.0 + side, pb - dir * 16.0 - side],
             stroke.color,
             Stroke::NONE,
         ));
-        painter.text(
-            a.lerp(b, 0.5) + vec2(8.0, 0.0),
-            Align2::LEFT_CENTER,
-            format!("⚡ {sig}"),
-            FontId::proportional(17.0 * layout.scale.max(0.8)),
-            theme::okabe_ito::VERMILLION,
-        );
+        if let Some(nb) = layout.nodes.get(to) {
+            news_tag(painter, nb, format!("⚡ {sig}"), k);
+        }
     }
 }
 
 // ---- shared values and locks ----------------------------------------------
 
-/// Shared values and locks, in a column; returns where each lock is.
-fn side_panel(
-    ui: &mut Ui,
-    painter: &egui::Painter,
-    area: Rect,
-    ctx: &ViewCtx,
-) -> BTreeMap<String, Rect> {
-    let t = ctx.theme;
-    let big = if t.presenter { 1.15 } else { 1.0 };
-    let mut y = area.top();
-    let w = area.width();
-    let mut lock_rects = BTreeMap::new();
-    for v in ctx.world.values.values() {
-        let h = 118.0 * big
-            + access_lines(ctx.world) as f32 * ACCESS_LINE_H * big
-            + if v.lost_updates.is_empty() {
-                0.0
-            } else {
-                LOST_BANNER_H * big + 6.0
-            };
-        let r = Rect::from_min_size(pos2(area.left(), y), vec2(w, h));
-        value_box(ui, painter, r, v, ctx, big);
-        y += h + 10.0;
+/// Shared value and lock cards where the layout put them.
+fn side_cards(ui: &mut Ui, painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
+    for (name, card) in &layout.values {
+        if let Some(v) = ctx.world.values.get(name) {
+            value_box(ui, painter, card, v, ctx);
+        }
     }
-    for l in ctx.world.locks.values() {
-        let h = 84.0 * big;
-        let r = Rect::from_min_size(pos2(area.left(), y), vec2(w, h));
+    let t = ctx.theme;
+    for (name, card) in &layout.locks {
+        let Some(l) = ctx.world.locks.get(name) else {
+            continue;
+        };
+        let (r, big) = (card.rect, card.big);
         painter.rect(
             r,
             CornerRadius::same(8),
@@ -1288,44 +717,24 @@ fn side_panel(
             Stroke::new(2.0 * t.line_width, theme::okabe_ito::ORANGE),
             StrokeKind::Inside,
         );
-        painter.text(
-            r.left_top() + vec2(10.0, 6.0),
-            Align2::LEFT_TOP,
-            format!("🔒 Lock {}", l.name),
-            FontId::proportional(17.0 * big),
-            t.text,
-        );
+        text_at(painter, &card.title, t.text);
         let holder_y = r.top() + 32.0 * big;
         match &l.holder {
             Some(h) => {
                 painter.text(
-                    pos2(r.left() + 10.0, holder_y),
+                    pos2(r.left() + 10.0 * big, holder_y),
                     Align2::LEFT_TOP,
                     "held by",
                     FontId::proportional(14.0 * big),
                     t.weak_text,
                 );
-                chip(
-                    painter,
-                    pos2(r.left() + 70.0 * big, holder_y - 2.0),
-                    h,
-                    ctx,
-                    15.0 * big,
-                );
+                chip(painter, card.main.rect.min, h, ctx, card.main.font);
             }
-            None => {
-                painter.text(
-                    pos2(r.left() + 10.0, holder_y),
-                    Align2::LEFT_TOP,
-                    "free",
-                    FontId::proportional(14.0 * big),
-                    t.weak_text,
-                );
-            }
+            None => text_at(painter, &card.main, t.weak_text),
         }
         let wait_y = r.top() + 56.0 * big;
         painter.text(
-            pos2(r.left() + 10.0, wait_y),
+            pos2(r.left() + 10.0 * big, wait_y),
             Align2::LEFT_TOP,
             if l.waiters.is_empty() {
                 "nobody waiting"
@@ -1346,10 +755,7 @@ fn side_panel(
         );
         let resp = ui.interact(r, ui.scope_id().with(("lock", &l.name)), Sense::hover());
         resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
-        lock_rects.insert(l.name.clone(), r);
-        y += h + 10.0;
     }
-    lock_rects
 }
 
 /// A small coloured name tag; returns its right edge.
@@ -1366,14 +772,8 @@ fn chip(painter: &egui::Painter, at: Pos2, id: &str, ctx: &ViewCtx, size: f32) -
     r.right()
 }
 
-fn value_box(
-    ui: &mut Ui,
-    painter: &egui::Painter,
-    r: Rect,
-    v: &SharedValue,
-    ctx: &ViewCtx,
-    big: f32,
-) {
+fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue, ctx: &ViewCtx) {
+    let (r, big) = (card.rect, card.big);
     let t = ctx.theme;
     let last_write = v.writes().last();
     let flash = last_write
@@ -1392,37 +792,21 @@ fn value_box(
         Stroke::new(2.0 * t.line_width, theme::okabe_ito::SKY_BLUE),
         StrokeKind::Inside,
     );
-    let kind = if v.is_array {
-        "shared Array"
-    } else {
-        "shared Value"
-    };
-    painter.text(
-        r.left_top() + vec2(10.0, 6.0),
-        Align2::LEFT_TOP,
-        format!("{kind} {}", v.name),
-        FontId::proportional(15.0 * big),
-        t.weak_text,
-    );
-    let value_text = short(&v.current, 28);
-    painter.text(
-        r.left_top() + vec2(10.0, 26.0 * big),
-        Align2::LEFT_TOP,
-        &value_text,
-        FontId::proportional(34.0 * big),
-        t.text,
-    );
+    // Words on the card read on it even while it flashes.
+    let ink = |c: Color32| theme::readable_on(c, &[fill]);
+    text_at(painter, &card.title, ink(t.weak_text));
+    text_at(painter, &card.main, ink(t.text));
     let label = format!("shared {} = {}", v.name, v.current.repr());
     let resp = ui.interact(r, ui.scope_id().with(("value", &v.name)), Sense::hover());
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
     let mut y = r.top() + 70.0 * big;
     if let Some(w) = last_write {
         painter.text(
-            pos2(r.left() + 10.0, y + 2.0),
+            pos2(r.left() + 10.0 * big, y + 2.0),
             Align2::LEFT_TOP,
             "written by",
             FontId::proportional(13.0 * big),
-            t.weak_text,
+            ink(t.weak_text),
         );
         chip(
             painter,
@@ -1436,7 +820,7 @@ fn value_box(
     // The last few writes, each in its writer's colour.
     let writes: Vec<_> = v.writes().collect();
     let recent = &writes[writes.len().saturating_sub(10)..];
-    let mut x = r.left() + 10.0;
+    let mut x = r.left() + 10.0 * big;
     for (i, w) in recent.iter().enumerate() {
         let text = if i == 0 {
             short(&w.value, 8)
@@ -1446,7 +830,7 @@ fn value_box(
         let galley = painter.layout_no_wrap(
             text,
             FontId::proportional(13.0 * big),
-            ctx.color_of(&w.proc_id),
+            ink(ctx.color_of(&w.proc_id)),
         );
         if x + galley.size().x > r.right() - 6.0 {
             break;
@@ -1455,21 +839,13 @@ fn value_box(
         painter.galley(pos2(x, y), galley, t.text);
         x += width + 2.0;
     }
-    if access_lines(ctx.world) > 0 {
-        recent_accesses(painter, r, y + 22.0 * big, v, ctx, big);
+    if layout::access_lines(ctx.layout_world) > 0 {
+        recent_accesses(painter, r, y + 22.0 * big, v, ctx, big, fill);
     }
     if let Some(lost) = v.lost_updates.back() {
         lost_update_banner(ui, painter, r, v, lost, ctx, big);
     }
 }
-
-/// Recent reads and writes shown in each value's box (none when there
-/// are many values: no room).
-fn access_lines(world: &World) -> usize {
-    if world.values.len() <= 2 { 4 } else { 0 }
-}
-
-const ACCESS_LINE_H: f32 = 19.0;
 
 /// The last reads and writes of a value, oldest first: `main.1 read 0`,
 /// `main.2 wrote 1`. A lost update is two reads of the same value
@@ -1481,9 +857,10 @@ fn recent_accesses(
     v: &SharedValue,
     ctx: &ViewCtx,
     big: f32,
+    fill: Color32,
 ) {
     use crate::model::Access;
-    let n = access_lines(ctx.world);
+    let n = layout::access_lines(ctx.layout_world);
     let accesses: Vec<_> = v
         .history
         .iter()
@@ -1494,7 +871,7 @@ fn recent_accesses(
     for a in &accesses[accesses.len().saturating_sub(n)..] {
         let x = chip(
             painter,
-            pos2(r.left() + 10.0, y),
+            pos2(r.left() + 10.0 * big, y),
             &a.proc_id,
             ctx,
             13.0 * big,
@@ -1518,14 +895,11 @@ fn recent_accesses(
             Align2::LEFT_TOP,
             text,
             font.clone(),
-            color,
+            theme::readable_on(color, &[fill]),
         );
-        y += ACCESS_LINE_H * big;
+        y += layout::ACCESS_LINE_H * big;
     }
 }
-
-/// Height of the red "LOST UPDATE" band at the bottom of a value box.
-const LOST_BANNER_H: f32 = 44.0;
 
 /// `LOST UPDATE: main.2 read 0, wrote 1 over 1`, white on red, at the
 /// bottom of the value's box (which gets a red border too).
@@ -1546,10 +920,13 @@ fn lost_update_banner(
         StrokeKind::Inside,
     );
     let band = Rect::from_min_max(
-        pos2(r.left() + 3.0, r.bottom() - LOST_BANNER_H * big - 3.0),
+        pos2(
+            r.left() + 3.0,
+            r.bottom() - layout::LOST_BANNER_H * big - 3.0,
+        ),
         pos2(r.right() - 3.0, r.bottom() - 3.0),
     );
-    painter.rect_filled(band, CornerRadius::same(5), red);
+    painter.rect_filled(band, CornerRadius::same(5), theme::ALARM);
     let what = format!(
         "{} read {}, wrote {} over {}",
         lost.proc_id,
@@ -1564,15 +941,15 @@ fn lost_update_banner(
     };
     let white = Color32::WHITE;
     painter.text(
-        band.left_top() + vec2(8.0, 3.0),
+        band.left_top() + vec2(8.0, 3.0) * big,
         Align2::LEFT_TOP,
         title,
         FontId::proportional(16.0 * big),
         white,
     );
-    let size = fit_size(painter, &what, 14.0 * big, band.width() - 16.0);
+    let size = fit_size(painter, &what, 14.0 * big, band.width() - 16.0 * big);
     painter.text(
-        band.left_bottom() + vec2(8.0, -4.0),
+        band.left_bottom() + vec2(8.0, -4.0) * big,
         Align2::LEFT_BOTTOM,
         &what,
         FontId::proportional(size),
@@ -1593,34 +970,21 @@ fn fit_size(painter: &egui::Painter, text: &str, size: f32, width: f32) -> f32 {
     size * (width / w.max(1.0)).clamp(0.7, 1.0)
 }
 
-fn caption(painter: &egui::Painter, r: Rect, ctx: &ViewCtx) {
-    let Some(text) = &ctx.world.caption else {
+fn caption(painter: &egui::Painter, layout: &StageLayout, ctx: &ViewCtx) {
+    let Some((box_r, l)) = &layout.caption else {
         return;
     };
-    let size = if ctx.theme.presenter { 20.0 } else { 17.0 };
+    painter.rect_filled(*box_r, CornerRadius::same(6), ctx.theme.panel);
     let galley = painter.layout(
-        text.clone(),
-        FontId::proportional(size),
+        l.text.clone(),
+        FontId::proportional(l.font),
         ctx.theme.text,
-        r.width() - 24.0,
+        l.rect.width() + 1.0,
     );
-    let box_r = Rect::from_center_size(r.center(), galley.size() + vec2(24.0, 10.0));
-    painter.rect_filled(box_r, CornerRadius::same(6), ctx.theme.panel);
-    painter.galley(box_r.min + vec2(12.0, 5.0), galley, ctx.theme.text);
+    painter.galley(l.rect.min, galley, ctx.theme.text);
 }
 
 // ---- small helpers ----------------------------------------------------------
-
-/// A value as text, cut to `max` characters.
-fn short(v: &Value, max: usize) -> String {
-    let text = v.repr();
-    if text.chars().count() <= max {
-        text
-    } else {
-        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
-}
 
 fn dashed(painter: &egui::Painter, a: Pos2, b: Pos2, stroke: Stroke) {
     painter.extend(Shape::dashed_line(&[a, b], stroke, 7.0, 5.0));

@@ -68,7 +68,8 @@ impl Theme {
                 edge: Color32::from_gray(150),
                 node_fill: Color32::from_gray(40),
                 reaped_fill: Color32::from_gray(30),
-                flash: Color32::from_rgb(0x80, 0x70, 0x10),
+                // Dark enough that light text stays readable on it.
+                flash: Color32::from_rgb(0x5A, 0x4E, 0x00),
                 line_width: 1.0,
             }
         }
@@ -157,8 +158,16 @@ pub fn state_look(p: &Process) -> StateLook {
             None => ("⏸", format!("blocked: {on}")),
         },
         ProcState::Stopped => ("⏹", "stopped".to_string()),
-        ProcState::Zombie => ("☠", "ZOMBIE (exited, not reaped)".to_string()),
-        ProcState::Reaped => ("✔", exit_words(p.exit.as_ref())),
+        ProcState::Zombie => ("☠", "zombie: exited, not reaped".to_string()),
+        // A tick only for success: a crash or a kill is not "done".
+        ProcState::Reaped => (
+            if p.exit.as_ref().is_some_and(ExitStatus::is_success) {
+                "✔"
+            } else {
+                "✖"
+            },
+            exit_words(p.exit.as_ref()),
+        ),
     };
     StateLook {
         color,
@@ -189,12 +198,138 @@ pub fn mix(c: Color32, towards: Color32, t: f32) -> Color32 {
     )
 }
 
-/// Black or white, whichever reads better on `bg`.
+/// Black or white, whichever has the higher contrast on `bg`.
 pub fn text_on(bg: Color32) -> Color32 {
-    let luma = 0.299 * f32::from(bg.r()) + 0.587 * f32::from(bg.g()) + 0.114 * f32::from(bg.b());
-    if luma > 140.0 {
+    if contrast(Color32::BLACK, bg) >= contrast(Color32::WHITE, bg) {
         Color32::BLACK
     } else {
         Color32::WHITE
+    }
+}
+
+/// The contrast text needs (WCAG AA for normal text).
+pub const MIN_CONTRAST: f32 = 4.5;
+
+/// Filled red bands and tags with white words on them (a deadlock, a
+/// lost update, a signal): vermillion darkened until white reads on it.
+pub const ALARM: Color32 = Color32::from_rgb(0xB0, 0x4A, 0x00);
+
+/// Relative luminance (WCAG 2).
+pub fn luminance(c: Color32) -> f32 {
+    let lin = |v: u8| {
+        let v = f32::from(v) / 255.0;
+        if v <= 0.039_28 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * lin(c.r()) + 0.7152 * lin(c.g()) + 0.0722 * lin(c.b())
+}
+
+/// Contrast ratio of two colours, 1 to 21.
+pub fn contrast(a: Color32, b: Color32) -> f32 {
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// `c`, darkened or lightened (towards black or white, whichever reads
+/// better on them) just enough to read on every one of `grounds`.
+pub fn readable_on(c: Color32, grounds: &[Color32]) -> Color32 {
+    let worst = |c: Color32| {
+        grounds
+            .iter()
+            .map(|g| contrast(c, *g))
+            .fold(f32::MAX, f32::min)
+    };
+    if worst(c) >= MIN_CONTRAST {
+        return c;
+    }
+    let towards = match grounds.first() {
+        Some(g) => text_on(*g),
+        None => return c,
+    };
+    let mut t = 0.0;
+    let mut out = c;
+    while worst(out) < MIN_CONTRAST && t < 1.0 {
+        t += 0.05;
+        out = mix(c, towards, t);
+    }
+    out
+}
+
+impl Theme {
+    /// A colour for words on the stage and panels of this look: `c`
+    /// itself if it reads on all of them, else a darker (light look) or
+    /// lighter (dark look) shade of it.
+    pub fn ink(&self, c: Color32) -> Color32 {
+        readable_on(c, &[self.bg, self.panel, self.node_fill])
+    }
+}
+
+#[cfg(test)]
+mod contrast_tests {
+    use super::*;
+
+    /// Every word on the stage is at least 4.5:1 against what it is
+    /// written on, in both looks.
+    #[test]
+    fn every_text_colour_reads_on_its_ground() {
+        let palette = [
+            ORANGE,
+            SKY_BLUE,
+            BLUISH_GREEN,
+            YELLOW,
+            BLUE,
+            VERMILLION,
+            REDDISH_PURPLE,
+            GREY,
+        ];
+        for presenter in [false, true] {
+            let t = Theme::new(presenter);
+            let grounds = [t.bg, t.panel, t.node_fill];
+            let mut colours: Vec<Color32> = (0..7).map(|i| t.process_color(i)).collect();
+            colours.extend(palette);
+            colours.extend([t.text, t.weak_text]);
+            for c in colours {
+                let ink = t.ink(c);
+                for g in grounds {
+                    assert!(
+                        contrast(ink, g) >= MIN_CONTRAST,
+                        "presenter {presenter}: {c:?} as {ink:?} on {g:?}: {:.2}",
+                        contrast(ink, g)
+                    );
+                }
+                // On a value card while it flashes.
+                for f in [0.0, 0.5, 1.0] {
+                    let fill = mix(t.node_fill, t.flash, f);
+                    let ink = readable_on(c, &[fill]);
+                    assert!(
+                        contrast(ink, fill) >= MIN_CONTRAST,
+                        "{c:?} on flash {fill:?}"
+                    );
+                }
+            }
+            assert!(
+                contrast(t.text, t.flash) >= MIN_CONTRAST,
+                "presenter {presenter}"
+            );
+            // Words on filled colours: badges, chips, dots.
+            let mut fills: Vec<Color32> = (0..7).map(|i| t.process_color(i)).collect();
+            fills.extend(palette);
+            fills.extend([WAITS_TURN, Color32::from_gray(90), Color32::from_gray(20)]);
+            for f in fills {
+                assert!(
+                    contrast(text_on(f), f) >= MIN_CONTRAST,
+                    "{:?} on {f:?}: {:.2}",
+                    text_on(f),
+                    contrast(text_on(f), f)
+                );
+            }
+        }
+        assert!(contrast(Color32::WHITE, ALARM) >= MIN_CONTRAST);
+        // The examples from the issue: orange on white, the olive flash.
+        assert!(contrast(ORANGE, Color32::WHITE) < 2.5);
+        assert!(contrast(Theme::new(true).ink(ORANGE), Color32::WHITE) >= MIN_CONTRAST);
     }
 }

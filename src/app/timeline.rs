@@ -128,7 +128,7 @@ impl TimelineView {
                         Align2::LEFT_TOP,
                         sig,
                         FontId::proportional(10.0),
-                        theme::okabe_ito::VERMILLION,
+                        ctx.theme.ink(theme::okabe_ito::VERMILLION),
                     );
                 }
                 // Lost updates: a red mark on the writer's lane (words too

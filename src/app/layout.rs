@@ -1,0 +1,1729 @@
+//! Where everything on the stage goes: a pure function from the model and
+//! the room available to rectangles and font sizes, with no window and no
+//! painter. The stage draws exactly what this returns, `--dump-layout`
+//! writes it, and tests check it (nothing overlaps, nothing off the stage,
+//! key labels big enough) for every built-in scenario.
+//!
+//! Everything is sized in units of one "key font" `k` (the size of the
+//! words an audience must read: names, states, values, holders, channel
+//! titles); `k` is as large as fits, up to a ceiling, so a small tree
+//! fills the stage with big type and only a really large tree gets small
+//! type. Channels, shared values and locks are parts of the layout, not
+//! drawn on top of it: channels sit in bands between the rows of the
+//! processes that use them, values and locks in a column (or a few) at the
+//! right, the caption in its own strip at the bottom.
+//!
+//! Places come from the whole run (`layout_world`), so nothing moves when
+//! scrubbing; what labels say comes from the moment shown (`world`).
+
+use super::recording::ChannelUsers;
+use super::theme;
+use crate::model::{Channel, ChannelKind, Process, World};
+use crate::protocol::{RUNNER_ID, Value};
+use egui::{Pos2, Rect, Vec2, pos2, vec2};
+use std::collections::BTreeMap;
+
+/// What the layout is computed from.
+pub struct StageInput<'a> {
+    /// The whole run so far (or the moment of a deadlock): decides places.
+    pub layout_world: &'a World,
+    /// The moment shown: decides what labels say.
+    pub world: &'a World,
+    pub channel_users: &'a BTreeMap<String, ChannelUsers>,
+    pub presenter: bool,
+    /// A gated run leaves room under each node for its next step.
+    pub gated: bool,
+    /// The run has a deadlock: room for its banner over the tree.
+    pub deadlock: bool,
+    pub view_t_ns: u64,
+    /// The longest state words of the run so far (nodes are made that
+    /// wide); empty if unknown.
+    pub widest_state: &'a str,
+    /// Physical pixels per egui point.
+    pub px_per_pt: f32,
+    /// The window's height in pixels (presenter type grows with it).
+    pub window_h_px: f32,
+    /// The user's own zoom ("+"/"−"), 1 = none: the stage's type grows
+    /// with it where there is room.
+    pub zoom: f32,
+}
+
+/// A text drawn at `rect.min` in a proportional font of `font` points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub rect: Rect,
+    pub font: f32,
+    pub text: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeBox {
+    pub rect: Rect,
+    pub name: Label,
+    pub pid: Option<Label>,
+    pub tags: Option<Label>,
+    /// The state badge and its words (wrapped to `badge` width).
+    pub badge: Rect,
+    pub state: Label,
+    pub extra: Vec<(Label, Option<egui::Color32>)>,
+    /// Step mode: the "next step" bubble under the node.
+    pub next: Option<Rect>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ChannelBox {
+    /// The box with the slots.
+    pub rect: Rect,
+    pub title: Label,
+    pub slots: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Card {
+    pub rect: Rect,
+    pub title: Label,
+    /// The value, or the lock's holder ("free" when nobody holds it).
+    pub main: Label,
+    /// Type size of the small print inside (points at `big` = 1 times).
+    pub big: f32,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolBox {
+    pub frame: Rect,
+    pub label: Label,
+}
+
+/// A message dot: parked in a channel's slot or travelling along a link.
+#[derive(Clone, Debug)]
+pub struct Dot {
+    pub center: Pos2,
+    pub radius: f32,
+    pub value: Value,
+    pub from: Option<String>,
+    /// The channel it waits in (`None` while it travels).
+    pub parked_in: Option<String>,
+}
+
+/// Everything placed on the stage, in egui points.
+#[derive(Clone, Debug)]
+pub struct StageLayout {
+    pub stage: Rect,
+    /// The key font size (points).
+    pub k: f32,
+    pub nodes: BTreeMap<String, NodeBox>,
+    pub channels: BTreeMap<String, ChannelBox>,
+    pub values: BTreeMap<String, Card>,
+    pub locks: BTreeMap<String, Card>,
+    pub pools: BTreeMap<String, PoolBox>,
+    pub dots: Vec<Dot>,
+    /// Tree edges: (parent, child, from, to).
+    pub edges: Vec<(String, String, Pos2, Pos2)>,
+    /// Channel links: (channel, process, from, to) in the direction the
+    /// messages go.
+    pub links: Vec<(String, String, Pos2, Pos2)>,
+    pub caption: Option<(Rect, Label)>,
+    /// The deadlock banner: box, title, cycle.
+    pub banner: Option<(Rect, Label, Label)>,
+}
+
+/// One drawn box or label, for `--dump-layout` and the tests.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Item {
+    pub id: String,
+    pub kind: &'static str,
+    /// `[x0, y0, x1, y1]` in window pixels.
+    pub rect: [f32; 4],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub font_px: Option<f32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub key: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// A label whose words were cut short ("…") for want of room.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
+}
+
+/// What `--dump-layout` writes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Dump {
+    pub window: [f32; 2],
+    /// The stage's own rectangle, `[x0, y0, x1, y1]` in window pixels.
+    pub stage: [f32; 4],
+    pub items: Vec<Item>,
+}
+
+// ---- sizes, in units of the key font k -------------------------------------
+
+/// Key labels at least this many pixels in presenter mode at 720 lines
+/// (more on a taller window, up to 1.5 times at 1080).
+pub const PRESENTER_MIN_KEY_PX: f32 = 18.0;
+const PRESENTER_MAX_KEY_PX: f32 = 30.0;
+const DESK_MIN_KEY_PT: f32 = 11.0;
+const DESK_MAX_KEY_PT: f32 = 15.0;
+/// Below the minimum only when a tree is really too large for the stage.
+const FLOOR_KEY_PT: f32 = 6.0;
+
+const NAME_FONT: f32 = 1.15;
+const SMALL_FONT: f32 = 0.8;
+const NODE_MIN_W: f32 = 12.5;
+const NODE_PAD: f32 = 0.5;
+const NODE_BASE_H: f32 = 5.1;
+/// The role and tags line (left out when no process has any).
+const TAGS_H: f32 = 1.25;
+const NODE_LINE_H: f32 = 1.1;
+const COL_GAP: f32 = 1.3;
+const ROW_GAP: f32 = 1.2;
+const RUNNER_H: f32 = 1.3;
+/// Under the runner's bar.
+const RUNNER_GAP: f32 = 0.6;
+const CHANNEL_H: f32 = 2.8;
+const SLOT_W: f32 = 2.0;
+const BAND_H: f32 = CHANNEL_H + 1.2;
+const POOL_PAD: f32 = 0.5;
+const POOL_STRIP_H: f32 = 2.0;
+const NEXT_H: f32 = 3.4;
+const CARD_W: f32 = 17.0;
+const CARD_GAP: f32 = 0.8;
+const CAPTION_FONT: f32 = 1.05;
+const CAPTION_LINES: f32 = 2.0;
+/// Room round the caption's lines.
+const CAPTION_PAD: f32 = 0.4;
+const BANNER_H: f32 = 4.4;
+const DOT_R: f32 = 0.75;
+/// A message dot takes this long from sender to channel, or channel to
+/// receiver.
+pub const TRAVEL_NS: u64 = 400_000_000;
+/// Value and lock cards: the painter's `big` is k / this.
+const CARD_BIG_PER_K: f32 = 14.0;
+/// Recent reads and writes listed in a value card (none when there are
+/// many values: no room).
+pub fn access_lines(world: &World) -> usize {
+    if world.values.len() <= 2 { 4 } else { 0 }
+}
+pub const ACCESS_LINE_H: f32 = 19.0;
+pub const LOST_BANNER_H: f32 = 44.0;
+
+/// An estimate of how wide `text` is in the proportional font at `pt`
+/// points, on the generous side (the stage's fonts are narrower), so a
+/// label placed by this never runs into its neighbour.
+pub fn text_w(text: &str, pt: f32) -> f32 {
+    let em: f32 = text
+        .chars()
+        .map(|c| match c {
+            ' ' | '.' | ',' | ':' | ';' | '\'' | '|' | 'i' | 'l' | 'j' | '!' => 0.3,
+            'm' | 'w' | 'M' | 'W' => 0.85,
+            'A'..='Z' => 0.64,
+            '0'..='9' => 0.57,
+            c if c.is_ascii() => 0.51,
+            _ => 1.1,
+        })
+        .sum();
+    em * pt
+}
+
+fn label(at: Pos2, text: String, font: f32) -> Label {
+    let rect = Rect::from_min_size(at, vec2(text_w(&text, font), font * 1.25));
+    Label { rect, font, text }
+}
+
+/// The number of slots a channel shows (messages beyond are "+n").
+pub fn slot_count(c: &Channel) -> usize {
+    match c.maxsize {
+        Some(m) => (m as usize).clamp(1, 10),
+        None => 6,
+    }
+}
+
+/// `Queue q: 2/3`, `Pipe p ↔: 1 waiting`.
+pub fn channel_title(c: &Channel) -> String {
+    let kind = match c.kind {
+        ChannelKind::Queue => "Queue",
+        ChannelKind::Pipe => "Pipe",
+    };
+    let depth = c.depth();
+    let count = match (c.maxsize, depth) {
+        (Some(m), _) if c.is_full() => format!("{depth}/{m} FULL"),
+        (Some(m), _) => format!("{depth}/{m}"),
+        (None, 0) => "empty".to_string(),
+        (None, d) => format!("{d} waiting"),
+    };
+    let duplex = if c.duplex { " ↔" } else { "" };
+    format!("{kind} {}{duplex}: {count}", c.name)
+}
+
+/// The longest a channel's title gets, to reserve room for it.
+fn channel_title_room(c: &Channel) -> String {
+    let kind = match c.kind {
+        ChannelKind::Queue => "Queue",
+        ChannelKind::Pipe => "Pipe",
+    };
+    let count = match c.maxsize {
+        Some(m) => format!("{m}/{m} FULL"),
+        None => "99 waiting".to_string(),
+    };
+    let duplex = if c.duplex { " ↔" } else { "" };
+    format!("{kind} {}{duplex}: {count}", c.name)
+}
+
+/// Lines under the state badge (exec, task, locks, private values).
+pub fn extra_lines(world: &World, p: &Process) -> Vec<(String, Option<egui::Color32>)> {
+    let mut lines = Vec::new();
+    if let Some(exec) = &p.exec {
+        lines.push((format!("$ {exec}"), None));
+    }
+    if let Some(t) = &p.task {
+        lines.push((
+            format!("runs task {}: {}", t.task, t.func),
+            Some(theme::okabe_ito::BLUE),
+        ));
+    }
+    for l in world.locks_held_by(&p.id) {
+        lines.push((
+            format!("🔒 holds lock {}", l.name),
+            Some(theme::okabe_ito::ORANGE),
+        ));
+    }
+    for name in world.globals.keys() {
+        if let Some(v) = world.private_value(&p.id, name) {
+            lines.push((format!("{name} = {} (own copy)", short(v, 16)), None));
+        }
+    }
+    if !p.stdout_buffer.is_empty() {
+        let text = p.stdout_buffer.shown(22);
+        lines.push(if !p.is_alive() {
+            (
+                format!("lost, never written: {text}"),
+                Some(theme::okabe_ito::VERMILLION),
+            )
+        } else if p.stdout_buffer.inherited {
+            (
+                format!("buffer (fork's copy): {text}"),
+                Some(theme::okabe_ito::ORANGE),
+            )
+        } else {
+            (format!("buffer: {text}"), Some(theme::okabe_ito::ORANGE))
+        });
+    }
+    lines
+}
+
+/// How many extra lines any node may need during the run.
+fn extra_lines_max(world: &World) -> usize {
+    world
+        .processes
+        .values()
+        .filter(|p| p.id != RUNNER_ID)
+        .map(|p| {
+            usize::from(p.exec.is_some())
+                + usize::from(!p.stdout_buffer.is_empty())
+                + usize::from(!world.pools.is_empty())
+                + world.locks.len().min(2)
+                + world.globals.len()
+        })
+        .max()
+        .unwrap_or(0)
+        .min(4)
+}
+
+/// A value as text, cut to `max` characters.
+pub fn short(v: &Value, max: usize) -> String {
+    let text = v.repr();
+    if text.chars().count() <= max {
+        text
+    } else {
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+pub fn role_words(role: &str) -> String {
+    match role.strip_prefix("pool:") {
+        Some(pool) => format!("worker of pool {pool}"),
+        None if role.is_empty() => String::new(),
+        None => format!("role {role}"),
+    }
+}
+
+/// The words in a node's state badge at this moment.
+pub fn state_words(p: &Process, view_t_ns: u64) -> String {
+    let look = theme::state_look(p);
+    let waits_turn = p.pending.is_some() && p.state == crate::model::ProcState::Running;
+    let mut text = if waits_turn {
+        "⏸ waits for its turn".to_string()
+    } else {
+        format!("{} {}", look.icon, look.text)
+    };
+    if let (crate::model::ProcState::Sleeping, Some(until)) = (&p.state, p.sleep_until_t_ns) {
+        let left_s = until.saturating_sub(view_t_ns) as f64 / 1e9;
+        if left_s > 0.05 {
+            text = format!("{text} ({left_s:.1} s)");
+        }
+    }
+    text
+}
+
+fn node_tags(p: &Process) -> String {
+    // The role `main` (main and what it forks) says nothing.
+    let role = if p.role == "main" {
+        String::new()
+    } else {
+        role_words(&p.role)
+    };
+    let mut tags = vec![role];
+    if p.daemon {
+        tags.push("daemon".into());
+    }
+    if p.adopted {
+        tags.push("ADOPTED".into());
+    } else if p.orphaned {
+        tags.push("ORPHAN".into());
+    }
+    tags.retain(|t| !t.is_empty());
+    tags.join(" · ")
+}
+
+// ---- the tree, in k units ----------------------------------------------------
+
+struct Tree<'a> {
+    /// Process id → (row, sub-row, centre column in units).
+    at: BTreeMap<&'a str, (usize, usize, f32)>,
+    units: f32,
+    rows: usize,
+    /// Per row: how many sub-rows (a large family of leaves is a grid).
+    subrows: Vec<usize>,
+    has_runner: bool,
+    node_w: f32,
+    node_h: f32,
+    /// Whether nodes have the line for role and tags.
+    tags_line: bool,
+    /// Per row: channels in the band under it, by name, with their wanted
+    /// centre (in units).
+    bands: Vec<Vec<(&'a str, f32)>>,
+    /// Per row: a pool's label strip under it.
+    pool_strip: Vec<bool>,
+    /// Parents whose children are laid out as a grid.
+    grid_parents: std::collections::BTreeSet<&'a str>,
+}
+
+/// Gap between the sub-rows of a grid of leaves (k units).
+const SUB_GAP: f32 = 0.8;
+
+/// The state words a node may show during the run, as far as the whole
+/// run tells: the node is made wide enough for the longest.
+fn likely_states(live: &World, widest_seen: &str) -> Vec<String> {
+    let mut out = vec![
+        widest_seen.to_string(),
+        "zZ sleeping (0.3 s)".to_string(),
+        "✔ exit 0".to_string(),
+        "⏸ blocked: wait".to_string(),
+    ];
+    for p in live.processes.values() {
+        out.push(state_words(p, u64::MAX));
+        if p.parent.is_some() {
+            out.push(format!("⏸ blocked: join {}", p.id));
+        }
+    }
+    for l in live.locks.keys() {
+        out.push(format!("⏳ waiting for lock {l}"));
+    }
+    for c in live.channels.keys() {
+        out.push(format!("⏸ blocked: get {c}"));
+    }
+    out
+}
+
+/// The tree of the run's processes; a family of more than `grid_cols`
+/// leaves is laid out as a grid that many columns wide.
+fn tree<'a>(input: &StageInput<'a>, grid_cols: usize) -> Tree<'a> {
+    let live = input.layout_world;
+    let rows = live.processes_by_tree();
+    let mut kids: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in &rows {
+        if let Some(parent) = r.process.parent.as_deref()
+            && r.depth > 0
+        {
+            kids.entry(parent).or_default().push(&r.process.id);
+        }
+    }
+    let is_grid = |id: &str| {
+        kids.get(id)
+            .is_some_and(|k| k.len() > grid_cols && k.iter().all(|c| !kids.contains_key(c)))
+    };
+    let mut width: BTreeMap<&str, f32> = BTreeMap::new();
+    for r in rows.iter().rev() {
+        let id = r.process.id.as_str();
+        let sum: f32 = if is_grid(id) {
+            grid_cols as f32
+        } else {
+            kids.get(id)
+                .map(|k| k.iter().map(|c| width.get(c).copied().unwrap_or(1.0)).sum())
+                .unwrap_or(0.0)
+        };
+        width.insert(id, sum.max(1.0));
+    }
+    let has_runner = live.processes.contains_key(RUNNER_ID);
+    let row_of = |depth: usize| {
+        if has_runner {
+            depth.saturating_sub(1)
+        } else {
+            depth
+        }
+    };
+    let mut offset: BTreeMap<&str, f32> = BTreeMap::new();
+    let mut sub_of: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut next_root = 0.0;
+    for r in &rows {
+        let id = r.process.id.as_str();
+        if r.depth == 0 {
+            offset.insert(id, next_root);
+            next_root += width.get(id).copied().unwrap_or(1.0);
+        }
+        let start = offset.get(id).copied().unwrap_or(0.0);
+        let grid = is_grid(id);
+        let mut child_at = start;
+        for (i, c) in kids.get(id).into_iter().flatten().enumerate() {
+            if grid {
+                offset.insert(c, start + (i % grid_cols) as f32);
+                sub_of.insert(c, i / grid_cols);
+            } else {
+                offset.insert(c, child_at);
+                child_at += width.get(c).copied().unwrap_or(1.0);
+            }
+        }
+    }
+    let mut at = BTreeMap::new();
+    let mut n_rows = 0;
+    for r in &rows {
+        let id = r.process.id.as_str();
+        let row = row_of(r.depth);
+        if id != RUNNER_ID {
+            n_rows = n_rows.max(row + 1);
+        }
+        let w = width.get(id).copied().unwrap_or(1.0);
+        let sub = sub_of.get(id).copied().unwrap_or(0);
+        at.insert(
+            id,
+            (row, sub, offset.get(id).copied().unwrap_or(0.0) + w / 2.0),
+        );
+    }
+    let n_rows = n_rows.max(1);
+    let mut subrows = vec![1usize; n_rows];
+    for (id, (row, sub, _)) in &at {
+        if *id != RUNNER_ID {
+            subrows[*row] = subrows[*row].max(sub + 1);
+        }
+    }
+    let procs = || rows.iter().filter(|r| r.process.id != RUNNER_ID);
+    let longest_name = procs()
+        .map(|r| text_w(&r.process.id, NAME_FONT) + text_w("pid 4194304", SMALL_FONT))
+        .fold(0.0, f32::max);
+    let longest_state = likely_states(live, input.widest_state)
+        .iter()
+        .map(|t| text_w(t, 1.0) + 1.0)
+        .fold(0.0, f32::max);
+    let node_w = NODE_MIN_W
+        .max(longest_name + 2.0 * NODE_PAD + 1.0)
+        .max(longest_state + 2.0 * NODE_PAD);
+    let tags_line = procs().any(|r| !node_tags(r.process).is_empty());
+    let node_h = NODE_BASE_H - if tags_line { 0.0 } else { TAGS_H }
+        + NODE_LINE_H * extra_lines_max(live) as f32;
+    let mut bands: Vec<Vec<(&str, f32)>> = vec![Vec::new(); n_rows];
+    for (name, users) in input.channel_users {
+        if !live.channels.contains_key(name) {
+            continue;
+        }
+        let ends: Vec<(usize, f32)> = users
+            .senders
+            .iter()
+            .chain(users.receivers.iter())
+            .filter(|id| id.as_str() != RUNNER_ID)
+            .filter_map(|id| at.get(id.as_str()).map(|(r, _, x)| (*r, *x)))
+            .collect();
+        let Some(row) = ends.iter().map(|(r, _)| *r).min() else {
+            continue;
+        };
+        let x = ends.iter().map(|(_, x)| x).sum::<f32>() / ends.len() as f32;
+        if let Some((key, _)) = live.channels.get_key_value(name) {
+            bands[row.min(n_rows - 1)].push((key.as_str(), x));
+        }
+    }
+    for band in &mut bands {
+        band.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
+    }
+    let mut pool_strip = vec![false; n_rows];
+    for p in live.processes.values() {
+        if p.role.starts_with("pool:")
+            && let Some((row, _, _)) = at.get(p.id.as_str())
+        {
+            pool_strip[*row] = true;
+        }
+    }
+    let grid_parents = rows
+        .iter()
+        .map(|r| r.process.id.as_str())
+        .filter(|id| is_grid(id))
+        .collect();
+    Tree {
+        grid_parents,
+        at,
+        units: next_root.max(1.0),
+        rows: n_rows,
+        subrows,
+        has_runner,
+        node_w,
+        node_h,
+        tags_line,
+        bands,
+        pool_strip,
+    }
+}
+
+impl Tree<'_> {
+    /// Height of the nodes of `row` (k units): sub-rows of a grid stacked.
+    fn row_h(&self, row: usize) -> f32 {
+        let n = self.subrows[row] as f32;
+        n * self.node_h + (n - 1.0) * SUB_GAP
+    }
+
+    fn channel_w(&self, c: &Channel) -> (f32, f32) {
+        let box_w = SLOT_W * slot_count(c) as f32 + 1.0;
+        let title_w = text_w(&channel_title_room(c), 1.0);
+        (box_w, title_w)
+    }
+
+    fn band_w(&self, row: usize, world: &World) -> f32 {
+        self.bands[row]
+            .iter()
+            .filter_map(|(name, _)| world.channels.get(*name))
+            .map(|c| {
+                let (b, t) = self.channel_w(c);
+                b + t + 0.6 + COL_GAP
+            })
+            .sum()
+    }
+
+    /// The gap under `row` (k units): pool label strip, next-step bubble,
+    /// channel band, and room for the edges.
+    fn gap_under(&self, row: usize, gated: bool) -> f32 {
+        let last = row + 1 == self.rows;
+        let mut h = if last { 0.6 } else { ROW_GAP };
+        if self.pool_strip[row] {
+            h += POOL_STRIP_H;
+        }
+        if gated {
+            h += NEXT_H + 0.4;
+        }
+        if !self.bands[row].is_empty() {
+            h += BAND_H;
+        }
+        h
+    }
+
+    fn width(&self, world: &World) -> f32 {
+        let cols = self.units * (self.node_w + COL_GAP);
+        (0..self.rows)
+            .map(|r| self.band_w(r, world))
+            .fold(cols, f32::max)
+    }
+
+    fn height(&self, gated: bool) -> f32 {
+        let runner = if self.has_runner {
+            RUNNER_H + RUNNER_GAP
+        } else {
+            0.0
+        };
+        runner
+            + (0..self.rows)
+                .map(|r| self.row_h(r) + self.gap_under(r, gated))
+                .sum::<f32>()
+    }
+}
+
+// ---- cards -----------------------------------------------------------------
+
+enum CardKind<'a> {
+    Value(&'a str),
+    Lock(&'a str),
+}
+
+/// Card heights in k units: a value card as `value_box` paints it.
+fn card_h(world: &World, kind: &CardKind, lost: bool) -> f32 {
+    let big_units = match kind {
+        CardKind::Value(_) => {
+            118.0
+                + access_lines(world) as f32 * ACCESS_LINE_H
+                + if lost { LOST_BANNER_H + 6.0 } else { 0.0 }
+        }
+        CardKind::Lock(_) => 84.0,
+    };
+    big_units / CARD_BIG_PER_K
+}
+
+/// Cards into `cols` columns, each to the shortest so far (stable: the
+/// order of the cards decides); returns each card's column and the
+/// tallest column's height.
+fn pack(heights: &[f32], cols: usize) -> (Vec<(usize, f32)>, f32) {
+    let mut col_h = vec![0.0f32; cols.max(1)];
+    let mut at = Vec::new();
+    for h in heights {
+        let (c, _) = col_h
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1).then(a.0.cmp(&b.0)))
+            .unwrap_or((0, &0.0));
+        let y = col_h[c];
+        at.push((c, y));
+        col_h[c] = y + h + CARD_GAP;
+    }
+    let tallest = col_h.iter().fold(0.0f32, |a, b| a.max(*b - CARD_GAP));
+    (at, tallest.max(0.0))
+}
+
+// ---- the whole stage ---------------------------------------------------------
+
+/// The smallest key font (points) the stage aims for, and the largest.
+pub fn key_font_range(presenter: bool, px_per_pt: f32, window_h_px: f32) -> (f32, f32) {
+    if presenter {
+        let grow = (window_h_px / 720.0).clamp(1.0, 1.5);
+        (
+            PRESENTER_MIN_KEY_PX * grow / px_per_pt,
+            PRESENTER_MAX_KEY_PX * grow / px_per_pt,
+        )
+    } else {
+        (DESK_MIN_KEY_PT, DESK_MAX_KEY_PT)
+    }
+}
+
+/// Lays the stage out in `stage` (points).
+pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
+    layout_cached(input, stage, &mut FitCache::default())
+}
+
+/// What the search for the biggest type found, kept while nothing it
+/// depends on changes (a large tree has many ways to try, every frame).
+#[derive(Default)]
+pub struct FitCache {
+    key: Option<String>,
+    /// Grid width, card columns, key font.
+    fit: (usize, usize, f32),
+}
+
+/// [`layout`], reusing the last search for the biggest type when the
+/// run's shape, the room and the look are the same.
+pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> StageLayout {
+    let live = input.layout_world;
+    let world = input.world;
+    let px = input.px_per_pt.max(0.1);
+    let (k_min, k_max) = key_font_range(input.presenter, px, input.window_h_px);
+    let zoom = input.zoom.clamp(0.5, 3.0);
+    let k_max = k_max * zoom;
+
+    // Cards: values then locks, in name order.
+    let lost_ever = live.values.values().any(|v| !v.lost_updates.is_empty())
+        || world.values.values().any(|v| !v.lost_updates.is_empty());
+    let mut cards: Vec<CardKind> = Vec::new();
+    for name in live.values.keys() {
+        cards.push(CardKind::Value(name));
+    }
+    for name in live.locks.keys() {
+        cards.push(CardKind::Lock(name));
+    }
+    let heights: Vec<f32> = cards.iter().map(|c| card_h(live, c, lost_ever)).collect();
+    let banner_h = if input.deadlock { BANNER_H + 0.6 } else { 0.0 };
+    let caption_h = CAPTION_LINES * CAPTION_FONT * 1.3 + CAPTION_PAD;
+
+    // The biggest type over the ways to lay out: how many columns of
+    // cards, and (for a large family of leaves) how wide its grid is.
+    let biggest_family = live
+        .processes
+        .values()
+        .filter_map(|p| p.parent.as_deref())
+        .fold(BTreeMap::<&str, usize>::new(), |mut m, parent| {
+            *m.entry(parent).or_default() += 1;
+            m
+        })
+        .into_values()
+        .max()
+        .unwrap_or(0);
+    let key = format!(
+        "{:?} {:?} {:?} {:?} {:?} {} {} {} {} {} {} {}",
+        live.processes.keys().collect::<Vec<_>>(),
+        input.channel_users.keys().collect::<Vec<_>>(),
+        heights,
+        stage,
+        (input.presenter, input.gated, input.deadlock),
+        input.widest_state,
+        input.px_per_pt,
+        input.window_h_px,
+        input.zoom,
+        extra_lines_max(live),
+        live.pools.len(),
+        live.globals.len(),
+    );
+    let mut grids = vec![usize::MAX];
+    if biggest_family > 4 {
+        grids.extend(
+            (2..=16)
+                .chain([20, 25, 32, 40, 50, 64])
+                .filter(|g| *g < biggest_family),
+        );
+    }
+    let mut best: Option<(usize, usize, f32)> = None;
+    if cache.key.as_deref() == Some(key.as_str()) {
+        best = Some(cache.fit);
+        grids.clear();
+    }
+    for grid in grids {
+        let t = tree(input, grid);
+        let tree_w = t.width(live);
+        let tree_h = t.height(input.gated);
+        let choices = if cards.is_empty() {
+            0..=0
+        } else {
+            1..=cards.len()
+        };
+        for cols in choices {
+            let (_, side_h) = pack(&heights, cols);
+            let side_w = if cols == 0 {
+                0.0
+            } else {
+                cols as f32 * (CARD_W + CARD_GAP) + COL_GAP
+            };
+            let k = (stage.width() / (tree_w + side_w))
+                .min(stage.height() / ((tree_h + banner_h).max(side_h) + caption_h));
+            // Past the ceiling, a bigger k is no better: the first (no
+            // grid, fewest columns) wins.
+            let k = k.min(k_max);
+            if best.as_ref().is_none_or(|b| k > b.2 + 1e-3) {
+                best = Some((grid, cols, k));
+            }
+        }
+    }
+    let (grid, cols, k_fit) = best.unwrap_or((usize::MAX, 0, 1.0));
+    cache.key = Some(key);
+    cache.fit = (grid, cols, k_fit);
+    let tree = tree(input, grid);
+    let (tree_w, tree_h) = (tree.width(live), tree.height(input.gated));
+    let mut k = k_fit.max(1.0);
+    // A crowded stage gets small type, but the caption stays legible: it
+    // keeps the smallest key size and the rest shrinks a little more.
+    let cap_k = k.max(k_min);
+    if cap_k > k {
+        let (_, side_h) = pack(&heights, cols);
+        let room = stage.height() - caption_h * cap_k;
+        k = k
+            .min(room / (tree_h + banner_h).max(side_h).max(0.1))
+            .max(1.0);
+    }
+
+    let mut out = StageLayout {
+        stage,
+        k,
+        nodes: BTreeMap::new(),
+        channels: BTreeMap::new(),
+        values: BTreeMap::new(),
+        locks: BTreeMap::new(),
+        pools: BTreeMap::new(),
+        dots: Vec::new(),
+        edges: Vec::new(),
+        links: Vec::new(),
+        caption: None,
+        banner: None,
+    };
+
+    // Caption strip at the bottom.
+    let caption_top = stage.bottom() - caption_h * cap_k;
+    if let Some(text) = &world.caption {
+        out.caption = Some(caption_label(text, stage, caption_top, cap_k));
+    }
+
+    // Cards at the right.
+    let side_w = if cols == 0 {
+        0.0
+    } else {
+        cols as f32 * (CARD_W + CARD_GAP) * k
+    };
+    if cols > 0 {
+        let (at, _) = pack(&heights, cols);
+        let left = stage.right() - side_w + CARD_GAP * k;
+        for ((card, (col, y)), h) in cards.iter().zip(at).zip(&heights) {
+            let r = Rect::from_min_size(
+                pos2(
+                    left + col as f32 * (CARD_W + CARD_GAP) * k,
+                    stage.top() + y * k,
+                ),
+                vec2(CARD_W * k, h * k),
+            );
+            match card {
+                CardKind::Value(name) => {
+                    if let Some(v) = world.values.get(*name).or_else(|| live.values.get(*name)) {
+                        out.values.insert(name.to_string(), value_card(r, v, k));
+                    }
+                }
+                CardKind::Lock(name) => {
+                    let holder = world.locks.get(*name).and_then(|l| l.holder.clone());
+                    out.locks
+                        .insert(name.to_string(), lock_card(r, name, holder, k));
+                }
+            }
+        }
+    }
+
+    // The tree in what is left, spread over the room there is.
+    let area = Rect::from_min_max(
+        pos2(stage.left(), stage.top() + banner_h * k),
+        pos2(stage.right() - side_w, caption_top),
+    );
+    if input.deadlock {
+        let r = Rect::from_min_size(stage.min, vec2(area.width(), BANNER_H * k));
+        let cycle = world.deadlock.clone().unwrap_or_default();
+        let title = label(
+            r.min + vec2(0.6, 0.4) * k,
+            "⛔ DEADLOCK: nobody can go on".to_string(),
+            1.3 * k,
+        );
+        let room = r.width() - 1.2 * k;
+        let font = (k * room / text_w(&cycle, 1.0).max(1.0)).clamp(k.min(FLOOR_KEY_PT / px), k);
+        let cycle = label(pos2(r.left() + 0.6 * k, r.top() + 2.3 * k), cycle, font);
+        if world.deadlock.is_some() {
+            out.banner = Some((r, title, cycle));
+        }
+    }
+    let extra_w = (area.width() - tree_w * k).max(0.0);
+    let unit = (tree.node_w + COL_GAP) * k + (extra_w / tree.units).min(tree.node_w * k * 0.6);
+    let used_w = unit * tree.units;
+    let left = area.left() + (area.width() - used_w).max(0.0) / 2.0;
+    let extra_h = (area.height() - tree_h * k).max(0.0);
+    let spread = (extra_h / (tree.rows as f32 + 1.0)).min(3.0 * k);
+    // What the spread gaps leave over: the tree stands in the middle.
+    let left_over = (extra_h - spread * (tree.rows as f32 + 1.0)).max(0.0);
+    let top = area.top() + spread * 0.5 + left_over * 0.5;
+    let mut row_top = Vec::new();
+    let mut y = top;
+    if tree.has_runner {
+        y += (RUNNER_H + RUNNER_GAP) * k;
+    }
+    for r in 0..tree.rows {
+        row_top.push(y);
+        y += (tree.row_h(r) + tree.gap_under(r, input.gated)) * k + spread;
+    }
+    let node_w = tree.node_w * k;
+    for (id, (row, sub, col)) in &tree.at {
+        let cx = left + col * unit;
+        if *id == RUNNER_ID {
+            let r = Rect::from_center_size(
+                pos2(cx, top + RUNNER_H * k / 2.0),
+                vec2((node_w * 1.2).min(area.width()), RUNNER_H * k),
+            );
+            if let Some(p) = world.processes.get(*id).or_else(|| live.processes.get(*id)) {
+                out.nodes.insert(id.to_string(), runner_box(r, p, k));
+            }
+            continue;
+        }
+        let rect = Rect::from_min_size(
+            pos2(
+                cx - node_w / 2.0,
+                row_top[*row] + *sub as f32 * (tree.node_h + SUB_GAP) * k,
+            ),
+            vec2(node_w, tree.node_h * k),
+        );
+        let Some(p) = world.processes.get(*id) else {
+            // Not born yet at this moment: its place stays empty.
+            continue;
+        };
+        let mut nb = node_box(rect, p, world, input.view_t_ns, k, tree.tags_line, k_min);
+        if input.gated && p.pending.is_some() && p.is_alive() {
+            let below = if tree.pool_strip[*row] && *sub + 1 == tree.subrows[*row] {
+                POOL_STRIP_H * k
+            } else {
+                0.0
+            };
+            nb.next = Some(Rect::from_min_size(
+                pos2(rect.left(), rect.bottom() + below + 0.4 * k),
+                vec2(rect.width(), NEXT_H * k),
+            ));
+        }
+        out.nodes.insert(id.to_string(), nb);
+    }
+    // Tree edges; a grid of leaves hangs from one bar over it.
+    let mut grids: BTreeMap<&str, Rect> = BTreeMap::new();
+    for p in world.processes.values() {
+        let (Some(c), Some(par)) = (
+            out.nodes.get(&p.id),
+            p.parent.as_deref().and_then(|id| out.nodes.get(id)),
+        ) else {
+            continue;
+        };
+        let parent = p.parent.clone().unwrap_or_default();
+        if let Some(key) = tree.grid_parents.get(parent.as_str()) {
+            let r = grids.entry(key).or_insert(c.rect);
+            *r = r.union(c.rect);
+            continue;
+        }
+        out.edges.push((
+            parent,
+            p.id.clone(),
+            par.rect.center_bottom(),
+            c.rect.center_top(),
+        ));
+    }
+    for (parent, r) in grids {
+        let Some(par) = out.nodes.get(parent) else {
+            continue;
+        };
+        let bar_y = r.top() - (r.top() - par.rect.bottom()) * 0.4;
+        let half = node_w / 2.0;
+        out.edges.push((
+            parent.to_string(),
+            "grid".to_string(),
+            par.rect.center_bottom(),
+            pos2(par.rect.center().x, bar_y),
+        ));
+        out.edges.push((
+            parent.to_string(),
+            "bar".to_string(),
+            pos2(r.left() + half, bar_y),
+            pos2(r.right() - half, bar_y),
+        ));
+    }
+    pools(&mut out, world, k);
+    // Channels in the band under their row.
+    for (row, band) in tree.bands.iter().enumerate() {
+        let Some(row_y) = row_top.get(row) else {
+            continue;
+        };
+        let mut band_top = row_y + tree.row_h(row) * k + 0.3 * k;
+        if tree.pool_strip[row] {
+            band_top += POOL_STRIP_H * k;
+        }
+        if input.gated {
+            band_top += (NEXT_H + 0.4) * k;
+        }
+        // Centre the band in the room the gap has got.
+        band_top += (tree.gap_under(row, input.gated)
+            - BAND_H
+            - if tree.pool_strip[row] {
+                POOL_STRIP_H
+            } else {
+                0.0
+            }
+            - if input.gated { NEXT_H + 0.4 } else { 0.0 })
+        .max(0.0)
+            * k
+            * 0.3
+            + spread * 0.5;
+        let mut placed: Vec<(String, f32, f32, f32)> = Vec::new(); // name, left, title_w, box_w
+        let mut cursor = area.left();
+        for (name, want) in band {
+            let Some(c) = live.channels.get(*name) else {
+                continue;
+            };
+            let (box_w, title_w) = tree.channel_w(c);
+            let foot = (title_w + 0.6 + box_w) * k;
+            let want_left = left + want * unit - title_w * k - 0.6 * k - box_w * k / 2.0;
+            let l = want_left.max(cursor);
+            placed.push((name.to_string(), l, title_w * k, box_w * k));
+            cursor = l + foot + COL_GAP * k;
+        }
+        // Pushed past the right edge: slide the band back in.
+        let over = cursor - COL_GAP * k - area.right();
+        if over > 0.0 {
+            for p in &mut placed {
+                p.1 -= over;
+            }
+            // And never past the left edge either.
+            let under = area.left() - placed.first().map_or(area.left(), |p| p.1);
+            if under > 0.0 {
+                for p in &mut placed {
+                    p.1 += under;
+                }
+            }
+        }
+        for (name, l, title_w, box_w) in placed {
+            let Some(c) = world
+                .channels
+                .get(&name)
+                .or_else(|| live.channels.get(&name))
+            else {
+                continue;
+            };
+            let rect = Rect::from_min_size(
+                pos2(l + title_w + 0.6 * k, band_top + 0.6 * k),
+                vec2(box_w, CHANNEL_H * k),
+            );
+            let title_text = channel_title(c);
+            let tw = text_w(&title_text, k);
+            let title = Label {
+                rect: Rect::from_min_size(
+                    pos2(rect.left() - 0.6 * k - tw, rect.center().y - 0.625 * k),
+                    vec2(tw, 1.25 * k),
+                ),
+                font: k,
+                text: title_text,
+            };
+            out.channels.insert(
+                name.clone(),
+                ChannelBox {
+                    rect,
+                    title,
+                    slots: slot_count(c),
+                },
+            );
+        }
+    }
+    links_and_dots(&mut out, input, k);
+    out
+}
+
+fn caption_label(text: &str, stage: Rect, top: f32, k: f32) -> (Rect, Label) {
+    let room = stage.width() - 2.0 * k;
+    let max_h = CAPTION_LINES * CAPTION_FONT * 1.3 * k;
+    // The largest size (from 1.5 k down to 70 % of the usual) at which
+    // it wraps into the strip.
+    let lines = |font: f32| (text_w(text, font) / room).ceil().max(1.0);
+    let mut font = CAPTION_FONT * k * 1.45;
+    while lines(font) * font * 1.3 > max_h && font > CAPTION_FONT * k * 0.7 {
+        font *= 0.97;
+    }
+    let n = lines(font);
+    let w = if n > 1.0 { room } else { text_w(text, font) };
+    let h = n * font * 1.3;
+    let box_r = Rect::from_center_size(
+        pos2(stage.center().x, top + (stage.bottom() - top) / 2.0),
+        vec2(w + 1.6 * k, h + 0.3 * k),
+    );
+    let l = Label {
+        rect: Rect::from_min_size(box_r.min + vec2(0.8, 0.15) * k, vec2(w, h)),
+        font,
+        text: text.to_string(),
+    };
+    (box_r, l)
+}
+
+fn node_box(
+    rect: Rect,
+    p: &Process,
+    world: &World,
+    view_t_ns: u64,
+    k: f32,
+    tags_line: bool,
+    k_min: f32,
+) -> NodeBox {
+    let pad = NODE_PAD * k;
+    let name = label(rect.min + vec2(pad, 0.3 * k), p.id.clone(), NAME_FONT * k);
+    let pid = (p.pid > 0).then(|| {
+        let text = format!("pid {}", p.pid);
+        let w = text_w(&text, SMALL_FONT * k);
+        Label {
+            rect: Rect::from_min_size(
+                pos2(rect.right() - pad - w, rect.top() + 0.5 * k),
+                vec2(w, SMALL_FONT * k * 1.25),
+            ),
+            font: SMALL_FONT * k,
+            text,
+        }
+    });
+    let mut y = rect.top() + 1.85 * k;
+    let tags = node_tags(p);
+    let tags = (tags_line && !tags.is_empty()).then(|| {
+        let room = rect.width() - 2.0 * pad;
+        let font = (room / text_w(&tags, 1.0).max(0.1)).min(SMALL_FONT * k);
+        label(pos2(rect.left() + pad, y), tags, font)
+    });
+    if tags_line {
+        y += TAGS_H * k;
+    }
+    // The state on one line: a little smaller if it must (never under the
+    // smallest key size), else cut.
+    let room = rect.width() - 2.0 * pad - 0.8 * k;
+    let mut text = state_words(p, view_t_ns);
+    let font = (k * room / text_w(&text, k).max(0.1))
+        .min(k)
+        .max((0.8 * k).max(k_min.min(k)));
+    while text_w(&text, font) > room && text.chars().count() > 3 {
+        let cut: String = text.chars().take(text.chars().count() - 2).collect();
+        text = format!("{cut}…");
+    }
+    let badge = Rect::from_min_size(
+        pos2(rect.left() + pad * 0.7, y),
+        vec2(rect.width() - pad * 1.4, 1.7 * k),
+    );
+    let state = Label {
+        rect: Rect::from_min_size(
+            pos2(badge.left() + 0.4 * k, badge.center().y - font * 0.625),
+            vec2(text_w(&text, font), font * 1.25),
+        ),
+        font,
+        text,
+    };
+    let mut y = badge.bottom() + 0.15 * k;
+    let mut extra = Vec::new();
+    for (line, color) in extra_lines(world, p) {
+        if y + NODE_LINE_H * k > rect.bottom() {
+            break;
+        }
+        let mut l = label(pos2(rect.left() + pad, y), line, SMALL_FONT * k);
+        l.rect = l.rect.intersect(rect.shrink(pad * 0.5));
+        extra.push((l, color));
+        y += NODE_LINE_H * k;
+    }
+    NodeBox {
+        rect,
+        name,
+        pid,
+        tags,
+        badge,
+        state,
+        extra,
+        next: None,
+    }
+}
+
+fn runner_box(rect: Rect, p: &Process, k: f32) -> NodeBox {
+    let pid = if p.pid > 0 {
+        format!(" · pid {}", p.pid)
+    } else {
+        String::new()
+    };
+    let text = format!("forkscope runner{pid} · adopts orphans");
+    let font = (SMALL_FONT * k).min(rect.width() * 0.9 / text_w(&text, 1.0).max(0.1));
+    let w = text_w(&text, font);
+    let l = Label {
+        rect: Rect::from_center_size(rect.center(), vec2(w, font * 1.25)),
+        font,
+        text,
+    };
+    NodeBox {
+        rect,
+        name: l.clone(),
+        pid: None,
+        tags: None,
+        badge: Rect::NOTHING,
+        state: l,
+        extra: Vec::new(),
+        next: None,
+    }
+}
+
+fn value_card(r: Rect, v: &crate::model::SharedValue, k: f32) -> Card {
+    let big = k / CARD_BIG_PER_K;
+    let kind = if v.is_array {
+        "shared Array"
+    } else {
+        "shared Value"
+    };
+    let title = label(
+        r.min + vec2(10.0, 6.0) * big,
+        format!("{kind} {}", v.name),
+        15.0 * big,
+    );
+    let room = r.width() - 20.0 * big;
+    let mut text = short(&v.current, 28);
+    let mut font = 34.0 * big;
+    if text_w(&text, font) > room {
+        font = (room / text_w(&text, 1.0).max(0.1)).max(15.0 * big);
+        let mut n = 28;
+        while text_w(&text, font) > room && n > 4 {
+            n -= 2;
+            text = short(&v.current, n);
+        }
+    }
+    let main = label(r.min + vec2(10.0 * big, 26.0 * big), text, font);
+    Card {
+        rect: r,
+        title,
+        main,
+        big,
+    }
+}
+
+fn lock_card(r: Rect, name: &str, holder: Option<String>, k: f32) -> Card {
+    let big = k / CARD_BIG_PER_K;
+    let title = label(
+        r.min + vec2(10.0, 6.0) * big,
+        format!("🔒 Lock {name}"),
+        17.0 * big,
+    );
+    let holder_y = r.top() + 32.0 * big;
+    let main = match holder {
+        Some(h) => {
+            let font = 15.0 * big;
+            let at = pos2(r.left() + 70.0 * big, holder_y - 2.0);
+            Label {
+                rect: Rect::from_min_size(at, vec2(text_w(&h, font) + 10.0 * big, font * 1.3)),
+                font,
+                text: h,
+            }
+        }
+        None => label(
+            pos2(r.left() + 10.0 * big, holder_y),
+            "free".into(),
+            14.0 * big,
+        ),
+    };
+    Card {
+        rect: r,
+        title,
+        main,
+        big,
+    }
+}
+
+fn pools(out: &mut StageLayout, world: &World, k: f32) {
+    for (name, pool) in &world.pools {
+        let role = format!("pool:{name}");
+        let rects: Vec<Rect> = world
+            .processes
+            .values()
+            .filter(|p| p.role == role)
+            .filter_map(|p| out.nodes.get(&p.id).map(|n| n.rect))
+            .collect();
+        let Some(first) = rects.first() else { continue };
+        let bounds = rects.iter().fold(*first, |a, b| a.union(*b));
+        let frame = bounds
+            .expand(POOL_PAD * k)
+            .with_max_y(bounds.bottom() + POOL_STRIP_H * k);
+        let text = format!(
+            "Pool {name}: {} workers · tasks done {}/{}",
+            pool.size, pool.tasks_done, pool.tasks_started
+        );
+        let room = frame.width() - 1.2 * k;
+        let font = (0.95 * k).min(room / text_w(&text, 1.0).max(0.1));
+        let l = label(
+            pos2(
+                frame.left() + 0.6 * k,
+                frame.bottom() - 0.3 * k - font * 1.25,
+            ),
+            text,
+            font,
+        );
+        out.pools.insert(name.clone(), PoolBox { frame, label: l });
+    }
+}
+
+/// Where a link between a node and a channel box starts and ends: from
+/// the node's side facing the channel's row to the channel's top or
+/// bottom, never through the channel's title at its left.
+fn link_ends(node: Rect, chan: Rect) -> (Pos2, Pos2) {
+    let above = node.center().y < chan.center().y;
+    let nx = chan.center().x.clamp(node.left() + 8.0, node.right() - 8.0);
+    let cx = node.center().x.clamp(chan.left() + 6.0, chan.right() - 6.0);
+    if above {
+        (pos2(nx, node.bottom()), pos2(cx, chan.top()))
+    } else {
+        (pos2(nx, node.top()), pos2(cx, chan.bottom()))
+    }
+}
+
+pub fn slot_rect(r: Rect, i: usize, n: usize, k: f32) -> Rect {
+    let w = (r.width() - 1.0 * k) / n.max(1) as f32;
+    let x = r.left() + 0.5 * k + w * i as f32;
+    Rect::from_min_size(
+        pos2(x + 1.0, r.top() + 0.4 * k),
+        vec2(w - 2.0, r.height() - 0.8 * k),
+    )
+}
+
+fn ease(f: f32) -> f32 {
+    let f = f.clamp(0.0, 1.0);
+    f * f * (3.0 - 2.0 * f)
+}
+
+fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
+    let world = input.world;
+    let now = input.view_t_ns;
+    let r_dot = DOT_R * k;
+    for (name, users) in input.channel_users {
+        let Some(c) = out.channels.get(name) else {
+            continue;
+        };
+        for (id, into) in users
+            .senders
+            .iter()
+            .map(|s| (s, true))
+            .chain(users.receivers.iter().map(|r| (r, false)))
+        {
+            if let Some(n) = out.nodes.get(id).filter(|_| id != RUNNER_ID) {
+                let (a, b) = link_ends(n.rect, c.rect);
+                let (from, to) = if into { (a, b) } else { (b, a) };
+                out.links.push((name.clone(), id.clone(), from, to));
+            }
+        }
+    }
+    // A dot leaves from just outside the node, so it never covers text.
+    let off_node = |node: Rect, chan: Rect| {
+        let (a, _) = link_ends(node, chan);
+        let dir = if node.center().y < chan.center().y {
+            1.0
+        } else {
+            -1.0
+        };
+        a + vec2(0.0, dir * (r_dot + 2.0))
+    };
+    let mut dots = Vec::new();
+    for (name, c) in &world.channels {
+        let Some(cb) = out.channels.get(name) else {
+            continue;
+        };
+        let n = cb.slots;
+        for (i, m) in c.in_flight.iter().enumerate().take(n) {
+            let slot = slot_rect(cb.rect, i, n, k).center();
+            let age = now.saturating_sub(m.t_ns);
+            let travelling = out.nodes.get(&m.from).filter(|_| age < TRAVEL_NS);
+            let (center, parked_in) = match travelling {
+                Some(from) => {
+                    let start = off_node(from.rect, cb.rect);
+                    let entry = link_ends(from.rect, cb.rect).1;
+                    let f = ease(age as f32 / TRAVEL_NS as f32);
+                    // To the channel's edge, then into the slot.
+                    if f < 0.8 {
+                        (start.lerp(entry, f / 0.8), None)
+                    } else {
+                        (entry.lerp(slot, (f - 0.8) / 0.2), Some(name.clone()))
+                    }
+                }
+                None => (slot, Some(name.clone())),
+            };
+            dots.push(Dot {
+                center,
+                radius: r_dot,
+                value: m.value.clone(),
+                from: Some(m.from.clone()),
+                parked_in,
+            });
+        }
+        for d in &c.deliveries {
+            let Some(to) = out.nodes.get(&d.to) else {
+                continue;
+            };
+            let slot = slot_rect(cb.rect, 0, n, k).center();
+            let sent = d.sent_t_ns.unwrap_or(d.recv_t_ns);
+            let leg1_end = sent.saturating_add(TRAVEL_NS);
+            let leg2_start = d.recv_t_ns.max(leg1_end);
+            if now < sent || now >= leg2_start.saturating_add(TRAVEL_NS) {
+                continue;
+            }
+            let from = d.from.as_deref().and_then(|f| out.nodes.get(f));
+            let (center, parked_in) = if now < leg1_end {
+                let Some(from) = from else { continue };
+                let f = ease((now - sent) as f32 / TRAVEL_NS as f32);
+                let start = off_node(from.rect, cb.rect);
+                let entry = link_ends(from.rect, cb.rect).1;
+                if f < 0.8 {
+                    (start.lerp(entry, f / 0.8), None)
+                } else {
+                    (entry.lerp(slot, (f - 0.8) / 0.2), Some(name.clone()))
+                }
+            } else if now < leg2_start {
+                (slot, Some(name.clone()))
+            } else {
+                let f = ease((now - leg2_start) as f32 / TRAVEL_NS as f32);
+                let exit = link_ends(to.rect, cb.rect).1;
+                let end = off_node(to.rect, cb.rect);
+                if f < 0.2 {
+                    (slot.lerp(exit, f / 0.2), Some(name.clone()))
+                } else {
+                    (exit.lerp(end, (f - 0.2) / 0.8), None)
+                }
+            };
+            dots.push(Dot {
+                center,
+                radius: r_dot,
+                value: d.value.clone(),
+                from: d.from.clone(),
+                parked_in,
+            });
+        }
+    }
+    out.dots = dots;
+}
+
+// ---- the dump ----------------------------------------------------------------
+
+impl StageLayout {
+    /// Every box and label, in window pixels.
+    pub fn items(&self, px_per_pt: f32) -> Vec<Item> {
+        let px = |r: Rect| {
+            [
+                r.min.x * px_per_pt,
+                r.min.y * px_per_pt,
+                r.max.x * px_per_pt,
+                r.max.y * px_per_pt,
+            ]
+        };
+        // Words cut short to fit (a state that had no room): a test fails
+        // on them.
+        let cut_ids: std::collections::BTreeSet<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.state.text.ends_with('…'))
+            .map(|(name, _)| format!("node:{name}/state"))
+            .collect();
+        let mut items = Vec::new();
+        let mut add = |id: String,
+                       kind: &'static str,
+                       rect: Rect,
+                       font: Option<f32>,
+                       key: bool,
+                       parent: Option<&str>| {
+            items.push(Item {
+                cut: cut_ids.contains(&id),
+                id,
+                kind,
+                rect: px(rect),
+                font_px: font.map(|f| (f * px_per_pt * 10.0).round() / 10.0),
+                key,
+                parent: parent.map(str::to_string),
+            });
+        };
+        for (parent, child, a, b) in &self.edges {
+            add(
+                format!("edge:{parent}>{child}"),
+                "edge",
+                Rect::from_two_pos(*a, *b),
+                None,
+                false,
+                None,
+            );
+        }
+        for (chan, id, a, b) in &self.links {
+            add(
+                format!("link:{chan}:{id}"),
+                "edge",
+                Rect::from_two_pos(*a, *b),
+                None,
+                false,
+                None,
+            );
+        }
+        for (name, p) in &self.pools {
+            let id = format!("pool:{name}");
+            add(id.clone(), "pool", p.frame, None, false, None);
+            add(
+                format!("{id}/label"),
+                "label",
+                p.label.rect,
+                Some(p.label.font),
+                false,
+                Some(&id),
+            );
+        }
+        for (name, n) in &self.nodes {
+            let id = format!("node:{name}");
+            let runner = name == RUNNER_ID;
+            add(id.clone(), "node", n.rect, None, false, None);
+            add(
+                format!("{id}/name"),
+                "label",
+                n.name.rect,
+                Some(n.name.font),
+                !runner,
+                Some(&id),
+            );
+            if runner {
+                continue;
+            }
+            if let Some(l) = &n.pid {
+                add(
+                    format!("{id}/pid"),
+                    "label",
+                    l.rect,
+                    Some(l.font),
+                    false,
+                    Some(&id),
+                );
+            }
+            if let Some(l) = &n.tags {
+                add(
+                    format!("{id}/tags"),
+                    "label",
+                    l.rect,
+                    Some(l.font),
+                    false,
+                    Some(&id),
+                );
+            }
+            add(
+                format!("{id}/badge"),
+                "badge",
+                n.badge,
+                None,
+                false,
+                Some(&id),
+            );
+            add(
+                format!("{id}/state"),
+                "label",
+                n.state.rect,
+                Some(n.state.font),
+                true,
+                Some(&id),
+            );
+            for (i, (l, _)) in n.extra.iter().enumerate() {
+                add(
+                    format!("{id}/line{i}"),
+                    "label",
+                    l.rect,
+                    Some(l.font),
+                    false,
+                    Some(&id),
+                );
+            }
+            if let Some(r) = n.next {
+                add(format!("next:{name}"), "next", r, None, false, None);
+            }
+        }
+        for (name, c) in &self.channels {
+            let id = format!("channel:{name}");
+            add(id.clone(), "channel", c.rect, None, false, None);
+            add(
+                format!("{id}/title"),
+                "label",
+                c.title.rect,
+                Some(c.title.font),
+                true,
+                None,
+            );
+        }
+        for (name, c) in &self.values {
+            let id = format!("value:{name}");
+            add(id.clone(), "value", c.rect, None, false, None);
+            add(
+                format!("{id}/title"),
+                "label",
+                c.title.rect,
+                Some(c.title.font),
+                true,
+                Some(&id),
+            );
+            add(
+                format!("{id}/value"),
+                "label",
+                c.main.rect,
+                Some(c.main.font),
+                true,
+                Some(&id),
+            );
+        }
+        for (name, c) in &self.locks {
+            let id = format!("lock:{name}");
+            add(id.clone(), "lock", c.rect, None, false, None);
+            add(
+                format!("{id}/title"),
+                "label",
+                c.title.rect,
+                Some(c.title.font),
+                true,
+                Some(&id),
+            );
+            add(
+                format!("{id}/holder"),
+                "label",
+                c.main.rect,
+                Some(c.main.font),
+                true,
+                Some(&id),
+            );
+        }
+        for (i, d) in self.dots.iter().enumerate() {
+            let r = Rect::from_center_size(d.center, Vec2::splat(2.0 * d.radius));
+            let parent = d.parked_in.as_ref().map(|c| format!("channel:{c}"));
+            add(format!("dot:{i}"), "dot", r, None, false, parent.as_deref());
+        }
+        if let Some((r, l)) = &self.caption {
+            add("caption".into(), "caption", *r, None, false, None);
+            add(
+                "caption/text".into(),
+                "label",
+                l.rect,
+                Some(l.font),
+                true,
+                Some("caption"),
+            );
+        }
+        if let Some((r, title, cycle)) = &self.banner {
+            add("banner".into(), "banner", *r, None, false, None);
+            add(
+                "banner/title".into(),
+                "label",
+                title.rect,
+                Some(title.font),
+                true,
+                Some("banner"),
+            );
+            add(
+                "banner/cycle".into(),
+                "label",
+                cycle.rect,
+                Some(cycle.font),
+                true,
+                Some("banner"),
+            );
+        }
+        items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use egui::FontId;
+
+    /// Every symbol the stage draws is in the fonts egui ships (a missing
+    /// one shows as a box, as "⇄" did).
+    #[test]
+    fn the_stage_symbols_are_in_the_fonts() {
+        let ctx = egui::Context::default();
+        let mut out = ctx.run_ui(egui::RawInput::default(), |_| {});
+        out.textures_delta.clear();
+        let symbols = "▶⏸⏳⏹☠✔✖↔⚠⚡🔒⛔…·×";
+        let missing: String = symbols
+            .chars()
+            .filter(|c| !ctx.fonts_mut(|f| f.has_glyph(&FontId::proportional(14.0), *c)))
+            .collect();
+        let old_missing = ctx.fonts_mut(|f| f.has_glyph(&FontId::proportional(14.0), '⇄'));
+        assert_eq!(missing, "", "not in the fonts: {missing}");
+        assert!(!old_missing, "⇄ was missing when this test was written");
+    }
+}
+
+#[cfg(test)]
+mod width_tests {
+    use super::text_w;
+    use egui::{Color32, FontId};
+
+    /// `text_w` never says a text is narrower than it is drawn (a label
+    /// would run into its neighbour), and is not far too generous either
+    /// (the type would be smaller than it could be).
+    #[test]
+    fn text_width_estimate_is_close_and_never_short() {
+        let ctx = egui::Context::default();
+        let mut out = ctx.run_ui(egui::RawInput::default(), |_| {});
+        out.textures_delta.clear();
+        let samples = [
+            "⏸ blocked: wait for any child",
+            "⏳ waiting for lock counter_lock",
+            "zZ sleeping (0.3 s)",
+            "✔ exit 0",
+            "☠ zombie: exited, not reaped",
+            "main.1.1.1",
+            "Queue po.tasks: 10/10 FULL",
+            "worker of pool po · daemon",
+            "MAIN JOINS THEM ALL",
+            "pid 4194304",
+        ];
+        for s in samples {
+            let real = ctx.fonts_mut(|f| {
+                f.layout_no_wrap(s.to_string(), FontId::proportional(20.0), Color32::WHITE)
+                    .size()
+                    .x
+            });
+            let est = text_w(s, 20.0);
+            let ratio = est / real;
+            println!("{ratio:.2} {s}");
+            assert!(ratio >= 1.0, "{s}: estimated {est}, drawn {real}");
+            assert!(ratio < 1.35, "{s}: estimated {est}, drawn {real}");
+        }
+    }
+}
