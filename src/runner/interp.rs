@@ -422,12 +422,7 @@ impl<'r> Proc<'r> {
             if left.is_zero() {
                 return Ok(());
             }
-            let awaited: Vec<(String, OwnedFd)> = self
-                .pools
-                .iter()
-                .filter(|(_, p)| !p.pending.is_empty())
-                .filter_map(|(n, p)| Some((n.clone(), p.results_r.try_clone().ok()?)))
-                .collect();
+            let awaited = self.awaited_results();
             if awaited.is_empty() {
                 std::thread::sleep(left);
                 return Ok(());

@@ -33,6 +33,36 @@ pub(super) struct ResultPacket {
 }
 
 impl Proc<'_> {
+    /// The result pipes of this process's pools that still owe results:
+    /// what Python's result-handler thread listens to while the owner
+    /// sleeps or waits.
+    pub(super) fn awaited_results(&self) -> Vec<(String, OwnedFd)> {
+        self.pools
+            .iter()
+            .filter(|(_, p)| !p.pending.is_empty())
+            .filter_map(|(n, p)| Some((n.clone(), p.results_r.try_clone().ok()?)))
+            .collect()
+    }
+
+    /// Waits until child `ns_pid` may have ended, taking in (and calling
+    /// back for) every pool result that arrives meanwhile.
+    pub(super) fn await_child_or_results(&mut self, ns_pid: Pid, awaited: &[(String, OwnedFd)]) {
+        // The child's end wakes us through a pidfd; without one, look again
+        // every 10 ms.
+        let child = crate::collector::pidfd_open(ns_pid.as_raw());
+        let mut fds: Vec<_> = awaited.iter().map(|(_, fd)| fd.as_fd()).collect();
+        if let Some(c) = &child {
+            fds.push(c.as_fd());
+        }
+        let timeout_ms = if child.is_some() { i32::MAX } else { 10 };
+        if let Some(i) = os::first_readable(&fds, timeout_ms)
+            && let Some((pool, _)) = awaited.get(i)
+            && let Err(e) = self.drain_results(pool, false)
+        {
+            self.probe.emit(Body::Error { message: e.0 });
+        }
+    }
+
     pub(super) fn pool_mut(&mut self, name: &str) -> Result<&mut PoolState, RunError> {
         self.pools
             .get_mut(name)

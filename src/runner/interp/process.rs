@@ -346,15 +346,23 @@ impl Proc<'_> {
         }
         let mut blocked = false;
         let status = loop {
-            let flags = if blocked {
+            // As CPython's result-handler thread does, pool results come in
+            // (and their callbacks run) while this process waits.
+            let awaited = self.awaited_results();
+            let flags = if blocked && awaited.is_empty() {
                 None
             } else {
                 Some(WaitPidFlag::WNOHANG)
             };
             match waitpid(ns_pid, flags) {
                 Ok(WaitStatus::StillAlive) => {
-                    self.probe.emit(Body::Block { on: on.clone() });
-                    blocked = true;
+                    if !blocked {
+                        self.probe.emit(Body::Block { on: on.clone() });
+                        blocked = true;
+                    }
+                    if !awaited.is_empty() {
+                        self.await_child_or_results(ns_pid, &awaited);
+                    }
                 }
                 Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break Some(s),
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
