@@ -4,7 +4,7 @@
 //! our stdout.
 //!
 //! `FORKSCOPE_OUTPUT_RUNS=500 cargo test --test output exactly_once` runs
-//! the output check 500 times (docs/reliability/h-output.md);
+//! the output check 500 times (docs/reliability/output-and-stopping.md);
 //! `FORKSCOPE_OUTPUT_BIN=PATH` runs it against another build (to compare).
 
 mod common;

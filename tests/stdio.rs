@@ -218,7 +218,7 @@ steps = [
 
 #[test]
 fn an_os_fork_child_writes_its_copy_at_a_normal_end_but_not_on_os_exit() {
-    // As python3 does (docs/reliability/h-stdio.md): a child that returns
+    // As python3 does (docs/reliability/stdout-buffer.md): a child that returns
     // writes its copy of the buffer at interpreter shutdown; os._exit()
     // skips that, and the copy is lost.
     let file = scenario_file(

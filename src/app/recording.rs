@@ -712,7 +712,7 @@ mod tests {
         assert!(rec.live.merged_output.chunks.len() <= crate::model::OUTPUT_CHUNKS_KEPT);
     }
 
-    /// The figure for docs/reliability/h-app.md: 12 million events (a 60 s
+    /// The figure for docs/reliability/memory-gui-harness-screenshots.md: 12 million events (a 60 s
     /// flood at the ~200,000 events/s a release build takes in) through the
     /// default budgets; prints the process's peak RSS. Slow, so ignored:
     /// `cargo test --release --lib flood_of_twelve_million -- --ignored --nocapture`
