@@ -409,3 +409,26 @@ fn a_lingering_runner_is_judged_alive_however_late_it_is_accepted() {
     events.extend(b.events());
     assert_eq!(kinds(&events), ["runner hello", "runner exit"]);
 }
+
+#[test]
+fn the_runner_may_reap_an_orphan_its_parent_has_not_announced_yet() {
+    // fork-print: main forks, exits; the runner core reaps the orphan, and
+    // its `reaped` can be read before main's `spawn` of that orphan.
+    let mut b = Bench::new();
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    b.settle();
+    send(
+        &mut runner,
+        "main.1",
+        "reaped",
+        &format!(r#""by":"runner","by_pid":{},"code":0"#, b.me),
+    );
+    let events = b.events();
+    // Its exit comes from the status the reaper reports.
+    assert_eq!(
+        kinds(&events),
+        ["runner hello", "main.1 exit", "main.1 reaped"]
+    );
+    assert_eq!(b.stat(&b.state.stats.forged), 0);
+}

@@ -795,7 +795,12 @@ impl State {
                         event.pid = n.pid;
                         true
                     }
-                    _ => false,
+                    // The runner core reaps orphans, and may be heard
+                    // before the orphan's parent announced it (a `spawn`
+                    // still unread on the parent's connection): the
+                    // subreaper's word stands for an id not known yet.
+                    None => who_id == RUNNER_ID,
+                    Some(_) => false,
                 }
             }
             // The view shows the target stopped or continued: only its
