@@ -1076,6 +1076,8 @@ impl State {
             proc_id: id.to_string(),
             pid,
             line: None,
+            thread: None,
+            tid: None,
             body: Body::Exit { code, signal },
         });
     }
@@ -1173,6 +1175,8 @@ impl State {
                     proc_id: orphan,
                     pid,
                     line: None,
+                    thread: None,
+                    tid: None,
                     body: Body::Adopted {
                         by: crate::protocol::RUNNER_ID.to_string(),
                         new_ppid: self.runner_pid,

@@ -160,6 +160,8 @@ impl Gatekeeper {
                 proc_id: id.to_string(),
                 pid: 0,
                 line: None,
+                thread: None,
+                tid: None,
                 body: Body::Exit {
                     code: None,
                     signal: None,
@@ -564,6 +566,8 @@ pub fn deadlock_event(cycle: &str) -> Event {
         proc_id: RUNNER_ID.to_string(),
         pid: 0,
         line: None,
+        thread: None,
+        tid: None,
         body: Body::Deadlock {
             cycle: cycle.to_string(),
         },

@@ -319,6 +319,24 @@ pub struct Process {
     /// What it was doing when stopped, restored by `SIGCONT`; also where
     /// state changes go while it is stopped.
     resume_state: ProcState,
+    /// Its threads other than the main one, in the order they started.
+    pub threads: Vec<ThreadInfo>,
+}
+
+/// One thread of a process (not its main thread), from `thread_*` events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ThreadInfo {
+    /// `main.t1`: unique in the run.
+    pub name: String,
+    /// The kernel's tid (`/proc/PID/task/TID`).
+    pub tid: i32,
+    pub role: String,
+    pub daemon: bool,
+    /// Running, sleeping, blocked on a lock; `Reaped` once it ended.
+    pub state: ProcState,
+    /// Ended (`thread_end`); `joined_by` once a thread joined it.
+    pub done: bool,
+    pub joined_by: Option<String>,
 }
 
 impl Process {
@@ -352,7 +370,28 @@ impl Process {
             output: OutputBuffer::default(),
             stdout_buffer: StdoutBuffer::default(),
             resume_state: ProcState::Running,
+            threads: Vec::new(),
         }
+    }
+
+    /// One of its threads by name.
+    pub fn thread(&self, name: &str) -> Option<&ThreadInfo> {
+        self.threads.iter().find(|t| t.name == name)
+    }
+
+    fn thread_mut(&mut self, name: &str, tid: i32) -> &mut ThreadInfo {
+        let i = match self.threads.iter().position(|t| t.name == name) {
+            Some(i) => i,
+            None => {
+                self.threads.push(ThreadInfo {
+                    name: name.to_string(),
+                    tid,
+                    ..ThreadInfo::default()
+                });
+                self.threads.len() - 1
+            }
+        };
+        &mut self.threads[i]
     }
 
     pub fn is_alive(&self) -> bool {
@@ -818,6 +857,13 @@ impl World {
         let t_ns = e.t_ns;
         let me = e.proc_id.as_str();
         self.touch(e);
+        if let Some(thread) = e.thread.as_deref()
+            && self.on_thread_event(e, thread)
+        {
+            return;
+        }
+        // Locks are held by threads: a thread's lock events name it.
+        let me_or_thread = e.thread.as_deref().unwrap_or(me);
 
         match &e.body {
             Body::Hello {
@@ -841,6 +887,7 @@ impl World {
                 role,
                 daemon,
             } => self.on_spawn(t_ns, me, child, *child_pid, role, *daemon),
+            Body::ThreadStart { .. } | Body::ThreadEnd { .. } | Body::ThreadJoin { .. } => {}
             Body::Exec { program, args } => {
                 let mut line = program.clone();
                 for arg in args {
@@ -916,20 +963,23 @@ impl World {
                 value,
             } => self.on_recv(t_ns, me, ChannelKind::Queue, channel, msg, value),
             Body::LockWait { lock } => {
+                let me = me_or_thread;
                 let l = self.lock_mut(lock);
                 if l.holder.as_deref() != Some(me) && !l.waiters.iter().any(|w| w == me) {
                     l.waiters.push(me.to_string());
                 }
+                let me = e.proc_id.as_str();
                 self.proc_mut(me, t_ns)
                     .set_activity(ProcState::Blocked(lock_label(lock)));
             }
             Body::LockAcquire { lock } => {
+                let holder = me_or_thread;
                 let l = self.lock_mut(lock);
-                let waited = l.waiters.iter().any(|w| w == me);
-                l.waiters.retain(|w| w != me);
+                let waited = l.waiters.iter().any(|w| w == holder);
+                l.waiters.retain(|w| w != holder);
                 // A holder still set here means its release is late on
                 // another socket; that release is then ignored below.
-                l.holder = Some(me.to_string());
+                l.holder = Some(holder.to_string());
                 l.held_since_t_ns = Some(t_ns);
                 l.acquire_count += 1;
                 if waited {
@@ -1062,6 +1112,57 @@ impl World {
 
     /// Every event is about its sender: make sure it exists and note its
     /// pid, time and source line.
+    /// An event of a thread (not the main one): its own state. True when
+    /// the event is about that thread alone (sleep, wake, start, end), so
+    /// the process's state stays as its main thread left it.
+    fn on_thread_event(&mut self, e: &Event, thread: &str) -> bool {
+        let tid = e.tid.unwrap_or(0);
+        let t_ns = e.t_ns;
+        let p = self.proc_mut(&e.proc_id, t_ns);
+        let t = p.thread_mut(thread, tid);
+        if tid > 0 {
+            t.tid = tid;
+        }
+        match &e.body {
+            Body::ThreadStart { role, daemon } => {
+                t.role = role.clone();
+                t.daemon = *daemon;
+                t.state = ProcState::Running;
+                true
+            }
+            Body::ThreadEnd { .. } => {
+                t.done = true;
+                t.state = ProcState::Reaped;
+                true
+            }
+            Body::Sleep { .. } => {
+                t.state = ProcState::Sleeping;
+                true
+            }
+            Body::Wake {} | Body::Unblock { .. } => {
+                t.state = ProcState::Running;
+                true
+            }
+            Body::Block { on } => {
+                t.state = ProcState::Blocked(on.clone());
+                true
+            }
+            Body::LockWait { lock } => {
+                t.state = ProcState::Blocked(lock_label(lock));
+                let l = self.lock_mut(lock);
+                if l.holder.as_deref() != Some(thread) && !l.waiters.iter().any(|w| w == thread) {
+                    l.waiters.push(thread.to_string());
+                }
+                true
+            }
+            Body::LockAcquire { .. } => {
+                t.state = ProcState::Running;
+                false
+            }
+            _ => false,
+        }
+    }
+
     fn touch(&mut self, e: &Event) {
         let p = self.proc_mut(&e.proc_id, e.t_ns);
         if e.pid > 0 && !matches!(e.body, Body::Reaped { .. }) {

@@ -28,6 +28,7 @@ mod locks;
 mod pools;
 mod process;
 mod queues;
+mod threads;
 mod values;
 
 use pools::{PoolState, TaskPacket};
@@ -91,6 +92,12 @@ pub struct Proc<'r> {
     start_ms: Option<f64>,
     /// Python's `sys.stdout` buffer, in this process's memory (`stdout.rs`).
     pub(super) stdout: StdoutBuffer,
+    /// The threads this process (or thread) started, and their handles.
+    threads: Vec<threads::ThreadChild>,
+    thread_handles: BTreeMap<String, usize>,
+    /// Once a thread started: the globals, in memory all threads share
+    /// (`vars` then holds only this thread's locals).
+    globals: Option<threads::Globals>,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
@@ -118,16 +125,25 @@ impl<'r> Proc<'r> {
             forkserver: None,
             start_ms: None,
             stdout: StdoutBuffer::new(run.scenario.stdout),
+            threads: Vec::new(),
+            thread_handles: BTreeMap::new(),
+            globals: None,
         };
         p.reseed();
         p
     }
 
     fn reseed(&mut self) {
+        let id = self.probe.id.clone();
+        self.reseed_for(&id);
+    }
+
+    /// Seeds the random choices from a logical id (a process's, a thread's).
+    fn reseed_for(&mut self, id: &str) {
         // FNV-1a of the logical id, mixed with the run's seed: the same seed
         // gives each process the same random choices in every run.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.probe.id.bytes() {
+        for b in id.bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         self.rng = SplitMix64(h ^ self.run.spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -378,6 +394,13 @@ impl<'r> Proc<'r> {
 
     fn set_var(&mut self, name: &str, value: Value) {
         self.derived.remove(name);
+        if self.globals.is_some()
+            && self.run.scenario.globals.contains_key(name)
+            && !self.vars.contains_key(name)
+        {
+            self.write_global(name, value, false);
+            return;
+        }
         if self.run.scenario.globals.contains_key(name) {
             self.probe.emit(Body::Write {
                 name: name.to_string(),
@@ -526,7 +549,29 @@ impl<'r> Proc<'r> {
                     }
                 }
             }
+            Op::Thread {
+                role,
+                handle,
+                args,
+                daemon,
+            } => {
+                let args: Vec<(String, Value)> = args
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
+                    .collect::<Result<_, RunError>>()?;
+                self.start_thread(role, handle.as_deref(), args, *daemon)?;
+            }
+            Op::Join { target, into } if self.is_thread_handle(target) => {
+                self.join_thread(target)?;
+                if let Some(var) = into {
+                    self.set_var(var, Value::None);
+                }
+            }
             Op::Join { target, into } => {
+                if target == "*" {
+                    // Every thread not joined yet, then every child.
+                    self.join_threads_at_exit();
+                }
                 let code = self.join(target)?;
                 if let Some(var) = into {
                     self.set_var(var, code);
@@ -907,6 +952,9 @@ impl Scope for Proc<'_> {
     fn lookup(&mut self, name: &str) -> Result<Value, String> {
         if let Some(v) = self.vars.get(name) {
             return Ok(v.clone());
+        }
+        if let Some(v) = self.read_global(name) {
+            return Ok(v);
         }
         if self.run.shm.is_shared(name) {
             return self.read_shared(name).map_err(|e| e.0);

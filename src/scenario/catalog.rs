@@ -51,6 +51,8 @@ pub const BUILTINS: &[Builtin] = builtins![
     "fan-out-stress",
     "pool-close-in-loop",
     "callback-return-in-loop",
+    "threads-sing-dance",
+    "thread-counter",
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {

@@ -212,6 +212,15 @@ pub enum Op {
         /// `None`: the default, fork (not said in the file).
         method: Option<StartMethod>,
     },
+    /// `threading.Thread(target=role, args=...).start()`: a real thread of
+    /// this process runs the role's steps; its locals are its own, the
+    /// process's globals are shared with it.
+    Thread {
+        role: String,
+        handle: Option<String>,
+        args: Vec<(String, Expr)>,
+        daemon: bool,
+    },
     /// `os.fork()`: both processes go on with the next step.
     Fork {
         into: Option<String>,
@@ -353,6 +362,13 @@ impl Scenario {
                 "{} starts a forkserver, a server process that forks children on request \
                  and never waits for a `go`: gated runs (step mode, --schedule, --schedule-file) \
                  cannot drive it yet; run it free",
+                self.name
+            ));
+        }
+        if steps.iter().any(|s| matches!(s.op, Op::Thread { .. })) {
+            return Some(format!(
+                "{} starts threads, and gated runs (step mode, --schedule, --schedule-file) \
+                 cannot drive threads yet; run it free",
                 self.name
             ));
         }

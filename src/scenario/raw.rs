@@ -100,6 +100,8 @@ pub struct Step {
     pub sleep_ms: Option<S<toml::Value>>,
 
     pub spawn: Option<S<String>>,
+    /// Starts a real thread in this process running that role (`threading.Thread`).
+    pub thread: Option<S<String>>,
     #[serde(rename = "as")]
     pub handle: Option<S<String>>,
     pub args: Option<BTreeMap<String, S<toml::Value>>>,

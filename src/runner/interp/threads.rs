@@ -1,0 +1,254 @@
+//! Threads: `threading.Thread` as a real thread (a pthread, listed in
+//! `/proc/PID/task`) of the scenario process. A thread runs its role's
+//! steps with its own locals; the process's globals live in one block of
+//! the process's memory that all its threads read and write (a `Mutex`
+//! makes each single read or write whole, as CPython's GIL does for one
+//! bytecode, and nothing more: an `add` is a read, then a write, and
+//! another thread can write in between). A write based on a read learns
+//! what it replaced, so a lost update is reported exactly (`race`), as for
+//! shared memory between processes.
+//!
+//! A process that has started a thread never forks again (the scenario
+//! check refuses it), so the runner's "fork only while single-threaded"
+//! rule still holds for every fork.
+
+use super::*;
+use crate::probe::gettid;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// The globals of a process with threads, shared by all of them.
+pub(super) type Globals = Arc<Mutex<BTreeMap<String, Value>>>;
+
+/// Most threads one process (or thread) may start.
+pub const MAX_THREADS: usize = 256;
+
+/// A thread this process (or thread) started.
+pub(super) struct ThreadChild {
+    name: String,
+    handle: Option<JoinHandle<()>>,
+    daemon: bool,
+}
+
+/// The run, handed to a new thread.
+///
+/// `Run` is not `Sync` (a pipe end keeps its fd in a `RefCell`), so it may
+/// not cross to another thread by itself. It is sound here because:
+/// - it outlives every thread: it lives in the runner core's frame, which a
+///   scenario process never returns to (its main thread ends in `finish` or
+///   `exit_at_once`, which `_exit`, ending every thread at once; a panic in
+///   a step is caught in `steps_guarded`);
+/// - a thread uses only the parts that are safe to share: the spec, the
+///   scenario and the params (never written after the fork that made the
+///   process), and `Shm`, whose values and semaphores are atomics and
+///   futexes in shared memory, made for several processes at once and so
+///   for several threads. The scenario check refuses, in a thread's role,
+///   every step that touches a pipe end (`send`, `recv`, `poll`, `close`)
+///   or a queue, pool or child process.
+struct RunRef(*const Run);
+
+// SAFETY: see `RunRef`: the pointee outlives the thread and the thread
+// touches only its immutable and atomic parts.
+unsafe impl Send for RunRef {}
+
+impl RunRef {
+    /// A method, so the closure captures the whole `RunRef` (which is
+    /// `Send`), not its raw-pointer field.
+    fn get(self) -> &'static Run {
+        // SAFETY: see `RunRef`: the run lives until the process `_exit`s.
+        unsafe { &*self.0 }
+    }
+}
+
+/// Locks the globals; a thread that panicked while holding them left a
+/// whole map (every write is one `insert`), so it is used as it is.
+pub(super) fn globals(g: &Globals) -> MutexGuard<'_, BTreeMap<String, Value>> {
+    g.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<'r> Proc<'r> {
+    /// The globals as memory shared by this process's threads: created
+    /// from this thread's own copy when the first thread starts.
+    fn share_globals(&mut self) -> Globals {
+        if let Some(g) = &self.globals {
+            return Arc::clone(g);
+        }
+        let mut shared = BTreeMap::new();
+        for name in self.run.scenario.globals.keys() {
+            if let Some(v) = self.vars.remove(name) {
+                shared.insert(name.clone(), v);
+            }
+        }
+        let g = Arc::new(Mutex::new(shared));
+        self.globals = Some(Arc::clone(&g));
+        g
+    }
+
+    /// `threading.Thread(target=role, args=..., daemon=...).start()`.
+    pub(super) fn start_thread(
+        &mut self,
+        role: &str,
+        handle: Option<&str>,
+        args: Vec<(String, Value)>,
+        daemon: bool,
+    ) -> Result<(), RunError> {
+        if self.gated() {
+            return Err(RunError(
+                "gated runs (step mode, --schedule) cannot drive threads yet; run it free".into(),
+            ));
+        }
+        if self.threads.len() >= MAX_THREADS {
+            return Err(RunError(format!(
+                "a process may start at most {MAX_THREADS} threads"
+            )));
+        }
+        let globals = self.share_globals();
+        let base = self
+            .probe
+            .thread_name()
+            .unwrap_or(&self.probe.id)
+            .to_string();
+        let name = format!("{base}.t{}", self.threads.len() + 1);
+        let template = self.probe.for_thread(&name, 0);
+        let stdout = self.stdout.share();
+        let slot = self.slot();
+        let run = RunRef(self.run as *const Run);
+        let role_name = role.to_string();
+        let thread_name = name.clone();
+        let joiner = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                let run = run.get();
+                let probe = template.for_thread(&thread_name, gettid());
+                let mut p = Proc::new(run, probe, &role_name);
+                p.stdout = stdout;
+                p.globals = Some(globals);
+                p.set_slot(slot);
+                p.reseed_for(&thread_name);
+                p.run_thread(&role_name, args, daemon);
+            })
+            .map_err(|e| RunError(format!("cannot start a thread: {e}")))?;
+        self.threads.push(ThreadChild {
+            name,
+            handle: Some(joiner),
+            daemon,
+        });
+        if let Some(h) = handle {
+            self.thread_handles
+                .insert(h.to_string(), self.threads.len() - 1);
+        }
+        Ok(())
+    }
+
+    /// A thread's whole life: its role's steps, then the join of the
+    /// threads it started and did not join, then `thread_end`.
+    fn run_thread(&mut self, role: &str, args: Vec<(String, Value)>, daemon: bool) {
+        self.vars = args.into_iter().collect();
+        self.probe.emit(Body::ThreadStart {
+            role: role.to_string(),
+            daemon,
+        });
+        let r = match self.run.scenario.roles.get(role) {
+            Some(r) => self.steps_guarded(&r.steps),
+            None => Err(RunError(format!("no role {role}"))),
+        };
+        self.join_threads_at_exit();
+        let error = r.err().map(|e| e.0);
+        if let Some(m) = &error {
+            // As CPython's threading.excepthook: the process goes on.
+            let name = self.probe.thread_name().unwrap_or_default().to_string();
+            let msg = format!("Exception in thread {name}: {m}\n");
+            let _ = os::write_all(std::io::stderr(), msg.as_bytes());
+        }
+        self.probe.emit(Body::ThreadEnd { error });
+    }
+
+    /// Whether a handle names a thread this process (or thread) started.
+    pub(super) fn is_thread_handle(&self, handle: &str) -> bool {
+        self.thread_handles.contains_key(handle)
+    }
+
+    /// `t.join()`: waits, really (`pthread_join`), for the thread's end.
+    pub(super) fn join_thread(&mut self, handle: &str) -> Result<(), RunError> {
+        let i = *self
+            .thread_handles
+            .get(handle)
+            .ok_or_else(|| RunError(format!("{handle} was never started by this thread")))?;
+        self.join_thread_at(i);
+        Ok(())
+    }
+
+    fn join_thread_at(&mut self, i: usize) {
+        let Some(joiner) = self.threads[i].handle.take() else {
+            // Joined before: Python's join returns at once.
+            return;
+        };
+        let name = self.threads[i].name.clone();
+        let on = format!("waits for thread {name} to end");
+        let waits = !joiner.is_finished();
+        if waits {
+            self.probe.emit(Body::Block { on: on.clone() });
+        }
+        // A thread's panics are caught in `steps_guarded`: join returns Ok.
+        let _ = joiner.join();
+        if waits {
+            self.probe.emit(Body::Unblock { on });
+        }
+        self.probe.emit(Body::ThreadJoin { joined: name });
+    }
+
+    /// Python's interpreter shutdown (`threading._shutdown`): every
+    /// non-daemon thread is joined before anything else; daemon threads
+    /// die with the process.
+    pub(super) fn join_threads_at_exit(&mut self) {
+        for i in 0..self.threads.len() {
+            if !self.threads[i].daemon {
+                self.join_thread_at(i);
+            }
+        }
+    }
+
+    /// A global's value in the memory the threads share (`None` when this
+    /// process has no threads, or it is no global): a real read, reported,
+    /// and remembered as what this thread saw.
+    pub(super) fn read_global(&mut self, name: &str) -> Option<Value> {
+        let v = globals(self.globals.as_ref()?).get(name).cloned()?;
+        self.probe.emit(Body::Read {
+            name: name.to_string(),
+            value: v.clone(),
+            private: true,
+        });
+        self.seen.insert(name.to_string(), v.clone());
+        Some(v)
+    }
+
+    /// Writes a global in the shared memory. A write `based` on a read (an
+    /// `add`) learns what it replaced: if another thread wrote in between,
+    /// its update is lost, and this thread says so (`race`).
+    pub(super) fn write_global(&mut self, name: &str, v: Value, based: bool) -> bool {
+        let Some(g) = self.globals.clone() else {
+            return false;
+        };
+        self.probe.emit(Body::Write {
+            name: name.to_string(),
+            value: v.clone(),
+            private: true,
+        });
+        let replaced = globals(&g).insert(name.to_string(), v.clone());
+        let read = self.seen.insert(name.to_string(), v.clone());
+        if based
+            && let (Some(replaced), Some(read)) = (replaced, read)
+            && values::differs(&read, &replaced)
+        {
+            let lost = values::lost_between(&read, &replaced);
+            self.probe.emit(Body::Race {
+                name: name.to_string(),
+                read,
+                replaced,
+                written: v,
+                lost,
+            });
+        }
+        true
+    }
+}

@@ -1,0 +1,220 @@
+//! Issue 13, "threads": a scenario's threads are real threads of its real
+//! process, the kernel lists them, their globals are one memory (lost
+//! updates counted exactly), and a process with threads never forks.
+
+mod common;
+
+use common::*;
+use forkscope::protocol::{Body, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The number main printed after `prefix`.
+fn printed(run: &Run, prefix: &str) -> i64 {
+    run.terminal()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {}", run.terminal()))
+}
+
+/// The `lost` of every `race` on `counter`, with the thread that wrote.
+fn lost_updates(run: &Run) -> Vec<(Option<String>, i64)> {
+    run.events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Race {
+                name,
+                lost: Value::Int(l),
+                ..
+            } if name == "counter" => Some((e.thread.clone(), *l)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sing_and_dance_are_two_real_threads_of_one_process() {
+    let mut live = Live::start(&[
+        "run",
+        "threads-sing-dance",
+        "--format",
+        "jsonl",
+        "--set",
+        "pause_ms=400",
+    ]);
+    // Both threads have started: their first lines are printed.
+    let mut started = Vec::new();
+    while started.len() < 2 {
+        let e = live.wait_for(Duration::from_secs(20), |e| {
+            matches!(e.body, Body::ThreadStart { .. })
+        });
+        started.push(e);
+    }
+    let pid = started[0].pid;
+    // While they sleep: the kernel lists main's thread and the two others.
+    let tasks: BTreeSet<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process is alive while its threads sleep")
+        .filter_map(|d| d.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let named: BTreeSet<i32> = started.iter().filter_map(|e| e.tid).collect();
+    assert_eq!(tasks.len(), 3, "main + 2 threads: {tasks:?}");
+    assert!(tasks.contains(&pid), "the main thread's tid is the pid");
+    assert_eq!(named.len(), 2, "{started:?}");
+    assert!(
+        named.is_subset(&tasks),
+        "events name {named:?}, kernel lists {tasks:?}"
+    );
+    let (code, stderr) = live.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    live.drain();
+    // One process, its threads named after it; every thread event says its tid.
+    let hellos: Vec<_> = live
+        .seen
+        .iter()
+        .filter(|e| matches!(e.body, Body::Hello { .. }) && e.proc_id != "runner")
+        .collect();
+    assert_eq!(hellos.len(), 1, "threads are not processes");
+    for e in live.seen.iter().filter(|e| e.thread.is_some()) {
+        assert_eq!(e.pid, pid);
+        assert!(named.contains(&e.tid.unwrap_or(0)), "{e:?}");
+        assert!(e.thread.as_deref().is_some_and(|t| t.starts_with("main.t")));
+    }
+    let ends = live
+        .seen
+        .iter()
+        .filter(|e| matches!(e.body, Body::ThreadEnd { .. }))
+        .count();
+    assert_eq!(ends, 2);
+    // Main printed its last line before the threads ended, and the
+    // program still waited for them (no sleep, no join in the listing).
+    let out: String = live
+        .seen
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Output { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(out.lines().filter(|l| l.starts_with("singing")).count(), 3);
+    assert_eq!(out.lines().filter(|l| l.starts_with("dancing")).count(), 3);
+    assert!(
+        out.lines().position(|l| l == "---end---") < out.lines().position(|l| l == "singing...2")
+    );
+}
+
+#[test]
+fn unlocked_threads_lose_updates_and_each_loss_is_counted_exactly() {
+    let mut lossy_runs = 0;
+    for _ in 0..6 {
+        let run = run_jsonl(
+            "thread-counter",
+            &[
+                "--set",
+                "threads=2",
+                "--set",
+                "adds=2000",
+                "--set",
+                "lock=false",
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let last = printed(&run, "counter =");
+        let races = lost_updates(&run);
+        let lost: i64 = races.iter().map(|r| r.1).sum();
+        assert_eq!(lost, 4000 - last, "{} race events", races.len());
+        for (thread, _) in &races {
+            assert!(thread.is_some(), "a race of threads is told by a thread");
+        }
+        if last < 4000 {
+            lossy_runs += 1;
+        }
+    }
+    assert!(lossy_runs > 0, "no run of 6 lost an update");
+}
+
+#[test]
+fn with_a_thread_lock_no_update_is_lost() {
+    for _ in 0..5 {
+        let run = run_jsonl(
+            "thread-counter",
+            &[
+                "--set",
+                "threads=3",
+                "--set",
+                "adds=500",
+                "--set",
+                "lock=true",
+            ],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(printed(&run, "counter ="), 1500);
+        assert_eq!(lost_updates(&run), vec![]);
+    }
+}
+
+#[test]
+fn a_process_with_threads_may_not_fork_afterwards() {
+    let f = scenario_file(
+        "fork-after-thread",
+        r#"name = "fork-after-thread"
+title = "t"
+explain = "x"
+[roles.main]
+steps = [
+  { thread = "t", as = "a" },
+  { join = "a" },
+  { fork = "" },
+]
+[roles.t]
+steps = [ { print = "hi" } ]
+"#,
+    );
+    let path = f.to_str().expect("utf-8 path");
+    let out = forkscope(&["check", path]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(&format!("{path}:8:3:")),
+        "names file:line:col: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("must not fork"), "{}", out.stderr);
+    assert!(out.stderr.contains("line 6, column 3"), "{}", out.stderr);
+    // Nor may a thread itself start a process.
+    let g = scenario_file(
+        "spawn-in-thread",
+        r#"name = "spawn-in-thread"
+title = "t"
+explain = "x"
+[roles.main]
+steps = [ { thread = "t", as = "a" }, { join = "a" } ]
+[roles.t]
+steps = [ { spawn = "c" } ]
+[roles.c]
+steps = [ { print = "hi" } ]
+"#,
+    );
+    let path = g.to_str().expect("utf-8 path");
+    let out = forkscope(&["check", path]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(&format!("{path}:7:11:")),
+        "{}",
+        out.stderr
+    );
+    // Forks before the first thread are fine.
+    let h = scenario_file(
+        "fork-then-thread",
+        r#"name = "fork-then-thread"
+title = "t"
+explain = "x"
+[roles.main]
+steps = [ { spawn = "c", as = "p" }, { join = "p" }, { thread = "t", as = "a" }, { join = "a" } ]
+[roles.t]
+steps = [ { print = "hi" } ]
+[roles.c]
+steps = [ { print = "child" } ]
+"#,
+    );
+    let out = forkscope(&["check", h.to_str().expect("utf-8 path")]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
