@@ -218,3 +218,91 @@ steps = [ { print = "child" } ]
     let out = forkscope(&["check", h.to_str().expect("utf-8 path")]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+/// `explore thread-counter` with extra args: its outcome lines.
+fn explore_threads(extra: &[&str], dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "explore",
+        "thread-counter",
+        "--format",
+        "jsonl",
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let run = forkscope(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn explore_finds_every_outcome_of_two_threads_adding_and_replays_them() {
+    let dir = TempDir::new("threads-lab");
+    for (adds, lock, want) in [
+        ("adds=1", "lock=false", vec![1, 2]),
+        ("adds=2", "lock=false", vec![2, 3, 4]),
+        ("adds=1", "lock=true", vec![2]),
+    ] {
+        let sub = dir.join(format!("{adds}-{lock}"));
+        let lines = explore_threads(&["--set", "threads=2", "--set", adds, "--set", lock], &sub);
+        let got: BTreeSet<i64> = lines
+            .iter()
+            .map(|l| l["outcome"]["counter"].as_i64().expect("a counter"))
+            .collect();
+        assert_eq!(
+            got,
+            want.iter().copied().collect(),
+            "{adds} {lock}: {lines:?}"
+        );
+        for l in &lines {
+            assert_eq!(l["deadlock"], false);
+            // The schedule file repeats that outcome: main prints it.
+            let file = l["schedule_file"].as_str().expect("a schedule file");
+            let run = run_jsonl(
+                "thread-counter",
+                &[
+                    "--set",
+                    "threads=2",
+                    "--set",
+                    adds,
+                    "--set",
+                    lock,
+                    "--schedule-file",
+                    file,
+                ],
+            );
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            assert_eq!(
+                printed(&run, "counter ="),
+                l["outcome"]["counter"].as_i64().expect("a counter"),
+                "{file}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_seeded_schedule_of_threads_repeats_exactly() {
+    let args = [
+        "stats",
+        "thread-counter",
+        "--set",
+        "threads=3",
+        "--set",
+        "adds=3",
+        "--runs",
+        "3",
+        "--seed",
+        "11",
+        "--format",
+        "jsonl",
+    ];
+    let first = forkscope(&args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    for _ in 0..3 {
+        assert_eq!(forkscope(&args).stdout, first.stdout);
+    }
+}

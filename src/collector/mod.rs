@@ -235,16 +235,29 @@ impl Drop for Collector {
 pub struct Gates(Arc<std::sync::Mutex<BTreeMap<String, UnixStream>>>);
 
 impl Gates {
-    /// Tells a waiting process to go; false if there is no such process.
-    pub fn go(&self, proc_id: &str) -> bool {
+    /// Tells a waiting process (`main.1`: `go`) or thread of a process
+    /// (`main.1.t2`: `go main.1.t2` on `main.1`'s connection) to go; false
+    /// if there is no such process.
+    pub fn go(&self, id: &str) -> bool {
         use std::io::Write;
         let Ok(mut map) = self.0.lock() else {
             return false;
         };
-        match map.get_mut(proc_id) {
-            Some(s) => s.write_all(b"go\n").is_ok(),
-            None => false,
+        if let Some(s) = map.get_mut(id) {
+            return s.write_all(b"go\n").is_ok();
         }
+        // A thread: its name is its process's id and `.tN` parts.
+        let mut owner = id;
+        while let Some((head, last)) = owner.rsplit_once('.') {
+            if !last.starts_with('t') {
+                return false;
+            }
+            owner = head;
+            if let Some(s) = map.get_mut(owner) {
+                return s.write_all(format!("go {id}\n").as_bytes()).is_ok();
+            }
+        }
+        false
     }
 
     fn insert(&self, proc_id: &str, stream: UnixStream) {

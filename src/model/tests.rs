@@ -835,7 +835,7 @@ fn a_forged_flood_of_buffered_text_is_capped() {
 fn threads_are_tracked_inside_their_process_and_hold_locks_themselves() {
     let mut s = Script::default();
     s.at("main", hello(None));
-    let mut thread = |s: &mut Script, name: &str, tid: i32, body: Body| {
+    let thread = |s: &mut Script, name: &str, tid: i32, body: Body| {
         s.at("main", body);
         let e = s.events.last_mut().expect("just pushed");
         e.thread = Some(name.into());

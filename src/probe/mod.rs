@@ -23,8 +23,46 @@ struct Conn {
     seq: u64,
 }
 
+/// The reading side of a process's connection (gated runs: `go` lines),
+/// shared by its threads.
+#[derive(Default)]
+struct Gates {
+    reader: Mutex<Option<UnixStream>>,
+    mailbox: Mutex<Mailbox>,
+    news: std::sync::Condvar,
+}
+
+/// The `go`s read and not yet taken, by thread name (`""`: main thread).
+#[derive(Default)]
+struct Mailbox {
+    gone: std::collections::BTreeSet<String>,
+    /// The connection ended: nobody will say go any more.
+    closed: bool,
+}
+
+/// Locks a mutex whose data a panicking thread leaves whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads one line (without its newline); `None` at end or on an error.
+fn read_line(sock: &mut UnixStream) -> Option<String> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match sock.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            Ok(1) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return None,
+        }
+    }
+}
+
 pub struct Probe {
     conn: Arc<Mutex<Conn>>,
+    gates: Arc<Gates>,
     pub id: String,
     /// The pid as `ps` shows it.
     pub pid: i32,
@@ -105,6 +143,7 @@ impl Probe {
         let (pid, ppid) = host_pids();
         let mut probe = Probe {
             conn: Arc::default(),
+            gates: Arc::default(),
             id: id.to_string(),
             pid,
             line: None,
@@ -134,6 +173,7 @@ impl Probe {
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
         if sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).is_ok() {
+            *lock(&probe.gates.reader) = sock.try_clone().ok();
             probe.conn().sock = Some(sock);
         } else if fds.is_some() {
             // Nobody will read the new pipes: write where we wrote before.
@@ -147,31 +187,52 @@ impl Probe {
         probe
     }
 
-    /// Gated runs: blocks until the app says `go` on our connection. If the
-    /// app is gone we just go on (the run is being torn down anyway).
+    /// Gated runs: blocks until the app says `go` to this thread on our
+    /// connection: `go` for the main thread, `go NAME` for thread NAME. If
+    /// the app is gone we just go on (the run is being torn down anyway).
+    ///
+    /// The threads of a process share one connection: whichever waiting
+    /// thread holds the reader reads the next line, and a `go` for another
+    /// thread is left in the mailbox for that one.
     pub fn wait_go(&mut self) {
-        use std::io::Read;
-        let mut conn = self.conn();
-        let Some(sock) = conn.sock.as_mut() else {
-            return;
-        };
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
+        let me = self.thread_name().unwrap_or("").to_string();
+        let gates = Arc::clone(&self.gates);
         loop {
-            match sock.read(&mut byte) {
-                Ok(1) if byte[0] == b'\n' => {
-                    if line == b"go" {
-                        return;
-                    }
-                    line.clear();
-                }
-                Ok(1) => line.push(byte[0]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                _ => {
-                    conn.sock = None;
+            {
+                let mut mail = lock(&gates.mailbox);
+                if mail.closed || mail.gone.remove(&me) {
                     return;
                 }
             }
+            // Only one thread reads; the others wait for its news.
+            let Ok(mut reader) = gates.reader.try_lock() else {
+                let mail = lock(&gates.mailbox);
+                if !mail.gone.contains(&me) && !mail.closed {
+                    let _ = gates
+                        .news
+                        .wait_timeout(mail, std::time::Duration::from_millis(20));
+                }
+                continue;
+            };
+            let line = reader.as_mut().and_then(read_line);
+            let mut mail = lock(&gates.mailbox);
+            match line {
+                None => {
+                    *reader = None;
+                    mail.closed = true;
+                }
+                Some(l) => {
+                    let to = match l.strip_prefix("go") {
+                        Some("") => Some(String::new()),
+                        Some(rest) => rest.strip_prefix(' ').map(str::to_string),
+                        None => None,
+                    };
+                    if let Some(to) = to {
+                        mail.gone.insert(to);
+                    }
+                }
+            }
+            gates.news.notify_all();
         }
     }
 
@@ -185,8 +246,13 @@ impl Probe {
     /// The same connection, after `exec`: the probe a `spawn`ed child had
     /// before it replaced its image (its hello is already sent).
     pub fn resume(sock: Option<UnixStream>, id: &str, pid: i32, seq: u64) -> Probe {
+        let reader = sock.as_ref().and_then(|s| s.try_clone().ok());
         Probe {
             conn: Arc::new(Mutex::new(Conn { sock, seq })),
+            gates: Arc::new(Gates {
+                reader: Mutex::new(reader),
+                ..Gates::default()
+            }),
             id: id.to_string(),
             pid,
             line: None,
@@ -199,6 +265,7 @@ impl Probe {
     pub fn for_thread(&self, name: &str, tid: i32) -> Probe {
         Probe {
             conn: Arc::clone(&self.conn),
+            gates: Arc::clone(&self.gates),
             id: self.id.clone(),
             pid: self.pid,
             line: self.line,
@@ -251,6 +318,7 @@ impl Probe {
     /// Closes the connection (the parent's copy, in a fresh child).
     pub fn disconnect(&mut self) {
         self.conn().sock = None;
+        *lock(&self.gates.reader) = None;
     }
 
     pub fn next_seq(&self) -> u64 {

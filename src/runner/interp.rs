@@ -298,7 +298,7 @@ impl<'r> Proc<'r> {
         let reads = |names: Vec<String>| -> Vec<String> {
             names
                 .into_iter()
-                .filter(|n| self.run.shm.is_shared(n))
+                .filter(|n| self.is_shared_name(n))
                 .map(|n| format!("r:{n}"))
                 .collect()
         };
@@ -306,7 +306,15 @@ impl<'r> Proc<'r> {
         match op {
             Op::Print { text, .. } => text.names(&mut names),
             Op::Narrate(t) => t.names(&mut names),
-            Op::Sleep(e) | Op::Set { value: e, .. } => e.names(&mut names),
+            Op::Set { var, value } => {
+                value.names(&mut names);
+                let mut t = reads(names);
+                if self.is_thread_shared(var) {
+                    t.push(format!("w:{var}"));
+                }
+                return t;
+            }
+            Op::Sleep(e) => e.names(&mut names),
             Op::Poll { end, .. } => {
                 return self
                     .run
@@ -338,6 +346,7 @@ impl<'r> Proc<'r> {
             Op::OsExit(_) => "exit at once (os._exit)".into(),
             Op::Sleep(_) => "sleep".into(),
             Op::Spawn { role, .. } => format!("start a {role} process"),
+            Op::Thread { role, .. } => format!("start a {role} thread"),
             Op::Fork { .. } => "fork".into(),
 
             Op::Set { var, .. } => format!("set {var}"),
@@ -371,7 +380,18 @@ impl<'r> Proc<'r> {
             Op::Flush => {}
             _ => return false,
         }
-        !names.iter().any(|n| self.run.shm.is_shared(n))
+        if let Op::Set { var, .. } = op
+            && self.is_thread_shared(var)
+        {
+            return false;
+        }
+        !names.iter().any(|n| self.is_shared_name(n))
+    }
+
+    /// Whether another process or thread can see this name's value: a
+    /// shared value, or a global this process's threads share.
+    fn is_shared_name(&self, name: &str) -> bool {
+        self.run.shm.is_shared(name) || self.is_thread_shared(name)
     }
 
     /// The shared values an expression's value comes from: those it reads
@@ -767,8 +787,10 @@ impl<'r> Proc<'r> {
             }
             Op::Add { name, by, gap_ms } => {
                 // A real read-modify-write: between the read and the write
-                // another process can write too, and its update is lost.
-                let shared = self.run.shm.is_shared(name);
+                // another process (or thread) can write too, and its
+                // update is lost.
+                let in_shm = self.run.shm.is_shared(name);
+                let shared = in_shm || self.is_thread_shared(name);
                 if self.gated() {
                     let touches = if shared {
                         vec![format!("r:{name}")]
@@ -777,7 +799,7 @@ impl<'r> Proc<'r> {
                     };
                     self.gate(format!("read {name}"), !shared, None, false, touches);
                 }
-                let old = if shared {
+                let old = if in_shm {
                     self.read_shared(name)?
                 } else {
                     self.lookup(name).map_err(RunError)?

@@ -365,13 +365,6 @@ impl Scenario {
                 self.name
             ));
         }
-        if steps.iter().any(|s| matches!(s.op, Op::Thread { .. })) {
-            return Some(format!(
-                "{} starts threads, and gated runs (step mode, --schedule, --schedule-file) \
-                 cannot drive threads yet; run it free",
-                self.name
-            ));
-        }
         let uses_manager = steps.iter().any(|s| matches!(s.op, Op::Manager(_)));
         uses_manager.then(|| {
             format!(

@@ -92,11 +92,6 @@ impl<'r> Proc<'r> {
         args: Vec<(String, Value)>,
         daemon: bool,
     ) -> Result<(), RunError> {
-        if self.gated() {
-            return Err(RunError(
-                "gated runs (step mode, --schedule) cannot drive threads yet; run it free".into(),
-            ));
-        }
         if self.threads.len() >= MAX_THREADS {
             return Err(RunError(format!(
                 "a process may start at most {MAX_THREADS} threads"
@@ -115,19 +110,33 @@ impl<'r> Proc<'r> {
         let run = RunRef(self.run as *const Run);
         let role_name = role.to_string();
         let thread_name = name.clone();
+        // The new thread tells its tid, then waits until this one has said
+        // `thread_start` for it: that comes before anything the thread says.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel::<i32>();
+        let (start_tx, start_rx) = std::sync::mpsc::channel::<()>();
         let joiner = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
                 let run = run.get();
                 let probe = template.for_thread(&thread_name, gettid());
+                let _ = tid_tx.send(gettid());
+                if start_rx.recv().is_err() {
+                    return;
+                }
                 let mut p = Proc::new(run, probe, &role_name);
                 p.stdout = stdout;
                 p.globals = Some(globals);
                 p.set_slot(slot);
                 p.reseed_for(&thread_name);
-                p.run_thread(&role_name, args, daemon);
+                p.run_thread(&role_name, args);
             })
             .map_err(|e| RunError(format!("cannot start a thread: {e}")))?;
+        let tid = tid_rx.recv().unwrap_or(0);
+        self.probe.for_thread(&name, tid).emit(Body::ThreadStart {
+            role: role.to_string(),
+            daemon,
+        });
+        let _ = start_tx.send(());
         self.threads.push(ThreadChild {
             name,
             handle: Some(joiner),
@@ -142,12 +151,8 @@ impl<'r> Proc<'r> {
 
     /// A thread's whole life: its role's steps, then the join of the
     /// threads it started and did not join, then `thread_end`.
-    fn run_thread(&mut self, role: &str, args: Vec<(String, Value)>, daemon: bool) {
+    fn run_thread(&mut self, role: &str, args: Vec<(String, Value)>) {
         self.vars = args.into_iter().collect();
-        self.probe.emit(Body::ThreadStart {
-            role: role.to_string(),
-            daemon,
-        });
         let r = match self.run.scenario.roles.get(role) {
             Some(r) => self.steps_guarded(&r.steps),
             None => Err(RunError(format!("no role {role}"))),
@@ -161,6 +166,15 @@ impl<'r> Proc<'r> {
             let _ = os::write_all(std::io::stderr(), msg.as_bytes());
         }
         self.probe.emit(Body::ThreadEnd { error });
+    }
+
+    /// Whether a name is a global that this process's threads share (a
+    /// read or write of it is then seen by the other threads).
+    pub(super) fn is_thread_shared(&self, name: &str) -> bool {
+        self.globals
+            .as_ref()
+            .is_some_and(|g| globals(g).contains_key(name))
+            && !self.vars.contains_key(name)
     }
 
     /// Whether a handle names a thread this process (or thread) started.
@@ -184,6 +198,14 @@ impl<'r> Proc<'r> {
             return;
         };
         let name = self.threads[i].name.clone();
+        if self.gated() {
+            // Tried without blocking until it has ended (as a child's join).
+            let _ = self.gated_retry(
+                &format!("join thread {name}"),
+                &format!("join:{name}"),
+                |_| Ok(joiner.is_finished().then_some(())),
+            );
+        }
         let on = format!("waits for thread {name} to end");
         let waits = !joiner.is_finished();
         if waits {
@@ -216,7 +238,9 @@ impl<'r> Proc<'r> {
         self.probe.emit(Body::Read {
             name: name.to_string(),
             value: v.clone(),
-            private: true,
+            // Not private: the other threads see it (the stage and the
+            // race lab treat it as shared memory, which it is).
+            private: false,
         });
         self.seen.insert(name.to_string(), v.clone());
         Some(v)
@@ -232,7 +256,7 @@ impl<'r> Proc<'r> {
         self.probe.emit(Body::Write {
             name: name.to_string(),
             value: v.clone(),
-            private: true,
+            private: false,
         });
         let replaced = globals(&g).insert(name.to_string(), v.clone());
         let read = self.seen.insert(name.to_string(), v.clone());
