@@ -306,3 +306,69 @@ fn a_seeded_schedule_of_threads_repeats_exactly() {
         assert_eq!(forkscope(&args).stdout, first.stdout);
     }
 }
+
+#[test]
+fn each_thread_sees_only_its_own_thread_local() {
+    for extra in [&[][..], &["--schedule", "seeded", "--seed", "5"][..]] {
+        let run = run_jsonl("thread-local", extra);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let mut lines: Vec<String> = run.terminal().lines().map(str::to_string).collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "Hello, dongdong (in Thread-A)",
+                "Hello, wanger (in Thread-B)"
+            ],
+            "{extra:?}"
+        );
+        // Each line is printed by the thread whose value it shows.
+        for e in &run.events {
+            if let Body::Output { text, .. } = &e.body {
+                let who = if text.contains("dongdong") {
+                    "main.t1"
+                } else {
+                    "main.t2"
+                };
+                assert_eq!(e.thread.as_deref(), Some(who), "{text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn three_threads_pass_the_turn_with_thread_locks_in_strict_rotation() {
+    for extra in [
+        &["--set", "sleep_ms=20"][..],
+        &["--schedule", "seeded", "--seed", "9"][..],
+    ] {
+        let run = run_jsonl("thread-lock-chain", extra);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let order: Vec<String> = run
+            .terminal()
+            .lines()
+            .map(|l| l.trim_matches(|c| c == '-' || c == ' ').to_string())
+            .collect();
+        let want: Vec<String> = (0..9).map(|i| format!("Task {}", i % 3 + 1)).collect();
+        assert_eq!(order, want, "{extra:?}");
+    }
+}
+
+#[test]
+fn a_lock_kind_must_be_process_or_thread() {
+    let f = scenario_file(
+        "bad-kind",
+        r#"name = "bad-kind"
+title = "t"
+explain = "x"
+locks = [{ name = "l", kind = "fiber" }]
+[roles.main]
+steps = [ { lock = "l" }, { unlock = "l" } ]
+"#,
+    );
+    let path = f.to_str().expect("utf-8 path");
+    let out = forkscope(&["check", path]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains(&format!("{path}:4:")), "{}", out.stderr);
+    assert!(out.stderr.contains("unknown lock kind"), "{}", out.stderr);
+}

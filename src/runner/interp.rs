@@ -98,6 +98,11 @@ pub struct Proc<'r> {
     /// Once a thread started: the globals, in memory all threads share
     /// (`vars` then holds only this thread's locals).
     globals: Option<threads::Globals>,
+    /// What all threads of this process share besides the globals: its
+    /// thread locks and its count of threads (for `Thread-N` names).
+    shared: std::sync::Arc<threads::ProcShared>,
+    /// This thread's Python name (`MainThread`, `Thread-1 (work)`).
+    thread_name: String,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
@@ -128,6 +133,8 @@ impl<'r> Proc<'r> {
             threads: Vec::new(),
             thread_handles: BTreeMap::new(),
             globals: None,
+            shared: Default::default(),
+            thread_name: "MainThread".into(),
         };
         p.reseed();
         p
@@ -173,6 +180,7 @@ impl<'r> Proc<'r> {
             }
         }
         self.vars = vars;
+        self.vars.extend(self.run.scenario.thread_locals.clone());
         self.vars.extend(args);
         self.seen.clear();
         self.derived.clear();
@@ -572,6 +580,7 @@ impl<'r> Proc<'r> {
             Op::Thread {
                 role,
                 handle,
+                name,
                 args,
                 daemon,
             } => {
@@ -579,7 +588,11 @@ impl<'r> Proc<'r> {
                     .iter()
                     .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
                     .collect::<Result<_, RunError>>()?;
-                self.start_thread(role, handle.as_deref(), args, *daemon)?;
+                let name = match name {
+                    Some(t) => Some(t.render(self).map_err(RunError)?),
+                    None => None,
+                };
+                self.start_thread(role, handle.as_deref(), name.as_deref(), args, *daemon)?;
             }
             Op::Join { target, into } if self.is_thread_handle(target) => {
                 self.join_thread(target)?;
@@ -752,6 +765,10 @@ impl<'r> Proc<'r> {
                 }
             }
             Op::Lock(l) => self.lock(l)?,
+            Op::Unlock(l) if self.run.scenario.thread_locks.contains(l) => {
+                self.probe.emit(Body::LockRelease { lock: l.clone() });
+                self.thread_unlock(l)?;
+            }
             Op::Unlock(l) => {
                 self.probe.emit(Body::LockRelease { lock: l.clone() });
                 self.run.shm.sem_post(l)?;
@@ -990,6 +1007,7 @@ impl Scope for Proc<'_> {
             "name" => Ok(Value::Str(self.probe.id.clone())),
             "role" => Ok(Value::Str(self.role.clone())),
             "start_ms" => Ok(Value::Float(self.start_ms.unwrap_or(0.0))),
+            "thread_name" => Ok(Value::Str(self.thread_name.clone())),
             _ => Err(format!("NameError: name {name:?} is not defined here")),
         }
     }

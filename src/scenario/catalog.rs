@@ -52,7 +52,10 @@ pub const BUILTINS: &[Builtin] = builtins![
     "pool-close-in-loop",
     "callback-return-in-loop",
     "threads-sing-dance",
+    "thread-subclass",
     "thread-counter",
+    "thread-local",
+    "thread-lock-chain",
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {

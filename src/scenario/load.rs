@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::rc::Rc;
 
 /// Names every process can use in expressions.
-pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role", "start_ms"];
+pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role", "start_ms", "thread_name"];
 
 /// Reads and checks a scenario. `origin` names the file in error messages.
 pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
@@ -374,7 +374,38 @@ impl Cx<'_> {
                 ),
             }
         }
-        let locks: Vec<String> = f.locks.iter().map(|l| l.get_ref().clone()).collect();
+        let locks: Vec<String> = f
+            .locks
+            .iter()
+            .map(|l| l.get_ref().name().to_string())
+            .collect();
+        let mut thread_locks = BTreeSet::new();
+        for l in &f.locks {
+            if let raw::LockDecl::Table(t) = l.get_ref() {
+                match t.kind.as_deref() {
+                    None | Some("process") => {}
+                    Some("thread") => {
+                        thread_locks.insert(t.name.clone());
+                    }
+                    Some(k) => self.err(
+                        l.span(),
+                        format!("unknown lock kind {k:?} (process, thread)"),
+                    ),
+                }
+            }
+        }
+        let mut thread_locals = BTreeMap::new();
+        for (k, v) in &f.thread_locals {
+            match toml_to_value(v.get_ref()) {
+                Some(val) => {
+                    thread_locals.insert(k.clone(), val);
+                }
+                None => self.err(
+                    v.span(),
+                    format!("thread local {k} needs a number, bool or string"),
+                ),
+            }
+        }
         let mut pipes = BTreeMap::new();
         let mut ends = BTreeSet::new();
         for (k, p) in &f.pipes {
@@ -422,6 +453,7 @@ impl Cx<'_> {
         let declared = params
             .keys()
             .chain(globals.keys())
+            .chain(thread_locals.keys())
             .chain(values.keys())
             .chain(arrays.keys())
             .chain(locks.iter())
@@ -442,6 +474,7 @@ impl Cx<'_> {
         self.names = params
             .keys()
             .chain(globals.keys())
+            .chain(thread_locals.keys())
             .chain(values.keys())
             .chain(arrays.keys())
             .cloned()
@@ -493,6 +526,8 @@ impl Cx<'_> {
             values,
             arrays,
             locks,
+            thread_locks,
+            thread_locals,
             pipes,
             queues,
             manager_queues,
@@ -807,6 +842,7 @@ impl Cx<'_> {
                     args: args(self, rc, &role),
                     role,
                     handle: st.handle.as_ref().map(|h| h.get_ref().clone()),
+                    name: st.name.as_ref().map(|n| self.template(n, rc)),
                     daemon: st.daemon.unwrap_or(false),
                 }
             }

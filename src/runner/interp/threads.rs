@@ -14,11 +14,24 @@
 
 use super::*;
 use crate::probe::gettid;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// The globals of a process with threads, shared by all of them.
 pub(super) type Globals = Arc<Mutex<BTreeMap<String, Value>>>;
+
+/// What the threads of a process share besides its globals.
+#[derive(Default)]
+pub(super) struct ProcShared {
+    /// The thread locks (`threading.Lock`) held now, by name: a lock in
+    /// this process's memory; `acquire` really waits on a condition
+    /// variable while another thread holds it.
+    held: Mutex<BTreeSet<String>>,
+    released: Condvar,
+    /// Threads started in this process so far (`Thread-N`).
+    started: AtomicU32,
+}
 
 /// Most threads one process (or thread) may start.
 pub const MAX_THREADS: usize = 256;
@@ -28,6 +41,11 @@ pub(super) struct ThreadChild {
     name: String,
     handle: Option<JoinHandle<()>>,
     daemon: bool,
+    /// Set by the thread just before it says `thread_end`: a gated join
+    /// that comes after that event always finds it set (the kernel's end
+    /// of the thread comes a few microseconds later, and `join` waits for
+    /// that).
+    ended: Arc<AtomicBool>,
 }
 
 /// The run, handed to a new thread.
@@ -89,6 +107,7 @@ impl<'r> Proc<'r> {
         &mut self,
         role: &str,
         handle: Option<&str>,
+        py_name: Option<&str>,
         args: Vec<(String, Value)>,
         daemon: bool,
     ) -> Result<(), RunError> {
@@ -105,6 +124,12 @@ impl<'r> Proc<'r> {
             .to_string();
         let name = format!("{base}.t{}", self.threads.len() + 1);
         let template = self.probe.for_thread(&name, 0);
+        // CPython numbers every Thread it makes, named or not.
+        let n = self.shared.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let py_name = py_name.map_or_else(|| format!("Thread-{n} ({role})"), str::to_string);
+        let shared = Arc::clone(&self.shared);
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_in_thread = Arc::clone(&ended);
         let stdout = self.stdout.share();
         let slot = self.slot();
         let run = RunRef(self.run as *const Run);
@@ -126,9 +151,11 @@ impl<'r> Proc<'r> {
                 let mut p = Proc::new(run, probe, &role_name);
                 p.stdout = stdout;
                 p.globals = Some(globals);
+                p.shared = shared;
+                p.thread_name = py_name;
                 p.set_slot(slot);
                 p.reseed_for(&thread_name);
-                p.run_thread(&role_name, args);
+                p.run_thread(&role_name, args, &ended_in_thread);
             })
             .map_err(|e| RunError(format!("cannot start a thread: {e}")))?;
         let tid = tid_rx.recv().unwrap_or(0);
@@ -141,6 +168,7 @@ impl<'r> Proc<'r> {
             name,
             handle: Some(joiner),
             daemon,
+            ended,
         });
         if let Some(h) = handle {
             self.thread_handles
@@ -151,8 +179,10 @@ impl<'r> Proc<'r> {
 
     /// A thread's whole life: its role's steps, then the join of the
     /// threads it started and did not join, then `thread_end`.
-    fn run_thread(&mut self, role: &str, args: Vec<(String, Value)>) {
-        self.vars = args.into_iter().collect();
+    fn run_thread(&mut self, role: &str, args: Vec<(String, Value)>, ended: &AtomicBool) {
+        // Its own copy of every thread local, then its args.
+        self.vars = self.run.scenario.thread_locals.clone();
+        self.vars.extend(args);
         let r = match self.run.scenario.roles.get(role) {
             Some(r) => self.steps_guarded(&r.steps),
             None => Err(RunError(format!("no role {role}"))),
@@ -165,6 +195,7 @@ impl<'r> Proc<'r> {
             let msg = format!("Exception in thread {name}: {m}\n");
             let _ = os::write_all(std::io::stderr(), msg.as_bytes());
         }
+        ended.store(true, Ordering::Release);
         self.probe.emit(Body::ThreadEnd { error });
     }
 
@@ -200,10 +231,11 @@ impl<'r> Proc<'r> {
         let name = self.threads[i].name.clone();
         if self.gated() {
             // Tried without blocking until it has ended (as a child's join).
+            let ended = Arc::clone(&self.threads[i].ended);
             let _ = self.gated_retry(
                 &format!("join thread {name}"),
                 &format!("join:{name}"),
-                |_| Ok(joiner.is_finished().then_some(())),
+                |_| Ok(ended.load(Ordering::Acquire).then_some(())),
             );
         }
         let on = format!("waits for thread {name} to end");
@@ -275,4 +307,59 @@ impl<'r> Proc<'r> {
         }
         true
     }
+
+    /// `l.acquire()` of a thread lock: blocks (a condition variable in
+    /// this process's memory) while another thread holds it; gated, tried
+    /// without blocking until it is free.
+    pub(super) fn thread_lock(&mut self, l: &str) -> Result<(), RunError> {
+        let shared = Arc::clone(&self.shared);
+        let try_take = |s: &ProcShared| lock_set(&s.held).insert(l.to_string());
+        if self.gated() {
+            let mut waiting = false;
+            self.gated_retry(&format!("acquire lock {l}"), &format!("lock:{l}"), |p| {
+                if try_take(&shared) {
+                    return Ok(Some(()));
+                }
+                if !waiting {
+                    waiting = true;
+                    p.probe.emit(Body::LockWait {
+                        lock: l.to_string(),
+                    });
+                }
+                Ok(None)
+            })?;
+        } else if !try_take(&shared) {
+            self.probe.emit(Body::LockWait {
+                lock: l.to_string(),
+            });
+            let mut held = lock_set(&shared.held);
+            while held.contains(l) {
+                held = shared
+                    .released
+                    .wait(held)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            held.insert(l.to_string());
+        }
+        self.probe.emit(Body::LockAcquire {
+            lock: l.to_string(),
+        });
+        Ok(())
+    }
+
+    /// `l.release()` of a thread lock (any thread may release it, as
+    /// `threading.Lock`); releasing an unlocked lock is CPython's error.
+    pub(super) fn thread_unlock(&mut self, l: &str) -> Result<(), RunError> {
+        if !lock_set(&self.shared.held).remove(l) {
+            return Err(RunError(format!(
+                "RuntimeError: release unlocked lock ({l})"
+            )));
+        }
+        self.shared.released.notify_all();
+        Ok(())
+    }
+}
+
+fn lock_set(m: &Mutex<BTreeSet<String>>) -> MutexGuard<'_, BTreeSet<String>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
