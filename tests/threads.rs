@@ -372,3 +372,85 @@ steps = [ { lock = "l" }, { unlock = "l" } ]
     assert!(out.stderr.contains(&format!("{path}:4:")), "{}", out.stderr);
     assert!(out.stderr.contains("unknown lock kind"), "{}", out.stderr);
 }
+
+#[test]
+fn two_threads_in_a_lock_cycle_are_a_deadlock_stopped_with_exit_3() {
+    let f = scenario_file(
+        "thread-deadlock",
+        r#"name = "thread-deadlock"
+title = "t"
+explain = "x"
+locks = [{ name = "a", kind = "thread" }, { name = "b", kind = "thread" }]
+[roles.main]
+steps = [ { thread = "one", as = "t1" }, { thread = "two", as = "t2" }, { join = "t1" }, { join = "t2" } ]
+[roles.one]
+steps = [ { lock = "a" }, { sleep_ms = 100 }, { lock = "b" } ]
+[roles.two]
+steps = [ { lock = "b" }, { sleep_ms = 100 }, { lock = "a" } ]
+"#,
+    );
+    let path = f.to_str().expect("utf-8 path");
+    let run = forkscope(&["run", path, "--format", "jsonl"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("main.t1 holds a, waits for b")
+            && run.stderr.contains("main.t2 holds b, waits for a"),
+        "{}",
+        run.stderr
+    );
+    assert!(survivors_after_2s(&run.pids()).is_empty());
+}
+
+#[test]
+fn a_thread_that_fails_ends_alone_and_daemon_threads_die_with_their_process() {
+    let f = scenario_file(
+        "thread-misc",
+        r#"name = "thread-misc"
+title = "t"
+explain = "x"
+[globals]
+g = 0
+[roles.main]
+steps = [
+  { thread = "forever", daemon = true },
+  { thread = "bad", as = "b" },
+  { thread = "parent", as = "p" },
+  { join = "b" },
+  { join = "p" },
+  { print = "main ends" },
+]
+[roles.forever]
+steps = [ { loop = [ { sleep_ms = 20 }, { add = "g", by = 1 } ] } ]
+[roles.bad]
+steps = [ { print = "bad {1 // 0}" } ]
+[roles.parent]
+steps = [ { thread = "child", as = "c" }, { join = "c" }, { print = "parent {thread_name} done" } ]
+[roles.child]
+steps = [ { print = "child {thread_name}" }, { return = 0 } ]
+"#,
+    );
+    let path = f.to_str().expect("utf-8 path");
+    let run = forkscope(&["run", path, "--format", "jsonl"]);
+    // As CPython: the exception is printed, the process goes on and ends 0.
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.terminal();
+    assert!(out.contains("Exception in thread Thread-2 (bad)"), "{out}");
+    assert!(out.contains("child Thread-4 (child)"), "{out}");
+    assert!(out.contains("parent Thread-3 (parent) done"), "{out}");
+    assert!(out.contains("main ends"), "{out}");
+    // A thread's thread is named after it.
+    assert!(
+        run.events
+            .iter()
+            .any(|e| e.thread.as_deref() == Some("main.t3.t1"))
+    );
+    // The daemon thread never ended: it died with the process.
+    let ended: BTreeSet<&str> = run
+        .events
+        .iter()
+        .filter(|e| matches!(e.body, Body::ThreadEnd { .. }))
+        .filter_map(|e| e.thread.as_deref())
+        .collect();
+    assert!(!ended.contains("main.t1"), "{ended:?}");
+    assert!(survivors_after_2s(&run.pids()).is_empty());
+}

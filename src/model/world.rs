@@ -666,6 +666,13 @@ impl World {
         self.processes.get(id)
     }
 
+    /// A thread by its name (`main.t1`), with its process.
+    pub fn thread(&self, name: &str) -> Option<(&Process, &ThreadInfo)> {
+        self.processes
+            .values()
+            .find_map(|p| Some((p, p.thread(name)?)))
+    }
+
     /// Children whose current parent is `id`, in spawn order.
     pub fn children(&self, id: &str) -> Vec<&Process> {
         let mut kids: Vec<&Process> = self

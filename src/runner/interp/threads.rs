@@ -33,7 +33,7 @@ pub(super) struct ProcShared {
     started: AtomicU32,
 }
 
-/// Most threads one process (or thread) may start.
+/// Most threads one process (or thread) may run at once.
 pub const MAX_THREADS: usize = 256;
 
 /// A thread this process (or thread) started.
@@ -111,9 +111,14 @@ impl<'r> Proc<'r> {
         args: Vec<(String, Value)>,
         daemon: bool,
     ) -> Result<(), RunError> {
-        if self.threads.len() >= MAX_THREADS {
+        let live = self
+            .threads
+            .iter()
+            .filter(|t| t.handle.is_some() && !t.ended.load(Ordering::Acquire))
+            .count();
+        if live >= MAX_THREADS {
             return Err(RunError(format!(
-                "a process may start at most {MAX_THREADS} threads"
+                "a process (or thread) may run at most {MAX_THREADS} threads at once"
             )));
         }
         let globals = self.share_globals();
@@ -190,10 +195,18 @@ impl<'r> Proc<'r> {
         self.join_threads_at_exit();
         let error = r.err().map(|e| e.0);
         if let Some(m) = &error {
-            // As CPython's threading.excepthook: the process goes on.
-            let name = self.probe.thread_name().unwrap_or_default().to_string();
-            let msg = format!("Exception in thread {name}: {m}\n");
+            // As CPython's threading.excepthook: said on stderr, and the
+            // process goes on.
+            let at = self
+                .probe
+                .line
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            let msg = format!("Exception in thread {}{at}:\n{m}\n", self.thread_name);
             let _ = os::write_all(std::io::stderr(), msg.as_bytes());
+            self.probe.emit(Body::Error {
+                message: format!("in thread {}: {m}", self.thread_name),
+            });
         }
         ended.store(true, Ordering::Release);
         self.probe.emit(Body::ThreadEnd { error });
