@@ -454,3 +454,35 @@ steps = [ { print = "child {thread_name}" }, { return = 0 } ]
     assert!(!ended.contains("main.t1"), "{ended:?}");
     assert!(survivors_after_2s(&run.pids()).is_empty());
 }
+
+#[test]
+fn a_role_that_starts_itself_as_threads_hits_the_thread_limit_not_the_machine() {
+    let f = scenario_file(
+        "thread-bomb",
+        r#"name = "thread-bomb"
+title = "t"
+explain = "x"
+[roles.main]
+steps = [ { thread = "t", as = "a" }, { join = "a" }, { print = "main ends" } ]
+[roles.t]
+steps = [ { thread = "t", as = "b" }, { thread = "t", as = "c" }, { sleep_ms = 200 }, { join = "b" }, { join = "c" } ]
+"#,
+    );
+    let path = f.to_str().expect("utf-8 path");
+    let run = forkscope(&["run", path, "--format", "jsonl", "--timeout", "30"]);
+    assert!(
+        run.events.iter().any(|e| matches!(&e.body,
+            Body::Error { message } if message.contains("a process may run at most 256 threads at once"))),
+        "{}",
+        run.stderr
+    );
+    assert!(run.terminal().contains("main ends"), "{}", run.terminal());
+    let most_threads = run
+        .events
+        .iter()
+        .filter_map(|e| e.tid)
+        .collect::<BTreeSet<i32>>()
+        .len();
+    assert!(most_threads > 0);
+    assert!(survivors_after_2s(&run.pids()).is_empty());
+}

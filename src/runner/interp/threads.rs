@@ -31,10 +31,13 @@ pub(super) struct ProcShared {
     released: Condvar,
     /// Threads started in this process so far (`Thread-N`).
     started: AtomicU32,
+    /// Threads of this process running now (all of them: a thread's
+    /// threads count too, so a role that starts itself cannot run away).
+    live: AtomicU32,
 }
 
-/// Most threads one process (or thread) may run at once.
-pub const MAX_THREADS: usize = 256;
+/// Most threads one process may run at once (its main thread aside).
+pub const MAX_THREADS: u32 = 256;
 
 /// A thread this process (or thread) started.
 pub(super) struct ThreadChild {
@@ -111,14 +114,11 @@ impl<'r> Proc<'r> {
         args: Vec<(String, Value)>,
         daemon: bool,
     ) -> Result<(), RunError> {
-        let live = self
-            .threads
-            .iter()
-            .filter(|t| t.handle.is_some() && !t.ended.load(Ordering::Acquire))
-            .count();
-        if live >= MAX_THREADS {
+        // Counted before the thread exists, given back when it ends.
+        if self.shared.live.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
+            self.shared.live.fetch_sub(1, Ordering::AcqRel);
             return Err(RunError(format!(
-                "a process (or thread) may run at most {MAX_THREADS} threads at once"
+                "a process may run at most {MAX_THREADS} threads at once"
             )));
         }
         let globals = self.share_globals();
@@ -150,19 +150,22 @@ impl<'r> Proc<'r> {
                 let run = run.get();
                 let probe = template.for_thread(&thread_name, gettid());
                 let _ = tid_tx.send(gettid());
-                if start_rx.recv().is_err() {
-                    return;
+                if start_rx.recv().is_ok() {
+                    let mut p = Proc::new(run, probe, &role_name);
+                    p.stdout = stdout;
+                    p.globals = Some(globals);
+                    p.shared = Arc::clone(&shared);
+                    p.thread_name = py_name;
+                    p.set_slot(slot);
+                    p.reseed_for(&thread_name);
+                    p.run_thread(&role_name, args, &ended_in_thread);
                 }
-                let mut p = Proc::new(run, probe, &role_name);
-                p.stdout = stdout;
-                p.globals = Some(globals);
-                p.shared = shared;
-                p.thread_name = py_name;
-                p.set_slot(slot);
-                p.reseed_for(&thread_name);
-                p.run_thread(&role_name, args, &ended_in_thread);
+                shared.live.fetch_sub(1, Ordering::AcqRel);
             })
-            .map_err(|e| RunError(format!("cannot start a thread: {e}")))?;
+            .map_err(|e| {
+                self.shared.live.fetch_sub(1, Ordering::AcqRel);
+                RunError(format!("cannot start a thread: {e}"))
+            })?;
         let tid = tid_rx.recv().unwrap_or(0);
         self.probe.for_thread(&name, tid).emit(Body::ThreadStart {
             role: role.to_string(),
