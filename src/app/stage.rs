@@ -330,7 +330,8 @@ fn extra_lines(world: &World, p: &Process) -> Vec<(String, Option<Color32>)> {
             Some(theme::okabe_ito::ORANGE),
         ));
     }
-    for name in world.globals.keys() {
+    // Once it has threads its globals are shared by them: drawn as shared.
+    for name in world.globals.keys().filter(|_| p.threads.is_empty()) {
         if let Some(v) = world.private_value(&p.id, name) {
             lines.push((format!("{name} = {} (own copy)", short(v, 16)), None));
         }
@@ -388,8 +389,19 @@ fn thread_lanes(world: &World, p: &Process) -> Vec<(String, Option<Color32>)> {
         } else {
             format!(", 🔒 {}", holds.join(", "))
         };
+        // Step mode: what it does on `go`, and the key that picks it.
+        let next = match &t.pending {
+            Some(a) => {
+                let key = super::lab::step_numbers(world)
+                    .get(&t.name)
+                    .map(|n| format!(" [{n}]"))
+                    .unwrap_or_default();
+                format!(" · next{key}: {a}")
+            }
+            None => String::new(),
+        };
         lines.push((
-            format!("thread {} (tid {}): {what}{holds}", t.name, t.tid),
+            format!("thread {} (tid {}): {what}{holds}{next}", t.name, t.tid),
             color,
         ));
     }

@@ -334,9 +334,13 @@ pub struct ThreadInfo {
     pub daemon: bool,
     /// Running, sleeping, blocked on a lock; `Reaped` once it ended.
     pub state: ProcState,
-    /// Ended (`thread_end`); `joined_by` once a thread joined it.
+    /// Ended (`thread_end`).
     pub done: bool,
-    pub joined_by: Option<String>,
+    /// Step mode: the action it will take on `go`.
+    pub pending: Option<String>,
+    /// Order of first appearance among processes and threads (step mode
+    /// numbers them in that order).
+    pub spawn_order: u64,
 }
 
 impl Process {
@@ -1125,8 +1129,19 @@ impl World {
     fn on_thread_event(&mut self, e: &Event, thread: &str) -> bool {
         let tid = e.tid.unwrap_or(0);
         let t_ns = e.t_ns;
+        let known = self
+            .processes
+            .get(&e.proc_id)
+            .is_some_and(|p| p.thread(thread).is_some());
+        if !known {
+            self.next_spawn_order += 1;
+        }
+        let order = self.next_spawn_order;
         let p = self.proc_mut(&e.proc_id, t_ns);
         let t = p.thread_mut(thread, tid);
+        if !known {
+            t.spawn_order = order;
+        }
         if tid > 0 {
             t.tid = tid;
         }
@@ -1139,6 +1154,7 @@ impl World {
             }
             Body::ThreadEnd { .. } => {
                 t.done = true;
+                t.pending = None;
                 t.state = ProcState::Reaped;
                 true
             }
@@ -1165,6 +1181,14 @@ impl World {
             Body::LockAcquire { .. } => {
                 t.state = ProcState::Running;
                 false
+            }
+            Body::Pending { action, .. } => {
+                t.pending = Some(action.clone());
+                true
+            }
+            Body::Go {} => {
+                t.pending = None;
+                true
             }
             _ => false,
         }
