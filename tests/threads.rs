@@ -371,6 +371,25 @@ steps = [ { lock = "l" }, { unlock = "l" } ]
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains(&format!("{path}:4:")), "{}", out.stderr);
     assert!(out.stderr.contains("unknown lock kind"), "{}", out.stderr);
+    // A thread's name goes with a thread step only.
+    let g = scenario_file(
+        "stray-name",
+        r#"name = "stray-name"
+title = "t"
+explain = "x"
+[roles.main]
+steps = [ { print = "hi", name = "Thread-A" } ]
+"#,
+    );
+    let path = g.to_str().expect("utf-8 path");
+    let out = forkscope(&["check", path]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains(&format!("{path}:5:")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`name` names a thread"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -746,6 +746,16 @@ impl Cx<'_> {
                 return None;
             }
         };
+        if let Some(n) = &st.name
+            && op_name != "thread"
+        {
+            self.err(
+                n.span(),
+                format!(
+                    "`name` names a thread: it goes with `thread = \"role\"`, not with {op_name}"
+                ),
+            );
+        }
         let is_value = |n: &str| sc.values.contains_key(n) || sc.arrays.contains_key(n);
         let is_end = |n: &str| sc.pipes.values().any(|p| p.ends.iter().any(|e| e == n));
         let into = st.into.as_ref().map(|v| v.get_ref().clone());
