@@ -39,6 +39,12 @@ pub struct Event {
     /// The line of the scenario's `source` listing this step belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
+    /// The thread that did it (`main.t1`), when not the process's main thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+    /// That thread's kernel tid (`gettid`, as `/proc/PID/task` lists it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<i32>,
     #[serde(flatten)]
     pub body: Body,
 }
@@ -103,6 +109,21 @@ pub enum Body {
         role: String,
         #[serde(default, skip_serializing_if = "is_false")]
         daemon: bool,
+    },
+    /// A thread of this process started (sent by the new thread itself).
+    ThreadStart {
+        role: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        daemon: bool,
+    },
+    /// A thread of this process ran to its end (sent by that thread).
+    ThreadEnd {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// This thread joined (waited for the end of) thread `joined`.
+    ThreadJoin {
+        joined: String,
     },
     /// This process replaces itself with a real program.
     Exec {
@@ -294,6 +315,9 @@ impl Body {
             Body::Hello { .. } => "hello",
             Body::Resource { .. } => "resource",
             Body::Spawn { .. } => "spawn",
+            Body::ThreadStart { .. } => "thread_start",
+            Body::ThreadEnd { .. } => "thread_end",
+            Body::ThreadJoin { .. } => "thread_join",
             Body::Exec { .. } => "exec",
             Body::Exit { .. } => "exit",
             Body::Reaped { .. } => "reaped",
@@ -469,6 +493,8 @@ mod tests {
             proc_id: "main.1".into(),
             pid: 42,
             line: Some(3),
+            thread: None,
+            tid: None,
             body: Body::Write {
                 name: "v".into(),
                 value: Value::Int(7),

@@ -53,6 +53,10 @@ fn main() -> ExitCode {
         ),
         ("seeded_deadlock_is_drawn", seeded_deadlock_is_drawn),
         (
+            "step_mode_picks_threads_by_their_keys",
+            step_mode_picks_threads_by_their_keys,
+        ),
+        (
             "many_runs_show_a_histogram_lock_off_and_on",
             many_runs_show_a_histogram_lock_off_and_on,
         ),
@@ -656,6 +660,84 @@ fn step_mode_lost_update_by_hand_then_undo() {
     let terminal = h.state().rec.live.merged_output.text();
     assert!(terminal.contains("counter = 1"), "terminal: {terminal:?}");
     assert_all_gone(&pids);
+}
+
+/// What a thread will do on `go` (step mode).
+fn thread_next(h: &Harness<'static, App>, name: &str) -> String {
+    h.state()
+        .rec
+        .live
+        .thread(name)
+        .and_then(|(_, t)| t.pending.clone())
+        .unwrap_or_default()
+}
+
+/// One step by key: waits until `id` (a process or a thread) may go,
+/// presses its key, waits until the run waits again.
+fn step_by_key(h: &mut Harness<'static, App>, key: egui::Key, id: &str) {
+    assert!(
+        wait_for(h, |h| your_turn(h)
+            && h.state().gated.as_ref().is_some_and(|g| g
+                .candidates
+                .iter()
+                .any(|c| c.id == id && c.enabled))),
+        "{id} may go"
+    );
+    let before = steps_taken(h);
+    h.key_press(key);
+    assert!(
+        wait_for(h, |h| steps_taken(h) > before
+            && (your_turn(h) || !h.state().run.is_running())),
+        "{id} took its step"
+    );
+}
+
+fn step_mode_picks_threads_by_their_keys() {
+    let mut h = harness(GuiArgs {
+        scenario: Some("thread-counter".into()),
+        set: vec!["threads=2".into(), "adds=1".into()],
+        mode: Some(lab::Mode::Step),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, your_turn), "the run waits for main");
+    // main (key 1): its caption, then it starts the two threads.
+    step_by_key(&mut h, egui::Key::Num1, "main");
+    step_by_key(&mut h, egui::Key::Num1, "main");
+    step_by_key(&mut h, egui::Key::Num1, "main");
+    assert_eq!(thread_next(&h, "main.t1"), "read counter");
+    assert_eq!(thread_next(&h, "main.t2"), "read counter");
+    // Each thread is a lane of main's node, with its key.
+    assert!(
+        h.state()
+            .rec
+            .live
+            .process("main")
+            .is_some_and(|p| p.threads.len() == 2),
+        "main has two threads"
+    );
+    // read, read, write, write by keys 2 and 3: a lost update of threads.
+    step_by_key(&mut h, egui::Key::Num2, "main.t1");
+    step_by_key(&mut h, egui::Key::Num3, "main.t2");
+    assert_eq!(thread_next(&h, "main.t1"), "write counter = 1");
+    step_by_key(&mut h, egui::Key::Num2, "main.t1");
+    step_by_key(&mut h, egui::Key::Num3, "main.t2");
+    let lost = h
+        .state()
+        .rec
+        .live
+        .values
+        .get("counter")
+        .map_or(0, |v| v.lost_updates.len());
+    assert_eq!(lost, 1, "the second write erased the first");
+    h.get_by_label(lab::RUN_TO_END).click();
+    assert!(
+        wait_for(&mut h, |h| !h.state().run.is_running()),
+        "the run ends"
+    );
+    let terminal = h.state().rec.live.merged_output.text();
+    assert!(terminal.contains("counter = 1"), "terminal: {terminal:?}");
 }
 
 fn seeded_run_saved_and_loaded_again() {

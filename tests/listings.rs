@@ -72,6 +72,15 @@ const EXCEPTIONS: &[(&str, Skip, &str)] = &[
          counted exactly)",
     ),
     (
+        "thread-counter",
+        Skip::Lines,
+        "the final count is a race: forkscope's threads run truly in \
+         parallel (as free-threaded Python 3.13t) and lose updates in most \
+         runs; CPython's GIL switches threads only at some points, so \
+         python3 rarely loses one at 2 × 1000 adds (tests/threads.rs checks \
+         that each lost update is counted exactly)",
+    ),
+    (
         "start-methods",
         Skip::Tree,
         "CPython's spawn and forkserver start a resource_tracker process \

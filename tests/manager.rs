@@ -190,7 +190,11 @@ fn manager_queue_is_a_server_process_and_every_put_and_get_is_a_message_to_it() 
     let main_exit = position(&run, "main's exit", |e| {
         e.proc_id == "main" && matches!(e.body, Body::Exit { .. })
     });
-    assert!(end < shutdown && shutdown < mgr_exit && mgr_exit < reaped && reaped < main_exit);
+    assert!(
+        end < shutdown && shutdown < mgr_exit && mgr_exit < reaped && reaped < main_exit,
+        "end {end}, shutdown {shutdown}, manager exit {mgr_exit}, reaped {reaped}, main exit {main_exit}: {:#?}",
+        &run.events[end.min(shutdown)..]
+    );
 }
 
 const WAITING_GET: &str = r#"

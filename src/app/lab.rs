@@ -238,19 +238,22 @@ pub fn waits_for_words(blocked: &str, holders: &BTreeMap<String, String>) -> Str
     }
 }
 
-/// The number each process is picked by (key 1–9), stable for the whole
-/// run: the order processes appeared in (the runner has none).
+/// The number each process (or thread) is picked by (key 1–9), stable
+/// for the whole run: the order they appeared in (the runner has none).
 pub fn step_numbers(world: &World) -> BTreeMap<String, usize> {
-    let mut procs: Vec<_> = world
+    let mut ids: Vec<(u64, &str)> = world
         .processes
         .values()
         .filter(|p| p.id != RUNNER_ID)
+        .flat_map(|p| {
+            std::iter::once((p.spawn_order, p.id.as_str()))
+                .chain(p.threads.iter().map(|t| (t.spawn_order, t.name.as_str())))
+        })
         .collect();
-    procs.sort_by_key(|p| p.spawn_order);
-    procs
-        .into_iter()
+    ids.sort();
+    ids.into_iter()
         .enumerate()
-        .map(|(i, p)| (p.id.clone(), i + 1))
+        .map(|(i, (_, id))| (id.to_string(), i + 1))
         .collect()
 }
 

@@ -267,9 +267,12 @@ fn channel_title_room(c: &Channel) -> String {
     format!("{kind} {}{duplex}: {count}", c.name)
 }
 
-/// Lines under the state badge (exec, task, locks, private values).
+/// Most thread lanes drawn in a process node (then "+N more threads").
+const THREAD_LANES: usize = 4;
+
+/// Lines under the state badge (threads, exec, task, locks, private values).
 pub fn extra_lines(world: &World, p: &Process) -> Vec<(String, Option<egui::Color32>)> {
-    let mut lines = Vec::new();
+    let mut lines = thread_lanes(world, p);
     if let Some(exec) = &p.exec {
         lines.push((format!("$ {exec}"), None));
     }
@@ -285,7 +288,8 @@ pub fn extra_lines(world: &World, p: &Process) -> Vec<(String, Option<egui::Colo
             Some(theme::okabe_ito::ORANGE),
         ));
     }
-    for name in world.globals.keys() {
+    // Once it has threads its globals are shared by them: drawn as shared.
+    for name in world.globals.keys().filter(|_| p.threads.is_empty()) {
         if let Some(v) = world.private_value(&p.id, name) {
             lines.push((format!("{name} = {} (own copy)", short(v, 16)), None));
         }
@@ -309,6 +313,66 @@ pub fn extra_lines(world: &World, p: &Process) -> Vec<(String, Option<egui::Colo
     lines
 }
 
+/// A process's threads as lanes inside its node, one line each: name,
+/// tid, what it does now (running, sleeping, blocked on a lock, done) and
+/// the locks it holds.
+fn thread_lanes(world: &World, p: &Process) -> Vec<(String, Option<egui::Color32>)> {
+    let mut lines = Vec::new();
+    let shown = if p.threads.len() > THREAD_LANES {
+        THREAD_LANES - 1
+    } else {
+        p.threads.len()
+    };
+    for t in p.threads.iter().take(shown) {
+        let (what, color) = if t.done {
+            ("done".to_string(), Some(theme::okabe_ito::GREY))
+        } else {
+            match &t.state {
+                crate::model::ProcState::Sleeping => {
+                    ("sleeping".to_string(), Some(theme::okabe_ito::SKY_BLUE))
+                }
+                crate::model::ProcState::Blocked(on) => {
+                    (format!("blocked: {on}"), Some(theme::okabe_ito::VERMILLION))
+                }
+                _ => ("running".to_string(), Some(theme::okabe_ito::BLUISH_GREEN)),
+            }
+        };
+        let holds: Vec<&str> = world
+            .locks_held_by(&t.name)
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        let holds = if holds.is_empty() {
+            String::new()
+        } else {
+            format!(", 🔒 {}", holds.join(", "))
+        };
+        // Step mode: what it does on `go`, and the key that picks it.
+        let next = match &t.pending {
+            Some(a) => {
+                let key = super::lab::step_numbers(world)
+                    .get(&t.name)
+                    .map(|n| format!(" [{n}]"))
+                    .unwrap_or_default();
+                format!(" · next{key}: {a}")
+            }
+            None => String::new(),
+        };
+        lines.push((
+            format!("thread {} (tid {}): {what}{holds}{next}", t.name, t.tid),
+            color,
+        ));
+    }
+    if shown < p.threads.len() {
+        let alive = p.threads.iter().skip(shown).filter(|t| !t.done).count();
+        lines.push((
+            format!("+{} more threads ({alive} alive)", p.threads.len() - shown),
+            None,
+        ));
+    }
+    lines
+}
+
 /// How many extra lines any node may need during the run.
 fn extra_lines_max(world: &World) -> usize {
     world
@@ -321,10 +385,19 @@ fn extra_lines_max(world: &World) -> usize {
                 + usize::from(!world.pools.is_empty())
                 + world.locks.len().min(2)
                 + world.globals.len()
+                + p.threads.len().min(THREAD_LANES)
         })
         .max()
         .unwrap_or(0)
-        .min(4)
+        .min(
+            4 + world
+                .processes
+                .values()
+                .map(|p| p.threads.len())
+                .max()
+                .unwrap_or(0)
+                .min(THREAD_LANES),
+        )
 }
 
 /// A value as text, cut to `max` characters.
@@ -1725,5 +1798,61 @@ mod width_tests {
             assert!(ratio >= 1.0, "{s}: estimated {est}, drawn {real}");
             assert!(ratio < 1.35, "{s}: estimated {est}, drawn {real}");
         }
+    }
+}
+
+#[cfg(test)]
+mod thread_lane_tests {
+    use super::*;
+    use crate::protocol::{Body, Event};
+
+    fn ev(thread: Option<(&str, i32)>, body: Body) -> Event {
+        Event {
+            t_ns: 1,
+            seq: 0,
+            proc_id: "main".into(),
+            pid: 10,
+            line: None,
+            thread: thread.map(|(n, _)| n.to_string()),
+            tid: thread.map(|(_, t)| t),
+            body,
+        }
+    }
+
+    #[test]
+    fn a_process_node_has_a_lane_per_thread_with_its_state() {
+        let start = |daemon| Body::ThreadStart {
+            role: "work".into(),
+            daemon,
+        };
+        let events = [
+            ev(
+                None,
+                Body::Hello {
+                    ppid: 1,
+                    role: "main".into(),
+                    parent: None,
+                    daemon: false,
+                    ns_pid: None,
+                },
+            ),
+            ev(Some(("main.t1", 11)), start(false)),
+            ev(Some(("main.t2", 12)), start(false)),
+            ev(
+                Some(("main.t1", 11)),
+                Body::LockAcquire { lock: "l".into() },
+            ),
+            ev(Some(("main.t1", 11)), Body::Sleep { duration_ms: 5.0 }),
+            ev(Some(("main.t2", 12)), Body::LockWait { lock: "l".into() }),
+        ];
+        let world = World::from_events(&events);
+        let p = world.process("main").expect("main");
+        let lines: Vec<String> = extra_lines(&world, p).into_iter().map(|l| l.0).collect();
+        assert_eq!(lines[0], "thread main.t1 (tid 11): sleeping, 🔒 l");
+        assert!(
+            lines[1].starts_with("thread main.t2 (tid 12): blocked"),
+            "{lines:?}"
+        );
+        assert!(extra_lines_max(&world) >= 2);
     }
 }

@@ -597,6 +597,8 @@ mod tests {
             proc_id: proc_id.into(),
             pid: 1,
             line: None,
+            thread: None,
+            tid: None,
             body,
         }
     }

@@ -481,6 +481,14 @@ impl Builder {
             // What sits in a stdout buffer is not yet output: the trace shows
             // output where it was written.
             Body::Buffered { .. } | Body::Flush { .. } => {}
+            // Threads share their process's track (one per process here);
+            // their start, end and join are marks on it.
+            Body::ThreadStart { .. } | Body::ThreadEnd { .. } | Body::ThreadJoin { .. } => {
+                let pid = self.proc(id, e.pid, ts).pid;
+                let thread = e.thread.as_deref().unwrap_or("a thread");
+                let name = format!("{thread}: {}", e.body.kind().replace('_', " "));
+                self.instant("t", name, ts, pid, json!({}));
+            }
             Body::Poll { end, ready, .. } => {
                 let pid = self.proc(id, e.pid, ts).pid;
                 let name = format!("poll {end}: {}", if *ready { "ready" } else { "nothing" });

@@ -40,6 +40,14 @@ pub fn describe(e: &Event) -> String {
             "forks {child} (pid {child_pid}, role {role}{})",
             if *daemon { ", daemon" } else { "" }
         ),
+        Body::ThreadStart { role, daemon } => format!(
+            "starts thread (tid {}, role {role}{})",
+            e.tid.unwrap_or(0),
+            if *daemon { ", daemon" } else { "" }
+        ),
+        Body::ThreadEnd { error: None } => "thread ends".into(),
+        Body::ThreadEnd { error: Some(m) } => format!("thread ends with an exception: {m}"),
+        Body::ThreadJoin { joined } => format!("joins thread {joined}: it has ended"),
         Body::Exec { program, args } => format!("execs {program} {}", args.join(" ")),
         Body::Exit { code, signal } => match (code, signal) {
             (_, Some(s)) => format!("dies: killed by {s} (a zombie until reaped)"),
@@ -146,8 +154,12 @@ pub fn describe(e: &Event) -> String {
     }
 }
 
-/// One log line: time since the start, logical id, pid, what happened.
+/// One log line: time since the start, logical id, pid, what happened. A
+/// thread's event names the thread (`main.t1`) and its tid instead.
 pub fn line(e: &Event, t0_ns: u64) -> String {
     let t = e.t_ns.saturating_sub(t0_ns) as f64 / 1e9;
-    format!("{t:8.3}s  {:<10} {:>7}  {}", e.proc_id, e.pid, describe(e))
+    match (&e.thread, e.tid) {
+        (Some(thread), Some(tid)) => format!("{t:8.3}s  {thread:<10} {tid:>7}  {}", describe(e)),
+        _ => format!("{t:8.3}s  {:<10} {:>7}  {}", e.proc_id, e.pid, describe(e)),
+    }
 }

@@ -235,16 +235,29 @@ impl Drop for Collector {
 pub struct Gates(Arc<std::sync::Mutex<BTreeMap<String, UnixStream>>>);
 
 impl Gates {
-    /// Tells a waiting process to go; false if there is no such process.
-    pub fn go(&self, proc_id: &str) -> bool {
+    /// Tells a waiting process (`main.1`: `go`) or thread of a process
+    /// (`main.1.t2`: `go main.1.t2` on `main.1`'s connection) to go; false
+    /// if there is no such process.
+    pub fn go(&self, id: &str) -> bool {
         use std::io::Write;
         let Ok(mut map) = self.0.lock() else {
             return false;
         };
-        match map.get_mut(proc_id) {
-            Some(s) => s.write_all(b"go\n").is_ok(),
-            None => false,
+        if let Some(s) = map.get_mut(id) {
+            return s.write_all(b"go\n").is_ok();
         }
+        // A thread: its name is its process's id and `.tN` parts.
+        let mut owner = id;
+        while let Some((head, last)) = owner.rsplit_once('.') {
+            if !last.starts_with('t') {
+                return false;
+            }
+            owner = head;
+            if let Some(s) = map.get_mut(owner) {
+                return s.write_all(format!("go {id}\n").as_bytes()).is_ok();
+            }
+        }
+        false
     }
 
     fn insert(&self, proc_id: &str, stream: UnixStream) {
@@ -1059,8 +1072,12 @@ impl State {
             return;
         }
         let pid = info.pid;
+        // Stamped before /proc is read: if it is a zombie then, its reaper
+        // reaps it (and stamps its `reaped`) later still, so the `exit`
+        // never comes after the `reaped` in time order.
+        let seen_ns = now_ns();
         if let Some((code, signal)) = exits::zombie_status(pid) {
-            self.exited(id, now_ns(), code, signal);
+            self.exited(id, seen_ns, code, signal);
         }
         // Otherwise its parent already reaped it: the `reaped` event,
         // which carries the status, will say when and how it ended.
@@ -1081,6 +1098,8 @@ impl State {
             proc_id: id.to_string(),
             pid,
             line: None,
+            thread: None,
+            tid: None,
             body: Body::Exit { code, signal },
         });
     }
@@ -1178,6 +1197,8 @@ impl State {
                     proc_id: orphan,
                     pid,
                     line: None,
+                    thread: None,
+                    tid: None,
                     body: Body::Adopted {
                         by: crate::protocol::RUNNER_ID.to_string(),
                         new_ppid: self.runner_pid,

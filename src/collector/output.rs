@@ -73,6 +73,8 @@ impl Budget {
             proc_id: proc_id.to_string(),
             pid,
             line: None,
+            thread: None,
+            tid: None,
             body: Body::Error {
                 message: format!(
                     "{proc_id} writes output faster than can be shown; the excess is dropped and counted"
@@ -129,6 +131,8 @@ impl OutPipe {
             proc_id: self.proc_id.clone(),
             pid: self.pid,
             line: None,
+            thread: None,
+            tid: None,
             body,
         }
     }
@@ -288,6 +292,8 @@ mod tests {
             proc_id: "p".into(),
             pid: 7,
             line: Some(3),
+            thread: None,
+            tid: None,
             body: Body::Output {
                 stream: Stream::Stdout,
                 text: text.into(),

@@ -98,7 +98,13 @@ pub fn in_world(world: &World) -> Option<String> {
             );
         }
     }
-    let alive = |p: &str| world.process(p).is_some_and(|p| p.is_alive());
+    // A thread can be in a cycle too (two threads, two thread locks).
+    let alive = |p: &str| {
+        world.process(p).is_some_and(|p| p.is_alive())
+            || world
+                .thread(p)
+                .is_some_and(|(p, t)| p.is_alive() && !t.done)
+    };
     find_cycle(world, &edges, alive)
 }
 
@@ -263,6 +269,8 @@ mod tests {
             proc_id: proc_id.into(),
             pid: 1,
             line: None,
+            thread: None,
+            tid: None,
             body,
         }
     }

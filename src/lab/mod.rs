@@ -58,15 +58,25 @@ pub struct Gatekeeper {
     /// Came back blocked right after a go, with nothing happening since:
     /// not worth another try until someone else moves.
     stuck: BTreeSet<String>,
+    /// Threads (each gated on its own, by name) and their process.
+    threads: BTreeMap<String, String>,
 }
 
 impl Gatekeeper {
     pub fn observe(&mut self, e: &Event) {
-        let me = e.proc_id.as_str();
+        // A thread waits and goes on its own: it is named for itself.
+        let me = e.thread.as_deref().unwrap_or(e.proc_id.as_str());
         match &e.body {
             Body::Spawn { child, role, .. } if role != "exec" && !self.seen.contains(child) => {
                 self.unborn.insert(child.clone());
             }
+            Body::ThreadStart { .. } => {
+                self.threads.insert(me.to_string(), e.proc_id.clone());
+                if !self.seen.contains(me) {
+                    self.unborn.insert(me.to_string());
+                }
+            }
+            Body::ThreadEnd { .. } => self.gone(me),
             Body::Pending {
                 action,
                 local,
@@ -99,16 +109,31 @@ impl Gatekeeper {
                 self.waiting.remove(me);
             }
             Body::Exit { .. } | Body::Reaped { .. } | Body::Exec { .. } => {
-                self.seen.insert(me.to_string());
-                self.unborn.remove(me);
-                self.waiting.remove(me);
-                self.stuck.remove(me);
-                if self.moving.as_deref() == Some(me) {
-                    self.moving = None;
-                    self.stuck.clear();
+                self.gone(me);
+                // Its threads end with it.
+                let threads: Vec<String> = self
+                    .threads
+                    .iter()
+                    .filter(|(_, p)| p.as_str() == me)
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                for t in threads {
+                    self.gone(&t);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A process or thread ended: it will never wait again.
+    fn gone(&mut self, me: &str) {
+        self.seen.insert(me.to_string());
+        self.unborn.remove(me);
+        self.waiting.remove(me);
+        self.stuck.remove(me);
+        if self.moving.as_deref() == Some(me) {
+            self.moving = None;
+            self.stuck.clear();
         }
     }
 
@@ -160,6 +185,8 @@ impl Gatekeeper {
                 proc_id: id.to_string(),
                 pid: 0,
                 line: None,
+                thread: None,
+                tid: None,
                 body: Body::Exit {
                     code: None,
                     signal: None,
@@ -564,6 +591,8 @@ pub fn deadlock_event(cycle: &str) -> Event {
         proc_id: RUNNER_ID.to_string(),
         pid: 0,
         line: None,
+        thread: None,
+        tid: None,
         body: Body::Deadlock {
             cycle: cycle.to_string(),
         },

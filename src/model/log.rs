@@ -166,6 +166,9 @@ pub fn event_bytes(e: &Event) -> usize {
                 + ends.iter().map(s).sum::<usize>()
         }
         Body::Spawn { child, role, .. } => s(child) + s(role),
+        Body::ThreadStart { role, .. } => s(role),
+        Body::ThreadEnd { error } => opt(error),
+        Body::ThreadJoin { joined } => s(joined),
         Body::Exec { program, args } => {
             s(program)
                 + alloc_bytes(args.len() * std::mem::size_of::<String>())
@@ -253,6 +256,8 @@ mod tests {
             proc_id: "main".into(),
             pid: 10,
             line: None,
+            thread: None,
+            tid: None,
             body: Body::Narrate { text: text.into() },
         }
     }

@@ -13,5 +13,5 @@ pub use world::{
     IN_FLIGHT_KEPT, LOST_UPDATES_KEPT, Lock, LostUpdate, MERGED_OUTPUT_BYTES_KEPT, Message,
     OUTPUT_CHUNKS_KEPT, OutputBuffer, OutputChunk, POOL_RESULTS_KEPT, PROCESS_OUTPUT_BYTES_KEPT,
     Pool, ProcState, Process, RunError, STDOUT_BUFFER_BYTES_KEPT, SharedValue, StdoutBuffer, Task,
-    TreeRow, VALUE_HISTORY_KEPT, ValueAccess, World,
+    ThreadInfo, TreeRow, VALUE_HISTORY_KEPT, ValueAccess, World,
 };

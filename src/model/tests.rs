@@ -21,6 +21,8 @@ impl Script {
             proc_id: proc_id.into(),
             pid,
             line: None,
+            thread: None,
+            tid: None,
             body,
         });
         self
@@ -744,6 +746,8 @@ fn random_event_soup_never_panics_and_keeps_invariants() {
             proc_id: who.into(),
             pid: rng.next(5) as i32,
             line: Some(rng.next(30) as u32),
+            thread: None,
+            tid: None,
             body,
         };
         world.apply(&event);
@@ -825,4 +829,67 @@ fn a_forged_flood_of_buffered_text_is_capped() {
     assert_eq!(b.bytes, big.len() as u64);
     s.at("main", Body::Flush { bytes: u64::MAX });
     assert!(s.world().processes["main"].stdout_buffer.is_empty());
+}
+
+#[test]
+fn threads_are_tracked_inside_their_process_and_hold_locks_themselves() {
+    let mut s = Script::default();
+    s.at("main", hello(None));
+    let thread = |s: &mut Script, name: &str, tid: i32, body: Body| {
+        s.at("main", body);
+        let e = s.events.last_mut().expect("just pushed");
+        e.thread = Some(name.into());
+        e.tid = Some(tid);
+    };
+    thread(
+        &mut s,
+        "main.t1",
+        11,
+        Body::ThreadStart {
+            role: "work".into(),
+            daemon: false,
+        },
+    );
+    thread(
+        &mut s,
+        "main.t2",
+        12,
+        Body::ThreadStart {
+            role: "work".into(),
+            daemon: false,
+        },
+    );
+    thread(
+        &mut s,
+        "main.t1",
+        11,
+        Body::LockAcquire { lock: "l".into() },
+    );
+    thread(&mut s, "main.t2", 12, Body::LockWait { lock: "l".into() });
+    thread(&mut s, "main.t1", 11, Body::Sleep { duration_ms: 5.0 });
+    let w = s.world();
+    let p = w.process("main").expect("main");
+    assert_eq!(p.threads.len(), 2);
+    assert_eq!(p.thread("main.t1").map(|t| t.tid), Some(11));
+    assert_eq!(
+        p.thread("main.t1").map(|t| t.state.clone()),
+        Some(ProcState::Sleeping)
+    );
+    assert!(matches!(
+        p.thread("main.t2").map(|t| &t.state),
+        Some(ProcState::Blocked(_))
+    ));
+    // The process itself (its main thread) runs on.
+    assert_eq!(p.state, ProcState::Running);
+    assert_eq!(w.locks["l"].holder.as_deref(), Some("main.t1"));
+    assert_eq!(w.locks["l"].waiters, vec!["main.t2".to_string()]);
+    // A thread waiting for a lock its sibling holds is no deadlock.
+    assert_eq!(crate::lab::deadlock::in_world(&w), None);
+    thread(&mut s, "main.t1", 11, Body::ThreadEnd { error: None });
+    let w = s.world();
+    assert!(
+        w.process("main")
+            .and_then(|p| p.thread("main.t1"))
+            .is_some_and(|t| t.done)
+    );
 }

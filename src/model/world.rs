@@ -319,6 +319,28 @@ pub struct Process {
     /// What it was doing when stopped, restored by `SIGCONT`; also where
     /// state changes go while it is stopped.
     resume_state: ProcState,
+    /// Its threads other than the main one, in the order they started.
+    pub threads: Vec<ThreadInfo>,
+}
+
+/// One thread of a process (not its main thread), from `thread_*` events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ThreadInfo {
+    /// `main.t1`: unique in the run.
+    pub name: String,
+    /// The kernel's tid (`/proc/PID/task/TID`).
+    pub tid: i32,
+    pub role: String,
+    pub daemon: bool,
+    /// Running, sleeping, blocked on a lock; `Reaped` once it ended.
+    pub state: ProcState,
+    /// Ended (`thread_end`).
+    pub done: bool,
+    /// Step mode: the action it will take on `go`.
+    pub pending: Option<String>,
+    /// Order of first appearance among processes and threads (step mode
+    /// numbers them in that order).
+    pub spawn_order: u64,
 }
 
 impl Process {
@@ -352,7 +374,28 @@ impl Process {
             output: OutputBuffer::default(),
             stdout_buffer: StdoutBuffer::default(),
             resume_state: ProcState::Running,
+            threads: Vec::new(),
         }
+    }
+
+    /// One of its threads by name.
+    pub fn thread(&self, name: &str) -> Option<&ThreadInfo> {
+        self.threads.iter().find(|t| t.name == name)
+    }
+
+    fn thread_mut(&mut self, name: &str, tid: i32) -> &mut ThreadInfo {
+        let i = match self.threads.iter().position(|t| t.name == name) {
+            Some(i) => i,
+            None => {
+                self.threads.push(ThreadInfo {
+                    name: name.to_string(),
+                    tid,
+                    ..ThreadInfo::default()
+                });
+                self.threads.len() - 1
+            }
+        };
+        &mut self.threads[i]
     }
 
     pub fn is_alive(&self) -> bool {
@@ -627,6 +670,13 @@ impl World {
         self.processes.get(id)
     }
 
+    /// A thread by its name (`main.t1`), with its process.
+    pub fn thread(&self, name: &str) -> Option<(&Process, &ThreadInfo)> {
+        self.processes
+            .values()
+            .find_map(|p| Some((p, p.thread(name)?)))
+    }
+
     /// Children whose current parent is `id`, in spawn order.
     pub fn children(&self, id: &str) -> Vec<&Process> {
         let mut kids: Vec<&Process> = self
@@ -818,6 +868,13 @@ impl World {
         let t_ns = e.t_ns;
         let me = e.proc_id.as_str();
         self.touch(e);
+        if let Some(thread) = e.thread.as_deref()
+            && self.on_thread_event(e, thread)
+        {
+            return;
+        }
+        // Locks are held by threads: a thread's lock events name it.
+        let me_or_thread = e.thread.as_deref().unwrap_or(me);
 
         match &e.body {
             Body::Hello {
@@ -841,6 +898,7 @@ impl World {
                 role,
                 daemon,
             } => self.on_spawn(t_ns, me, child, *child_pid, role, *daemon),
+            Body::ThreadStart { .. } | Body::ThreadEnd { .. } | Body::ThreadJoin { .. } => {}
             Body::Exec { program, args } => {
                 let mut line = program.clone();
                 for arg in args {
@@ -916,20 +974,23 @@ impl World {
                 value,
             } => self.on_recv(t_ns, me, ChannelKind::Queue, channel, msg, value),
             Body::LockWait { lock } => {
+                let me = me_or_thread;
                 let l = self.lock_mut(lock);
                 if l.holder.as_deref() != Some(me) && !l.waiters.iter().any(|w| w == me) {
                     l.waiters.push(me.to_string());
                 }
+                let me = e.proc_id.as_str();
                 self.proc_mut(me, t_ns)
                     .set_activity(ProcState::Blocked(lock_label(lock)));
             }
             Body::LockAcquire { lock } => {
+                let holder = me_or_thread;
                 let l = self.lock_mut(lock);
-                let waited = l.waiters.iter().any(|w| w == me);
-                l.waiters.retain(|w| w != me);
+                let waited = l.waiters.iter().any(|w| w == holder);
+                l.waiters.retain(|w| w != holder);
                 // A holder still set here means its release is late on
                 // another socket; that release is then ignored below.
-                l.holder = Some(me.to_string());
+                l.holder = Some(holder.to_string());
                 l.held_since_t_ns = Some(t_ns);
                 l.acquire_count += 1;
                 if waited {
@@ -1062,6 +1123,77 @@ impl World {
 
     /// Every event is about its sender: make sure it exists and note its
     /// pid, time and source line.
+    /// An event of a thread (not the main one): its own state. True when
+    /// the event is about that thread alone (sleep, wake, start, end), so
+    /// the process's state stays as its main thread left it.
+    fn on_thread_event(&mut self, e: &Event, thread: &str) -> bool {
+        let tid = e.tid.unwrap_or(0);
+        let t_ns = e.t_ns;
+        let known = self
+            .processes
+            .get(&e.proc_id)
+            .is_some_and(|p| p.thread(thread).is_some());
+        if !known {
+            self.next_spawn_order += 1;
+        }
+        let order = self.next_spawn_order;
+        let p = self.proc_mut(&e.proc_id, t_ns);
+        let t = p.thread_mut(thread, tid);
+        if !known {
+            t.spawn_order = order;
+        }
+        if tid > 0 {
+            t.tid = tid;
+        }
+        match &e.body {
+            Body::ThreadStart { role, daemon } => {
+                t.role = role.clone();
+                t.daemon = *daemon;
+                t.state = ProcState::Running;
+                true
+            }
+            Body::ThreadEnd { .. } => {
+                t.done = true;
+                t.pending = None;
+                t.state = ProcState::Reaped;
+                true
+            }
+            Body::Sleep { .. } => {
+                t.state = ProcState::Sleeping;
+                true
+            }
+            Body::Wake {} | Body::Unblock { .. } => {
+                t.state = ProcState::Running;
+                true
+            }
+            Body::Block { on } => {
+                t.state = ProcState::Blocked(on.clone());
+                true
+            }
+            Body::LockWait { lock } => {
+                t.state = ProcState::Blocked(lock_label(lock));
+                let l = self.lock_mut(lock);
+                if l.holder.as_deref() != Some(thread) && !l.waiters.iter().any(|w| w == thread) {
+                    l.waiters.push(thread.to_string());
+                }
+                true
+            }
+            Body::LockAcquire { .. } => {
+                t.state = ProcState::Running;
+                false
+            }
+            Body::Pending { action, .. } => {
+                t.pending = Some(action.clone());
+                true
+            }
+            Body::Go {} => {
+                t.pending = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn touch(&mut self, e: &Event) {
         let p = self.proc_mut(&e.proc_id, e.t_ns);
         if e.pid > 0 && !matches!(e.body, Body::Reaped { .. }) {

@@ -12,15 +12,79 @@ use std::io::{IoSlice, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A process's one connection and its sequence number, shared by the
+/// process's threads: an event's number is taken and its line written under
+/// one lock, so lines never tear and `seq` rises in the order they are sent.
+#[derive(Default)]
+struct Conn {
+    sock: Option<UnixStream>,
+    seq: u64,
+}
+
+/// The reading side of a process's connection (gated runs: `go` lines),
+/// shared by its threads.
+#[derive(Default)]
+struct Gates {
+    reader: Mutex<Option<UnixStream>>,
+    mailbox: Mutex<Mailbox>,
+    news: std::sync::Condvar,
+}
+
+/// The `go`s read and not yet taken, by thread name (`""`: main thread).
+#[derive(Default)]
+struct Mailbox {
+    gone: std::collections::BTreeSet<String>,
+    /// The connection ended: nobody will say go any more.
+    closed: bool,
+}
+
+/// Locks a mutex whose data a panicking thread leaves whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads one line (without its newline); `None` at end or on an error.
+fn read_line(sock: &mut UnixStream) -> Option<String> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match sock.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            Ok(1) => line.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return None,
+        }
+    }
+}
 
 pub struct Probe {
-    sock: Option<UnixStream>,
+    conn: Arc<Mutex<Conn>>,
+    gates: Arc<Gates>,
     pub id: String,
     /// The pid as `ps` shows it.
     pub pid: i32,
-    seq: u64,
     /// Source line of the step being run, stamped on every event.
     pub line: Option<u32>,
+    /// A thread's probe: its name (`main.t1`) and kernel tid, stamped on
+    /// every event it sends. `None` for the process's main thread.
+    thread: Option<(String, i32)>,
+}
+
+/// The calling thread's kernel tid as the host's `/proc/PID/task` (and
+/// `ps -L`) lists it, which inside forkscope's PID namespace differs from
+/// `gettid()`: read from `/proc/thread-self` like [`host_pids`].
+pub fn gettid() -> i32 {
+    std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| {
+            p.to_str()
+                .and_then(|s| s.rsplit('/').next())
+                .and_then(|t| t.parse().ok())
+        })
+        .unwrap_or_else(|| nix::unistd::gettid().as_raw())
 }
 
 /// Connects to the collector's socket as [`crate::protocol::SOCKET_ENV`]
@@ -78,11 +142,12 @@ impl Probe {
     ) -> Probe {
         let (pid, ppid) = host_pids();
         let mut probe = Probe {
-            sock: None,
+            conn: Arc::default(),
+            gates: Arc::default(),
             id: id.to_string(),
             pid,
-            seq: 0,
             line: None,
+            thread: None,
         };
         let Ok(sock) = connect_to(socket) else {
             return probe;
@@ -108,7 +173,8 @@ impl Probe {
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
         if sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).is_ok() {
-            probe.sock = Some(sock);
+            *lock(&probe.gates.reader) = sock.try_clone().ok();
+            probe.conn().sock = Some(sock);
         } else if fds.is_some() {
             // Nobody will read the new pipes: write where we wrote before.
             if let (Some(out), Some(err)) = &saved {
@@ -121,49 +187,101 @@ impl Probe {
         probe
     }
 
-    /// Gated runs: blocks until the app says `go` on our connection. If the
-    /// app is gone we just go on (the run is being torn down anyway).
+    /// Gated runs: blocks until the app says `go` to this thread on our
+    /// connection: `go` for the main thread, `go NAME` for thread NAME. If
+    /// the app is gone we just go on (the run is being torn down anyway).
+    ///
+    /// The threads of a process share one connection: whichever waiting
+    /// thread holds the reader reads the next line, and a `go` for another
+    /// thread is left in the mailbox for that one.
     pub fn wait_go(&mut self) {
-        use std::io::Read;
-        let Some(sock) = self.sock.as_mut() else {
-            return;
-        };
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
+        let me = self.thread_name().unwrap_or("").to_string();
+        let gates = Arc::clone(&self.gates);
         loop {
-            match sock.read(&mut byte) {
-                Ok(1) if byte[0] == b'\n' => {
-                    if line == b"go" {
-                        return;
-                    }
-                    line.clear();
-                }
-                Ok(1) => line.push(byte[0]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                _ => {
-                    self.sock = None;
+            {
+                let mut mail = lock(&gates.mailbox);
+                if mail.closed || mail.gone.remove(&me) {
                     return;
                 }
             }
+            // Only one thread reads; the others wait for its news.
+            let Ok(mut reader) = gates.reader.try_lock() else {
+                let mail = lock(&gates.mailbox);
+                if !mail.gone.contains(&me) && !mail.closed {
+                    let _ = gates
+                        .news
+                        .wait_timeout(mail, std::time::Duration::from_millis(20));
+                }
+                continue;
+            };
+            let line = reader.as_mut().and_then(read_line);
+            let mut mail = lock(&gates.mailbox);
+            match line {
+                None => {
+                    *reader = None;
+                    mail.closed = true;
+                }
+                Some(l) => {
+                    let to = match l.strip_prefix("go") {
+                        Some("") => Some(String::new()),
+                        Some(rest) => rest.strip_prefix(' ').map(str::to_string),
+                        None => None,
+                    };
+                    if let Some(to) = to {
+                        mail.gone.insert(to);
+                    }
+                }
+            }
+            gates.news.notify_all();
         }
     }
 
     /// What a `spawn`ed child needs to go on with this connection after
     /// `exec`: the socket's fd (if connected) and the last sequence number.
     pub fn handover(&self) -> (Option<i32>, u64) {
-        (self.sock.as_ref().map(AsRawFd::as_raw_fd), self.seq)
+        let conn = self.conn();
+        (conn.sock.as_ref().map(AsRawFd::as_raw_fd), conn.seq)
     }
 
     /// The same connection, after `exec`: the probe a `spawn`ed child had
     /// before it replaced its image (its hello is already sent).
     pub fn resume(sock: Option<UnixStream>, id: &str, pid: i32, seq: u64) -> Probe {
+        let reader = sock.as_ref().and_then(|s| s.try_clone().ok());
         Probe {
-            sock,
+            conn: Arc::new(Mutex::new(Conn { sock, seq })),
+            gates: Arc::new(Gates {
+                reader: Mutex::new(reader),
+                ..Gates::default()
+            }),
             id: id.to_string(),
             pid,
-            seq,
             line: None,
+            thread: None,
         }
+    }
+
+    /// The probe of a new thread of this process: the same connection and
+    /// sequence, its events stamped with the thread's name and tid.
+    pub fn for_thread(&self, name: &str, tid: i32) -> Probe {
+        Probe {
+            conn: Arc::clone(&self.conn),
+            gates: Arc::clone(&self.gates),
+            id: self.id.clone(),
+            pid: self.pid,
+            line: self.line,
+            thread: Some((name.to_string(), tid)),
+        }
+    }
+
+    /// The thread this probe speaks for (`None`: the main thread).
+    pub fn thread_name(&self) -> Option<&str> {
+        self.thread.as_ref().map(|(n, _)| n.as_str())
+    }
+
+    /// The connection. A thread that panicked while sending leaves it
+    /// usable: the state is a socket and a counter, whole either way.
+    fn conn(&self) -> MutexGuard<'_, Conn> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until the collector has read everything we sent, at most
@@ -177,7 +295,8 @@ impl Probe {
     /// refused, and with it every process it started. Once the collector
     /// has read our last byte it has long accepted us, while we lived.
     pub fn linger(&self, timeout: std::time::Duration) -> bool {
-        let Some(sock) = self.sock.as_ref() else {
+        let conn = self.conn();
+        let Some(sock) = conn.sock.as_ref() else {
             return true;
         };
         let deadline = std::time::Instant::now() + timeout;
@@ -198,11 +317,12 @@ impl Probe {
 
     /// Closes the connection (the parent's copy, in a fresh child).
     pub fn disconnect(&mut self) {
-        self.sock = None;
+        self.conn().sock = None;
+        *lock(&self.gates.reader) = None;
     }
 
     pub fn next_seq(&self) -> u64 {
-        self.seq + 1
+        self.conn().seq + 1
     }
 
     /// A message id unique in the run: who sent it and when.
@@ -211,17 +331,23 @@ impl Probe {
     }
 
     fn line_for(&mut self, body: Body) -> Vec<u8> {
-        self.line_at(now_ns(), body)
+        let seq = {
+            let mut conn = self.conn();
+            conn.seq += 1;
+            conn.seq
+        };
+        self.line_at(now_ns(), seq, body)
     }
 
-    fn line_at(&mut self, t_ns: u64, body: Body) -> Vec<u8> {
-        self.seq += 1;
+    fn line_at(&self, t_ns: u64, seq: u64, body: Body) -> Vec<u8> {
         let mut e = Event {
             t_ns,
-            seq: self.seq,
+            seq,
             proc_id: self.id.clone(),
             pid: self.pid,
             line: self.line,
+            thread: self.thread.as_ref().map(|(n, _)| n.clone()),
+            tid: self.thread.as_ref().map(|(_, t)| *t),
             body,
         };
         let mut text = serde_json::to_vec(&e).unwrap_or_default();
@@ -247,33 +373,39 @@ impl Probe {
     /// Sends one event with a time taken earlier (e.g. just before a fork,
     /// so that the spawn precedes the child's hello).
     pub fn emit_at(&mut self, t_ns: u64, body: Body) {
-        let line = self.line_at(t_ns, body);
-        self.send_line(&line);
+        let mut conn = self.conn();
+        conn.seq += 1;
+        let line = self.line_at(t_ns, conn.seq, body);
+        send_line(&mut conn, &line);
     }
 
     /// Sends an event about another process (e.g. `reaped` of a child).
     pub fn emit_about(&mut self, proc_id: &str, pid: i32, body: Body) {
-        self.seq += 1;
+        let mut conn = self.conn();
+        conn.seq += 1;
         let e = Event {
             t_ns: now_ns(),
-            seq: self.seq,
+            seq: conn.seq,
             proc_id: proc_id.to_string(),
             pid,
             line: self.line,
+            thread: None,
+            tid: None,
             body,
         };
         let mut text = serde_json::to_vec(&e).unwrap_or_default();
         text.push(b'\n');
-        self.send_line(&text);
+        send_line(&mut conn, &text);
     }
+}
 
-    fn send_line(&mut self, line: &[u8]) {
-        if let Some(sock) = self.sock.as_mut()
-            && sock.write_all(line).is_err()
-        {
-            // The collector is gone (the app stopped): run on silently.
-            self.sock = None;
-        }
+/// Writes one whole line (under the connection's lock: threads never tear it).
+fn send_line(conn: &mut Conn, line: &[u8]) {
+    if let Some(sock) = conn.sock.as_mut()
+        && sock.write_all(line).is_err()
+    {
+        // The collector is gone (the app stopped): run on silently.
+        conn.sock = None;
     }
 }
 

@@ -28,6 +28,7 @@ mod locks;
 mod pools;
 mod process;
 mod queues;
+mod threads;
 mod values;
 
 use pools::{PoolState, TaskPacket};
@@ -91,6 +92,17 @@ pub struct Proc<'r> {
     start_ms: Option<f64>,
     /// Python's `sys.stdout` buffer, in this process's memory (`stdout.rs`).
     pub(super) stdout: StdoutBuffer,
+    /// The threads this process (or thread) started, and their handles.
+    threads: Vec<threads::ThreadChild>,
+    thread_handles: BTreeMap<String, usize>,
+    /// Once a thread started: the globals, in memory all threads share
+    /// (`vars` then holds only this thread's locals).
+    globals: Option<threads::Globals>,
+    /// What all threads of this process share besides the globals: its
+    /// thread locks and its count of threads (for `Thread-N` names).
+    shared: std::sync::Arc<threads::ProcShared>,
+    /// This thread's Python name (`MainThread`, `Thread-1 (work)`).
+    thread_name: String,
 }
 
 /// Whether `fork_child` returned in the parent or in the new child.
@@ -118,16 +130,27 @@ impl<'r> Proc<'r> {
             forkserver: None,
             start_ms: None,
             stdout: StdoutBuffer::new(run.scenario.stdout),
+            threads: Vec::new(),
+            thread_handles: BTreeMap::new(),
+            globals: None,
+            shared: Default::default(),
+            thread_name: "MainThread".into(),
         };
         p.reseed();
         p
     }
 
     fn reseed(&mut self) {
+        let id = self.probe.id.clone();
+        self.reseed_for(&id);
+    }
+
+    /// Seeds the random choices from a logical id (a process's, a thread's).
+    fn reseed_for(&mut self, id: &str) {
         // FNV-1a of the logical id, mixed with the run's seed: the same seed
         // gives each process the same random choices in every run.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.probe.id.bytes() {
+        for b in id.bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         self.rng = SplitMix64(h ^ self.run.spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -157,6 +180,7 @@ impl<'r> Proc<'r> {
             }
         }
         self.vars = vars;
+        self.vars.extend(self.run.scenario.thread_locals.clone());
         self.vars.extend(args);
         self.seen.clear();
         self.derived.clear();
@@ -282,7 +306,7 @@ impl<'r> Proc<'r> {
         let reads = |names: Vec<String>| -> Vec<String> {
             names
                 .into_iter()
-                .filter(|n| self.run.shm.is_shared(n))
+                .filter(|n| self.is_shared_name(n))
                 .map(|n| format!("r:{n}"))
                 .collect()
         };
@@ -290,7 +314,15 @@ impl<'r> Proc<'r> {
         match op {
             Op::Print { text, .. } => text.names(&mut names),
             Op::Narrate(t) => t.names(&mut names),
-            Op::Sleep(e) | Op::Set { value: e, .. } => e.names(&mut names),
+            Op::Set { var, value } => {
+                value.names(&mut names);
+                let mut t = reads(names);
+                if self.is_thread_shared(var) {
+                    t.push(format!("w:{var}"));
+                }
+                return t;
+            }
+            Op::Sleep(e) => e.names(&mut names),
             Op::Poll { end, .. } => {
                 return self
                     .run
@@ -322,6 +354,7 @@ impl<'r> Proc<'r> {
             Op::OsExit(_) => "exit at once (os._exit)".into(),
             Op::Sleep(_) => "sleep".into(),
             Op::Spawn { role, .. } => format!("start a {role} process"),
+            Op::Thread { role, .. } => format!("start a {role} thread"),
             Op::Fork { .. } => "fork".into(),
 
             Op::Set { var, .. } => format!("set {var}"),
@@ -355,7 +388,18 @@ impl<'r> Proc<'r> {
             Op::Flush => {}
             _ => return false,
         }
-        !names.iter().any(|n| self.run.shm.is_shared(n))
+        if let Op::Set { var, .. } = op
+            && self.is_thread_shared(var)
+        {
+            return false;
+        }
+        !names.iter().any(|n| self.is_shared_name(n))
+    }
+
+    /// Whether another process or thread can see this name's value: a
+    /// shared value, or a global this process's threads share.
+    fn is_shared_name(&self, name: &str) -> bool {
+        self.run.shm.is_shared(name) || self.is_thread_shared(name)
     }
 
     /// The shared values an expression's value comes from: those it reads
@@ -378,6 +422,13 @@ impl<'r> Proc<'r> {
 
     fn set_var(&mut self, name: &str, value: Value) {
         self.derived.remove(name);
+        if self.globals.is_some()
+            && self.run.scenario.globals.contains_key(name)
+            && !self.vars.contains_key(name)
+        {
+            self.write_global(name, value, false);
+            return;
+        }
         if self.run.scenario.globals.contains_key(name) {
             self.probe.emit(Body::Write {
                 name: name.to_string(),
@@ -521,7 +572,34 @@ impl<'r> Proc<'r> {
                     }
                 }
             }
+            Op::Thread {
+                role,
+                handle,
+                name,
+                args,
+                daemon,
+            } => {
+                let args: Vec<(String, Value)> = args
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
+                    .collect::<Result<_, RunError>>()?;
+                let name = match name {
+                    Some(t) => Some(t.render(self).map_err(RunError)?),
+                    None => None,
+                };
+                self.start_thread(role, handle.as_deref(), name.as_deref(), args, *daemon)?;
+            }
+            Op::Join { target, into } if self.is_thread_handle(target) => {
+                self.join_thread(target)?;
+                if let Some(var) = into {
+                    self.set_var(var, Value::None);
+                }
+            }
             Op::Join { target, into } => {
+                if target == "*" {
+                    // Every thread not joined yet, then every child.
+                    self.join_threads_at_exit();
+                }
                 let code = self.join(target)?;
                 if let Some(var) = into {
                     self.set_var(var, code);
@@ -682,6 +760,10 @@ impl<'r> Proc<'r> {
                 }
             }
             Op::Lock(l) => self.lock(l)?,
+            Op::Unlock(l) if self.run.scenario.thread_locks.contains(l) => {
+                self.probe.emit(Body::LockRelease { lock: l.clone() });
+                self.thread_unlock(l)?;
+            }
             Op::Unlock(l) => {
                 self.probe.emit(Body::LockRelease { lock: l.clone() });
                 self.run.shm.sem_post(l)?;
@@ -717,8 +799,10 @@ impl<'r> Proc<'r> {
             }
             Op::Add { name, by, gap_ms } => {
                 // A real read-modify-write: between the read and the write
-                // another process can write too, and its update is lost.
-                let shared = self.run.shm.is_shared(name);
+                // another process (or thread) can write too, and its
+                // update is lost.
+                let in_shm = self.run.shm.is_shared(name);
+                let shared = in_shm || self.is_thread_shared(name);
                 if self.gated() {
                     let touches = if shared {
                         vec![format!("r:{name}")]
@@ -727,7 +811,7 @@ impl<'r> Proc<'r> {
                     };
                     self.gate(format!("read {name}"), !shared, None, false, touches);
                 }
-                let old = if shared {
+                let old = if in_shm {
                     self.read_shared(name)?
                 } else {
                     self.lookup(name).map_err(RunError)?
@@ -903,6 +987,9 @@ impl Scope for Proc<'_> {
         if let Some(v) = self.vars.get(name) {
             return Ok(v.clone());
         }
+        if let Some(v) = self.read_global(name) {
+            return Ok(v);
+        }
         if self.run.shm.is_shared(name) {
             return self.read_shared(name).map_err(|e| e.0);
         }
@@ -915,6 +1002,7 @@ impl Scope for Proc<'_> {
             "name" => Ok(Value::Str(self.probe.id.clone())),
             "role" => Ok(Value::Str(self.role.clone())),
             "start_ms" => Ok(Value::Float(self.start_ms.unwrap_or(0.0))),
+            "thread_name" => Ok(Value::Str(self.thread_name.clone())),
             _ => Err(format!("NameError: name {name:?} is not defined here")),
         }
     }

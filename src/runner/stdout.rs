@@ -15,6 +15,7 @@ use super::interp::Proc;
 use super::{RunError, os};
 use crate::protocol::{Body, Stream};
 use crate::scenario::StdoutMode;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Longest text of one output announcement as JSON, so its event line
 /// stays under the protocol's 4 KiB.
@@ -23,24 +24,49 @@ const MAX_ANNOUNCED_JSON_BYTES: usize = 3000;
 /// Python's buffer size for a file or a pipe (`io.DEFAULT_BUFFER_SIZE`).
 pub const BLOCK_BYTES: usize = 8192;
 
-/// One process's unwritten stdout text.
+/// One process's unwritten stdout text. The threads of a process share
+/// it (one `sys.stdout`): [`StdoutBuffer::share`] gives a thread the same
+/// buffer, and [`StdoutBuffer::io`] is the lock a `print` holds from the
+/// buffer to the `write` (CPython's `BufferedWriter` lock), so pieces reach
+/// fd 1 in the order they were announced.
 #[derive(Debug, Default)]
 pub struct StdoutBuffer {
     mode: StdoutMode,
-    pending: String,
+    pending: Arc<Mutex<String>>,
+    io: Arc<Mutex<()>>,
 }
 
 impl StdoutBuffer {
     pub fn new(mode: StdoutMode) -> StdoutBuffer {
         StdoutBuffer {
             mode,
-            pending: String::new(),
+            pending: Arc::default(),
+            io: Arc::default(),
         }
     }
 
+    /// The same buffer, for another thread of this process.
+    pub fn share(&self) -> StdoutBuffer {
+        StdoutBuffer {
+            mode: self.mode,
+            pending: Arc::clone(&self.pending),
+            io: Arc::clone(&self.io),
+        }
+    }
+
+    /// The lock a print holds while it buffers and writes.
+    pub fn io(&self) -> Arc<Mutex<()>> {
+        Arc::clone(&self.io)
+    }
+
+    fn text(&self) -> MutexGuard<'_, String> {
+        // A panicking thread leaves a whole String behind: still usable.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// What the buffer holds, not written yet.
-    pub fn pending(&self) -> &str {
-        &self.pending
+    pub fn pending(&self) -> String {
+        self.text().clone()
     }
 
     /// One `sys.stdout.write(text)`: the pieces to write to fd 1 now, in
@@ -52,35 +78,36 @@ impl StdoutBuffer {
     /// written at once. As `TextIOWrapper` with `line_buffering`: text with
     /// a newline (or a carriage return) flushes everything.
     pub fn write(&mut self, text: &str) -> Vec<String> {
+        let line_mode = self.mode == StdoutMode::Line;
+        let mut pending = self.text();
         let mut out = Vec::new();
-        if self.pending.len() + text.len() > BLOCK_BYTES {
-            if !self.pending.is_empty() {
-                out.push(std::mem::take(&mut self.pending));
+        if pending.len() + text.len() > BLOCK_BYTES {
+            if !pending.is_empty() {
+                out.push(std::mem::take(&mut *pending));
             }
             if text.len() >= BLOCK_BYTES {
                 out.push(text.to_string());
             } else {
-                self.pending.push_str(text);
+                pending.push_str(text);
             }
         } else {
-            self.pending.push_str(text);
+            pending.push_str(text);
         }
-        if self.mode == StdoutMode::Line && text.contains(['\n', '\r']) && !self.pending.is_empty()
-        {
-            out.push(std::mem::take(&mut self.pending));
+        if line_mode && text.contains(['\n', '\r']) && !pending.is_empty() {
+            out.push(std::mem::take(&mut *pending));
         }
         out
     }
 
     /// `flush()`: everything buffered, to write now.
     pub fn take(&mut self) -> String {
-        std::mem::take(&mut self.pending)
+        std::mem::take(&mut *self.text())
     }
 
     /// Drops what is buffered without writing it (an `exec` replaces the
     /// memory the buffer lives in).
     pub fn discard(&mut self) {
-        self.pending.clear();
+        self.text().clear();
     }
 }
 
@@ -90,6 +117,8 @@ impl Proc<'_> {
     /// `flush` for what of it goes out now); a print that leaves nothing
     /// behind in an empty buffer is plain output, as before buffering.
     pub(super) fn print(&mut self, text: &str, end: &str) -> Result<(), RunError> {
+        let io = self.stdout.io();
+        let _writing = io.lock().unwrap_or_else(|p| p.into_inner());
         let was_empty = self.stdout.pending().is_empty();
         let mut pieces = self.stdout.write(text);
         pieces.extend(self.stdout.write(end));
@@ -115,6 +144,8 @@ impl Proc<'_> {
     /// (CPython's `_bootstrap` for multiprocessing children, interpreter
     /// shutdown for main and `os.fork` children).
     pub(super) fn flush_stdout(&mut self) -> Result<(), RunError> {
+        let io = self.stdout.io();
+        let _writing = io.lock().unwrap_or_else(|p| p.into_inner());
         let text = self.stdout.take();
         if text.is_empty() {
             return Ok(());
@@ -134,7 +165,7 @@ impl Proc<'_> {
             self.stdout.discard();
         } else if !self.stdout.pending().is_empty() {
             self.probe.emit(Body::Buffered {
-                text: self.stdout.pending().to_string(),
+                text: self.stdout.pending(),
                 inherited: true,
             });
         }

@@ -51,6 +51,11 @@ pub const BUILTINS: &[Builtin] = builtins![
     "fan-out-stress",
     "pool-close-in-loop",
     "callback-return-in-loop",
+    "threads-sing-dance",
+    "thread-subclass",
+    "thread-counter",
+    "thread-local",
+    "thread-lock-chain",
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {

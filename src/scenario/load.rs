@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::rc::Rc;
 
 /// Names every process can use in expressions.
-pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role", "start_ms"];
+pub const BUILTIN_NAMES: &[&str] = &["pid", "ppid", "name", "role", "start_ms", "thread_name"];
 
 /// Reads and checks a scenario. `origin` names the file in error messages.
 pub fn load(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
@@ -374,7 +374,38 @@ impl Cx<'_> {
                 ),
             }
         }
-        let locks: Vec<String> = f.locks.iter().map(|l| l.get_ref().clone()).collect();
+        let locks: Vec<String> = f
+            .locks
+            .iter()
+            .map(|l| l.get_ref().name().to_string())
+            .collect();
+        let mut thread_locks = BTreeSet::new();
+        for l in &f.locks {
+            if let raw::LockDecl::Table(t) = l.get_ref() {
+                match t.kind.as_deref() {
+                    None | Some("process") => {}
+                    Some("thread") => {
+                        thread_locks.insert(t.name.clone());
+                    }
+                    Some(k) => self.err(
+                        l.span(),
+                        format!("unknown lock kind {k:?} (process, thread)"),
+                    ),
+                }
+            }
+        }
+        let mut thread_locals = BTreeMap::new();
+        for (k, v) in &f.thread_locals {
+            match toml_to_value(v.get_ref()) {
+                Some(val) => {
+                    thread_locals.insert(k.clone(), val);
+                }
+                None => self.err(
+                    v.span(),
+                    format!("thread local {k} needs a number, bool or string"),
+                ),
+            }
+        }
         let mut pipes = BTreeMap::new();
         let mut ends = BTreeSet::new();
         for (k, p) in &f.pipes {
@@ -422,6 +453,7 @@ impl Cx<'_> {
         let declared = params
             .keys()
             .chain(globals.keys())
+            .chain(thread_locals.keys())
             .chain(values.keys())
             .chain(arrays.keys())
             .chain(locks.iter())
@@ -442,6 +474,7 @@ impl Cx<'_> {
         self.names = params
             .keys()
             .chain(globals.keys())
+            .chain(thread_locals.keys())
             .chain(values.keys())
             .chain(arrays.keys())
             .cloned()
@@ -493,6 +526,8 @@ impl Cx<'_> {
             values,
             arrays,
             locks,
+            thread_locks,
+            thread_locals,
             pipes,
             queues,
             manager_queues,
@@ -521,6 +556,7 @@ impl Cx<'_> {
                 },
             );
         }
+        self.check_threads(&f);
         let mut programs = Vec::new();
         for r in f.roles.values() {
             collect_programs(&r.get_ref().steps, &mut programs);
@@ -656,6 +692,7 @@ impl Cx<'_> {
             ("flush", st.flush.is_some()),
             ("sleep_ms", st.sleep_ms.is_some()),
             ("spawn", st.spawn.is_some()),
+            ("thread", st.thread.is_some()),
             ("fork", st.fork.is_some()),
             ("join", st.join.is_some()),
             ("wait", st.wait.is_some()),
@@ -709,6 +746,16 @@ impl Cx<'_> {
                 return None;
             }
         };
+        if let Some(n) = &st.name
+            && op_name != "thread"
+        {
+            self.err(
+                n.span(),
+                format!(
+                    "`name` names a thread: it goes with `thread = \"role\"`, not with {op_name}"
+                ),
+            );
+        }
         let is_value = |n: &str| sc.values.contains_key(n) || sc.arrays.contains_key(n);
         let is_end = |n: &str| sc.pipes.values().any(|p| p.ends.iter().any(|e| e == n));
         let into = st.into.as_ref().map(|v| v.get_ref().clone());
@@ -797,6 +844,16 @@ impl Cx<'_> {
                             StartMethod::Fork
                         })
                     }),
+                }
+            }
+            "thread" => {
+                let role = role_ref(self, st.thread.as_ref()?);
+                Op::Thread {
+                    args: args(self, rc, &role),
+                    role,
+                    handle: st.handle.as_ref().map(|h| h.get_ref().clone()),
+                    name: st.name.as_ref().map(|n| self.template(n, rc)),
+                    daemon: st.daemon.unwrap_or(false),
                 }
             }
             "fork" => {
@@ -1050,6 +1107,173 @@ fn collect_programs(steps: &[S<raw::Step>], out: &mut Vec<String>) {
             collect_programs(b, out);
         }
     }
+}
+
+/// The steps that start a process: none may follow a thread in a process.
+const FORKING_STEPS: &[&str] = &["spawn", "fork", "pool", "manager", "exec"];
+
+/// The steps a thread cannot do yet (pipes, queues, pools, process life).
+const NOT_IN_THREADS: &[&str] = &[
+    "send",
+    "recv",
+    "poll",
+    "put",
+    "get",
+    "qsize",
+    "apply_async",
+    "apply",
+    "map",
+    "close",
+    "wait",
+    "exit",
+    "os_exit",
+    "signal",
+    "terminate",
+];
+
+/// The operation key of a raw step (for the thread checks; `None` if it
+/// has none, which `step` reports).
+fn op_key(st: &raw::Step) -> Option<&'static str> {
+    [
+        ("spawn", st.spawn.is_some()),
+        ("fork", st.fork.is_some()),
+        ("pool", st.pool.is_some() && st.workers.is_some()),
+        ("manager", st.manager.is_some()),
+        ("exec", st.exec.is_some()),
+        ("thread", st.thread.is_some()),
+        ("send", st.send.is_some()),
+        ("recv", st.recv.is_some()),
+        ("poll", st.poll.is_some()),
+        ("put", st.put.is_some()),
+        ("get", st.get.is_some()),
+        ("qsize", st.qsize.is_some()),
+        ("apply_async", st.apply_async.is_some()),
+        ("apply", st.apply.is_some()),
+        ("map", st.map.is_some()),
+        ("close", st.close.is_some()),
+        ("wait", st.wait.is_some()),
+        ("exit", st.exit.is_some()),
+        ("os_exit", st.os_exit.is_some()),
+        ("signal", st.signal.is_some()),
+        ("terminate", st.terminate.is_some()),
+    ]
+    .into_iter()
+    .find(|(_, on)| *on)
+    .map(|(k, _)| k)
+}
+
+fn has_thread_step(steps: &[S<raw::Step>]) -> bool {
+    steps.iter().any(|s| {
+        let st = s.get_ref();
+        st.thread.is_some()
+            || [&st.then, &st.else_, &st.steps, &st.loop_]
+                .into_iter()
+                .flatten()
+                .any(|b| has_thread_step(b))
+    })
+}
+
+impl Cx<'_> {
+    /// A process with threads must not fork afterwards (CPython 3.12 warns:
+    /// the child would get a copy of locks other threads held, forever
+    /// held), and a thread's role does only what threads can do yet.
+    fn check_threads(&mut self, f: &raw::File) {
+        let thread_roles: BTreeSet<String> = f
+            .roles
+            .values()
+            .flat_map(|r| {
+                let mut out = Vec::new();
+                collect_thread_roles(&r.get_ref().steps, &mut out);
+                out
+            })
+            .collect();
+        for (name, r) in &f.roles {
+            let in_thread = thread_roles.contains(name);
+            let started = in_thread.then(|| format!("role {name} runs as a thread"));
+            self.thread_walk(&r.get_ref().steps, in_thread, started);
+        }
+    }
+
+    /// Walks steps in order; `started` says why the process has threads
+    /// by now (None: not yet). Returns it as it is after the steps.
+    fn thread_walk(
+        &mut self,
+        steps: &[S<raw::Step>],
+        in_thread: bool,
+        mut started: Option<String>,
+    ) -> Option<String> {
+        for s in steps {
+            let st = s.get_ref();
+            let key = op_key(st);
+            if let Some(k) = key {
+                if in_thread && NOT_IN_THREADS.contains(&k) {
+                    self.err(
+                        s.span(),
+                        format!(
+                            "a thread cannot {k} yet (this role runs as a thread): \
+                             threads may print, sleep, set, read, write, add, lock, \
+                             unlock, start and join threads"
+                        ),
+                    );
+                }
+                if FORKING_STEPS.contains(&k)
+                    && let Some(why) = &started
+                {
+                    self.err(
+                        s.span(),
+                        format!(
+                            "this {k} starts a process from a process that has threads ({why}): \
+                             a process with threads must not fork afterwards (CPython 3.12 warns \
+                             \"This process is multi-threaded, use of fork() may lead to deadlocks \
+                             in the child\"); start the processes before the threads"
+                        ),
+                    );
+                }
+                if k == "thread" && started.is_none() {
+                    let (line, column) = line_col(self.text, s.span().start);
+                    started = Some(format!("a thread starts at line {line}, column {column}"));
+                }
+            }
+            let looped = st.repeat.is_some() || st.for_.is_some() || st.loop_.is_some();
+            let mut after = started.clone();
+            for b in [&st.then, &st.else_, &st.steps, &st.loop_]
+                .into_iter()
+                .flatten()
+            {
+                // A loop's next round comes after its thread steps too.
+                let before = match (&started, looped && has_thread_step(b)) {
+                    (None, true) => Some("a thread starts inside this loop".to_string()),
+                    (s, _) => s.clone(),
+                };
+                if let Some(why) = self.thread_walk(b, in_thread, before) {
+                    after.get_or_insert(why);
+                }
+            }
+            started = after;
+        }
+        started
+    }
+}
+
+fn collect_thread_roles(steps: &[S<raw::Step>], out: &mut Vec<String>) {
+    for s in steps {
+        let st = s.get_ref();
+        if let Some(r) = &st.thread {
+            out.push(r.get_ref().clone());
+        }
+        for b in [&st.then, &st.else_, &st.steps, &st.loop_]
+            .into_iter()
+            .flatten()
+        {
+            collect_thread_roles(b, out);
+        }
+    }
+}
+
+/// The 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let at = error_at(text, "", offset, String::new());
+    (at.line, at.column)
 }
 
 fn collect_handles(steps: &[S<raw::Step>], out: &mut BTreeSet<String>) {

@@ -15,7 +15,7 @@ pub use load::{MAX_DURATION_MS, check_duration_ms, load, resolve_params};
 
 use crate::protocol::Value;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A problem with a scenario file, with its position.
@@ -57,6 +57,12 @@ pub struct Scenario {
     pub values: BTreeMap<String, Value>,
     pub arrays: BTreeMap<String, ArrayDecl>,
     pub locks: Vec<String>,
+    /// The locks of `kind = "thread"` (`threading.Lock`): in the memory of
+    /// each process, shared by its threads, not by processes.
+    pub thread_locks: BTreeSet<String>,
+    /// `threading.local()` attributes and their initial values: each
+    /// thread (and each process's main thread) has its own copy.
+    pub thread_locals: BTreeMap<String, Value>,
     pub pipes: BTreeMap<String, PipeDecl>,
     pub queues: BTreeMap<String, u32>,
     /// Queues that live in a manager's server process: queue -> manager.
@@ -211,6 +217,17 @@ pub enum Op {
         daemon: bool,
         /// `None`: the default, fork (not said in the file).
         method: Option<StartMethod>,
+    },
+    /// `threading.Thread(target=role, args=...).start()`: a real thread of
+    /// this process runs the role's steps; its locals are its own, the
+    /// process's globals are shared with it.
+    Thread {
+        role: String,
+        handle: Option<String>,
+        /// `Thread(name=...)` (a text); default `Thread-N (role)` as CPython's.
+        name: Option<Template>,
+        args: Vec<(String, Expr)>,
+        daemon: bool,
     },
     /// `os.fork()`: both processes go on with the next step.
     Fork {

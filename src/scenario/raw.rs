@@ -36,13 +36,44 @@ pub struct File {
     /// Shared arrays: a list of numbers, or of `[x, y]` points.
     #[serde(default)]
     pub arrays: BTreeMap<String, S<toml::Value>>,
+    /// `threading.local()` attributes: every thread has its own copy.
     #[serde(default)]
-    pub locks: Vec<S<String>>,
+    pub thread_locals: BTreeMap<String, S<toml::Value>>,
+    /// Process locks (`"l"`, `multiprocessing.Lock`) or thread locks
+    /// (`{ name = "l", kind = "thread" }`, `threading.Lock`).
+    #[serde(default)]
+    pub locks: Vec<S<LockDecl>>,
     #[serde(default)]
     pub pipes: BTreeMap<String, S<Pipe>>,
     #[serde(default)]
     pub queues: BTreeMap<String, S<Queue>>,
     pub roles: BTreeMap<String, S<Role>>,
+}
+
+/// A lock: its name, or a table with its name and kind.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LockDecl {
+    Name(String),
+    Table(LockTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockTable {
+    pub name: String,
+    /// `"process"` (the default) or `"thread"`.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+impl LockDecl {
+    pub fn name(&self) -> &str {
+        match self {
+            LockDecl::Name(n) => n,
+            LockDecl::Table(t) => &t.name,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +131,10 @@ pub struct Step {
     pub sleep_ms: Option<S<toml::Value>>,
 
     pub spawn: Option<S<String>>,
+    /// Starts a real thread in this process running that role (`threading.Thread`).
+    pub thread: Option<S<String>>,
+    /// A thread's name (`Thread(name=...)`).
+    pub name: Option<S<String>>,
     #[serde(rename = "as")]
     pub handle: Option<S<String>>,
     pub args: Option<BTreeMap<String, S<toml::Value>>>,

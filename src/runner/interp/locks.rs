@@ -5,6 +5,9 @@ use super::*;
 
 impl Proc<'_> {
     pub(super) fn lock(&mut self, l: &str) -> Result<(), RunError> {
+        if self.run.scenario.thread_locks.contains(l) {
+            return self.thread_lock(l);
+        }
         if self.gated() {
             let mut waiting = false;
             self.gated_retry(&format!("acquire lock {l}"), &format!("lock:{l}"), |p| {

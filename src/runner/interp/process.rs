@@ -80,6 +80,8 @@ impl Proc<'_> {
     /// joined (the process stays, blocked, until they end), then it exits.
     /// Children of `fork` (os.fork) are not waited for: they become orphans.
     pub fn finish(&mut self, code: i32) -> ! {
+        // Interpreter shutdown joins the non-daemon threads first.
+        self.join_threads_at_exit();
         let kills = self.children.iter().any(|c| c.daemon && !c.reaped)
             || self.pools.values().any(|p| !p.joined);
         let joins = self.children.iter().any(|c| c.spawned && !c.reaped);

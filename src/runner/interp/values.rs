@@ -58,6 +58,13 @@ impl Proc<'_> {
         based: bool,
     ) -> Result<(), RunError> {
         if !self.run.shm.is_shared(name) {
+            if self.run.scenario.globals.contains_key(name)
+                && !self.vars.contains_key(name)
+                && self.write_global(name, v.clone(), based)
+            {
+                self.derived.remove(name);
+                return Ok(());
+            }
             if self.run.scenario.globals.contains_key(name) {
                 self.set_var(name, v);
                 return Ok(());
