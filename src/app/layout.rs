@@ -370,6 +370,49 @@ fn thread_lanes(world: &World, p: &Process) -> Vec<(String, Option<egui::Color32
             None,
         ));
     }
+    lines.extend(inside_threaded_process(world, p));
+    lines
+}
+
+/// What the threads of a process share, drawn in the process: its
+/// globals (one memory for all its threads) and the locks its threads hold
+/// or wait for (a `threading.Lock` lives in the process's own memory).
+fn inside_threaded_process(world: &World, p: &Process) -> Vec<(String, Option<egui::Color32>)> {
+    if p.threads.is_empty() {
+        return Vec::new();
+    }
+    let ours = |who: &str| who == p.id || p.thread(who).is_some();
+    let mut lines = Vec::new();
+    for name in world.globals.keys() {
+        if let Some(v) = world.values.get(name) {
+            lines.push((
+                format!("{name} = {} (shared by its threads)", short(&v.current, 12)),
+                None,
+            ));
+        }
+    }
+    for l in world.locks.values() {
+        let held = l.holder.as_deref().filter(|h| ours(h));
+        let waiting: Vec<&str> = l
+            .waiters
+            .iter()
+            .map(String::as_str)
+            .filter(|w| ours(w))
+            .collect();
+        if held.is_none() && waiting.is_empty() {
+            continue;
+        }
+        let holder = held.map_or("nobody holds it".to_string(), |h| format!("held by {h}"));
+        let waits = if waiting.is_empty() {
+            String::new()
+        } else {
+            format!(", {} waiting", waiting.join(", "))
+        };
+        lines.push((
+            format!("🔒 {}: {holder}{waits}", l.name),
+            Some(theme::okabe_ito::ORANGE),
+        ));
+    }
     lines
 }
 
@@ -386,6 +429,11 @@ fn extra_lines_max(world: &World) -> usize {
                 + world.locks.len().min(2)
                 + world.globals.len()
                 + p.threads.len().min(THREAD_LANES)
+                + if p.threads.is_empty() {
+                    0
+                } else {
+                    world.globals.len() + world.locks.len().min(2)
+                }
         })
         .max()
         .unwrap_or(0)
@@ -1853,6 +1901,11 @@ mod thread_lane_tests {
             lines[1].starts_with("thread main.t2 (tid 12): blocked"),
             "{lines:?}"
         );
-        assert!(extra_lines_max(&world) >= 2);
+        // The lock its threads share is drawn in the process.
+        assert!(
+            lines.contains(&"🔒 l: held by main.t1, main.t2 waiting".to_string()),
+            "{lines:?}"
+        );
+        assert!(extra_lines_max(&world) >= 3);
     }
 }
