@@ -1009,7 +1009,11 @@ mod tests {
             });
         }
         let lane = &rec.lanes["main.t1"];
-        assert!(lane.states.len() <= LANE_SPANS_KEPT, "{}", lane.states.len());
+        assert!(
+            lane.states.len() <= LANE_SPANS_KEPT,
+            "{}",
+            lane.states.len()
+        );
         assert!(lane.holds.len() <= LANE_SPANS_KEPT, "{}", lane.holds.len());
         assert_eq!(lane.states[0].start_t_ns, 100, "still starts at the start");
     }

@@ -134,15 +134,10 @@ impl TimelineView {
                         FontId::proportional(if row.thread { 11.0 } else { 12.0 }),
                         color,
                     );
-                    let lane_id = egui::Id::new(("timeline lane", row.lane));
-                    ui.interact(label, lane_id, Sense::hover())
-                        .widget_info(|| {
-                            egui::WidgetInfo::labeled(
-                                egui::Role::Label,
-                                true,
-                                lane_label(row.lane),
-                            )
-                        });
+                    let lane_id = ui.scope_id().with(("timeline lane", row.lane));
+                    ui.interact(label, lane_id, Sense::hover()).widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Label, true, lane_label(row.lane))
+                    });
                     if let Some(lane) = ctx.rec.lanes.get(row.lane) {
                         draw_lane(&painter, lane, y, open_end, &x_of, ctx);
                     }
