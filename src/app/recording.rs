@@ -269,6 +269,10 @@ pub struct Recording {
     log_budget_bytes: usize,
     checkpoint_budget_bytes: usize,
     sends: HashMap<(String, String), (String, u64)>,
+    /// The lane holding each lock: any process or thread may release a
+    /// lock (a lock chain hands turns on that way), and the hold ends on
+    /// the holder's lane.
+    lock_holders: HashMap<String, String>,
     view: Option<View>,
 }
 
@@ -300,6 +304,7 @@ impl Recording {
             log_budget_bytes,
             checkpoint_budget_bytes,
             sends: HashMap::new(),
+            lock_holders: HashMap::new(),
             view: None,
         }
     }
@@ -333,6 +338,7 @@ impl Recording {
             + arrows
             + signals
             + sends
+            + self.lock_holders.capacity() * (2 * size_of::<String>() + 32)
     }
 
     /// How many checkpoints are kept (for tests and figures).
@@ -545,10 +551,17 @@ impl Recording {
             }
             Body::Spawn { child, .. } => touched.push(child.clone()),
             Body::LockAcquire { lock } => {
+                // Still held here: its release was lost; it ended by now.
+                if let Some(before) = self.lock_holders.insert(lock.clone(), actor.clone())
+                    && before != actor
+                {
+                    Lane::close(&mut self.lane(&before).holds, t, lock);
+                }
                 Lane::open(&mut self.lane(&actor).holds, t, lock.clone());
             }
             Body::LockRelease { lock } => {
-                Lane::close(&mut self.lane(&actor).holds, t, lock);
+                let holder = self.lock_holders.remove(lock).unwrap_or(actor);
+                Lane::close(&mut self.lane(&holder).holds, t, lock);
             }
             Body::TaskStart { task, .. } => {
                 Lane::open(&mut self.lane(&actor).tasks, t, format!("task {task}"));
@@ -916,6 +929,21 @@ mod tests {
                 daemon: false,
             },
         ));
+        rec.push(ev(
+            0,
+            "main.1",
+            Body::LockAcquire {
+                lock: "chain".into(),
+            },
+        ));
+        rec.push(th(
+            1,
+            "main.t1",
+            11,
+            Body::LockRelease {
+                lock: "chain".into(),
+            },
+        ));
         rec.push(th(1, "main.t1", 11, start("sing")));
         rec.push(th(2, "main.t2", 12, start("dance")));
         rec.push(th(3, "main.t1", 11, Body::LockAcquire { lock: l() }));
@@ -977,6 +1005,11 @@ mod tests {
         assert_eq!(holds("main.t1"), [(l(), 3, Some(8))]);
         assert_eq!(holds("main.t2"), [(l(), 9, Some(12))], "ends with the exit");
         assert!(holds("main").is_empty(), "the threads held it, not main");
+        assert_eq!(
+            holds("main.1"),
+            [("chain".to_string(), 0, Some(1))],
+            "released by another: ends on the holder's lane"
+        );
 
         let rows: Vec<(&str, bool)> = crate::app::timeline::rows(&rec.live)
             .iter()
