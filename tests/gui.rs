@@ -11,6 +11,7 @@
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use forkscope::app::recording::LaneState;
 use forkscope::app::{App, Command, GuiArgs, RunState, controls, inspector, lab, many};
 use forkscope::protocol::Value;
 use std::process::ExitCode;
@@ -71,6 +72,10 @@ fn main() -> ExitCode {
         (
             "slow_motion_replays_a_recording_from_a_moment",
             slow_motion_replays_a_recording_from_a_moment,
+        ),
+        (
+            "threads_get_timeline_lanes_under_their_process",
+            threads_get_timeline_lanes_under_their_process,
         ),
         ("harness_counts_what_it_ran", harness_counts_what_it_ran),
     ];
@@ -905,6 +910,42 @@ fn seeded_deadlock_is_drawn() {
             ("main.2".into(), Some("a".into()), "main.1".into()),
         ],
         "drawn as process → lock → holder"
+    );
+}
+
+/// While `threads-sing-dance` runs, the timeline has a lane for each of
+/// main's two threads, right under main's lane.
+fn threads_get_timeline_lanes_under_their_process() {
+    let mut h = harness(GuiArgs {
+        scenario: Some("threads-sing-dance".into()),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    let lane = forkscope::app::timeline::lane_label;
+    assert!(
+        wait_for(&mut h, |h| has_label(h, &lane("main.t1"))
+            && has_label(h, &lane("main.t2"))),
+        "a lane per thread"
+    );
+    let y = |label: &str| h.get_by_label(&lane(label)).rect().center().y;
+    let (main, t1, t2) = (y("main"), y("main.t1"), y("main.t2"));
+    assert!(main < t1 && t1 < t2, "under main: {main} {t1} {t2}");
+    let x = |label: &str| h.get_by_label(&lane(label)).rect().left();
+    assert!(x("main.t1") > x("main"), "indented");
+    // Their lanes ran: each thread slept between its lines.
+    assert!(wait_for(&mut h, |h| h
+        .state()
+        .rec
+        .lanes
+        .get("main.t2")
+        .is_some_and(|l| l
+            .states
+            .iter()
+            .any(|s| s.what == LaneState::Sleeping))));
+    assert!(
+        wait_for(&mut h, |h| !h.state().run.is_running()),
+        "the run ends"
     );
 }
 

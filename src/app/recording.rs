@@ -14,7 +14,7 @@
 //! capped, coarsening the oldest. Scrubbing into the part whose events are
 //! gone shows the nearest checkpoint at or before that moment.
 
-use crate::model::{EventLog, ProcState, Process, World};
+use crate::model::{EventLog, ProcState, Process, ThreadInfo, World};
 use crate::protocol::{Body, Event};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -59,6 +59,28 @@ impl LaneState {
         })
     }
 
+    /// A thread's own state (not its process's): none once it ended or
+    /// its process exited (daemon threads die with it); a stopped process
+    /// stops all its threads.
+    fn of_thread(p: &Process, t: &ThreadInfo) -> Option<LaneState> {
+        match &p.state {
+            ProcState::Reaped | ProcState::Zombie => return None,
+            ProcState::Stopped => return Some(LaneState::Stopped),
+            _ => {}
+        }
+        if t.done {
+            return None;
+        }
+        Some(match &t.state {
+            ProcState::Running if t.pending.is_some() => LaneState::WaitsTurn,
+            ProcState::Running => LaneState::Running,
+            ProcState::Sleeping => LaneState::Sleeping,
+            ProcState::Blocked(_) => LaneState::Blocked,
+            ProcState::Stopped => LaneState::Stopped,
+            ProcState::Zombie | ProcState::Reaped => return None,
+        })
+    }
+
     /// The `ProcState` whose colour this span uses.
     pub fn as_proc_state(self) -> ProcState {
         match self {
@@ -79,7 +101,8 @@ pub struct Span<T> {
     pub what: T,
 }
 
-/// One process's swim lane.
+/// One swim lane: a process's (its main thread's) or one of its threads'
+/// (keyed by the thread's name, `main.t1`).
 #[derive(Clone, Debug, Default)]
 pub struct Lane {
     pub states: Vec<Span<LaneState>>,
@@ -145,14 +168,15 @@ impl Lane {
         }
     }
 
-    fn set_state(&mut self, t_ns: u64, state: Option<LaneState>) {
+    /// True when the state changed.
+    fn set_state(&mut self, t_ns: u64, state: Option<LaneState>) -> bool {
         let current = self
             .states
             .last()
             .filter(|s| s.end_t_ns.is_none())
             .map(|s| s.what);
         if current == state {
-            return;
+            return false;
         }
         if let Some(open) = self.states.last_mut().filter(|s| s.end_t_ns.is_none()) {
             open.end_t_ns = Some(t_ns.max(open.start_t_ns));
@@ -164,6 +188,7 @@ impl Lane {
                 what,
             });
         }
+        true
     }
 
     fn open(spans: &mut Vec<Span<String>>, t_ns: u64, what: String) {
@@ -244,6 +269,10 @@ pub struct Recording {
     log_budget_bytes: usize,
     checkpoint_budget_bytes: usize,
     sends: HashMap<(String, String), (String, u64)>,
+    /// The lane holding each lock: any process or thread may release a
+    /// lock (a lock chain hands turns on that way), and the hold ends on
+    /// the holder's lane.
+    lock_holders: HashMap<String, String>,
     view: Option<View>,
 }
 
@@ -275,6 +304,7 @@ impl Recording {
             log_budget_bytes,
             checkpoint_budget_bytes,
             sends: HashMap::new(),
+            lock_holders: HashMap::new(),
             view: None,
         }
     }
@@ -308,6 +338,7 @@ impl Recording {
             + arrows
             + signals
             + sends
+            + self.lock_holders.capacity() * (2 * size_of::<String>() + 32)
     }
 
     /// How many checkpoints are kept (for tests and figures).
@@ -505,6 +536,9 @@ impl Recording {
     /// Timeline bookkeeping for one event, read off the World after it.
     fn observe(&mut self, e: &Event) {
         let t = e.t_ns;
+        // Locks and tasks go on the lane of whoever did it: a thread holds
+        // a thread lock itself.
+        let actor = e.thread.as_deref().unwrap_or(&e.proc_id).to_string();
         let mut touched = vec![e.proc_id.clone()];
         match &e.body {
             Body::Signal { target, signal, .. } => {
@@ -517,16 +551,23 @@ impl Recording {
             }
             Body::Spawn { child, .. } => touched.push(child.clone()),
             Body::LockAcquire { lock } => {
-                Lane::open(&mut self.lane(&e.proc_id).holds, t, lock.clone());
+                // Still held here: its release was lost; it ended by now.
+                if let Some(before) = self.lock_holders.insert(lock.clone(), actor.clone())
+                    && before != actor
+                {
+                    Lane::close(&mut self.lane(&before).holds, t, lock);
+                }
+                Lane::open(&mut self.lane(&actor).holds, t, lock.clone());
             }
             Body::LockRelease { lock } => {
-                Lane::close(&mut self.lane(&e.proc_id).holds, t, lock);
+                let holder = self.lock_holders.remove(lock).unwrap_or(actor);
+                Lane::close(&mut self.lane(&holder).holds, t, lock);
             }
             Body::TaskStart { task, .. } => {
-                Lane::open(&mut self.lane(&e.proc_id).tasks, t, format!("task {task}"));
+                Lane::open(&mut self.lane(&actor).tasks, t, format!("task {task}"));
             }
             Body::TaskDone { task, .. } => {
-                Lane::close(&mut self.lane(&e.proc_id).tasks, t, &format!("task {task}"));
+                Lane::close(&mut self.lane(&actor).tasks, t, &format!("task {task}"));
             }
             Body::Send { channel, msg, .. } | Body::Put { channel, msg, .. } => {
                 if self.sends.len() >= SENDS_KEPT {
@@ -566,18 +607,50 @@ impl Recording {
         }
         for id in touched {
             let state = self.live.process(&id).and_then(LaneState::of);
-            let lane = self.lane(&id);
-            lane.set_state(t, state);
-            lane.bound();
-            if state.is_none() {
-                // Gone: whatever it held or ran ends here on its lane.
-                for s in lane.holds.iter_mut().chain(lane.tasks.iter_mut()) {
-                    if s.end_t_ns.is_none() {
-                        s.end_t_ns = Some(t.max(s.start_t_ns));
+            if self.settle(&id, t, state) {
+                // The process stopped, went on or ended: so did its threads.
+                let threads: Vec<(String, Option<LaneState>)> = self
+                    .live
+                    .process(&id)
+                    .map(|p| {
+                        p.threads
+                            .iter()
+                            .map(|th| (th.name.clone(), LaneState::of_thread(p, th)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for (name, state) in threads {
+                    if self.lanes.contains_key(&name) {
+                        self.settle(&name, t, state);
                     }
                 }
             }
         }
+        if let Some(thread) = e.thread.as_deref() {
+            let state = self
+                .live
+                .process(&e.proc_id)
+                .and_then(|p| LaneState::of_thread(p, p.thread(thread)?));
+            self.settle(thread, t, state);
+        }
+    }
+
+    /// Puts a lane in `state` from `t` on, keeping it bounded; with no
+    /// state (gone) whatever it held or ran ends there. True when the
+    /// state changed.
+    fn settle(&mut self, id: &str, t: u64, state: Option<LaneState>) -> bool {
+        let lane = self.lane(id);
+        let changed = lane.set_state(t, state);
+        lane.bound();
+        if state.is_none() {
+            // Gone: whatever it held or ran ends here on its lane.
+            for s in lane.holds.iter_mut().chain(lane.tasks.iter_mut()) {
+                if s.end_t_ns.is_none() {
+                    s.end_t_ns = Some(t.max(s.start_t_ns));
+                }
+            }
+        }
+        changed
     }
 
     fn lane(&mut self, id: &str) -> &mut Lane {
@@ -828,5 +901,153 @@ mod tests {
         assert_eq!(rec.arrows.len(), 1);
         assert_eq!((rec.arrows[0].sent_t_ns, rec.arrows[0].recv_t_ns), (5, 7));
         assert!(rec.channel_users["q"].senders.contains("a"));
+    }
+    /// Threads get lanes of their own (running, sleeping, blocked on a
+    /// lock, done) and hold thread locks themselves; the process's lane
+    /// shows its main thread; the timeline lists each thread right under
+    /// its process; an exit ends a thread still running (a daemon) there.
+    #[test]
+    fn threads_get_lanes_of_their_own_under_their_process() {
+        let mut rec = Recording::new();
+        let th = |t, name: &str, tid, body| Event {
+            thread: Some(name.into()),
+            tid: Some(tid),
+            ..ev(t, "main", body)
+        };
+        let start = |role: &str| Body::ThreadStart {
+            role: role.into(),
+            daemon: false,
+        };
+        let l = || "l".to_string();
+        rec.push(ev(
+            0,
+            "main",
+            Body::Spawn {
+                child: "main.1".into(),
+                child_pid: 2,
+                role: "worker".into(),
+                daemon: false,
+            },
+        ));
+        rec.push(ev(
+            0,
+            "main.1",
+            Body::LockAcquire {
+                lock: "chain".into(),
+            },
+        ));
+        rec.push(th(
+            1,
+            "main.t1",
+            11,
+            Body::LockRelease {
+                lock: "chain".into(),
+            },
+        ));
+        rec.push(th(1, "main.t1", 11, start("sing")));
+        rec.push(th(2, "main.t2", 12, start("dance")));
+        rec.push(th(3, "main.t1", 11, Body::LockAcquire { lock: l() }));
+        rec.push(th(4, "main.t2", 12, Body::LockWait { lock: l() }));
+        let join = "waits for thread main.t1 to end".to_string();
+        rec.push(ev(5, "main", Body::Block { on: join.clone() }));
+        rec.push(th(6, "main.t1", 11, Body::Sleep { duration_ms: 1.0 }));
+        rec.push(th(7, "main.t1", 11, Body::Wake {}));
+        rec.push(th(8, "main.t1", 11, Body::LockRelease { lock: l() }));
+        rec.push(th(9, "main.t2", 12, Body::LockAcquire { lock: l() }));
+        rec.push(th(10, "main.t1", 11, Body::ThreadEnd { error: None }));
+        rec.push(ev(11, "main", Body::Unblock { on: join }));
+        rec.push(ev(
+            12,
+            "main",
+            Body::Exit {
+                code: Some(0),
+                signal: None,
+            },
+        ));
+
+        let spans = |id: &str| -> Vec<(LaneState, u64, Option<u64>)> {
+            rec.lanes[id]
+                .states
+                .iter()
+                .map(|s| (s.what, s.start_t_ns, s.end_t_ns))
+                .collect()
+        };
+        use LaneState::*;
+        assert_eq!(
+            spans("main.t1"),
+            [
+                (Running, 1, Some(6)),
+                (Sleeping, 6, Some(7)),
+                (Running, 7, Some(10)),
+            ],
+            "done at its end"
+        );
+        assert_eq!(
+            spans("main.t2"),
+            [
+                (Running, 2, Some(4)),
+                (Blocked, 4, Some(9)),
+                (Running, 9, Some(12)),
+            ],
+            "blocked on the lock until it got it; ended by the exit"
+        );
+        // The main thread: blocked while it joined, not while its threads
+        // slept or waited.
+        let main: Vec<LaneState> = spans("main").iter().map(|s| s.0).collect();
+        assert_eq!(main, [Running, Blocked, Running, Zombie]);
+        let holds = |id: &str| -> Vec<(String, u64, Option<u64>)> {
+            rec.lanes[id]
+                .holds
+                .iter()
+                .map(|s| (s.what.clone(), s.start_t_ns, s.end_t_ns))
+                .collect()
+        };
+        assert_eq!(holds("main.t1"), [(l(), 3, Some(8))]);
+        assert_eq!(holds("main.t2"), [(l(), 9, Some(12))], "ends with the exit");
+        assert!(holds("main").is_empty(), "the threads held it, not main");
+        assert_eq!(
+            holds("main.1"),
+            [("chain".to_string(), 0, Some(1))],
+            "released by another: ends on the holder's lane"
+        );
+
+        let rows: Vec<(&str, bool)> = crate::app::timeline::rows(&rec.live)
+            .iter()
+            .map(|r| (r.lane, r.thread))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("main", false),
+                ("main.t1", true),
+                ("main.t2", true),
+                ("main.1", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_thread_lane_with_many_states_stays_bounded() {
+        let mut rec = Recording::new();
+        for i in 0..(LANE_SPANS_KEPT as u64 * 3) {
+            let body = if i % 2 == 0 {
+                Body::LockAcquire { lock: "l".into() }
+            } else {
+                Body::Sleep { duration_ms: 1.0 }
+            };
+            rec.push(Event {
+                thread: Some("main.t1".into()),
+                tid: Some(7),
+                ..ev(100 + i * 10, "main", body)
+            });
+        }
+        let lane = &rec.lanes["main.t1"];
+        assert!(
+            lane.states.len() <= LANE_SPANS_KEPT,
+            "{}",
+            lane.states.len()
+        );
+        assert!(lane.holds.len() <= LANE_SPANS_KEPT, "{}", lane.holds.len());
+        assert_eq!(lane.states[0].start_t_ns, 100, "still starts at the start");
     }
 }

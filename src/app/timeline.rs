@@ -1,4 +1,5 @@
-//! The timeline: one swim lane per process with coloured spans (running,
+//! The timeline: one swim lane per process (its main thread) and, right
+//! under it, one per thread of it (indented), with coloured spans (running,
 //! sleeping, blocked, stopped, zombie), bars for held locks and pool tasks,
 //! arrows for messages and signals, and a cursor. Click or drag to look at
 //! an earlier moment (the run keeps going; "Live" comes back).
@@ -11,6 +12,8 @@ use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, pos2, vec2};
 const LABEL_W: f32 = 76.0;
 const LANE_H: f32 = 20.0;
 const AXIS_H: f32 = 16.0;
+/// How far a thread's lane label is indented under its process's.
+const THREAD_INDENT: f32 = 10.0;
 /// Arrows drawn at most (the newest).
 const MAX_ARROWS: usize = 3000;
 /// Lost-update marks drawn at most (the newest), and with words up to.
@@ -21,6 +24,46 @@ const MAX_GO_TICKS: u64 = 2000;
 
 #[derive(Default)]
 pub struct TimelineView {}
+
+/// One row of the timeline, top to bottom.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row<'a> {
+    /// The lane's key in `Recording::lanes`: a process's id or a thread's
+    /// name.
+    pub lane: &'a str,
+    /// The process it belongs to (its colour).
+    pub process: &'a str,
+    /// A thread of `process` (drawn indented).
+    pub thread: bool,
+}
+
+/// The rows in the order they are drawn: processes as a tree, each with its
+/// threads right under it in the order they started.
+pub fn rows(world: &crate::model::World) -> Vec<Row<'_>> {
+    let mut rows = Vec::new();
+    for r in world.processes_by_tree() {
+        let p = r.process;
+        if p.id == RUNNER_ID {
+            continue;
+        }
+        rows.push(Row {
+            lane: &p.id,
+            process: &p.id,
+            thread: false,
+        });
+        rows.extend(p.threads.iter().map(|t| Row {
+            lane: &t.name,
+            process: &p.id,
+            thread: true,
+        }));
+    }
+    rows
+}
+
+/// What assistive technology (and the GUI tests) read for a lane's label.
+pub fn lane_label(lane: &str) -> String {
+    format!("timeline lane {lane}")
+}
 
 impl TimelineView {
     pub fn ui(&mut self, ui: &mut Ui, ctx: &ViewCtx, cmds: &mut Vec<Command>) {
@@ -33,14 +76,9 @@ impl TimelineView {
             return;
         };
         let live = &ctx.rec.live;
-        let ids: Vec<&str> = live
-            .processes_by_tree()
-            .iter()
-            .map(|r| r.process.id.as_str())
-            .filter(|id| *id != RUNNER_ID)
-            .collect();
+        let rows = rows(live);
         let t_end = last.max(ctx.view_t_ns).max(t0 + 1);
-        let height = (ids.len() as f32 * LANE_H + AXIS_H).max(60.0);
+        let height = (rows.len() as f32 * LANE_H + AXIS_H).max(60.0);
         egui::ScrollArea::vertical()
             .id_salt("timeline")
             .auto_shrink([false, false])
@@ -69,10 +107,10 @@ impl TimelineView {
                     cmds.push(Command::Seek(t_of(pos.x)));
                 }
                 let painter = ui.painter_at(rect);
-                let lane_y: std::collections::BTreeMap<&str, f32> = ids
+                let lane_y: std::collections::BTreeMap<&str, f32> = rows
                     .iter()
                     .enumerate()
-                    .map(|(i, id)| (*id, lanes_rect.top() + i as f32 * LANE_H))
+                    .map(|(i, row)| (row.lane, lanes_rect.top() + i as f32 * LANE_H))
                     .collect();
                 let open_end = if ctx.rec.live.processes.is_empty() {
                     last
@@ -82,20 +120,25 @@ impl TimelineView {
                 // Only the lanes scrolled into view: the others would be
                 // clipped anyway, and a lane holds spans for its whole run.
                 let visible = painter.clip_rect();
-                for id in &ids {
-                    let y = lane_y[id];
+                for row in &rows {
+                    let y = lane_y[row.lane];
                     if y + LANE_H < visible.top() || y > visible.bottom() {
                         continue;
                     }
-                    let color = ctx.color_of(id);
-                    painter.text(
-                        pos2(rect.left() + 2.0, y + LANE_H / 2.0),
+                    let color = ctx.color_of(row.process);
+                    let indent = if row.thread { THREAD_INDENT } else { 0.0 };
+                    let label = painter.text(
+                        pos2(rect.left() + 2.0 + indent, y + LANE_H / 2.0),
                         Align2::LEFT_CENTER,
-                        *id,
-                        FontId::proportional(12.0),
+                        row.lane,
+                        FontId::proportional(if row.thread { 11.0 } else { 12.0 }),
                         color,
                     );
-                    if let Some(lane) = ctx.rec.lanes.get(*id) {
+                    let lane_id = ui.scope_id().with(("timeline lane", row.lane));
+                    ui.interact(label, lane_id, Sense::hover()).widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Label, true, lane_label(row.lane))
+                    });
+                    if let Some(lane) = ctx.rec.lanes.get(row.lane) {
                         draw_lane(&painter, lane, y, open_end, &x_of, ctx);
                     }
                 }
@@ -150,7 +193,8 @@ impl TimelineView {
                     .is_some_and(|n| *n <= MAX_GO_TICKS)
                 {
                     for e in ctx.rec.log.kept().iter().filter(|e| e.body.kind() == "go") {
-                        if let Some(y) = lane_y.get(e.proc_id.as_str()) {
+                        let lane = e.thread.as_deref().unwrap_or(&e.proc_id);
+                        if let Some(y) = lane_y.get(lane) {
                             let x = x_of(e.t_ns);
                             painter.line_segment(
                                 [pos2(x, y + 2.0), pos2(x, y + LANE_H - 2.0)],
