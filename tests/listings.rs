@@ -22,7 +22,7 @@ use forkscope::protocol::Body;
 use forkscope::scenario::catalog::BUILTINS;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -528,32 +528,6 @@ fn normalize(line: &str, pids: &BTreeSet<i64>) -> String {
         }
     }
     out
-}
-
-/// A private temporary folder, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let base = std::env::temp_dir();
-        for n in 0..1000u32 {
-            let path = base.join(format!("forkscope-test-{what}-{}-{n}", std::process::id()));
-            if std::fs::create_dir(&path).is_ok() {
-                return TempDir(path);
-            }
-        }
-        panic!("cannot make a temporary folder in {}", base.display());
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

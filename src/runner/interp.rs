@@ -246,6 +246,13 @@ impl<'r> Proc<'r> {
         e.eval(self).map_err(RunError)
     }
 
+    /// A step's `args = { k = expr }`, evaluated in order.
+    fn eval_args(&mut self, args: &[(String, Expr)]) -> Result<Vec<(String, Value)>, RunError> {
+        args.iter()
+            .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
+            .collect()
+    }
+
     fn eval_int(&mut self, e: &Expr, what: &str) -> Result<i64, RunError> {
         let v = self.eval(e)?;
         v.as_i64()
@@ -521,10 +528,7 @@ impl<'r> Proc<'r> {
                 daemon,
                 method,
             } => {
-                let args: Vec<(String, Value)> = args
-                    .iter()
-                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
-                    .collect::<Result<_, RunError>>()?;
+                let args = self.eval_args(args)?;
                 // Process.start() flushes stdout before it forks (CPython's
                 // popen_fork): a multiprocessing child starts empty.
                 self.flush_stdout()?;
@@ -579,10 +583,7 @@ impl<'r> Proc<'r> {
                 args,
                 daemon,
             } => {
-                let args: Vec<(String, Value)> = args
-                    .iter()
-                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
-                    .collect::<Result<_, RunError>>()?;
+                let args = self.eval_args(args)?;
                 let name = match name {
                     Some(t) => Some(t.render(self).map_err(RunError)?),
                     None => None,
@@ -741,10 +742,7 @@ impl<'r> Proc<'r> {
                 args,
                 into,
             } => {
-                let args: Vec<(String, Value)> = args
-                    .iter()
-                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
-                    .collect::<Result<_, RunError>>()?;
+                let args = self.eval_args(args)?;
                 self.drain_results(pool, false)?;
                 let task = self.submit(pool, role, args, None)?;
                 while !self.pool_mut(pool)?.results.contains_key(&task) {
@@ -853,10 +851,7 @@ impl<'r> Proc<'r> {
                 args,
                 callback,
             } => {
-                let args: Vec<(String, Value)> = args
-                    .iter()
-                    .map(|(k, e)| Ok((k.clone(), self.eval(e)?)))
-                    .collect::<Result<_, RunError>>()?;
+                let args = self.eval_args(args)?;
                 self.drain_results(pool, false)?;
                 self.submit(pool, role, args, callback.clone())?;
             }
