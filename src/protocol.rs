@@ -253,6 +253,10 @@ pub enum Body {
     /// A caption for the audience.
     Narrate {
         text: String,
+        /// A replay with auto-pause stops here (`pause = true` on the
+        /// `narrate` step).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pause: bool,
     },
     /// CPU and memory of a process, from the sampler.
     Sample {

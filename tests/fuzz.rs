@@ -66,7 +66,7 @@ fn exercise(s: &Scenario) {
     let mut texts: Vec<&Template> = Vec::new();
     for step in s.all_steps() {
         match &step.op {
-            Op::Print { text, .. } | Op::Narrate(text) => texts.push(text),
+            Op::Print { text, .. } | Op::Narrate(text, _) => texts.push(text),
             Op::Spawn { args, .. } | Op::ApplyAsync { args, .. } => {
                 args.iter().for_each(|(_, e)| eval(e))
             }

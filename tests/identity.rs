@@ -254,7 +254,7 @@ fn a_process_of_the_run_cannot_speak_for_another() {
     );
     // Its own words get through...
     assert!(run.events.iter().any(|e| e.proc_id == "main.1"
-        && matches!(&e.body, Body::Narrate { text } if text == "the shim speaks")));
+        && matches!(&e.body, Body::Narrate { text, .. } if text == "the shim speaks")));
     // ...its forgeries do not.
     for kind in ["race", "deadlock", "adopted", "sample", "signal"] {
         assert!(run.of_kind(kind).is_empty(), "{kind}: {:#?}", run.events);

@@ -76,7 +76,7 @@ fn fork_children_see_mains_global_spawn_and_forkserver_children_the_initial_one(
     ] {
         assert!(
             run.events.iter().any(|e| e.proc_id == id
-                && matches!(&e.body, Body::Narrate { text }
+                && matches!(&e.body, Body::Narrate { text, .. }
                     if text.starts_with(&format!("started by {method} in ")))),
             "{id} shows its start cost"
         );

@@ -236,17 +236,20 @@ pub fn slot_count(c: &Channel) -> usize {
     }
 }
 
-/// `Queue q: 2/3`, `Pipe p ↔: 1 waiting`.
-pub fn channel_title(c: &Channel) -> String {
+/// `Queue q: 2/3`, `Pipe p ↔: 1 waiting`; `1 never read` once nobody
+/// who reads it is left (`readers_gone`).
+pub fn channel_title(c: &Channel, readers_gone: bool) -> String {
     let kind = match c.kind {
         ChannelKind::Queue => "Queue",
         ChannelKind::Pipe => "Pipe",
     };
     let depth = c.depth();
     let count = match (c.maxsize, depth) {
+        (Some(m), d) if d > 0 && readers_gone => format!("{depth}/{m} never read"),
         (Some(m), _) if c.is_full() => format!("{depth}/{m} FULL"),
         (Some(m), _) => format!("{depth}/{m}"),
         (None, 0) => "empty".to_string(),
+        (None, d) if readers_gone => format!("{d} never read"),
         (None, d) => format!("{d} waiting"),
     };
     let duplex = if c.duplex { " ↔" } else { "" };
@@ -260,8 +263,8 @@ fn channel_title_room(c: &Channel) -> String {
         ChannelKind::Pipe => "Pipe",
     };
     let count = match c.maxsize {
-        Some(m) => format!("{m}/{m} FULL"),
-        None => "99 waiting".to_string(),
+        Some(m) => format!("{m}/{m} never read"),
+        None => "99 never read".to_string(),
     };
     let duplex = if c.duplex { " ↔" } else { "" };
     format!("{kind} {}{duplex}: {count}", c.name)
@@ -956,8 +959,8 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
 
     // Caption strip at the bottom.
     let caption_top = stage.bottom() - caption_h * cap_k;
-    if let Some(text) = &world.caption {
-        out.caption = Some(caption_label(text, stage, caption_top, cap_k));
+    if let Some(text) = super::captions::caption(world) {
+        out.caption = Some(caption_label(&text, stage, caption_top, cap_k));
     }
 
     // Cards at the right.
@@ -1174,7 +1177,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                 pos2(l + title_w + 0.6 * k, band_top + 0.6 * k),
                 vec2(box_w, CHANNEL_H * k),
             );
-            let title_text = channel_title(c);
+            let title_text = channel_title(c, readers_gone(input, &name));
             let tw = text_w(&title_text, k);
             let title = Label {
                 rect: Rect::from_min_size(
@@ -1452,6 +1455,21 @@ fn ease(f: f32) -> f32 {
     f * f * (3.0 - 2.0 * f)
 }
 
+/// Nobody is left who could read channel `name`: the run has ended, or
+/// every process that reads it has (a reader not born yet still could).
+pub fn readers_gone(input: &StageInput, name: &str) -> bool {
+    let world = input.world;
+    if super::captions::has_ended(world) {
+        return true;
+    }
+    input.channel_users.get(name).is_some_and(|u| {
+        !u.receivers.is_empty()
+            && u.receivers
+                .iter()
+                .all(|r| world.process(r).is_some_and(|p| !p.is_alive()))
+    })
+}
+
 fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
     let world = input.world;
     let now = input.view_t_ns;
@@ -1519,7 +1537,8 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
             let Some(to) = out.nodes.get(&d.to) else {
                 continue;
             };
-            let slot = slot_rect(cb.rect, 0, n, k).center();
+            // A message already taken is not drawn in a slot (the title
+            // says how many wait there): it passes the channel's edge.
             let sent = d.sent_t_ns.unwrap_or(d.recv_t_ns);
             let leg1_end = sent.saturating_add(TRAVEL_NS);
             let leg2_start = d.recv_t_ns.max(leg1_end);
@@ -1527,27 +1546,19 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
                 continue;
             }
             let from = d.from.as_deref().and_then(|f| out.nodes.get(f));
+            let exit = link_ends(to.rect, cb.rect).1;
             let (center, parked_in) = if now < leg1_end {
                 let Some(from) = from else { continue };
                 let f = ease((now - sent) as f32 / TRAVEL_NS as f32);
                 let start = off_node(from.rect, cb.rect);
                 let entry = link_ends(from.rect, cb.rect).1;
-                if f < 0.8 {
-                    (start.lerp(entry, f / 0.8), None)
-                } else {
-                    (entry.lerp(slot, (f - 0.8) / 0.2), Some(name.clone()))
-                }
+                (start.lerp(entry, f), None)
             } else if now < leg2_start {
-                (slot, Some(name.clone()))
+                (exit, None)
             } else {
                 let f = ease((now - leg2_start) as f32 / TRAVEL_NS as f32);
-                let exit = link_ends(to.rect, cb.rect).1;
                 let end = off_node(to.rect, cb.rect);
-                if f < 0.2 {
-                    (slot.lerp(exit, f / 0.2), Some(name.clone()))
-                } else {
-                    (exit.lerp(end, (f - 0.2) / 0.8), None)
-                }
+                (exit.lerp(end, f), None)
             };
             dots.push(Dot {
                 center,

@@ -9,6 +9,7 @@
 //!            stage · timeline · output · inspector · source ◀── World at the cursor
 //! ```
 
+pub mod captions;
 pub mod controls;
 pub mod inspector;
 pub mod lab;

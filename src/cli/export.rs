@@ -586,7 +586,7 @@ impl Builder {
             Body::Pending { action, .. } => {
                 self.set_state(id, e.pid, ts, Some(format!("waiting for go: {action}")));
             }
-            Body::Narrate { text } => {
+            Body::Narrate { text, .. } => {
                 let pid = self.proc(id, e.pid, ts).pid;
                 self.instant("g", short(text), ts, pid, json!({ "text": text }));
             }

@@ -121,7 +121,13 @@ pub fn describe(e: &Event) -> String {
         Body::Wake {} => "wakes up".into(),
         Body::Block { on } => format!("blocks: {on}"),
         Body::Unblock { on } => format!("goes on after: {on}"),
-        Body::Narrate { text } => format!("» {text}"),
+        Body::Narrate { text, pause } => {
+            if *pause {
+                format!("» {text} (a replay pauses here)")
+            } else {
+                format!("» {text}")
+            }
+        }
         Body::Sample {
             cpu_percent,
             rss_bytes,

@@ -210,7 +210,7 @@ pub fn event_bytes(e: &Event) -> usize {
         Body::TaskDone { pool, value, .. } => s(pool) + v(value),
         Body::Signal { target, signal, .. } => s(target) + s(signal),
         Body::Block { on } | Body::Unblock { on } => s(on),
-        Body::Narrate { text } => s(text),
+        Body::Narrate { text, .. } => s(text),
         Body::Pending {
             action,
             waits_for,
@@ -258,7 +258,10 @@ mod tests {
             line: None,
             thread: None,
             tid: None,
-            body: Body::Narrate { text: text.into() },
+            body: Body::Narrate {
+                text: text.into(),
+                pause: false,
+            },
         }
     }
 

@@ -12,6 +12,6 @@ pub use world::{
     Access, Channel, ChannelKind, DELIVERIES_KEPT, Delivery, ERRORS_KEPT, ExitStatus,
     IN_FLIGHT_KEPT, LOST_UPDATES_KEPT, Lock, LostUpdate, MERGED_OUTPUT_BYTES_KEPT, Message,
     OUTPUT_CHUNKS_KEPT, OutputBuffer, OutputChunk, POOL_RESULTS_KEPT, PROCESS_OUTPUT_BYTES_KEPT,
-    Pool, ProcState, Process, RunError, STDOUT_BUFFER_BYTES_KEPT, SharedValue, StdoutBuffer, Task,
-    ThreadInfo, TreeRow, VALUE_HISTORY_KEPT, ValueAccess, World,
+    Pool, ProcState, Process, RunError, STDOUT_BUFFER_BYTES_KEPT, SharedValue, SignalSent,
+    StdoutBuffer, Task, ThreadInfo, TreeRow, VALUE_HISTORY_KEPT, ValueAccess, World,
 };

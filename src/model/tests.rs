@@ -554,6 +554,7 @@ fn tasks_captions_samples_lines_and_errors() {
         "main",
         Body::Narrate {
             text: "look".into(),
+            pause: false,
         },
     )
     .at(

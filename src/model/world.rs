@@ -291,6 +291,8 @@ pub struct Process {
     pub orphaned: bool,
     /// A new parent (normally the runner) took it over.
     pub adopted: bool,
+    /// When its parent died (it became an orphan).
+    pub orphaned_t_ns: Option<u64>,
     /// Whether its own `hello` arrived (a spawned child may not have spoken yet).
     pub hello_seen: bool,
     /// Order of first appearance: siblings are laid out by it, so the stage
@@ -359,6 +361,7 @@ impl Process {
             daemon: false,
             orphaned: false,
             adopted: false,
+            orphaned_t_ns: None,
             hello_seen: false,
             spawn_order,
             exec: None,
@@ -617,6 +620,15 @@ pub struct RunError {
     pub message: String,
 }
 
+/// A signal one process sent another (for a caption).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalSent {
+    pub t_ns: u64,
+    pub from: String,
+    pub to: String,
+    pub signal: String,
+}
+
 /// One row of [`World::processes_by_tree`].
 #[derive(Clone, Copy, Debug)]
 pub struct TreeRow<'a> {
@@ -640,6 +652,10 @@ pub struct World {
     /// All output in arrival order, as one terminal would show it.
     pub merged_output: OutputBuffer,
     pub caption: Option<String>,
+    /// When the caption was set.
+    pub caption_t_ns: u64,
+    /// The latest signal one process sent another.
+    pub last_signal: Option<SignalSent>,
     /// The first [`ERRORS_KEPT`] errors.
     pub errors: Vec<RunError>,
     /// Errors after those, counted only.
@@ -936,6 +952,7 @@ impl World {
                     p.parent = Some(by.clone());
                 }
                 p.ppid = *new_ppid;
+                p.orphaned_t_ns.get_or_insert(t_ns);
                 p.orphaned = true;
                 p.adopted = true;
             }
@@ -1041,6 +1058,12 @@ impl World {
                 }
             }
             Body::Signal { target, signal, .. } => {
+                self.last_signal = Some(SignalSent {
+                    t_ns,
+                    from: me.to_string(),
+                    to: target.clone(),
+                    signal: signal.clone(),
+                });
                 if let Some(p) = self.processes.get_mut(target) {
                     p.last_signal = Some(signal.clone());
                     on_signal(p, signal);
@@ -1066,7 +1089,10 @@ impl World {
             Body::Unblock { .. } => self
                 .proc_mut(me, t_ns)
                 .resume_if(|s| matches!(s, ProcState::Blocked(_))),
-            Body::Narrate { text } => self.caption = Some(text.clone()),
+            Body::Narrate { text, .. } => {
+                self.caption = Some(text.clone());
+                self.caption_t_ns = t_ns;
+            }
             Body::Sample {
                 cpu_percent,
                 rss_bytes,
@@ -1355,11 +1381,32 @@ impl World {
         }
         p.pending = None;
         p.sleep_until_t_ns = None;
+        let program = p.exec.is_some();
         self.leave_lock_lines(me);
+        // A program's stdin (`communicate(input)`): the program says
+        // nothing, so its input counts as taken when it exits (read, or
+        // thrown away with the pipe): it no longer waits anywhere.
+        if program {
+            let stdin = format!("{me}.stdin");
+            let waiting: Vec<(String, Value)> = self
+                .channels
+                .get(&stdin)
+                .map(|c| {
+                    c.in_flight
+                        .iter()
+                        .map(|m| (m.msg.clone(), m.value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (msg, value) in waiting {
+                self.on_recv(t_ns, me, ChannelKind::Pipe, &stdin, &msg, &value);
+            }
+        }
         // The kernel reparents the children at once; `adopted` names the
         // new parent when it arrives.
         for child in self.processes.values_mut() {
             if child.parent.as_deref() == Some(me) && child.state != ProcState::Reaped {
+                child.orphaned_t_ns.get_or_insert(t_ns);
                 child.orphaned = true;
             }
         }

@@ -450,7 +450,7 @@ fn shrink(body: &mut Body) {
         | Body::Write { value, .. }
         | Body::TaskDone { value, .. } => cut(value),
         Body::Output { text, .. }
-        | Body::Narrate { text }
+        | Body::Narrate { text, .. }
         | Body::Error { message: text }
         | Body::Pending { action: text, .. } => cut_text(text),
         _ => {}

@@ -320,7 +320,7 @@ impl<'r> Proc<'r> {
         let mut names = Vec::new();
         match op {
             Op::Print { text, .. } => text.names(&mut names),
-            Op::Narrate(t) => t.names(&mut names),
+            Op::Narrate(t, _) => t.names(&mut names),
             Op::Set { var, value } => {
                 value.names(&mut names);
                 let mut t = reads(names);
@@ -356,7 +356,7 @@ impl<'r> Proc<'r> {
     fn announce(&self, op: &Op) -> Option<String> {
         Some(match op {
             Op::Print { text, .. } => format!("print {:?}", text.src),
-            Op::Narrate(_) => "show a caption".into(),
+            Op::Narrate(..) => "show a caption".into(),
             Op::Flush => "flush stdout".into(),
             Op::OsExit(_) => "exit at once (os._exit)".into(),
             Op::Sleep(_) => "sleep".into(),
@@ -390,7 +390,7 @@ impl<'r> Proc<'r> {
         let mut names = Vec::new();
         match op {
             Op::Print { text, .. } => text.names(&mut names),
-            Op::Narrate(t) => t.names(&mut names),
+            Op::Narrate(t, _) => t.names(&mut names),
             Op::Sleep(e) | Op::Set { value: e, .. } => e.names(&mut names),
             Op::Flush => {}
             _ => return false,
@@ -512,9 +512,12 @@ impl<'r> Proc<'r> {
                 self.print(&out, end)?;
             }
             Op::Flush => self.flush_stdout()?,
-            Op::Narrate(t) => {
+            Op::Narrate(t, pause) => {
                 let text = t.render(self).map_err(RunError)?;
-                self.probe.emit(Body::Narrate { text });
+                self.probe.emit(Body::Narrate {
+                    text,
+                    pause: *pause,
+                });
             }
             Op::Sleep(e) => {
                 let v = self.eval(e)?;

@@ -331,6 +331,7 @@ impl Proc<'_> {
         self.set_start_ms(ms);
         self.probe.emit(Body::Narrate {
             text: format!("started by {} in {ms:.2} ms", method.name()),
+            pause: false,
         });
     }
 }

@@ -756,6 +756,16 @@ impl Cx<'_> {
                 ),
             );
         }
+        if let Some(p) = &st.pause
+            && op_name != "narrate"
+        {
+            self.err(
+                p.span(),
+                format!(
+                    "`pause` marks a caption a replay stops at: it goes with `narrate`, not with {op_name}"
+                ),
+            );
+        }
         let is_value = |n: &str| sc.values.contains_key(n) || sc.arrays.contains_key(n);
         let is_end = |n: &str| sc.pipes.values().any(|p| p.ends.iter().any(|e| e == n));
         let into = st.into.as_ref().map(|v| v.get_ref().clone());
@@ -813,7 +823,10 @@ impl Cx<'_> {
                 text: self.template(st.print.as_ref()?, rc),
                 end: st.end.clone().unwrap_or_else(|| "\n".into()),
             },
-            "narrate" => Op::Narrate(self.template(st.narrate.as_ref()?, rc)),
+            "narrate" => Op::Narrate(
+                self.template(st.narrate.as_ref()?, rc),
+                st.pause.as_ref().is_some_and(|p| *p.get_ref()),
+            ),
             "flush" => {
                 let v = st.flush.as_ref()?;
                 if v.get_ref() != "stdout" {

@@ -208,7 +208,8 @@ pub enum Op {
         text: Template,
         end: String,
     },
-    Narrate(Template),
+    /// A caption; `true`: a replay with auto-pause stops at it.
+    Narrate(Template, bool),
     Sleep(Expr),
     Spawn {
         role: String,

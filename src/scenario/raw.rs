@@ -127,6 +127,8 @@ pub struct Step {
     pub print: Option<S<String>>,
     pub end: Option<String>,
     pub narrate: Option<S<String>>,
+    /// On a `narrate`: a replay with auto-pause stops at this caption.
+    pub pause: Option<S<bool>>,
     pub flush: Option<S<String>>,
     pub sleep_ms: Option<S<toml::Value>>,
 

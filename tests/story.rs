@@ -1,0 +1,219 @@
+//! Captions and labels that are true: every built-in scenario is run for
+//! real (the binary, `--format jsonl`), and at every event of the run the
+//! stage's caption and channel titles are checked against the model at
+//! that moment, as an audience would read them:
+//!
+//! - a channel's title says "empty" only when nothing waits in it and no
+//!   message dot is parked in it; "N waiting" only when N wait and someone
+//!   who reads it is still alive;
+//! - a living ORPHAN / ADOPTED process is never on the stage without a
+//!   caption that says so;
+//! - a caption making a claim ("the child is stopped", "the queue is
+//!   full") is only up while the claim holds;
+//! - the last caption says how the run ended, computed from what happened
+//!   (exit codes, final shared values, lost updates, unread messages).
+
+mod common;
+
+use egui::{Rect, pos2};
+use forkscope::app::captions;
+use forkscope::app::layout::{self, StageInput};
+use forkscope::app::recording::Recording;
+use forkscope::model::{ProcState, World};
+use forkscope::protocol::RUNNER_ID;
+use forkscope::scenario::catalog::BUILTINS;
+
+/// A caption's words and what must be true while they are up.
+type Claim = (&'static str, fn(&World) -> bool);
+
+const CLAIMS: &[Claim] = &[
+    ("the child is stopped", |w| {
+        w.processes.values().any(|p| p.state == ProcState::Stopped)
+    }),
+    ("the queue is full", |w| {
+        w.channels.values().any(|c| c.is_full())
+            || w.processes
+                .values()
+                .any(|p| matches!(&p.state, ProcState::Blocked(on) if on.starts_with("put")))
+    }),
+    ("the child runs again", |w| {
+        w.processes.values().all(|p| p.state != ProcState::Stopped)
+    }),
+    ("poll() is False", |w| {
+        w.channels
+            .values()
+            .all(|c| c.depth() == 0 || c.in_flight.iter().all(|m| m.from == "main"))
+    }),
+    ("Ended:", captions::has_ended),
+];
+
+fn stage() -> Rect {
+    Rect::from_min_max(pos2(8.0, 34.0), pos2(792.0, 364.0))
+}
+
+/// What is untrue on the stage at this moment (`with_layout`: lay the
+/// stage out and read its channel titles too).
+fn untrue(rec: &Recording, world: &World, with_layout: bool) -> Vec<String> {
+    let mut found = Vec::new();
+    let caption = captions::caption(world);
+    if with_layout {
+        found.extend(untrue_titles(rec, world));
+    }
+    // After a deadlock the stage shows the tree as it was then (the
+    // processes are then killed, and orphaned as they go).
+    for p in world
+        .processes
+        .values()
+        .filter(|_| world.deadlock.is_none())
+    {
+        if p.id != RUNNER_ID
+            && p.is_alive()
+            && (p.orphaned || p.adopted)
+            && !caption
+                .as_deref()
+                .is_some_and(|c| c.to_lowercase().contains("orphan"))
+        {
+            found.push(format!(
+                "{} is tagged ORPHAN/ADOPTED, the caption says {caption:?}",
+                p.id
+            ));
+        }
+    }
+    if let Some(text) = &caption {
+        for (words, holds) in CLAIMS {
+            if text.contains(words) && !holds(world) {
+                found.push(format!("the caption {text:?} is not true"));
+            }
+        }
+    }
+    found
+}
+
+/// What a channel title says that is not so (the stage laid out at this
+/// moment, presenter mode at 1280x720).
+fn untrue_titles(rec: &Recording, world: &World) -> Vec<String> {
+    let input = StageInput {
+        layout_world: &rec.live,
+        world,
+        channel_users: &rec.channel_users,
+        presenter: true,
+        gated: false,
+        deadlock: false,
+        view_t_ns: world.last_t_ns,
+        widest_state: &rec.widest_state,
+        px_per_pt: 1.6,
+        window_h_px: 720.0,
+        zoom: 1.0,
+    };
+    let out = layout::layout(&input, stage());
+    assert_eq!(
+        out.caption.as_ref().map(|(_, l)| l.text.clone()),
+        captions::caption(world),
+        "the stage shows the computed caption"
+    );
+    let mut found = Vec::new();
+    for (name, cb) in &out.channels {
+        let Some(c) = world.channels.get(name) else {
+            continue;
+        };
+        let title = &cb.title.text;
+        let parked = out
+            .dots
+            .iter()
+            .filter(|d| d.parked_in.as_deref() == Some(name.as_str()))
+            .count();
+        if title.ends_with("empty") && (c.depth() > 0 || parked > 0) {
+            found.push(format!(
+                "{title:?} with {} waiting and {parked} dots in it",
+                c.depth()
+            ));
+        }
+        if title.contains("waiting") && captions::has_ended(world) {
+            found.push(format!("{title:?} after every process ended"));
+        }
+        if let Some(n) = title
+            .rsplit(": ")
+            .next()
+            .and_then(|t| t.strip_suffix(" waiting"))
+            .and_then(|n| n.parse::<usize>().ok())
+            && n != c.depth()
+        {
+            found.push(format!("{title:?} while {} wait", c.depth()));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_builtin_tells_a_true_story_to_its_end() {
+    let mut failures = Vec::new();
+    let mut endings = Vec::new();
+    for b in BUILTINS {
+        let run = common::run_jsonl(b.name, &["--time-scale", "0.3"]);
+        assert!(!run.events.is_empty(), "{}: no events", b.name);
+        let mut rec = Recording::new();
+        for e in &run.events {
+            rec.push(e.clone());
+        }
+        // At every event (the deadlock world as the app keeps it).
+        let mut world = World::new();
+        let mut problems = Vec::new();
+        let n = rec.len();
+        let stride = (n / 300).max(1);
+        for (i, e) in rec.log.kept().iter().enumerate() {
+            world.apply(e);
+            let with_layout = i % stride == 0 || i + 1 == n;
+            for p in untrue(&rec, &world, with_layout) {
+                problems.push(format!("at event {}/{}: {p}", i + 1, rec.len()));
+            }
+        }
+        // The end: the caption says how it ended, from the model.
+        let end = captions::caption(&world).unwrap_or_default();
+        endings.push(format!("{:<26} {end}", b.name));
+        if !(end.starts_with("Ended: ") || end.starts_with("Deadlock: ")) {
+            problems.push(format!("the last caption is not an ending: {end:?}"));
+        }
+        for p in world.processes.values().filter(|p| p.id != RUNNER_ID) {
+            let bad = match &p.exit {
+                Some(forkscope::model::ExitStatus::Code(0)) => None,
+                Some(forkscope::model::ExitStatus::Code(c)) => Some(format!("exit {c}")),
+                Some(forkscope::model::ExitStatus::Signal(s)) => Some(format!("killed by {s}")),
+                _ => None,
+            };
+            if let Some(words) = bad
+                && world.deadlock.is_none()
+                && !end.contains(&words)
+                && !end.contains("more did not exit")
+            {
+                problems.push(format!(
+                    "{} ended with {words}: the ending says {end:?}",
+                    p.id
+                ));
+            }
+        }
+        for (name, v) in &world.values {
+            let lost = v.lost_updates_total();
+            if lost > 0 && !end.contains("lost update") && !end.ends_with('…') {
+                problems.push(format!(
+                    "{name} lost {lost} updates: the ending says {end:?}"
+                ));
+            }
+        }
+        problems.dedup();
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}: {} problems, the first:\n    {}",
+                b.name,
+                problems.len(),
+                problems
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n    ")
+            ));
+        }
+    }
+    println!("{}", endings.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
