@@ -192,7 +192,7 @@ fn replay_controls(ui: &mut Ui, app: &mut App, text: &dyn Fn(&str) -> RichText) 
     let mut auto = app.time.auto_pause;
     if ui
         .checkbox(&mut auto, text(AUTO_PAUSE))
-        .on_hover_text("While replaying, pause by itself at each lost update, deadlock or error")
+        .on_hover_text("While replaying, pause by itself at each lost update, deadlock, zombie, error, and caption marked pause = true")
         .changed()
     {
         app.command(Command::SetAutoPause(auto));

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 pub const UNDO: &str = "↩ Undo";
 pub const RUN_TO_END: &str = "⏩ Run to end";
+pub const RUN_UNTIL_NEWS: &str = "⏭ Until something happens";
 pub const SAVE_SCHEDULE: &str = "Save schedule…";
 pub const LOAD_SCHEDULE: &str = "Load schedule…";
 
@@ -90,6 +91,14 @@ pub struct Gated {
     pub replayed: usize,
     /// Started in step mode: no time limit (the user takes their time).
     pub paced_by_user: bool,
+    /// "Until something happens": the seeded scheduler goes on until a
+    /// lost update, a process newly blocked, or a deadlock; then the user
+    /// picks again.
+    pub until_news: bool,
+    /// Who could not go at the last decision (a new one is news).
+    blocked_before: std::collections::BTreeSet<String>,
+    /// What stopped the last "until something happens".
+    pub news: Option<String>,
 }
 
 impl Gated {
@@ -104,12 +113,44 @@ impl Gated {
             last_event: Instant::now(),
             replayed: 0,
             paced_by_user: then == Then::Manual,
+            until_news: false,
+            blocked_before: Default::default(),
+            news: None,
         }
     }
 
     pub fn observe(&mut self, e: &Event) {
         self.gk.observe(e);
         self.last_event = Instant::now();
+        if self.until_news
+            && let crate::protocol::Body::Race {
+                name,
+                read,
+                written,
+                replaced,
+                ..
+            } = &e.body
+        {
+            self.stop_for_news(format!(
+                "a lost update: {} read {read}, wrote {written} over {replaced} ({name})",
+                e.proc_id
+            ));
+        }
+    }
+
+    /// Back to picking by hand, saying why.
+    fn stop_for_news(&mut self, what: String) {
+        self.until_news = false;
+        self.sched.then = Then::Manual;
+        self.news = Some(what);
+    }
+
+    /// Let the seeded scheduler go on until something happens (a lost
+    /// update, a process newly blocked, a deadlock).
+    pub fn run_until_news(&mut self, seed: u64) {
+        self.run_to_end(seed);
+        self.until_news = true;
+        self.news = None;
     }
 
     /// Still replaying a saved or undone prefix.
@@ -128,6 +169,18 @@ impl Gated {
             return Next::Idle;
         }
         let candidates = self.gk.candidates(world);
+        let blocked: std::collections::BTreeSet<String> = candidates
+            .iter()
+            .filter(|c| !c.enabled)
+            .map(|c| c.id.clone())
+            .collect();
+        if self.until_news
+            && let Some(id) = blocked.difference(&self.blocked_before).next()
+        {
+            let why = self.why_not(id, world);
+            self.stop_for_news(format!("{id} is blocked: it {why}"));
+        }
+        self.blocked_before = blocked;
         let replaying = self.replaying();
         match self.sched.decide(&candidates) {
             Decision::Go(id) => {
@@ -148,6 +201,7 @@ impl Gated {
                 Next::Idle
             }
             Decision::Stuck => {
+                self.until_news = false;
                 self.awaiting_user = false;
                 self.candidates = candidates;
                 let cycle = deadlock::explain(world, self.gk.waiting());
@@ -337,6 +391,32 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
                 format!("replaying the schedule… step {steps}"),
                 app.theme().text,
             )
+        } else if let (true, true, true, Some(news)) = (
+            running,
+            awaiting,
+            manual,
+            app.gated.as_ref().and_then(|g| g.news.as_ref()),
+        ) {
+            (
+                format!("Step {}: stopped at {news}. Your turn.", steps + 1),
+                app.theme().text,
+            )
+        } else if let (true, true, true, Some(n)) = (
+            running,
+            awaiting,
+            manual,
+            app.gated
+                .as_ref()
+                .map(|g| g.replayed)
+                .filter(|n| *n > 0 && *n == steps),
+        ) {
+            (
+                format!(
+                    "Undo replayed {n} steps in a fresh run. Step {}: your turn.",
+                    steps + 1
+                ),
+                app.theme().text,
+            )
         } else if running && awaiting && manual {
             (
                 if big {
@@ -377,6 +457,16 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
             .clicked()
         {
             cmds.push(Command::Undo);
+        }
+        if ui
+            .add_enabled(running && manual, egui::Button::new(text(RUN_UNTIL_NEWS)))
+            .on_hover_text(
+                "Let the seeded scheduler go on until something happens: a lost update, \
+                 a process that must wait, a deadlock (key N)",
+            )
+            .clicked()
+        {
+            cmds.push(Command::RunUntilNews);
         }
         if ui
             .add_enabled(running && manual, egui::Button::new(text(RUN_TO_END)))

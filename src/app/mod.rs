@@ -15,6 +15,7 @@ pub mod inspector;
 pub mod lab;
 pub mod layout;
 pub mod many;
+pub mod marks;
 pub mod open;
 pub mod output;
 pub mod recording;
@@ -142,6 +143,8 @@ pub enum Command {
     ReplayFrom(u64),
     /// Replays pause by themselves at lost updates, deadlocks and errors.
     SetAutoPause(bool),
+    /// Step mode: the seeded scheduler goes on until something happens.
+    RunUntilNews,
     TogglePresenter,
     ToggleSidePanels,
     Zoom(f32),
@@ -237,7 +240,7 @@ pub struct TimeControl {
     /// Replay speed (1 = real time, 0.1 = ten times slower): how fast the
     /// cursor advances when not following.
     pub speed: f64,
-    /// A replay pauses by itself at a lost update, a deadlock or an error.
+    /// A replay pauses by itself at a marked moment (`marks.rs`).
     pub auto_pause: bool,
 }
 
@@ -576,10 +579,20 @@ impl App {
             Command::ToggleSidePanels => self.show_side_panels = !self.show_side_panels,
             Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
             Command::SelectProcess(p) => self.selected = p,
-            Command::SetMode(m) => self.mode = m,
+            Command::SetMode(m) => {
+                if m == lab::Mode::Step && self.mode != m {
+                    self.use_step_params();
+                }
+                self.mode = m;
+            }
             Command::SetSeed(seed) => self.seed = seed,
             Command::Step(id) => self.step(&id),
             Command::Undo => self.undo(),
+            Command::RunUntilNews => {
+                if let Some(g) = self.gated.as_mut().filter(|_| self.run.is_running()) {
+                    g.run_until_news(self.seed);
+                }
+            }
             Command::RunToEnd => {
                 if let Some(g) = self.gated.as_mut().filter(|_| self.run.is_running()) {
                     g.run_to_end(self.seed);
@@ -591,6 +604,30 @@ impl App {
             Command::ShowView(v) => self.view = v,
             Command::StartManyRuns => self.start_many_runs(),
             Command::CancelManyRuns => self.many.cancel(),
+        }
+    }
+
+    /// Entering step mode: the scenario's small parameters (`step = N` on a
+    /// parameter), so a learner steps through a whole run by hand.
+    fn use_step_params(&mut self) {
+        let Some(p) = self.picked.as_mut() else {
+            return;
+        };
+        let mut set = Vec::new();
+        for (k, param) in &p.loaded.scenario.params {
+            if let Some(v) = &param.step
+                && p.params.get(k) != Some(v)
+            {
+                p.params.insert(k.clone(), v.clone());
+                set.push(format!("{k} = {}", v.repr()));
+            }
+        }
+        if !set.is_empty() {
+            self.status = Some(format!(
+                "step mode: small parameters to step through by hand: {} \
+                 (change them, or Reset, in the parameters)",
+                set.join(", ")
+            ));
         }
     }
 
@@ -622,7 +659,14 @@ impl App {
         };
         self.stop_now();
         self.mode = lab::Mode::Step;
+        let n = prefix.len();
         self.start_run(prefix);
+        if self.status.is_none() {
+            self.status = Some(format!(
+                "Undo: a fresh run (new processes, new pids) replays the first {n} steps, \
+             then it is your turn"
+            ));
+        }
     }
 
     /// Replays a schedule file in step mode, with the scenario and the
@@ -1156,12 +1200,16 @@ impl App {
             Key::Num8,
             Key::Num9,
         ];
-        let (digit, undo) = ctx.input(|i| {
+        let (digit, undo, news) = ctx.input(|i| {
             (
                 DIGITS.iter().position(|k| i.key_pressed(*k)),
                 i.key_pressed(Key::U),
+                i.key_pressed(Key::N),
             )
         });
+        if news {
+            self.commands.push(Command::RunUntilNews);
+        }
         if let Some(d) = digit
             && self.gated.as_ref().is_some_and(|g| g.manual())
             && let Some((id, _)) = lab::step_numbers(&self.rec.live)

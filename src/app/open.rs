@@ -121,28 +121,13 @@ impl App {
     }
 
     /// A replay that went from `from_t_ns` to the cursor: if it passed a
-    /// lost update, a deadlock or an error, pause there and say what it is.
+    /// marked moment (a lost update, a deadlock, an error, a zombie, a
+    /// caption marked `pause = true`: `marks.rs`), pause there and say
+    /// what it is.
     pub(super) fn pause_at_marked_moment(&mut self, from_t_ns: u64) {
         let to = self.time.cursor_t_ns;
         let (a, b) = (self.rec.count_at(from_t_ns), self.rec.count_at(to));
-        let marked = self.rec.log.range(a, b).iter().find_map(|e| {
-            let what = match &e.body {
-                Body::Race {
-                    name,
-                    read,
-                    replaced,
-                    written,
-                    ..
-                } => format!(
-                    "a lost update: {} read {read}, wrote {written} over {replaced} ({name})",
-                    e.proc_id
-                ),
-                Body::Deadlock { cycle } => format!("the deadlock: {cycle}"),
-                Body::Error { message } => format!("an error in {}: {message}", e.proc_id),
-                _ => return None,
-            };
-            Some((e.t_ns, what))
-        });
+        let marked = super::marks::first_mark(&self.rec.log, a, b);
         if let Some((t, what)) = marked {
             self.time.cursor_t_ns = t.max(from_t_ns);
             self.time.playing = false;

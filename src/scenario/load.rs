@@ -324,10 +324,21 @@ impl Cx<'_> {
                 min: bound(&p.min, self),
                 max: bound(&p.max, self),
                 default: default.clone(),
+                step: p.step.as_ref().and_then(|s| toml_to_value(s.get_ref())),
                 help: p.help.clone(),
             };
             if let Err(m) = check_range(key, &param, &default) {
                 self.err(p.default.span(), format!("default out of range: {m}"));
+            }
+            if let Some(s) = &p.step {
+                match &param.step {
+                    Some(v) => {
+                        if let Err(m) = check_range(key, &param, v) {
+                            self.err(s.span(), format!("step value out of range: {m}"));
+                        }
+                    }
+                    None => self.err(s.span(), "a step value must be a number, bool or string"),
+                }
             }
             let _ = span;
             params.insert(key.clone(), param);

@@ -104,6 +104,10 @@ impl std::str::FromStr for StdoutMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Param {
     pub default: Value,
+    /// The value step mode proposes (small: a run a learner steps
+    /// through by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Value>,
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub help: String,

@@ -86,6 +86,9 @@ pub struct Param {
     pub max: Option<S<toml::Value>>,
     #[serde(default)]
     pub help: String,
+    /// The value step mode proposes: small, for stepping by hand.
+    #[serde(default)]
+    pub step: Option<S<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
