@@ -49,6 +49,10 @@ fn main() -> ExitCode {
             step_mode_lost_update_by_hand_then_undo,
         ),
         (
+            "step_mode_small_run_until_news_and_back_to_a_step",
+            step_mode_small_run_until_news_and_back_to_a_step,
+        ),
+        (
             "seeded_run_saved_and_loaded_again",
             seeded_run_saved_and_loaded_again,
         ),
@@ -665,6 +669,122 @@ fn step_mode_lost_update_by_hand_then_undo() {
     let terminal = h.state().rec.live.merged_output.text();
     assert!(terminal.contains("counter = 1"), "terminal: {terminal:?}");
     assert_all_gone(&pids);
+}
+
+/// Entering step mode offers small parameters (2 workers x 3 adds);
+/// "until something happens" (key N) runs on to the first process that
+/// must wait or the first lost update and says so; the step list returns
+/// to a step in a fresh run. A lost update by hand takes a few keys.
+fn step_mode_small_run_until_news_and_back_to_a_step() {
+    let mut h = harness(GuiArgs {
+        scenario: Some("unlocked-counter".into()),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label("Step").click();
+    h.run_steps(2);
+    let params = |h: &Harness<'static, App>| {
+        h.state().picked.as_ref().map(|p| {
+            (
+                p.params.get("workers").cloned(),
+                p.params.get("adds").cloned(),
+            )
+        })
+    };
+    assert_eq!(
+        params(&h),
+        Some((Some(Value::Int(2)), Some(Value::Int(3)))),
+        "step mode proposes 2 workers x 3 adds"
+    );
+    assert!(
+        h.state()
+            .status
+            .as_deref()
+            .is_some_and(|s| s.contains("workers = 2") && s.contains("adds = 3")),
+        "and says so: {:?}",
+        h.state().status
+    );
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, your_turn), "the run waits for a pick");
+
+    // N, N, …: each stops at news; a lost update within a few presses.
+    let mut presses = 0;
+    let lost = |h: &Harness<'static, App>| {
+        h.state()
+            .rec
+            .live
+            .values
+            .values()
+            .any(|v| v.lost_updates_total() > 0)
+    };
+    let mut told = Vec::new();
+    while !lost(&h) && presses < 12 {
+        let before = steps_taken(&h);
+        h.key_press(egui::Key::N);
+        presses += 1;
+        assert!(
+            wait_for(&mut h, |h| (steps_taken(h) > before && your_turn(h))
+                || !h.state().run.is_running()),
+            "N ran on and stopped"
+        );
+        if let Some(news) = h.state().gated.as_ref().and_then(|g| g.news.clone()) {
+            told.push(news);
+        }
+    }
+    assert!(
+        lost(&h),
+        "a lost update after {presses} presses of N: {told:?}"
+    );
+    assert!(presses <= 8, "{presses} presses: {told:?}");
+    assert!(
+        told.iter().any(|t| t.starts_with("a lost update")),
+        "the step bar says what stopped it: {told:?}"
+    );
+    if h.state().run.is_running() {
+        assert!(
+            wait_for(&mut h, |h| h
+                .query_by_label_contains("stopped at a lost update")
+                .is_some()),
+            "the step bar shows it"
+        );
+    }
+
+    // The step list: back to step 2 in a fresh run.
+    let n = steps_taken(&h);
+    assert!(n > 2);
+    h.get_by_label(&lab::step_list_title(n)).click();
+    h.run_steps(2);
+    let pids = live_pids(&h);
+    let second = forkscope::app::steps::steps(&h.state().rec.log)
+        .and_then(|list| list.get(1).map(lab::step_words))
+        .unwrap_or_default();
+    h.get_by_label(&second).click();
+    assert!(
+        wait_for(&mut h, |h| your_turn(h) && steps_taken(h) == 2),
+        "back to step 2"
+    );
+    assert!(!lost(&h), "the lost update is not there yet");
+    assert!(
+        has_label(&h, &lab::step_list_title(2)),
+        "the list holds the two replayed steps"
+    );
+    assert!(
+        wait_for(&mut h, |h| h
+            .query_by_label_contains("Replayed 2 steps in a fresh run")
+            .is_some()
+            || h.state()
+                .status
+                .as_deref()
+                .is_some_and(|s| s.contains("replays the first 2 steps"))),
+        "it says it replayed 2 steps: {:?}",
+        h.state().status
+    );
+    assert_all_gone(&pids);
+    h.get_by_label(lab::RUN_TO_END).click();
+    assert!(
+        wait_for(&mut h, |h| !h.state().run.is_running()),
+        "the run ends"
+    );
 }
 
 /// What a thread will do on `go` (step mode).

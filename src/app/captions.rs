@@ -29,15 +29,15 @@ pub fn caption(world: &World) -> Option<String> {
     if has_ended(world) {
         return Some(ending(world));
     }
-    // The latest of: the narration, an orphan, a signal.
-    let mut best: Option<(u64, String)> = world
-        .caption
-        .as_ref()
-        .map(|c| (world.caption_t_ns, c.clone()));
-    for (t, note) in [orphan_note(world), signal_note(world)]
-        .into_iter()
-        .flatten()
-    {
+    // The latest of: the narration, an orphan, a signal. A narration that
+    // says nothing of orphans does not hide one (a child's own narration
+    // may come in after its parent has gone).
+    let orphan = orphan_note(world);
+    let mut best: Option<(u64, String)> = world.caption.as_ref().map(|c| {
+        let silent = orphan.is_some() && !c.to_lowercase().contains("orphan");
+        (if silent { 0 } else { world.caption_t_ns }, c.clone())
+    });
+    for (t, note) in [orphan, signal_note(world)].into_iter().flatten() {
         if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
             best = Some((t, note));
         }

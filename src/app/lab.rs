@@ -412,7 +412,7 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
         ) {
             (
                 format!(
-                    "Undo replayed {n} steps in a fresh run. Step {}: your turn.",
+                    "Replayed {n} steps in a fresh run (new processes, new pids). Step {}: your turn.",
                     steps + 1
                 ),
                 app.theme().text,
@@ -509,6 +509,9 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
             app.picked.is_some(),
         );
     });
+    if gated {
+        step_list(ui, app, steps, &mut cmds);
+    }
     match app.step_bar.open {
         Some(FileAction::Save) => {
             if app.step_bar.save_path.is_empty() {
@@ -548,6 +551,47 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
     for c in cmds {
         app.command(c);
     }
+}
+
+/// Heading of the step list.
+pub fn step_list_title(n: usize) -> String {
+    format!("Steps ({n})")
+}
+
+/// A row of the step list: "3. main.1: read counter".
+pub fn step_words(s: &super::steps::Step) -> String {
+    format!("{}. {}: {}", s.n, s.who, s.action)
+}
+
+/// The steps so far, newest at the bottom: click one to return to just
+/// after it (a fresh run replays the steps up to it).
+fn step_list(ui: &mut Ui, app: &App, current: usize, cmds: &mut Vec<Command>) {
+    let Some(list) = super::steps::steps(&app.rec.log) else {
+        return;
+    };
+    egui::CollapsingHeader::new(step_list_title(list.len()))
+        .id_salt("step list")
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("step list scroll")
+                .max_height(if app.presenter { 110.0 } else { 160.0 })
+                .stick_to_bottom(true)
+                .show(ui, |ui| {
+                    for s in &list {
+                        let words = step_words(s);
+                        if ui
+                            .selectable_label(s.n == current, words)
+                            .on_hover_text(format!(
+                                "Return to just after step {}: a fresh run replays the first {} steps",
+                                s.n, s.n
+                            ))
+                            .clicked()
+                        {
+                            cmds.push(Command::ReturnToStep(s.n));
+                        }
+                    }
+                });
+        });
 }
 
 fn default_schedule_path(app: &App) -> String {

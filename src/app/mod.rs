@@ -22,6 +22,7 @@ pub mod recording;
 pub mod sampler;
 pub mod source;
 pub mod stage;
+pub mod steps;
 pub mod theme;
 pub mod timeline;
 
@@ -145,6 +146,8 @@ pub enum Command {
     SetAutoPause(bool),
     /// Step mode: the seeded scheduler goes on until something happens.
     RunUntilNews,
+    /// Step mode: a fresh run that replays the first N steps.
+    ReturnToStep(usize),
     TogglePresenter,
     ToggleSidePanels,
     Zoom(f32),
@@ -588,6 +591,7 @@ impl App {
             Command::SetSeed(seed) => self.seed = seed,
             Command::Step(id) => self.step(&id),
             Command::Undo => self.undo(),
+            Command::ReturnToStep(n) => self.return_to_step(n),
             Command::RunUntilNews => {
                 if let Some(g) = self.gated.as_mut().filter(|_| self.run.is_running()) {
                     g.run_until_news(self.seed);
@@ -665,6 +669,26 @@ impl App {
             self.status = Some(format!(
                 "Undo: a fresh run (new processes, new pids) replays the first {n} steps, \
              then it is your turn"
+            ));
+        }
+    }
+
+    /// Back to just after step `n`: a fresh run replays the first `n`
+    /// steps, then the learner picks again.
+    fn return_to_step(&mut self, n: usize) {
+        let Some(prefix) = self
+            .gated
+            .as_ref()
+            .map(|g| g.schedule[..n.min(g.schedule.len())].to_vec())
+        else {
+            return;
+        };
+        self.stop_now();
+        self.mode = lab::Mode::Step;
+        self.start_run(prefix);
+        if self.status.is_none() {
+            self.status = Some(format!(
+                "back to step {n}: a fresh run (new processes, new pids) replays the first {n} steps"
             ));
         }
     }

@@ -93,13 +93,25 @@ impl TimelineView {
                     pos2(rect.left() + LABEL_W, rect.top()),
                     pos2(rect.right() - 4.0, rect.bottom() - AXIS_H),
                 );
+                // A gated run is drawn by step: each step as wide as the
+                // next, however long the learner took to pick.
+                let step_axis = super::steps::steps(&ctx.rec.log).and_then(|list| {
+                    let go: Vec<u64> = list.iter().map(|s| s.t_ns).collect();
+                    super::steps::StepAxis::new(&go, t0, t_end)
+                });
                 let x_of = |t: u64| {
-                    let f = (t.saturating_sub(t0)) as f64 / (t_end - t0) as f64;
+                    let f = match &step_axis {
+                        Some(a) => a.frac(t),
+                        None => (t.saturating_sub(t0)) as f64 / (t_end - t0) as f64,
+                    };
                     lanes_rect.left() + (f as f32) * lanes_rect.width()
                 };
                 let t_of = |x: f32| {
                     let f = ((x - lanes_rect.left()) / lanes_rect.width()).clamp(0.0, 1.0) as f64;
-                    t0 + (f * (t_end - t0) as f64) as u64
+                    match &step_axis {
+                        Some(a) => a.t_at(f),
+                        None => t0 + (f * (t_end - t0) as f64) as u64,
+                    }
                 };
                 if let Some(pos) = response.interact_pointer_pos()
                     && (response.clicked() || response.dragged())
@@ -203,7 +215,10 @@ impl TimelineView {
                         }
                     }
                 }
-                axis(&painter, lanes_rect, t0, t_end, &x_of, ctx);
+                match &step_axis {
+                    Some(a) => step_axis_labels(&painter, lanes_rect, a, &x_of, ctx),
+                    None => axis(&painter, lanes_rect, t0, t_end, &x_of, ctx),
+                }
                 // The future (after the cursor) is dimmed; the cursor on top.
                 let cx = x_of(ctx.view_t_ns);
                 if cx < lanes_rect.right() - 1.0 {
@@ -404,6 +419,39 @@ fn axis(
             ctx.theme.weak_text,
         );
         s += step_s;
+    }
+}
+
+/// The axis of a gated run: step numbers (about ten labels).
+fn step_axis_labels(
+    painter: &egui::Painter,
+    lanes: Rect,
+    axis: &super::steps::StepAxis,
+    x_of: &impl Fn(u64) -> f32,
+    ctx: &ViewCtx,
+) {
+    let n = axis.ticks().count();
+    let every = [1, 2, 5, 10, 20, 50, 100, 200, 500]
+        .into_iter()
+        .find(|e| n / e <= 10)
+        .unwrap_or(1000);
+    for (i, t) in axis.ticks().filter(|(i, _)| i % every == 0 || *i == 1) {
+        let x = x_of(t);
+        painter.line_segment(
+            [pos2(x, lanes.bottom()), pos2(x, lanes.bottom() + 4.0)],
+            Stroke::new(1.0, ctx.theme.weak_text),
+        );
+        painter.text(
+            pos2(x, lanes.bottom() + 4.0),
+            Align2::CENTER_TOP,
+            if i == 1 {
+                "step 1".to_string()
+            } else {
+                i.to_string()
+            },
+            FontId::proportional(10.0),
+            ctx.theme.weak_text,
+        );
     }
 }
 
