@@ -736,6 +736,7 @@ fn step_mode_small_run_until_news_and_back_to_a_step() {
         "a lost update after {presses} presses of N: {told:?}"
     );
     assert!(presses <= 8, "{presses} presses: {told:?}");
+    println!("a lost update after {presses} presses of N, stopping at: {told:?}");
     assert!(
         told.iter().any(|t| t.starts_with("a lost update")),
         "the step bar says what stopped it: {told:?}"

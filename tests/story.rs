@@ -217,3 +217,72 @@ fn every_builtin_tells_a_true_story_to_its_end() {
     println!("{}", endings.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `pause = true` on a caption reaches the events (a replay's auto-pause
+/// stops there); on any other step it is an error with its position, and
+/// so is a parameter's `step` value out of its range.
+#[test]
+fn a_marked_caption_reaches_the_events_and_misplaced_marks_are_errors() {
+    let ok = common::scenario_file(
+        "marked",
+        r#"
+name = "marked"
+title = "a marked caption"
+explain = "a caption a replay stops at"
+source = "print('done')"
+
+[params.n]
+default = 5
+min = 1
+max = 9
+step = 2
+
+[roles.main]
+steps = [
+  { narrate = "look: n = {n}", pause = true },
+  { print = "done" },
+]
+"#,
+    );
+    let path = ok.to_string_lossy().into_owned();
+    let run = common::run_jsonl(&path, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let marked: Vec<_> = run
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(&e.body, forkscope::protocol::Body::Narrate { text, pause: true }
+                if text == "look: n = 5")
+        })
+        .collect();
+    assert_eq!(marked.len(), 1, "{:?}", run.events);
+    let mut log = forkscope::model::EventLog::new();
+    for e in run.events {
+        log.push(e);
+    }
+    let (_, what) = forkscope::app::marks::first_mark(&log, 0, log.len()).unwrap_or_default();
+    assert_eq!(what, "look: n = 5");
+
+    for (text, error) in [
+        (
+            "[roles.main]\nsteps = [\n  { print = \"hi\", pause = true },\n]\n",
+            "misplaced.toml:8:27: `pause` marks a caption",
+        ),
+        (
+            "[params.n]\ndefault = 5\nmin = 1\nmax = 9\nstep = 20\n\n[roles.main]\nsteps = [{ print = \"hi\" }]\n",
+            "step value out of range",
+        ),
+    ] {
+        let bad = common::scenario_file(
+            "misplaced",
+            &format!(
+                "name = \"misplaced\"\ntitle = \"a mark in the wrong place\"\n\
+                 explain = \"x\"\nsource = \"print('hi')\"\n\n{text}"
+            ),
+        );
+        let path = bad.to_string_lossy().into_owned();
+        let run = common::forkscope(&["check", &path]);
+        assert_ne!(run.code, 0);
+        assert!(run.stderr.contains(error), "{}", run.stderr);
+    }
+}

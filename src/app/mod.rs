@@ -618,15 +618,15 @@ impl App {
             return;
         };
         let mut set = Vec::new();
+        let mut changed = false;
         for (k, param) in &p.loaded.scenario.params {
-            if let Some(v) = &param.step
-                && p.params.get(k) != Some(v)
-            {
+            if let Some(v) = &param.step {
+                changed |= p.params.get(k) != Some(v);
                 p.params.insert(k.clone(), v.clone());
                 set.push(format!("{k} = {}", v.repr()));
             }
         }
-        if !set.is_empty() {
+        if changed {
             self.status = Some(format!(
                 "step mode: small parameters to step through by hand: {} \
                  (change them, or Reset, in the parameters)",
