@@ -129,14 +129,19 @@ pub fn ending(world: &World) -> String {
             format!("{name} = {value}")
         });
     }
+    let kind = |c: &crate::model::Channel| match c.kind {
+        ChannelKind::Queue => "queue",
+        ChannelKind::Pipe => "pipe",
+    };
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
     for c in world.channels.values().filter(|c| c.depth() > 0) {
-        let kind = match c.kind {
-            ChannelKind::Queue => "queue",
-            ChannelKind::Pipe => "pipe",
-        };
-        let n = c.depth();
-        let s = if n == 1 { "" } else { "s" };
-        parts.push(format!("{n} message{s} never read from {kind} {}", c.name));
+        let n = c.depth() as u64;
+        parts.push(format!(
+            "{n} message{} never read from {} {}",
+            plural(n),
+            kind(c),
+            c.name
+        ));
     }
     for p in world
         .processes
@@ -153,6 +158,35 @@ pub fn ending(world: &World) -> String {
             String::new()
         };
         parts.push(format!("error in {}: {}{more}", e.proc_id, e.message));
+    }
+    // The scenario's own channels (not a pool's, a manager's or a
+    // program's stdin): how much went through.
+    let internal = |c: &crate::model::Channel| {
+        c.name.ends_with(".stdin")
+            || c.ends.iter().any(|e| e.ends_with(".proxy"))
+            || world
+                .pools
+                .keys()
+                .any(|p| c.name == format!("{p}.tasks") || c.name == format!("{p}.results"))
+    };
+    for c in world
+        .channels
+        .values()
+        .filter(|c| c.sent_total > 0 && c.depth() == 0 && !internal(c))
+    {
+        let sent = c.sent_total;
+        parts.push(format!(
+            "{} {}: all {sent} message{} read",
+            kind(c),
+            c.name,
+            plural(sent)
+        ));
+    }
+    for p in world.pools.values().filter(|p| p.tasks_started > 0) {
+        parts.push(format!(
+            "pool {}: {} of {} tasks done",
+            p.name, p.tasks_done, p.tasks_started
+        ));
     }
     let cut = parts.len() > ENDING_PARTS;
     parts.truncate(ENDING_PARTS);
