@@ -6,6 +6,7 @@
 pub mod export;
 pub mod lab;
 pub mod out;
+pub mod quiz;
 pub mod run;
 pub mod text;
 
@@ -30,6 +31,14 @@ pub enum Command {
     },
     /// Convert a recording (`run --record FILE`) for another viewer.
     Export(ExportArgs),
+    /// Predict, then run: answer the scenario's questions, see the real answers.
+    Quiz(QuizArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuizArgs {
+    #[command(flatten)]
+    pub common: ScenarioArgs,
 }
 
 #[derive(Debug, Args)]
