@@ -389,10 +389,7 @@ impl App {
                 recording::CHECKPOINT_BUDGET_BYTES,
             ),
             opened: None,
-            quiz: quiz::QuizState {
-                on: args.quiz,
-                ..Default::default()
-            },
+            quiz: quiz::QuizState::new(args.quiz),
         };
         if let Some(n) = args.many_runs {
             if !(1..=many::MAX_RUNS).contains(&n) {

@@ -86,9 +86,11 @@ pub struct QuizState {
     /// What was wrong with the last thing typed.
     pub problem: Option<String>,
     /// The answer card's size in the last frame (to place it).
-    pub card_size: Option<egui::Vec2>,
+    card_size: Option<egui::Vec2>,
     /// Where the answer card was last drawn (tests, layout checks).
     pub last_card: Option<Rect>,
+    /// The number field takes the keyboard when its question comes.
+    want_focus: bool,
 }
 
 fn questions(picked: Option<&Picked>) -> Option<(&str, &[Question])> {
@@ -97,6 +99,14 @@ fn questions(picked: Option<&Picked>) -> Option<(&str, &[Question])> {
 }
 
 impl QuizState {
+    /// Quiz mode on or off, nothing asked yet.
+    pub fn new(on: bool) -> QuizState {
+        QuizState {
+            on,
+            ..QuizState::default()
+        }
+    }
+
     /// Run was pressed: true if the quiz asks first (the run waits).
     pub fn intercept_run(&mut self, picked: Option<&Picked>) -> bool {
         if !self.on {
@@ -110,6 +120,7 @@ impl QuizState {
         }
         self.typed.clear();
         self.problem = None;
+        self.want_focus = true;
         self.phase = Phase::Asking {
             scenario: name.to_string(),
             index: 0,
@@ -228,6 +239,7 @@ impl QuizState {
         self.problem = None;
         if *index + 1 < n_questions {
             *index += 1;
+            self.want_focus = true;
             return;
         }
         self.phase = Phase::Ready {
@@ -283,7 +295,7 @@ fn card_frame(theme: &Theme, accent: Color32) -> egui::Frame {
         .fill(theme.panel)
         .stroke(Stroke::new(3.0, accent))
         .corner_radius(10.0)
-        .inner_margin(16.0)
+        .inner_margin(egui::Margin::symmetric(14, 8))
         .shadow(egui::epaint::Shadow {
             offset: [0, 4],
             blur: 16,
@@ -356,6 +368,10 @@ fn ask(
                             .font(FontId::proportional(CHOICE_PT))
                             .desired_width(160.0);
                         let r = ui.add(field);
+                        if quiz.want_focus {
+                            r.request_focus();
+                            quiz.want_focus = false;
+                        }
                         let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                         let lock = ui
                             .add(egui::Button::new(RichText::new(LOCK_IN).size(CHOICE_PT)))
@@ -432,7 +448,8 @@ fn answers(
         .filter_map(|j| j.outcome.decider.as_ref())
         .filter_map(|d| layout.and_then(|l| target_rect(l, &d.target)))
         .collect();
-    let width = (stage.width() * 0.62).clamp(260.0, 680.0).min(stage.width() - 16.0);
+    // Wide and low: a band across the stage hides less than a tall box.
+    let width = (stage.width() - 16.0).clamp(200.0, 1100.0);
     let size = quiz
         .card_size
         .unwrap_or(egui::vec2(width, 170.0))
@@ -455,21 +472,10 @@ fn answers(
         .show(ui.ctx(), |ui| {
             card_frame(theme, accent).show(ui, |ui| {
                 ui.set_width(width);
-                for j in results.iter() {
-                    judged(ui, j, theme, t0_ns, cmds);
+                for (i, j) in results.iter().enumerate() {
+                    let first = (i == 0).then_some(&mut hide);
+                    judged(ui, j, theme, t0_ns, stopped, first, cmds);
                 }
-                ui.horizontal_wrapped(|ui| {
-                    if ui.button(RichText::new(HIDE).size(SMALL_PT)).clicked() {
-                        hide = true;
-                    }
-                    if stopped {
-                        ui.label(
-                            RichText::new("(the run was stopped before its end)")
-                                .size(SMALL_PT)
-                                .color(theme.weak_text),
-                        );
-                    }
-                });
             });
         });
     let card = area.response.rect;
@@ -503,18 +509,42 @@ fn answers(
     }
 }
 
-fn judged(ui: &mut Ui, j: &Judged, theme: &Theme, t0_ns: Option<u64>, cmds: &mut Vec<Command>) {
+/// One question's result: the question (and, on the first, Hide), the
+/// verdict with the answer, the deciding event, why.
+fn judged(
+    ui: &mut Ui,
+    j: &Judged,
+    theme: &Theme,
+    t0_ns: Option<u64>,
+    stopped: bool,
+    hide: Option<&mut bool>,
+    cmds: &mut Vec<Command>,
+) {
     let q = &j.question;
     let (verdict, color) = match j.right {
         Some(true) => (RIGHT, theme::okabe_ito::BLUISH_GREEN),
         Some(false) => (WRONG, theme::okabe_ito::VERMILLION),
         None => (NO_GUESS, theme.text),
     };
-    ui.label(
-        RichText::new(&q.ask)
-            .size(BODY_PT)
-            .color(theme.weak_text),
-    );
+    ui.horizontal_wrapped(|ui| {
+        if let Some(hide) = hide
+            && ui.button(RichText::new(HIDE).size(SMALL_PT)).clicked()
+        {
+            *hide = true;
+        }
+        ui.label(
+            RichText::new(&q.ask)
+                .size(SMALL_PT)
+                .color(theme.weak_text),
+        );
+        if stopped {
+            ui.label(
+                RichText::new("(the run was stopped before its end)")
+                    .size(SMALL_PT)
+                    .color(theme.weak_text),
+            );
+        }
+    });
     ui.horizontal_wrapped(|ui| {
         ui.label(
             RichText::new(verdict)
@@ -582,7 +612,7 @@ fn judged(ui: &mut Ui, j: &Judged, theme: &Theme, t0_ns: Option<u64>, cmds: &mut
             .wrap(),
         );
     }
-    ui.add_space(6.0);
+    ui.add_space(2.0);
 }
 
 /// An answer as the card shows it (text answers quoted when they are lines).
@@ -633,14 +663,7 @@ fn place_card(
 ) -> (Align2, Pos2) {
     let m = 8.0;
     let inner = stage.shrink(m);
-    let candidates = [
-        Align2::CENTER_BOTTOM,
-        Align2::LEFT_BOTTOM,
-        Align2::RIGHT_BOTTOM,
-        Align2::CENTER_TOP,
-        Align2::LEFT_TOP,
-        Align2::RIGHT_TOP,
-    ];
+    let candidates = [Align2::CENTER_BOTTOM, Align2::CENTER_TOP];
     let others: Vec<Rect> = layout
         .map(|l| {
             l.nodes
