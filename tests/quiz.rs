@@ -52,7 +52,10 @@ fn a_right_number_is_right_and_names_the_deciding_event() {
     let q = quiz(&["fork-print"], "2\n");
     assert_eq!(q.code, 0, "{}{}", q.stdout, q.stderr);
     let o = &q.stdout;
-    assert!(o.contains("Question 1 of 1: How many times does 1111111111 come out?"), "{o}");
+    assert!(
+        o.contains("Question 1 of 1: How many times does 1111111111 come out?"),
+        "{o}"
+    );
     assert!(o.contains("Type a number:"), "{o}");
     assert!(o.contains("  answer: 2\n"), "{o}");
     assert!(o.contains("you said: 2 — right!"), "{o}");
@@ -60,10 +63,16 @@ fn a_right_number_is_right_and_names_the_deciding_event() {
         o.contains("decided by: ") && o.contains("the 2nd line with \"1111111111\""),
         "{o}"
     );
-    assert!(o.contains("(at ") && o.contains("line 4)"), "the time and the listing line: {o}");
+    assert!(
+        o.contains("(at ") && o.contains("line 4)"),
+        "the time and the listing line: {o}"
+    );
     assert!(o.contains("1 of 1 right."), "{o}");
     // What the program printed is shown too.
-    assert!(o.contains("--- terminal ---\n1111111111\n1111111111\n"), "{o}");
+    assert!(
+        o.contains("--- terminal ---\n1111111111\n1111111111\n"),
+        "{o}"
+    );
 }
 
 #[test]
@@ -86,11 +95,17 @@ fn a_choice_may_be_typed_as_its_text_and_bad_input_is_asked_again() {
     let q = quiz(&["no-join", "--set", "sleep_ms=50"], "banana\n7\nMAIN.1\n");
     assert_eq!(q.code, 0, "{}{}", q.stdout, q.stderr);
     let o = &q.stdout;
-    assert!(o.contains("\"banana\" is none of the choices: type 1 to 2. Again: "), "{o}");
+    assert!(
+        o.contains("\"banana\" is none of the choices: type 1 to 2. Again: "),
+        "{o}"
+    );
     assert!(o.contains("\"7\" is none of the choices"), "{o}");
     assert!(o.contains("  answer: main.1\n"), "{o}");
     assert!(o.contains("you said: main.1 — right!"), "{o}");
-    assert!(o.contains("decided by: main.1 exits with code 0, the first to end"), "{o}");
+    assert!(
+        o.contains("decided by: main.1 exits with code 0, the first to end"),
+        "{o}"
+    );
 }
 
 #[test]
@@ -101,30 +116,65 @@ fn no_answer_on_stdin_still_runs_and_shows_the_answer() {
     assert!(o.contains("(no answer)"), "{o}");
     assert!(o.contains("  answer: 49\n"), "{o}");
     assert!(o.contains("you said nothing"), "{o}");
-    assert!(o.contains("decided by: main.1 writes n = 49, the last write"), "{o}");
+    assert!(
+        o.contains("decided by: main.1 writes n = 49, the last write"),
+        "{o}"
+    );
 }
 
 #[test]
 fn a_race_says_its_answer_varies_and_a_deadlock_is_an_answer() {
     let q = quiz(
-        &["unlocked-counter", "--set", "adds=20", "--time-scale", "0.1"],
+        &[
+            "unlocked-counter",
+            "--set",
+            "adds=20",
+            "--time-scale",
+            "0.1",
+        ],
         "40\n",
     );
     assert_eq!(q.code, 0, "{}{}", q.stdout, q.stderr);
-    assert!(q.stdout.contains("(the answer varies from run to run)"), "{}", q.stdout);
-    assert!(q.stdout.contains("(this run's answer: it varies from run to run)"), "{}", q.stdout);
+    assert!(
+        q.stdout
+            .contains("(a race: the answer varies from run to run)"),
+        "{}",
+        q.stdout
+    );
+    assert!(
+        q.stdout
+            .contains("(this run's answer: it varies from run to run)"),
+        "{}",
+        q.stdout
+    );
     let d = quiz(&["deadlock-two-locks", "--set", "hold_ms=50"], "yes\n");
-    assert_eq!(d.code, 0, "a deadlock is the answer, not a failure: {}{}", d.stdout, d.stderr);
+    assert_eq!(
+        d.code, 0,
+        "a deadlock is the answer, not a failure: {}{}",
+        d.stdout, d.stderr
+    );
     assert!(d.stdout.contains("  answer: yes\n"), "{}", d.stdout);
-    assert!(d.stdout.contains("decided by: deadlock: main.1 holds"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("decided by: deadlock: main.1 holds"),
+        "{}",
+        d.stdout
+    );
 }
 
 #[test]
 fn a_scenario_without_questions_is_refused() {
     let q = quiz(&["zombie"], "");
     assert_eq!(q.code, 2);
-    assert!(q.stderr.contains("zombie asks no questions"), "{}", q.stderr);
-    assert!(q.stderr.contains("fork-print"), "names the ones that do: {}", q.stderr);
+    assert!(
+        q.stderr.contains("zombie asks no questions"),
+        "{}",
+        q.stderr
+    );
+    assert!(
+        q.stderr.contains("fork-print"),
+        "names the ones that do: {}",
+        q.stderr
+    );
 }
 
 #[test]
@@ -151,14 +201,19 @@ value = "w"
     let q = quiz(&[path], "1\n");
     assert_eq!(q.code, 2, "{}", q.stdout);
     assert!(
-        q.stderr
-            .contains(&format!("{path}:14:9: unknown shared value \"w\" (declared: v)")),
+        q.stderr.contains(&format!(
+            "{path}:14:9: unknown shared value \"w\" (declared: v)"
+        )),
         "{}",
         q.stderr
     );
     let check = forkscope(&["check", path]);
     assert_eq!(check.code, 2);
-    assert!(check.stderr.contains(&format!("{path}:14:9:")), "{}", check.stderr);
+    assert!(
+        check.stderr.contains(&format!("{path}:14:9:")),
+        "{}",
+        check.stderr
+    );
 }
 
 /// Every built-in question: its run gives an answer and, when there are
@@ -174,14 +229,24 @@ fn every_builtin_question_has_its_answer_among_the_choices() {
         asked += 1;
         let q = quiz(&[b.name, "--time-scale", "0.1"], "");
         assert_eq!(q.code, 0, "{}: {}{}", b.name, q.stdout, q.stderr);
-        assert!(!q.stdout.contains("answer: none"), "{}: {}", b.name, q.stdout);
+        assert!(
+            !q.stdout.contains("answer: none"),
+            "{}: {}",
+            b.name,
+            q.stdout
+        );
         assert!(
             !q.stdout.contains("none of the choices"),
             "{}: {}",
             b.name,
             q.stdout
         );
-        assert!(q.stdout.contains("decided by: "), "{}: {}", b.name, q.stdout);
+        assert!(
+            q.stdout.contains("decided by: "),
+            "{}: {}",
+            b.name,
+            q.stdout
+        );
     }
     assert!(asked >= 10, "{asked} built-ins carry a question");
 }

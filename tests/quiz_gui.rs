@@ -140,8 +140,7 @@ fn a_typed_number_is_judged_right_and_points_at_its_process() {
     assert!(wait_for(&mut h, answered), "the run ends and is answered");
     h.run_steps(3);
     assert!(
-        !has_label(&h, "How many times does 1111111111 come out?")
-            || has_label(&h, quiz::RIGHT),
+        !has_label(&h, "How many times does 1111111111 come out?") || has_label(&h, quiz::RIGHT),
         "the question made way for the answer"
     );
     assert!(has_label(&h, quiz::RIGHT), "2 lines: right");
@@ -154,7 +153,11 @@ fn a_typed_number_is_judged_right_and_points_at_its_process() {
     let Phase::Answered { results, .. } = &h.state().quiz.phase else {
         panic!("answered");
     };
-    let decider = results[0].outcome.decider.clone().expect("a deciding event");
+    let decider = results[0]
+        .outcome
+        .decider
+        .clone()
+        .expect("a deciding event");
     assert_eq!(
         h.state().selected.as_deref(),
         Some(decider.proc_id.as_str()),
@@ -199,17 +202,32 @@ fn a_wrong_choice_in_presenter_mode_is_large_and_on_screen() {
     assert!(has_label(&h, "you said child start..."));
     let ppp = h.ctx.pixels_per_point();
     let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1280.0, 720.0));
-    for label in [quiz::WRONG, "The answer: child end", "you said child start..."] {
+    for label in [
+        quiz::WRONG,
+        "The answer: child end",
+        "you said child start...",
+    ] {
         let r = h.get_by_label(label).rect();
-        let px = egui::Rect::from_min_max((r.min.to_vec2() * ppp).to_pos2(), (r.max.to_vec2() * ppp).to_pos2());
+        let px = egui::Rect::from_min_max(
+            (r.min.to_vec2() * ppp).to_pos2(),
+            (r.max.to_vec2() * ppp).to_pos2(),
+        );
         assert!(px.height() >= 18.0, "{label}: {} px tall", px.height());
         assert!(window.contains_rect(px), "{label} on screen: {px:?}");
     }
-    let decided = h.get_by_label_contains("Decided by: main prints \"child end\"").rect();
+    let decided = h
+        .get_by_label_contains("Decided by: main prints \"child end\"")
+        .rect();
     assert!(decided.height() * ppp >= 18.0);
     let card = h.state().quiz.last_card.expect("the card is drawn");
-    let card_px = egui::Rect::from_min_max((card.min.to_vec2() * ppp).to_pos2(), (card.max.to_vec2() * ppp).to_pos2());
-    assert!(window.expand(0.5).contains_rect(card_px), "card on screen: {card_px:?}");
+    let card_px = egui::Rect::from_min_max(
+        (card.min.to_vec2() * ppp).to_pos2(),
+        (card.max.to_vec2() * ppp).to_pos2(),
+    );
+    assert!(
+        window.expand(0.5).contains_rect(card_px),
+        "card on screen: {card_px:?}"
+    );
     // The card does not hide the process it points at.
     let node = h
         .state()
@@ -236,11 +254,17 @@ fn cancel_runs_nothing_and_quiz_off_runs_at_once() {
     h.get_by_label(controls::RUN).click();
     h.run_steps(3);
     assert!(h.state().quiz.asking());
-    assert!(has_label(&h, "49") && has_label(&h, "7"), "the choices are buttons");
+    assert!(
+        has_label(&h, "49") && has_label(&h, "7"),
+        "the choices are buttons"
+    );
     h.get_by_label(quiz::CANCEL).click();
     h.run_steps(3);
     assert!(!h.state().quiz.asking());
-    assert!(matches!(h.state().run, RunState::Idle), "Cancel runs nothing");
+    assert!(
+        matches!(h.state().run, RunState::Idle),
+        "Cancel runs nothing"
+    );
     h.get_by_label(quiz::QUIZ).click();
     h.run_steps(2);
     assert!(!h.state().quiz.on);
@@ -248,7 +272,10 @@ fn cancel_runs_nothing_and_quiz_off_runs_at_once() {
     h.run_steps(2);
     assert!(!h.state().quiz.asking(), "no question with quiz mode off");
     assert!(
-        wait_for(&mut h, |h| matches!(h.state().run, RunState::Finished { .. })),
+        wait_for(&mut h, |h| matches!(
+            h.state().run,
+            RunState::Finished { .. }
+        )),
         "the run went at once"
     );
     h.run_steps(3);

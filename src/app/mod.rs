@@ -551,7 +551,11 @@ impl App {
                 }
             }
             Command::Run => {
-                if !self.run.is_running() && !self.quiz.intercept_run(self.picked.as_ref()) {
+                if self.run.is_running() {
+                } else if self.quiz.intercept_run(self.picked.as_ref()) {
+                    // The question is on the stage: `--screenshot` counts from here.
+                    self.run_started = Some(Instant::now());
+                } else {
                     self.start_run(Vec::new());
                     self.quiz.started(self.run.is_running());
                 }
@@ -1404,10 +1408,9 @@ impl App {
                     MainView::Stage => {
                         let ctx = self.view_ctx(&frame);
                         stage.ui(ui, &ctx, &mut cmds);
-                        let (rect, t0) = (stage.last_rect, self.rec.t_range().map(|r| r.0));
-                        let layout = stage.last_layout.as_ref();
+                        let t0 = self.rec.t_range().map(|r| r.0);
                         let (q, picked) = (&mut self.quiz, self.picked.as_ref());
-                        quiz::ui(ui, q, picked, &theme, rect, layout, t0, &mut cmds);
+                        quiz::ui(ui, q, picked, &theme, stage, t0, &mut cmds);
                     }
                     MainView::ManyRuns => {
                         let ask = egui::ScrollArea::vertical()

@@ -11,6 +11,7 @@
 
 use super::layout::StageLayout;
 use super::recording::Recording;
+use super::stage::StageView;
 use super::theme::{self, Theme};
 use super::{App, Command, Picked, RunState};
 use crate::scenario::quiz::{Answer, Guess, Outcome, Question, Target};
@@ -275,18 +276,18 @@ pub fn ui(
     quiz: &mut QuizState,
     picked: Option<&Picked>,
     theme: &Theme,
-    stage: Option<Rect>,
-    layout: Option<&StageLayout>,
+    stage: &StageView,
     t0_ns: Option<u64>,
     cmds: &mut Vec<Command>,
 ) {
-    let Some(stage) = stage else {
+    let Some(rect) = stage.last_rect else {
         return;
     };
     if quiz.asking() {
-        ask(ui, quiz, picked, theme, stage, cmds);
+        ask(ui, quiz, picked, theme, rect, cmds);
     } else if quiz.results().is_some() {
-        answers(ui, quiz, theme, stage, layout, t0_ns, cmds);
+        let layout = stage.last_layout.as_ref();
+        answers(ui, quiz, theme, rect, layout, t0_ns, cmds);
     }
 }
 
@@ -338,11 +339,7 @@ fn ask(
                 } else {
                     "Predict, then run".to_string()
                 };
-                ui.label(
-                    RichText::new(head)
-                        .size(SMALL_PT)
-                        .color(theme.weak_text),
-                );
+                ui.label(RichText::new(head).size(SMALL_PT).color(theme.weak_text));
                 ui.add(
                     egui::Label::new(
                         RichText::new(&q.ask)
@@ -354,7 +351,7 @@ fn ask(
                 );
                 if q.varies {
                     ui.label(
-                        RichText::new("(the answer varies from run to run)")
+                        RichText::new("(a race: the answer varies from run to run)")
                             .size(SMALL_PT)
                             .color(theme.weak_text),
                     );
@@ -384,7 +381,11 @@ fn ask(
                         }
                     });
                     if let Some(p) = &quiz.problem {
-                        ui.label(RichText::new(p).size(BODY_PT).color(theme.ink(theme::ALARM)));
+                        ui.label(
+                            RichText::new(p)
+                                .size(BODY_PT)
+                                .color(theme.ink(theme::ALARM)),
+                        );
                     }
                 } else {
                     ui.horizontal_wrapped(|ui| {
@@ -449,7 +450,8 @@ fn answers(
         .filter_map(|d| layout.and_then(|l| target_rect(l, &d.target)))
         .collect();
     // Wide and low: a band across the stage hides less than a tall box.
-    let width = (stage.width() - 16.0).clamp(200.0, 1100.0);
+    // (The frame adds its margins and stroke: 2 × 14 + 2 × 3.)
+    let width = (stage.width() - 16.0 - 34.0).clamp(200.0, 1100.0);
     let size = quiz
         .card_size
         .unwrap_or(egui::vec2(width, 170.0))
@@ -496,12 +498,7 @@ fn answers(
     let ink = theme.ink(accent);
     for r in targets {
         let ring = r.expand(6.0);
-        painter.rect_stroke(
-            ring,
-            8.0,
-            Stroke::new(4.0, ink),
-            egui::StrokeKind::Outside,
-        );
+        painter.rect_stroke(ring, 8.0, Stroke::new(4.0, ink), egui::StrokeKind::Outside);
         if !card.intersects(ring) {
             let (from, to) = nearest_sides(card, ring);
             painter.arrow(from, to - from, Stroke::new(4.0, ink));
@@ -532,11 +529,7 @@ fn judged(
         {
             *hide = true;
         }
-        ui.label(
-            RichText::new(&q.ask)
-                .size(SMALL_PT)
-                .color(theme.weak_text),
-        );
+        ui.label(RichText::new(&q.ask).size(SMALL_PT).color(theme.weak_text));
         if stopped {
             ui.label(
                 RichText::new("(the run was stopped before its end)")
@@ -577,7 +570,7 @@ fn judged(
     });
     if q.varies {
         ui.label(
-            RichText::new("this run's answer: it varies from run to run")
+            RichText::new("a race: this is this run's answer; it varies from run to run")
                 .size(SMALL_PT)
                 .color(theme.weak_text),
         );
@@ -603,14 +596,7 @@ fn judged(
         });
     }
     if !q.explain.is_empty() {
-        ui.add(
-            egui::Label::new(
-                RichText::new(&q.explain)
-                    .size(SMALL_PT)
-                    .color(theme.text),
-            )
-            .wrap(),
-        );
+        ui.add(egui::Label::new(RichText::new(&q.explain).size(SMALL_PT).color(theme.text)).wrap());
     }
     ui.add_space(2.0);
 }

@@ -140,7 +140,7 @@ fn plural(n: usize, what: &str) -> String {
 fn ask(out: &mut impl Write, i: usize, n: usize, q: &Question) -> std::io::Result<()> {
     writeln!(out, "Question {} of {n}: {}", i + 1, q.ask)?;
     if q.varies {
-        writeln!(out, "  (the answer varies from run to run)")?;
+        writeln!(out, "  (a race: the answer varies from run to run)")?;
     }
     if q.choices.is_empty() {
         write!(out, "Type a number: ")?;

@@ -88,7 +88,10 @@ pub enum Shape {
 
 /// The answer kinds, as they are spelled in files, with what they need.
 pub const KINDS: &[(&str, &str)] = &[
-    ("last_line", "the last line a process prints (`proc`, optional)"),
+    (
+        "last_line",
+        "the last line a process prints (`proc`, optional)",
+    ),
     (
         "line_count",
         "how many output lines contain `text` (`proc`, optional)",
@@ -175,9 +178,7 @@ fn check_one(
         "exit_code" | "adopted" => [Some(true), None, None, None],
         "lost_updates" => [None, Some(false), None, None],
         "first_received" => [None, None, Some(true), None],
-        "peak_processes" | "process_count" | "first_exit" | "last_exit" | "deadlock" => {
-            [None; 4]
-        }
+        "peak_processes" | "process_count" | "first_exit" | "last_exit" | "deadlock" => [None; 4],
         other => {
             let names: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
             err(
@@ -252,10 +253,7 @@ fn check_one(
             } else {
                 format!("declared: {}", known.join(", "))
             };
-            err(
-                v.span(),
-                format!("unknown shared value {name:?} ({hint})"),
-            );
+            err(v.span(), format!("unknown shared value {name:?} ({hint})"));
             ok = false;
         }
     }
@@ -738,9 +736,9 @@ pub fn evaluate(kind: &AnswerKind, events: &[Event]) -> Outcome {
                 return none(format!("the run never declared {value}"));
             };
             let answer = Answer::of_value(&v.current);
-            let last_write = events.iter().rposition(|e| {
-                matches!(&e.body, Body::Write { name, private: false, .. } if name == value)
-            });
+            let last_write = events.iter().rposition(
+                |e| matches!(&e.body, Body::Write { name, private: false, .. } if name == value),
+            );
             let (index, what) = match last_write {
                 Some(i) => (
                     i,
@@ -852,7 +850,7 @@ pub fn evaluate(kind: &AnswerKind, events: &[Event]) -> Outcome {
             let found = if *kind == AnswerKind::FirstExit {
                 exits.next()
             } else {
-                exits.last()
+                exits.next_back()
             };
             match found {
                 Some((i, e)) => {
@@ -937,7 +935,9 @@ pub fn evaluate(kind: &AnswerKind, events: &[Event]) -> Outcome {
                     note: None,
                 },
                 None => {
-                    let last = events.iter().rposition(|e| matches!(e.body, Body::Exit { .. }));
+                    let last = events
+                        .iter()
+                        .rposition(|e| matches!(e.body, Body::Exit { .. }));
                     Outcome {
                         answer: Some(Answer::YesNo(false)),
                         decider: last.and_then(|i| {
@@ -953,9 +953,9 @@ pub fn evaluate(kind: &AnswerKind, events: &[Event]) -> Outcome {
             }
         }
         AnswerKind::Adopted { proc } => {
-            let adopted = events.iter().position(
-                |e| e.proc_id == *proc && matches!(e.body, Body::Adopted { .. }),
-            );
+            let adopted = events
+                .iter()
+                .position(|e| e.proc_id == *proc && matches!(e.body, Body::Adopted { .. }));
             if let Some(i) = adopted {
                 let by = match &events[i].body {
                     Body::Adopted { by, .. } => by.clone(),
@@ -1151,10 +1151,14 @@ steps = [ { print = "hi" } ]
 
     #[test]
     fn error_column_points_at_the_value() {
-        let text = format!("{BASE}\n[[quiz]]\nask = \"x\"\nanswer = \"final_value\"\nvalue = \"w\"\n");
+        let text =
+            format!("{BASE}\n[[quiz]]\nask = \"x\"\nanswer = \"final_value\"\nvalue = \"w\"\n");
         let e = load(&text, "f.toml").unwrap_err();
         assert_eq!(e.column, "value = ".len() + 1, "{e}");
-        assert!(e.to_string().starts_with(&format!("f.toml:{}:9: ", e.line)), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("f.toml:{}:9: ", e.line)),
+            "{e}"
+        );
     }
 
     fn ev(t: u64, proc: &str, body: Body) -> Event {
@@ -1250,7 +1254,11 @@ steps = [ { print = "hi" } ]
         let first = evaluate(&AnswerKind::FirstExit, &e);
         assert_eq!(first.answer, Some(Answer::Text("main.1".into())));
         let last = evaluate(&AnswerKind::LastExit, &e);
-        assert_eq!(last.answer, Some(Answer::Text("main".into())), "not the runner");
+        assert_eq!(
+            last.answer,
+            Some(Answer::Text("main".into())),
+            "not the runner"
+        );
         let code = evaluate(
             &AnswerKind::ExitCode {
                 proc: "main.1".into(),
@@ -1285,8 +1293,8 @@ steps = [ { print = "hi" } ]
         assert!(q.is_right(&Guess::Choice(1), &a));
         assert!(!q.is_right(&Guess::Choice(0), &a));
         assert_eq!(q.right_choice(&a), Some(1));
-        let s = with_quiz("[[quiz]]\nask = \"v?\"\nanswer = \"final_value\"\nvalue = \"v\"\n")
-            .unwrap();
+        let s =
+            with_quiz("[[quiz]]\nask = \"v?\"\nanswer = \"final_value\"\nvalue = \"v\"\n").unwrap();
         let q = &s.quiz[0];
         assert_eq!(q.parse_guess("20"), Ok(Guess::Number(20.0)));
         assert!(q.parse_guess("twenty").is_err());
