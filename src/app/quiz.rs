@@ -74,6 +74,8 @@ pub enum Phase {
         results: Vec<Judged>,
         /// Was the run stopped before its end?
         stopped: bool,
+        /// Were the oldest events let go (memory budget) before the end?
+        partial: bool,
         hidden: bool,
     },
 }
@@ -163,6 +165,12 @@ impl QuizState {
             self.phase = Phase::Idle;
             return None;
         }
+        // A run started some other way (Restart, R): the question or the
+        // last answers are not about it.
+        if run.is_running() && matches!(self.phase, Phase::Asking { .. } | Phase::Answered { .. }) {
+            self.phase = Phase::Idle;
+            return None;
+        }
         let Phase::Running { guesses, .. } = &self.phase else {
             return None;
         };
@@ -201,6 +209,7 @@ impl QuizState {
             scenario: current.to_string(),
             results,
             stopped,
+            partial: rec.log.first_kept() > 0,
             hidden: false,
         };
         point
@@ -438,12 +447,22 @@ fn answers(
     cmds: &mut Vec<Command>,
 ) {
     let Phase::Answered {
-        results, stopped, ..
+        results,
+        stopped,
+        partial,
+        ..
     } = &quiz.phase
     else {
         return;
     };
-    let (results, stopped) = (results.clone(), *stopped);
+    let note = if *stopped {
+        Some("(the run was stopped before its end)")
+    } else if *partial {
+        Some("(the oldest events were let go to save memory: answers from the events kept)")
+    } else {
+        None
+    };
+    let results = results.clone();
     let targets: Vec<Rect> = results
         .iter()
         .filter_map(|j| j.outcome.decider.as_ref())
@@ -476,7 +495,7 @@ fn answers(
                 ui.set_width(width);
                 for (i, j) in results.iter().enumerate() {
                     let first = (i == 0).then_some(&mut hide);
-                    judged(ui, j, theme, t0_ns, stopped, first, cmds);
+                    judged(ui, j, theme, t0_ns, note, first, cmds);
                 }
             });
         });
@@ -513,7 +532,7 @@ fn judged(
     j: &Judged,
     theme: &Theme,
     t0_ns: Option<u64>,
-    stopped: bool,
+    note: Option<&str>,
     hide: Option<&mut bool>,
     cmds: &mut Vec<Command>,
 ) {
@@ -523,6 +542,7 @@ fn judged(
         Some(false) => (WRONG, theme::okabe_ito::VERMILLION),
         None => (NO_GUESS, theme.text),
     };
+    let first = hide.is_some();
     ui.horizontal_wrapped(|ui| {
         if let Some(hide) = hide
             && ui.button(RichText::new(HIDE).size(SMALL_PT)).clicked()
@@ -530,12 +550,8 @@ fn judged(
             *hide = true;
         }
         ui.label(RichText::new(&q.ask).size(SMALL_PT).color(theme.weak_text));
-        if stopped {
-            ui.label(
-                RichText::new("(the run was stopped before its end)")
-                    .size(SMALL_PT)
-                    .color(theme.weak_text),
-            );
+        if let Some(note) = note.filter(|_| first) {
+            ui.label(RichText::new(note).size(SMALL_PT).color(theme.weak_text));
         }
     });
     ui.horizontal_wrapped(|ui| {
