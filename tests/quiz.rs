@@ -147,18 +147,25 @@ fn a_race_says_its_answer_varies_and_a_deadlock_is_an_answer() {
         "{}",
         q.stdout
     );
-    let d = quiz(&["deadlock-two-locks", "--set", "hold_ms=50"], "yes\n");
+    // Almost always a deadlock (one lock held 100 ms); when the second
+    // process starts late, no deadlock: either way the answer and its
+    // deciding event agree.
+    let d = quiz(&["deadlock-two-locks"], "yes\n");
     assert_eq!(
         d.code, 0,
         "a deadlock is the answer, not a failure: {}{}",
         d.stdout, d.stderr
     );
-    assert!(d.stdout.contains("  answer: yes\n"), "{}", d.stdout);
-    assert!(
-        d.stdout.contains("decided by: deadlock: main.1 holds"),
-        "{}",
-        d.stdout
-    );
+    let o = &d.stdout;
+    let yes = o.contains("  answer: yes (this run's answer");
+    let no = o.contains("  answer: no (this run's answer");
+    assert!(yes || no, "{o}");
+    if yes {
+        assert!(o.contains("you said: yes — right!"), "{o}");
+        assert!(o.contains("decided by: deadlock: main.1 holds"), "{o}");
+    } else {
+        assert!(o.contains("ends: no deadlock"), "{o}");
+    }
 }
 
 #[test]

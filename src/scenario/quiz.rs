@@ -937,7 +937,7 @@ pub fn evaluate(kind: &AnswerKind, events: &[Event]) -> Outcome {
                 None => {
                     let last = events
                         .iter()
-                        .rposition(|e| matches!(e.body, Body::Exit { .. }));
+                        .rposition(|e| scenario_proc(e) && matches!(e.body, Body::Exit { .. }));
                     Outcome {
                         answer: Some(Answer::YesNo(false)),
                         decider: last.and_then(|i| {
@@ -1159,6 +1159,75 @@ steps = [ { print = "hi" } ]
             e.to_string().starts_with(&format!("f.toml:{}:9: ", e.line)),
             "{e}"
         );
+    }
+
+    /// Every prefix of a file with questions, and every one-byte change of
+    /// its quiz part, loads or gets an error: never a panic.
+    #[test]
+    fn cut_or_changed_quiz_tables_never_panic() {
+        let quiz = "[[quiz]]\nask = \"who?\"\nanswer = \"first_received\"\nchannel = \"q\"\nchoices = [\"A\", \"B\"]\nvaries = true\nexplain = \"fifo\"\n[[quiz]]\nask = \"n\"\nanswer = \"line_count\"\ntext = \"hi\"\nproc = \"main\"\n";
+        let text = format!("{BASE}\n{quiz}");
+        let start = BASE.len();
+        for cut in start..=text.len() {
+            if text.is_char_boundary(cut) {
+                let _ = load(&text[..cut], "cut.toml");
+            }
+        }
+        let bytes = text.as_bytes();
+        for i in start..bytes.len() {
+            for b in [b'"', b'[', b']', b'=', b'\n', b'x', b'0', b'\\'] {
+                let mut changed = bytes.to_vec();
+                changed[i] = b;
+                if let Ok(t) = std::str::from_utf8(&changed) {
+                    let _ = load(t, "changed.toml");
+                }
+            }
+        }
+        assert!(load(&text, "whole.toml").is_ok());
+    }
+
+    #[test]
+    fn every_kind_on_no_events_says_why_not() {
+        let kinds = [
+            AnswerKind::LastLine { proc: None },
+            AnswerKind::LineCount {
+                text: "x".into(),
+                proc: None,
+            },
+            AnswerKind::FinalValue { value: "v".into() },
+            AnswerKind::PeakProcesses,
+            AnswerKind::ProcessCount,
+            AnswerKind::FirstExit,
+            AnswerKind::LastExit,
+            AnswerKind::ExitCode {
+                proc: "main".into(),
+            },
+            AnswerKind::LostUpdates { value: None },
+            AnswerKind::Deadlock,
+            AnswerKind::Adopted {
+                proc: "main.1".into(),
+            },
+            AnswerKind::FirstReceived {
+                channel: "q".into(),
+            },
+        ];
+        for k in &kinds {
+            let o = evaluate(k, &[]);
+            assert!(o.decider.is_none(), "{k:?}");
+            assert!(o.answer.is_some() || o.note.is_some(), "{k:?}: {o:?}");
+        }
+        // A cut-off log (an exit with neither code nor signal) is no panic.
+        let odd = vec![ev(
+            1,
+            "main",
+            Body::Exit {
+                code: None,
+                signal: None,
+            },
+        )];
+        for k in &kinds {
+            let _ = evaluate(k, &odd);
+        }
     }
 
     fn ev(t: u64, proc: &str, body: Body) -> Event {
