@@ -257,3 +257,23 @@ fn every_builtin_question_has_its_answer_among_the_choices() {
     }
     assert!(asked >= 10, "{asked} built-ins carry a question");
 }
+
+#[test]
+fn a_run_cut_short_by_the_timeout_says_so_and_exits_1() {
+    let q = quiz(
+        &["no-join", "--set", "sleep_ms=5000", "--timeout", "1"],
+        "2\n",
+    );
+    assert_eq!(q.code, 1, "{}{}", q.stdout, q.stderr);
+    assert!(
+        q.stderr.contains("longer than 1 s and was stopped"),
+        "{}",
+        q.stderr
+    );
+    assert!(
+        q.stdout
+            .contains("(the run was stopped before its end: these are the answers so far)"),
+        "{}",
+        q.stdout
+    );
+}

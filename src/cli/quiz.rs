@@ -58,8 +58,8 @@ pub fn quiz(args: &QuizArgs) -> i32 {
     let _ = writeln!(out, "\nRunning {} for real...", p.loaded.scenario.name);
     let _ = out.flush();
     catch_interrupts();
-    let events = match run_collect(&p) {
-        Ok(ev) => ev,
+    let (events, cut_short) = match run_collect(&p) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("forkscope: {e:#}");
             return 1;
@@ -125,8 +125,15 @@ pub fn quiz(args: &QuizArgs) -> i32 {
         let _ = writeln!(out);
     }
     let _ = writeln!(out, "{right} of {} right.", questions.len());
+    if cut_short {
+        let _ = writeln!(
+            out,
+            "(the run was stopped before its end: these are the answers so far)"
+        );
+    }
     let _ = out.flush();
-    0
+    // Stopped by Ctrl-C or the timeout: not a whole run.
+    i32::from(cut_short)
 }
 
 fn plural(n: usize, what: &str) -> String {
@@ -188,13 +195,15 @@ fn read_guess(
 }
 
 /// A free run, every event kept; stopped at its timeout, on Ctrl-C, or
-/// at a deadlock (which is then the last event).
-fn run_collect(p: &super::run::Prepared) -> anyhow::Result<Vec<Event>> {
+/// at a deadlock (which is then the last event). True: cut short (Ctrl-C
+/// or the timeout; a deadlock is an end like any other).
+fn run_collect(p: &super::run::Prepared) -> anyhow::Result<(Vec<Event>, bool)> {
     let mut session = p.start()?;
     let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
     let mut world = World::new();
     let mut events = Vec::new();
     let mut stopped = false;
+    let mut cut_short = false;
     let rx = session.collector.events.clone();
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
@@ -220,6 +229,7 @@ fn run_collect(p: &super::run::Prepared) -> anyhow::Result<Vec<Event>> {
         let ended = session.poll_exit().is_some();
         if !stopped && !ended && (interrupted() || session.started.elapsed() > timeout) {
             stopped = true;
+            cut_short = true;
             if interrupted() {
                 eprintln!("forkscope: interrupted; every process of the run was stopped");
             } else {
@@ -231,5 +241,5 @@ fn run_collect(p: &super::run::Prepared) -> anyhow::Result<Vec<Event>> {
             session.stop();
         }
     }
-    Ok(events)
+    Ok((events, cut_short))
 }
