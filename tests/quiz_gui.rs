@@ -280,4 +280,13 @@ fn cancel_runs_nothing_and_quiz_off_runs_at_once() {
     );
     h.run_steps(3);
     assert!(!answered(&h), "no answer card without a question");
+    // A scenario without questions: with quiz mode off, no toggle to
+    // crowd the toolbar.
+    h.get_by_label("Zombie: a child that has exited but is not yet reaped")
+        .click_accesskit();
+    h.run_steps(3);
+    assert!(
+        !has_label(&h, quiz::QUIZ),
+        "no Quiz toggle where nothing is asked"
+    );
 }

@@ -263,6 +263,11 @@ impl QuizState {
 /// The toggle, for the toolbar.
 pub fn toggle(ui: &mut Ui, app: &mut App, big: bool) {
     let has = questions(app.picked.as_ref()).is_some();
+    // The toolbar is crowded: the toggle is there where it can ask
+    // something (or while it is on).
+    if !has && !app.quiz.on {
+        return;
+    }
     let mut on = app.quiz.on;
     let text = if big {
         RichText::new(QUIZ).strong()
@@ -272,7 +277,7 @@ pub fn toggle(ui: &mut Ui, app: &mut App, big: bool) {
     let hover = if has {
         "Quiz mode: Run first asks the scenario's question, then shows the real answer"
     } else {
-        "Quiz mode: this scenario asks no question (those with [[quiz]] do)"
+        "Quiz mode: this scenario asks no question (those with [[quiz]] do); click to switch it off"
     };
     if ui.checkbox(&mut on, text).on_hover_text(hover).changed() {
         app.quiz.on = on;
