@@ -265,6 +265,20 @@ fn cancel_runs_nothing_and_quiz_off_runs_at_once() {
         matches!(h.state().run, RunState::Idle),
         "Cancel runs nothing"
     );
+    // Keys: Escape cancels too; a digit picks that choice and runs.
+    h.get_by_label(controls::RUN).click();
+    h.run_steps(3);
+    assert!(h.state().quiz.asking());
+    h.key_press(egui::Key::Escape);
+    h.run_steps(3);
+    assert!(!h.state().quiz.asking(), "Escape cancels");
+    h.get_by_label(controls::RUN).click();
+    h.run_steps(3);
+    h.key_press(egui::Key::Num2);
+    assert!(wait_for(&mut h, answered), "key 2 picked 49 and ran");
+    h.run_steps(3);
+    assert!(has_label(&h, quiz::RIGHT), "49 is right");
+    assert!(has_label(&h, "you said 49"));
     h.get_by_label(quiz::QUIZ).click();
     h.run_steps(2);
     assert!(!h.state().quiz.on);

@@ -29,6 +29,16 @@ pub const RIGHT: &str = "✔ Right!";
 pub const WRONG: &str = "✖ Not this time";
 pub const NO_GUESS: &str = "The answer";
 
+/// Keys 1 to 6 pick the choices.
+const DIGITS: [egui::Key; 6] = [
+    egui::Key::Num1,
+    egui::Key::Num2,
+    egui::Key::Num3,
+    egui::Key::Num4,
+    egui::Key::Num5,
+    egui::Key::Num6,
+];
+
 /// Sizes in points (presenter mode zooms them by 1.6: the smallest, 12,
 /// is 19 px on a 1280×720 projector).
 const QUESTION_PT: f32 = 22.0;
@@ -407,7 +417,10 @@ fn ask(
                         for (i, c) in q.choices.iter().enumerate() {
                             let b = egui::Button::new(RichText::new(c).size(CHOICE_PT))
                                 .min_size(egui::vec2(90.0, 40.0));
-                            if ui.add(b).clicked() {
+                            let key = DIGITS.get(i).copied();
+                            let pressed = key.is_some_and(|k| ui.input(|inp| inp.key_pressed(k)));
+                            let hover = format!("or press {}", i + 1);
+                            if ui.add(b).on_hover_text(hover).clicked() || pressed {
                                 guess = Some(Some(Guess::Choice(i)));
                             }
                         }
@@ -422,7 +435,8 @@ fn ask(
                     {
                         guess = Some(None);
                     }
-                    if ui.button(RichText::new(CANCEL).size(SMALL_PT)).clicked() {
+                    let escape = ui.input(|i| i.key_pressed(egui::Key::Escape));
+                    if ui.button(RichText::new(CANCEL).size(SMALL_PT)).clicked() || escape {
                         quiz.phase = Phase::Idle;
                     }
                 });
