@@ -36,10 +36,25 @@ fn main() -> ExitCode {
         ),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    // libtest's flags that take a value (`--test-threads 1`): the value is
+    // no filter. `--skip NAME` leaves NAME out.
+    let mut filters: Vec<&str> = Vec::new();
+    let mut skips: Vec<&str> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                it.next();
+            }
+            "--skip" => skips.extend(it.next().map(String::as_str)),
+            f if !f.starts_with('-') => filters.push(f),
+            _ => {}
+        }
+    }
     let chosen: Vec<&(&str, fn())> = tests
         .iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f)))
+        .filter(|(n, _)| !skips.iter().any(|s| n.contains(s)))
         .collect();
     if args.iter().any(|a| a == "--list") {
         for (n, _) in &chosen {
