@@ -34,6 +34,10 @@ fn main() -> ExitCode {
             "cancel_runs_nothing_and_quiz_off_runs_at_once",
             cancel_runs_nothing_and_quiz_off_runs_at_once,
         ),
+        (
+            "every_builtin_answer_card_is_legible_on_a_720p_projector",
+            every_builtin_answer_card_is_legible_on_a_720p_projector,
+        ),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();
     // libtest's flags that take a value (`--test-threads 1`): the value is
@@ -318,4 +322,95 @@ fn cancel_runs_nothing_and_quiz_off_runs_at_once() {
         !has_label(&h, quiz::QUIZ),
         "no Quiz toggle where nothing is asked"
     );
+}
+
+/// Every built-in with a question, answered from the command line
+/// (`--quiz-answer 1`) in presenter mode at 1280×720: the card is inside the
+/// window, its verdict, answer and deciding event are at least 18 px tall,
+/// and it does not cover what it points at.
+fn every_builtin_answer_card_is_legible_on_a_720p_projector() {
+    let mut checked = Vec::new();
+    for b in forkscope::scenario::catalog::BUILTINS {
+        let s = b.load().expect("built-ins load");
+        if s.quiz.is_empty() {
+            continue;
+        }
+        let answers = vec!["1"; s.quiz.len()].join(";");
+        let mut h = harness(
+            GuiArgs {
+                scenario: Some(b.name.into()),
+                presenter: true,
+                quiz_answer: Some(answers),
+                time_scale: Some(0.1),
+                ..GuiArgs::default()
+            },
+            (1280.0, 720.0),
+        );
+        assert!(wait_for(&mut h, answered), "{}: answered", b.name);
+        h.run_steps(4);
+        let ppp = h.ctx.pixels_per_point();
+        let px = |r: egui::Rect| {
+            egui::Rect::from_min_max(
+                (r.min.to_vec2() * ppp).to_pos2(),
+                (r.max.to_vec2() * ppp).to_pos2(),
+            )
+        };
+        let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1280.0, 720.0));
+        let card = h.state().quiz.last_card.expect("the card is drawn");
+        assert!(
+            window.expand(0.5).contains_rect(px(card)),
+            "{}: card {:?} off screen",
+            b.name,
+            px(card)
+        );
+        let Phase::Answered { results, .. } = &h.state().quiz.phase else {
+            panic!("{}: answered", b.name);
+        };
+        let judged = results[0].clone();
+        let verdict = if judged.right == Some(true) {
+            quiz::RIGHT
+        } else {
+            quiz::WRONG
+        };
+        let answer = format!(
+            "The answer: {}",
+            judged.outcome.answer.as_ref().expect("an answer")
+        );
+        for label in [verdict, answer.as_str()] {
+            let r = px(h.get_by_label(label).rect());
+            assert!(r.height() >= 18.0, "{}: {label}: {} px", b.name, r.height());
+            assert!(window.contains_rect(r), "{}: {label} off screen", b.name);
+        }
+        let decided = px(h.get_by_label_contains("Decided by: ").rect());
+        assert!(decided.height() >= 18.0, "{}", b.name);
+        assert!(
+            window.contains_rect(decided),
+            "{}: Decided by off screen",
+            b.name
+        );
+        let decider = judged.outcome.decider.expect("a deciding event");
+        let layout = h.state().stage.last_layout.as_ref().expect("a stage");
+        let target = match &decider.target {
+            forkscope::scenario::quiz::Target::Process(id) => layout.nodes.get(id).map(|n| n.rect),
+            forkscope::scenario::quiz::Target::Value(v) => layout.values.get(v).map(|c| c.rect),
+            forkscope::scenario::quiz::Target::Channel(c) => layout.channels.get(c).map(|c| c.rect),
+            forkscope::scenario::quiz::Target::Run => None,
+        };
+        if let Some(t) = target {
+            let hidden = card.intersect(t);
+            let share = if hidden.is_positive() {
+                hidden.area() / t.area()
+            } else {
+                0.0
+            };
+            assert!(
+                share < 0.25,
+                "{}: the card covers {:.0} % of what it points at",
+                b.name,
+                share * 100.0
+            );
+        }
+        checked.push(b.name);
+    }
+    assert!(checked.len() >= 10, "{checked:?}");
 }
