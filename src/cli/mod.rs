@@ -1,4 +1,5 @@
-//! The command line: `list`, `run`, `stats`, `explore`, `check`, `export` (the
+//! The command line: `list`, `run`, `stats`, `explore`, `check`, `export`,
+//! `quiz` (the
 //! parser that picks among them and the app is in `main.rs`). Each command
 //! returns an exit code: 0 ok, 1 the scenario failed or timed out, 2 bad
 //! input, 3 deadlock.
