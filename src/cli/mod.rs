@@ -1,6 +1,6 @@
 //! The command line: `list`, `run`, `stats`, `explore`, `check`, `export`,
-//! `quiz` (the
-//! parser that picks among them and the app is in `main.rs`). Each command
+//! `quiz` (the parser that picks among them and the app is in `main.rs`).
+//! Each command
 //! returns an exit code: 0 ok, 1 the scenario failed or timed out, 2 bad
 //! input, 3 deadlock.
 
