@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Some(Command::Explore(args)) => cli::lab::explore(args),
         Some(Command::Check { file }) => cli::check(file),
         Some(Command::Export(args)) => cli::export::export(args),
+        Some(Command::Quiz(args)) => cli::quiz::quiz(args),
         None => app::run_gui(&cli.gui),
     };
     code(status)

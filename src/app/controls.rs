@@ -58,6 +58,7 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
         {
             app.command(Command::Restart);
         }
+        super::quiz::toggle(ui, app, big);
         ui.separator();
         mode_selector(ui, app, &text);
         // A projector has no room to spare: the time scale stays on the

@@ -18,6 +18,7 @@ pub mod many;
 pub mod marks;
 pub mod open;
 pub mod output;
+pub mod quiz;
 pub mod recording;
 pub mod sampler;
 pub mod source;
@@ -116,6 +117,13 @@ pub struct GuiArgs {
     /// --after-ms is the moment of the recording.
     #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["many_runs", "schedule", "mode"])]
     pub open: Option<PathBuf>,
+    /// Quiz mode: Run first asks the scenario's questions.
+    #[arg(long)]
+    pub quiz: bool,
+    /// Quiz mode, answered already (answers separated by `;`, as typed:
+    /// a choice's number or text, or a number), and run at once.
+    #[arg(long, value_name = "ANSWERS", conflicts_with_all = ["many_runs", "open"])]
+    pub quiz_answer: Option<String>,
 }
 
 /// What views ask the app to do.
@@ -340,6 +348,8 @@ pub struct App {
     pub rec_budgets_bytes: (usize, usize),
     /// The recording shown (`--open`), while no run replaced it.
     pub opened: Option<PathBuf>,
+    /// Quiz mode: its questions and answers.
+    pub quiz: quiz::QuizState,
 }
 
 impl App {
@@ -386,6 +396,7 @@ impl App {
                 recording::CHECKPOINT_BUDGET_BYTES,
             ),
             opened: None,
+            quiz: quiz::QuizState::new(args.quiz),
         };
         if let Some(n) = args.many_runs {
             if !(1..=many::MAX_RUNS).contains(&n) {
@@ -424,6 +435,10 @@ impl App {
                     p.loaded.scenario.exec_programs.join(", ")
                 ));
             }
+        }
+        if let Some(answers) = &args.quiz_answer {
+            app.quiz.preset(app.picked.as_ref(), answers)?;
+            app.run_on_first_frame = true;
         }
         if let Some(path) = &args.schedule {
             if let Err(e) = std::fs::metadata(path) {
@@ -490,6 +505,9 @@ impl App {
         self.keys(&ctx);
         self.apply_commands();
         self.drain();
+        if let Some(c) = self.quiz.update(self.picked.as_ref(), &self.run, &self.rec) {
+            self.commands.push(c);
+        }
         self.many.poll();
         self.advance_time();
         self.apply_look(&ctx);
@@ -540,8 +558,13 @@ impl App {
                 }
             }
             Command::Run => {
-                if !self.run.is_running() {
+                if self.run.is_running() {
+                } else if self.quiz.intercept_run(self.picked.as_ref()) {
+                    // The question is on the stage: `--screenshot` counts from here.
+                    self.run_started = Some(Instant::now());
+                } else {
                     self.start_run(Vec::new());
+                    self.quiz.started(self.run.is_running());
                 }
             }
             Command::Stop => self.request_stop(),
@@ -1458,6 +1481,9 @@ impl App {
                     MainView::Stage => {
                         let ctx = self.view_ctx(&frame);
                         stage.ui(ui, &ctx, &mut cmds);
+                        let t0 = self.rec.t_range().map(|r| r.0);
+                        let (q, picked) = (&mut self.quiz, self.picked.as_ref());
+                        quiz::ui(ui, q, picked, &theme, stage, t0, &mut cmds);
                     }
                     MainView::ManyRuns => {
                         let ask = egui::ScrollArea::vertical()

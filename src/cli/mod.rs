@@ -1,11 +1,13 @@
-//! The command line: `list`, `run`, `stats`, `explore`, `check`, `export` (the
-//! parser that picks among them and the app is in `main.rs`). Each command
+//! The command line: `list`, `run`, `stats`, `explore`, `check`, `export`,
+//! `quiz` (the parser that picks among them and the app is in `main.rs`).
+//! Each command
 //! returns an exit code: 0 ok, 1 the scenario failed or timed out, 2 bad
 //! input, 3 deadlock.
 
 pub mod export;
 pub mod lab;
 pub mod out;
+pub mod quiz;
 pub mod run;
 pub mod text;
 
@@ -30,6 +32,14 @@ pub enum Command {
     },
     /// Convert a recording (`run --record FILE`) for another viewer.
     Export(ExportArgs),
+    /// Predict, then run: answer the scenario's questions, see the real answers.
+    Quiz(QuizArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuizArgs {
+    #[command(flatten)]
+    pub common: ScenarioArgs,
 }
 
 #[derive(Debug, Args)]

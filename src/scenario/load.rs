@@ -545,6 +545,7 @@ impl Cx<'_> {
             managers,
             roles: BTreeMap::new(),
             exec_programs: Vec::new(),
+            quiz: Vec::new(),
         };
         let role_names: BTreeMap<String, Vec<String>> = f
             .roles
@@ -573,6 +574,7 @@ impl Cx<'_> {
             collect_programs(&r.get_ref().steps, &mut programs);
         }
         scenario.exec_programs = programs;
+        scenario.quiz = super::quiz::check(&f.quiz, &scenario, &mut |span, m| self.err(span, m));
         scenario
     }
 

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod expr;
 pub mod limits;
 mod load;
+pub mod quiz;
 mod raw;
 
 pub use expr::{Expr, Template};
@@ -74,6 +75,8 @@ pub struct Scenario {
     pub exec_programs: Vec<String>,
     /// How `print` buffers each process's stdout (`stdout = "block"`).
     pub stdout: StdoutMode,
+    /// Questions to ask before a run (`[[quiz]]`).
+    pub quiz: Vec<quiz::Question>,
 }
 
 /// How Python buffers `sys.stdout`: by line on a terminal, in 8 KiB blocks

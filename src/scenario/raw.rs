@@ -48,6 +48,9 @@ pub struct File {
     #[serde(default)]
     pub queues: BTreeMap<String, S<Queue>>,
     pub roles: BTreeMap<String, S<Role>>,
+    /// Questions asked before a run (`[[quiz]]`, see `super::quiz`).
+    #[serde(default)]
+    pub quiz: Vec<S<super::quiz::RawQuestion>>,
 }
 
 /// A lock: its name, or a table with its name and kind.
