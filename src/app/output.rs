@@ -9,6 +9,20 @@ use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, RichText, Ui};
 
 pub const TERMINAL: &str = "Terminal";
+/// The presenter's output font (points; ×1.6 on screen).
+pub const PRESENTER_FONT_PT: f32 = 15.0;
+/// Whole lines the presenter's output strip shows.
+pub const PRESENTER_LINES: f32 = 4.0;
+
+/// Height of the presenter's output strip: [`PRESENTER_LINES`] whole
+/// lines of its font, its margins and the panel's (no half-cut line).
+pub fn presenter_strip_height(ui: &Ui) -> f32 {
+    let row = ui
+        .ctx()
+        .fonts_mut(|f| f.row_height(&FontId::monospace(PRESENTER_FONT_PT)));
+    // 4 + 4 of the frame's margin, 2 + 2 of the panel's.
+    PRESENTER_LINES * row + 12.0
+}
 
 #[derive(Default)]
 pub struct OutputView {
@@ -42,7 +56,7 @@ impl OutputView {
             ui.separator();
         }
         let font = if compact {
-            FontId::monospace(15.0)
+            FontId::monospace(PRESENTER_FONT_PT)
         } else {
             FontId::monospace(12.5)
         };
