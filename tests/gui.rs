@@ -24,6 +24,14 @@ fn main() -> ExitCode {
         let code = forkscope::runner::runner_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // A traced Python program's child, before it execs (as the binary).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__trace-exec")
+    {
+        let code = forkscope::trace::shim::trace_exec_main();
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let tests: &[(&str, fn())] = &[
         (
             "pick_set_run_and_see_processes",
@@ -102,6 +110,10 @@ fn main() -> ExitCode {
         (
             "presenter_panels_one_by_one_and_zoom_on_the_stage",
             presenter_panels_one_by_one_and_zoom_on_the_stage,
+        ),
+        (
+            "a_python_program_opens_with_its_source_and_markers",
+            a_python_program_opens_with_its_source_and_markers,
         ),
         ("harness_counts_what_it_ran", harness_counts_what_it_ran),
     ];
@@ -1603,4 +1615,126 @@ fn presenter_panels_one_by_one_and_zoom_on_the_stage() {
     h.run_steps(4);
     let k2 = key_px(&h);
     assert!(k2 < k1, "− makes it smaller: {k1} → {k2} px");
+}
+
+// ---- issue 10: a Python program in the app ----------------------------------
+
+/// A main thread, a thread and a bare fork child, each waiting at a line
+/// of its own: the thread at its `start()` (line 11), the child where it
+/// forked (12), main at the `join` (16).
+const MARKS_PY: &str = "import os
+import threading
+import time
+
+
+def work():
+    time.sleep(2)
+
+
+t = threading.Thread(target=work, name=\"worker\")
+t.start()
+pid = os.fork()
+if pid == 0:
+    time.sleep(2)
+    os._exit(0)
+t.join()
+os.waitpid(pid, 0)
+print(\"done\")
+";
+
+/// The marker text after a source line: `◀ ID`.
+fn marker(id: &str) -> String {
+    format!("◀ {id}")
+}
+
+/// A `.py` opened with the app's Open (and `--trace`): the real file in the
+/// source panel, ready to run; run, a marker per process and per thread at
+/// the line each is on; the program's output and exit as `python3` gives
+/// them. A missing file is an error on screen.
+fn a_python_program_opens_with_its_source_and_markers() {
+    let dir = TestDir::new("py");
+    let script = dir.0.join("marks.py");
+    std::fs::write(&script, MARKS_PY).expect("write the program");
+
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(2);
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(script.clone())));
+    h.run_steps(3);
+    assert!(
+        h.state().files.error.is_none(),
+        "{:?}",
+        h.state().files.error
+    );
+    assert_eq!(picked_name(&h), "marks", "named after the file");
+    assert!(h.state().picked_python());
+    assert!(!h.state().run.is_running(), "ready, not running");
+    for line in [
+        "t = threading.Thread(target=work, name=\"worker\")",
+        "pid = os.fork()",
+        "    os._exit(0)",
+        "print(\"done\")",
+    ] {
+        assert!(has_label(&h, line), "the source shows {line:?}");
+    }
+
+    let lines = |h: &Harness<'static, App>| {
+        let w = &h.state().rec.live;
+        let main = w.process("main");
+        (
+            main.and_then(|p| p.line),
+            main.and_then(|p| p.threads.first()).and_then(|t| t.line),
+            w.process("main.1").and_then(|p| p.line),
+        )
+    };
+    h.get_by_label(controls::RUN).click();
+    let there = wait_for(&mut h, |h| lines(h) == (Some(16), Some(11), Some(12)));
+    assert!(
+        there,
+        "main at the join, the thread at start(), the child at the fork: {:?}",
+        lines(&h)
+    );
+    h.run_steps(1);
+    let shown = |h: &Harness<'static, App>, id: &str| h.query_all_by_label(&marker(id)).count();
+    for id in ["main", "main.t1", "main.1"] {
+        assert_eq!(shown(&h, id), 1, "one marker for {id} in the source");
+    }
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()));
+    assert!(
+        matches!(h.state().run, RunState::Finished { code: Some(0), .. }),
+        "exit 0"
+    );
+    let terminal: String = h
+        .state()
+        .rec
+        .live
+        .merged_output
+        .chunks
+        .iter()
+        .map(|c| c.text.as_str())
+        .collect();
+    assert_eq!(terminal, "done\n");
+    h.run_steps(2);
+    assert!(!has_label(&h, &marker("main.1")), "no marker once it ended");
+
+    // `forkscope --trace FILE`: the same, ready to run.
+    let h = harness(GuiArgs {
+        trace: Some(script.clone()),
+        ..GuiArgs::default()
+    });
+    assert!(h.state().picked_python());
+    assert!(!h.state().run.is_running());
+
+    // A program that is not there: one sentence, on screen.
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(2);
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(dir.0.join("gone.py"))));
+    h.run_steps(3);
+    let e = h.state().files.error.clone().expect("an error");
+    assert!(e.contains("gone.py"), "{e}");
+    // Over the stage, and next to the picker's Open field.
+    assert!(h.query_all_by_label(&e).count() >= 1, "on screen");
+    assert!(has_label(&h, &format!("⚠ {}", files::CANNOT_OPEN)));
+    assert_eq!(picked_name(&h), "locked-counter", "the old pick stays");
 }

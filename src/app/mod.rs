@@ -121,6 +121,10 @@ pub struct GuiArgs {
     /// does): its source with a marker per process and thread.
     #[arg(long, value_name = "SCRIPT.py", conflicts_with_all = ["open", "scenario", "many_runs", "schedule"])]
     pub trace: Option<PathBuf>,
+    /// The Python interpreter for --trace and opened .py files
+    /// [default: python3 on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
 /// What views ask the app to do.
@@ -189,6 +193,8 @@ pub struct Picked {
     pub loaded: Loaded,
     pub params: BTreeMap<String, Value>,
     pub exec_confirmed: bool,
+    /// A Python program (`--trace`, or a `.py` opened): what `main` runs.
+    pub python: Option<crate::trace::PythonProgram>,
 }
 
 impl Picked {
@@ -356,6 +362,8 @@ pub struct App {
     /// Settings are remembered (only the real window, never tests or
     /// `--screenshot`).
     pub persist: bool,
+    /// `--python`: the interpreter for Python programs.
+    pub python_exe: Option<PathBuf>,
 }
 
 impl App {
@@ -407,6 +415,7 @@ impl App {
             fullscreen: false,
             help_open: false,
             persist: false,
+            python_exe: None,
         };
         if let Some(n) = args.many_runs {
             if !(1..=many::MAX_RUNS).contains(&n) {
@@ -464,6 +473,10 @@ impl App {
                 requested_at: None,
                 image: Arc::default(),
             });
+        }
+        app.python_exe = args.python.clone();
+        if let Some(path) = &args.trace {
+            app.open_python(path)?;
         }
         if let Some(path) = &args.open {
             if args.scenario.is_none() {
@@ -756,6 +769,11 @@ impl App {
         let Some(p) = self.picked.as_ref() else {
             return;
         };
+        if p.python.is_some() {
+            self.status =
+                Some("Many runs is for scenarios: run a Python program with ▶ Run".into());
+            return;
+        }
         if p.needs_exec_consent() && !p.exec_confirmed {
             self.status = Some(format!(
                 "this file runs programs ({}): confirm it on the left first",
@@ -794,6 +812,7 @@ impl App {
                     loaded,
                     params,
                     exec_confirmed: false,
+                    python: None,
                 });
                 self.status = None;
             }
@@ -842,7 +861,7 @@ impl App {
             limits: limits::Limits::for_scenario(&p.loaded.scenario),
             gated,
             stdout: None,
-            python: None,
+            python: p.python.clone(),
         };
         if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {
             self.status = Some(format!("{}: {e}", p.loaded.origin));

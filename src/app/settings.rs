@@ -250,7 +250,16 @@ impl App {
             || args.trace.is_some()
             || args.many_runs.is_some()
             || args.schedule.is_some();
-        if !told_what_to_show && let Some(target) = s.scenario.as_deref() {
+        let python = s.scenario.as_deref().is_some_and(|t| {
+            super::files::kind_of(std::path::Path::new(t)) == super::files::Kind::Python
+        });
+        if !told_what_to_show
+            && python
+            && let Some(target) = s.scenario.as_deref()
+        {
+            // A program that is gone (or no Python): the default stays.
+            let _ = self.open_python(std::path::Path::new(target));
+        } else if !told_what_to_show && let Some(target) = s.scenario.as_deref() {
             let before = self.picked.take();
             self.pick(target);
             if self.pick_error.take().is_some() || self.picked.is_none() {

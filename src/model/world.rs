@@ -341,6 +341,8 @@ pub struct ThreadInfo {
     pub done: bool,
     /// Step mode: the action it will take on `go`.
     pub pending: Option<String>,
+    /// The source line it is on (events' `line`, from this thread).
+    pub line: Option<u32>,
     /// Order of first appearance among processes and threads (step mode
     /// numbers them in that order).
     pub spawn_order: u64,
@@ -907,7 +909,19 @@ impl World {
                 child_pid,
                 role,
                 daemon,
-            } => self.on_spawn(t_ns, me, child, *child_pid, role, *daemon),
+            } => {
+                self.on_spawn(t_ns, me, child, *child_pid, role, *daemon);
+                // A bare `os.fork()` child starts where its parent forked
+                // (until its own events say where it is).
+                if role == "fork"
+                    && let Some(line) = e.line
+                {
+                    let c = self.proc_mut(child, t_ns);
+                    if c.line.is_none() {
+                        c.line = Some(line);
+                    }
+                }
+            }
             Body::ThreadStart { .. } | Body::ThreadEnd { .. } | Body::ThreadJoin { .. } => {}
             Body::Exec { program, args } => {
                 let mut line = program.clone();
@@ -1152,6 +1166,9 @@ impl World {
         if !known {
             t.spawn_order = order;
         }
+        if let Some(line) = e.line {
+            t.line = Some(line);
+        }
         if tid > 0 {
             t.tid = tid;
         }
@@ -1211,7 +1228,11 @@ impl World {
         }
         p.first_t_ns = p.first_t_ns.min(e.t_ns);
         p.last_t_ns = p.last_t_ns.max(e.t_ns);
-        if let Some(line) = e.line {
+        // A thread's line is its own (see `on_thread_event`): the
+        // process's is its main thread's.
+        if let Some(line) = e.line
+            && e.thread.is_none()
+        {
             p.line = Some(line);
         }
     }
