@@ -515,7 +515,8 @@ fn node_tags(p: &Process) -> String {
     } else {
         role_words(&p.role)
     };
-    let mut tags = vec![role];
+    // A traced program's own name for it (`Process-2`), first.
+    let mut tags = vec![p.name.clone().unwrap_or_default(), role];
     if p.daemon {
         tags.push("daemon".into());
     }

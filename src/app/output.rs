@@ -98,12 +98,20 @@ fn colored_job(buf: &OutputBuffer, ctx: &ViewCtx, font: &FontId) -> LayoutJob {
             TextFormat::simple(font.clone(), ctx.theme.weak_text),
         );
     }
-    for chunk in &buf.chunks {
+    let last = buf.chunks.len().saturating_sub(1);
+    for (i, chunk) in buf.chunks.iter().enumerate() {
         let mut format = TextFormat::simple(font.clone(), text_color(ctx, &chunk.proc_id));
         if chunk.stream == Stream::Stderr {
             format.underline = egui::Stroke::new(1.0, format.color);
         }
-        job.append(&chunk.text, 0.0, format);
+        // The last line's newline would show as an empty line (a strip of
+        // four lines would show three printed ones).
+        let text = if i == last {
+            chunk.text.strip_suffix('\n').unwrap_or(&chunk.text)
+        } else {
+            &chunk.text
+        };
+        job.append(text, 0.0, format);
     }
     job
 }
