@@ -112,6 +112,10 @@ fn main() -> ExitCode {
             presenter_panels_one_by_one_and_zoom_on_the_stage,
         ),
         (
+            "the_presenter_toolbar_is_one_line_at_720p",
+            the_presenter_toolbar_is_one_line_at_720p,
+        ),
+        (
             "a_python_program_opens_with_its_source_and_markers",
             a_python_program_opens_with_its_source_and_markers,
         ),
@@ -1615,6 +1619,68 @@ fn presenter_panels_one_by_one_and_zoom_on_the_stage() {
     h.run_steps(4);
     let k2 = key_px(&h);
     assert!(k2 < k1, "− makes it smaller: {k1} → {k2} px");
+}
+
+/// On a 1280×720 projector, after a run (when the replay controls show
+/// too), the toolbar's buttons sit on one line and none covers another.
+fn the_presenter_toolbar_is_one_line_at_720p() {
+    let app = App::new(&GuiArgs {
+        presenter: true,
+        scenario: Some("process-join".into()),
+        ..GuiArgs::default()
+    })
+    .expect("the app starts");
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 720.0))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && !h.state().rec.is_empty()));
+    h.run_steps(3);
+    let labels = [
+        controls::RUN,
+        controls::STOP,
+        controls::RESTART,
+        "Free",
+        "Step",
+        "Seeded",
+        controls::PAUSE,
+        controls::LIVE,
+        controls::REPLAY,
+        controls::PANELS_PRESENTER,
+        controls::PRESENTER,
+    ];
+    let mut rects: Vec<(&str, egui::Rect)> = labels
+        .iter()
+        .map(|l| (*l, h.get_by_label(l).rect()))
+        .collect();
+    // On the toolbar if anywhere (on a projector: in the speed menu).
+    if let Some(n) = h.query_by_label(controls::AUTO_PAUSE) {
+        rects.push((controls::AUTO_PAUSE, n.rect()));
+    }
+    // One line: the stage starts right under the buttons' row (a second
+    // line would put it 20 pt lower).
+    let stage = h.state().stage.last_rect.expect("a stage");
+    let below = stage.top() - rects[0].1.bottom();
+    assert!(
+        below < 14.0,
+        "the stage starts {below} pt under the buttons: {rects:?}"
+    );
+    let top = rects[0].1.top();
+    for (i, (a, ra)) in rects.iter().enumerate() {
+        assert!(
+            (ra.top() - top).abs() < 8.0,
+            "{a} is on another line: {ra:?}"
+        );
+        for (b, rb) in &rects[i + 1..] {
+            assert!(
+                ra.shrink(1.0).intersect(rb.shrink(1.0)).area() <= 0.0
+                    || !ra.shrink(1.0).intersects(rb.shrink(1.0)),
+                "{a} {ra:?} covers {b} {rb:?}"
+            );
+        }
+    }
 }
 
 // ---- issue 10: a Python program in the app ----------------------------------
