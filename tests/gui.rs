@@ -1594,7 +1594,7 @@ fn presenter_panels_one_by_one_and_zoom_on_the_stage() {
     h.run_steps(3);
     assert!(!has_label(&h, "Source") && !has_label(&h, "timeline"));
     // The menu, with a checkbox per panel.
-    h.get_by_label(controls::PANELS_PRESENTER).click();
+    h.get_by_label(controls::PANELS).click();
     h.run_steps(2);
     h.get_by_label("Source  (S)").click();
     h.run_steps(3);
@@ -1621,24 +1621,30 @@ fn presenter_panels_one_by_one_and_zoom_on_the_stage() {
     assert!(k2 < k1, "− makes it smaller: {k1} → {k2} px");
 }
 
-/// On a 1280×720 projector, after a run (when the replay controls show
-/// too), the toolbar's buttons sit on one line and none covers another.
+/// On a 1280×720 projector (and at a 1280×800 desk), after a run (when
+/// the replay controls show too), the toolbar's buttons sit on one line
+/// and none covers another.
 fn the_presenter_toolbar_is_one_line_at_720p() {
+    toolbar_on_one_line(true, 720.0);
+    toolbar_on_one_line(false, 800.0);
+}
+
+fn toolbar_on_one_line(presenter: bool, height: f32) {
     let app = App::new(&GuiArgs {
-        presenter: true,
+        presenter,
         scenario: Some("process-join".into()),
         ..GuiArgs::default()
     })
     .expect("the app starts");
     let mut h = Harness::builder()
-        .with_size(egui::vec2(1280.0, 720.0))
+        .with_size(egui::vec2(1280.0, height))
         .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
     h.run_steps(2);
     h.get_by_label(controls::RUN).click();
     assert!(wait_for(&mut h, |h| !h.state().run.is_running()
         && !h.state().rec.is_empty()));
     h.run_steps(3);
-    let labels = [
+    let mut labels = vec![
         controls::RUN,
         controls::STOP,
         controls::RESTART,
@@ -1648,9 +1654,12 @@ fn the_presenter_toolbar_is_one_line_at_720p() {
         controls::PAUSE,
         controls::LIVE,
         controls::REPLAY,
-        controls::PANELS_PRESENTER,
         controls::PRESENTER,
     ];
+    labels.push(controls::PANELS);
+    if !presenter {
+        labels.extend([files::FILE_MENU, help::HELP_BUTTON]);
+    }
     let mut rects: Vec<(&str, egui::Rect)> = labels
         .iter()
         .map(|l| (*l, h.get_by_label(l).rect()))
@@ -1663,8 +1672,10 @@ fn the_presenter_toolbar_is_one_line_at_720p() {
     // line would put it 20 pt lower).
     let stage = h.state().stage.last_rect.expect("a stage");
     let below = stage.top() - rects[0].1.bottom();
+    // (At the desk the Stage / Many runs tabs come first.)
+    let tabs = if presenter { 0.0 } else { 32.0 };
     assert!(
-        below < 14.0,
+        below < 14.0 + tabs,
         "the stage starts {below} pt under the buttons: {rects:?}"
     );
     let top = rects[0].1.top();
