@@ -720,5 +720,27 @@ fn other_python_versions_work_too() {
                 "{py} {name}: the probe did not start"
             );
         }
+        // 3.12+ warns about a fork of a threaded process at the caller's
+        // line: the probe's os.fork must not hide it.
+        let prog = program("fork_with_thread.py");
+        let (_, _, err) = plain(py, &prog);
+        let t = traced(py, &prog, &[]);
+        let traced_err: String = t
+            .events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Output {
+                    stream: Stream::Stderr,
+                    text,
+                } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let warned = |s: &str| s.contains("fork_with_thread.py:9: DeprecationWarning");
+        assert_eq!(
+            warned(&traced_err),
+            warned(&err),
+            "{py}: {traced_err:?} / {err:?}"
+        );
     }
 }
