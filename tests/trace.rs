@@ -744,3 +744,28 @@ fn other_python_versions_work_too() {
         );
     }
 }
+
+#[test]
+fn the_program_reads_what_forkscope_is_given_on_stdin() {
+    let Some(py) = python() else { return };
+    let prog = program("read_stdin.py");
+    let input = TempDir::new("trace-stdin");
+    let file = input.join("input.txt");
+    std::fs::write(&file, "one\ntwo\nthree\n").expect("write input");
+    let open = || std::fs::File::open(&file).expect("open input");
+    let plain = command(&py)
+        .arg(&prog)
+        .stdin(open())
+        .output()
+        .expect("python3 runs");
+    let out = trace_cmd(&py, &prog, &["--stdout", "block"])
+        .stdin(open())
+        .output()
+        .expect("forkscope runs");
+    let events = common::parse_events(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        lines_of(&events, Stream::Stdout),
+        count_lines(&String::from_utf8_lossy(&plain.stdout))
+    );
+    assert!(lines_of(&events, Stream::Stdout).contains_key("child read ['two', 'three']"));
+}

@@ -297,6 +297,22 @@ pub fn python_env(
     env.into_iter().collect()
 }
 
+/// The program reads what forkscope was given on stdin (a pipe, a file),
+/// as under plain python3: `main` opens the app's fd 0 again through
+/// `/proc` (the runner's own stdin is the app's lifeline, and the core's is
+/// `/dev/null`). Not a terminal: the run is not the terminal's foreground
+/// process group, so a read would stop the program (SIGTTIN); it keeps
+/// `/dev/null` then.
+pub fn stdin_from_app(app_pid: i32) {
+    let Ok(f) = std::fs::File::open(format!("/proc/{app_pid}/fd/0")) else {
+        return;
+    };
+    if nix::unistd::isatty(&f).unwrap_or(true) {
+        return;
+    }
+    let _ = nix::unistd::dup2_stdin(&f);
+}
+
 /// Replaces this process (`main`, connected, its output already piped) by
 /// Python running the script. Returns only if the exec failed: why.
 pub fn exec_python(prog: &PythonProgram, stdout_block: bool, gated: bool) -> String {
