@@ -46,6 +46,7 @@ const PROGRAMS: &[&str] = &[
     "bare_forks.py",
     "pool_map.py",
     "exec_family.py",
+    "errors.py",
 ];
 
 /// The real interpreter (not a wrapper script such as pyenv's shim, whose
@@ -209,6 +210,12 @@ fn every_program_prints_and_exits_as_under_python3_with_a_pipe() {
             lines_of(&t.events, Stream::Stderr),
             count_lines(&err),
             "{name}: stderr lines"
+        );
+        // The probe never shows, in a traceback or otherwise.
+        assert!(
+            !t.events.iter().any(|e| matches!(&e.body,
+                Body::Output { text, .. } if text.contains("forkscope_probe"))),
+            "{name}: the probe shows in the output"
         );
         assert!(
             !t.stderr.contains("counted and dropped"),
