@@ -100,10 +100,13 @@ impl TraceTarget {
         python: Option<&Path>,
         args: Vec<String>,
     ) -> Result<TraceTarget, TraceError> {
-        let source = std::fs::read_to_string(script).map_err(|e| TraceError::Read {
+        let bytes = std::fs::read(script).map_err(|e| TraceError::Read {
             path: script.display().to_string(),
             source: e,
         })?;
+        // Python reads other encodings too (a coding cookie): the listing
+        // shows what it can.
+        let source = String::from_utf8_lossy(&bytes);
         let python = find_python(python)?;
         let origin = script.display().to_string();
         let scenario_text = scenario_text(script, &source);
