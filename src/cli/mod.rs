@@ -6,6 +6,7 @@
 pub mod export;
 pub mod lab;
 pub mod out;
+pub mod progress;
 pub mod run;
 pub mod text;
 
