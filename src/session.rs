@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Events the channel holds before the collector starts dropping (and
@@ -48,12 +49,153 @@ impl Default for RunOptions {
 
 pub struct Session {
     pub collector: Collector,
-    runner: Child,
-    /// The runner's stdin. Closing it stops the run; the kernel closes it
-    /// when we die.
-    lifeline: Option<ChildStdin>,
+    runner: Runner,
     pub started: Instant,
     exit_code: Option<i32>,
+}
+
+/// Who runs the session's scenario.
+enum Runner {
+    /// A runner of its own, started for this run.
+    Own {
+        child: Child,
+        /// The runner's stdin. Closing it stops the run; the kernel closes
+        /// it when we die.
+        lifeline: Option<ChildStdin>,
+    },
+    /// A runner shared by many runs, one after the other.
+    Shared {
+        host: Arc<Mutex<RunnerHost>>,
+        /// `stop` was sent already.
+        stopped: bool,
+        /// The host's `exit` line for this run was read.
+        done: bool,
+    },
+}
+
+/// Locks a mutex whose data a panicking thread leaves whole.
+fn lock(host: &Mutex<RunnerHost>) -> MutexGuard<'_, RunnerHost> {
+    host.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Spawns our own binary as `forkscope __runner ARGS`: its own process
+/// group (Ctrl-C in the terminal reaches only us, and we stop the run
+/// ourselves), stdin a pipe (the lifeline).
+fn spawn_runner(
+    args: &[&str],
+    socket_env: Option<&std::path::Path>,
+    stdout: Stdio,
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find our own executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    if let Some(sock) = socket_env {
+        cmd.env(SOCKET_ENV, sock);
+    }
+    cmd.spawn().context("cannot start the runner")
+}
+
+/// One runner process (`forkscope __runner --serve`) that runs one
+/// scenario after another: `stats`, `explore` and the app's Many runs
+/// start it once instead of a runner per run (see `runner::serve`).
+/// Each run still has its own collector, its own watchdog, process group
+/// and PID namespace; only the runner's start is saved.
+///
+/// Dropping the host closes the server's stdin: it stops a run still
+/// going on and exits (so does the kernel when we die, even by `kill -9`).
+pub struct RunnerHost {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Option<std::process::ChildStdout>,
+    /// Bytes read from the server's stdout, not yet a whole line.
+    buf: Vec<u8>,
+    /// A run was handed over and its `exit` line not read yet.
+    busy: bool,
+    /// The server ended (or its pipes broke): start another.
+    dead: bool,
+}
+
+impl RunnerHost {
+    /// Starts the server, shared as the runs go by.
+    pub fn start() -> Result<Arc<Mutex<RunnerHost>>> {
+        Ok(Arc::new(Mutex::new(RunnerHost::spawn()?)))
+    }
+
+    fn spawn() -> Result<RunnerHost> {
+        let mut child = spawn_runner(&["__runner", "--serve"], None, Stdio::piped())?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        Ok(RunnerHost {
+            child,
+            stdin,
+            stdout,
+            buf: Vec::new(),
+            busy: false,
+            dead: false,
+        })
+    }
+
+    /// The server's pid (the root of trust of every run it makes).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Writes one line to the server; false if it is gone.
+    fn say(&mut self, line: &[u8]) -> bool {
+        let ok = self
+            .stdin
+            .as_mut()
+            .is_some_and(|s| s.write_all(line).is_ok());
+        if !ok {
+            self.dead = true;
+        }
+        ok
+    }
+
+    /// The exit code of the run handed over, once it has ended; waits up
+    /// to `timeout_ms` for it (0: just look; -1: until it comes).
+    fn poll_exit(&mut self, timeout_ms: i32) -> Option<i32> {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        loop {
+            if let Some(at) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=at).collect();
+                let code = std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|l| l.trim().strip_prefix("exit "))
+                    .and_then(|c| c.parse().ok());
+                if let Some(code) = code {
+                    self.busy = false;
+                    return Some(code);
+                }
+                continue;
+            }
+            if self.dead {
+                self.busy = false;
+                return Some(crate::runner::watchdog::STOPPED_CODE);
+            }
+            let stdout = self.stdout.as_mut()?;
+            if !crate::runner::os::readable(stdout.as_fd(), timeout_ms) {
+                return None;
+            }
+            let mut chunk = [0u8; 256];
+            match stdout.read(&mut chunk) {
+                Ok(0) | Err(_) => self.dead = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+impl Drop for RunnerHost {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.wait();
+    }
 }
 
 impl Session {
@@ -65,39 +207,9 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        // A gated run has one process moving at a time: no need to wait
-        // for stragglers, and every step should be seen at once.
-        let window_ns = if opts.gated {
-            0
-        } else {
-            crate::collector::REORDER_WINDOW_NS
-        };
-        let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
-            .context("cannot start the event collector")?;
-        let spec = RunSpec {
-            scenario_text: scenario_text.to_string(),
-            origin: origin.to_string(),
-            params,
-            socket: collector.socket.clone(),
-            time_scale: opts.time_scale,
-            seed: opts.seed,
-            max_procs: opts.limits.max_procs,
-            parent_pid: std::process::id() as i32,
-            gated: opts.gated,
-            stdout: opts.stdout,
-        };
-        let exe = std::env::current_exe().context("cannot find our own executable")?;
-        let mut runner = Command::new(exe)
-            .arg("__runner")
-            .env(SOCKET_ENV, &collector.socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            // Its own process group: Ctrl-C in the terminal reaches only us,
-            // and we stop the run ourselves.
-            .process_group(0)
-            .spawn()
-            .context("cannot start the runner")?;
+        let collector = start_collector(opts)?;
+        let spec = run_spec(scenario_text, origin, params, opts, &collector);
+        let mut runner = spawn_runner(&["__runner"], Some(&collector.socket), Stdio::null())?;
         // Only the runner and its descendants may speak on the socket; it
         // connects only after it has read the spec below.
         collector.trust(runner.id());
@@ -115,8 +227,58 @@ impl Session {
         }
         Ok(Session {
             collector,
-            runner,
-            lifeline,
+            runner: Runner::Own {
+                child: runner,
+                lifeline,
+            },
+            started: Instant::now(),
+            exit_code: None,
+        })
+    }
+
+    /// [`Session::start`] on a shared runner (see [`RunnerHost`]); the
+    /// previous session on it must be dropped first. A server that died
+    /// is started again.
+    pub fn start_on(
+        host: &Arc<Mutex<RunnerHost>>,
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+    ) -> Result<Session> {
+        let collector = start_collector(opts)?;
+        let spec = run_spec(scenario_text, origin, params, opts, &collector);
+        let mut line = b"run ".to_vec();
+        serde_json::to_writer(&mut line, &spec).context("cannot encode the run")?;
+        line.push(b'\n');
+        {
+            let mut h = lock(host);
+            if h.busy {
+                anyhow::bail!("the runner is still busy with another run");
+            }
+            for attempt in 0..2 {
+                if h.dead {
+                    *h = RunnerHost::spawn()?;
+                }
+                // Every run it makes descends from the server; the run
+                // before this one is gone entirely (its `exit` was read).
+                collector.trust(h.pid());
+                if h.say(&line) {
+                    break;
+                }
+                if attempt == 1 {
+                    anyhow::bail!("cannot hand the run to the runner: it is gone");
+                }
+            }
+            h.busy = true;
+        }
+        Ok(Session {
+            collector,
+            runner: Runner::Shared {
+                host: host.clone(),
+                stopped: false,
+                done: false,
+            },
             started: Instant::now(),
             exit_code: None,
         })
@@ -125,15 +287,29 @@ impl Session {
     /// The runner's exit code once it has ended (main's exit code, or
     /// 128 + signal); then the collector is told to finish.
     pub fn poll_exit(&mut self) -> Option<i32> {
-        if self.exit_code.is_none()
-            && let Ok(Some(status)) = self.runner.try_wait()
-        {
-            use std::os::unix::process::ExitStatusExt;
-            let code = status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-            self.exit_code = Some(code);
-            self.collector.finish();
+        if self.exit_code.is_none() {
+            let code = match &mut self.runner {
+                Runner::Own { child, .. } => match child.try_wait() {
+                    Ok(Some(status)) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        Some(
+                            status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                        )
+                    }
+                    _ => None,
+                },
+                Runner::Shared { host, done, .. } => {
+                    let code = lock(host).poll_exit(0);
+                    *done |= code.is_some();
+                    code
+                }
+            };
+            if let Some(code) = code {
+                self.exit_code = Some(code);
+                self.collector.finish();
+            }
         }
         self.exit_code
     }
@@ -143,7 +319,19 @@ impl Session {
     /// 137. The last events still arrive; [`Session::poll_exit`] says when
     /// it is over.
     pub fn stop(&mut self) {
-        self.lifeline = None;
+        match &mut self.runner {
+            Runner::Own { lifeline, .. } => *lifeline = None,
+            Runner::Shared {
+                host,
+                stopped,
+                done,
+            } => {
+                if !*stopped && !*done {
+                    *stopped = true;
+                    lock(host).say(b"stop\n");
+                }
+            }
+        }
     }
 
     /// Gated runs: lets one waiting process take its next step.
@@ -151,14 +339,61 @@ impl Session {
         self.collector.gates.go(proc_id)
     }
 
+    /// The pid of the runner the app started (for a shared runner, the
+    /// server's).
     pub fn runner_pid(&self) -> u32 {
-        self.runner.id()
+        match &self.runner {
+            Runner::Own { child, .. } => child.id(),
+            Runner::Shared { host, .. } => lock(host).pid(),
+        }
+    }
+}
+
+/// The collector of one run.
+fn start_collector(opts: &RunOptions) -> Result<Collector> {
+    // A gated run has one process moving at a time: no need to wait
+    // for stragglers, and every step should be seen at once.
+    let window_ns = if opts.gated {
+        0
+    } else {
+        crate::collector::REORDER_WINDOW_NS
+    };
+    Collector::start(CHANNEL_CAPACITY, window_ns).context("cannot start the event collector")
+}
+
+fn run_spec(
+    scenario_text: &str,
+    origin: &str,
+    params: BTreeMap<String, Value>,
+    opts: &RunOptions,
+    collector: &Collector,
+) -> RunSpec {
+    RunSpec {
+        scenario_text: scenario_text.to_string(),
+        origin: origin.to_string(),
+        params,
+        socket: collector.socket.clone(),
+        time_scale: opts.time_scale,
+        seed: opts.seed,
+        max_procs: opts.limits.max_procs,
+        parent_pid: std::process::id() as i32,
+        gated: opts.gated,
+        stdout: opts.stdout,
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop();
-        let _ = self.runner.wait();
+        match &mut self.runner {
+            Runner::Own { child, .. } => {
+                let _ = child.wait();
+            }
+            Runner::Shared { host, done, .. } => {
+                if !*done {
+                    let _ = lock(host).poll_exit(-1);
+                }
+            }
+        }
     }
 }
