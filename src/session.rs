@@ -8,10 +8,11 @@
 //! watchdog kills every process of the run (see `runner::watchdog`).
 
 use crate::collector::Collector;
-use crate::protocol::{SOCKET_ENV, Value};
+use crate::protocol::{Event, SOCKET_ENV, Value};
 use crate::runner::RunSpec;
 use crate::scenario::limits::Limits;
 use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -110,10 +111,10 @@ fn spawn_runner(
 pub struct RunnerHost {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Option<std::process::ChildStdout>,
-    /// Bytes read from the server's stdout, not yet a whole line.
-    buf: Vec<u8>,
-    /// A run was handed over and its `exit` line not read yet.
+    /// The server's `exit CODE` lines, read by a thread of ours so that a
+    /// run's end wakes whoever waits for events at once.
+    exits: Receiver<i32>,
+    /// A run was handed over and its `exit` line not taken yet.
     busy: bool,
     /// The server ended (or its pipes broke): start another.
     dead: bool,
@@ -129,11 +130,21 @@ impl RunnerHost {
         let mut child = spawn_runner(&["__runner", "--serve"], None, Stdio::piped())?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
+        let (tx, exits) = crossbeam_channel::unbounded();
+        if let Some(stdout) = stdout {
+            let read = std::thread::Builder::new()
+                .name("runner-exits".into())
+                .spawn(move || read_exits(stdout, &tx));
+            if let Err(e) = read {
+                drop(stdin);
+                let _ = child.wait();
+                return Err(e).context("cannot start a thread for the runner");
+            }
+        }
         Ok(RunnerHost {
             child,
             stdin,
-            stdout,
-            buf: Vec::new(),
+            exits,
             busy: false,
             dead: false,
         })
@@ -156,37 +167,38 @@ impl RunnerHost {
         ok
     }
 
-    /// The exit code of the run handed over, once it has ended; waits up
-    /// to `timeout_ms` for it (0: just look; -1: until it comes).
-    fn poll_exit(&mut self, timeout_ms: i32) -> Option<i32> {
-        use std::io::Read;
-        use std::os::fd::AsFd;
-        loop {
-            if let Some(at) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=at).collect();
-                let code = std::str::from_utf8(&line)
-                    .ok()
-                    .and_then(|l| l.trim().strip_prefix("exit "))
-                    .and_then(|c| c.parse().ok());
-                if let Some(code) = code {
-                    self.busy = false;
-                    return Some(code);
-                }
-                continue;
+    /// Takes the exit code of the run handed over, if it came; a server
+    /// that is gone ends the run as stopped.
+    fn take_exit(&mut self, wait: Option<std::time::Duration>) -> Option<i32> {
+        let got = match wait {
+            None => self.exits.try_recv().map_err(|e| e.is_disconnected()),
+            Some(d) => self.exits.recv_timeout(d).map_err(|e| e.is_disconnected()),
+        };
+        let code = match got {
+            Ok(code) => code,
+            Err(false) => return None,
+            Err(true) => {
+                self.dead = true;
+                crate::runner::watchdog::STOPPED_CODE
             }
-            if self.dead {
-                self.busy = false;
-                return Some(crate::runner::watchdog::STOPPED_CODE);
-            }
-            let stdout = self.stdout.as_mut()?;
-            if !crate::runner::os::readable(stdout.as_fd(), timeout_ms) {
-                return None;
-            }
-            let mut chunk = [0u8; 256];
-            match stdout.read(&mut chunk) {
-                Ok(0) | Err(_) => self.dead = true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
+        };
+        self.busy = false;
+        Some(code)
+    }
+}
+
+/// Reads the server's stdout to its end: each `exit CODE` line goes to `tx`.
+fn read_exits(stdout: std::process::ChildStdout, tx: &Sender<i32>) {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if let Some(code) = line
+            .trim()
+            .strip_prefix("exit ")
+            .and_then(|c| c.parse().ok())
+            && tx.send(code).is_err()
+        {
+            break;
         }
     }
 }
@@ -301,7 +313,7 @@ impl Session {
                     _ => None,
                 },
                 Runner::Shared { host, done, .. } => {
-                    let code = lock(host).poll_exit(0);
+                    let code = lock(host).take_exit(None);
                     *done |= code.is_some();
                     code
                 }
@@ -331,6 +343,42 @@ impl Session {
                     lock(host).say(b"stop\n");
                 }
             }
+        }
+    }
+
+    /// The next event, waiting up to `timeout`. On a shared runner the
+    /// run's end (its `exit`) wakes this at once too: then the collector
+    /// is told to finish (see [`Session::poll_exit`]) and this returns a
+    /// timeout, so the caller looks at the exit code next.
+    pub fn recv_event(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Event, crossbeam_channel::RecvTimeoutError> {
+        let exits = match &self.runner {
+            Runner::Shared { host, done, .. } if !*done && self.exit_code.is_none() => {
+                lock(host).exits.clone()
+            }
+            _ => return self.collector.events.recv_timeout(timeout),
+        };
+        let events = self.collector.events.clone();
+        crossbeam_channel::select! {
+            recv(events) -> e => e.map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+            recv(exits) -> code => {
+                if let Runner::Shared { host, done, .. } = &mut self.runner {
+                    let mut h = lock(host);
+                    h.busy = false;
+                    *done = true;
+                    let code = code.unwrap_or_else(|_| {
+                        h.dead = true;
+                        crate::runner::watchdog::STOPPED_CODE
+                    });
+                    drop(h);
+                    self.exit_code = Some(code);
+                    self.collector.finish();
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout)
+            }
+            default(timeout) => Err(crossbeam_channel::RecvTimeoutError::Timeout),
         }
     }
 
@@ -391,7 +439,12 @@ impl Drop for Session {
             }
             Runner::Shared { host, done, .. } => {
                 if !*done {
-                    let _ = lock(host).poll_exit(-1);
+                    // Everything the run made is gone once this comes.
+                    let mut h = lock(host);
+                    while h
+                        .take_exit(Some(std::time::Duration::from_secs(3600)))
+                        .is_none()
+                    {}
                 }
             }
         }
