@@ -258,7 +258,12 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        let collector = start_collector(opts)?;
+        let capacity = if opts.gated {
+            LAB_CHANNEL_CAPACITY
+        } else {
+            CHANNEL_CAPACITY
+        };
+        let collector = start_collector_with(opts, capacity)?;
         let spec = run_spec(scenario_text, origin, params, opts, &collector);
         let mut line = b"run ".to_vec();
         serde_json::to_writer(&mut line, &spec).context("cannot encode the run")?;
@@ -397,8 +402,19 @@ impl Session {
     }
 }
 
+/// Events the channel of a gated run on a shared runner holds (the
+/// race lab's runs): every process waits for `go` after each step and the
+/// lab takes in everything before it says `go` again, so only a handful
+/// are ever in flight. A small channel is cheap to make (a 65 536-slot one
+/// costs about a millisecond of page faults, more than a whole short run).
+pub const LAB_CHANNEL_CAPACITY: usize = 1 << 12;
+
 /// The collector of one run.
 fn start_collector(opts: &RunOptions) -> Result<Collector> {
+    start_collector_with(opts, CHANNEL_CAPACITY)
+}
+
+fn start_collector_with(opts: &RunOptions, capacity: usize) -> Result<Collector> {
     // A gated run has one process moving at a time: no need to wait
     // for stragglers, and every step should be seen at once.
     let window_ns = if opts.gated {
@@ -406,7 +422,7 @@ fn start_collector(opts: &RunOptions) -> Result<Collector> {
     } else {
         crate::collector::REORDER_WINDOW_NS
     };
-    Collector::start(CHANNEL_CAPACITY, window_ns).context("cannot start the event collector")
+    Collector::start(capacity, window_ns).context("cannot start the event collector")
 }
 
 fn run_spec(

@@ -10,6 +10,15 @@ use crate::session::RunnerHost;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+/// `println!` that ends quietly when stdout is closed (`| head -1`):
+/// nobody reads the rest, and a closed pipe is no reason to panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// One runner for all the runs (see [`RunnerHost`]).
 type Host = Arc<Mutex<RunnerHost>>;
 
@@ -104,7 +113,7 @@ pub fn stats(args: &StatsArgs) -> i32 {
     match args.format {
         Format::Jsonl => {
             for (o, t) in &histogram {
-                println!(
+                say!(
                     "{{\"outcome\":{},\"deadlock\":{},\"runs\":{},\"runs_with_lost_updates\":{},\"race_events\":{},\"lost\":{}}}",
                     o.values_json(),
                     o.deadlock,
@@ -124,13 +133,13 @@ pub fn stats(args: &StatsArgs) -> i32 {
             } else {
                 "scheduled by the operating system".into()
             };
-            println!("{}: {} runs ({how})", p.loaded.scenario.name, args.runs);
+            say!("{}: {} runs ({how})", p.loaded.scenario.name, args.runs);
             let width = histogram.keys().map(|o| o.text().len()).max().unwrap_or(0);
             let most = histogram.values().map(|t| t.runs).max().unwrap_or(1).max(1);
             for (o, t) in &histogram {
                 let n = t.runs;
                 let bar = "#".repeat(((n * 40).div_ceil(most)) as usize);
-                println!("  {:width$}  {bar} {n}", o.text());
+                say!("  {:width$}  {bar} {n}", o.text());
             }
             let mut all = Lost::default();
             let mut runs_with_lost = 0;
@@ -139,12 +148,14 @@ pub fn stats(args: &StatsArgs) -> i32 {
                 runs_with_lost += t.runs_with_lost;
             }
             if all.writes > 0 {
-                println!(
+                say!(
                     "  lost updates: {} writes erased {} updates, in {runs_with_lost} of {} runs (the writers' race events)",
-                    all.writes, all.total, args.runs
+                    all.writes,
+                    all.total,
+                    args.runs
                 );
             } else {
-                println!("  lost updates: none (no race event in any run)");
+                say!("  lost updates: none (no race event in any run)");
             }
         }
     }
@@ -216,7 +227,7 @@ pub fn explore(args: &ExploreArgs) -> i32 {
     };
     let name = &p.loaded.scenario.name;
     if args.format == Format::Text {
-        println!(
+        say!(
             "{name}: {} schedules run to the end ({} more cut short as repeats), {} distinct outcomes{}",
             explored.runs - explored.pruned,
             explored.pruned,
@@ -235,7 +246,7 @@ pub fn explore(args: &ExploreArgs) -> i32 {
             return 1;
         }
         match args.format {
-            Format::Jsonl => println!(
+            Format::Jsonl => say!(
                 "{{\"outcome\":{},\"deadlock\":{},\"schedules\":{n},\"schedules_with_lost_updates\":{},\"schedule_file\":{}}}",
                 o.values_json(),
                 o.deadlock,
@@ -249,7 +260,7 @@ pub fn explore(args: &ExploreArgs) -> i32 {
                 } else {
                     String::new()
                 };
-                println!(
+                say!(
                     "  {}: {n} schedules{lost}, e.g. {}",
                     o.text(),
                     file.display()

@@ -237,6 +237,10 @@ pub fn host_pid_of(child: nix::unistd::Pid) -> Option<i32> {
 pub fn own_host_pid() -> i32 {
     match pid_view() {
         PidView::Same => nix::unistd::getpid().as_raw(),
-        _ => crate::probe::host_pids().0,
+        // `/proc/self` is a link to our pid in `/proc`'s namespace.
+        _ => std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| nix::unistd::getpid().as_raw()),
     }
 }
