@@ -66,8 +66,8 @@ impl Progress {
     /// One more run done; `msg` says what was found so far.
     pub fn step(&self, done: u64, msg: impl FnOnce() -> String) {
         if let Some(bar) = &self.bar {
-            bar.set_position(done);
             bar.set_message(msg());
+            bar.set_position(done);
         }
     }
 
