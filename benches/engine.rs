@@ -8,8 +8,9 @@
 //! 2. gated run: `forkscope run unlocked-counter --schedule seeded` with
 //!    500 and 2000 adds; the cost of one gated step is the difference in
 //!    wall time over the difference in steps (start-up cancels out);
-//! 3. explore: `forkscope explore unlocked-counter --set workers=2
-//!    --set adds=2`: schedules/s.
+//! 3. the runner (`engine/runner.rs`): the cost of a short-lived child
+//!    next to a bare fork loop, and `explore unlocked-counter --set
+//!    workers=2 --set adds=2`: schedules/s.
 //!
 //! Each is run 5 times; the median is reported.
 
@@ -32,9 +33,14 @@ fn main() -> ExitCode {
     }
 }
 
+#[path = "engine/runner.rs"]
+mod runner;
+
 /// What one `forkscope` command did.
 struct Ran {
     wall: Duration,
+    /// All it printed on stdout (only if asked: see [`run_keeping`]).
+    stdout: String,
     /// Lines it printed on stdout.
     lines: usize,
     /// Its first stdout line.
@@ -44,6 +50,11 @@ struct Ran {
 
 /// Runs `forkscope ARGS`, reading its stdout line by line as it comes.
 fn run(args: &[&str]) -> Result<Ran, String> {
+    run_keeping(args, false)
+}
+
+/// [`run`], keeping all of stdout in [`Ran::stdout`] when `keep`.
+fn run_keeping(args: &[&str], keep: bool) -> Result<Ran, String> {
     let start = Instant::now();
     let mut child = Command::new(BIN)
         .args(args)
@@ -54,10 +65,15 @@ fn run(args: &[&str]) -> Result<Ran, String> {
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = 0;
     let mut first = String::new();
+    let mut all = String::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
         if lines == 0 {
-            first = line;
+            first = line.clone();
+        }
+        if keep {
+            all.push_str(&line);
+            all.push('\n');
         }
         lines += 1;
     }
@@ -69,6 +85,7 @@ fn run(args: &[&str]) -> Result<Ran, String> {
     }
     Ok(Ran {
         wall,
+        stdout: all,
         lines,
         first,
         stderr,
@@ -171,39 +188,8 @@ fn benches(tmp: &Path) -> Result<(), String> {
         1e6 / us
     );
 
-    // 3. Explore.
-    let out_dir = tmp.join("explore");
-    let mut rates = Vec::new();
-    for _ in 0..REPEAT {
-        let _ = std::fs::remove_dir_all(&out_dir);
-        let ran = run(&[
-            "explore",
-            "unlocked-counter",
-            "--set",
-            "workers=2",
-            "--set",
-            "adds=2",
-            "--out",
-            out_dir.to_str().ok_or("temp path")?,
-        ])?;
-        let wall = ran.wall;
-        let schedules = schedules_in(&ran.first)
-            .ok_or_else(|| format!("cannot read explore's summary: {:?}", ran.first))?;
-        let rate = schedules as f64 / wall.as_secs_f64();
-        println!(
-            "  explore: {schedules} schedules in {:.2} s = {rate:.0} schedules/s \
-             ({:.1} ms each): {}",
-            wall.as_secs_f64(),
-            1e3 / rate,
-            ran.first
-        );
-        rates.push(rate);
-    }
-    println!(
-        "explore unlocked-counter --set workers=2 --set adds=2: median {:.0} schedules/s",
-        median(rates)
-    );
-    Ok(())
+    // 3. The runner (benches/engine/runner.rs).
+    runner::benches(tmp)
 }
 
 /// "… 34 schedules run to the end (99 more cut short as repeats) …" → 133:

@@ -17,6 +17,9 @@
 # own: a fork tree, and programs that leave the process group and session
 # (`setsid`). Prints one line per failed trial and a summary; exits 1 if
 # any trial left something.
+# MODE=stats kills `forkscope stats SCENARIO --runs 20 --schedule free`
+# instead: many runs on one shared runner (`__runner --serve`), killed in
+# any of them or between two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,6 +96,12 @@ marked() {
     done
 }
 
+case "${MODE:-run}" in
+    run) command=(run) ;;
+    stats) command=(stats --runs 20 --schedule free) ;;
+    *) echo "MODE must be run or stats" >&2; exit 2 ;;
+esac
+
 left_procs=0
 left_files=0
 for ((i = 1; i <= trials; i++)); do
@@ -104,7 +113,7 @@ for ((i = 1; i <= trials; i++)); do
     delay_ms=$(( RANDOM % 1500 ))
     # shellcheck disable=SC2086 # $scen holds a name and its --set words
     "${as_user[@]}" env FORKSCOPE_TRIAL="$marker" TMPDIR="$tmp" XDG_RUNTIME_DIR="$tmp" \
-        "$work/forkscope" run $scen --time-scale 0.5 --format jsonl >/dev/null 2>&1 </dev/null &
+        "$work/forkscope" "${command[@]}" $scen --time-scale 0.5 --format jsonl >/dev/null 2>&1 </dev/null &
     app=$!
     sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
     kill -9 "$app" 2>/dev/null || true
@@ -132,5 +141,5 @@ for ((i = 1; i <= trials; i++)); do
     rm -rf "$tmp"
 done
 
-echo "kill -9 trials as $who: $trials; trials that left processes: $left_procs; trials that left files: $left_files"
+echo "kill -9 trials (${MODE:-run}) as $who: $trials; trials that left processes: $left_procs; trials that left files: $left_files"
 [ "$left_procs" = 0 ] && [ "$left_files" = 0 ]

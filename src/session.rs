@@ -8,14 +8,16 @@
 //! watchdog kills every process of the run (see `runner::watchdog`).
 
 use crate::collector::Collector;
-use crate::protocol::{SOCKET_ENV, Value};
+use crate::protocol::{Event, SOCKET_ENV, Value};
 use crate::runner::RunSpec;
 use crate::scenario::limits::Limits;
 use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Events the channel holds before the collector starts dropping (and
@@ -52,12 +54,164 @@ impl Default for RunOptions {
 
 pub struct Session {
     pub collector: Collector,
-    runner: Child,
-    /// The runner's stdin. Closing it stops the run; the kernel closes it
-    /// when we die.
-    lifeline: Option<ChildStdin>,
+    runner: Runner,
     pub started: Instant,
     exit_code: Option<i32>,
+}
+
+/// Who runs the session's scenario.
+enum Runner {
+    /// A runner of its own, started for this run.
+    Own {
+        child: Child,
+        /// The runner's stdin. Closing it stops the run; the kernel closes
+        /// it when we die.
+        lifeline: Option<ChildStdin>,
+    },
+    /// A runner shared by many runs, one after the other.
+    Shared {
+        host: Arc<Mutex<RunnerHost>>,
+        /// `stop` was sent already.
+        stopped: bool,
+        /// The host's `exit` line for this run was read.
+        done: bool,
+    },
+}
+
+/// Locks a mutex whose data a panicking thread leaves whole.
+fn lock(host: &Mutex<RunnerHost>) -> MutexGuard<'_, RunnerHost> {
+    host.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Spawns our own binary as `forkscope __runner ARGS`: its own process
+/// group (Ctrl-C in the terminal reaches only us, and we stop the run
+/// ourselves), stdin a pipe (the lifeline).
+fn spawn_runner(
+    args: &[&str],
+    socket_env: Option<&std::path::Path>,
+    stdout: Stdio,
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find our own executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    if let Some(sock) = socket_env {
+        cmd.env(SOCKET_ENV, sock);
+    }
+    cmd.spawn().context("cannot start the runner")
+}
+
+/// One runner process (`forkscope __runner --serve`) that runs one
+/// scenario after another: `stats`, `explore` and the app's Many runs
+/// start it once instead of a runner per run (see `runner::serve`).
+/// Each run still has its own collector, its own watchdog, process group
+/// and PID namespace; only the runner's start is saved.
+///
+/// Dropping the host closes the server's stdin: it stops a run still
+/// going on and exits (so does the kernel when we die, even by `kill -9`).
+pub struct RunnerHost {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// The server's `exit CODE` lines, read by a thread of ours so that a
+    /// run's end wakes whoever waits for events at once.
+    exits: Receiver<i32>,
+    /// A run was handed over and its `exit` line not taken yet.
+    busy: bool,
+    /// The server ended (or its pipes broke): start another.
+    dead: bool,
+}
+
+impl RunnerHost {
+    /// Starts the server, shared as the runs go by.
+    pub fn start() -> Result<Arc<Mutex<RunnerHost>>> {
+        Ok(Arc::new(Mutex::new(RunnerHost::spawn()?)))
+    }
+
+    fn spawn() -> Result<RunnerHost> {
+        let mut child = spawn_runner(&["__runner", "--serve"], None, Stdio::piped())?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let (tx, exits) = crossbeam_channel::unbounded();
+        if let Some(stdout) = stdout {
+            let read = std::thread::Builder::new()
+                .name("runner-exits".into())
+                .spawn(move || read_exits(stdout, &tx));
+            if let Err(e) = read {
+                drop(stdin);
+                let _ = child.wait();
+                return Err(e).context("cannot start a thread for the runner");
+            }
+        }
+        Ok(RunnerHost {
+            child,
+            stdin,
+            exits,
+            busy: false,
+            dead: false,
+        })
+    }
+
+    /// The server's pid (the root of trust of every run it makes).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Writes one line to the server; false if it is gone.
+    fn say(&mut self, line: &[u8]) -> bool {
+        let ok = self
+            .stdin
+            .as_mut()
+            .is_some_and(|s| s.write_all(line).is_ok());
+        if !ok {
+            self.dead = true;
+        }
+        ok
+    }
+
+    /// Takes the exit code of the run handed over, if it came; a server
+    /// that is gone ends the run as stopped.
+    fn take_exit(&mut self, wait: Option<std::time::Duration>) -> Option<i32> {
+        let got = match wait {
+            None => self.exits.try_recv().map_err(|e| e.is_disconnected()),
+            Some(d) => self.exits.recv_timeout(d).map_err(|e| e.is_disconnected()),
+        };
+        let code = match got {
+            Ok(code) => code,
+            Err(false) => return None,
+            Err(true) => {
+                self.dead = true;
+                crate::runner::watchdog::STOPPED_CODE
+            }
+        };
+        self.busy = false;
+        Some(code)
+    }
+}
+
+/// Reads the server's stdout to its end: each `exit CODE` line goes to `tx`.
+fn read_exits(stdout: std::process::ChildStdout, tx: &Sender<i32>) {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if let Some(code) = line
+            .trim()
+            .strip_prefix("exit ")
+            .and_then(|c| c.parse().ok())
+            && tx.send(code).is_err()
+        {
+            break;
+        }
+    }
+}
+
+impl Drop for RunnerHost {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.wait();
+    }
 }
 
 impl Session {
@@ -69,40 +223,9 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        // A gated run has one process moving at a time: no need to wait
-        // for stragglers, and every step should be seen at once.
-        let window_ns = if opts.gated {
-            0
-        } else {
-            crate::collector::REORDER_WINDOW_NS
-        };
-        let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
-            .context("cannot start the event collector")?;
-        let spec = RunSpec {
-            scenario_text: scenario_text.to_string(),
-            origin: origin.to_string(),
-            params,
-            socket: collector.socket.clone(),
-            time_scale: opts.time_scale,
-            seed: opts.seed,
-            max_procs: opts.limits.max_procs,
-            parent_pid: std::process::id() as i32,
-            gated: opts.gated,
-            stdout: opts.stdout,
-            python: opts.python.clone(),
-        };
-        let exe = std::env::current_exe().context("cannot find our own executable")?;
-        let mut runner = Command::new(exe)
-            .arg("__runner")
-            .env(SOCKET_ENV, &collector.socket)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            // Its own process group: Ctrl-C in the terminal reaches only us,
-            // and we stop the run ourselves.
-            .process_group(0)
-            .spawn()
-            .context("cannot start the runner")?;
+        let collector = start_collector(opts)?;
+        let spec = run_spec(scenario_text, origin, params, opts, &collector);
+        let mut runner = spawn_runner(&["__runner"], Some(&collector.socket), Stdio::null())?;
         // Only the runner and its descendants may speak on the socket; it
         // connects only after it has read the spec below.
         collector.trust(runner.id());
@@ -120,8 +243,63 @@ impl Session {
         }
         Ok(Session {
             collector,
-            runner,
-            lifeline,
+            runner: Runner::Own {
+                child: runner,
+                lifeline,
+            },
+            started: Instant::now(),
+            exit_code: None,
+        })
+    }
+
+    /// [`Session::start`] on a shared runner (see [`RunnerHost`]); the
+    /// previous session on it must be dropped first. A server that died
+    /// is started again.
+    pub fn start_on(
+        host: &Arc<Mutex<RunnerHost>>,
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+    ) -> Result<Session> {
+        let capacity = if opts.gated {
+            LAB_CHANNEL_CAPACITY
+        } else {
+            CHANNEL_CAPACITY
+        };
+        let collector = start_collector_with(opts, capacity)?;
+        let spec = run_spec(scenario_text, origin, params, opts, &collector);
+        let mut line = b"run ".to_vec();
+        serde_json::to_writer(&mut line, &spec).context("cannot encode the run")?;
+        line.push(b'\n');
+        {
+            let mut h = lock(host);
+            if h.busy {
+                anyhow::bail!("the runner is still busy with another run");
+            }
+            for attempt in 0..2 {
+                if h.dead {
+                    *h = RunnerHost::spawn()?;
+                }
+                // Every run it makes descends from the server; the run
+                // before this one is gone entirely (its `exit` was read).
+                collector.trust(h.pid());
+                if h.say(&line) {
+                    break;
+                }
+                if attempt == 1 {
+                    anyhow::bail!("cannot hand the run to the runner: it is gone");
+                }
+            }
+            h.busy = true;
+        }
+        Ok(Session {
+            collector,
+            runner: Runner::Shared {
+                host: host.clone(),
+                stopped: false,
+                done: false,
+            },
             started: Instant::now(),
             exit_code: None,
         })
@@ -130,15 +308,29 @@ impl Session {
     /// The runner's exit code once it has ended (main's exit code, or
     /// 128 + signal); then the collector is told to finish.
     pub fn poll_exit(&mut self) -> Option<i32> {
-        if self.exit_code.is_none()
-            && let Ok(Some(status)) = self.runner.try_wait()
-        {
-            use std::os::unix::process::ExitStatusExt;
-            let code = status
-                .code()
-                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-            self.exit_code = Some(code);
-            self.collector.finish();
+        if self.exit_code.is_none() {
+            let code = match &mut self.runner {
+                Runner::Own { child, .. } => match child.try_wait() {
+                    Ok(Some(status)) => {
+                        use std::os::unix::process::ExitStatusExt;
+                        Some(
+                            status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                        )
+                    }
+                    _ => None,
+                },
+                Runner::Shared { host, done, .. } => {
+                    let code = lock(host).take_exit(None);
+                    *done |= code.is_some();
+                    code
+                }
+            };
+            if let Some(code) = code {
+                self.exit_code = Some(code);
+                self.collector.finish();
+            }
         }
         self.exit_code
     }
@@ -148,7 +340,55 @@ impl Session {
     /// 137. The last events still arrive; [`Session::poll_exit`] says when
     /// it is over.
     pub fn stop(&mut self) {
-        self.lifeline = None;
+        match &mut self.runner {
+            Runner::Own { lifeline, .. } => *lifeline = None,
+            Runner::Shared {
+                host,
+                stopped,
+                done,
+            } => {
+                if !*stopped && !*done {
+                    *stopped = true;
+                    lock(host).say(b"stop\n");
+                }
+            }
+        }
+    }
+
+    /// The next event, waiting up to `timeout`. On a shared runner the
+    /// run's end (its `exit`) wakes this at once too: then the collector
+    /// is told to finish (see [`Session::poll_exit`]) and this returns a
+    /// timeout, so the caller looks at the exit code next.
+    pub fn recv_event(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Event, crossbeam_channel::RecvTimeoutError> {
+        let exits = match &self.runner {
+            Runner::Shared { host, done, .. } if !*done && self.exit_code.is_none() => {
+                lock(host).exits.clone()
+            }
+            _ => return self.collector.events.recv_timeout(timeout),
+        };
+        let events = self.collector.events.clone();
+        crossbeam_channel::select! {
+            recv(events) -> e => e.map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+            recv(exits) -> code => {
+                if let Runner::Shared { host, done, .. } = &mut self.runner {
+                    let mut h = lock(host);
+                    h.busy = false;
+                    *done = true;
+                    let code = code.unwrap_or_else(|_| {
+                        h.dead = true;
+                        crate::runner::watchdog::STOPPED_CODE
+                    });
+                    drop(h);
+                    self.exit_code = Some(code);
+                    self.collector.finish();
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout)
+            }
+            default(timeout) => Err(crossbeam_channel::RecvTimeoutError::Timeout),
+        }
     }
 
     /// Gated runs: lets one waiting process take its next step.
@@ -156,14 +396,78 @@ impl Session {
         self.collector.gates.go(proc_id)
     }
 
+    /// The pid of the runner the app started (for a shared runner, the
+    /// server's).
     pub fn runner_pid(&self) -> u32 {
-        self.runner.id()
+        match &self.runner {
+            Runner::Own { child, .. } => child.id(),
+            Runner::Shared { host, .. } => lock(host).pid(),
+        }
+    }
+}
+
+/// Events the channel of a gated run on a shared runner holds (the
+/// race lab's runs): every process waits for `go` after each step and the
+/// lab takes in everything before it says `go` again, so only a handful
+/// are ever in flight. A small channel is cheap to make (a 65 536-slot one
+/// costs about a millisecond of page faults, more than a whole short run).
+pub const LAB_CHANNEL_CAPACITY: usize = 1 << 12;
+
+/// The collector of one run.
+fn start_collector(opts: &RunOptions) -> Result<Collector> {
+    start_collector_with(opts, CHANNEL_CAPACITY)
+}
+
+fn start_collector_with(opts: &RunOptions, capacity: usize) -> Result<Collector> {
+    // A gated run has one process moving at a time: no need to wait
+    // for stragglers, and every step should be seen at once.
+    let window_ns = if opts.gated {
+        0
+    } else {
+        crate::collector::REORDER_WINDOW_NS
+    };
+    Collector::start(capacity, window_ns).context("cannot start the event collector")
+}
+
+fn run_spec(
+    scenario_text: &str,
+    origin: &str,
+    params: BTreeMap<String, Value>,
+    opts: &RunOptions,
+    collector: &Collector,
+) -> RunSpec {
+    RunSpec {
+        scenario_text: scenario_text.to_string(),
+        origin: origin.to_string(),
+        params,
+        socket: collector.socket.clone(),
+        time_scale: opts.time_scale,
+        seed: opts.seed,
+        max_procs: opts.limits.max_procs,
+        parent_pid: std::process::id() as i32,
+        gated: opts.gated,
+        stdout: opts.stdout,
+        python: opts.python.clone(),
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop();
-        let _ = self.runner.wait();
+        match &mut self.runner {
+            Runner::Own { child, .. } => {
+                let _ = child.wait();
+            }
+            Runner::Shared { host, done, .. } => {
+                if !*done {
+                    // Everything the run made is gone once this comes.
+                    let mut h = lock(host);
+                    while h
+                        .take_exit(Some(std::time::Duration::from_secs(3600)))
+                        .is_none()
+                    {}
+                }
+            }
+        }
     }
 }

@@ -303,3 +303,97 @@ fn a_long_tmpdir_runs_and_stays_empty() {
     );
     assert_eq!(files_in(&long), Vec::<String>::new());
 }
+
+/// `stats` and `explore` run many runs on one shared runner
+/// (`__runner --serve`): `kill -9` of the app in the middle of its runs,
+/// and a normal end, leave no process of it (server, run watchdog, core,
+/// scenario processes) and no file.
+#[test]
+fn many_runs_on_one_runner_leave_nothing_after_kill_9_or_their_end() {
+    let Some((prefix, who)) = unprivileged() else {
+        return;
+    };
+    let place = Place::new();
+    let fork_tree = place.scenario("fork-tree", FORK_TREE);
+    let trials: Vec<(Vec<&str>, bool)> = vec![
+        // Killed while a run of 16 sleeping processes goes on.
+        (vec!["stats", fork_tree.as_str(), "--runs", "5"], true),
+        // Killed among the short gated runs of an exploration.
+        (
+            vec![
+                "explore",
+                "unlocked-counter",
+                "--set",
+                "workers=3",
+                "--set",
+                "adds=3",
+            ],
+            true,
+        ),
+        // Ends by itself.
+        (
+            vec![
+                "stats",
+                "locked-counter",
+                "--runs",
+                "3",
+                "--time-scale",
+                "0",
+            ],
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (args, kill)) in trials.iter().enumerate() {
+        let marker = format!("cleanup-many-{}-{i}", std::process::id());
+        let tmp = shared_tmp("cleanup-many");
+        let mut cmd = Command::new(
+            prefix
+                .first()
+                .copied()
+                .unwrap_or(place.bin.to_str().unwrap()),
+        );
+        if !prefix.is_empty() {
+            cmd.args(&prefix[1..]).arg(&place.bin);
+        }
+        cmd.args(args)
+            .env(MARKER, &marker)
+            .env("TMPDIR", tmp.path())
+            .env("XDG_RUNTIME_DIR", tmp.path())
+            .current_dir(tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if *kill {
+            // Wait for a run under way: the app, the server, a run's
+            // watchdog, its core and main are all marked.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while marked_processes(MARKER, &marker).len() < 5 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            child.kill().unwrap(); // SIGKILL: no chance to clean up
+            let _ = child.wait();
+        } else {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let left = leftovers(&marker);
+        if !left.is_empty() {
+            failures.push(format!("{args:?}: processes left: {left:#?}"));
+        }
+        // explore's folder of schedules is its output, made before the runs.
+        let files: Vec<String> = files_in(tmp.path())
+            .into_iter()
+            .filter(|f| !f.starts_with("forkscope-explore-"))
+            .collect();
+        if !files.is_empty() {
+            failures.push(format!("{args:?}: files left in TMPDIR: {files:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "as {who}: {failures:#?}");
+}

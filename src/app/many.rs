@@ -4,15 +4,15 @@
 //! counters) the same runs go once without and once with the lock, side
 //! by side.
 //!
-//! The thread starts every session itself and keeps it until it ends
-//! (dropping a session stops its run).
+//! The thread starts every session itself, all on one runner it starts
+//! once, and keeps each until it ends (dropping a session stops its run).
 
 use super::theme::okabe_ito;
 use crate::lab::outcome::Outcome;
 use crate::lab::{self, Scheduler, Then, final_values};
 use crate::protocol::Value;
 use crate::scenario::limits::Limits;
-use crate::session::{RunOptions, Session};
+use crate::session::{RunOptions, RunnerHost, Session};
 use egui::{RichText, Ui};
 use egui_plot::{Bar, BarChart, Corner, GridMark, Legend, Plot, Text};
 use std::collections::BTreeMap;
@@ -233,6 +233,17 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
         }
         repaint.request_repaint();
     };
+    // One runner for all the runs; it exits when this thread lets go.
+    let host = match RunnerHost::start() {
+        Ok(h) => h,
+        Err(e) => {
+            update(&mut |t| {
+                t.error = Some(format!("cannot start the runner: {e:#}"));
+                t.finished = true;
+            });
+            return;
+        }
+    };
     'runs: for i in 0..plan.runs {
         // Lock off and on take turns, so both bars grow together.
         for (k, lock) in series.iter().enumerate() {
@@ -256,13 +267,14 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
                 stdout: None,
                 python: None,
             };
-            let mut session = match Session::start(&plan.text, &plan.origin, params, &opts) {
-                Ok(s) => s,
-                Err(e) => {
-                    update(&mut |t| t.error = Some(format!("cannot start a run: {e:#}")));
-                    break 'runs;
-                }
-            };
+            let mut session =
+                match Session::start_on(&host, &plan.text, &plan.origin, params, &opts) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        update(&mut |t| t.error = Some(format!("cannot start a run: {e:#}")));
+                        break 'runs;
+                    }
+                };
             let outcome = if plan.seeded {
                 let mut sched = Scheduler::new(Vec::new(), Then::Seeded(seed), true);
                 let d = lab::run_gated(&mut session, &mut sched, RUN_TIMEOUT_S, || {

@@ -1,14 +1,29 @@
 //! `forkscope stats` and `forkscope explore`: many real runs of one
 //! scenario, summarized by outcome (final shared values, deadlock or not).
 
+use super::progress::Progress;
 use super::run::{Prepared, catch_interrupts, interrupted, prepare, write_schedule};
 use super::{ExploreArgs, Format, ScheduleMode, StatsArgs};
 use crate::lab::outcome::Outcome;
 use crate::lab::{self, Driven, Lost, Scheduler, Then, final_values};
+use crate::session::RunnerHost;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
-fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
-    let mut session = p.start()?;
+/// `println!` that ends quietly when stdout is closed (`| head -1`):
+/// nobody reads the rest, and a closed pipe is no reason to panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// One runner for all the runs (see [`RunnerHost`]).
+type Host = Arc<Mutex<RunnerHost>>;
+
+fn gated_run(p: &Prepared, host: &Host, sched: &mut Scheduler) -> anyhow::Result<Driven> {
+    let mut session = p.start_on(host)?;
     Ok(lab::run_gated(
         &mut session,
         sched,
@@ -17,8 +32,8 @@ fn gated_run(p: &Prepared, sched: &mut Scheduler) -> anyhow::Result<Driven> {
     ))
 }
 
-fn free_run(p: &Prepared) -> anyhow::Result<(Outcome, Lost)> {
-    let mut session = p.start()?;
+fn free_run(p: &Prepared, host: &Host) -> anyhow::Result<(Outcome, Lost)> {
+    let mut session = p.start_on(host)?;
     Ok(lab::run_free_counted(
         &mut session,
         p.opts.limits.timeout_s,
@@ -49,24 +64,33 @@ pub fn stats(args: &StatsArgs) -> i32 {
         return 2;
     }
     catch_interrupts();
+    let host = match RunnerHost::start() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("forkscope: {e:#}");
+            return 1;
+        }
+    };
     let base_seed = p.opts.seed;
     let mut histogram: BTreeMap<Outcome, Tally> = BTreeMap::new();
+    let progress = Progress::runs(args.format, u64::from(args.runs));
     for i in 0..args.runs {
         if interrupted() {
+            progress.finish();
             eprintln!("forkscope: interrupted after {i} runs");
             return 1;
         }
         p.opts.seed = base_seed.wrapping_add(u64::from(i));
         let outcome = if gated {
             let mut sched = Scheduler::new(Vec::new(), Then::Seeded(p.opts.seed), true);
-            gated_run(&p, &mut sched).map(|d| {
+            gated_run(&p, &host, &mut sched).map(|d| {
                 (
                     Outcome::new(&final_values(&d.world), d.deadlock.is_some()),
                     Lost::of(&d.world),
                 )
             })
         } else {
-            free_run(&p)
+            free_run(&p, &host)
         };
         match outcome {
             Ok((o, lost)) => {
@@ -74,17 +98,22 @@ pub fn stats(args: &StatsArgs) -> i32 {
                 t.runs += 1;
                 t.runs_with_lost += u64::from(lost.writes > 0);
                 t.lost.add(lost);
+                progress.step(u64::from(i) + 1, || {
+                    super::progress::outcomes(histogram.len())
+                });
             }
             Err(e) => {
+                progress.finish();
                 eprintln!("forkscope: {e:#}");
                 return 1;
             }
         }
     }
+    progress.finish();
     match args.format {
         Format::Jsonl => {
             for (o, t) in &histogram {
-                println!(
+                say!(
                     "{{\"outcome\":{},\"deadlock\":{},\"runs\":{},\"runs_with_lost_updates\":{},\"race_events\":{},\"lost\":{}}}",
                     o.values_json(),
                     o.deadlock,
@@ -104,13 +133,13 @@ pub fn stats(args: &StatsArgs) -> i32 {
             } else {
                 "scheduled by the operating system".into()
             };
-            println!("{}: {} runs ({how})", p.loaded.scenario.name, args.runs);
+            say!("{}: {} runs ({how})", p.loaded.scenario.name, args.runs);
             let width = histogram.keys().map(|o| o.text().len()).max().unwrap_or(0);
             let most = histogram.values().map(|t| t.runs).max().unwrap_or(1).max(1);
             for (o, t) in &histogram {
                 let n = t.runs;
                 let bar = "#".repeat(((n * 40).div_ceil(most)) as usize);
-                println!("  {:width$}  {bar} {n}", o.text());
+                say!("  {:width$}  {bar} {n}", o.text());
             }
             let mut all = Lost::default();
             let mut runs_with_lost = 0;
@@ -119,12 +148,14 @@ pub fn stats(args: &StatsArgs) -> i32 {
                 runs_with_lost += t.runs_with_lost;
             }
             if all.writes > 0 {
-                println!(
+                say!(
                     "  lost updates: {} writes erased {} updates, in {runs_with_lost} of {} runs (the writers' race events)",
-                    all.writes, all.total, args.runs
+                    all.writes,
+                    all.total,
+                    args.runs
                 );
             } else {
-                println!("  lost updates: none (no race event in any run)");
+                say!("  lost updates: none (no race event in any run)");
             }
         }
     }
@@ -161,12 +192,32 @@ pub fn explore(args: &ExploreArgs) -> i32 {
         }
     };
     catch_interrupts();
-    let explored = lab::explore::explore(args.max_schedules, |sched| {
-        if interrupted() {
-            anyhow::bail!("interrupted");
+    let host = match RunnerHost::start() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("forkscope: {e:#}");
+            return 1;
         }
-        gated_run(&p, sched)
-    });
+    };
+    let progress = Progress::schedules(args.format);
+    let explored = lab::explore::explore_with_progress(
+        args.max_schedules,
+        |sched| {
+            if interrupted() {
+                anyhow::bail!("interrupted");
+            }
+            gated_run(&p, &host, sched)
+        },
+        |so_far, left| {
+            progress.step(so_far.runs, || {
+                format!(
+                    "{}, {left} branches left to try",
+                    super::progress::outcomes(so_far.outcomes.len())
+                )
+            })
+        },
+    );
+    progress.finish();
     let explored = match explored {
         Ok(x) => x,
         Err(e) => {
@@ -176,7 +227,7 @@ pub fn explore(args: &ExploreArgs) -> i32 {
     };
     let name = &p.loaded.scenario.name;
     if args.format == Format::Text {
-        println!(
+        say!(
             "{name}: {} schedules run to the end ({} more cut short as repeats), {} distinct outcomes{}",
             explored.runs - explored.pruned,
             explored.pruned,
@@ -195,7 +246,7 @@ pub fn explore(args: &ExploreArgs) -> i32 {
             return 1;
         }
         match args.format {
-            Format::Jsonl => println!(
+            Format::Jsonl => say!(
                 "{{\"outcome\":{},\"deadlock\":{},\"schedules\":{n},\"schedules_with_lost_updates\":{},\"schedule_file\":{}}}",
                 o.values_json(),
                 o.deadlock,
@@ -209,7 +260,7 @@ pub fn explore(args: &ExploreArgs) -> i32 {
                 } else {
                     String::new()
                 };
-                println!(
+                say!(
                     "  {}: {n} schedules{lost}, e.g. {}",
                     o.text(),
                     file.display()

@@ -7,6 +7,7 @@
 pub mod export;
 pub mod lab;
 pub mod out;
+pub mod progress;
 pub mod quiz;
 pub mod run;
 pub mod text;

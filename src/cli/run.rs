@@ -73,6 +73,20 @@ impl Prepared {
             &self.opts,
         )
     }
+
+    /// [`Prepared::start`] on a runner shared by many runs.
+    pub fn start_on(
+        &self,
+        host: &std::sync::Arc<std::sync::Mutex<crate::session::RunnerHost>>,
+    ) -> anyhow::Result<Session> {
+        Session::start_on(
+            host,
+            &self.loaded.text,
+            &self.loaded.origin,
+            self.params.clone(),
+            &self.opts,
+        )
+    }
 }
 
 /// Loads and checks everything a run needs, before anything forks.

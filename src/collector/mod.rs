@@ -21,6 +21,7 @@ pub(crate) use exits::pidfd_open;
 
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, RUNNER_ID, now_ns};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
@@ -129,6 +130,9 @@ pub struct Collector {
     pub events: Receiver<Event>,
     pub stats: Arc<Stats>,
     finish: Arc<AtomicBool>,
+    /// Written by [`Collector::finish`], so that the thread wakes at once
+    /// instead of at the end of its current wait.
+    wake: Option<OwnedFd>,
     /// The pid of the process the app started (see [`Collector::trust`]).
     root: Arc<AtomicI32>,
     thread: Option<JoinHandle<()>>,
@@ -145,6 +149,12 @@ impl Collector {
         let finish = Arc::new(AtomicBool::new(false));
         let gates = Gates::default();
         let mut state = State::new(listener, tx, stats.clone(), finish.clone());
+        // Best effort: without it, `finish` is seen at the next pass.
+        let (wake_r, wake) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
+            Ok((r, w)) => (Some(r), Some(w)),
+            Err(_) => (None, None),
+        };
+        state.wake = wake_r;
         let root = state.root.clone();
         state.gates = gates.clone();
         state.window_ns = reorder_window_ns;
@@ -157,6 +167,7 @@ impl Collector {
             events: rx,
             stats,
             finish,
+            wake,
             root,
             thread: Some(thread),
         })
@@ -175,6 +186,9 @@ impl Collector {
     /// disconnects when it has.
     pub fn finish(&self) {
         self.finish.store(true, Ordering::SeqCst);
+        if let Some(w) = &self.wake {
+            let _ = nix::unistd::write(w, b"!");
+        }
     }
 }
 
@@ -342,6 +356,8 @@ struct State {
     ids: BTreeMap<String, Ident>,
     /// Processes that handed us their output pipes.
     piped: BTreeSet<String>,
+    /// Readable when [`Collector::finish`] was called.
+    wake: Option<OwnedFd>,
 }
 
 /// Parents and deaths as seen in the sorted stream. When a process dies,
@@ -411,6 +427,7 @@ enum Source {
     Conn(usize),
     Out(usize),
     Pidfd(String),
+    Wake,
 }
 
 impl State {
@@ -442,6 +459,7 @@ impl State {
             judge: Judge::default(),
             ids: BTreeMap::new(),
             piped: BTreeSet::new(),
+            wake: None,
         }
     }
 
@@ -489,6 +507,10 @@ impl State {
                 raw.push(fd.as_raw_fd());
             }
         }
+        if let Some(w) = &self.wake {
+            sources.push(Source::Wake);
+            raw.push(w.as_raw_fd());
+        }
         let ready: Vec<bool> = {
             let borrowed: Vec<_> = raw
                 .iter()
@@ -517,6 +539,13 @@ impl State {
                 Source::Conn(i) => self.read_conn(i),
                 Source::Out(i) => self.read_out(i),
                 Source::Pidfd(id) => self.process_died(&id),
+                Source::Wake => {
+                    // Emptied; `run` sees the finish flag next.
+                    if let Some(w) = &self.wake {
+                        let mut buf = [0u8; 64];
+                        while matches!(nix::unistd::read(w, &mut buf), Ok(n) if n > 0) {}
+                    }
+                }
             }
         }
         self.conns.retain(|c| !c.dead);

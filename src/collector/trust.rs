@@ -103,8 +103,19 @@ fn stat(pid: i32) -> Option<Stat> {
     if pid <= 0 {
         return None;
     }
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    // One read (a stat line is a few hundred bytes): `read_to_string`
+    // would ask the size and read in growing pieces, and this is done for
+    // every connection and each of its ancestors.
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = file.read(&mut buf).ok()?;
+    if n == buf.len() {
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        file.read_to_string(&mut text).ok()?;
+        return parse_stat(&text);
+    }
+    parse_stat(&String::from_utf8_lossy(&buf[..n]))
 }
 
 fn parse_stat(text: &str) -> Option<Stat> {

@@ -8,6 +8,9 @@ use super::outcome::Outcome;
 use super::{Driven, Lost, Scheduler, Sleeper, Then, final_values, independent};
 use std::collections::BTreeMap;
 
+/// A branch still to try: the prefix to replay and the sleep set after it.
+type Branch = (Vec<String>, Vec<Sleeper>);
+
 /// What every explored schedule led to.
 #[derive(Debug, Default)]
 pub struct Explored {
@@ -30,13 +33,23 @@ pub struct Explored {
 /// it is given) until every schedule is tried or `max_schedules` ran.
 pub fn explore<E>(
     max_schedules: u64,
+    run: impl FnMut(&mut Scheduler) -> Result<Driven, E>,
+) -> Result<Explored, E> {
+    explore_with_progress(max_schedules, run, |_, _| {})
+}
+
+/// [`explore`], telling `progress` after every run what was found so far
+/// and how many branches are still to be tried.
+pub fn explore_with_progress<E>(
+    max_schedules: u64,
     mut run: impl FnMut(&mut Scheduler) -> Result<Driven, E>,
+    mut progress: impl FnMut(&Explored, usize),
 ) -> Result<Explored, E> {
     let mut out = Explored {
         complete: true,
         ..Default::default()
     };
-    let mut stack: Vec<(Vec<String>, Vec<Sleeper>)> = vec![(Vec::new(), Vec::new())];
+    let mut stack: Vec<Branch> = vec![(Vec::new(), Vec::new())];
     while let Some((prefix, sleep)) = stack.pop() {
         if out.runs >= max_schedules {
             out.complete = false;
@@ -46,13 +59,23 @@ pub fn explore<E>(
         sched.sleep = sleep;
         let d = run(&mut sched)?;
         out.runs += 1;
+        out.tally(&d, &prefix, &mut stack);
+        progress(&out, stack.len());
+    }
+    Ok(out)
+}
+
+impl Explored {
+    /// Counts one run and pushes the branches it opens.
+    fn tally(&mut self, d: &Driven, prefix: &[String], stack: &mut Vec<Branch>) {
+        let out = self;
         if d.pruned {
             out.pruned += 1;
-            continue;
+            return;
         }
         if d.diverged.is_some() || d.timed_out {
             out.diverged += 1;
-            continue;
+            return;
         }
         let outcome = Outcome::new(&final_values(&d.world), d.deadlock.is_some());
         if Lost::of(&d.world).writes > 0 {
@@ -82,5 +105,4 @@ pub fn explore<E>(
             }
         }
     }
-    Ok(out)
 }

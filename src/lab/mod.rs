@@ -406,7 +406,7 @@ pub fn drive(
     let mut stopping = false;
     loop {
         let mut more = false;
-        match events.recv_timeout(Duration::from_millis(2)) {
+        match session.recv_event(Duration::from_millis(2)) {
             Ok(e) => {
                 out.world.apply(&e);
                 gk.observe(&e);
@@ -554,9 +554,8 @@ pub fn run_free_counted(
     let mut world = World::new();
     let mut deadlocked = false;
     let mut stopping = false;
-    let events = session.collector.events.clone();
     loop {
-        match events.recv_timeout(Duration::from_millis(20)) {
+        match session.recv_event(Duration::from_millis(20)) {
             Ok(e) => {
                 world.apply(&e);
                 let waits = matches!(e.body, Body::LockWait { .. } | Body::Block { .. });

@@ -158,6 +158,25 @@ impl Probe {
         name: Option<&str>,
     ) -> Probe {
         let (pid, ppid) = host_pids();
+        Probe::connect_as(socket, id, role, parent, daemon, capture, (pid, ppid), name)
+    }
+
+    /// [`Probe::connect`] for a process that knows its pid and its
+    /// parent's as `ps` shows them (a freshly forked child: its parent
+    /// told it), which saves reading them from `/proc`.
+    // The hello's fields, one by one: a struct for them would only be
+    // built here from the same arguments.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect_as(
+        socket: &Path,
+        id: &str,
+        role: &str,
+        parent: Option<&str>,
+        daemon: bool,
+        capture: Capture,
+        (pid, ppid): (i32, i32),
+        name: Option<&str>,
+    ) -> Probe {
         let mut probe = Probe {
             conn: Arc::default(),
             gates: Arc::default(),
@@ -169,15 +188,18 @@ impl Probe {
         let Ok(sock) = connect_to(socket) else {
             return probe;
         };
-        // Keep the old stdout/stderr until the collector has the new ones.
-        let saved = (
-            nix::unistd::dup(std::io::stdout()).ok(),
-            nix::unistd::dup(std::io::stderr()).ok(),
-        );
-        let fds = match capture {
-            Capture::OwnOutput => redirect_output().ok(),
-            Capture::None => None,
-            Capture::Fds(out, err) => Some([out, err]),
+        // The new output pipes: their read ends go with the hello, and
+        // the write ends become stdout and stderr once the collector has
+        // them (until then we write where we wrote before).
+        // (A process that made its pipes itself hands over only the read
+        // ends: its fds 1 and 2 are the write ends already.)
+        let (reads, writes) = match capture {
+            Capture::OwnOutput => match output_pipes() {
+                Ok(p) => (Some([p.out_r, p.err_r]), Some([p.out_w, p.err_w])),
+                Err(_) => (None, None),
+            },
+            Capture::None => (None, None),
+            Capture::Fds(out, err) => (Some([out, err]), None),
         };
         let hello = probe.line_for(Body::Hello {
             ppid,
@@ -187,22 +209,24 @@ impl Probe {
             ns_pid: Some(nix::unistd::getpid().as_raw()),
             name: name.map(str::to_string),
         });
-        let raw: Vec<i32> = fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let raw: Vec<i32> = reads.iter().flatten().map(AsRawFd::as_raw_fd).collect();
         let iov = [IoSlice::new(&hello)];
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
         if sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).is_ok() {
+            if let Some([out_w, err_w]) = &writes {
+                // dup2 gives fds 1 and 2 without O_CLOEXEC, so exec'd
+                // programs keep them. A failure leaves the old stream.
+                let _ = dup2_stdout(out_w);
+                let _ = dup2_stderr(err_w);
+            }
             *lock(&probe.gates.reader) = sock.try_clone().ok();
             probe.conn().sock = Some(sock);
-        } else if fds.is_some() {
-            // Nobody will read the new pipes: write where we wrote before.
-            if let (Some(out), Some(err)) = &saved {
-                let _ = dup2_stdout(out);
-                let _ = dup2_stderr(err);
-            }
         }
-        // Our copies of the read ends close here: the collector has its own.
-        drop(fds);
+        // Our copies of the pipes close here: the collector has the read
+        // ends, fds 1 and 2 are the write ends.
+        drop(reads);
+        drop(writes);
         probe
     }
 
@@ -319,6 +343,9 @@ impl Probe {
             return true;
         };
         let deadline = std::time::Instant::now() + timeout;
+        // The collector usually reads within microseconds: look again
+        // soon, then less and less often (up to every millisecond).
+        let mut nap = std::time::Duration::from_micros(20);
         loop {
             let mut unread: libc::c_int = 0;
             // SAFETY: SIOCOUTQ (TIOCOUTQ) on a socket fd we own writes one
@@ -330,7 +357,8 @@ impl Probe {
             if std::time::Instant::now() >= deadline {
                 return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(1));
         }
     }
 
@@ -428,14 +456,24 @@ fn send_line(conn: &mut Conn, line: &[u8]) {
     }
 }
 
-/// Makes stdout and stderr fresh pipes; returns their read ends.
-fn redirect_output() -> nix::Result<[OwnedFd; 2]> {
+/// A process's new stdout and stderr pipes, all ends close-on-exec (fds
+/// 1 and 2 are made from the write ends with `dup2`, which clears it).
+struct OutputPipes {
+    out_r: OwnedFd,
+    out_w: OwnedFd,
+    err_r: OwnedFd,
+    err_w: OwnedFd,
+}
+
+fn output_pipes() -> nix::Result<OutputPipes> {
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
-    // dup2 gives fds 1 and 2 without O_CLOEXEC, so exec'd programs keep them.
-    dup2_stdout(&out_w)?;
-    dup2_stderr(&err_w)?;
-    Ok([out_r, err_r])
+    Ok(OutputPipes {
+        out_r,
+        out_w,
+        err_r,
+        err_w,
+    })
 }
 
 /// Cuts long values so that an event fits in one line.

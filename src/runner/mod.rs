@@ -19,6 +19,7 @@ pub mod interp;
 pub mod manager;
 pub mod os;
 pub mod pipes;
+pub mod serve;
 pub mod shm;
 pub mod start;
 pub mod stdout;
@@ -117,13 +118,16 @@ pub fn runner_main() -> i32 {
     // A fresh image of ours, started by a `spawn` (or a forkserver): not
     // a run of its own.
     let args: Vec<String> = std::env::args().collect();
-    if args.get(2).map(String::as_str) == Some("--spawned") {
-        start::spawned_main(args.get(3).map_or("", String::as_str));
+    match args.get(2).map(String::as_str) {
+        Some("--spawned") => start::spawned_main(args.get(3).map_or("", String::as_str)),
+        // One runner for many runs (`stats`, `explore`, Many runs).
+        Some("--serve") => return serve::serve_main(),
+        _ => {}
     }
     let Some(text) = read_spec_line() else {
         return 70; // the app died (or stopped) before the whole spec arrived
     };
-    let mut spec: RunSpec = match serde_json::from_str(&text) {
+    let spec: RunSpec = match serde_json::from_str(&text) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("forkscope runner: bad run spec: {e}");
@@ -133,6 +137,15 @@ pub fn runner_main() -> i32 {
     if nix::unistd::getppid().as_raw() != spec.parent_pid {
         return 70; // the app died before we could watch it
     }
+    run_watched(spec)
+}
+
+/// One run, from here on in the process whose stdin is the run's lifeline
+/// (the outer runner the app started, or a served run's own watchdog):
+/// writes a Python program's probe, becomes a subreaper, enters a fresh PID
+/// namespace when it can, forks the core and watches it. The run's exit
+/// code (137 when stopped).
+pub(crate) fn run_watched(mut spec: RunSpec) -> i32 {
     // A Python program's probe: written for this run into a private
     // directory, which we (the watchdog) remove once every process of the
     // run is gone, however the run ends.
@@ -156,7 +169,7 @@ pub fn runner_main() -> i32 {
     code
 }
 
-/// Forks the runner core and watches it (see [`runner_main`]).
+/// Forks the runner core and watches it (see [`run_watched`]).
 fn fork_core(spec: RunSpec) -> i32 {
     // If the core dies first, the scenario processes it adopted come back
     // to us, the next subreaper up: they stay ours to kill and reap.

@@ -167,3 +167,80 @@ pub fn stdin_from_dev_null() {
         }
     }
 }
+
+/// How a parent learns the pid `ps` shows (the host's) for a child it
+/// forked, decided once per process image (a fork inherits it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PidView {
+    /// No PID namespace between us and `/proc`: `fork`'s answer is it.
+    Same,
+    /// Inside forkscope's PID namespace: a pidfd's `/proc/self/fdinfo`
+    /// says (`Pid:`, in `/proc`'s namespace).
+    Fdinfo,
+    /// Neither works (Linux < 5.3): the child writes it on a pipe.
+    Child,
+}
+
+/// 0 = not decided yet, else `PidView as u8 + 1`.
+static PID_VIEW: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn pid_view() -> PidView {
+    use std::sync::atomic::Ordering;
+    let views = [PidView::Same, PidView::Fdinfo, PidView::Child];
+    match PID_VIEW.load(Ordering::Relaxed) {
+        n @ 1..=3 => views[usize::from(n - 1)],
+        _ => {
+            let me = nix::unistd::getpid().as_raw();
+            let (host, _) = crate::probe::host_pids();
+            let view = if host == me {
+                PidView::Same
+            } else if fdinfo_pid(me) == Some(host) {
+                PidView::Fdinfo
+            } else {
+                PidView::Child
+            };
+            let n = views.iter().position(|v| *v == view).unwrap_or(2) as u8 + 1;
+            PID_VIEW.store(n, Ordering::Relaxed);
+            view
+        }
+    }
+}
+
+/// The pid `/proc` shows for the process `pid` (of our namespace), from
+/// the `Pid:` line of a pidfd's fdinfo.
+fn fdinfo_pid(pid: i32) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let fd = crate::collector::pidfd_open(pid)?;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&p: &i32| p > 0)
+}
+
+/// Must a child we fork tell us its pid itself (on a pipe)?
+pub fn child_tells_its_pid() -> bool {
+    pid_view() == PidView::Child
+}
+
+/// The pid `ps` shows for `child`, just forked by us (not reaped yet, so
+/// its pid is still its own); `None` when only the child can tell.
+pub fn host_pid_of(child: nix::unistd::Pid) -> Option<i32> {
+    match pid_view() {
+        PidView::Same => Some(child.as_raw()),
+        PidView::Fdinfo => fdinfo_pid(child.as_raw()),
+        PidView::Child => None,
+    }
+}
+
+/// Our own pid as `ps` shows it.
+pub fn own_host_pid() -> i32 {
+    match pid_view() {
+        PidView::Same => nix::unistd::getpid().as_raw(),
+        // `/proc/self` is a link to our pid in `/proc`'s namespace.
+        _ => std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| nix::unistd::getpid().as_raw()),
+    }
+}

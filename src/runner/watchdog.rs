@@ -95,6 +95,12 @@ fn app_let_go(stdin: BorrowedFd<'_>) -> bool {
 /// left (orphans of the run keep coming to us as their parents die).
 pub fn kill_everything(group: Pid) {
     let _ = killpg(group, Signal::SIGKILL);
+    kill_children();
+}
+
+/// Kills and reaps every child we have, until none is left (orphans keep
+/// coming to a subreaper as their parents die).
+pub fn kill_children() {
     let me = nix::unistd::getpid();
     loop {
         // A child's pid cannot be reused before we reap it, so `kill` can

@@ -166,26 +166,40 @@ impl Proc<'_> {
             )));
         };
         let t_fork = now_ns();
-        let (sync_r, sync_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| RunError(format!("cannot create a pipe: {e}")))?;
+        // Decided before the fork (once per process): can we learn the
+        // child's pid as `ps` shows it ourselves, or must it tell us?
+        let tells = os::child_tells_its_pid();
+        let sync = if tells {
+            Some(
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| RunError(format!("cannot create a pipe: {e}")))?,
+            )
+        } else {
+            None
+        };
+        // Ours as `ps` shows it: the child's parent pid, without asking.
+        let parent_pid = self.probe.pid;
         match fork_process()? {
             ForkResult::Child => {
-                drop(sync_r);
                 let parent_id = self.probe.id.clone();
                 self.probe.disconnect();
                 let ns_pid = nix::unistd::getpid().as_raw();
-                let (pid, _) = crate::probe::host_pids();
+                let pid = os::own_host_pid();
                 self.run.shm.register(slot, ns_pid, pid, &id);
                 self.slot = slot;
-                let _ = os::write_all(&sync_w, &pid.to_le_bytes());
-                drop(sync_w);
-                self.probe = Probe::connect(
+                if let Some((sync_r, sync_w)) = sync {
+                    drop(sync_r);
+                    let _ = os::write_all(&sync_w, &pid.to_le_bytes());
+                }
+                self.probe = Probe::connect_as(
                     &self.run.spec.socket,
                     &id,
                     role,
                     has_parent.then_some(parent_id.as_str()),
                     daemon,
                     Capture::OwnOutput,
+                    (pid, parent_pid),
+                    None,
                 );
                 self.role = role.to_string();
                 self.children.clear();
@@ -200,11 +214,16 @@ impl Proc<'_> {
                 Ok(Forked::Child)
             }
             ForkResult::Parent { child } => {
-                drop(sync_w);
-                let mut buf = [0u8; 4];
-                let pid = match nix::unistd::read(&sync_r, &mut buf) {
-                    Ok(4) => i32::from_le_bytes(buf),
-                    _ => 0,
+                let pid = match sync {
+                    Some((sync_r, sync_w)) => {
+                        drop(sync_w);
+                        let mut buf = [0u8; 4];
+                        match nix::unistd::read(&sync_r, &mut buf) {
+                            Ok(4) => i32::from_le_bytes(buf),
+                            _ => 0,
+                        }
+                    }
+                    None => os::host_pid_of(child).unwrap_or(0),
                 };
                 self.probe.emit_at(
                     t_fork,
