@@ -1882,6 +1882,7 @@ mod thread_lane_tests {
                     parent: None,
                     daemon: false,
                     ns_pid: None,
+                    name: None,
                 },
             ),
             ev(Some(("main.t1", 11)), start(false)),

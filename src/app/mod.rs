@@ -807,6 +807,7 @@ impl App {
             limits: limits::Limits::for_scenario(&p.loaded.scenario),
             gated,
             stdout: None,
+            python: None,
         };
         if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {
             self.status = Some(format!("{}: {e}", p.loaded.origin));

@@ -277,6 +277,9 @@ pub struct Process {
     /// 0 until an event tells us.
     pub pid: i32,
     pub ns_pid: Option<i32>,
+    /// The program's own name for it (a traced Python program's
+    /// `Process-1`), from its hello.
+    pub name: Option<String>,
     pub ppid: i32,
     /// Current parent (the adopter after adoption).
     pub parent: Option<String>,
@@ -349,6 +352,7 @@ impl Process {
             id: id.to_string(),
             pid: 0,
             ns_pid: None,
+            name: None,
             ppid: 0,
             parent: None,
             original_parent: None,
@@ -883,7 +887,13 @@ impl World {
                 parent,
                 daemon,
                 ns_pid,
-            } => self.on_hello(t_ns, me, *ppid, role, parent, *daemon, *ns_pid),
+                name,
+            } => {
+                self.on_hello(t_ns, me, *ppid, role, parent, *daemon, *ns_pid);
+                if name.is_some() {
+                    self.proc_mut(me, t_ns).name = name.clone();
+                }
+            }
             Body::Resource {
                 res,
                 name,
