@@ -54,7 +54,7 @@ def _new_id():
             return f()
         except Exception:
             pass
-    me = getattr(_wire, "proc_id", None)
+    me = getattr(_wire, "proc", None)
     try:
         me = me() if callable(me) else me
     except Exception:

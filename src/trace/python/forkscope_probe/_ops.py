@@ -95,7 +95,7 @@ def targets(frame):
 
 
 def _proc_prefix():
-    me = getattr(_wire, "proc_id", None)
+    me = getattr(_wire, "proc", None)
     try:
         me = me() if callable(me) else me
     except Exception:

@@ -675,3 +675,7 @@ def _t_cond_wait_gated(cond, name):
 def install():
     _install_threading()
     _install_mp()
+    # Gated runs: forks and waits are gates too (see _gates).
+    from . import _gates
+
+    _gates.install()
