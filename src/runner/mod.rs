@@ -257,7 +257,15 @@ fn core(spec: RunSpec) -> i32 {
             Ok(s @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))) => {
                 let (code, signal) = status_parts(s);
                 if pid == main_pid {
-                    main_code = code.unwrap_or(1);
+                    main_code = match (code, &signal) {
+                        (Some(c), _) => c,
+                        // A traced program killed by a signal: what a shell
+                        // reports for it (128 + the signal's number).
+                        (None, Some(sig)) if run.spec.python.is_some() => {
+                            128 + sig.parse::<nix::sys::signal::Signal>().map_or(0, |s| s as i32)
+                        }
+                        _ => 1,
+                    };
                 }
                 // A traced Python program's processes are not in the table;
                 // they run without a PID namespace, so the pid is the host's

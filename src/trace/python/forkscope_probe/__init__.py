@@ -19,6 +19,7 @@ def install():
         return  # not under forkscope (or it is gone): the program runs as is
     from . import _procs
 
+    _wire.hide_from_tracebacks()
     _procs.install()
     import importlib
 

@@ -171,7 +171,7 @@ def start():
     _script = env.get(SCRIPT_ENV) or None
     _script_real = os.path.realpath(_script) if _script else None
     _own_out = _parse_out(env.get(OUT_ENV))
-    if env.get(STDOUT_ENV, "line") == "line":
+    if env.get(STDOUT_ENV, "line") == "line" and not getattr(sys.stdout, "write_through", False):
         # As on a terminal: Python writes stdout at every newline.
         try:
             if sys.stdout is not None and _ident(1) is not None and _ident(1) == _own_out[0]:
@@ -449,3 +449,78 @@ def _read_line():
         if c == b"\n":
             return buf.decode("utf-8", "replace")
         buf += c
+
+
+# ---- tracebacks ----------------------------------------------------------
+
+_here = os.path.dirname(os.path.abspath(__file__))
+
+
+def _ours(tb):
+    try:
+        return os.path.dirname(os.path.abspath(tb.tb_frame.f_code.co_filename)) == _here
+    except Exception:
+        return False
+
+
+def clean_tb(tb):
+    """The traceback without the probe's own frames (a patched function an
+    exception passed through), so that it reads as without forkscope."""
+    while tb is not None and _ours(tb):
+        tb = tb.tb_next
+    cur = tb
+    while cur is not None:
+        nxt = cur.tb_next
+        while nxt is not None and _ours(nxt):
+            nxt = nxt.tb_next
+        try:
+            cur.tb_next = nxt
+        except (AttributeError, TypeError, ValueError):
+            pass
+        cur = nxt
+    return tb
+
+
+def clean_exc(exc, seen=None):
+    seen = seen or set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        try:
+            exc.__traceback__ = clean_tb(exc.__traceback__)
+        except Exception:
+            pass
+        if exc.__cause__ is not None:
+            clean_exc(exc.__cause__, seen)
+        exc = exc.__context__
+
+
+def hide_from_tracebacks():
+    """sys.excepthook, threading.excepthook and the traceback module see
+    tracebacks without the probe's frames."""
+    real_hook = keep("sys.excepthook", sys.excepthook)
+
+    def excepthook(typ, value, tb):
+        clean_exc(value)
+        tb = clean_tb(tb)
+        return real_hook(typ, value, tb)
+
+    # Only if nobody replaced the default: the program's own hook is its own.
+    if sys.excepthook is sys.__excepthook__:
+        sys.excepthook = excepthook
+    try:
+        import traceback
+
+        TE = traceback.TracebackException
+        real_init = keep("traceback.TracebackException.__init__", TE.__init__)
+
+        def __init__(self, exc_type, exc_value, exc_traceback, *a, **kw):
+            if exc_value is not None:
+                clean_exc(exc_value)
+                exc_traceback = exc_value.__traceback__ if exc_traceback is not None else None
+            else:
+                exc_traceback = clean_tb(exc_traceback)
+            real_init(self, exc_type, exc_value, exc_traceback, *a, **kw)
+
+        TE.__init__ = __init__
+    except Exception:
+        pass
