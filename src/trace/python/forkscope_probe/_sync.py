@@ -243,12 +243,7 @@ def _install_mp():
             try:
                 if gated():
                     return _mp_cond_wait_gated(self, name)
-                on = "wait on " + name
-                emit("block", on=on)
-                try:
-                    return orig(self, timeout)
-                finally:
-                    emit("unblock", on=on)
+                return _mp_cond_wait(self, name, timeout)
             except BaseException as e:
                 hide(e)
                 raise
@@ -282,6 +277,26 @@ def _install_mp():
 
     _ops.install_method(sync.Event, "__init__", event_init)
     _install_event_methods(sync.Event, lambda e: e.is_set())
+
+
+def _mp_cond_wait(cond, name, timeout):
+    """`multiprocessing.Condition.wait` as CPython does it, saying `block`
+    once the lock is let go and `unblock` before it is taken again."""
+    lock = cond._lock
+    assert lock._semlock._is_mine(), "must acquire() condition before using wait()"
+    cond._sleeping_count.release()
+    count = lock._semlock._count()
+    for _ in range(count):
+        lock.release()
+    on = "wait on " + name
+    emit("block", on=on)
+    try:
+        return cond._wait_semaphore.acquire(True, timeout)
+    finally:
+        cond._woken_count.release()
+        emit("unblock", on=on)
+        for _ in range(count):
+            lock.acquire()
 
 
 def _mp_cond_wait_gated(cond, name):
@@ -553,12 +568,15 @@ def _install_threading():
     def cond_init(orig):
         def __init__(self, lock=None):
             f = _ops.creator()
+            name = None
             if f is not None:
                 name = _ops.name_for("Condition", f)
                 self._fs_name = name
                 if lock is None:
                     lock = _TRLock(real_rlock(), name)
             orig(self, lock)
+            if name is not None:
+                _t_cond_wait_events(self, name)
 
         return __init__
 
@@ -572,12 +590,7 @@ def _install_threading():
             try:
                 if gated():
                     return _t_cond_wait_gated(self, name)
-                on = "wait on " + name
-                emit("block", on=on)
-                try:
-                    return orig(self, timeout)
-                finally:
-                    emit("unblock", on=on)
+                return orig(self, timeout)
             except BaseException as e:
                 hide(e)
                 raise
@@ -653,6 +666,27 @@ def _install_threading():
     _install_event_methods(threading.Event, lambda e: e.is_set())
 
 
+def _t_cond_wait_events(cond, name):
+    """`block`/`unblock` of a waiting `threading.Condition`, between the
+    release of its lock and its re-acquire (CPython's `wait` calls these
+    two around its sleep)."""
+    on = "wait on " + name
+    release_save = cond._release_save
+    acquire_restore = cond._acquire_restore
+
+    def _release_save():
+        r = release_save()
+        emit("block", on=on)
+        return r
+
+    def _acquire_restore(state):
+        emit("unblock", on=on)
+        return acquire_restore(state)
+
+    cond._release_save = _release_save
+    cond._acquire_restore = _acquire_restore
+
+
 def _t_cond_wait_gated(cond, name):
     """`threading.Condition.wait` in a gated run: CPython's own steps, with
     the sleep turned into a gate tried without blocking."""
@@ -662,12 +696,9 @@ def _t_cond_wait_gated(cond, name):
     waiter.acquire()
     cond._waiters.append(waiter)
     saved = cond._release_save()
-    on = "wait on " + name
-    emit("block", on=on)
     try:
-        gate_until(on, None, ["lock:" + name], lambda: True if waiter.acquire(False) else NOT_YET)
+        gate_until("wait on " + name, None, ["lock:" + name], lambda: True if waiter.acquire(False) else NOT_YET)
     finally:
-        emit("unblock", on=on)
         cond._acquire_restore(saved)
     return True
 
