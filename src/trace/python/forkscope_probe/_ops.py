@@ -62,9 +62,10 @@ def creator(depth=2):
         return None
     while f is not None:
         fn = f.f_code.co_filename
-        if fn.startswith(PROBE_DIR) or fn.endswith(_PASS_ON):
+        if fn.endswith(_PASS_ON):
             f = f.f_back
             continue
+        # The probe's own objects (made by the probe) are not the program's.
         return f if is_user_file(fn) else None
     return None
 
