@@ -262,7 +262,9 @@ fn core(spec: RunSpec) -> i32 {
                         // A traced program killed by a signal: what a shell
                         // reports for it (128 + the signal's number).
                         (None, Some(sig)) if run.spec.python.is_some() => {
-                            128 + sig.parse::<nix::sys::signal::Signal>().map_or(0, |s| s as i32)
+                            128 + sig
+                                .parse::<nix::sys::signal::Signal>()
+                                .map_or(0, |s| s as i32)
                         }
                         _ => 1,
                     };

@@ -79,7 +79,9 @@ pub const ROLE_ENV: &str = "FORKSCOPE_TRACE_ROLE";
 pub struct PythonProgram {
     /// The interpreter (found on `PATH` unless `--python` named one).
     pub python: PathBuf,
-    /// The script, absolute.
+    /// The script as the user named it (Python gets it as is, so
+    /// `sys.argv[0]` is what it would be; the run has the user's working
+    /// directory).
     pub script: PathBuf,
     pub args: Vec<String>,
     /// The probe's private directory: made by the outer runner for the run
@@ -128,17 +130,13 @@ impl TraceTarget {
             source: e,
         })?;
         let python = find_python(python)?;
-        let abs = std::path::absolute(script).map_err(|e| TraceError::Read {
-            path: script.display().to_string(),
-            source: e,
-        })?;
         let origin = script.display().to_string();
         let scenario_text = scenario_text(script, &source);
         let scenario = scenario::load(&scenario_text, &origin)?;
         Ok(TraceTarget {
             program: PythonProgram {
                 python,
-                script: abs,
+                script: script.to_path_buf(),
                 args,
                 probe_dir: None,
             },
@@ -304,7 +302,12 @@ pub fn python_env(
     for (k, v) in [
         (PROC_ENV, OsString::from("main")),
         (ROLE_ENV, OsString::from("main")),
-        (SCRIPT_ENV, prog.script.clone().into_os_string()),
+        (
+            SCRIPT_ENV,
+            std::path::absolute(&prog.script)
+                .unwrap_or_else(|_| prog.script.clone())
+                .into_os_string(),
+        ),
         (EXE_ENV, exe.into_os_string()),
         (
             STDOUT_ENV,

@@ -24,8 +24,20 @@ _starting = threading.local()
 _pending = None
 
 
-def _next_child_id():
+# Another module may name some children itself (`_pool`: `POOL.wK` for
+# pool workers): a function (role, name) -> id or None.
+child_id_hook = None
+
+
+def _next_child_id(role=None, name=None):
     global _n_children
+    if child_id_hook is not None:
+        try:
+            cid = child_id_hook(role, name)
+        except Exception:
+            cid = None
+        if cid:
+            return cid
     _n_children += 1
     return "%s.%d" % (_wire.proc(), _n_children)
 
@@ -55,7 +67,7 @@ def _install_fork():
     def fork():
         global _pending
         role, name, daemon = _what_starts()
-        cid = _next_child_id()
+        cid = _next_child_id(role, name)
         t = _wire.now_ns()
         _pending = (cid, _wire.proc(), role, name, daemon)
         try:
@@ -168,7 +180,7 @@ def _install_exec():
         def fork_exec(args, executable_list, *rest):
             role, name, daemon = _exec_role(args)
             cands = [c for c in executable_list if _runnable(c)]
-            cid = _next_child_id()
+            cid = _next_child_id(role, name)
             shim = _shim_argv(cid, role, name, daemon, cands) if cands else None
             if shim is None or not _wire.connected():
                 return real_fe(args, executable_list, *rest)
@@ -200,7 +212,7 @@ def _install_exec():
                     cands = [found] if found else []
                 else:
                     cands = [p] if _runnable(p) else []
-                cid = _next_child_id()
+                cid = _next_child_id(role, name)
                 shim = _shim_argv(cid, role, name, daemon, cands) if cands else None
                 if shim is None or not _wire.connected():
                     return real_ps(path, argv, env, **kw)
@@ -376,7 +388,9 @@ def _install_threads():
         _n_threads[starter] = n
         target = getattr(self, "_target", None)
         role = getattr(target, "__name__", None) or type(self).__name__
-        self._forkscope = ("%s.t%d" % (starter, n), role, bool(self.daemon))
+        # The line of the start() call: the new thread has no frame of the
+        # script yet.
+        self._forkscope = ("%s.t%d" % (starter, n), role, bool(self.daemon), _wire.user_line(2))
         return real_start(self)
 
     def _bootstrap_inner(self):
@@ -386,6 +400,8 @@ def _install_threads():
             fields = {"role": info[1]}
             if info[2]:
                 fields["daemon"] = True
+            if info[3] is not None:
+                fields["line"] = info[3]
             _wire.emit("thread_start", **fields)
         try:
             real_bi(self)
