@@ -140,7 +140,8 @@ def _install_queues():
                 return orig(self, obj, block, timeout)
             try:
                 if gated():
-                    return _gated_put(self, name, obj, block, joinable)
+                    waits = block and (timeout is None or timeout > 0)
+                    return _gated_put(self, name, obj, waits, joinable)
                 sem = self._sem
                 on = "put on full queue " + name
                 waits = block and bounded(self) and sem._semlock._is_zero()
@@ -218,7 +219,12 @@ def _install_queues():
                 if name is None or self._closed:
                     return _unwrap(orig(self, block, timeout), "get", name)
                 if gated():
-                    return _unwrap(_gated_get(self, name, block), "get", name)
+                    # A timeout never runs out in a gated run: the get waits
+                    # until there is an item (a wait nobody can end is a
+                    # deadlock, which forkscope reports); `timeout=0` is one
+                    # try.
+                    waits = block and (timeout is None or timeout > 0)
+                    return _unwrap(_gated_get(self, name, waits), "get", name)
                 on = "get on empty queue " + name
                 waits = block and not self._poll()
                 if waits:

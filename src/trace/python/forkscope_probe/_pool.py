@@ -8,8 +8,10 @@
   call as text, `square(3)`), the worker that takes it `get`s it, says
   `task_start {pool, task, func}`, runs it, says `task_done {pool, task,
   value}` and `send`s the result on `POOL.results` (`msg` =
-  `POOL:resultN`), which the owner `recv`s (with `callback` = the
-  callback's name when one runs).
+  `POOL:resultN`), which the owner `recv`s in the pool's result thread
+  (`thread` = that thread), where CPython then runs the callback: what the
+  callback does follows the `recv`, from the same thread, with the
+  callback's own `line`.
 
 The task is carried to the worker by a small wrapper around the function
 (`_Task`), which the worker calls as CPython calls the function; a failing
@@ -80,12 +82,69 @@ class _Task(object):
         return r
 
 
+# Pool workers are named `POOL.wK` (`OWNER.POOL.wK` outside main), K
+# counted from 1 per pool, as the engine names them.
+_making = threading.local()  # the pool whose workers this thread starts
+_lists = {}  # id(pool._pool) -> [logical prefix, workers so far]
+
+
+def _worker_id(role, name):
+    entry = getattr(_making, "entry", None)
+    if entry is None:
+        return None
+    entry[1] += 1
+    return "%s.w%d" % (entry[0], entry[1])
+
+
+def _prefix(name):
+    from . import _wire
+
+    me = _wire.proc() or "main"
+    bare = name.split(":", 1)[-1]
+    return bare if me == "main" else "%s.%s" % (me, bare)
+
+
+def _install_worker_ids(Pool):
+    try:
+        from . import _procs
+    except ImportError:
+        return
+    if getattr(_procs, "child_id_hook", False) is None:
+        _procs.child_id_hook = _worker_id
+
+    def repopulate(orig):
+        def _repopulate_pool(self):
+            name = getattr(self, "_fs_name", None)
+            if name is not None and id(self._pool) not in _lists:
+                _lists[id(self._pool)] = [_prefix(name), 0]
+            return orig(self)
+
+        return _repopulate_pool
+
+    _ops.install_method(Pool, "_repopulate_pool", repopulate)
+    static = Pool.__dict__.get("_repopulate_pool_static")
+    if isinstance(static, staticmethod) and not getattr(static.__func__, "_forkscope", False):
+        real = static.__func__
+
+        def _repopulate_pool_static(ctx, Process, processes, pool, *args, **kwargs):
+            prev = getattr(_making, "entry", None)
+            _making.entry = _lists.get(id(pool))
+            try:
+                return real(ctx, Process, processes, pool, *args, **kwargs)
+            finally:
+                _making.entry = prev
+
+        _repopulate_pool_static._forkscope = True
+        Pool._repopulate_pool_static = staticmethod(_repopulate_pool_static)
+
+
 def install():
     try:
         from multiprocessing import pool as mpool
     except ImportError:
         return
     Pool = mpool.Pool
+    _install_worker_ids(Pool)
 
     def init(orig):
         def __init__(self, processes=None, *args, **kwargs):
@@ -146,11 +205,7 @@ def install():
                 except Exception:
                     ok, value = True, obj
                 shown = value_of(value) if ok else "%s: %s" % (type(value).__name__, value)
-                fields = {}
-                cb = getattr(self, "_callback", None) if ok else getattr(self, "_error_callback", None)
-                if cb is not None:
-                    fields["callback"] = _fname(cb)
-                emit("recv", channel=name + ".results", end="", msg="%s:result%d" % (name, n), value=shown, **fields)
+                emit("recv", channel=name + ".results", end="", msg="%s:result%d" % (name, n), value=shown)
             return orig(self, i, obj)
 
         return _set

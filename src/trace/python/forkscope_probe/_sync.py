@@ -35,7 +35,9 @@ def _acquire(name, try_lock, wait_lock, block, timeout, waits_for):
     """The acquire logic shared by every lock: `try_lock()` takes it
     without blocking, `wait_lock(timeout)` blocks (None: no timeout)."""
     if gated():
-        if not block:
+        if not block or timeout is not None:
+            # A timed acquire is one try (it says False if the lock is
+            # taken), as a poll in a gated run.
             gate("try to acquire lock %s" % name, touches=["lock:" + name])
             ok = try_lock()
             if ok:
@@ -357,6 +359,9 @@ def _install_event_methods(cls, is_set):
                 return orig(self, timeout)
             try:
                 on = "wait for event " + name
+                if gated() and timeout is not None:
+                    gate(on, touches=["r:" + name])
+                    return is_set(self)
                 if gated():
                     said = [False]
 
