@@ -211,6 +211,11 @@ def _connect(hello_extra, fds):
     return True
 
 
+# One encoder for every line (json.dumps with options makes a new one per
+# call, a third of an event's cost).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr).encode
+
+
 def _line(kind, t_ns, fields, proc_id, pid, thread=None):
     global _seq
     _seq += 1
@@ -222,7 +227,7 @@ def _line(kind, t_ns, fields, proc_id, pid, thread=None):
         e["line"] = line
     e["kind"] = kind
     e.update(fields)
-    b = (json.dumps(e, ensure_ascii=False, separators=(",", ":"), default=repr) + "\n").encode(
+    b = (_encode(e) + "\n").encode(
         "utf-8", "surrogateescape"
     )
     if len(b) > MAX_LINE:
