@@ -69,8 +69,6 @@ fn command(exe: &str) -> Command {
 struct Traced {
     code: i32,
     events: Vec<Event>,
-    /// The same lines as JSON (with fields the event types do not keep).
-    raw: Vec<serde_json::Value>,
     stderr: String,
 }
 
@@ -107,20 +105,23 @@ impl Traced {
 /// `forkscope trace --format jsonl [extra] PROGRAM [args]`.
 fn traced(py: &str, name: &str, extra: &[&str], args: &[&str]) -> Traced {
     let out = command(bin())
-        .args(["trace", "--python", py, "--format", "jsonl", "--timeout", "60"])
+        .args([
+            "trace",
+            "--python",
+            py,
+            "--format",
+            "jsonl",
+            "--timeout",
+            "60",
+        ])
         .args(extra)
         .arg(program(name))
         .args(args)
         .output()
         .expect("forkscope runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     Traced {
         code: out.status.code().unwrap_or(-1),
-        events: common::parse_events(&stdout),
-        raw: stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect(),
+        events: common::parse_events(&String::from_utf8_lossy(&out.stdout)),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
@@ -254,7 +255,10 @@ fn queue_items_and_pipe_messages_pair_up_by_id() {
         .filter(|e| matches!(&e.body, Body::Put { channel, .. } if channel == "q"))
         .collect();
     assert_eq!(puts.len(), 5, "five items put on q");
-    assert!(puts.iter().all(|e| e.proc_id == "main.1"), "by the producer");
+    assert!(
+        puts.iter().all(|e| e.proc_id == "main.1"),
+        "by the producer"
+    );
 
     // A full bounded queue makes its producer wait, and says so.
     let t = traced(&py, "queue_bounded.py", &[], &[]);
@@ -324,14 +328,27 @@ fn pool_tasks_results_and_callbacks_are_shown() {
     assert!(t.events.iter().any(|e| matches!(&e.body,
         Body::Put { channel, value: Value::Str(s), .. }
             if channel == "pool.tasks" && s == "square(7)")));
-    assert!(t.events.iter().any(|e| matches!(&e.body,
-        Body::TaskDone { value: Value::Int(49), .. })));
+    assert!(t.events.iter().any(|e| matches!(
+        &e.body,
+        Body::TaskDone {
+            value: Value::Int(49),
+            ..
+        }
+    )));
     // The callback runs in the owner's result thread, right after the
     // result came in there: its print follows that recv, on that thread.
     let recv = t
         .events
         .iter()
-        .position(|e| matches!(&e.body, Body::Recv { value: Value::Int(49), .. }))
+        .position(|e| {
+            matches!(
+                &e.body,
+                Body::Recv {
+                    value: Value::Int(49),
+                    ..
+                }
+            )
+        })
         .expect("the result 49 received");
     assert!(
         t.events[recv].thread.is_some(),
@@ -382,7 +399,9 @@ fn locks_show_one_holder_at_a_time_and_nothing_is_lost() {
     let t = traced(&py, "sync_primitives.py", &[], &[]);
     assert_eq!(t.code, 0, "{}", t.stderr);
     let has = |f: &dyn Fn(&Body) -> bool| t.events.iter().any(|e| f(&e.body));
-    assert!(has(&|b| matches!(b, Body::Block { on } if on == "wait on cond")));
+    assert!(has(
+        &|b| matches!(b, Body::Block { on } if on == "wait on cond")
+    ));
     for lock in ["cond", "room", "guard", "nest", "sem", "mplock"] {
         assert!(
             has(&|b| matches!(b, Body::LockAcquire { lock: l } if l == lock)),
@@ -391,7 +410,9 @@ fn locks_show_one_holder_at_a_time_and_nothing_is_lost() {
     }
     for flag in ["ready", "started"] {
         assert!(
-            has(&|b| matches!(b, Body::Write { name, value: Value::Bool(true), .. } if name == flag)),
+            has(
+                &|b| matches!(b, Body::Write { name, value: Value::Bool(true), .. } if name == flag)
+            ),
             "event {flag} set"
         );
     }
@@ -403,8 +424,10 @@ fn locks_show_one_holder_at_a_time_and_nothing_is_lost() {
         .count();
     assert_eq!(nest, 1);
     // Threads hold locks as themselves.
-    assert!(t.events.iter().any(|e| e.thread.is_some()
-        && matches!(&e.body, Body::LockAcquire { lock } if lock == "room")));
+    assert!(
+        t.events.iter().any(|e| e.thread.is_some()
+            && matches!(&e.body, Body::LockAcquire { lock } if lock == "room"))
+    );
 }
 
 #[test]
@@ -431,7 +454,12 @@ fn a_seed_repeats_the_unlocked_value_program() {
     let Some(py) = python() else { return };
     let mut finals = BTreeSet::new();
     for _ in 0..20 {
-        let t = traced(&py, "value_unlocked.py", &["--schedule", "seeded", "--seed", "7"], &[]);
+        let t = traced(
+            &py,
+            "value_unlocked.py",
+            &["--schedule", "seeded", "--seed", "7"],
+            &[],
+        );
         assert_eq!(t.code, 0, "{}", t.stderr);
         let fin = final_value(&t.stream(Stream::Stdout));
         assert_eq!(t.lost(), 200 - fin);
@@ -459,7 +487,9 @@ fn a_seed_repeats_the_unlocked_value_program() {
     let mut runs = 0;
     for r in &rows {
         let n = r["runs"].as_i64().unwrap_or(0);
-        let fin = r["outcome"]["counter"].as_i64().expect("counter's final value");
+        let fin = r["outcome"]["counter"]
+            .as_i64()
+            .expect("counter's final value");
         assert_eq!(r["deadlock"], false);
         assert_eq!(r["lost"].as_i64(), Some(n * (200 - fin)), "exact lost: {r}");
         runs += n;
@@ -476,7 +506,14 @@ fn a_saved_schedule_replays_a_traced_run() {
     let first = traced(
         &py,
         "value_unlocked.py",
-        &["--schedule", "seeded", "--seed", "11", "--save-schedule", &file_s],
+        &[
+            "--schedule",
+            "seeded",
+            "--seed",
+            "11",
+            "--save-schedule",
+            &file_s,
+        ],
         &[],
     );
     assert_eq!(first.code, 0, "{}", first.stderr);

@@ -93,7 +93,9 @@ pub fn prepare_python(args: &ScenarioArgs, gated: bool) -> Result<Prepared, Inpu
         time_scale: 1.0,
         seed: args.seed.unwrap_or_else(crate::protocol::now_ns),
         limits: limits::Limits {
-            max_procs: args.max_procs.unwrap_or(limits::Limits::default().max_procs),
+            max_procs: args
+                .max_procs
+                .unwrap_or(limits::Limits::default().max_procs),
             timeout_s: args.timeout,
         },
         gated,
