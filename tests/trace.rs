@@ -44,6 +44,8 @@ const PROGRAMS: &[&str] = &[
     "signal_child.py",
     "kill_traceback.py",
     "bare_forks.py",
+    "pool_map.py",
+    "exec_family.py",
 ];
 
 /// The real interpreter (not a wrapper script such as pyenv's shim, whose

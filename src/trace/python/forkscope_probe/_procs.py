@@ -235,11 +235,14 @@ def _install_exec():
 
         def make_exec(real_ex):
             def ex(path, args, *rest):
-                try:
-                    a = [os.fsdecode(x) for x in args]
-                    _wire.emit("exec", program=os.fsdecode(path), args=a[1:])
-                except Exception:
-                    pass
+                # os.execvp tries every PATH entry: only the one that can
+                # run is said.
+                if _runnable(path):
+                    try:
+                        a = [os.fsdecode(x) for x in args]
+                        _wire.emit("exec", program=os.fsdecode(path), args=a[1:])
+                    except Exception:
+                        pass
                 if rest and rest[0] is not None:
                     rest = (_wire.exec_env(dict(rest[0])),) + tuple(rest[1:])
                 return real_ex(path, args, *rest)
