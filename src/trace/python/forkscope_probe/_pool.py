@@ -158,6 +158,16 @@ def install():
                 n = processes if processes is not None else (os.cpu_count() or 1)
                 if isinstance(n, int) and n >= 1:
                     emit("resource", res="pool", name=name, size=n)
+                if _ops.gated():
+                    # Its own threads hand out tasks and take in results;
+                    # nothing gates them yet, so the schedule cannot wait
+                    # for them: say so rather than wait without a word.
+                    emit(
+                        "error",
+                        message="a Pool cannot be stepped or seeded yet (its own threads are not "
+                        "gated): this gated run will wait until --timeout; trace it without "
+                        "--schedule",
+                    )
             try:
                 orig(self, processes, *args, **kwargs)
             except BaseException as e:
