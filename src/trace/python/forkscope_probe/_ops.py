@@ -77,6 +77,16 @@ _counters = {}
 _names_lock = threading.Lock()
 
 
+def _names_after_fork():
+    # Another thread may have held it at the fork: the child's copy is free.
+    global _names_lock
+    _names_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_names_after_fork)
+
+
 def targets(frame):
     """The names a source line assigns to (`a, b = Pipe()` gives a and b;
     `self.q = Queue()` gives q; `with Pool(2) as p:` gives p)."""

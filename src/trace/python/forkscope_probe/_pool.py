@@ -20,6 +20,7 @@ is taken out).
 """
 
 import itertools
+import os
 import threading
 
 from . import _ops
@@ -27,6 +28,16 @@ from ._ops import emit, hide, value_of
 
 _jobs = {}  # (job, i) -> (pool name, task number): in the owner
 _jobs_lock = threading.Lock()
+
+
+def _after_fork():
+    # A worker (or any child) starts with no job of its parent's to pair.
+    global _jobs_lock
+    _jobs_lock = threading.Lock()
+    _jobs.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _fname(func):
@@ -150,8 +161,6 @@ def install():
         def __init__(self, processes=None, *args, **kwargs):
             f = _ops.creator()
             if f is not None and type(self) is Pool:
-                import os
-
                 name = _ops.name_for("Pool", f)
                 self._fs_name = name
                 self._fs_count = itertools.count()
