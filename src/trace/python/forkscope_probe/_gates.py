@@ -26,6 +26,7 @@ import threading
 import time
 
 from . import _wire
+from . import _ops
 from ._ops import NOT_YET, gate, gate_until, gated
 
 
@@ -257,12 +258,21 @@ def _install_threads():
     traced_join = T.join
 
     def start(self):
-        gate("start thread %s" % self.name, touches=["*"])
+        # The program's threads are steps of the schedule; the library's
+        # own threads (a Queue's feeder...) run free.
+        if _ops.creator() is not None:
+            self._fs_gated = True
+            gate("start thread %s" % self.name, touches=["*"])
         return traced_start(self)
 
     def join(self, timeout=None):
         info = getattr(self, "_forkscope", None)
-        if info is None or not self._started.is_set() or self is threading.current_thread():
+        if (
+            info is None
+            or not getattr(self, "_fs_gated", False)
+            or not self._started.is_set()
+            or self is threading.current_thread()
+        ):
             return traced_join(self, timeout)
         ident = self.ident
 
