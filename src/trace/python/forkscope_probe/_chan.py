@@ -338,10 +338,16 @@ def _install_queues():
             try:
                 if gated():
                     gate("put %s on %s" % (_ops.brief(obj), name), touches=["queue:" + name])
+                # CPython's put, with the event once the item is pickled.
                 m = _new_id()
-                data = _Msg(m, obj)
+                data = ForkingPickler.dumps(_Msg(m, obj))
                 emit("put", channel=name, msg=m, value=value_of(obj))
-                return orig(self, data)
+                if self._wlock is None:
+                    self._writer.send_bytes(data)
+                else:
+                    with self._wlock:
+                        self._writer.send_bytes(data)
+                return None
             except BaseException as e:
                 hide(e)
                 raise
@@ -394,6 +400,7 @@ def _install_queues():
 
 def _install_pipes():
     from multiprocessing import connection, reduction
+    from multiprocessing.reduction import ForkingPickler
 
     real_pipe = connection.Pipe
 
@@ -427,11 +434,15 @@ def _install_pipes():
             try:
                 if gated():
                     gate("send %s on %s" % (_ops.brief(obj), end), touches=["pipe:" + self._fs_chan])
+                # What CPython's send does, with the event once the message
+                # is pickled (a message that cannot be was never sent).
                 self._check_closed()
                 self._check_writable()
                 m = _new_id()
+                data = ForkingPickler.dumps(_Msg(m, obj))
                 emit("send", channel=self._fs_chan, end=end, msg=m, value=value_of(obj))
-                return orig(self, _Msg(m, obj))
+                self._send_bytes(data)
+                return None
             except BaseException as e:
                 hide(e)
                 raise
