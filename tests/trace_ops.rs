@@ -35,6 +35,7 @@ const PROGRAMS: &[&str] = &[
     "sync_primitives.py",
     "pool_callback_map.py",
     "ops_errors.py",
+    "ops_spawn.py",
 ];
 
 /// The real interpreter (not a wrapper script such as pyenv's shim).
@@ -562,4 +563,32 @@ fn gated_runs_of_the_ops_programs_end_as_python3_does() {
             }
         }
     }
+}
+
+#[test]
+fn a_spawned_child_gets_the_names_with_the_objects() {
+    let Some(py) = python() else { return };
+    let t = traced(&py, "ops_spawn.py", &[], &[]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    let child: BTreeSet<String> = t
+        .events
+        .iter()
+        .filter(|e| e.proc_id != "main")
+        .filter_map(|e| match &e.body {
+            Body::Get { channel, .. } | Body::Put { channel, .. } | Body::Send { channel, .. } => {
+                Some(channel.clone())
+            }
+            Body::LockAcquire { lock } => Some(lock.clone()),
+            Body::Write { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    for name in ["jq", "sq", "a/b", "lock", "v"] {
+        assert!(
+            child.contains(name),
+            "the spawned child uses {name} under its name: {child:?}"
+        );
+    }
+    assert_paired(&t, "ops_spawn.py");
+    assert_eq!(t.lost(), 0);
 }
