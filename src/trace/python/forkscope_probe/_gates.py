@@ -15,6 +15,13 @@ or a schedule repeats a run exactly (PROTOCOL.md §13).
   and waits (at most 2 s) until it took effect: if the child died of it,
   the sender says its `exit` itself (PROTOCOL.md §13), so the scheduler
   never sees the sender's next step before the death.
+- Starting a program (`subprocess`, and the `spawn`/`forkserver` start
+  methods) is a gate; `time.sleep` of the program is a step that does not
+  sleep; `Process.join` is tried with `popen.wait(0)` (a forkserver's
+  child is not ours to `waitpid`).
+- Who runs free: multiprocessing's resource tracker and forkserver, a
+  Python program started by `subprocess` (its parent waits for it in the
+  kernel, as for any program), and the library's own threads.
 
 Installed on top of `_procs` (which says `spawn` and `reaped`): these
 wrappers call its versions. Free runs are not touched.
@@ -62,7 +69,7 @@ def _child_id(pid):
         return None
 
 
-# host... ns pid -> role of the children this process started
+# pid (as os.fork returned it) -> role of the children this process started
 _roles = {}
 
 
