@@ -52,6 +52,11 @@ def is_user_file(filename):
 _PASS_ON = ("multiprocessing" + os.sep + "context.py",)
 
 
+# The code of the probe's wrappers that only pass a call on to another
+# wrapper (so the caller above them is the one that counts).
+PASS_ON_CODE = set()
+
+
 def creator(depth=2):
     """The frame of the program that made the object being built, or None
     when the library made it for itself. `depth` frames up from the caller
@@ -62,7 +67,7 @@ def creator(depth=2):
         return None
     while f is not None:
         fn = f.f_code.co_filename
-        if fn.endswith(_PASS_ON):
+        if fn.endswith(_PASS_ON) or f.f_code in PASS_ON_CODE:
             f = f.f_back
             continue
         # The probe's own objects (made by the probe) are not the program's.

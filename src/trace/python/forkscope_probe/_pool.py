@@ -24,7 +24,7 @@ import os
 import threading
 
 from . import _ops
-from ._ops import emit, hide, value_of
+from ._ops import NOT_YET, emit, gate, gate_until, hide, value_of
 
 _jobs = {}  # (job, i) -> (pool name, task number): in the owner
 _jobs_lock = threading.Lock()
@@ -167,25 +167,24 @@ def install():
                 n = processes if processes is not None else (os.cpu_count() or 1)
                 if isinstance(n, int) and n >= 1:
                     emit("resource", res="pool", name=name, size=n)
-                if _ops.gated():
-                    # Its own threads hand out tasks and take in results;
-                    # nothing gates them yet, so the schedule cannot wait
-                    # for them: say so rather than wait without a word.
-                    emit(
-                        "error",
-                        message="a Pool cannot be stepped or seeded yet (its own threads are not "
-                        "gated): this gated run will wait until --timeout; trace it without "
-                        "--schedule",
-                    )
+            gated_pool = _ops.gated() and getattr(self, "_fs_name", None) is not None
+            prev = getattr(_making, "no_handlers", False)
+            _making.no_handlers = gated_pool
             try:
                 orig(self, processes, *args, **kwargs)
             except BaseException as e:
                 hide(e)
                 raise
+            finally:
+                _making.no_handlers = prev
+            if gated_pool:
+                _make_synchronous(self)
 
         return __init__
 
     _ops.install_method(Pool, "__init__", init)
+    if _ops.gated():
+        _install_gated(mpool)
 
     def setup_queues(orig):
         def _setup_queues(self):
@@ -193,6 +192,9 @@ def install():
             name = getattr(self, "_fs_name", None)
             if name is None:
                 return
+            if _ops.gated():
+                # The workers, forked next, wait for tasks step by step.
+                self._inqueue._fs_pool = name
             put = self._quick_put
             count = self._fs_count
 
@@ -233,3 +235,232 @@ def install():
         cls = getattr(mpool, cls_name, None)
         if cls is not None:
             _ops.install_method(cls, "_set", result_set)
+
+
+# ---------------------------------------------------------- gated runs
+#
+# In a gated run a Pool the program made works without its three threads
+# (they would move on their own, where the schedule cannot see them): as
+# the engine's pools do, the owner hands out a call's tasks during the
+# call itself (one step), takes in results when it waits for one (a step
+# tried until a result is there, `waits_for: pool-results:POOL`), and runs
+# callbacks then, in its own thread; a worker's wait for a task is a step
+# tried until one is there (`pool-tasks:POOL`). `close`/`join`/`terminate`
+# send the workers their stop and join them (steps too).
+
+
+class _SyncTasks(object):
+    """Stands for the pool's task queue: what is put in is handed to the
+    workers at once (what the task thread would do, without the thread)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def put(self, item):
+        if item is None:
+            return
+        gate("hand out tasks on " + self.pool._fs_name, touches=["*"])
+        taskseq, set_length = item
+        task = None
+        for task in taskseq:
+            try:
+                self.pool._quick_put(task)
+            except Exception as e:
+                job, idx = task[:2]
+                try:
+                    self.pool._cache[job]._set(idx, (False, e))
+                except KeyError:
+                    pass
+        if set_length:
+            set_length(task[1] + 1 if task else 0)
+
+    def get(self, *a, **k):
+        return None
+
+
+def _make_synchronous(pool):
+    from multiprocessing import util
+
+    pool._taskqueue = _SyncTasks(pool)
+    try:
+        pool._terminate.cancel()
+    except Exception:
+        pass
+    pool._terminate = util.Finalize(pool, _gated_terminate, args=(pool,), exitpriority=15)
+
+
+def _drain(pool):
+    """Takes in every result that is there (and runs its callbacks)."""
+    out = pool._outqueue
+    got = False
+    while out._reader.poll(0):
+        item = out.get()
+        if item is None:
+            continue
+        job, i, obj = item
+        try:
+            pool._cache[job]._set(i, obj)
+        except KeyError:
+            pass
+        got = True
+    return got
+
+
+def _wait_results(pool, ready, action):
+    """A step, tried until `ready()` after taking in what came."""
+
+    def once():
+        _drain(pool)
+        return True if ready() else NOT_YET
+
+    if ready():
+        gate(action, touches=["*"])  # nothing to wait for: one step
+        _drain(pool)
+        return
+    gate_until(action, "pool-results:" + pool._fs_name, ["*"], once)
+
+
+class _Stop(object):
+    """A worker's stop (CPython sends None), with its message id."""
+
+    __slots__ = ("m",)
+
+    def __init__(self, m):
+        self.m = m
+
+    def __reduce__(self):
+        return (_Stop, (self.m,))
+
+
+def _stop_workers(pool):
+    name = pool._fs_name
+    for k in range(len(pool._pool)):
+        gate("stop a worker of " + name, touches=["*"])
+        m = "%s:stop%d" % (name, k + 1)
+        emit("put", channel=name + ".tasks", msg=m, value="stop")
+        pool._inqueue._writer.send(_Stop(m))
+
+
+def _gated_terminate(pool):
+    if getattr(pool, "_fs_done", False):
+        return
+    pool._fs_done = True
+    from multiprocessing import pool as mpool
+
+    pool._state = mpool.TERMINATE
+    for p in pool._pool:
+        if p.exitcode is None:
+            p.terminate()
+    for p in pool._pool:
+        p.join()
+
+
+def _install_gated(mpool):
+    from multiprocessing import queues
+
+    Pool = mpool.Pool
+    T = threading.Thread
+    handlers = (Pool._handle_workers, Pool._handle_tasks, Pool._handle_results)
+    start = T.start
+
+    def no_handler_start(self):
+        if getattr(_making, "no_handlers", False):
+            target = getattr(self, "_target", None)
+            if getattr(target, "__func__", target) in [getattr(h, "__func__", h) for h in handlers]:
+                return None  # the owner does their work, step by step
+        return start(self)
+
+    no_handler_start.__wrapped__ = getattr(start, "__wrapped__", start)
+    _ops.PASS_ON_CODE.add(no_handler_start.__code__)
+    T.start = no_handler_start
+
+    def join(orig):
+        def join(self):
+            if not isinstance(getattr(self, "_taskqueue", None), _SyncTasks):
+                return orig(self)
+            try:
+                if self._state == mpool.RUN:
+                    raise ValueError("Pool is still running")
+                if self._state not in (mpool.CLOSE, mpool.TERMINATE):
+                    raise ValueError("In unknown state")
+                if self._state == mpool.CLOSE and not getattr(self, "_fs_done", False):
+                    _wait_results(self, lambda: not self._cache, "wait for the results of " + self._fs_name)
+                    _stop_workers(self)
+                    self._fs_done = True
+                for p in self._pool:
+                    p.join()
+            except BaseException as e:
+                hide(e)
+                raise
+
+        return join
+
+    def terminate(orig):
+        def terminate(self):
+            if not isinstance(getattr(self, "_taskqueue", None), _SyncTasks):
+                return orig(self)
+            self._state = mpool.TERMINATE
+            self._terminate()
+
+        return terminate
+
+    _ops.install_method(Pool, "join", join)
+    _ops.install_method(Pool, "terminate", terminate)
+
+    def wait(orig):
+        def wait(self, timeout=None):
+            pool = getattr(self, "_pool", None)
+            if pool is None or getattr(pool, "_fs_name", None) is None or self.ready():
+                return orig(self, timeout)
+            try:
+                _wait_results(pool, self.ready, "wait for a result from " + pool._fs_name)
+            except BaseException as e:
+                hide(e)
+                raise
+
+        return wait
+
+    _ops.install_method(mpool.ApplyResult, "wait", wait)
+
+    def next_(orig):
+        def next(self, timeout=None):
+            pool = getattr(self, "_pool", None)
+            if pool is None or getattr(pool, "_fs_name", None) is None:
+                return orig(self, timeout)
+            try:
+                _wait_results(
+                    pool,
+                    lambda: bool(self._items) or self._index == self._length,
+                    "wait for a result from " + pool._fs_name,
+                )
+                return orig(self, 0)
+            except BaseException as e:
+                hide(e)
+                raise
+
+        return next
+
+    for cls in (mpool.IMapIterator,):
+        _ops.install_method(cls, "next", next_)
+        cls.__next__ = cls.next
+
+    # A worker's wait for a task: a step tried until one is there.
+    sq_get = queues.SimpleQueue.get
+
+    def get(self):
+        name = getattr(self, "_fs_pool", None)
+        if name is None:
+            return sq_get(self)
+        r = gate_until(
+            "take a task from " + name,
+            "pool-tasks:" + name,
+            ["*"],
+            lambda: sq_get(self) if self._poll() else NOT_YET,
+        )
+        if type(r) is _Stop:
+            emit("get", channel=name + ".tasks", msg=r.m, value="stop")
+            return None
+        return r
+
+    get._forkscope = True
+    queues.SimpleQueue.get = get
