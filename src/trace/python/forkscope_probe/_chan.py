@@ -79,7 +79,7 @@ def _carry_name(cls, attrs):
         def __getstate__(self):
             state = orig(self)
             names = tuple(getattr(self, a, None) for a in attrs)
-            if names[0] is None or type(self) is not cls:
+            if all(n is None for n in names) or type(self) is not cls:
                 return state
             return (_MARK, names, state)
 
@@ -89,7 +89,8 @@ def _carry_name(cls, attrs):
         def __setstate__(self, state):
             if isinstance(state, tuple) and len(state) == 3 and state[0] == _MARK and type(self) is cls:
                 for a, v in zip(attrs, state[1]):
-                    setattr(self, a, v)
+                    if v is not None:
+                        setattr(self, a, v)
                 state = state[2]
             orig(self, state)
 
@@ -126,7 +127,8 @@ def _install_queues():
     for kind in ("Queue", "JoinableQueue", "SimpleQueue"):
         cls = getattr(queues, kind)
         _ops.install_method(cls, "__init__", lambda o, k=kind: init(o, k))
-        _carry_name(cls, ("_fs_name",))
+        # (`_fs_pool`: a gated Pool's task queue, see _pool.)
+        _carry_name(cls, ("_fs_name", "_fs_pool"))
 
     def bounded(q):
         from multiprocessing.synchronize import SEM_VALUE_MAX
