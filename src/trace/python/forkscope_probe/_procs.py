@@ -457,6 +457,41 @@ def _install_threads():
     T._bootstrap_inner = _bootstrap_inner
     T.join = join
 
+    # Threads started with _thread directly (threading.Thread took its own
+    # reference at import, so this sees only the program's own calls).
+    import _thread
+
+    real_snt = _wire.keep("_thread.start_new_thread", _thread.start_new_thread)
+
+    def start_new_thread(function, args, kwargs=None):
+        starter = _wire.thread_name() or _wire.proc() or "main"
+        n = _n_threads.get(starter, 0) + 1
+        _n_threads[starter] = n
+        name = "%s.t%d" % (starter, n)
+        role = getattr(function, "__name__", None) or "thread"
+        line = _wire.user_line(2)
+
+        def run(*a, **kw):
+            _wire.register_thread(name)
+            fields = {"role": role}
+            if line is not None:
+                fields["line"] = line
+            _wire.emit("thread_start", **fields)
+            try:
+                return function(*a, **kw)
+            finally:
+                _wire.emit("thread_end")
+                _wire.unregister_thread()
+
+        if kwargs is None:
+            return real_snt(run, args)
+        return real_snt(run, args, kwargs)
+
+    start_new_thread.__wrapped__ = real_snt
+    _thread.start_new_thread = start_new_thread
+    if getattr(_thread, "start_new", None) is real_snt:
+        _thread.start_new = start_new_thread
+
     real_hook = threading.excepthook
 
     def excepthook(args):

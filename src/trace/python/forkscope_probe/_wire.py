@@ -181,7 +181,13 @@ def start():
     return _connect(None, [])
 
 
-def _connect(hello_extra, fds):
+def _connect(hello_extra, fds, redirect=None):
+    """Connects and says hello, handing over `fds` (the read ends of the
+    process's new stdout/stderr pipes). `redirect()` puts the write ends in
+    place of fds 1 and 2 once the connection is there, and returns
+    `undo(restore)`: with True when the hello cannot be sent (a process that
+    cannot be watched writes where it wrote before, as the Rust probe
+    does), with False to let go of the saved fds."""
     global _sock, _seq
     import socket
 
@@ -192,6 +198,7 @@ def _connect(hello_extra, fds):
     except OSError:
         _sock = None
         return False
+    undo = redirect() if redirect is not None else None
     # A process that said hello before its exec (or the shim for it) gave
     # its role, parent and name then: an empty role keeps them.
     hello = {"ppid": host_ppid(), "role": os.environ.get(ROLE_ENV, ""), "ns_pid": os.getpid()}
@@ -204,9 +211,13 @@ def _connect(hello_extra, fds):
         else:
             s.sendall(line)
     except OSError:
+        if undo is not None:
+            undo(True)
         s.close()
         _sock = None
         return False
+    if undo is not None:
+        undo(False)
     _sock = s
     return True
 
@@ -338,25 +349,43 @@ def after_fork_child(child_id, parent_id, role, name, daemon):
     _proc = child_id
     _pid = _read_host_pid()
     fds = []
-    new_out = [None, None]
+    writes = []  # (write end, the fd it replaces)
     try:
         for i, fd in enumerate((1, 2)):
             r, w = os.pipe()
-            if _own_out[i] is not None and _ident(fd) == _own_out[i]:
-                os.dup2(w, fd)
-                new_out[i] = _ident(fd)
-            os.close(w)
             fds.append(r)
+            if _own_out[i] is not None and _ident(fd) == _own_out[i]:
+                writes.append((w, fd))
+            else:
+                os.close(w)
     except OSError:
-        for fd in fds:
+        for fd in fds + [w for w, _ in writes]:
             os.close(fd)
-        fds = []
+        fds, writes = [], []
+
+    def redirect():
+        global _own_out
+        saved = [(os.dup(fd), fd) for _, fd in writes]
         new_out = [None, None]
-    _own_out = tuple(new_out)
+        for w, fd in writes:
+            os.dup2(w, fd)
+            new_out[fd - 1] = _ident(fd)
+        old_out, _own_out = _own_out, tuple(new_out)
+
+        def undo(restore):
+            global _own_out
+            for keep, fd in saved:
+                if restore:
+                    os.dup2(keep, fd)
+                os.close(keep)
+            if restore:
+                _own_out = old_out
+
+        return undo
+
     try:
         os.environ[PROC_ENV] = child_id
         os.environ[ROLE_ENV] = role
-        os.environ[OUT_ENV] = _fmt_out(_own_out)
     except Exception:
         pass
     hello = {"role": role, "parent": parent_id}
@@ -364,8 +393,12 @@ def after_fork_child(child_id, parent_id, role, name, daemon):
         hello["daemon"] = True
     if name:
         hello["name"] = name
-    _connect(hello, fds)
-    for fd in fds:
+    _connect(hello, fds, redirect if fds else None)
+    try:
+        os.environ[OUT_ENV] = _fmt_out(_own_out)
+    except Exception:
+        pass
+    for fd in fds + [w for w, _ in writes]:
         try:
             os.close(fd)
         except OSError:
