@@ -90,7 +90,12 @@ impl Prepared {
 }
 
 /// Loads and checks everything a run needs, before anything forks.
+/// A `.py` file is a Python program, run as `forkscope trace` runs it
+/// (so `stats` and `run` take one too).
 pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError> {
+    if args.scenario.ends_with(".py") {
+        return super::trace::prepare_python(args, gated);
+    }
     let loaded = load_target(&args.scenario)?;
     let sets = parse_sets(&args.set)?;
     let params = scenario::resolve_params(&loaded.scenario, &sets)?;

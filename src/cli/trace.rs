@@ -4,7 +4,7 @@
 //! when it was stopped (timeout, Ctrl-C), 2 for bad input.
 
 use super::run::{Prepared, execute, read_schedule};
-use super::{Loaded, RunArgs, ScenarioArgs, ScheduleMode, TraceArgs};
+use super::{InputError, Loaded, RunArgs, ScenarioArgs, ScheduleMode, TraceArgs};
 use crate::scenario::limits;
 use crate::session::RunOptions;
 use crate::trace::TraceTarget;
@@ -71,4 +71,45 @@ pub fn trace(args: &TraceArgs) -> i32 {
         schedule_file: args.schedule_file.clone(),
     };
     execute(&run_args, &prepared, prefix)
+}
+
+/// A Python program named where a scenario goes (`stats prog.py`,
+/// `run prog.py`): run by `python3` from `PATH`, with no arguments, as
+/// `trace` runs it. `--set` and `--time-scale` mean nothing to a program.
+pub fn prepare_python(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError> {
+    if !args.set.is_empty() {
+        return Err(InputError::Other(
+            "--set is for scenarios: a Python program takes no parameters".into(),
+        ));
+    }
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return Err(InputError::Other(
+            "--timeout must be a positive number of seconds".into(),
+        ));
+    }
+    let target = TraceTarget::new(std::path::Path::new(&args.scenario), None, Vec::new())
+        .map_err(|e| InputError::Other(e.to_string()))?;
+    let opts = target.options(RunOptions {
+        time_scale: 1.0,
+        seed: args.seed.unwrap_or_else(crate::protocol::now_ns),
+        limits: limits::Limits {
+            max_procs: args
+                .max_procs
+                .unwrap_or(limits::Limits::default().max_procs),
+            timeout_s: args.timeout,
+        },
+        gated,
+        stdout: args.stdout,
+        python: None,
+    });
+    Ok(Prepared {
+        loaded: Loaded {
+            scenario: target.scenario.clone(),
+            text: target.scenario_text.clone(),
+            origin: target.origin.clone(),
+            builtin: false,
+        },
+        params: Default::default(),
+        opts,
+    })
 }

@@ -67,7 +67,12 @@ impl Gatekeeper {
         // A thread waits and goes on its own: it is named for itself.
         let me = e.thread.as_deref().unwrap_or(e.proc_id.as_str());
         match &e.body {
-            Body::Spawn { child, role, .. } if role != "exec" && !self.seen.contains(child) => {
+            // A program (`exec`) and Python's own helper processes (they
+            // never take a step of the program) are not waited for.
+            Body::Spawn { child, role, .. }
+                if !matches!(role.as_str(), "exec" | "resource_tracker" | "forkserver")
+                    && !self.seen.contains(child) =>
+            {
                 self.unborn.insert(child.clone());
             }
             Body::ThreadStart { .. } => {
@@ -108,6 +113,12 @@ impl Gatekeeper {
             Body::Go {} => {
                 self.waiting.remove(me);
             }
+            // A child that has not announced a step yet and execs is a
+            // traced Python program on its way (`forkscope trace`: a
+            // `spawn` child, or `main` itself): it connects again and
+            // announces its first step then. (A scenario's `exec` child
+            // has role `exec` and is never waited for.)
+            Body::Exec { .. } if self.unborn.contains(me) => {}
             Body::Exit { .. } | Body::Reaped { .. } | Body::Exec { .. } => {
                 self.gone(me);
                 // Its threads end with it.

@@ -36,6 +36,31 @@ pub const PROBE_FILES: &[(&str, &str)] = &[
         "forkscope_probe/_procs.py",
         include_str!("python/forkscope_probe/_procs.py"),
     ),
+    // The ops modules (locks, queues and pipes, shared values, pools).
+    (
+        "forkscope_probe/_ops.py",
+        include_str!("python/forkscope_probe/_ops.py"),
+    ),
+    (
+        "forkscope_probe/_sync.py",
+        include_str!("python/forkscope_probe/_sync.py"),
+    ),
+    (
+        "forkscope_probe/_chan.py",
+        include_str!("python/forkscope_probe/_chan.py"),
+    ),
+    (
+        "forkscope_probe/_shared.py",
+        include_str!("python/forkscope_probe/_shared.py"),
+    ),
+    (
+        "forkscope_probe/_pool.py",
+        include_str!("python/forkscope_probe/_pool.py"),
+    ),
+    (
+        "forkscope_probe/_gates.py",
+        include_str!("python/forkscope_probe/_gates.py"),
+    ),
 ];
 
 /// Environment variables the probe reads (set on `main` before it execs

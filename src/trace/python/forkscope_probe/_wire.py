@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from _thread import RLock, get_ident
+from _thread import RLock, allocate_lock, get_ident
 
 SOCK_ENV = "FORKSCOPE_SOCK"
 PROC_ENV = "FORKSCOPE_TRACE_PROC"
@@ -222,6 +222,11 @@ def _connect(hello_extra, fds, redirect=None):
     return True
 
 
+# One encoder for every line (json.dumps with options makes a new one per
+# call, a third of an event's cost).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr).encode
+
+
 def _line(kind, t_ns, fields, proc_id, pid, thread=None):
     global _seq
     _seq += 1
@@ -233,7 +238,7 @@ def _line(kind, t_ns, fields, proc_id, pid, thread=None):
         e["line"] = line
     e["kind"] = kind
     e.update(fields)
-    b = (json.dumps(e, ensure_ascii=False, separators=(",", ":"), default=repr) + "\n").encode(
+    b = (_encode(e) + "\n").encode(
         "utf-8", "surrogateescape"
     )
     if len(b) > MAX_LINE:
@@ -329,6 +334,7 @@ def after_fork_child(child_id, parent_id, role, name, daemon):
     on its parent's pipes."""
     global _sock, _proc, _pid, _lock, _threads, _own_out, failures
     _lock = RLock()
+    _gates_after_fork()
     me = get_ident()
     _threads = {}
     old = _sock
@@ -418,7 +424,9 @@ def exec_env(env):
 
 # ---- gated runs --------------------------------------------------------
 
-_gate_lock = threading.Lock()
+_gate_lock = allocate_lock()
+_gate_news = threading.Condition(_gate_lock)
+_gate_reading = False
 _mailbox = set()
 _closed = False
 
@@ -444,25 +452,42 @@ def gate(action, waits_for=None, touches=None, local=False, retry=False):
 
 
 def _wait_go(me):
-    global _closed
-    while True:
-        if _closed or me in _mailbox:
-            _mailbox.discard(me)
-            return
-        if not _gate_lock.acquire(timeout=0.02):
-            continue
-        try:
+    """One waiting thread reads the connection at a time (without holding
+    the lock); every `go` line it reads is posted, and the others are woken
+    at once to look for theirs."""
+    global _closed, _gate_reading
+    with _gate_news:
+        while True:
             if _closed or me in _mailbox:
+                _mailbox.discard(me)
+                return
+            if _gate_reading:
+                _gate_news.wait(0.5)
                 continue
-            line = _read_line()
+            _gate_reading = True
+            _gate_lock.release()
+            try:
+                line = _read_line()
+            finally:
+                _gate_lock.acquire()
+                _gate_reading = False
             if line is None:
                 _closed = True
             elif line == "go":
                 _mailbox.add("")
             elif line.startswith("go "):
                 _mailbox.add(line[3:])
-        finally:
-            _gate_lock.release()
+            _gate_news.notify_all()
+
+
+def _gates_after_fork():
+    """A child of a fork: only the forking thread lives on, and no go
+    meant for the parent is ours."""
+    global _gate_lock, _gate_news, _gate_reading, _mailbox
+    _gate_lock = allocate_lock()
+    _gate_news = threading.Condition(_gate_lock)
+    _gate_reading = False
+    _mailbox = set()
 
 
 def _read_line():
