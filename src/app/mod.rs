@@ -11,6 +11,7 @@
 
 pub mod captions;
 pub mod controls;
+mod frame_memory;
 pub mod inspector;
 pub mod lab;
 pub mod layout;
@@ -345,6 +346,7 @@ pub struct App {
 impl App {
     /// The app with `args` applied; an error is bad input (exit code 2).
     pub fn new(args: &GuiArgs) -> Result<App, String> {
+        frame_memory::keep_freed_memory();
         let mut app = App {
             picked: None,
             pick_error: None,
