@@ -7,7 +7,7 @@
 //! because a viewer that dies on odd input shows nothing at all.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use crate::protocol::{Body, Event, RUNNER_ID, ResourceKind, Stream, Value};
@@ -717,7 +717,10 @@ impl World {
         let mut roots: Vec<usize> = Vec::new();
         for (i, p) in procs.iter().enumerate() {
             match p.parent.as_deref() {
-                Some(parent) if parent != p.id && let Some(at) = index_of(parent) => {
+                Some(parent)
+                    if parent != p.id
+                        && let Some(at) = index_of(parent) =>
+                {
                     kids[at].push(i)
                 }
                 _ => roots.push(i),
@@ -1578,6 +1581,7 @@ fn split_index(name: &str) -> Option<(&str, usize)> {
 #[cfg(test)]
 mod by_tree_tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// `processes_by_tree` as it was written first (maps of strings): the
     /// reference the faster one must agree with.
