@@ -12,6 +12,7 @@
 pub mod captions;
 pub mod controls;
 pub mod files;
+mod frame_memory;
 pub mod help;
 pub mod inspector;
 pub mod lab;
@@ -386,6 +387,7 @@ pub struct App {
 impl App {
     /// The app with `args` applied; an error is bad input (exit code 2).
     pub fn new(args: &GuiArgs) -> Result<App, String> {
+        frame_memory::keep_freed_memory();
         let mut app = App {
             picked: None,
             pick_error: None,
@@ -1721,6 +1723,7 @@ pub fn parse_size(text: &str) -> Option<(f32, f32)> {
 
 /// `forkscope` without a command: opens the window. Returns the exit code.
 pub fn run_gui(args: &GuiArgs) -> i32 {
+    let entered = Instant::now();
     let app = match App::new(args) {
         Ok(app) => app,
         Err(e) => {
@@ -1761,6 +1764,8 @@ pub fn run_gui(args: &GuiArgs) -> i32 {
     };
     let mut app = app;
     let args = args.clone();
+    let exit_after_first_frame = std::env::var_os(EXIT_AFTER_FIRST_FRAME).is_some();
+    let app_new = entered.elapsed();
     let result = eframe::run_native(
         "forkscope",
         options,
@@ -1774,7 +1779,18 @@ pub fn run_gui(args: &GuiArgs) -> i32 {
                     app.restore_settings(s, &args);
                 }
             }
-            Ok(Box::new(app) as Box<dyn eframe::App>)
+            Ok(if exit_after_first_frame {
+                Box::new(FirstFrameOnly {
+                    app,
+                    entered,
+                    app_new,
+                    window: entered.elapsed(),
+                    first_ui: Duration::ZERO,
+                    frames: 0,
+                }) as Box<dyn eframe::App>
+            } else {
+                Box::new(app) as Box<dyn eframe::App>
+            })
         }),
     );
     match result {
@@ -1785,6 +1801,55 @@ pub fn run_gui(args: &GuiArgs) -> i32 {
                 short_error(&e.to_string())
             );
             2
+        }
+    }
+}
+
+/// With this variable set, the window says `first frame painted` on stdout
+/// as soon as its first frame is on the screen (with where the time went,
+/// in ms since `run_gui` began), and closes: how `benches/start.rs` times
+/// start to first frame. Not for users.
+pub const EXIT_AFTER_FIRST_FRAME: &str = "FORKSCOPE_EXIT_AFTER_FIRST_FRAME";
+
+/// The app, closing once its first frame has been painted.
+struct FirstFrameOnly {
+    app: App,
+    entered: Instant,
+    /// `App::new` took this long.
+    app_new: Duration,
+    /// eframe had its window and GL context after this long.
+    window: Duration,
+    /// The first frame's `ui` ended after this long.
+    first_ui: Duration,
+    frames: u32,
+}
+
+impl eframe::App for FirstFrameOnly {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frames += 1;
+        // eframe paints (and shows the window) after the first `ui`
+        // returns: the second call comes after the first frame was painted.
+        if self.frames == 2 {
+            use std::io::Write;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "first frame painted: app_new_ms={:.1} window_ms={:.1} first_ui_ms={:.1} \
+                 painted_ms={:.1}",
+                ms(self.app_new),
+                ms(self.window),
+                ms(self.first_ui),
+                ms(self.entered.elapsed()),
+            );
+            let _ = out.flush();
+            ui.ctx().send_viewport_cmd(ViewportCommand::Close);
+        } else {
+            ui.ctx().request_repaint();
+        }
+        self.app.frame(ui);
+        if self.frames == 1 {
+            self.first_ui = self.entered.elapsed();
         }
     }
 }

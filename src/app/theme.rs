@@ -216,15 +216,22 @@ pub const ALARM: Color32 = Color32::from_rgb(0xB0, 0x4A, 0x00);
 
 /// Relative luminance (WCAG 2).
 pub fn luminance(c: Color32) -> f32 {
-    let lin = |v: u8| {
-        let v = f32::from(v) / 255.0;
-        if v <= 0.039_28 {
-            v / 12.92
-        } else {
-            ((v + 0.055) / 1.055).powf(2.4)
-        }
-    };
+    // Every text colour of every frame goes through here (`ink`): the
+    // channel's linear value comes from a table made once.
+    static LINEAR: std::sync::LazyLock<[f32; 256]> =
+        std::sync::LazyLock::new(|| std::array::from_fn(|v| srgb_to_linear(v as u8)));
+    let lin = |v: u8| LINEAR[usize::from(v)];
     0.2126 * lin(c.r()) + 0.7152 * lin(c.g()) + 0.0722 * lin(c.b())
+}
+
+/// An sRGB channel's linear value (WCAG 2), 0 to 1.
+fn srgb_to_linear(v: u8) -> f32 {
+    let v = f32::from(v) / 255.0;
+    if v <= 0.039_28 {
+        v / 12.92
+    } else {
+        ((v + 0.055) / 1.055).powf(2.4)
+    }
 }
 
 /// Contrast ratio of two colours, 1 to 21.

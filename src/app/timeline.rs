@@ -271,21 +271,25 @@ fn draw_lane(
         let x2 = x_of(end.unwrap_or(open_end));
         (x2 - x1 >= 0.3).then_some((x1, x2.max(x1 + 1.0)))
     };
+    let mut bars = Bars::new(painter, y + 4.0, y + LANE_H - 4.0);
     for s in &lane.states {
         if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
             let c = match s.what {
                 LaneState::WaitsTurn => theme::WAITS_TURN,
                 other => theme::state_color(&other.as_proc_state()),
             };
-            let r = Rect::from_min_max(pos2(x1, y + 4.0), pos2(x2, y + LANE_H - 4.0));
-            painter.rect_filled(r, 0.0, c);
+            bars.add(x1, x2, c);
         }
     }
+    bars.flush();
+    let mut bars = Bars::new(painter, y + 1.0, y + 5.0);
     for s in &lane.holds {
         if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
-            let r = Rect::from_min_max(pos2(x1, y + 1.0), pos2(x2, y + 5.0));
-            painter.rect_filled(r, 0.0, theme::okabe_ito::YELLOW);
             if x2 - x1 > 40.0 {
+                // Its words go on top of its bar: drawn as before, in order.
+                bars.flush();
+                bars.add(x1, x2, theme::okabe_ito::YELLOW);
+                bars.flush();
                 painter.text(
                     pos2(x1 + 2.0, y + 5.0),
                     Align2::LEFT_TOP,
@@ -293,14 +297,19 @@ fn draw_lane(
                     FontId::proportional(9.0),
                     theme::text_on(theme::okabe_ito::BLUISH_GREEN),
                 );
+            } else {
+                bars.add(x1, x2, theme::okabe_ito::YELLOW);
             }
         }
     }
+    bars.flush();
+    let mut bars = Bars::new(painter, y + LANE_H - 5.0, y + LANE_H - 1.0);
     for s in &lane.tasks {
         if let Some((x1, x2)) = body(s.start_t_ns, s.end_t_ns) {
-            let r = Rect::from_min_max(pos2(x1, y + LANE_H - 5.0), pos2(x2, y + LANE_H - 1.0));
-            painter.rect_filled(r, 0.0, theme::okabe_ito::BLUE);
             if x2 - x1 > 36.0 {
+                bars.flush();
+                bars.add(x1, x2, theme::okabe_ito::BLUE);
+                bars.flush();
                 painter.text(
                     pos2(x1 + 2.0, y + 4.0),
                     Align2::LEFT_TOP,
@@ -308,9 +317,74 @@ fn draw_lane(
                     FontId::proportional(9.0),
                     ctx.theme.text,
                 );
+            } else {
+                bars.add(x1, x2, theme::okabe_ito::BLUE);
             }
         }
     }
+    bars.flush();
+}
+
+/// A bar of a lane: x from, x to, colour.
+type Bar = (f32, f32, Color32);
+
+/// The bars of one row of a lane (opaque colours, square corners), drawn
+/// left to right. Consecutive bars of one colour that touch or overlap are
+/// drawn as one rectangle: the same pixels, but a long run's lane holds
+/// thousands of spans narrower than a pixel (each drawn at least 1 pt
+/// wide), which would otherwise be thousands of overlapping shapes to
+/// tessellate every frame. A gap between two bars, however thin, stays.
+struct Bars<'p> {
+    painter: &'p egui::Painter,
+    top: f32,
+    bottom: f32,
+    /// The bar not drawn yet.
+    pending: Option<Bar>,
+}
+
+impl<'p> Bars<'p> {
+    fn new(painter: &'p egui::Painter, top: f32, bottom: f32) -> Bars<'p> {
+        Bars {
+            painter,
+            top,
+            bottom,
+            pending: None,
+        }
+    }
+
+    fn add(&mut self, x1: f32, x2: f32, color: Color32) {
+        if let Some(done) = merge_bar(&mut self.pending, (x1, x2, color)) {
+            self.draw(done);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(done) = self.pending.take() {
+            self.draw(done);
+        }
+    }
+
+    fn draw(&self, (x1, x2, c): Bar) {
+        let r = Rect::from_min_max(pos2(x1, self.top), pos2(x2, self.bottom));
+        self.painter.rect_filled(r, 0.0, c);
+    }
+}
+
+/// Adds `bar` to the one pending: one bar if they are of one colour and
+/// touch or overlap, else the pending one is done (returned) and `bar`
+/// waits.
+fn merge_bar(pending: &mut Option<Bar>, bar: Bar) -> Option<Bar> {
+    let (x1, x2, color) = bar;
+    if let Some((from, to, c)) = pending
+        && *c == color
+        && x1 <= *to
+        && x2 >= *from
+    {
+        *from = from.min(x1);
+        *to = to.max(x2);
+        return None;
+    }
+    pending.replace(bar)
 }
 
 /// A red diamond with a "!" where a write overwrote another's update.
@@ -491,4 +565,66 @@ fn legend(ui: &mut Ui) {
     ));
     ui.small("lost update");
     let _ = Color32::TRANSPARENT;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The colour seen at `x`: the last bar drawn over it.
+    fn seen(bars: &[Bar], x: f32) -> Option<Color32> {
+        bars.iter()
+            .rev()
+            .find(|(a, b, _)| *a <= x && x <= *b)
+            .map(|(_, _, c)| *c)
+    }
+
+    #[test]
+    fn merged_bars_cover_the_same_as_the_bars_drawn_one_by_one() {
+        let colors = [Color32::RED, Color32::GREEN, Color32::BLUE];
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as f32 / (1u64 << 31) as f32
+        };
+        for _ in 0..40 {
+            // Spans in time order, some narrower than a pixel, some gaps.
+            let mut bars = Vec::new();
+            let mut x = 0.0f32;
+            for _ in 0..100 {
+                x += next() * 0.6;
+                let w = (next() * next() * 4.0).max(1.0);
+                let c = colors[(next() * 1.4) as usize];
+                bars.push((x, x + w, c));
+                x += next() * 2.0;
+            }
+            let mut merged = Vec::new();
+            let mut pending = None;
+            for b in &bars {
+                merged.extend(merge_bar(&mut pending, *b));
+            }
+            merged.extend(pending);
+            assert!(merged.len() < bars.len());
+            let end = x + 5.0;
+            let mut at = -1.0f32;
+            while at < end {
+                assert_eq!(seen(&bars, at), seen(&merged, at), "at x = {at}");
+                at += 0.013;
+            }
+        }
+    }
+
+    #[test]
+    fn a_thin_gap_between_bars_of_one_colour_stays() {
+        let mut pending = None;
+        assert_eq!(merge_bar(&mut pending, (0.0, 1.0, Color32::RED)), None);
+        assert_eq!(
+            merge_bar(&mut pending, (1.01, 2.0, Color32::RED)),
+            Some((0.0, 1.0, Color32::RED))
+        );
+        assert_eq!(merge_bar(&mut pending, (1.5, 3.0, Color32::RED)), None);
+        assert_eq!(pending, Some((1.01, 3.0, Color32::RED)));
+    }
 }

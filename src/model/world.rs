@@ -7,7 +7,7 @@
 //! because a viewer that dies on odd input shows nothing at all.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use crate::protocol::{Body, Event, RUNNER_ID, ResourceKind, Stream, Value};
@@ -715,37 +715,47 @@ impl World {
     /// are now, so an adopted process appears under its adopter; processes
     /// whose parent is unknown are roots, and odd cycles are broken.
     pub fn processes_by_tree(&self) -> Vec<TreeRow<'_>> {
-        let mut kids: BTreeMap<&str, Vec<&Process>> = BTreeMap::new();
-        let mut roots: Vec<&Process> = Vec::new();
-        for p in self.processes.values() {
+        // By index in `processes` (id order): every view asks for this
+        // every frame, so no maps of strings here.
+        let procs: Vec<&Process> = self.processes.values().collect();
+        let index_of = |id: &str| procs.binary_search_by(|p| p.id.as_str().cmp(id)).ok();
+        let mut kids: Vec<Vec<usize>> = vec![Vec::new(); procs.len()];
+        let mut roots: Vec<usize> = Vec::new();
+        for (i, p) in procs.iter().enumerate() {
             match p.parent.as_deref() {
-                Some(parent) if parent != p.id && self.processes.contains_key(parent) => {
-                    kids.entry(parent).or_default().push(p)
+                Some(parent)
+                    if parent != p.id
+                        && let Some(at) = index_of(parent) =>
+                {
+                    kids[at].push(i)
                 }
-                _ => roots.push(p),
+                _ => roots.push(i),
             }
         }
-        for list in kids.values_mut() {
-            list.sort_by_key(|p| p.spawn_order);
+        let order = |i: &usize| procs[*i].spawn_order;
+        for list in &mut kids {
+            list.sort_by_key(order);
         }
-        roots.sort_by_key(|p| p.spawn_order);
+        roots.sort_by_key(order);
         // Anything in a parent cycle is unreachable from the roots; visit it
         // afterwards as a root of its own.
-        let mut by_order: Vec<&Process> = self.processes.values().collect();
-        by_order.sort_by_key(|p| p.spawn_order);
+        let mut by_order: Vec<usize> = (0..procs.len()).collect();
+        by_order.sort_by_key(order);
 
-        let mut rows = Vec::with_capacity(self.processes.len());
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut rows = Vec::with_capacity(procs.len());
+        let mut seen = vec![false; procs.len()];
+        let mut stack = Vec::new();
         for start in roots.into_iter().chain(by_order) {
-            let mut stack = vec![(0_usize, start)];
-            while let Some((depth, p)) = stack.pop() {
-                if !seen.insert(p.id.as_str()) {
+            stack.push((0_usize, start));
+            while let Some((depth, i)) = stack.pop() {
+                if std::mem::replace(&mut seen[i], true) {
                     continue;
                 }
-                rows.push(TreeRow { depth, process: p });
-                if let Some(list) = kids.get(p.id.as_str()) {
-                    stack.extend(list.iter().rev().map(|c| (depth + 1, *c)));
-                }
+                rows.push(TreeRow {
+                    depth,
+                    process: procs[i],
+                });
+                stack.extend(kids[i].iter().rev().map(|c| (depth + 1, *c)));
             }
         }
         rows
@@ -1597,4 +1607,79 @@ fn split_index(name: &str) -> Option<(&str, usize)> {
     let inner = name.strip_suffix(']')?;
     let (base, index) = inner.split_once('[')?;
     Some((base, index.parse().ok()?))
+}
+
+#[cfg(test)]
+mod by_tree_tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// `processes_by_tree` as it was written first (maps of strings): the
+    /// reference the faster one must agree with.
+    fn by_tree_reference(w: &World) -> Vec<(usize, String)> {
+        let mut kids: BTreeMap<&str, Vec<&Process>> = BTreeMap::new();
+        let mut roots: Vec<&Process> = Vec::new();
+        for p in w.processes.values() {
+            match p.parent.as_deref() {
+                Some(parent) if parent != p.id && w.processes.contains_key(parent) => {
+                    kids.entry(parent).or_default().push(p)
+                }
+                _ => roots.push(p),
+            }
+        }
+        for list in kids.values_mut() {
+            list.sort_by_key(|p| p.spawn_order);
+        }
+        roots.sort_by_key(|p| p.spawn_order);
+        let mut by_order: Vec<&Process> = w.processes.values().collect();
+        by_order.sort_by_key(|p| p.spawn_order);
+        let mut rows = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for start in roots.into_iter().chain(by_order) {
+            let mut stack = vec![(0_usize, start)];
+            while let Some((depth, p)) = stack.pop() {
+                if !seen.insert(p.id.as_str()) {
+                    continue;
+                }
+                rows.push((depth, p.id.clone()));
+                if let Some(list) = kids.get(p.id.as_str()) {
+                    stack.extend(list.iter().rev().map(|c| (depth + 1, *c)));
+                }
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_tree_order_is_the_reference_one_with_cycles_and_unknown_parents() {
+        let mut state = 7u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..300 {
+            let n = next(40) + 1;
+            let mut w = World::default();
+            for i in 0..n {
+                let id = format!("p{i}");
+                // Spawn orders tie now and then: siblings keep id order.
+                let mut p = Process::new(&id, 0, next(n));
+                p.parent = match next(5) {
+                    0 => None,
+                    1 => Some("nobody".to_string()),
+                    2 => Some(id.clone()),
+                    _ => Some(format!("p{}", next(n))),
+                };
+                w.processes.insert(id, p);
+            }
+            let rows: Vec<(usize, String)> = w
+                .processes_by_tree()
+                .iter()
+                .map(|r| (r.depth, r.process.id.clone()))
+                .collect();
+            assert_eq!(rows, by_tree_reference(&w));
+        }
+    }
 }
