@@ -72,6 +72,19 @@ impl Session {
         } else {
             crate::collector::REORDER_WINDOW_NS
         };
+        Session::start_with_window(scenario_text, origin, params, opts, window_ns)
+    }
+
+    /// [`Session::start`] with the collector's reorder window given
+    /// (benchmarks measure the way from a process to the model with and
+    /// without it).
+    pub fn start_with_window(
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+        window_ns: u64,
+    ) -> Result<Session> {
         let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
             .context("cannot start the event collector")?;
         let spec = RunSpec {

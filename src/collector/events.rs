@@ -1,0 +1,216 @@
+//! The collector's events, handed over in batches: one channel message per
+//! pass of the collector (everything its reorder window lets go at once),
+//! not one per event, so a busy run costs the consumer one wake-up per
+//! batch. The consumer may still take them one at a time
+//! ([`Events::try_recv`], [`Events::recv_timeout`]) or a batch at a time
+//! ([`Events::try_recv_batch`], [`Events::recv_batch_timeout`]).
+//!
+//! The bound is in events, as before: when the consumer has fallen
+//! `capacity` events behind, what does not fit is dropped and counted
+//! (`Stats::dropped`), never queued without end.
+
+use crate::protocol::Event;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A pair: the collector's end and the consumer's end.
+pub fn channel(capacity: usize) -> (EventTx, Events) {
+    let (tx, rx) = unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        EventTx {
+            tx,
+            queued: queued.clone(),
+            capacity,
+        },
+        Events {
+            rx,
+            taken: Arc::new(Mutex::new(VecDeque::new())),
+            queued,
+        },
+    )
+}
+
+/// What [`EventTx::send`] did with a batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// All in, or this many events did not fit and were dropped.
+    Dropped(usize),
+    /// Nobody listens any more.
+    Disconnected,
+}
+
+/// The collector's end.
+pub struct EventTx {
+    tx: Sender<Vec<Event>>,
+    /// Events sent and not taken yet (in the channel or in a consumer's
+    /// hands, not yet popped).
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl EventTx {
+    /// Sends a batch (in order); what would pass `capacity` is dropped.
+    pub fn send(&self, mut batch: Vec<Event>) -> Sent {
+        if batch.is_empty() {
+            return Sent::Dropped(0);
+        }
+        let room = self
+            .capacity
+            .saturating_sub(self.queued.load(Ordering::Acquire));
+        let dropped = batch.len().saturating_sub(room);
+        batch.truncate(room);
+        if batch.is_empty() {
+            return Sent::Dropped(dropped);
+        }
+        let n = batch.len();
+        self.queued.fetch_add(n, Ordering::AcqRel);
+        if self.tx.send(batch).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return Sent::Disconnected;
+        }
+        Sent::Dropped(dropped)
+    }
+}
+
+/// The consumer's end. Clones share one queue: an event is taken once,
+/// by whichever clone asks first.
+#[derive(Clone)]
+pub struct Events {
+    rx: Receiver<Vec<Event>>,
+    /// Events of a batch received but not taken yet.
+    taken: Arc<Mutex<VecDeque<Event>>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Events {
+    /// Events sent and not taken yet.
+    pub fn len(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pop(&self) -> Option<Event> {
+        let mut q = self.taken.lock().ok()?;
+        let e = q.pop_front()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(e)
+    }
+
+    fn push_back(&self, batch: Vec<Event>) {
+        match self.taken.lock() {
+            Ok(mut q) => q.extend(batch),
+            // A consumer panicked while holding the queue: its events
+            // are lost with it; so are these.
+            Err(_) => {
+                self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// The next event, if one is there now.
+    pub fn try_recv(&self) -> Result<Event, TryRecvError> {
+        if let Some(e) = self.pop() {
+            return Ok(e);
+        }
+        let batch = self.rx.try_recv()?;
+        self.push_back(batch);
+        self.pop().ok_or(TryRecvError::Empty)
+    }
+
+    /// The next event, waiting at most `timeout` for it.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
+        if let Some(e) = self.pop() {
+            return Ok(e);
+        }
+        let batch = self.rx.recv_timeout(timeout)?;
+        self.push_back(batch);
+        self.pop().ok_or(RecvTimeoutError::Timeout)
+    }
+
+    /// Every event there now (empty: none yet).
+    pub fn try_recv_batch(&self) -> Result<Vec<Event>, TryRecvError> {
+        let mut out: Vec<Event> = match self.taken.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        loop {
+            match self.rx.try_recv() {
+                Ok(batch) if out.is_empty() => out = batch,
+                Ok(batch) => out.extend(batch),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) if out.is_empty() => {
+                    return Err(TryRecvError::Disconnected);
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        self.queued.fetch_sub(out.len(), Ordering::AcqRel);
+        Ok(out)
+    }
+
+    /// Every event there now, waiting at most `timeout` for the first.
+    pub fn recv_batch_timeout(&self, timeout: Duration) -> Result<Vec<Event>, RecvTimeoutError> {
+        match self.try_recv_batch() {
+            Ok(b) if !b.is_empty() => return Ok(b),
+            Ok(_) => {}
+            Err(_) => return Err(RecvTimeoutError::Disconnected),
+        }
+        let first = self.rx.recv_timeout(timeout)?;
+        self.queued.fetch_sub(first.len(), Ordering::AcqRel);
+        let mut out = first;
+        if let Ok(more) = self.try_recv_batch() {
+            out.extend(more);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Body;
+
+    fn ev(seq: u64) -> Event {
+        Event {
+            t_ns: seq,
+            seq,
+            proc_id: "p".into(),
+            pid: 1,
+            line: None,
+            thread: None,
+            tid: None,
+            body: Body::Wake {},
+        }
+    }
+
+    #[test]
+    fn batches_come_out_one_by_one_in_order_and_past_the_bound_are_dropped() {
+        let (tx, rx) = channel(5);
+        assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
+        assert_eq!(tx.send((3..7).map(ev).collect()), Sent::Dropped(2));
+        assert_eq!(rx.len(), 5);
+        let other = rx.clone();
+        assert_eq!(rx.try_recv().map(|e| e.seq), Ok(0));
+        assert_eq!(other.try_recv().map(|e| e.seq), Ok(1));
+        let rest: Vec<u64> = rx
+            .try_recv_batch()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(rest, vec![2, 3, 4]);
+        assert!(rx.is_empty());
+        drop(tx);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+    }
+}
