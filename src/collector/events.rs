@@ -5,33 +5,66 @@
 //! ([`Events::try_recv`], [`Events::recv_timeout`]) or a batch at a time
 //! ([`Events::try_recv_batch`], [`Events::recv_batch_timeout`]).
 //!
-//! The bound is in events, as before: when the consumer has fallen
-//! `capacity` events behind, what does not fit is dropped and counted
-//! (`Stats::dropped`), never queued without end.
+//! The bound is in events. Long before it is reached, the collector stops
+//! reading the processes' connections ([`EventTx::should_pause`]): their
+//! socket buffers fill and their writes wait, so a consumer that is slower
+//! than the processes slows them down instead of losing their events; the
+//! consumer wakes the collector when it has caught up. Only what comes
+//! while the collector cannot wait (the end of a run) is dropped past the
+//! bound and counted (`Stats::dropped`), never queued without end.
 
 use crate::protocol::Event;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
+use nix::sys::eventfd::EventFd;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A pair: the collector's end and the consumer's end.
-pub fn channel(capacity: usize) -> (EventTx, Events) {
+/// A pair: the collector's end and the consumer's end. `wake` is the
+/// collector's eventfd: the consumer writes it when it has caught up with
+/// a collector that paused.
+pub fn channel(capacity: usize, wake: Arc<EventFd>) -> (EventTx, Events) {
     let (tx, rx) = unbounded();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        queued: AtomicUsize::new(0),
+        paused: AtomicBool::new(false),
+        resume_at: capacity / 4,
+        wake,
+    });
     (
         EventTx {
             tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
             capacity,
         },
         Events {
             rx,
             taken: Arc::new(Mutex::new(VecDeque::new())),
-            queued,
+            shared,
         },
     )
+}
+
+struct Shared {
+    /// Events sent and not taken yet (in the channel or in a consumer's
+    /// hands, not yet popped).
+    queued: AtomicUsize,
+    /// The collector stopped reading until the consumer catches up.
+    paused: AtomicBool,
+    /// Caught up: this few events left.
+    resume_at: usize,
+    wake: Arc<EventFd>,
+}
+
+impl Shared {
+    /// `n` events were taken.
+    fn taken(&self, n: usize) {
+        let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
+        if left <= self.resume_at && self.paused.swap(false, Ordering::AcqRel) {
+            let _ = self.wake.write(1);
+        }
+    }
 }
 
 /// What [`EventTx::send`] did with a batch.
@@ -46,13 +79,28 @@ pub enum Sent {
 /// The collector's end.
 pub struct EventTx {
     tx: Sender<Vec<Event>>,
-    /// Events sent and not taken yet (in the channel or in a consumer's
-    /// hands, not yet popped).
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     capacity: usize,
 }
 
 impl EventTx {
+    /// The consumer is so far behind (with `waiting` more events on their
+    /// way) that the collector should stop reading until it catches up.
+    /// True also sets the flag the consumer looks at to wake it.
+    pub fn should_pause(&self, waiting: usize) -> bool {
+        let behind = |s: &Shared| s.queued.load(Ordering::Acquire) + waiting;
+        if behind(&self.shared) < self.capacity / 2 {
+            return false;
+        }
+        self.shared.paused.store(true, Ordering::Release);
+        // It may have caught up in between: then nobody would wake us.
+        if self.shared.queued.load(Ordering::Acquire) <= self.shared.resume_at {
+            self.shared.paused.store(false, Ordering::Release);
+            return behind(&self.shared) >= self.capacity / 2;
+        }
+        true
+    }
+
     /// Sends a batch (in order); what would pass `capacity` is dropped.
     pub fn send(&self, mut batch: Vec<Event>) -> Sent {
         if batch.is_empty() {
@@ -60,16 +108,16 @@ impl EventTx {
         }
         let room = self
             .capacity
-            .saturating_sub(self.queued.load(Ordering::Acquire));
+            .saturating_sub(self.shared.queued.load(Ordering::Acquire));
         let dropped = batch.len().saturating_sub(room);
         batch.truncate(room);
         if batch.is_empty() {
             return Sent::Dropped(dropped);
         }
         let n = batch.len();
-        self.queued.fetch_add(n, Ordering::AcqRel);
+        self.shared.queued.fetch_add(n, Ordering::AcqRel);
         if self.tx.send(batch).is_err() {
-            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.shared.queued.fetch_sub(n, Ordering::AcqRel);
             return Sent::Disconnected;
         }
         Sent::Dropped(dropped)
@@ -83,13 +131,13 @@ pub struct Events {
     rx: Receiver<Vec<Event>>,
     /// Events of a batch received but not taken yet.
     taken: Arc<Mutex<VecDeque<Event>>>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 impl Events {
     /// Events sent and not taken yet.
     pub fn len(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.shared.queued.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,7 +147,8 @@ impl Events {
     fn pop(&self) -> Option<Event> {
         let mut q = self.taken.lock().ok()?;
         let e = q.pop_front()?;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        drop(q);
+        self.shared.taken(1);
         Some(e)
     }
 
@@ -108,9 +157,7 @@ impl Events {
             Ok(mut q) => q.extend(batch),
             // A consumer panicked while holding the queue: its events
             // are lost with it; so are these.
-            Err(_) => {
-                self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
-            }
+            Err(_) => self.shared.taken(batch.len()),
         }
     }
 
@@ -151,7 +198,7 @@ impl Events {
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-        self.queued.fetch_sub(out.len(), Ordering::AcqRel);
+        self.shared.taken(out.len());
         Ok(out)
     }
 
@@ -163,7 +210,7 @@ impl Events {
             Err(_) => return Err(RecvTimeoutError::Disconnected),
         }
         let first = self.rx.recv_timeout(timeout)?;
-        self.queued.fetch_sub(first.len(), Ordering::AcqRel);
+        self.shared.taken(first.len());
         let mut out = first;
         if let Ok(more) = self.try_recv_batch() {
             out.extend(more);
@@ -192,7 +239,8 @@ mod tests {
 
     #[test]
     fn batches_come_out_one_by_one_in_order_and_past_the_bound_are_dropped() {
-        let (tx, rx) = channel(5);
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let (tx, rx) = channel(5, wake);
         assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
         assert_eq!(tx.send((3..7).map(ev).collect()), Sent::Dropped(2));
         assert_eq!(rx.len(), 5);

@@ -20,10 +20,12 @@ impl Bench {
         let path = dir.join("probe.sock");
         let listener = UnixListener::bind(&path).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
-        let (tx, rx) = events::channel(1024);
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let (tx, rx) = events::channel(1024, wake.clone());
         let mut state = State::new(
             listener,
             tx,
+            wake,
             Arc::new(Stats::default()),
             Arc::new(AtomicBool::new(false)),
         )

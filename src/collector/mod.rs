@@ -80,10 +80,21 @@ const MAX_READY: usize = 1024;
 /// the collector still looks around this rarely.
 const HOUSEKEEPING_BUSY: Duration = Duration::from_millis(100);
 const HOUSEKEEPING_IDLE: Duration = Duration::from_secs(1);
+/// With a reorder window of at least [`COALESCE_MIN_WINDOW_NS`], the
+/// connections are read, and events let go, at most once per this: the
+/// events wait for their window anyway, and a busy run then wakes the
+/// collector and its consumer a few hundred times a second instead of once
+/// per event. Pidfds and pipes (whose stamps are taken on reading) still
+/// wake it at once. Gated runs (no window) read everything at once.
+const COALESCE: Duration = Duration::from_millis(5);
+const COALESCE_MIN_WINDOW_NS: u64 = 10_000_000;
 /// epoll tokens: the kind of source in the top bits, a number that is
 /// never used twice below them.
 const TOKEN_LISTENER: u64 = 0;
 const TOKEN_WAKE: u64 = 1;
+/// The epoll instance of the connections, itself watched by the main one.
+const TOKEN_CONNS: u64 = 2;
+const CONNS_FLAGS: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLONESHOT);
 const TOKEN_FIRST: u64 = 16;
 /// Longest that events wait behind an announcement whose bytes have not
 /// come through the pipe yet (a process stopped between the two).
@@ -171,12 +182,14 @@ impl Collector {
     pub fn start(capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
         let (listener, socket) = bind_abstract()?;
         listener.set_nonblocking(true)?;
-        let (tx, rx) = events::channel(capacity);
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+        )?);
+        let (tx, rx) = events::channel(capacity, wake.clone());
         let stats = Arc::new(Stats::default());
         let finish = Arc::new(AtomicBool::new(false));
         let gates = Gates::default();
-        let mut state = State::new(listener, tx, stats.clone(), finish.clone())?;
-        let wake = state.wake.clone();
+        let mut state = State::new(listener, tx, wake.clone(), stats.clone(), finish.clone())?;
         let root = state.root.clone();
         state.gates = gates.clone();
         state.window_ns = reorder_window_ns;
@@ -311,8 +324,8 @@ struct Conn {
     stream: UnixStream,
     /// Its epoll token.
     token: u64,
-    /// Watched by epoll (not while its hello is held).
-    watched: bool,
+    /// Which epoll watches it (none while its hello is held).
+    watched: Watch,
     buf: Vec<u8>,
     /// Inside a line that is too long: drop bytes up to the next newline.
     skipping: bool,
@@ -363,10 +376,11 @@ enum Slot {
 }
 
 /// An event waiting for the reorder window: a min-heap on (stamp, arrival).
+/// The event is boxed: the heap moves 24 bytes, not a whole event.
 struct Waiting {
     t_ns: u64,
     arrival: u64,
-    event: Event,
+    event: Box<Event>,
 }
 
 impl PartialEq for Waiting {
@@ -393,10 +407,23 @@ impl Ord for Waiting {
 struct State {
     listener: UnixListener,
     tx: EventTx,
-    /// Every descriptor the collector reads, registered once.
+    /// Every descriptor the collector reads, registered once; the
+    /// connections through `conn_epoll`, which the main one watches
+    /// one-shot: it is armed again after [`COALESCE`] (if the window
+    /// allows), and not while the consumer is far behind.
     epoll: Epoll,
-    /// Woken by [`Collector::finish`].
+    conn_epoll: Epoll,
+    conns_armed: bool,
+    /// What `epoll_wait` returns, kept from pass to pass.
+    ready_main: Vec<EpollEvent>,
+    ready_conns: Vec<EpollEvent>,
+    /// Not before then.
+    rearm_at: Instant,
+    last_flush: Instant,
+    /// Woken by [`Collector::finish`], and by a consumer that caught up.
     wake: Arc<EventFd>,
+    /// `finish` was asked: nothing waits for the consumer any more.
+    finishing: bool,
     /// What each epoll token stands for.
     slots: HashMap<u64, Slot>,
     next_token: u64,
@@ -486,9 +513,22 @@ impl Tree {
     }
 }
 
+/// Where a connection is watched: before its hello in the main epoll
+/// (read at once, whatever the consumer does: a hello is due within
+/// [`HELLO_TIMEOUT`]), after it in `conn_epoll`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    No,
+    Main,
+    Conns,
+}
+
 /// What one read of a connection found.
 enum Read {
-    Some,
+    /// The buffer was filled: there may be more.
+    Full,
+    /// Everything that was there.
+    Drained,
     Nothing,
     Closed,
 }
@@ -506,21 +546,30 @@ impl State {
     fn new(
         listener: UnixListener,
         tx: EventTx,
+        wake: Arc<EventFd>,
         stats: Arc<Stats>,
         finish: Arc<AtomicBool>,
     ) -> io::Result<State> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        let conn_epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
             &listener,
             EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER),
         )?;
-        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))?;
+        epoll.add(&*wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))?;
+        epoll.add(&conn_epoll.0, EpollEvent::new(CONNS_FLAGS, TOKEN_CONNS))?;
         Ok(State {
             listener,
             tx,
             epoll,
-            wake: Arc::new(wake),
+            conn_epoll,
+            conns_armed: true,
+            ready_main: Vec::new(),
+            ready_conns: Vec::new(),
+            rearm_at: Instant::now(),
+            last_flush: Instant::now(),
+            wake,
+            finishing: false,
             slots: HashMap::new(),
             next_token: TOKEN_FIRST,
             rbuf: vec![0; READ_BYTES],
@@ -554,6 +603,7 @@ impl State {
         while !self.closed {
             if drain_deadline.is_none() && self.finish.load(Ordering::SeqCst) {
                 drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+                self.finishing = true;
             }
             if let Some(d) = drain_deadline
                 && (Instant::now() >= d
@@ -565,6 +615,7 @@ impl State {
             {
                 break;
             }
+            self.arm_conns();
             let timeout = self.next_timeout(drain_deadline);
             self.pass(timeout);
             if Instant::now() >= self.next_housekeeping {
@@ -586,9 +637,18 @@ impl State {
             until = until.min(d);
         }
         let mut wait = until.saturating_duration_since(now);
+        if !self.conns_armed && !self.behind() {
+            wait = wait.min(self.rearm_at.saturating_duration_since(now));
+        }
         if let Some(top) = self.pending.peek() {
             let now_ns = now_ns();
-            let due_ns = top.t_ns.saturating_add(self.window_ns);
+            let spaced_ns = (self.last_flush + self.coalesce())
+                .saturating_duration_since(now)
+                .as_nanos() as u64;
+            let due_ns = top
+                .t_ns
+                .saturating_add(self.window_ns)
+                .max(now_ns + spaced_ns);
             let left_ns = if due_ns > now_ns {
                 due_ns - now_ns
             } else {
@@ -614,20 +674,24 @@ impl State {
     /// Waits (at most `timeout`) for descriptors that have something, and
     /// reads them. Only ready descriptors cost anything.
     fn pass(&mut self, timeout: EpollTimeout) {
-        let mut ready = [EpollEvent::empty(); MAX_READY];
-        let n = match self.epoll.wait(&mut ready, timeout) {
-            Ok(n) => n,
-            Err(_) => return,
-        };
+        let mut ready = std::mem::take(&mut self.ready_main);
+        ready.resize(MAX_READY, EpollEvent::empty());
+        let n = self.epoll.wait(&mut ready, timeout).unwrap_or(0);
         // Deaths last, after what the processes sent before them (as the
         // poll loop did): their `exit` drains their pipes first anyway.
         let mut died: Vec<(u64, String)> = Vec::new();
-        for ev in &ready[..n] {
+        for ev in ready.iter().take(n) {
             let token = ev.data();
             match token {
                 TOKEN_LISTENER => self.accept(),
                 TOKEN_WAKE => {
                     let _ = self.wake.read();
+                }
+                TOKEN_CONNS => {
+                    // One-shot: disarmed now; armed again by `arm_conns`.
+                    self.conns_armed = false;
+                    self.rearm_at = Instant::now() + self.coalesce();
+                    self.read_ready_conns();
                 }
                 _ => match self.slots.get(&token) {
                     Some(Slot::Conn(i)) => {
@@ -643,6 +707,7 @@ impl State {
                 },
             }
         }
+        self.ready_main = ready;
         for (token, id) in died {
             self.slots.remove(&token);
             let current = self
@@ -656,6 +721,52 @@ impl State {
         self.compact();
     }
 
+    /// Reads the connections that have something (while the consumer
+    /// keeps up: the rest stay ready for later).
+    fn read_ready_conns(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready_conns);
+        ready.resize(MAX_READY, EpollEvent::empty());
+        let n = self
+            .conn_epoll
+            .wait(&mut ready, EpollTimeout::ZERO)
+            .unwrap_or(0);
+        for ev in ready.iter().take(n) {
+            if let Some(Slot::Conn(i)) = self.slots.get(&ev.data()) {
+                let i = *i;
+                self.read_conn(i);
+            }
+            if self.behind() {
+                break;
+            }
+        }
+        self.ready_conns = ready;
+    }
+
+    /// The consumer is so far behind that connections are not read.
+    fn behind(&self) -> bool {
+        !self.finishing && self.tx.should_pause(self.pending.len() + self.outbox.len())
+    }
+
+    /// How long reads of connections and releases of events are spaced.
+    fn coalesce(&self) -> Duration {
+        if self.window_ns >= COALESCE_MIN_WINDOW_NS && !self.finishing {
+            COALESCE
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Watches the connections again once their pause is over, unless the
+    /// consumer is far behind (their processes' writes wait then, nothing
+    /// is lost; the consumer wakes us when it caught up).
+    fn arm_conns(&mut self) {
+        if self.conns_armed || Instant::now() < self.rearm_at || self.behind() {
+            return;
+        }
+        let mut ev = EpollEvent::new(CONNS_FLAGS, TOKEN_CONNS);
+        self.conns_armed = self.epoll.modify(&self.conn_epoll.0, &mut ev).is_ok();
+    }
+
     fn token(&mut self) -> u64 {
         self.next_token += 1;
         self.next_token
@@ -664,12 +775,17 @@ impl State {
     /// Starts watching connection `i` (again).
     fn watch_conn(&mut self, i: usize) {
         let c = &mut self.conns[i];
-        if c.watched || c.dead {
+        if c.watched != Watch::No || c.dead {
             return;
         }
         let ev = EpollEvent::new(EpollFlags::EPOLLIN, c.token);
-        if self.epoll.add(&c.stream, ev).is_ok() {
-            c.watched = true;
+        let (epoll, watch) = if c.who.is_some() {
+            (&self.conn_epoll, Watch::Conns)
+        } else {
+            (&self.epoll, Watch::Main)
+        };
+        if epoll.add(&c.stream, ev).is_ok() {
+            c.watched = watch;
         } else {
             c.dead = true;
         }
@@ -678,10 +794,16 @@ impl State {
     /// Stops watching connection `i` (its hello is held: it is not read).
     fn unwatch_conn(&mut self, i: usize) {
         let c = &mut self.conns[i];
-        if c.watched {
-            let _ = self.epoll.delete(&c.stream);
-            c.watched = false;
+        match c.watched {
+            Watch::No => {}
+            Watch::Main => {
+                let _ = self.epoll.delete(&c.stream);
+            }
+            Watch::Conns => {
+                let _ = self.conn_epoll.delete(&c.stream);
+            }
         }
+        c.watched = Watch::No;
     }
 
     /// Watches a process's pidfd: it turns readable when the process dies.
@@ -709,8 +831,14 @@ impl State {
     fn compact(&mut self) {
         if self.conns.iter().any(|c| c.dead) {
             for c in self.conns.iter().filter(|c| c.dead) {
-                if c.watched {
-                    let _ = self.epoll.delete(&c.stream);
+                match c.watched {
+                    Watch::No => {}
+                    Watch::Main => {
+                        let _ = self.epoll.delete(&c.stream);
+                    }
+                    Watch::Conns => {
+                        let _ = self.conn_epoll.delete(&c.stream);
+                    }
                 }
                 self.slots.remove(&c.token);
             }
@@ -748,6 +876,7 @@ impl State {
     /// The tests' way to let the collector take in what is there.
     #[cfg(test)]
     fn poll_once(&mut self) {
+        self.arm_conns();
         self.pass(EpollTimeout::from(10u16));
     }
 
@@ -783,7 +912,7 @@ impl State {
             self.conns.push(Conn {
                 stream,
                 token,
-                watched: false,
+                watched: Watch::No,
                 buf: Vec::new(),
                 skipping: false,
                 who: None,
@@ -822,8 +951,10 @@ impl State {
                 return;
             }
             match self.read_conn_once(i) {
-                Read::Some => {}
-                Read::Nothing => return,
+                // More may be there: read again (unless the consumer is
+                // far behind; epoll reports it again).
+                Read::Full if !self.behind() => {}
+                Read::Full | Read::Drained | Read::Nothing => return,
                 Read::Closed => {
                     self.conns[i].dead = true;
                     return;
@@ -881,8 +1012,10 @@ impl State {
             .position(|c| c.who.as_ref().is_some_and(|w| &*w.id == id))
         {
             while !self.conns[j].dead && self.conns[j].held.is_none() {
+                // Up to a read that finds nothing: the exactness of output
+                // (PROTOCOL.md §7.2) needs every announcement that is in.
                 match self.read_conn_once(j) {
-                    Read::Some => {}
+                    Read::Full | Read::Drained => {}
                     Read::Nothing => break,
                     Read::Closed => self.conns[j].dead = true,
                 }
@@ -942,10 +1075,13 @@ impl State {
             // Descriptors after hello are not part of the protocol: closed.
             self.stats.not_json.fetch_add(1, Ordering::Relaxed);
         }
-        if self.take_lines(i, &chunk[..n]) {
-            Read::Some
-        } else {
+        if !self.take_lines(i, &chunk[..n]) {
             Read::Closed
+        } else if n < chunk.len() {
+            // A short read of a stream socket: nothing more was there.
+            Read::Drained
+        } else {
+            Read::Full
         }
     }
 
@@ -1326,6 +1462,12 @@ impl State {
         if id == crate::protocol::RUNNER_ID {
             self.runner_pid = pid;
         }
+        // From now on read with the other connections (paced, and paused
+        // while the consumer is far behind).
+        if self.conns[i].watched == Watch::Main {
+            self.unwatch_conn(i);
+            self.watch_conn(i);
+        }
         let info = self.procs.entry(id.clone()).or_default();
         info.pid = pid;
         info.pidfd = exits::pidfd_open(pid);
@@ -1476,7 +1618,7 @@ impl State {
         self.pending.push(Waiting {
             t_ns: event.t_ns,
             arrival: self.arrivals,
-            event,
+            event: Box::new(event),
         });
     }
 
@@ -1494,6 +1636,10 @@ impl State {
         if top.t_ns > horizon {
             return; // nothing is due yet
         }
+        if !all && self.last_flush.elapsed() < self.coalesce() {
+            return; // let more come due, and go as one batch
+        }
+        self.last_flush = Instant::now();
         // An announcement still waiting for its bytes goes out when they
         // come: hold back what came after it (a while at most), so output
         // keeps its place even with no reorder window (gated runs).
@@ -1510,9 +1656,10 @@ impl State {
         while let Some(top) = self.pending.peek()
             && top.t_ns <= horizon
         {
-            let Some(Waiting { event: mut e, .. }) = self.pending.pop() else {
+            let Some(Waiting { event, .. }) = self.pending.pop() else {
                 break;
             };
+            let mut e = *event;
             // Keep the stream sorted even for a straggler.
             e.t_ns = e.t_ns.max(self.last_sent_t_ns);
             self.last_sent_t_ns = e.t_ns;
