@@ -178,7 +178,10 @@ fn cpu_at_10k() -> Result<(), String> {
         let mut coll_pct = Vec::new();
         for _ in 0..REPEAT {
             let w = watch_run(&bin, &[])?;
-            check_all(&w, expected)?;
+            match check_all(&w, expected) {
+                Err(e) if name != "this" => println!("  [{name}] LOST: {e}"),
+                r => r?,
+            }
             let wall = w.wall.as_secs_f64();
             let p = 100.0 * w.cpu_s / wall;
             let c = 100.0 * w.collector_cpu_s / wall;
@@ -192,7 +195,7 @@ fn cpu_at_10k() -> Result<(), String> {
         }
         println!(
             "[{name}] CPU of `forkscope run` at ~10 000 events/s (stress.toml defaults, jsonl): \
-             median {:.1} % of a core (collector thread {:.1} %); all {expected} events, none dropped",
+             median {:.1} % of a core (collector thread {:.1} %) (of {expected} events each)",
             median(pct),
             median(coll_pct)
         );
@@ -283,7 +286,11 @@ fn ingest() -> Result<(), String> {
         let mut cpus = Vec::new();
         for _ in 0..REPEAT {
             let w = watch_run(&bin, &["period_ms=0", "writes=1000"])?;
-            check_all(&w, expected)?;
+            // An older build may lose events: said, not fatal.
+            match check_all(&w, expected) {
+                Err(e) if name != "this" => println!("  [{name}] LOST: {e}"),
+                r => r?,
+            }
             let rate = w.load as f64 / w.wall.as_secs_f64();
             let span = w.load as f64 / w.load_span.as_secs_f64().max(1e-9);
             let cpu = 100.0 * w.cpu_s / w.wall.as_secs_f64();
@@ -301,7 +308,7 @@ fn ingest() -> Result<(), String> {
         println!(
             "[{name}] sustained ingest (200 workers × 1000 writes, no sleep, jsonl): median \
              {:.0} events/s whole command, {:.0} events/s first to last event; forkscope run \
-             {:.0} % of a core; all {expected} events, none dropped",
+             {:.0} % of a core (of {expected} events each)",
             median(rates),
             median(spans),
             median(cpus)
