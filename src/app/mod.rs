@@ -13,6 +13,7 @@ pub mod controls;
 pub mod inspector;
 pub mod lab;
 pub mod layout;
+pub mod malloc;
 pub mod many;
 pub mod open;
 pub mod output;
@@ -338,6 +339,7 @@ pub struct App {
 impl App {
     /// The app with `args` applied; an error is bad input (exit code 2).
     pub fn new(args: &GuiArgs) -> Result<App, String> {
+        malloc::keep_freed_memory();
         let mut app = App {
             picked: None,
             pick_error: None,
