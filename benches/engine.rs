@@ -16,7 +16,8 @@
 //!    latency.
 //!
 //! Each is run 5 times; the median is reported. Arguments pick parts:
-//! `cargo bench --bench engine -- collector` runs only the collector's.
+//! `cargo bench --bench engine -- collector` runs only the collector's
+//! (`-- latency`, `-- cpu`, `-- ingest`: one part of it).
 //! `FORKSCOPE_BEFORE=/path/to/forkscope` measures an older build side by
 //! side (collector figures).
 
@@ -104,7 +105,15 @@ fn bench() -> Result<(), String> {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let wants = |part: &str| only.is_empty() || only.iter().any(|a| a == part);
+    // `collector cpu` etc.: parts of the collector's bench.
+    let wants = |part: &str| {
+        only.is_empty()
+            || only.iter().any(|a| a == part)
+            || (part == "collector"
+                && only
+                    .iter()
+                    .any(|a| ["cpu", "ingest", "latency"].contains(&a.as_str())))
+    };
     if wants("collector") {
         collector::benches()?;
     }

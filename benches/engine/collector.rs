@@ -29,10 +29,23 @@ use std::time::{Duration, Instant};
 const REPEAT: usize = 5;
 const WORKERS: usize = 200;
 
+/// All three, or those named among the arguments (`cpu`, `ingest`,
+/// `latency`: `cargo bench --bench engine -- collector latency`).
 pub fn benches() -> Result<(), String> {
-    cpu_at_10k()?;
-    ingest()?;
-    latency()?;
+    let args: Vec<String> = std::env::args().collect();
+    let some = ["cpu", "ingest", "latency"]
+        .iter()
+        .any(|p| args.iter().any(|a| a == p));
+    let wants = |part: &str| !some || args.iter().any(|a| a == part);
+    if wants("cpu") {
+        cpu_at_10k()?;
+    }
+    if wants("ingest") {
+        ingest()?;
+    }
+    if wants("latency") {
+        latency()?;
+    }
     Ok(())
 }
 
