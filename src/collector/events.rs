@@ -14,7 +14,7 @@
 //! bound and counted (`Stats::dropped`), never queued without end.
 
 use crate::protocol::Event;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, unbounded};
+use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, unbounded};
 use nix::sys::eventfd::EventFd;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -181,6 +181,26 @@ impl Events {
         self.pop().ok_or(RecvTimeoutError::Timeout)
     }
 
+    /// The next event, waiting for it as long as it takes (an error once
+    /// the collector is gone and everything was taken).
+    pub fn recv(&self) -> Result<Event, RecvError> {
+        if let Some(e) = self.pop() {
+            return Ok(e);
+        }
+        loop {
+            let batch = self.rx.recv()?;
+            self.push_back(batch);
+            if let Some(e) = self.pop() {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// The events there now, one by one (as `Receiver::try_iter`).
+    pub fn try_iter(&self) -> impl Iterator<Item = Event> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
+
     /// Every event there now (empty: none yet).
     pub fn try_recv_batch(&self) -> Result<Vec<Event>, TryRecvError> {
         let mut out: Vec<Event> = match self.taken.lock() {
@@ -255,6 +275,9 @@ mod tests {
             .collect();
         assert_eq!(rest, vec![2, 3, 4]);
         assert!(rx.is_empty());
+        assert_eq!(tx.send((7..9).map(ev).collect()), Sent::Dropped(0));
+        let seqs: Vec<u64> = rx.try_iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![7, 8]);
         drop(tx);
         assert_eq!(
             rx.recv_timeout(Duration::from_millis(1)),
