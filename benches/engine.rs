@@ -12,7 +12,20 @@
 //!    next to a bare fork loop, and `explore unlocked-counter --set
 //!    workers=2 --set adds=2`: schedules/s.
 //!
-//! Each is run 5 times; the median is reported.
+//! 4. the collector (`engine/collector.rs`): CPU of `forkscope run` at
+//!    ~10 000 events/s, sustained ingest beside a raw pipe, event → model
+//!    latency.
+//!
+//! Each is run 5 times; the median is reported. Arguments pick parts:
+//! `cargo bench --bench engine -- collector` runs only the collector's
+//! (`-- latency`, `-- cpu`, `-- ingest`: one part of it).
+//! `FORKSCOPE_BEFORE=/path/to/forkscope` measures an older build side by
+//! side (collector figures).
+
+// A crate root looks for `collector.rs` beside itself, where cargo would
+// take it for a bench of its own: the path says where it is.
+#[path = "engine/collector.rs"]
+mod collector;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,6 +37,11 @@ const STRESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/stress.toml")
 const REPEAT: usize = 5;
 
 fn main() -> ExitCode {
+    // The latency bench starts a `Session`: this binary is its runner.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__runner") {
+        let code = forkscope::runner::runner_main();
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     match bench() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -100,6 +118,25 @@ fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
 fn bench() -> Result<(), String> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average before: {}", load.trim());
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    // `collector cpu` etc.: parts of the collector's bench.
+    let wants = |part: &str| {
+        only.is_empty()
+            || only.iter().any(|a| a == part)
+            || (part == "collector"
+                && only
+                    .iter()
+                    .any(|a| ["cpu", "ingest", "latency"].contains(&a.as_str())))
+    };
+    if wants("collector") {
+        collector::benches()?;
+    }
+    if !wants("engine") {
+        return Ok(());
+    }
     let tmp = scratch_dir()?;
     let result = benches(&tmp);
     let _ = std::fs::remove_dir_all(&tmp);

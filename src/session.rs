@@ -223,7 +223,28 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        let collector = start_collector(opts)?;
+        // A gated run has one process moving at a time: no need to wait
+        // for stragglers, and every step should be seen at once.
+        let window_ns = if opts.gated {
+            0
+        } else {
+            crate::collector::REORDER_WINDOW_NS
+        };
+        Session::start_with_window(scenario_text, origin, params, opts, window_ns)
+    }
+
+    /// [`Session::start`] with the collector's reorder window given
+    /// (benchmarks measure the way from a process to the model with and
+    /// without it).
+    pub fn start_with_window(
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+        window_ns: u64,
+    ) -> Result<Session> {
+        let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
+            .context("cannot start the event collector")?;
         let spec = run_spec(scenario_text, origin, params, opts, &collector);
         let mut runner = spawn_runner(&["__runner"], Some(&collector.socket), Stdio::null())?;
         // Only the runner and its descendants may speak on the socket; it
@@ -369,10 +390,10 @@ impl Session {
             }
             _ => return self.collector.events.recv_timeout(timeout),
         };
-        let events = self.collector.events.clone();
-        crossbeam_channel::select! {
-            recv(events) -> e => e.map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
-            recv(exits) -> code => {
+        match self.collector.events.recv_or(&exits, timeout) {
+            Ok(e) => Ok(e),
+            Err(None) => Err(crossbeam_channel::RecvTimeoutError::Timeout),
+            Err(Some(code)) => {
                 if let Runner::Shared { host, done, .. } = &mut self.runner {
                     let mut h = lock(host);
                     h.busy = false;
@@ -387,7 +408,6 @@ impl Session {
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout)
             }
-            default(timeout) => Err(crossbeam_channel::RecvTimeoutError::Timeout),
         }
     }
 
@@ -413,11 +433,7 @@ impl Session {
 /// costs about a millisecond of page faults, more than a whole short run).
 pub const LAB_CHANNEL_CAPACITY: usize = 1 << 12;
 
-/// The collector of one run.
-fn start_collector(opts: &RunOptions) -> Result<Collector> {
-    start_collector_with(opts, CHANNEL_CAPACITY)
-}
-
+/// The collector of one run, its channel `capacity` events deep.
 fn start_collector_with(opts: &RunOptions, capacity: usize) -> Result<Collector> {
     // A gated run has one process moving at a time: no need to wait
     // for stragglers, and every step should be seen at once.

@@ -337,23 +337,29 @@ fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, 
     let mut stopped: Option<Stopped> = None;
     let events = session.collector.events.clone();
     loop {
-        match events.recv_timeout(Duration::from_millis(20)) {
-            Ok(e) => {
-                world.apply(&e);
-                sink.event(&e, !events.is_empty());
-                let waits = matches!(
-                    e.body,
-                    crate::protocol::Body::LockWait { .. } | crate::protocol::Body::Block { .. }
-                );
-                if waits
-                    && stopped.is_none()
-                    && let Some(cycle) = lab::deadlock::in_world(&world)
-                {
-                    let d = lab::deadlock_event(&cycle);
-                    world.apply(&d);
-                    sink.event(&d, false);
-                    stopped = Some(Stopped::Deadlock(cycle));
-                    session.stop();
+        // A batch at a time: the collector hands over what its reorder
+        // window let go at once, and the checks below run once per batch.
+        match events.recv_batch_timeout(Duration::from_millis(20)) {
+            Ok(batch) => {
+                let last = batch.len().saturating_sub(1);
+                for (k, e) in batch.into_iter().enumerate() {
+                    world.apply(&e);
+                    sink.event(&e, k < last || !events.is_empty());
+                    let waits = matches!(
+                        e.body,
+                        crate::protocol::Body::LockWait { .. }
+                            | crate::protocol::Body::Block { .. }
+                    );
+                    if waits
+                        && stopped.is_none()
+                        && let Some(cycle) = lab::deadlock::in_world(&world)
+                    {
+                        let d = lab::deadlock_event(&cycle);
+                        world.apply(&d);
+                        sink.event(&d, false);
+                        stopped = Some(Stopped::Deadlock(cycle));
+                        session.stop();
+                    }
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,

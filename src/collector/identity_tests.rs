@@ -7,7 +7,7 @@ use std::io::Write;
 
 struct Bench {
     state: State,
-    rx: Receiver<Event>,
+    rx: Events,
     path: PathBuf,
     dir: PathBuf,
     me: i32,
@@ -20,13 +20,16 @@ impl Bench {
         let path = dir.join("probe.sock");
         let listener = UnixListener::bind(&path).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
-        let (tx, rx) = bounded(1024);
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let (tx, rx) = events::channel(1024, wake.clone());
         let mut state = State::new(
             listener,
             tx,
+            wake,
             Arc::new(Stats::default()),
             Arc::new(AtomicBool::new(false)),
-        );
+        )
+        .expect("epoll");
         state.window_ns = 0;
         let me = std::process::id() as i32;
         // We are the root of trust ourselves.
@@ -54,7 +57,7 @@ impl Bench {
 
     fn events(&mut self) -> Vec<Event> {
         self.settle();
-        self.rx.try_iter().collect()
+        self.rx.try_recv_batch().unwrap_or_default()
     }
 
     fn stat(&self, n: &AtomicU64) -> u64 {

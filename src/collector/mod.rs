@@ -3,6 +3,15 @@
 //! exact moment each process dies (a pidfd), and sends the events, in time
 //! order, over a bounded channel to whoever shows them.
 //!
+//! It is event-driven: every descriptor (the socket, each connection, each
+//! output pipe, each pidfd, and an eventfd for `finish`) is registered once
+//! with one epoll instance, and the thread sleeps in `epoll_wait` until one
+//! of them has something or the oldest waiting event's reorder window ends.
+//! A wake-up costs in proportion to what is ready, not to how many
+//! processes there are. Reads are big (64 KiB), lines are parsed where
+//! they lie in the read buffer, and the events the window lets go in one
+//! pass reach the consumer as one batch (`events.rs`).
+//!
 //! It trusts nothing it reads: lines that are not JSON, too long, of an
 //! unknown kind, or connections that never say hello are counted in
 //! [`Stats`] and dropped, and the run goes on. Nor does it trust who a peer
@@ -11,23 +20,25 @@
 //! other processes are taken only from their parent or reaper (see
 //! `trust.rs` and PROTOCOL.md §9.6).
 
+mod events;
 mod exits;
 #[cfg(test)]
 mod identity_tests;
 mod output;
 mod trust;
 
+pub use events::Events;
 pub(crate) use exits::pidfd_open;
 
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, RUNNER_ID, now_ns};
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use events::{EventTx, Sent};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
 };
 use output::{Budget, OutPipe};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -57,7 +68,34 @@ const MAX_HELD: usize = 2048;
 /// New connections taken per pass, so that a crowd at the door does not
 /// keep the collector from reading the ones it has.
 const MAX_ACCEPTS_PER_PASS: usize = 256;
-const POLL_INTERVAL_MS: u16 = 10;
+/// One read of a connection or a pipe takes up to this much.
+const READ_BYTES: usize = 64 * 1024;
+/// Reads of one connection per wake-up, at most, so that one busy process
+/// does not keep the collector from the others (epoll reports it again).
+const MAX_READS_PER_WAKE: usize = 4;
+/// Ready descriptors taken from one `epoll_wait`.
+const MAX_READY: usize = 1024;
+/// How often connections that have not said hello (or wait for their
+/// parent's `spawn`) are checked for their deadline; when there is none,
+/// the collector still looks around this rarely.
+const HOUSEKEEPING_BUSY: Duration = Duration::from_millis(100);
+const HOUSEKEEPING_IDLE: Duration = Duration::from_secs(1);
+/// With a reorder window of at least [`COALESCE_MIN_WINDOW_NS`], the
+/// connections are read, and events let go, at most once per this: the
+/// events wait for their window anyway, and a busy run then wakes the
+/// collector and its consumer a few hundred times a second instead of once
+/// per event. Pidfds and pipes (whose stamps are taken on reading) still
+/// wake it at once. Gated runs (no window) read everything at once.
+const COALESCE: Duration = Duration::from_millis(5);
+const COALESCE_MIN_WINDOW_NS: u64 = 10_000_000;
+/// epoll tokens: the kind of source in the top bits, a number that is
+/// never used twice below them.
+const TOKEN_LISTENER: u64 = 0;
+const TOKEN_WAKE: u64 = 1;
+/// The epoll instance of the connections, itself watched by the main one.
+const TOKEN_CONNS: u64 = 2;
+const CONNS_FLAGS: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLONESHOT);
+const TOKEN_FIRST: u64 = 16;
 /// Longest that events wait behind an announcement whose bytes have not
 /// come through the pipe yet (a process stopped between the two).
 const MAX_HOLD_NS: u64 = 200_000_000;
@@ -127,12 +165,12 @@ pub struct Collector {
     pub socket: PathBuf,
     /// Where to write `go` to a process of a gated run, by logical id.
     pub gates: Gates,
-    pub events: Receiver<Event>,
+    /// The events, in time order, handed over in batches.
+    pub events: Events,
     pub stats: Arc<Stats>,
     finish: Arc<AtomicBool>,
-    /// Written by [`Collector::finish`], so that the thread wakes at once
-    /// instead of at the end of its current wait.
-    wake: Option<OwnedFd>,
+    /// Written by [`Collector::finish`] to wake the thread at once.
+    wake: Arc<EventFd>,
     /// The pid of the process the app started (see [`Collector::trust`]).
     root: Arc<AtomicI32>,
     thread: Option<JoinHandle<()>>,
@@ -144,17 +182,14 @@ impl Collector {
     pub fn start(capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
         let (listener, socket) = bind_abstract()?;
         listener.set_nonblocking(true)?;
-        let (tx, rx) = bounded(capacity);
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+        )?);
+        let (tx, rx) = events::channel(capacity, wake.clone());
         let stats = Arc::new(Stats::default());
         let finish = Arc::new(AtomicBool::new(false));
         let gates = Gates::default();
-        let mut state = State::new(listener, tx, stats.clone(), finish.clone());
-        // Best effort: without it, `finish` is seen at the next pass.
-        let (wake_r, wake) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
-            Ok((r, w)) => (Some(r), Some(w)),
-            Err(_) => (None, None),
-        };
-        state.wake = wake_r;
+        let mut state = State::new(listener, tx, wake.clone(), stats.clone(), finish.clone())?;
         let root = state.root.clone();
         state.gates = gates.clone();
         state.window_ns = reorder_window_ns;
@@ -186,9 +221,7 @@ impl Collector {
     /// disconnects when it has.
     pub fn finish(&self) {
         self.finish.store(true, Ordering::SeqCst);
-        if let Some(w) = &self.wake {
-            let _ = nix::unistd::write(w, b"!");
-        }
+        let _ = self.wake.write(1);
     }
 }
 
@@ -283,12 +316,16 @@ impl Gates {
 
 /// Who is on the other end of a connection, once it said hello.
 struct Who {
-    id: String,
+    id: Arc<str>,
     pid: i32,
 }
 
 struct Conn {
     stream: UnixStream,
+    /// Its epoll token.
+    token: u64,
+    /// Which epoll watches it (none while its hello is held).
+    watched: Watch,
     buf: Vec<u8>,
     /// Inside a line that is too long: drop bytes up to the next newline.
     skipping: bool,
@@ -326,11 +363,76 @@ struct ProcInfo {
     pid: i32,
     exited: bool,
     pidfd: Option<OwnedFd>,
+    /// The epoll token of `pidfd`.
+    pidfd_token: u64,
+}
+
+/// What an epoll token stands for.
+#[derive(Clone)]
+enum Slot {
+    Conn(usize),
+    Out(usize),
+    Pidfd(String),
+}
+
+/// An event waiting for the reorder window: a min-heap on (stamp, arrival).
+/// The event is boxed: the heap moves 24 bytes, not a whole event.
+struct Waiting {
+    t_ns: u64,
+    arrival: u64,
+    event: Box<Event>,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        (self.t_ns, self.arrival) == (other.t_ns, other.arrival)
+    }
+}
+
+impl Eq for Waiting {}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiting {
+    /// Reversed: the heap's top is the oldest.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.t_ns, other.arrival).cmp(&(self.t_ns, self.arrival))
+    }
 }
 
 struct State {
     listener: UnixListener,
-    tx: Sender<Event>,
+    tx: EventTx,
+    /// Every descriptor the collector reads, registered once; the
+    /// connections through `conn_epoll`, which the main one watches
+    /// one-shot: it is armed again after [`COALESCE`] (if the window
+    /// allows), and not while the consumer is far behind.
+    epoll: Epoll,
+    conn_epoll: Epoll,
+    conns_armed: bool,
+    /// What `epoll_wait` returns, kept from pass to pass.
+    ready_main: Vec<EpollEvent>,
+    ready_conns: Vec<EpollEvent>,
+    /// Not before then.
+    rearm_at: Instant,
+    last_flush: Instant,
+    /// Woken by [`Collector::finish`], and by a consumer that caught up.
+    wake: Arc<EventFd>,
+    /// `finish` was asked: nothing waits for the consumer any more.
+    finishing: bool,
+    /// What each epoll token stands for.
+    slots: HashMap<u64, Slot>,
+    next_token: u64,
+    /// Reused for every read of a connection, and of a pipe.
+    rbuf: Vec<u8>,
+    pbuf: Vec<u8>,
+    /// Events on their way to the consumer, sent as one batch.
+    outbox: Vec<Event>,
+    next_housekeeping: Instant,
     stats: Arc<Stats>,
     finish: Arc<AtomicBool>,
     conns: Vec<Conn>,
@@ -338,7 +440,7 @@ struct State {
     procs: BTreeMap<String, ProcInfo>,
     runner_pid: i32,
     /// Events waiting for the reorder window, with their arrival number.
-    pending: Vec<(u64, u64, Event)>,
+    pending: BinaryHeap<Waiting>,
     arrivals: u64,
     last_sent_t_ns: u64,
     uid: u32,
@@ -356,8 +458,6 @@ struct State {
     ids: BTreeMap<String, Ident>,
     /// Processes that handed us their output pipes.
     piped: BTreeSet<String>,
-    /// Readable when [`Collector::finish`] was called.
-    wake: Option<OwnedFd>,
 }
 
 /// Parents and deaths as seen in the sorted stream. When a process dies,
@@ -413,6 +513,26 @@ impl Tree {
     }
 }
 
+/// Where a connection is watched: before its hello in the main epoll
+/// (read at once, whatever the consumer does: a hello is due within
+/// [`HELLO_TIMEOUT`]), after it in `conn_epoll`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    No,
+    Main,
+    Conns,
+}
+
+/// What one read of a connection found.
+enum Read {
+    /// The buffer was filled: there may be more.
+    Full,
+    /// Everything that was there.
+    Drained,
+    Nothing,
+    Closed,
+}
+
 /// The answer to a hello.
 #[derive(Debug, PartialEq, Eq)]
 enum Vouch {
@@ -422,31 +542,47 @@ enum Vouch {
     No,
 }
 
-enum Source {
-    Listener,
-    Conn(usize),
-    Out(usize),
-    Pidfd(String),
-    Wake,
-}
-
 impl State {
     fn new(
         listener: UnixListener,
-        tx: Sender<Event>,
+        tx: EventTx,
+        wake: Arc<EventFd>,
         stats: Arc<Stats>,
         finish: Arc<AtomicBool>,
-    ) -> State {
-        State {
+    ) -> io::Result<State> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let conn_epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(
+            &listener,
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER),
+        )?;
+        epoll.add(&*wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))?;
+        epoll.add(&conn_epoll.0, EpollEvent::new(CONNS_FLAGS, TOKEN_CONNS))?;
+        Ok(State {
             listener,
             tx,
+            epoll,
+            conn_epoll,
+            conns_armed: true,
+            ready_main: Vec::new(),
+            ready_conns: Vec::new(),
+            rearm_at: Instant::now(),
+            last_flush: Instant::now(),
+            wake,
+            finishing: false,
+            slots: HashMap::new(),
+            next_token: TOKEN_FIRST,
+            rbuf: vec![0; READ_BYTES],
+            pbuf: vec![0; READ_BYTES],
+            outbox: Vec::new(),
+            next_housekeeping: Instant::now(),
             stats,
             finish,
             conns: Vec::new(),
             outs: Vec::new(),
             procs: BTreeMap::new(),
             runner_pid: 0,
-            pending: Vec::new(),
+            pending: BinaryHeap::new(),
             arrivals: 0,
             last_sent_t_ns: 0,
             uid: nix::unistd::getuid().as_raw(),
@@ -459,8 +595,7 @@ impl State {
             judge: Judge::default(),
             ids: BTreeMap::new(),
             piped: BTreeSet::new(),
-            wake: None,
-        }
+        })
     }
 
     fn run(&mut self) {
@@ -468,6 +603,7 @@ impl State {
         while !self.closed {
             if drain_deadline.is_none() && self.finish.load(Ordering::SeqCst) {
                 drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+                self.finishing = true;
             }
             if let Some(d) = drain_deadline
                 && (Instant::now() >= d
@@ -479,77 +615,269 @@ impl State {
             {
                 break;
             }
-            self.poll_once();
-            self.expire_silent_connections();
+            self.arm_conns();
+            let timeout = self.next_timeout(drain_deadline);
+            self.pass(timeout);
+            if Instant::now() >= self.next_housekeeping {
+                self.housekeeping();
+            }
             self.flush(false);
         }
         self.check_all_exits();
         self.flush(true);
     }
 
-    fn poll_once(&mut self) {
-        let mut sources = vec![Source::Listener];
-        let mut raw: Vec<RawFd> = vec![self.listener.as_raw_fd()];
-        for (i, c) in self.conns.iter().enumerate() {
-            if c.held.is_some() || c.dead {
-                continue; // read again once its parent vouched for it
-            }
-            sources.push(Source::Conn(i));
-            raw.push(c.stream.as_raw_fd());
+    /// How long the next wait may sleep: until the oldest waiting event's
+    /// window has passed, the next housekeeping, or the end of the drain.
+    /// Nothing else wakes the collector but its descriptors.
+    fn next_timeout(&self, drain_deadline: Option<Instant>) -> EpollTimeout {
+        let now = Instant::now();
+        let mut until = self.next_housekeeping;
+        if let Some(d) = drain_deadline {
+            until = until.min(d);
         }
-        for (i, o) in self.outs.iter().enumerate() {
-            sources.push(Source::Out(i));
-            raw.push(o.fd.as_raw_fd());
+        let mut wait = until.saturating_duration_since(now);
+        if !self.conns_armed && !self.behind() {
+            wait = wait.min(self.rearm_at.saturating_duration_since(now));
         }
-        for (id, p) in &self.procs {
-            if let Some(fd) = &p.pidfd {
-                sources.push(Source::Pidfd(id.clone()));
-                raw.push(fd.as_raw_fd());
-            }
-        }
-        if let Some(w) = &self.wake {
-            sources.push(Source::Wake);
-            raw.push(w.as_raw_fd());
-        }
-        let ready: Vec<bool> = {
-            let borrowed: Vec<_> = raw
-                .iter()
-                // SAFETY: every fd in `raw` is owned by `self` and stays open
-                // until after this block (nothing is closed while polling).
-                .map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
-                .collect();
-            let mut fds: Vec<PollFd> = borrowed
-                .iter()
-                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-                .collect();
-            match poll(&mut fds, PollTimeout::from(POLL_INTERVAL_MS)) {
-                Ok(n) if n > 0 => fds
+        if let Some(top) = self.pending.peek() {
+            let now_ns = now_ns();
+            let spaced_ns = (self.last_flush + self.coalesce())
+                .saturating_duration_since(now)
+                .as_nanos() as u64;
+            let due_ns = top
+                .t_ns
+                .saturating_add(self.window_ns)
+                .max(now_ns + spaced_ns);
+            let left_ns = if due_ns > now_ns {
+                due_ns - now_ns
+            } else {
+                // Due, yet still here: held back behind an announcement
+                // whose bytes have not come; they wake us when they come,
+                // or the hold ends.
+                self.outs
                     .iter()
-                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                    .collect(),
-                _ => return,
+                    .filter_map(OutPipe::oldest_kept_t_ns)
+                    .map(|t| t.saturating_add(MAX_HOLD_NS).saturating_sub(now_ns))
+                    .min()
+                    .unwrap_or(0)
+                    .max(1_000_000)
+            };
+            wait = wait.min(Duration::from_nanos(left_ns));
+        }
+        // epoll counts in milliseconds: round up, so that a wake-up never
+        // comes before what it waits for.
+        let ms = wait.as_nanos().div_ceil(1_000_000);
+        EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::MAX)
+    }
+
+    /// Waits (at most `timeout`) for descriptors that have something, and
+    /// reads them. Only ready descriptors cost anything.
+    fn pass(&mut self, timeout: EpollTimeout) {
+        let mut ready = std::mem::take(&mut self.ready_main);
+        ready.resize(MAX_READY, EpollEvent::empty());
+        let n = self.epoll.wait(&mut ready, timeout).unwrap_or(0);
+        // Deaths last, after what the processes sent before them (as the
+        // poll loop did): their `exit` drains their pipes first anyway.
+        let mut died: Vec<(u64, String)> = Vec::new();
+        for ev in ready.iter().take(n) {
+            let token = ev.data();
+            match token {
+                TOKEN_LISTENER => self.accept(),
+                TOKEN_WAKE => {
+                    let _ = self.wake.read();
+                }
+                TOKEN_CONNS => {
+                    // One-shot: disarmed now; armed again by `arm_conns`.
+                    self.conns_armed = false;
+                    self.rearm_at = Instant::now() + self.coalesce();
+                    self.read_ready_conns();
+                }
+                _ => match self.slots.get(&token) {
+                    Some(Slot::Conn(i)) => {
+                        let i = *i;
+                        self.read_conn(i);
+                    }
+                    Some(Slot::Out(i)) => {
+                        let i = *i;
+                        self.read_out(i);
+                    }
+                    Some(Slot::Pidfd(id)) => died.push((token, id.clone())),
+                    None => {}
+                },
             }
+        }
+        self.ready_main = ready;
+        for (token, id) in died {
+            self.slots.remove(&token);
+            let current = self
+                .procs
+                .get(&id)
+                .is_some_and(|p| p.pidfd.is_some() && p.pidfd_token == token);
+            if current {
+                self.process_died(&id);
+            }
+        }
+        self.compact();
+    }
+
+    /// Reads the connections that have something (while the consumer
+    /// keeps up: the rest stay ready for later).
+    fn read_ready_conns(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready_conns);
+        ready.resize(MAX_READY, EpollEvent::empty());
+        let n = self
+            .conn_epoll
+            .wait(&mut ready, EpollTimeout::ZERO)
+            .unwrap_or(0);
+        for ev in ready.iter().take(n) {
+            if let Some(Slot::Conn(i)) = self.slots.get(&ev.data()) {
+                let i = *i;
+                self.read_conn(i);
+            }
+            if self.behind() {
+                break;
+            }
+        }
+        self.ready_conns = ready;
+    }
+
+    /// The consumer is so far behind that connections are not read.
+    fn behind(&self) -> bool {
+        !self.finishing && self.tx.should_pause(self.pending.len() + self.outbox.len())
+    }
+
+    /// How long reads of connections and releases of events are spaced.
+    fn coalesce(&self) -> Duration {
+        if self.window_ns >= COALESCE_MIN_WINDOW_NS && !self.finishing {
+            COALESCE
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Watches the connections again once their pause is over, unless the
+    /// consumer is far behind (their processes' writes wait then, nothing
+    /// is lost; the consumer wakes us when it caught up).
+    fn arm_conns(&mut self) {
+        if self.conns_armed || Instant::now() < self.rearm_at || self.behind() {
+            return;
+        }
+        let mut ev = EpollEvent::new(CONNS_FLAGS, TOKEN_CONNS);
+        self.conns_armed = self.epoll.modify(&self.conn_epoll.0, &mut ev).is_ok();
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Starts watching connection `i` (again).
+    fn watch_conn(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if c.watched != Watch::No || c.dead {
+            return;
+        }
+        let ev = EpollEvent::new(EpollFlags::EPOLLIN, c.token);
+        let (epoll, watch) = if c.who.is_some() {
+            (&self.conn_epoll, Watch::Conns)
+        } else {
+            (&self.epoll, Watch::Main)
         };
-        for (src, is_ready) in sources.into_iter().zip(ready) {
-            if !is_ready {
-                continue;
+        if epoll.add(&c.stream, ev).is_ok() {
+            c.watched = watch;
+        } else {
+            c.dead = true;
+        }
+    }
+
+    /// Stops watching connection `i` (its hello is held: it is not read).
+    fn unwatch_conn(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        match c.watched {
+            Watch::No => {}
+            Watch::Main => {
+                let _ = self.epoll.delete(&c.stream);
             }
-            match src {
-                Source::Listener => self.accept(),
-                Source::Conn(i) => self.read_conn(i),
-                Source::Out(i) => self.read_out(i),
-                Source::Pidfd(id) => self.process_died(&id),
-                Source::Wake => {
-                    // Emptied; `run` sees the finish flag next.
-                    if let Some(w) = &self.wake {
-                        let mut buf = [0u8; 64];
-                        while matches!(nix::unistd::read(w, &mut buf), Ok(n) if n > 0) {}
+            Watch::Conns => {
+                let _ = self.conn_epoll.delete(&c.stream);
+            }
+        }
+        c.watched = Watch::No;
+    }
+
+    /// Watches a process's pidfd: it turns readable when the process dies.
+    fn watch_pidfd(&mut self, id: &str) {
+        let token = self.token();
+        let Some(info) = self.procs.get_mut(id) else {
+            return;
+        };
+        let Some(fd) = &info.pidfd else {
+            return;
+        };
+        if self
+            .epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .is_ok()
+        {
+            info.pidfd_token = token;
+            self.slots.insert(token, Slot::Pidfd(id.to_string()));
+        }
+    }
+
+    /// Drops the connections that are dead and the pipes that are closed
+    /// (leaving epoll first: a gate holds a copy of a connection, so closing
+    /// ours would not), and renumbers the rest.
+    fn compact(&mut self) {
+        if self.conns.iter().any(|c| c.dead) {
+            for c in self.conns.iter().filter(|c| c.dead) {
+                match c.watched {
+                    Watch::No => {}
+                    Watch::Main => {
+                        let _ = self.epoll.delete(&c.stream);
+                    }
+                    Watch::Conns => {
+                        let _ = self.conn_epoll.delete(&c.stream);
                     }
                 }
+                self.slots.remove(&c.token);
+            }
+            self.conns.retain(|c| !c.dead);
+            for (i, c) in self.conns.iter().enumerate() {
+                self.slots.insert(c.token, Slot::Conn(i));
             }
         }
-        self.conns.retain(|c| !c.dead);
-        self.outs.retain(|o| !o.closed);
+        if self.outs.iter().any(|o| o.closed) {
+            for o in self.outs.iter().filter(|o| o.closed) {
+                let _ = self.epoll.delete(&o.fd);
+                self.slots.remove(&o.token);
+            }
+            self.outs.retain(|o| !o.closed);
+            for (i, o) in self.outs.iter().enumerate() {
+                self.slots.insert(o.token, Slot::Out(i));
+            }
+        }
+    }
+
+    /// Deadlines of connections that have not said hello (or wait for
+    /// their parent's `spawn`).
+    fn housekeeping(&mut self) {
+        self.expire_silent_connections();
+        self.compact();
+        let waiting = self.conns.iter().any(|c| c.who.is_none());
+        self.next_housekeeping = Instant::now()
+            + if waiting {
+                HOUSEKEEPING_BUSY
+            } else {
+                HOUSEKEEPING_IDLE
+            };
+    }
+
+    /// The tests' way to let the collector take in what is there.
+    #[cfg(test)]
+    fn poll_once(&mut self) {
+        self.arm_conns();
+        self.pass(EpollTimeout::from(10u16));
     }
 
     /// Takes new connections. Only the run's own processes stay: a peer of
@@ -579,8 +907,12 @@ impl State {
                 continue;
             }
             self.close_oldest_silent();
+            let token = self.token();
+            self.slots.insert(token, Slot::Conn(self.conns.len()));
             self.conns.push(Conn {
                 stream,
+                token,
+                watched: Watch::No,
                 buf: Vec::new(),
                 skipping: false,
                 who: None,
@@ -591,6 +923,11 @@ impl State {
                 held: None,
                 dead: false,
             });
+            self.watch_conn(self.conns.len() - 1);
+            // Its hello is due within HELLO_TIMEOUT: look again soon.
+            self.next_housekeeping = self
+                .next_housekeeping
+                .min(Instant::now() + HOUSEKEEPING_BUSY);
         }
     }
 
@@ -606,10 +943,23 @@ impl State {
         }
     }
 
-    /// Reads what a connection sent (once); marks it dead when it closed.
+    /// Reads what a connection sent (a few reads at most, so that the
+    /// others get their turn); marks it dead when it closed.
     fn read_conn(&mut self, i: usize) {
-        if !self.conns[i].dead && !self.read_conn_once(i) {
-            self.conns[i].dead = true;
+        for _ in 0..MAX_READS_PER_WAKE {
+            if self.conns[i].dead || self.conns[i].held.is_some() {
+                return;
+            }
+            match self.read_conn_once(i) {
+                // More may be there: read again (unless the consumer is
+                // far behind; epoll reports it again).
+                Read::Full if !self.behind() => {}
+                Read::Full | Read::Drained | Read::Nothing => return,
+                Read::Closed => {
+                    self.conns[i].dead = true;
+                    return;
+                }
+            }
         }
     }
 
@@ -629,19 +979,28 @@ impl State {
         if self.outs[i].closed {
             return false;
         }
-        let bytes = self.outs[i].read_raw();
+        // Its own buffer: reading the connection below uses `rbuf`, and
+        // what that reads may drain other pipes (see `exited`).
+        let mut buf = std::mem::take(&mut self.pbuf);
+        if buf.len() < READ_BYTES {
+            buf = vec![0; READ_BYTES];
+        }
+        let got = self.outs[i].read_raw(&mut buf);
         let id = self.outs[i].proc_id.clone();
         self.read_announcements(&id);
         let budget = self.budgets.entry(id).or_default();
-        let events = match &bytes {
-            Some(b) => self.outs[i].take(b, &self.stats, budget, max_t_ns),
+        let events = match got {
+            Some(n) => self.outs[i].take(&buf[..n], &self.stats, budget, max_t_ns),
             None if self.outs[i].closed => self.outs[i].close(&self.stats, budget),
             None => Vec::new(),
         };
+        if self.pbuf.is_empty() {
+            self.pbuf = buf;
+        }
         for e in events {
             self.queue(e);
         }
-        bytes.is_some()
+        got.is_some()
     }
 
     /// Reads everything a process has sent on its connection so far (its
@@ -650,21 +1009,40 @@ impl State {
         if let Some(j) = self
             .conns
             .iter()
-            .position(|c| c.who.as_ref().is_some_and(|w| w.id == id))
+            .position(|c| c.who.as_ref().is_some_and(|w| &*w.id == id))
         {
-            while !self.conns[j].dead && os_readable_raw(self.conns[j].stream.as_raw_fd()) {
-                self.read_conn(j);
+            while !self.conns[j].dead && self.conns[j].held.is_none() {
+                // Up to a read that finds nothing: the exactness of output
+                // (PROTOCOL.md §7.2) needs every announcement that is in.
+                match self.read_conn_once(j) {
+                    Read::Full | Read::Drained => {}
+                    Read::Nothing => break,
+                    Read::Closed => self.conns[j].dead = true,
+                }
             }
         }
     }
 
-    /// Reads once; false when the connection is closed.
-    fn read_conn_once(&mut self, i: usize) -> bool {
-        let mut chunk = [0u8; 16384];
+    /// Reads once (up to [`READ_BYTES`]) and handles every complete line.
+    fn read_conn_once(&mut self, i: usize) -> Read {
+        // The shared buffer, unless a read further up the stack has it (an
+        // event's handling may read another connection: see `exited`).
+        let mut chunk = std::mem::take(&mut self.rbuf);
+        if chunk.len() < READ_BYTES {
+            chunk = vec![0; READ_BYTES];
+        }
+        let read = self.read_conn_into(i, &mut chunk);
+        if self.rbuf.is_empty() {
+            self.rbuf = chunk;
+        }
+        read
+    }
+
+    fn read_conn_into(&mut self, i: usize, chunk: &mut [u8]) -> Read {
         let mut cmsg = nix::cmsg_space!([RawFd; 4]);
         let (n, fds) = {
             let fd = self.conns[i].stream.as_raw_fd();
-            let mut iov = [IoSliceMut::new(&mut chunk)];
+            let mut iov = [IoSliceMut::new(chunk)];
             match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Ok(msg) => {
                     let mut fds = Vec::new();
@@ -681,12 +1059,12 @@ impl State {
                     }
                     (msg.bytes, fds)
                 }
-                Err(nix::errno::Errno::EAGAIN) => return true,
-                Err(_) => return false,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Read::Nothing,
+                Err(_) => return Read::Closed,
             }
         };
         if n == 0 {
-            return false;
+            return Read::Closed;
         }
         let conn = &mut self.conns[i];
         if conn.who.is_none() && conn.held.is_none() {
@@ -697,34 +1075,67 @@ impl State {
             // Descriptors after hello are not part of the protocol: closed.
             self.stats.not_json.fetch_add(1, Ordering::Relaxed);
         }
-        let mut lines = Vec::new();
-        for &b in &chunk[..n] {
-            let conn = &mut self.conns[i];
-            if b == b'\n' {
-                if conn.skipping {
-                    conn.skipping = false;
-                } else {
-                    lines.push(std::mem::take(&mut conn.buf));
-                }
-            } else if !conn.skipping {
-                conn.buf.push(b);
-                if conn.buf.len() >= MAX_LINE_BYTES {
-                    conn.buf.clear();
-                    conn.skipping = true;
-                    self.stats.too_long.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        if !self.take_lines(i, &chunk[..n]) {
+            Read::Closed
+        } else if n < chunk.len() {
+            // A short read of a stream socket: nothing more was there.
+            Read::Drained
+        } else {
+            Read::Full
         }
-        for line in lines {
-            if let Some(held) = &mut self.conns[i].held {
-                held.rest.push(line);
+    }
+
+    /// Cuts what a connection sent into lines and handles each complete
+    /// one where it lies (no copy, unless a line came in two reads); false
+    /// closes the connection.
+    fn take_lines(&mut self, i: usize, mut data: &[u8]) -> bool {
+        while !data.is_empty() {
+            let (piece, complete) = match data.iter().position(|&b| b == b'\n') {
+                Some(k) => (&data[..k], true),
+                None => (data, false),
+            };
+            data = if complete {
+                &data[piece.len() + 1..]
+            } else {
+                &[]
+            };
+            let conn = &mut self.conns[i];
+            if conn.skipping {
+                // Inside a line that was too long: up to its newline.
+                conn.skipping = !complete;
                 continue;
             }
-            if !self.line(i, &line) {
+            if conn.buf.len() + piece.len() >= MAX_LINE_BYTES {
+                conn.buf.clear();
+                conn.skipping = !complete;
+                self.stats.too_long.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !complete {
+                conn.buf.extend_from_slice(piece);
+                continue;
+            }
+            let ok = if conn.buf.is_empty() {
+                self.one_line(i, piece)
+            } else {
+                let mut line = std::mem::take(&mut conn.buf);
+                line.extend_from_slice(piece);
+                self.one_line(i, &line)
+            };
+            if !ok {
                 return false;
             }
         }
         true
+    }
+
+    /// One complete line: kept while its connection's hello is held.
+    fn one_line(&mut self, i: usize, line: &[u8]) -> bool {
+        if let Some(held) = &mut self.conns[i].held {
+            held.rest.push(line.to_vec());
+            return true;
+        }
+        self.line(i, line)
     }
 
     /// Handles one complete line; false closes the connection.
@@ -760,7 +1171,7 @@ impl State {
                     return true;
                 };
                 if let Body::Output { stream, text } = &event.body {
-                    let (id, stream, n) = (who.id.clone(), *stream, text.len());
+                    let (id, stream, n) = (who.id.to_string(), *stream, text.len());
                     if let Some(o) = self
                         .outs
                         .iter_mut()
@@ -852,7 +1263,9 @@ impl State {
             } => match self.ids.get(target.as_str()) {
                 Some(n) if n.parent == who_id => {
                     *target_pid = n.pid;
-                    event.proc_id = who_id.to_string();
+                    if event.proc_id != who_id {
+                        event.proc_id = who_id.to_string();
+                    }
                     event.pid = who_pid;
                     true
                 }
@@ -879,12 +1292,16 @@ impl State {
                         bound: false,
                     },
                 );
-                event.proc_id = who_id.to_string();
+                if event.proc_id != who_id {
+                    event.proc_id = who_id.to_string();
+                }
                 event.pid = who_pid;
                 true
             }
             _ => {
-                event.proc_id = who_id.to_string();
+                if event.proc_id != who_id {
+                    event.proc_id = who_id.to_string();
+                }
                 event.pid = who_pid;
                 true
             }
@@ -939,6 +1356,8 @@ impl State {
                     rest: Vec::new(),
                     since: Instant::now(),
                 });
+                // Not read until its parent vouches for it.
+                self.unwatch_conn(i);
                 true
             }
             Vouch::Later | Vouch::No => {
@@ -969,6 +1388,8 @@ impl State {
                 self.conns[j].dead = true;
                 continue;
             }
+            // Read again: what it sent meanwhile wakes the collector.
+            self.watch_conn(j);
             for line in held.rest {
                 if self.conns[j].dead {
                     break;
@@ -1012,24 +1433,45 @@ impl State {
         let id = event.proc_id.clone();
         let pid = event.pid;
         conn.who = Some(Who {
-            id: id.clone(),
+            id: Arc::from(id.as_str()),
             pid,
         });
         let fds = std::mem::take(&mut conn.fds);
         let mut fds = fds.into_iter();
         if let (Some(out), Some(err)) = (fds.next(), fds.next()) {
-            self.outs
-                .push(OutPipe::new(out, &id, pid, crate::protocol::Stream::Stdout));
-            self.outs
-                .push(OutPipe::new(err, &id, pid, crate::protocol::Stream::Stderr));
+            for (fd, stream) in [
+                (out, crate::protocol::Stream::Stdout),
+                (err, crate::protocol::Stream::Stderr),
+            ] {
+                let token = self.token();
+                // Pipes are read without blocking (a wake-up may be stale).
+                let _ = nix::fcntl::fcntl(
+                    &fd,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
+                let ev = EpollEvent::new(EpollFlags::EPOLLIN, token);
+                let mut pipe = OutPipe::new(fd, &id, pid, stream, token);
+                if self.epoll.add(&pipe.fd, ev).is_err() {
+                    pipe.closed = true;
+                }
+                self.slots.insert(token, Slot::Out(self.outs.len()));
+                self.outs.push(pipe);
+            }
             self.piped.insert(id.clone());
         }
         if id == crate::protocol::RUNNER_ID {
             self.runner_pid = pid;
         }
-        let info = self.procs.entry(id).or_default();
+        // From now on read with the other connections (paced, and paused
+        // while the consumer is far behind).
+        if self.conns[i].watched == Watch::Main {
+            self.unwatch_conn(i);
+            self.watch_conn(i);
+        }
+        let info = self.procs.entry(id.clone()).or_default();
         info.pid = pid;
         info.pidfd = exits::pidfd_open(pid);
+        self.watch_pidfd(&id);
         self.queue(event);
         true
     }
@@ -1044,10 +1486,8 @@ impl State {
             .filter(|&i| self.outs[i].proc_id == id)
             .collect();
         for i in mine {
-            while !self.outs[i].closed
-                && os_readable(&self.outs[i].fd)
-                && self.read_out_once(i, cap)
-            {}
+            // Non-blocking: a read that finds nothing ends it.
+            while self.read_out_once(i, cap) {}
         }
     }
 
@@ -1154,48 +1594,52 @@ impl State {
         }
     }
 
+    /// Closes (at the next `compact`) connections past their deadline.
     fn expire_silent_connections(&mut self) {
-        let before = self.conns.len();
-        self.conns
-            .retain(|c| c.who.is_some() || c.held.is_some() || c.opened.elapsed() < HELLO_TIMEOUT);
-        let expired = before - self.conns.len();
-        if expired > 0 {
-            self.stats
-                .no_hello
-                .fetch_add(expired as u64, Ordering::Relaxed);
-        }
-        // Hellos nobody vouched for in time: impostors (or their parent
-        // never said it started them).
-        let before = self.conns.len();
-        self.conns.retain(|c| {
-            c.held
+        for c in self.conns.iter_mut().filter(|c| !c.dead) {
+            if c.who.is_none() && c.held.is_none() && c.opened.elapsed() >= HELLO_TIMEOUT {
+                c.dead = true;
+                self.stats.no_hello.fetch_add(1, Ordering::Relaxed);
+            }
+            // Hellos nobody vouched for in time: impostors (or their
+            // parent never said it started them).
+            if c.held
                 .as_ref()
-                .is_none_or(|h| h.since.elapsed() < HELD_TIMEOUT)
-        });
-        let expired = before - self.conns.len();
-        if expired > 0 {
-            self.stats
-                .impostors
-                .fetch_add(expired as u64, Ordering::Relaxed);
+                .is_some_and(|h| h.since.elapsed() >= HELD_TIMEOUT)
+            {
+                c.dead = true;
+                self.stats.impostors.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
-    fn queue(&mut self, e: Event) {
+    fn queue(&mut self, event: Event) {
         self.arrivals += 1;
-        self.pending.push((e.t_ns, self.arrivals, e));
+        self.pending.push(Waiting {
+            t_ns: event.t_ns,
+            arrival: self.arrivals,
+            event: Box::new(event),
+        });
     }
 
     /// Sends the events older than the reorder window (all, at the end).
     fn flush(&mut self, all: bool) {
-        if self.pending.is_empty() {
+        let Some(top) = self.pending.peek() else {
             return;
-        }
+        };
         let now = now_ns();
         let mut horizon = if all {
             u64::MAX
         } else {
             now.saturating_sub(self.window_ns)
         };
+        if top.t_ns > horizon {
+            return; // nothing is due yet
+        }
+        if !all && self.last_flush.elapsed() < self.coalesce() {
+            return; // let more come due, and go as one batch
+        }
+        self.last_flush = Instant::now();
         // An announcement still waiting for its bytes goes out when they
         // come: hold back what came after it (a while at most), so output
         // keeps its place even with no reorder window (gated runs).
@@ -1209,10 +1653,13 @@ impl State {
         {
             horizon = horizon.min(t.saturating_sub(1));
         }
-        self.pending.sort_by_key(|(t, a, _)| (*t, *a));
-        let n = self.pending.partition_point(|(t, _, _)| *t <= horizon);
-        let ready: Vec<Event> = self.pending.drain(..n).map(|(_, _, e)| e).collect();
-        for mut e in ready {
+        while let Some(top) = self.pending.peek()
+            && top.t_ns <= horizon
+        {
+            let Some(Waiting { event, .. }) = self.pending.pop() else {
+                break;
+            };
+            let mut e = *event;
             // Keep the stream sorted even for a straggler.
             e.t_ns = e.t_ns.max(self.last_sent_t_ns);
             self.last_sent_t_ns = e.t_ns;
@@ -1235,19 +1682,27 @@ impl State {
                 });
             }
         }
+        self.deliver();
     }
 
+    /// Puts an event (in order) into the batch [`Self::deliver`] sends.
     fn send(&mut self, e: Event) {
         if self.closed {
             return;
         }
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(e) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.outbox.push(e);
+    }
+
+    /// Hands the consumer what [`Self::send`] collected, as one batch.
+    fn deliver(&mut self) {
+        let batch = std::mem::take(&mut self.outbox);
+        match self.tx.send(batch) {
+            Sent::Dropped(0) => {}
+            Sent::Dropped(n) => {
+                self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(TrySendError::Disconnected(_)) => self.closed = true,
+            Sent::Disconnected => self.closed = true,
         }
     }
 }

@@ -102,6 +102,8 @@ const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct OutPipe {
     pub fd: OwnedFd,
+    /// Its epoll token.
+    pub token: u64,
     pub proc_id: String,
     pid: i32,
     pub stream: Stream,
@@ -112,9 +114,10 @@ pub struct OutPipe {
 }
 
 impl OutPipe {
-    pub fn new(fd: OwnedFd, proc_id: &str, pid: i32, stream: Stream) -> OutPipe {
+    pub fn new(fd: OwnedFd, proc_id: &str, pid: i32, stream: Stream, token: u64) -> OutPipe {
         OutPipe {
             fd,
+            token,
             proc_id: proc_id.to_string(),
             pid,
             stream,
@@ -157,19 +160,15 @@ impl OutPipe {
         self.pending.front().map(|a| a.event.t_ns)
     }
 
-    /// Reads once from the pipe: the bytes, or None at end of file (then
-    /// the pipe is closed) or when nothing is there.
-    pub fn read_raw(&mut self) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 65536];
-        match nix::unistd::read(&self.fd, &mut buf) {
+    /// Reads once from the pipe into `buf`: how many bytes, or None at end
+    /// of file (then the pipe is closed) or when nothing is there.
+    pub fn read_raw(&mut self, buf: &mut [u8]) -> Option<usize> {
+        match nix::unistd::read(&self.fd, buf) {
             Ok(0) => {
                 self.closed = true;
                 None
             }
-            Ok(n) => {
-                buf.truncate(n);
-                Some(buf)
-            }
+            Ok(n) => Some(n),
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => None,
             Err(_) => {
                 self.closed = true;
@@ -303,7 +302,7 @@ mod tests {
 
     fn pipe() -> (OutPipe, OwnedFd) {
         let (r, w) = nix::unistd::pipe().expect("pipe");
-        (OutPipe::new(r, "p", 7, Stream::Stdout), w)
+        (OutPipe::new(r, "p", 7, Stream::Stdout, 0), w)
     }
 
     fn shown(events: &[Event]) -> Vec<(u64, String)> {
@@ -346,7 +345,7 @@ mod tests {
         o.announce(announcement(2, "never\n"), 6);
         let mut got = o.take(b"ha", &stats, &mut budget, u64::MAX);
         drop(w);
-        assert_eq!(o.read_raw(), None);
+        assert_eq!(o.read_raw(&mut [0; 16]), None);
         assert!(o.closed);
         got.extend(o.close(&stats, &mut budget));
         assert_eq!(shown(&got), vec![(1, "ha".to_string())]);

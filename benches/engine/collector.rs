@@ -1,0 +1,439 @@
+//! The collector's figures (issue 12), each beside its baseline:
+//!
+//! 1. CPU of `forkscope run` itself (its own utime + stime from
+//!    `/proc/PID/stat`, scenario processes not included; its `collector`
+//!    thread on its own) at ~10 000 events/s: `benches/stress.toml`
+//!    defaults, `--format jsonl`;
+//! 2. sustained ingest: 200 workers writing without sleep
+//!    (`period_ms=0 writes=1000`, 600 000 events), `--format jsonl`; beside
+//!    it, 200 forked writers writing the same number of event-sized lines
+//!    into one pipe that one reader reads (the raw pipe), and the cost of
+//!    parsing one event line;
+//! 3. event → model latency: a `Session` in this process (the bench
+//!    binary is its own runner), every event applied to a `World`; for each
+//!    event of the load, `now − t_ns` right after `World::apply` (the
+//!    process stamped `t_ns` just before it sent the event). At ~10 000
+//!    events/s, with the reorder window the app uses (40 ms: events are held
+//!    that long on purpose) and without it (as gated runs do).
+//!
+//! Every run checks that the events of the load that came out (`sleep`,
+//! `wake`, `write`) are exactly the `3 × workers × writes` the processes
+//! sent, and that the collector dropped none.
+
+use super::{BIN, STRESS, median};
+use forkscope::protocol::{Body, Event, now_ns};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REPEAT: usize = 5;
+const WORKERS: usize = 200;
+
+/// All three, or those named among the arguments (`cpu`, `ingest`,
+/// `latency`: `cargo bench --bench engine -- collector latency`).
+pub fn benches() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let some = ["cpu", "ingest", "latency"]
+        .iter()
+        .any(|p| args.iter().any(|a| a == p));
+    let wants = |part: &str| !some || args.iter().any(|a| a == part);
+    if wants("cpu") {
+        cpu_at_10k()?;
+    }
+    if wants("ingest") {
+        ingest()?;
+    }
+    if wants("latency") {
+        latency()?;
+    }
+    Ok(())
+}
+
+/// What one `forkscope run … --format jsonl` did, watched from outside.
+struct Watched {
+    wall: Duration,
+    /// Load events (sleep, wake, write) it printed.
+    load: usize,
+    /// From the first to the last load event read.
+    load_span: Duration,
+    /// CPU seconds of the forkscope process (all its threads) and of its
+    /// collector thread, at the last look before it exited.
+    cpu_s: f64,
+    collector_cpu_s: f64,
+    stderr: String,
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// utime + stime (fields 14, 15) of a `/proc/…/stat`, in ticks.
+fn stat_ticks(path: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn collector_thread_ticks(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for t in dir.flatten() {
+        let path = t.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() == "collector" {
+            return stat_ticks(&format!("{}/stat", path.display()));
+        }
+    }
+    None
+}
+
+fn watch_run(bin: &str, sets: &[&str]) -> Result<Watched, String> {
+    let mut args = vec!["run", STRESS, "--max-procs", "256", "--format", "jsonl"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {bin}: {e}"))?;
+    let pid = child.id();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let reader = std::thread::spawn(move || {
+        let mut load = 0usize;
+        let mut first: Option<Instant> = None;
+        let mut last = Instant::now();
+        for line in BufReader::with_capacity(1 << 20, stdout).lines() {
+            let Ok(line) = line else { break };
+            let is_load = [
+                "\"kind\":\"sleep\"",
+                "\"kind\":\"wake\"",
+                "\"kind\":\"write\"",
+            ]
+            .iter()
+            .any(|k| line.contains(k));
+            if is_load {
+                load += 1;
+                last = Instant::now();
+                first.get_or_insert(last);
+            }
+        }
+        (load, first.map_or(Duration::ZERO, |f| last - f))
+    });
+    let hz = clock_ticks();
+    let (mut cpu, mut coll) = (0u64, 0u64);
+    loop {
+        if let Some(t) = stat_ticks(&format!("/proc/{pid}/stat")) {
+            cpu = cpu.max(t);
+        }
+        if let Some(t) = collector_thread_ticks(pid) {
+            coll = coll.max(t);
+        }
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let wall = start.elapsed();
+    let (load, load_span) = reader.join().map_err(|_| "reader panicked")?;
+    let stderr = err_reader.join().map_err(|_| "reader panicked")?;
+    Ok(Watched {
+        wall,
+        load,
+        load_span,
+        cpu_s: cpu as f64 / hz,
+        collector_cpu_s: coll as f64 / hz,
+        stderr,
+    })
+}
+
+/// Every event the processes sent came out, and nothing was dropped.
+fn check_all(w: &Watched, expected: usize) -> Result<(), String> {
+    if w.load != expected {
+        return Err(format!(
+            "{} load events came out of {expected} sent; forkscope said: {}",
+            w.load,
+            w.stderr.trim()
+        ));
+    }
+    if w.stderr.contains("dropped") {
+        return Err(format!("forkscope dropped events: {}", w.stderr.trim()));
+    }
+    Ok(())
+}
+
+/// The binary to compare with (`FORKSCOPE_BEFORE=/path/to/forkscope`,
+/// e.g. a release build of an older commit), measured side by side.
+fn binaries() -> Vec<(String, String)> {
+    let mut bins = vec![("this".to_string(), BIN.to_string())];
+    if let Ok(before) = std::env::var("FORKSCOPE_BEFORE")
+        && !before.is_empty()
+    {
+        bins.push(("before".to_string(), before));
+    }
+    bins
+}
+
+fn cpu_at_10k() -> Result<(), String> {
+    let expected = 3 * WORKERS * 170;
+    for (name, bin) in binaries() {
+        let mut pct = Vec::new();
+        let mut coll_pct = Vec::new();
+        for _ in 0..REPEAT {
+            let w = watch_run(&bin, &[])?;
+            match check_all(&w, expected) {
+                Err(e) if name != "this" => println!("  [{name}] LOST: {e}"),
+                r => r?,
+            }
+            let wall = w.wall.as_secs_f64();
+            let p = 100.0 * w.cpu_s / wall;
+            let c = 100.0 * w.collector_cpu_s / wall;
+            println!(
+                "  [{name}] ~10k events/s: {} events in {wall:.2} s; forkscope run used \
+                 {:.2} s CPU = {p:.1} % of a core (collector thread {c:.1} %)",
+                w.load, w.cpu_s
+            );
+            pct.push(p);
+            coll_pct.push(c);
+        }
+        println!(
+            "[{name}] CPU of `forkscope run` at ~10 000 events/s (stress.toml defaults, jsonl): \
+             median {:.1} % of a core (collector thread {:.1} %) (of {expected} events each)",
+            median(pct),
+            median(coll_pct)
+        );
+    }
+    Ok(())
+}
+
+/// A line of the size and shape of a load event.
+fn sample_line(seq: u64) -> String {
+    format!(
+        "{{\"t_ns\":{},\"seq\":{seq},\"proc\":\"main.{}\",\"pid\":{},\"line\":6,\
+         \"kind\":\"sleep\",\"duration_ms\":0.0}}\n",
+        1_000_000_000_000u64 + seq * 1_000,
+        seq % 200 + 1,
+        100_000 + seq % 200
+    )
+}
+
+/// 200 forked writers, `lines` lines each, one `write` per line, into one
+/// pipe; one reader. Lines per second from the first fork to the last read.
+fn raw_pipe(writers: usize, lines: usize) -> Result<f64, String> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut pids = Vec::new();
+    for k in 0..writers {
+        let text: Vec<String> = (0..lines)
+            .map(|i| sample_line((k * lines + i) as u64))
+            .collect();
+        // SAFETY: this bench is single-threaded here (the reader threads of
+        // earlier runs have ended); the child only writes and `_exit`s.
+        match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+            nix::unistd::ForkResult::Child => {
+                for line in &text {
+                    let _ = nix::unistd::write(&w, line.as_bytes());
+                }
+                // SAFETY: `_exit` ends the child without running the parent's
+                // destructors.
+                unsafe { libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => pids.push(child),
+        }
+    }
+    drop(w);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0usize;
+    loop {
+        match nix::unistd::read(&r, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += buf[..n].iter().filter(|&&b| b == b'\n').count(),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let wall = start.elapsed();
+    for p in pids {
+        let _ = nix::sys::wait::waitpid(p, None);
+    }
+    if got != writers * lines {
+        return Err(format!("raw pipe: {got} lines of {}", writers * lines));
+    }
+    Ok(got as f64 / wall.as_secs_f64())
+}
+
+fn ingest() -> Result<(), String> {
+    let expected = 3 * WORKERS * 1000;
+    let mut base = Vec::new();
+    for _ in 0..REPEAT {
+        let rate = raw_pipe(WORKERS, 3000)?;
+        println!("  raw pipe: 200 writers × 3000 lines: {rate:.0} lines/s");
+        base.push(rate);
+    }
+    // Parsing one line into an `Event`, on one core.
+    let lines: Vec<String> = (0..100_000).map(sample_line).collect();
+    let t = Instant::now();
+    let mut ok = 0;
+    for l in &lines {
+        if serde_json::from_str::<Event>(l.trim_end()).is_ok() {
+            ok += 1;
+        }
+    }
+    let parse_ns = t.elapsed().as_nanos() as f64 / lines.len() as f64;
+    if ok != lines.len() {
+        return Err("sample lines do not parse".into());
+    }
+    for (name, bin) in binaries() {
+        let mut rates = Vec::new();
+        let mut spans = Vec::new();
+        let mut cpus = Vec::new();
+        for _ in 0..REPEAT {
+            let w = watch_run(&bin, &["period_ms=0", "writes=1000"])?;
+            // An older build may lose events: said, not fatal.
+            match check_all(&w, expected) {
+                Err(e) if name != "this" => println!("  [{name}] LOST: {e}"),
+                r => r?,
+            }
+            let rate = w.load as f64 / w.wall.as_secs_f64();
+            let span = w.load as f64 / w.load_span.as_secs_f64().max(1e-9);
+            let cpu = 100.0 * w.cpu_s / w.wall.as_secs_f64();
+            println!(
+                "  [{name}] flood: {} events in {:.2} s = {rate:.0} events/s over the whole \
+                 command, {span:.0} events/s from the first to the last; forkscope run: {cpu:.0} % \
+                 of a core",
+                w.load,
+                w.wall.as_secs_f64()
+            );
+            rates.push(rate);
+            spans.push(span);
+            cpus.push(cpu);
+        }
+        println!(
+            "[{name}] sustained ingest (200 workers × 1000 writes, no sleep, jsonl): median \
+             {:.0} events/s whole command, {:.0} events/s first to last event; forkscope run \
+             {:.0} % of a core (of {expected} events each)",
+            median(rates),
+            median(spans),
+            median(cpus)
+        );
+    }
+    println!(
+        "baseline: raw pipe, 200 writers × 3000 event-sized lines, one reader: median {:.0} \
+         lines/s; parsing one event line: {parse_ns:.0} ns ({:.1} M/s on one core)",
+        median(base),
+        1e3 / parse_ns
+    );
+    Ok(())
+}
+
+/// Percentile `p` (0–100) of sorted `v`.
+fn pct(v: &[u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let i = ((v.len() - 1) as f64 * p / 100.0).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn latency() -> Result<(), String> {
+    use forkscope::cli::load_target;
+    use forkscope::model::World;
+    use forkscope::scenario::{self, limits::Limits};
+    use forkscope::session::{RunOptions, Session};
+    let loaded = load_target(STRESS).map_err(|e| e.to_string())?;
+    let params = scenario::resolve_params(&loaded.scenario, &[]).map_err(|e| e.to_string())?;
+    let limits = Limits {
+        max_procs: 256,
+        ..Limits::default()
+    };
+    scenario::limits::check(&loaded.scenario, &params, &limits).map_err(|e| e.to_string())?;
+    let expected = 3 * WORKERS * 170;
+    for (what, window_ns) in [
+        ("reorder window 0 (as gated runs)", 0),
+        (
+            "reorder window 40 ms (the app's)",
+            forkscope::collector::REORDER_WINDOW_NS,
+        ),
+    ] {
+        let mut p50s = Vec::new();
+        let mut p99s = Vec::new();
+        for _ in 0..3 {
+            let opts = RunOptions {
+                time_scale: 1.0,
+                seed: 1,
+                limits,
+                gated: false,
+                stdout: None,
+                python: None,
+            };
+            let mut session = Session::start_with_window(
+                &loaded.text,
+                &loaded.origin,
+                params.clone(),
+                &opts,
+                window_ns,
+            )
+            .map_err(|e| format!("{e:#}"))?;
+            let events = session.collector.events.clone();
+            let mut world = World::new();
+            let mut lat_ns: Vec<u64> = Vec::with_capacity(expected);
+            loop {
+                match events.recv_batch_timeout(Duration::from_millis(20)) {
+                    Ok(batch) => {
+                        for e in &batch {
+                            world.apply(e);
+                            if matches!(
+                                e.body,
+                                Body::Sleep { .. } | Body::Wake {} | Body::Write { .. }
+                            ) {
+                                lat_ns.push(now_ns().saturating_sub(e.t_ns));
+                            }
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                    Err(_) => {}
+                }
+                let _ = session.poll_exit();
+            }
+            let dropped = session
+                .collector
+                .stats
+                .dropped
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if lat_ns.len() != expected || dropped > 0 {
+                return Err(format!(
+                    "latency run: {} load events applied of {expected} sent, {dropped} dropped",
+                    lat_ns.len()
+                ));
+            }
+            lat_ns.sort_unstable();
+            let (p50, p99, max) = (pct(&lat_ns, 50.0), pct(&lat_ns, 99.0), pct(&lat_ns, 100.0));
+            println!(
+                "  latency, {what}: {} events applied; p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+                lat_ns.len(),
+                p50 as f64 / 1e3,
+                p99 as f64 / 1e3,
+                max as f64 / 1e3
+            );
+            p50s.push(p50);
+            p99s.push(p99);
+        }
+        println!(
+            "event → model latency at ~10 000 events/s, {what}: median p50 {:.1} µs, p99 {:.1} µs; \
+             all {expected} events applied, none dropped",
+            median(p50s) as f64 / 1e3,
+            median(p99s) as f64 / 1e3
+        );
+    }
+    Ok(())
+}

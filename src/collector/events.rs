@@ -1,0 +1,311 @@
+//! The collector's events, handed over in batches: one channel message per
+//! pass of the collector (everything its reorder window lets go at once),
+//! not one per event, so a busy run costs the consumer one wake-up per
+//! batch. The consumer may still take them one at a time
+//! ([`Events::try_recv`], [`Events::recv_timeout`]) or a batch at a time
+//! ([`Events::try_recv_batch`], [`Events::recv_batch_timeout`]).
+//!
+//! The bound is in events. Long before it is reached, the collector stops
+//! reading the processes' connections ([`EventTx::should_pause`]): their
+//! socket buffers fill and their writes wait, so a consumer that is slower
+//! than the processes slows them down instead of losing their events; the
+//! consumer wakes the collector when it has caught up. Only what comes
+//! while the collector cannot wait (the end of a run) is dropped past the
+//! bound and counted (`Stats::dropped`), never queued without end.
+
+use crate::protocol::Event;
+use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, unbounded};
+use nix::sys::eventfd::EventFd;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A pair: the collector's end and the consumer's end. `wake` is the
+/// collector's eventfd: the consumer writes it when it has caught up with
+/// a collector that paused.
+pub fn channel(capacity: usize, wake: Arc<EventFd>) -> (EventTx, Events) {
+    let (tx, rx) = unbounded();
+    let shared = Arc::new(Shared {
+        queued: AtomicUsize::new(0),
+        paused: AtomicBool::new(false),
+        resume_at: capacity / 4,
+        wake,
+    });
+    (
+        EventTx {
+            tx,
+            shared: shared.clone(),
+            capacity,
+        },
+        Events {
+            rx,
+            taken: Arc::new(Mutex::new(VecDeque::new())),
+            shared,
+        },
+    )
+}
+
+struct Shared {
+    /// Events sent and not taken yet (in the channel or in a consumer's
+    /// hands, not yet popped).
+    queued: AtomicUsize,
+    /// The collector stopped reading until the consumer catches up.
+    paused: AtomicBool,
+    /// Caught up: this few events left.
+    resume_at: usize,
+    wake: Arc<EventFd>,
+}
+
+impl Shared {
+    /// `n` events were taken.
+    fn taken(&self, n: usize) {
+        let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
+        if left <= self.resume_at && self.paused.swap(false, Ordering::AcqRel) {
+            let _ = self.wake.write(1);
+        }
+    }
+}
+
+/// What [`EventTx::send`] did with a batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// All in, or this many events did not fit and were dropped.
+    Dropped(usize),
+    /// Nobody listens any more.
+    Disconnected,
+}
+
+/// The collector's end.
+pub struct EventTx {
+    tx: Sender<Vec<Event>>,
+    shared: Arc<Shared>,
+    capacity: usize,
+}
+
+impl EventTx {
+    /// The consumer is so far behind (with `waiting` more events on their
+    /// way) that the collector should stop reading until it catches up.
+    /// True also sets the flag the consumer looks at to wake it.
+    pub fn should_pause(&self, waiting: usize) -> bool {
+        let behind = |s: &Shared| s.queued.load(Ordering::Acquire) + waiting;
+        if behind(&self.shared) < self.capacity / 2 {
+            return false;
+        }
+        self.shared.paused.store(true, Ordering::Release);
+        // It may have caught up in between: then nobody would wake us.
+        if self.shared.queued.load(Ordering::Acquire) <= self.shared.resume_at {
+            self.shared.paused.store(false, Ordering::Release);
+            return behind(&self.shared) >= self.capacity / 2;
+        }
+        true
+    }
+
+    /// Sends a batch (in order); what would pass `capacity` is dropped.
+    pub fn send(&self, mut batch: Vec<Event>) -> Sent {
+        if batch.is_empty() {
+            return Sent::Dropped(0);
+        }
+        let room = self
+            .capacity
+            .saturating_sub(self.shared.queued.load(Ordering::Acquire));
+        let dropped = batch.len().saturating_sub(room);
+        batch.truncate(room);
+        if batch.is_empty() {
+            return Sent::Dropped(dropped);
+        }
+        let n = batch.len();
+        self.shared.queued.fetch_add(n, Ordering::AcqRel);
+        if self.tx.send(batch).is_err() {
+            self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+            return Sent::Disconnected;
+        }
+        Sent::Dropped(dropped)
+    }
+}
+
+/// The consumer's end. Clones share one queue: an event is taken once,
+/// by whichever clone asks first.
+#[derive(Clone)]
+pub struct Events {
+    rx: Receiver<Vec<Event>>,
+    /// Events of a batch received but not taken yet.
+    taken: Arc<Mutex<VecDeque<Event>>>,
+    shared: Arc<Shared>,
+}
+
+impl Events {
+    /// Events sent and not taken yet.
+    pub fn len(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pop(&self) -> Option<Event> {
+        let mut q = self.taken.lock().ok()?;
+        let e = q.pop_front()?;
+        drop(q);
+        self.shared.taken(1);
+        Some(e)
+    }
+
+    fn push_back(&self, batch: Vec<Event>) {
+        match self.taken.lock() {
+            Ok(mut q) => q.extend(batch),
+            // A consumer panicked while holding the queue: its events
+            // are lost with it; so are these.
+            Err(_) => self.shared.taken(batch.len()),
+        }
+    }
+
+    /// The next event, if one is there now.
+    pub fn try_recv(&self) -> Result<Event, TryRecvError> {
+        if let Some(e) = self.pop() {
+            return Ok(e);
+        }
+        let batch = self.rx.try_recv()?;
+        self.push_back(batch);
+        self.pop().ok_or(TryRecvError::Empty)
+    }
+
+    /// The next event, waiting at most `timeout` for it.
+    /// Like [`Events::recv_timeout`], but also wakes when `other` has
+    /// something: then `Err(Some(msg))`; a timeout or a collector gone is
+    /// `Err(None)` (a shared runner's exit code races the run's events).
+    pub fn recv_or<T>(
+        &self,
+        other: &crossbeam_channel::Receiver<T>,
+        timeout: Duration,
+    ) -> Result<Event, Option<Result<T, crossbeam_channel::RecvError>>> {
+        if let Some(e) = self.pop() {
+            return Ok(e);
+        }
+        crossbeam_channel::select! {
+            recv(self.rx) -> batch => match batch {
+                Ok(b) => {
+                    self.push_back(b);
+                    self.pop().ok_or(None)
+                }
+                Err(_) => Err(None),
+            },
+            recv(other) -> msg => Err(Some(msg)),
+            default(timeout) => Err(None),
+        }
+    }
+
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
+        if let Some(e) = self.pop() {
+            return Ok(e);
+        }
+        let batch = self.rx.recv_timeout(timeout)?;
+        self.push_back(batch);
+        self.pop().ok_or(RecvTimeoutError::Timeout)
+    }
+
+    /// The next event, waiting for it as long as it takes (an error once
+    /// the collector is gone and everything was taken).
+    pub fn recv(&self) -> Result<Event, RecvError> {
+        if let Some(e) = self.pop() {
+            return Ok(e);
+        }
+        loop {
+            let batch = self.rx.recv()?;
+            self.push_back(batch);
+            if let Some(e) = self.pop() {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// The events there now, one by one (as `Receiver::try_iter`).
+    pub fn try_iter(&self) -> impl Iterator<Item = Event> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
+
+    /// Every event there now (empty: none yet).
+    pub fn try_recv_batch(&self) -> Result<Vec<Event>, TryRecvError> {
+        let mut out: Vec<Event> = match self.taken.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        loop {
+            match self.rx.try_recv() {
+                Ok(batch) if out.is_empty() => out = batch,
+                Ok(batch) => out.extend(batch),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) if out.is_empty() => {
+                    return Err(TryRecvError::Disconnected);
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        self.shared.taken(out.len());
+        Ok(out)
+    }
+
+    /// Every event there now, waiting at most `timeout` for the first.
+    pub fn recv_batch_timeout(&self, timeout: Duration) -> Result<Vec<Event>, RecvTimeoutError> {
+        match self.try_recv_batch() {
+            Ok(b) if !b.is_empty() => return Ok(b),
+            Ok(_) => {}
+            Err(_) => return Err(RecvTimeoutError::Disconnected),
+        }
+        let first = self.rx.recv_timeout(timeout)?;
+        self.shared.taken(first.len());
+        let mut out = first;
+        if let Ok(more) = self.try_recv_batch() {
+            out.extend(more);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Body;
+
+    fn ev(seq: u64) -> Event {
+        Event {
+            t_ns: seq,
+            seq,
+            proc_id: "p".into(),
+            pid: 1,
+            line: None,
+            thread: None,
+            tid: None,
+            body: Body::Wake {},
+        }
+    }
+
+    #[test]
+    fn batches_come_out_one_by_one_in_order_and_past_the_bound_are_dropped() {
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let (tx, rx) = channel(5, wake);
+        assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
+        assert_eq!(tx.send((3..7).map(ev).collect()), Sent::Dropped(2));
+        assert_eq!(rx.len(), 5);
+        let other = rx.clone();
+        assert_eq!(rx.try_recv().map(|e| e.seq), Ok(0));
+        assert_eq!(other.try_recv().map(|e| e.seq), Ok(1));
+        let rest: Vec<u64> = rx
+            .try_recv_batch()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(rest, vec![2, 3, 4]);
+        assert!(rx.is_empty());
+        assert_eq!(tx.send((7..9).map(ev).collect()), Sent::Dropped(0));
+        let seqs: Vec<u64> = rx.try_iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![7, 8]);
+        drop(tx);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+    }
+}
