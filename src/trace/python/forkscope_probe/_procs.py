@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import threading
-from _thread import get_ident
 
 from . import _wire
 

@@ -332,7 +332,7 @@ def after_fork_child(child_id, parent_id, role, name, daemon):
     a stream the program redirected stays where it is), connect and say
     hello. `child_id` None: a fork nobody announced; the child stays silent
     on its parent's pipes."""
-    global _sock, _proc, _pid, _lock, _threads, _own_out, failures
+    global _sock, _proc, _pid, _lock, _threads
     _lock = RLock()
     _gates_after_fork()
     me = get_ident()
