@@ -664,6 +664,12 @@ fn gated_runs_of_managers_and_executors_end_as_python3_does() {
     for (name, args) in HELPER_PROGRAMS {
         let (code, out, _) = plain(&py, name, args);
         let what = format!("{name} {}", args.join(" "));
+        // A free run too (a Manager under spawn/forkserver pickles its
+        // registry, `threading.Lock` among it).
+        let t = traced(&py, name, &["--stdout", "block"], args);
+        assert_eq!(t.code, code, "{what} free: {}", t.stderr);
+        assert_eq!(lines(&t.stream(Stream::Stdout)), lines(&out), "{what} free");
+        assert!(t.kinds("free").is_empty(), "{what}: `free` only when gated");
         let mut first: Option<(String, BTreeMap<String, Vec<String>>)> = None;
         for seed in ["1", "2", "1"] {
             let t = traced(

@@ -9,9 +9,9 @@
   `task_start {pool, task, func}`, runs it, says `task_done {pool, task,
   value}` and `send`s the result on `POOL.results` (`msg` =
   `POOL:resultN`), which the owner `recv`s in the pool's result thread
-  (`thread` = that thread), where CPython then runs the callback: what the
-  callback does follows the `recv`, from the same thread, with the
-  callback's own `line`.
+  (`thread` = that thread), where CPython then runs the callback, which
+  says `callback {pool, task, func, error?}` first: what the callback does
+  follows, from the same thread, with the callback's own `line`.
 
 The task is carried to the worker by a small wrapper around the function
 (`_Task`), which the worker calls as CPython calls the function; a failing
