@@ -480,6 +480,9 @@ def _install_threads():
             if line is not None:
                 fields["line"] = line
             _wire.emit("thread_start", **fields)
+            if _wire.gated_run() and not _wire.gated():
+                # A thread of a process that runs free runs free too.
+                _wire.mark_free_thread()
             try:
                 return function(*a, **kw)
             finally:
