@@ -236,6 +236,23 @@ pub enum Body {
         task: u32,
         value: Value,
     },
+    /// The owner of pool `pool` runs the program's callback `func` for the
+    /// result of task `task` (a traced Python program's `apply_async(...,
+    /// callback=f)`, `map_async`; `error`: its `error_callback`, for a
+    /// task that failed). Sent by the thread that runs it, right before.
+    Callback {
+        pool: String,
+        task: u32,
+        func: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        error: bool,
+    },
+    /// This process learned its program's own name for it after its
+    /// `hello` (a traced Python program's child forked by the forkserver,
+    /// once it has read which `Process` it is: `Process-1`).
+    Named {
+        name: String,
+    },
     /// This process sends a signal to `target`.
     Signal {
         target: String,
@@ -288,6 +305,13 @@ pub enum Body {
     },
     /// Gated runs: the process was told to go and takes its pending action.
     Go {},
+    /// Gated runs: this process or thread (a thread when the event carries
+    /// `thread`) runs free: it never waits for `go`, so the scheduler does
+    /// not wait for its first step. Sent right after its `hello` or
+    /// `thread_start` by the helpers of a traced Python program (a
+    /// `Manager`'s server process, a `ProcessPoolExecutor`'s workers, the
+    /// standard library's own threads).
+    Free {},
     /// A lost update, sent by the writer itself: its write of `name` was
     /// computed from `read` (the value it last read from, or wrote to,
     /// `name`), but the atomic exchange that stored `written` found
@@ -345,6 +369,8 @@ impl Body {
             Body::Write { .. } => "write",
             Body::TaskStart { .. } => "task_start",
             Body::TaskDone { .. } => "task_done",
+            Body::Callback { .. } => "callback",
+            Body::Named { .. } => "named",
             Body::Signal { .. } => "signal",
             Body::Sleep { .. } => "sleep",
             Body::Wake {} => "wake",
@@ -354,6 +380,7 @@ impl Body {
             Body::Sample { .. } => "sample",
             Body::Pending { .. } => "pending",
             Body::Go {} => "go",
+            Body::Free {} => "free",
             Body::Race { .. } => "race",
             Body::Deadlock { .. } => "deadlock",
             Body::Error { .. } => "error",

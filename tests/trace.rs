@@ -40,6 +40,8 @@ const PROGRAMS: &[&str] = &[
     "threads_lock.py",
     "subprocess_sort.py",
     "manager_queue.py",
+    "manager_value_dict.py",
+    "process_pool_executor.py",
     "exit_code.py",
     "signal_child.py",
     "kill_traceback.py",
@@ -561,6 +563,64 @@ fn process_names_daemon_flags_and_signals_are_seen() {
         })
         .collect();
     assert_eq!(daemon, ["main.1"]);
+}
+
+#[test]
+fn a_forkserver_child_says_its_python_name() {
+    let Some(py) = python() else { return };
+    let prog = program("start_forkserver.py");
+    let t = traced(&py, &prog, &[]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    // The forkserver forks a child before it knows which Process that is:
+    // the child says its name once it has read it (`named`).
+    let forkserver: BTreeSet<&str> = t
+        .events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Spawn { child, role, .. } if role == "forkserver" => Some(child.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forkserver.len(), 1, "one forkserver");
+    let named: BTreeSet<(String, &str)> = t
+        .events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Named { name } => Some((
+                e.proc_id
+                    .rsplit_once('.')
+                    .map(|(p, _)| p.to_string())
+                    .unwrap_or_default(),
+                name.as_str(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let fs = forkserver
+        .iter()
+        .next()
+        .copied()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        named,
+        BTreeSet::from([(fs.clone(), "Process-1"), (fs, "Process-2")]),
+        "the forkserver's two children say their names"
+    );
+    // Said once: a child that had its name in its hello says no `named`.
+    let t = traced(&py, &program("process_join.py"), &[]);
+    assert!(t.events.iter().all(|e| e.body.kind() != "named"));
+    // The text log shows it.
+    let out = command(bin())
+        .args(["trace", "--python", &py, "--timeout", "30"])
+        .arg(&prog)
+        .output()
+        .expect("forkscope runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("is Process-1 (the program's name for it)"),
+        "{text}"
+    );
 }
 
 #[test]

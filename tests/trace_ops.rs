@@ -631,3 +631,179 @@ fn a_seed_repeats_which_worker_takes_which_task() {
     }
     assert_eq!(seen.len(), 1, "seed 3 handed the tasks out the same way");
 }
+
+/// Programs whose library helpers (a `Manager`'s server process and its
+/// threads, a `ProcessPoolExecutor`'s workers and threads) run free in a
+/// gated run, with the arguments each is run with.
+const HELPER_PROGRAMS: &[(&str, &[&str])] = &[
+    ("manager_queue.py", &[]),
+    ("manager_value_dict.py", &[]),
+    ("process_pool_executor.py", &[]),
+    ("manager_start_methods.py", &["fork"]),
+    ("manager_start_methods.py", &["spawn"]),
+    ("manager_start_methods.py", &["forkserver"]),
+];
+
+/// Each process's (or thread's) announced steps, in order.
+fn steps(t: &Traced) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in &t.events {
+        if let Body::Pending { action, retry, .. } = &e.body {
+            let who = e.thread.clone().unwrap_or_else(|| e.proc_id.clone());
+            m.entry(who)
+                .or_default()
+                .push(format!("{action}{}", if *retry { " (again)" } else { "" }));
+        }
+    }
+    m
+}
+
+#[test]
+fn gated_runs_of_managers_and_executors_end_as_python3_does() {
+    let Some(py) = python() else { return };
+    for (name, args) in HELPER_PROGRAMS {
+        let (code, out, _) = plain(&py, name, args);
+        let what = format!("{name} {}", args.join(" "));
+        // A free run too (a Manager under spawn/forkserver pickles its
+        // registry, `threading.Lock` among it).
+        let t = traced(&py, name, &["--stdout", "block"], args);
+        assert_eq!(t.code, code, "{what} free: {}", t.stderr);
+        assert_eq!(lines(&t.stream(Stream::Stdout)), lines(&out), "{what} free");
+        assert!(t.kinds("free").is_empty(), "{what}: `free` only when gated");
+        let mut first: Option<(String, BTreeMap<String, Vec<String>>)> = None;
+        for seed in ["1", "2", "1"] {
+            let t = traced(
+                &py,
+                name,
+                &["--stdout", "block", "--schedule", "seeded", "--seed", seed],
+                args,
+            );
+            assert_eq!(t.code, code, "{what} seed {seed}: {}", t.stderr);
+            let stdout = t.stream(Stream::Stdout);
+            assert_eq!(lines(&stdout), lines(&out), "{what} seed {seed}");
+            assert!(
+                !t.kinds("pending").is_empty(),
+                "{what}: a gated run has steps"
+            );
+            // The helpers said that they run free.
+            assert!(!t.kinds("free").is_empty(), "{what}: nobody runs free");
+            for e in t.kinds("free") {
+                assert!(
+                    !t.events.iter().any(|p| p.body.kind() == "pending"
+                        && p.proc_id == e.proc_id
+                        && p.thread == e.thread
+                        && p.seq > e.seq),
+                    "{what}: {} {:?} runs free, yet waits for go",
+                    e.proc_id,
+                    e.thread
+                );
+            }
+            if seed == "1" {
+                let s = (stdout, steps(&t));
+                match &first {
+                    None => first = Some(s),
+                    Some(f) => assert_eq!(&s, f, "{what}: seed 1 twice"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_seed_repeats_the_manager_value_program() {
+    let Some(py) = python() else { return };
+    let mut by_seed = BTreeMap::new();
+    for seed in ["4", "4", "4", "1", "2", "3", "5", "6", "7", "8"] {
+        let t = traced(
+            &py,
+            "manager_value_unlocked.py",
+            &["--schedule", "seeded", "--seed", seed],
+            &[],
+        );
+        assert_eq!(t.code, 0, "seed {seed}: {}", t.stderr);
+        let fin = final_value(&t.stream(Stream::Stdout));
+        assert!((1..=10).contains(&fin), "seed {seed}: final {fin}");
+        // `v.value += 1` on a proxy: a get, then a set, each a step.
+        let s = steps(&t);
+        assert_eq!(
+            s.get("main.2")
+                .map(|v| v.iter().filter(|a| a.ends_with("Value.set")).count()),
+            Some(5),
+            "{s:?}"
+        );
+        by_seed
+            .entry(seed)
+            .or_insert_with(BTreeSet::new)
+            .insert(fin);
+    }
+    assert_eq!(by_seed["4"].len(), 1, "seed 4 gave {:?}", by_seed["4"]);
+    let finals: BTreeSet<i64> = by_seed.values().flatten().copied().collect();
+    assert!(
+        finals.len() >= 2,
+        "one final value over 8 seeds: {finals:?}"
+    );
+}
+
+#[test]
+fn pool_callbacks_have_events_of_their_own() {
+    let Some(py) = python() else { return };
+    let t = traced(&py, "pool_callback_map.py", &[], &[]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    let cb = t
+        .events
+        .iter()
+        .position(|e| matches!(&e.body, Body::Callback { func, error: false, .. } if func == "got"))
+        .expect("a callback event");
+    let (pool, task) = match &t.events[cb].body {
+        Body::Callback { pool, task, .. } => (pool.clone(), *task),
+        _ => unreachable!(),
+    };
+    assert_eq!(pool, "pool");
+    // For the task whose result (49) it gets, after that result came in,
+    // from the same thread, before what the callback prints.
+    let done = t
+        .events
+        .iter()
+        .position(|e| matches!(&e.body, Body::TaskDone { task: n, value: Value::Int(49), .. } if *n == task))
+        .expect("task 0's result");
+    let recv = t
+        .events
+        .iter()
+        .position(|e| {
+            matches!(
+                &e.body,
+                Body::Recv {
+                    value: Value::Int(49),
+                    ..
+                }
+            )
+        })
+        .expect("the result received");
+    assert!(done < cb && recv < cb, "the callback runs after its result");
+    assert_eq!(t.events[cb].thread, t.events[recv].thread);
+    assert!(
+        t.events[cb..].iter().any(
+            |e| matches!(&e.body, Body::Output { text, .. } if text.contains("callback got 49"))
+        ),
+        "the callback's print comes after its event"
+    );
+    assert_eq!(t.kinds("callback").len(), 1, "map has no callback");
+
+    // An error_callback is one too, said as such.
+    let t = traced(&py, "pool_shapes.py", &[], &[]);
+    assert!(
+        t.events
+            .iter()
+            .any(|e| matches!(&e.body, Body::Callback { error: true, .. })),
+        "the error_callback"
+    );
+    // The gated pool runs callbacks in the owner's thread: said there too.
+    let t = traced(
+        &py,
+        "pool_callback_map.py",
+        &["--schedule", "seeded", "--seed", "3"],
+        &[],
+    );
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert_eq!(t.kinds("callback").len(), 1);
+}

@@ -586,6 +586,23 @@ impl Builder {
             Body::Pending { action, .. } => {
                 self.set_state(id, e.pid, ts, Some(format!("waiting for go: {action}")));
             }
+            Body::Free {} | Body::Named { .. } => {}
+            Body::Callback {
+                pool,
+                task,
+                func,
+                error,
+            } => {
+                let pid = self.proc(id, e.pid, ts).pid;
+                let args = json!({ "pool": pool, "task": task, "func": func, "error": error });
+                self.instant(
+                    "t",
+                    format!("callback {func} ({pool} task {task})"),
+                    ts,
+                    pid,
+                    args,
+                );
+            }
             Body::Narrate { text, .. } => {
                 let pid = self.proc(id, e.pid, ts).pid;
                 self.instant("g", short(text), ts, pid, json!({ "text": text }));

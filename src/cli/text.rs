@@ -109,6 +109,16 @@ pub fn describe(e: &Event) -> String {
             if *private { " (its own copy)" } else { "" }
         ),
         Body::TaskStart { pool, task, func } => format!("starts task {task} of {pool}: {func}"),
+        Body::Callback {
+            pool,
+            task,
+            func,
+            error,
+        } => {
+            let which = if *error { "error callback" } else { "callback" };
+            format!("runs {which} {func} for task {task} of {pool}")
+        }
+        Body::Named { name } => format!("is {name} (the program's name for it)"),
         Body::TaskDone { pool, task, value } => {
             format!("finishes task {task} of {pool}: {}", value.repr())
         }
@@ -156,6 +166,7 @@ pub fn describe(e: &Event) -> String {
         ),
         Body::Deadlock { cycle } => format!("DEADLOCK: {cycle}"),
         Body::Go {} => "goes".into(),
+        Body::Free {} => "runs free (takes no steps of the schedule)".into(),
         Body::Error { message } => format!("error: {message}"),
     }
 }

@@ -113,6 +113,16 @@ impl Gatekeeper {
             Body::Go {} => {
                 self.waiting.remove(me);
             }
+            // A helper of a traced Python program (a Manager's server, an
+            // executor's worker, a library thread): never waits for go.
+            Body::Free {} => {
+                self.seen.insert(me.to_string());
+                self.unborn.remove(me);
+                self.waiting.remove(me);
+                if self.moving.as_deref() == Some(me) {
+                    self.moving = None;
+                }
+            }
             // A child that has not announced a step yet and execs is a
             // traced Python program on its way (`forkscope trace`: a
             // `spawn` child, or `main` itself): it connects again and

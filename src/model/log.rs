@@ -208,6 +208,8 @@ pub fn event_bytes(e: &Event) -> usize {
         Body::Read { name, value, .. } | Body::Write { name, value, .. } => s(name) + v(value),
         Body::TaskStart { pool, func, .. } => s(pool) + s(func),
         Body::TaskDone { pool, value, .. } => s(pool) + v(value),
+        Body::Callback { pool, func, .. } => s(pool) + s(func),
+        Body::Named { name } => s(name),
         Body::Signal { target, signal, .. } => s(target) + s(signal),
         Body::Block { on } | Body::Unblock { on } => s(on),
         Body::Narrate { text, .. } => s(text),
@@ -231,7 +233,7 @@ pub fn event_bytes(e: &Event) -> usize {
         } => s(name) + v(read) + v(replaced) + v(written) + v(lost),
         Body::Deadlock { cycle } => s(cycle),
         Body::Error { message } => s(message),
-        Body::Sleep { .. } | Body::Wake {} | Body::Sample { .. } | Body::Go {} => 0,
+        Body::Sleep { .. } | Body::Wake {} | Body::Sample { .. } | Body::Go {} | Body::Free {} => 0,
     };
     std::mem::size_of::<Event>() + std::mem::size_of::<u64>() + s(&e.proc_id) + body
 }

@@ -1137,6 +1137,11 @@ impl World {
             }
             Body::Pending { action, .. } => self.proc_mut(me, t_ns).pending = Some(action.clone()),
             Body::Go {} => self.proc_mut(me, t_ns).pending = None,
+            // Only the gatekeeper cares: nothing to show in the model.
+            Body::Free {} => {}
+            Body::Named { name } => self.proc_mut(me, t_ns).name = Some(name.clone()),
+            // Shown in the log; what the callback does has events of its own.
+            Body::Callback { .. } => {}
             Body::Race {
                 name,
                 read,

@@ -8,6 +8,16 @@ def _forkscope_boot():
     import os
     import sys
 
+    def report(exc):
+        # What site.execsitecustomize prints for a broken sitecustomize.
+        if sys.flags.verbose:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        else:
+            sys.stderr.write(
+                "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
+                "%s: %s\n" % (exc.__class__.__name__, exc)
+            )
+
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         import forkscope_probe
@@ -23,28 +33,15 @@ def _forkscope_boot():
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     mine = sys.modules.pop("sitecustomize", None)
     try:
-        import sitecustomize  # noqa: F401  (the user's own, if any)
+        __import__("sitecustomize")  # the user's own, if any
     except ImportError as exc:
         if exc.name != "sitecustomize":
-            _report(exc)
+            report(exc)
         elif mine is not None:
             sys.modules["sitecustomize"] = mine
     except Exception as exc:
-        _report(exc)
-
-
-def _report(exc):
-    # What site.execsitecustomize prints for a broken sitecustomize.
-    import sys
-
-    if sys.flags.verbose:
-        sys.excepthook(type(exc), exc, exc.__traceback__)
-    else:
-        sys.stderr.write(
-            "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
-            "%s: %s\n" % (exc.__class__.__name__, exc)
-        )
+        report(exc)
 
 
 _forkscope_boot()
-del _forkscope_boot, _report
+del _forkscope_boot

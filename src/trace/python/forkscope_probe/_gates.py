@@ -110,7 +110,7 @@ def install():
     traced_waitpid = os.waitpid
 
     def waitpid(pid, options):
-        if options & os.WNOHANG:
+        if options & os.WNOHANG or not gated():
             return traced_waitpid(pid, options)
         if pid > 0:
             cid = _child_id(pid)
@@ -121,8 +121,9 @@ def install():
             waits_for = "wait"
             action = "wait for any child"
 
-        if pid > 0 and _roles.get(pid) == "exec":
-            # A program (not gated): one step, then the real wait.
+        if pid > 0 and _roles.get(pid) in _wire.FREE_ROLES:
+            # A program, a Manager's server, an executor's worker (they run
+            # free, they end on their own): one step, then the real wait.
             gate(action, touches=["*"])
             return traced_waitpid(pid, options)
 
@@ -144,6 +145,7 @@ def install():
     os.wait = wait
 
     _install_threads()
+    _install_manager()
     _install_kill()
     _install_exec()
     _install_sleep()
@@ -163,10 +165,14 @@ def _install_join():
 
     def join(self, timeout=None):
         popen = getattr(self, "_popen", None)
-        if popen is None or timeout is not None or _helper():
+        if popen is None or timeout is not None or _helper() or not gated():
             return traced_join(self, timeout)
         cid = _child_id(getattr(popen, "pid", None))
         action = "join " + (cid or self.name)
+        if _roles.get(getattr(popen, "pid", None)) in _wire.FREE_ROLES:
+            # It runs free and ends on its own: one step, then the real join.
+            gate(action, touches=["*"])
+            return traced_join(self, timeout)
 
         def once():
             if popen.wait(0) is not None:
@@ -184,6 +190,95 @@ def _install_join():
     join._forkscope_gate = True
     join.__wrapped__ = getattr(traced_join, "__wrapped__", traced_join)
     B.join = join
+
+
+def _install_manager():
+    """A `Manager`'s proxies: the server runs free, so every call the
+    program makes on a proxy (`q.put`, `v.value`, `d[k] = x`, `lock.acquire`)
+    is one step. A call that would wait for another process (`get` of an
+    empty queue, `put` on a full one, `acquire` of a held lock, `wait` of an
+    unset event) is tried without blocking and announced again until it
+    goes through, so nobody waits where the scheduler cannot see it."""
+    try:
+        from multiprocessing import managers
+    except ImportError:
+        return
+    P = managers.BaseProxy
+    traced = P._callmethod
+
+    def _callmethod(self, methodname, args=(), kwds={}):
+        if not gated() or _helper() or _wire.user_line(2) is None:
+            return traced(self, methodname, args, kwds)
+        token = getattr(self, "_token", None)
+        typeid = getattr(token, "typeid", None) or type(self).__name__
+        touches = ["manager:%s" % (getattr(token, "id", None) or id(self),)]
+        action = "manager %s.%s" % (typeid, methodname)
+        attempt = _manager_try(typeid, methodname, args, kwds)
+        if attempt is None:
+            gate(action, touches=touches)
+            return traced(self, methodname, args, kwds)
+
+        def once():
+            return attempt(lambda m, a=(), k={}: traced(self, m, a, k))
+
+        return gate_until(action, None, touches, once)
+
+    _callmethod._forkscope_gate = True
+    _callmethod.__wrapped__ = getattr(traced, "__wrapped__", traced)
+    P._callmethod = _callmethod
+
+
+def _manager_try(typeid, method, args, kwds):
+    """How to try a proxy call that may wait, without waiting: a function
+    of `call(method, args, kwds)` that returns the call's result or
+    NOT_YET; None for a call that does not wait (or that asked not to)."""
+    import queue
+
+    def arg(i, name, default):
+        if len(args) > i:
+            return args[i]
+        return kwds.get(name, default)
+
+    if method == "get" and typeid in ("Queue", "JoinableQueue"):
+        if not arg(0, "block", True):
+            return None
+
+        def get(call):
+            try:
+                return call("get", (False,))
+            except queue.Empty:
+                return NOT_YET
+
+        return get
+    if method == "put" and typeid in ("Queue", "JoinableQueue"):
+        if not args and "item" not in kwds and "obj" not in kwds:
+            return None
+        item = args[0] if args else kwds.get("item", kwds.get("obj"))
+        if not arg(1, "block", True):
+            return None
+
+        def put(call):
+            try:
+                return call("put", (item, False))
+            except queue.Full:
+                return NOT_YET
+
+        return put
+    if method == "acquire":
+        if not arg(0, "blocking", True):
+            return None
+
+        def acquire(call):
+            return True if call("acquire", (False,)) else NOT_YET
+
+        return acquire
+    if method == "wait" and typeid == "Event":
+
+        def wait(call):
+            return True if call("is_set") else NOT_YET
+
+        return wait
+    return None
 
 
 def _install_exec():
@@ -232,7 +327,7 @@ def _install_sleep():
             caller = _ops_user_frame()
         except Exception:
             caller = False
-        if not caller:
+        if not caller or not gated():
             return real_sleep(secs)
         gate("sleep %gs" % secs, touches=None)
         if secs < 0:
@@ -267,7 +362,7 @@ def _install_threads():
     def start(self):
         # The program's threads are steps of the schedule; the library's
         # own threads (a Queue's feeder...) run free.
-        if _ops.creator() is not None:
+        if gated() and _ops.creator() is not None:
             self._fs_gated = True
             gate("start thread %s" % self.name, touches=["*"])
         return traced_start(self)
@@ -276,6 +371,7 @@ def _install_threads():
         info = getattr(self, "_forkscope", None)
         if (
             info is None
+            or not gated()
             or not getattr(self, "_fs_gated", False)
             or not self._started.is_set()
             or self is threading.current_thread()
@@ -308,7 +404,7 @@ def _install_kill():
 
     def kill(pid, sig):
         cid = _child_id(pid)
-        if cid is None:
+        if cid is None or not gated():
             return traced_kill(pid, sig)
         gate("signal %s to %s" % (_signame(sig), cid), touches=["*"])
         r = traced_kill(pid, sig)

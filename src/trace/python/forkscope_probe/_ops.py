@@ -214,17 +214,29 @@ def gate(action, waits_for=None, touches=None, local=False, retry=False):
 NOT_YET = object()
 
 
+def _sleep(secs):
+    import time
+
+    # The original, not the gated runs' patched one (it may be installed).
+    getattr(time.sleep, "__wrapped__", time.sleep)(secs)
+
+
 def gate_until(action, waits_for, touches, try_once):
     """Gated: announce, wait for go, try without blocking; until the try
     succeeds (returns something other than NOT_YET), announce again with
     `retry`, as the engine's `gated_retry` does."""
     retry = False
     while True:
+        free = not gated()
         gate(action, waits_for=waits_for, touches=touches, retry=retry)
         r = try_once()
         if r is not NOT_YET:
             return r
         retry = True
+        if free:
+            # A thread or process that runs free (nobody says go to it):
+            # try again a little later rather than spin.
+            _sleep(0.001)
 
 
 def install_method(cls, name, make):

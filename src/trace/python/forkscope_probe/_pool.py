@@ -9,9 +9,9 @@
   `task_start {pool, task, func}`, runs it, says `task_done {pool, task,
   value}` and `send`s the result on `POOL.results` (`msg` =
   `POOL:resultN`), which the owner `recv`s in the pool's result thread
-  (`thread` = that thread), where CPython then runs the callback: what the
-  callback does follows the `recv`, from the same thread, with the
-  callback's own `line`.
+  (`thread` = that thread), where CPython then runs the callback, which
+  says `callback {pool, task, func, error?}` first: what the callback does
+  follows, from the same thread, with the callback's own `line`.
 
 The task is carried to the worker by a small wrapper around the function
 (`_Task`), which the worker calls as CPython calls the function; a failing
@@ -227,6 +227,21 @@ def install():
                     ok, value = True, obj
                 shown = value_of(value) if ok else "%s: %s" % (type(value).__name__, value)
                 emit("recv", channel=name + ".results", end="", msg="%s:result%d" % (name, n), value=shown)
+                # CPython runs the callbacks inside `_set`: each says
+                # `callback` first (from the thread that runs it).
+                saved = []
+                for attr, error in (("_callback", False), ("_error_callback", True)):
+                    cb = getattr(self, attr, None)
+                    if cb is not None:
+                        saved.append((attr, cb))
+                        setattr(self, attr, _announced(cb, name, n, error))
+                try:
+                    return orig(self, i, obj)
+                finally:
+                    for attr, cb in saved:
+                        # Unless CPython let go of it meanwhile.
+                        if getattr(self, attr, None) is not None:
+                            setattr(self, attr, cb)
             return orig(self, i, obj)
 
         return _set
@@ -235,6 +250,17 @@ def install():
         cls = getattr(mpool, cls_name, None)
         if cls is not None:
             _ops.install_method(cls, "_set", result_set)
+
+
+def _announced(cb, pool, task, error):
+    def run(value):
+        fields = {"pool": pool, "task": task, "func": getattr(cb, "__name__", None) or repr(cb)}
+        if error:
+            fields["error"] = True
+        emit("callback", **fields)
+        return cb(value)
+
+    return run
 
 
 # ---------------------------------------------------------- gated runs

@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import threading
-from _thread import get_ident
 
 from . import _wire
 
@@ -424,6 +423,10 @@ def _install_threads():
             if info[3] is not None:
                 fields["line"] = info[3]
             _wire.emit("thread_start", **fields)
+            if _wire.gated_run() and not getattr(self, "_fs_gated", False):
+                # The library's own thread (a Manager server's, an
+                # executor's, a queue's feeder): it runs free.
+                _wire.mark_free_thread()
         try:
             real_bi(self)
         finally:
@@ -477,6 +480,9 @@ def _install_threads():
             if line is not None:
                 fields["line"] = line
             _wire.emit("thread_start", **fields)
+            if _wire.gated_run() and not _wire.gated():
+                # A thread of a process that runs free runs free too.
+                _wire.mark_free_thread()
             try:
                 return function(*a, **kw)
             finally:
@@ -511,6 +517,14 @@ def _install_threads():
 # ---- multiprocessing -----------------------------------------------------
 
 
+# Processes the standard library starts for itself, by the module of their
+# target: they run free in gated runs (`_wire.FREE_ROLES`).
+_HELPER_ROLES = {
+    "multiprocessing.managers": "manager",
+    "concurrent.futures.process": "executor_worker",
+}
+
+
 def _install_mp():
     try:
         from multiprocessing import process
@@ -522,7 +536,9 @@ def _install_mp():
 
     def start(self):
         target = getattr(self, "_target", None)
-        role = getattr(target, "__name__", None) or type(self).__name__
+        role = _HELPER_ROLES.get(getattr(target, "__module__", None))
+        if role is None:
+            role = getattr(target, "__name__", None) or type(self).__name__
         prev = getattr(_starting, "info", None)
         _starting.info = (role, self.name, bool(self.daemon))
         try:
@@ -545,7 +561,27 @@ def _install_mp():
             if on is not None:
                 _wire.emit("unblock", on=on)
 
+    real_bootstrap = _wire.keep("multiprocessing.BaseProcess._bootstrap", B._bootstrap)
+
+    def _bootstrap(self, *args, **kwargs):
+        # In the child, before the target runs. A forkserver's child said
+        # hello before it knew which Process it is (the forkserver forks it
+        # first; the Process comes after): it says its name now, and a
+        # Manager's server or an executor's worker runs free from here.
+        try:
+            if _wire.named() is None and self.name:
+                _wire.set_named(self.name)
+                _wire.emit("named", name=self.name)
+            target = getattr(self, "_target", None)
+            if _HELPER_ROLES.get(getattr(target, "__module__", None)) and _wire.gated():
+                _wire.run_free()
+        except Exception:
+            pass
+        return real_bootstrap(self, *args, **kwargs)
+
     start.__wrapped__ = real_start
     join.__wrapped__ = real_join
+    _bootstrap.__wrapped__ = real_bootstrap
     B.start = start
     B.join = join
+    B._bootstrap = _bootstrap

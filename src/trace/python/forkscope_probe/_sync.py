@@ -567,6 +567,10 @@ def _install_threading():
         return _TRLock(real_rlock(*args, **kwargs), _ops.name_for("RLock", f))
 
     Lock._forkscope = RLock._forkscope = True
+    # Pickled by reference as `threading.Lock` (a Manager's registry holds
+    # the factory and goes to a `spawn`/`forkserver` server pickled).
+    for f, n in ((Lock, "Lock"), (RLock, "RLock")):
+        f.__module__, f.__qualname__, f.__name__ = "threading", n, n
     threading.Lock = Lock
     threading.RLock = RLock
 

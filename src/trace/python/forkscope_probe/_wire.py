@@ -42,6 +42,14 @@ _pid = 0
 _seq = 0
 _lock = RLock()
 _gated = False
+# The run is gated (`_gated` is whether this process takes steps of it).
+_gated_run = False
+# Processes that run free in a gated run: programs started by `subprocess`,
+# multiprocessing's resource tracker, a Manager's server, a
+# ProcessPoolExecutor's workers (they take no step of the program's own).
+FREE_ROLES = ("exec", "resource_tracker", "manager", "executor_worker")
+# idents of this process's threads that run free (the library's own)
+_free_threads = set()
 _script = None
 _script_real = None
 _file_is_script = {}
@@ -74,7 +82,43 @@ def host_pid():
 
 
 def gated():
-    return _gated
+    """Does the calling thread take steps of a gated run?"""
+    return _gated and (not _free_threads or get_ident() not in _free_threads)
+
+
+def gated_run():
+    return _gated_run
+
+
+def run_free():
+    """This process runs free from now on (a forkserver's child that
+    turned out to be a Manager's server or an executor's worker)."""
+    global _gated
+    if _gated:
+        _gated = False
+        emit("free")
+
+
+# The program's name for this process, once known (hello or `named`).
+_named = None
+
+
+def named():
+    return _named
+
+
+def set_named(name):
+    global _named
+    _named = name
+
+
+def mark_free_thread():
+    """The calling thread (the library's own) runs free in a gated run: it
+    never waits for `go`, and says so (`free`) so the scheduler does not
+    wait for its first step."""
+    if _gated_run:
+        _free_threads.add(get_ident())
+        emit("free")
 
 
 def connected():
@@ -160,14 +204,15 @@ def start():
     program exec'd by one): the hello without descriptors, since its
     stdout/stderr pipes are already with the collector. False if this
     process is not under forkscope."""
-    global _addr, _proc, _pid, _gated, _script, _script_real, _own_out
+    global _addr, _proc, _pid, _gated, _gated_run, _script, _script_real, _own_out
     env = os.environ
     _addr = env.get(SOCK_ENV)
     _proc = env.get(PROC_ENV)
     if not _addr or not _proc:
         return False
     _pid = _read_host_pid()
-    _gated = env.get(GATED_ENV) == "1"
+    _gated_run = env.get(GATED_ENV) == "1"
+    _gated = _gated_run and env.get(ROLE_ENV) not in FREE_ROLES
     _script = env.get(SCRIPT_ENV) or None
     _script_real = os.path.realpath(_script) if _script else None
     _own_out = _parse_out(env.get(OUT_ENV))
@@ -178,7 +223,12 @@ def start():
                 sys.stdout.reconfigure(line_buffering=True)
         except (AttributeError, ValueError, OSError):
             pass
-    return _connect(None, [])
+    # Said (with its name, if it has one) by the hello before its exec.
+    set_named("")
+    ok = _connect(None, [])
+    if ok and _gated_run and not _gated:
+        emit("free")
+    return ok
 
 
 def _connect(hello_extra, fds, redirect=None):
@@ -317,6 +367,7 @@ def register_thread(name):
 
 def unregister_thread():
     _threads.pop(get_ident(), None)
+    _free_threads.discard(get_ident())
 
 
 # ---- fork ------------------------------------------------------------
@@ -332,8 +383,9 @@ def after_fork_child(child_id, parent_id, role, name, daemon):
     a stream the program redirected stays where it is), connect and say
     hello. `child_id` None: a fork nobody announced; the child stays silent
     on its parent's pipes."""
-    global _sock, _proc, _pid, _lock, _threads, _own_out, failures
+    global _sock, _proc, _pid, _lock, _threads, _free_threads, _gated, _named
     _lock = RLock()
+    _free_threads = set()
     _gates_after_fork()
     me = get_ident()
     _threads = {}
@@ -391,9 +443,13 @@ def after_fork_child(child_id, parent_id, role, name, daemon):
     hello = {"role": role, "parent": parent_id}
     if daemon:
         hello["daemon"] = True
+    _named = name or None
     if name:
         hello["name"] = name
-    _connect(hello, fds, redirect if fds else None)
+    if role in FREE_ROLES:
+        _gated = False
+    if _connect(hello, fds, redirect if fds else None) and _gated_run and not _gated:
+        emit("free")
     try:
         os.environ[OUT_ENV] = _fmt_out(_own_out)
     except Exception:
@@ -435,7 +491,7 @@ def gate(action, waits_for=None, touches=None, local=False, retry=False):
     """In a gated run: says what this process/thread is about to do
     (`pending`) and waits until forkscope says `go` to it. Free runs: at
     once."""
-    if not _gated or _sock is None:
+    if _sock is None or not gated():
         return
     fields = {"action": action}
     if local:
