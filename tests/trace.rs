@@ -12,7 +12,7 @@
 //!   many processes and threads.
 //! - 20 bare `os.fork()` children that live 1 ms: every one seen, in every
 //!   run (FORKSCOPE_TRACE_RUNS runs, default 10; 100 in
-//!   docs/reliability/h-trace-core.md).
+//!   docs/reliability/python-trace.md).
 //! - Cleanup: nothing of the run left after a timeout, Ctrl-C or
 //!   `kill -9` of forkscope, and the probe's directory gone.
 //!
