@@ -195,6 +195,7 @@ fn bench(sets: &[String]) -> Result<(), String> {
         limits,
         gated: false,
         stdout: None,
+        python: None,
     };
     let session = Session::start(&loaded.text, &loaded.origin, params, &opts)
         .map_err(|e| format!("{e:#}"))?;

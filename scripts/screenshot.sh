@@ -2,7 +2,7 @@
 # Takes a screenshot of the forkscope window mid-run, under a virtual X
 # server, so it works on a machine without a display.
 #
-#   scripts/screenshot.sh NAME OUT.png [extra forkscope args...]
+#   scripts/screenshot.sh NAME|PROGRAM.py OUT.png [extra forkscope args...]
 #   e.g. scripts/screenshot.sh locked-counter docs/img/locked-counter.png --presenter --after-ms 900
 #
 # Extra args go to forkscope (--set k=v, --time-scale F, --presenter,
@@ -34,6 +34,13 @@ for a in "$@"; do
     case $a in --size | --size=*) size_args=() ;; esac
 done
 
+# NAME is a scenario (a built-in or a .toml), or a Python program (.py,
+# traced as `forkscope --trace` does).
+case $name in
+*.py) target=(--trace "$name") ;;
+*) target=(--scenario "$name") ;;
+esac
+
 runtime=$(mktemp -d)
 chmod 700 "$runtime"
 trap 'rm -rf "$runtime"' EXIT
@@ -41,5 +48,5 @@ trap 'rm -rf "$runtime"' EXIT
 # X11 and software GL only: no Wayland, no GPU needed.
 env -u WAYLAND_DISPLAY XDG_RUNTIME_DIR="$runtime" LIBGL_ALWAYS_SOFTWARE=1 \
     xvfb-run -a -s "-screen 0 1920x1200x24" \
-    "$bin" --scenario "$name" "${size_args[@]}" --screenshot "$out" "$@"
+    "$bin" "${target[@]}" "${size_args[@]}" --screenshot "$out" "$@"
 echo "saved $out" >&2

@@ -17,4 +17,5 @@ pub mod runner;
 pub mod safe_fs;
 pub mod scenario;
 pub mod session;
+pub mod trace;
 pub mod trace_file;

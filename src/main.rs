@@ -12,6 +12,13 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__runner") {
         return code(forkscope::runner::runner_main());
     }
+    // A traced Python program's child, before it execs its program.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__trace-exec")
+    {
+        return code(forkscope::trace::shim::trace_exec_main());
+    }
     let cli = Args::parse();
     let status = match &cli.command {
         Some(Command::List) => cli::list(),
@@ -21,6 +28,7 @@ fn main() -> ExitCode {
         Some(Command::Check { file }) => cli::check(file),
         Some(Command::Export(args)) => cli::export::export(args),
         Some(Command::Quiz(args)) => cli::quiz::quiz(args),
+        Some(Command::Trace(args)) => cli::trace::trace(args),
         None => app::run_gui(&cli.gui),
     };
     code(status)

@@ -86,6 +86,10 @@ pub enum Body {
         /// The pid inside forkscope's PID namespace, if it uses one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ns_pid: Option<i32>,
+        /// The program's own name for the process, when it has one
+        /// (a traced Python program's `Process-1`, `ForkPoolWorker-2`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// The runner declares a shared resource before the scenario starts.
     Resource {

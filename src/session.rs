@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub gated: bool,
     /// Overrides the scenario's `stdout` buffering (`--stdout`).
     pub stdout: Option<crate::scenario::StdoutMode>,
+    /// Run this Python program as `main` (`forkscope trace`; see
+    /// [`crate::trace::TraceTarget::start`]).
+    pub python: Option<crate::trace::PythonProgram>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +45,7 @@ impl Default for RunOptions {
             limits: Limits::default(),
             gated: false,
             stdout: None,
+            python: None,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Session {
             parent_pid: std::process::id() as i32,
             gated: opts.gated,
             stdout: opts.stdout,
+            python: opts.python.clone(),
         };
         let exe = std::env::current_exe().context("cannot find our own executable")?;
         let mut runner = Command::new(exe)

@@ -12,7 +12,9 @@
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use forkscope::app::recording::LaneState;
-use forkscope::app::{App, Command, GuiArgs, RunState, controls, inspector, lab, many};
+use forkscope::app::{
+    App, Command, GuiArgs, RunState, controls, files, help, inspector, lab, many, settings,
+};
 use forkscope::protocol::Value;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -20,6 +22,14 @@ use std::time::{Duration, Instant};
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__runner") {
         let code = forkscope::runner::runner_main();
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    // A traced Python program's child, before it execs (as the binary).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__trace-exec")
+    {
+        let code = forkscope::trace::shim::trace_exec_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let tests: &[(&str, fn())] = &[
@@ -80,6 +90,34 @@ fn main() -> ExitCode {
         (
             "threads_get_timeline_lanes_under_their_process",
             threads_get_timeline_lanes_under_their_process,
+        ),
+        (
+            "opening_a_file_asks_first_while_a_run_goes_on",
+            opening_a_file_asks_first_while_a_run_goes_on,
+        ),
+        (
+            "picking_another_scenario_clears_the_stage",
+            picking_another_scenario_clears_the_stage,
+        ),
+        (
+            "settings_come_back_at_the_next_launch",
+            settings_come_back_at_the_next_launch,
+        ),
+        (
+            "question_mark_lists_every_key",
+            question_mark_lists_every_key,
+        ),
+        (
+            "f11_is_full_screen_and_p_the_presenter_look",
+            f11_is_full_screen_and_p_the_presenter_look,
+        ),
+        (
+            "presenter_panels_one_by_one_and_zoom_on_the_stage",
+            presenter_panels_one_by_one_and_zoom_on_the_stage,
+        ),
+        (
+            "a_python_program_opens_with_its_source_and_markers",
+            a_python_program_opens_with_its_source_and_markers,
         ),
         ("harness_counts_what_it_ran", harness_counts_what_it_ran),
     ];
@@ -1322,4 +1360,502 @@ fn slow_motion_replays_a_recording_from_a_moment() {
     );
     assert!(has_label(&h, &status), "the toolbar says it");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---- issue 11: files, settings, keys, presenter panels ---------------------
+
+/// A temporary folder for one test, removed when dropped.
+struct TestDir(std::path::PathBuf);
+
+impl TestDir {
+    fn new(what: &str) -> TestDir {
+        let dir = std::env::temp_dir().join(format!("forkscope-gui-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        TestDir(dir)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A built-in's text saved as a scenario file.
+fn scenario_file(dir: &TestDir, name: &str) -> std::path::PathBuf {
+    let b = forkscope::scenario::catalog::find(name).expect("a built-in");
+    let path = dir.0.join(format!("my-{name}.toml"));
+    std::fs::write(&path, b.text).expect("write the scenario");
+    path
+}
+
+/// Opening a file while a run goes on asks first (and keeping the run
+/// keeps it); yes stops the run, opens the file on a clean stage and puts
+/// it in the File menu's recent files, from where it opens again; a file
+/// that cannot be opened says why over the stage, in presenter mode too.
+fn opening_a_file_asks_first_while_a_run_goes_on() {
+    let dir = TestDir::new("open");
+    let file = scenario_file(&dir, "fork-print");
+    let mut h = harness(GuiArgs {
+        time_scale: Some(20.0),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| h.state().rec.len() > 5));
+    assert!(h.state().run.is_running());
+
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(file.clone())));
+    h.run_steps(3);
+    assert!(has_label(&h, "A run is going on"), "the question shows");
+    assert!(h.state().run.is_running(), "nothing stopped without asking");
+    h.get_by_label(files::KEEP_RUNNING).click();
+    h.run_steps(3);
+    assert!(h.state().run.is_running(), "kept");
+    assert!(!has_label(&h, "A run is going on"));
+    assert_eq!(picked_name(&h), "locked-counter");
+
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(file.clone())));
+    h.run_steps(3);
+    h.get_by_label(files::STOP_AND_OPEN).click();
+    h.run_steps(3);
+    assert!(!h.state().run.is_running(), "stopped");
+    assert_eq!(picked_name(&h), "fork-print");
+    assert!(h.state().rec.is_empty(), "a clean stage for the new file");
+    assert!(!has_label(&h, "main.1"), "no old process on the stage");
+    let canonical = std::fs::canonicalize(&file).expect("the file");
+    assert_eq!(h.state().files.recent.first(), Some(&canonical));
+
+    // The File menu lists it; a click opens it again.
+    h.get_by_label(controls::RESTART).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && !h.state().rec.is_empty()));
+    h.state_mut()
+        .command(Command::Pick("locked-counter".into()));
+    h.run_steps(2);
+    h.get_by_label(files::FILE_MENU).click();
+    h.run_steps(2);
+    let name = file
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .to_string();
+    h.get_by_label(&name).click();
+    h.run_steps(3);
+    assert_eq!(picked_name(&h), "fork-print", "reopened from the menu");
+
+    // A broken file: the error shows over the stage (presenter: no picker).
+    h.state_mut().command(Command::TogglePresenter);
+    let broken = dir.0.join("broken.toml");
+    std::fs::write(&broken, "name = \"x\"\n[[process\n").expect("write");
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(broken.clone())));
+    h.run_steps(3);
+    assert!(
+        has_label(&h, &format!("⚠ {}", files::CANNOT_OPEN)),
+        "the error is on screen"
+    );
+    let e = h.state().files.error.clone().expect("an error");
+    assert!(e.contains("broken.toml:"), "{e}");
+    assert!(has_label(&h, &e), "its text too");
+    assert_eq!(picked_name(&h), "fork-print", "the old pick stays");
+    h.get_by_label("OK").click();
+    h.run_steps(2);
+    assert!(h.state().files.error.is_none());
+    assert!(!has_label(&h, &format!("⚠ {}", files::CANNOT_OPEN)));
+
+    // "Open…" without a native dialog on this machine: a path field.
+    if !files::native_dialog_available() {
+        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::O);
+        h.run_steps(3);
+        assert!(has_label(&h, files::OPEN_BY_PATH), "the path window shows");
+        assert!(has_label(&h, &name), "with the recent files");
+        h.get_by_label("Cancel").click();
+        h.run_steps(2);
+        assert!(!has_label(&h, files::OPEN_BY_PATH));
+    }
+}
+
+/// Picking another scenario from the list takes the old run off the stage.
+fn picking_another_scenario_clears_the_stage() {
+    let mut h = harness(GuiArgs {
+        time_scale: Some(0.1),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && h.state().rec.len() > 10));
+    assert!(has_label(&h, "main.2"));
+    h.get_by_label("A shared counter without a lock loses updates")
+        .click_accesskit();
+    h.run_steps(3);
+    assert_eq!(picked_name(&h), "unlocked-counter");
+    assert!(h.state().rec.is_empty(), "the old run is gone");
+    assert!(!has_label(&h, "main.2"), "nothing of it on the stage");
+    assert!(matches!(h.state().run, RunState::Idle));
+}
+
+/// A storage in memory, as eframe's file is on disk.
+#[derive(Default)]
+struct MemStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+/// What a user set comes back at the next launch (scenario, parameters,
+/// mode, seed, presenter, panels, zoom, recent files), except what the
+/// command line says; tests never touch the real settings file.
+fn settings_come_back_at_the_next_launch() {
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(2);
+    assert!(
+        !h.state().persist,
+        "a test app neither reads nor writes settings"
+    );
+    h.get_by_label("A shared counter without a lock loses updates")
+        .click_accesskit();
+    h.run_steps(2);
+    h.state_mut()
+        .command(Command::SetParam("workers".into(), Value::Int(3)));
+    h.state_mut().command(Command::SetMode(lab::Mode::Seeded));
+    h.state_mut().command(Command::SetSeed(7));
+    h.state_mut().command(Command::TogglePresenter);
+    h.state_mut()
+        .command(Command::View(settings::ViewCmd::TogglePanel(
+            settings::Panel::Source,
+        )));
+    h.state_mut().command(Command::Zoom(1.3));
+    h.run_steps(3);
+    let saved = h.state().settings();
+
+    let mut storage = MemStorage::default();
+    eframe::set_value(&mut storage, settings::KEY, &saved);
+    let back: settings::Settings =
+        eframe::get_value(&storage, settings::KEY).expect("the settings read back");
+    assert_eq!(back, saved);
+
+    let mut next = App::new(&GuiArgs::default()).expect("the app starts");
+    next.restore_settings(back.clone(), &GuiArgs::default());
+    let mut h2 = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), next);
+    h2.run_steps(3);
+    let s = h2.state();
+    assert_eq!(picked_name(&h2), "unlocked-counter");
+    assert_eq!(
+        s.picked.as_ref().and_then(|p| p.params.get("workers")),
+        Some(&Value::Int(3))
+    );
+    assert_eq!(s.mode, lab::Mode::Seeded);
+    assert_eq!(s.seed, 7);
+    assert!(s.presenter);
+    assert!(s.panels.presenter.source, "the source panel stays shown");
+    assert!((s.zoom - 1.3).abs() < 1e-6);
+    assert!(has_label(&h2, "Source"), "and is on screen");
+
+    // The command line wins over what was remembered.
+    let args = GuiArgs {
+        scenario: Some("fork-print".into()),
+        mode: Some(lab::Mode::Free),
+        ..GuiArgs::default()
+    };
+    let mut told = App::new(&args).expect("the app starts");
+    told.restore_settings(back, &args);
+    assert_eq!(
+        told.picked
+            .as_ref()
+            .map(|p| p.loaded.scenario.name.as_str()),
+        Some("fork-print")
+    );
+    assert_eq!(told.mode, lab::Mode::Free);
+    assert!(told.presenter, "presenter was not on the command line");
+}
+
+/// "?" shows every key; Esc closes it.
+fn question_mark_lists_every_key() {
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(2);
+    assert!(!has_label(&h, help::KEYS_TITLE));
+    h.key_press(egui::Key::Questionmark);
+    h.run_steps(3);
+    assert!(has_label(&h, help::KEYS_TITLE), "the overlay shows");
+    for (keys, what) in help::key_table() {
+        assert!(has_label(&h, &keys), "{keys} is listed");
+        assert!(has_label(&h, &what), "{what} is said");
+    }
+    for must in [
+        "Space", "F11", "P", "Ctrl+O", "1 – 9", "U", "S", "T", "O", "I",
+    ] {
+        assert!(has_label(&h, must), "{must} is listed");
+    }
+    h.key_press(egui::Key::Escape);
+    h.run_steps(3);
+    assert!(!has_label(&h, help::KEYS_TITLE), "Esc closes it");
+    h.get_by_label(help::HELP_BUTTON).click();
+    h.run_steps(3);
+    assert!(
+        has_label(&h, help::KEYS_TITLE),
+        "the toolbar's ? opens it too"
+    );
+}
+
+/// F11 is full screen and nothing else; P is the presenter look, the same
+/// stage as `--presenter`.
+fn f11_is_full_screen_and_p_the_presenter_look() {
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(3);
+    let desk = h.state().stage.last_rect.expect("a stage");
+    // Down, a frame (whose output asks the window), then up.
+    h.key_down(egui::Key::F11);
+    h.step();
+    let asked = h
+        .output()
+        .viewport_output
+        .values()
+        .flat_map(|v| v.commands.iter())
+        .any(|c| *c == egui::ViewportCommand::Fullscreen(true));
+    h.key_up(egui::Key::F11);
+    h.run_steps(2);
+    assert!(h.state().fullscreen);
+    assert!(asked, "the window was asked to go full screen");
+    assert!(!h.state().presenter, "the look stays");
+    let still = h.state().stage.last_rect.expect("a stage");
+    assert!((still.min - desk.min).length() < 1.0 && (still.max - desk.max).length() < 1.0);
+
+    let mut started = harness(GuiArgs {
+        presenter: true,
+        ..GuiArgs::default()
+    });
+    started.run_steps(4);
+    let want = started.state().stage.last_rect.expect("a stage");
+    h.key_press(egui::Key::P);
+    h.run_steps(4);
+    assert!(h.state().presenter);
+    assert!(h.state().fullscreen, "full screen stays");
+    let got = h.state().stage.last_rect.expect("a stage");
+    assert!(
+        (got.min - want.min).length() < 1.0 && (got.max - want.max).length() < 1.0,
+        "P: {got:?}, --presenter: {want:?}"
+    );
+    h.key_press(egui::Key::F11);
+    h.run_steps(2);
+    assert!(!h.state().fullscreen);
+    assert!(h.state().presenter, "the look stays when full screen ends");
+}
+
+/// Presenter mode: the output strip shows whole lines (at least four),
+/// each panel comes and goes with its key or the Panels menu, and "+"
+/// makes the stage's own words bigger.
+fn presenter_panels_one_by_one_and_zoom_on_the_stage() {
+    // At 1920×1080 (at 1280×720 this tree fills the stage already: "+"
+    // cannot grow it without running off); a small tree that always ends the
+    // same way (room to grow).
+    let app = App::new(&GuiArgs {
+        presenter: true,
+        scenario: Some("process-join".into()),
+        ..GuiArgs::default()
+    })
+    .expect("the app starts");
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1920.0, 1080.0))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && h.state().rec.len() > 5));
+    h.run_steps(3);
+    // The strip under the stage: whole lines of the output's font.
+    let stage = h.state().stage.last_rect.expect("a stage");
+    let window_h = h.ctx.content_rect().height();
+    let row = h.ctx.fonts_mut(|f| {
+        f.row_height(&egui::FontId::monospace(
+            forkscope::app::output::PRESENTER_FONT_PT,
+        ))
+    });
+    let strip = window_h - stage.max.y - 8.0;
+    assert!(
+        strip >= 4.0 * row,
+        "the output strip is {strip} pt: {} lines of {row} pt",
+        strip / row
+    );
+    assert!(!has_label(&h, "Source"), "the stage alone at first");
+    assert!(!has_label(&h, "timeline"));
+
+    h.key_press(egui::Key::S);
+    h.run_steps(3);
+    assert!(has_label(&h, "Source"), "S shows the source");
+    assert!(!has_label(&h, "Scenarios"), "and only it");
+    h.key_press(egui::Key::T);
+    h.run_steps(3);
+    assert!(has_label(&h, "timeline"), "T shows the timeline");
+    h.key_press(egui::Key::I);
+    h.run_steps(3);
+    assert!(has_label(&h, "Inspector") || h.state().panels.presenter.inspector);
+    h.key_press(egui::Key::S);
+    h.key_press(egui::Key::T);
+    h.key_press(egui::Key::I);
+    h.run_steps(3);
+    assert!(!has_label(&h, "Source") && !has_label(&h, "timeline"));
+    // The menu, with a checkbox per panel.
+    h.get_by_label(controls::PANELS_PRESENTER).click();
+    h.run_steps(2);
+    h.get_by_label("Source  (S)").click();
+    h.run_steps(3);
+    assert!(h.state().panels.presenter.source);
+    assert!(has_label(&h, "Source"), "shown from the menu");
+    h.key_press(egui::Key::Escape);
+    h.key_press(egui::Key::S);
+    h.run_steps(3);
+
+    // "+": the stage's type grows on screen (not only the toolbar's).
+    let key_px = |h: &Harness<'static, App>| {
+        h.state().stage.last_layout.as_ref().expect("a layout").k * h.ctx.pixels_per_point()
+    };
+    let k0 = key_px(&h);
+    h.key_press(egui::Key::Plus);
+    h.run_steps(4);
+    let k1 = key_px(&h);
+    assert!(k1 > k0 * 1.05, "stage type {k0} px → {k1} px after +");
+    h.key_press(egui::Key::Minus);
+    h.run_steps(2);
+    h.key_press(egui::Key::Minus);
+    h.run_steps(4);
+    let k2 = key_px(&h);
+    assert!(k2 < k1, "− makes it smaller: {k1} → {k2} px");
+}
+
+// ---- issue 10: a Python program in the app ----------------------------------
+
+/// A main thread, a thread and a bare fork child, each waiting at a line
+/// of its own: the thread at its `start()` (line 11), the child where it
+/// forked (12), main at the `join` (16).
+const MARKS_PY: &str = "import os
+import threading
+import time
+
+
+def work():
+    time.sleep(2)
+
+
+t = threading.Thread(target=work, name=\"worker\")
+t.start()
+pid = os.fork()
+if pid == 0:
+    time.sleep(2)
+    os._exit(0)
+t.join()
+os.waitpid(pid, 0)
+print(\"done\")
+";
+
+/// The marker text after a source line: `◀ ID`.
+fn marker(id: &str) -> String {
+    format!("◀ {id}")
+}
+
+/// A `.py` opened with the app's Open (and `--trace`): the real file in the
+/// source panel, ready to run; run, a marker per process and per thread at
+/// the line each is on; the program's output and exit as `python3` gives
+/// them. A missing file is an error on screen.
+fn a_python_program_opens_with_its_source_and_markers() {
+    let dir = TestDir::new("py");
+    let script = dir.0.join("marks.py");
+    std::fs::write(&script, MARKS_PY).expect("write the program");
+
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(2);
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(script.clone())));
+    h.run_steps(3);
+    assert!(
+        h.state().files.error.is_none(),
+        "{:?}",
+        h.state().files.error
+    );
+    assert_eq!(picked_name(&h), "marks", "named after the file");
+    assert!(h.state().picked_python());
+    assert!(!h.state().run.is_running(), "ready, not running");
+    for line in [
+        "t = threading.Thread(target=work, name=\"worker\")",
+        "pid = os.fork()",
+        "    os._exit(0)",
+        "print(\"done\")",
+    ] {
+        assert!(has_label(&h, line), "the source shows {line:?}");
+    }
+
+    let lines = |h: &Harness<'static, App>| {
+        let w = &h.state().rec.live;
+        let main = w.process("main");
+        (
+            main.and_then(|p| p.line),
+            main.and_then(|p| p.threads.first()).and_then(|t| t.line),
+            w.process("main.1").and_then(|p| p.line),
+        )
+    };
+    h.get_by_label(controls::RUN).click();
+    let there = wait_for(&mut h, |h| lines(h) == (Some(16), Some(11), Some(12)));
+    assert!(
+        there,
+        "main at the join, the thread at start(), the child at the fork: {:?}",
+        lines(&h)
+    );
+    h.run_steps(1);
+    let shown = |h: &Harness<'static, App>, id: &str| h.query_all_by_label(&marker(id)).count();
+    for id in ["main", "main.t1", "main.1"] {
+        assert_eq!(shown(&h, id), 1, "one marker for {id} in the source");
+    }
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()));
+    assert!(
+        matches!(h.state().run, RunState::Finished { code: Some(0), .. }),
+        "exit 0"
+    );
+    let terminal: String = h
+        .state()
+        .rec
+        .live
+        .merged_output
+        .chunks
+        .iter()
+        .map(|c| c.text.as_str())
+        .collect();
+    assert_eq!(terminal, "done\n");
+    h.run_steps(2);
+    assert!(!has_label(&h, &marker("main.1")), "no marker once it ended");
+
+    // `forkscope --trace FILE`: the same, ready to run.
+    let h = harness(GuiArgs {
+        trace: Some(script.clone()),
+        ..GuiArgs::default()
+    });
+    assert!(h.state().picked_python());
+    assert!(!h.state().run.is_running());
+
+    // A program that is not there: one sentence, on screen.
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(2);
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(dir.0.join("gone.py"))));
+    h.run_steps(3);
+    let e = h.state().files.error.clone().expect("an error");
+    assert!(e.contains("gone.py"), "{e}");
+    // Over the stage, and next to the picker's Open field.
+    assert!(h.query_all_by_label(&e).count() >= 1, "on screen");
+    assert!(has_label(&h, &format!("⚠ {}", files::CANNOT_OPEN)));
+    assert_eq!(picked_name(&h), "locked-counter", "the old pick stays");
 }

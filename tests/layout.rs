@@ -106,10 +106,10 @@ fn stage_rect(size: &Size) -> (Rect, f32) {
     };
     let (w, h) = (size.w_px / px_per_pt, size.h_px / px_per_pt);
     if size.presenter {
-        // Toolbar 26 pt, central panel margin 8; output strip 70 + frame
-        // (as `--dump-layout` says).
+        // Toolbar 26 pt, central panel margin 8; output strip of four
+        // whole lines + frame (as `--dump-layout` says: 89.9).
         (
-            Rect::from_min_max(pos2(8.0, 34.0), pos2(w - 8.0, h - 86.0)),
+            Rect::from_min_max(pos2(8.0, 34.0), pos2(w - 8.0, h - 90.0)),
             px_per_pt,
         )
     } else {

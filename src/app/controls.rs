@@ -22,6 +22,11 @@ pub const REPLAY_SPEED: &str = "Replay speed (slow motion)";
 /// Writes the run shown as JSON lines (as `forkscope run --record`).
 pub const SAVE_RECORDING: &str = "Save recording";
 pub const PRESENTER: &str = "Presenter";
+/// The menu of panels (one checkbox each).
+pub const PANELS: &str = "☰ Panels";
+/// The same on a projector, where the toolbar has no room for the word
+/// (the menu there also holds Open… and the recent files).
+pub const PANELS_PRESENTER: &str = "☰";
 pub const STAGE_TAB: &str = "Stage";
 pub const MANY_RUNS_TAB: &str = "📊 Many runs";
 
@@ -34,6 +39,13 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
     };
     ui.horizontal_wrapped(|ui| {
         ui.add_space(2.0);
+        if !big {
+            let mut cmds = Vec::new();
+            super::files::file_menu(ui, app, &mut cmds);
+            for c in cmds {
+                app.command(c);
+            }
+        }
         if ui
             .add_enabled(
                 !running && app.picked.is_some(),
@@ -98,47 +110,44 @@ pub fn toolbar(ui: &mut Ui, app: &mut App) {
             app.command(Command::GoLive);
         }
         replay_controls(ui, app, &text);
-        // A desk action: a projector's toolbar has no room for it.
-        let desk = !app.presenter || app.show_side_panels;
-        if desk
-            && ui
-                .add_enabled(
-                    !app.rec.is_empty() && !app.run.is_running(),
-                    egui::Button::new(text(SAVE_RECORDING)),
-                )
-                .on_hover_text(format!(
-                    "Write this run's events to {} (open it again with forkscope --open FILE)",
-                    super::open::default_dir().display()
-                ))
-                .clicked()
-        {
-            app.command(Command::SaveRecording(app.default_recording_path()));
-        }
         ui.separator();
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if ui
                 .selectable_label(app.presenter, text(PRESENTER))
-                .on_hover_text("Large type, light high-contrast colours for a projector (F11)")
+                .on_hover_text("Large type, light high-contrast colours for a projector (P)")
                 .clicked()
             {
                 app.command(Command::TogglePresenter);
             }
-            if app.presenter
+            // The toolbar has one line: "+" and "−" are keys (and in the
+            // Panels menu), and so is "?" on a projector.
+            if !app.presenter
                 && ui
-                    .selectable_label(app.show_side_panels, text("☰ Panels"))
-                    .on_hover_text("Show the picker, inspector and source")
+                    .button(text(super::help::HELP_BUTTON))
+                    .on_hover_text("Every key (? or F1)")
                     .clicked()
             {
-                app.command(Command::ToggleSidePanels);
+                app.command(Command::View(super::settings::ViewCmd::ToggleHelp));
             }
-            if !app.presenter {
-                if ui.small_button("+").on_hover_text("Larger (+)").clicked() {
-                    app.command(Command::Zoom(app.zoom * 1.1));
+            let mut cmds = Vec::new();
+            let panels_title = if app.presenter {
+                PANELS_PRESENTER
+            } else {
+                PANELS
+            };
+            ui.menu_button(text(panels_title), |ui| {
+                if app.presenter {
+                    super::files::file_items(ui, app, &mut cmds);
+                    ui.separator();
                 }
-                if ui.small_button("−").on_hover_text("Smaller (−)").clicked() {
-                    app.command(Command::Zoom(app.zoom / 1.1));
-                }
+                super::settings::panels_menu(ui, app, &mut cmds);
+            })
+            .response
+            .on_hover_text("Panels: show or hide the panels around the stage, one by one");
+            for c in cmds {
+                app.command(c);
             }
+
             // The status gets the room the buttons leave, cut there: it
             // never prints over them.
             ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
@@ -175,6 +184,19 @@ fn replay_controls(ui: &mut Ui, app: &mut App, text: &dyn Fn(&str) -> RichText) 
     {
         app.command(Command::ReplayFrom(from));
     }
+    // A projector's toolbar has room for one line: there "stop at ⚠" is
+    // in the speed menu.
+    let auto_in_menu = app.presenter && !app.show_side_panels;
+    let auto_pause = |ui: &mut Ui, app: &mut App| {
+        let mut auto = app.time.auto_pause;
+        if ui
+            .checkbox(&mut auto, text(AUTO_PAUSE))
+            .on_hover_text("While replaying, pause by itself at each lost update, deadlock, zombie, error, and caption marked pause = true")
+            .changed()
+        {
+            app.command(Command::SetAutoPause(auto));
+        }
+    };
     egui::ComboBox::from_id_salt("replay_speed")
         .selected_text(text(&speed_label(app.time.speed)))
         .width(60.0)
@@ -187,16 +209,15 @@ fn replay_controls(ui: &mut Ui, app: &mut App, text: &dyn Fn(&str) -> RichText) 
                     app.command(Command::SetSpeed(s));
                 }
             }
+            if auto_in_menu {
+                ui.separator();
+                auto_pause(ui, app);
+            }
         })
         .response
         .on_hover_text(REPLAY_SPEED);
-    let mut auto = app.time.auto_pause;
-    if ui
-        .checkbox(&mut auto, text(AUTO_PAUSE))
-        .on_hover_text("While replaying, pause by itself at each lost update, deadlock, zombie, error, and caption marked pause = true")
-        .changed()
-    {
-        app.command(Command::SetAutoPause(auto));
+    if !auto_in_menu {
+        auto_pause(ui, app);
     }
 }
 
@@ -444,20 +465,20 @@ fn param_editor(ui: &mut Ui, name: &str, param: &Param, current: Value) -> Optio
 }
 
 fn open_file(ui: &mut Ui, app: &mut App) {
-    ui.strong("Open a scenario file or a recording");
+    ui.strong("Open a scenario file, a recording or a Python program");
     let mut open = false;
     ui.horizontal(|ui| {
         let r = ui.add(
             egui::TextEdit::singleline(&mut app.file_path)
-                .hint_text("scenario.toml or run.jsonl")
+                .hint_text("scenario.toml, run.jsonl or prog.py")
                 .desired_width(180.0),
         );
         open |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         open |= ui.button("Open").clicked();
     });
     if open && !app.file_path.trim().is_empty() {
-        let path = app.file_path.trim().to_string();
-        app.command(Command::Pick(path));
+        let path = std::path::PathBuf::from(app.file_path.trim());
+        app.command(Command::File(super::files::FileCmd::Open(path)));
     }
     if let Some(e) = &app.pick_error {
         ui.label(RichText::new(e).color(app.theme().ink(super::theme::okabe_ito::VERMILLION)));

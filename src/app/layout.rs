@@ -208,6 +208,29 @@ pub const LOST_BANNER_H: f32 = 44.0;
 /// An estimate of how wide `text` is in the proportional font at `pt`
 /// points, on the generous side (the stage's fonts are narrower), so a
 /// label placed by this never runs into its neighbour.
+/// `text` cut with "…" to fit `room` points at `pt`: a command line
+/// (`$ …`) loses its start, anything else its end.
+fn fit_line(text: String, pt: f32, room: f32) -> String {
+    if text_w(&text, pt) <= room || room <= 0.0 {
+        return text;
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let command = text.starts_with("$ ");
+    for keep in (1..chars.len()).rev() {
+        let cut = if command {
+            let tail: String = chars[chars.len() - keep..].iter().collect();
+            format!("$ …{tail}")
+        } else {
+            let head: String = chars[..keep].iter().collect();
+            format!("{head}…")
+        };
+        if text_w(&cut, pt) <= room {
+            return cut;
+        }
+    }
+    "…".into()
+}
+
 pub fn text_w(text: &str, pt: f32) -> f32 {
     let em: f32 = text
         .chars()
@@ -495,7 +518,8 @@ fn node_tags(p: &Process) -> String {
     } else {
         role_words(&p.role)
     };
-    let mut tags = vec![role];
+    // A traced program's own name for it (`Process-2`), first.
+    let mut tags = vec![p.name.clone().unwrap_or_default(), role];
     if p.daemon {
         tags.push("daemon".into());
     }
@@ -1288,6 +1312,9 @@ fn node_box(
         if y + NODE_LINE_H * k > rect.bottom() {
             break;
         }
+        // A line wider than the node is cut with "…" (never drawn past
+        // its border): a command keeps its end (the script's name).
+        let line = fit_line(line, SMALL_FONT * k, rect.width() - 1.5 * pad);
         let mut l = label(pos2(rect.left() + pad, y), line, SMALL_FONT * k);
         l.rect = l.rect.intersect(rect.shrink(pad * 0.5));
         extra.push((l, color));
@@ -1893,6 +1920,7 @@ mod thread_lane_tests {
                     parent: None,
                     daemon: false,
                     ns_pid: None,
+                    name: None,
                 },
             ),
             ev(Some(("main.t1", 11)), start(false)),
@@ -1918,5 +1946,27 @@ mod thread_lane_tests {
             "{lines:?}"
         );
         assert!(extra_lines_max(&world) >= 3);
+    }
+}
+
+#[cfg(test)]
+mod fit_line_tests {
+    use super::{fit_line, text_w};
+
+    /// A traced program's command line is cut to the node's width from its
+    /// start (the script's name stays); other lines from their end.
+    #[test]
+    fn a_long_line_is_cut_to_the_room_it_has() {
+        let cmd = "$ /root/.pyenv/shims/python3 /tmp/hta/marks.py".to_string();
+        let cut = fit_line(cmd.clone(), 10.0, 150.0);
+        assert!(text_w(&cut, 10.0) <= 150.0, "{cut}");
+        assert!(cut.starts_with("$ …") && cut.ends_with("marks.py"), "{cut}");
+        assert_eq!(
+            fit_line(cmd.clone(), 10.0, 1000.0),
+            cmd,
+            "room enough: as is"
+        );
+        let other = fit_line("runs task 3: some_long_function_name".into(), 10.0, 80.0);
+        assert!(other.starts_with("runs") && other.ends_with('…'), "{other}");
     }
 }

@@ -254,6 +254,7 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
                 },
                 gated: plan.seeded,
                 stdout: None,
+                python: None,
             };
             let mut session = match Session::start(&plan.text, &plan.origin, params, &opts) {
                 Ok(s) => s,

@@ -11,6 +11,8 @@
 
 pub mod captions;
 pub mod controls;
+pub mod files;
+pub mod help;
 pub mod inspector;
 pub mod lab;
 pub mod layout;
@@ -19,8 +21,10 @@ pub mod marks;
 pub mod open;
 pub mod output;
 pub mod quiz;
+pub mod python;
 pub mod recording;
 pub mod sampler;
+pub mod settings;
 pub mod source;
 pub mod stage;
 pub mod steps;
@@ -124,6 +128,14 @@ pub struct GuiArgs {
     /// a choice's number or text, or a number), and run at once.
     #[arg(long, value_name = "ANSWERS", conflicts_with_all = ["many_runs", "open"])]
     pub quiz_answer: Option<String>,
+    /// Open this Python program, ready to run (traced as `forkscope trace`
+    /// does): its source with a marker per process and thread.
+    #[arg(long, value_name = "SCRIPT.py", conflicts_with_all = ["open", "scenario", "many_runs", "schedule"])]
+    pub trace: Option<PathBuf>,
+    /// The Python interpreter for --trace and opened .py files
+    /// [default: python3 on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
 /// What views ask the app to do.
@@ -177,6 +189,10 @@ pub enum Command {
     ShowView(MainView),
     StartManyRuns,
     CancelManyRuns,
+    /// Open…, recent files, the question before stopping a run for a file.
+    File(files::FileCmd),
+    /// Full screen, panels one by one, the "?" overlay.
+    View(settings::ViewCmd),
 }
 
 /// What the centre shows.
@@ -192,6 +208,8 @@ pub struct Picked {
     pub loaded: Loaded,
     pub params: BTreeMap<String, Value>,
     pub exec_confirmed: bool,
+    /// A Python program (`--trace`, or a `.py` opened): what `main` runs.
+    pub python: Option<crate::trace::PythonProgram>,
 }
 
 impl Picked {
@@ -350,6 +368,19 @@ pub struct App {
     pub opened: Option<PathBuf>,
     /// Quiz mode: its questions and answers.
     pub quiz: quiz::QuizState,
+    /// Open dialog, recent files, open errors.
+    pub files: files::Files,
+    /// Which panels show, in each look.
+    pub panels: settings::PanelSets,
+    /// Full screen (F11), apart from the look.
+    pub fullscreen: bool,
+    /// The "?" overlay with every key.
+    pub help_open: bool,
+    /// Settings are remembered (only the real window, never tests or
+    /// `--screenshot`).
+    pub persist: bool,
+    /// `--python`: the interpreter for Python programs.
+    pub python_exe: Option<PathBuf>,
 }
 
 impl App {
@@ -397,6 +428,12 @@ impl App {
             ),
             opened: None,
             quiz: quiz::QuizState::new(args.quiz),
+            files: files::Files::default(),
+            panels: settings::PanelSets::default(),
+            fullscreen: false,
+            help_open: false,
+            persist: false,
+            python_exe: None,
         };
         if let Some(n) = args.many_runs {
             if !(1..=many::MAX_RUNS).contains(&n) {
@@ -459,6 +496,10 @@ impl App {
                 image: Arc::default(),
             });
         }
+        app.python_exe = args.python.clone();
+        if let Some(path) = &args.trace {
+            app.open_python(path)?;
+        }
         if let Some(path) = &args.open {
             if args.scenario.is_none() {
                 // A recording does not say which scenario it ran.
@@ -503,6 +544,8 @@ impl App {
             self.commands.push(Command::StartManyRuns);
         }
         self.keys(&ctx);
+        self.view_keys(&ctx);
+        self.poll_dialog();
         self.apply_commands();
         self.drain();
         if let Some(c) = self.quiz.update(self.picked.as_ref(), &self.run, &self.rec) {
@@ -512,6 +555,8 @@ impl App {
         self.advance_time();
         self.apply_look(&ctx);
         self.show(ui);
+        self.file_windows(&ctx);
+        self.help_window(&ctx);
         self.apply_commands();
         self.screenshot(&ctx);
         if self.wants_repaint() {
@@ -529,17 +574,15 @@ impl App {
 
     fn apply(&mut self, c: Command) {
         match c {
-            Command::Pick(target) if open::is_recording_path(&target) => {
-                match self.open_recording(std::path::Path::new(target.trim())) {
-                    Ok(()) => self.pick_error = None,
-                    Err(e) => self.pick_error = Some(e),
-                }
+            Command::Pick(target) if crate::scenario::catalog::find(&target).is_none() => {
+                // A file: asks before stopping a run, says what is wrong.
+                self.apply_file(files::FileCmd::Open(PathBuf::from(target.trim())));
             }
             Command::Pick(target) => {
-                self.stop_now();
+                // Another scenario: the old run's picture goes with it
+                // (and Undo and Save, which belong to that run).
+                self.clear_stage();
                 self.pick(&target);
-                // Undo and Save belong to the old scenario's run.
-                self.gated = None;
             }
             Command::SetParam(k, v) => {
                 if let Some(p) = self.picked.as_mut() {
@@ -602,7 +645,7 @@ impl App {
             }
             Command::SetAutoPause(on) => self.time.auto_pause = on,
             Command::TogglePresenter => self.presenter = !self.presenter,
-            Command::ToggleSidePanels => self.show_side_panels = !self.show_side_panels,
+            Command::ToggleSidePanels => self.toggle_side_panels(),
             Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
             Command::SelectProcess(p) => self.selected = p,
             Command::SetMode(m) => {
@@ -631,6 +674,11 @@ impl App {
             Command::ShowView(v) => self.view = v,
             Command::StartManyRuns => self.start_many_runs(),
             Command::CancelManyRuns => self.many.cancel(),
+            Command::File(c) => self.apply_file(c),
+            Command::View(c) => {
+                let ctx = self.egui_ctx.clone();
+                self.apply_view(c, ctx.as_ref());
+            }
         }
     }
 
@@ -813,6 +861,11 @@ impl App {
         let Some(p) = self.picked.as_ref() else {
             return;
         };
+        if p.python.is_some() {
+            self.status =
+                Some("Many runs is for scenarios: run a Python program with ▶ Run".into());
+            return;
+        }
         if p.needs_exec_consent() && !p.exec_confirmed {
             self.status = Some(format!(
                 "this file runs programs ({}): confirm it on the left first",
@@ -851,6 +904,7 @@ impl App {
                     loaded,
                     params,
                     exec_confirmed: false,
+                    python: None,
                 });
                 self.status = None;
             }
@@ -899,6 +953,7 @@ impl App {
             limits: limits::Limits::for_scenario(&p.loaded.scenario),
             gated,
             stdout: None,
+            python: p.python.clone(),
         };
         if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {
             self.status = Some(format!("{}: {e}", p.loaded.origin));
@@ -1198,25 +1253,27 @@ impl App {
         }
         self.applied_look = Some(look);
         self.theme().apply(ctx);
-        let base = if self.presenter {
+        // "+"/"−" zoom the stage's words (the stage reads `self.zoom`); on
+        // a desk the panels too. The presenter's chrome is large already:
+        // growing it would only take room from the stage.
+        let chrome = if self.presenter {
             theme::PRESENTER_ZOOM
         } else {
-            1.0
+            self.zoom
         };
-        ctx.set_zoom_factor(base * self.zoom);
+        ctx.set_zoom_factor(chrome);
     }
 
     fn keys(&mut self, ctx: &egui::Context) {
         if ctx.egui_wants_keyboard_input() {
             return;
         }
-        let (space, r, plus, minus, f11) = ctx.input(|i| {
+        let (space, r, plus, minus) = ctx.input(|i| {
             (
                 i.key_pressed(Key::Space),
                 i.key_pressed(Key::R),
                 i.key_pressed(Key::Plus) || i.key_pressed(Key::Equals),
                 i.key_pressed(Key::Minus),
-                i.key_pressed(Key::F11),
             )
         });
         if space {
@@ -1230,10 +1287,6 @@ impl App {
         }
         if minus {
             self.commands.push(Command::Zoom(self.zoom / 1.1));
-        }
-        if f11 {
-            self.commands.push(Command::TogglePresenter);
-            ctx.send_viewport_cmd(ViewportCommand::Fullscreen(!self.presenter));
         }
         // Step mode: 1–9 pick the process with that number, U undoes.
         const DIGITS: [Key; 9] = [
@@ -1414,7 +1467,7 @@ impl App {
         let theme = self.theme();
         let colors = self.process_colors();
         let view_t = self.view_t_ns();
-        let sides = !self.presenter || self.show_side_panels;
+        let panels = *self.panels.of(self.presenter);
         let live_view = self.time.follow && self.run.is_running();
         let step = lab::StepCtx::new(&self.rec.live, self.gated.as_ref(), live_view);
         let cycle = self.deadlock_cycle.clone();
@@ -1429,50 +1482,59 @@ impl App {
         egui::Panel::top("toolbar").show(ui, |ui| {
             controls::toolbar(ui, self);
         });
-        if sides {
+        if panels.picker {
             egui::Panel::left("picker")
                 .default_size(290.0)
                 .resizable(true)
                 .show(ui, |ui| controls::picker(ui, self));
         }
         let mut cmds = Vec::new();
-        if sides {
+        if panels.inspector || panels.source {
             egui::Panel::right("inspector")
                 .default_size(330.0)
                 .resizable(true)
                 .show(ui, |ui| {
                     let ctx = self.view_ctx(&frame);
-                    let half = ui.available_height() * 0.45;
-                    egui::Panel::top("inspector_top")
-                        .default_size(half)
-                        .resizable(true)
-                        .show(ui, |ui| inspector::ui(ui, &ctx, &mut cmds));
-                    source::ui(ui, &ctx);
+                    if panels.inspector && panels.source {
+                        let half = ui.available_height() * 0.45;
+                        egui::Panel::top("inspector_top")
+                            .default_size(half)
+                            .resizable(true)
+                            .show(ui, |ui| inspector::ui(ui, &ctx, &mut cmds));
+                        source::ui(ui, &ctx);
+                    } else if panels.inspector {
+                        inspector::ui(ui, &ctx, &mut cmds);
+                    } else {
+                        source::ui(ui, &ctx);
+                    }
                 });
         }
         // One panel per look: egui remembers a panel's size by its id, and
         // the presenter's strip must not keep the desk's height after a
-        // switch (F11 gives the same stage as `--presenter`).
-        let (bottom_id, bottom_size) = if self.presenter {
-            ("bottom_presenter", 70.0)
-        } else {
-            ("bottom", 250.0)
+        // switch (F11 gives the same stage as `--presenter`). The
+        // presenter's output alone is sized to whole lines.
+        let (bottom_id, bottom_size) = match (self.presenter, panels.timeline) {
+            (true, false) => ("bottom_presenter", output::presenter_strip_height(ui)),
+            (true, true) => ("bottom_presenter_timeline", 200.0),
+            (false, _) => ("bottom", 250.0),
         };
-        egui::Panel::bottom(bottom_id)
-            .resizable(true)
-            .default_size(bottom_size)
-            .show(ui, |ui| {
-                let ctx = self.view_ctx(&frame);
-                let presenter = self.presenter && !self.show_side_panels;
-                if presenter {
-                    output.ui(ui, &ctx, true);
-                } else {
-                    ui.columns(2, |cols| {
-                        output.ui(&mut cols[0], &ctx, false);
-                        timeline.ui(&mut cols[1], &ctx, &mut cmds);
-                    });
-                }
-            });
+        if panels.output || panels.timeline {
+            egui::Panel::bottom(bottom_id)
+                .resizable(true)
+                .default_size(bottom_size)
+                .show(ui, |ui| {
+                    let ctx = self.view_ctx(&frame);
+                    let compact = self.presenter;
+                    match (panels.output, panels.timeline) {
+                        (true, true) => ui.columns(2, |cols| {
+                            output.ui(&mut cols[0], &ctx, compact);
+                            timeline.ui(&mut cols[1], &ctx, &mut cmds);
+                        }),
+                        (true, false) => output.ui(ui, &ctx, compact),
+                        _ => timeline.ui(ui, &ctx, &mut cmds),
+                    }
+                });
+        }
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(8.0))
             .show(ui, |ui| {
@@ -1565,6 +1627,7 @@ impl App {
             step: frame.step,
             deadlock: frame.deadlock,
             layout_world: self.deadlock_world.as_ref().unwrap_or(&self.rec.live),
+            zoom: self.zoom,
         }
     }
 }
@@ -1585,6 +1648,8 @@ pub struct ViewCtx<'a> {
     /// What the stage lays its tree out from: the whole run (so nothing
     /// moves when scrubbing), or the moment of a deadlock.
     pub layout_world: &'a World,
+    /// The user's zoom ("+"/"−"), 1 = none: the stage's words grow with it.
+    pub zoom: f32,
 }
 
 impl ViewCtx<'_> {
@@ -1602,6 +1667,14 @@ impl ViewCtx<'_> {
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.frame(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.save_settings(storage);
+    }
+
+    fn persist_egui_memory(&self) -> bool {
+        self.persist
     }
 }
 
@@ -1670,18 +1743,39 @@ pub fn run_gui(args: &GuiArgs) -> i32 {
         return 2;
     }
     let exit_code = app.exit_code_handle();
+    let persist = settings::persistence_on(args);
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("forkscope")
+            .with_app_id("forkscope")
             .with_inner_size(size)
             .with_min_inner_size((480.0, 320.0)),
         renderer: eframe::Renderer::Glow,
+        // The window's size and place come back next time, unless the
+        // command line names a size (or it is a screenshot).
+        persist_window: persist && args.size.is_none(),
+        // Without persistence nothing is read either (not even egui's
+        // remembered panel sizes): a path no file can be at.
+        persistence_path: (!persist).then(|| PathBuf::from("/dev/null/forkscope-no-settings.ron")),
         ..Default::default()
     };
+    let mut app = app;
+    let args = args.clone();
     let result = eframe::run_native(
         "forkscope",
         options,
-        Box::new(move |_cc| Ok(Box::new(app) as Box<dyn eframe::App>)),
+        Box::new(move |cc| {
+            if persist {
+                app.persist = true;
+                if let Some(s) = cc
+                    .storage
+                    .and_then(|s| eframe::get_value::<settings::Settings>(s, settings::KEY))
+                {
+                    app.restore_settings(s, &args);
+                }
+            }
+            Ok(Box::new(app) as Box<dyn eframe::App>)
+        }),
     );
     match result {
         Ok(()) => exit_code.load(Ordering::SeqCst),

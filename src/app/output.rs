@@ -9,6 +9,20 @@ use egui::text::{LayoutJob, TextFormat};
 use egui::{Color32, FontId, RichText, Ui};
 
 pub const TERMINAL: &str = "Terminal";
+/// The presenter's output font (points; ×1.6 on screen).
+pub const PRESENTER_FONT_PT: f32 = 15.0;
+/// Whole lines the presenter's output strip shows.
+pub const PRESENTER_LINES: f32 = 4.0;
+
+/// Height of the presenter's output strip: [`PRESENTER_LINES`] whole
+/// lines of its font, its margins and the panel's (no half-cut line).
+pub fn presenter_strip_height(ui: &Ui) -> f32 {
+    let row = ui
+        .ctx()
+        .fonts_mut(|f| f.row_height(&FontId::monospace(PRESENTER_FONT_PT)));
+    // 4 + 4 of the frame's margin, 2 + 2 of the panel's.
+    PRESENTER_LINES * row + 12.0
+}
 
 #[derive(Default)]
 pub struct OutputView {
@@ -42,7 +56,7 @@ impl OutputView {
             ui.separator();
         }
         let font = if compact {
-            FontId::monospace(15.0)
+            FontId::monospace(PRESENTER_FONT_PT)
         } else {
             FontId::monospace(12.5)
         };
@@ -84,12 +98,20 @@ fn colored_job(buf: &OutputBuffer, ctx: &ViewCtx, font: &FontId) -> LayoutJob {
             TextFormat::simple(font.clone(), ctx.theme.weak_text),
         );
     }
-    for chunk in &buf.chunks {
+    let last = buf.chunks.len().saturating_sub(1);
+    for (i, chunk) in buf.chunks.iter().enumerate() {
         let mut format = TextFormat::simple(font.clone(), text_color(ctx, &chunk.proc_id));
         if chunk.stream == Stream::Stderr {
             format.underline = egui::Stroke::new(1.0, format.color);
         }
-        job.append(&chunk.text, 0.0, format);
+        // The last line's newline would show as an empty line (a strip of
+        // four lines would show three printed ones).
+        let text = if i == last {
+            chunk.text.strip_suffix('\n').unwrap_or(&chunk.text)
+        } else {
+            &chunk.text
+        };
+        job.append(text, 0.0, format);
     }
     job
 }

@@ -1,5 +1,6 @@
-//! The scenario's Python-equivalent source, with a coloured marker per
-//! process at the line it is on.
+//! The scenario's Python-equivalent source (or a traced Python program's
+//! own file), with a coloured marker per process and per thread at the
+//! line it is on.
 
 use super::{ViewCtx, theme};
 use crate::protocol::RUNNER_ID;
@@ -28,6 +29,16 @@ pub fn ui(ui: &mut Ui, ctx: &ViewCtx) {
                 ctx.color_of(&p.id),
                 p.pending.as_deref(),
             ));
+        }
+        // Each thread at its own line, in its process's colour.
+        for t in p.threads.iter().filter(|t| !t.done) {
+            if let Some(line) = t.line {
+                at_line.entry(line).or_default().push((
+                    &t.name,
+                    ctx.color_of(&p.id),
+                    t.pending.as_deref(),
+                ));
+            }
         }
     }
     let selected_line = ctx

@@ -57,12 +57,7 @@ impl StageView {
             widest_state: &ctx.rec.widest_state,
             px_per_pt: ui.ctx().pixels_per_point(),
             window_h_px: ui.ctx().content_rect().height() * ui.ctx().pixels_per_point(),
-            zoom: ui.ctx().zoom_factor()
-                / if ctx.theme.presenter {
-                    theme::PRESENTER_ZOOM
-                } else {
-                    1.0
-                },
+            zoom: ctx.zoom,
         };
         let layout = layout::layout_cached(&input, full, &mut self.fit_cache);
         let k = layout.k;

@@ -10,6 +10,7 @@ pub mod out;
 pub mod quiz;
 pub mod run;
 pub mod text;
+pub mod trace;
 
 use crate::scenario::{self, Scenario, ScenarioError, catalog};
 use clap::{Args, Subcommand, ValueEnum};
@@ -34,12 +35,50 @@ pub enum Command {
     Export(ExportArgs),
     /// Predict, then run: answer the scenario's questions, see the real answers.
     Quiz(QuizArgs),
+    /// Run your own Python program and print what every process and
+    /// thread of it does (the exit code is the program's).
+    Trace(TraceArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct QuizArgs {
     #[command(flatten)]
     pub common: ScenarioArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The Python interpreter [default: python3 on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write every event as JSON lines to FILE, as it happens.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Stop the program after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = scenario::limits::DEFAULT_TIMEOUT_S)]
+    pub timeout: f64,
+    /// Buffer stdout by line, as on a terminal, or in 8 KiB blocks, as
+    /// when stdout is a pipe [default: line]
+    #[arg(long, value_name = "line|block")]
+    pub stdout: Option<scenario::StdoutMode>,
+    #[arg(long, value_enum, default_value_t = ScheduleMode::Free)]
+    pub schedule: ScheduleMode,
+    /// Seed for the seeded scheduler: same seed, same choices.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Write the schedule taken (one logical id per step) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub save_schedule: Option<PathBuf>,
+    /// Replay a saved schedule exactly.
+    #[arg(long, value_name = "FILE", conflicts_with = "schedule")]
+    pub schedule_file: Option<PathBuf>,
+    /// The Python program.
+    pub script: PathBuf,
+    /// Its arguments (`sys.argv[1:]`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -108,6 +108,7 @@ pub fn prepare(args: &ScenarioArgs, gated: bool) -> Result<Prepared, InputError>
         },
         gated,
         stdout: args.stdout,
+        python: None,
     };
     if gated && let Some(why) = loaded.scenario.gated_unsupported() {
         return Err(InputError::Other(why));
@@ -186,7 +187,10 @@ impl Sink {
     }
 }
 
-fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
+/// Runs a prepared run and prints it; the exit code (`run`'s rules; a
+/// traced program's own exit code when it ends by itself, see
+/// [`crate::cli::trace`]).
+pub fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
     let record = match &args.record {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Some(BufWriter::new(f)),
@@ -297,6 +301,8 @@ fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
         Some(Stopped::OutputClosed) => 0,
         None if stuck => 1,
         None if code == 0 => 0,
+        // A traced program: its exit code is ours, as under plain python3.
+        None if p.opts.python.is_some() => code,
         None => {
             eprintln!("forkscope: the scenario failed: main exited with code {code}");
             1

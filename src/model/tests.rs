@@ -40,6 +40,7 @@ fn hello(parent: Option<&str>) -> Body {
         parent: parent.map(str::to_string),
         daemon: false,
         ns_pid: None,
+        name: None,
     }
 }
 

@@ -277,6 +277,9 @@ pub struct Process {
     /// 0 until an event tells us.
     pub pid: i32,
     pub ns_pid: Option<i32>,
+    /// The program's own name for it (a traced Python program's
+    /// `Process-1`), from its hello.
+    pub name: Option<String>,
     pub ppid: i32,
     /// Current parent (the adopter after adoption).
     pub parent: Option<String>,
@@ -340,6 +343,8 @@ pub struct ThreadInfo {
     pub done: bool,
     /// Step mode: the action it will take on `go`.
     pub pending: Option<String>,
+    /// The source line it is on (events' `line`, from this thread).
+    pub line: Option<u32>,
     /// Order of first appearance among processes and threads (step mode
     /// numbers them in that order).
     pub spawn_order: u64,
@@ -351,6 +356,7 @@ impl Process {
             id: id.to_string(),
             pid: 0,
             ns_pid: None,
+            name: None,
             ppid: 0,
             parent: None,
             original_parent: None,
@@ -899,7 +905,13 @@ impl World {
                 parent,
                 daemon,
                 ns_pid,
-            } => self.on_hello(t_ns, me, *ppid, role, parent, *daemon, *ns_pid),
+                name,
+            } => {
+                self.on_hello(t_ns, me, *ppid, role, parent, *daemon, *ns_pid);
+                if name.is_some() {
+                    self.proc_mut(me, t_ns).name = name.clone();
+                }
+            }
             Body::Resource {
                 res,
                 name,
@@ -913,7 +925,19 @@ impl World {
                 child_pid,
                 role,
                 daemon,
-            } => self.on_spawn(t_ns, me, child, *child_pid, role, *daemon),
+            } => {
+                self.on_spawn(t_ns, me, child, *child_pid, role, *daemon);
+                // A bare `os.fork()` child starts where its parent forked
+                // (until its own events say where it is).
+                if role == "fork"
+                    && let Some(line) = e.line
+                {
+                    let c = self.proc_mut(child, t_ns);
+                    if c.line.is_none() {
+                        c.line = Some(line);
+                    }
+                }
+            }
             Body::ThreadStart { .. } | Body::ThreadEnd { .. } | Body::ThreadJoin { .. } => {}
             Body::Exec { program, args } => {
                 let mut line = program.clone();
@@ -1168,6 +1192,9 @@ impl World {
         if !known {
             t.spawn_order = order;
         }
+        if let Some(line) = e.line {
+            t.line = Some(line);
+        }
         if tid > 0 {
             t.tid = tid;
         }
@@ -1227,7 +1254,11 @@ impl World {
         }
         p.first_t_ns = p.first_t_ns.min(e.t_ns);
         p.last_t_ns = p.last_t_ns.max(e.t_ns);
-        if let Some(line) = e.line {
+        // A thread's line is its own (see `on_thread_event`): the
+        // process's is its main thread's.
+        if let Some(line) = e.line
+            && e.thread.is_none()
+        {
             p.line = Some(line);
         }
     }

@@ -127,6 +127,9 @@ pub enum Capture {
     OwnOutput,
     /// Leave stdout/stderr alone (the runner).
     None,
+    /// Hand over these read ends as stdout and stderr (the process made
+    /// its pipes itself: a traced program's child, `trace::shim`).
+    Fds(OwnedFd, OwnedFd),
 }
 
 impl Probe {
@@ -139,6 +142,20 @@ impl Probe {
         parent: Option<&str>,
         daemon: bool,
         capture: Capture,
+    ) -> Probe {
+        Probe::connect_named(socket, id, role, parent, daemon, capture, None)
+    }
+
+    /// [`Probe::connect`] with the process's own name in its hello (a
+    /// traced Python program's `Process-1`).
+    pub fn connect_named(
+        socket: &Path,
+        id: &str,
+        role: &str,
+        parent: Option<&str>,
+        daemon: bool,
+        capture: Capture,
+        name: Option<&str>,
     ) -> Probe {
         let (pid, ppid) = host_pids();
         let mut probe = Probe {
@@ -160,6 +177,7 @@ impl Probe {
         let fds = match capture {
             Capture::OwnOutput => redirect_output().ok(),
             Capture::None => None,
+            Capture::Fds(out, err) => Some([out, err]),
         };
         let hello = probe.line_for(Body::Hello {
             ppid,
@@ -167,6 +185,7 @@ impl Probe {
             parent: parent.map(str::to_string),
             daemon,
             ns_pid: Some(nix::unistd::getpid().as_raw()),
+            name: name.map(str::to_string),
         });
         let raw: Vec<i32> = fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
         let iov = [IoSlice::new(&hello)];

@@ -161,6 +161,19 @@ impl<'r> Proc<'r> {
         match self.fork_child("main".into(), "main", false, true)? {
             Forked::Parent(i) => Ok(self.children[i].ns_pid),
             Forked::Child => {
+                if let Some(prog) = &self.run.spec.python {
+                    // `forkscope trace`: main is the Python program.
+                    self.probe.emit(Body::Exec {
+                        program: prog.python.display().to_string(),
+                        args: std::iter::once(prog.script.display().to_string())
+                            .chain(prog.args.iter().cloned())
+                            .collect(),
+                    });
+                    let block = self.run.spec.stdout == Some(crate::scenario::StdoutMode::Block);
+                    let why = crate::trace::exec_python(prog, block, self.run.spec.gated);
+                    let code = self.fail(RunError(why));
+                    os::exit_now(code)
+                }
                 let code = self.run_role("main", Vec::new(), false);
                 self.finish(code)
             }

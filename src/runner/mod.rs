@@ -65,6 +65,10 @@ pub struct RunSpec {
     /// `--stdout line|block`: overrides the scenario's `stdout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<scenario::StdoutMode>,
+    /// A Python program to run as `main` (`forkscope trace`), in place of
+    /// the scenario's steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<crate::trace::PythonProgram>,
 }
 
 pub use pipes::End;
@@ -119,7 +123,7 @@ pub fn runner_main() -> i32 {
     let Some(text) = read_spec_line() else {
         return 70; // the app died (or stopped) before the whole spec arrived
     };
-    let spec: RunSpec = match serde_json::from_str(&text) {
+    let mut spec: RunSpec = match serde_json::from_str(&text) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("forkscope runner: bad run spec: {e}");
@@ -129,13 +133,42 @@ pub fn runner_main() -> i32 {
     if nix::unistd::getppid().as_raw() != spec.parent_pid {
         return 70; // the app died before we could watch it
     }
+    // A Python program's probe: written for this run into a private
+    // directory, which we (the watchdog) remove once every process of the
+    // run is gone, however the run ends.
+    let probe_dir = match spec.python.as_mut() {
+        Some(prog) => match crate::trace::write_probe() {
+            Ok(dir) => {
+                prog.probe_dir = Some(dir.clone());
+                Some(dir)
+            }
+            Err(e) => {
+                eprintln!("forkscope runner: cannot write the Python probe: {e}");
+                return 70;
+            }
+        },
+        None => None,
+    };
+    let code = fork_core(spec);
+    if let Some(dir) = probe_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    code
+}
+
+/// Forks the runner core and watches it (see [`runner_main`]).
+fn fork_core(spec: RunSpec) -> i32 {
     // If the core dies first, the scenario processes it adopted come back
     // to us, the next subreaper up: they stay ours to kill and reap.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     // A PID namespace makes cleanup total even if we are killed: when its
     // init (the core) dies, the kernel kills everything inside. Without
     // one (not root) the watchdog below does the same.
-    let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID);
+    // Not for a Python program: it must see the pids it would see without
+    // forkscope (`os.getpid()` is printed by many programs).
+    if spec.python.is_none() {
+        let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID);
+    }
     let (life_r, life_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(_) => return 70,
@@ -224,12 +257,30 @@ fn core(spec: RunSpec) -> i32 {
             Ok(s @ (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _))) => {
                 let (code, signal) = status_parts(s);
                 if pid == main_pid {
-                    main_code = code.unwrap_or(1);
+                    main_code = match (code, &signal) {
+                        (Some(c), _) => c,
+                        // A traced program killed by a signal: what a shell
+                        // reports for it (128 + the signal's number).
+                        (None, Some(sig)) if run.spec.python.is_some() => {
+                            128 + sig
+                                .parse::<nix::sys::signal::Signal>()
+                                .map_or(0, |s| s as i32)
+                        }
+                        _ => 1,
+                    };
                 }
+                // A traced Python program's processes are not in the table;
+                // they run without a PID namespace, so the pid is the host's
+                // and the collector names the process from it.
+                let unknown_pid = if run.spec.python.is_some() {
+                    pid.as_raw()
+                } else {
+                    0
+                };
                 let (id, host_pid) = run
                     .shm
                     .lookup(pid.as_raw())
-                    .unwrap_or_else(|| (String::new(), 0));
+                    .unwrap_or_else(|| (String::new(), unknown_pid));
                 let (by, by_pid) = (RUNNER_ID.to_string(), runner.probe.pid);
                 runner.probe.emit_about(
                     &id,

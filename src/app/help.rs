@@ -1,0 +1,128 @@
+//! The "?" overlay: every key of the app, in one table, over the stage.
+//! The keys the app's other parts read (space, R, 1–9, U…) are listed
+//! here too, so the table is the one place a lecturer looks.
+
+use super::settings::{Panel, ViewCmd};
+use super::{App, Command};
+use egui::{Key, RichText};
+
+/// The overlay's title (and the toolbar button's hover text).
+pub const KEYS_TITLE: &str = "Keys";
+/// The toolbar button that opens it.
+pub const HELP_BUTTON: &str = "?";
+
+/// (keys, what they do), in the order shown.
+pub fn key_table() -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = [
+        ("? or F1", "show or hide this list of keys"),
+        (
+            "Space",
+            "freeze or continue the picture (the processes keep running)",
+        ),
+        ("R", "stop and run again"),
+        (
+            "+ / −",
+            "larger or smaller: the stage's words and the panels",
+        ),
+        (
+            "P",
+            "presenter look: large type, light colours, the stage alone",
+        ),
+        ("F11", "full screen on or off (the look stays as it is)"),
+        (
+            "Ctrl+O",
+            "open a scenario (.toml), a recording (.jsonl) or a Python program (.py)",
+        ),
+        (
+            "1 – 9",
+            "step mode: the process (or thread) with that number takes its step",
+        ),
+        (
+            "U",
+            "step mode: undo the last step (the run is replayed without it)",
+        ),
+        ("Esc", "close this list, a menu or a question"),
+    ]
+    .into_iter()
+    .map(|(k, w)| (k.to_string(), w.to_string()))
+    .collect();
+    for p in Panel::ALL {
+        rows.push((
+            format!("{:?}", p.key()),
+            format!("show or hide the {} panel", p.label().to_lowercase()),
+        ));
+    }
+    rows
+}
+
+impl App {
+    /// The keys this part of the app reads: help, presenter, full screen,
+    /// open, and one per panel. (Typing in a field is not a key press.)
+    pub(super) fn view_keys(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let (help, presenter, fullscreen, open, esc) = ctx.input(|i| {
+            (
+                i.key_pressed(Key::Questionmark)
+                    || i.key_pressed(Key::F1)
+                    || (i.modifiers.shift && i.key_pressed(Key::Slash)),
+                i.key_pressed(Key::P) && !i.modifiers.any(),
+                i.key_pressed(Key::F11),
+                i.modifiers.command && i.key_pressed(Key::O),
+                i.key_pressed(Key::Escape),
+            )
+        });
+        if help {
+            self.commands.push(Command::View(ViewCmd::ToggleHelp));
+        }
+        if esc && self.help_open {
+            self.help_open = false;
+        }
+        if presenter {
+            self.commands.push(Command::TogglePresenter);
+        }
+        if fullscreen {
+            self.commands.push(Command::View(ViewCmd::ToggleFullscreen));
+        }
+        if open {
+            self.commands
+                .push(Command::File(super::files::FileCmd::Dialog));
+        }
+        for p in Panel::ALL {
+            if ctx.input(|i| i.key_pressed(p.key()) && !i.modifiers.any()) {
+                self.commands.push(Command::View(ViewCmd::TogglePanel(p)));
+            }
+        }
+    }
+
+    /// The overlay, when open.
+    pub(super) fn help_window(&mut self, ctx: &egui::Context) {
+        if !self.help_open {
+            return;
+        }
+        let mut open = true;
+        egui::Window::new(RichText::new(KEYS_TITLE).strong())
+            .id(egui::Id::unique("keys_overlay"))
+            .open(&mut open)
+            .collapsible(false)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+            .show(ctx, |ui| {
+                egui::Grid::new("keys_grid")
+                    .num_columns(2)
+                    .spacing([24.0, 6.0])
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (keys, what) in key_table() {
+                            ui.label(RichText::new(keys).monospace().strong());
+                            ui.label(what);
+                            ui.end_row();
+                        }
+                    });
+            });
+        if !open {
+            self.help_open = false;
+        }
+    }
+}
