@@ -8,7 +8,7 @@
 //! recording, `.py` a Python program (traced as `forkscope trace` does),
 //! anything else a scenario file.
 
-use super::{App, Command, RunState, settings};
+use super::{App, ChromeCtx, Command, RunState, settings};
 use crossbeam_channel::{Receiver, TryRecvError};
 use egui::{RichText, Ui};
 use std::path::{Path, PathBuf};
@@ -351,12 +351,13 @@ fn recent_list(ui: &mut Ui, recent: &[PathBuf], cmds: &mut Vec<FileCmd>) -> bool
 
 /// The toolbar's File menu: Open…, the recent files, Save recording. (On
 /// a projector these are in the Panels menu: the toolbar has one line.)
-pub fn file_menu(ui: &mut Ui, app: &App, cmds: &mut Vec<Command>) {
-    ui.menu_button(FILE_MENU, |ui| file_items(ui, app, cmds));
+pub fn file_menu(ui: &mut Ui, app: &ChromeCtx, cmds: &mut Vec<Command>) -> egui::Response {
+    ui.menu_button(FILE_MENU, |ui| file_items(ui, app, cmds))
+        .response
 }
 
 /// What the File menu holds.
-pub fn file_items(ui: &mut Ui, app: &App, cmds: &mut Vec<Command>) {
+pub fn file_items(ui: &mut Ui, app: &ChromeCtx, cmds: &mut Vec<Command>) {
     {
         if ui
             .button(format!("{OPEN_DIALOG}   (Ctrl+O)"))
@@ -390,7 +391,9 @@ pub fn file_items(ui: &mut Ui, app: &App, cmds: &mut Vec<Command>) {
             ))
             .clicked()
         {
-            cmds.push(Command::SaveRecording(app.default_recording_path()));
+            cmds.push(Command::SaveRecording(super::open::default_recording_path(
+                app.opened, app.picked,
+            )));
             ui.close();
         }
     }
