@@ -13,8 +13,9 @@
 //!   1280×720 and 24 px at 1920×1080.
 //!
 //! The stage's rectangle is the one the app gives it at that window size
-//! (measured from `--dump-layout` screenshots): the toolbar above, the
-//! output strip below, and in desk mode the side panels.
+//! after a run (measured from `--dump-layout` screenshots): the toolbar
+//! above (two rows on the desk), the output strip below, and in desk
+//! mode the side panels. The toolbar itself is checked in tests/toolbar.rs.
 
 use egui::{Rect, pos2};
 use forkscope::app::layout::{self, Item, StageInput};
@@ -105,6 +106,10 @@ fn stage_rect(size: &Size) -> (Rect, f32) {
         1.0
     };
     let (w, h) = (size.w_px / px_per_pt, size.h_px / px_per_pt);
+    // The toolbar wraps rather than overprint (tests/toolbar.rs). In
+    // presenter mode it keeps to one row (a long message or the side
+    // panels' controls may add one); on the desk a run adds a second row
+    // (Replay, the speed, the status): the stage is measured with it.
     if size.presenter {
         // Toolbar 26 pt, central panel margin 8; output strip of four
         // whole lines + frame (as `--dump-layout` says: 89.9).
@@ -113,10 +118,10 @@ fn stage_rect(size: &Size) -> (Rect, f32) {
             px_per_pt,
         )
     } else {
-        // Toolbar, picker (290) and inspector (330) panels, the tabs bar,
-        // and the output/timeline panel (250).
+        // Toolbar (two rows after a run), picker (290) and inspector (330)
+        // panels, the tabs bar, and the output/timeline panel (250).
         (
-            Rect::from_min_max(pos2(298.0, 65.0), pos2(w - 338.0, h - 258.0)),
+            Rect::from_min_max(pos2(298.0, 88.0), pos2(w - 338.0, h - 258.0)),
             px_per_pt,
         )
     }

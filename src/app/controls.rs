@@ -109,7 +109,11 @@ pub fn toolbar(ui: &mut Ui, app: &ChromeCtx, view: &mut ToolbarView, cmds: &mut 
             .layout(egui::Layout::right_to_left(egui::Align::Center)),
     );
     right_group(&mut right, app, view, cmds, &text);
-    right.separator();
+    if app.presenter {
+        right.add_space(8.0);
+    } else {
+        right.separator();
+    }
     let right_rect = right.min_rect();
     let left_room = egui::Rect::from_min_max(
         full.min,
@@ -187,23 +191,30 @@ fn left_group(
         let r = super::files::file_menu(ui, app, cmds);
         view.put("file", "button", &r);
     }
-    let r = ui
-        .add_enabled(
-            !running && app.picked.is_some(),
-            egui::Button::new(text(RUN)),
-        )
-        .on_hover_text("Run the scenario for real");
-    if r.clicked() {
-        cmds.push(Command::Run);
+    // A projector's toolbar keeps to one row at 1280 px: there Run and
+    // Stop share a place (the one that can be pressed shows), Live shows
+    // only when it can be pressed, and there are no separators.
+    if !(big && running) {
+        let r = ui
+            .add_enabled(
+                !running && app.picked.is_some(),
+                egui::Button::new(text(RUN)),
+            )
+            .on_hover_text("Run the scenario for real");
+        if r.clicked() {
+            cmds.push(Command::Run);
+        }
+        view.put("run", "button", &r);
     }
-    view.put("run", "button", &r);
-    let r = ui
-        .add_enabled(running, egui::Button::new(text(STOP)))
-        .on_hover_text("Stop every process of the run");
-    if r.clicked() {
-        cmds.push(Command::Stop);
+    if !big || running {
+        let r = ui
+            .add_enabled(running, egui::Button::new(text(STOP)))
+            .on_hover_text("Stop every process of the run");
+        if r.clicked() {
+            cmds.push(Command::Stop);
+        }
+        view.put("stop", "button", &r);
     }
-    view.put("stop", "button", &r);
     let r = ui
         .add_enabled(app.picked.is_some(), egui::Button::new(text(RESTART)))
         .on_hover_text("Stop and run again (key R)");
@@ -214,7 +225,9 @@ fn left_group(
     if let Some(r) = super::quiz::toggle(ui, app, big, cmds) {
         view.put("quiz", "button", &r);
     }
-    ui.separator();
+    if !big {
+        ui.separator();
+    }
     mode_selector(ui, app, view, cmds, text);
     // A projector has no room to spare: the time scale stays on the
     // desk (it is in the side panel's reach with "Panels").
@@ -234,7 +247,9 @@ fn left_group(
         }
         view.put("sleeps", "button", &r);
     }
-    ui.separator();
+    if !big {
+        ui.separator();
+    }
     let moving = app.time.follow || app.time.playing;
     let label = if moving { PAUSE } else { PLAY };
     let r = ui
@@ -244,15 +259,19 @@ fn left_group(
         cmds.push(Command::TogglePlay);
     }
     view.put("play", "button", &r);
-    let r = ui
-        .add_enabled(!app.time.follow, egui::Button::new(text(LIVE)))
-        .on_hover_text("Show the newest moment again");
-    if r.clicked() {
-        cmds.push(Command::GoLive);
+    if !big || !app.time.follow {
+        let r = ui
+            .add_enabled(!app.time.follow, egui::Button::new(text(LIVE)))
+            .on_hover_text("Show the newest moment again");
+        if r.clicked() {
+            cmds.push(Command::GoLive);
+        }
+        view.put("live", "button", &r);
     }
-    view.put("live", "button", &r);
     replay_controls(ui, app, view, cmds, text);
-    ui.separator();
+    if !big {
+        ui.separator();
+    }
 }
 
 /// A replay speed as the menu shows it: `0.25×`.
@@ -395,7 +414,11 @@ pub fn status_parts(app: &ChromeCtx) -> Vec<(String, egui::Color32)> {
     use super::theme::okabe_ito::{BLUISH_GREEN, VERMILLION};
     let theme = app.theme;
     let mut parts = Vec::new();
+    // On a projector one piece: the moment shown when it is not the
+    // newest, else the run's state (the caption says how it ended).
+    let run_words = !(app.presenter && !app.time.follow);
     match app.run {
+        _ if !run_words => {}
         RunState::Idle => parts.push(("ready".to_string(), theme.weak_text)),
         RunState::Running {
             session, stopping, ..
