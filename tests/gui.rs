@@ -116,6 +116,10 @@ fn main() -> ExitCode {
             presenter_panels_one_by_one_and_zoom_on_the_stage,
         ),
         (
+            "the_presenter_toolbar_is_one_line_at_720p",
+            the_presenter_toolbar_is_one_line_at_720p,
+        ),
+        (
             "a_python_program_opens_with_its_source_and_markers",
             a_python_program_opens_with_its_source_and_markers,
         ),
@@ -1711,7 +1715,7 @@ fn presenter_panels_one_by_one_and_zoom_on_the_stage() {
     h.run_steps(3);
     assert!(!has_label(&h, "Source") && !has_label(&h, "timeline"));
     // The menu, with a checkbox per panel.
-    h.get_by_label(controls::PANELS_PRESENTER).click();
+    h.get_by_label(controls::PANELS).click();
     h.run_steps(2);
     h.get_by_label("Source  (S)").click();
     h.run_steps(3);
@@ -1736,6 +1740,88 @@ fn presenter_panels_one_by_one_and_zoom_on_the_stage() {
     h.run_steps(4);
     let k2 = key_px(&h);
     assert!(k2 < k1, "− makes it smaller: {k1} → {k2} px");
+}
+
+/// On a 1280×720 projector, after a run (when the replay controls show
+/// too), the toolbar's buttons sit on one line and none covers another;
+/// at the desk (1280×800) none covers another and the stage starts under
+/// them (more sizes and run states: tests/toolbar.rs).
+fn the_presenter_toolbar_is_one_line_at_720p() {
+    toolbar_after_a_run(true, 720.0);
+    toolbar_after_a_run(false, 800.0);
+}
+
+fn toolbar_after_a_run(presenter: bool, height: f32) {
+    let app = App::new(&GuiArgs {
+        presenter,
+        scenario: Some("process-join".into()),
+        ..GuiArgs::default()
+    })
+    .expect("the app starts");
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, height))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(wait_for(&mut h, |h| !h.state().run.is_running()
+        && !h.state().rec.is_empty()));
+    h.run_steps(3);
+    // Every one a user needs after a run is there, by its words.
+    let mut labels = vec![
+        controls::RUN,
+        controls::RESTART,
+        controls::PAUSE,
+        controls::REPLAY,
+        controls::PRESENTER,
+        controls::PANELS,
+    ];
+    if !presenter {
+        labels.extend([
+            controls::STOP,
+            controls::LIVE,
+            "Free",
+            "Step",
+            "Seeded",
+            files::FILE_MENU,
+            help::HELP_BUTTON,
+        ]);
+    }
+    for l in &labels {
+        assert!(has_label(&h, l), "{l} is not on the toolbar");
+    }
+    let rects: Vec<(String, egui::Rect)> = (h.state().toolbar.items.iter())
+        .map(|i| (i.id.clone(), i.rect))
+        .collect();
+    let stage = h.state().stage.last_rect.expect("a stage");
+    let bottom = rects.iter().map(|r| r.1.bottom()).fold(0.0, f32::max);
+    assert!(
+        stage.top() >= bottom,
+        "the stage starts over the toolbar: {rects:?}"
+    );
+    if presenter {
+        // One line: the stage starts right under the buttons' row (a
+        // second line would put it 20 pt lower).
+        assert!(
+            stage.top() - bottom < 14.0,
+            "the stage starts {} pt under the toolbar: {rects:?}",
+            stage.top() - bottom
+        );
+    }
+    let top = rects[0].1.top();
+    for (i, (a, ra)) in rects.iter().enumerate() {
+        if presenter {
+            assert!(
+                (ra.top() - top).abs() < 8.0,
+                "{a} is on another line: {ra:?}"
+            );
+        }
+        for (b, rb) in &rects[i + 1..] {
+            assert!(
+                !ra.shrink(1.0).intersects(rb.shrink(1.0)),
+                "{a} {ra:?} covers {b} {rb:?}"
+            );
+        }
+    }
 }
 
 // ---- issue 10: a Python program in the app ----------------------------------

@@ -46,6 +46,7 @@ const PROGRAMS: &[&str] = &[
     "bare_forks.py",
     "pool_map.py",
     "exec_family.py",
+    "errors.py",
 ];
 
 /// The real interpreter (not a wrapper script such as pyenv's shim, whose
@@ -209,6 +210,12 @@ fn every_program_prints_and_exits_as_under_python3_with_a_pipe() {
             lines_of(&t.events, Stream::Stderr),
             count_lines(&err),
             "{name}: stderr lines"
+        );
+        // The probe never shows, in a traceback or otherwise.
+        assert!(
+            !t.events.iter().any(|e| matches!(&e.body,
+                Body::Output { text, .. } if text.contains("forkscope_probe"))),
+            "{name}: the probe shows in the output"
         );
         assert!(
             !t.stderr.contains("counted and dropped"),
@@ -720,5 +727,52 @@ fn other_python_versions_work_too() {
                 "{py} {name}: the probe did not start"
             );
         }
+        // 3.12+ warns about a fork of a threaded process at the caller's
+        // line: the probe's os.fork must not hide it.
+        let prog = program("fork_with_thread.py");
+        let (_, _, err) = plain(py, &prog);
+        let t = traced(py, &prog, &[]);
+        let traced_err: String = t
+            .events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Output {
+                    stream: Stream::Stderr,
+                    text,
+                } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let warned = |s: &str| s.contains("fork_with_thread.py:9: DeprecationWarning");
+        assert_eq!(
+            warned(&traced_err),
+            warned(&err),
+            "{py}: {traced_err:?} / {err:?}"
+        );
     }
+}
+
+#[test]
+fn the_program_reads_what_forkscope_is_given_on_stdin() {
+    let Some(py) = python() else { return };
+    let prog = program("read_stdin.py");
+    let input = TempDir::new("trace-stdin");
+    let file = input.join("input.txt");
+    std::fs::write(&file, "one\ntwo\nthree\n").expect("write input");
+    let open = || std::fs::File::open(&file).expect("open input");
+    let plain = command(&py)
+        .arg(&prog)
+        .stdin(open())
+        .output()
+        .expect("python3 runs");
+    let out = trace_cmd(&py, &prog, &["--stdout", "block"])
+        .stdin(open())
+        .output()
+        .expect("forkscope runs");
+    let events = common::parse_events(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        lines_of(&events, Stream::Stdout),
+        count_lines(&String::from_utf8_lossy(&plain.stdout))
+    );
+    assert!(lines_of(&events, Stream::Stdout).contains_key("child read ['two', 'three']"));
 }

@@ -269,6 +269,7 @@ mod tests {
                 parent: parent.map(str::to_string),
                 daemon: false,
                 ns_pid: None,
+                name: None,
             },
         )
     }

@@ -22,11 +22,10 @@ pub const REPLAY_SPEED: &str = "Replay speed (slow motion)";
 /// Writes the run shown as JSON lines (as `forkscope run --record`).
 pub const SAVE_RECORDING: &str = "Save recording";
 pub const PRESENTER: &str = "Presenter";
-/// The menu of panels (one checkbox each).
-pub const PANELS: &str = "☰ Panels";
-/// The same on a projector, where the toolbar has no room for the word
-/// (the menu there also holds Open… and the recent files).
-pub const PANELS_PRESENTER: &str = "☰";
+/// The menu of panels (one checkbox each), zoom and keys; on a projector
+/// also Open… and the recent files. No word: the toolbar has no room for
+/// one at 1280 px (its hover text says "Panels").
+pub const PANELS: &str = "☰";
 pub const STAGE_TAB: &str = "Stage";
 pub const MANY_RUNS_TAB: &str = "📊 Many runs";
 
@@ -158,13 +157,8 @@ fn right_group(
         }
         view.put("help", "button", &r);
     }
-    let panels_title = if app.presenter {
-        PANELS_PRESENTER
-    } else {
-        PANELS
-    };
     let r = ui
-        .menu_button(text(panels_title), |ui| {
+        .menu_button(text(PANELS), |ui| {
             if app.presenter {
                 super::files::file_items(ui, app, cmds);
                 ui.separator();
@@ -269,9 +263,6 @@ fn left_group(
         view.put("live", "button", &r);
     }
     replay_controls(ui, app, view, cmds, text);
-    if !big {
-        ui.separator();
-    }
 }
 
 /// A replay speed as the menu shows it: `0.25×`.

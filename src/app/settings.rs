@@ -327,7 +327,7 @@ impl App {
         }
     }
 
-    /// "☰ Panels" in presenter mode: the desk's side panels all at once.
+    /// The desk's side panels all at once, in presenter mode.
     pub(super) fn toggle_side_panels(&mut self) {
         let p = &mut self.panels.presenter;
         let on = !p.picker;

@@ -169,6 +169,7 @@ impl<'r> Proc<'r> {
                             .chain(prog.args.iter().cloned())
                             .collect(),
                     });
+                    crate::trace::stdin_from_app(self.run.spec.parent_pid);
                     let block = self.run.spec.stdout == Some(crate::scenario::StdoutMode::Block);
                     let why = crate::trace::exec_python(prog, block, self.run.spec.gated);
                     let code = self.fail(RunError(why));

@@ -100,14 +100,16 @@ impl TraceTarget {
         python: Option<&Path>,
         args: Vec<String>,
     ) -> Result<TraceTarget, TraceError> {
-        let source = std::fs::read_to_string(script).map_err(|e| TraceError::Read {
+        let bytes = std::fs::read(script).map_err(|e| TraceError::Read {
             path: script.display().to_string(),
             source: e,
         })?;
+        // Python reads other encodings too (a coding cookie): the listing
+        // shows what it can.
+        let source = String::from_utf8_lossy(&bytes);
         let python = find_python(python)?;
         let origin = script.display().to_string();
-        let scenario_text = scenario_text(script, &source);
-        let scenario = scenario::load(&scenario_text, &origin)?;
+        let (scenario_text, scenario) = scenario_for(script, &source, &origin)?;
         Ok(TraceTarget {
             program: PythonProgram {
                 python,
@@ -140,6 +142,21 @@ impl TraceTarget {
             &self.options(opts.clone()),
         )
     }
+}
+
+/// The scenario standing for a script (its TOML text, and loaded), with
+/// the script's text exactly as its `source`: the loader trims blank lines
+/// at both ends of a scenario's listing, which would shift the lines of a
+/// script that starts with one.
+pub fn scenario_for(
+    script: &Path,
+    source: &str,
+    origin: &str,
+) -> Result<(String, Scenario), scenario::ScenarioError> {
+    let text = scenario_text(script, source);
+    let mut scenario = scenario::load(&text, origin)?;
+    scenario.source = source.to_string();
+    Ok((text, scenario))
 }
 
 /// The scenario standing for a script: its name from the file name, its
@@ -297,6 +314,22 @@ pub fn python_env(
     env.into_iter().collect()
 }
 
+/// The program reads what forkscope was given on stdin (a pipe, a file),
+/// as under plain python3: `main` opens the app's fd 0 again through
+/// `/proc` (the runner's own stdin is the app's lifeline, and the core's is
+/// `/dev/null`). Not a terminal: the run is not the terminal's foreground
+/// process group, so a read would stop the program (SIGTTIN); it keeps
+/// `/dev/null` then.
+pub fn stdin_from_app(app_pid: i32) {
+    let Ok(f) = std::fs::File::open(format!("/proc/{app_pid}/fd/0")) else {
+        return;
+    };
+    if nix::unistd::isatty(&f).unwrap_or(true) {
+        return;
+    }
+    let _ = nix::unistd::dup2_stdin(&f);
+}
+
 /// Replaces this process (`main`, connected, its output already piped) by
 /// Python running the script. Returns only if the exec failed: why.
 pub fn exec_python(prog: &PythonProgram, stdout_block: bool, gated: bool) -> String {
@@ -323,5 +356,37 @@ pub fn exec_python(prog: &PythonProgram, stdout_block: bool, gated: bool) -> Str
     match nix::unistd::execve(&argv[0], &argv, &envp) {
         Ok(never) => match never {},
         Err(e) => format!("cannot run {}: {}", prog.python.display(), e.desc()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scenario_standing_for_a_script_holds_its_text_exactly() {
+        let source = "\n\ns = \"\"\"a\\b\"\"\" + '''c'''\n\tprint(s)  # é \u{1}\n\n";
+        for name in ["my prog.py", "x.py", "..py", "über-fork.py", "noext"] {
+            let (_, s) = scenario_for(Path::new(name), source, name).expect("loads");
+            assert_eq!(s.source, source, "{name}");
+            assert!(!s.name.is_empty());
+            assert!(
+                s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{}",
+                s.name
+            );
+            assert_eq!(s.roles.len(), 1);
+        }
+    }
+
+    #[test]
+    fn no_python_is_one_sentence() {
+        let e = find_python(Some(Path::new("no-such-python-here"))).unwrap_err();
+        assert!(e.to_string().contains("no-such-python-here"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        let e = find_python(Some(Path::new("/nonexistent/python3"))).unwrap_err();
+        assert!(e.to_string().contains("not an executable file"), "{e}");
     }
 }

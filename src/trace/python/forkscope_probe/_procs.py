@@ -20,8 +20,9 @@ _n_children = 0
 _n_threads = {}
 # what Process.start is starting in this thread: (role, name, daemon)
 _starting = threading.local()
-# the fork being made: (child id, parent id, role, name, daemon, t_ns)
+# the fork being made: (child id, parent id, role, name, daemon)
 _pending = None
+_warns_on_fork = sys.version_info >= (3, 12)
 
 
 # Another module may name some children itself (`_pool`: `POOL.wK` for
@@ -70,14 +71,31 @@ def _install_fork():
         cid = _next_child_id(role, name)
         t = _wire.now_ns()
         _pending = (cid, _wire.proc(), role, name, daemon)
+        caught = None
         try:
-            pid = real_fork()
+            if _warns_on_fork and threading.active_count() > 1:
+                # Python 3.12+ warns (DeprecationWarning) about a fork of a
+                # threaded process, at the frame that called os.fork: that
+                # would be ours, and the default filters show it only for
+                # __main__. Caught here and said again at the caller's.
+                import warnings
+
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    pid = real_fork()
+            else:
+                pid = real_fork()
         finally:
             if _pending is not None and _pending[0] == cid:
                 _pending = None
         if pid == 0:
             return 0
         _announce(t, cid, pid, role, daemon)
+        if caught:
+            import warnings
+
+            for w in caught:
+                warnings.warn(w.message, w.category, stacklevel=2)
         return pid
 
     fork.__wrapped__ = real_fork
