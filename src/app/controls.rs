@@ -478,9 +478,10 @@ pub fn status_parts(app: &ChromeCtx) -> Vec<(String, egui::Color32)> {
     parts
 }
 
-/// The status: one label, in the room its row has left (never less than
-/// [`MIN_STATUS_W`]: then on a row of its own), cut with "…" there, the
-/// whole text on hover.
+/// The status: its pieces (one label each) in the room its row has left
+/// (never less than [`MIN_STATUS_W`]: then on a row of its own), the last
+/// one that does not fit cut with "…", clipped there; the whole text on
+/// hover.
 fn status(ui: &mut Ui, app: &ChromeCtx, view: &mut ToolbarView) {
     let parts = status_parts(app);
     let whole = parts
@@ -489,12 +490,17 @@ fn status(ui: &mut Ui, app: &ChromeCtx, view: &mut ToolbarView) {
         .collect::<Vec<_>>()
         .join("   ");
     let font = egui::TextStyle::Body.resolve(ui.style());
-    let mut job = egui::text::LayoutJob::default();
-    for (i, (t, color)) in parts.iter().enumerate() {
-        let sep = if i == 0 { 0.0 } else { 12.0 };
-        job.append(t, sep, egui::TextFormat::simple(font.clone(), *color));
-    }
-    let need = ui.painter().layout_job(job.clone()).size().x;
+    let gap = 12.0;
+    let need = parts
+        .iter()
+        .map(|(t, c)| {
+            ui.painter()
+                .layout_no_wrap(t.clone(), font.clone(), *c)
+                .size()
+                .x
+        })
+        .sum::<f32>()
+        + gap * parts.len().saturating_sub(1) as f32;
     view.status_need = need;
     let room = ui.available_rect_before_wrap().width();
     if need > room && room < MIN_STATUS_W {
@@ -502,15 +508,32 @@ fn status(ui: &mut Ui, app: &ChromeCtx, view: &mut ToolbarView) {
     }
     let room = ui.available_rect_before_wrap().width().max(1.0);
     let h = ui.spacing().interact_size.y;
+    let size = egui::vec2(room.min(need + 1.0), h);
     let r = ui
         .allocate_ui_with_layout(
-            egui::vec2(room.min(need + 1.0), h),
+            size,
             egui::Layout::left_to_right(egui::Align::Center),
-            |ui| ui.add(egui::Label::new(job).truncate()),
+            |ui| {
+                let room = egui::Rect::from_min_size(ui.max_rect().min, size);
+                ui.set_clip_rect(room.intersect(ui.clip_rect()));
+                ui.spacing_mut().item_spacing.x = gap;
+                for (t, color) in &parts {
+                    ui.add(egui::Label::new(RichText::new(t).color(*color)).truncate())
+                        .on_hover_text(&whole);
+                }
+            },
         )
-        .inner
-        .on_hover_text(whole);
-    view.put("status", "status", &r);
+        .response;
+    // What shows: the pieces, clipped to the room given.
+    let shown = egui::Rect::from_min_size(
+        r.rect.min,
+        egui::vec2(r.rect.width().min(size.x), r.rect.height()),
+    );
+    view.items.push(ToolItem {
+        id: "toolbar.status".into(),
+        kind: "status",
+        rect: shown,
+    });
 }
 
 /// Over the centre: Stage / Many runs, and in step mode the step bar.

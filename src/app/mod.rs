@@ -561,8 +561,13 @@ impl App {
         self.advance_time();
         self.apply_look(&ctx);
         self.show(ui);
-        self.file_windows(&ctx);
-        self.help_window(&ctx);
+        // The windows over everything: functions of their state, answering
+        // with commands (carried out just below).
+        let theme = self.theme();
+        let mut cmds = Vec::new();
+        files::file_windows(&ctx, &mut self.files, &theme, &mut cmds);
+        help::help_window(&ctx, self.help_open, &mut cmds);
+        self.commands.extend(cmds);
         self.apply_commands();
         self.screenshot(&ctx);
         if self.wants_repaint() {
