@@ -1,7 +1,9 @@
 //! The desktop app: one window that runs a scenario for real and shows it
-//! live. `App` owns the state; the views (one per file) read it and push
-//! [`Command`]s, which `App` carries out after drawing. Views never touch
-//! sockets or processes.
+//! live. `App` owns the model; each view (one per file) is a function of
+//! it — a read-only [`ViewCtx`] or [`ChromeCtx`] — and of a small view
+//! state of its own, and pushes [`Command`]s, which `App::apply` carries
+//! out in one place after drawing. Views never touch sockets or processes.
+//! (docs/ARCHITECTURE.md, "The app: model, views, commands".)
 //!
 //! ```text
 //! Session (collector thread) ──channel──▶ App::drain ──▶ Recording (log, World, lanes)
