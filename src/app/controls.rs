@@ -407,7 +407,7 @@ pub fn status_parts(app: &ChromeCtx) -> Vec<(String, egui::Color32)> {
     let mut parts = Vec::new();
     // On a projector one piece: the moment shown when it is not the
     // newest, else the run's state (the caption says how it ended).
-    let run_words = !(app.presenter && !app.time.follow);
+    let run_words = !app.presenter || app.time.follow;
     match app.run {
         _ if !run_words => {}
         RunState::Idle => parts.push(("ready".to_string(), theme.weak_text)),
