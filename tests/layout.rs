@@ -349,3 +349,89 @@ fn zoom_grows_the_stage_type_where_there_is_room() {
     let found = problems(&bigger.items(px), stage_px, None);
     assert!(found.is_empty(), "{found:?}");
 }
+
+/// The toolbar over a recording (`--open`: nothing runs, so no runner is
+/// needed here), at every size above: shown at its end, paused at its
+/// middle, and replaying slowly. None of its widgets (as `--dump-layout`
+/// writes them, kind button/status) overlaps another or the stage, all are
+/// inside the window. Every run state with real runs: tests/toolbar.rs.
+#[test]
+fn the_toolbar_over_a_recording_never_overprints() {
+    use egui_kittest::Harness;
+    use forkscope::app::{App, Command, GuiArgs};
+    let dir = std::env::temp_dir().join(format!("forkscope-layout-toolbar-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    // A long name: the desk's status names the recording.
+    let file = dir.join("a-recording-with-a-rather-long-name-for-the-status-line.jsonl");
+    forkscope::trace_file::write(&file, &run_events("queue-bounded")).expect("recording written");
+    let mut failures = Vec::new();
+    for size in SIZES {
+        let app = App::new(&GuiArgs {
+            open: Some(file.clone()),
+            presenter: size.presenter,
+            ..GuiArgs::default()
+        })
+        .expect("the app opens the recording");
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(size.w_px, size.h_px))
+            .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
+        h.run_steps(4);
+        let (lo, hi) = h.state().rec.t_range().expect("events");
+        let states: [(&str, Vec<Command>); 3] = [
+            ("at its end", vec![]),
+            (
+                "paused in the middle",
+                vec![Command::Seek(lo + (hi - lo) / 2)],
+            ),
+            (
+                "replaying at 0.001x",
+                vec![Command::SetSpeed(0.001), Command::ReplayFrom(lo)],
+            ),
+        ];
+        for (state, cmds) in states {
+            for c in cmds {
+                h.state_mut().command(c);
+            }
+            h.run_steps(3);
+            let px = h.ctx.pixels_per_point();
+            let items = h.state().toolbar.layout_items(px);
+            let window = [0.0, 0.0, size.w_px, size.h_px];
+            let stage = h.state().stage.last_rect.expect("a stage");
+            let stage_px = [
+                stage.min.x * px,
+                stage.min.y * px,
+                stage.max.x * px,
+                stage.max.y * px,
+            ];
+            let mut here = Vec::new();
+            if !items.iter().any(|i| i.kind == "status") {
+                here.push("no status".to_string());
+            }
+            for (i, a) in items.iter().enumerate() {
+                if !inside(&window, &a.rect, 0.5) {
+                    here.push(format!("{} outside the window: {:?}", a.id, a.rect));
+                }
+                if overlap(&a.rect, &stage_px) {
+                    here.push(format!("{} is over the stage", a.id));
+                }
+                for b in &items[i + 1..] {
+                    if overlap(&a.rect, &b.rect) {
+                        here.push(format!("{} overlaps {}", a.id, b.id));
+                    }
+                }
+            }
+            println!(
+                "{:<20} {state:<22} {} widgets, {} problems",
+                size.name,
+                items.len(),
+                here.len()
+            );
+            failures.extend(
+                here.into_iter()
+                    .map(|p| format!("{} {state}: {p}", size.name)),
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
