@@ -6,7 +6,9 @@ wrote: the same checks as tests/layout.rs, on what the real window drew.
 
 - no two top-level items overlap (edges and dots excepted; a pool's frame
   may hold its workers); no dot covers a label;
-- every item is inside the stage (and so inside the window);
+- every item is inside the stage (and so inside the window); the
+  toolbar's widgets (kind button, status, tool_label) inside the window, none over
+  another;
 - with --min-key-px, every key label is at least that many pixels.
 
 Prints one line per file (smallest key label, number of problems) and the
@@ -25,12 +27,19 @@ def overlap(a, b):
     return a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1 and b[1] < a[3] - 1
 
 
+# Kinds of the toolbar's widgets (ids "toolbar.…").
+CHROME = ("button", "status", "tool_label")
+
+
 def problems(dump, min_key_px):
     found = []
     stage = dump["stage"]
+    w, h = dump["window"]
     items = dump["items"]
     for it in items:
-        if not inside(stage, it["rect"]):
+        # The toolbar's widgets are outside the stage, inside the window.
+        room = [0, 0, w, h] if it["kind"] in CHROME else stage
+        if not inside(room, it["rect"]):
             found.append(f"{it['id']} ({it['kind']}) off the stage: {it['rect']}")
         if it.get("cut"):
             found.append(f"{it['id']} is cut short")

@@ -13,8 +13,9 @@
 //!   1280×720 and 24 px at 1920×1080.
 //!
 //! The stage's rectangle is the one the app gives it at that window size
-//! (measured from `--dump-layout` screenshots): the toolbar above, the
-//! output strip below, and in desk mode the side panels.
+//! after a run (measured from `--dump-layout` screenshots): the toolbar
+//! above (two rows on the desk), the output strip below, and in desk
+//! mode the side panels. The toolbar itself is checked in tests/toolbar.rs.
 
 use egui::{Rect, pos2};
 use forkscope::app::layout::{self, Item, StageInput};
@@ -105,6 +106,10 @@ fn stage_rect(size: &Size) -> (Rect, f32) {
         1.0
     };
     let (w, h) = (size.w_px / px_per_pt, size.h_px / px_per_pt);
+    // The toolbar wraps rather than overprint (tests/toolbar.rs). In
+    // presenter mode it keeps to one row (a long message or the side
+    // panels' controls may add one); on the desk a run adds a second row
+    // (Replay, the speed, the status): the stage is measured with it.
     if size.presenter {
         // Toolbar 26 pt, central panel margin 8; output strip of four
         // whole lines + frame (as `--dump-layout` says: 89.9).
@@ -113,10 +118,10 @@ fn stage_rect(size: &Size) -> (Rect, f32) {
             px_per_pt,
         )
     } else {
-        // Toolbar, picker (290) and inspector (330) panels, the tabs bar,
-        // and the output/timeline panel (250).
+        // Toolbar (two rows after a run), picker (290) and inspector (330)
+        // panels, the tabs bar, and the output/timeline panel (250).
         (
-            Rect::from_min_max(pos2(298.0, 65.0), pos2(w - 338.0, h - 258.0)),
+            Rect::from_min_max(pos2(298.0, 88.0), pos2(w - 338.0, h - 258.0)),
             px_per_pt,
         )
     }
@@ -343,4 +348,90 @@ fn zoom_grows_the_stage_type_where_there_is_room() {
     ];
     let found = problems(&bigger.items(px), stage_px, None);
     assert!(found.is_empty(), "{found:?}");
+}
+
+/// The toolbar over a recording (`--open`: nothing runs, so no runner is
+/// needed here), at every size above: shown at its end, paused at its
+/// middle, and replaying slowly. None of its widgets (as `--dump-layout`
+/// writes them, kind button/status) overlaps another or the stage, all are
+/// inside the window. Every run state with real runs: tests/toolbar.rs.
+#[test]
+fn the_toolbar_over_a_recording_never_overprints() {
+    use egui_kittest::Harness;
+    use forkscope::app::{App, Command, GuiArgs};
+    let dir = std::env::temp_dir().join(format!("forkscope-layout-toolbar-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    // A long name: the desk's status names the recording.
+    let file = dir.join("a-recording-with-a-rather-long-name-for-the-status-line.jsonl");
+    forkscope::trace_file::write(&file, &run_events("queue-bounded")).expect("recording written");
+    let mut failures = Vec::new();
+    for size in SIZES {
+        let app = App::new(&GuiArgs {
+            open: Some(file.clone()),
+            presenter: size.presenter,
+            ..GuiArgs::default()
+        })
+        .expect("the app opens the recording");
+        let mut h = Harness::builder()
+            .with_size(egui::vec2(size.w_px, size.h_px))
+            .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
+        h.run_steps(4);
+        let (lo, hi) = h.state().rec.t_range().expect("events");
+        let states: [(&str, Vec<Command>); 3] = [
+            ("at its end", vec![]),
+            (
+                "paused in the middle",
+                vec![Command::Seek(lo + (hi - lo) / 2)],
+            ),
+            (
+                "replaying at 0.001x",
+                vec![Command::SetSpeed(0.001), Command::ReplayFrom(lo)],
+            ),
+        ];
+        for (state, cmds) in states {
+            for c in cmds {
+                h.state_mut().command(c);
+            }
+            h.run_steps(3);
+            let px = h.ctx.pixels_per_point();
+            let items = h.state().toolbar.layout_items(px);
+            let window = [0.0, 0.0, size.w_px, size.h_px];
+            let stage = h.state().stage.last_rect.expect("a stage");
+            let stage_px = [
+                stage.min.x * px,
+                stage.min.y * px,
+                stage.max.x * px,
+                stage.max.y * px,
+            ];
+            let mut here = Vec::new();
+            if !items.iter().any(|i| i.kind == "status") {
+                here.push("no status".to_string());
+            }
+            for (i, a) in items.iter().enumerate() {
+                if !inside(&window, &a.rect, 0.5) {
+                    here.push(format!("{} outside the window: {:?}", a.id, a.rect));
+                }
+                if overlap(&a.rect, &stage_px) {
+                    here.push(format!("{} is over the stage", a.id));
+                }
+                for b in &items[i + 1..] {
+                    if overlap(&a.rect, &b.rect) {
+                        here.push(format!("{} overlaps {}", a.id, b.id));
+                    }
+                }
+            }
+            println!(
+                "{:<20} {state:<22} {} widgets, {} problems",
+                size.name,
+                items.len(),
+                here.len()
+            );
+            failures.extend(
+                here.into_iter()
+                    .map(|p| format!("{} {state}: {p}", size.name)),
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -8,7 +8,7 @@
 //! recording, `.py` a Python program (traced as `forkscope trace` does),
 //! anything else a scenario file.
 
-use super::{App, Command, RunState, settings};
+use super::{App, ChromeCtx, Command, RunState, settings};
 use crossbeam_channel::{Receiver, TryRecvError};
 use egui::{RichText, Ui};
 use std::path::{Path, PathBuf};
@@ -251,79 +251,83 @@ impl App {
             Err(TryRecvError::Empty) => {}
         }
     }
+}
 
-    /// The question, the error and the path window, over everything.
-    pub(super) fn file_windows(&mut self, ctx: &egui::Context) {
-        let mut cmds = Vec::new();
-        let theme = self.theme();
-        if let Some(path) = self.files.confirm.clone() {
-            egui::Modal::new(egui::Id::unique("confirm_open")).show(ctx, |ui| {
-                ui.set_max_width(520.0);
-                ui.heading("A run is going on");
-                ui.label(format!(
-                    "Opening {} stops it: its processes are killed.",
-                    path.display()
-                ));
-                ui.add_space(8.0);
-                ui.horizontal(|ui| {
-                    if ui.button(STOP_AND_OPEN).clicked() {
-                        cmds.push(FileCmd::Confirm(true));
-                    }
-                    if ui.button(KEEP_RUNNING).clicked() {
-                        cmds.push(FileCmd::Confirm(false));
-                    }
-                });
-            });
-        } else if let Some(e) = self.files.error.clone() {
-            let r = egui::Modal::new(egui::Id::unique("open_error")).show(ctx, |ui| {
-                ui.set_max_width(620.0);
-                ui.heading(
-                    RichText::new(format!("⚠ {CANNOT_OPEN}"))
-                        .color(theme.ink(super::theme::okabe_ito::VERMILLION)),
-                );
-                ui.add(egui::Label::new(RichText::new(&e).monospace()).wrap());
-                ui.add_space(8.0);
-                if ui.button("OK").clicked() {
-                    cmds.push(FileCmd::DismissError);
+/// The question, the error and the path window, over everything: a
+/// function of the files' state (the path window's field is its own view
+/// state) answering with commands.
+pub fn file_windows(
+    ctx: &egui::Context,
+    files: &mut Files,
+    theme: &super::theme::Theme,
+    out: &mut Vec<Command>,
+) {
+    let mut cmds = Vec::new();
+    if let Some(path) = files.confirm.clone() {
+        egui::Modal::new(egui::Id::unique("confirm_open")).show(ctx, |ui| {
+            ui.set_max_width(520.0);
+            ui.heading("A run is going on");
+            ui.label(format!(
+                "Opening {} stops it: its processes are killed.",
+                path.display()
+            ));
+            ui.add_space(8.0);
+            ui.horizontal(|ui| {
+                if ui.button(STOP_AND_OPEN).clicked() {
+                    cmds.push(FileCmd::Confirm(true));
+                }
+                if ui.button(KEEP_RUNNING).clicked() {
+                    cmds.push(FileCmd::Confirm(false));
                 }
             });
-            if r.should_close() {
+        });
+    } else if let Some(e) = files.error.clone() {
+        let r = egui::Modal::new(egui::Id::unique("open_error")).show(ctx, |ui| {
+            ui.set_max_width(620.0);
+            ui.heading(
+                RichText::new(format!("⚠ {CANNOT_OPEN}"))
+                    .color(theme.ink(super::theme::okabe_ito::VERMILLION)),
+            );
+            ui.add(egui::Label::new(RichText::new(&e).monospace()).wrap());
+            ui.add_space(8.0);
+            if ui.button("OK").clicked() {
                 cmds.push(FileCmd::DismissError);
             }
-        } else if let Some(mut text) = self.files.by_path.clone() {
-            let r = egui::Modal::new(egui::Id::unique("open_by_path")).show(ctx, |ui| {
-                ui.set_max_width(560.0);
-                ui.heading(OPEN_BY_PATH);
-                ui.label(
-                    "No file dialog here (it needs an XDG desktop portal or zenity): \
-                     type the file's path.",
-                );
-                let field = ui.add(
-                    egui::TextEdit::singleline(&mut text)
-                        .hint_text("scenario.toml, run.jsonl or program.py")
-                        .desired_width(480.0),
-                );
-                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                ui.horizontal(|ui| {
-                    if (ui.button("Open").clicked() || enter) && !text.trim().is_empty() {
-                        cmds.push(FileCmd::Open(PathBuf::from(text.trim())));
-                    }
-                    if ui.button("Cancel").clicked() {
-                        self.files.by_path = None;
-                    }
-                });
-                if !recent_list(ui, &self.files.recent, &mut cmds) {
-                    ui.weak("(no recent files)");
+        });
+        if r.should_close() {
+            cmds.push(FileCmd::DismissError);
+        }
+    } else if let Some(mut text) = files.by_path.clone() {
+        let r = egui::Modal::new(egui::Id::unique("open_by_path")).show(ctx, |ui| {
+            ui.set_max_width(560.0);
+            ui.heading(OPEN_BY_PATH);
+            ui.label(
+                "No file dialog here (it needs an XDG desktop portal or zenity): \
+                 type the file's path.",
+            );
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut text)
+                    .hint_text("scenario.toml, run.jsonl or program.py")
+                    .desired_width(480.0),
+            );
+            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            ui.horizontal(|ui| {
+                if (ui.button("Open").clicked() || enter) && !text.trim().is_empty() {
+                    cmds.push(FileCmd::Open(PathBuf::from(text.trim())));
+                }
+                if ui.button("Cancel").clicked() {
+                    files.by_path = None;
                 }
             });
-            if self.files.by_path.is_some() {
-                self.files.by_path = if r.should_close() { None } else { Some(text) };
+            if !recent_list(ui, &files.recent, &mut cmds) {
+                ui.weak("(no recent files)");
             }
-        }
-        for c in cmds {
-            self.apply_file(c);
+        });
+        if files.by_path.is_some() {
+            files.by_path = if r.should_close() { None } else { Some(text) };
         }
     }
+    out.extend(cmds.into_iter().map(Command::File));
 }
 
 /// The recent files as buttons; false if there are none.
@@ -351,12 +355,13 @@ fn recent_list(ui: &mut Ui, recent: &[PathBuf], cmds: &mut Vec<FileCmd>) -> bool
 
 /// The toolbar's File menu: Open…, the recent files, Save recording. (On
 /// a projector these are in the Panels menu: the toolbar has one line.)
-pub fn file_menu(ui: &mut Ui, app: &App, cmds: &mut Vec<Command>) {
-    ui.menu_button(FILE_MENU, |ui| file_items(ui, app, cmds));
+pub fn file_menu(ui: &mut Ui, app: &ChromeCtx, cmds: &mut Vec<Command>) -> egui::Response {
+    ui.menu_button(FILE_MENU, |ui| file_items(ui, app, cmds))
+        .response
 }
 
 /// What the File menu holds.
-pub fn file_items(ui: &mut Ui, app: &App, cmds: &mut Vec<Command>) {
+pub fn file_items(ui: &mut Ui, app: &ChromeCtx, cmds: &mut Vec<Command>) {
     {
         if ui
             .button(format!("{OPEN_DIALOG}   (Ctrl+O)"))
@@ -390,7 +395,9 @@ pub fn file_items(ui: &mut Ui, app: &App, cmds: &mut Vec<Command>) {
             ))
             .clicked()
         {
-            cmds.push(Command::SaveRecording(app.default_recording_path()));
+            cmds.push(Command::SaveRecording(super::open::default_recording_path(
+                app.opened, app.picked,
+            )));
             ui.close();
         }
     }

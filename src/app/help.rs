@@ -95,34 +95,34 @@ impl App {
             }
         }
     }
+}
 
-    /// The overlay, when open.
-    pub(super) fn help_window(&mut self, ctx: &egui::Context) {
-        if !self.help_open {
-            return;
-        }
-        let mut open = true;
-        egui::Window::new(RichText::new(KEYS_TITLE).strong())
-            .id(egui::Id::unique("keys_overlay"))
-            .open(&mut open)
-            .collapsible(false)
-            .resizable(false)
-            .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
-            .show(ctx, |ui| {
-                egui::Grid::new("keys_grid")
-                    .num_columns(2)
-                    .spacing([24.0, 6.0])
-                    .striped(true)
-                    .show(ui, |ui| {
-                        for (keys, what) in key_table() {
-                            ui.label(RichText::new(keys).monospace().strong());
-                            ui.label(what);
-                            ui.end_row();
-                        }
-                    });
-            });
-        if !open {
-            self.help_open = false;
-        }
+/// The overlay, when open; closing it is a command.
+pub fn help_window(ctx: &egui::Context, open_now: bool, cmds: &mut Vec<Command>) {
+    if !open_now {
+        return;
+    }
+    let mut open = true;
+    egui::Window::new(RichText::new(KEYS_TITLE).strong())
+        .id(egui::Id::unique("keys_overlay"))
+        .open(&mut open)
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+        .show(ctx, |ui| {
+            egui::Grid::new("keys_grid")
+                .num_columns(2)
+                .spacing([24.0, 6.0])
+                .striped(true)
+                .show(ui, |ui| {
+                    for (keys, what) in key_table() {
+                        ui.label(RichText::new(keys).monospace().strong());
+                        ui.label(what);
+                        ui.end_row();
+                    }
+                });
+        });
+    if !open {
+        cmds.push(Command::View(ViewCmd::ToggleHelp));
     }
 }

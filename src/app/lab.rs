@@ -7,7 +7,7 @@
 //! process waits for `go` or is gone) does the [`Scheduler`] pick, and in
 //! step mode it waits for the user's pick instead.
 
-use super::{App, Command};
+use super::{ChromeCtx, Command};
 use crate::lab::{Candidate, Decision, Gatekeeper, Scheduler, Then, deadlock};
 use crate::model::World;
 use crate::protocol::{Event, RUNNER_ID};
@@ -361,13 +361,13 @@ pub enum FileAction {
 
 /// The bar over the stage for gated runs: what to do now, Undo, Run to
 /// end, Save and Load schedule.
-pub fn step_bar(ui: &mut Ui, app: &mut App) {
+pub fn step_bar(ui: &mut Ui, app: &ChromeCtx, bar: &mut StepBar, cmds: &mut Vec<Command>) {
     let big = app.presenter;
     let text = |s: &str| {
         let t = RichText::new(s);
         if big { t.strong() } else { t }
     };
-    let (steps, awaiting, manual, replaying, has_choice) = match app.gated.as_ref() {
+    let (steps, awaiting, manual, replaying, has_choice) = match app.gated {
         Some(g) => (
             g.schedule.len(),
             g.awaiting_user,
@@ -379,7 +379,6 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
     };
     let running = app.run.is_running();
     let gated = app.gated.is_some();
-    let mut cmds = Vec::new();
     ui.horizontal_wrapped(|ui| {
         let (what, color) = if app.rec.live.deadlock.is_some() {
             (
@@ -389,24 +388,23 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
         } else if replaying {
             (
                 format!("replaying the schedule… step {steps}"),
-                app.theme().text,
+                app.theme.text,
             )
         } else if let (true, true, true, Some(news)) = (
             running,
             awaiting,
             manual,
-            app.gated.as_ref().and_then(|g| g.news.as_ref()),
+            app.gated.and_then(|g| g.news.as_ref()),
         ) {
             (
                 format!("Step {}: stopped at {news}. Your turn.", steps + 1),
-                app.theme().text,
+                app.theme.text,
             )
         } else if let (true, true, true, Some(n)) = (
             running,
             awaiting,
             manual,
             app.gated
-                .as_ref()
                 .map(|g| g.replayed)
                 .filter(|n| *n > 0 && *n == steps),
         ) {
@@ -415,7 +413,7 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
                     "Replayed {n} steps in a fresh run (new processes, new pids). Step {}: your turn.",
                     steps + 1
                 ),
-                app.theme().text,
+                app.theme.text,
             )
         } else if running && awaiting && manual {
             (
@@ -427,26 +425,26 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
                         steps + 1
                     )
                 },
-                app.theme().text,
+                app.theme.text,
             )
         } else if running && !gated {
             (
                 "Step mode starts with the next run: press ⟲ Restart.".to_string(),
-                app.theme().text,
+                app.theme.text,
             )
         } else if running && !manual {
-            ("the seeded scheduler picks…".to_string(), app.theme().text)
+            ("the seeded scheduler picks…".to_string(), app.theme.text)
         } else if running {
-            (format!("step {steps}…"), app.theme().text)
+            (format!("step {steps}…"), app.theme.text)
         } else if gated {
             (
                 format!("the run ended after {steps} steps"),
-                app.theme().weak_text,
+                app.theme.weak_text,
             )
         } else {
             (
                 "Step mode: press ▶ Run, then pick who goes next.".to_string(),
-                app.theme().weak_text,
+                app.theme.weak_text,
             )
         };
         ui.label(text(&what).color(color));
@@ -496,37 +494,33 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
         }
         toggle(
             ui,
-            &mut app.step_bar.open,
+            &mut bar.open,
             FileAction::Save,
             SAVE_SCHEDULE,
             steps > 0,
         );
         toggle(
             ui,
-            &mut app.step_bar.open,
+            &mut bar.open,
             FileAction::Load,
             LOAD_SCHEDULE,
             app.picked.is_some(),
         );
     });
     if gated {
-        step_list(ui, app, steps, &mut cmds);
+        step_list(ui, app, steps, cmds);
     }
-    match app.step_bar.open {
+    match bar.open {
         Some(FileAction::Save) => {
-            if app.step_bar.save_path.is_empty() {
-                app.step_bar.save_path = default_schedule_path(app);
+            if bar.save_path.is_empty() {
+                bar.save_path = default_schedule_path(app);
             }
             ui.horizontal(|ui| {
                 ui.label("save to");
-                let r = ui.add(
-                    egui::TextEdit::singleline(&mut app.step_bar.save_path).desired_width(320.0),
-                );
+                let r = ui.add(egui::TextEdit::singleline(&mut bar.save_path).desired_width(320.0));
                 let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if ui.button("Save").clicked() || enter {
-                    cmds.push(Command::SaveSchedule(PathBuf::from(
-                        app.step_bar.save_path.trim(),
-                    )));
+                    cmds.push(Command::SaveSchedule(PathBuf::from(bar.save_path.trim())));
                 }
             });
         }
@@ -534,22 +528,17 @@ pub fn step_bar(ui: &mut Ui, app: &mut App) {
             ui.horizontal(|ui| {
                 ui.label("schedule file");
                 let r = ui.add(
-                    egui::TextEdit::singleline(&mut app.step_bar.load_path)
+                    egui::TextEdit::singleline(&mut bar.load_path)
                         .hint_text("e.g. a file forkscope explore wrote")
                         .desired_width(320.0),
                 );
                 let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if ui.button("Load and replay").clicked() || enter {
-                    cmds.push(Command::LoadSchedule(PathBuf::from(
-                        app.step_bar.load_path.trim(),
-                    )));
+                    cmds.push(Command::LoadSchedule(PathBuf::from(bar.load_path.trim())));
                 }
             });
         }
         None => {}
-    }
-    for c in cmds {
-        app.command(c);
     }
 }
 
@@ -565,7 +554,7 @@ pub fn step_words(s: &super::steps::Step) -> String {
 
 /// The steps so far, newest at the bottom: click one to return to just
 /// after it (a fresh run replays the steps up to it).
-fn step_list(ui: &mut Ui, app: &App, current: usize, cmds: &mut Vec<Command>) {
+fn step_list(ui: &mut Ui, app: &ChromeCtx, current: usize, cmds: &mut Vec<Command>) {
     let Some(list) = super::steps::steps(&app.rec.log) else {
         return;
     };
@@ -594,10 +583,9 @@ fn step_list(ui: &mut Ui, app: &App, current: usize, cmds: &mut Vec<Command>) {
         });
 }
 
-fn default_schedule_path(app: &App) -> String {
+fn default_schedule_path(app: &ChromeCtx) -> String {
     let name = app
         .picked
-        .as_ref()
         .map_or("run", |p| p.loaded.scenario.name.as_str());
     // Not the temp directory: a predictable name there may be someone
     // else's symlink.

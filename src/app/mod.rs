@@ -1,7 +1,9 @@
 //! The desktop app: one window that runs a scenario for real and shows it
-//! live. `App` owns the state; the views (one per file) read it and push
-//! [`Command`]s, which `App` carries out after drawing. Views never touch
-//! sockets or processes.
+//! live. `App` owns the model; each view (one per file) is a function of
+//! it — a read-only [`ViewCtx`] or [`ChromeCtx`] — and of a small view
+//! state of its own, and pushes [`Command`]s, which `App::apply` carries
+//! out in one place after drawing. Views never touch sockets or processes.
+//! (docs/ARCHITECTURE.md, "The app: model, views, commands".)
 //!
 //! ```text
 //! Session (collector thread) ──channel──▶ App::drain ──▶ Recording (log, World, lanes)
@@ -165,6 +167,8 @@ pub enum Command {
     ReplayFrom(u64),
     /// Replays pause by themselves at lost updates, deadlocks and errors.
     SetAutoPause(bool),
+    /// Quiz mode on or off (the toolbar's toggle).
+    SetQuiz(bool),
     /// Step mode: the seeded scheduler goes on until something happens.
     RunUntilNews,
     /// Step mode: a fresh run that replays the first N steps.
@@ -315,8 +319,11 @@ struct ScreenshotPlan {
 pub struct App {
     pub picked: Option<Picked>,
     pub pick_error: Option<String>,
-    /// Text field for "Open file".
-    pub file_path: String,
+    /// The picker's own state (the "Open file" field).
+    pub picker: controls::PickerView,
+    /// The toolbar's own state (where its widgets went, for
+    /// `--dump-layout` and the tests).
+    pub toolbar: controls::ToolbarView,
     pub time_scale: f64,
     pub presenter: bool,
     /// Side panels shown even in presenter mode.
@@ -391,7 +398,8 @@ impl App {
         let mut app = App {
             picked: None,
             pick_error: None,
-            file_path: String::new(),
+            picker: controls::PickerView::default(),
+            toolbar: controls::ToolbarView::default(),
             time_scale: 1.0,
             presenter: args.presenter,
             show_side_panels: false,
@@ -557,8 +565,13 @@ impl App {
         self.advance_time();
         self.apply_look(&ctx);
         self.show(ui);
-        self.file_windows(&ctx);
-        self.help_window(&ctx);
+        // The windows over everything: functions of their state, answering
+        // with commands (carried out just below).
+        let theme = self.theme();
+        let mut cmds = Vec::new();
+        files::file_windows(&ctx, &mut self.files, &theme, &mut cmds);
+        help::help_window(&ctx, self.help_open, &mut cmds);
+        self.commands.extend(cmds);
         self.apply_commands();
         self.screenshot(&ctx);
         if self.wants_repaint() {
@@ -646,6 +659,7 @@ impl App {
                 self.time.playing = true;
             }
             Command::SetAutoPause(on) => self.time.auto_pause = on,
+            Command::SetQuiz(on) => self.quiz.on = on,
             Command::TogglePresenter => self.presenter = !self.presenter,
             Command::ToggleSidePanels => self.toggle_side_panels(),
             Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
@@ -1374,7 +1388,10 @@ impl App {
                             .last_layout
                             .as_ref()
                             .map(|l| l.items(px))
-                            .unwrap_or_default(),
+                            .unwrap_or_default()
+                            .into_iter()
+                            .chain(self.toolbar.layout_items(px))
+                            .collect(),
                     };
                     let written = serde_json::to_string_pretty(&dump)
                         .map_err(|e| e.to_string())
@@ -1481,16 +1498,26 @@ impl App {
             deadlock: &cycle,
         };
 
-        egui::Panel::top("toolbar").show(ui, |ui| {
-            controls::toolbar(ui, self);
-        });
-        if panels.picker {
-            egui::Panel::left("picker")
-                .default_size(290.0)
-                .resizable(true)
-                .show(ui, |ui| controls::picker(ui, self));
-        }
         let mut cmds = Vec::new();
+        let mut toolbar = std::mem::take(&mut self.toolbar);
+        let mut picker = std::mem::take(&mut self.picker);
+        let mut step_bar = std::mem::take(&mut self.step_bar);
+        {
+            let chrome = self.chrome_ctx(&frame);
+            egui::Panel::top("toolbar").show(ui, |ui| {
+                controls::toolbar(ui, &chrome, &mut toolbar, &mut cmds);
+            });
+            if panels.picker {
+                egui::Panel::left("picker")
+                    .default_size(290.0)
+                    .resizable(true)
+                    .show(ui, |ui| {
+                        controls::picker(ui, &chrome, &mut picker, &mut cmds)
+                    });
+            }
+        }
+        self.toolbar = toolbar;
+        self.picker = picker;
         if panels.inspector || panels.source {
             egui::Panel::right("inspector")
                 .default_size(330.0)
@@ -1540,7 +1567,10 @@ impl App {
         egui::CentralPanel::default()
             .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(8.0))
             .show(ui, |ui| {
-                self.central_bar(ui);
+                {
+                    let chrome = self.chrome_ctx(&frame);
+                    controls::central_bar(ui, &chrome, &mut step_bar, &mut cmds);
+                }
                 match self.view {
                     MainView::Stage => {
                         let ctx = self.view_ctx(&frame);
@@ -1564,36 +1594,8 @@ impl App {
                     }
                 }
             });
+        self.step_bar = step_bar;
         self.commands.extend(cmds);
-    }
-
-    /// Over the centre: Stage / Many runs, and in step mode the step bar.
-    fn central_bar(&mut self, ui: &mut egui::Ui) {
-        let big = self.presenter;
-        let lab_on = self.mode != lab::Mode::Free || self.gated.is_some();
-        // Presenter mode gives the stage the room (Panels brings the tabs
-        // back).
-        if big && !self.show_side_panels && self.view == MainView::Stage && !lab_on {
-            return;
-        }
-        let text = |s: &str| {
-            let t = egui::RichText::new(s);
-            if big { t.strong() } else { t }
-        };
-        ui.horizontal(|ui| {
-            for (v, label) in [
-                (MainView::Stage, controls::STAGE_TAB),
-                (MainView::ManyRuns, controls::MANY_RUNS_TAB),
-            ] {
-                if ui.selectable_label(self.view == v, text(label)).clicked() {
-                    self.commands.push(Command::ShowView(v));
-                }
-            }
-        });
-        if self.view == MainView::Stage && lab_on {
-            lab::step_bar(ui, self);
-        }
-        ui.separator();
     }
 
     fn sampler(&self) -> Option<&Sampler> {
@@ -1615,6 +1617,34 @@ struct FrameParts<'a> {
 }
 
 impl App {
+    /// What the chrome (toolbar, picker, tabs, step bar) reads: the model,
+    /// read-only.
+    fn chrome_ctx<'a>(&'a self, frame: &FrameParts<'a>) -> ChromeCtx<'a> {
+        ChromeCtx {
+            presenter: self.presenter,
+            show_side_panels: self.show_side_panels,
+            theme: frame.theme,
+            picked: self.picked.as_ref(),
+            pick_error: self.pick_error.as_deref(),
+            run: &self.run,
+            time: &self.time,
+            time_scale: self.time_scale,
+            mode: self.mode,
+            seed: self.seed,
+            gated: self.gated.as_ref(),
+            rec: &self.rec,
+            view_t_ns: frame.view_t_ns,
+            opened: self.opened.as_deref(),
+            collector_problems: &self.collector_problems,
+            status: self.status.as_deref(),
+            quiz_on: self.quiz.on,
+            files: &self.files,
+            panels: &self.panels,
+            zoom: self.zoom,
+            view: self.view,
+        }
+    }
+
     /// The read-only context a view draws from, at the moment shown.
     fn view_ctx<'a>(&'a self, frame: &FrameParts<'a>) -> ViewCtx<'a> {
         ViewCtx {
@@ -1632,6 +1662,36 @@ impl App {
             zoom: self.zoom,
         }
     }
+}
+
+/// What the chrome views (toolbar, picker, tabs, step bar) read: the app's
+/// model, read-only. They answer with [`Command`]s; each keeps its own
+/// small view state (`ToolbarView`, `PickerView`, `StepBar`).
+pub struct ChromeCtx<'a> {
+    pub presenter: bool,
+    /// Presenter mode with the side panels back ("☰").
+    pub show_side_panels: bool,
+    pub theme: &'a Theme,
+    pub picked: Option<&'a Picked>,
+    pub pick_error: Option<&'a str>,
+    pub run: &'a RunState,
+    pub time: &'a TimeControl,
+    pub time_scale: f64,
+    pub mode: lab::Mode,
+    pub seed: u64,
+    pub gated: Option<&'a lab::Gated>,
+    pub rec: &'a Recording,
+    /// The moment shown.
+    pub view_t_ns: u64,
+    /// The recording shown (`--open`), while no run replaced it.
+    pub opened: Option<&'a std::path::Path>,
+    pub collector_problems: &'a str,
+    pub status: Option<&'a str>,
+    pub quiz_on: bool,
+    pub files: &'a files::Files,
+    pub panels: &'a settings::PanelSets,
+    pub zoom: f32,
+    pub view: MainView,
 }
 
 pub struct ViewCtx<'a> {

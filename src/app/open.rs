@@ -168,16 +168,25 @@ impl App {
 
     /// Where "Save recording" proposes to write this run.
     pub fn default_recording_path(&self) -> PathBuf {
-        let name = match (&self.opened, &self.picked) {
-            (Some(p), _) => p
-                .file_stem()
-                .map_or("recording".into(), |s| s.to_string_lossy().into_owned()),
-            (None, Some(p)) => p.loaded.scenario.name.clone(),
-            (None, None) => "recording".into(),
-        };
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        default_dir().join(format!("{name}-{secs}.jsonl"))
+        default_recording_path(self.opened.as_deref(), self.picked.as_ref())
     }
+}
+
+/// Where "Save recording" proposes to write the run shown: named after the
+/// recording shown or the scenario picked, and the time.
+pub fn default_recording_path(
+    opened: Option<&std::path::Path>,
+    picked: Option<&super::Picked>,
+) -> PathBuf {
+    let name = match (opened, picked) {
+        (Some(p), _) => p
+            .file_stem()
+            .map_or("recording".into(), |s| s.to_string_lossy().into_owned()),
+        (None, Some(p)) => p.loaded.scenario.name.clone(),
+        (None, None) => "recording".into(),
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    default_dir().join(format!("{name}-{secs}.jsonl"))
 }

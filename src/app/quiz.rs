@@ -13,7 +13,7 @@ use super::layout::StageLayout;
 use super::recording::Recording;
 use super::stage::StageView;
 use super::theme::{self, Theme};
-use super::{App, Command, Picked, RunState};
+use super::{Command, Picked, RunState};
 use crate::scenario::quiz::{Answer, Guess, Outcome, Question, Target};
 use egui::{Align2, Color32, FontId, Pos2, Rect, RichText, Stroke, Ui};
 
@@ -270,15 +270,20 @@ impl QuizState {
     }
 }
 
-/// The toggle, for the toolbar.
-pub fn toggle(ui: &mut Ui, app: &mut App, big: bool) {
-    let has = questions(app.picked.as_ref()).is_some();
+/// The toggle, for the toolbar (its response, when it is there).
+pub fn toggle(
+    ui: &mut Ui,
+    c: &super::ChromeCtx,
+    big: bool,
+    cmds: &mut Vec<Command>,
+) -> Option<egui::Response> {
+    let has = questions(c.picked).is_some();
     // The toolbar is crowded: the toggle is there where it can ask
     // something (or while it is on).
-    if !has && !app.quiz.on {
-        return;
+    if !has && !c.quiz_on {
+        return None;
     }
-    let mut on = app.quiz.on;
+    let mut on = c.quiz_on;
     let text = if big {
         RichText::new(QUIZ).strong()
     } else {
@@ -289,9 +294,11 @@ pub fn toggle(ui: &mut Ui, app: &mut App, big: bool) {
     } else {
         "Quiz mode: this scenario asks no question (those with [[quiz]] do); click to switch it off"
     };
-    if ui.checkbox(&mut on, text).on_hover_text(hover).changed() {
-        app.quiz.on = on;
+    let r = ui.checkbox(&mut on, text).on_hover_text(hover);
+    if r.changed() {
+        cmds.push(Command::SetQuiz(on));
     }
+    Some(r)
 }
 
 /// The question before the run, or the answers after it, over the stage.

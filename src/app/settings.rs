@@ -339,7 +339,7 @@ impl App {
 }
 
 /// The Panels menu: a checkbox per panel of the current look.
-pub fn panels_menu(ui: &mut egui::Ui, app: &App, cmds: &mut Vec<Command>) {
+pub fn panels_menu(ui: &mut egui::Ui, app: &super::ChromeCtx, cmds: &mut Vec<Command>) {
     let panels = app.panels.of(app.presenter);
     for p in Panel::ALL {
         let mut on = panels.get(p);
