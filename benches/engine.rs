@@ -37,6 +37,23 @@ const STRESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/stress.toml")
 const REPEAT: usize = 5;
 
 fn main() -> ExitCode {
+    // The baseline fork loop runs in a fresh, small copy of this binary.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "__bare_fork_loop")
+    {
+        let n = std::env::args()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        return match runner::bare_fork_loop_main(n) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("engine: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The latency bench starts a `Session`: this binary is its runner.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__runner") {
         let code = forkscope::runner::runner_main();

@@ -4,7 +4,7 @@
 //!    with 1,000 children (main spawns them one after the other, each does
 //!    nothing, then joins them all) minus the same run with none, per
 //!    child; next to a bare `fork` + `_exit` + `waitpid` loop of 1,000
-//!    children in this process (the baseline), in the same minute. Every
+//!    children in a fresh copy of this bench (the baseline), in the same minute. Every
 //!    child must be seen (1,000 spawns, 1,000 hellos, 1,000 reaps);
 //! 3b. explore: `forkscope explore unlocked-counter --set workers=2
 //!    --set adds=2`: schedules/s, and the outcome set (counter = 2, 3, 4).
@@ -16,14 +16,32 @@ use std::time::{Duration, Instant};
 const SPAWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/spawn.toml");
 const CHILDREN: u32 = 1000;
 
-/// `fork` + `_exit(0)` + `waitpid`, `n` times, one child at a time.
+/// `fork` + `_exit(0)` + `waitpid`, `n` times, one child at a time, in a
+/// fresh copy of this bench (`__bare_fork_loop N`): forking this process
+/// after the other benches, with their memory still mapped, would measure
+/// the copying of its page tables, not the kernel's cost of a child.
 fn bare_fork_loop(n: u32) -> Result<Duration, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let out = std::process::Command::new(exe)
+        .args(["__bare_fork_loop", &n.to_string()])
+        .output()
+        .map_err(|e| format!("bare fork loop: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ns: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("bare fork loop said {text:?}"))?;
+    Ok(Duration::from_nanos(ns))
+}
+
+/// The loop itself (in the fresh process): prints its wall time in ns.
+pub fn bare_fork_loop_main(n: u32) -> Result<(), String> {
     use nix::sys::wait::waitpid;
     use nix::unistd::{ForkResult, fork};
     let start = Instant::now();
     for _ in 0..n {
         // SAFETY: the child calls only `_exit`, which is async-signal-safe,
-        // so forking this (multi-threaded, maybe) process is sound.
+        // so forking this process is sound.
         match unsafe { fork() } {
             // SAFETY: `_exit` is always safe to call; it never returns.
             Ok(ForkResult::Child) => unsafe { libc::_exit(0) },
@@ -33,7 +51,8 @@ fn bare_fork_loop(n: u32) -> Result<Duration, String> {
             Err(e) => return Err(format!("fork: {e}")),
         }
     }
-    Ok(start.elapsed())
+    println!("{}", start.elapsed().as_nanos());
+    Ok(())
 }
 
 /// One run of benches/spawn.toml with `children` children; its wall time,
