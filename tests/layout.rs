@@ -72,29 +72,18 @@ const KNOWN_SMALL_TYPE: &[(&str, &str, &str)] = &[
         "presenter 1920x1080",
         "100 processes: the stage shows them all, in a grid, so the type is small (about 9 px)",
     ),
-    // Added after the layout work: their states are long ("blocked: join
-    // main.forkserver (joins its children at exit)") and five nodes share
-    // a row, so names and states are sized down to fit (15-17 px, 22-23 px
-    // at 1080p). Not yet laid out on two rows.
+    // Its channels' band (the manager's queue and the pool's results,
+    // each with its title beside it) is wider than the row of nodes, so
+    // the whole tree is sized down to fit. Not yet laid out on two rows.
     (
         "manager-queue",
         "presenter 1280x720",
-        "long state texts in a row of four nodes: 15 px",
+        "a wide band of channels under a row of four nodes: 14 px",
     ),
     (
         "manager-queue",
         "presenter 1920x1080",
-        "long state texts in a row of four nodes: 23 px",
-    ),
-    (
-        "start-methods",
-        "presenter 1280x720",
-        "long state texts in a row of five nodes: 15 px",
-    ),
-    (
-        "start-methods",
-        "presenter 1920x1080",
-        "long state texts in a row of five nodes: 22 px",
+        "a wide band of channels under a row of four nodes: 22 px",
     ),
 ];
 

@@ -173,6 +173,10 @@ const NODE_BASE_H: f32 = 5.1;
 /// The role and tags line (left out when no process has any).
 const TAGS_H: f32 = 1.25;
 const NODE_LINE_H: f32 = 1.1;
+/// A state on two lines: its font (a little bigger than on one line,
+/// as the longest words of the stage) and the second line (k units).
+const STATE_FONT_2: f32 = 1.1;
+const STATE_LINE_H: f32 = 2.0 * STATE_FONT_2 * 1.25 - 1.25;
 const COL_GAP: f32 = 1.3;
 const ROW_GAP: f32 = 1.2;
 const RUNNER_H: f32 = 1.3;
@@ -244,6 +248,24 @@ pub fn text_w(text: &str, pt: f32) -> f32 {
         })
         .sum();
     em * pt
+}
+
+/// `text` on at most two lines, split at the space that makes the wider
+/// line narrowest (one line if it has no space); the lines joined by a
+/// newline, and the wider line's width at `pt`.
+fn split_two(text: &str, pt: f32) -> (String, f32) {
+    let mut best = (text.to_string(), text_w(text, pt));
+    for (i, _) in text.match_indices(' ') {
+        let (a, b) = (&text[..i], text[i + 1..].trim_start());
+        if a.trim().is_empty() || b.is_empty() {
+            continue;
+        }
+        let w = text_w(a, pt).max(text_w(b, pt));
+        if w < best.1 {
+            best = (format!("{a}\n{b}"), w);
+        }
+    }
+    best
 }
 
 fn label(at: Pos2, text: String, font: f32) -> Label {
@@ -546,6 +568,9 @@ struct Tree<'a> {
     node_h: f32,
     /// Whether nodes have the line for role and tags.
     tags_line: bool,
+    /// Whether a node's state may take two lines (the badge is a line
+    /// taller and the node narrower: a long state does not shrink a row).
+    two_line_state: bool,
     /// Per row: channels in the band under it, by name, with their wanted
     /// centre (in units).
     bands: Vec<Vec<(&'a str, f32)>>,
@@ -584,7 +609,7 @@ fn likely_states(live: &World, widest_seen: &str) -> Vec<String> {
 
 /// The tree of the run's processes; a family of more than `grid_cols`
 /// leaves is laid out as a grid that many columns wide.
-fn tree<'a>(input: &StageInput<'a>, grid_cols: usize) -> Tree<'a> {
+fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, wrap_state: bool) -> Tree<'a> {
     let live = input.layout_world;
     let rows = live.processes_by_tree();
     let mut kids: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -667,16 +692,32 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize) -> Tree<'a> {
     let longest_name = procs()
         .map(|r| text_w(&r.process.id, NAME_FONT) + text_w("pid 4194304", SMALL_FONT))
         .fold(0.0, f32::max);
-    let longest_state = likely_states(live, input.widest_state)
+    let states = likely_states(live, input.widest_state);
+    let longest_state = states
         .iter()
         .map(|t| text_w(t, 1.0) + 1.0)
         .fold(0.0, f32::max);
-    let node_w = NODE_MIN_W
-        .max(longest_name + 2.0 * NODE_PAD + 1.0)
-        .max(longest_state + 2.0 * NODE_PAD);
+    let base_w = NODE_MIN_W.max(longest_name + 2.0 * NODE_PAD + 1.0);
+    let one_line_w = base_w.max(longest_state + 2.0 * NODE_PAD);
+    // On two lines, the node is as wide as the widest half of the
+    // longest state (split at a space), if that is narrower.
+    let two_line_w = base_w.max(
+        states
+            .iter()
+            .map(|t| split_two(t, STATE_FONT_2).1 + 1.0)
+            .fold(0.0, f32::max)
+            + 2.0 * NODE_PAD,
+    );
+    let two_line_state = wrap_state && two_line_w + 0.5 < one_line_w;
+    let node_w = if two_line_state {
+        two_line_w
+    } else {
+        one_line_w
+    };
     let tags_line = procs().any(|r| !node_tags(r.process).is_empty());
     let node_h = NODE_BASE_H - if tags_line { 0.0 } else { TAGS_H }
-        + NODE_LINE_H * extra_lines_max(live) as f32;
+        + NODE_LINE_H * extra_lines_max(live) as f32
+        + if two_line_state { STATE_LINE_H } else { 0.0 };
     let mut bands: Vec<Vec<(&str, f32)>> = vec![Vec::new(); n_rows];
     for (name, users) in input.channel_users {
         if !live.channels.contains_key(name) {
@@ -723,6 +764,7 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize) -> Tree<'a> {
         node_w,
         node_h,
         tags_line,
+        two_line_state,
         bands,
         pool_strip,
     }
@@ -854,8 +896,8 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
 #[derive(Default)]
 pub struct FitCache {
     key: Option<String>,
-    /// Grid width, card columns, key font.
-    fit: (usize, usize, f32),
+    /// Grid width, states on two lines, card columns, key font.
+    fit: (usize, bool, usize, f32),
 }
 
 /// [`layout`], reusing the last search for the biggest type when the
@@ -918,13 +960,20 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                 .filter(|g| *g < biggest_family),
         );
     }
-    let mut best: Option<(usize, usize, f32)> = None;
+    let mut best: Option<(usize, bool, usize, f32)> = None;
     if cache.key.as_deref() == Some(key.as_str()) {
         best = Some(cache.fit);
         grids.clear();
     }
-    for grid in grids {
-        let t = tree(input, grid);
+    let tries: Vec<(usize, bool)> = grids
+        .iter()
+        .flat_map(|g| [(*g, false), (*g, true)])
+        .collect();
+    for (grid, wrap) in tries {
+        let t = tree(input, grid, wrap);
+        if wrap && !t.two_line_state {
+            continue;
+        }
         let tree_w = t.width(live);
         let tree_h = t.height(input.gated);
         let choices = if cards.is_empty() {
@@ -944,15 +993,15 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             // Past the ceiling, a bigger k is no better: the first (no
             // grid, fewest columns) wins.
             let k = k.min(k_max);
-            if best.as_ref().is_none_or(|b| k > b.2 + 1e-3) {
-                best = Some((grid, cols, k));
+            if best.as_ref().is_none_or(|b| k > b.3 + 1e-3) {
+                best = Some((grid, wrap, cols, k));
             }
         }
     }
-    let (grid, cols, k_fit) = best.unwrap_or((usize::MAX, 0, 1.0));
+    let (grid, wrap, cols, k_fit) = best.unwrap_or((usize::MAX, false, 0, 1.0));
     cache.key = Some(key);
-    cache.fit = (grid, cols, k_fit);
-    let tree = tree(input, grid);
+    cache.fit = (grid, wrap, cols, k_fit);
+    let tree = tree(input, grid, wrap);
     let (tree_w, tree_h) = (tree.width(live), tree.height(input.gated));
     let mut k = k_fit.max(1.0);
     // A crowded stage gets small type, but the caption stays legible: it
@@ -1081,7 +1130,15 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             // Not born yet at this moment: its place stays empty.
             continue;
         };
-        let mut nb = node_box(rect, p, world, input.view_t_ns, k, tree.tags_line, k_min);
+        let mut nb = node_box(
+            rect,
+            p,
+            world,
+            input.view_t_ns,
+            k,
+            (tree.tags_line, tree.two_line_state),
+            k_min,
+        );
         if input.gated && p.pending.is_some() && p.is_alive() {
             let below = if tree.pool_strip[*row] && *sub + 1 == tree.subrows[*row] {
                 POOL_STRIP_H * k
@@ -1256,7 +1313,7 @@ fn node_box(
     world: &World,
     view_t_ns: u64,
     k: f32,
-    tags_line: bool,
+    (tags_line, two_lines): (bool, bool),
     k_min: f32,
 ) -> NodeBox {
     let pad = NODE_PAD * k;
@@ -1283,25 +1340,50 @@ fn node_box(
     if tags_line {
         y += TAGS_H * k;
     }
-    // The state on one line: a little smaller if it must (never under the
+    // The state on one line (on two when the nodes have room for two and
+    // one is too narrow): a little smaller if it must (never under the
     // smallest key size), else cut.
     let room = rect.width() - 2.0 * pad - 0.8 * k;
     let mut text = state_words(p, view_t_ns);
-    let font = (k * room / text_w(&text, k).max(0.1))
-        .min(k)
-        .max((0.8 * k).max(k_min.min(k)));
-    while text_w(&text, font) > room && text.chars().count() > 3 {
-        let cut: String = text.chars().take(text.chars().count() - 2).collect();
-        text = format!("{cut}…");
+    let mut text_width = text_w(&text, k);
+    let (mut lines, mut font_k) = (1.0, k);
+    if two_lines {
+        font_k = STATE_FONT_2 * k;
+        if text_w(&text, font_k) > room {
+            let (split, w) = split_two(&text, k);
+            if split.contains('\n') {
+                (text, text_width, lines) = (split, w, 2.0);
+            }
+        }
     }
+    let font = (k * room / text_width.max(0.1))
+        .min(font_k)
+        .max((0.8 * k).max(k_min.min(k)));
+    if lines < 2.0 {
+        while text_w(&text, font) > room && text.chars().count() > 3 {
+            let cut: String = text.chars().take(text.chars().count() - 2).collect();
+            text = format!("{cut}…");
+        }
+        text_width = text_w(&text, font);
+    } else {
+        text_width *= font / k;
+    }
+    let badge_h = if two_lines {
+        (1.7 + STATE_LINE_H) * k
+    } else {
+        1.7 * k
+    };
     let badge = Rect::from_min_size(
         pos2(rect.left() + pad * 0.7, y),
-        vec2(rect.width() - pad * 1.4, 1.7 * k),
+        vec2(rect.width() - pad * 1.4, badge_h),
     );
     let state = Label {
         rect: Rect::from_min_size(
-            pos2(badge.left() + 0.4 * k, badge.center().y - font * 0.625),
-            vec2(text_w(&text, font), font * 1.25),
+            pos2(
+                badge.left() + 0.4 * k,
+                badge.center().y - font * 0.625 * lines,
+            ),
+            vec2(text_width, font * 1.25 * lines),
         ),
         font,
         text,
