@@ -72,18 +72,13 @@ const KNOWN_SMALL_TYPE: &[(&str, &str, &str)] = &[
         "presenter 1920x1080",
         "100 processes: the stage shows them all, in a grid, so the type is small (about 9 px)",
     ),
-    // Its channels' band (the manager's queue and the pool's results,
-    // each with its title beside it) is wider than the row of nodes, so
-    // the whole tree is sized down to fit. Not yet laid out on two rows.
+    // Dense for 720p: four processes and a pool's strip over two rows, a
+    // band of three channels (laid on two lines) and another under the
+    // workers: the stage is too short for 18 px (about 15.5 px).
     (
         "manager-queue",
         "presenter 1280x720",
-        "a wide band of channels under a row of four nodes: 14 px",
-    ),
-    (
-        "manager-queue",
-        "presenter 1920x1080",
-        "a wide band of channels under a row of four nodes: 22 px",
+        "two rows of nodes, a pool strip and three lines of channels: about 15.5 px",
     ),
 ];
 

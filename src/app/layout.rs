@@ -578,6 +578,19 @@ struct Tree<'a> {
     pool_strip: Vec<bool>,
     /// Parents whose children are laid out as a grid.
     grid_parents: std::collections::BTreeSet<&'a str>,
+    /// Per row: where the band's second line starts (its length when
+    /// the band is one line): a band wider than its row of nodes may be
+    /// laid on two lines.
+    band_split: Vec<usize>,
+}
+
+/// Ways to make a tree narrower at the cost of height.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Compact {
+    /// States on two lines.
+    two_line_state: bool,
+    /// A band of channels wider than the nodes on two lines.
+    two_line_bands: bool,
 }
 
 /// Gap between the sub-rows of a grid of leaves (k units).
@@ -609,7 +622,8 @@ fn likely_states(live: &World, widest_seen: &str) -> Vec<String> {
 
 /// The tree of the run's processes; a family of more than `grid_cols`
 /// leaves is laid out as a grid that many columns wide.
-fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, wrap_state: bool) -> Tree<'a> {
+fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<'a> {
+    let wrap_state = compact.two_line_state;
     let live = input.layout_world;
     let rows = live.processes_by_tree();
     let mut kids: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -754,7 +768,22 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, wrap_state: bool) -> Tree<
         .map(|r| r.process.id.as_str())
         .filter(|id| is_grid(id))
         .collect();
+    let cols_w = next_root.max(1.0) * (node_w + COL_GAP);
+    let mut band_split: Vec<usize> = bands.iter().map(Vec::len).collect();
+    if compact.two_line_bands {
+        for (row, band) in bands.iter().enumerate() {
+            let w: f32 = band
+                .iter()
+                .filter_map(|(name, _)| live.channels.get(*name))
+                .map(band_item_w)
+                .sum();
+            if band.len() >= 2 && w > cols_w {
+                band_split[row] = band.len().div_ceil(2);
+            }
+        }
+    }
     Tree {
+        band_split,
         grid_parents,
         at,
         units: next_root.max(1.0),
@@ -778,20 +807,37 @@ impl Tree<'_> {
     }
 
     fn channel_w(&self, c: &Channel) -> (f32, f32) {
-        let box_w = SLOT_W * slot_count(c) as f32 + 1.0;
-        let title_w = text_w(&channel_title_room(c), 1.0);
-        (box_w, title_w)
+        channel_w(c)
+    }
+
+    /// The band's lines under `row`: one, or two when it is split.
+    fn band_lines(&self, row: usize) -> Vec<&[(&str, f32)]> {
+        let band = &self.bands[row];
+        let (a, b) = band.split_at(self.band_split[row].min(band.len()));
+        if b.is_empty() { vec![a] } else { vec![a, b] }
     }
 
     fn band_w(&self, row: usize, world: &World) -> f32 {
-        self.bands[row]
+        self.band_lines(row)
             .iter()
-            .filter_map(|(name, _)| world.channels.get(*name))
-            .map(|c| {
-                let (b, t) = self.channel_w(c);
-                b + t + 0.6 + COL_GAP
+            .map(|line| {
+                line.iter()
+                    .filter_map(|(name, _)| world.channels.get(*name))
+                    .map(band_item_w)
+                    .sum::<f32>()
             })
-            .sum()
+            .fold(0.0, f32::max)
+    }
+
+    fn is_compact(&self) -> Compact {
+        Compact {
+            two_line_state: self.two_line_state,
+            two_line_bands: self
+                .band_split
+                .iter()
+                .zip(&self.bands)
+                .any(|(s, b)| *s < b.len()),
+        }
     }
 
     /// The gap under `row` (k units): pool label strip, next-step bubble,
@@ -806,7 +852,7 @@ impl Tree<'_> {
             h += NEXT_H + 0.4;
         }
         if !self.bands[row].is_empty() {
-            h += BAND_H;
+            h += BAND_H * self.band_lines(row).len() as f32;
         }
         h
     }
@@ -829,6 +875,19 @@ impl Tree<'_> {
                 .map(|r| self.row_h(r) + self.gap_under(r, gated))
                 .sum::<f32>()
     }
+}
+
+/// A channel's box and its title beside it (k units).
+fn channel_w(c: &Channel) -> (f32, f32) {
+    let box_w = SLOT_W * slot_count(c) as f32 + 1.0;
+    let title_w = text_w(&channel_title_room(c), 1.0);
+    (box_w, title_w)
+}
+
+/// The room a channel takes in its band (k units).
+fn band_item_w(c: &Channel) -> f32 {
+    let (b, t) = channel_w(c);
+    b + t + 0.6 + COL_GAP
 }
 
 // ---- cards -----------------------------------------------------------------
@@ -897,7 +956,7 @@ pub fn layout(input: &StageInput, stage: Rect) -> StageLayout {
 pub struct FitCache {
     key: Option<String>,
     /// Grid width, states on two lines, card columns, key font.
-    fit: (usize, bool, usize, f32),
+    fit: (usize, Compact, usize, f32),
 }
 
 /// [`layout`], reusing the last search for the biggest type when the
@@ -960,18 +1019,31 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                 .filter(|g| *g < biggest_family),
         );
     }
-    let mut best: Option<(usize, bool, usize, f32)> = None;
+    let mut best: Option<(usize, Compact, usize, f32)> = None;
     if cache.key.as_deref() == Some(key.as_str()) {
         best = Some(cache.fit);
         grids.clear();
     }
-    let tries: Vec<(usize, bool)> = grids
+    let tries: Vec<(usize, Compact)> = grids
         .iter()
-        .flat_map(|g| [(*g, false), (*g, true)])
+        .flat_map(|g| {
+            [(false, false), (true, false), (false, true), (true, true)].map(
+                |(two_line_state, two_line_bands)| {
+                    (
+                        *g,
+                        Compact {
+                            two_line_state,
+                            two_line_bands,
+                        },
+                    )
+                },
+            )
+        })
         .collect();
     for (grid, wrap) in tries {
         let t = tree(input, grid, wrap);
-        if wrap && !t.two_line_state {
+        // A way that changes nothing was tried already.
+        if t.is_compact() != wrap {
             continue;
         }
         let tree_w = t.width(live);
@@ -998,7 +1070,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             }
         }
     }
-    let (grid, wrap, cols, k_fit) = best.unwrap_or((usize::MAX, false, 0, 1.0));
+    let (grid, wrap, cols, k_fit) = best.unwrap_or((usize::MAX, Compact::default(), 0, 1.0));
     cache.key = Some(key);
     cache.fit = (grid, wrap, cols, k_fit);
     let tree = tree(input, grid, wrap);
@@ -1195,10 +1267,11 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
     }
     pools(&mut out, world, k);
     // Channels in the band under their row.
-    for (row, band) in tree.bands.iter().enumerate() {
+    for row in 0..tree.bands.len() {
         let Some(row_y) = row_top.get(row) else {
             continue;
         };
+        let lines = tree.band_lines(row);
         let mut band_top = row_y + tree.row_h(row) * k + 0.3 * k;
         if tree.pool_strip[row] {
             band_top += POOL_STRIP_H * k;
@@ -1208,7 +1281,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         }
         // Centre the band in the room the gap has got.
         band_top += (tree.gap_under(row, input.gated)
-            - BAND_H
+            - BAND_H * lines.len() as f32
             - if tree.pool_strip[row] {
                 POOL_STRIP_H
             } else {
@@ -1219,63 +1292,66 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             * k
             * 0.3
             + spread * 0.5;
-        let mut placed: Vec<(String, f32, f32, f32)> = Vec::new(); // name, left, title_w, box_w
-        let mut cursor = area.left();
-        for (name, want) in band {
-            let Some(c) = live.channels.get(*name) else {
-                continue;
-            };
-            let (box_w, title_w) = tree.channel_w(c);
-            let foot = (title_w + 0.6 + box_w) * k;
-            let want_left = left + want * unit - title_w * k - 0.6 * k - box_w * k / 2.0;
-            let l = want_left.max(cursor);
-            placed.push((name.to_string(), l, title_w * k, box_w * k));
-            cursor = l + foot + COL_GAP * k;
-        }
-        // Pushed past the right edge: slide the band back in.
-        let over = cursor - COL_GAP * k - area.right();
-        if over > 0.0 {
-            for p in &mut placed {
-                p.1 -= over;
+        for (line, band) in lines.iter().enumerate() {
+            let band_top = band_top + line as f32 * BAND_H * k;
+            let mut placed: Vec<(String, f32, f32, f32)> = Vec::new(); // name, left, title_w, box_w
+            let mut cursor = area.left();
+            for (name, want) in band.iter() {
+                let Some(c) = live.channels.get(*name) else {
+                    continue;
+                };
+                let (box_w, title_w) = tree.channel_w(c);
+                let foot = (title_w + 0.6 + box_w) * k;
+                let want_left = left + want * unit - title_w * k - 0.6 * k - box_w * k / 2.0;
+                let l = want_left.max(cursor);
+                placed.push((name.to_string(), l, title_w * k, box_w * k));
+                cursor = l + foot + COL_GAP * k;
             }
-            // And never past the left edge either.
-            let under = area.left() - placed.first().map_or(area.left(), |p| p.1);
-            if under > 0.0 {
+            // Pushed past the right edge: slide the band back in.
+            let over = cursor - COL_GAP * k - area.right();
+            if over > 0.0 {
                 for p in &mut placed {
-                    p.1 += under;
+                    p.1 -= over;
+                }
+                // And never past the left edge either.
+                let under = area.left() - placed.first().map_or(area.left(), |p| p.1);
+                if under > 0.0 {
+                    for p in &mut placed {
+                        p.1 += under;
+                    }
                 }
             }
-        }
-        for (name, l, title_w, box_w) in placed {
-            let Some(c) = world
-                .channels
-                .get(&name)
-                .or_else(|| live.channels.get(&name))
-            else {
-                continue;
-            };
-            let rect = Rect::from_min_size(
-                pos2(l + title_w + 0.6 * k, band_top + 0.6 * k),
-                vec2(box_w, CHANNEL_H * k),
-            );
-            let title_text = channel_title(c, readers_gone(input, &name));
-            let tw = text_w(&title_text, k);
-            let title = Label {
-                rect: Rect::from_min_size(
-                    pos2(rect.left() - 0.6 * k - tw, rect.center().y - 0.625 * k),
-                    vec2(tw, 1.25 * k),
-                ),
-                font: k,
-                text: title_text,
-            };
-            out.channels.insert(
-                name.clone(),
-                ChannelBox {
-                    rect,
-                    title,
-                    slots: slot_count(c),
-                },
-            );
+            for (name, l, title_w, box_w) in placed {
+                let Some(c) = world
+                    .channels
+                    .get(&name)
+                    .or_else(|| live.channels.get(&name))
+                else {
+                    continue;
+                };
+                let rect = Rect::from_min_size(
+                    pos2(l + title_w + 0.6 * k, band_top + 0.6 * k),
+                    vec2(box_w, CHANNEL_H * k),
+                );
+                let title_text = channel_title(c, readers_gone(input, &name));
+                let tw = text_w(&title_text, k);
+                let title = Label {
+                    rect: Rect::from_min_size(
+                        pos2(rect.left() - 0.6 * k - tw, rect.center().y - 0.625 * k),
+                        vec2(tw, 1.25 * k),
+                    ),
+                    font: k,
+                    text: title_text,
+                };
+                out.channels.insert(
+                    name.clone(),
+                    ChannelBox {
+                        rect,
+                        title,
+                        slots: slot_count(c),
+                    },
+                );
+            }
         }
     }
     links_and_dots(&mut out, input, k);
