@@ -196,24 +196,9 @@ fn every_listing_does_under_python3_what_its_scenario_does() {
 /// The interpreter itself, not a shim (pyenv's shims are shell scripts that
 /// fork before they exec, which would add processes to the tree).
 fn real_python() -> String {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("python3 is needed by this test (README: test dependencies): {e}")
-        });
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(!path.is_empty(), "python3 did not say where it is");
-    path
-}
-
-fn which(program: &str) -> Option<String> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
-        .map(|p| p.to_string_lossy().into_owned())
+    python_executable().expect(
+        "python3 is needed by this test (README: test dependencies), and must say where it is",
+    )
 }
 
 fn run_python(

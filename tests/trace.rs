@@ -21,7 +21,10 @@
 
 mod common;
 
-use common::{Live, TempDir, bin, marked_processes, survivors_after_2s};
+use common::{
+    Live, TempDir, bin, marked_processes, python_command as command, python_program as program,
+    survivors_after_2s, which,
+};
 use forkscope::protocol::{Body, Event, Stream};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -52,51 +55,18 @@ const PROGRAMS: &[&str] = &[
     "raw_thread.py",
 ];
 
-/// The real interpreter (not a wrapper script such as pyenv's shim, whose
-/// own helper processes would count as the program's).
-fn python() -> Option<String> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() && !exe.is_empty() {
-        Some(exe)
-    } else {
-        eprintln!("python3 is missing: the trace tests are skipped");
-        None
-    }
-}
-
-fn program(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(name)
-}
-
-fn which(name: &str) -> Option<String> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-            .map(|p| p.to_string_lossy().into_owned())
-    })
-}
-
 struct Traced {
     code: i32,
     events: Vec<Event>,
     stderr: String,
 }
 
-/// A command with the environment both runs share: no PYTHONUNBUFFERED
-/// (it would split one print into several writes).
-fn command(exe: &str) -> Command {
-    let mut c = Command::new(exe);
-    c.env_remove("PYTHONUNBUFFERED")
-        .env_remove("PYTHONSTARTUP")
-        .stdin(Stdio::null());
-    c
+fn python() -> Option<String> {
+    let py = common::python_executable();
+    if py.is_none() {
+        eprintln!("python3 is missing: the trace tests are skipped");
+    }
+    py
 }
 
 fn trace_cmd(py: &str, prog: &Path, extra: &[&str]) -> Command {

@@ -17,11 +17,9 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, python_command as command, python_program as program};
 use forkscope::protocol::{Body, Event, Stream, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// The programs of this file, each ends by itself with the same output
 /// under any schedule (the unlocked Value program prints its final value,
@@ -39,33 +37,12 @@ const PROGRAMS: &[&str] = &[
     "ops_spawn.py",
 ];
 
-/// The real interpreter (not a wrapper script such as pyenv's shim).
 fn python() -> Option<String> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() && !exe.is_empty() {
-        Some(exe)
-    } else {
+    let py = common::python_executable();
+    if py.is_none() {
         eprintln!("python3 is missing: the trace_ops tests are skipped");
-        None
     }
-}
-
-fn program(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(name)
-}
-
-fn command(exe: &str) -> Command {
-    let mut c = Command::new(exe);
-    c.env_remove("PYTHONUNBUFFERED")
-        .env_remove("PYTHONSTARTUP")
-        .stdin(Stdio::null());
-    c
+    py
 }
 
 struct Traced {

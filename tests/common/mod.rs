@@ -397,3 +397,43 @@ steps = [
         shim = probe_shim()
     )
 }
+
+/// The python3 on `PATH` as the real interpreter (`sys.executable`), not
+/// a wrapper script such as pyenv's shim, whose own helper processes would
+/// count as the program's. `None` if there is no python3.
+pub fn python_executable() -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !exe.is_empty()).then_some(exe)
+}
+
+/// A test program in `tests/python/`.
+pub fn python_program(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// A command with the environment every Python run of the tests shares:
+/// no PYTHONUNBUFFERED (it would split one print into several writes), no
+/// PYTHONSTARTUP, stdin from /dev/null.
+pub fn python_command(exe: &str) -> Command {
+    let mut c = Command::new(exe);
+    c.env_remove("PYTHONUNBUFFERED")
+        .env_remove("PYTHONSTARTUP")
+        .stdin(Stdio::null());
+    c
+}
+
+/// The first `name` on `PATH` that is a file.
+pub fn which(name: &str) -> Option<String> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+    })
+}
