@@ -9,6 +9,8 @@
 //! another (each run forks real processes). `run_steps`, never `run()`: a
 //! live run keeps repainting.
 
+mod harness;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use forkscope::app::quiz::{self, Phase};
@@ -17,10 +19,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "__runner") {
-        let code = forkscope::runner::runner_main();
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
-    }
     let tests: &[(&str, fn())] = &[
         (
             "a_typed_number_is_judged_right_and_points_at_its_process",
@@ -39,56 +37,7 @@ fn main() -> ExitCode {
             every_builtin_answer_card_is_legible_on_a_720p_projector,
         ),
     ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // libtest's flags that take a value (`--test-threads 1`): the value is
-    // no filter. `--skip NAME` leaves NAME out.
-    let mut filters: Vec<&str> = Vec::new();
-    let mut skips: Vec<&str> = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
-                it.next();
-            }
-            "--skip" => skips.extend(it.next().map(String::as_str)),
-            f if !f.starts_with('-') => filters.push(f),
-            _ => {}
-        }
-    }
-    let chosen: Vec<&(&str, fn())> = tests
-        .iter()
-        .filter(|(n, _)| filters.is_empty() || filters.iter().any(|f| n.contains(f)))
-        .filter(|(n, _)| !skips.iter().any(|s| n.contains(s)))
-        .collect();
-    if args.iter().any(|a| a == "--list") {
-        for (n, _) in &chosen {
-            println!("{n}: test");
-        }
-        return ExitCode::SUCCESS;
-    }
-    println!("\nrunning {} tests", chosen.len());
-    let mut failed = Vec::new();
-    for (name, test) in &chosen {
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out\n",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        chosen.len() - failed.len(),
-        failed.len(),
-        tests.len() - chosen.len()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    harness::main(tests)
 }
 
 const PATIENCE: Duration = Duration::from_secs(20);
