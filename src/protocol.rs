@@ -23,6 +23,22 @@ pub const SOCKET_ENV: &str = "FORKSCOPE_SOCK";
 /// Logical id of the runner: the process that adopts orphans.
 pub const RUNNER_ID: &str = "runner";
 
+/// A bare event for unit tests: `body` from `proc_id` (pid 1) at `t_ns`,
+/// numbered by its time, no listing line, from the main thread.
+#[cfg(test)]
+pub(crate) fn test_event(t_ns: u64, proc_id: &str, body: Body) -> Event {
+    Event {
+        t_ns,
+        seq: t_ns,
+        proc_id: proc_id.into(),
+        pid: 1,
+        line: None,
+        thread: None,
+        tid: None,
+        body,
+    }
+}
+
 /// One thing that happened in one process.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {

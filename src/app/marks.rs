@@ -61,18 +61,7 @@ pub fn mark(e: &Event, later: &[Event]) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn ev(t_ns: u64, proc_id: &str, body: Body) -> Event {
-        Event {
-            t_ns,
-            seq: t_ns,
-            proc_id: proc_id.into(),
-            pid: 1,
-            line: None,
-            thread: None,
-            tid: None,
-            body,
-        }
-    }
+    use crate::protocol::test_event as ev;
 
     fn exit(t: u64, id: &str) -> Event {
         ev(

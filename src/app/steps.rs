@@ -119,18 +119,7 @@ mod tests {
     use super::*;
     use crate::protocol::Event;
 
-    fn ev(t_ns: u64, proc_id: &str, body: Body) -> Event {
-        Event {
-            t_ns,
-            seq: t_ns,
-            proc_id: proc_id.into(),
-            pid: 1,
-            line: None,
-            thread: None,
-            tid: None,
-            body,
-        }
-    }
+    use crate::protocol::test_event as ev;
 
     fn pending(t: u64, who: &str, action: &str) -> Event {
         ev(
