@@ -618,6 +618,38 @@ fn threads_are_lanes_of_their_process() {
     }
 }
 
+/// `main` execs Python, and a `spawn` child runs first as the shim: each
+/// connects again after its exec, but starts once, in the text log as in
+/// the JSON lines.
+#[test]
+fn every_process_starts_once_though_it_connects_again_after_exec() {
+    let Some(py) = python() else { return };
+    for name in ["process_join.py", "start_spawn.py"] {
+        let out = command(bin())
+            .args(["trace", "--python", &py, "--timeout", "30"])
+            .arg(program(name))
+            .output()
+            .expect("forkscope runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut starts: BTreeMap<&str, usize> = BTreeMap::new();
+        for line in text.lines().filter(|l| l.contains("  starts: role ")) {
+            let proc_id = line.split_whitespace().nth(1).unwrap_or("");
+            *starts.entry(proc_id).or_default() += 1;
+        }
+        assert_eq!(starts.get("main"), Some(&1), "{name}:\n{text}");
+        assert!(starts.values().all(|&n| n == 1), "{name}: {starts:?}\n{text}");
+        assert!(text.contains("execs "), "{name}:\n{text}");
+
+        let t = traced(&py, &program(name), &[]);
+        let mut hellos: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in t.events.iter().filter(|e| e.body.kind() == "hello") {
+            *hellos.entry(e.proc_id.as_str()).or_default() += 1;
+        }
+        assert!(hellos.len() >= 3, "{name}: {hellos:?}");
+        assert!(hellos.values().all(|&n| n == 1), "{name}: {hellos:?}");
+    }
+}
+
 #[test]
 fn a_missing_python_is_one_clear_line() {
     let out = Command::new(bin())

@@ -317,6 +317,18 @@ fn the_same_process_may_connect_again_until_it_ends() {
     hello(&mut late, "main");
     let events = b.events();
     assert_eq!(b.stat(&b.state.stats.impostors), 1, "{events:#?}");
+    // The process started once: its hello after the exec is not passed on.
+    let hellos = events
+        .iter()
+        .filter(|e| e.proc_id == "main" && e.body.kind() == "hello")
+        .count();
+    assert_eq!(hellos, 1, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.body, Body::Narrate { text, .. } if text == "after exec")),
+        "{events:#?}"
+    );
 }
 
 /// Set for the copy of this test binary that plays a runner core.

@@ -1405,14 +1405,19 @@ impl State {
 
     /// Binds connection `i` to the identity of its (vouched) hello.
     fn bind(&mut self, i: usize, mut event: Event) -> bool {
-        self.ids
+        let ident = self
+            .ids
             .entry(event.proc_id.clone())
             .or_insert_with(|| Ident {
                 pid: self.conns[i].peer_pid,
                 parent: String::new(),
                 bound: false,
-            })
-            .bound = true;
+            });
+        // Bound before: the same process again after an `exec` (a traced
+        // Python program's `main`, a program behind the shim). Its first
+        // hello said who it is; this one says nothing new, and passing it
+        // on would show the process starting twice.
+        let again = std::mem::replace(&mut ident.bound, true);
         let conn = &mut self.conns[i];
         if let Ok(w) = conn.stream.try_clone() {
             // The clone shares the non-blocking flag; a `go` is 3 bytes and
@@ -1472,7 +1477,9 @@ impl State {
         info.pid = pid;
         info.pidfd = exits::pidfd_open(pid);
         self.watch_pidfd(&id);
-        self.queue(event);
+        if !again {
+            self.queue(event);
+        }
         true
     }
 
