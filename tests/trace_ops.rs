@@ -721,6 +721,60 @@ fn a_seed_repeats_the_manager_value_program() {
     );
 }
 
+/// A `Manager().Value` is a shared value too: `stats` shows its final
+/// value (not "(no shared values)"), and its lost updates, exactly.
+#[test]
+fn stats_shows_a_manager_values_final_value_and_its_lost_updates() {
+    let Some(py) = python() else { return };
+    // A free run: the race events account for every lost update.
+    let t = traced(&py, "manager_value_unlocked.py", &[], &[]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(
+        t.kinds("resource")
+            .iter()
+            .any(|e| matches!(&e.body, Body::Resource { name, .. } if name == "v")),
+        "the Manager's Value is set up as v"
+    );
+    assert_eq!(t.lost(), 10 - final_value(&t.stream(Stream::Stdout)));
+
+    let out = command(bin())
+        .args(["stats", "--runs", "8", "--seed", "1"])
+        .arg(program("manager_value_unlocked.py"))
+        .output()
+        .expect("forkscope stats runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("no shared values"), "{text}");
+    // `  v = 7  ####### 3`: final value and runs.
+    let mut runs = 0;
+    let mut short = 0;
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("v = ") else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let fin: i64 = words.next().and_then(|w| w.parse().ok()).expect("a value");
+        let n: i64 = words.last().and_then(|w| w.parse().ok()).expect("runs");
+        assert!((1..=10).contains(&fin), "{text}");
+        runs += n;
+        short += n * (10 - fin);
+    }
+    assert_eq!(runs, 8, "{text}");
+    if short == 0 {
+        assert!(text.contains("lost updates: none"), "{text}");
+    } else {
+        assert!(
+            text.contains(&format!("erased {short} updates")),
+            "exact lost updates ({short}): {text}"
+        );
+    }
+}
+
 #[test]
 fn pool_callbacks_have_events_of_their_own() {
     let Some(py) = python() else { return };

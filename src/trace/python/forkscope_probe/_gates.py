@@ -212,7 +212,9 @@ def _install_manager():
         token = getattr(self, "_token", None)
         typeid = getattr(token, "typeid", None) or type(self).__name__
         touches = ["manager:%s" % (getattr(token, "id", None) or id(self),)]
-        action = "manager %s.%s" % (typeid, methodname)
+        # The probe's own exchange (`_shared`) is the program's `set`.
+        shown = _SHOWN_METHODS.get(methodname, methodname)
+        action = "manager %s.%s" % (typeid, shown)
         attempt = _manager_try(typeid, methodname, args, kwds)
         if attempt is None:
             gate(action, touches=touches)
@@ -226,6 +228,10 @@ def _install_manager():
     _callmethod._forkscope_gate = True
     _callmethod.__wrapped__ = getattr(traced, "__wrapped__", traced)
     P._callmethod = _callmethod
+
+
+# Proxy methods the probe calls in place of the program's.
+_SHOWN_METHODS = {"_forkscope_set": "set"}
 
 
 def _manager_try(typeid, method, args, kwds):

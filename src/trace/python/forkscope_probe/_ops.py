@@ -250,3 +250,54 @@ def install_method(cls, name, make):
     except Exception:
         pass
     setattr(cls, name, new)
+
+
+class _AfterImport(object):
+    """Runs `fn(module)` right after a module is first imported (so a module
+    the program may never import costs nothing at start)."""
+
+    def __init__(self, name, fn):
+        self.name = name
+        self.fn = fn
+        self.busy = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name or self.busy:
+            return None
+        import importlib.util
+
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:
+            spec = None
+        finally:
+            self.busy = False
+        loader = getattr(spec, "loader", None)
+        real_exec = getattr(loader, "exec_module", None)
+        if real_exec is None or not hasattr(loader, "__dict__"):
+            return spec
+        fn = self.fn
+
+        def exec_module(module):
+            real_exec(module)
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
+            try:
+                fn(module)
+            except Exception as e:  # never break the program for a view
+                emit("error", message="forkscope probe: %s not watched: %r" % (name, e))
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def after_import(name, fn):
+    """`fn(module)` now if `name` is imported, else right after its import."""
+    m = sys.modules.get(name)
+    if m is not None:
+        fn(m)
+        return
+    sys.meta_path.insert(0, _AfterImport(name, fn))

@@ -27,6 +27,7 @@ import ctypes
 import itertools
 import os
 import threading
+import _thread
 
 from . import _ops
 from ._ops import NOT_YET, emit, gated, gate, gate_until, hide, value_of
@@ -466,7 +467,138 @@ def _declare(name, obj, array):
     emit("resource", res="array" if array else "value", name=name, value=_initial(obj, array))
 
 
+# ------------------------------------------------- a Manager's Value
+#
+# `Manager().Value(...)` lives in the manager's server process; the program
+# holds a proxy. It is shown as a shared value all the same: `resource`
+# when the program makes it, `read` after each `get` (`v.value`), `write`
+# after each `set`. A set is an exchange in the server (under a lock of the
+# server's, `_forkscope_set`), so it learns what it replaced and a lost
+# update is a `race`, exactly as for a `Value` in shared memory. A server
+# without the probe answers with an error: then it is a plain `set`.
+
+
+def _manager_exchange(self, value):
+    """In the server: stores `value`, returns what it replaced."""
+    with _exchange_lock:
+        old = self._value
+        self._value = value
+    return old
+
+
+def _manager_value_get(real_get):
+    def get(self):
+        try:
+            v = real_get(self)
+        except BaseException as e:
+            hide(e)
+            raise
+        name = self.__dict__.get("_fs_name")
+        if name is not None:
+            emit("read", name=name, value=value_of(v))
+            _after_read(name, v)
+        return v
+
+    return get
+
+
+def _manager_value_set(real_set):
+    def set(self, value):
+        name = self.__dict__.get("_fs_name")
+        if name is None:
+            return real_set(self, value)
+        try:
+            try:
+                replaced = self._callmethod("_forkscope_set", (value,))
+            except AttributeError:  # a server without the probe
+                real_set(self, value)
+                emit("write", name=name, value=value_of(value))
+                return None
+        except BaseException as e:
+            hide(e)
+            raise
+        emit("write", name=name, value=value_of(value))
+        seen = _seen_map()
+        read = seen.get(name, _NOTHING)
+        seen[name] = value
+        if read is not _NOTHING and differs(read, replaced):
+            emit(
+                "race",
+                name=name,
+                read=value_of(read),
+                replaced=value_of(replaced),
+                written=value_of(value),
+                lost=value_of(lost_between(read, replaced)),
+            )
+        return None
+
+    return set
+
+
+def _manager_value_reduce(real_reduce):
+    def __reduce__(self):
+        r = real_reduce(self)
+        name = self.__dict__.get("_fs_name")
+        if name is None:
+            return r
+        # A `spawn`/`forkserver` child gets the proxy under the same name.
+        return _rebuild_manager_value, (name, r[0], r[1])
+
+    return __reduce__
+
+
+def _rebuild_manager_value(name, func, args):
+    p = func(*args)
+    try:
+        p._fs_name = name
+    except Exception:
+        pass  # rebuilt in the server: the value itself, not a proxy
+    return p
+
+
+def _watch_manager_values(managers):
+    V, P, M = managers.Value, managers.ValueProxy, managers.SyncManager
+    if getattr(P, "_forkscope", False):
+        return
+    P._forkscope = True
+    V._forkscope_set = _manager_exchange
+    P._exposed_ = tuple(P._exposed_) + ("_forkscope_set",)
+    entry = M._registry.get("Value")
+    if entry is not None and entry[0] is V and entry[1] is not None:
+        M._registry["Value"] = (entry[0], tuple(entry[1]) + ("_forkscope_set",)) + tuple(entry[2:])
+    get = _manager_value_get(P.get)
+    set_ = _manager_value_set(P.set)
+    P.get, P.set, P.value = get, set_, property(get, set_)
+    P.__reduce__ = _manager_value_reduce(P.__reduce__)
+    real_make = M.__dict__.get("Value")
+    if real_make is None:
+        return
+
+    def Value(self, *args, **kwds):
+        proxy = real_make(self, *args, **kwds)
+        f = _ops.creator()
+        if f is None or not isinstance(proxy, P):
+            return proxy
+        try:
+            name = _ops.name_for("Value", f)
+            initial = args[1] if len(args) > 1 else kwds.get("value")
+            emit("resource", res="value", name=name, value=value_of(initial))
+            proxy._fs_name = name
+        except Exception as e:  # never break the program for a view
+            emit("error", message="forkscope probe: cannot watch Value: %r" % (e,))
+        return proxy
+
+    Value.__name__ = real_make.__name__
+    Value.__doc__ = real_make.__doc__
+    Value.__wrapped__ = real_make
+    M.Value = Value
+
+
+_exchange_lock = _thread.allocate_lock()  # never watched
+
+
 def install():
+    _ops.after_import("multiprocessing.managers", _watch_manager_values)
     try:
         from multiprocessing import sharedctypes
     except ImportError:
