@@ -66,6 +66,10 @@ fn main() -> ExitCode {
             many_runs_show_a_histogram_lock_off_and_on,
         ),
         (
+            "many_runs_of_a_python_program_show_its_histogram",
+            many_runs_of_a_python_program_show_its_histogram,
+        ),
+        (
             "a_flood_keeps_memory_bounded_and_scrubbing_works",
             a_flood_keeps_memory_bounded_and_scrubbing_works,
         ),
@@ -1011,6 +1015,62 @@ fn many_runs_show_a_histogram_lock_off_and_on() {
         ),
         "one sentence sums it up"
     );
+    assert!(!h.state().many.is_running(), "the thread is done");
+}
+
+/// A `.py` opened in the app runs in Many runs as `forkscope stats` runs
+/// it (traced, seeded): the histogram of its shared value's final values.
+fn many_runs_of_a_python_program_show_its_histogram() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("python")
+        .join("value_unlocked.py");
+    let mut h = harness(GuiArgs::default());
+    h.run_steps(2);
+    h.state_mut()
+        .command(Command::File(files::FileCmd::Open(script)));
+    h.run_steps(3);
+    assert!(h.state().picked_python(), "{:?}", h.state().files.error);
+    h.get_by_label(controls::MANY_RUNS_TAB).click();
+    h.run_steps(2);
+    {
+        let app = h.state_mut();
+        app.many.runs = 4;
+        app.many.seeded = true;
+        app.many.first_seed = 1;
+    }
+    h.run_steps(2);
+    h.get_by_label(&format!("{} (4)", many::START)).click();
+    assert!(
+        wait_for(&mut h, |h| h
+            .state()
+            .many
+            .tally
+            .as_ref()
+            .is_some_and(|t| t.finished)),
+        "4 runs finish"
+    );
+    h.run_steps(2);
+    let tally = h.state().many.tally.clone().expect("a tally");
+    assert_eq!(tally.error, None, "{:?}", h.state().status);
+    assert_eq!(tally.series.len(), 1, "a program has no lock switch");
+    let s = &tally.series[0];
+    let runs: u64 = s.counts.values().sum();
+    assert_eq!((s.done, runs, s.timed_out), (4, 4, 0), "{s:?}");
+    for (o, n) in &s.counts {
+        let label = many::outcome_label(o);
+        // value_unlocked.py: 4 workers add 50 each without the lock.
+        let fin: i64 = label
+            .strip_prefix("counter = ")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("the outcome is counter's final value: {label}"));
+        assert!((1..=200).contains(&fin), "{label}");
+        assert!(has_label(&h, &label), "the table shows {label}");
+        let pct = 100.0 * *n as f64 / 4.0;
+        let row = format!("{n} runs ({pct:.0} %)");
+        assert!(h.query_all_by_label(&row).count() >= 1, "{label}: {row}");
+    }
+    assert!(has_label(&h, "4 runs done (seeded schedules, seeds 1…4)"));
     assert!(!h.state().many.is_running(), "the thread is done");
 }
 

@@ -1,6 +1,7 @@
-//! "Many runs": the picked scenario N times on a background thread (real
-//! runs, one after another), and how they ended (final shared values,
-//! deadlock) as a bar chart. For scenarios with a `lock` switch (the
+//! "Many runs": the picked scenario (or Python program, traced as `forkscope
+//! stats` runs it) N times on a background thread (real runs, one after
+//! another), and how they ended (final shared values, deadlock) as a bar
+//! chart. For scenarios with a `lock` switch (the
 //! counters) the same runs go once without and once with the lock, side
 //! by side.
 //!
@@ -89,6 +90,9 @@ pub struct Plan {
     /// Run lock = false and lock = true side by side.
     pub both_locks: bool,
     pub max_procs: u32,
+    /// A Python program, run traced (as `forkscope stats PROG.py` does);
+    /// its outcome is the final value of each shared value it made.
+    pub python: Option<crate::trace::PythonProgram>,
 }
 
 struct Job {
@@ -265,7 +269,7 @@ fn run_all(plan: &Plan, shared: &Mutex<Tally>, cancel: &AtomicBool, repaint: &eg
                 },
                 gated: plan.seeded,
                 stdout: None,
-                python: None,
+                python: plan.python.clone(),
             };
             let mut session =
                 match Session::start_on(&host, &plan.text, &plan.origin, params, &opts) {

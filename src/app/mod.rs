@@ -132,8 +132,10 @@ pub struct GuiArgs {
     #[arg(long, value_name = "ANSWERS", conflicts_with_all = ["many_runs", "open"])]
     pub quiz_answer: Option<String>,
     /// Open this Python program, ready to run (traced as `forkscope trace`
-    /// does): its source with a marker per process and thread.
-    #[arg(long, value_name = "SCRIPT.py", conflicts_with_all = ["open", "scenario", "many_runs", "schedule"])]
+    /// does): its source with a marker per process and thread; with
+    /// --many-runs, run it that many times for the histogram of its final
+    /// shared values.
+    #[arg(long, value_name = "SCRIPT.py", conflicts_with_all = ["open", "scenario", "schedule"])]
     pub trace: Option<PathBuf>,
     /// The Python interpreter for --trace and opened .py files
     /// [default: python3 on PATH].
@@ -877,11 +879,6 @@ impl App {
         let Some(p) = self.picked.as_ref() else {
             return;
         };
-        if p.python.is_some() {
-            self.status =
-                Some("Many runs is for scenarios: run a Python program with ▶ Run".into());
-            return;
-        }
         if p.needs_exec_consent() && !p.exec_confirmed {
             self.status = Some(format!(
                 "this file runs programs ({}): confirm it on the left first",
@@ -905,6 +902,8 @@ impl App {
             first_seed: self.many.first_seed,
             both_locks: many::has_lock_switch(p),
             max_procs: scenario_limits.max_procs,
+            // A Python program runs traced, as `forkscope stats` runs it.
+            python: p.python.clone(),
         };
         if let Some(ctx) = self.egui_ctx.clone() {
             self.many.start(plan, ctx);
