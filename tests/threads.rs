@@ -32,6 +32,58 @@ fn lost_updates(run: &Run) -> Vec<(Option<String>, i64)> {
         .collect()
 }
 
+/// `run thread-counter --format jsonl` with these threads, adds and lock,
+/// and `extra` args.
+fn thread_counter(threads: u32, adds: u32, lock: bool, extra: &[&str]) -> Run {
+    let sets = [
+        format!("threads={threads}"),
+        format!("adds={adds}"),
+        format!("lock={lock}"),
+    ];
+    let mut args = Vec::new();
+    for set in &sets {
+        args.extend(["--set", set.as_str()]);
+    }
+    args.extend_from_slice(extra);
+    let run = run_jsonl("thread-counter", &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run
+}
+
+/// A scenario file named `name` (title and explain filled in: `body`
+/// starts at line 4).
+fn scenario(name: &str, body: &str) -> ScenarioFile {
+    scenario_file(
+        name,
+        &format!("name = \"{name}\"\ntitle = \"t\"\nexplain = \"x\"\n{body}"),
+    )
+}
+
+/// `check` refuses the scenario `name`: its error names `FILE:at` and says
+/// each of `says`.
+fn check_refuses(name: &str, body: &str, at: &str, says: &[&str]) {
+    let f = scenario(name, body);
+    let path = f.to_str().expect("utf-8 path");
+    let out = forkscope(&["check", path]);
+    assert_ne!(out.code, 0, "{name}: {}", out.stdout);
+    assert!(
+        out.stderr.contains(&format!("{path}:{at}")),
+        "{name}: names file:line:col: {}",
+        out.stderr
+    );
+    for s in says {
+        assert!(out.stderr.contains(s), "{name}: {}", out.stderr);
+    }
+}
+
+/// `run FILE --format jsonl` of a scenario that leaves nothing behind.
+fn run_scenario(name: &str, body: &str, extra: &[&str]) -> Run {
+    let f = scenario(name, body);
+    let run = run_jsonl(f.to_str().expect("utf-8 path"), extra);
+    assert!(survivors_after_2s(&run.pids()).is_empty(), "{name}");
+    run
+}
+
 #[test]
 fn sing_and_dance_are_two_real_threads_of_one_process() {
     let mut live = Live::start(&[
@@ -106,18 +158,7 @@ fn sing_and_dance_are_two_real_threads_of_one_process() {
 fn unlocked_threads_lose_updates_and_each_loss_is_counted_exactly() {
     let mut lossy_runs = 0;
     for _ in 0..6 {
-        let run = run_jsonl(
-            "thread-counter",
-            &[
-                "--set",
-                "threads=2",
-                "--set",
-                "adds=2000",
-                "--set",
-                "lock=false",
-            ],
-        );
-        assert_eq!(run.code, 0, "{}", run.stderr);
+        let run = thread_counter(2, 2000, false, &[]);
         let last = printed(&run, "counter =");
         let races = lost_updates(&run);
         let lost: i64 = races.iter().map(|r| r.1).sum();
@@ -135,18 +176,7 @@ fn unlocked_threads_lose_updates_and_each_loss_is_counted_exactly() {
 #[test]
 fn with_a_thread_lock_no_update_is_lost() {
     for _ in 0..5 {
-        let run = run_jsonl(
-            "thread-counter",
-            &[
-                "--set",
-                "threads=3",
-                "--set",
-                "adds=500",
-                "--set",
-                "lock=true",
-            ],
-        );
-        assert_eq!(run.code, 0, "{}", run.stderr);
+        let run = thread_counter(3, 500, true, &[]);
         assert_eq!(printed(&run, "counter ="), 1500);
         assert_eq!(lost_updates(&run), vec![]);
     }
@@ -154,12 +184,9 @@ fn with_a_thread_lock_no_update_is_lost() {
 
 #[test]
 fn a_process_with_threads_may_not_fork_afterwards() {
-    let f = scenario_file(
+    check_refuses(
         "fork-after-thread",
-        r#"name = "fork-after-thread"
-title = "t"
-explain = "x"
-[roles.main]
+        r#"[roles.main]
 steps = [
   { thread = "t", as = "a" },
   { join = "a" },
@@ -168,46 +195,26 @@ steps = [
 [roles.t]
 steps = [ { print = "hi" } ]
 "#,
+        "8:3:",
+        &["must not fork", "line 6, column 3"],
     );
-    let path = f.to_str().expect("utf-8 path");
-    let out = forkscope(&["check", path]);
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr.contains(&format!("{path}:8:3:")),
-        "names file:line:col: {}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("must not fork"), "{}", out.stderr);
-    assert!(out.stderr.contains("line 6, column 3"), "{}", out.stderr);
     // Nor may a thread itself start a process.
-    let g = scenario_file(
+    check_refuses(
         "spawn-in-thread",
-        r#"name = "spawn-in-thread"
-title = "t"
-explain = "x"
-[roles.main]
+        r#"[roles.main]
 steps = [ { thread = "t", as = "a" }, { join = "a" } ]
 [roles.t]
 steps = [ { spawn = "c" } ]
 [roles.c]
 steps = [ { print = "hi" } ]
 "#,
-    );
-    let path = g.to_str().expect("utf-8 path");
-    let out = forkscope(&["check", path]);
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr.contains(&format!("{path}:7:11:")),
-        "{}",
-        out.stderr
+        "7:11:",
+        &[],
     );
     // Forks before the first thread are fine.
-    let h = scenario_file(
+    let h = scenario(
         "fork-then-thread",
-        r#"name = "fork-then-thread"
-title = "t"
-explain = "x"
-[roles.main]
+        r#"[roles.main]
 steps = [ { spawn = "c", as = "p" }, { join = "p" }, { thread = "t", as = "a" }, { join = "a" } ]
 [roles.t]
 steps = [ { print = "hi" } ]
@@ -242,12 +249,16 @@ fn explore_threads(extra: &[&str], dir: &std::path::Path) -> Vec<serde_json::Val
 fn explore_finds_every_outcome_of_two_threads_adding_and_replays_them() {
     let dir = TempDir::new("threads-lab");
     for (adds, lock, want) in [
-        ("adds=1", "lock=false", vec![1, 2]),
-        ("adds=2", "lock=false", vec![2, 3, 4]),
-        ("adds=1", "lock=true", vec![2]),
+        (1, false, vec![1, 2]),
+        (2, false, vec![2, 3, 4]),
+        (1, true, vec![2]),
     ] {
-        let sub = dir.join(format!("{adds}-{lock}"));
-        let lines = explore_threads(&["--set", "threads=2", "--set", adds, "--set", lock], &sub);
+        let sub = dir.join(format!("adds={adds}-lock={lock}"));
+        let (adds_set, lock_set) = (format!("adds={adds}"), format!("lock={lock}"));
+        let lines = explore_threads(
+            &["--set", "threads=2", "--set", &adds_set, "--set", &lock_set],
+            &sub,
+        );
         let got: BTreeSet<i64> = lines
             .iter()
             .map(|l| l["outcome"]["counter"].as_i64().expect("a counter"))
@@ -261,20 +272,7 @@ fn explore_finds_every_outcome_of_two_threads_adding_and_replays_them() {
             assert_eq!(l["deadlock"], false);
             // The schedule file repeats that outcome: main prints it.
             let file = l["schedule_file"].as_str().expect("a schedule file");
-            let run = run_jsonl(
-                "thread-counter",
-                &[
-                    "--set",
-                    "threads=2",
-                    "--set",
-                    adds,
-                    "--set",
-                    lock,
-                    "--schedule-file",
-                    file,
-                ],
-            );
-            assert_eq!(run.code, 0, "{}", run.stderr);
+            let run = thread_counter(2, adds, lock, &["--schedule-file", file]);
             assert_eq!(
                 printed(&run, "counter ="),
                 l["outcome"]["counter"].as_i64().expect("a counter"),
@@ -356,50 +354,31 @@ fn three_threads_pass_the_turn_with_thread_locks_in_strict_rotation() {
 
 #[test]
 fn a_lock_kind_must_be_process_or_thread() {
-    let f = scenario_file(
+    check_refuses(
         "bad-kind",
-        r#"name = "bad-kind"
-title = "t"
-explain = "x"
-locks = [{ name = "l", kind = "fiber" }]
+        r#"locks = [{ name = "l", kind = "fiber" }]
 [roles.main]
 steps = [ { lock = "l" }, { unlock = "l" } ]
 "#,
+        "4:",
+        &["unknown lock kind"],
     );
-    let path = f.to_str().expect("utf-8 path");
-    let out = forkscope(&["check", path]);
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains(&format!("{path}:4:")), "{}", out.stderr);
-    assert!(out.stderr.contains("unknown lock kind"), "{}", out.stderr);
     // A thread's name goes with a thread step only.
-    let g = scenario_file(
+    check_refuses(
         "stray-name",
-        r#"name = "stray-name"
-title = "t"
-explain = "x"
-[roles.main]
+        r#"[roles.main]
 steps = [ { print = "hi", name = "Thread-A" } ]
 "#,
-    );
-    let path = g.to_str().expect("utf-8 path");
-    let out = forkscope(&["check", path]);
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains(&format!("{path}:5:")), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("`name` names a thread"),
-        "{}",
-        out.stderr
+        "5:",
+        &["`name` names a thread"],
     );
 }
 
 #[test]
 fn two_threads_in_a_lock_cycle_are_a_deadlock_stopped_with_exit_3() {
-    let f = scenario_file(
+    let run = run_scenario(
         "thread-deadlock",
-        r#"name = "thread-deadlock"
-title = "t"
-explain = "x"
-locks = [{ name = "a", kind = "thread" }, { name = "b", kind = "thread" }]
+        r#"locks = [{ name = "a", kind = "thread" }, { name = "b", kind = "thread" }]
 [roles.main]
 steps = [ { thread = "one", as = "t1" }, { thread = "two", as = "t2" }, { join = "t1" }, { join = "t2" } ]
 [roles.one]
@@ -407,9 +386,8 @@ steps = [ { lock = "a" }, { sleep_ms = 100 }, { lock = "b" } ]
 [roles.two]
 steps = [ { lock = "b" }, { sleep_ms = 100 }, { lock = "a" } ]
 "#,
+        &[],
     );
-    let path = f.to_str().expect("utf-8 path");
-    let run = forkscope(&["run", path, "--format", "jsonl"]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
         run.stderr.contains("main.t1 holds a, waits for b")
@@ -417,17 +395,13 @@ steps = [ { lock = "b" }, { sleep_ms = 100 }, { lock = "a" } ]
         "{}",
         run.stderr
     );
-    assert!(survivors_after_2s(&run.pids()).is_empty());
 }
 
 #[test]
 fn a_thread_that_fails_ends_alone_and_daemon_threads_die_with_their_process() {
-    let f = scenario_file(
+    let run = run_scenario(
         "thread-misc",
-        r#"name = "thread-misc"
-title = "t"
-explain = "x"
-[globals]
+        r#"[globals]
 g = 0
 [roles.main]
 steps = [
@@ -447,9 +421,8 @@ steps = [ { thread = "child", as = "c" }, { join = "c" }, { print = "parent {thr
 [roles.child]
 steps = [ { print = "child {thread_name}" }, { return = 0 } ]
 "#,
+        &[],
     );
-    let path = f.to_str().expect("utf-8 path");
-    let run = forkscope(&["run", path, "--format", "jsonl"]);
     // As CPython: the exception is printed, the process goes on and ends 0.
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = run.terminal();
@@ -471,24 +444,19 @@ steps = [ { print = "child {thread_name}" }, { return = 0 } ]
         .filter_map(|e| e.thread.as_deref())
         .collect();
     assert!(!ended.contains("main.t1"), "{ended:?}");
-    assert!(survivors_after_2s(&run.pids()).is_empty());
 }
 
 #[test]
 fn a_role_that_starts_itself_as_threads_hits_the_thread_limit_not_the_machine() {
-    let f = scenario_file(
+    let run = run_scenario(
         "thread-bomb",
-        r#"name = "thread-bomb"
-title = "t"
-explain = "x"
-[roles.main]
+        r#"[roles.main]
 steps = [ { thread = "t", as = "a" }, { join = "a" }, { print = "main ends" } ]
 [roles.t]
 steps = [ { thread = "t", as = "b" }, { thread = "t", as = "c" }, { sleep_ms = 200 }, { join = "b" }, { join = "c" } ]
 "#,
+        &["--timeout", "30"],
     );
-    let path = f.to_str().expect("utf-8 path");
-    let run = forkscope(&["run", path, "--format", "jsonl", "--timeout", "30"]);
     assert!(
         run.events.iter().any(|e| matches!(&e.body,
             Body::Error { message } if message.contains("a process may run at most 256 threads at once"))),
@@ -503,5 +471,4 @@ steps = [ { thread = "t", as = "b" }, { thread = "t", as = "c" }, { sleep_ms = 2
         .collect::<BTreeSet<i32>>()
         .len();
     assert!(most_threads > 0);
-    assert!(survivors_after_2s(&run.pids()).is_empty());
 }

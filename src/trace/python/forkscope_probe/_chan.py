@@ -24,7 +24,7 @@ nothing, the feeder being late).
 import itertools
 
 from . import _ops, _wire
-from ._ops import NOT_YET, emit, gated, gate, gate_until, hide, value_of
+from ._ops import NOT_YET, blocking, emit, gated, gate, gate_until_ready, hide, value_of
 
 _ids = itertools.count(1)
 _MARK = "__forkscope__"
@@ -145,16 +145,9 @@ def _install_queues():
                     waits = block and (timeout is None or timeout > 0)
                     return _gated_put(self, name, obj, waits, joinable)
                 sem = self._sem
-                on = "put on full queue " + name
                 waits = block and bounded(self) and sem._semlock._is_zero()
-                if waits:
-                    emit("block", on=on)
-                try:
-                    ok = sem.acquire(block, timeout)
-                finally:
-                    if waits:
-                        emit("unblock", on=on)
-                if not ok:
+                on = "put on full queue " + name if waits else None
+                if not blocking(on, lambda: sem.acquire(block, timeout)):
                     raise Full
                 m = _new_id()
                 emit("put", channel=name, msg=m, value=value_of(obj))
@@ -182,20 +175,13 @@ def _install_queues():
         sem = self._sem
         action = "put %s on %s" % (_ops.brief(obj), name)
         if block:
-            on = "put on full queue " + name
-            said = [False]
-
-            def once():
-                if sem.acquire(False):
-                    return True
-                if not said[0]:
-                    said[0] = True
-                    emit("block", on=on)
-                return NOT_YET
-
-            gate_until(action, "queue-put:" + name, ["queue:" + name], once)
-            if said[0]:
-                emit("unblock", on=on)
+            gate_until_ready(
+                action,
+                "queue-put:" + name,
+                ["queue:" + name],
+                "put on full queue " + name,
+                lambda: True if sem.acquire(False) else NOT_YET,
+            )
         else:
             gate(action, touches=["queue:" + name])
             if not sem.acquire(False):
@@ -227,16 +213,9 @@ def _install_queues():
                     # try.
                     waits = block and (timeout is None or timeout > 0)
                     return _unwrap(_gated_get(self, name, waits), "get", name)
-                on = "get on empty queue " + name
                 waits = block and not self._poll()
-                if waits:
-                    emit("block", on=on)
-                try:
-                    r = orig(self, block, timeout)
-                finally:
-                    if waits:
-                        emit("unblock", on=on)
-                return _unwrap(r, "get", name)
+                on = "get on empty queue " + name if waits else None
+                return _unwrap(blocking(on, lambda: orig(self, block, timeout)), "get", name)
             except BaseException as e:
                 hide(e)
                 raise
@@ -262,19 +241,7 @@ def _install_queues():
                 raise Empty
             return r
         on = "get on empty queue " + name
-        said = [False]
-
-        def once():
-            r = take()
-            if r is NOT_YET and not said[0]:
-                said[0] = True
-                emit("block", on=on)
-            return r
-
-        r = gate_until(action, "queue-get:" + name, ["queue:" + name], once)
-        if said[0]:
-            emit("unblock", on=on)
-        return r
+        return gate_until_ready(action, "queue-get:" + name, ["queue:" + name], on, take)
 
     _ops.install_method(queues.Queue, "get", get)
 
@@ -300,28 +267,15 @@ def _install_queues():
                 on = "join queue %s (until every item is done)" % name
                 zero = self._unfinished_tasks._semlock._is_zero
                 if gated():
-                    said = [False]
-
-                    def once():
-                        if zero():
-                            return True
-                        if not said[0]:
-                            said[0] = True
-                            emit("block", on=on)
-                        return NOT_YET
-
-                    gate_until("join " + name, None, ["queue:" + name], once)
-                    if said[0]:
-                        emit("unblock", on=on)
+                    gate_until_ready(
+                        "join " + name,
+                        None,
+                        ["queue:" + name],
+                        on,
+                        lambda: True if zero() else NOT_YET,
+                    )
                     return None
-                waits = not zero()
-                if waits:
-                    emit("block", on=on)
-                try:
-                    return orig(self)
-                finally:
-                    if waits:
-                        emit("unblock", on=on)
+                return blocking(None if zero() else on, lambda: orig(self))
             except BaseException as e:
                 hide(e)
                 raise
@@ -364,28 +318,15 @@ def _install_queues():
                     return _unwrap(orig(self), "get", name)
                 on = "get on empty queue " + name
                 if gated():
-                    said = [False]
-
-                    def once():
-                        if not self._poll():
-                            if not said[0]:
-                                said[0] = True
-                                emit("block", on=on)
-                            return NOT_YET
-                        return orig(self)
-
-                    r = gate_until("get from " + name, "queue-get:" + name, ["queue:" + name], once)
-                    if said[0]:
-                        emit("unblock", on=on)
+                    r = gate_until_ready(
+                        "get from " + name,
+                        "queue-get:" + name,
+                        ["queue:" + name],
+                        on,
+                        lambda: orig(self) if self._poll() else NOT_YET,
+                    )
                     return _unwrap(r, "get", name)
-                waits = not self._poll()
-                if waits:
-                    emit("block", on=on)
-                try:
-                    r = orig(self)
-                finally:
-                    if waits:
-                        emit("unblock", on=on)
+                r = blocking(None if self._poll() else on, lambda: orig(self))
                 return _unwrap(r, "get", name)
             except BaseException as e:
                 hide(e)
@@ -460,34 +401,22 @@ def _install_pipes():
                 chan = self._fs_chan
                 on = "recv on " + end
                 if gated():
-                    said = [False]
-
-                    def once():
-                        if not self._poll(0):
-                            if not said[0]:
-                                said[0] = True
-                                emit("block", on=on)
-                            return NOT_YET
-                        return orig(self)
-
                     self._check_closed()
                     self._check_readable()
-                    r = gate_until(on, "recv:" + end, ["pipe:" + chan], once)
-                    if said[0]:
-                        emit("unblock", on=on)
+                    r = gate_until_ready(
+                        on,
+                        "recv:" + end,
+                        ["pipe:" + chan],
+                        on,
+                        lambda: orig(self) if self._poll(0) else NOT_YET,
+                    )
                     return _unwrap(r, "recv", chan, end)
                 waits = False
                 try:
                     waits = not self._poll(0)
                 except Exception:
                     pass
-                if waits:
-                    emit("block", on=on)
-                try:
-                    r = orig(self)
-                finally:
-                    if waits:
-                        emit("unblock", on=on)
+                r = blocking(on if waits else None, lambda: orig(self))
                 return _unwrap(r, "recv", chan, end)
             except BaseException as e:
                 hide(e)

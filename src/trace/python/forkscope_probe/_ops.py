@@ -239,6 +239,27 @@ def gate_until(action, waits_for, touches, try_once):
             _sleep(0.001)
 
 
+def gate_until_ready(action, waits_for, touches, on, try_once):
+    """`gate_until` for a wait the program would see: `block {on}` the
+    first time a try finds it not ready, `unblock` once it went through."""
+    said = []
+
+    def once():
+        r = try_once()
+        if r is NOT_YET and not said:
+            said.append(True)
+            emit("block", on=on)
+        return r
+
+    r = gate_until(action, waits_for, touches, once)
+    if said:
+        emit("unblock", on=on)
+    return r
+
+
+blocking = _wire.blocking
+
+
 def install_method(cls, name, make):
     """Replaces `cls.name` with `make(original)`, once."""
     orig = cls.__dict__.get(name)

@@ -312,22 +312,19 @@ def _block_text(pid):
     return "wait for any child" if _children else None
 
 
+def _wait_text(pid):
+    """What a wait for `pid` (-1: any child) blocks on, or None when it
+    will not block (not a child of ours, or one that has ended)."""
+    on = _block_text(pid)
+    return None if on is None or _ready(pid) else on
+
+
 def _install_wait():
     real_waitpid = _wire.keep("os.waitpid", os.waitpid)
 
     def waitpid(pid, options):
-        on = None
-        if not options & os.WNOHANG:
-            on = _block_text(pid)
-            if on is not None and not _ready(pid):
-                _wire.emit("block", on=on)
-            else:
-                on = None
-        try:
-            r = real_waitpid(pid, options)
-        finally:
-            if on is not None:
-                _wire.emit("unblock", on=on)
+        on = None if options & os.WNOHANG else _wait_text(pid)
+        r = _wire.blocking(on, lambda: real_waitpid(pid, options))
         if r[0] > 0:
             _reaped(r[0], r[1])
         return r
@@ -338,16 +335,7 @@ def _install_wait():
     real_wait = _wire.keep("os.wait", os.wait)
 
     def wait():
-        on = _block_text(-1)
-        if on is not None and not _ready(-1):
-            _wire.emit("block", on=on)
-        else:
-            on = None
-        try:
-            r = real_wait()
-        finally:
-            if on is not None:
-                _wire.emit("unblock", on=on)
+        r = _wire.blocking(_wait_text(-1), real_wait)
         _reaped(r[0], r[1])
         return r
 
@@ -442,15 +430,10 @@ def _install_threads():
         info = getattr(self, "_forkscope", None)
         if info is None or _wire.thread_name() == info[0]:
             return real_join(self, timeout)
-        on = None
-        if self.is_alive():
-            on = "waits for thread %s to end" % info[0]
-            _wire.emit("block", on=on)
+        on = "waits for thread %s to end" % info[0] if self.is_alive() else None
         try:
-            return real_join(self, timeout)
+            return _wire.blocking(on, lambda: real_join(self, timeout))
         finally:
-            if on is not None:
-                _wire.emit("unblock", on=on)
             if not self.is_alive() and self._started.is_set():
                 _wire.emit("thread_join", joined=info[0])
 
@@ -554,12 +537,7 @@ def _install_mp():
         on = None
         if c is None and popen is not None and pid and popen.returncode is None:
             on = "join %s" % self.name
-            _wire.emit("block", on=on)
-        try:
-            return real_join(self, timeout)
-        finally:
-            if on is not None:
-                _wire.emit("unblock", on=on)
+        return _wire.blocking(on, lambda: real_join(self, timeout))
 
     real_bootstrap = _wire.keep("multiprocessing.BaseProcess._bootstrap", B._bootstrap)
 

@@ -156,8 +156,14 @@ def _write(name, guard, load, store, new, checked=True):
         written = load()
     finally:
         guard.give()
-    if not checked:
-        return
+    if checked:
+        _check_race(name, replaced, written)
+
+
+def _check_race(name, replaced, written):
+    """After an exchange that put `written` in place of `replaced`: if
+    that is not what this thread last saw there, others wrote in between
+    and this write erased their work (`race`)."""
     seen = _seen_map()
     read = seen.get(name, _NOTHING)
     seen[name] = written
@@ -518,18 +524,7 @@ def _manager_value_set(real_set):
             hide(e)
             raise
         emit("write", name=name, value=value_of(value))
-        seen = _seen_map()
-        read = seen.get(name, _NOTHING)
-        seen[name] = value
-        if read is not _NOTHING and differs(read, replaced):
-            emit(
-                "race",
-                name=name,
-                read=value_of(read),
-                replaced=value_of(replaced),
-                written=value_of(value),
-                lost=value_of(lost_between(read, replaced)),
-            )
+        _check_race(name, replaced, value)
         return None
 
     return set

@@ -23,7 +23,7 @@ import threading
 import _thread
 
 from . import _ops
-from ._ops import NOT_YET, emit, gated, gate, gate_until, hide
+from ._ops import NOT_YET, blocking, emit, gated, gate, gate_until, gate_until_ready, hide
 
 _real = {}
 
@@ -76,6 +76,26 @@ def _release_gate(name):
 # ------------------------------------------------- multiprocessing locks
 
 _MARK = "__forkscope__"
+
+
+def _named_getstate(orig):
+    """A pickled state that carries the object's name (`_fs_name`), for a
+    `spawn`/`forkserver` child: `(_MARK, name, state)`."""
+
+    def __getstate__(self):
+        state = orig(self)
+        name = getattr(self, "_fs_name", None)
+        return state if name is None else (_MARK, name, state)
+
+    return __getstate__
+
+
+def _unmarked(state):
+    """`(name, state)` of a state `_named_getstate` made (name None for a
+    plain one)."""
+    if isinstance(state, tuple) and len(state) == 3 and state[0] == _MARK:
+        return state[1], state[2]
+    return None, state
 
 
 def trace_semlock(lock, name):
@@ -175,26 +195,16 @@ def _install_mp():
     _ops.install_method(sync.SemLock, "__exit__", exit_)
 
     # A `spawn`/`forkserver` child gets the name with the lock.
-    def getstate(orig):
-        def __getstate__(self):
-            state = orig(self)
-            name = getattr(self, "_fs_name", None)
-            return state if name is None else (_MARK, name, state)
-
-        return __getstate__
-
     def setstate(orig):
         def __setstate__(self, state):
-            name = None
-            if isinstance(state, tuple) and len(state) == 3 and state[0] == _MARK:
-                name, state = state[1], state[2]
+            name, state = _unmarked(state)
             orig(self, state)
             if name is not None:
                 trace_semlock(self, name)
 
         return __setstate__
 
-    _ops.install_method(sync.SemLock, "__getstate__", getstate)
+    _ops.install_method(sync.SemLock, "__getstate__", _named_getstate)
     _ops.install_method(sync.SemLock, "__setstate__", setstate)
 
     # Condition: a lock of its own is named after it.
@@ -216,25 +226,17 @@ def _install_mp():
 
     _ops.install_method(sync.Condition, "__init__", cond_init)
 
-    def cond_getstate(orig):
-        def __getstate__(self):
-            state = orig(self)
-            name = getattr(self, "_fs_name", None)
-            return state if name is None else (_MARK, name, state)
-
-        return __getstate__
-
     def cond_setstate(orig):
         def __setstate__(self, state):
-            if isinstance(state, tuple) and len(state) == 3 and state[0] == _MARK:
-                self._fs_name = state[1]
-                state = state[2]
+            name, state = _unmarked(state)
+            if name is not None:
+                self._fs_name = name
             orig(self, state)
 
         return __setstate__
 
     for cls in (sync.Condition, sync.Event):
-        _ops.install_method(cls, "__getstate__", cond_getstate)
+        _ops.install_method(cls, "__getstate__", _named_getstate)
         _ops.install_method(cls, "__setstate__", cond_setstate)
 
     def cond_wait(orig):
@@ -363,27 +365,10 @@ def _install_event_methods(cls, is_set):
                     gate(on, touches=["r:" + name])
                     return is_set(self)
                 if gated():
-                    said = [False]
-
-                    def once():
-                        if is_set(self):
-                            return True
-                        if not said[0]:
-                            said[0] = True
-                            emit("block", on=on)
-                        return NOT_YET
-
-                    r = gate_until(on, None, ["r:" + name], once)
-                    if said[0]:
-                        emit("unblock", on=on)
-                    return r
-                if is_set(self):
-                    return orig(self, timeout)
-                emit("block", on=on)
-                try:
-                    return orig(self, timeout)
-                finally:
-                    emit("unblock", on=on)
+                    return gate_until_ready(
+                        on, None, ["r:" + name], on, lambda: True if is_set(self) else NOT_YET
+                    )
+                return blocking(None if is_set(self) else on, lambda: orig(self, timeout))
             except BaseException as e:
                 hide(e)
                 raise

@@ -312,6 +312,19 @@ def emit(kind, **fields):
     emit_at(None, kind, **fields)
 
 
+def blocking(on, call):
+    """`call()`; when `on` names a wait (not None), `block {on}` before it
+    and `unblock` after, however it ends (a free run's wait in the
+    kernel)."""
+    if on is None:
+        return call()
+    emit("block", on=on)
+    try:
+        return call()
+    finally:
+        emit("unblock", on=on)
+
+
 def emit_at(t_ns, kind, **fields):
     global failures
     if _sock is None:
