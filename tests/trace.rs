@@ -637,7 +637,10 @@ fn every_process_starts_once_though_it_connects_again_after_exec() {
             *starts.entry(proc_id).or_default() += 1;
         }
         assert_eq!(starts.get("main"), Some(&1), "{name}:\n{text}");
-        assert!(starts.values().all(|&n| n == 1), "{name}: {starts:?}\n{text}");
+        assert!(
+            starts.values().all(|&n| n == 1),
+            "{name}: {starts:?}\n{text}"
+        );
         assert!(text.contains("execs "), "{name}:\n{text}");
 
         let t = traced(&py, &program(name), &[]);
