@@ -1028,7 +1028,7 @@ fn many_runs_of_a_python_program_show_its_histogram() {
     let mut h = harness(GuiArgs::default());
     h.run_steps(2);
     h.state_mut()
-        .command(Command::File(files::FileCmd::Open(script)));
+        .command(Command::File(files::FileCmd::Open(script.clone())));
     h.run_steps(3);
     assert!(h.state().picked_python(), "{:?}", h.state().files.error);
     h.get_by_label(controls::MANY_RUNS_TAB).click();
@@ -1072,6 +1072,25 @@ fn many_runs_of_a_python_program_show_its_histogram() {
     }
     assert!(has_label(&h, "4 runs done (seeded schedules, seeds 1…4)"));
     assert!(!h.state().many.is_running(), "the thread is done");
+
+    // `forkscope --trace PROG.py --many-runs 2`: the same, at once.
+    let mut h = harness(GuiArgs {
+        trace: Some(script),
+        many_runs: Some(2),
+        ..GuiArgs::default()
+    });
+    assert!(
+        wait_for(&mut h, |h| h
+            .state()
+            .many
+            .tally
+            .as_ref()
+            .is_some_and(|t| t.finished)),
+        "2 runs finish"
+    );
+    let tally = h.state().many.tally.clone().expect("a tally");
+    let runs: u64 = tally.series.iter().flat_map(|s| s.counts.values()).sum();
+    assert_eq!((tally.error, runs), (None, 2));
 }
 
 // ---- recordings ------------------------------------------------------------

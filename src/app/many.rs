@@ -375,13 +375,16 @@ pub fn ui(
     let running = many.is_running();
     ui.horizontal_wrapped(|ui| {
         ui.add_enabled_ui(!running, |ui| {
-            ui.label("runs");
-            ui.add(egui::DragValue::new(&mut many.runs).range(1..=MAX_RUNS));
+            // Each field named by its label (screen readers, tests).
+            let runs = ui.label("runs").id;
+            ui.add(egui::DragValue::new(&mut many.runs).range(1..=MAX_RUNS))
+                .labelled_by(runs);
             ui.separator();
             ui.radio_value(&mut many.seeded, true, "Seeded")
                 .on_hover_text("Each run picks its order with a seeded scheduler: run i uses seed S+i, so the same S gives the same histogram");
-            ui.label("first seed");
-            ui.add(egui::DragValue::new(&mut many.first_seed));
+            let seed = ui.label("first seed").id;
+            ui.add(egui::DragValue::new(&mut many.first_seed))
+                .labelled_by(seed);
             ui.radio_value(&mut many.seeded, false, "Free")
                 .on_hover_text("The operating system schedules, as in a normal run (results vary)");
         });
