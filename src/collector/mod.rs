@@ -312,6 +312,19 @@ impl Gates {
             map.insert(proc_id.to_string(), stream);
         }
     }
+
+    /// Forgets `proc_id`'s gate if it is this connection (closed now; a
+    /// program the process `exec`'d may have taken its place already).
+    /// Without this every connection of a run stayed open until the run
+    /// ended: a run that starts thousands of short-lived processes one
+    /// after the other would hold thousands of descriptors.
+    fn remove(&self, proc_id: &str, stream: &Arc<UnixStream>) {
+        if let Ok(mut map) = self.0.lock()
+            && map.get(proc_id).is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
+            map.remove(proc_id);
+        }
+    }
 }
 
 /// Who is on the other end of a connection, once it said hello.
@@ -842,6 +855,9 @@ impl State {
                     }
                 }
                 self.slots.remove(&c.token);
+                if let Some(who) = &c.who {
+                    self.gates.remove(&who.id, &c.stream);
+                }
             }
             self.conns.retain(|c| !c.dead);
             for (i, c) in self.conns.iter().enumerate() {
