@@ -32,8 +32,10 @@ const MAX_DEPTH: usize = 8192;
 /// Foreign processes remembered (by pid and start time) so that a peer
 /// that opens thousands of connections costs one `/proc` read each.
 const MAX_REMEMBERED: usize = 4096;
-/// Parents remembered as ours (each holds a pidfd in the app).
-const MAX_PARENTS: usize = 1024;
+/// Parents remembered as ours (each holds a descriptor in the app, so
+/// few: a tree has far fewer parents than processes, and one forgotten is
+/// only walked again).
+const MAX_PARENTS: usize = 256;
 
 /// Classifies peers; remembers foreign ones, and the parents it found ours.
 #[derive(Default)]
