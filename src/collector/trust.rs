@@ -89,9 +89,7 @@ impl Judge {
         }
         verdict
     }
-}
 
-impl Judge {
     /// Remembers `pid` (found ours by a walk that read its start time
     /// `start`) by a pidfd, if that pidfd is of the very process walked:
     /// opened, then the start time read again and the process seen still
