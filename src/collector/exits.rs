@@ -19,9 +19,28 @@ pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// `/proc/PID/stat`, in one `read` (a stat line is a few hundred bytes):
+/// `read_to_string` would ask the size and read in growing pieces, and
+/// this is done for every connection, its ancestors and every death.
+pub fn read_stat(pid: i32) -> Option<String> {
+    use std::io::Read;
+    if pid <= 0 {
+        return None;
+    }
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = file.read(&mut buf).ok()?;
+    if n == buf.len() {
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        file.read_to_string(&mut text).ok()?;
+        return Some(text);
+    }
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
 /// Is `pid` still running (not gone, not a zombie)?
 pub fn is_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+    match read_stat(pid).ok_or(()) {
         Ok(stat) => stat
             .rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().next())
@@ -33,8 +52,7 @@ pub fn is_alive(pid: i32) -> bool {
 /// Exit code or signal of a zombie, from field 52 of `/proc/PID/stat`.
 /// `None` if the process is not (or no longer) a zombie.
 pub fn zombie_status(pid: i32) -> Option<(Option<i32>, Option<String>)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat)
+    parse_stat(&read_stat(pid)?)
 }
 
 fn parse_stat(stat: &str) -> Option<(Option<i32>, Option<String>)> {

@@ -447,3 +447,34 @@ fn the_runner_may_reap_an_orphan_its_parent_has_not_announced_yet() {
     );
     assert_eq!(b.stat(&b.state.stats.forged), 0);
 }
+
+/// A gate (the app's way to say `go`) lasts as long as its connection:
+/// a closed connection's socket is let go, not kept until the run ends.
+#[test]
+fn a_gate_goes_with_its_connection() {
+    let mut b = Bench::new();
+    let me = b.me;
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    send(
+        &mut runner,
+        RUNNER_ID,
+        "spawn",
+        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
+    );
+    b.settle();
+    let mut main = b.connect();
+    hello(&mut main, "main");
+    b.settle();
+    assert!(b.state.gates.go("main"), "main's gate is open");
+    let mut line = [0u8; 3];
+    std::io::Read::read_exact(&mut main, &mut line).expect("go");
+    assert_eq!(&line, b"go\n");
+    drop(main);
+    b.settle();
+    assert!(
+        !b.state.gates.go("main"),
+        "main's gate went with its connection"
+    );
+    assert!(b.state.gates.go(RUNNER_ID), "the runner's is still open");
+}

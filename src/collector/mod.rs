@@ -279,7 +279,7 @@ impl Drop for Collector {
 /// The write side of every connection that said hello: in a gated run the
 /// app tells a process to take its next step by writing `go` to it.
 #[derive(Clone, Default)]
-pub struct Gates(Arc<std::sync::Mutex<BTreeMap<String, UnixStream>>>);
+pub struct Gates(Arc<std::sync::Mutex<BTreeMap<String, Arc<UnixStream>>>>);
 
 impl Gates {
     /// Tells a waiting process (`main.1`: `go`) or thread of a process
@@ -287,11 +287,11 @@ impl Gates {
     /// if there is no such process.
     pub fn go(&self, id: &str) -> bool {
         use std::io::Write;
-        let Ok(mut map) = self.0.lock() else {
+        let Ok(map) = self.0.lock() else {
             return false;
         };
-        if let Some(s) = map.get_mut(id) {
-            return s.write_all(b"go\n").is_ok();
+        if let Some(s) = map.get(id) {
+            return (&**s).write_all(b"go\n").is_ok();
         }
         // A thread: its name is its process's id and `.tN` parts.
         let mut owner = id;
@@ -300,16 +300,29 @@ impl Gates {
                 return false;
             }
             owner = head;
-            if let Some(s) = map.get_mut(owner) {
-                return s.write_all(format!("go {id}\n").as_bytes()).is_ok();
+            if let Some(s) = map.get(owner) {
+                return (&**s).write_all(format!("go {id}\n").as_bytes()).is_ok();
             }
         }
         false
     }
 
-    fn insert(&self, proc_id: &str, stream: UnixStream) {
+    fn insert(&self, proc_id: &str, stream: Arc<UnixStream>) {
         if let Ok(mut map) = self.0.lock() {
             map.insert(proc_id.to_string(), stream);
+        }
+    }
+
+    /// Forgets `proc_id`'s gate if it is this connection (closed now; a
+    /// program the process `exec`'d may have taken its place already).
+    /// Without this every connection of a run stayed open until the run
+    /// ended: a run that starts thousands of short-lived processes one
+    /// after the other would hold thousands of descriptors.
+    fn remove(&self, proc_id: &str, stream: &Arc<UnixStream>) {
+        if let Ok(mut map) = self.0.lock()
+            && map.get(proc_id).is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
+            map.remove(proc_id);
         }
     }
 }
@@ -321,7 +334,8 @@ struct Who {
 }
 
 struct Conn {
-    stream: UnixStream,
+    /// Shared with its gate (one descriptor: no `dup` per connection).
+    stream: Arc<UnixStream>,
     /// Its epoll token.
     token: u64,
     /// Which epoll watches it (none while its hello is held).
@@ -841,6 +855,9 @@ impl State {
                     }
                 }
                 self.slots.remove(&c.token);
+                if let Some(who) = &c.who {
+                    self.gates.remove(&who.id, &c.stream);
+                }
             }
             self.conns.retain(|c| !c.dead);
             for (i, c) in self.conns.iter().enumerate() {
@@ -886,8 +903,14 @@ impl State {
     /// connections cost nothing but their `accept`).
     fn accept(&mut self) {
         for _ in 0..MAX_ACCEPTS_PER_PASS {
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
+            // Non-blocking from the start (one `accept4`, no `ioctl`).
+            let stream = match nix::sys::socket::accept4(
+                self.listener.as_raw_fd(),
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC
+                    | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+            ) {
+                // SAFETY: `accept4` just returned this fd; nothing else owns it.
+                Ok(fd) => unsafe { UnixStream::from_raw_fd(fd) },
                 Err(_) => return,
             };
             let Ok(cred) = getsockopt(&stream, PeerCredentials) else {
@@ -901,7 +924,6 @@ impl State {
             if cred.uid() != self.uid
                 || peer == Peer::Foreign
                 || self.conns.len() >= MAX_CONNECTIONS
-                || stream.set_nonblocking(true).is_err()
             {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -910,7 +932,7 @@ impl State {
             let token = self.token();
             self.slots.insert(token, Slot::Conn(self.conns.len()));
             self.conns.push(Conn {
-                stream,
+                stream: Arc::new(stream),
                 token,
                 watched: Watch::No,
                 buf: Vec::new(),
@@ -1419,11 +1441,9 @@ impl State {
         // on would show the process starting twice.
         let again = std::mem::replace(&mut ident.bound, true);
         let conn = &mut self.conns[i];
-        if let Ok(w) = conn.stream.try_clone() {
-            // The clone shares the non-blocking flag; a `go` is 3 bytes and
-            // the process reads them at once, so it never fills.
-            self.gates.insert(&event.proc_id, w);
-        }
+        // The same socket (non-blocking): a `go` is 3 bytes and the process
+        // reads them at once, so it never fills.
+        self.gates.insert(&event.proc_id, Arc::clone(&conn.stream));
         // The kernel's word on the pid beats the process's, and the
         // parent's on who the parent is.
         if conn.peer_pid > 0 {

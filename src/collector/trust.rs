@@ -9,7 +9,8 @@
 //! than an `accept`. Which logical id a process may take is decided later,
 //! by its parent's `spawn` (see `State::vouch` in `mod.rs`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
 
 /// What the kernel says about a peer when its connection is accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +32,22 @@ const MAX_DEPTH: usize = 8192;
 /// Foreign processes remembered (by pid and start time) so that a peer
 /// that opens thousands of connections costs one `/proc` read each.
 const MAX_REMEMBERED: usize = 4096;
+/// Parents remembered as ours (each holds a descriptor in the app, so
+/// few: a tree has far fewer parents than processes, and one forgotten is
+/// only walked again).
+const MAX_PARENTS: usize = 256;
 
-/// Classifies peers; remembers foreign ones.
+/// Classifies peers; remembers foreign ones, and the parents it found ours.
 #[derive(Default)]
 pub struct Judge {
     foreign: HashSet<(i32, u64)>,
+    /// Processes found to descend from the root, each by a pidfd of the
+    /// very process checked (pid → pidfd). While a pidfd is not readable,
+    /// its process has not ended, so its pid is still its own: a peer
+    /// whose `PPid` is that pid is ours without reading `/proc` for its
+    /// ancestors again (a parent starting 1,000 children: one `/proc` read
+    /// per child instead of three).
+    parents: HashMap<i32, OwnedFd>,
 }
 
 impl Judge {
@@ -52,7 +64,23 @@ impl Judge {
         if self.foreign.contains(&key) {
             return Peer::Foreign;
         }
-        let verdict = walk(pid, first, root);
+        // Its parent is one we know, still running: it had that pid when
+        // `first` was read, so the peer descends from it.
+        if let Some(fd) = self.parents.get(&first.ppid) {
+            if !has_ended(fd) {
+                return Peer::Ours;
+            }
+            self.parents.remove(&first.ppid);
+        }
+        let mut parent_start = None;
+        let verdict = walk(pid, first, root, &mut parent_start);
+        if verdict == Peer::Ours
+            && pid != root
+            && first.ppid != root
+            && let Some(start) = parent_start
+        {
+            self.remember_parent(first.ppid, start);
+        }
         if verdict == Peer::Foreign {
             if self.foreign.len() >= MAX_REMEMBERED {
                 self.foreign.clear();
@@ -61,14 +89,46 @@ impl Judge {
         }
         verdict
     }
+
+    /// Remembers `pid` (found ours by a walk that read its start time
+    /// `start`) by a pidfd, if that pidfd is of the very process walked:
+    /// opened, then the start time read again and the process seen still
+    /// running (so it held the pid, and that start time, all along).
+    fn remember_parent(&mut self, pid: i32, start: u64) {
+        if self.parents.len() >= MAX_PARENTS {
+            self.parents.retain(|_, fd| !has_ended(fd));
+            if self.parents.len() >= MAX_PARENTS {
+                return;
+            }
+        }
+        let Some(fd) = super::exits::pidfd_open(pid) else {
+            return;
+        };
+        if stat(pid).is_some_and(|s| s.start == start) && !has_ended(&fd) {
+            self.parents.insert(pid, fd);
+        }
+    }
 }
 
-fn walk(pid: i32, first: Stat, root: i32) -> Peer {
+/// Has the process of this pidfd ended (its pidfd is readable)?
+fn has_ended(fd: &OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        // Readable, or an error: do not rely on it.
+        _ => true,
+    }
+}
+
+/// Follows `PPid` from `pid` (whose stat is `first`) up to `root`; the
+/// start time of `pid`'s parent as read on the way goes to `parent_start`.
+fn walk(pid: i32, first: Stat, root: i32, parent_start: &mut Option<u64>) -> Peer {
     if pid == root {
         return Peer::Ours;
     }
     let mut parent = first.ppid;
-    for _ in 0..MAX_DEPTH {
+    for depth in 0..MAX_DEPTH {
         if parent == root {
             return Peer::Ours;
         }
@@ -76,12 +136,20 @@ fn walk(pid: i32, first: Stat, root: i32) -> Peer {
             return Peer::Foreign;
         }
         match stat(parent) {
-            Some(s) => parent = s.ppid,
+            Some(s) => {
+                if depth == 0 {
+                    *parent_start = Some(s.start);
+                }
+                parent = s.ppid;
+            }
             // An ancestor ended while we looked: the peer has been handed
             // to a subreaper. Look again from the peer itself.
             None => {
                 return match stat(pid) {
-                    Some(again) if again.ppid != first.ppid => walk(pid, again, root),
+                    Some(again) if again.ppid != first.ppid => {
+                        *parent_start = None;
+                        walk(pid, again, root, &mut None)
+                    }
                     Some(_) => Peer::Foreign,
                     None => Peer::Gone,
                 };
@@ -103,19 +171,7 @@ fn stat(pid: i32) -> Option<Stat> {
     if pid <= 0 {
         return None;
     }
-    // One read (a stat line is a few hundred bytes): `read_to_string`
-    // would ask the size and read in growing pieces, and this is done for
-    // every connection and each of its ancestors.
-    use std::io::Read;
-    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let mut buf = [0u8; 1024];
-    let n = file.read(&mut buf).ok()?;
-    if n == buf.len() {
-        let mut text = String::from_utf8_lossy(&buf).into_owned();
-        file.read_to_string(&mut text).ok()?;
-        return parse_stat(&text);
-    }
-    parse_stat(&String::from_utf8_lossy(&buf[..n]))
+    parse_stat(&super::exits::read_stat(pid)?)
 }
 
 fn parse_stat(text: &str) -> Option<Stat> {
@@ -159,5 +215,59 @@ mod tests {
         assert_eq!(judge.classify(me, 0), Peer::Foreign);
         // A pid that does not exist is gone.
         assert_eq!(judge.classify(i32::MAX, me), Peer::Gone);
+    }
+
+    /// A parent found ours is remembered (by pidfd) while it runs: its
+    /// children are ours from their own stat line alone. Once it has
+    /// ended, it is forgotten and the chain is followed again.
+    #[test]
+    fn a_parent_found_ours_vouches_for_its_children_only_while_it_runs() {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let me = std::process::id() as i32;
+        // A (sh) starts G (sleep) and says G's pid, then waits.
+        let mut a = Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; exec sleep 30"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(a.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let g: i32 = line.trim().parse().unwrap();
+        let a_pid = a.id() as i32;
+        let mut judge = Judge::default();
+        assert_eq!(judge.classify(g, me), Peer::Ours);
+        assert!(judge.parents.contains_key(&a_pid), "A is remembered");
+        // Again: still ours, through the remembered parent.
+        assert_eq!(judge.classify(g, me), Peer::Ours);
+        assert!(!has_ended(&judge.parents[&a_pid]));
+        // A ends (a zombie until we wait: its pid is not free yet, but its
+        // pidfd is readable, so the entry is not trusted any more), and G
+        // is handed to a reaper outside our tree.
+        a.kill().unwrap();
+        for _ in 0..400 {
+            if has_ended(&judge.parents[&a_pid]) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(has_ended(&judge.parents[&a_pid]), "A's pidfd says it ended");
+        let _ = a.wait();
+        for _ in 0..400 {
+            if stat(g).is_none_or(|s| s.ppid != a_pid) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let verdict = judge.classify(g, me);
+        // Our test harness may be a subreaper; otherwise G is a stranger now.
+        if stat(g).is_some_and(|s| s.ppid != me) {
+            assert_eq!(verdict, Peer::Foreign);
+        }
+        // SAFETY: plain `kill` of the sleep we started (by pid, still
+        // ours: nothing reaped it yet unless it was adopted by init).
+        unsafe { libc::kill(g, libc::SIGKILL) };
     }
 }

@@ -208,11 +208,85 @@ fn pid_view() -> PidView {
 
 /// The pid `/proc` shows for the process `pid` (of our namespace), from
 /// the `Pid:` line of a pidfd's fdinfo.
+///
+/// Done after every `fork` of a process in forkscope's PID namespace, so
+/// it is kept short: the fdinfo file is opened relative to a descriptor of
+/// this process's `/proc/self/fdinfo` directory (no walk through
+/// `/proc/self` each time) and read once into the stack.
 fn fdinfo_pid(pid: i32) -> Option<i32> {
     use std::os::fd::AsRawFd;
     let fd = crate::collector::pidfd_open(pid)?;
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
-    info.lines()
+    let mut buf = [0u8; 512];
+    let n = read_fdinfo(fd.as_raw_fd(), &mut buf)?;
+    parse_fdinfo_pid(&buf[..n])
+}
+
+/// This process's `/proc/self/fdinfo` directory (`O_PATH`), opened once
+/// per process: owner's pid in the high 32 bits, the fd in the low ones
+/// (0: none yet). A forked child inherits the parent's, which names the
+/// parent's fds, so it opens its own.
+static FDINFO_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Reads `/proc/self/fdinfo/FD` into `buf` with one `read`.
+fn read_fdinfo(fd: i32, buf: &mut [u8]) -> Option<usize> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::atomic::Ordering;
+    let me = nix::unistd::getpid().as_raw();
+    let held = FDINFO_DIR.load(Ordering::Relaxed);
+    let dir = if held != 0 && (held >> 32) as i32 == me {
+        held as u32 as i32
+    } else {
+        let path = c"/proc/self/fdinfo";
+        // SAFETY: a NUL-terminated path and plain flags; returns a new fd
+        // or -1.
+        let new = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if new < 0 {
+            return None;
+        }
+        // Kept open until this process ends (or execs: close-on-exec).
+        // The parent's copy, if we inherited one, stays open too: one fd.
+        FDINFO_DIR.store(
+            (u64::from(me as u32) << 32) | u64::from(new as u32),
+            Ordering::Relaxed,
+        );
+        new
+    };
+    // The fd's number as a NUL-terminated name, without allocating.
+    let mut name = [0u8; 12];
+    let mut digits = [0u8; 10];
+    let (mut v, mut k) = (u32::try_from(fd).ok()?, 0);
+    loop {
+        digits[k] = b'0' + (v % 10) as u8;
+        k += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for (j, d) in digits[..k].iter().rev().enumerate() {
+        name[j] = *d;
+    }
+    // SAFETY: `dir` is an open directory fd (never closed while this
+    // process runs), `name` is NUL-terminated (at most 10 digits in 12
+    // zeroed bytes); returns a new fd or -1.
+    let file = unsafe { libc::openat(dir, name.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if file < 0 {
+        return None;
+    }
+    // SAFETY: `openat` just returned this fd; nothing else owns it.
+    let file = unsafe { OwnedFd::from_raw_fd(file) };
+    nix::unistd::read(&file, buf).ok()
+}
+
+/// The `Pid:` line of a pidfd's fdinfo.
+fn parse_fdinfo_pid(text: &[u8]) -> Option<i32> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|v| v.trim().parse().ok())
         .filter(|&p: &i32| p > 0)
@@ -237,10 +311,49 @@ pub fn host_pid_of(child: nix::unistd::Pid) -> Option<i32> {
 pub fn own_host_pid() -> i32 {
     match pid_view() {
         PidView::Same => nix::unistd::getpid().as_raw(),
-        // `/proc/self` is a link to our pid in `/proc`'s namespace.
-        _ => std::fs::read_link("/proc/self")
-            .ok()
-            .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
-            .unwrap_or_else(|| nix::unistd::getpid().as_raw()),
+        // `/proc/self` is a link to our pid in `/proc`'s namespace (read
+        // into the stack: every forked child does this first).
+        _ => {
+            let mut buf = [0u8; 16];
+            // SAFETY: a NUL-terminated path and a buffer of the length
+            // given; returns the bytes written or -1.
+            let n = unsafe {
+                libc::readlink(c"/proc/self".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            };
+            usize::try_from(n)
+                .ok()
+                .and_then(|n| std::str::from_utf8(&buf[..n.min(buf.len())]).ok())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| nix::unistd::getpid().as_raw())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pidfds_fdinfo_names_the_pid_proc_shows() {
+        let me = nix::unistd::getpid().as_raw();
+        let shown: i32 = std::fs::read_link("/proc/self")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Twice: the second read goes through the directory kept open.
+        assert_eq!(fdinfo_pid(me), Some(shown));
+        assert_eq!(fdinfo_pid(me), Some(shown));
+        assert_eq!(fdinfo_pid(i32::MAX), None);
+    }
+
+    #[test]
+    fn the_pid_line_is_found_among_the_others() {
+        let text =
+            b"pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1043\nPid:\t4242\nNSpid:\t4242\t7\n";
+        assert_eq!(parse_fdinfo_pid(text), Some(4242));
+        assert_eq!(parse_fdinfo_pid(b"Pid:\t-1\n"), None);
+        assert_eq!(parse_fdinfo_pid(b"pos:\t0\n"), None);
     }
 }

@@ -202,8 +202,7 @@ impl Proc<'_> {
                     None,
                 );
                 self.role = role.to_string();
-                self.children.clear();
-                self.handles.clear();
+                self.forget_inherited_children();
                 self.pools.clear();
                 self.managers.after_fork();
                 self.forkserver = None;
@@ -247,6 +246,24 @@ impl Proc<'_> {
                 Ok(Forked::Parent(self.children.len() - 1))
             }
         }
+    }
+
+    /// In a child just forked: its parent's list of children is not its
+    /// own. Left in memory rather than dropped: dropping would free every
+    /// entry (a parent starting its 1,000th child would have that child
+    /// free 999 names first), and each page those frees write is a page
+    /// the kernel must copy, the parent still sharing it. Only the
+    /// descriptors among them (a forkserver child's status pipe) are
+    /// closed; the memory is the parent's copy and goes when this process
+    /// ends or `exec`s, and it is at most the parent's list once.
+    fn forget_inherited_children(&mut self) {
+        let mut inherited = std::mem::ManuallyDrop::new(std::mem::take(&mut self.children));
+        for c in inherited.iter_mut() {
+            if c.via.is_some() {
+                drop(c.via.take());
+            }
+        }
+        std::mem::forget(std::mem::take(&mut self.handles));
     }
 
     /// A child that is not a `Process` (a manager's server): not joined by
