@@ -65,6 +65,132 @@ pub fn explore_with_progress<E>(
     Ok(out)
 }
 
+/// [`explore_with_progress`] with up to `jobs` runs going on at a time,
+/// reporting exactly what it reports (the same runs counted, the same
+/// outcomes, the same first schedule of each, in the same order).
+///
+/// Every branch pushed on the stack is run sooner or later (the search
+/// only ever pops), and a gated run is determined by its branch alone:
+/// so the branches nearest the top of the stack can run ahead, each on a
+/// runner of its own (`run`'s first argument: which one, `0..jobs`), while
+/// their results are counted in the order the search pops them. Only
+/// runs started ahead of `max_schedules` are wasted (not counted).
+pub fn explore_parallel<E: Send>(
+    max_schedules: u64,
+    jobs: usize,
+    run: impl Fn(usize, &mut Scheduler) -> Result<Driven, E> + Sync,
+    mut progress: impl FnMut(&Explored, usize),
+) -> Result<Explored, E> {
+    use std::collections::{HashMap, HashSet};
+    let jobs = jobs.max(1);
+    let mut out = Explored {
+        complete: true,
+        ..Default::default()
+    };
+    // Each branch with a number: the results come back by it.
+    let mut stack: Vec<(u64, Branch)> = vec![(0, (Vec::new(), Vec::new()))];
+    let mut next_id = 1u64;
+    let (job_tx, job_rx) = crossbeam_channel::unbounded::<(u64, Branch)>();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(u64, Result<Driven, E>)>();
+    std::thread::scope(|scope| {
+        for worker in 0..jobs {
+            let (job_rx, done_tx, run) = (job_rx.clone(), done_tx.clone(), &run);
+            scope.spawn(move || {
+                for (id, (prefix, sleep)) in job_rx {
+                    let mut sched = Scheduler::new(prefix, Then::First, true);
+                    sched.sleep = sleep;
+                    if done_tx.send((id, run(worker, &mut sched))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((job_rx, done_tx));
+        // Started, result not counted yet.
+        let mut started: HashSet<u64> = HashSet::new();
+        let mut results: HashMap<u64, Result<Driven, E>> = HashMap::new();
+        let mut going = 0usize;
+        // Sends the next branches to the idle runners: `first` if it is
+        // not started yet, then the top of the stack, as long as not too
+        // many results wait to be counted.
+        let feed = |first: Option<(u64, &Branch)>,
+                        stack: &[(u64, Branch)],
+                        started: &mut HashSet<u64>,
+                        going: &mut usize,
+                        waiting: usize| {
+            let ahead = stack.iter().rev().map(|(i, b)| (*i, b));
+            for (i, (p, s)) in first.into_iter().chain(ahead) {
+                if *going >= jobs || (first.map(|f| f.0) != Some(i) && waiting >= 4 * jobs) {
+                    break;
+                }
+                if started.insert(i) {
+                    *going += 1;
+                    let _ = job_tx.send((i, (p.clone(), s.clone())));
+                }
+            }
+        };
+        let result: Result<(), Option<E>> = loop {
+            let Some((id, branch)) = stack.pop() else {
+                break Ok(());
+            };
+            if out.runs >= max_schedules {
+                out.complete = false;
+                break Ok(());
+            }
+            feed(
+                Some((id, &branch)),
+                &stack,
+                &mut started,
+                &mut going,
+                results.len(),
+            );
+            let d = loop {
+                if let Some(d) = results.remove(&id) {
+                    break Some(d);
+                }
+                // Every worker gone while we hold job_tx: one panicked
+                // (the scope passes the panic on).
+                let Ok((i, d)) = done_rx.recv() else {
+                    break None;
+                };
+                going -= 1;
+                results.insert(i, d);
+                // Keep the runners busy while we wait (this one first:
+                // they may all have been busy when it was popped).
+                feed(
+                    Some((id, &branch)),
+                    &stack,
+                    &mut started,
+                    &mut going,
+                    results.len(),
+                );
+            };
+            let d = match d {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => break Err(Some(e)),
+                None => break Err(None),
+            };
+            started.remove(&id);
+            out.runs += 1;
+            let mut pushed = Vec::new();
+            out.tally(&d, &branch.0, &mut pushed);
+            for b in pushed {
+                stack.push((next_id, b));
+                next_id += 1;
+            }
+            progress(&out, stack.len());
+        };
+        // The runs still going end (they are not counted); the workers
+        // see the end of the jobs and stop.
+        drop(job_tx);
+        match result {
+            Ok(()) => Ok(out),
+            Err(Some(e)) => Err(e),
+            Err(None) => Ok(out),
+        }
+    })
+}
+
 impl Explored {
     /// Counts one run and pushes the branches it opens.
     fn tally(&mut self, d: &Driven, prefix: &[String], stack: &mut Vec<Branch>) {
