@@ -164,10 +164,11 @@ pub fn stats(args: &StatsArgs) -> i32 {
 
 /// How many of explore's runs go on at a time: `--jobs`, else the
 /// number of CPUs (at most 4; at least 1).
-fn explore_jobs(asked: Option<usize>) -> usize {
-    asked
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
-        .max(1)
+fn explore_jobs(asked: Option<u32>) -> usize {
+    asked.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        |n| n.max(1) as usize,
+    )
 }
 
 pub fn explore(args: &ExploreArgs) -> i32 {
