@@ -19,7 +19,10 @@
 # any trial left something.
 # MODE=stats kills `forkscope stats SCENARIO --runs 20 --schedule free`
 # instead: many runs on one shared runner (`__runner --serve`), killed in
-# any of them or between two.
+# any of them or between two. MODE=explore kills `forkscope explore
+# SCENARIO --max-schedules 500`: gated runs, two or more at a time (each
+# on a shared runner of its own); its folder of schedules (made before
+# the runs, its output) does not count as left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,7 +102,8 @@ marked() {
 case "${MODE:-run}" in
     run) command=(run) ;;
     stats) command=(stats --runs 20 --schedule free) ;;
-    *) echo "MODE must be run or stats" >&2; exit 2 ;;
+    explore) command=(explore --max-schedules 500) ;;
+    *) echo "MODE must be run, stats or explore" >&2; exit 2 ;;
 esac
 
 left_procs=0
@@ -133,7 +137,7 @@ for ((i = 1; i <= trials; i++)); do
         done
         for p in $left; do kill -9 "$p" 2>/dev/null || true; done
     fi
-    files=$(find "$tmp" -mindepth 1 2>/dev/null | wc -l)
+    files=$(find "$tmp" -mindepth 1 -not -path "$tmp/forkscope-explore-*" 2>/dev/null | wc -l)
     if [ "$files" -gt 0 ]; then
         left_files=$((left_files + 1))
         echo "trial $i ($scen, kill after ${delay_ms} ms): left $files files in TMPDIR: $(ls -A "$tmp" | head -3 | tr '\n' ' ')"

@@ -88,6 +88,60 @@ fn explore_finds_exactly_the_possible_outcomes_and_replays_them() {
     }
 }
 
+/// `--jobs N` runs N schedules at a time, each on a runner of its own;
+/// what explore finds and reports (outcomes, how many schedules reach
+/// each, the schedule written for each) is the same for every N.
+#[test]
+fn explore_reports_the_same_whatever_the_number_of_runs_at_a_time() {
+    let dir = TempDir::new("lab-jobs");
+    let mut reports = Vec::new();
+    for jobs in ["1", "2", "3"] {
+        let sub = dir.join(format!("jobs-{jobs}"));
+        let lines = explore(&["--set", "adds=2", "--jobs", jobs], &sub);
+        let counts: Vec<(i64, u64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["outcome"]["counter"].as_i64().unwrap(),
+                    l["schedules"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [(2, 12), (3, 16), (4, 6)],
+            "--jobs {jobs}: {lines:?}"
+        );
+        let schedules: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let file = l["schedule_file"].as_str().unwrap();
+                // The replay hint names the file itself: leave it out.
+                std::fs::read_to_string(file)
+                    .unwrap()
+                    .lines()
+                    .filter(|line| !line.starts_with("# replay:"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        reports.push((jobs, schedules));
+    }
+    for (jobs, schedules) in &reports[1..] {
+        assert_eq!(schedules, &reports[0].1, "--jobs {jobs} against --jobs 1");
+    }
+    // A number of runs at a time that makes no sense is a clear error.
+    for bad in ["0", "65", "many"] {
+        let run = forkscope(&["explore", "unlocked-counter", "--jobs", bad]);
+        assert_eq!(run.code, 2, "--jobs {bad}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("--jobs"),
+            "--jobs {bad}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_outcome_every_time() {
     let args = [

@@ -7,7 +7,9 @@
 //!    children in a fresh copy of this bench (the baseline), in the same minute. Every
 //!    child must be seen (1,000 spawns, 1,000 hellos, 1,000 reaps);
 //! 3b. explore: `forkscope explore unlocked-counter --set workers=2
-//!    --set adds=2`: schedules/s, and the outcome set (counter = 2, 3, 4).
+//!    --set adds=2`: schedules/s, and the outcome set (counter = 2, 3, 4);
+//!    with the CPU time it took, and the same with `--jobs 1` (one
+//!    schedule at a time) beside it.
 
 use crate::{REPEAT, Ran, median, run_keeping, schedules_in};
 use std::path::Path;
@@ -118,14 +120,19 @@ pub fn benches(tmp: &Path) -> Result<(), String> {
         us / base_us
     );
 
-    // 3b. Explore.
+    // 3b. Explore: as a user runs it (twice as many schedules at a time
+    // as there are CPUs, up to 8), and one at a time (`--jobs 1`, the cost of
+    // a schedule alone), with the CPU time of everything it started.
     let out_dir = tmp.join("explore");
     let mut rates = Vec::new();
     let mut walls = Vec::new();
+    let mut cpus = Vec::new();
+    let mut alone_walls = Vec::new();
+    let mut alone_cpus = Vec::new();
     for _ in 0..REPEAT {
-        let _ = std::fs::remove_dir_all(&out_dir);
-        let ran = run_keeping(
-            &[
+        for jobs in [None, Some("1")] {
+            let _ = std::fs::remove_dir_all(&out_dir);
+            let mut args = vec![
                 "explore",
                 "unlocked-counter",
                 "--set",
@@ -134,38 +141,68 @@ pub fn benches(tmp: &Path) -> Result<(), String> {
                 "adds=2",
                 "--out",
                 out_dir.to_str().ok_or("temp path")?,
-            ],
-            true,
-        )?;
-        let wall = ran.wall;
-        let schedules = schedules_in(&ran.first)
-            .ok_or_else(|| format!("cannot read explore's summary: {:?}", ran.first))?;
-        // The same outcome set, every time.
-        let outcomes: Vec<&str> = ran
-            .stdout
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.trim().split(':').next())
-            .collect();
-        if outcomes != ["counter = 2", "counter = 3", "counter = 4"] {
-            return Err(format!("explore found other outcomes: {outcomes:?}"));
+            ];
+            if let Some(j) = jobs {
+                args.extend(["--jobs", j]);
+            }
+            let cpu_before = children_cpu_s();
+            let ran = run_keeping(&args, true)?;
+            let cpu = children_cpu_s() - cpu_before;
+            let wall = ran.wall;
+            let schedules = schedules_in(&ran.first)
+                .ok_or_else(|| format!("cannot read explore's summary: {:?}", ran.first))?;
+            // The same outcome set, every time.
+            let outcomes: Vec<&str> = ran
+                .stdout
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.trim().split(':').next())
+                .collect();
+            if outcomes != ["counter = 2", "counter = 3", "counter = 4"] {
+                return Err(format!("explore found other outcomes: {outcomes:?}"));
+            }
+            let rate = schedules as f64 / wall.as_secs_f64();
+            println!(
+                "  explore{}: {schedules} schedules in {:.3} s = {rate:.0} schedules/s \
+                 ({:.2} ms each), CPU {cpu:.3} s ({:.2} ms each): {}",
+                if jobs.is_some() { " --jobs 1" } else { "" },
+                wall.as_secs_f64(),
+                1e3 / rate,
+                cpu * 1e3 / schedules as f64,
+                ran.first
+            );
+            if jobs.is_some() {
+                alone_walls.push(wall.as_secs_f64());
+                alone_cpus.push(cpu);
+            } else {
+                rates.push(rate);
+                walls.push(wall.as_secs_f64());
+                cpus.push(cpu);
+            }
         }
-        let rate = schedules as f64 / wall.as_secs_f64();
-        println!(
-            "  explore: {schedules} schedules in {:.3} s = {rate:.0} schedules/s \
-             ({:.2} ms each): {}",
-            wall.as_secs_f64(),
-            1e3 / rate,
-            ran.first
-        );
-        rates.push(rate);
-        walls.push(wall.as_secs_f64());
     }
     println!(
         "explore unlocked-counter --set workers=2 --set adds=2: median {:.3} s, {:.0} \
-         schedules/s (goal ≤ 0.3 s, ≥ 500 schedules/s)",
+         schedules/s (goal ≤ 0.3 s, ≥ 500 schedules/s), CPU {:.3} s; one at a time \
+         (--jobs 1): {:.3} s, CPU {:.3} s",
         median(walls),
-        median(rates)
+        median(rates),
+        median(cpus),
+        median(alone_walls),
+        median(alone_cpus)
     );
     Ok(())
+}
+
+/// User + system CPU time of our children that ended and were waited for
+/// (and of theirs), in seconds.
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes into the struct we hand it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_CHILDREN is a valid `who`.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) } != 0 {
+        return 0.0;
+    }
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    s(u.ru_utime) + s(u.ru_stime)
 }

@@ -180,6 +180,11 @@ pub struct ExploreArgs {
     /// Stop after this many schedules.
     #[arg(long, default_value_t = 5000)]
     pub max_schedules: u64,
+    /// How many schedules to run at a time, each on a runner of its own
+    /// (default: twice the number of CPUs, at most 8). What explore finds
+    /// and reports does not depend on it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
     /// Where to write one schedule file per outcome (default: a new
     /// private folder in the temp directory). An existing DIR must be a
     /// directory of yours, not a symlink.

@@ -145,7 +145,23 @@ pub fn runner_main() -> i32 {
 /// writes a Python program's probe, becomes a subreaper, enters a fresh PID
 /// namespace when it can, forks the core and watches it. The run's exit
 /// code (137 when stopped).
-pub(crate) fn run_watched(mut spec: RunSpec) -> i32 {
+pub(crate) fn run_watched(spec: RunSpec) -> i32 {
+    run_watched_with(spec, false, watchdog::watch)
+}
+
+/// [`run_watched`] with the watching done by `watch` (given the core's
+/// pid; it kills and reaps everything of the run before it returns the
+/// run's exit code). `served`: this is the server of many runs
+/// (`runner::serve`), the core's parent and watchdog itself: the core
+/// also points its stdout (the app's pipe) at `/dev/null` and sets the
+/// collector's socket in its environment, and the server leaves the run's
+/// PID namespace behind after the fork (so that the next run gets a fresh
+/// one).
+pub(crate) fn run_watched_with(
+    mut spec: RunSpec,
+    served: bool,
+    watch: impl FnOnce(nix::unistd::Pid) -> i32,
+) -> i32 {
     // A Python program's probe: written for this run into a private
     // directory, which we (the watchdog) remove once every process of the
     // run is gone, however the run ends.
@@ -162,15 +178,16 @@ pub(crate) fn run_watched(mut spec: RunSpec) -> i32 {
         },
         None => None,
     };
-    let code = fork_core(spec);
+    let code = fork_core(spec, served, watch);
     if let Some(dir) = probe_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
     code
 }
 
-/// Forks the runner core and watches it (see [`run_watched`]).
-fn fork_core(spec: RunSpec) -> i32 {
+/// Forks the runner core and watches it with `watch` (see
+/// [`run_watched_with`]).
+fn fork_core(spec: RunSpec, served: bool, watch: impl FnOnce(nix::unistd::Pid) -> i32) -> i32 {
     // If the core dies first, the scenario processes it adopted come back
     // to us, the next subreaper up: they stay ours to kill and reap.
     let _ = nix::sys::prctl::set_child_subreaper(true);
@@ -179,9 +196,17 @@ fn fork_core(spec: RunSpec) -> i32 {
     // one (not root) the watchdog below does the same.
     // Not for a Python program: it must see the pids it would see without
     // forkscope (`os.getpid()` is printed by many programs).
-    if spec.python.is_none() {
-        let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID);
-    }
+    // (Our own namespace, to come back to after the fork: only the
+    // children made after an `unshare` enter the new one, and a second
+    // `unshare` is refused until we are back.)
+    let own_ns = if spec.python.is_none() {
+        let own = std::fs::File::open("/proc/self/ns/pid").ok();
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+            .ok()
+            .and(own)
+    } else {
+        None
+    };
     let (life_r, life_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(_) => return 70,
@@ -202,14 +227,30 @@ fn fork_core(spec: RunSpec) -> i32 {
             // The app's lifeline is for the watchdog only: a program the
             // scenario runs must not read it (or wait on it forever).
             os::stdin_from_dev_null();
+            if served {
+                // The server's stdout is the app's pipe of `exit` lines.
+                os::stdout_to_dev_null();
+                // Programs the scenario runs find the run's collector
+                // here, as in a lone runner's environment.
+                // SAFETY: this process is single-threaded (just forked
+                // from a single-threaded one), so nobody reads the
+                // environment meanwhile.
+                unsafe { std::env::set_var(crate::protocol::SOCKET_ENV, &spec.socket) };
+            }
             let code = core(spec);
             os::exit_now(code)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(life_r);
+            if let Some(own) = &own_ns {
+                // Back in our own namespace: a server's next run can have
+                // a fresh one. If this fails, the next `unshare` does and
+                // that run goes without (as when not root).
+                let _ = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID);
+            }
             // Also here, so that the group exists before we could kill it.
             let _ = nix::unistd::setpgid(child, child);
-            let code = watchdog::watch(child);
+            let code = watch(child);
             drop(life_w);
             code
         }

@@ -153,6 +153,20 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Points fd 1 at `/dev/null` (or closes it).
+pub fn stdout_to_dev_null() {
+    match std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        Ok(null) => {
+            let _ = nix::unistd::dup2_stdout(&null);
+        }
+        Err(_) => {
+            // SAFETY: closing fd 1 in a freshly forked child that writes
+            // nothing to it (the app's pipe must not stay open here).
+            unsafe { libc::close(1) };
+        }
+    }
+}
+
 /// Points fd 0 at `/dev/null` (best effort: if that fails, fd 0 is closed
 /// instead, and a program that reads it gets an error rather than a hang).
 pub fn stdin_from_dev_null() {

@@ -14,25 +14,22 @@
 //! On its stdout, one line per run when everything it made is gone:
 //! `exit CODE` (main's exit code, 137 when stopped).
 //!
-//! Each run is exactly a lone runner's run: the server forks the run's own
-//! watchdog, whose stdin is a fresh pipe whose write end only the server
-//! holds (the run's lifeline), and which then does what the outer runner
-//! does ([`super::run_watched`]: subreaper, PID namespace when allowed,
-//! the core, the watchdog). Closing that pipe stops the run; the kernel
-//! closes it when the server dies, so nothing outlives the app: the app's
-//! end closes the server's stdin, the server closes the run's lifeline,
-//! the run's watchdog kills and reaps the run.
+//! Each run is a lone runner's run with the server as its watchdog
+//! ([`super::run_watched_with`]): the server forks the run's core (in a
+//! fresh PID namespace when allowed, leading the run's own process group)
+//! and watches it as a lone runner's watchdog does, its stdin being the
+//! lifeline: a `stop` line or the end of that pipe kills the run's group
+//! and every child the server has, and reaps them, before `exit` is
+//! reported. The kernel closes the pipe when the app dies (even by
+//! `kill -9`), so nothing outlives the app. (Before, a run had a watchdog
+//! of its own between the server and the core: one fork more per run.)
 //!
-//! The server is a child subreaper too: if a run's watchdog ever died
-//! before its run, the orphans would come here, and are killed and reaped
-//! before `exit` is reported. It is single-threaded, so forking is safe.
+//! The server is a child subreaper: orphans of a run come here, to be
+//! killed and reaped. It is single-threaded, so forking is safe.
 
 use super::{RunSpec, os, watchdog};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 
 /// The exit code reported for a run that could not start.
 const FAILED: i32 = 70;
@@ -94,7 +91,7 @@ pub fn serve_main() -> i32 {
         };
         let code = match serde_json::from_slice::<RunSpec>(json) {
             Ok(spec) if spec.parent_pid == nix::unistd::getppid().as_raw() => {
-                run_one(spec, stdin, &mut lines)
+                run_one(spec, &mut lines)
             }
             // The app that sent it is not our parent: it died already.
             Ok(_) => return FAILED,
@@ -114,103 +111,18 @@ pub fn serve_main() -> i32 {
     }
 }
 
-/// Forks the run's watchdog and waits for its end, passing on a `stop`
-/// (or the end of our stdin) by closing the run's lifeline.
-fn run_one(spec: RunSpec, stdin: BorrowedFd<'_>, lines: &mut Lines) -> i32 {
-    let (life_r, life_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(_) => return FAILED,
-    };
-    let child = match os::fork_process() {
-        Ok(ForkResult::Child) => {
-            drop(life_w);
-            // The run's lifeline becomes its watchdog's stdin, as a lone
-            // runner's is; our own stdin and stdout (the app's pipes) are
-            // not the run's business.
-            if nix::unistd::dup2_stdin(&life_r).is_err() {
-                os::exit_now(FAILED);
-            }
-            drop(life_r);
-            stdout_to_dev_null();
-            // Programs the scenario runs find the run's collector here,
-            // as in a lone runner's environment.
-            // SAFETY: this process is single-threaded (the server never
-            // starts a thread), so nobody reads the environment meanwhile.
-            unsafe { std::env::set_var(crate::protocol::SOCKET_ENV, &spec.socket) };
-            os::exit_now(super::run_watched(spec))
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            eprintln!("forkscope runner: {e}");
-            return FAILED;
-        }
-    };
-    drop(life_r);
-    let mut lifeline: Option<OwnedFd> = Some(life_w);
-    let pidfd = crate::collector::pidfd_open(child.as_raw());
-    loop {
-        if let Some(code) = ended(child) {
-            return code;
-        }
-        if lifeline.is_some() {
-            while let Some(line) = lines.next() {
-                if line == b"stop" {
-                    lifeline = None;
-                }
-            }
-            if lines.ended {
-                lifeline = None;
-            }
-        }
-        // Without a pidfd (Linux < 5.3), look again every 5 ms.
-        let timeout = if pidfd.is_some() {
-            PollTimeout::NONE
-        } else {
-            PollTimeout::from(5u8)
-        };
-        let mut fds = Vec::with_capacity(2);
-        if let Some(p) = &pidfd {
-            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
-        }
-        if lifeline.is_some() {
-            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
-        }
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            // Cannot wait for the app: stop the run rather than leave it.
-            Err(_) => lifeline = None,
-        }
-        let app_said = fds
-            .last()
-            .filter(|_| lifeline.is_some())
-            .and_then(PollFd::revents)
-            .is_some_and(|r| !r.is_empty());
-        if app_said {
+/// Runs one run, the server being its watchdog: forks the core (in a
+/// fresh PID namespace when it can) and waits for its end, or for a `stop`
+/// (or the end of our stdin), then kills and reaps everything of the run.
+fn run_one(spec: RunSpec, lines: &mut Lines) -> i32 {
+    super::run_watched_with(spec, true, |core| {
+        watchdog::watch_with(core, |stdin| {
             lines.fill(stdin);
-        }
-    }
-}
-
-/// The run's watchdog's exit code once it has ended (reaped), else `None`.
-fn ended(child: Pid) -> Option<i32> {
-    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, c)) => Some(c),
-        Ok(WaitStatus::Signaled(_, s, _)) => Some(128 + s as i32),
-        Ok(_) | Err(Errno::EINTR) => None,
-        Err(_) => Some(FAILED), // not our child any more
-    }
-}
-
-/// Points fd 1 at `/dev/null` (or closes it), as a lone runner's stdout is.
-fn stdout_to_dev_null() {
-    match std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        Ok(null) => {
-            let _ = nix::unistd::dup2_stdout(&null);
-        }
-        Err(_) => {
-            // SAFETY: closing fd 1 in a freshly forked child that writes
-            // nothing to it (the app's pipe must not stay open here).
-            unsafe { libc::close(1) };
-        }
-    }
+            let mut stop = lines.ended;
+            while let Some(line) = lines.next() {
+                stop |= line == b"stop";
+            }
+            stop
+        })
+    })
 }

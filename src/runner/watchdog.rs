@@ -35,6 +35,13 @@ pub const STOPPED_CODE: i32 = 128 + 9;
 /// the run ends or the app lets go; kills and reaps everything; returns the
 /// exit code (the core's, or [`STOPPED_CODE`]).
 pub fn watch(core: Pid) -> i32 {
+    watch_with(core, app_let_go)
+}
+
+/// [`watch`], asking `app_says_stop` what the app sent when our stdin has
+/// something (or ended): true stops the run. (A lone runner's stdin only
+/// ever ends; a server's also carries `stop` lines.)
+pub fn watch_with(core: Pid, mut app_says_stop: impl FnMut(BorrowedFd<'_>) -> bool) -> i32 {
     let pidfd = crate::collector::pidfd_open(core.as_raw());
     // SAFETY: fd 0 stays open for as long as this process runs (we never
     // close it), so the borrow cannot outlive it.
@@ -59,7 +66,7 @@ pub fn watch(core: Pid) -> i32 {
         }
         let app_side = fds[0].revents().unwrap_or(PollFlags::empty());
         if app_side.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-            && app_let_go(stdin)
+            && app_says_stop(stdin)
         {
             break STOPPED_CODE;
         }
