@@ -10,8 +10,10 @@
 //! fills the stage with big type and only a really large tree gets small
 //! type. Channels, shared values and locks are parts of the layout, not
 //! drawn on top of it: channels sit in bands between the rows of the
-//! processes that use them, values and locks in a column (or a few) at the
-//! right, the caption in its own strip at the bottom.
+//! processes that use them (or, when bands would leave the type too small,
+//! beside the tree in a row's free columns, next to their users), values
+//! and locks in a column (or a few) at the right, the caption in its own
+//! strip at the bottom.
 //!
 //! Places come from the whole run (`layout_world`), so nothing moves when
 //! scrubbing; what labels say comes from the moment shown (`world`).
@@ -582,6 +584,10 @@ struct Tree<'a> {
     /// the band is one line): a band wider than its row of nodes may be
     /// laid on two lines.
     band_split: Vec<usize>,
+    /// Channels beside the tree, each in a free cell of a row (a column
+    /// with no node there, next to every process that uses it), its title
+    /// over its box: (channel, row, centre column in units).
+    cells: Vec<(&'a str, usize, f32)>,
 }
 
 /// Ways to make a tree narrower at the cost of height.
@@ -591,6 +597,9 @@ struct Compact {
     two_line_state: bool,
     /// A band of channels wider than the nodes on two lines.
     two_line_bands: bool,
+    /// Channels in the free cells of the rows, beside the tree, rather
+    /// than in a band under it (when the stage is too short for bands).
+    free_cells: bool,
 }
 
 /// Gap between the sub-rows of a grid of leaves (k units).
@@ -733,6 +742,8 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         + NODE_LINE_H * extra_lines_max(live) as f32
         + if two_line_state { STATE_LINE_H } else { 0.0 };
     let mut bands: Vec<Vec<(&str, f32)>> = vec![Vec::new(); n_rows];
+    // Where each channel's users are: (row, centre column).
+    let mut users_at: BTreeMap<&str, Vec<(usize, f32)>> = BTreeMap::new();
     for (name, users) in input.channel_users {
         if !live.channels.contains_key(name) {
             continue;
@@ -750,11 +761,25 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         let x = ends.iter().map(|(_, x)| x).sum::<f32>() / ends.len() as f32;
         if let Some((key, _)) = live.channels.get_key_value(name) {
             bands[row.min(n_rows - 1)].push((key.as_str(), x));
+            users_at.insert(key.as_str(), ends);
         }
     }
     for band in &mut bands {
         band.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
     }
+    let cells = if compact.free_cells {
+        let cells = free_cells(&at, n_rows, next_root.max(1.0), &bands, &users_at, |name| {
+            live.channels.get(name).is_some_and(|c| {
+                stacked_channel_w(c) <= node_w + COL_GAP - 0.3 && STACKED_CHANNEL_H <= node_h
+            })
+        });
+        for band in &mut bands {
+            band.retain(|(name, _)| !cells.iter().any(|(c, _, _)| c == name));
+        }
+        cells
+    } else {
+        Vec::new()
+    };
     let mut pool_strip = vec![false; n_rows];
     for p in live.processes.values() {
         if p.role.starts_with("pool:")
@@ -783,6 +808,7 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         }
     }
     Tree {
+        cells,
         band_split,
         grid_parents,
         at,
@@ -797,6 +823,70 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         bands,
         pool_strip,
     }
+}
+
+/// A channel beside the tree: its title over its box (k units).
+const STACKED_TITLE_GAP: f32 = 0.3;
+const STACKED_CHANNEL_H: f32 = 1.25 + STACKED_TITLE_GAP + CHANNEL_H;
+
+/// How wide a channel is with its title over its box (k units).
+fn stacked_channel_w(c: &Channel) -> f32 {
+    let (box_w, title_w) = channel_w(c);
+    box_w.max(title_w)
+}
+
+/// Channels that can leave their band for a free cell of the tree: a
+/// column (one unit wide) of a row where no node is, with every process
+/// that uses the channel in that row or the next, at most one column away
+/// (its links stay short, cross no other node, and come from the side or
+/// from below, never through the title over the box). Cells are taken in order (row,
+/// then column), each by the nearest channel that `fits` there (then by
+/// name): the same run always gets the same places.
+fn free_cells<'a>(
+    at: &BTreeMap<&str, (usize, usize, f32)>,
+    rows: usize,
+    units: f32,
+    bands: &[Vec<(&'a str, f32)>],
+    users_at: &BTreeMap<&str, Vec<(usize, f32)>>,
+    fits: impl Fn(&str) -> bool,
+) -> Vec<(&'a str, usize, f32)> {
+    const EPS: f32 = 1e-3;
+    let mut out: Vec<(&'a str, usize, f32)> = Vec::new();
+    for row in 0..rows {
+        let taken: Vec<f32> = at
+            .iter()
+            .filter(|(id, (r, _, _))| **id != RUNNER_ID && *r == row)
+            .map(|(_, (_, _, x))| *x)
+            .collect();
+        for i in 0..units.floor() as usize {
+            let x = i as f32 + 0.5;
+            if taken.iter().any(|t| (t - x).abs() < 1.0 - EPS) {
+                continue;
+            }
+            let best = bands
+                .iter()
+                .flatten()
+                .filter(|(name, _)| !out.iter().any(|(c, _, _)| c == name))
+                .filter(|(name, _)| {
+                    users_at.get(name).is_some_and(|ends| {
+                        ends.iter().all(|(r, ux)| {
+                            (*r == row || *r == row + 1) && (ux - x).abs() <= 1.0 + EPS
+                        })
+                    })
+                })
+                .filter(|(name, _)| fits(name))
+                .min_by(|a, b| {
+                    (a.1 - x)
+                        .abs()
+                        .total_cmp(&(b.1 - x).abs())
+                        .then(a.0.cmp(b.0))
+                });
+            if let Some((name, _)) = best {
+                out.push((name, row, x));
+            }
+        }
+    }
+    out
 }
 
 impl Tree<'_> {
@@ -831,6 +921,7 @@ impl Tree<'_> {
 
     fn is_compact(&self) -> Compact {
         Compact {
+            free_cells: !self.cells.is_empty(),
             two_line_state: self.two_line_state,
             two_line_bands: self
                 .band_split
@@ -1024,49 +1115,58 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         best = Some(cache.fit);
         grids.clear();
     }
-    let tries: Vec<(usize, Compact)> = grids
-        .iter()
-        .flat_map(|g| {
-            [(false, false), (true, false), (false, true), (true, true)].map(
-                |(two_line_state, two_line_bands)| {
-                    (
-                        *g,
-                        Compact {
-                            two_line_state,
-                            two_line_bands,
-                        },
-                    )
-                },
-            )
-        })
-        .collect();
-    for (grid, wrap) in tries {
-        let t = tree(input, grid, wrap);
-        // A way that changes nothing was tried already.
-        if t.is_compact() != wrap {
-            continue;
+    // Channels beside the tree (in free cells) only when the bands leave
+    // the type under the size an audience needs: a lesson's channels stay
+    // between the processes that use them wherever they can.
+    for free_cells in [false, true] {
+        if free_cells && best.as_ref().is_none_or(|b| b.3 + 1e-3 >= k_min) {
+            break;
         }
-        let tree_w = t.width(live);
-        let tree_h = t.height(input.gated);
-        let choices = if cards.is_empty() {
-            0..=0
-        } else {
-            1..=cards.len()
-        };
-        for cols in choices {
-            let (_, side_h) = pack(&heights, cols);
-            let side_w = if cols == 0 {
-                0.0
+        let tries: Vec<(usize, Compact)> = grids
+            .iter()
+            .flat_map(|g| {
+                [(false, false), (true, false), (false, true), (true, true)].map(
+                    |(two_line_state, two_line_bands)| {
+                        (
+                            *g,
+                            Compact {
+                                two_line_state,
+                                two_line_bands,
+                                free_cells,
+                            },
+                        )
+                    },
+                )
+            })
+            .collect();
+        for (grid, wrap) in tries {
+            let t = tree(input, grid, wrap);
+            // A way that changes nothing was tried already.
+            if t.is_compact() != wrap {
+                continue;
+            }
+            let tree_w = t.width(live);
+            let tree_h = t.height(input.gated);
+            let choices = if cards.is_empty() {
+                0..=0
             } else {
-                cols as f32 * (CARD_W + CARD_GAP) + COL_GAP
+                1..=cards.len()
             };
-            let k = (stage.width() / (tree_w + side_w))
-                .min(stage.height() / ((tree_h + banner_h).max(side_h) + caption_h));
-            // Past the ceiling, a bigger k is no better: the first (no
-            // grid, fewest columns) wins.
-            let k = k.min(k_max);
-            if best.as_ref().is_none_or(|b| k > b.3 + 1e-3) {
-                best = Some((grid, wrap, cols, k));
+            for cols in choices {
+                let (_, side_h) = pack(&heights, cols);
+                let side_w = if cols == 0 {
+                    0.0
+                } else {
+                    cols as f32 * (CARD_W + CARD_GAP) + COL_GAP
+                };
+                let k = (stage.width() / (tree_w + side_w))
+                    .min(stage.height() / ((tree_h + banner_h).max(side_h) + caption_h));
+                // Past the ceiling, a bigger k is no better: the first (no
+                // grid, fewest columns) wins.
+                let k = k.min(k_max);
+                if best.as_ref().is_none_or(|b| k > b.3 + 1e-3) {
+                    best = Some((grid, wrap, cols, k));
+                }
             }
         }
     }
@@ -1179,6 +1279,23 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         y += (tree.row_h(r) + tree.gap_under(r, input.gated)) * k + spread;
     }
     let node_w = tree.node_w * k;
+    // Every process's place, born yet or not (what is in the way of a
+    // channel must not change from one moment to the next).
+    let places: BTreeMap<&str, Rect> = tree
+        .at
+        .iter()
+        .filter(|(id, _)| **id != RUNNER_ID)
+        .map(|(id, (row, sub, col))| {
+            let rect = Rect::from_min_size(
+                pos2(
+                    left + col * unit - node_w / 2.0,
+                    row_top[*row] + *sub as f32 * (tree.node_h + SUB_GAP) * k,
+                ),
+                vec2(node_w, tree.node_h * k),
+            );
+            (*id, rect)
+        })
+        .collect();
     for (id, (row, sub, col)) in &tree.at {
         let cx = left + col * unit;
         if *id == RUNNER_ID {
@@ -1191,13 +1308,9 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             }
             continue;
         }
-        let rect = Rect::from_min_size(
-            pos2(
-                cx - node_w / 2.0,
-                row_top[*row] + *sub as f32 * (tree.node_h + SUB_GAP) * k,
-            ),
-            vec2(node_w, tree.node_h * k),
-        );
+        let Some(&rect) = places.get(id) else {
+            continue;
+        };
         let Some(p) = world.processes.get(*id) else {
             // Not born yet at this moment: its place stays empty.
             continue;
@@ -1266,6 +1379,23 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         ));
     }
     pools(&mut out, world, k);
+    // Channels beside the tree first (their links are in the bands' way):
+    // in their cell, the title over the box, both in the middle of the
+    // cell and of its row's height.
+    for (name, row, col) in &tree.cells {
+        let (Some(c), Some(row_y)) = (
+            world
+                .channels
+                .get(*name)
+                .or_else(|| live.channels.get(*name)),
+            row_top.get(*row),
+        ) else {
+            continue;
+        };
+        let top = row_y + (tree.row_h(*row) - STACKED_CHANNEL_H) * k / 2.0;
+        let cb = stacked_channel(input, c, left + col * unit, top, k);
+        out.channels.insert(name.to_string(), cb);
+    }
     // Channels in the band under their row.
     for row in 0..tree.bands.len() {
         let Some(row_y) = row_top.get(row) else {
@@ -1294,46 +1424,29 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             + spread * 0.5;
         for (line, band) in lines.iter().enumerate() {
             let band_top = band_top + line as f32 * BAND_H * k;
-            let mut placed: Vec<(String, f32, f32, f32)> = Vec::new(); // name, left, title_w, box_w
-            let mut cursor = area.left();
-            for (name, want) in band.iter() {
-                let Some(c) = live.channels.get(*name) else {
-                    continue;
-                };
+            // Each channel's foot (title and box) and where it wants its
+            // box's middle: under the middle of its users.
+            let feet: Vec<(&str, &Channel, f32, f32)> = band
+                .iter()
+                .filter_map(|(name, want)| {
+                    let c = live.channels.get(*name)?;
+                    let (box_w, title_w) = tree.channel_w(c);
+                    let foot = (title_w + 0.6 + box_w) * k;
+                    let want_left = left + want * unit - (title_w + 0.6 + box_w / 2.0) * k;
+                    Some((*name, c, want_left, foot))
+                })
+                .collect();
+            let y0 = band_top + 0.6 * k;
+            let wants: Vec<(f32, f32)> = feet.iter().map(|f| (f.2, f.3)).collect();
+            let lefts = pack_left(&wants, area.left(), area.right(), COL_GAP * k);
+            for ((name, live_c, _, _), l) in feet.into_iter().zip(lefts) {
+                let c = world.channels.get(name).unwrap_or(live_c);
                 let (box_w, title_w) = tree.channel_w(c);
-                let foot = (title_w + 0.6 + box_w) * k;
-                let want_left = left + want * unit - title_w * k - 0.6 * k - box_w * k / 2.0;
-                let l = want_left.max(cursor);
-                placed.push((name.to_string(), l, title_w * k, box_w * k));
-                cursor = l + foot + COL_GAP * k;
-            }
-            // Pushed past the right edge: slide the band back in.
-            let over = cursor - COL_GAP * k - area.right();
-            if over > 0.0 {
-                for p in &mut placed {
-                    p.1 -= over;
-                }
-                // And never past the left edge either.
-                let under = area.left() - placed.first().map_or(area.left(), |p| p.1);
-                if under > 0.0 {
-                    for p in &mut placed {
-                        p.1 += under;
-                    }
-                }
-            }
-            for (name, l, title_w, box_w) in placed {
-                let Some(c) = world
-                    .channels
-                    .get(&name)
-                    .or_else(|| live.channels.get(&name))
-                else {
-                    continue;
-                };
                 let rect = Rect::from_min_size(
-                    pos2(l + title_w + 0.6 * k, band_top + 0.6 * k),
-                    vec2(box_w, CHANNEL_H * k),
+                    pos2(l + (title_w + 0.6) * k, y0),
+                    vec2(box_w * k, CHANNEL_H * k),
                 );
-                let title_text = channel_title(c, readers_gone(input, &name));
+                let title_text = channel_title(c, readers_gone(input, name));
                 let tw = text_w(&title_text, k);
                 let title = Label {
                     rect: Rect::from_min_size(
@@ -1343,18 +1456,65 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                     font: k,
                     text: title_text,
                 };
-                out.channels.insert(
-                    name.clone(),
-                    ChannelBox {
-                        rect,
-                        title,
-                        slots: slot_count(c),
-                    },
-                );
+                let cb = ChannelBox {
+                    rect,
+                    title,
+                    slots: slot_count(c),
+                };
+                out.channels.insert(name.to_string(), cb);
             }
         }
     }
     links_and_dots(&mut out, input, k);
+    out
+}
+
+/// A channel with its title over its box, both centred on `cx`, the
+/// title's top at `top`.
+fn stacked_channel(input: &StageInput, c: &Channel, cx: f32, top: f32, k: f32) -> ChannelBox {
+    let (box_w, _) = channel_w(c);
+    let rect = Rect::from_min_size(
+        pos2(cx - box_w * k / 2.0, top + (1.25 + STACKED_TITLE_GAP) * k),
+        vec2(box_w * k, CHANNEL_H * k),
+    );
+    let title_text = channel_title(c, readers_gone(input, &c.name));
+    let tw = text_w(&title_text, k);
+    let title = Label {
+        rect: Rect::from_min_size(pos2(cx - tw / 2.0, top), vec2(tw, 1.25 * k)),
+        font: k,
+        text: title_text,
+    };
+    ChannelBox {
+        rect,
+        title,
+        slots: slot_count(c),
+    }
+}
+
+/// Lefts for items `(wanted left, width)` packed in order from where they
+/// want to be, `gap` apart, slid back inside `lo`..`hi` when pushed past
+/// its right end.
+fn pack_left(items: &[(f32, f32)], lo: f32, hi: f32, gap: f32) -> Vec<f32> {
+    let mut out = Vec::new();
+    let mut cursor = lo;
+    for (want, w) in items {
+        let l = want.max(cursor);
+        out.push(l);
+        cursor = l + w + gap;
+    }
+    let over = cursor - gap - hi;
+    if over > 0.0 {
+        for l in &mut out {
+            *l -= over;
+        }
+        // And never past the left end either.
+        let under = lo - out.first().copied().unwrap_or(lo);
+        if under > 0.0 {
+            for l in &mut out {
+                *l += under;
+            }
+        }
+    }
     out
 }
 
@@ -1616,6 +1776,17 @@ fn pools(out: &mut StageLayout, world: &World, k: f32) {
 /// the node's side facing the channel's row to the channel's top or
 /// bottom, never through the channel's title at its left.
 fn link_ends(node: Rect, chan: Rect) -> (Pos2, Pos2) {
+    // A channel beside its node (in a free cell of the node's row): from
+    // the node's side to the box's side (its title is over it).
+    let level = chan.center().y > node.top() && chan.center().y < node.bottom();
+    if level && (chan.left() > node.right() || chan.right() < node.left()) {
+        let y = chan.center().y;
+        return if chan.left() > node.right() {
+            (pos2(node.right(), y), pos2(chan.left(), y))
+        } else {
+            (pos2(node.left(), y), pos2(chan.right(), y))
+        };
+    }
     let above = node.center().y < chan.center().y;
     let nx = chan.center().x.clamp(node.left() + 8.0, node.right() - 8.0);
     let cx = node.center().x.clamp(chan.left() + 6.0, chan.right() - 6.0);
@@ -1679,12 +1850,16 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
     // A dot leaves from just outside the node, so it never covers text.
     let off_node = |node: Rect, chan: Rect| {
         let (a, _) = link_ends(node, chan);
-        let dir = if node.center().y < chan.center().y {
-            1.0
+        let away = r_dot + 2.0;
+        if a.x == node.right() {
+            a + vec2(away, 0.0)
+        } else if a.x == node.left() {
+            a - vec2(away, 0.0)
+        } else if node.center().y < chan.center().y {
+            a + vec2(0.0, away)
         } else {
-            -1.0
-        };
-        a + vec2(0.0, dir * (r_dot + 2.0))
+            a - vec2(0.0, away)
+        }
     };
     let mut dots = Vec::new();
     for (name, c) in &world.channels {
