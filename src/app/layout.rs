@@ -13,7 +13,9 @@
 //! processes that use them (or, when bands would leave the type too small,
 //! beside the tree in a row's free columns, next to their users), values
 //! and locks in a column (or a few) at the right, the caption in its own
-//! strip at the bottom.
+//! strip at the bottom. A parent's children hang from a bar under the
+//! channels between the rows, so one line goes down through a band and a
+//! channel steps aside from it where the band has room.
 //!
 //! Places come from the whole run (`layout_world`), so nothing moves when
 //! scrubbing; what labels say comes from the moment shown (`world`).
@@ -1337,48 +1339,8 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         }
         out.nodes.insert(id.to_string(), nb);
     }
-    // Tree edges; a grid of leaves hangs from one bar over it.
-    let mut grids: BTreeMap<&str, Rect> = BTreeMap::new();
-    for p in world.processes.values() {
-        let (Some(c), Some(par)) = (
-            out.nodes.get(&p.id),
-            p.parent.as_deref().and_then(|id| out.nodes.get(id)),
-        ) else {
-            continue;
-        };
-        let parent = p.parent.clone().unwrap_or_default();
-        if let Some(key) = tree.grid_parents.get(parent.as_str()) {
-            let r = grids.entry(key).or_insert(c.rect);
-            *r = r.union(c.rect);
-            continue;
-        }
-        out.edges.push((
-            parent,
-            p.id.clone(),
-            par.rect.center_bottom(),
-            c.rect.center_top(),
-        ));
-    }
-    for (parent, r) in grids {
-        let Some(par) = out.nodes.get(parent) else {
-            continue;
-        };
-        let bar_y = r.top() - (r.top() - par.rect.bottom()) * 0.4;
-        let half = node_w / 2.0;
-        out.edges.push((
-            parent.to_string(),
-            "grid".to_string(),
-            par.rect.center_bottom(),
-            pos2(par.rect.center().x, bar_y),
-        ));
-        out.edges.push((
-            parent.to_string(),
-            "bar".to_string(),
-            pos2(r.left() + half, bar_y),
-            pos2(r.right() - half, bar_y),
-        ));
-    }
     pools(&mut out, world, k);
+    let mut in_the_way: Vec<(Pos2, Pos2)> = Vec::new();
     // Channels beside the tree first (their links are in the bands' way):
     // in their cell, the title over the box, both in the middle of the
     // cell and of its row's height.
@@ -1394,8 +1356,46 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         };
         let top = row_y + (tree.row_h(*row) - STACKED_CHANNEL_H) * k / 2.0;
         let cb = stacked_channel(input, c, left + col * unit, top, k);
+        for id in users_of(input, name) {
+            if let Some(r) = places.get(id) {
+                in_the_way.push(link_ends(*r, cb.rect));
+            }
+        }
         out.channels.insert(name.to_string(), cb);
     }
+    // A parent's line down to its children's bar, whoever is born yet.
+    for (id, (row, _, _)) in &tree.at {
+        let has_kids_under = live.processes.values().any(|p| {
+            p.parent.as_deref() == Some(*id)
+                && tree
+                    .at
+                    .get(p.id.as_str())
+                    .is_some_and(|(r, _, _)| *r == row + 1)
+        });
+        if let (Some(r), true, false) = (
+            places.get(id),
+            has_kids_under,
+            tree.grid_parents.contains(id),
+        ) {
+            let to = row_top.get(row + 1).copied().unwrap_or(stage.bottom());
+            in_the_way.push((r.center_bottom(), pos2(r.center().x, to)));
+        }
+    }
+    // Where each row's children hang from their parents' bars: half way
+    // between what is under the row (its pool's strip, next steps, band)
+    // and the next row (its pool's frame).
+    let mut below_row: Vec<f32> = (0..tree.rows)
+        .map(|row| {
+            let mut y = row_top[row] + tree.row_h(row) * k;
+            if tree.pool_strip[row] {
+                y += POOL_STRIP_H * k;
+            }
+            if input.gated {
+                y += (NEXT_H + 0.4) * k;
+            }
+            y
+        })
+        .collect();
     // Channels in the band under their row.
     for row in 0..tree.bands.len() {
         let Some(row_y) = row_top.get(row) else {
@@ -1436,9 +1436,23 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                     Some((*name, c, want_left, foot))
                 })
                 .collect();
-            let y0 = band_top + 0.6 * k;
-            let wants: Vec<(f32, f32)> = feet.iter().map(|f| (f.2, f.3)).collect();
-            let lefts = pack_left(&wants, area.left(), area.right(), COL_GAP * k);
+            let (y0, y1) = (band_top + 0.6 * k, band_top + (0.6 + CHANNEL_H) * k);
+            if let Some(b) = below_row.get_mut(row).filter(|_| !feet.is_empty()) {
+                *b = b.max(y1);
+            }
+            // Clear of the tree's edges and of the links beside it if
+            // the line has room for that, else packed from the left.
+            let blocked: Vec<(f32, f32)> = in_the_way
+                .iter()
+                .filter_map(|(a, b)| x_span_in(*a, *b, y0, y1))
+                .map(|(x0, x1)| (x0 - 0.5 * k, x1 + 0.5 * k))
+                .collect();
+            let free = free_spans(area.left(), area.right(), blocked);
+            let gap = COL_GAP * k;
+            let room = (area.left(), area.right());
+            let whole: Vec<(f32, f32)> = feet.iter().map(|f| (f.2, f.3)).collect();
+            let lefts = dodge(&whole, &free, room, gap)
+                .unwrap_or_else(|| pack_left(&whole, area.left(), area.right(), gap));
             for ((name, live_c, _, _), l) in feet.into_iter().zip(lefts) {
                 let c = world.channels.get(name).unwrap_or(live_c);
                 let (box_w, title_w) = tree.channel_w(c);
@@ -1465,6 +1479,122 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             }
         }
     }
+    let bus_y: Vec<Option<f32>> = (0..tree.rows)
+        .map(|row| {
+            let next = row_top.get(row + 1)?;
+            let frame = if tree.pool_strip.get(row + 1) == Some(&true) {
+                POOL_PAD * k
+            } else {
+                0.0
+            };
+            Some((below_row[row] + next - frame) / 2.0)
+        })
+        .collect();
+    // Tree edges. A parent's children in the row under it hang from a
+    // bar (an "org chart"): one line down from the parent, under the
+    // channels between the rows, so a channel sits clear of the edges
+    // where the band has room. A grid of leaves hangs from one bar over
+    // it; a child elsewhere (an orphan the runner adopted) gets a line.
+    let mut grids: BTreeMap<&str, Rect> = BTreeMap::new();
+    let mut families: BTreeMap<&str, Vec<(&str, Rect)>> = BTreeMap::new();
+    for p in world.processes.values() {
+        let (Some(c), Some((parent, par))) = (
+            out.nodes.get(&p.id),
+            p.parent
+                .as_deref()
+                .and_then(|id| out.nodes.get_key_value(id)),
+        ) else {
+            continue;
+        };
+        if let Some(key) = tree.grid_parents.get(parent.as_str()) {
+            let r = grids.entry(key).or_insert(c.rect);
+            *r = r.union(c.rect);
+            continue;
+        }
+        let row_of = |id: &str| tree.at.get(id).map(|(row, _, _)| *row);
+        let next_row = match (row_of(parent), row_of(&p.id)) {
+            (Some(pr), Some(cr)) if parent != RUNNER_ID && cr == pr + 1 => Some(cr),
+            _ => None,
+        };
+        match next_row.and_then(|row| bus_y.get(row - 1).copied().flatten()) {
+            Some(_) => families
+                .entry(parent.as_str())
+                .or_default()
+                .push((p.id.as_str(), c.rect)),
+            None => out.edges.push((
+                parent.clone(),
+                p.id.clone(),
+                par.rect.center_bottom(),
+                c.rect.center_top(),
+            )),
+        }
+    }
+    for (parent, kids) in families {
+        let (Some(par), Some(row)) = (
+            out.nodes.get(parent),
+            tree.at.get(parent).map(|(row, _, _)| *row),
+        ) else {
+            continue;
+        };
+        let Some(y) = bus_y.get(row).copied().flatten() else {
+            continue;
+        };
+        let x = par.rect.center().x;
+        if let [(kid, r)] = kids.as_slice()
+            && (r.center().x - x).abs() < 0.5
+        {
+            // One child right under it: a straight line.
+            out.edges.push((
+                parent.to_string(),
+                kid.to_string(),
+                par.rect.center_bottom(),
+                r.center_top(),
+            ));
+            continue;
+        }
+        out.edges.push((
+            parent.to_string(),
+            "down".to_string(),
+            par.rect.center_bottom(),
+            pos2(x, y),
+        ));
+        let (lo, hi) = kids.iter().fold((x, x), |(lo, hi), (_, r)| {
+            (lo.min(r.center().x), hi.max(r.center().x))
+        });
+        out.edges.push((
+            parent.to_string(),
+            "bar".to_string(),
+            pos2(lo, y),
+            pos2(hi, y),
+        ));
+        for (kid, r) in kids {
+            out.edges.push((
+                parent.to_string(),
+                kid.to_string(),
+                pos2(r.center().x, y),
+                r.center_top(),
+            ));
+        }
+    }
+    for (parent, r) in grids {
+        let Some(par) = out.nodes.get(parent) else {
+            continue;
+        };
+        let bar_y = r.top() - (r.top() - par.rect.bottom()) * 0.4;
+        let half = node_w / 2.0;
+        out.edges.push((
+            parent.to_string(),
+            "grid".to_string(),
+            par.rect.center_bottom(),
+            pos2(par.rect.center().x, bar_y),
+        ));
+        out.edges.push((
+            parent.to_string(),
+            "bar".to_string(),
+            pos2(r.left() + half, bar_y),
+            pos2(r.right() - half, bar_y),
+        ));
+    }
     links_and_dots(&mut out, input, k);
     out
 }
@@ -1489,6 +1619,78 @@ fn stacked_channel(input: &StageInput, c: &Channel, cx: f32, top: f32, k: f32) -
         title,
         slots: slot_count(c),
     }
+}
+
+/// The processes that send to or receive from channel `name`.
+fn users_of<'a>(input: &'a StageInput, name: &str) -> impl Iterator<Item = &'a str> {
+    input
+        .channel_users
+        .get(name)
+        .into_iter()
+        .flat_map(|u| u.senders.iter().chain(u.receivers.iter()))
+        .map(String::as_str)
+        .filter(|id| *id != RUNNER_ID)
+}
+
+/// The x-span of the segment `a`–`b` between heights `y0` and `y1`, if it
+/// passes there.
+fn x_span_in(a: Pos2, b: Pos2, y0: f32, y1: f32) -> Option<(f32, f32)> {
+    let (lo, hi) = if a.y <= b.y { (a, b) } else { (b, a) };
+    if hi.y < y0 || lo.y > y1 {
+        return None;
+    }
+    let x_at = |y: f32| {
+        if (hi.y - lo.y).abs() < 1e-3 {
+            lo.x
+        } else {
+            lo.x + (hi.x - lo.x) * ((y - lo.y) / (hi.y - lo.y)).clamp(0.0, 1.0)
+        }
+    };
+    let (xa, xb) = (x_at(y0.max(lo.y)), x_at(y1.min(hi.y)));
+    Some((xa.min(xb), xa.max(xb)))
+}
+
+/// What is left of `lo`..`hi` once the `blocked` spans are taken out.
+fn free_spans(lo: f32, hi: f32, mut blocked: Vec<(f32, f32)>) -> Vec<(f32, f32)> {
+    blocked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut free = Vec::new();
+    let mut from = lo;
+    for (b0, b1) in blocked {
+        if b0 > from {
+            free.push((from, b0.min(hi)));
+        }
+        from = from.max(b1);
+    }
+    if from < hi {
+        free.push((from, hi));
+    }
+    free.retain(|(a, b)| b > a);
+    free
+}
+
+/// Lefts for items `(wanted left, width)`, in their order, each in a
+/// `free` span inside `lo`..`hi`, `gap` apart, as near its wish as the
+/// ones before it allow; `None` if they do not all fit.
+fn dodge(
+    items: &[(f32, f32)],
+    free: &[(f32, f32)],
+    (lo, hi): (f32, f32),
+    gap: f32,
+) -> Option<Vec<f32>> {
+    let mut cursor = lo;
+    let mut out = Vec::new();
+    for (want, w) in items {
+        let l = free
+            .iter()
+            .filter_map(|(a, b)| {
+                let (from, to) = (a.max(cursor), (b - w).min(hi - w));
+                (to >= from).then(|| want.clamp(from, to))
+            })
+            .min_by(|x, y| (x - want).abs().total_cmp(&(y - want).abs()))?;
+        out.push(l);
+        cursor = l + w + gap;
+    }
+    Some(out)
 }
 
 /// Lefts for items `(wanted left, width)` packed in order from where they
