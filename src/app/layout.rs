@@ -2505,3 +2505,62 @@ mod fit_line_tests {
         assert!(other.starts_with("runs") && other.ends_with('…'), "{other}");
     }
 }
+
+#[cfg(test)]
+mod placement_tests {
+    use super::{dodge, free_cells, free_spans, pack_left, x_span_in};
+    use crate::protocol::RUNNER_ID;
+    use egui::pos2;
+    use std::collections::BTreeMap;
+
+    /// A channel whose wish puts it on a line steps to the nearer side of
+    /// it when there is room, and the next one keeps its distance.
+    #[test]
+    fn a_band_steps_aside_from_a_line_where_it_has_room() {
+        let line = x_span_in(pos2(100.0, 0.0), pos2(100.0, 50.0), 10.0, 20.0);
+        assert_eq!(line, Some((100.0, 100.0)));
+        let free = free_spans(0.0, 300.0, vec![(95.0, 105.0)]);
+        assert_eq!(free, vec![(0.0, 95.0), (105.0, 300.0)]);
+        // 60 wide, wanted on the line at 60..120: left of it is nearer.
+        let lefts = dodge(&[(60.0, 60.0), (150.0, 60.0)], &free, (0.0, 300.0), 10.0);
+        assert_eq!(lefts, Some(vec![35.0, 150.0]));
+        // At 80..140: right of it is nearer, and the next one makes room.
+        let lefts = dodge(&[(80.0, 60.0), (150.0, 60.0)], &free, (0.0, 300.0), 10.0);
+        assert_eq!(lefts, Some(vec![105.0, 175.0]));
+        // No room beside the line: no answer (the band is packed instead).
+        assert_eq!(dodge(&[(80.0, 200.0)], &free, (0.0, 300.0), 10.0), None);
+        assert_eq!(
+            pack_left(&[(80.0, 200.0), (150.0, 100.0)], 0.0, 300.0, 10.0),
+            vec![0.0, 210.0]
+        );
+    }
+
+    /// A free cell goes to the nearest channel whose users are all in its
+    /// row or the next and at most a column away; a channel with a user
+    /// further off stays in its band.
+    #[test]
+    fn free_cells_go_to_channels_next_to_all_their_users() {
+        // main over three children; the row of main has free columns 0 and 2.
+        let at: BTreeMap<&str, (usize, usize, f32)> = [
+            (RUNNER_ID, (0, 0, 1.5)),
+            ("main", (0, 0, 1.5)),
+            ("a", (1, 0, 0.5)),
+            ("b", (1, 0, 1.5)),
+            ("c", (1, 0, 2.5)),
+        ]
+        .into_iter()
+        .collect();
+        let bands = vec![vec![("all", 1.5), ("right", 2.0)], vec![("only_a", 0.5)]];
+        let users: BTreeMap<&str, Vec<(usize, f32)>> = [
+            ("all", vec![(0, 1.5), (1, 0.5), (1, 1.5), (1, 2.5)]),
+            ("right", vec![(0, 1.5), (1, 1.5), (1, 2.5)]),
+            ("only_a", vec![(1, 0.5)]),
+        ]
+        .into_iter()
+        .collect();
+        let cells = free_cells(&at, 2, 3.0, &bands, &users, |_| true);
+        assert_eq!(cells, vec![("only_a", 0, 0.5), ("right", 0, 2.5)]);
+        // Nothing fits: nothing moves.
+        assert!(free_cells(&at, 2, 3.0, &bands, &users, |_| false).is_empty());
+    }
+}
