@@ -841,9 +841,9 @@ fn stacked_channel_w(c: &Channel) -> f32 {
 /// column (one unit wide) of a row where no node is, with every process
 /// that uses the channel in that row or the next, at most one column away
 /// (its links stay short, cross no other node, and come from the side or
-/// from below, never through the title over the box). Cells are taken in order (row,
-/// then column), each by the nearest channel that `fits` there (then by
-/// name): the same run always gets the same places.
+/// from below, never through the title over the box). Cells are taken in
+/// order (row, then column), each by the nearest channel that `fits`
+/// there (then by name): the same run always gets the same places.
 fn free_cells<'a>(
     at: &BTreeMap<&str, (usize, usize, f32)>,
     rows: usize,
@@ -1364,19 +1364,19 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         out.channels.insert(name.to_string(), cb);
     }
     // A parent's line down to its children's bar, whoever is born yet.
-    for (id, (row, _, _)) in &tree.at {
-        let has_kids_under = live.processes.values().any(|p| {
-            p.parent.as_deref() == Some(*id)
-                && tree
-                    .at
-                    .get(p.id.as_str())
-                    .is_some_and(|(r, _, _)| *r == row + 1)
-        });
-        if let (Some(r), true, false) = (
-            places.get(id),
-            has_kids_under,
-            tree.grid_parents.contains(id),
-        ) {
+    let row_of = |id: &str| tree.at.get(id).map(|(row, _, _)| *row);
+    let hangs_from_bar = |parent: &str, child: &str| {
+        parent != RUNNER_ID
+            && !tree.grid_parents.contains(parent)
+            && matches!((row_of(parent), row_of(child)), (Some(pr), Some(cr)) if cr == pr + 1)
+    };
+    let bar_parents: std::collections::BTreeSet<&str> = live
+        .processes
+        .values()
+        .filter_map(|p| p.parent.as_deref().filter(|par| hangs_from_bar(par, &p.id)))
+        .collect();
+    for id in &bar_parents {
+        if let (Some(r), Some(row)) = (places.get(id), row_of(id)) {
             let to = row_top.get(row + 1).copied().unwrap_or(stage.bottom());
             in_the_way.push((r.center_bottom(), pos2(r.center().x, to)));
         }
@@ -1511,32 +1511,25 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             *r = r.union(c.rect);
             continue;
         }
-        let row_of = |id: &str| tree.at.get(id).map(|(row, _, _)| *row);
-        let next_row = match (row_of(parent), row_of(&p.id)) {
-            (Some(pr), Some(cr)) if parent != RUNNER_ID && cr == pr + 1 => Some(cr),
-            _ => None,
-        };
-        match next_row.and_then(|row| bus_y.get(row - 1).copied().flatten()) {
-            Some(_) => families
+        if hangs_from_bar(parent, &p.id) {
+            families
                 .entry(parent.as_str())
                 .or_default()
-                .push((p.id.as_str(), c.rect)),
-            None => out.edges.push((
+                .push((p.id.as_str(), c.rect));
+        } else {
+            out.edges.push((
                 parent.clone(),
                 p.id.clone(),
                 par.rect.center_bottom(),
                 c.rect.center_top(),
-            )),
+            ));
         }
     }
     for (parent, kids) in families {
-        let (Some(par), Some(row)) = (
+        let (Some(par), Some(y)) = (
             out.nodes.get(parent),
-            tree.at.get(parent).map(|(row, _, _)| *row),
+            row_of(parent).and_then(|row| bus_y.get(row).copied().flatten()),
         ) else {
-            continue;
-        };
-        let Some(y) = bus_y.get(row).copied().flatten() else {
             continue;
         };
         let x = par.rect.center().x;
@@ -1639,13 +1632,10 @@ fn x_span_in(a: Pos2, b: Pos2, y0: f32, y1: f32) -> Option<(f32, f32)> {
     if hi.y < y0 || lo.y > y1 {
         return None;
     }
-    let x_at = |y: f32| {
-        if (hi.y - lo.y).abs() < 1e-3 {
-            lo.x
-        } else {
-            lo.x + (hi.x - lo.x) * ((y - lo.y) / (hi.y - lo.y)).clamp(0.0, 1.0)
-        }
-    };
+    if hi.y - lo.y < 1e-3 {
+        return Some((lo.x.min(hi.x), lo.x.max(hi.x)));
+    }
+    let x_at = |y: f32| lo.x + (hi.x - lo.x) * ((y - lo.y) / (hi.y - lo.y)).clamp(0.0, 1.0);
     let (xa, xb) = (x_at(y0.max(lo.y)), x_at(y1.min(hi.y)));
     Some((xa.min(xb), xa.max(xb)))
 }
@@ -1669,28 +1659,63 @@ fn free_spans(lo: f32, hi: f32, mut blocked: Vec<(f32, f32)>) -> Vec<(f32, f32)>
 }
 
 /// Lefts for items `(wanted left, width)`, in their order, each in a
-/// `free` span inside `lo`..`hi`, `gap` apart, as near its wish as the
-/// ones before it allow; `None` if they do not all fit.
+/// `free` span inside `lo`..`hi`, `gap` apart, as near their wishes as
+/// can be (the least distance moved in all, over the ways of giving them
+/// spans); `None` if they do not all fit.
 fn dodge(
     items: &[(f32, f32)],
     free: &[(f32, f32)],
     (lo, hi): (f32, f32),
     gap: f32,
 ) -> Option<Vec<f32>> {
-    let mut cursor = lo;
-    let mut out = Vec::new();
-    for (want, w) in items {
-        let l = free
-            .iter()
-            .filter_map(|(a, b)| {
-                let (from, to) = (a.max(cursor), (b - w).min(hi - w));
-                (to >= from).then(|| want.clamp(from, to))
-            })
-            .min_by(|x, y| (x - want).abs().total_cmp(&(y - want).abs()))?;
-        out.push(l);
-        cursor = l + w + gap;
+    let mut search = Dodge {
+        free,
+        hi,
+        gap,
+        placed: Vec::with_capacity(items.len()),
+        best: None,
+        steps_left: DODGE_STEPS,
+    };
+    search.go(items, lo, 0, 0.0);
+    search.best.map(|(_, lefts)| lefts)
+}
+
+/// The most ways [`dodge`] looks at (a band line holds a few channels,
+/// and the search is the same every frame).
+const DODGE_STEPS: usize = 4096;
+
+/// [`dodge`]'s search, depth first, cut where it cannot do better.
+struct Dodge<'a> {
+    free: &'a [(f32, f32)],
+    hi: f32,
+    gap: f32,
+    placed: Vec<f32>,
+    /// Distance moved in all, and the lefts.
+    best: Option<(f32, Vec<f32>)>,
+    steps_left: usize,
+}
+
+impl Dodge<'_> {
+    fn go(&mut self, items: &[(f32, f32)], cursor: f32, first_span: usize, moved: f32) {
+        if self.steps_left == 0 || self.best.as_ref().is_some_and(|(m, _)| moved >= *m) {
+            return;
+        }
+        self.steps_left -= 1;
+        let Some((&(want, w), rest)) = items.split_first() else {
+            self.best = Some((moved, self.placed.clone()));
+            return;
+        };
+        for (j, &(a, b)) in self.free.iter().enumerate().skip(first_span) {
+            let (from, to) = (a.max(cursor), (b - w).min(self.hi - w));
+            if to < from {
+                continue;
+            }
+            let l = want.clamp(from, to);
+            self.placed.push(l);
+            self.go(rest, l + w + self.gap, j, moved + (l - want).abs());
+            self.placed.pop();
+        }
     }
-    Some(out)
 }
 
 /// Lefts for items `(wanted left, width)` packed in order from where they
@@ -2519,14 +2544,26 @@ mod placement_tests {
     fn a_band_steps_aside_from_a_line_where_it_has_room() {
         let line = x_span_in(pos2(100.0, 0.0), pos2(100.0, 50.0), 10.0, 20.0);
         assert_eq!(line, Some((100.0, 100.0)));
+        let bar = x_span_in(pos2(50.0, 15.0), pos2(20.0, 15.0), 10.0, 20.0);
+        assert_eq!(bar, Some((20.0, 50.0)));
+        assert_eq!(
+            x_span_in(pos2(0.0, 30.0), pos2(9.0, 40.0), 10.0, 20.0),
+            None
+        );
         let free = free_spans(0.0, 300.0, vec![(95.0, 105.0)]);
         assert_eq!(free, vec![(0.0, 95.0), (105.0, 300.0)]);
         // 60 wide, wanted on the line at 60..120: left of it is nearer.
         let lefts = dodge(&[(60.0, 60.0), (150.0, 60.0)], &free, (0.0, 300.0), 10.0);
         assert_eq!(lefts, Some(vec![35.0, 150.0]));
-        // At 80..140: right of it is nearer, and the next one makes room.
+        // At 80..140: right of it is nearer, but then the next one moves
+        // too; left of it, less is moved in all.
         let lefts = dodge(&[(80.0, 60.0), (150.0, 60.0)], &free, (0.0, 300.0), 10.0);
-        assert_eq!(lefts, Some(vec![105.0, 175.0]));
+        assert_eq!(lefts, Some(vec![35.0, 150.0]));
+        // Alone, it takes the nearer side.
+        assert_eq!(
+            dodge(&[(80.0, 60.0)], &free, (0.0, 300.0), 10.0),
+            Some(vec![105.0])
+        );
         // No room beside the line: no answer (the band is packed instead).
         assert_eq!(dodge(&[(80.0, 200.0)], &free, (0.0, 300.0), 10.0), None);
         assert_eq!(
