@@ -2156,6 +2156,14 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
             });
         }
     }
+    // A link may pass under a channel's title (on its own ground, so the
+    // words stay whole) where a band had no room to step aside: a dot on
+    // its way passes under it too, never over the words.
+    let titles: Vec<Rect> = out.channels.values().map(|c| c.title.rect).collect();
+    dots.retain(|d| {
+        let r = Rect::from_center_size(d.center, Vec2::splat(2.0 * d.radius));
+        d.parked_in.is_some() || !titles.iter().any(|t| t.expand(2.0).intersects(r))
+    });
     out.dots = dots;
 }
 
