@@ -10,8 +10,12 @@
 //! fills the stage with big type and only a really large tree gets small
 //! type. Channels, shared values and locks are parts of the layout, not
 //! drawn on top of it: channels sit in bands between the rows of the
-//! processes that use them, values and locks in a column (or a few) at the
-//! right, the caption in its own strip at the bottom.
+//! processes that use them (or, when bands would leave the type too small,
+//! beside the tree in a row's free columns, next to their users), values
+//! and locks in a column (or a few) at the right, the caption in its own
+//! strip at the bottom. A parent's children hang from a bar under the
+//! channels between the rows, so one line goes down through a band and a
+//! channel steps aside from it where the band has room.
 //!
 //! Places come from the whole run (`layout_world`), so nothing moves when
 //! scrubbing; what labels say comes from the moment shown (`world`).
@@ -582,6 +586,10 @@ struct Tree<'a> {
     /// the band is one line): a band wider than its row of nodes may be
     /// laid on two lines.
     band_split: Vec<usize>,
+    /// Channels beside the tree, each in a free cell of a row (a column
+    /// with no node there, next to every process that uses it), its title
+    /// over its box: (channel, row, centre column in units).
+    cells: Vec<(&'a str, usize, f32)>,
 }
 
 /// Ways to make a tree narrower at the cost of height.
@@ -591,6 +599,9 @@ struct Compact {
     two_line_state: bool,
     /// A band of channels wider than the nodes on two lines.
     two_line_bands: bool,
+    /// Channels in the free cells of the rows, beside the tree, rather
+    /// than in a band under it (when the stage is too short for bands).
+    free_cells: bool,
 }
 
 /// Gap between the sub-rows of a grid of leaves (k units).
@@ -733,6 +744,8 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         + NODE_LINE_H * extra_lines_max(live) as f32
         + if two_line_state { STATE_LINE_H } else { 0.0 };
     let mut bands: Vec<Vec<(&str, f32)>> = vec![Vec::new(); n_rows];
+    // Where each channel's users are: (row, centre column).
+    let mut users_at: BTreeMap<&str, Vec<(usize, f32)>> = BTreeMap::new();
     for (name, users) in input.channel_users {
         if !live.channels.contains_key(name) {
             continue;
@@ -750,11 +763,25 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         let x = ends.iter().map(|(_, x)| x).sum::<f32>() / ends.len() as f32;
         if let Some((key, _)) = live.channels.get_key_value(name) {
             bands[row.min(n_rows - 1)].push((key.as_str(), x));
+            users_at.insert(key.as_str(), ends);
         }
     }
     for band in &mut bands {
         band.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
     }
+    let cells = if compact.free_cells {
+        let cells = free_cells(&at, n_rows, next_root.max(1.0), &bands, &users_at, |name| {
+            live.channels.get(name).is_some_and(|c| {
+                stacked_channel_w(c) <= node_w + COL_GAP - 0.3 && STACKED_CHANNEL_H <= node_h
+            })
+        });
+        for band in &mut bands {
+            band.retain(|(name, _)| !cells.iter().any(|(c, _, _)| c == name));
+        }
+        cells
+    } else {
+        Vec::new()
+    };
     let mut pool_strip = vec![false; n_rows];
     for p in live.processes.values() {
         if p.role.starts_with("pool:")
@@ -783,6 +810,7 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         }
     }
     Tree {
+        cells,
         band_split,
         grid_parents,
         at,
@@ -797,6 +825,70 @@ fn tree<'a>(input: &StageInput<'a>, grid_cols: usize, compact: Compact) -> Tree<
         bands,
         pool_strip,
     }
+}
+
+/// A channel beside the tree: its title over its box (k units).
+const STACKED_TITLE_GAP: f32 = 0.3;
+const STACKED_CHANNEL_H: f32 = 1.25 + STACKED_TITLE_GAP + CHANNEL_H;
+
+/// How wide a channel is with its title over its box (k units).
+fn stacked_channel_w(c: &Channel) -> f32 {
+    let (box_w, title_w) = channel_w(c);
+    box_w.max(title_w)
+}
+
+/// Channels that can leave their band for a free cell of the tree: a
+/// column (one unit wide) of a row where no node is, with every process
+/// that uses the channel in that row or the next, at most one column away
+/// (its links stay short, cross no other node, and come from the side or
+/// from below, never through the title over the box). Cells are taken in
+/// order (row, then column), each by the nearest channel that `fits`
+/// there (then by name): the same run always gets the same places.
+fn free_cells<'a>(
+    at: &BTreeMap<&str, (usize, usize, f32)>,
+    rows: usize,
+    units: f32,
+    bands: &[Vec<(&'a str, f32)>],
+    users_at: &BTreeMap<&str, Vec<(usize, f32)>>,
+    fits: impl Fn(&str) -> bool,
+) -> Vec<(&'a str, usize, f32)> {
+    const EPS: f32 = 1e-3;
+    let mut out: Vec<(&'a str, usize, f32)> = Vec::new();
+    for row in 0..rows {
+        let taken: Vec<f32> = at
+            .iter()
+            .filter(|(id, (r, _, _))| **id != RUNNER_ID && *r == row)
+            .map(|(_, (_, _, x))| *x)
+            .collect();
+        for i in 0..units.floor() as usize {
+            let x = i as f32 + 0.5;
+            if taken.iter().any(|t| (t - x).abs() < 1.0 - EPS) {
+                continue;
+            }
+            let best = bands
+                .iter()
+                .flatten()
+                .filter(|(name, _)| !out.iter().any(|(c, _, _)| c == name))
+                .filter(|(name, _)| {
+                    users_at.get(name).is_some_and(|ends| {
+                        ends.iter().all(|(r, ux)| {
+                            (*r == row || *r == row + 1) && (ux - x).abs() <= 1.0 + EPS
+                        })
+                    })
+                })
+                .filter(|(name, _)| fits(name))
+                .min_by(|a, b| {
+                    (a.1 - x)
+                        .abs()
+                        .total_cmp(&(b.1 - x).abs())
+                        .then(a.0.cmp(b.0))
+                });
+            if let Some((name, _)) = best {
+                out.push((name, row, x));
+            }
+        }
+    }
+    out
 }
 
 impl Tree<'_> {
@@ -831,6 +923,7 @@ impl Tree<'_> {
 
     fn is_compact(&self) -> Compact {
         Compact {
+            free_cells: !self.cells.is_empty(),
             two_line_state: self.two_line_state,
             two_line_bands: self
                 .band_split
@@ -1024,49 +1117,58 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         best = Some(cache.fit);
         grids.clear();
     }
-    let tries: Vec<(usize, Compact)> = grids
-        .iter()
-        .flat_map(|g| {
-            [(false, false), (true, false), (false, true), (true, true)].map(
-                |(two_line_state, two_line_bands)| {
-                    (
-                        *g,
-                        Compact {
-                            two_line_state,
-                            two_line_bands,
-                        },
-                    )
-                },
-            )
-        })
-        .collect();
-    for (grid, wrap) in tries {
-        let t = tree(input, grid, wrap);
-        // A way that changes nothing was tried already.
-        if t.is_compact() != wrap {
-            continue;
+    // Channels beside the tree (in free cells) only when the bands leave
+    // the type under the size an audience needs: a lesson's channels stay
+    // between the processes that use them wherever they can.
+    for free_cells in [false, true] {
+        if free_cells && best.as_ref().is_none_or(|b| b.3 + 1e-3 >= k_min) {
+            break;
         }
-        let tree_w = t.width(live);
-        let tree_h = t.height(input.gated);
-        let choices = if cards.is_empty() {
-            0..=0
-        } else {
-            1..=cards.len()
-        };
-        for cols in choices {
-            let (_, side_h) = pack(&heights, cols);
-            let side_w = if cols == 0 {
-                0.0
+        let tries: Vec<(usize, Compact)> = grids
+            .iter()
+            .flat_map(|g| {
+                [(false, false), (true, false), (false, true), (true, true)].map(
+                    |(two_line_state, two_line_bands)| {
+                        (
+                            *g,
+                            Compact {
+                                two_line_state,
+                                two_line_bands,
+                                free_cells,
+                            },
+                        )
+                    },
+                )
+            })
+            .collect();
+        for (grid, wrap) in tries {
+            let t = tree(input, grid, wrap);
+            // A way that changes nothing was tried already.
+            if t.is_compact() != wrap {
+                continue;
+            }
+            let tree_w = t.width(live);
+            let tree_h = t.height(input.gated);
+            let choices = if cards.is_empty() {
+                0..=0
             } else {
-                cols as f32 * (CARD_W + CARD_GAP) + COL_GAP
+                1..=cards.len()
             };
-            let k = (stage.width() / (tree_w + side_w))
-                .min(stage.height() / ((tree_h + banner_h).max(side_h) + caption_h));
-            // Past the ceiling, a bigger k is no better: the first (no
-            // grid, fewest columns) wins.
-            let k = k.min(k_max);
-            if best.as_ref().is_none_or(|b| k > b.3 + 1e-3) {
-                best = Some((grid, wrap, cols, k));
+            for cols in choices {
+                let (_, side_h) = pack(&heights, cols);
+                let side_w = if cols == 0 {
+                    0.0
+                } else {
+                    cols as f32 * (CARD_W + CARD_GAP) + COL_GAP
+                };
+                let k = (stage.width() / (tree_w + side_w))
+                    .min(stage.height() / ((tree_h + banner_h).max(side_h) + caption_h));
+                // Past the ceiling, a bigger k is no better: the first (no
+                // grid, fewest columns) wins.
+                let k = k.min(k_max);
+                if best.as_ref().is_none_or(|b| k > b.3 + 1e-3) {
+                    best = Some((grid, wrap, cols, k));
+                }
             }
         }
     }
@@ -1179,6 +1281,23 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         y += (tree.row_h(r) + tree.gap_under(r, input.gated)) * k + spread;
     }
     let node_w = tree.node_w * k;
+    // Every process's place, born yet or not (what is in the way of a
+    // channel must not change from one moment to the next).
+    let places: BTreeMap<&str, Rect> = tree
+        .at
+        .iter()
+        .filter(|(id, _)| **id != RUNNER_ID)
+        .map(|(id, (row, sub, col))| {
+            let rect = Rect::from_min_size(
+                pos2(
+                    left + col * unit - node_w / 2.0,
+                    row_top[*row] + *sub as f32 * (tree.node_h + SUB_GAP) * k,
+                ),
+                vec2(node_w, tree.node_h * k),
+            );
+            (*id, rect)
+        })
+        .collect();
     for (id, (row, sub, col)) in &tree.at {
         let cx = left + col * unit;
         if *id == RUNNER_ID {
@@ -1191,13 +1310,9 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             }
             continue;
         }
-        let rect = Rect::from_min_size(
-            pos2(
-                cx - node_w / 2.0,
-                row_top[*row] + *sub as f32 * (tree.node_h + SUB_GAP) * k,
-            ),
-            vec2(node_w, tree.node_h * k),
-        );
+        let Some(&rect) = places.get(id) else {
+            continue;
+        };
         let Some(p) = world.processes.get(*id) else {
             // Not born yet at this moment: its place stays empty.
             continue;
@@ -1224,48 +1339,63 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         }
         out.nodes.insert(id.to_string(), nb);
     }
-    // Tree edges; a grid of leaves hangs from one bar over it.
-    let mut grids: BTreeMap<&str, Rect> = BTreeMap::new();
-    for p in world.processes.values() {
-        let (Some(c), Some(par)) = (
-            out.nodes.get(&p.id),
-            p.parent.as_deref().and_then(|id| out.nodes.get(id)),
+    pools(&mut out, world, k);
+    let mut in_the_way: Vec<(Pos2, Pos2)> = Vec::new();
+    // Channels beside the tree first (their links are in the bands' way):
+    // in their cell, the title over the box, both in the middle of the
+    // cell and of its row's height.
+    for (name, row, col) in &tree.cells {
+        let (Some(c), Some(row_y)) = (
+            world
+                .channels
+                .get(*name)
+                .or_else(|| live.channels.get(*name)),
+            row_top.get(*row),
         ) else {
             continue;
         };
-        let parent = p.parent.clone().unwrap_or_default();
-        if let Some(key) = tree.grid_parents.get(parent.as_str()) {
-            let r = grids.entry(key).or_insert(c.rect);
-            *r = r.union(c.rect);
-            continue;
+        let top = row_y + (tree.row_h(*row) - STACKED_CHANNEL_H) * k / 2.0;
+        let cb = stacked_channel(input, c, left + col * unit, top, k);
+        for id in users_of(input, name) {
+            if let Some(r) = places.get(id) {
+                in_the_way.push(link_ends(*r, cb.rect));
+            }
         }
-        out.edges.push((
-            parent,
-            p.id.clone(),
-            par.rect.center_bottom(),
-            c.rect.center_top(),
-        ));
+        out.channels.insert(name.to_string(), cb);
     }
-    for (parent, r) in grids {
-        let Some(par) = out.nodes.get(parent) else {
-            continue;
-        };
-        let bar_y = r.top() - (r.top() - par.rect.bottom()) * 0.4;
-        let half = node_w / 2.0;
-        out.edges.push((
-            parent.to_string(),
-            "grid".to_string(),
-            par.rect.center_bottom(),
-            pos2(par.rect.center().x, bar_y),
-        ));
-        out.edges.push((
-            parent.to_string(),
-            "bar".to_string(),
-            pos2(r.left() + half, bar_y),
-            pos2(r.right() - half, bar_y),
-        ));
+    // A parent's line down to its children's bar, whoever is born yet.
+    let row_of = |id: &str| tree.at.get(id).map(|(row, _, _)| *row);
+    let hangs_from_bar = |parent: &str, child: &str| {
+        parent != RUNNER_ID
+            && !tree.grid_parents.contains(parent)
+            && matches!((row_of(parent), row_of(child)), (Some(pr), Some(cr)) if cr == pr + 1)
+    };
+    let bar_parents: std::collections::BTreeSet<&str> = live
+        .processes
+        .values()
+        .filter_map(|p| p.parent.as_deref().filter(|par| hangs_from_bar(par, &p.id)))
+        .collect();
+    for id in &bar_parents {
+        if let (Some(r), Some(row)) = (places.get(id), row_of(id)) {
+            let to = row_top.get(row + 1).copied().unwrap_or(stage.bottom());
+            in_the_way.push((r.center_bottom(), pos2(r.center().x, to)));
+        }
     }
-    pools(&mut out, world, k);
+    // Where each row's children hang from their parents' bars: half way
+    // between what is under the row (its pool's strip, next steps, band)
+    // and the next row (its pool's frame).
+    let mut below_row: Vec<f32> = (0..tree.rows)
+        .map(|row| {
+            let mut y = row_top[row] + tree.row_h(row) * k;
+            if tree.pool_strip[row] {
+                y += POOL_STRIP_H * k;
+            }
+            if input.gated {
+                y += (NEXT_H + 0.4) * k;
+            }
+            y
+        })
+        .collect();
     // Channels in the band under their row.
     for row in 0..tree.bands.len() {
         let Some(row_y) = row_top.get(row) else {
@@ -1294,46 +1424,43 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             + spread * 0.5;
         for (line, band) in lines.iter().enumerate() {
             let band_top = band_top + line as f32 * BAND_H * k;
-            let mut placed: Vec<(String, f32, f32, f32)> = Vec::new(); // name, left, title_w, box_w
-            let mut cursor = area.left();
-            for (name, want) in band.iter() {
-                let Some(c) = live.channels.get(*name) else {
-                    continue;
-                };
+            // Each channel's foot (title and box) and where it wants its
+            // box's middle: under the middle of its users.
+            let feet: Vec<(&str, &Channel, f32, f32)> = band
+                .iter()
+                .filter_map(|(name, want)| {
+                    let c = live.channels.get(*name)?;
+                    let (box_w, title_w) = tree.channel_w(c);
+                    let foot = (title_w + 0.6 + box_w) * k;
+                    let want_left = left + want * unit - (title_w + 0.6 + box_w / 2.0) * k;
+                    Some((*name, c, want_left, foot))
+                })
+                .collect();
+            let (y0, y1) = (band_top + 0.6 * k, band_top + (0.6 + CHANNEL_H) * k);
+            if let Some(b) = below_row.get_mut(row).filter(|_| !feet.is_empty()) {
+                *b = b.max(y1);
+            }
+            // Clear of the tree's edges and of the links beside it if
+            // the line has room for that, else packed from the left.
+            let blocked: Vec<(f32, f32)> = in_the_way
+                .iter()
+                .filter_map(|(a, b)| x_span_in(*a, *b, y0, y1))
+                .map(|(x0, x1)| (x0 - 0.5 * k, x1 + 0.5 * k))
+                .collect();
+            let free = free_spans(area.left(), area.right(), blocked);
+            let gap = COL_GAP * k;
+            let room = (area.left(), area.right());
+            let whole: Vec<(f32, f32)> = feet.iter().map(|f| (f.2, f.3)).collect();
+            let lefts = dodge(&whole, &free, room, gap)
+                .unwrap_or_else(|| pack_left(&whole, area.left(), area.right(), gap));
+            for ((name, live_c, _, _), l) in feet.into_iter().zip(lefts) {
+                let c = world.channels.get(name).unwrap_or(live_c);
                 let (box_w, title_w) = tree.channel_w(c);
-                let foot = (title_w + 0.6 + box_w) * k;
-                let want_left = left + want * unit - title_w * k - 0.6 * k - box_w * k / 2.0;
-                let l = want_left.max(cursor);
-                placed.push((name.to_string(), l, title_w * k, box_w * k));
-                cursor = l + foot + COL_GAP * k;
-            }
-            // Pushed past the right edge: slide the band back in.
-            let over = cursor - COL_GAP * k - area.right();
-            if over > 0.0 {
-                for p in &mut placed {
-                    p.1 -= over;
-                }
-                // And never past the left edge either.
-                let under = area.left() - placed.first().map_or(area.left(), |p| p.1);
-                if under > 0.0 {
-                    for p in &mut placed {
-                        p.1 += under;
-                    }
-                }
-            }
-            for (name, l, title_w, box_w) in placed {
-                let Some(c) = world
-                    .channels
-                    .get(&name)
-                    .or_else(|| live.channels.get(&name))
-                else {
-                    continue;
-                };
                 let rect = Rect::from_min_size(
-                    pos2(l + title_w + 0.6 * k, band_top + 0.6 * k),
-                    vec2(box_w, CHANNEL_H * k),
+                    pos2(l + (title_w + 0.6) * k, y0),
+                    vec2(box_w * k, CHANNEL_H * k),
                 );
-                let title_text = channel_title(c, readers_gone(input, &name));
+                let title_text = channel_title(c, readers_gone(input, name));
                 let tw = text_w(&title_text, k);
                 let title = Label {
                     rect: Rect::from_min_size(
@@ -1343,18 +1470,278 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                     font: k,
                     text: title_text,
                 };
-                out.channels.insert(
-                    name.clone(),
-                    ChannelBox {
-                        rect,
-                        title,
-                        slots: slot_count(c),
-                    },
-                );
+                let cb = ChannelBox {
+                    rect,
+                    title,
+                    slots: slot_count(c),
+                };
+                out.channels.insert(name.to_string(), cb);
             }
         }
     }
+    let bus_y: Vec<Option<f32>> = (0..tree.rows)
+        .map(|row| {
+            let next = row_top.get(row + 1)?;
+            let frame = if tree.pool_strip.get(row + 1) == Some(&true) {
+                POOL_PAD * k
+            } else {
+                0.0
+            };
+            Some((below_row[row] + next - frame) / 2.0)
+        })
+        .collect();
+    // Tree edges. A parent's children in the row under it hang from a
+    // bar (an "org chart"): one line down from the parent, under the
+    // channels between the rows, so a channel sits clear of the edges
+    // where the band has room. A grid of leaves hangs from one bar over
+    // it; a child elsewhere (an orphan the runner adopted) gets a line.
+    let mut grids: BTreeMap<&str, Rect> = BTreeMap::new();
+    let mut families: BTreeMap<&str, Vec<(&str, Rect)>> = BTreeMap::new();
+    for p in world.processes.values() {
+        let (Some(c), Some((parent, par))) = (
+            out.nodes.get(&p.id),
+            p.parent
+                .as_deref()
+                .and_then(|id| out.nodes.get_key_value(id)),
+        ) else {
+            continue;
+        };
+        if let Some(key) = tree.grid_parents.get(parent.as_str()) {
+            let r = grids.entry(key).or_insert(c.rect);
+            *r = r.union(c.rect);
+            continue;
+        }
+        if hangs_from_bar(parent, &p.id) {
+            families
+                .entry(parent.as_str())
+                .or_default()
+                .push((p.id.as_str(), c.rect));
+        } else {
+            out.edges.push((
+                parent.clone(),
+                p.id.clone(),
+                par.rect.center_bottom(),
+                c.rect.center_top(),
+            ));
+        }
+    }
+    for (parent, kids) in families {
+        let (Some(par), Some(y)) = (
+            out.nodes.get(parent),
+            row_of(parent).and_then(|row| bus_y.get(row).copied().flatten()),
+        ) else {
+            continue;
+        };
+        let x = par.rect.center().x;
+        if let [(kid, r)] = kids.as_slice()
+            && (r.center().x - x).abs() < 0.5
+        {
+            // One child right under it: a straight line.
+            out.edges.push((
+                parent.to_string(),
+                kid.to_string(),
+                par.rect.center_bottom(),
+                r.center_top(),
+            ));
+            continue;
+        }
+        out.edges.push((
+            parent.to_string(),
+            "down".to_string(),
+            par.rect.center_bottom(),
+            pos2(x, y),
+        ));
+        let (lo, hi) = kids.iter().fold((x, x), |(lo, hi), (_, r)| {
+            (lo.min(r.center().x), hi.max(r.center().x))
+        });
+        out.edges.push((
+            parent.to_string(),
+            "bar".to_string(),
+            pos2(lo, y),
+            pos2(hi, y),
+        ));
+        for (kid, r) in kids {
+            out.edges.push((
+                parent.to_string(),
+                kid.to_string(),
+                pos2(r.center().x, y),
+                r.center_top(),
+            ));
+        }
+    }
+    for (parent, r) in grids {
+        let Some(par) = out.nodes.get(parent) else {
+            continue;
+        };
+        let bar_y = r.top() - (r.top() - par.rect.bottom()) * 0.4;
+        let half = node_w / 2.0;
+        out.edges.push((
+            parent.to_string(),
+            "grid".to_string(),
+            par.rect.center_bottom(),
+            pos2(par.rect.center().x, bar_y),
+        ));
+        out.edges.push((
+            parent.to_string(),
+            "bar".to_string(),
+            pos2(r.left() + half, bar_y),
+            pos2(r.right() - half, bar_y),
+        ));
+    }
     links_and_dots(&mut out, input, k);
+    out
+}
+
+/// A channel with its title over its box, both centred on `cx`, the
+/// title's top at `top`.
+fn stacked_channel(input: &StageInput, c: &Channel, cx: f32, top: f32, k: f32) -> ChannelBox {
+    let (box_w, _) = channel_w(c);
+    let rect = Rect::from_min_size(
+        pos2(cx - box_w * k / 2.0, top + (1.25 + STACKED_TITLE_GAP) * k),
+        vec2(box_w * k, CHANNEL_H * k),
+    );
+    let title_text = channel_title(c, readers_gone(input, &c.name));
+    let tw = text_w(&title_text, k);
+    let title = Label {
+        rect: Rect::from_min_size(pos2(cx - tw / 2.0, top), vec2(tw, 1.25 * k)),
+        font: k,
+        text: title_text,
+    };
+    ChannelBox {
+        rect,
+        title,
+        slots: slot_count(c),
+    }
+}
+
+/// The processes that send to or receive from channel `name`.
+fn users_of<'a>(input: &'a StageInput, name: &str) -> impl Iterator<Item = &'a str> {
+    input
+        .channel_users
+        .get(name)
+        .into_iter()
+        .flat_map(|u| u.senders.iter().chain(u.receivers.iter()))
+        .map(String::as_str)
+        .filter(|id| *id != RUNNER_ID)
+}
+
+/// The x-span of the segment `a`–`b` between heights `y0` and `y1`, if it
+/// passes there.
+fn x_span_in(a: Pos2, b: Pos2, y0: f32, y1: f32) -> Option<(f32, f32)> {
+    let (lo, hi) = if a.y <= b.y { (a, b) } else { (b, a) };
+    if hi.y < y0 || lo.y > y1 {
+        return None;
+    }
+    if hi.y - lo.y < 1e-3 {
+        return Some((lo.x.min(hi.x), lo.x.max(hi.x)));
+    }
+    let x_at = |y: f32| lo.x + (hi.x - lo.x) * ((y - lo.y) / (hi.y - lo.y)).clamp(0.0, 1.0);
+    let (xa, xb) = (x_at(y0.max(lo.y)), x_at(y1.min(hi.y)));
+    Some((xa.min(xb), xa.max(xb)))
+}
+
+/// What is left of `lo`..`hi` once the `blocked` spans are taken out.
+fn free_spans(lo: f32, hi: f32, mut blocked: Vec<(f32, f32)>) -> Vec<(f32, f32)> {
+    blocked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut free = Vec::new();
+    let mut from = lo;
+    for (b0, b1) in blocked {
+        if b0 > from {
+            free.push((from, b0.min(hi)));
+        }
+        from = from.max(b1);
+    }
+    if from < hi {
+        free.push((from, hi));
+    }
+    free.retain(|(a, b)| b > a);
+    free
+}
+
+/// Lefts for items `(wanted left, width)`, in their order, each in a
+/// `free` span inside `lo`..`hi`, `gap` apart, as near their wishes as
+/// can be (the least distance moved in all, over the ways of giving them
+/// spans); `None` if they do not all fit.
+fn dodge(
+    items: &[(f32, f32)],
+    free: &[(f32, f32)],
+    (lo, hi): (f32, f32),
+    gap: f32,
+) -> Option<Vec<f32>> {
+    let mut search = Dodge {
+        free,
+        hi,
+        gap,
+        placed: Vec::with_capacity(items.len()),
+        best: None,
+        steps_left: DODGE_STEPS,
+    };
+    search.go(items, lo, 0, 0.0);
+    search.best.map(|(_, lefts)| lefts)
+}
+
+/// The most ways [`dodge`] looks at (a band line holds a few channels,
+/// and the search is the same every frame).
+const DODGE_STEPS: usize = 4096;
+
+/// [`dodge`]'s search, depth first, cut where it cannot do better.
+struct Dodge<'a> {
+    free: &'a [(f32, f32)],
+    hi: f32,
+    gap: f32,
+    placed: Vec<f32>,
+    /// Distance moved in all, and the lefts.
+    best: Option<(f32, Vec<f32>)>,
+    steps_left: usize,
+}
+
+impl Dodge<'_> {
+    fn go(&mut self, items: &[(f32, f32)], cursor: f32, first_span: usize, moved: f32) {
+        if self.steps_left == 0 || self.best.as_ref().is_some_and(|(m, _)| moved >= *m) {
+            return;
+        }
+        self.steps_left -= 1;
+        let Some((&(want, w), rest)) = items.split_first() else {
+            self.best = Some((moved, self.placed.clone()));
+            return;
+        };
+        for (j, &(a, b)) in self.free.iter().enumerate().skip(first_span) {
+            let (from, to) = (a.max(cursor), (b - w).min(self.hi - w));
+            if to < from {
+                continue;
+            }
+            let l = want.clamp(from, to);
+            self.placed.push(l);
+            self.go(rest, l + w + self.gap, j, moved + (l - want).abs());
+            self.placed.pop();
+        }
+    }
+}
+
+/// Lefts for items `(wanted left, width)` packed in order from where they
+/// want to be, `gap` apart, slid back inside `lo`..`hi` when pushed past
+/// its right end.
+fn pack_left(items: &[(f32, f32)], lo: f32, hi: f32, gap: f32) -> Vec<f32> {
+    let mut out = Vec::new();
+    let mut cursor = lo;
+    for (want, w) in items {
+        let l = want.max(cursor);
+        out.push(l);
+        cursor = l + w + gap;
+    }
+    let over = cursor - gap - hi;
+    if over > 0.0 {
+        for l in &mut out {
+            *l -= over;
+        }
+        // And never past the left end either.
+        let under = lo - out.first().copied().unwrap_or(lo);
+        if under > 0.0 {
+            for l in &mut out {
+                *l += under;
+            }
+        }
+    }
     out
 }
 
@@ -1616,6 +2003,17 @@ fn pools(out: &mut StageLayout, world: &World, k: f32) {
 /// the node's side facing the channel's row to the channel's top or
 /// bottom, never through the channel's title at its left.
 fn link_ends(node: Rect, chan: Rect) -> (Pos2, Pos2) {
+    // A channel beside its node (in a free cell of the node's row): from
+    // the node's side to the box's side (its title is over it).
+    let level = chan.center().y > node.top() && chan.center().y < node.bottom();
+    if level && (chan.left() > node.right() || chan.right() < node.left()) {
+        let y = chan.center().y;
+        return if chan.left() > node.right() {
+            (pos2(node.right(), y), pos2(chan.left(), y))
+        } else {
+            (pos2(node.left(), y), pos2(chan.right(), y))
+        };
+    }
     let above = node.center().y < chan.center().y;
     let nx = chan.center().x.clamp(node.left() + 8.0, node.right() - 8.0);
     let cx = node.center().x.clamp(chan.left() + 6.0, chan.right() - 6.0);
@@ -1679,12 +2077,16 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
     // A dot leaves from just outside the node, so it never covers text.
     let off_node = |node: Rect, chan: Rect| {
         let (a, _) = link_ends(node, chan);
-        let dir = if node.center().y < chan.center().y {
-            1.0
+        let away = r_dot + 2.0;
+        if a.x == node.right() {
+            a + vec2(away, 0.0)
+        } else if a.x == node.left() {
+            a - vec2(away, 0.0)
+        } else if node.center().y < chan.center().y {
+            a + vec2(0.0, away)
         } else {
-            -1.0
-        };
-        a + vec2(0.0, dir * (r_dot + 2.0))
+            a - vec2(0.0, away)
+        }
     };
     let mut dots = Vec::new();
     for (name, c) in &world.channels {
@@ -1754,6 +2156,14 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
             });
         }
     }
+    // A link may pass under a channel's title (on its own ground, so the
+    // words stay whole) where a band had no room to step aside: a dot on
+    // its way passes under it too, never over the words.
+    let titles: Vec<Rect> = out.channels.values().map(|c| c.title.rect).collect();
+    dots.retain(|d| {
+        let r = Rect::from_center_size(d.center, Vec2::splat(2.0 * d.radius));
+        d.parked_in.is_some() || !titles.iter().any(|t| t.expand(2.0).intersects(r))
+    });
     out.dots = dots;
 }
 
@@ -2126,5 +2536,76 @@ mod fit_line_tests {
         );
         let other = fit_line("runs task 3: some_long_function_name".into(), 10.0, 80.0);
         assert!(other.starts_with("runs") && other.ends_with('…'), "{other}");
+    }
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::{dodge, free_cells, free_spans, pack_left, x_span_in};
+    use crate::protocol::RUNNER_ID;
+    use egui::pos2;
+    use std::collections::BTreeMap;
+
+    /// A channel whose wish puts it on a line steps to the nearer side of
+    /// it when there is room, and the next one keeps its distance.
+    #[test]
+    fn a_band_steps_aside_from_a_line_where_it_has_room() {
+        let line = x_span_in(pos2(100.0, 0.0), pos2(100.0, 50.0), 10.0, 20.0);
+        assert_eq!(line, Some((100.0, 100.0)));
+        let bar = x_span_in(pos2(50.0, 15.0), pos2(20.0, 15.0), 10.0, 20.0);
+        assert_eq!(bar, Some((20.0, 50.0)));
+        assert_eq!(
+            x_span_in(pos2(0.0, 30.0), pos2(9.0, 40.0), 10.0, 20.0),
+            None
+        );
+        let free = free_spans(0.0, 300.0, vec![(95.0, 105.0)]);
+        assert_eq!(free, vec![(0.0, 95.0), (105.0, 300.0)]);
+        // 60 wide, wanted on the line at 60..120: left of it is nearer.
+        let lefts = dodge(&[(60.0, 60.0), (150.0, 60.0)], &free, (0.0, 300.0), 10.0);
+        assert_eq!(lefts, Some(vec![35.0, 150.0]));
+        // At 80..140: right of it is nearer, but then the next one moves
+        // too; left of it, less is moved in all.
+        let lefts = dodge(&[(80.0, 60.0), (150.0, 60.0)], &free, (0.0, 300.0), 10.0);
+        assert_eq!(lefts, Some(vec![35.0, 150.0]));
+        // Alone, it takes the nearer side.
+        assert_eq!(
+            dodge(&[(80.0, 60.0)], &free, (0.0, 300.0), 10.0),
+            Some(vec![105.0])
+        );
+        // No room beside the line: no answer (the band is packed instead).
+        assert_eq!(dodge(&[(80.0, 200.0)], &free, (0.0, 300.0), 10.0), None);
+        assert_eq!(
+            pack_left(&[(80.0, 200.0), (150.0, 100.0)], 0.0, 300.0, 10.0),
+            vec![0.0, 210.0]
+        );
+    }
+
+    /// A free cell goes to the nearest channel whose users are all in its
+    /// row or the next and at most a column away; a channel with a user
+    /// further off stays in its band.
+    #[test]
+    fn free_cells_go_to_channels_next_to_all_their_users() {
+        // main over three children; the row of main has free columns 0 and 2.
+        let at: BTreeMap<&str, (usize, usize, f32)> = [
+            (RUNNER_ID, (0, 0, 1.5)),
+            ("main", (0, 0, 1.5)),
+            ("a", (1, 0, 0.5)),
+            ("b", (1, 0, 1.5)),
+            ("c", (1, 0, 2.5)),
+        ]
+        .into_iter()
+        .collect();
+        let bands = vec![vec![("all", 1.5), ("right", 2.0)], vec![("only_a", 0.5)]];
+        let users: BTreeMap<&str, Vec<(usize, f32)>> = [
+            ("all", vec![(0, 1.5), (1, 0.5), (1, 1.5), (1, 2.5)]),
+            ("right", vec![(0, 1.5), (1, 1.5), (1, 2.5)]),
+            ("only_a", vec![(1, 0.5)]),
+        ]
+        .into_iter()
+        .collect();
+        let cells = free_cells(&at, 2, 3.0, &bands, &users, |_| true);
+        assert_eq!(cells, vec![("only_a", 0, 0.5), ("right", 0, 2.5)]);
+        // Nothing fits: nothing moves.
+        assert!(free_cells(&at, 2, 3.0, &bands, &users, |_| false).is_empty());
     }
 }
