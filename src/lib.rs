@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod collector;
 pub mod lab;
+pub mod limits;
 pub mod model;
 pub mod probe;
 pub mod protocol;

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     // The runner is started by the app itself, before anything else runs:
     // it must stay single-threaded.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__runner") {
+        forkscope::limits::restore_in_runner();
         return code(forkscope::runner::runner_main());
     }
     // A traced Python program's child, before it execs its program.
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     {
         return code(forkscope::trace::shim::trace_exec_main());
     }
+    forkscope::limits::raise();
     let cli = Args::parse();
     let status = match &cli.command {
         Some(Command::List) => cli::list(),

@@ -101,6 +101,9 @@ fn spawn_runner(
     if let Some(sock) = socket_env {
         cmd.env(SOCKET_ENV, sock);
     }
+    if let Some((name, user_soft)) = crate::limits::runner_env() {
+        cmd.env(name, user_soft);
+    }
     cmd.spawn().context("cannot start the runner")
 }
 

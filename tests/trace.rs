@@ -853,3 +853,77 @@ fn the_program_reads_what_forkscope_is_given_on_stdin() {
     );
     assert!(lines_of(&events, Stream::Stdout).contains_key("child read ['two', 'three']"));
 }
+
+/// `cmd` with a soft open-file limit of `soft` (the hard one unchanged),
+/// as a desktop that gives every program 1,024 does.
+fn with_soft_nofile(mut cmd: Command, soft: u64) -> Command {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    use std::os::unix::process::CommandExt;
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    // SAFETY: between fork and exec the closure only calls setrlimit, a
+    // single system call that takes no lock and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard).map_err(std::io::Error::from)
+        });
+    }
+    cmd
+}
+
+#[test]
+fn a_low_open_file_limit_neither_stalls_a_big_run_nor_reaches_the_program() {
+    // 250 children that live a second each need about 1,000 of the
+    // collector's descriptors. Under a soft limit of 64 their hellos used
+    // to wait for earlier children to end: the last one came after the
+    // first child had already slept its second.
+    let mut run = command(bin());
+    run.args(["run", "fan-out-stress", "--format", "jsonl"])
+        .args(["--set", "children=250", "--set", "life_ms=1000"]);
+    let out = with_soft_nofile(run, 64).output().expect("forkscope runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = common::parse_events(&String::from_utf8_lossy(&out.stdout));
+    let children_hellos: Vec<u64> = events
+        .iter()
+        .filter(|e| matches!(e.body, Body::Hello { .. }))
+        .filter(|e| e.proc_id.starts_with("main."))
+        .map(|e| e.t_ns)
+        .collect();
+    assert_eq!(children_hellos.len(), 250);
+    let first_wake = events
+        .iter()
+        .filter(|e| e.body.kind() == "wake")
+        .map(|e| e.t_ns)
+        .min()
+        .expect("the children wake");
+    let last_hello = children_hellos.iter().max().copied().unwrap_or(0);
+    assert!(
+        last_hello < first_wake,
+        "the last child said hello {} ms after the first one woke",
+        (last_hello - first_wake) / 1_000_000
+    );
+
+    // The program itself sees the limit it was started with.
+    let Some(py) = python() else { return };
+    let prog = common::python_program("nofile.py");
+    let traced = with_soft_nofile(trace_cmd(&py, &prog, &[]), 64)
+        .output()
+        .expect("forkscope runs");
+    let traced_text: String = common::parse_events(&String::from_utf8_lossy(&traced.stdout))
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Output { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let plain = with_soft_nofile(common::python_command(&py), 64)
+        .arg(&prog)
+        .output()
+        .expect("python3 runs");
+    assert_eq!(traced_text, String::from_utf8_lossy(&plain.stdout));
+    assert!(traced_text.starts_with("nofile 64 "), "{traced_text}");
+}
