@@ -1140,7 +1140,7 @@ impl State {
 
     /// Handles one complete line; false closes the connection.
     fn line(&mut self, i: usize, line: &[u8]) -> bool {
-        let event: Event = match serde_json::from_slice(line) {
+        let event: Event = match Event::from_line(line) {
             Ok(e) => e,
             Err(err) => {
                 let unknown = err.to_string().contains("unknown variant");
@@ -1696,7 +1696,10 @@ impl State {
 
     /// Hands the consumer what [`Self::send`] collected, as one batch.
     fn deliver(&mut self) {
-        let batch = std::mem::take(&mut self.outbox);
+        // The next batch starts with room for as many as this one: growing
+        // a vector of events by doubling copied each event a few times.
+        let room = self.outbox.len();
+        let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(room));
         match self.tx.send(batch) {
             Sent::Dropped(0) => {}
             Sent::Dropped(n) => {
