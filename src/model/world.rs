@@ -6,6 +6,7 @@
 //! is tolerated (entries are made on demand, impossible steps are ignored)
 //! because a viewer that dies on odd input shows nothing at all.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
@@ -1278,15 +1279,12 @@ impl World {
     }
 
     fn proc_mut(&mut self, id: &str, t_ns: u64) -> &mut Process {
-        // A known one is found without making a key (twice per event).
-        if !self.processes.contains_key(id) {
-            self.next_spawn_order += 1;
-            let p = Process::new(id, t_ns, self.next_spawn_order);
-            self.processes.insert(id.to_string(), p);
-        }
-        match self.processes.get_mut(id) {
-            Some(known) => known,
-            None => unreachable!("{id} was inserted just above"),
+        match self.processes.entry(id.to_string()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => {
+                self.next_spawn_order += 1;
+                slot.insert(Process::new(id, t_ns, self.next_spawn_order))
+            }
         }
     }
 
