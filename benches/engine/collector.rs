@@ -14,7 +14,10 @@
 //!    event of the load, `now − t_ns` right after `World::apply` (the
 //!    process stamped `t_ns` just before it sent the event). At ~10 000
 //!    events/s, with the reorder window the app uses (40 ms: events are held
-//!    that long on purpose) and without it (as gated runs do).
+//!    that long on purpose) and without it (as gated runs do);
+//! 4. `parse`: the CPU time of parsing one line of each kind the flood
+//!    sends (`sleep`, `wake`, `write`), as the collector parses it
+//!    (`Event::from_line`).
 //!
 //! Every run checks that the events of the load that came out (`sleep`,
 //! `wake`, `write`) are exactly the `3 × workers × writes` the processes
@@ -354,12 +357,12 @@ fn ingest() -> Result<(), String> {
         println!("  raw pipe: 200 writers × 3000 lines: {rate:.0} lines/s");
         base.push(rate);
     }
-    // Parsing one line into an `Event`, on one core.
+    // Parsing one line into an `Event` as the collector does, on one core.
     let lines: Vec<String> = (0..100_000).map(sample_line).collect();
     let t = Instant::now();
     let mut ok = 0;
     for l in &lines {
-        if serde_json::from_str::<Event>(l.trim_end()).is_ok() {
+        if Event::from_line(l.trim_end().as_bytes()).is_ok() {
             ok += 1;
         }
     }
