@@ -18,7 +18,7 @@
 //!
 //! Each is run 5 times; the median is reported. Arguments pick parts:
 //! `cargo bench --bench engine -- collector` runs only the collector's
-//! (`-- latency`, `-- cpu`, `-- ingest`: one part of it).
+//! (`-- latency`, `-- cpu`, `-- ingest`, `-- parse`: one part of it).
 //! `FORKSCOPE_BEFORE=/path/to/forkscope` measures an older build side by
 //! side (collector figures).
 

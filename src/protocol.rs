@@ -73,6 +73,198 @@ pub enum Stream {
     Stderr,
 }
 
+impl Event {
+    /// Reads one line (without its newline) as the collector does: the
+    /// same result, and the same error, as `serde_json::from_slice`.
+    ///
+    /// The kinds a busy process sends most (`sleep`, `wake`, `read`,
+    /// `write`, locks, `block`/`unblock`) are read in one pass straight into
+    /// the event when `kind` comes before the kind's own fields, as the
+    /// probe writes them. The derived reader buffers every field of
+    /// `#[serde(flatten)] body` twice first (once for the event, once for
+    /// the `kind` tag): most of the collector's time in a flood. Anything
+    /// else (another kind, an odd order, a duplicate or missing field,
+    /// bad JSON) is read again by the derived reader, which decides.
+    pub fn from_line(line: &[u8]) -> Result<Event, serde_json::Error> {
+        match serde_json::from_slice::<fast::Line>(line) {
+            Ok(fast::Line(Some(e))) => Ok(e),
+            _ => serde_json::from_slice(line),
+        }
+    }
+}
+
+/// The one-pass reader of [`Event::from_line`].
+mod fast {
+    use super::{Body, Event, Value};
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    /// `None`: not for this reader (the derived one decides).
+    pub(super) struct Line(pub(super) Option<Event>);
+
+    impl<'de> Deserialize<'de> for Line {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Line, D::Error> {
+            d.deserialize_map(LineVisitor)
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Sleep,
+        Wake,
+        Read,
+        Write,
+        LockWait,
+        LockAcquire,
+        LockRelease,
+        Block,
+        Unblock,
+    }
+
+    impl Kind {
+        fn of(name: &str) -> Option<Kind> {
+            Some(match name {
+                "sleep" => Kind::Sleep,
+                "wake" => Kind::Wake,
+                "read" => Kind::Read,
+                "write" => Kind::Write,
+                "lock_wait" => Kind::LockWait,
+                "lock_acquire" => Kind::LockAcquire,
+                "lock_release" => Kind::LockRelease,
+                "block" => Kind::Block,
+                "unblock" => Kind::Unblock,
+                _ => return None,
+            })
+        }
+
+        /// Whether `field` is one of this kind's own fields.
+        fn has(self, field: &str) -> bool {
+            match self {
+                Kind::Sleep => field == "duration_ms",
+                Kind::Wake => false,
+                Kind::Read | Kind::Write => matches!(field, "name" | "value" | "private"),
+                Kind::LockWait | Kind::LockAcquire | Kind::LockRelease => field == "lock",
+                Kind::Block | Kind::Unblock => field == "on",
+            }
+        }
+    }
+
+    /// Sets a field once; a second time gives up (the derived reader
+    /// reports the duplicate).
+    fn once<T>(slot: &mut Option<T>, v: T) -> bool {
+        let first = slot.is_none();
+        *slot = Some(v);
+        first
+    }
+
+    struct LineVisitor;
+
+    impl<'de> Visitor<'de> for LineVisitor {
+        type Value = Line;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an event")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line, A::Error> {
+            let (mut t_ns, mut seq, mut proc_id, mut pid) = (None, None, None, None);
+            let (mut line, mut thread, mut tid) = (None, None, None);
+            let mut kind = None;
+            // The kinds' own fields.
+            let (mut duration_ms, mut name, mut value, mut private, mut text) =
+                (None, None, None, None, None);
+            let give_up = Ok(Line(None));
+            // Keys with escapes are not borrowed: an error, so the derived
+            // reader takes them.
+            while let Some(key) = map.next_key::<&'de str>()? {
+                let first = match key {
+                    "t_ns" => once(&mut t_ns, map.next_value::<u64>()?),
+                    "seq" => once(&mut seq, map.next_value::<u64>()?),
+                    "proc" => once(&mut proc_id, map.next_value::<String>()?),
+                    "pid" => once(&mut pid, map.next_value::<i32>()?),
+                    "line" => once(&mut line, map.next_value::<Option<u32>>()?),
+                    "thread" => once(&mut thread, map.next_value::<Option<String>>()?),
+                    "tid" => once(&mut tid, map.next_value::<Option<i32>>()?),
+                    "kind" => match Kind::of(map.next_value::<&'de str>()?) {
+                        Some(k) => once(&mut kind, k),
+                        None => return give_up,
+                    },
+                    field => match kind {
+                        // A field before the kind: whose is it?
+                        None => return give_up,
+                        Some(k) if !k.has(field) => {
+                            map.next_value::<IgnoredAny>()?;
+                            true
+                        }
+                        Some(_) => match field {
+                            "duration_ms" => once(&mut duration_ms, map.next_value::<f64>()?),
+                            "name" => once(&mut name, map.next_value::<String>()?),
+                            "value" => once(&mut value, map.next_value::<Value>()?),
+                            "private" => once(&mut private, map.next_value::<bool>()?),
+                            // `lock`, `on`: one text field per kind.
+                            _ => once(&mut text, map.next_value::<String>()?),
+                        },
+                    },
+                };
+                if !first {
+                    return give_up;
+                }
+            }
+            let (Some(t_ns), Some(proc_id), Some(pid), Some(kind)) = (t_ns, proc_id, pid, kind)
+            else {
+                return give_up;
+            };
+            let body = match kind {
+                Kind::Sleep => match duration_ms {
+                    Some(duration_ms) => Body::Sleep { duration_ms },
+                    None => return give_up,
+                },
+                Kind::Wake => Body::Wake {},
+                Kind::Read | Kind::Write => {
+                    let (Some(name), Some(value)) = (name, value) else {
+                        return give_up;
+                    };
+                    let private = private.unwrap_or(false);
+                    match kind {
+                        Kind::Read => Body::Read {
+                            name,
+                            value,
+                            private,
+                        },
+                        _ => Body::Write {
+                            name,
+                            value,
+                            private,
+                        },
+                    }
+                }
+                _ => {
+                    let Some(text) = text else {
+                        return give_up;
+                    };
+                    match kind {
+                        Kind::LockWait => Body::LockWait { lock: text },
+                        Kind::LockAcquire => Body::LockAcquire { lock: text },
+                        Kind::LockRelease => Body::LockRelease { lock: text },
+                        Kind::Block => Body::Block { on: text },
+                        _ => Body::Unblock { on: text },
+                    }
+                }
+            };
+            Ok(Line(Some(Event {
+                t_ns,
+                seq: seq.unwrap_or(0),
+                proc_id,
+                pid,
+                line: line.flatten(),
+                thread: thread.flatten(),
+                tid: tid.flatten(),
+                body,
+            })))
+        }
+    }
+}
+
 /// The kind of resource a `resource` event declares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -406,7 +598,14 @@ impl Body {
 
 /// A value a scenario computes with: what travels in messages, what shared
 /// values hold, what `print` formats.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+///
+/// On the wire it is plain JSON (`null`, `true`, `3`, `2.5`, `"x"`,
+/// `[..]`); objects are not values. Read with one visitor (what
+/// `#[serde(untagged)]` would accept, in the same order: an integer that
+/// fits `i64` is an `Int`, a bigger one a `Float`) instead of trying each
+/// variant in turn, which built and formatted an error for every miss: a
+/// third of the collector's parse time in a flood.
+#[derive(Clone, Debug, PartialEq, Serialize, Default)]
 #[serde(untagged)]
 pub enum Value {
     #[default]
@@ -416,6 +615,76 @@ pub enum Value {
     Float(f64),
     Str(String),
     List(Vec<Value>),
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("null, a boolean, a number, a string or a list")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::None)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(match i64::try_from(u) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(u as f64),
+        })
+    }
+
+    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+        Ok(Value::Float(x))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(s.to_string()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(s))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element::<Value>()? {
+            items.push(v);
+        }
+        Ok(Value::List(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _map: A) -> Result<Value, A::Error> {
+        // The message `#[serde(untagged)]` gave.
+        Err(serde::de::Error::custom(
+            "data did not match any variant of untagged enum Value",
+        ))
+    }
 }
 
 impl Value {
@@ -535,6 +804,109 @@ pub fn now_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_read_as_untagged_json_would() {
+        let cases: [(&str, Value); 11] = [
+            ("null", Value::None),
+            ("true", Value::Bool(true)),
+            ("3", Value::Int(3)),
+            ("-3", Value::Int(-3)),
+            ("9223372036854775807", Value::Int(i64::MAX)),
+            ("9223372036854775808", Value::Float(9223372036854775808.0)),
+            ("2.5", Value::Float(2.5)),
+            ("1.0", Value::Float(1.0)),
+            (r#""a\nb""#, Value::Str("a\nb".into())),
+            ("[]", Value::List(vec![])),
+            (
+                r#"[1,[null,"x"]]"#,
+                Value::List(vec![
+                    Value::Int(1),
+                    Value::List(vec![Value::None, Value::Str("x".into())]),
+                ]),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(serde_json::from_str::<Value>(text).unwrap(), want, "{text}");
+        }
+        // Objects are not values: the whole line is refused.
+        let err = serde_json::from_str::<Value>(r#"{"a":1}"#).unwrap_err();
+        assert!(err.to_string().contains("untagged enum Value"), "{err}");
+        let line = r#"{"t_ns":1,"proc":"p","pid":1,"kind":"write","name":"v","value":{"a":1}}"#;
+        assert!(Event::from_line(line.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_one_pass_reader_agrees_with_the_derived_one_line_by_line() {
+        let head = r#""t_ns":5,"seq":2,"proc":"main.1","pid":42,"line":6"#;
+        let mut lines: Vec<String> = [
+            r#""kind":"sleep","duration_ms":0.0"#,
+            r#""kind":"sleep","duration_ms":3"#,
+            r#""kind":"wake""#,
+            r#""kind":"write","name":"v","value":7"#,
+            r#""kind":"write","name":"arr[3]","value":[1,2.5,"x",null],"private":true"#,
+            r#""kind":"read","name":"v","value":-1,"private":false"#,
+            r#""kind":"lock_wait","lock":"l""#,
+            r#""kind":"lock_acquire","lock":"l""#,
+            r#""kind":"lock_release","lock":"l""#,
+            r#""kind":"block","on":"join main.2""#,
+            r#""kind":"unblock","on":"join main.2""#,
+            // Unknown fields after the kind are ignored, as everywhere.
+            r#""kind":"wake","extra":{"a":[1]},"on":"x""#,
+            r#""kind":"write","name":"v","value":7,"lock":"l""#,
+            // Not for the one-pass reader, or wrong: the derived one decides.
+            r#""kind":"write","name":"v""#,
+            r#""kind":"write","value":1"#,
+            r#""kind":"write","name":"v","value":{"a":1}"#,
+            r#""kind":"write","name":"v","value":1,"value":2"#,
+            r#""kind":"sleep","duration_ms":"soon""#,
+            r#""kind":"sleep""#,
+            r#""kind":"lock_wait""#,
+            r#""kind":"narrate","text":"hi""#,
+            r#""kind":"nosuchkind""#,
+            r#""kind":"wake","kind":"wake""#,
+            r#""kind":"wake""#,
+            r#""kind":"wake","t_ns":6"#,
+            r#""kind":"wake","duration_ms":1"#,
+            r#""kind":"block","on":"a "quoted" é text""#,
+        ]
+        .iter()
+        .map(|rest| format!("{{{head},{rest}}}"))
+        .collect();
+        lines.extend(
+            [
+                // Other orders, absent and null optional fields, threads.
+                r#"{"kind":"wake","t_ns":5,"proc":"main","pid":3}"#,
+                r#"{"name":"v","kind":"write","value":1,"t_ns":5,"proc":"main","pid":3}"#,
+                r#"{"x":1,"kind":"wake","t_ns":5,"proc":"main","pid":3}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"line":null,"thread":null,"tid":null,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"thread":"main.t1","tid":77,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":-5,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":"3","kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake"} trailing"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake""#,
+                r#"[1,2]"#,
+                r#""#,
+                r#"{}"#,
+            ]
+            .iter()
+            .map(|l| l.to_string()),
+        );
+        for line in &lines {
+            let fast = Event::from_line(line.as_bytes());
+            let derived = serde_json::from_slice::<Event>(line.as_bytes());
+            match (fast, derived) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{line}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{line}"),
+                (a, b) => panic!("{line}: one-pass {a:?}, derived {b:?}"),
+            }
+        }
+    }
 
     #[test]
     fn event_is_flat_json_with_kind() {

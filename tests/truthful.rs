@@ -503,3 +503,113 @@ fn a_pool_callback_runs_while_main_is_blocked_in_join_as_in_cpython() {
         run.events
     );
 }
+
+/// Each worker's load events (kind, seq, written value) in the order shown.
+fn load_of(run: &Run, who: &str) -> Vec<(&'static str, u64, Option<i64>)> {
+    run.events
+        .iter()
+        .filter(|e| e.proc_id == who)
+        .filter_map(|e| match &e.body {
+            Body::Sleep { .. } => Some(("sleep", e.seq, None)),
+            Body::Wake {} => Some(("wake", e.seq, None)),
+            Body::Write {
+                value: Value::Int(v),
+                ..
+            } => Some(("write", e.seq, Some(*v))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sleeps_of_zero_show_every_sleep_wake_and_write_in_order() {
+    // A sleep of zero blocks nowhere: its sleep and wake go out in one
+    // write with the write that follows (PROTOCOL.md §3). Each is still
+    // shown, once, in the order the process did them.
+    let stress = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/stress.toml");
+    let writes = 300;
+    let run = run_jsonl(
+        stress,
+        &[
+            "--set",
+            "workers=4",
+            "--set",
+            &format!("writes={writes}"),
+            "--set",
+            "period_ms=0",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for w in 1..=4 {
+        let who = format!("main.{w}");
+        let load = load_of(&run, &who);
+        assert_eq!(load.len(), 3 * writes, "{who}");
+        for (k, step) in load.chunks(3).enumerate() {
+            let kinds: Vec<&str> = step.iter().map(|s| s.0).collect();
+            assert_eq!(kinds, ["sleep", "wake", "write"], "{who} iteration {k}");
+            assert_eq!(step[2].2, Some(k as i64), "{who} writes k");
+            assert_eq!(step[1].1, step[0].1 + 1, "{who}: seq rises by one");
+            assert_eq!(step[2].1, step[1].1 + 1, "{who}: seq rises by one");
+        }
+    }
+}
+
+#[test]
+fn a_process_killed_right_after_it_told_its_parent_shows_all_it_did() {
+    // The child's sleeps of zero are held for the next write, never across
+    // one: everything before its `send` is shown though it is SIGKILLed
+    // as soon as the parent has the message.
+    let text = r#"
+name = "killed-after-send"
+title = "a child killed as soon as it said so"
+explain = "x"
+[values]
+v = 0
+[pipes.p]
+ends = ["a", "b"]
+[roles.main]
+steps = [
+  { spawn = "child", as = "c" },
+  { recv = "a" },
+  { signal = "c", sig = "KILL" },
+  { join = "c" },
+]
+[roles.child]
+steps = [
+  { sleep_ms = 0 },
+  { write = "v", value = "1" },
+  { sleep_ms = 0 },
+  { send = "b", value = "1" },
+  { sleep_ms = 0 },
+  { loop = [ { sleep_ms = 1 } ] },
+]
+"#;
+    let file = scenario_file("killed-after-send", text);
+    let path = file.to_string_lossy().to_string();
+    for _ in 0..5 {
+        let run = run_jsonl(&path, &[]);
+        let kinds: Vec<&str> = run
+            .events
+            .iter()
+            .filter(|e| e.proc_id == "main.1")
+            .map(|e| e.body.kind())
+            .filter(|k| !matches!(*k, "hello" | "resource"))
+            .take(6)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["sleep", "wake", "write", "sleep", "wake", "send"],
+            "{}",
+            run.stderr
+        );
+        let exit = run
+            .events
+            .iter()
+            .find(|e| e.proc_id == "main.1" && matches!(e.body, Body::Exit { .. }))
+            .map(|e| e.body.clone());
+        assert!(
+            matches!(&exit, Some(Body::Exit { signal: Some(s), .. }) if s == "SIGKILL"),
+            "{exit:?}"
+        );
+    }
+}

@@ -14,7 +14,10 @@
 //!    event of the load, `now − t_ns` right after `World::apply` (the
 //!    process stamped `t_ns` just before it sent the event). At ~10 000
 //!    events/s, with the reorder window the app uses (40 ms: events are held
-//!    that long on purpose) and without it (as gated runs do).
+//!    that long on purpose) and without it (as gated runs do);
+//! 4. `parse`: the CPU time of parsing one line of each kind the flood
+//!    sends (`sleep`, `wake`, `write`), as the collector parses it
+//!    (`Event::from_line`).
 //!
 //! Every run checks that the events of the load that came out (`sleep`,
 //! `wake`, `write`) are exactly the `3 × workers × writes` the processes
@@ -33,7 +36,7 @@ const WORKERS: usize = 200;
 /// `latency`: `cargo bench --bench engine -- collector latency`).
 pub fn benches() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
-    let some = ["cpu", "ingest", "latency"]
+    let some = ["cpu", "ingest", "latency", "parse"]
         .iter()
         .any(|p| args.iter().any(|a| a == p));
     let wants = |part: &str| !some || args.iter().any(|a| a == part);
@@ -45,6 +48,80 @@ pub fn benches() -> Result<(), String> {
     }
     if wants("latency") {
         latency()?;
+    }
+    if wants("parse") {
+        parse()?;
+    }
+    Ok(())
+}
+
+/// The lines one iteration of the flood sends (as the probe writes them).
+fn flood_lines(seq: u64) -> [String; 3] {
+    let (t, p, pid) = (
+        1_000_000_000_000u64 + seq * 1_000,
+        seq % 200 + 1,
+        100_000 + seq % 200,
+    );
+    [
+        format!(
+            "{{\"t_ns\":{t},\"seq\":{},\"proc\":\"main.{p}\",\"pid\":{pid},\"line\":6,\
+             \"kind\":\"sleep\",\"duration_ms\":0.0}}",
+            3 * seq
+        ),
+        format!(
+            "{{\"t_ns\":{},\"seq\":{},\"proc\":\"main.{p}\",\"pid\":{pid},\"line\":6,\
+             \"kind\":\"wake\"}}",
+            t + 300,
+            3 * seq + 1
+        ),
+        format!(
+            "{{\"t_ns\":{},\"seq\":{},\"proc\":\"main.{p}\",\"pid\":{pid},\"line\":7,\
+             \"kind\":\"write\",\"name\":\"v\",\"value\":{}}}",
+            t + 600,
+            3 * seq + 2,
+            seq % 1000
+        ),
+    ]
+}
+
+/// CPU time of the calling thread (what it used, however loaded the
+/// machine is), in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the pointer we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The collector's parse of one line (`Event::from_line`), per kind of the
+/// flood's lines: 5 rounds of 100 000 lines each, the median of the CPU
+/// time this thread used per line (wall time swings with the machine's
+/// load; CPU time much less).
+fn parse() -> Result<(), String> {
+    let lines: Vec<[String; 3]> = (0..100_000).map(flood_lines).collect();
+    for (k, kind) in ["sleep", "wake", "write"].iter().enumerate() {
+        let mut ns = Vec::new();
+        for _ in 0..REPEAT {
+            let t0 = thread_cpu_ns();
+            let mut ok = 0usize;
+            for l in &lines {
+                if let Ok(e) = Event::from_line(l[k].as_bytes()) {
+                    ok += usize::from(e.body.kind() == *kind);
+                }
+            }
+            let used = thread_cpu_ns().saturating_sub(t0);
+            if ok != lines.len() {
+                return Err(format!("{kind} lines do not parse"));
+            }
+            ns.push(used as f64 / lines.len() as f64);
+        }
+        println!(
+            "parsing one `{kind}` line into an Event: median {:.0} ns of CPU",
+            median(ns)
+        );
     }
     Ok(())
 }
@@ -280,12 +357,12 @@ fn ingest() -> Result<(), String> {
         println!("  raw pipe: 200 writers × 3000 lines: {rate:.0} lines/s");
         base.push(rate);
     }
-    // Parsing one line into an `Event`, on one core.
+    // Parsing one line into an `Event` as the collector does, on one core.
     let lines: Vec<String> = (0..100_000).map(sample_line).collect();
     let t = Instant::now();
     let mut ok = 0;
     for l in &lines {
-        if serde_json::from_str::<Event>(l.trim_end()).is_ok() {
+        if Event::from_line(l.trim_end().as_bytes()).is_ok() {
             ok += 1;
         }
     }

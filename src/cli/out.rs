@@ -98,6 +98,17 @@ impl Out {
         self.shared.failed.load(Ordering::Relaxed)
     }
 
+    /// Appends what `fill` writes to the buffer, handing it over as `write`
+    /// does: one call for a whole event, where a serializer writing to
+    /// `Out` makes a `write` call per token.
+    pub fn append(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
+        fill(&mut self.buf)?;
+        if self.buf.len() >= CHUNK_BYTES {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
     /// Hands what is buffered to the thread (see the module doc).
     fn hand_over(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {

@@ -189,7 +189,7 @@ impl Sink {
         }
         let t0 = *self.t0.get_or_insert(e.t_ns);
         let written = match self.format {
-            Format::Jsonl => write_jsonl(&mut self.out, e),
+            Format::Jsonl => self.out.append(|buf| write_jsonl(buf, e)),
             Format::Text => writeln!(self.out, "{}", text::line(e, t0)),
         };
         // Flush often enough to feel live, not on every event.

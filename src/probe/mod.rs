@@ -2,7 +2,15 @@
 //! does. One Unix-socket connection per process, opened right after fork:
 //! a `hello` line that carries the read ends of the process's own stdout and
 //! stderr pipes (`SCM_RIGHTS`), then one JSON line per event, each written
-//! with a single `write` so lines from many processes never tear.
+//! whole with a single `write` so lines from many processes never tear.
+//!
+//! Events about nothing another process can see (a sleep of zero, the end
+//! of a sleep) may be *held* ([`Probe::hold`]) and go out in the same
+//! `write` as the next event, when the process does nothing but compute in
+//! between: one socket write for a whole `sleep 0`/`wake`/`write` step
+//! instead of three. A held event never waits across a system call: the
+//! next event sends it, and the runner sends it ([`Probe::flush`]) before
+//! anything else (PROTOCOL.md §3).
 
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, Value, now_ns};
 use nix::fcntl::OFlag;
@@ -21,7 +29,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 struct Conn {
     sock: Option<UnixStream>,
     seq: u64,
+    /// Whole lines held for the next write ([`Probe::hold`]).
+    held: Vec<u8>,
 }
+
+/// At most this many bytes are held; a hold beyond it writes them first.
+const MAX_HELD_BYTES: usize = 16 * 1024;
 
 /// The reading side of a process's connection (gated runs: `go` lines),
 /// shared by its threads.
@@ -238,6 +251,7 @@ impl Probe {
     /// thread holds the reader reads the next line, and a `go` for another
     /// thread is left in the mailbox for that one.
     pub fn wait_go(&mut self) {
+        self.flush();
         let me = self.thread_name().unwrap_or("").to_string();
         let gates = Arc::clone(&self.gates);
         loop {
@@ -282,7 +296,8 @@ impl Probe {
     /// What a `spawn`ed child needs to go on with this connection after
     /// `exec`: the socket's fd (if connected) and the last sequence number.
     pub fn handover(&self) -> (Option<i32>, u64) {
-        let conn = self.conn();
+        let mut conn = self.conn();
+        flush_held(&mut conn);
         (conn.sock.as_ref().map(AsRawFd::as_raw_fd), conn.seq)
     }
 
@@ -291,7 +306,11 @@ impl Probe {
     pub fn resume(sock: Option<UnixStream>, id: &str, pid: i32, seq: u64) -> Probe {
         let reader = sock.as_ref().and_then(|s| s.try_clone().ok());
         Probe {
-            conn: Arc::new(Mutex::new(Conn { sock, seq })),
+            conn: Arc::new(Mutex::new(Conn {
+                sock,
+                seq,
+                held: Vec::new(),
+            })),
             gates: Arc::new(Gates {
                 reader: Mutex::new(reader),
                 ..Gates::default()
@@ -338,7 +357,8 @@ impl Probe {
     /// refused, and with it every process it started. Once the collector
     /// has read our last byte it has long accepted us, while we lived.
     pub fn linger(&self, timeout: std::time::Duration) -> bool {
-        let conn = self.conn();
+        let mut conn = self.conn();
+        flush_held(&mut conn);
         let Some(sock) = conn.sock.as_ref() else {
             return true;
         };
@@ -364,7 +384,12 @@ impl Probe {
 
     /// Closes the connection (the parent's copy, in a fresh child).
     pub fn disconnect(&mut self) {
-        self.conn().sock = None;
+        let mut conn = self.conn();
+        conn.sock = None;
+        // (A child forked while a thread of its parent held lines: they are
+        // the parent's to send.)
+        conn.held.clear();
+        drop(conn);
         *lock(&self.gates.reader) = None;
     }
 
@@ -426,6 +451,36 @@ impl Probe {
         send_line(&mut conn, &line);
     }
 
+    /// Makes an event now and keeps it for the next write: the next
+    /// `emit` (or [`Probe::flush`]) sends it together with its own line, in
+    /// one `write`. Only for events about nothing another process can see,
+    /// and only when the caller does nothing but compute until that next
+    /// write: a held event dies with the process, so it must never wait
+    /// across a system call (a block, a store to shared memory, a fork, a
+    /// write, an exit).
+    pub fn hold(&mut self, body: Body) {
+        let mut conn = self.conn();
+        conn.seq += 1;
+        let line = self.line_at(now_ns(), conn.seq, body);
+        if conn.sock.is_none() {
+            return;
+        }
+        if conn.held.len() + line.len() > MAX_HELD_BYTES {
+            flush_held(&mut conn);
+        }
+        conn.held.extend_from_slice(&line);
+    }
+
+    /// Whether events are held ([`Probe::hold`]) and not written yet.
+    pub fn holds(&self) -> bool {
+        !self.conn().held.is_empty()
+    }
+
+    /// Writes the held events now (nothing if none are held).
+    pub fn flush(&mut self) {
+        flush_held(&mut self.conn());
+    }
+
     /// Sends an event about another process (e.g. `reaped` of a child).
     pub fn emit_about(&mut self, proc_id: &str, pid: i32, body: Body) {
         let mut conn = self.conn();
@@ -446,10 +501,35 @@ impl Probe {
     }
 }
 
-/// Writes one whole line (under the connection's lock: threads never tear it).
+/// Writes one whole line (under the connection's lock: threads never tear
+/// it), after the held ones, in the same `write`.
 fn send_line(conn: &mut Conn, line: &[u8]) {
+    if conn.held.is_empty() {
+        write_conn(conn, line);
+    } else {
+        let mut all = std::mem::take(&mut conn.held);
+        all.extend_from_slice(line);
+        write_conn(conn, &all);
+        // Keep the buffer's memory for the next hold.
+        all.clear();
+        conn.held = all;
+    }
+}
+
+/// Writes the held lines, if any.
+fn flush_held(conn: &mut Conn) {
+    if !conn.held.is_empty() {
+        let all = std::mem::take(&mut conn.held);
+        write_conn(conn, &all);
+        let mut all = all;
+        all.clear();
+        conn.held = all;
+    }
+}
+
+fn write_conn(conn: &mut Conn, bytes: &[u8]) {
     if let Some(sock) = conn.sock.as_mut()
-        && sock.write_all(line).is_err()
+        && sock.write_all(bytes).is_err()
     {
         // The collector is gone (the app stopped): run on silently.
         conn.sock = None;

@@ -247,13 +247,31 @@ impl<'r> Proc<'r> {
     }
 
     pub fn steps(&mut self, steps: &'r [Step]) -> Result<Flow, RunError> {
-        for s in steps {
-            match self.step(s)? {
+        for (i, s) in steps.iter().enumerate() {
+            let flow = self.step(s);
+            // Held events (a sleep's, [`Probe::hold`]) go out with the next
+            // step's first event only when that step computes and then
+            // sends before any system call; else now.
+            if self.probe.holds()
+                && !(matches!(flow, Ok(Flow::Next))
+                    && steps.get(i + 1).is_some_and(|n| self.sends_first(&n.op)))
+            {
+                self.probe.flush();
+            }
+            match flow? {
                 Flow::Next => {}
                 other => return Ok(other),
             }
         }
         Ok(Flow::Next)
+    }
+
+    /// Whether a step does nothing but compute before its first event
+    /// (no system call, no lock of a thread-shared global, nothing another
+    /// process can see), so that events held before it may wait for that
+    /// event: a `write` (its event comes before the store) or a `sleep`.
+    fn sends_first(&self, op: &Op) -> bool {
+        self.globals.is_none() && matches!(op, Op::Write { .. } | Op::Sleep(_))
     }
 
     fn eval(&mut self, e: &Expr) -> Result<Value, RunError> {
@@ -471,16 +489,25 @@ impl<'r> Proc<'r> {
 
     /// Sleeps `scaled_ms` (already checked and scaled).
     fn sleep_ms(&mut self, scaled_ms: f64) -> Result<(), RunError> {
-        self.probe.emit(Body::Sleep {
-            duration_ms: scaled_ms,
-        });
         // In a gated run the schedule decides who goes next, not the clock.
-        if !self.gated() {
-            // Checked: at most a day (times --time-scale), never NaN.
-            let nap = Duration::try_from_secs_f64(scaled_ms.max(0.0) / 1000.0).unwrap_or_default();
+        // Checked: at most a day (times --time-scale), never NaN.
+        let nap = match self.gated() {
+            true => Duration::ZERO,
+            false => Duration::try_from_secs_f64(scaled_ms.max(0.0) / 1000.0).unwrap_or_default(),
+        };
+        let sleep = Body::Sleep {
+            duration_ms: scaled_ms,
+        };
+        if nap.is_zero() {
+            // Nothing blocks: the sleep goes out with the wake.
+            self.probe.hold(sleep);
+        } else {
+            self.probe.emit(sleep);
             self.sleep_until(Instant::now() + nap)?;
         }
-        self.probe.emit(Body::Wake {});
+        // Nobody sees a sleep end: the wake goes out with the next event
+        // (`steps` sends it at once unless the next step sends first).
+        self.probe.hold(Body::Wake {});
         Ok(())
     }
 

@@ -63,6 +63,8 @@ impl Proc<'_> {
 
     /// Like an uncaught exception: a message on stderr, exit code 1.
     pub(in crate::runner) fn fail(&mut self, e: RunError) -> i32 {
+        // Held events first: they came before the failure.
+        self.probe.flush();
         let at = self
             .probe
             .line
