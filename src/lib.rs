@@ -17,6 +17,7 @@ pub mod rng;
 pub mod runner;
 pub mod safe_fs;
 pub mod scenario;
+pub mod sched;
 pub mod session;
 pub mod trace;
 pub mod trace_file;

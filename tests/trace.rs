@@ -214,6 +214,22 @@ fn by_default_stdout_is_line_buffered_as_on_a_terminal() {
     }
 }
 
+/// Job control inside a traced program works as under plain python3:
+/// SIGTSTP stops a child. The kernel drops SIGTSTP sent to an orphaned
+/// process group, which the run's would become if the runner core started
+/// a session of its own (a way to give the scenario its own autogroup,
+/// tried and not kept: PERFORMANCE.md, h-latency).
+#[test]
+fn sigtstp_stops_a_child_of_a_traced_program() {
+    let Some(py) = python() else { return };
+    let t = traced(&py, &program("job_control.py"), &[]);
+    assert_eq!(t.code, 0, "stderr {}", t.stderr);
+    let lines = lines_of(&t.events, Stream::Stdout);
+    for want in ["child stopped", "same group True", "same session True"] {
+        assert_eq!(lines.get(want), Some(&1), "{want:?} in {lines:?}");
+    }
+}
+
 #[test]
 fn a_buffer_copied_by_fork_is_the_childs_output() {
     let Some(py) = python() else { return };

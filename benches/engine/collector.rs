@@ -14,7 +14,11 @@
 //!    event of the load, `now − t_ns` right after `World::apply` (the
 //!    process stamped `t_ns` just before it sent the event). At ~10 000
 //!    events/s, with the reorder window the app uses (40 ms: events are held
-//!    that long on purpose) and without it (as gated runs do);
+//!    that long on purpose) and without it (as gated runs do). Without
+//!    it also with the collector and the consumer on the kernel's default
+//!    slices (as before h-latency, `src/sched.rs`), interleaved run by run
+//!    with the short ones; and for each run, how often the collector
+//!    thread and the consumer were woken and preempted per 1 000 events;
 //! 4. `parse`: the CPU time of parsing one line of each kind the flood
 //!    sends (`sleep`, `wake`, `write`), as the collector parses it
 //!    (`Event::from_line`).
@@ -422,6 +426,50 @@ fn pct(v: &[u64], p: f64) -> u64 {
     v[i.min(v.len() - 1)]
 }
 
+/// Context switches of a thread of this process so far, from
+/// `/proc/self/task/TID/status`: (voluntary: it slept and was woken,
+/// involuntary: it was preempted while it could run). `name`: the
+/// thread's `comm`, or `None` for the calling thread.
+fn switches(name: Option<&str>) -> Option<(u64, u64)> {
+    let status = match name {
+        None => std::fs::read_to_string("/proc/thread-self/status").ok()?,
+        Some(name) => std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .flatten()
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .and_then(|t| std::fs::read_to_string(t.path().join("status")).ok())?,
+    };
+    let field = |key: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((
+        field("voluntary_ctxt_switches:")?,
+        field("nonvoluntary_ctxt_switches:")?,
+    ))
+}
+
+/// `after - before` of two [`switches`], per 1 000 events.
+fn per_1000(before: Option<(u64, u64)>, after: Option<(u64, u64)>, events: usize) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            let k = 1000.0 / events.max(1) as f64;
+            format!(
+                "{:.0} wake-ups, {:.0} preemptions",
+                a.0.saturating_sub(b.0) as f64 * k,
+                a.1.saturating_sub(b.1) as f64 * k
+            )
+        }
+        _ => "not known".to_string(),
+    }
+}
+
 fn latency() -> Result<(), String> {
     use forkscope::cli::load_target;
     use forkscope::model::World;
@@ -435,16 +483,30 @@ fn latency() -> Result<(), String> {
     };
     scenario::limits::check(&loaded.scenario, &params, &limits).map_err(|e| e.to_string())?;
     let expected = 3 * WORKERS * 170;
-    for (what, window_ns) in [
-        ("reorder window 0 (as gated runs)", 0),
+    use forkscope::sched::{EVENT_THREAD_SLICE_NS, set_event_thread_slice_ns};
+    // (what, reorder window, slice the collector and consumer ask for)
+    let cases = [
+        ("reorder window 0 (as gated runs)", 0, EVENT_THREAD_SLICE_NS),
+        (
+            "reorder window 0, the kernel's default slices (before h-latency)",
+            0,
+            0,
+        ),
         (
             "reorder window 40 ms (the app's)",
             forkscope::collector::REORDER_WINDOW_NS,
+            EVENT_THREAD_SLICE_NS,
         ),
-    ] {
-        let mut p50s = Vec::new();
-        let mut p99s = Vec::new();
-        for _ in 0..3 {
+    ];
+    let mut p50s = vec![Vec::new(); cases.len()];
+    let mut p99s = vec![Vec::new(); cases.len()];
+    // Interleaved: one run of each case per round, so that a change in
+    // the machine's load meets every case alike.
+    for _ in 0..3 {
+        for (k, &(what, window_ns, slice_ns)) in cases.iter().enumerate() {
+            set_event_thread_slice_ns(slice_ns);
+            // This thread is the consumer: as `forkscope run`'s does.
+            forkscope::sched::event_thread();
             let opts = RunOptions {
                 time_scale: 1.0,
                 seed: 1,
@@ -464,6 +526,11 @@ fn latency() -> Result<(), String> {
             let events = session.collector.events.clone();
             let mut world = World::new();
             let mut lat_ns: Vec<u64> = Vec::with_capacity(expected);
+            // Wake-ups of the collector thread and of this consumer while
+            // the load's events come (up to the last one applied).
+            let coll_before = switches(Some("collector"));
+            let cons_before = switches(None);
+            let (mut coll_after, mut cons_after) = (None, None);
             loop {
                 match events.recv_batch_timeout(Duration::from_millis(20)) {
                     Ok(batch) => {
@@ -475,6 +542,10 @@ fn latency() -> Result<(), String> {
                             ) {
                                 lat_ns.push(now_ns().saturating_sub(e.t_ns));
                             }
+                        }
+                        if lat_ns.len() == expected && coll_after.is_none() {
+                            coll_after = switches(Some("collector"));
+                            cons_after = switches(None);
                         }
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -496,20 +567,26 @@ fn latency() -> Result<(), String> {
             lat_ns.sort_unstable();
             let (p50, p99, max) = (pct(&lat_ns, 50.0), pct(&lat_ns, 99.0), pct(&lat_ns, 100.0));
             println!(
-                "  latency, {what}: {} events applied; p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+                "  latency, {what}: {} events applied; p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; \
+                 per 1000 events: collector thread {}, consumer {}",
                 lat_ns.len(),
                 p50 as f64 / 1e3,
                 p99 as f64 / 1e3,
-                max as f64 / 1e3
+                max as f64 / 1e3,
+                per_1000(coll_before, coll_after, expected),
+                per_1000(cons_before, cons_after, expected),
             );
-            p50s.push(p50);
-            p99s.push(p99);
+            p50s[k].push(p50);
+            p99s[k].push(p99);
         }
+    }
+    set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
+    for (k, (what, _, _)) in cases.iter().enumerate() {
         println!(
             "event → model latency at ~10 000 events/s, {what}: median p50 {:.1} µs, p99 {:.1} µs; \
              all {expected} events applied, none dropped",
-            median(p50s) as f64 / 1e3,
-            median(p99s) as f64 / 1e3
+            median(p50s[k].clone()) as f64 / 1e3,
+            median(p99s[k].clone()) as f64 / 1e3
         );
     }
     Ok(())

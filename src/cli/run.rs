@@ -336,6 +336,9 @@ fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, 
     let mut world = World::new();
     let mut stopped: Option<Stopped> = None;
     let events = session.collector.events.clone();
+    // This thread waits for events and applies them: it runs as soon as a
+    // batch comes, even among a crowd of waking scenario processes.
+    crate::sched::event_thread();
     loop {
         // A batch at a time: the collector hands over what its reorder
         // window let go at once, and the checks below run once per batch.

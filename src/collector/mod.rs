@@ -195,7 +195,12 @@ impl Collector {
         state.window_ns = reorder_window_ns;
         let thread = std::thread::Builder::new()
             .name("collector".into())
-            .spawn(move || state.run())?;
+            .spawn(move || {
+                // Run as soon as an event comes, even in a crowd of
+                // waking scenario processes (`sched.rs`).
+                crate::sched::event_thread();
+                state.run()
+            })?;
         Ok(Collector {
             socket,
             gates,
