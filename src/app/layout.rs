@@ -68,6 +68,9 @@ pub struct NodeBox {
     pub extra: Vec<(Label, Option<egui::Color32>)>,
     /// Step mode: the "next step" bubble under the node.
     pub next: Option<Rect>,
+    /// The news of the moment (a lost update, a signal): a red tag where
+    /// the pid was ([`put_news`]).
+    pub news: Option<(Rect, Label)>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +128,21 @@ pub struct StageLayout {
     pub caption: Option<(Rect, Label)>,
     /// The deadlock banner: box, title, cycle.
     pub banner: Option<(Rect, Label, Label)>,
+    /// What the painter drew beyond the boxes above (badges, arrows, the
+    /// value card's chips and lists), noted as it drew them so that
+    /// `--dump-layout` lists every drawn box and label.
+    pub painted: std::cell::RefCell<Vec<Painted>>,
+}
+
+/// One box or label the painter drew (in points), for the dump.
+#[derive(Clone, Debug)]
+pub struct Painted {
+    pub id: String,
+    pub kind: &'static str,
+    pub rect: Rect,
+    pub font: Option<f32>,
+    pub key: bool,
+    pub parent: Option<String>,
 }
 
 /// One drawn box or label, for `--dump-layout` and the tests.
@@ -187,7 +205,8 @@ const SLOT_W: f32 = 2.0;
 const BAND_H: f32 = CHANNEL_H + 1.2;
 const POOL_PAD: f32 = 0.5;
 const POOL_STRIP_H: f32 = 2.0;
-const NEXT_H: f32 = 3.4;
+/// Step mode's "next step" bubble: a line at k, a line at 0.85 k, margins.
+const NEXT_H: f32 = 2.9;
 const CARD_W: f32 = 17.0;
 const CARD_GAP: f32 = 0.8;
 const CAPTION_FONT: f32 = 1.05;
@@ -1100,6 +1119,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         links: Vec::new(),
         caption: None,
         banner: None,
+        painted: Default::default(),
     };
 
     // Caption strip at the bottom.
@@ -1221,6 +1241,10 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                 pos2(rect.left(), rect.bottom() + below + 0.4 * k),
                 vec2(rect.width(), NEXT_H * k),
             ));
+        }
+        let lost = lost_updates_by(world, &p.id);
+        if lost > 0 {
+            put_news(&mut nb, &lost_update_words(lost), k);
         }
         out.nodes.insert(id.to_string(), nb);
     }
@@ -1487,6 +1511,68 @@ fn node_box(
         state,
         extra,
         next: None,
+        news: None,
+    }
+}
+
+/// How many updates `id` overwrote (writes based on a stale read).
+pub fn lost_updates_by(world: &World, id: &str) -> usize {
+    world
+        .values
+        .values()
+        .flat_map(|v| &v.lost_updates)
+        .filter(|lu| lu.proc_id == id)
+        .count()
+}
+
+/// A node's lost-update tag: short, so it reads at the key size beside
+/// the name (the value card's banner and the caption spell it out).
+pub fn lost_update_words(n: usize) -> String {
+    if n == 1 {
+        "⚠ LOST".to_string()
+    } else {
+        format!("⚠ LOST ×{n}")
+    }
+}
+
+/// The news of the moment on a node (a lost update, a signal): white on
+/// red at the top right, where the pid was, never over the name. The pid
+/// moves to the line under the name when that line has room for it, and
+/// is left out (the inspector has it) when not.
+pub fn put_news(nb: &mut NodeBox, text: &str, k: f32) {
+    let pad = NODE_PAD * k;
+    let rect = nb.rect;
+    let room = rect.right() - 0.4 * k - (nb.name.rect.right() + 0.6 * k) - 0.5 * k;
+    let font = k.min(room / text_w(text, 1.0).max(0.1)).max(0.6 * k);
+    let text = fit_line(text.to_string(), font, room.max(0.0));
+    let w = text_w(&text, font);
+    let tag = Rect::from_min_size(
+        pos2(rect.right() - 0.4 * k - w - 0.5 * k, rect.top() + 0.35 * k),
+        vec2(w + 0.5 * k, font * 1.25 + 0.1 * k),
+    );
+    let words = Label {
+        rect: Rect::from_min_size(tag.min + vec2(0.25 * k, 0.05 * k), vec2(w, font * 1.25)),
+        font,
+        text,
+    };
+    nb.news = Some((tag, words));
+    let Some(mut pid) = nb.pid.take() else {
+        return;
+    };
+    // The line under the name (the role's line), right-aligned.
+    let line_top = rect.top() + 1.85 * k;
+    let line_h = pid.rect.height();
+    if nb.badge.top() + 0.01 < line_top + line_h {
+        return;
+    }
+    let w = pid.rect.width();
+    pid.rect = Rect::from_min_size(pos2(rect.right() - pad - w, line_top), vec2(w, line_h));
+    let clear = nb
+        .tags
+        .as_ref()
+        .is_none_or(|t| t.rect.right() + 0.5 * k <= pid.rect.left());
+    if clear && pid.rect.left() >= rect.left() + pad {
+        nb.pid = Some(pid);
     }
 }
 
@@ -1513,6 +1599,7 @@ fn runner_box(rect: Rect, p: &Process, k: f32) -> NodeBox {
         state: l,
         extra: Vec::new(),
         next: None,
+        news: None,
     }
 }
 
@@ -1888,6 +1975,17 @@ impl StageLayout {
                     Some(&id),
                 );
             }
+            if let Some((tag, words)) = &n.news {
+                add(format!("{id}/news"), "badge", *tag, None, false, Some(&id));
+                add(
+                    format!("{id}/news/text"),
+                    "label",
+                    words.rect,
+                    Some(words.font),
+                    true,
+                    Some(&id),
+                );
+            }
             if let Some(r) = n.next {
                 add(format!("next:{name}"), "next", r, None, false, None);
             }
@@ -1977,6 +2075,16 @@ impl StageLayout {
                 Some(cycle.font),
                 true,
                 Some("banner"),
+            );
+        }
+        for p in self.painted.borrow().iter() {
+            add(
+                p.id.clone(),
+                p.kind,
+                p.rect,
+                p.font,
+                p.key,
+                p.parent.as_deref(),
             );
         }
         items
