@@ -189,7 +189,7 @@ const NODE_MIN_W: f32 = 12.5;
 const NODE_PAD: f32 = 0.5;
 const NODE_BASE_H: f32 = 5.1;
 /// The role and tags line (left out when no process has any).
-const TAGS_H: f32 = 1.25;
+const TAGS_H: f32 = 1.1;
 const NODE_LINE_H: f32 = 1.1;
 /// A state on two lines: its font (a little bigger than on one line,
 /// as the longest words of the stage) and the second line (k units).
@@ -207,6 +207,8 @@ const POOL_PAD: f32 = 0.5;
 const POOL_STRIP_H: f32 = 2.0;
 /// Step mode's "next step" bubble: a line at k, a line at 0.85 k, margins.
 const NEXT_H: f32 = 2.9;
+/// Between a node and its "next step" bubble (the pointer's room).
+const NEXT_GAP: f32 = 0.3;
 const CARD_W: f32 = 17.0;
 const CARD_GAP: f32 = 0.8;
 const CAPTION_FONT: f32 = 1.05;
@@ -868,7 +870,7 @@ impl Tree<'_> {
             h += POOL_STRIP_H;
         }
         if gated {
-            h += NEXT_H + 0.4;
+            h += NEXT_H + NEXT_GAP;
         }
         if !self.bands[row].is_empty() {
             h += BAND_H * self.band_lines(row).len() as f32;
@@ -1238,7 +1240,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                 0.0
             };
             nb.next = Some(Rect::from_min_size(
-                pos2(rect.left(), rect.bottom() + below + 0.4 * k),
+                pos2(rect.left(), rect.bottom() + below + NEXT_GAP * k),
                 vec2(rect.width(), NEXT_H * k),
             ));
         }
@@ -1301,7 +1303,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             band_top += POOL_STRIP_H * k;
         }
         if input.gated {
-            band_top += (NEXT_H + 0.4) * k;
+            band_top += (NEXT_H + NEXT_GAP) * k;
         }
         // Centre the band in the room the gap has got.
         band_top += (tree.gap_under(row, input.gated)
@@ -1311,7 +1313,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             } else {
                 0.0
             }
-            - if input.gated { NEXT_H + 0.4 } else { 0.0 })
+            - if input.gated { NEXT_H + NEXT_GAP } else { 0.0 })
         .max(0.0)
             * k
             * 0.3
@@ -1387,7 +1389,40 @@ fn caption_label(text: &str, stage: Rect, top: f32, k: f32) -> (Rect, Label) {
     let max_h = CAPTION_LINES * CAPTION_FONT * 1.3 * k;
     // The largest size (from 1.5 k down to 70 % of the usual) at which
     // it wraps into the strip.
-    let lines = |font: f32| (text_w(text, font) / room).ceil().max(1.0);
+    // Words wrap whole: a line holds a little less than the room.
+    let lines_of = |t: &str, font: f32| (text_w(t, font) / (room * 0.96)).ceil().max(1.0);
+    // Too long for its two lines at the usual size: the last items of a
+    // list (" · ") give way to "…", never the words of one item.
+    let normal = CAPTION_FONT * k;
+    let mut parts: Vec<&str> = text.split(" · ").collect();
+    let mut cut = parts.last() == Some(&"…");
+    if cut {
+        parts.pop();
+    }
+    let joined = |parts: &[&str], cut: bool| {
+        let mut t = parts.join(" · ");
+        if cut {
+            t.push_str(" · …");
+        }
+        t
+    };
+    let fits = |t: &str| lines_of(t, normal) * normal * 1.3 <= max_h;
+    if !fits(&joined(&parts, cut)) {
+        // Item by item, in order: an item that would not fit is left
+        // out (a shorter one after it may still fit), and "…" says so.
+        let mut kept: Vec<&str> = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            kept.push(part);
+            if i > 0 && !fits(&joined(&kept, true)) {
+                kept.pop();
+            }
+        }
+        parts = kept;
+        cut = true;
+    }
+    let text = joined(&parts, cut);
+    let text = text.as_str();
+    let lines = |font: f32| lines_of(text, font);
     let mut font = CAPTION_FONT * k * 1.45;
     while lines(font) * font * 1.3 > max_h && font > CAPTION_FONT * k * 0.7 {
         font *= 0.97;

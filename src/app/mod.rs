@@ -1607,8 +1607,15 @@ impl App {
                     }
                 });
         }
+        // On a projector the stage takes the height: 4 points above and
+        // below it, not 8 (18 px words at 720p need every line).
+        let margin = if self.presenter {
+            egui::Margin::symmetric(8, 4)
+        } else {
+            egui::Margin::same(8)
+        };
         egui::CentralPanel::default()
-            .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(8.0))
+            .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(margin))
             .show(ui, |ui| {
                 {
                     let chrome = self.chrome_ctx(&frame);

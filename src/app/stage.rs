@@ -102,12 +102,18 @@ impl StageView {
                     .filter(|o| Some(*o) != p.parent.as_deref())
                     .and_then(|id| layout.nodes.get(id))
             {
+                // From the side of the old parent that faces the child to
+                // the child's side facing it: never under either box.
                 let stroke = Stroke::new(1.5 * ctx.theme.line_width, theme::okabe_ito::ORANGE);
-                dashed(
-                    &painter,
-                    orig.rect.center_bottom(),
-                    r.rect.left_center(),
-                    stroke,
+                let (from, to) = facing_sides(orig.rect, r.rect);
+                dashed(&painter, from, to, stroke);
+                note(
+                    &layout,
+                    format!("was_parent:{}>{}", orig.name.text, p.id),
+                    "edge",
+                    Rect::from_two_pos(from, to),
+                    None,
+                    None,
                 );
             }
         }
@@ -475,9 +481,19 @@ fn deadlock_cycle(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) 
             Some((lock, card)) => {
                 // Into and out of the card's left side (the cards stand
                 // right of the tree), so no arrow crosses a card's words.
+                // Below the banner's corner when the card stands beside
+                // it (an arrowhead landed on the corner).
                 let lr = card.rect;
-                let into = pos2(lr.left() - 4.0, lr.top() + lr.height() * 0.3);
-                let out = pos2(lr.left(), lr.top() + lr.height() * 0.7);
+                let below_banner = layout
+                    .banner
+                    .as_ref()
+                    .map_or(f32::MIN, |(b, _, _)| b.bottom() + 0.6 * k);
+                let out_y = lr.top() + lr.height() * 0.8;
+                let into_y = (lr.top() + lr.height() * 0.3)
+                    .max(below_banner)
+                    .min(out_y - 0.9 * k);
+                let into = pos2(lr.left() - 4.0, into_y);
+                let out = pos2(lr.left(), out_y);
                 arrows.push((
                     format!("deadlock:{}>{lock}", e.waiter),
                     closest_edge_point(&ring_w, into),
@@ -1142,6 +1158,20 @@ fn caption(painter: &egui::Painter, layout: &StageLayout, ctx: &ViewCtx) {
 }
 
 // ---- small helpers ----------------------------------------------------------
+
+/// The middles of the sides two boxes face each other with (left and
+/// right when they stand side by side, else bottom and top).
+fn facing_sides(a: Rect, b: Rect) -> (Pos2, Pos2) {
+    if b.left() >= a.right() {
+        (a.right_center(), b.left_center())
+    } else if b.right() <= a.left() {
+        (a.left_center(), b.right_center())
+    } else if b.top() >= a.bottom() {
+        (a.center_bottom(), b.center_top())
+    } else {
+        (a.center_top(), b.center_bottom())
+    }
+}
 
 /// Notes a box or label just drawn, for `--dump-layout`.
 fn note(
