@@ -14,9 +14,8 @@
 use crate::model::{ChannelKind, ExitStatus, World};
 use crate::protocol::RUNNER_ID;
 
-/// Most items an ending lists (the layout keeps those that fit its two
-/// lines at the usual size and ends with "…").
-const ENDING_PARTS: usize = 8;
+/// Most items an ending lists before "…" (the caption has two lines).
+const ENDING_PARTS: usize = 4;
 
 /// The caption at this moment, if there is one.
 pub fn caption(world: &World) -> Option<String> {
@@ -122,7 +121,7 @@ pub fn ending(world: &World) -> String {
     }
     for (name, v) in &world.values {
         let lost = v.lost_updates_total();
-        let value = super::layout::short(&v.current, 32);
+        let value = super::layout::short(&v.current, 24);
         parts.push(if lost > 0 {
             let s = if lost == 1 { "" } else { "s" };
             format!("{name} = {value} ({lost} lost update{s})")

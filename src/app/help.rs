@@ -178,7 +178,7 @@ mod tests {
                 }
                 let ok = match row_for(&name) {
                     Some(row) => shown.iter().any(|s| s == row),
-                    None => shown.iter().any(|s| *s == name),
+                    None => shown.contains(&name),
                 };
                 if !ok && !missing.contains(&name) {
                     missing.push(name);

@@ -513,7 +513,7 @@ pub fn step_bar(ui: &mut Ui, app: &ChromeCtx, bar: &mut StepBar, cmds: &mut Vec<
     });
     // The list of steps is desk work too on a projector (it comes back
     // with the side panels): one row of step bar leaves the stage its room.
-    if gated && !(big && !app.show_side_panels) {
+    if gated && (!big || app.show_side_panels) {
         step_list(ui, app, steps, cmds);
     }
     match bar.open {

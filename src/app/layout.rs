@@ -1389,40 +1389,7 @@ fn caption_label(text: &str, stage: Rect, top: f32, k: f32) -> (Rect, Label) {
     let max_h = CAPTION_LINES * CAPTION_FONT * 1.3 * k;
     // The largest size (from 1.5 k down to 70 % of the usual) at which
     // it wraps into the strip.
-    // Words wrap whole: a line holds a little less than the room.
-    let lines_of = |t: &str, font: f32| (text_w(t, font) / (room * 0.96)).ceil().max(1.0);
-    // Too long for its two lines at the usual size: the last items of a
-    // list (" · ") give way to "…", never the words of one item.
-    let normal = CAPTION_FONT * k;
-    let mut parts: Vec<&str> = text.split(" · ").collect();
-    let mut cut = parts.last() == Some(&"…");
-    if cut {
-        parts.pop();
-    }
-    let joined = |parts: &[&str], cut: bool| {
-        let mut t = parts.join(" · ");
-        if cut {
-            t.push_str(" · …");
-        }
-        t
-    };
-    let fits = |t: &str| lines_of(t, normal) * normal * 1.3 <= max_h;
-    if !fits(&joined(&parts, cut)) {
-        // Item by item, in order: an item that would not fit is left
-        // out (a shorter one after it may still fit), and "…" says so.
-        let mut kept: Vec<&str> = Vec::new();
-        for (i, part) in parts.iter().enumerate() {
-            kept.push(part);
-            if i > 0 && !fits(&joined(&kept, true)) {
-                kept.pop();
-            }
-        }
-        parts = kept;
-        cut = true;
-    }
-    let text = joined(&parts, cut);
-    let text = text.as_str();
-    let lines = |font: f32| lines_of(text, font);
+    let lines = |font: f32| (text_w(text, font) / room).ceil().max(1.0);
     let mut font = CAPTION_FONT * k * 1.45;
     while lines(font) * font * 1.3 > max_h && font > CAPTION_FONT * k * 0.7 {
         font *= 0.97;
