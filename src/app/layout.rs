@@ -128,6 +128,9 @@ pub struct StageLayout {
     pub caption: Option<(Rect, Label)>,
     /// The deadlock banner: box, title, cycle.
     pub banner: Option<(Rect, Label, Label)>,
+    /// The room, not the zoom, decides the type: "+" cannot make the
+    /// stage's words bigger without putting them on one another.
+    pub full: bool,
     /// What the painter drew beyond the boxes above (badges, arrows, the
     /// value card's chips and lists), noted as it drew them so that
     /// `--dump-layout` lists every drawn box and label.
@@ -1111,6 +1114,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
     let mut out = StageLayout {
         stage,
         k,
+        full: k + 1e-3 < k_max,
         nodes: BTreeMap::new(),
         channels: BTreeMap::new(),
         values: BTreeMap::new(),

@@ -678,7 +678,19 @@ impl App {
             Command::SetQuiz(on) => self.quiz.on = on,
             Command::TogglePresenter => self.presenter = !self.presenter,
             Command::ToggleSidePanels => self.toggle_side_panels(),
-            Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
+            Command::Zoom(z) => {
+                let z = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM);
+                // A full stage: its words are as big as the room allows;
+                // "+" grows the panels' words only, and says so.
+                let full = self.stage.last_layout.as_ref().is_some_and(|l| l.full);
+                if z > self.zoom && full {
+                    self.status = Some(format!(
+                        "zoom {:.0} %: the stage is full, its words are as large as the room                          allows (hide a panel, or fewer processes, for larger ones)",
+                        z * 100.0
+                    ));
+                }
+                self.zoom = z;
+            }
             Command::SelectProcess(p) => self.selected = p,
             Command::SetMode(m) => {
                 if m == lab::Mode::Step && self.mode != m {
