@@ -29,6 +29,14 @@ fn main() -> ExitCode {
         ),
         ("stop_ends_every_process", stop_ends_every_process),
         (
+            "step_mode_on_the_command_line_takes_the_small_parameters",
+            step_mode_on_the_command_line_takes_the_small_parameters,
+        ),
+        (
+            "plus_on_a_full_stage_says_why_the_words_stay",
+            plus_on_a_full_stage_says_why_the_words_stay,
+        ),
+        (
             "presenter_mode_changes_the_look",
             presenter_mode_changes_the_look,
         ),
@@ -1859,4 +1867,68 @@ fn a_python_program_opens_with_its_source_and_markers() {
     assert!(h.query_all_by_label(&e).count() >= 1, "on screen");
     assert!(has_label(&h, &format!("⚠ {}", files::CANNOT_OPEN)));
     assert_eq!(picked_name(&h), "locked-counter", "the old pick stays");
+}
+
+/// `--mode step` does what the toolbar's Step does: the scenario's small
+/// parameters (2 workers × 3 adds), except one given with `--set`.
+fn step_mode_on_the_command_line_takes_the_small_parameters() {
+    let app = |set: Vec<String>| {
+        App::new(&GuiArgs {
+            scenario: Some("unlocked-counter".into()),
+            mode: Some(lab::Mode::Step),
+            set,
+            ..GuiArgs::default()
+        })
+        .expect("the app starts")
+    };
+    let params = |a: &App| {
+        a.picked.as_ref().map(|p| {
+            (
+                p.params.get("workers").cloned(),
+                p.params.get("adds").cloned(),
+            )
+        })
+    };
+    assert_eq!(
+        params(&app(Vec::new())),
+        Some((Some(Value::Int(2)), Some(Value::Int(3)))),
+        "--mode step takes the step parameters"
+    );
+    assert_eq!(
+        params(&app(vec!["workers=4".into()])),
+        Some((Some(Value::Int(4)), Some(Value::Int(3)))),
+        "--set wins over the step parameters"
+    );
+}
+
+/// "+" on a stage with no room left (100 processes at 1280×720 in presenter
+/// mode): the words cannot grow without landing on one another, and the
+/// status says so rather than nothing happening.
+fn plus_on_a_full_stage_says_why_the_words_stay() {
+    let app = App::new(&GuiArgs {
+        scenario: Some("fan-out-stress".into()),
+        presenter: true,
+        ..GuiArgs::default()
+    })
+    .expect("the app starts");
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0 / 1.6, 720.0 / 1.6))
+        .build_ui_state(|ui, app: &mut App| app.frame(ui), app);
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(
+        wait_for(&mut h, |h| h
+            .state()
+            .stage
+            .last_layout
+            .as_ref()
+            .is_some_and(|l| l.full)),
+        "the stage fills up"
+    );
+    h.state_mut().command(Command::Zoom(1.1));
+    h.run_steps(2);
+    let status = h.state().status.clone().unwrap_or_default();
+    assert!(status.contains("the stage is full"), "after +: {status:?}");
+    h.state_mut().command(Command::Stop);
+    h.run_steps(3);
 }

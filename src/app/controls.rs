@@ -555,16 +555,21 @@ pub fn central_bar(
         let t = RichText::new(s);
         if big { t.strong() } else { t }
     };
-    ui.horizontal(|ui| {
-        for (v, label) in [
-            (MainView::Stage, STAGE_TAB),
-            (MainView::ManyRuns, MANY_RUNS_TAB),
-        ] {
-            if ui.selectable_label(app.view == v, text(label)).clicked() {
-                cmds.push(Command::ShowView(v));
+    // On a projector, step mode's bar alone (the tabs come back with the
+    // side panels): the stage keeps the room for 18 px words at 720p.
+    let tabs = !(big && !app.show_side_panels && app.view == MainView::Stage);
+    if tabs {
+        ui.horizontal(|ui| {
+            for (v, label) in [
+                (MainView::Stage, STAGE_TAB),
+                (MainView::ManyRuns, MANY_RUNS_TAB),
+            ] {
+                if ui.selectable_label(app.view == v, text(label)).clicked() {
+                    cmds.push(Command::ShowView(v));
+                }
             }
-        }
-    });
+        });
+    }
     if app.view == MainView::Stage && lab_on {
         lab::step_bar(ui, app, bar, cmds);
     }

@@ -41,6 +41,12 @@ pub fn key_table() -> Vec<(String, String)> {
             "U",
             "step mode: undo the last step (the run is replayed without it)",
         ),
+        (
+            "N",
+            "step mode: run on until something happens (a lost update, a block, a deadlock)",
+        ),
+        ("1 – 6", "a quiz question: pick that choice"),
+        ("Enter", "in a field (a number, a path): take what is typed"),
         ("Esc", "close this list, a menu or a question"),
     ]
     .into_iter()
@@ -124,5 +130,64 @@ pub fn help_window(ctx: &egui::Context, open_now: bool, cmds: &mut Vec<Command>)
         });
     if !open {
         cmds.push(Command::View(ViewCmd::ToggleHelp));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key a handler of the app reads (`Key::…` in the files that
+    /// read keys) has its row in the "?" overlay: N was missing once.
+    #[test]
+    fn the_overlay_lists_every_key_the_app_reads() {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("help.rs"),
+            include_str!("quiz.rs"),
+            include_str!("settings.rs"),
+            include_str!("controls.rs"),
+            include_str!("files.rs"),
+            include_str!("lab.rs"),
+        ];
+        let shown: Vec<String> = key_table().into_iter().map(|(k, _)| k).collect();
+        let row_for = |key: &str| -> Option<&str> {
+            Some(match key {
+                "Questionmark" | "Slash" | "F1" => "? or F1",
+                "Plus" | "Equals" | "Minus" => "+ / −",
+                "Space" => "Space",
+                "Escape" => "Esc",
+                "O" => "Ctrl+O",
+                "Enter" => "Enter",
+                k if k.starts_with("Num") => {
+                    let n: u32 = k.trim_start_matches("Num").parse().ok()?;
+                    if n <= 6 { "1 – 6" } else { "1 – 9" }
+                }
+                _ => return None,
+            })
+        };
+        let mut missing = Vec::new();
+        for src in sources {
+            for (at, _) in src.match_indices("Key::") {
+                let name: String = src[at + 5..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                if name.is_empty() || name == "ALL" {
+                    continue;
+                }
+                let ok = match row_for(&name) {
+                    Some(row) => shown.iter().any(|s| s == row),
+                    None => shown.contains(&name),
+                };
+                if !ok && !missing.contains(&name) {
+                    missing.push(name);
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "keys read but not in the overlay: {missing:?}"
+        );
     }
 }

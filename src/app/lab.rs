@@ -409,10 +409,14 @@ pub fn step_bar(ui: &mut Ui, app: &ChromeCtx, bar: &mut StepBar, cmds: &mut Vec<
                 .filter(|n| *n > 0 && *n == steps),
         ) {
             (
-                format!(
-                    "Replayed {n} steps in a fresh run (new processes, new pids). Step {}: your turn.",
-                    steps + 1
-                ),
+                if big {
+                    format!("Replayed {n} steps (fresh run). Step {}: your turn.", steps + 1)
+                } else {
+                    format!(
+                        "Replayed {n} steps in a fresh run (new processes, new pids). Step {}: your turn.",
+                        steps + 1
+                    )
+                },
                 app.theme.text,
             )
         } else if running && awaiting && manual {
@@ -507,7 +511,9 @@ pub fn step_bar(ui: &mut Ui, app: &ChromeCtx, bar: &mut StepBar, cmds: &mut Vec<
             app.picked.is_some(),
         );
     });
-    if gated {
+    // The list of steps is desk work too on a projector (it comes back
+    // with the side panels): one row of step bar leaves the stage its room.
+    if gated && (!big || app.show_side_panels) {
         step_list(ui, app, steps, cmds);
     }
     match bar.open {

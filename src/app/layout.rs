@@ -72,6 +72,9 @@ pub struct NodeBox {
     pub extra: Vec<(Label, Option<egui::Color32>)>,
     /// Step mode: the "next step" bubble under the node.
     pub next: Option<Rect>,
+    /// The news of the moment (a lost update, a signal): a red tag where
+    /// the pid was ([`put_news`]).
+    pub news: Option<(Rect, Label)>,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +132,24 @@ pub struct StageLayout {
     pub caption: Option<(Rect, Label)>,
     /// The deadlock banner: box, title, cycle.
     pub banner: Option<(Rect, Label, Label)>,
+    /// The room, not the zoom, decides the type: "+" cannot make the
+    /// stage's words bigger without putting them on one another.
+    pub full: bool,
+    /// What the painter drew beyond the boxes above (badges, arrows, the
+    /// value card's chips and lists), noted as it drew them so that
+    /// `--dump-layout` lists every drawn box and label.
+    pub painted: std::cell::RefCell<Vec<Painted>>,
+}
+
+/// One box or label the painter drew (in points), for the dump.
+#[derive(Clone, Debug)]
+pub struct Painted {
+    pub id: String,
+    pub kind: &'static str,
+    pub rect: Rect,
+    pub font: Option<f32>,
+    pub key: bool,
+    pub parent: Option<String>,
 }
 
 /// One drawn box or label, for `--dump-layout` and the tests.
@@ -175,7 +196,7 @@ const NODE_MIN_W: f32 = 12.5;
 const NODE_PAD: f32 = 0.5;
 const NODE_BASE_H: f32 = 5.1;
 /// The role and tags line (left out when no process has any).
-const TAGS_H: f32 = 1.25;
+const TAGS_H: f32 = 1.1;
 const NODE_LINE_H: f32 = 1.1;
 /// A state on two lines: its font (a little bigger than on one line,
 /// as the longest words of the stage) and the second line (k units).
@@ -191,7 +212,10 @@ const SLOT_W: f32 = 2.0;
 const BAND_H: f32 = CHANNEL_H + 1.2;
 const POOL_PAD: f32 = 0.5;
 const POOL_STRIP_H: f32 = 2.0;
-const NEXT_H: f32 = 3.4;
+/// Step mode's "next step" bubble: a line at k, a line at 0.85 k, margins.
+const NEXT_H: f32 = 2.9;
+/// Between a node and its "next step" bubble (the pointer's room).
+const NEXT_GAP: f32 = 0.3;
 const CARD_W: f32 = 17.0;
 const CARD_GAP: f32 = 0.8;
 const CAPTION_FONT: f32 = 1.05;
@@ -942,7 +966,7 @@ impl Tree<'_> {
             h += POOL_STRIP_H;
         }
         if gated {
-            h += NEXT_H + 0.4;
+            h += NEXT_H + NEXT_GAP;
         }
         if !self.bands[row].is_empty() {
             h += BAND_H * self.band_lines(row).len() as f32;
@@ -1192,6 +1216,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
     let mut out = StageLayout {
         stage,
         k,
+        full: k + 1e-3 < k_max,
         nodes: BTreeMap::new(),
         channels: BTreeMap::new(),
         values: BTreeMap::new(),
@@ -1202,6 +1227,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
         links: Vec::new(),
         caption: None,
         banner: None,
+        painted: Default::default(),
     };
 
     // Caption strip at the bottom.
@@ -1333,9 +1359,13 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                 0.0
             };
             nb.next = Some(Rect::from_min_size(
-                pos2(rect.left(), rect.bottom() + below + 0.4 * k),
+                pos2(rect.left(), rect.bottom() + below + NEXT_GAP * k),
                 vec2(rect.width(), NEXT_H * k),
             ));
+        }
+        let lost = lost_updates_by(world, &p.id);
+        if lost > 0 {
+            put_news(&mut nb, &lost_update_words(lost), k);
         }
         out.nodes.insert(id.to_string(), nb);
     }
@@ -1407,7 +1437,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             band_top += POOL_STRIP_H * k;
         }
         if input.gated {
-            band_top += (NEXT_H + 0.4) * k;
+            band_top += (NEXT_H + NEXT_GAP) * k;
         }
         // Centre the band in the room the gap has got.
         band_top += (tree.gap_under(row, input.gated)
@@ -1417,7 +1447,7 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             } else {
                 0.0
             }
-            - if input.gated { NEXT_H + 0.4 } else { 0.0 })
+            - if input.gated { NEXT_H + NEXT_GAP } else { 0.0 })
         .max(0.0)
             * k
             * 0.3
@@ -1874,6 +1904,68 @@ fn node_box(
         state,
         extra,
         next: None,
+        news: None,
+    }
+}
+
+/// How many updates `id` overwrote (writes based on a stale read).
+pub fn lost_updates_by(world: &World, id: &str) -> usize {
+    world
+        .values
+        .values()
+        .flat_map(|v| &v.lost_updates)
+        .filter(|lu| lu.proc_id == id)
+        .count()
+}
+
+/// A node's lost-update tag: short, so it reads at the key size beside
+/// the name (the value card's banner and the caption spell it out).
+pub fn lost_update_words(n: usize) -> String {
+    if n == 1 {
+        "⚠ LOST".to_string()
+    } else {
+        format!("⚠ LOST ×{n}")
+    }
+}
+
+/// The news of the moment on a node (a lost update, a signal): white on
+/// red at the top right, where the pid was, never over the name. The pid
+/// moves to the line under the name when that line has room for it, and
+/// is left out (the inspector has it) when not.
+pub fn put_news(nb: &mut NodeBox, text: &str, k: f32) {
+    let pad = NODE_PAD * k;
+    let rect = nb.rect;
+    let room = rect.right() - 0.4 * k - (nb.name.rect.right() + 0.6 * k) - 0.5 * k;
+    let font = k.min(room / text_w(text, 1.0).max(0.1)).max(0.6 * k);
+    let text = fit_line(text.to_string(), font, room.max(0.0));
+    let w = text_w(&text, font);
+    let tag = Rect::from_min_size(
+        pos2(rect.right() - 0.4 * k - w - 0.5 * k, rect.top() + 0.35 * k),
+        vec2(w + 0.5 * k, font * 1.25 + 0.1 * k),
+    );
+    let words = Label {
+        rect: Rect::from_min_size(tag.min + vec2(0.25 * k, 0.05 * k), vec2(w, font * 1.25)),
+        font,
+        text,
+    };
+    nb.news = Some((tag, words));
+    let Some(mut pid) = nb.pid.take() else {
+        return;
+    };
+    // The line under the name (the role's line), right-aligned.
+    let line_top = rect.top() + 1.85 * k;
+    let line_h = pid.rect.height();
+    if nb.badge.top() + 0.01 < line_top + line_h {
+        return;
+    }
+    let w = pid.rect.width();
+    pid.rect = Rect::from_min_size(pos2(rect.right() - pad - w, line_top), vec2(w, line_h));
+    let clear = nb
+        .tags
+        .as_ref()
+        .is_none_or(|t| t.rect.right() + 0.5 * k <= pid.rect.left());
+    if clear && pid.rect.left() >= rect.left() + pad {
+        nb.pid = Some(pid);
     }
 }
 
@@ -1900,6 +1992,7 @@ fn runner_box(rect: Rect, p: &Process, k: f32) -> NodeBox {
         state: l,
         extra: Vec::new(),
         next: None,
+        news: None,
     }
 }
 
@@ -2298,6 +2391,17 @@ impl StageLayout {
                     Some(&id),
                 );
             }
+            if let Some((tag, words)) = &n.news {
+                add(format!("{id}/news"), "badge", *tag, None, false, Some(&id));
+                add(
+                    format!("{id}/news/text"),
+                    "label",
+                    words.rect,
+                    Some(words.font),
+                    true,
+                    Some(&id),
+                );
+            }
             if let Some(r) = n.next {
                 add(format!("next:{name}"), "next", r, None, false, None);
             }
@@ -2387,6 +2491,16 @@ impl StageLayout {
                 Some(cycle.font),
                 true,
                 Some("banner"),
+            );
+        }
+        for p in self.painted.borrow().iter() {
+            add(
+                p.id.clone(),
+                p.kind,
+                p.rect,
+                p.font,
+                p.key,
+                p.parent.as_deref(),
             );
         }
         items

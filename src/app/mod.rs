@@ -316,6 +316,8 @@ struct ScreenshotPlan {
     after: Duration,
     requested_at: Option<Instant>,
     image: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
+    /// The dump of the last frame drawn since the picture was asked for.
+    last_dump: Option<layout::Dump>,
 }
 
 pub struct App {
@@ -476,6 +478,17 @@ impl App {
             let sets = parse_sets(&args.set).map_err(|e| e.to_string())?;
             p.params =
                 scenario::resolve_params(&p.loaded.scenario, &sets).map_err(|e| e.to_string())?;
+            // `--mode step` does what the toolbar's Step does: the small
+            // parameters, except those given with `--set`.
+            if app.mode == lab::Mode::Step {
+                for (k, param) in &p.loaded.scenario.params {
+                    if let Some(v) = &param.step
+                        && !sets.iter().any(|(name, _)| name == k)
+                    {
+                        p.params.insert(k.clone(), v.clone());
+                    }
+                }
+            }
             p.exec_confirmed = args.allow_exec;
             if args.screenshot.is_some() && p.needs_exec_consent() && !p.exec_confirmed {
                 return Err(format!(
@@ -506,6 +519,7 @@ impl App {
                 after: Duration::from_millis(args.after_ms),
                 requested_at: None,
                 image: Arc::default(),
+                last_dump: None,
             });
         }
         app.python_exe = args.python.clone();
@@ -664,7 +678,19 @@ impl App {
             Command::SetQuiz(on) => self.quiz.on = on,
             Command::TogglePresenter => self.presenter = !self.presenter,
             Command::ToggleSidePanels => self.toggle_side_panels(),
-            Command::Zoom(z) => self.zoom = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM),
+            Command::Zoom(z) => {
+                let z = z.clamp(theme::MIN_ZOOM, theme::MAX_ZOOM);
+                // A full stage: its words are as big as the room allows;
+                // "+" grows the panels' words only, and says so.
+                let full = self.stage.last_layout.as_ref().is_some_and(|l| l.full);
+                if z > self.zoom && full {
+                    self.status = Some(format!(
+                        "zoom {:.0} %: the stage is full, its words are as large as the room                          allows (hide a panel, or fewer processes, for larger ones)",
+                        z * 100.0
+                    ));
+                }
+                self.zoom = z;
+            }
             Command::SelectProcess(p) => self.selected = p,
             Command::SetMode(m) => {
                 if m == lab::Mode::Step && self.mode != m {
@@ -1338,6 +1364,52 @@ impl App {
         }
     }
 
+    /// Every box and label of the frame just drawn, in window pixels.
+    fn dump(&self, ctx: &egui::Context) -> layout::Dump {
+        let px = ctx.pixels_per_point();
+        let window = ctx.content_rect().size() * px;
+        let r = |r: egui::Rect| [r.min.x * px, r.min.y * px, r.max.x * px, r.max.y * px];
+        let stage = self
+            .stage
+            .last_layout
+            .as_ref()
+            .map_or(egui::Rect::ZERO, |l| l.stage);
+        let mut items: Vec<layout::Item> = self
+            .stage
+            .last_layout
+            .as_ref()
+            .map(|l| l.items(px))
+            .unwrap_or_default();
+        items.extend(self.toolbar.layout_items(px));
+        if let Some(card) = self.quiz.last_card {
+            items.push(layout::Item {
+                id: "quiz".into(),
+                kind: "quiz",
+                rect: r(card),
+                font_px: None,
+                key: false,
+                parent: None,
+                cut: false,
+            });
+            for (i, ring) in self.quiz.last_rings.iter().enumerate() {
+                items.push(layout::Item {
+                    id: format!("quiz:ring{i}"),
+                    kind: "edge",
+                    rect: r(*ring),
+                    font_px: None,
+                    key: false,
+                    parent: None,
+                    cut: false,
+                });
+            }
+        }
+        layout::Dump {
+            window: [window.x.round(), window.y.round()],
+            stage: r(stage),
+            items,
+        }
+    }
+
     fn screenshot(&mut self, ctx: &egui::Context) {
         let Some(plan) = self.screenshot.as_mut() else {
             return;
@@ -1364,44 +1436,10 @@ impl App {
                     }
                     repaint.request_repaint();
                 });
+                // The window paints this frame before it takes the
+                // request: the picture is the next frame's, and so is
+                // the dump (written when the picture comes).
                 plan.requested_at = Some(Instant::now());
-                // The layout of the frame just drawn: the one in the picture.
-                if let Some(path) = plan.layout_path.clone() {
-                    let px = ctx.pixels_per_point();
-                    let window = ctx.content_rect().size() * px;
-                    let stage = self
-                        .stage
-                        .last_layout
-                        .as_ref()
-                        .map_or(egui::Rect::ZERO, |l| l.stage);
-                    let dump = layout::Dump {
-                        window: [window.x.round(), window.y.round()],
-                        stage: [
-                            stage.min.x * px,
-                            stage.min.y * px,
-                            stage.max.x * px,
-                            stage.max.y * px,
-                        ],
-                        items: self
-                            .stage
-                            .last_layout
-                            .as_ref()
-                            .map(|l| l.items(px))
-                            .unwrap_or_default()
-                            .into_iter()
-                            .chain(self.toolbar.layout_items(px))
-                            .collect(),
-                    };
-                    let written = serde_json::to_string_pretty(&dump)
-                        .map_err(|e| e.to_string())
-                        .and_then(|text| std::fs::write(&path, text).map_err(|e| e.to_string()));
-                    if let Err(e) = written {
-                        eprintln!("forkscope: cannot save {}: {e}", path.display());
-                        if let Some(plan) = self.screenshot.as_mut() {
-                            plan.layout_failed = true;
-                        }
-                    }
-                }
             }
             None => {
                 if !started && self.frame_count > 10 {
@@ -1417,6 +1455,24 @@ impl App {
             }
             Some(asked) => {
                 let image = plan.image.lock().ok().and_then(|mut s| s.take());
+                // The picture arrives in the frame after the one it shows:
+                // the dump of that frame is the one kept from the last call.
+                let this_frame = plan.layout_path.is_some().then(|| self.dump(ctx));
+                let Some(plan) = self.screenshot.as_mut() else {
+                    return;
+                };
+                let shown = std::mem::replace(&mut plan.last_dump, this_frame);
+                if image.is_some()
+                    && let (Some(path), Some(dump)) = (plan.layout_path.clone(), shown)
+                {
+                    let written = serde_json::to_string_pretty(&dump)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| std::fs::write(&path, text).map_err(|e| e.to_string()));
+                    if let Err(e) = written {
+                        eprintln!("forkscope: cannot save {}: {e}", path.display());
+                        plan.layout_failed = true;
+                    }
+                }
                 let outcome = match image {
                     Some(image) => Some(save_png(&image, &plan.path)),
                     None if asked.elapsed() > SCREENSHOT_TIMEOUT => {
@@ -1563,8 +1619,15 @@ impl App {
                     }
                 });
         }
+        // On a projector the stage takes the height: 4 points above and
+        // below it, not 8 (18 px words at 720p need every line).
+        let margin = if self.presenter {
+            egui::Margin::symmetric(8, 4)
+        } else {
+            egui::Margin::same(8)
+        };
         egui::CentralPanel::default()
-            .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(8.0))
+            .frame(egui::Frame::NONE.fill(theme.bg).inner_margin(margin))
             .show(ui, |ui| {
                 {
                     let chrome = self.chrome_ctx(&frame);

@@ -20,8 +20,9 @@ pub fn presenter_strip_height(ui: &Ui) -> f32 {
     let row = ui
         .ctx()
         .fonts_mut(|f| f.row_height(&FontId::monospace(PRESENTER_FONT_PT)));
-    // 4 + 4 of the frame's margin, 2 + 2 of the panel's.
-    PRESENTER_LINES * row + 12.0
+    // 4 + 4 of the frame's margin, 2 + 2 of the panel's, and a few
+    // points the strip was short of (its top line lost 3 px).
+    PRESENTER_LINES * row + 16.0
 }
 
 #[derive(Default)]
@@ -68,21 +69,35 @@ impl OutputView {
             },
         };
         let empty = job.text.is_empty();
+        // The presenter's strip shows whole lines only: the room is cut
+        // to a whole number of rows (the rest above them, blank), and the
+        // scroll area's fade is off (it greyed the top line to 3.45:1).
+        let whole_lines = compact.then(|| {
+            let row = ui.ctx().fonts_mut(|f| f.row_height(&font));
+            let room = ui.available_height() - 8.0;
+            let n = (room / row).floor().max(1.0);
+            (n * row, (room - n * row).max(0.0))
+        });
         egui::Frame::NONE
             .fill(ctx.theme.bg)
             .inner_margin(4.0)
             .show(ui, |ui| {
-                egui::ScrollArea::vertical()
+                ui.spacing_mut().scroll.fade.strength = 0.0;
+                let mut area = egui::ScrollArea::vertical()
                     .id_salt(("output", self.tab.clone()))
                     .stick_to_bottom(true)
-                    .auto_shrink([false, false])
-                    .show(ui, |ui| {
-                        if empty {
-                            ui.weak("(nothing printed yet)");
-                        } else {
-                            ui.add(egui::Label::new(job).wrap());
-                        }
-                    });
+                    .auto_shrink([false, false]);
+                if let Some((height, blank)) = whole_lines {
+                    ui.add_space(blank);
+                    area = area.max_height(height);
+                }
+                area.show(ui, |ui| {
+                    if empty {
+                        ui.weak("(nothing printed yet)");
+                    } else {
+                        ui.add(egui::Label::new(job).wrap());
+                    }
+                });
             });
     }
 }

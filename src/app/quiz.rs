@@ -102,6 +102,8 @@ pub struct QuizState {
     card_size: Option<egui::Vec2>,
     /// Where the answer card was last drawn (tests, layout checks).
     pub last_card: Option<Rect>,
+    /// The rings drawn round what decided each answer (for the dump).
+    pub last_rings: Vec<Rect>,
     /// The number field takes the keyboard when its question comes.
     want_focus: bool,
 }
@@ -528,6 +530,7 @@ fn answers(
     let card = area.response.rect;
     quiz.card_size = Some(card.size());
     quiz.last_card = Some(card);
+    quiz.last_rings.clear();
     if hide {
         if let Phase::Answered { hidden, .. } = &mut quiz.phase {
             *hidden = true;
@@ -543,6 +546,7 @@ fn answers(
     let ink = theme.ink(accent);
     for r in targets {
         let ring = r.expand(6.0);
+        quiz.last_rings.push(ring.expand(4.0));
         painter.rect_stroke(ring, 8.0, Stroke::new(4.0, ink), egui::StrokeKind::Outside);
         if !card.intersects(ring) {
             let (from, to) = nearest_sides(card, ring);

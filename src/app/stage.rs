@@ -10,7 +10,7 @@
 
 use super::layout::{self, Card, Label, NodeBox, StageInput, StageLayout, short};
 use super::{Command, ViewCtx, theme};
-use crate::model::{ChannelKind, Process, SharedValue, World};
+use crate::model::{ChannelKind, Process, SharedValue};
 use crate::protocol::{RUNNER_ID, Value};
 use egui::{
     Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, StrokeKind, Ui, pos2,
@@ -21,6 +21,8 @@ use egui::{
 const FLASH_NS: u64 = 700_000_000;
 /// A signal arrow stays this long.
 const SIGNAL_NS: u64 = 1_500_000_000;
+/// Step mode: the pick number's room before a name (k units).
+const PICK_W: f32 = 1.8;
 
 /// The stage's own state: the last layout drawn (for `--dump-layout`).
 #[derive(Default)]
@@ -59,8 +61,32 @@ impl StageView {
             window_h_px: ui.ctx().content_rect().height() * ui.ctx().pixels_per_point(),
             zoom: ctx.zoom,
         };
-        let layout = layout::layout_cached(&input, full, &mut self.fit_cache);
+        let mut layout = layout::layout_cached(&input, full, &mut self.fit_cache);
         let k = layout.k;
+        // Step mode: a node's pick number goes before its name (the name
+        // moves right to make room, and its news tag with it).
+        for (id, nb) in layout.nodes.iter_mut() {
+            let numbered = ctx.world.processes.get(id).is_some_and(|p| {
+                p.pending.is_some() && p.is_alive() && ctx.step.numbers.contains_key(id)
+            });
+            if !numbered {
+                continue;
+            }
+            nb.name.rect = nb.name.rect.translate(vec2(PICK_W * k, 0.0));
+            if let Some((_, words)) = nb.news.clone() {
+                layout::put_news(nb, &words.text, k);
+            }
+        }
+        // A signal's news, for a moment, on the node that got it (where
+        // the pid was: the pid moves under the name).
+        for (t, _, to, sig) in &ctx.rec.signals {
+            if *t > ctx.view_t_ns || ctx.view_t_ns - t > SIGNAL_NS {
+                continue;
+            }
+            if let Some(nb) = layout.nodes.get_mut(to) {
+                layout::put_news(nb, &format!("⚡ {sig}"), k);
+            }
+        }
 
         // Tree edges first, under everything.
         let edge = Stroke::new(1.5 * ctx.theme.line_width, ctx.theme.edge);
@@ -76,17 +102,28 @@ impl StageView {
                     .filter(|o| Some(*o) != p.parent.as_deref())
                     .and_then(|id| layout.nodes.get(id))
             {
+                // From the side of the old parent that faces the child to
+                // the child's side facing it: never under either box.
                 let stroke = Stroke::new(1.5 * ctx.theme.line_width, theme::okabe_ito::ORANGE);
-                dashed(
-                    &painter,
-                    orig.rect.center_bottom(),
-                    r.rect.left_center(),
-                    stroke,
+                let (from, to) = facing_sides(orig.rect, r.rect);
+                dashed(&painter, from, to, stroke);
+                note(
+                    &layout,
+                    format!("was_parent:{}>{}", orig.name.text, p.id),
+                    "edge",
+                    Rect::from_two_pos(from, to),
+                    None,
+                    None,
                 );
             }
         }
         pools(&painter, ctx, &layout);
         channels(&painter, ctx, &layout);
+        // The deadlock's arrows under the nodes: they never cross a
+        // node's words.
+        if layout.banner.is_some() {
+            deadlock_cycle(&painter, ctx, &layout);
+        }
         for row in world.processes_by_tree() {
             let p = row.process;
             if let Some(nb) = layout.nodes.get(&p.id) {
@@ -117,7 +154,6 @@ impl StageView {
         next_steps(ui, &painter, ctx, &layout, cmds);
         side_cards(ui, &painter, ctx, &layout);
         if let Some(banner) = &layout.banner {
-            deadlock_cycle(&painter, ctx, &layout);
             deadlock_banner(ui, &painter, banner);
         }
         caption(&painter, &layout, ctx);
@@ -197,24 +233,20 @@ fn node(painter: &egui::Painter, nb: &NodeBox, p: &Process, ctx: &ViewCtx, k: f3
     let text_color = if look.greyed { t.weak_text } else { t.text };
     // Header: (step mode: the pick number,) the logical id, big; the pid
     // at the right.
-    let number_w = pick_number(painter, nb.name.rect.min, p, ctx, k);
+    pick_number(painter, nb.name.rect.min - vec2(PICK_W * k, 0.0), p, ctx, k);
     painter.text(
-        nb.name.rect.min + vec2(number_w, 0.0),
+        nb.name.rect.min,
         Align2::LEFT_TOP,
         &nb.name.text,
         FontId::proportional(nb.name.font),
         t.ink(if look.greyed { t.weak_text } else { id_color }),
     );
-    let lost = lost_updates_by(ctx.world, &p.id);
-    if lost > 0 {
+    if let Some((tag, words)) = &nb.news {
         // The news of the moment, where the pid usually is.
-        let text = if lost == 1 {
-            "⚠ LOST UPDATE".to_string()
-        } else {
-            format!("⚠ {lost} LOST UPDATES")
-        };
-        news_tag(painter, nb, text, k);
-    } else if let Some(pid) = &nb.pid {
+        painter.rect_filled(*tag, CornerRadius::same(4), theme::ALARM);
+        text_at(painter, words, Color32::WHITE);
+    }
+    if let Some(pid) = &nb.pid {
         text_at(painter, pid, text_color);
     }
     if let Some(tags) = &nb.tags {
@@ -259,21 +291,6 @@ fn node(painter: &egui::Painter, nb: &NodeBox, p: &Process, ctx: &ViewCtx, k: f3
     for (line, color) in &nb.extra {
         text_at(painter, line, t.ink(color.unwrap_or(text_color)));
     }
-}
-
-/// White on red at the top right of a node (over the pid): a lost
-/// update, a signal.
-fn news_tag(painter: &egui::Painter, nb: &NodeBox, text: String, k: f32) {
-    let room = nb.rect.width() - nb.name.rect.width() - 1.6 * k;
-    let size = fit_size(painter, &text, 0.8 * k, room);
-    let galley = painter.layout_no_wrap(text, FontId::proportional(size), Color32::WHITE);
-    let size = galley.size() + vec2(0.5, 0.1) * k;
-    let tag = Rect::from_min_size(
-        pos2(nb.rect.right() - 0.4 * k - size.x, nb.rect.top() + 0.35 * k),
-        size,
-    );
-    painter.rect_filled(tag, CornerRadius::same(4), theme::ALARM);
-    painter.galley(tag.min + vec2(0.25, 0.05) * k, galley, Color32::WHITE);
 }
 
 /// Step mode: under each waiting process its next step ("read counter"),
@@ -363,21 +380,38 @@ fn next_steps(
         } else {
             r.center().y - size * 0.62
         };
-        painter.text(
+        let words = painter.text(
             pos2(r.left() + 0.4 * k, top),
             Align2::LEFT_TOP,
             &line1,
             FontId::proportional(size),
             ink,
         );
+        let next_id = format!("next:{}", p.id);
+        note(
+            layout,
+            format!("{next_id}/step"),
+            "label",
+            words,
+            Some(size),
+            Some(&next_id),
+        );
         if let Some(why) = why {
-            let size = fit_size(painter, why, 0.85 * k, room);
-            painter.text(
+            let size = fit_size(painter, why, k, room);
+            let words = painter.text(
                 pos2(r.left() + 0.4 * k, r.bottom() - 0.2 * k),
                 Align2::LEFT_BOTTOM,
                 why,
                 FontId::proportional(size),
                 t.ink(theme::okabe_ito::VERMILLION),
+            );
+            note(
+                layout,
+                format!("{next_id}/why"),
+                "label",
+                words,
+                Some(size),
+                Some(&next_id),
             );
         }
     }
@@ -414,16 +448,6 @@ fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, k:
     2.0 * radius + 0.3 * k
 }
 
-/// How many updates `id` overwrote (writes based on a stale read).
-fn lost_updates_by(world: &World, id: &str) -> usize {
-    world
-        .values
-        .values()
-        .flat_map(|v| &v.lost_updates)
-        .filter(|lu| lu.proc_id == id)
-        .count()
-}
-
 /// The wait-for cycle in red: each waiting process → the lock it waits
 /// for → the process holding that lock (or straight to the process it
 /// waits to end). The words are in the banner and on the lock cards, so
@@ -445,22 +469,51 @@ fn deadlock_cycle(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) 
             stroke,
             StrokeKind::Outside,
         );
-        match e.lock.as_deref().and_then(|l| layout.locks.get(l)) {
-            Some(card) => {
+        // Arrowheads stop short of the ring round a node (and of a
+        // card's border), never on them.
+        let (ring_w, ring_h) = (waiter.expand(12.0), holder.expand(12.0));
+        let mut arrows = Vec::new();
+        match e
+            .lock
+            .as_deref()
+            .and_then(|l| layout.locks.get(l).map(|c| (l, c)))
+        {
+            Some((lock, card)) => {
                 // Into and out of the card's left side (the cards stand
                 // right of the tree), so no arrow crosses a card's words.
+                // Below the banner's corner when the card stands beside
+                // it (an arrowhead landed on the corner).
                 let lr = card.rect;
-                let into = pos2(lr.left(), lr.top() + lr.height() * 0.3);
-                let out = pos2(lr.left(), lr.top() + lr.height() * 0.7);
-                red_arrow(painter, closest_edge_point(&waiter, into), into, stroke);
-                red_arrow(painter, out, closest_edge_point(&holder, out), stroke);
+                let below_banner = layout
+                    .banner
+                    .as_ref()
+                    .map_or(f32::MIN, |(b, _, _)| b.bottom() + 0.6 * k);
+                let out_y = lr.top() + lr.height() * 0.8;
+                let into_y = (lr.top() + lr.height() * 0.3)
+                    .max(below_banner)
+                    .min(out_y - 0.9 * k);
+                let into = pos2(lr.left() - 4.0, into_y);
+                let out = pos2(lr.left(), out_y);
+                arrows.push((
+                    format!("deadlock:{}>{lock}", e.waiter),
+                    closest_edge_point(&ring_w, into),
+                    into,
+                ));
+                arrows.push((
+                    format!("deadlock:{lock}>{}", e.holder),
+                    out,
+                    closest_edge_point(&ring_h, out),
+                ));
             }
-            None => red_arrow(
-                painter,
-                closest_edge_point(&waiter, holder.center()),
-                closest_edge_point(&holder, waiter.center()),
-                stroke,
-            ),
+            None => arrows.push((
+                format!("deadlock:{}>{}", e.waiter, e.holder),
+                closest_edge_point(&ring_w, holder.center()),
+                closest_edge_point(&ring_h, waiter.center()),
+            )),
+        }
+        for (id, a, b) in arrows {
+            red_arrow(painter, a, b, stroke);
+            note(layout, id, "edge", Rect::from_two_pos(a, b), None, None);
         }
     }
 }
@@ -631,7 +684,7 @@ fn messages(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
         let color = d
             .from
             .as_deref()
-            .map_or(ctx.theme.text, |f| ctx.color_of(f));
+            .map_or(ctx.theme.text, |f| theme::dot_fill(ctx.color_of(f)));
         painter.circle(d.center, d.radius, color, Stroke::new(1.5, ctx.theme.text));
         painter.text(
             d.center,
@@ -664,7 +717,6 @@ fn dot_text(value: &Value) -> String {
 /// A signal: a red arrow from sender to receiver, and `⚡ SIGTERM` on the
 /// receiver's node (where the role is), for a moment.
 fn signals(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
-    let k = layout.k;
     for (t, from, to, sig) in &ctx.rec.signals {
         if *t > ctx.view_t_ns || ctx.view_t_ns - t > SIGNAL_NS {
             continue;
@@ -684,9 +736,14 @@ fn signals(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
             stroke.color,
             Stroke::NONE,
         ));
-        if let Some(nb) = layout.nodes.get(to) {
-            news_tag(painter, nb, format!("⚡ {sig}"), k);
-        }
+        note(
+            layout,
+            format!("signal:{from}>{to}:{sig}"),
+            "edge",
+            Rect::from_two_pos(pa, pb),
+            None,
+            None,
+        );
     }
 }
 
@@ -696,7 +753,7 @@ fn signals(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
 fn side_cards(ui: &mut Ui, painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
     for (name, card) in &layout.values {
         if let Some(v) = ctx.world.values.get(name) {
-            value_box(ui, painter, card, v, ctx);
+            value_box(ui, painter, layout, card, v, ctx);
         }
     }
     let t = ctx.theme;
@@ -705,6 +762,7 @@ fn side_cards(ui: &mut Ui, painter: &egui::Painter, ctx: &ViewCtx, layout: &Stag
             continue;
         };
         let (r, big) = (card.rect, card.big);
+        let lock_id = format!("lock:{name}");
         painter.rect(
             r,
             CornerRadius::same(8),
@@ -716,19 +774,35 @@ fn side_cards(ui: &mut Ui, painter: &egui::Painter, ctx: &ViewCtx, layout: &Stag
         let holder_y = r.top() + 32.0 * big;
         match &l.holder {
             Some(h) => {
-                painter.text(
+                let words = painter.text(
                     pos2(r.left() + 10.0 * big, holder_y),
                     Align2::LEFT_TOP,
                     "held by",
                     FontId::proportional(14.0 * big),
                     t.weak_text,
                 );
-                chip(painter, card.main.rect.min, h, ctx, card.main.font);
+                note(
+                    layout,
+                    format!("{lock_id}/held_by"),
+                    "label",
+                    words,
+                    Some(14.0 * big),
+                    Some(&lock_id),
+                );
+                chip(
+                    painter,
+                    layout,
+                    (&lock_id, "holder_chip"),
+                    card.main.rect.min,
+                    h,
+                    ctx,
+                    card.main.font,
+                );
             }
             None => text_at(painter, &card.main, t.weak_text),
         }
         let wait_y = r.top() + 56.0 * big;
-        painter.text(
+        let words = painter.text(
             pos2(r.left() + 10.0 * big, wait_y),
             Align2::LEFT_TOP,
             if l.waiters.is_empty() {
@@ -739,9 +813,26 @@ fn side_cards(ui: &mut Ui, painter: &egui::Painter, ctx: &ViewCtx, layout: &Stag
             FontId::proportional(14.0 * big),
             t.weak_text,
         );
+        note(
+            layout,
+            format!("{lock_id}/waiting"),
+            "label",
+            words,
+            Some(14.0 * big),
+            Some(&lock_id),
+        );
         let mut x = r.left() + 70.0 * big;
-        for w in &l.waiters {
-            x = chip(painter, pos2(x, wait_y - 2.0), w, ctx, 15.0 * big) + 6.0;
+        for (i, w) in l.waiters.iter().enumerate() {
+            let what = format!("waiter{i}");
+            x = chip(
+                painter,
+                layout,
+                (&lock_id, &what),
+                pos2(x, wait_y - 2.0),
+                w,
+                ctx,
+                15.0 * big,
+            ) + 6.0;
         }
         let label = format!(
             "lock {} held by {}",
@@ -753,8 +844,18 @@ fn side_cards(ui: &mut Ui, painter: &egui::Painter, ctx: &ViewCtx, layout: &Stag
     }
 }
 
-/// A small coloured name tag; returns its right edge.
-fn chip(painter: &egui::Painter, at: Pos2, id: &str, ctx: &ViewCtx, size: f32) -> f32 {
+/// A small coloured name tag, noted for the dump as `{parent}/{what}`;
+/// returns its right edge.
+#[allow(clippy::too_many_arguments)]
+fn chip(
+    painter: &egui::Painter,
+    layout: &StageLayout,
+    (parent, what): (&str, &str),
+    at: Pos2,
+    id: &str,
+    ctx: &ViewCtx,
+    size: f32,
+) -> f32 {
     let color = ctx.color_of(id);
     let galley = painter.layout_no_wrap(
         id.to_string(),
@@ -764,11 +865,27 @@ fn chip(painter: &egui::Painter, at: Pos2, id: &str, ctx: &ViewCtx, size: f32) -
     let r = Rect::from_min_size(at, galley.size() + vec2(10.0, 4.0));
     painter.rect_filled(r, CornerRadius::same(4), color);
     painter.galley(r.min + vec2(5.0, 2.0), galley, theme::text_on(color));
+    note(
+        layout,
+        format!("{parent}/{what}"),
+        "label",
+        r,
+        Some(size),
+        Some(parent),
+    );
     r.right()
 }
 
-fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue, ctx: &ViewCtx) {
+fn value_box(
+    ui: &mut Ui,
+    painter: &egui::Painter,
+    layout: &StageLayout,
+    card: &Card,
+    v: &SharedValue,
+    ctx: &ViewCtx,
+) {
     let (r, big) = (card.rect, card.big);
+    let card_id = format!("value:{}", v.name);
     let t = ctx.theme;
     let last_write = v.writes().last();
     let flash = last_write
@@ -796,15 +913,25 @@ fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue,
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
     let mut y = r.top() + 70.0 * big;
     if let Some(w) = last_write {
-        painter.text(
+        let words = painter.text(
             pos2(r.left() + 10.0 * big, y + 2.0),
             Align2::LEFT_TOP,
             "written by",
             FontId::proportional(13.0 * big),
             ink(t.weak_text),
         );
+        note(
+            layout,
+            format!("{card_id}/written_by"),
+            "label",
+            words,
+            Some(13.0 * big),
+            Some(&card_id),
+        );
         chip(
             painter,
+            layout,
+            (&card_id, "writer"),
             pos2(r.left() + 80.0 * big, y),
             &w.proc_id,
             ctx,
@@ -830,23 +957,33 @@ fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue,
         if x + galley.size().x > r.right() - 6.0 {
             break;
         }
-        let width = galley.size().x;
+        let size = galley.size();
+        note(
+            layout,
+            format!("{card_id}/write{i}"),
+            "label",
+            Rect::from_min_size(pos2(x, y), size),
+            Some(13.0 * big),
+            Some(&card_id),
+        );
         painter.galley(pos2(x, y), galley, t.text);
-        x += width + 2.0;
+        x += size.x + 2.0;
     }
     if layout::access_lines(ctx.layout_world) > 0 {
-        recent_accesses(painter, r, y + 22.0 * big, v, ctx, big, fill);
+        recent_accesses(painter, layout, r, y + 22.0 * big, v, ctx, big, fill);
     }
     if let Some(lost) = v.lost_updates.back() {
-        lost_update_banner(ui, painter, r, v, lost, ctx, big);
+        lost_update_banner(ui, painter, layout, r, v, lost, ctx, big);
     }
 }
 
 /// The last reads and writes of a value, oldest first: `main.1 read 0`,
 /// `main.2 wrote 1`. A lost update is two reads of the same value
 /// followed by two writes; here it can be read off line by line.
+#[allow(clippy::too_many_arguments)]
 fn recent_accesses(
     painter: &egui::Painter,
+    layout: &StageLayout,
     r: Rect,
     top: f32,
     v: &SharedValue,
@@ -863,9 +1000,15 @@ fn recent_accesses(
         .collect();
     let font = FontId::proportional(14.0 * big);
     let mut y = top;
-    for a in &accesses[accesses.len().saturating_sub(n)..] {
+    let card_id = format!("value:{}", v.name);
+    for (i, a) in accesses[accesses.len().saturating_sub(n)..]
+        .iter()
+        .enumerate()
+    {
         let x = chip(
             painter,
+            layout,
+            (&card_id, &format!("access{i}/who")),
             pos2(r.left() + 10.0 * big, y),
             &a.proc_id,
             ctx,
@@ -885,12 +1028,20 @@ fn recent_accesses(
             short(&a.value, 12),
             if lost { "  ⚠" } else { "" }
         );
-        painter.text(
+        let words = painter.text(
             pos2(x + 6.0, y + 1.0),
             Align2::LEFT_TOP,
             text,
             font.clone(),
             theme::readable_on(color, &[fill]),
+        );
+        note(
+            layout,
+            format!("{card_id}/access{i}"),
+            "label",
+            words,
+            Some(font.size),
+            Some(&card_id),
         );
         y += layout::ACCESS_LINE_H * big;
     }
@@ -898,9 +1049,11 @@ fn recent_accesses(
 
 /// `LOST UPDATE: main.2 read 0, wrote 1 over 1`, white on red, at the
 /// bottom of the value's box (which gets a red border too).
+#[allow(clippy::too_many_arguments)]
 fn lost_update_banner(
     ui: &mut Ui,
     painter: &egui::Painter,
+    layout: &StageLayout,
     r: Rect,
     v: &SharedValue,
     lost: &crate::model::LostUpdate,
@@ -935,20 +1088,45 @@ fn lost_update_banner(
         "⚠ LOST UPDATE".to_string()
     };
     let white = Color32::WHITE;
-    painter.text(
+    let card_id = format!("value:{}", v.name);
+    note(
+        layout,
+        format!("{card_id}/lost"),
+        "badge",
+        band,
+        None,
+        Some(&card_id),
+    );
+    let words = painter.text(
         band.left_top() + vec2(8.0, 3.0) * big,
         Align2::LEFT_TOP,
         title,
         FontId::proportional(16.0 * big),
         white,
     );
+    note(
+        layout,
+        format!("{card_id}/lost/title"),
+        "label",
+        words,
+        Some(16.0 * big),
+        Some(&card_id),
+    );
     let size = fit_size(painter, &what, 14.0 * big, band.width() - 16.0 * big);
-    painter.text(
+    let words = painter.text(
         band.left_bottom() + vec2(8.0, -4.0) * big,
         Align2::LEFT_BOTTOM,
         &what,
         FontId::proportional(size),
         white,
+    );
+    note(
+        layout,
+        format!("{card_id}/lost/what"),
+        "label",
+        words,
+        Some(size),
+        Some(&card_id),
     );
     let label = format!("LOST UPDATE: {what}");
     let resp = ui.interact(band, ui.scope_id().with(("lost", &v.name)), Sense::hover());
@@ -980,6 +1158,39 @@ fn caption(painter: &egui::Painter, layout: &StageLayout, ctx: &ViewCtx) {
 }
 
 // ---- small helpers ----------------------------------------------------------
+
+/// The middles of the sides two boxes face each other with (left and
+/// right when they stand side by side, else bottom and top).
+fn facing_sides(a: Rect, b: Rect) -> (Pos2, Pos2) {
+    if b.left() >= a.right() {
+        (a.right_center(), b.left_center())
+    } else if b.right() <= a.left() {
+        (a.left_center(), b.right_center())
+    } else if b.top() >= a.bottom() {
+        (a.center_bottom(), b.center_top())
+    } else {
+        (a.center_top(), b.center_bottom())
+    }
+}
+
+/// Notes a box or label just drawn, for `--dump-layout`.
+fn note(
+    layout: &StageLayout,
+    id: String,
+    kind: &'static str,
+    rect: Rect,
+    font: Option<f32>,
+    parent: Option<&str>,
+) {
+    layout.painted.borrow_mut().push(layout::Painted {
+        id,
+        kind,
+        rect,
+        font,
+        key: false,
+        parent: parent.map(str::to_string),
+    });
+}
 
 fn dashed(painter: &egui::Painter, a: Pos2, b: Pos2, stroke: Stroke) {
     painter.extend(Shape::dashed_line(&[a, b], stroke, 7.0, 5.0));

@@ -85,6 +85,9 @@ impl Theme {
         visuals.panel_fill = self.panel;
         visuals.window_fill = self.panel;
         visuals.extreme_bg_color = self.bg;
+        // egui's own faint text (hints, paths, "0 processes…") is the
+        // text colour at 60 % alpha: 2.6:1 on the dark panel. Ours reads.
+        visuals.weak_text_color = Some(self.weak_text);
         if self.presenter {
             visuals.override_text_color = Some(self.text);
             visuals.widgets.noninteractive.bg_stroke = Stroke::new(1.5, self.edge);
@@ -209,6 +212,28 @@ pub fn text_on(bg: Color32) -> Color32 {
 
 /// The contrast text needs (WCAG AA for normal text).
 pub const MIN_CONTRAST: f32 = 4.5;
+
+/// Small words in a filled shape (a message dot's few letters, drawn at
+/// a dot's size): they need more than normal text (WCAG AAA, 7:1).
+pub const SMALL_TEXT_CONTRAST: f32 = 7.0;
+
+/// A message dot's fill: its sender's colour, lightened or darkened just
+/// enough that black or white words in it read at 7:1 (the brown of the
+/// light look read at 4.9:1 computed, less as drawn).
+pub fn dot_fill(c: Color32) -> Color32 {
+    let reads = |f: Color32| contrast(text_on(f), f) >= SMALL_TEXT_CONTRAST;
+    let mut t = 0.0;
+    while t < 1.0 {
+        for towards in [Color32::WHITE, Color32::BLACK] {
+            let f = mix(c, towards, t);
+            if reads(f) {
+                return f;
+            }
+        }
+        t += 0.05;
+    }
+    Color32::WHITE
+}
 
 /// Filled red bands and tags with white words on them (a deadlock, a
 /// lost update, a signal): vermillion darkened until white reads on it.
@@ -335,6 +360,30 @@ mod contrast_tests {
             }
         }
         assert!(contrast(Color32::WHITE, ALARM) >= MIN_CONTRAST);
+        // Message dots: every sender's colour, in both looks.
+        for presenter in [false, true] {
+            let t = Theme::new(presenter);
+            for i in 0..7 {
+                let f = dot_fill(t.process_color(i));
+                assert!(
+                    contrast(text_on(f), f) >= SMALL_TEXT_CONTRAST,
+                    "dot {f:?}: {:.2}",
+                    contrast(text_on(f), f)
+                );
+            }
+            // egui's own faint text (hints, paths) is ours, not 60 % of
+            // the text colour (2.6:1 on the dark panel).
+            let ctx = egui::Context::default();
+            t.apply(&ctx);
+            let weak = ctx.global_style().visuals.weak_text_color();
+            for g in [t.bg, t.panel] {
+                assert!(
+                    contrast(weak, g) >= MIN_CONTRAST,
+                    "presenter {presenter}: faint text {weak:?} on {g:?}: {:.2}",
+                    contrast(weak, g)
+                );
+            }
+        }
         // The examples from the issue: orange on white, the olive flash.
         assert!(contrast(ORANGE, Color32::WHITE) < 2.5);
         assert!(contrast(Theme::new(true).ink(ORANGE), Color32::WHITE) >= MIN_CONTRAST);

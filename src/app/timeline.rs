@@ -529,6 +529,14 @@ fn step_axis_labels(
     }
 }
 
+/// A legend's words on one line: a row that is full moves them whole to
+/// the next ("waits / for its turn" was cut mid-phrase).
+fn legend_words(ui: &mut Ui, words: &str) {
+    ui.add(
+        egui::Label::new(egui::RichText::new(words).small()).wrap_mode(egui::TextWrapMode::Extend),
+    );
+}
+
 fn legend(ui: &mut Ui) {
     use crate::model::ProcState;
     for (state, word) in [
@@ -540,17 +548,17 @@ fn legend(ui: &mut Ui) {
     ] {
         let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
         ui.painter().rect_filled(r, 1.0, theme::state_color(&state));
-        ui.small(word);
+        legend_words(ui, word);
     }
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
     ui.painter().rect_filled(r, 1.0, theme::WAITS_TURN);
-    ui.small("waits for its turn");
+    legend_words(ui, "waits for its turn");
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
     ui.painter().rect_filled(r, 0.0, theme::okabe_ito::YELLOW);
-    ui.small("holds lock");
+    legend_words(ui, "holds lock");
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 4.0), Sense::hover());
     ui.painter().rect_filled(r, 0.0, theme::okabe_ito::BLUE);
-    ui.small("pool task");
+    legend_words(ui, "pool task");
     let (r, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
     let c = r.center();
     ui.painter().add(egui::Shape::convex_polygon(
@@ -563,7 +571,7 @@ fn legend(ui: &mut Ui) {
         theme::okabe_ito::VERMILLION,
         Stroke::NONE,
     ));
-    ui.small("lost update");
+    legend_words(ui, "lost update");
     let _ = Color32::TRANSPARENT;
 }
 
