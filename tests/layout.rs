@@ -76,14 +76,6 @@ const KNOWN_SMALL_TYPE: &[(&str, &str, &str)] = &[
         "presenter 1920x1080",
         "100 processes: the stage shows them all, in a grid, so the type is small (about 9 px)",
     ),
-    // Found by h-views at the end of its time: 17.8 px since its commit
-    // 5599557 (18.0 before); the cause is not found yet (k itself is
-    // 17.8: the fit, not a state cut). To be fixed, then taken off.
-    (
-        "fork-tree",
-        "presenter 1280x720",
-        "k is 17.8 px (1 % short of 18), cause not found yet",
-    ),
 ];
 
 /// The stage's rectangle (points) in the app's window at this size.

@@ -203,7 +203,7 @@ const NODE_LINE_H: f32 = 1.1;
 const STATE_FONT_2: f32 = 1.1;
 const STATE_LINE_H: f32 = 2.0 * STATE_FONT_2 * 1.25 - 1.25;
 const COL_GAP: f32 = 1.3;
-const ROW_GAP: f32 = 1.2;
+const ROW_GAP: f32 = 1.0;
 const RUNNER_H: f32 = 1.3;
 /// Under the runner's bar.
 const RUNNER_GAP: f32 = 0.6;
