@@ -960,6 +960,28 @@ fn threads_get_timeline_lanes_under_their_process() {
     );
 }
 
+/// The Many runs tab: `runs` seeded runs from seed 1, started with the
+/// button whose label ends in `count` (as "(2 × 10)"), to the end.
+fn many_seeded_runs(h: &mut Harness<'static, App>, runs: u32, count: &str) -> many::Tally {
+    h.get_by_label(controls::MANY_RUNS_TAB).click();
+    h.run_steps(2);
+    {
+        let app = h.state_mut();
+        app.many.runs = runs;
+        app.many.seeded = true;
+        app.many.first_seed = 1;
+    }
+    h.run_steps(2);
+    h.get_by_label(&format!("{} {count}", many::START)).click();
+    assert!(wait_for(h, many_runs_finished), "the runs finish");
+    h.run_steps(2);
+    h.state().many.tally.clone().expect("a tally")
+}
+
+fn many_runs_finished(h: &Harness<'static, App>) -> bool {
+    h.state().many.tally.as_ref().is_some_and(|t| t.finished)
+}
+
 fn many_runs_show_a_histogram_lock_off_and_on() {
     let mut h = harness(GuiArgs {
         scenario: Some("unlocked-counter".into()),
@@ -967,27 +989,7 @@ fn many_runs_show_a_histogram_lock_off_and_on() {
         ..GuiArgs::default()
     });
     h.run_steps(2);
-    h.get_by_label(controls::MANY_RUNS_TAB).click();
-    h.run_steps(2);
-    {
-        let app = h.state_mut();
-        app.many.runs = 10;
-        app.many.seeded = true;
-        app.many.first_seed = 1;
-    }
-    h.run_steps(2);
-    h.get_by_label(&format!("{} (2 × 10)", many::START)).click();
-    assert!(
-        wait_for(&mut h, |h| h
-            .state()
-            .many
-            .tally
-            .as_ref()
-            .is_some_and(|t| t.finished)),
-        "20 runs finish"
-    );
-    h.run_steps(2);
-    let tally = h.state().many.tally.clone().expect("a tally");
+    let tally = many_seeded_runs(&mut h, 10, "(2 × 10)");
     let counts = |k: usize| -> Vec<(String, u64)> {
         tally.series[k]
             .counts
@@ -1039,27 +1041,7 @@ fn many_runs_of_a_python_program_show_its_histogram() {
         .command(Command::File(files::FileCmd::Open(script.clone())));
     h.run_steps(3);
     assert!(h.state().picked_python(), "{:?}", h.state().files.error);
-    h.get_by_label(controls::MANY_RUNS_TAB).click();
-    h.run_steps(2);
-    {
-        let app = h.state_mut();
-        app.many.runs = 4;
-        app.many.seeded = true;
-        app.many.first_seed = 1;
-    }
-    h.run_steps(2);
-    h.get_by_label(&format!("{} (4)", many::START)).click();
-    assert!(
-        wait_for(&mut h, |h| h
-            .state()
-            .many
-            .tally
-            .as_ref()
-            .is_some_and(|t| t.finished)),
-        "4 runs finish"
-    );
-    h.run_steps(2);
-    let tally = h.state().many.tally.clone().expect("a tally");
+    let tally = many_seeded_runs(&mut h, 4, "(4)");
     assert_eq!(tally.error, None, "{:?}", h.state().status);
     assert_eq!(tally.series.len(), 1, "a program has no lock switch");
     let s = &tally.series[0];
@@ -1087,15 +1069,7 @@ fn many_runs_of_a_python_program_show_its_histogram() {
         many_runs: Some(2),
         ..GuiArgs::default()
     });
-    assert!(
-        wait_for(&mut h, |h| h
-            .state()
-            .many
-            .tally
-            .as_ref()
-            .is_some_and(|t| t.finished)),
-        "2 runs finish"
-    );
+    assert!(wait_for(&mut h, many_runs_finished), "2 runs finish");
     let tally = h.state().many.tally.clone().expect("a tally");
     let runs: u64 = tally.series.iter().flat_map(|s| s.counts.values()).sum();
     assert_eq!((tally.error, runs), (None, 2));

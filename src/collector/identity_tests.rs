@@ -43,6 +43,21 @@ impl Bench {
         }
     }
 
+    /// The runner's connection, after its hello and its `spawn` of this
+    /// test process as `main`.
+    fn runner_spawning_me_as_main(&self) -> UnixStream {
+        let mut runner = self.connect();
+        hello(&mut runner, RUNNER_ID);
+        let me = self.me;
+        send(
+            &mut runner,
+            RUNNER_ID,
+            "spawn",
+            &format!(r#""child":"main","child_pid":{me},"role":"main""#),
+        );
+        runner
+    }
+
     fn connect(&self) -> UnixStream {
         UnixStream::connect(&self.path).expect("connect")
     }
@@ -291,15 +306,7 @@ fn events_about_others_come_only_from_their_parent_or_the_runner() {
 #[test]
 fn the_same_process_may_connect_again_until_it_ends() {
     let mut b = Bench::new();
-    let me = b.me;
-    let mut runner = b.connect();
-    hello(&mut runner, RUNNER_ID);
-    send(
-        &mut runner,
-        RUNNER_ID,
-        "spawn",
-        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
-    );
+    let _runner = b.runner_spawning_me_as_main();
     let mut main = b.connect();
     hello(&mut main, "main");
     b.settle();
@@ -453,15 +460,7 @@ fn the_runner_may_reap_an_orphan_its_parent_has_not_announced_yet() {
 #[test]
 fn a_gate_goes_with_its_connection() {
     let mut b = Bench::new();
-    let me = b.me;
-    let mut runner = b.connect();
-    hello(&mut runner, RUNNER_ID);
-    send(
-        &mut runner,
-        RUNNER_ID,
-        "spawn",
-        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
-    );
+    let _runner = b.runner_spawning_me_as_main();
     b.settle();
     let mut main = b.connect();
     hello(&mut main, "main");
