@@ -597,7 +597,7 @@ fn step_mode_small_run_until_news_and_back_to_a_step() {
             .live
             .values
             .values()
-            .any(|v| v.lost_updates_total() > 0)
+            .any(|v| v.updates_lost() > 0)
     };
     let mut told = Vec::new();
     while !lost(&h) && presses < 12 {

@@ -970,8 +970,8 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
     let k_max = k_max * zoom;
 
     // Cards: values then locks, in name order.
-    let lost_ever = live.values.values().any(|v| !v.lost_updates.is_empty())
-        || world.values.values().any(|v| !v.lost_updates.is_empty());
+    let lost_ever = live.values.values().any(|v| v.last_erasing().is_some())
+        || world.values.values().any(|v| v.last_erasing().is_some());
     let mut cards: Vec<CardKind> = Vec::new();
     for name in live.values.keys() {
         cards.push(CardKind::Value(name));
@@ -1595,8 +1595,9 @@ fn pools(out: &mut StageLayout, world: &World, k: f32) {
             .expand(POOL_PAD * k)
             .with_max_y(bounds.bottom() + POOL_STRIP_H * k);
         let text = format!(
-            "Pool {name}: {} workers · tasks done {}/{}",
-            pool.size, pool.tasks_done, pool.tasks_started
+            "Pool {name}: {} workers · {}",
+            pool.size,
+            pool.progress()
         );
         let room = frame.width() - 1.2 * k;
         let font = (0.95 * k).min(room / text_w(&text, 1.0).max(0.1));

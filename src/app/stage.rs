@@ -205,14 +205,8 @@ fn node(painter: &egui::Painter, nb: &NodeBox, p: &Process, ctx: &ViewCtx, k: f3
         FontId::proportional(nb.name.font),
         t.ink(if look.greyed { t.weak_text } else { id_color }),
     );
-    let lost = lost_updates_by(ctx.world, &p.id);
-    if lost > 0 {
+    if let Some(text) = lost_updates_badge(ctx.world, &p.id) {
         // The news of the moment, where the pid usually is.
-        let text = if lost == 1 {
-            "⚠ LOST UPDATE".to_string()
-        } else {
-            format!("⚠ {lost} LOST UPDATES")
-        };
         news_tag(painter, nb, text, k);
     } else if let Some(pid) = &nb.pid {
         text_at(painter, pid, text_color);
@@ -414,14 +408,16 @@ fn pick_number(painter: &egui::Painter, at: Pos2, p: &Process, ctx: &ViewCtx, k:
     2.0 * radius + 0.3 * k
 }
 
-/// How many updates `id` overwrote (writes based on a stale read).
-fn lost_updates_by(world: &World, id: &str) -> usize {
+/// The node's news when `id`'s writes erased others' updates. No count:
+/// a write may erase 2 updates and another process's write bring 1 back,
+/// so per-process figures do not add up to what is lost; the true count
+/// is on the value's card and in the caption.
+pub fn lost_updates_badge(world: &World, id: &str) -> Option<String> {
     world
         .values
         .values()
-        .flat_map(|v| &v.lost_updates)
-        .filter(|lu| lu.proc_id == id)
-        .count()
+        .any(|v| v.updates_lost() > 0 && v.updates_lost_by(id).0 > 0)
+        .then(|| "⚠ LOST UPDATES".to_string())
 }
 
 /// The wait-for cycle in red: each waiting process → the lock it waits
@@ -837,7 +833,7 @@ fn value_box(ui: &mut Ui, painter: &egui::Painter, card: &Card, v: &SharedValue,
     if layout::access_lines(ctx.layout_world) > 0 {
         recent_accesses(painter, r, y + 22.0 * big, v, ctx, big, fill);
     }
-    if let Some(lost) = v.lost_updates.back() {
+    if let Some(lost) = v.last_erasing() {
         lost_update_banner(ui, painter, r, v, lost, ctx, big);
     }
 }
@@ -874,7 +870,7 @@ fn recent_accesses(
         let lost = a.access == Access::Write
             && v.lost_updates
                 .iter()
-                .any(|lu| lu.t_ns == a.t_ns && lu.proc_id == a.proc_id);
+                .any(|lu| lu.t_ns == a.t_ns && lu.proc_id == a.proc_id && lu.erased());
         let (verb, color) = match (a.access, lost) {
             (Access::Read, _) => ("read", ctx.theme.text),
             (_, false) => ("wrote", ctx.theme.text),
@@ -929,10 +925,12 @@ fn lost_update_banner(
         short(&lost.written, 10),
         short(&lost.replaced, 10),
     );
-    let title = if v.lost_updates_total() > 1 {
-        format!("⚠ LOST UPDATE (×{})", v.lost_updates_total())
-    } else {
-        "⚠ LOST UPDATE".to_string()
+    // The true count: the updates missing from the value now (a write
+    // that put erased updates back counts against them), not the writes.
+    let title = match v.updates_lost() {
+        n if n > 1 => format!("⚠ {n} UPDATES LOST"),
+        1 => "⚠ 1 UPDATE LOST".to_string(),
+        _ => "⚠ LOST UPDATE, PUT BACK".to_string(),
     };
     let white = Color32::WHITE;
     painter.text(
