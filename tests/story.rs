@@ -122,6 +122,30 @@ fn untrue_titles(rec: &Recording, world: &World) -> Vec<String> {
             .iter()
             .filter(|d| d.parked_in.as_deref() == Some(name.as_str()))
             .count();
+        // The slots drawn filled are the depth the title gives.
+        if parked != c.depth().min(cb.slots) {
+            found.push(format!(
+                "{title:?} with {} waiting but {parked} drawn in its slots",
+                c.depth()
+            ));
+        }
+        // No dot sits on the box's border: it is in a slot, or outside.
+        for d in out.dots.iter().filter(|d| d.channel == *name) {
+            let inside = cb.rect.contains_rect(d.rect);
+            let clear = !cb.rect.intersects(d.rect.shrink(0.5));
+            if !inside && !clear {
+                found.push(format!(
+                    "a dot ({}) sits on {title:?}'s border",
+                    d.text.text
+                ));
+            }
+            if inside && d.parked_in.as_deref() != Some(name.as_str()) {
+                found.push(format!(
+                    "a message taken ({}) is drawn in {title:?}",
+                    d.text.text
+                ));
+            }
+        }
         if title.ends_with("empty") && (c.depth() > 0 || parked > 0) {
             found.push(format!(
                 "{title:?} with {} waiting and {parked} dots in it",

@@ -113,9 +113,16 @@ pub fn ending(world: &World) -> String {
         .find(|p| p.orphaned && p.id != RUNNER_ID && world.deadlock.is_none())
     {
         let parent = p.original_parent.as_deref().unwrap_or("its parent");
-        let by = p.reaped_by.as_deref().or(p.parent.as_deref()).unwrap_or(RUNNER_ID);
+        let by = p
+            .reaped_by
+            .as_deref()
+            .or(p.parent.as_deref())
+            .unwrap_or(RUNNER_ID);
         parts.push(if p.adopted {
-            format!("{} outlived {parent}: an orphan, adopted and reaped by {by}", p.id)
+            format!(
+                "{} outlived {parent}: an orphan, adopted and reaped by {by}",
+                p.id
+            )
         } else {
             format!("{} outlived {parent}: an orphan", p.id)
         });

@@ -11,7 +11,7 @@
 use super::layout::{self, Card, Label, NodeBox, StageInput, StageLayout, short};
 use super::{Command, ViewCtx, theme};
 use crate::model::{ChannelKind, Process, SharedValue, World};
-use crate::protocol::{RUNNER_ID, Value};
+use crate::protocol::RUNNER_ID;
 use egui::{
     Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, StrokeKind, Ui, pos2,
     vec2,
@@ -621,39 +621,29 @@ fn channel_box(
     }
 }
 
-/// Message dots, where the layout put them.
+/// Message dots, where the layout put them: a pill with the message's
+/// text at the size the layout chose (a key label).
 fn messages(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
     for d in &layout.dots {
         let color = d
             .from
             .as_deref()
             .map_or(ctx.theme.text, |f| ctx.color_of(f));
-        painter.circle(d.center, d.radius, color, Stroke::new(1.5, ctx.theme.text));
+        let round = CornerRadius::same((d.rect.height() / 2.0).min(120.0) as u8);
+        painter.rect_filled(d.rect, round, color);
+        painter.rect_stroke(
+            d.rect,
+            round,
+            Stroke::new(1.5, ctx.theme.text),
+            StrokeKind::Inside,
+        );
         painter.text(
             d.center,
             Align2::CENTER_CENTER,
-            dot_text(&d.value),
-            FontId::proportional(d.radius * 0.95),
+            &d.text.text,
+            FontId::proportional(d.text.font),
             theme::text_on(color),
         );
-    }
-}
-
-/// What fits in a dot: a pool task `worker(3)` shows `3`.
-fn dot_text(value: &Value) -> String {
-    if *value == Value::None {
-        return String::new();
-    }
-    let text = value.to_string();
-    let inner = text
-        .split_once('(')
-        .and_then(|(_, rest)| rest.strip_suffix(')'))
-        .unwrap_or(&text);
-    if inner.chars().count() <= 4 {
-        inner.to_string()
-    } else {
-        let cut: String = inner.chars().take(3).collect();
-        format!("{cut}…")
     }
 }
 

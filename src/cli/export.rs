@@ -643,7 +643,10 @@ impl Builder {
                 // that found a smaller value (another's stale write) puts
                 // erased updates back.
                 let what = if n > 0 {
-                    format!("lost update of {name}: erases {n} update{} ({so_far} lost so far)", s(n))
+                    format!(
+                        "lost update of {name}: erases {n} update{} ({so_far} lost so far)",
+                        s(n)
+                    )
                 } else {
                     format!(
                         "{name}: a stale write overwritten, {} update{} back ({so_far} lost so far)",
@@ -653,7 +656,8 @@ impl Builder {
                 };
                 self.instant("t", what, ts, pid, args);
                 if let Some(shared) = self.shared_pid {
-                    let mut t = TraceEvent::new("C", &format!("{name}: updates lost"), ts, shared, shared);
+                    let mut t =
+                        TraceEvent::new("C", &format!("{name}: updates lost"), ts, shared, shared);
                     t.args = Some(json!({ "lost": so_far }));
                     self.out.push(t);
                 }

@@ -568,7 +568,8 @@ impl LostUpdate {
 /// [`LostUpdate::updates`] of a `race` event's fields.
 pub fn race_updates(read: &Value, written: &Value, lost: &Value) -> i64 {
     {
-        let (Some(lost), Some(read), Some(written)) = (lost.as_f64(), read.as_f64(), written.as_f64())
+        let (Some(lost), Some(read), Some(written)) =
+            (lost.as_f64(), read.as_f64(), written.as_f64())
         else {
             return 1;
         };
@@ -655,7 +656,11 @@ impl SharedValue {
             .filter(|lu| lu.proc_id == proc_id)
             .fold((0, 0), |(erased, back), lu| {
                 let n = lu.updates();
-                if n > 0 { (erased + n, back) } else { (erased, back - n) }
+                if n > 0 {
+                    (erased + n, back)
+                } else {
+                    (erased, back - n)
+                }
             })
     }
 
