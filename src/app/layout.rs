@@ -1662,10 +1662,10 @@ fn dot(
 ) -> Dot {
     let r = DOT_R * k;
     let font = DOT_FONT * k;
-    let pad = 0.25 * k;
+    let pad = 0.5 * k;
     // Parked: never wider than its slot (pills in neighbouring slots do
     // not touch); travelling: a short word's width.
-    let max_w = max_w.unwrap_or(3.0 * k);
+    let max_w = max_w.unwrap_or(4.0 * k);
     let mut text = dot_text(value);
     if text_w(&text, font) + pad > max_w {
         let mut cut: Vec<char> = text.chars().collect();
@@ -1788,14 +1788,14 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
                 1.0
             };
             // From just outside the box to just short of the reader's
-            // node (clear of its name, which may stand a little above the
-            // node's edge); where the two are too close for a dot, none.
+            // node; where the two are closer than a dot, it stays just
+            // outside the box (it still shows what was taken).
             let half = dot_h(k) / 2.0;
             let start = exit + vec2(0.0, outward * (half + 2.0));
             let edge = link_ends(to.rect, cb.rect).0;
-            let end = pos2(edge.x, edge.y - outward * (half + 0.25 * k));
+            let mut end = pos2(edge.x, edge.y - outward * (half + 1.0));
             if (end.y - start.y) * outward < 0.0 {
-                continue;
+                end = start;
             }
             let f = ease((now - d.recv_t_ns) as f32 / TRAVEL_NS as f32);
             dots.push(dot(
