@@ -78,6 +78,10 @@ fn main() -> ExitCode {
             a_recording_opens_on_the_stage_and_saves_back,
         ),
         (
+            "the_lost_update_count_is_adds_minus_final",
+            the_lost_update_count_is_adds_minus_final,
+        ),
+        (
             "slow_motion_replays_a_recording_from_a_moment",
             slow_motion_replays_a_recording_from_a_moment,
         ),
@@ -1859,4 +1863,45 @@ fn a_python_program_opens_with_its_source_and_markers() {
     assert!(h.query_all_by_label(&e).count() >= 1, "on screen");
     assert!(has_label(&h, &format!("⚠ {}", files::CANNOT_OPEN)));
     assert_eq!(picked_name(&h), "locked-counter", "the old pick stays");
+}
+
+/// unlocked-counter's value card counts the updates lost (2 × 100 adds −
+/// final), not the writers' `race` events (a write that found a smaller
+/// value than it read puts updates back: about half of them), and the
+/// ending caption says the same number.
+fn the_lost_update_count_is_adds_minus_final() {
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-lost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let recorded = dir.join("uc.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkscope"))
+        .args(["run", "unlocked-counter", "--record"])
+        .arg(&recorded)
+        .output()
+        .expect("forkscope runs");
+    assert!(out.status.success(), "{out:?}");
+    let mut h = harness(GuiArgs {
+        open: Some(recorded.clone()),
+        ..GuiArgs::default()
+    });
+    h.run_steps(3);
+    let world = h.state().rec.live.clone();
+    let v = &world.values["counter"];
+    let lost = 200 - v.current.as_i64().expect("an int");
+    assert_eq!(v.updates_lost(), lost);
+    assert!(lost > 1, "2 × 100 adds with a 1 ms gap lose updates");
+    let races = v.lost_updates.len() as i64;
+    println!(
+        "counter = {:?}: {lost} updates lost in {races} race events",
+        v.current
+    );
+    assert!(
+        has_label(&h, &format!("⚠ {lost} UPDATES LOST")),
+        "the card says {lost}"
+    );
+    let ending = forkscope::app::captions::caption(&world).unwrap_or_default();
+    assert!(
+        ending.contains(&format!("({lost} lost updates)")),
+        "{ending}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

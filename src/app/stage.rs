@@ -926,7 +926,7 @@ fn lost_update_banner(
     painter.text(
         band.left_top() + vec2(8.0, 3.0) * big,
         Align2::LEFT_TOP,
-        title,
+        &title,
         FontId::proportional(16.0 * big),
         white,
     );
@@ -941,6 +941,13 @@ fn lost_update_banner(
     let label = format!("LOST UPDATE: {what}");
     let resp = ui.interact(band, ui.scope_id().with(("lost", &v.name)), Sense::hover());
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
+    // The count, as an audience reads it (and a test finds it).
+    let count = ui.interact(
+        band.with_max_y(band.center().y),
+        ui.scope_id().with(("lost-count", &v.name)),
+        Sense::hover(),
+    );
+    count.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, title.clone()));
 }
 
 /// The font size (at most `size`, at least 70 % of it) at which `text`

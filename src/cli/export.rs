@@ -657,7 +657,7 @@ impl Builder {
                 self.instant("t", what, ts, pid, args);
                 if let Some(shared) = self.shared_pid {
                     let mut t =
-                        TraceEvent::new("C", &format!("{name}: updates lost"), ts, shared, shared);
+                        TraceEvent::new("C", format!("{name}: updates lost"), ts, shared, shared);
                     t.args = Some(json!({ "lost": so_far }));
                     self.out.push(t);
                 }

@@ -147,12 +147,17 @@ pub fn stats(args: &StatsArgs) -> i32 {
                 all.add(t.lost);
                 runs_with_lost += t.runs_with_lost;
             }
-            if all.writes > 0 {
+            if all.total > 0 {
                 say!(
                     "  lost updates: {} updates lost, by {} writes that erased others' work, in {runs_with_lost} of {} runs (the writers' race events)",
                     all.total,
                     all.writes,
                     args.runs
+                );
+            } else if all.writes > 0 {
+                say!(
+                    "  lost updates: none in the end ({} writes erased updates that later writes put back)",
+                    all.writes
                 );
             } else {
                 say!("  lost updates: none (no race event in any run)");
