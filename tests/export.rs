@@ -232,8 +232,15 @@ fn real_recordings_export_as_traces_perfetto_reads() {
         let kinds = |k: &str| recorded.iter().filter(|e| e.body.kind() == k).count();
         let spawned = count(&events, "s", "spawn ");
         assert_eq!(spawned, kinds("spawn"), "{scenario}: an arrow per child");
+        // A lost update per write that erased updates; a write that put
+        // erased updates back is named as such, not as a lost update.
+        let erasing = recorded
+            .iter()
+            .filter(|e| forkscope::model::race_body_updates(&e.body).is_some_and(|n| n > 0))
+            .count();
+        assert_eq!(count(&events, "i", "lost update"), erasing, "{scenario}");
         assert_eq!(
-            count(&events, "i", "lost update"),
+            count(&events, "i", "lost update") + count(&events, "i", "stale write overwritten"),
             kinds("race"),
             "{scenario}"
         );

@@ -86,6 +86,10 @@ fn main() -> ExitCode {
             a_recording_opens_on_the_stage_and_saves_back,
         ),
         (
+            "the_lost_update_count_is_adds_minus_final",
+            the_lost_update_count_is_adds_minus_final,
+        ),
+        (
             "slow_motion_replays_a_recording_from_a_moment",
             slow_motion_replays_a_recording_from_a_moment,
         ),
@@ -605,7 +609,7 @@ fn step_mode_small_run_until_news_and_back_to_a_step() {
             .live
             .values
             .values()
-            .any(|v| v.lost_updates_total() > 0)
+            .any(|v| v.updates_lost() > 0)
     };
     let mut told = Vec::new();
     while !lost(&h) && presses < 12 {
@@ -1905,4 +1909,45 @@ fn plus_on_a_full_stage_says_why_the_words_stay() {
     assert!(status.contains("the stage is full"), "after +: {status:?}");
     h.state_mut().command(Command::Stop);
     h.run_steps(3);
+}
+
+/// unlocked-counter's value card counts the updates lost (2 × 100 adds −
+/// final), not the writers' `race` events (a write that found a smaller
+/// value than it read puts updates back: about half of them), and the
+/// ending caption says the same number.
+fn the_lost_update_count_is_adds_minus_final() {
+    let dir = std::env::temp_dir().join(format!("forkscope-gui-lost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let recorded = dir.join("uc.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forkscope"))
+        .args(["run", "unlocked-counter", "--record"])
+        .arg(&recorded)
+        .output()
+        .expect("forkscope runs");
+    assert!(out.status.success(), "{out:?}");
+    let mut h = harness(GuiArgs {
+        open: Some(recorded.clone()),
+        ..GuiArgs::default()
+    });
+    h.run_steps(3);
+    let world = h.state().rec.live.clone();
+    let v = &world.values["counter"];
+    let lost = 200 - v.current.as_i64().expect("an int");
+    assert_eq!(v.updates_lost(), lost);
+    assert!(lost > 1, "2 × 100 adds with a 1 ms gap lose updates");
+    let races = v.lost_updates.len() as i64;
+    println!(
+        "counter = {:?}: {lost} updates lost in {races} race events",
+        v.current
+    );
+    assert!(
+        has_label(&h, &format!("⚠ {lost} UPDATES LOST")),
+        "the card says {lost}"
+    );
+    let ending = forkscope::app::captions::caption(&world).unwrap_or_default();
+    assert!(
+        ending.contains(&format!("({lost} lost updates)")),
+        "{ending}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,8 +13,8 @@
 //!   title or under its box: a band steps aside from a parent's line
 //!   where it has room, not always;
 //! - in presenter mode every key label (process name, state, value,
-//!   holder, channel name and depth, caption) is at least 18 px tall at
-//!   1280×720 and 24 px at 1920×1080.
+//!   holder, channel name and depth, message text, caption) is at least
+//!   18 px tall at 1280×720 and 24 px at 1920×1080.
 //!
 //! The stage's rectangle is the one the app gives it at that window size
 //! after a run (measured from `--dump-layout` screenshots): the toolbar
@@ -197,9 +197,26 @@ fn problems(items: &[Item], stage_px: [f32; 4], min_key_px: Option<f32>) -> Vec<
     }
     let labels: Vec<&Item> = items.iter().filter(|i| i.kind == "label").collect();
     for d in items.iter().filter(|i| i.kind == "dot") {
-        for l in &labels {
+        // Its own text is inside it; any other label must stay clear.
+        // (Two dots on their way may cross: a dot's text is the dot's.)
+        for l in labels.iter().filter(|l| !l.id.starts_with("dot:")) {
             if overlap(&d.rect, &l.rect) {
+                if std::env::var("LAYOUT_DEBUG").is_ok() {
+                    eprintln!("{d:?} covers {l:?}");
+                }
                 found.push(format!("{} covers {}", d.id, l.id));
+            }
+        }
+    }
+    // Messages waiting in a channel never pile on each other.
+    let parked: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.kind == "dot" && i.parent.is_some())
+        .collect();
+    for (i, a) in parked.iter().enumerate() {
+        for b in &parked[i + 1..] {
+            if overlap(&a.rect, &b.rect) {
+                found.push(format!("{} piles on {}", a.id, b.id));
             }
         }
     }

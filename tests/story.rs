@@ -122,6 +122,30 @@ fn untrue_titles(rec: &Recording, world: &World) -> Vec<String> {
             .iter()
             .filter(|d| d.parked_in.as_deref() == Some(name.as_str()))
             .count();
+        // The slots drawn filled are the depth the title gives.
+        if parked != c.depth().min(cb.slots) {
+            found.push(format!(
+                "{title:?} with {} waiting but {parked} drawn in its slots",
+                c.depth()
+            ));
+        }
+        // No dot sits on the box's border: it is in a slot, or outside.
+        for d in out.dots.iter().filter(|d| d.channel == *name) {
+            let inside = cb.rect.contains_rect(d.rect);
+            let clear = !cb.rect.intersects(d.rect.shrink(0.5));
+            if !inside && !clear {
+                found.push(format!(
+                    "a dot ({}) sits on {title:?}'s border",
+                    d.text.text
+                ));
+            }
+            if inside && d.parked_in.as_deref() != Some(name.as_str()) {
+                found.push(format!(
+                    "a message taken ({}) is drawn in {title:?}",
+                    d.text.text
+                ));
+            }
+        }
         if title.ends_with("empty") && (c.depth() > 0 || parked > 0) {
             found.push(format!(
                 "{title:?} with {} waiting and {parked} dots in it",
@@ -192,11 +216,22 @@ fn every_builtin_tells_a_true_story_to_its_end() {
             }
         }
         for (name, v) in &world.values {
-            let lost = v.lost_updates_total();
+            let lost = v.updates_lost();
             if lost > 0 && !end.contains("lost update") && !end.ends_with('…') {
                 problems.push(format!(
                     "{name} lost {lost} updates: the ending says {end:?}"
                 ));
+            }
+            // The lesson's own arithmetic: 2 workers × 100 adds of 1, so
+            // the updates lost are 200 − final, whatever the race events.
+            if b.name == "unlocked-counter" {
+                let truth = 200 - v.current.as_i64().unwrap_or(0);
+                if lost != truth {
+                    problems.push(format!("{name}: {lost} lost updates counted, {truth} lost"));
+                }
+                if truth > 0 && !end.contains(&format!("({truth} lost update")) {
+                    problems.push(format!("{truth} updates lost: the ending says {end:?}"));
+                }
             }
         }
         problems.dedup();

@@ -769,7 +769,7 @@ fn stats_shows_a_manager_values_final_value_and_its_lost_updates() {
         assert!(text.contains("lost updates: none"), "{text}");
     } else {
         assert!(
-            text.contains(&format!("erased {short} updates")),
+            text.contains(&format!("lost updates: {short} updates lost")),
             "exact lost updates ({short}): {text}"
         );
     }

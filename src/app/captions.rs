@@ -110,17 +110,25 @@ pub fn ending(world: &World) -> String {
     if let Some(p) = world
         .processes
         .values()
-        .find(|p| p.adopted && p.id != RUNNER_ID && world.deadlock.is_none())
+        .find(|p| p.orphaned && p.id != RUNNER_ID && world.deadlock.is_none())
     {
         let parent = p.original_parent.as_deref().unwrap_or("its parent");
-        let by = p.parent.as_deref().unwrap_or(RUNNER_ID);
-        parts.push(format!(
-            "{} outlived {parent}: an orphan, adopted and reaped by {by}",
-            p.id
-        ));
+        let by = p
+            .reaped_by
+            .as_deref()
+            .or(p.parent.as_deref())
+            .unwrap_or(RUNNER_ID);
+        parts.push(if p.adopted {
+            format!(
+                "{} outlived {parent}: an orphan, adopted and reaped by {by}",
+                p.id
+            )
+        } else {
+            format!("{} outlived {parent}: an orphan", p.id)
+        });
     }
     for (name, v) in &world.values {
-        let lost = v.lost_updates_total();
+        let lost = v.updates_lost();
         let value = super::layout::short(&v.current, 24);
         parts.push(if lost > 0 {
             let s = if lost == 1 { "" } else { "s" };
@@ -183,10 +191,7 @@ pub fn ending(world: &World) -> String {
         ));
     }
     for p in world.pools.values().filter(|p| p.tasks_started > 0) {
-        parts.push(format!(
-            "pool {}: {} of {} tasks done",
-            p.name, p.tasks_done, p.tasks_started
-        ));
+        parts.push(format!("pool {}: {}", p.name, p.progress()));
     }
     let cut = parts.len() > ENDING_PARTS;
     parts.truncate(ENDING_PARTS);
@@ -337,6 +342,26 @@ mod tests {
                 "Ended: both processes exited with code 0 · main.1 outlived main: \
                  an orphan, adopted and reaped by runner"
             )
+        );
+    }
+
+    /// fork-print when the child ends first: no ORPHAN anywhere, and the
+    /// ending says nothing of one.
+    #[test]
+    fn a_child_that_ended_first_is_no_orphan_in_the_caption() {
+        let mut w = World::new();
+        for e in [
+            hello(1, "main", None),
+            hello(2, "main.1", Some("main")),
+            exit(3, "main.1", Some(0), None),
+            exit(4, "main", Some(0), None),
+        ] {
+            w.apply(&e);
+        }
+        assert!(!w.processes["main.1"].orphaned);
+        assert_eq!(
+            caption(&w).as_deref(),
+            Some("Ended: both processes exited with code 0")
         );
     }
 

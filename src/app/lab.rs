@@ -130,6 +130,7 @@ impl Gated {
                 replaced,
                 ..
             } = &e.body
+            && crate::model::race_body_updates(&e.body).unwrap_or(0) > 0
         {
             self.stop_for_news(format!(
                 "a lost update: {} read {read}, wrote {written} over {replaced} ({name})",

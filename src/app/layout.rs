@@ -24,7 +24,7 @@ use super::recording::ChannelUsers;
 use super::theme;
 use crate::model::{Channel, ChannelKind, Process, World};
 use crate::protocol::{RUNNER_ID, Value};
-use egui::{Pos2, Rect, Vec2, pos2, vec2};
+use egui::{Pos2, Rect, pos2, vec2};
 use std::collections::BTreeMap;
 
 /// What the layout is computed from.
@@ -102,14 +102,21 @@ pub struct PoolBox {
 }
 
 /// A message dot: parked in a channel's slot or travelling along a link.
+/// Drawn as a pill (`rect`) with the message's text in it at a size an
+/// audience reads (`text`, a key label).
 #[derive(Clone, Debug)]
 pub struct Dot {
     pub center: Pos2,
     pub radius: f32,
+    /// The pill: as wide as its text (a slot's width at most).
+    pub rect: Rect,
+    pub text: Label,
     pub value: Value,
     pub from: Option<String>,
     /// The channel it waits in (`None` while it travels).
     pub parked_in: Option<String>,
+    /// The channel it waits in or has just left.
+    pub channel: String,
 }
 
 /// Everything placed on the stage, in egui points.
@@ -208,7 +215,8 @@ const RUNNER_H: f32 = 1.3;
 /// Under the runner's bar.
 const RUNNER_GAP: f32 = 0.6;
 const CHANNEL_H: f32 = 2.8;
-const SLOT_W: f32 = 2.0;
+/// Wide enough for a short message ("ping", "p0:3") at [`DOT_FONT`].
+const SLOT_W: f32 = 2.4;
 const BAND_H: f32 = CHANNEL_H + 1.2;
 const POOL_PAD: f32 = 0.5;
 const POOL_STRIP_H: f32 = 2.0;
@@ -1087,8 +1095,8 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
     let k_max = k_max * zoom;
 
     // Cards: values then locks, in name order.
-    let lost_ever = live.values.values().any(|v| !v.lost_updates.is_empty())
-        || world.values.values().any(|v| !v.lost_updates.is_empty());
+    let lost_ever = live.values.values().any(|v| v.last_erasing().is_some())
+        || world.values.values().any(|v| v.last_erasing().is_some());
     let mut cards: Vec<CardKind> = Vec::new();
     for name in live.values.keys() {
         cards.push(CardKind::Value(name));
@@ -1363,9 +1371,8 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
                 vec2(rect.width(), NEXT_H * k),
             ));
         }
-        let lost = lost_updates_by(world, &p.id);
-        if lost > 0 {
-            put_news(&mut nb, &lost_update_words(lost), k);
+        if erased_updates(world, &p.id) {
+            put_news(&mut nb, LOST_UPDATE_TAG, k);
         }
         out.nodes.insert(id.to_string(), nb);
     }
@@ -1908,25 +1915,20 @@ fn node_box(
     }
 }
 
-/// How many updates `id` overwrote (writes based on a stale read).
-pub fn lost_updates_by(world: &World, id: &str) -> usize {
+/// Whether `id`'s writes erased others' updates of a value that lost
+/// some. No count: a write may erase 2 updates and another process's
+/// write bring 1 back, so per-process figures do not add up to what is
+/// lost; the true count is on the value's card and in the caption.
+pub fn erased_updates(world: &World, id: &str) -> bool {
     world
         .values
         .values()
-        .flat_map(|v| &v.lost_updates)
-        .filter(|lu| lu.proc_id == id)
-        .count()
+        .any(|v| v.updates_lost() > 0 && v.updates_lost_by(id).0 > 0)
 }
 
 /// A node's lost-update tag: short, so it reads at the key size beside
 /// the name (the value card's banner and the caption spell it out).
-pub fn lost_update_words(n: usize) -> String {
-    if n == 1 {
-        "⚠ LOST".to_string()
-    } else {
-        format!("⚠ LOST ×{n}")
-    }
-}
+pub const LOST_UPDATE_TAG: &str = "⚠ LOST UPDATES";
 
 /// The news of the moment on a node (a lost update, a signal): white on
 /// red at the top right, where the pid was, never over the name. The pid
@@ -2074,10 +2076,7 @@ fn pools(out: &mut StageLayout, world: &World, k: f32) {
         let frame = bounds
             .expand(POOL_PAD * k)
             .with_max_y(bounds.bottom() + POOL_STRIP_H * k);
-        let text = format!(
-            "Pool {name}: {} workers · tasks done {}/{}",
-            pool.size, pool.tasks_done, pool.tasks_started
-        );
+        let text = format!("Pool {name}: {} workers · {}", pool.size, pool.progress());
         let room = frame.width() - 1.2 * k;
         let font = (0.95 * k).min(room / text_w(&text, 1.0).max(0.1));
         let l = label(
@@ -2126,6 +2125,76 @@ pub fn slot_rect(r: Rect, i: usize, n: usize, k: f32) -> Rect {
     )
 }
 
+/// The type of a message's text in its dot (k units): 18 px and more
+/// where the key labels are.
+pub const DOT_FONT: f32 = 0.92;
+
+/// A dot's height: its text's line and a little (points).
+fn dot_h(k: f32) -> f32 {
+    DOT_FONT * k * 1.25 + 0.1 * k
+}
+
+/// A message's dot at `center`, at most `max_w` wide (a slot), its text cut
+/// with "…" only if even the slot is too narrow.
+fn dot(
+    center: Pos2,
+    max_w: Option<f32>,
+    value: &Value,
+    from: Option<String>,
+    parked_in: Option<String>,
+    channel: &str,
+    k: f32,
+) -> Dot {
+    let r = DOT_R * k;
+    let font = DOT_FONT * k;
+    let pad = 0.5 * k;
+    // Parked: never wider than its slot (pills in neighbouring slots do
+    // not touch); travelling: a short word's width.
+    let max_w = max_w.unwrap_or(4.0 * k);
+    let mut text = dot_text(value);
+    if text_w(&text, font) + pad > max_w {
+        let mut cut: Vec<char> = text.chars().collect();
+        while !cut.is_empty()
+            && text_w(&format!("{}…", cut.iter().collect::<String>()), font) + pad > max_w
+        {
+            cut.pop();
+        }
+        text = format!("{}…", cut.iter().collect::<String>());
+    }
+    let h = dot_h(k);
+    let w = (text_w(&text, font) + pad).max(h).min(max_w);
+    let rect = Rect::from_center_size(center, vec2(w, h));
+    let tw = text_w(&text, font);
+    let text = Label {
+        rect: Rect::from_center_size(center, vec2(tw, font * 1.25)),
+        font,
+        text,
+    };
+    Dot {
+        center,
+        radius: r,
+        rect,
+        text,
+        value: value.clone(),
+        from,
+        parked_in,
+        channel: channel.to_string(),
+    }
+}
+
+/// What a message's dot says: its text (a pool task `worker(3)` shows
+/// `3`); nothing for None.
+pub fn dot_text(value: &Value) -> String {
+    if *value == Value::None {
+        return String::new();
+    }
+    let text = value.to_string();
+    text.split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(&text)
+        .to_string()
+}
+
 fn ease(f: f32) -> f32 {
     let f = f.clamp(0.0, 1.0);
     f * f * (3.0 - 2.0 * f)
@@ -2149,7 +2218,6 @@ pub fn readers_gone(input: &StageInput, name: &str) -> bool {
 fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
     let world = input.world;
     let now = input.view_t_ns;
-    let r_dot = DOT_R * k;
     for (name, users) in input.channel_users {
         let Some(c) = out.channels.get(name) else {
             continue;
@@ -2167,86 +2235,63 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
             }
         }
     }
-    // A dot leaves from just outside the node, so it never covers text.
-    let off_node = |node: Rect, chan: Rect| {
-        let (a, _) = link_ends(node, chan);
-        let away = r_dot + 2.0;
-        if a.x == node.right() {
-            a + vec2(away, 0.0)
-        } else if a.x == node.left() {
-            a - vec2(away, 0.0)
-        } else if node.center().y < chan.center().y {
-            a + vec2(0.0, away)
-        } else {
-            a - vec2(0.0, away)
-        }
-    };
     let mut dots = Vec::new();
     for (name, c) in &world.channels {
         let Some(cb) = out.channels.get(name) else {
             continue;
         };
         let n = cb.slots;
+        // What waits in the channel is drawn in its slots, always: as many
+        // as the title's depth (no dot still on its way in while the title
+        // counts it).
         for (i, m) in c.in_flight.iter().enumerate().take(n) {
-            let slot = slot_rect(cb.rect, i, n, k).center();
-            let age = now.saturating_sub(m.t_ns);
-            let travelling = out.nodes.get(&m.from).filter(|_| age < TRAVEL_NS);
-            let (center, parked_in) = match travelling {
-                Some(from) => {
-                    let start = off_node(from.rect, cb.rect);
-                    let entry = link_ends(from.rect, cb.rect).1;
-                    let f = ease(age as f32 / TRAVEL_NS as f32);
-                    // To the channel's edge, then into the slot.
-                    if f < 0.8 {
-                        (start.lerp(entry, f / 0.8), None)
-                    } else {
-                        (entry.lerp(slot, (f - 0.8) / 0.2), Some(name.clone()))
-                    }
-                }
-                None => (slot, Some(name.clone())),
-            };
-            dots.push(Dot {
-                center,
-                radius: r_dot,
-                value: m.value.clone(),
-                from: Some(m.from.clone()),
-                parked_in,
-            });
+            let slot = slot_rect(cb.rect, i, n, k);
+            dots.push(dot(
+                slot.center(),
+                Some(slot.width() - 0.1 * k),
+                &m.value,
+                Some(m.from.clone()),
+                Some(name.clone()),
+                name,
+                k,
+            ));
         }
         for d in &c.deliveries {
             let Some(to) = out.nodes.get(&d.to) else {
                 continue;
             };
-            // A message already taken is not drawn in a slot (the title
-            // says how many wait there): it passes the channel's edge.
-            let sent = d.sent_t_ns.unwrap_or(d.recv_t_ns);
-            let leg1_end = sent.saturating_add(TRAVEL_NS);
-            let leg2_start = d.recv_t_ns.max(leg1_end);
-            if now < sent || now >= leg2_start.saturating_add(TRAVEL_NS) {
+            // A message taken leaves the channel for its reader; it is
+            // never drawn going in (it is no longer there), nor waiting on
+            // the channel's border: it starts just outside the box.
+            if now < d.recv_t_ns || now >= d.recv_t_ns.saturating_add(TRAVEL_NS) {
                 continue;
             }
-            let from = d.from.as_deref().and_then(|f| out.nodes.get(f));
             let exit = link_ends(to.rect, cb.rect).1;
-            let (center, parked_in) = if now < leg1_end {
-                let Some(from) = from else { continue };
-                let f = ease((now - sent) as f32 / TRAVEL_NS as f32);
-                let start = off_node(from.rect, cb.rect);
-                let entry = link_ends(from.rect, cb.rect).1;
-                (start.lerp(entry, f), None)
-            } else if now < leg2_start {
-                (exit, None)
+            let outward = if to.rect.center().y < cb.rect.center().y {
+                -1.0
             } else {
-                let f = ease((now - leg2_start) as f32 / TRAVEL_NS as f32);
-                let end = off_node(to.rect, cb.rect);
-                (exit.lerp(end, f), None)
+                1.0
             };
-            dots.push(Dot {
-                center,
-                radius: r_dot,
-                value: d.value.clone(),
-                from: d.from.clone(),
-                parked_in,
-            });
+            // From just outside the box to just short of the reader's
+            // node; where the two are closer than a dot, it stays just
+            // outside the box (it still shows what was taken).
+            let half = dot_h(k) / 2.0;
+            let start = exit + vec2(0.0, outward * (half + 2.0));
+            let edge = link_ends(to.rect, cb.rect).0;
+            let mut end = pos2(edge.x, edge.y - outward * (half + 1.0));
+            if (end.y - start.y) * outward < 0.0 {
+                end = start;
+            }
+            let f = ease((now - d.recv_t_ns) as f32 / TRAVEL_NS as f32);
+            dots.push(dot(
+                start.lerp(end, f),
+                None,
+                &d.value,
+                d.from.clone(),
+                None,
+                name,
+                k,
+            ));
         }
     }
     // A link may pass under a channel's title (on its own ground, so the
@@ -2254,8 +2299,7 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
     // its way passes under it too, never over the words.
     let titles: Vec<Rect> = out.channels.values().map(|c| c.title.rect).collect();
     dots.retain(|d| {
-        let r = Rect::from_center_size(d.center, Vec2::splat(2.0 * d.radius));
-        d.parked_in.is_some() || !titles.iter().any(|t| t.expand(2.0).intersects(r))
+        d.parked_in.is_some() || !titles.iter().any(|t| t.expand(2.0).intersects(d.rect))
     });
     out.dots = dots;
 }
@@ -2459,9 +2503,26 @@ impl StageLayout {
             );
         }
         for (i, d) in self.dots.iter().enumerate() {
-            let r = Rect::from_center_size(d.center, Vec2::splat(2.0 * d.radius));
             let parent = d.parked_in.as_ref().map(|c| format!("channel:{c}"));
-            add(format!("dot:{i}"), "dot", r, None, false, parent.as_deref());
+            add(
+                format!("dot:{i}"),
+                "dot",
+                d.rect,
+                None,
+                false,
+                parent.as_deref(),
+            );
+            // The message's text: a key label inside its dot.
+            if !d.text.text.is_empty() {
+                add(
+                    format!("dot:{i}/text"),
+                    "label",
+                    d.text.rect,
+                    Some(d.text.font),
+                    true,
+                    Some(&format!("dot:{i}")),
+                );
+            }
         }
         if let Some((r, l)) = &self.caption {
             add("caption".into(), "caption", *r, None, false, None);

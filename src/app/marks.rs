@@ -24,13 +24,14 @@ pub fn first_mark(log: &EventLog, a: usize, b: usize) -> Option<(u64, String)> {
 /// after it (to tell a zombie from a child reaped at once).
 pub fn mark(e: &Event, later: &[Event]) -> Option<String> {
     Some(match &e.body {
+        // A write that put erased updates back is no lost update.
         Body::Race {
             name,
             read,
             replaced,
             written,
             ..
-        } => format!(
+        } if crate::model::race_body_updates(&e.body).unwrap_or(0) > 0 => format!(
             "a lost update: {} read {read}, wrote {written} over {replaced} ({name})",
             e.proc_id
         ),

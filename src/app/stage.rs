@@ -11,7 +11,7 @@
 use super::layout::{self, Card, Label, NodeBox, StageInput, StageLayout, short};
 use super::{Command, ViewCtx, theme};
 use crate::model::{ChannelKind, Process, SharedValue};
-use crate::protocol::{RUNNER_ID, Value};
+use crate::protocol::RUNNER_ID;
 use egui::{
     Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, StrokeKind, Ui, pos2,
     vec2,
@@ -678,39 +678,29 @@ fn channel_box(
     }
 }
 
-/// Message dots, where the layout put them.
+/// Message dots, where the layout put them: a pill with the message's
+/// text at the size the layout chose (a key label).
 fn messages(painter: &egui::Painter, ctx: &ViewCtx, layout: &StageLayout) {
     for d in &layout.dots {
         let color = d
             .from
             .as_deref()
             .map_or(ctx.theme.text, |f| theme::dot_fill(ctx.color_of(f)));
-        painter.circle(d.center, d.radius, color, Stroke::new(1.5, ctx.theme.text));
+        let round = CornerRadius::same((d.rect.height() / 2.0).min(120.0) as u8);
+        painter.rect_filled(d.rect, round, color);
+        painter.rect_stroke(
+            d.rect,
+            round,
+            Stroke::new(1.5, ctx.theme.text),
+            StrokeKind::Inside,
+        );
         painter.text(
             d.center,
             Align2::CENTER_CENTER,
-            dot_text(&d.value),
-            FontId::proportional(d.radius * 0.95),
+            &d.text.text,
+            FontId::proportional(d.text.font),
             theme::text_on(color),
         );
-    }
-}
-
-/// What fits in a dot: a pool task `worker(3)` shows `3`.
-fn dot_text(value: &Value) -> String {
-    if *value == Value::None {
-        return String::new();
-    }
-    let text = value.to_string();
-    let inner = text
-        .split_once('(')
-        .and_then(|(_, rest)| rest.strip_suffix(')'))
-        .unwrap_or(&text);
-    if inner.chars().count() <= 4 {
-        inner.to_string()
-    } else {
-        let cut: String = inner.chars().take(3).collect();
-        format!("{cut}…")
     }
 }
 
@@ -972,7 +962,7 @@ fn value_box(
     if layout::access_lines(ctx.layout_world) > 0 {
         recent_accesses(painter, layout, r, y + 22.0 * big, v, ctx, big, fill);
     }
-    if let Some(lost) = v.lost_updates.back() {
+    if let Some(lost) = v.last_erasing() {
         lost_update_banner(ui, painter, layout, r, v, lost, ctx, big);
     }
 }
@@ -1017,7 +1007,7 @@ fn recent_accesses(
         let lost = a.access == Access::Write
             && v.lost_updates
                 .iter()
-                .any(|lu| lu.t_ns == a.t_ns && lu.proc_id == a.proc_id);
+                .any(|lu| lu.t_ns == a.t_ns && lu.proc_id == a.proc_id && lu.erased());
         let (verb, color) = match (a.access, lost) {
             (Access::Read, _) => ("read", ctx.theme.text),
             (_, false) => ("wrote", ctx.theme.text),
@@ -1082,10 +1072,12 @@ fn lost_update_banner(
         short(&lost.written, 10),
         short(&lost.replaced, 10),
     );
-    let title = if v.lost_updates_total() > 1 {
-        format!("⚠ LOST UPDATE (×{})", v.lost_updates_total())
-    } else {
-        "⚠ LOST UPDATE".to_string()
+    // The true count: the updates missing from the value now (a write
+    // that put erased updates back counts against them), not the writes.
+    let title = match v.updates_lost() {
+        n if n > 1 => format!("⚠ {n} UPDATES LOST"),
+        1 => "⚠ 1 UPDATE LOST".to_string(),
+        _ => "⚠ LOST UPDATE, PUT BACK".to_string(),
     };
     let white = Color32::WHITE;
     let card_id = format!("value:{}", v.name);
@@ -1100,7 +1092,7 @@ fn lost_update_banner(
     let words = painter.text(
         band.left_top() + vec2(8.0, 3.0) * big,
         Align2::LEFT_TOP,
-        title,
+        &title,
         FontId::proportional(16.0 * big),
         white,
     );
@@ -1131,6 +1123,13 @@ fn lost_update_banner(
     let label = format!("LOST UPDATE: {what}");
     let resp = ui.interact(band, ui.scope_id().with(("lost", &v.name)), Sense::hover());
     resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, label.clone()));
+    // The count, as an audience reads it (and a test finds it).
+    let count = ui.interact(
+        band.with_max_y(band.center().y),
+        ui.scope_id().with(("lost-count", &v.name)),
+        Sense::hover(),
+    );
+    count.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, title.clone()));
 }
 
 /// The font size (at most `size`, at least 70 % of it) at which `text`

@@ -188,7 +188,12 @@ impl TimelineView {
                 }
                 // Lost updates: a red mark on the writer's lane (words too
                 // while there are few).
-                let lost: Vec<_> = live.values.values().flat_map(|v| &v.lost_updates).collect();
+                let lost: Vec<_> = live
+                    .values
+                    .values()
+                    .flat_map(|v| &v.lost_updates)
+                    .filter(|lu| lu.erased())
+                    .collect();
                 let labelled = lost.len() <= MAX_LOST_LABELS;
                 for lu in lost.iter().rev().take(MAX_LOST_MARKS) {
                     let Some(y) = lane_y.get(lu.proc_id.as_str()) else {

@@ -122,6 +122,8 @@ struct Builder {
     next_synthetic: i64,
     shared_pid: Option<i64>,
     last_shared: HashMap<String, String>,
+    /// Updates lost so far per shared value (the model's count).
+    lost_so_far: HashMap<String, i64>,
     sends: HashMap<(String, String), At>,
     recvs: HashMap<(String, String), At>,
     /// Thread names: (pid, tid) → name.
@@ -138,6 +140,7 @@ pub fn chrome_trace(events: &[Event]) -> Trace {
         out: Vec::new(),
         procs: HashMap::new(),
         ids_in_order: Vec::new(),
+        lost_so_far: HashMap::new(),
         pid_owner: HashMap::new(),
         next_synthetic: FIRST_SYNTHETIC_ID,
         shared_pid: None,
@@ -627,10 +630,37 @@ impl Builder {
                 lost,
             } => {
                 let pid = self.proc(id, e.pid, ts).pid;
+                let n = crate::model::race_updates(read, written, lost);
+                let so_far = self.lost_so_far.entry(name.clone()).or_default();
+                *so_far += n;
+                let so_far = *so_far;
                 let args = json!({
                     "read": read, "replaced": replaced, "written": written, "lost": lost,
+                    "updates": n, "updates_lost_so_far": so_far,
                 });
-                self.instant("t", format!("lost update of {name}: {lost}"), ts, pid, args);
+                let s = |n: i64| if n.abs() == 1 { "" } else { "s" };
+                // Only a write that erased updates is a lost update; one
+                // that found a smaller value (another's stale write) puts
+                // erased updates back.
+                let what = if n > 0 {
+                    format!(
+                        "lost update of {name}: erases {n} update{} ({so_far} lost so far)",
+                        s(n)
+                    )
+                } else {
+                    format!(
+                        "{name}: a stale write overwritten, {} update{} back ({so_far} lost so far)",
+                        -n,
+                        s(n)
+                    )
+                };
+                self.instant("t", what, ts, pid, args);
+                if let Some(shared) = self.shared_pid {
+                    let mut t =
+                        TraceEvent::new("C", format!("{name}: updates lost"), ts, shared, shared);
+                    t.args = Some(json!({ "lost": so_far }));
+                    self.out.push(t);
+                }
             }
             Body::Deadlock { cycle } => {
                 let pid = self.proc(id, e.pid, ts).pid;

@@ -96,7 +96,7 @@ pub fn stats(args: &StatsArgs) -> i32 {
             Ok((o, lost)) => {
                 let t = histogram.entry(o).or_default();
                 t.runs += 1;
-                t.runs_with_lost += u64::from(lost.writes > 0);
+                t.runs_with_lost += u64::from(lost.total > 0);
                 t.lost.add(lost);
                 progress.step(u64::from(i) + 1, || {
                     super::progress::outcomes(histogram.len())
@@ -114,7 +114,7 @@ pub fn stats(args: &StatsArgs) -> i32 {
         Format::Jsonl => {
             for (o, t) in &histogram {
                 say!(
-                    "{{\"outcome\":{},\"deadlock\":{},\"runs\":{},\"runs_with_lost_updates\":{},\"race_events\":{},\"lost\":{}}}",
+                    "{{\"outcome\":{},\"deadlock\":{},\"runs\":{},\"runs_with_lost_updates\":{},\"erasing_writes\":{},\"lost\":{}}}",
                     o.values_json(),
                     o.deadlock,
                     t.runs,
@@ -147,12 +147,17 @@ pub fn stats(args: &StatsArgs) -> i32 {
                 all.add(t.lost);
                 runs_with_lost += t.runs_with_lost;
             }
-            if all.writes > 0 {
+            if all.total > 0 {
                 say!(
-                    "  lost updates: {} writes erased {} updates, in {runs_with_lost} of {} runs (the writers' race events)",
-                    all.writes,
+                    "  lost updates: {} updates lost, by {} writes that erased others' work, in {runs_with_lost} of {} runs (the writers' race events)",
                     all.total,
+                    all.writes,
                     args.runs
+                );
+            } else if all.writes > 0 {
+                say!(
+                    "  lost updates: none in the end ({} writes erased updates that later writes put back)",
+                    all.writes
                 );
             } else {
                 say!("  lost updates: none (no race event in any run)");

@@ -422,14 +422,31 @@ fn summary(out: &mut impl Write, world: &World) -> std::io::Result<()> {
     for (name, v) in &world.values {
         writeln!(out, "shared {name} = {}", v.current.repr())?;
         for lu in &v.lost_updates {
+            let n = lu.updates();
+            let what = if n > 0 {
+                format!("lost update of {name}: ")
+            } else {
+                format!("{name}, over a stale write: ")
+            };
+            let s = if n.abs() == 1 { "" } else { "s" };
             writeln!(
                 out,
-                "lost update of {name}: {} read {}, wrote {} over {} (lost {})",
+                "{what}{} read {}, wrote {} over {} ({} {} update{s})",
                 lu.proc_id,
                 lu.read.repr(),
                 lu.written.repr(),
                 lu.replaced.repr(),
-                lu.lost.repr()
+                if n > 0 { "erased" } else { "put back" },
+                n.abs(),
+            )?;
+        }
+        if !v.lost_updates.is_empty() {
+            writeln!(
+                out,
+                "updates of {name} lost: {} ({} writes erased updates, {} put some back)",
+                v.updates_lost(),
+                v.lost_updates.iter().filter(|lu| lu.erased()).count(),
+                v.lost_updates.iter().filter(|lu| !lu.erased()).count()
             )?;
         }
     }

@@ -157,13 +157,23 @@ pub fn describe(e: &Event) -> String {
             replaced,
             written,
             lost,
-        } => format!(
-            "LOST UPDATE: wrote {name} = {} over {} (it had read {}): lost {}",
-            written.repr(),
-            replaced.repr(),
-            read.repr(),
-            lost.repr()
-        ),
+        } => match crate::model::race_updates(read, written, lost) {
+            n if n > 0 => format!(
+                "LOST UPDATE: wrote {name} = {} over {} (it had read {}): {n} update{} lost",
+                written.repr(),
+                replaced.repr(),
+                read.repr(),
+                if n == 1 { "" } else { "s" }
+            ),
+            n => format!(
+                "wrote {name} = {} over {} (it had read {}): over another's stale write, {} update{} back",
+                written.repr(),
+                replaced.repr(),
+                read.repr(),
+                -n,
+                if n == -1 { "" } else { "s" }
+            ),
+        },
         Body::Deadlock { cycle } => format!("DEADLOCK: {cycle}"),
         Body::Go {} => "goes".into(),
         Body::Free {} => "runs free (takes no steps of the schedule)".into(),

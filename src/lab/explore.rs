@@ -204,7 +204,7 @@ impl Explored {
             return;
         }
         let outcome = Outcome::new(&final_values(&d.world), d.deadlock.is_some());
-        if Lost::of(&d.world).writes > 0 {
+        if Lost::of(&d.world).total > 0 {
             *out.with_lost_updates.entry(outcome.clone()).or_default() += 1;
         }
         let entry = out

@@ -528,9 +528,9 @@ pub fn run_gated(
 }
 
 /// The lost updates the writers reported in a run (`race` events): how
-/// many writes erased others' work, and how much they erased in all (the
-/// sum of the numeric `lost`; for a counter only ever added to, exactly
-/// what it is short of).
+/// many writes erased others' work, and how many updates are lost in all
+/// (writes that put erased updates back counted against them: for a
+/// counter only ever added to, exactly adds − (final − initial)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Lost {
     pub writes: u64,
@@ -540,9 +540,9 @@ pub struct Lost {
 impl Lost {
     pub fn of(world: &World) -> Lost {
         let mut out = Lost::default();
-        for lu in world.values.values().flat_map(|v| &v.lost_updates) {
-            out.writes += 1;
-            out.total += lu.lost.as_i64().unwrap_or(0);
+        for v in world.values.values() {
+            out.writes += v.lost_updates.iter().filter(|lu| lu.erased()).count() as u64;
+            out.total += v.updates_lost();
         }
         out
     }

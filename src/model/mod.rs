@@ -14,4 +14,5 @@ pub use world::{
     OUTPUT_CHUNKS_KEPT, OutputBuffer, OutputChunk, POOL_RESULTS_KEPT, PROCESS_OUTPUT_BYTES_KEPT,
     Pool, ProcState, Process, RunError, STDOUT_BUFFER_BYTES_KEPT, SharedValue, SignalSent,
     StdoutBuffer, Task, ThreadInfo, TreeRow, VALUE_HISTORY_KEPT, ValueAccess, World,
+    race_body_updates, race_updates,
 };

@@ -895,3 +895,131 @@ fn threads_are_tracked_inside_their_process_and_hold_locks_themselves() {
             .is_some_and(|t| t.done)
     );
 }
+
+/// fork-print: a child that ended before its parent was a zombie when the
+/// parent died. The kernel hands it to the runner too, but it never
+/// outlived its parent: no ORPHAN.
+#[test]
+fn a_child_that_ended_before_its_parent_is_no_orphan() {
+    let mut s = family();
+    s.at("main.1", exit(0))
+        .at("main", exit(0))
+        .at("main", reaped("runner"))
+        .at("main.1", reaped("runner"));
+    let w = s.world();
+    let p = &w.processes["main.1"];
+    assert!(!p.orphaned && !p.adopted, "{p:?}");
+    assert_eq!(p.original_parent.as_deref(), Some("main"));
+}
+
+/// A child alive when its parent dies is an orphan; reaped by the runner,
+/// it was adopted by it even if no `adopted` event came.
+#[test]
+fn an_orphan_reaped_by_the_runner_was_adopted_by_it() {
+    let mut s = family();
+    s.at("main", exit(0))
+        .at("main", reaped("runner"))
+        .at("main.1", exit(0))
+        .at("main.1", reaped("runner"));
+    let w = s.world();
+    let p = &w.processes["main.1"];
+    assert!(p.orphaned && p.adopted, "{p:?}");
+    assert_eq!(p.parent.as_deref(), Some("runner"));
+    assert_eq!(p.original_parent.as_deref(), Some("main"));
+}
+
+fn race(read: i64, replaced: i64, written: i64) -> Body {
+    Body::Race {
+        name: "counter".into(),
+        read: Value::Int(read),
+        replaced: Value::Int(replaced),
+        written: Value::Int(written),
+        lost: Value::Int(replaced - read),
+    }
+}
+
+/// unlocked-counter: a write that found a smaller value than it read (the
+/// other worker's stale write) puts an update back. The count of lost
+/// updates is adds − final, not the number of `race` events.
+#[test]
+fn lost_updates_count_updates_not_race_events() {
+    let mut s = family();
+    s.at(
+        "runner",
+        resource(ResourceKind::Value, "counter", Some(Value::Int(5)), None),
+    );
+    // main.2 adds twice (6, 7); main.1, which read 5, writes 6 over 7
+    // (erases 2); main.2, which read 7, writes 8 over 6 (puts 1 back).
+    // 4 adds from 5 end at 8: 1 update lost, in 2 race events.
+    s.at("main.1", rw(false, "counter", 5, false))
+        .at("main.2", rw(false, "counter", 5, false))
+        .at("main.2", rw(true, "counter", 6, false))
+        .at("main.2", rw(false, "counter", 6, false))
+        .at("main.2", rw(true, "counter", 7, false))
+        .at("main.2", rw(false, "counter", 7, false))
+        .at("main.1", rw(true, "counter", 6, false))
+        .at("main.1", race(5, 7, 6));
+    assert_eq!(s.world().values["counter"].updates_lost(), 2);
+    s.at("main.2", rw(true, "counter", 8, false))
+        .at("main.2", race(7, 6, 8));
+    let w = s.world();
+    let v = &w.values["counter"];
+    assert_eq!(v.current, Value::Int(8));
+    assert_eq!(v.lost_updates.len(), 2, "two race events");
+    assert_eq!(v.updates_lost(), 1, "4 adds - (8 - 5)");
+    assert_eq!(v.updates_lost_by("main.1"), (2, 0));
+    assert_eq!(v.updates_lost_by("main.2"), (0, 1));
+    assert_eq!(v.last_erasing().map(|l| l.proc_id.as_str()), Some("main.1"));
+}
+
+/// pool-async: "6 of 10 tasks done" counts the tasks queued, not only the
+/// ones the workers took so far.
+#[test]
+fn a_pool_counts_its_tasks_out_of_those_queued() {
+    let mut s = family();
+    s.at("main", resource(ResourceKind::Pool, "po", None, Some(3)));
+    for task in 0..10 {
+        s.at(
+            "main",
+            Body::Put {
+                channel: "po.tasks".into(),
+                msg: format!("po:task{task}"),
+                value: Value::Str("worker(i)".into()),
+            },
+        );
+    }
+    for task in 0..3 {
+        s.at(
+            "main.1",
+            Body::TaskStart {
+                pool: "po".into(),
+                task,
+                func: "worker".into(),
+            },
+        );
+    }
+    s.at(
+        "main.1",
+        Body::TaskDone {
+            pool: "po".into(),
+            task: 0,
+            value: Value::None,
+        },
+    );
+    let w = s.world();
+    let p = &w.pools["po"];
+    assert_eq!((p.tasks_queued, p.tasks_started, p.tasks_done), (10, 3, 1));
+    assert_eq!(p.progress(), "1 of 10 tasks done");
+    // A pool whose queuing is not told (a traced program's): the tasks taken.
+    let mut s = family();
+    s.at("main", resource(ResourceKind::Pool, "po", None, Some(3)))
+        .at(
+            "main.1",
+            Body::TaskStart {
+                pool: "po".into(),
+                task: 0,
+                func: "f".into(),
+            },
+        );
+    assert_eq!(s.world().pools["po"].progress(), "0 done of 1 taken");
+}

@@ -546,6 +546,56 @@ pub struct LostUpdate {
     pub lost: Value,
 }
 
+impl LostUpdate {
+    /// How many updates this write erased (> 0), or brought back (< 0):
+    /// `lost` counted in updates of the size this write made (`written −
+    /// read`), so for a counter added to by 1 it is `replaced − read`.
+    /// A write that found a *smaller* value than it read (another
+    /// process's stale write had erased updates meanwhile) puts some of
+    /// them back: over a run these add up to exactly the updates missing
+    /// from the value (`adds − (final − initial)`), at every moment.
+    /// A value that is not a number erased one update.
+    pub fn updates(&self) -> i64 {
+        race_updates(&self.read, &self.written, &self.lost)
+    }
+
+    /// Whether this write erased updates (not one that put some back).
+    pub fn erased(&self) -> bool {
+        self.updates() > 0
+    }
+}
+
+/// [`LostUpdate::updates`] of a `race` event's fields.
+pub fn race_updates(read: &Value, written: &Value, lost: &Value) -> i64 {
+    {
+        let (Some(lost), Some(read), Some(written)) =
+            (lost.as_f64(), read.as_f64(), written.as_f64())
+        else {
+            return 1;
+        };
+        let step = written - read;
+        let n = if step.abs() > f64::EPSILON {
+            (lost / step).round()
+        } else {
+            lost.round()
+        };
+        if n.is_finite() { n as i64 } else { 0 }
+    }
+}
+
+/// For a `race` event: the updates it erased (> 0) or put back (< 0).
+pub fn race_body_updates(body: &Body) -> Option<i64> {
+    match body {
+        Body::Race {
+            read,
+            written,
+            lost,
+            ..
+        } => Some(race_updates(read, written, lost)),
+        _ => None,
+    }
+}
+
 /// A shared `Value` or `Array` (one slot in shared memory, seen by all).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedValue {
@@ -560,6 +610,9 @@ pub struct SharedValue {
     pub lost_updates: VecDeque<LostUpdate>,
     /// Older lost updates no longer kept.
     pub lost_updates_trimmed: u64,
+    /// The updates lost so far, all writes counted (kept or not): the sum
+    /// of [`LostUpdate::updates`].
+    pub updates_lost: i64,
 }
 
 impl SharedValue {
@@ -574,6 +627,7 @@ impl SharedValue {
             writes: 0,
             lost_updates: VecDeque::new(),
             lost_updates_trimmed: 0,
+            updates_lost: 0,
         }
     }
 
@@ -585,9 +639,34 @@ impl SharedValue {
         self.history.push_back(access);
     }
 
-    /// Every lost update so far, kept or not.
-    pub fn lost_updates_total(&self) -> u64 {
-        self.lost_updates_trimmed + self.lost_updates.len() as u64
+    /// How many updates are lost so far: for a counter only added to,
+    /// exactly `adds − (current − initial)` (writes that put erased
+    /// updates back count against the ones that erased them). Not the
+    /// number of `race` events: one write may erase 2 updates, a later
+    /// one bring 1 back.
+    pub fn updates_lost(&self) -> i64 {
+        self.updates_lost
+    }
+
+    /// The updates `proc_id`'s writes erased (> 0) and put back (as a
+    /// positive number), among the lost updates kept.
+    pub fn updates_lost_by(&self, proc_id: &str) -> (i64, i64) {
+        self.lost_updates
+            .iter()
+            .filter(|lu| lu.proc_id == proc_id)
+            .fold((0, 0), |(erased, back), lu| {
+                let n = lu.updates();
+                if n > 0 {
+                    (erased + n, back)
+                } else {
+                    (erased, back - n)
+                }
+            })
+    }
+
+    /// The newest write that erased updates (not one that put some back).
+    pub fn last_erasing(&self) -> Option<&LostUpdate> {
+        self.lost_updates.iter().rev().find(|lu| lu.erased())
     }
 
     /// The written values, oldest first (for a small sparkline).
@@ -614,8 +693,23 @@ pub struct Pool {
     pub size: u32,
     pub tasks_started: u64,
     pub tasks_done: u64,
+    /// Tasks handed to the pool so far (its tasks pipe's puts; 0 when the
+    /// program does not say, e.g. a traced pool).
+    pub tasks_queued: u64,
     /// Results by task number.
     pub results: BTreeMap<u32, Value>,
+}
+
+impl Pool {
+    /// "6 of 10 tasks done": out of the tasks queued so far when they are
+    /// known, else "6 done of 9 taken" (the tasks workers took).
+    pub fn progress(&self) -> String {
+        if self.tasks_queued >= self.tasks_started && self.tasks_queued > 0 {
+            format!("{} of {} tasks done", self.tasks_done, self.tasks_queued)
+        } else {
+            format!("{} done of {} taken", self.tasks_done, self.tasks_started)
+        }
+    }
 }
 
 /// A run-time error a scenario process reported.
@@ -970,6 +1064,16 @@ impl World {
             } => {
                 let p = self.proc_mut(me, t_ns);
                 p.state = ProcState::Reaped;
+                // An orphan reaped by another than its parent was adopted
+                // by it, whether or not its `adopted` came (the kernel
+                // handed it over when its parent died).
+                if p.orphaned && !p.adopted && p.parent.as_deref() != Some(by.as_str()) {
+                    if p.original_parent.is_none() {
+                        p.original_parent = p.parent.clone();
+                    }
+                    p.parent = Some(by.clone());
+                    p.adopted = true;
+                }
                 p.reaped_by = Some(by.clone());
                 p.pending = None;
                 if p.exit.is_none() {
@@ -1012,7 +1116,15 @@ impl World {
                 channel,
                 msg,
                 value,
-            } => self.on_send(t_ns, me, ChannelKind::Queue, channel, None, msg, value),
+            } => {
+                // A task queued (apply_async, map): the pool's tasks pipe.
+                if let Some(pool) = channel.strip_suffix(".tasks")
+                    && let Some(p) = self.pools.get_mut(pool)
+                {
+                    p.tasks_queued += 1;
+                }
+                self.on_send(t_ns, me, ChannelKind::Queue, channel, None, msg, value)
+            }
             Body::Recv {
                 channel,
                 msg,
@@ -1164,14 +1276,16 @@ impl World {
                     v.lost_updates.pop_front();
                     v.lost_updates_trimmed += 1;
                 }
-                v.lost_updates.push_back(LostUpdate {
+                let lu = LostUpdate {
                     t_ns: at,
                     proc_id: me.to_string(),
                     read: read.clone(),
                     replaced: replaced.clone(),
                     written: written.clone(),
                     lost: lost.clone(),
-                });
+                };
+                v.updates_lost += lu.updates();
+                v.lost_updates.push_back(lu);
             }
             Body::Deadlock { cycle } => self.deadlock = Some(cycle.clone()),
             Body::Error { message } if self.errors.len() < ERRORS_KEPT => {
@@ -1449,9 +1563,14 @@ impl World {
             }
         }
         // The kernel reparents the children at once; `adopted` names the
-        // new parent when it arrives.
+        // new parent when it arrives. Only a child still alive is an
+        // orphan: one that ended first (a zombie not reaped yet) is handed
+        // over too, but it never outlived its parent.
         for child in self.processes.values_mut() {
-            if child.parent.as_deref() == Some(me) && child.state != ProcState::Reaped {
+            if child.parent.as_deref() == Some(me)
+                && child.state != ProcState::Reaped
+                && child.exit.is_none()
+            {
                 child.orphaned_t_ns.get_or_insert(t_ns);
                 child.orphaned = true;
             }

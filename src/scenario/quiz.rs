@@ -892,31 +892,35 @@ pub fn evaluate(kind: &AnswerKind, events: &[Event]) -> Outcome {
             }
         }
         AnswerKind::LostUpdates { value } => {
-            let races: Vec<usize> = events
+            // The updates lost, as the stage counts them: a write that
+            // erased updates counts them, one that put erased updates back
+            // (it found another's stale write) counts against them.
+            let races: Vec<(usize, i64)> = events
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| {
                     matches!(&e.body, Body::Race { name, .. }
                         if value.as_ref().is_none_or(|v| v == name))
                 })
-                .map(|(i, _)| i)
+                .filter_map(|(i, e)| crate::model::race_body_updates(&e.body).map(|n| (i, n)))
                 .collect();
-            let n = races.len();
-            let decider = races.last().and_then(|&i| {
-                let (name, lost) = match &events[i].body {
-                    Body::Race { name, lost, .. } => (name.clone(), lost.repr()),
-                    _ => (String::new(), String::new()),
+            let n: i64 = races.iter().map(|r| r.1).sum::<i64>().max(0);
+            let decider = races.iter().rev().find(|r| r.1 > 0).and_then(|&(i, k)| {
+                let name = match &events[i].body {
+                    Body::Race { name, .. } => name.clone(),
+                    _ => String::new(),
                 };
+                let s = if k == 1 { "" } else { "s" };
                 decider(
                     i,
                     format!(
-                        "{}'s write of {name} throws away {lost}: the {} lost update",
+                        "{}'s write of {name} throws away {k} update{s}: {n} lost in all",
                         events[i].proc_id,
-                        ordinal(n)
                     ),
                     Target::Value(name),
                 )
             });
+            let decider = if n > 0 { decider } else { None };
             Outcome {
                 answer: Some(Answer::Number(n as f64)),
                 note: decider.is_none().then(|| "no update was lost".to_string()),
