@@ -1928,7 +1928,7 @@ pub fn erased_updates(world: &World, id: &str) -> bool {
 
 /// A node's lost-update tag: short, so it reads at the key size beside
 /// the name (the value card's banner and the caption spell it out).
-pub const LOST_UPDATE_TAG: &str = "⚠ LOST UPDATES";
+pub const LOST_UPDATE_TAG: &str = "⚠ LOST";
 
 /// The news of the moment on a node (a lost update, a signal): white on
 /// red at the top right, where the pid was, never over the name. The pid
@@ -2147,7 +2147,9 @@ fn dot(
 ) -> Dot {
     let r = DOT_R * k;
     let font = DOT_FONT * k;
-    let pad = 0.5 * k;
+    // The pill's ends around its text: narrow, so that a slot holds a
+    // short message ("p1:3") whole at the key size.
+    let pad = 0.3 * k;
     // Parked: never wider than its slot (pills in neighbouring slots do
     // not touch); travelling: a short word's width.
     let max_w = max_w.unwrap_or(4.0 * k);
@@ -2266,24 +2268,24 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
             if now < d.recv_t_ns || now >= d.recv_t_ns.saturating_add(TRAVEL_NS) {
                 continue;
             }
-            let exit = link_ends(to.rect, cb.rect).1;
-            let outward = if to.rect.center().y < cb.rect.center().y {
-                -1.0
-            } else {
-                1.0
-            };
             // From just outside the box to just short of the reader's
-            // node; where the two are closer than a dot, it stays just
-            // outside the box (it still shows what was taken).
-            let half = dot_h(k) / 2.0;
-            let start = exit + vec2(0.0, outward * (half + 2.0));
-            let edge = link_ends(to.rect, cb.rect).0;
-            let mut end = pos2(edge.x, edge.y - outward * (half + 1.0));
-            if (end.y - start.y) * outward < 0.0 {
+            // node, along their link (down, up or sideways); where the two
+            // are closer than a dot, it stays just outside the box (it
+            // still shows what was taken).
+            let (edge, exit) = link_ends(to.rect, cb.rect);
+            let way = edge - exit;
+            let Some(dir) = (way.length() >= 1.0).then(|| way / way.length()) else {
+                continue;
+            };
+            let size = dot(exit, None, &d.value, None, None, name, k).rect.size() / 2.0;
+            let reach = dir.x.abs() * size.x + dir.y.abs() * size.y;
+            let start = exit + dir * (reach + 2.0);
+            let mut end = edge - dir * (reach + 1.0);
+            if (end - start).dot(dir) < 0.0 {
                 end = start;
             }
             let f = ease((now - d.recv_t_ns) as f32 / TRAVEL_NS as f32);
-            dots.push(dot(
+            let leaving = dot(
                 start.lerp(end, f),
                 None,
                 &d.value,
@@ -2291,7 +2293,14 @@ fn links_and_dots(out: &mut StageLayout, input: &StageInput, k: f32) {
                 None,
                 name,
                 k,
-            ));
+            );
+            // Never over a node's words nor back on the box: where there
+            // is no room between them, the taking shows in the slots.
+            let covers = |r: Rect| r.intersects(leaving.rect);
+            if covers(cb.rect) || out.nodes.values().any(|n| covers(n.rect)) {
+                continue;
+            }
+            dots.push(leaving);
         }
     }
     // A link may pass under a channel's title (on its own ground, so the
