@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A child SIGKILLed as soon as it told its parent (docs/reliability/h-ingest.md).
+"""A child SIGKILLed as soon as it told its parent (docs/reliability/ingest.md).
 
 usage: scripts/killed-after-send-trials.py BIN N
 
