@@ -3,38 +3,13 @@
 
 usage: scripts/killed-after-send-trials.py BIN N
 
-Runs the scenario below N times. A run is wrong unless the child shows
+Runs tests/fixtures/killed-after-send.toml N times. A run is wrong unless the child shows
 `sleep, wake, write, sleep, wake, send` first, its `seq` numbers run 1, 2, 3 …
 without a gap, and it ends by SIGKILL. Also counts the last event the child
 showed before the kill (in its busy loop of `sleep 0` + `write`).
 """
-import subprocess, sys, json, os, tempfile
-SCENARIO = '''name = "killed-after-send"
-title = "a child killed as soon as it said so"
-explain = "x"
-[values]
-v = 0
-[pipes.p]
-ends = ["a", "b"]
-[roles.main]
-steps = [
-  { spawn = "child", as = "c" },
-  { recv = "a" },
-  { signal = "c", sig = "KILL" },
-  { join = "c" },
-]
-[roles.child]
-steps = [
-  { sleep_ms = 0 },
-  { write = "v", value = "1" },
-  { sleep_ms = 0 },
-  { send = "b", value = "1" },
-  { sleep_ms = 0 },
-  { loop = [ { sleep_ms = 0 }, { write = "v", value = "2" } ] },
-]
-'''
-path = os.path.join(tempfile.mkdtemp(prefix='killed-after-send-'), 'killed.toml')
-open(path, 'w').write(SCENARIO)
+import subprocess, sys, json, os
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'fixtures', 'killed-after-send.toml')
 b, n = sys.argv[1], int(sys.argv[2])
 bad = 0; tails = {}
 for i in range(n):

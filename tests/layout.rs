@@ -393,15 +393,9 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
 /// only the manager uses and the pool's results pipe move beside `main`,
 /// into the row's free columns, titles over their boxes, and the type is
 /// big enough; the same run lays out the same way each time.
-#[test]
-fn manager_queue_puts_channels_beside_the_tree_at_720p() {
-    let mut rec = Recording::new();
-    for e in run_events("manager-queue") {
-        rec.push(e);
-    }
-    let size = &SIZES[0];
-    let (stage, px) = stage_rect(size);
-    let input = StageInput {
+/// A free run's stage at its end, in presenter mode at `size`.
+fn presenter_at_the_end<'a>(rec: &'a Recording, size: &Size, px: f32, zoom: f32) -> StageInput<'a> {
+    StageInput {
         layout_world: &rec.live,
         world: &rec.live,
         channel_users: &rec.channel_users,
@@ -412,8 +406,19 @@ fn manager_queue_puts_channels_beside_the_tree_at_720p() {
         widest_state: &rec.widest_state,
         px_per_pt: px,
         window_h_px: size.h_px,
-        zoom: 1.0,
-    };
+        zoom,
+    }
+}
+
+#[test]
+fn manager_queue_puts_channels_beside_the_tree_at_720p() {
+    let mut rec = Recording::new();
+    for e in run_events("manager-queue") {
+        rec.push(e);
+    }
+    let size = &SIZES[0];
+    let (stage, px) = stage_rect(size);
+    let input = presenter_at_the_end(&rec, size, px, 1.0);
     let laid = layout::layout(&input, stage);
     assert!(
         laid.k * px >= 18.0 - 0.05,
@@ -466,22 +471,7 @@ fn zoom_grows_the_stage_type_where_there_is_room() {
     }
     let size = &SIZES[0];
     let (stage, px) = stage_rect(size);
-    let at = |zoom: f32| {
-        let input = StageInput {
-            layout_world: &rec.live,
-            world: &rec.live,
-            channel_users: &rec.channel_users,
-            presenter: true,
-            gated: false,
-            deadlock: false,
-            view_t_ns: rec.live.last_t_ns,
-            widest_state: &rec.widest_state,
-            px_per_pt: px,
-            window_h_px: size.h_px,
-            zoom,
-        };
-        layout::layout(&input, stage)
-    };
+    let at = |zoom: f32| layout::layout(&presenter_at_the_end(&rec, size, px, zoom), stage);
     let (normal, bigger) = (at(1.0), at(1.25));
     assert!(
         bigger.k > normal.k * 1.2,

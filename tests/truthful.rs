@@ -559,35 +559,12 @@ fn a_process_killed_right_after_it_told_its_parent_shows_all_it_did() {
     // The child's sleeps of zero are held for the next write, never across
     // one: everything before its `send` is shown though it is SIGKILLed
     // as soon as the parent has the message.
-    let text = r#"
-name = "killed-after-send"
-title = "a child killed as soon as it said so"
-explain = "x"
-[values]
-v = 0
-[pipes.p]
-ends = ["a", "b"]
-[roles.main]
-steps = [
-  { spawn = "child", as = "c" },
-  { recv = "a" },
-  { signal = "c", sig = "KILL" },
-  { join = "c" },
-]
-[roles.child]
-steps = [
-  { sleep_ms = 0 },
-  { write = "v", value = "1" },
-  { sleep_ms = 0 },
-  { send = "b", value = "1" },
-  { sleep_ms = 0 },
-  { loop = [ { sleep_ms = 1 } ] },
-]
-"#;
-    let file = scenario_file("killed-after-send", text);
-    let path = file.to_string_lossy().to_string();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/killed-after-send.toml"
+    );
     for _ in 0..5 {
-        let run = run_jsonl(&path, &[]);
+        let run = run_jsonl(path, &[]);
         let kinds: Vec<&str> = run
             .events
             .iter()
