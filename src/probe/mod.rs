@@ -61,14 +61,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Reads one line (without its newline); `None` at end or on an error.
 fn read_line(sock: &mut UnixStream) -> Option<String> {
     use std::io::Read;
+    // Two syscalls a line (a `go` line is a few bytes): look at what is
+    // there without taking it, then take exactly up to the newline, so
+    // that nothing after it (a `go` for another thread) is taken from the
+    // socket into a buffer that an `exec` would lose.
     let mut line = Vec::new();
-    let mut byte = [0u8; 1];
+    let mut peeked = [0u8; 64];
     loop {
-        match sock.read(&mut byte) {
-            Ok(1) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
-            Ok(1) => line.push(byte[0]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            _ => return None,
+        let n = match nix::sys::socket::recv(sock.as_raw_fd(), &mut peeked, MsgFlags::MSG_PEEK) {
+            Ok(0) => return None,
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        };
+        let (take, done) = match peeked[..n].iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (n, false),
+        };
+        let start = line.len();
+        line.resize(start + take, 0);
+        // The bytes are in the socket already (we just saw them, and
+        // nothing else reads it: the caller holds the reader's lock).
+        sock.read_exact(&mut line[start..]).ok()?;
+        if done {
+            line.pop();
+            return Some(String::from_utf8_lossy(&line).into_owned());
         }
     }
 }

@@ -374,11 +374,47 @@ fn core(spec: RunSpec) -> i32 {
     main_code
 }
 
+/// A server's last scenario, checked once (`scenario_text`, `origin`, the
+/// result): a served run's core, forked from the server, finds it here
+/// and does not parse the same text again on every run.
+type Parsed = (String, String, Scenario);
+static PARSED: std::sync::Mutex<Option<Parsed>> = std::sync::Mutex::new(None);
+
+/// A server, before it forks a run's core: checks the run's scenario if
+/// it is not the one checked last (a scenario with an error is not kept:
+/// the core finds the error as a lone runner does).
+pub(crate) fn parse_ahead(spec: &RunSpec) {
+    let mut last = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((text, origin, _)) = last.as_ref()
+        && *text == spec.scenario_text
+        && *origin == spec.origin
+    {
+        return;
+    }
+    *last = scenario::load(&spec.scenario_text, &spec.origin)
+        .ok()
+        .map(|s| (spec.scenario_text.clone(), spec.origin.clone(), s));
+}
+
+/// The scenario checked ahead for this run's text, if any.
+fn parsed(spec: &RunSpec) -> Option<Scenario> {
+    let last = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match last.as_ref() {
+        Some((text, origin, s)) if *text == spec.scenario_text && *origin == spec.origin => {
+            Some(s.clone())
+        }
+        _ => None,
+    }
+}
+
 /// Creates the shared memory, locks, pipes and queues, in the core, before
 /// main is forked, so every process inherits them.
 fn setup(spec: RunSpec) -> Result<Run, RunError> {
-    let mut scenario =
-        scenario::load(&spec.scenario_text, &spec.origin).map_err(|e| RunError(e.to_string()))?;
+    let mut scenario = match parsed(&spec) {
+        Some(s) => s,
+        None => scenario::load(&spec.scenario_text, &spec.origin)
+            .map_err(|e| RunError(e.to_string()))?,
+    };
     if let Some(mode) = spec.stdout {
         scenario.stdout = mode;
     }

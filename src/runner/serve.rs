@@ -115,6 +115,9 @@ pub fn serve_main() -> i32 {
 /// fresh PID namespace when it can) and waits for its end, or for a `stop`
 /// (or the end of our stdin), then kills and reaps everything of the run.
 fn run_one(spec: RunSpec, lines: &mut Lines) -> i32 {
+    // Checked here once, not in every run's core (`explore` runs the same
+    // scenario a hundred times): the core inherits it with the fork.
+    super::parse_ahead(&spec);
     super::run_watched_with(spec, true, |core| {
         watchdog::watch_with(core, |stdin| {
             lines.fill(stdin);
