@@ -438,6 +438,10 @@ struct State {
     epoll: Epoll,
     conn_epoll: Epoll,
     conns_armed: bool,
+    /// Armed level-triggered (no pause between reads: a gated run, or the
+    /// end of a run), so it stays armed after it fired: one `epoll_ctl`
+    /// less per wake-up. Disarmed by hand when the consumer falls behind.
+    conns_level: bool,
     /// What `epoll_wait` returns, kept from pass to pass.
     ready_main: Vec<EpollEvent>,
     ready_conns: Vec<EpollEvent>,
@@ -588,6 +592,7 @@ impl State {
             epoll,
             conn_epoll,
             conns_armed: true,
+            conns_level: false,
             ready_main: Vec::new(),
             ready_conns: Vec::new(),
             rearm_at: Instant::now(),
@@ -711,6 +716,16 @@ impl State {
                 TOKEN_WAKE => {
                     let _ = self.wake.read();
                 }
+                TOKEN_CONNS if self.conns_level => {
+                    // Level-triggered: still armed, unless the consumer
+                    // is far behind (then as one-shot would be).
+                    if !self.behind() {
+                        self.read_ready_conns();
+                    }
+                    if self.behind() || !self.coalesce().is_zero() {
+                        self.disarm_conns();
+                    }
+                }
                 TOKEN_CONNS => {
                     // One-shot: disarmed now; armed again by `arm_conns`.
                     self.conns_armed = false;
@@ -787,8 +802,26 @@ impl State {
         if self.conns_armed || Instant::now() < self.rearm_at || self.behind() {
             return;
         }
-        let mut ev = EpollEvent::new(CONNS_FLAGS, TOKEN_CONNS);
+        // With no pause between reads, level-triggered: it stays armed
+        // (see `conns_level`).
+        let level = self.coalesce().is_zero();
+        let flags = if level {
+            EpollFlags::EPOLLIN
+        } else {
+            CONNS_FLAGS
+        };
+        let mut ev = EpollEvent::new(flags, TOKEN_CONNS);
         self.conns_armed = self.epoll.modify(&self.conn_epoll.0, &mut ev).is_ok();
+        self.conns_level = level && self.conns_armed;
+    }
+
+    /// Stops watching the connections (level-triggered) until `arm_conns`.
+    fn disarm_conns(&mut self) {
+        let mut ev = EpollEvent::new(EpollFlags::empty(), TOKEN_CONNS);
+        let _ = self.epoll.modify(&self.conn_epoll.0, &mut ev);
+        self.conns_armed = false;
+        self.conns_level = false;
+        self.rearm_at = Instant::now() + self.coalesce();
     }
 
     fn token(&mut self) -> u64 {
