@@ -384,7 +384,9 @@ static PARSED: std::sync::Mutex<Option<Parsed>> = std::sync::Mutex::new(None);
 /// it is not the one checked last (a scenario with an error is not kept:
 /// the core finds the error as a lone runner does).
 pub(crate) fn parse_ahead(spec: &RunSpec) {
-    let mut last = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut last = PARSED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((text, origin, _)) = last.as_ref()
         && *text == spec.scenario_text
         && *origin == spec.origin
@@ -398,7 +400,9 @@ pub(crate) fn parse_ahead(spec: &RunSpec) {
 
 /// The scenario checked ahead for this run's text, if any.
 fn parsed(spec: &RunSpec) -> Option<Scenario> {
-    let last = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let last = PARSED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match last.as_ref() {
         Some((text, origin, s)) if *text == spec.scenario_text && *origin == spec.origin => {
             Some(s.clone())
