@@ -1813,7 +1813,7 @@ fn caption_fit_at(
         (two, two_font)
     };
     // A hair under, so that a size scaled to the room stays within it.
-    (best.1 >= floor * (1.0 - 1e-4)).then(|| (best.0, best.1 * (1.0 - 1e-5)))
+    (best.1 >= floor * (1.0 - 1e-4)).then_some((best.0, best.1 * (1.0 - 1e-5)))
 }
 
 /// [`caption_fit_at`] split between two parts ("a · b") rather than
