@@ -106,6 +106,55 @@ fn orphan_note(world: &World) -> Option<(u64, String)> {
 /// How the run ended, from the model: "Ended: all 3 processes exited with
 /// code 0 · counter = 173 (27 lost updates)".
 pub fn ending(world: &World) -> String {
+    ending_with(world, ENDING_PARTS, VALUE_CHARS)
+}
+
+/// A value in the ending at most this many characters long, in its
+/// shortest form.
+const VALUE_CHARS: usize = 24;
+/// ... and at most this long when the caption has room for it whole.
+const VALUE_CHARS_WHOLE: usize = 80;
+
+/// The ways to say the caption, the fullest first: once the run has
+/// ended, every part with values whole, then values cut, then fewer parts
+/// ("· …"); the last is [`caption`]. The stage shows the first that fits
+/// its two lines.
+pub fn caption_choices(world: &World) -> Vec<String> {
+    let Some(last) = caption(world) else {
+        return Vec::new();
+    };
+    if world.deadlock.is_some() || !has_ended(world) {
+        return vec![last];
+    }
+    let all = ending_parts(world, VALUE_CHARS).len();
+    let mut out = Vec::new();
+    for n in (ENDING_PARTS..=all.max(ENDING_PARTS)).rev() {
+        for chars in [VALUE_CHARS_WHOLE, VALUE_CHARS] {
+            let text = ending_with(world, n, chars);
+            if !out.contains(&text) {
+                out.push(text);
+            }
+        }
+    }
+    out.retain(|t| *t != last);
+    out.push(last);
+    out
+}
+
+/// The ending with at most `max_parts` parts and values of at most
+/// `value_chars` characters.
+fn ending_with(world: &World, max_parts: usize, value_chars: usize) -> String {
+    let mut parts = ending_parts(world, value_chars);
+    let cut = parts.len() > max_parts;
+    parts.truncate(max_parts);
+    let mut text = format!("Ended: {}", parts.join(" · "));
+    if cut {
+        text.push_str(" · …");
+    }
+    text
+}
+
+fn ending_parts(world: &World, value_chars: usize) -> Vec<String> {
     let mut parts = vec![exits(world)];
     if let Some(p) = world
         .processes
@@ -129,7 +178,7 @@ pub fn ending(world: &World) -> String {
     }
     for (name, v) in &world.values {
         let lost = v.updates_lost();
-        let value = super::layout::short(&v.current, 24);
+        let value = super::layout::short(&v.current, value_chars);
         parts.push(if lost > 0 {
             let s = if lost == 1 { "" } else { "s" };
             format!("{name} = {value} ({lost} lost update{s})")
@@ -193,13 +242,7 @@ pub fn ending(world: &World) -> String {
     for p in world.pools.values().filter(|p| p.tasks_started > 0) {
         parts.push(format!("pool {}: {}", p.name, p.progress()));
     }
-    let cut = parts.len() > ENDING_PARTS;
-    parts.truncate(ENDING_PARTS);
-    let mut text = format!("Ended: {}", parts.join(" · "));
-    if cut {
-        text.push_str(" · …");
-    }
-    text
+    parts
 }
 
 /// "all 3 processes exited with code 0", "main exit 0, main.1 killed by

@@ -290,9 +290,14 @@ pub fn text_w(text: &str, pt: f32) -> f32 {
 /// line narrowest (one line if it has no space); the lines joined by a
 /// newline, and the wider line's width at `pt`.
 fn split_two(text: &str, pt: f32) -> (String, f32) {
+    split_two_at(text, pt, " ")
+}
+
+/// [`split_two`] at an occurrence of `sep` (dropped where it splits).
+fn split_two_at(text: &str, pt: f32, sep: &str) -> (String, f32) {
     let mut best = (text.to_string(), text_w(text, pt));
-    for (i, _) in text.match_indices(' ') {
-        let (a, b) = (&text[..i], text[i + 1..].trim_start());
+    for (i, _) in text.match_indices(sep) {
+        let (a, b) = (&text[..i], text[i + sep.len()..].trim_start());
         if a.trim().is_empty() || b.is_empty() {
             continue;
         }
@@ -1240,8 +1245,9 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
 
     // Caption strip at the bottom.
     let caption_top = stage.bottom() - caption_h * cap_k;
-    if let Some(text) = super::captions::caption(world) {
-        out.caption = Some(caption_label(&text, stage, caption_top, cap_k));
+    let choices = super::captions::caption_choices(world);
+    if !choices.is_empty() {
+        out.caption = Some(caption_label(&choices, stage, caption_top, cap_k));
     }
 
     // Cards at the right.
@@ -1264,7 +1270,8 @@ pub fn layout_cached(input: &StageInput, stage: Rect, cache: &mut FitCache) -> S
             match card {
                 CardKind::Value(name) => {
                     if let Some(v) = world.values.get(*name).or_else(|| live.values.get(*name)) {
-                        out.values.insert(name.to_string(), value_card(r, v, k));
+                        out.values
+                            .insert(name.to_string(), value_card(r, v, k, k_min));
                     }
                 }
                 CardKind::Lock(name) => {
@@ -1782,19 +1789,71 @@ fn pack_left(items: &[(f32, f32)], lo: f32, hi: f32, gap: f32) -> Vec<f32> {
     out
 }
 
-fn caption_label(text: &str, stage: Rect, top: f32, k: f32) -> (Rect, Label) {
+/// The caption's text at the largest size (from `big` down to `floor`)
+/// at which it stands on one line, or on two split at its best `sep`, in
+/// `room` points and `max_h` high; `None` if it does not fit even at
+/// `floor`.
+fn caption_fit_at(
+    text: &str,
+    (room, max_h): (f32, f32),
+    big: f32,
+    floor: f32,
+    sep: &str,
+) -> Option<(String, f32)> {
+    // Widths grow with the size: the largest size on one line and on
+    // two (split where the wider line is narrowest) follow from 1 pt.
+    let one = (room / text_w(text, 1.0).max(1e-3))
+        .min(big)
+        .min(max_h / 1.3);
+    let (two, w) = split_two_at(text, 1.0, sep);
+    let two_font = (room / w.max(1e-3)).min(big).min(max_h / (2.0 * 1.3));
+    let best = if one >= two_font || !two.contains('\n') {
+        (text.to_string(), one)
+    } else {
+        (two, two_font)
+    };
+    // A hair under, so that a size scaled to the room stays within it.
+    (best.1 >= floor * (1.0 - 1e-4)).then_some((best.0, best.1 * (1.0 - 1e-5)))
+}
+
+/// [`caption_fit_at`] split between two parts ("a · b") rather than
+/// inside one, unless that costs more than a little size.
+fn caption_fit(text: &str, room: f32, max_h: f32, big: f32, floor: f32) -> Option<(String, f32)> {
+    let any = caption_fit_at(text, (room, max_h), big, floor, " ")?;
+    match caption_fit_at(text, (room, max_h), big, floor, " · ") {
+        Some(parts) if parts.1 >= 0.85 * any.1 => Some(parts),
+        _ => Some(any),
+    }
+}
+
+/// The caption's box and words: the first of `choices` (the fullest way
+/// to say it first) that fits the strip's two lines at no less than the
+/// key size; else the last, wrapped at 70 % of the usual size.
+fn caption_label(choices: &[String], stage: Rect, top: f32, k: f32) -> (Rect, Label) {
     let room = stage.width() - 2.0 * k;
     let max_h = CAPTION_LINES * CAPTION_FONT * 1.3 * k;
-    // The largest size (from 1.5 k down to 70 % of the usual) at which
-    // it wraps into the strip.
-    let lines = |font: f32| (text_w(text, font) / room).ceil().max(1.0);
-    let mut font = CAPTION_FONT * k * 1.45;
-    while lines(font) * font * 1.3 > max_h && font > CAPTION_FONT * k * 0.7 {
-        font *= 0.97;
-    }
-    let n = lines(font);
-    let w = if n > 1.0 { room } else { text_w(text, font) };
-    let h = n * font * 1.3;
+    let big = CAPTION_FONT * k * 1.45;
+    let fitted = choices
+        .iter()
+        .find_map(|t| caption_fit(t, room, max_h, big, k))
+        .or_else(|| {
+            let last = choices.last()?;
+            caption_fit(last, room, max_h, big, CAPTION_FONT * k * 0.7)
+        });
+    let (text, font, w, h) = match fitted {
+        Some((text, font)) => {
+            let w = text.lines().map(|l| text_w(l, font)).fold(0.0, f32::max);
+            let h = text.lines().count() as f32 * font * 1.3;
+            (text, font, w, h)
+        }
+        None => {
+            // Too long even for two lines: the painter wraps it at the
+            // smallest size, and what is left over is cut.
+            let text = choices.last().cloned().unwrap_or_default();
+            let font = CAPTION_FONT * k * 0.7;
+            (text, font, room, max_h)
+        }
+    };
     let box_r = Rect::from_center_size(
         pos2(stage.center().x, top + (stage.bottom() - top) / 2.0),
         vec2(w + 1.6 * k, h + 0.3 * k),
@@ -1802,7 +1861,7 @@ fn caption_label(text: &str, stage: Rect, top: f32, k: f32) -> (Rect, Label) {
     let l = Label {
         rect: Rect::from_min_size(box_r.min + vec2(0.8, 0.15) * k, vec2(w, h)),
         font,
-        text: text.to_string(),
+        text,
     };
     (box_r, l)
 }
@@ -1998,7 +2057,51 @@ fn runner_box(rect: Rect, p: &Process, k: f32) -> NodeBox {
     }
 }
 
-fn value_card(r: Rect, v: &crate::model::SharedValue, k: f32) -> Card {
+/// A value card's value: whole on one line at up to 34 `big`, else whole
+/// on two (split at its best space) at no less than `floor`, else its
+/// lines cut with "…" at `floor`. Between the title and "written by" the
+/// card has 44 `big` of height.
+fn value_text(full: &str, room: f32, big: f32, floor: f32) -> (String, f32) {
+    const ROOM_H: f32 = 44.0;
+    // A hair of room kept so that a text scaled to the room fits it.
+    let room = room * 0.999;
+    let one = (room / text_w(full, 1.0).max(0.1)).min(34.0 * big);
+    if one >= floor {
+        return (full.to_string(), one);
+    }
+    let two_max = ROOM_H * big / 2.5;
+    let (two, w1) = split_two(full, 1.0);
+    let two_font = (room / w1.max(0.1)).min(two_max);
+    if two.contains('\n') && two_font >= floor {
+        return (two, two_font);
+    }
+    // Cut: as much as fits on the first line (broken at a space if
+    // one is near), the rest on the second, cut at its end.
+    let font = floor;
+    if floor > two_max {
+        return (fit_line(full.to_string(), font, room), font);
+    }
+    let chars: Vec<char> = full.chars().collect();
+    let mut end = 0;
+    while end < chars.len() && text_w(&chars[..=end].iter().collect::<String>(), font) <= room {
+        end += 1;
+    }
+    let space = chars[..end].iter().rposition(|c| *c == ' ');
+    let split = match space {
+        Some(i) if i * 3 >= end * 2 && end < chars.len() => i + 1,
+        _ => end,
+    };
+    let first: String = chars[..split].iter().collect();
+    let rest: String = chars[split..].iter().collect();
+    let text = if rest.is_empty() {
+        fit_line(full.to_string(), font, room)
+    } else {
+        format!("{}\n{}", first.trim_end(), fit_line(rest, font, room))
+    };
+    (text, font)
+}
+
+fn value_card(r: Rect, v: &crate::model::SharedValue, k: f32, k_min: f32) -> Card {
     let big = k / CARD_BIG_PER_K;
     let kind = if v.is_array {
         "shared Array"
@@ -2011,17 +2114,19 @@ fn value_card(r: Rect, v: &crate::model::SharedValue, k: f32) -> Card {
         15.0 * big,
     );
     let room = r.width() - 20.0 * big;
-    let mut text = short(&v.current, 28);
-    let mut font = 34.0 * big;
-    if text_w(&text, font) > room {
-        font = (room / text_w(&text, 1.0).max(0.1)).max(15.0 * big);
-        let mut n = 28;
-        while text_w(&text, font) > room && n > 4 {
-            n -= 2;
-            text = short(&v.current, n);
-        }
-    }
-    let main = label(r.min + vec2(10.0 * big, 26.0 * big), text, font);
+    let (text, font) = value_text(&v.current.repr(), room, big, k_min.min(15.0 * big));
+    let lines = text.lines().count().max(1) as f32;
+    let main = Label {
+        rect: Rect::from_min_size(
+            r.min + vec2(10.0 * big, 26.0 * big),
+            vec2(
+                text.lines().map(|l| text_w(l, font)).fold(0.0, f32::max),
+                lines * font * 1.25,
+            ),
+        ),
+        font,
+        text,
+    };
     Card {
         rect: r,
         title,
@@ -2703,7 +2808,7 @@ mod thread_lane_tests {
 
 #[cfg(test)]
 mod fit_line_tests {
-    use super::{fit_line, text_w};
+    use super::{caption_fit, fit_line, text_w, value_text};
 
     /// A traced program's command line is cut to the node's width from its
     /// start (the script's name stays); other lines from their end.
@@ -2720,6 +2825,59 @@ mod fit_line_tests {
         );
         let other = fit_line("runs task 3: some_long_function_name".into(), 10.0, 80.0);
         assert!(other.starts_with("runs") && other.ends_with('…'), "{other}");
+    }
+
+    /// A value card's value is whole when one line or two hold it (at no
+    /// less than the floor), its lines within the room, and cut with "…"
+    /// only when two lines at the floor are not enough.
+    #[test]
+    fn a_value_is_whole_on_one_or_two_lines_and_cut_only_past_two() {
+        let (big, floor) = (1.0, 15.0);
+        let room = 300.0;
+        let fits = |text: &str, font: f32| text.lines().all(|l| text_w(l, font) <= room);
+        // Short: one line, the big size.
+        let (t, f) = value_text("'HELLO WORLD'", room, big, floor);
+        assert_eq!((t.as_str(), f), ("'HELLO WORLD'", 34.0));
+        // A size that the room scales it to exactly still fits (no cut
+        // from rounding).
+        let (t, f) = value_text("'HELLO WORLD, HELLO'", room, big, floor);
+        assert_eq!(t, "'HELLO WORLD, HELLO'".to_string());
+        assert!(fits(&t, f) && f >= floor, "{f}");
+        // Long: two lines, split at a space, at no less than the floor.
+        let a = "[[3.515625, 39.0625], [33.0625, 4.0], [5.640625, 90.25]]";
+        let (t, f) = value_text(a, room, big, floor);
+        assert_eq!(t.replace('\n', " "), a);
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(
+            fits(&t, f) && f >= floor && 2.0 * f * 1.25 <= 44.0 * big,
+            "{f}"
+        );
+        // Too long for two lines: cut at the floor, within the room.
+        let long = (0..40)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (t, f) = value_text(&long, room, big, floor);
+        assert_eq!(f, floor);
+        assert!(t.ends_with('…') && t.lines().count() == 2, "{t}");
+        assert!(fits(&t, f), "{t}");
+    }
+
+    /// The caption stands on two lines (split between two parts) rather
+    /// than one cut line, at no less than the floor; `None` when even two
+    /// lines at the floor are too few.
+    #[test]
+    fn a_caption_wraps_onto_its_second_line_between_parts() {
+        let text =
+            "Ended: both processes exited with code 0 · A = [[3.5, 39.0], [33.0, 4.0]] · n = 49";
+        let (room, max_h) = (300.0, 2.0 * 10.0 * 1.3);
+        let (t, f) = caption_fit(text, room, max_h, 14.0, 10.0).expect("two lines hold it");
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(t.lines().all(|l| text_w(l, f) <= room), "{t} at {f}");
+        assert_eq!(t.replace('\n', " · "), text, "split between parts: {t}");
+        assert!(f >= 9.99 && 2.0 * f * 1.3 <= max_h + 1e-3, "{f}");
+        let long = text.repeat(4);
+        assert_eq!(caption_fit(&long, room, max_h, 14.0, 10.0), None);
     }
 }
 
