@@ -396,16 +396,9 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
                 }
             }
             if !here.is_empty() {
-                failures.push(format!(
-                    "{} at {}: {} problems, the first:\n    {}",
-                    b.name,
-                    size.name,
-                    here.len(),
-                    here.iter()
-                        .take(6)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join("\n    ")
+                failures.push(first_problems(
+                    &format!("{} at {}", b.name, size.name),
+                    &here,
                 ));
             }
         }
@@ -432,6 +425,15 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
 /// only the manager uses and the pool's results pipe move beside `main`,
 /// into the row's free columns, titles over their boxes, and the type is
 /// big enough; the same run lays out the same way each time.
+/// "WHERE: N problems, the first:" and the first six, one a line.
+fn first_problems(place: &str, problems: &[String]) -> String {
+    format!(
+        "{place}: {} problems, the first:\n    {}",
+        problems.len(),
+        problems[..problems.len().min(6)].join("\n    ")
+    )
+}
+
 /// A free run's stage at its end, in presenter mode at `size`.
 fn presenter_at_the_end<'a>(rec: &'a Recording, size: &Size, px: f32, zoom: f32) -> StageInput<'a> {
     StageInput {
@@ -706,16 +708,7 @@ fn step_mode_is_legible_at_720p_presenter() {
             }
         }
         if !here.is_empty() {
-            failures.push(format!(
-                "{} in step mode: {} problems, the first:\n    {}",
-                b.name,
-                here.len(),
-                here.iter()
-                    .take(6)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n    ")
-            ));
+            failures.push(first_problems(&format!("{} in step mode", b.name), &here));
         }
     }
     println!("{}", report.join("\n"));
