@@ -11,6 +11,8 @@
 
 mod harness;
 
+use harness::wait_for;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use forkscope::app::recording::LaneState;
@@ -176,30 +178,11 @@ fn harness_counts_what_it_ran() {
     assert!(ignored.contains("0 passed; 0 failed"), "{ignored}");
 }
 
-/// The longest a test waits for something a real run does.
-const PATIENCE: Duration = Duration::from_secs(20);
-
 fn harness(args: GuiArgs) -> Harness<'static, App> {
     let app = App::new(&args).expect("the app starts");
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .build_ui_state(|ui, app: &mut App| app.frame(ui), app)
-}
-
-/// Steps frames (never `run()`: a live run keeps repainting) until `done`
-/// holds; false after `PATIENCE`.
-fn wait_for(h: &mut Harness<'static, App>, done: impl Fn(&Harness<'static, App>) -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if done(h) {
-            return true;
-        }
-        if start.elapsed() > PATIENCE {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(15));
-    }
 }
 
 fn has_label(h: &Harness<'static, App>, label: &str) -> bool {

@@ -11,12 +11,13 @@
 
 mod harness;
 
+use harness::wait_for;
+
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use forkscope::app::quiz::{self, Phase};
 use forkscope::app::{App, GuiArgs, RunState, controls};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let tests: &[(&str, fn())] = &[
@@ -40,27 +41,11 @@ fn main() -> ExitCode {
     harness::main(tests)
 }
 
-const PATIENCE: Duration = Duration::from_secs(20);
-
 fn harness(args: GuiArgs, size: (f32, f32)) -> Harness<'static, App> {
     let app = App::new(&args).expect("the app starts");
     Harness::builder()
         .with_size(egui::vec2(size.0, size.1))
         .build_ui_state(|ui, app: &mut App| app.frame(ui), app)
-}
-
-fn wait_for(h: &mut Harness<'static, App>, done: impl Fn(&Harness<'static, App>) -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if done(h) {
-            return true;
-        }
-        if start.elapsed() > PATIENCE {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(15));
-    }
 }
 
 fn has_label(h: &Harness<'static, App>, label: &str) -> bool {

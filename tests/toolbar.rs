@@ -11,12 +11,13 @@
 
 mod harness;
 
+use harness::wait_for;
+
 use egui_kittest::Harness;
 use forkscope::app::lab::Mode;
 use forkscope::app::layout::Item;
 use forkscope::app::{App, Command, GuiArgs, controls};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
     let tests: &[(&str, fn())] = &[(
@@ -25,8 +26,6 @@ fn main() -> ExitCode {
     )];
     harness::main(tests)
 }
-
-const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Size {
     name: &'static str,
@@ -61,20 +60,6 @@ fn harness(args: GuiArgs, size: &Size) -> Harness<'static, App> {
     Harness::builder()
         .with_size(egui::vec2(size.w_px, size.h_px))
         .build_ui_state(|ui, app: &mut App| app.frame(ui), app)
-}
-
-fn wait_for(h: &mut Harness<'static, App>, done: impl Fn(&Harness<'static, App>) -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if done(h) {
-            return true;
-        }
-        if start.elapsed() > PATIENCE {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(15));
-    }
 }
 
 fn overlap(a: &[f32; 4], b: &[f32; 4]) -> bool {

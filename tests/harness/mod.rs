@@ -5,8 +5,32 @@
 //! then it runs the tests one after another (each run forks real
 //! processes), with libtest's filters, `--list` and closing line.
 
+use egui_kittest::Harness;
+use forkscope::app::App;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for the app to reach what it expects.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Steps frames (never `run()`: a live run keeps repainting) until `done`
+/// holds; false after `PATIENCE`.
+pub fn wait_for(
+    h: &mut Harness<'static, App>,
+    done: impl Fn(&Harness<'static, App>) -> bool,
+) -> bool {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if done(h) {
+            return true;
+        }
+        if start.elapsed() > PATIENCE {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+}
 
 /// The test binary's `main`: the runner, the exec step, or `tests`.
 pub fn main(tests: &[(&str, fn())]) -> ExitCode {
