@@ -227,6 +227,22 @@ impl Picked {
     pub fn needs_exec_consent(&self) -> bool {
         !self.loaded.builtin && !self.loaded.scenario.exec_programs.is_empty()
     }
+
+    /// What a run of it (one run or many) may use, or why it may not run
+    /// yet: a file that runs programs not confirmed, or parameters past
+    /// the scenario's limits.
+    fn may_run(&self) -> Result<limits::Limits, String> {
+        if self.needs_exec_consent() && !self.exec_confirmed {
+            return Err(format!(
+                "this file runs programs ({}): confirm it on the left first",
+                self.loaded.scenario.exec_programs.join(", ")
+            ));
+        }
+        let scenario_limits = limits::Limits::for_scenario(&self.loaded.scenario);
+        limits::check(&self.loaded.scenario, &self.params, &scenario_limits)
+            .map_err(|e| format!("{}: {e}", self.loaded.origin))?;
+        Ok(scenario_limits)
+    }
 }
 
 pub enum RunState {

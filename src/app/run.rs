@@ -185,18 +185,13 @@ impl App {
         let Some(p) = self.picked.as_ref() else {
             return;
         };
-        if p.needs_exec_consent() && !p.exec_confirmed {
-            self.status = Some(format!(
-                "this file runs programs ({}): confirm it on the left first",
-                p.loaded.scenario.exec_programs.join(", ")
-            ));
-            return;
-        }
-        let scenario_limits = limits::Limits::for_scenario(&p.loaded.scenario);
-        if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &scenario_limits) {
-            self.status = Some(format!("{}: {e}", p.loaded.origin));
-            return;
-        }
+        let scenario_limits = match p.may_run() {
+            Ok(l) => l,
+            Err(why) => {
+                self.status = Some(why);
+                return;
+            }
+        };
         let plan = many::Plan {
             scenario_name: p.loaded.scenario.name.clone(),
             text: p.loaded.text.clone(),
@@ -256,13 +251,13 @@ impl App {
             self.status = Some("pick a scenario first".into());
             return;
         };
-        if p.needs_exec_consent() && !p.exec_confirmed {
-            self.status = Some(format!(
-                "this file runs programs ({}): confirm it on the left first",
-                p.loaded.scenario.exec_programs.join(", ")
-            ));
-            return;
-        }
+        let scenario_limits = match p.may_run() {
+            Ok(l) => l,
+            Err(why) => {
+                self.status = Some(why);
+                return;
+            }
+        };
         let gated = self.mode != lab::Mode::Free || !prefix.is_empty();
         let opts = RunOptions {
             time_scale: self.time_scale,
@@ -271,15 +266,11 @@ impl App {
             } else {
                 now_ns()
             },
-            limits: limits::Limits::for_scenario(&p.loaded.scenario),
+            limits: scenario_limits,
             gated,
             stdout: None,
             python: p.python.clone(),
         };
-        if let Err(e) = limits::check(&p.loaded.scenario, &p.params, &opts.limits) {
-            self.status = Some(format!("{}: {e}", p.loaded.origin));
-            return;
-        }
         let session =
             match Session::start(&p.loaded.text, &p.loaded.origin, p.params.clone(), &opts) {
                 Ok(s) => s,
