@@ -665,14 +665,8 @@ mod tests {
 
     fn ev(t_ns: u64, proc_id: &str, body: Body) -> Event {
         Event {
-            t_ns,
             seq: 0,
-            proc_id: proc_id.into(),
-            pid: 1,
-            line: None,
-            thread: None,
-            tid: None,
-            body,
+            ..crate::protocol::test_event(t_ns, proc_id, body)
         }
     }
 

@@ -264,14 +264,8 @@ mod tests {
 
     fn ev(proc_id: &str, body: Body) -> Event {
         Event {
-            t_ns: 1,
             seq: 0,
-            proc_id: proc_id.into(),
-            pid: 1,
-            line: None,
-            thread: None,
-            tid: None,
-            body,
+            ..crate::protocol::test_event(1, proc_id, body)
         }
     }
 
