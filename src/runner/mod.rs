@@ -214,6 +214,12 @@ fn fork_core(spec: RunSpec, served: bool, watch: impl FnOnce(nix::unistd::Pid) -
     match os::fork_process() {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(life_w);
+            // Our parent's namespace is the one `/proc` shows: with it,
+            // a parent learns its child's pid as `ps` shows it in one
+            // `ioctl` (every scenario process inherits it from here).
+            if let Some(own) = own_ns {
+                os::keep_outer_pid_ns(own.into());
+            }
             // The run's own process group, led by the core: the watchdog
             // kills it in one call, and is not in it itself.
             let _ =

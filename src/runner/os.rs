@@ -188,6 +188,11 @@ pub fn stdin_from_dev_null() {
 enum PidView {
     /// No PID namespace between us and `/proc`: `fork`'s answer is it.
     Same,
+    /// Inside forkscope's PID namespace, holding a descriptor of the
+    /// namespace `/proc` shows (the runner's own, opened before it made
+    /// ours): the kernel translates a pid of ours into it with one
+    /// `ioctl` (`NS_GET_PID_IN_PIDNS`, Linux 6.9+), no file opened.
+    Outer,
     /// Inside forkscope's PID namespace: a pidfd's `/proc/self/fdinfo`
     /// says (`Pid:`, in `/proc`'s namespace).
     Fdinfo,
@@ -200,24 +205,61 @@ static PID_VIEW: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(
 
 fn pid_view() -> PidView {
     use std::sync::atomic::Ordering;
-    let views = [PidView::Same, PidView::Fdinfo, PidView::Child];
+    let views = [
+        PidView::Same,
+        PidView::Outer,
+        PidView::Fdinfo,
+        PidView::Child,
+    ];
     match PID_VIEW.load(Ordering::Relaxed) {
-        n @ 1..=3 => views[usize::from(n - 1)],
+        n @ 1..=4 => views[usize::from(n - 1)],
         _ => {
             let me = nix::unistd::getpid().as_raw();
             let (host, _) = crate::probe::host_pids();
             let view = if host == me {
                 PidView::Same
+            } else if outer_pid(me) == Some(host) {
+                PidView::Outer
             } else if fdinfo_pid(me) == Some(host) {
                 PidView::Fdinfo
             } else {
                 PidView::Child
             };
-            let n = views.iter().position(|v| *v == view).unwrap_or(2) as u8 + 1;
+            let n = views.iter().position(|v| *v == view).unwrap_or(3) as u8 + 1;
             PID_VIEW.store(n, Ordering::Relaxed);
             view
         }
     }
+}
+
+/// A descriptor of the PID namespace the runner started in (`/proc`'s),
+/// kept by the runner core and inherited by every process it forks; -1:
+/// none (not in a namespace of ours, or a fresh `exec`ed image: the fd is
+/// close-on-exec).
+static OUTER_PID_NS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Keeps `ns` (the runner's own PID namespace, opened before it made the
+/// run's) for the life of this process and its forks: see
+/// [`PidView::Outer`]. Called by the runner core, before it forks anything.
+pub fn keep_outer_pid_ns(ns: OwnedFd) {
+    use std::os::fd::IntoRawFd;
+    // Never closed: the core and every scenario process forked from it
+    // hold it until they end (close-on-exec: a program they run does not).
+    OUTER_PID_NS.store(ns.into_raw_fd(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The pid the runner's own namespace (`/proc`'s) gives the process that
+/// has `pid` in ours: one `ioctl` on the namespace's descriptor.
+fn outer_pid(pid: i32) -> Option<i32> {
+    let ns = OUTER_PID_NS.load(std::sync::atomic::Ordering::Relaxed);
+    if ns < 0 {
+        return None;
+    }
+    // SAFETY: `ns` is a descriptor this process holds open for good (see
+    // `keep_outer_pid_ns`); NS_GET_PID_IN_PIDNS takes a pid by value and
+    // returns a pid or -1 (ENOTTY on a kernel or file that lacks it).
+    let r = unsafe { libc::ioctl(ns, libc::NS_GET_PID_IN_PIDNS, pid) };
+    (r > 0).then_some(r)
 }
 
 /// The pid `/proc` shows for the process `pid` (of our namespace), from
@@ -316,6 +358,8 @@ pub fn child_tells_its_pid() -> bool {
 pub fn host_pid_of(child: nix::unistd::Pid) -> Option<i32> {
     match pid_view() {
         PidView::Same => Some(child.as_raw()),
+        // (Should the ioctl fail after all, fdinfo still knows.)
+        PidView::Outer => outer_pid(child.as_raw()).or_else(|| fdinfo_pid(child.as_raw())),
         PidView::Fdinfo => fdinfo_pid(child.as_raw()),
         PidView::Child => None,
     }
@@ -325,27 +369,32 @@ pub fn host_pid_of(child: nix::unistd::Pid) -> Option<i32> {
 pub fn own_host_pid() -> i32 {
     match pid_view() {
         PidView::Same => nix::unistd::getpid().as_raw(),
+        PidView::Outer => {
+            let me = nix::unistd::getpid().as_raw();
+            outer_pid(me).unwrap_or_else(|| readlink_self().unwrap_or(me))
+        }
         // `/proc/self` is a link to our pid in `/proc`'s namespace (read
         // into the stack: every forked child does this first).
-        _ => {
-            let mut buf = [0u8; 16];
-            // SAFETY: a NUL-terminated path and a buffer of the length
-            // given; returns the bytes written or -1.
-            let n = unsafe {
-                libc::readlink(c"/proc/self".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-            };
-            usize::try_from(n)
-                .ok()
-                .and_then(|n| std::str::from_utf8(&buf[..n.min(buf.len())]).ok())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| nix::unistd::getpid().as_raw())
-        }
+        _ => readlink_self().unwrap_or_else(|| nix::unistd::getpid().as_raw()),
     }
+}
+
+/// Our pid as the link `/proc/self` names it.
+fn readlink_self() -> Option<i32> {
+    let mut buf = [0u8; 16];
+    // SAFETY: a NUL-terminated path and a buffer of the length given;
+    // returns the bytes written or -1.
+    let n = unsafe { libc::readlink(c"/proc/self".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| std::str::from_utf8(&buf[..n.min(buf.len())]).ok())
+        .and_then(|s| s.parse().ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn a_pidfds_fdinfo_names_the_pid_proc_shows() {
@@ -360,6 +409,25 @@ mod tests {
         assert_eq!(fdinfo_pid(me), Some(shown));
         assert_eq!(fdinfo_pid(me), Some(shown));
         assert_eq!(fdinfo_pid(i32::MAX), None);
+    }
+
+    /// The ioctl that gives a parent its child's pid as `ps` shows it:
+    /// asked about our own namespace, it gives our own pid back (on a
+    /// kernel older than 6.9 it is refused, and fdinfo answers instead).
+    #[test]
+    fn a_pid_namespace_descriptor_translates_pids() {
+        let me = nix::unistd::getpid().as_raw();
+        let ns = std::fs::File::open("/proc/self/ns/pid").unwrap();
+        // SAFETY: an open nsfs fd and a pid by value.
+        let r = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_PID_IN_PIDNS, me) };
+        let errno = nix::errno::Errno::last();
+        if r < 0 && matches!(errno, nix::errno::Errno::ENOTTY | nix::errno::Errno::EINVAL) {
+            return;
+        }
+        assert_eq!(r, me);
+        // SAFETY: as above; pid i32::MAX does not exist.
+        let none = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_PID_IN_PIDNS, i32::MAX) };
+        assert!(none < 0);
     }
 
     #[test]
