@@ -354,6 +354,9 @@ struct Conn {
     peer_pid: i32,
     /// What the kernel said about the peer when it connected.
     peer: Peer,
+    /// A pidfd of the peer as it connected (`SO_PEERPIDFD`), for the
+    /// watch on its end once it said hello.
+    pidfd: Option<OwnedFd>,
     /// A hello waiting for its parent's `spawn`; the connection is not read
     /// meanwhile.
     held: Option<Held>,
@@ -961,13 +964,19 @@ impl State {
                 continue;
             };
             let peer_pid = cred.pid();
-            let peer = self
-                .judge
-                .classify(peer_pid, self.root.load(Ordering::SeqCst));
-            if cred.uid() != self.uid
-                || peer == Peer::Foreign
-                || self.conns.len() >= MAX_CONNECTIONS
-            {
+            if cred.uid() != self.uid {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // The peer's own pidfd: its trust without `/proc`, and later
+            // the watch on its end (no `pidfd_open` at its hello).
+            let pidfd = trust::peer_pidfd(&stream);
+            let peer = self.judge.classify_peer(
+                peer_pid,
+                pidfd.as_ref(),
+                self.root.load(Ordering::SeqCst),
+            );
+            if peer == Peer::Foreign || self.conns.len() >= MAX_CONNECTIONS {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -985,6 +994,7 @@ impl State {
                 opened: Instant::now(),
                 peer_pid,
                 peer,
+                pidfd,
                 held: None,
                 dead: false,
             });
@@ -1536,9 +1546,15 @@ impl State {
             self.unwatch_conn(i);
             self.watch_conn(i);
         }
+        // The peer's pidfd names the very process that connected; the
+        // hello's pid is the kernel's word on that same peer.
+        let peer_pidfd = match self.conns[i].pidfd.take() {
+            Some(fd) if self.conns[i].peer_pid == pid => Some(fd),
+            _ => None,
+        };
         let info = self.procs.entry(id.clone()).or_default();
         info.pid = pid;
-        info.pidfd = exits::pidfd_open(pid);
+        info.pidfd = peer_pidfd.or_else(|| exits::pidfd_open(pid));
         self.watch_pidfd(&id);
         if !again {
             self.queue(event);

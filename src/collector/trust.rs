@@ -10,7 +10,7 @@
 //! by its parent's `spawn` (see `State::vouch` in `mod.rs`).
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 /// What the kernel says about a peer when its connection is accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,9 +53,30 @@ pub struct Judge {
 impl Judge {
     /// Is `pid` the run's `root` or one of its descendants? `root` 0 means
     /// the app has not said yet: nobody is ours then.
+    #[cfg(test)]
     pub fn classify(&mut self, pid: i32, root: i32) -> Peer {
+        self.classify_peer(pid, None, root)
+    }
+
+    /// [`Judge::classify`], given a pidfd of the very peer
+    /// ([`peer_pidfd`]) if there is one: its parent's pid then comes from
+    /// the pidfd ([`pidfd_ppid`]) instead of `/proc/PID/stat`, and when
+    /// that parent is one we remember, running, that is the answer (no
+    /// file opened). Otherwise, as without it.
+    pub fn classify_peer(&mut self, pid: i32, pidfd: Option<&OwnedFd>, root: i32) -> Peer {
         if root <= 0 {
             return Peer::Foreign;
+        }
+        // The peer's parent had that pid when the pidfd was asked; its
+        // pidfd not readable after that: it is still that process, ours.
+        if pid != root
+            && let Some(ppid) = pidfd.and_then(pidfd_ppid)
+            && let Some(fd) = self.parents.get(&ppid)
+        {
+            if !has_ended(fd) {
+                return Peer::Ours;
+            }
+            self.parents.remove(&ppid);
         }
         let Some(first) = stat(pid) else {
             return Peer::Gone;
@@ -108,6 +129,77 @@ impl Judge {
             self.parents.insert(pid, fd);
         }
     }
+}
+
+/// A pidfd of the process at the other end of a Unix socket, as it was
+/// when it connected (`SO_PEERPIDFD`, Linux 6.5+: no pid to reuse in
+/// between); `None` on older kernels or if it is reaped already.
+pub fn peer_pidfd(sock: &impl AsRawFd) -> Option<OwnedFd> {
+    /// `SO_PEERPIDFD` (asm-generic/socket.h; not in the libc crate yet).
+    const SO_PEERPIDFD: libc::c_int = 77;
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes (one int) to `fd`.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            (&raw mut fd).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 || fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just made this fd for us; nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `struct pidfd_info` of `PIDFD_GET_INFO` (linux/pidfd.h, Linux 6.13+),
+/// as far as its first version goes (64 bytes).
+#[repr(C)]
+#[derive(Default)]
+// The kernel's layout: it writes every field; we read `mask` and `ppid`.
+#[allow(dead_code)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+
+/// The parent pid (as our `/proc` shows it) of the process of `fd`, from
+/// the pidfd itself (`PIDFD_GET_INFO`); also while it is a zombie. `None`
+/// on older kernels or once it is reaped.
+pub fn pidfd_ppid(fd: &OwnedFd) -> Option<i32> {
+    const PIDFD_INFO_PID: u64 = 1;
+    // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
+    const PIDFD_GET_INFO: libc::c_ulong =
+        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_PID,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: the ioctl reads and writes one `struct pidfd_info` of the
+    // size encoded in the request, which is `info`'s.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), PIDFD_GET_INFO, &raw mut info) };
+    if r < 0 || info.mask & PIDFD_INFO_PID == 0 {
+        return None;
+    }
+    i32::try_from(info.ppid).ok().filter(|&p| p > 0)
 }
 
 /// Has the process of this pidfd ended (its pidfd is readable)?
@@ -200,6 +292,21 @@ mod tests {
         assert_eq!((s.ppid, s.start), (77, 12345));
     }
 
+    /// `SO_PEERPIDFD` names the process at the other end, and
+    /// `PIDFD_GET_INFO` its parent, as `/proc` does (skipped on kernels
+    /// without them: the collector then reads `/proc`).
+    #[test]
+    fn a_peers_pidfd_names_it_and_its_parent() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let Some(fd) = peer_pidfd(&a) else {
+            return;
+        };
+        let Some(ppid) = pidfd_ppid(&fd) else {
+            return;
+        };
+        assert_eq!(ppid, stat(std::process::id() as i32).unwrap().ppid);
+    }
+
     #[test]
     fn our_own_children_are_ours_and_we_are_not_theirs() {
         let me = std::process::id() as i32;
@@ -240,8 +347,11 @@ mod tests {
         let mut judge = Judge::default();
         assert_eq!(judge.classify(g, me), Peer::Ours);
         assert!(judge.parents.contains_key(&a_pid), "A is remembered");
-        // Again: still ours, through the remembered parent.
+        // Again: still ours, through the remembered parent; also from a
+        // pidfd of G (its parent asked of the pidfd, not of `/proc`).
         assert_eq!(judge.classify(g, me), Peer::Ours);
+        let g_fd = super::super::exits::pidfd_open(g);
+        assert_eq!(judge.classify_peer(g, g_fd.as_ref(), me), Peer::Ours);
         assert!(!has_ended(&judge.parents[&a_pid]));
         // A ends (a zombie until we wait: its pid is not free yet, but its
         // pidfd is readable, so the entry is not trusted any more), and G
@@ -262,9 +372,11 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let verdict = judge.classify(g, me);
-        // Our test harness may be a subreaper; otherwise G is a stranger now.
+        // Our test harness may be a subreaper; otherwise G is a stranger now
+        // (also when asked with its pidfd: A is not remembered any more).
         if stat(g).is_some_and(|s| s.ppid != me) {
             assert_eq!(verdict, Peer::Foreign);
+            assert_eq!(judge.classify_peer(g, g_fd.as_ref(), me), Peer::Foreign);
         }
         // SAFETY: plain `kill` of the sleep we started (by pid, still
         // ours: nothing reaped it yet unless it was adopted by init).
