@@ -250,7 +250,9 @@ impl Probe {
                 let _ = dup2_stdout(out_w);
                 let _ = dup2_stderr(err_w);
             }
-            *lock(&probe.gates.reader) = sock.try_clone().ok();
+            // (The reader for `go` lines is made when first needed: only
+            // gated runs read, and a `dup` here, closed again by each
+            // child this process forks, costs every process two syscalls.)
             probe.conn().sock = Some(sock);
         }
         // Our copies of the pipes close here: the collector has the read
@@ -288,6 +290,10 @@ impl Probe {
                 }
                 continue;
             };
+            if reader.is_none() {
+                // The first wait: our own handle on the connection.
+                *reader = self.conn().sock.as_ref().and_then(|s| s.try_clone().ok());
+            }
             let line = reader.as_mut().and_then(read_line);
             let mut mail = lock(&gates.mailbox);
             match line {
