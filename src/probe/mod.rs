@@ -12,6 +12,7 @@
 //! next event sends it, and the runner sends it ([`Probe::flush`]) before
 //! anything else (PROTOCOL.md §3).
 
+use crate::jsonl::{self, Head};
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, Value, now_ns};
 use nix::fcntl::OFlag;
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
@@ -29,8 +30,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 struct Conn {
     sock: Option<UnixStream>,
     seq: u64,
-    /// Whole lines held for the next write ([`Probe::hold`]).
+    /// Whole lines held for the next write ([`Probe::hold`]); also where
+    /// every line is made, so that its memory serves all of them.
     held: Vec<u8>,
+}
+
+/// Which access to a value [`Probe::emit_access`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
 }
 
 /// At most this many bytes are held; a hold beyond it writes them first.
@@ -425,9 +434,41 @@ impl Probe {
             conn.seq += 1;
             conn.seq
         };
-        self.line_at(now_ns(), seq, body)
+        let mut line = Vec::new();
+        self.append_line(&mut line, now_ns(), seq, body);
+        line
     }
 
+    /// The fields every event of this probe starts with.
+    fn head(&self, t_ns: u64, seq: u64) -> Head<'_> {
+        Head {
+            t_ns,
+            seq,
+            proc_id: &self.id,
+            pid: self.pid,
+            line: self.line,
+            thread: self.thread.as_ref().map(|(n, _)| n.as_str()),
+            tid: self.thread.as_ref().map(|(_, t)| *t),
+        }
+    }
+
+    /// Appends one event's line (newline included) to `out`: the busy
+    /// kinds written by hand ([`crate::jsonl`], the same bytes as
+    /// `serde_json`), the others, and any line too long to send, by
+    /// [`Probe::line_at`].
+    fn append_line(&self, out: &mut Vec<u8>, t_ns: u64, seq: u64, body: Body) {
+        let start = out.len();
+        jsonl::write_head(out, &self.head(t_ns, seq));
+        if jsonl::write_body(out, &body) && out.len() - start < MAX_LINE_BYTES {
+            out.push(b'\n');
+        } else {
+            out.truncate(start);
+            out.extend_from_slice(&self.line_at(t_ns, seq, body));
+        }
+    }
+
+    /// One event's line (newline included) by `serde_json`, cut to fit
+    /// [`MAX_LINE_BYTES`].
     fn line_at(&self, t_ns: u64, seq: u64, body: Body) -> Vec<u8> {
         let mut e = Event {
             t_ns,
@@ -464,8 +505,49 @@ impl Probe {
     pub fn emit_at(&mut self, t_ns: u64, body: Body) {
         let mut conn = self.conn();
         conn.seq += 1;
-        let line = self.line_at(t_ns, conn.seq, body);
-        send_line(&mut conn, &line);
+        let seq = conn.seq;
+        // Written after the held lines, all in one `write`.
+        self.append_line(&mut conn.held, t_ns, seq, body);
+        flush_held(&mut conn);
+    }
+
+    /// Sends a `read` or `write` of `name` (`kind`), stamped now, without
+    /// building its [`Body`]: the busiest event of a busy process.
+    pub fn emit_access(&mut self, access: Access, name: &str, value: &Value, private: bool) {
+        let mut conn = self.conn();
+        conn.seq += 1;
+        let seq = conn.seq;
+        let t_ns = now_ns();
+        let start = conn.held.len();
+        let held = &mut conn.held;
+        jsonl::write_head(held, &self.head(t_ns, seq));
+        let kind: &[u8] = match access {
+            Access::Read => b"read",
+            Access::Write => b"write",
+        };
+        jsonl::write_access(held, kind, name, value, private);
+        if held.len() - start < MAX_LINE_BYTES {
+            held.push(b'\n');
+        } else {
+            // Too long for one line: cut as any other event is.
+            held.truncate(start);
+            let (name, value) = (name.to_string(), value.clone());
+            let body = match access {
+                Access::Read => Body::Read {
+                    name,
+                    value,
+                    private,
+                },
+                Access::Write => Body::Write {
+                    name,
+                    value,
+                    private,
+                },
+            };
+            let line = self.line_at(t_ns, seq, body);
+            conn.held.extend_from_slice(&line);
+        }
+        flush_held(&mut conn);
     }
 
     /// Makes an event now and keeps it for the next write: the next
@@ -478,14 +560,20 @@ impl Probe {
     pub fn hold(&mut self, body: Body) {
         let mut conn = self.conn();
         conn.seq += 1;
-        let line = self.line_at(now_ns(), conn.seq, body);
         if conn.sock.is_none() {
             return;
         }
-        if conn.held.len() + line.len() > MAX_HELD_BYTES {
-            flush_held(&mut conn);
+        let seq = conn.seq;
+        let before = conn.held.len();
+        self.append_line(&mut conn.held, now_ns(), seq, body);
+        if conn.held.len() > MAX_HELD_BYTES && before > 0 {
+            // Too much held: what was held before goes out first.
+            let all = std::mem::take(&mut conn.held);
+            write_conn(&mut conn, &all[..before]);
+            let mut rest = all;
+            rest.drain(..before);
+            conn.held = rest;
         }
-        conn.held.extend_from_slice(&line);
     }
 
     /// Whether events are held ([`Probe::hold`]) and not written yet.
@@ -521,19 +609,12 @@ impl Probe {
 /// Writes one whole line (under the connection's lock: threads never tear
 /// it), after the held ones, in the same `write`.
 fn send_line(conn: &mut Conn, line: &[u8]) {
-    if conn.held.is_empty() {
-        write_conn(conn, line);
-    } else {
-        let mut all = std::mem::take(&mut conn.held);
-        all.extend_from_slice(line);
-        write_conn(conn, &all);
-        // Keep the buffer's memory for the next hold.
-        all.clear();
-        conn.held = all;
-    }
+    conn.held.extend_from_slice(line);
+    flush_held(conn);
 }
 
-/// Writes the held lines, if any.
+/// Writes the held lines, if any, in one `write`, keeping the buffer's
+/// memory for the next lines.
 fn flush_held(conn: &mut Conn) {
     if !conn.held.is_empty() {
         let all = std::mem::take(&mut conn.held);
