@@ -328,7 +328,10 @@ mod tests {
         b
     }
 
-    fn heads() -> Vec<(String, i32, Option<u32>, Option<String>, Option<i32>)> {
+    /// proc, pid, line, thread, tid.
+    type HeadFields = (String, i32, Option<u32>, Option<String>, Option<i32>);
+
+    fn heads() -> Vec<HeadFields> {
         let mut h = vec![
             ("main.1".to_string(), 4242, None, None, None),
             ("main".into(), 1, Some(7), None, None),

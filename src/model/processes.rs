@@ -9,8 +9,10 @@
 //! row (its `sleep`, `wake` and `write` leave it in one write).
 
 use super::Process;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 
 #[derive(Clone, Default)]
 pub struct Processes {
@@ -25,17 +27,28 @@ pub struct Processes {
 }
 
 impl Processes {
-    pub fn get(&self, id: &str) -> Option<&Process> {
+    // Generic like a map's `get`, so that every caller of the map reads the
+    // same (`get(id)` with `id: &String`, `&str` or `&&str`'s target).
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, id: &Q) -> Option<&Process>
+    where
+        String: Borrow<Q>,
+    {
         self.position(id).map(|i| &self.procs[i])
     }
 
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut Process> {
+    pub fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, id: &Q) -> Option<&mut Process>
+    where
+        String: Borrow<Q>,
+    {
         let i = self.position(id)?;
         self.last = i;
         Some(&mut self.procs[i])
     }
 
-    pub fn contains_key(&self, id: &str) -> bool {
+    pub fn contains_key<Q: Hash + Eq + ?Sized>(&self, id: &Q) -> bool
+    where
+        String: Borrow<Q>,
+    {
         self.position(id).is_some()
     }
 
@@ -92,9 +105,12 @@ impl Processes {
         &mut self.procs[i]
     }
 
-    fn position(&self, id: &str) -> Option<usize> {
+    fn position<Q: Hash + Eq + ?Sized>(&self, id: &Q) -> Option<usize>
+    where
+        String: Borrow<Q>,
+    {
         match self.procs.get(self.last) {
-            Some(p) if p.id == id => Some(self.last),
+            Some(p) if p.id.borrow() == id => Some(self.last),
             _ => self.index.get(id).copied(),
         }
     }

@@ -691,3 +691,113 @@ fn shrink(body: &mut Body) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe on one end of a real socket pair; the other end is what
+    /// the collector would read.
+    fn probe_on_pair(thread: Option<(&str, i32)>) -> (Probe, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        let probe = Probe {
+            conn: Arc::new(Mutex::new(Conn {
+                sock: Some(ours),
+                seq: 0,
+                held: Vec::new(),
+            })),
+            gates: Arc::default(),
+            id: "main.7".into(),
+            pid: 4242,
+            line: Some(12),
+            thread: thread.map(|(n, t)| (n.to_string(), t)),
+        };
+        (probe, theirs)
+    }
+
+    fn sent(probe: Probe, mut theirs: UnixStream) -> Vec<u8> {
+        drop(probe);
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut theirs, &mut all).expect("read");
+        all
+    }
+
+    #[test]
+    fn busy_lines_are_what_serde_json_writes_and_the_collector_reads() {
+        for thread in [None, Some(("main.t1", 77))] {
+            let (mut probe, theirs) = probe_on_pair(thread);
+            probe.hold(Body::Sleep { duration_ms: 0.0 });
+            probe.hold(Body::Wake {});
+            probe.emit_access(Access::Write, "v", &Value::Int(41), false);
+            probe.emit_access(Access::Read, "name \"q\"\n", &Value::Float(0.5), true);
+            probe.emit(Body::LockAcquire { lock: "l".into() });
+            probe.emit(Body::Sleep { duration_ms: 60.25 });
+            probe.emit(Body::Narrate {
+                text: "not a busy kind".into(),
+                pause: false,
+            });
+            let long = "x".repeat(MAX_LINE_BYTES);
+            probe.emit_access(Access::Write, "big", &Value::Str(long), false);
+            let bytes = sent(probe, theirs);
+            let lines: Vec<&[u8]> = bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            assert_eq!(lines.len(), 8);
+            let mut kinds = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                assert!(line.len() < MAX_LINE_BYTES, "line {i} fits");
+                let e = Event::from_line(line).expect("the collector reads it");
+                assert_eq!(e.seq, i as u64 + 1);
+                assert_eq!(e.thread.as_deref(), thread.map(|t| t.0));
+                assert_eq!(e.line, Some(12));
+                assert_eq!(
+                    String::from_utf8_lossy(line),
+                    String::from_utf8_lossy(&serde_json::to_vec(&e).expect("serializes")),
+                    "line {i}: the same bytes as serde_json"
+                );
+                kinds.push(e.body.kind());
+            }
+            assert_eq!(
+                kinds,
+                [
+                    "sleep",
+                    "wake",
+                    "write",
+                    "read",
+                    "lock_acquire",
+                    "sleep",
+                    "narrate",
+                    "write"
+                ]
+            );
+            // The long value was cut to fit, as any event's is.
+            let last = Event::from_line(lines[7]).expect("reads");
+            match last.body {
+                Body::Write {
+                    value: Value::Str(s),
+                    ..
+                } => assert!(s.len() < 1100 && s.ends_with(" bytes)"), "{s}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn held_lines_go_out_with_the_next_event_in_one_write() {
+        let (mut probe, theirs) = probe_on_pair(None);
+        probe.hold(Body::Sleep { duration_ms: 0.0 });
+        probe.hold(Body::Wake {});
+        assert!(probe.holds());
+        theirs.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 4096];
+        assert!(
+            std::io::Read::read(&mut &theirs, &mut buf).is_err(),
+            "nothing sent yet"
+        );
+        probe.emit_access(Access::Write, "v", &Value::Int(1), false);
+        assert!(!probe.holds());
+        let n = std::io::Read::read(&mut &theirs, &mut buf).expect("sent");
+        assert_eq!(buf[..n].iter().filter(|&&b| b == b'\n').count(), 3);
+    }
+}
