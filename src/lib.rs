@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod collector;
+pub mod jsonl;
 pub mod lab;
 pub mod limits;
 pub mod model;

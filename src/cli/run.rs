@@ -189,7 +189,11 @@ impl Sink {
         }
         let t0 = *self.t0.get_or_insert(e.t_ns);
         let written = match self.format {
-            Format::Jsonl => self.out.append(|buf| write_jsonl(buf, e)),
+            Format::Jsonl => self.out.append(|buf| {
+                crate::jsonl::write_event(buf, e);
+                buf.push(b'\n');
+                Ok(())
+            }),
             Format::Text => writeln!(self.out, "{}", text::line(e, t0)),
         };
         // Flush often enough to feel live, not on every event.
@@ -393,9 +397,13 @@ fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, 
     (world, stopped)
 }
 
+/// One event as a JSON line (the record file; the screen's lines are
+/// written straight into [`Out`]'s buffer).
 fn write_jsonl(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, e)?;
-    out.write_all(b"\n")
+    let mut line = Vec::with_capacity(256);
+    crate::jsonl::write_event(&mut line, e);
+    line.push(b'\n');
+    out.write_all(&line)
 }
 
 /// What one terminal would have shown, and the final state.

@@ -2,12 +2,14 @@
 //! apart from what is sent (protocol) and what is drawn (views).
 
 mod log;
+mod processes;
 mod world;
 
 #[cfg(test)]
 mod tests;
 
 pub use log::EventLog;
+pub use processes::Processes;
 pub use world::{
     Access, Channel, ChannelKind, DELIVERIES_KEPT, Delivery, ERRORS_KEPT, ExitStatus,
     IN_FLIGHT_KEPT, LOST_UPDATES_KEPT, Lock, LostUpdate, MERGED_OUTPUT_BYTES_KEPT, Message,

@@ -6,10 +6,10 @@
 //! is tolerated (entries are made on demand, impossible steps are ignored)
 //! because a viewer that dies on odd input shows nothing at all.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
+use super::Processes;
 use crate::protocol::{Body, Event, RUNNER_ID, ResourceKind, Stream, Value};
 
 /// Output chunks kept per process and in the merged terminal.
@@ -351,7 +351,7 @@ pub struct ThreadInfo {
 }
 
 impl Process {
-    fn new(id: &str, t_ns: u64, spawn_order: u64) -> Self {
+    pub(super) fn new(id: &str, t_ns: u64, spawn_order: u64) -> Self {
         Process {
             id: id.to_string(),
             pid: 0,
@@ -631,12 +631,31 @@ impl SharedValue {
         }
     }
 
-    fn record(&mut self, access: ValueAccess) {
-        if self.history.len() >= VALUE_HISTORY_KEPT {
-            self.history.pop_front();
+    fn record(&mut self, t_ns: u64, proc_id: &str, value: &Value, access: Access) {
+        let kept = if self.history.len() >= VALUE_HISTORY_KEPT {
             self.history_trimmed += 1;
-        }
-        self.history.push_back(access);
+            self.history.pop_front()
+        } else {
+            None
+        };
+        // The oldest entry's memory serves the newest one.
+        let entry = match kept {
+            Some(mut old) => {
+                old.t_ns = t_ns;
+                old.proc_id.clear();
+                old.proc_id.push_str(proc_id);
+                old.value.clone_from(value);
+                old.access = access;
+                old
+            }
+            None => ValueAccess {
+                t_ns,
+                proc_id: proc_id.to_string(),
+                value: value.clone(),
+                access,
+            },
+        };
+        self.history.push_back(entry);
     }
 
     /// How many updates are lost so far: for a counter only added to,
@@ -739,7 +758,7 @@ pub struct TreeRow<'a> {
 /// Everything known about a run at one point of its event log.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct World {
-    pub processes: BTreeMap<String, Process>,
+    pub processes: Processes,
     pub channels: BTreeMap<String, Channel>,
     /// Shared values and arrays.
     pub values: BTreeMap<String, SharedValue>,
@@ -1393,13 +1412,11 @@ impl World {
     }
 
     fn proc_mut(&mut self, id: &str, t_ns: u64) -> &mut Process {
-        match self.processes.entry(id.to_string()) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(slot) => {
-                self.next_spawn_order += 1;
-                slot.insert(Process::new(id, t_ns, self.next_spawn_order))
-            }
-        }
+        let order = &mut self.next_spawn_order;
+        self.processes.get_or_insert_with(id, || {
+            *order += 1;
+            Process::new(id, t_ns, *order)
+        })
     }
 
     fn lock_mut(&mut self, name: &str) -> &mut Lock {
@@ -1463,12 +1480,7 @@ impl World {
         match res {
             ResourceKind::Value | ResourceKind::Array => {
                 let mut v = SharedValue::new(name, initial.clone(), res == ResourceKind::Array);
-                v.record(ValueAccess {
-                    t_ns: 0,
-                    proc_id: String::new(),
-                    value: initial,
-                    access: Access::Initial,
-                });
+                v.record(0, "", &initial, Access::Initial);
                 self.values.insert(name.to_string(), v);
             }
             ResourceKind::Lock => {
@@ -1668,16 +1680,16 @@ impl World {
                 .is_some_and(|v| matches!(v.current, Value::List(_)))
         });
         let key = element.map_or(name, |(base, _)| base);
-        let v = self
-            .values
-            .entry(key.to_string())
-            .or_insert_with(|| SharedValue::new(key, value.clone(), false));
-        v.record(ValueAccess {
-            t_ns,
-            proc_id: me.to_string(),
-            value: value.clone(),
-            access,
-        });
+        // Looked up without making its key each time (a flood writes one
+        // value 200 000 times).
+        if !self.values.contains_key(key) {
+            self.values
+                .insert(key.to_string(), SharedValue::new(key, value.clone(), false));
+        }
+        let Some(v) = self.values.get_mut(key) else {
+            return;
+        };
+        v.record(t_ns, me, value, access);
         match access {
             Access::Read => {
                 v.reads += 1;
@@ -1796,7 +1808,7 @@ mod by_tree_tests {
                     2 => Some(id.clone()),
                     _ => Some(format!("p{}", next(n))),
                 };
-                w.processes.insert(id, p);
+                w.processes.get_or_insert_with(&id, || p);
             }
             let rows: Vec<(usize, String)> = w
                 .processes_by_tree()

@@ -12,6 +12,7 @@
 //! next event sends it, and the runner sends it ([`Probe::flush`]) before
 //! anything else (PROTOCOL.md §3).
 
+use crate::jsonl::{self, Head};
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, Value, now_ns};
 use nix::fcntl::OFlag;
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
@@ -29,8 +30,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 struct Conn {
     sock: Option<UnixStream>,
     seq: u64,
-    /// Whole lines held for the next write ([`Probe::hold`]).
+    /// Whole lines held for the next write ([`Probe::hold`]); also where
+    /// every line is made, so that its memory serves all of them.
     held: Vec<u8>,
+}
+
+/// Which access to a value [`Probe::emit_access`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
 }
 
 /// At most this many bytes are held; a hold beyond it writes them first.
@@ -431,9 +440,41 @@ impl Probe {
             conn.seq += 1;
             conn.seq
         };
-        self.line_at(now_ns(), seq, body)
+        let mut line = Vec::new();
+        self.append_line(&mut line, now_ns(), seq, body);
+        line
     }
 
+    /// The fields every event of this probe starts with.
+    fn head(&self, t_ns: u64, seq: u64) -> Head<'_> {
+        Head {
+            t_ns,
+            seq,
+            proc_id: &self.id,
+            pid: self.pid,
+            line: self.line,
+            thread: self.thread.as_ref().map(|(n, _)| n.as_str()),
+            tid: self.thread.as_ref().map(|(_, t)| *t),
+        }
+    }
+
+    /// Appends one event's line (newline included) to `out`: the busy
+    /// kinds written by hand ([`crate::jsonl`], the same bytes as
+    /// `serde_json`), the others, and any line too long to send, by
+    /// [`Probe::line_at`].
+    fn append_line(&self, out: &mut Vec<u8>, t_ns: u64, seq: u64, body: Body) {
+        let start = out.len();
+        jsonl::write_head(out, &self.head(t_ns, seq));
+        if jsonl::write_body(out, &body) && out.len() - start < MAX_LINE_BYTES {
+            out.push(b'\n');
+        } else {
+            out.truncate(start);
+            out.extend_from_slice(&self.line_at(t_ns, seq, body));
+        }
+    }
+
+    /// One event's line (newline included) by `serde_json`, cut to fit
+    /// [`MAX_LINE_BYTES`].
     fn line_at(&self, t_ns: u64, seq: u64, body: Body) -> Vec<u8> {
         let mut e = Event {
             t_ns,
@@ -470,8 +511,49 @@ impl Probe {
     pub fn emit_at(&mut self, t_ns: u64, body: Body) {
         let mut conn = self.conn();
         conn.seq += 1;
-        let line = self.line_at(t_ns, conn.seq, body);
-        send_line(&mut conn, &line);
+        let seq = conn.seq;
+        // Written after the held lines, all in one `write`.
+        self.append_line(&mut conn.held, t_ns, seq, body);
+        flush_held(&mut conn);
+    }
+
+    /// Sends a `read` or `write` of `name` (`kind`), stamped now, without
+    /// building its [`Body`]: the busiest event of a busy process.
+    pub fn emit_access(&mut self, access: Access, name: &str, value: &Value, private: bool) {
+        let mut conn = self.conn();
+        conn.seq += 1;
+        let seq = conn.seq;
+        let t_ns = now_ns();
+        let start = conn.held.len();
+        let held = &mut conn.held;
+        jsonl::write_head(held, &self.head(t_ns, seq));
+        let kind: &[u8] = match access {
+            Access::Read => b"read",
+            Access::Write => b"write",
+        };
+        jsonl::write_access(held, kind, name, value, private);
+        if held.len() - start < MAX_LINE_BYTES {
+            held.push(b'\n');
+        } else {
+            // Too long for one line: cut as any other event is.
+            held.truncate(start);
+            let (name, value) = (name.to_string(), value.clone());
+            let body = match access {
+                Access::Read => Body::Read {
+                    name,
+                    value,
+                    private,
+                },
+                Access::Write => Body::Write {
+                    name,
+                    value,
+                    private,
+                },
+            };
+            let line = self.line_at(t_ns, seq, body);
+            conn.held.extend_from_slice(&line);
+        }
+        flush_held(&mut conn);
     }
 
     /// Makes an event now and keeps it for the next write: the next
@@ -484,14 +566,20 @@ impl Probe {
     pub fn hold(&mut self, body: Body) {
         let mut conn = self.conn();
         conn.seq += 1;
-        let line = self.line_at(now_ns(), conn.seq, body);
         if conn.sock.is_none() {
             return;
         }
-        if conn.held.len() + line.len() > MAX_HELD_BYTES {
-            flush_held(&mut conn);
+        let seq = conn.seq;
+        let before = conn.held.len();
+        self.append_line(&mut conn.held, now_ns(), seq, body);
+        if conn.held.len() > MAX_HELD_BYTES && before > 0 {
+            // Too much held: what was held before goes out first.
+            let all = std::mem::take(&mut conn.held);
+            write_conn(&mut conn, &all[..before]);
+            let mut rest = all;
+            rest.drain(..before);
+            conn.held = rest;
         }
-        conn.held.extend_from_slice(&line);
     }
 
     /// Whether events are held ([`Probe::hold`]) and not written yet.
@@ -527,19 +615,12 @@ impl Probe {
 /// Writes one whole line (under the connection's lock: threads never tear
 /// it), after the held ones, in the same `write`.
 fn send_line(conn: &mut Conn, line: &[u8]) {
-    if conn.held.is_empty() {
-        write_conn(conn, line);
-    } else {
-        let mut all = std::mem::take(&mut conn.held);
-        all.extend_from_slice(line);
-        write_conn(conn, &all);
-        // Keep the buffer's memory for the next hold.
-        all.clear();
-        conn.held = all;
-    }
+    conn.held.extend_from_slice(line);
+    flush_held(conn);
 }
 
-/// Writes the held lines, if any.
+/// Writes the held lines, if any, in one `write`, keeping the buffer's
+/// memory for the next lines.
 fn flush_held(conn: &mut Conn) {
     if !conn.held.is_empty() {
         let all = std::mem::take(&mut conn.held);
@@ -614,5 +695,115 @@ fn shrink(body: &mut Body) {
         | Body::Error { message: text }
         | Body::Pending { action: text, .. } => cut_text(text),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe on one end of a real socket pair; the other end is what
+    /// the collector would read.
+    fn probe_on_pair(thread: Option<(&str, i32)>) -> (Probe, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        let probe = Probe {
+            conn: Arc::new(Mutex::new(Conn {
+                sock: Some(ours),
+                seq: 0,
+                held: Vec::new(),
+            })),
+            gates: Arc::default(),
+            id: "main.7".into(),
+            pid: 4242,
+            line: Some(12),
+            thread: thread.map(|(n, t)| (n.to_string(), t)),
+        };
+        (probe, theirs)
+    }
+
+    fn sent(probe: Probe, mut theirs: UnixStream) -> Vec<u8> {
+        drop(probe);
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut theirs, &mut all).expect("read");
+        all
+    }
+
+    #[test]
+    fn busy_lines_are_what_serde_json_writes_and_the_collector_reads() {
+        for thread in [None, Some(("main.t1", 77))] {
+            let (mut probe, theirs) = probe_on_pair(thread);
+            probe.hold(Body::Sleep { duration_ms: 0.0 });
+            probe.hold(Body::Wake {});
+            probe.emit_access(Access::Write, "v", &Value::Int(41), false);
+            probe.emit_access(Access::Read, "name \"q\"\n", &Value::Float(0.5), true);
+            probe.emit(Body::LockAcquire { lock: "l".into() });
+            probe.emit(Body::Sleep { duration_ms: 60.25 });
+            probe.emit(Body::Narrate {
+                text: "not a busy kind".into(),
+                pause: false,
+            });
+            let long = "x".repeat(MAX_LINE_BYTES);
+            probe.emit_access(Access::Write, "big", &Value::Str(long), false);
+            let bytes = sent(probe, theirs);
+            let lines: Vec<&[u8]> = bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            assert_eq!(lines.len(), 8);
+            let mut kinds = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                assert!(line.len() < MAX_LINE_BYTES, "line {i} fits");
+                let e = Event::from_line(line).expect("the collector reads it");
+                assert_eq!(e.seq, i as u64 + 1);
+                assert_eq!(e.thread.as_deref(), thread.map(|t| t.0));
+                assert_eq!(e.line, Some(12));
+                assert_eq!(
+                    String::from_utf8_lossy(line),
+                    String::from_utf8_lossy(&serde_json::to_vec(&e).expect("serializes")),
+                    "line {i}: the same bytes as serde_json"
+                );
+                kinds.push(e.body.kind());
+            }
+            assert_eq!(
+                kinds,
+                [
+                    "sleep",
+                    "wake",
+                    "write",
+                    "read",
+                    "lock_acquire",
+                    "sleep",
+                    "narrate",
+                    "write"
+                ]
+            );
+            // The long value was cut to fit, as any event's is.
+            let last = Event::from_line(lines[7]).expect("reads");
+            match last.body {
+                Body::Write {
+                    value: Value::Str(s),
+                    ..
+                } => assert!(s.len() < 1100 && s.ends_with(" bytes)"), "{s}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn held_lines_go_out_with_the_next_event_in_one_write() {
+        let (mut probe, theirs) = probe_on_pair(None);
+        probe.hold(Body::Sleep { duration_ms: 0.0 });
+        probe.hold(Body::Wake {});
+        assert!(probe.holds());
+        theirs.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 4096];
+        assert!(
+            std::io::Read::read(&mut &theirs, &mut buf).is_err(),
+            "nothing sent yet"
+        );
+        probe.emit_access(Access::Write, "v", &Value::Int(1), false);
+        assert!(!probe.holds());
+        let n = std::io::Read::read(&mut &theirs, &mut buf).expect("sent");
+        assert_eq!(buf[..n].iter().filter(|&&b| b == b'\n').count(), 3);
     }
 }

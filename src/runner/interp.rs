@@ -459,6 +459,18 @@ impl<'r> Proc<'r> {
         out
     }
 
+    /// Whether `name` is among [`Proc::sources`] of `e` (computed without
+    /// collecting them: a `write` asks it every time).
+    fn derives_from(&self, e: &Expr, name: &str) -> bool {
+        e.any_name(&mut |n| {
+            if self.vars.contains_key(n) {
+                self.derived.get(n).is_some_and(|from| from.contains(name))
+            } else {
+                n == name && self.run.shm.is_shared(n)
+            }
+        })
+    }
+
     fn set_var(&mut self, name: &str, value: Value) {
         self.derived.remove(name);
         if self.globals.is_some()
@@ -678,7 +690,12 @@ impl<'r> Proc<'r> {
                 }
                 for i in 0..n.max(0) {
                     if let Some(v) = var {
-                        self.vars.insert(v.clone(), Value::Int(i));
+                        match self.vars.get_mut(v) {
+                            Some(slot) => *slot = Value::Int(i),
+                            None => {
+                                self.vars.insert(v.clone(), Value::Int(i));
+                            }
+                        }
                     }
                     match self.steps(body)? {
                         Flow::Next => {}
@@ -821,7 +838,7 @@ impl<'r> Proc<'r> {
             Op::Write { name, index, value } => {
                 // A write whose value came from a read of the same value
                 // is a read-modify-write: checked for a lost update.
-                let based = index.is_none() && self.sources(value).contains(name);
+                let based = index.is_none() && self.derives_from(value, name);
                 let v = self.eval(value)?;
                 let index = match index {
                     Some(e) => Some(self.eval_int(e, "index")?),

@@ -78,6 +78,18 @@ impl Expr {
         }
     }
 
+    /// Whether `f` holds for a variable name the expression mentions (in
+    /// the order [`Expr::names`] lists them), without collecting them.
+    pub fn any_name(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        match self {
+            Expr::Lit(_) => false,
+            Expr::Var(n) => f(n),
+            Expr::Index(a, b) | Expr::Bin(_, a, b) => a.any_name(f) || b.any_name(f),
+            Expr::Neg(a) | Expr::Not(a) => a.any_name(f),
+            Expr::Call(_, args) | Expr::List(args) => args.iter().any(|a| a.any_name(f)),
+        }
+    }
+
     pub fn eval(&self, scope: &mut dyn Scope) -> Result<Value, String> {
         match self {
             Expr::Lit(v) => Ok(v.clone()),

@@ -199,19 +199,22 @@ pub fn check_duration_ms(v: &Value) -> Result<f64, String> {
     let Some(ms) = v.as_f64() else {
         return Err(format!("needs a number of milliseconds, got {}", v.repr()));
     };
-    // 1e300 as 1e300, not as its 301 digits.
-    let shown = if ms.is_finite() && ms.abs() >= 1e16 {
-        format!("{ms:e}")
-    } else {
-        v.to_string()
+    // 1e300 as 1e300, not as its 301 digits (made only for an error).
+    let shown = || {
+        if ms.is_finite() && ms.abs() >= 1e16 {
+            format!("{ms:e}")
+        } else {
+            v.to_string()
+        }
     };
     if ms.is_nan() {
         Err("needs a number of milliseconds, got NaN".into())
     } else if ms < 0.0 {
-        Err(format!("cannot be negative, got {shown}"))
+        Err(format!("cannot be negative, got {}", shown()))
     } else if ms > MAX_DURATION_MS {
         Err(format!(
-            "{shown} ms is longer than the limit of a day ({MAX_DURATION_MS:.0} ms)"
+            "{} ms is longer than the limit of a day ({MAX_DURATION_MS:.0} ms)",
+            shown()
         ))
     } else {
         Ok(ms)

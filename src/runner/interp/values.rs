@@ -4,6 +4,7 @@
 //! update, reported as a `race` event).
 
 use super::*;
+use crate::probe::Access;
 
 /// What a write erased: `replaced - read` for numbers, else what it replaced.
 pub(super) fn lost_between(read: &Value, replaced: &Value) -> Value {
@@ -30,18 +31,25 @@ pub(super) fn differs(read: &Value, replaced: &Value) -> bool {
 }
 
 impl Proc<'_> {
+    /// Notes what this process last saw in shared value `name` (its key
+    /// made once, not per access).
+    fn note_seen(&mut self, name: &str, v: &Value) {
+        match self.seen.get_mut(name) {
+            Some(slot) => slot.clone_from(v),
+            None => {
+                self.seen.insert(name.to_string(), v.clone());
+            }
+        }
+    }
+
     pub(super) fn read_shared(&mut self, name: &str) -> Result<Value, RunError> {
         let v = self
             .run
             .shm
             .load(name)
             .ok_or_else(|| RunError(format!("{name} is not a shared value")))?;
-        self.probe.emit(Body::Read {
-            name: name.to_string(),
-            value: v.clone(),
-            private: false,
-        });
-        self.seen.insert(name.to_string(), v.clone());
+        self.probe.emit_access(Access::Read, name, &v, false);
+        self.note_seen(name, &v);
         Ok(v)
     }
 
@@ -71,25 +79,26 @@ impl Proc<'_> {
             }
             return Err(RunError(format!("{name} is not a shared value")));
         }
-        let shown = match index {
-            Some(i) => format!("{name}[{i}]"),
-            None => name.to_string(),
-        };
-        self.probe.emit(Body::Write {
-            name: shown,
-            value: v.clone(),
-            private: false,
-        });
+        match index {
+            Some(i) => {
+                let shown = format!("{name}[{i}]");
+                self.probe.emit_access(Access::Write, &shown, &v, false);
+            }
+            None => self.probe.emit_access(Access::Write, name, &v, false),
+        }
         if index.is_some() {
             return self.run.shm.store(name, index, &v);
         }
         if !based {
             self.run.shm.store(name, None, &v)?;
-            self.seen.insert(name.to_string(), v);
+            self.note_seen(name, &v);
             return Ok(());
         }
         let replaced = self.run.shm.exchange(name, &v)?;
-        let read = self.seen.insert(name.to_string(), v.clone());
+        let read = match self.seen.get_mut(name) {
+            Some(slot) => Some(std::mem::replace(slot, v.clone())),
+            None => self.seen.insert(name.to_string(), v.clone()),
+        };
         if let (Some(replaced), Some(read)) = (replaced, read)
             && differs(&read, &replaced)
         {
