@@ -7,7 +7,7 @@
 //! (Stop, the session dropped, the app dies however it dies), the runner's
 //! watchdog kills every process of the run (see `runner::watchdog`).
 
-use crate::collector::Collector;
+use crate::collector::{Collector, CollectorHost};
 use crate::protocol::{Event, SOCKET_ENV, Value};
 use crate::runner::RunSpec;
 use crate::scenario::limits::Limits;
@@ -125,6 +125,10 @@ pub struct RunnerHost {
     busy: bool,
     /// The server ended (or its pipes broke): start another.
     dead: bool,
+    /// One collector thread for all runs of this server (see
+    /// `collector::CollectorHost`): each run still gets its own socket,
+    /// trust root and channel.
+    collectors: CollectorHost,
 }
 
 impl RunnerHost {
@@ -154,6 +158,7 @@ impl RunnerHost {
             exits,
             busy: false,
             dead: false,
+            collectors: CollectorHost::new(),
         })
     }
 
@@ -291,19 +296,22 @@ impl Session {
         } else {
             CHANNEL_CAPACITY
         };
-        let collector = start_collector_with(opts, capacity)?;
-        let spec = run_spec(scenario_text, origin, params, opts, &collector);
-        let mut line = b"run ".to_vec();
-        serde_json::to_writer(&mut line, &spec).context("cannot encode the run")?;
-        line.push(b'\n');
+        let collector;
         {
             let mut h = lock(host);
             if h.busy {
                 anyhow::bail!("the runner is still busy with another run");
             }
+            collector = start_collector_with(opts, capacity, &mut h.collectors)?;
+            let spec = run_spec(scenario_text, origin, params, opts, &collector);
+            let mut line = b"run ".to_vec();
+            serde_json::to_writer(&mut line, &spec).context("cannot encode the run")?;
+            line.push(b'\n');
             for attempt in 0..2 {
                 if h.dead {
+                    let collectors = std::mem::take(&mut h.collectors);
                     *h = RunnerHost::spawn()?;
+                    h.collectors = collectors;
                 }
                 // Every run it makes descends from the server; the run
                 // before this one is gone entirely (its `exit` was read).
@@ -436,8 +444,13 @@ impl Session {
 /// costs about a millisecond of page faults, more than a whole short run).
 pub const LAB_CHANNEL_CAPACITY: usize = 1 << 12;
 
-/// The collector of one run, its channel `capacity` events deep.
-fn start_collector_with(opts: &RunOptions, capacity: usize) -> Result<Collector> {
+/// The collector of one run, its channel `capacity` events deep, on the
+/// shared runner's collector thread.
+fn start_collector_with(
+    opts: &RunOptions,
+    capacity: usize,
+    collectors: &mut CollectorHost,
+) -> Result<Collector> {
     // A gated run has one process moving at a time: no need to wait
     // for stragglers, and every step should be seen at once.
     let window_ns = if opts.gated {
@@ -445,7 +458,9 @@ fn start_collector_with(opts: &RunOptions, capacity: usize) -> Result<Collector>
     } else {
         crate::collector::REORDER_WINDOW_NS
     };
-    Collector::start(capacity, window_ns).context("cannot start the event collector")
+    collectors
+        .start(capacity, window_ns)
+        .context("cannot start the event collector")
 }
 
 fn run_spec(
