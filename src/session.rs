@@ -75,6 +75,9 @@ enum Runner {
         stopped: bool,
         /// The host's `exit` line for this run was read.
         done: bool,
+        /// The runner core's `exit` event came: the host's `exit` line
+        /// is near, so waits for events watch for it too.
+        core_gone: bool,
     },
 }
 
@@ -331,6 +334,7 @@ impl Session {
                 host: host.clone(),
                 stopped: false,
                 done: false,
+                core_gone: false,
             },
             started: Instant::now(),
             exit_code: None,
@@ -378,6 +382,7 @@ impl Session {
                 host,
                 stopped,
                 done,
+                ..
             } => {
                 if !*stopped && !*done {
                     *stopped = true;
@@ -391,12 +396,39 @@ impl Session {
     /// run's end (its `exit`) wakes this at once too: then the collector
     /// is told to finish (see [`Session::poll_exit`]) and this returns a
     /// timeout, so the caller looks at the exit code next.
+    ///
+    /// Until the runner core's own `exit` event has come, the run cannot
+    /// have ended, and only the events are waited for: a wait on two
+    /// channels at once (`select`) costs the consumer and the collector
+    /// more per event (both lock each channel's waker list, and the
+    /// collector holds it while it wakes the consumer).
     pub fn recv_event(
         &mut self,
         timeout: std::time::Duration,
     ) -> Result<Event, crossbeam_channel::RecvTimeoutError> {
-        let exits = match &self.runner {
-            Runner::Shared { host, done, .. } if !*done && self.exit_code.is_none() => {
+        let exits = match &mut self.runner {
+            Runner::Shared {
+                host,
+                done,
+                core_gone,
+                ..
+            } if !*done && self.exit_code.is_none() => {
+                if !*core_gone {
+                    match self.collector.events.recv_timeout(timeout) {
+                        Ok(e) => {
+                            *core_gone = e.proc_id == crate::protocol::RUNNER_ID
+                                && matches!(e.body, crate::protocol::Body::Exit { .. });
+                            return Ok(e);
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            return Err(crossbeam_channel::RecvTimeoutError::Timeout);
+                        }
+                        // The collector is gone: wait for the exit line.
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            *core_gone = true;
+                        }
+                    }
+                }
                 lock(host).exits.clone()
             }
             _ => return self.collector.events.recv_timeout(timeout),
