@@ -397,8 +397,9 @@ impl Session {
     /// is told to finish (see [`Session::poll_exit`]) and this returns a
     /// timeout, so the caller looks at the exit code next.
     ///
-    /// Until the runner core's own `exit` event has come, the run cannot
-    /// have ended, and only the events are waited for: a wait on two
+    /// Until the runner core's own `exit` event has come (or the run was
+    /// stopped), the run cannot have ended, and only the events are
+    /// waited for: a wait on two
     /// channels at once (`select`) costs the consumer and the collector
     /// more per event (both lock each channel's waker list, and the
     /// collector holds it while it wakes the consumer).
@@ -411,9 +412,10 @@ impl Session {
                 host,
                 done,
                 core_gone,
-                ..
+                stopped,
             } if !*done && self.exit_code.is_none() => {
-                if !*core_gone {
+                // (A stopped core is killed: it says no `exit` itself.)
+                if !*core_gone && !*stopped {
                     match self.collector.events.recv_timeout(timeout) {
                         Ok(e) => {
                             *core_gone = e.proc_id == crate::protocol::RUNNER_ID
