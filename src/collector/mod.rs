@@ -29,8 +29,8 @@ mod serve;
 mod trust;
 
 pub use events::Events;
-pub use serve::CollectorHost;
 pub(crate) use exits::pidfd_open;
+pub use serve::CollectorHost;
 
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, RUNNER_ID, now_ns};
 use events::{EventTx, Sent};
@@ -639,7 +639,7 @@ impl State {
         stats: Arc<Stats>,
         finish: Arc<AtomicBool>,
     ) -> io::Result<State> {
-        State::with_kit(listener, tx, Kit::new(wake)?, stats, finish).map_err(|(e, _)| e)
+        State::with_kit(listener, tx, Kit::new(wake)?, stats, finish).map_err(|b| b.0)
     }
 
     /// A run's state on a collector thread's `kit` (given back with the
@@ -650,10 +650,10 @@ impl State {
         kit: Kit,
         stats: Arc<Stats>,
         finish: Arc<AtomicBool>,
-    ) -> Result<State, (io::Error, Kit)> {
+    ) -> Result<State, Box<(io::Error, Kit)>> {
         let listen = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER);
         if let Err(e) = kit.epoll.add(&listener, listen) {
-            return Err((e.into(), kit));
+            return Err(Box::new((e.into(), kit)));
         }
         let Kit {
             epoll,

@@ -140,10 +140,10 @@ fn serve(mut kit: Kit, jobs: &Receiver<Job>) {
         } = job;
         let mut state = match State::with_kit(listener, tx, kit, stats, finish) {
             Ok(state) => state,
-            Err((_, back)) => {
+            Err(back) => {
                 // The run's channel closes with its `tx`: it sees no
                 // events, as a collector that could not start.
-                kit = back;
+                kit = back.1;
                 drop(done);
                 continue;
             }
