@@ -237,8 +237,11 @@ impl Collector {
     /// Asks the thread to take in what is left and stop; the event channel
     /// disconnects when it has.
     pub fn finish(&self) {
-        self.finish.store(true, Ordering::SeqCst);
-        let _ = self.wake.write(1);
+        // Once is enough (a served run's thread goes on to the next run:
+        // a second wake-up would only wake that one for nothing).
+        if !self.finish.swap(true, Ordering::SeqCst) {
+            let _ = self.wake.write(1);
+        }
     }
 }
 
