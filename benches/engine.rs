@@ -20,7 +20,9 @@
 //! `cargo bench --bench engine -- collector` runs only the collector's
 //! (`-- latency`, `-- cpu`, `-- ingest`, `-- parse`: one part of it).
 //! `FORKSCOPE_BEFORE=/path/to/forkscope` measures an older build side by
-//! side (collector figures).
+//! side (collector figures). `-- collector_start`: what starting and
+//! ending a collector costs a run, a thread per run beside one thread for
+//! all runs (`engine/serve.rs`).
 
 // A crate root looks for `collector.rs` beside itself, where cargo would
 // take it for a bench of its own: the path says where it is.
@@ -70,6 +72,8 @@ fn main() -> ExitCode {
 
 #[path = "engine/runner.rs"]
 mod runner;
+#[path = "engine/serve.rs"]
+mod serve;
 
 /// What one `forkscope` command did.
 struct Ran {
@@ -150,6 +154,9 @@ fn bench() -> Result<(), String> {
     };
     if wants("collector") {
         collector::benches()?;
+    }
+    if wants("collector_start") {
+        serve::collector_start()?;
     }
     if !wants("engine") {
         return Ok(());

@@ -7,7 +7,7 @@
 //! (Stop, the session dropped, the app dies however it dies), the runner's
 //! watchdog kills every process of the run (see `runner::watchdog`).
 
-use crate::collector::Collector;
+use crate::collector::{Collector, CollectorHost};
 use crate::protocol::{Event, SOCKET_ENV, Value};
 use crate::runner::RunSpec;
 use crate::scenario::limits::Limits;
@@ -75,6 +75,9 @@ enum Runner {
         stopped: bool,
         /// The host's `exit` line for this run was read.
         done: bool,
+        /// The runner core's `exit` event came: the host's `exit` line
+        /// is near, so waits for events watch for it too.
+        core_gone: bool,
     },
 }
 
@@ -125,6 +128,10 @@ pub struct RunnerHost {
     busy: bool,
     /// The server ended (or its pipes broke): start another.
     dead: bool,
+    /// One collector thread for all runs of this server (see
+    /// `collector::CollectorHost`): each run still gets its own socket,
+    /// trust root and channel.
+    collectors: CollectorHost,
 }
 
 impl RunnerHost {
@@ -154,6 +161,7 @@ impl RunnerHost {
             exits,
             busy: false,
             dead: false,
+            collectors: CollectorHost::new(),
         })
     }
 
@@ -291,19 +299,22 @@ impl Session {
         } else {
             CHANNEL_CAPACITY
         };
-        let collector = start_collector_with(opts, capacity)?;
-        let spec = run_spec(scenario_text, origin, params, opts, &collector);
-        let mut line = b"run ".to_vec();
-        serde_json::to_writer(&mut line, &spec).context("cannot encode the run")?;
-        line.push(b'\n');
+        let collector;
         {
             let mut h = lock(host);
             if h.busy {
                 anyhow::bail!("the runner is still busy with another run");
             }
+            collector = start_collector_with(opts, capacity, &mut h.collectors)?;
+            let spec = run_spec(scenario_text, origin, params, opts, &collector);
+            let mut line = b"run ".to_vec();
+            serde_json::to_writer(&mut line, &spec).context("cannot encode the run")?;
+            line.push(b'\n');
             for attempt in 0..2 {
                 if h.dead {
+                    let collectors = std::mem::take(&mut h.collectors);
                     *h = RunnerHost::spawn()?;
+                    h.collectors = collectors;
                 }
                 // Every run it makes descends from the server; the run
                 // before this one is gone entirely (its `exit` was read).
@@ -323,6 +334,7 @@ impl Session {
                 host: host.clone(),
                 stopped: false,
                 done: false,
+                core_gone: false,
             },
             started: Instant::now(),
             exit_code: None,
@@ -370,6 +382,7 @@ impl Session {
                 host,
                 stopped,
                 done,
+                ..
             } => {
                 if !*stopped && !*done {
                     *stopped = true;
@@ -383,12 +396,41 @@ impl Session {
     /// run's end (its `exit`) wakes this at once too: then the collector
     /// is told to finish (see [`Session::poll_exit`]) and this returns a
     /// timeout, so the caller looks at the exit code next.
+    ///
+    /// Until the runner core's own `exit` event has come (or the run was
+    /// stopped), the run cannot have ended, and only the events are
+    /// waited for: a wait on two
+    /// channels at once (`select`) costs the consumer and the collector
+    /// more per event (both lock each channel's waker list, and the
+    /// collector holds it while it wakes the consumer).
     pub fn recv_event(
         &mut self,
         timeout: std::time::Duration,
     ) -> Result<Event, crossbeam_channel::RecvTimeoutError> {
-        let exits = match &self.runner {
-            Runner::Shared { host, done, .. } if !*done && self.exit_code.is_none() => {
+        let exits = match &mut self.runner {
+            Runner::Shared {
+                host,
+                done,
+                core_gone,
+                stopped,
+            } if !*done && self.exit_code.is_none() => {
+                // (A stopped core is killed: it says no `exit` itself.)
+                if !*core_gone && !*stopped {
+                    match self.collector.events.recv_timeout(timeout) {
+                        Ok(e) => {
+                            *core_gone = e.proc_id == crate::protocol::RUNNER_ID
+                                && matches!(e.body, crate::protocol::Body::Exit { .. });
+                            return Ok(e);
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            return Err(crossbeam_channel::RecvTimeoutError::Timeout);
+                        }
+                        // The collector is gone: wait for the exit line.
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            *core_gone = true;
+                        }
+                    }
+                }
                 lock(host).exits.clone()
             }
             _ => return self.collector.events.recv_timeout(timeout),
@@ -436,8 +478,13 @@ impl Session {
 /// costs about a millisecond of page faults, more than a whole short run).
 pub const LAB_CHANNEL_CAPACITY: usize = 1 << 12;
 
-/// The collector of one run, its channel `capacity` events deep.
-fn start_collector_with(opts: &RunOptions, capacity: usize) -> Result<Collector> {
+/// The collector of one run, its channel `capacity` events deep, on the
+/// shared runner's collector thread.
+fn start_collector_with(
+    opts: &RunOptions,
+    capacity: usize,
+    collectors: &mut CollectorHost,
+) -> Result<Collector> {
     // A gated run has one process moving at a time: no need to wait
     // for stragglers, and every step should be seen at once.
     let window_ns = if opts.gated {
@@ -445,7 +492,9 @@ fn start_collector_with(opts: &RunOptions, capacity: usize) -> Result<Collector>
     } else {
         crate::collector::REORDER_WINDOW_NS
     };
-    Collector::start(capacity, window_ns).context("cannot start the event collector")
+    collectors
+        .start(capacity, window_ns)
+        .context("cannot start the event collector")
 }
 
 fn run_spec(

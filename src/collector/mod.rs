@@ -25,10 +25,12 @@ mod exits;
 #[cfg(test)]
 mod identity_tests;
 mod output;
+mod serve;
 mod trust;
 
 pub use events::Events;
 pub(crate) use exits::pidfd_open;
+pub use serve::CollectorHost;
 
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, RUNNER_ID, now_ns};
 use events::{EventTx, Sent};
@@ -173,7 +175,17 @@ pub struct Collector {
     wake: Arc<EventFd>,
     /// The pid of the process the app started (see [`Collector::trust`]).
     root: Arc<AtomicI32>,
-    thread: Option<JoinHandle<()>>,
+    /// Waited for when dropped.
+    thread: Option<Ending>,
+}
+
+/// How a collector's run is known to be over.
+enum Ending {
+    /// Its own thread ends with it.
+    Thread(JoinHandle<()>),
+    /// A thread serving many runs (`serve.rs`) drops the sender when it
+    /// has closed everything of this run.
+    Served(crossbeam_channel::Receiver<()>),
 }
 
 impl Collector {
@@ -209,7 +221,7 @@ impl Collector {
             finish,
             wake,
             root,
-            thread: Some(thread),
+            thread: Some(Ending::Thread(thread)),
         })
     }
 
@@ -225,8 +237,11 @@ impl Collector {
     /// Asks the thread to take in what is left and stop; the event channel
     /// disconnects when it has.
     pub fn finish(&self) {
-        self.finish.store(true, Ordering::SeqCst);
-        let _ = self.wake.write(1);
+        // Once is enough (a served run's thread goes on to the next run:
+        // a second wake-up would only wake that one for nothing).
+        if !self.finish.swap(true, Ordering::SeqCst) {
+            let _ = self.wake.write(1);
+        }
     }
 }
 
@@ -275,8 +290,14 @@ fn random_hex_128() -> io::Result<String> {
 impl Drop for Collector {
     fn drop(&mut self) {
         self.finish();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.thread.take() {
+            Some(Ending::Thread(t)) => {
+                let _ = t.join();
+            }
+            Some(Ending::Served(done)) => {
+                let _ = done.recv();
+            }
+            None => {}
         }
     }
 }
@@ -573,6 +594,49 @@ enum Vouch {
     No,
 }
 
+/// What a collector thread keeps from run to run when it serves many
+/// (`serve.rs`): its two epolls (the wake eventfd and the connections'
+/// epoll stay registered in the main one), its buffers, and the token
+/// count, which only grows, so that no token of one run ever names
+/// something of the next.
+struct Kit {
+    epoll: Epoll,
+    conn_epoll: Epoll,
+    wake: Arc<EventFd>,
+    ready_main: Vec<EpollEvent>,
+    ready_conns: Vec<EpollEvent>,
+    rbuf: Vec<u8>,
+    pbuf: Vec<u8>,
+    outbox: Vec<Event>,
+    next_token: u64,
+    /// How the connections' epoll is watched now (see `State`'s fields):
+    /// the next run goes on from there.
+    conns_armed: bool,
+    conns_level: bool,
+}
+
+impl Kit {
+    fn new(wake: Arc<EventFd>) -> io::Result<Kit> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let conn_epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&*wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))?;
+        epoll.add(&conn_epoll.0, EpollEvent::new(CONNS_FLAGS, TOKEN_CONNS))?;
+        Ok(Kit {
+            epoll,
+            conn_epoll,
+            wake,
+            ready_main: Vec::new(),
+            ready_conns: Vec::new(),
+            rbuf: vec![0; READ_BYTES],
+            pbuf: vec![0; READ_BYTES],
+            outbox: Vec::new(),
+            next_token: TOKEN_FIRST,
+            conns_armed: true,
+            conns_level: false,
+        })
+    }
+}
+
 impl State {
     fn new(
         listener: UnixListener,
@@ -581,32 +645,53 @@ impl State {
         stats: Arc<Stats>,
         finish: Arc<AtomicBool>,
     ) -> io::Result<State> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let conn_epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(
-            &listener,
-            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER),
-        )?;
-        epoll.add(&*wake, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))?;
-        epoll.add(&conn_epoll.0, EpollEvent::new(CONNS_FLAGS, TOKEN_CONNS))?;
+        State::with_kit(listener, tx, Kit::new(wake)?, stats, finish).map_err(|b| b.0)
+    }
+
+    /// A run's state on a collector thread's `kit` (given back with the
+    /// error if the run's listener cannot be watched).
+    fn with_kit(
+        listener: UnixListener,
+        tx: EventTx,
+        kit: Kit,
+        stats: Arc<Stats>,
+        finish: Arc<AtomicBool>,
+    ) -> Result<State, Box<(io::Error, Kit)>> {
+        let listen = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER);
+        if let Err(e) = kit.epoll.add(&listener, listen) {
+            return Err(Box::new((e.into(), kit)));
+        }
+        let Kit {
+            epoll,
+            conn_epoll,
+            wake,
+            ready_main,
+            ready_conns,
+            rbuf,
+            pbuf,
+            outbox,
+            next_token,
+            conns_armed,
+            conns_level,
+        } = kit;
         Ok(State {
             listener,
             tx,
             epoll,
             conn_epoll,
-            conns_armed: true,
-            conns_level: false,
-            ready_main: Vec::new(),
-            ready_conns: Vec::new(),
+            conns_armed,
+            conns_level,
+            ready_main,
+            ready_conns,
             rearm_at: Instant::now(),
             last_flush: Instant::now(),
             wake,
             finishing: false,
             slots: HashMap::new(),
-            next_token: TOKEN_FIRST,
-            rbuf: vec![0; READ_BYTES],
-            pbuf: vec![0; READ_BYTES],
-            outbox: Vec::new(),
+            next_token,
+            rbuf,
+            pbuf,
+            outbox,
             next_housekeeping: Instant::now(),
             stats,
             finish,
@@ -657,6 +742,55 @@ impl State {
         }
         self.check_all_exits();
         self.flush(true);
+    }
+
+    /// Ends the run for good and gives back what the next run on this
+    /// thread reuses. Everything of this run leaves the epolls and is
+    /// closed: its listening socket (a late process of this run cannot
+    /// even connect), its connections (their gates are forgotten), output
+    /// pipes and pidfds. The event channel closes with `tx`.
+    fn into_kit(mut self) -> Kit {
+        let _ = self.epoll.delete(&self.listener);
+        for c in &mut self.conns {
+            match c.watched {
+                Watch::No => {}
+                Watch::Main => {
+                    let _ = self.epoll.delete(&c.stream);
+                }
+                Watch::Conns => {
+                    let _ = self.conn_epoll.delete(&c.stream);
+                }
+            }
+            c.watched = Watch::No;
+            if let Some(who) = &c.who {
+                self.gates.remove(&who.id, &c.stream);
+            }
+        }
+        for o in self.outs.iter().filter(|o| !o.closed) {
+            let _ = self.epoll.delete(&o.fd);
+        }
+        for p in self.procs.values() {
+            if let Some(fd) = &p.pidfd
+                && self.slots.contains_key(&p.pidfd_token)
+            {
+                let _ = self.epoll.delete(fd);
+            }
+        }
+        let mut outbox = std::mem::take(&mut self.outbox);
+        outbox.clear();
+        Kit {
+            epoll: self.epoll,
+            conn_epoll: self.conn_epoll,
+            wake: self.wake,
+            ready_main: self.ready_main,
+            ready_conns: self.ready_conns,
+            rbuf: self.rbuf,
+            pbuf: self.pbuf,
+            outbox,
+            next_token: self.next_token,
+            conns_armed: self.conns_armed,
+            conns_level: self.conns_level,
+        }
     }
 
     /// How long the next wait may sleep: until the oldest waiting event's

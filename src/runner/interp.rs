@@ -315,6 +315,27 @@ impl<'r> Proc<'r> {
         self.probe.emit(Body::Go {});
     }
 
+    /// [`Self::gate`] for an action that only computes until its own
+    /// first event: a load of a shared value, or a write of one (its event
+    /// comes before the store). The `go` is held ([`Probe::hold`]) and
+    /// goes out with that event in one socket write, so the collector and
+    /// the lab are woken once for both (a gated step is mostly wake-ups).
+    /// Not with thread-shared globals (a lock may be taken on the way).
+    fn gate_then_send(&mut self, action: String, touches: Vec<String>) {
+        if self.globals.is_some() {
+            return self.gate(action, false, None, false, touches);
+        }
+        self.probe.emit(Body::Pending {
+            action,
+            local: false,
+            waits_for: None,
+            retry: false,
+            touches,
+        });
+        self.probe.wait_go();
+        self.probe.hold(Body::Go {});
+    }
+
     /// Gated: announce, wait for go, try without blocking; until the try
     /// succeeds, announce again, saying what blocked it.
     fn gated_retry<T>(
@@ -846,13 +867,14 @@ impl<'r> Proc<'r> {
                 };
                 if self.gated() {
                     let shown = index.map_or(name.clone(), |i| format!("{name}[{i}]"));
-                    self.gate(
-                        format!("write {shown} = {}", v.repr()),
-                        false,
-                        None,
-                        false,
-                        vec![format!("w:{name}")],
-                    );
+                    let action = format!("write {shown} = {}", v.repr());
+                    let touches = vec![format!("w:{name}")];
+                    if self.run.shm.is_shared(name) {
+                        // Its `write` event comes before the store.
+                        self.gate_then_send(action, touches);
+                    } else {
+                        self.gate(action, false, None, false, touches);
+                    }
                 }
                 self.write_value(name, index, v, based)?;
             }
@@ -862,15 +884,26 @@ impl<'r> Proc<'r> {
                 // update is lost.
                 let in_shm = self.run.shm.is_shared(name);
                 let shared = in_shm || self.is_thread_shared(name);
+                // Gated, a shared value's read goes out with the `go`
+                // before it and the next `pending` (the write's) after it,
+                // in one socket write: nothing but a load and computing
+                // lies between them.
+                let hold_read = self.gated() && in_shm && self.globals.is_none();
                 if self.gated() {
                     let touches = if shared {
                         vec![format!("r:{name}")]
                     } else {
                         vec![]
                     };
-                    self.gate(format!("read {name}"), !shared, None, false, touches);
+                    if hold_read {
+                        self.gate_then_send(format!("read {name}"), touches);
+                    } else {
+                        self.gate(format!("read {name}"), !shared, None, false, touches);
+                    }
                 }
-                let old = if in_shm {
+                let old = if hold_read {
+                    self.read_shared_held(name)?
+                } else if in_shm {
                     self.read_shared(name)?
                 } else {
                     self.lookup(name).map_err(RunError)?
@@ -885,13 +918,13 @@ impl<'r> Proc<'r> {
                     } else {
                         vec![]
                     };
-                    self.gate(
-                        format!("write {name} = {}", new.repr()),
-                        !shared,
-                        None,
-                        false,
-                        touches,
-                    );
+                    let action = format!("write {name} = {}", new.repr());
+                    if in_shm {
+                        // Its `write` event comes before the store.
+                        self.gate_then_send(action, touches);
+                    } else {
+                        self.gate(action, !shared, None, false, touches);
+                    }
                 } else if let Some(g) = gap_ms {
                     let v = self.eval(g)?;
                     let scaled = self.duration_ms(&v, "gap_ms")?;

@@ -43,12 +43,31 @@ impl Proc<'_> {
     }
 
     pub(super) fn read_shared(&mut self, name: &str) -> Result<Value, RunError> {
+        self.read_shared_sent(name, false)
+    }
+
+    /// [`Self::read_shared`] whose `read` event is held for the next
+    /// event ([`crate::probe::Probe::hold`]): only when the caller does
+    /// nothing but compute until it sends that event.
+    pub(super) fn read_shared_held(&mut self, name: &str) -> Result<Value, RunError> {
+        self.read_shared_sent(name, true)
+    }
+
+    fn read_shared_sent(&mut self, name: &str, hold: bool) -> Result<Value, RunError> {
         let v = self
             .run
             .shm
             .load(name)
             .ok_or_else(|| RunError(format!("{name} is not a shared value")))?;
-        self.probe.emit_access(Access::Read, name, &v, false);
+        if hold {
+            self.probe.hold(Body::Read {
+                name: name.to_string(),
+                value: v.clone(),
+                private: false,
+            });
+        } else {
+            self.probe.emit_access(Access::Read, name, &v, false);
+        }
         self.note_seen(name, &v);
         Ok(v)
     }
