@@ -25,6 +25,7 @@ mod exits;
 #[cfg(test)]
 mod identity_tests;
 mod output;
+mod pending;
 mod trust;
 
 pub use events::Events;
@@ -38,7 +39,7 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
 };
 use output::{Budget, OutPipe};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -343,6 +344,8 @@ struct Conn {
     stream: Arc<UnixStream>,
     /// Its epoll token.
     token: u64,
+    /// Its lane in the reorder queue (`pending.rs`).
+    lane: usize,
     /// Which epoll watches it (none while its hello is held).
     watched: Watch,
     buf: Vec<u8>,
@@ -399,35 +402,6 @@ enum Slot {
 /// every due event (tens of thousands in a flood) was fresh pages each time.
 const BATCH_EVENTS: usize = 1024;
 
-/// An event waiting for the reorder window: a min-heap on (stamp, arrival).
-/// The event is boxed: the heap moves 24 bytes, not a whole event.
-struct Waiting {
-    t_ns: u64,
-    arrival: u64,
-    event: Box<Event>,
-}
-
-impl PartialEq for Waiting {
-    fn eq(&self, other: &Self) -> bool {
-        (self.t_ns, self.arrival) == (other.t_ns, other.arrival)
-    }
-}
-
-impl Eq for Waiting {}
-
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Waiting {
-    /// Reversed: the heap's top is the oldest.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.t_ns, other.arrival).cmp(&(self.t_ns, self.arrival))
-    }
-}
-
 struct State {
     listener: UnixListener,
     tx: EventTx,
@@ -468,7 +442,7 @@ struct State {
     procs: BTreeMap<String, ProcInfo>,
     runner_pid: i32,
     /// Events waiting for the reorder window, with their arrival number.
-    pending: BinaryHeap<Waiting>,
+    pending: pending::Pending,
     arrivals: u64,
     last_sent_t_ns: u64,
     uid: u32,
@@ -611,7 +585,7 @@ impl State {
             outs: Vec::new(),
             procs: BTreeMap::new(),
             runner_pid: 0,
-            pending: BinaryHeap::new(),
+            pending: pending::Pending::default(),
             arrivals: 0,
             last_sent_t_ns: 0,
             uid: nix::unistd::getuid().as_raw(),
@@ -669,13 +643,12 @@ impl State {
         if !self.conns_armed && !self.behind() {
             wait = wait.min(self.rearm_at.saturating_duration_since(now));
         }
-        if let Some(top) = self.pending.peek() {
+        if let Some(top_t_ns) = self.pending.first_t_ns() {
             let now_ns = now_ns();
             let spaced_ns = (self.last_flush + self.coalesce())
                 .saturating_duration_since(now)
                 .as_nanos() as u64;
-            let due_ns = top
-                .t_ns
+            let due_ns = top_t_ns
                 .saturating_add(self.window_ns)
                 .max(now_ns + spaced_ns);
             let left_ns = if due_ns > now_ns {
@@ -898,6 +871,7 @@ impl State {
                     }
                 }
                 self.slots.remove(&c.token);
+                self.pending.close_lane(c.lane);
                 if let Some(who) = &c.who {
                     self.gates.remove(&who.id, &c.stream);
                 }
@@ -974,9 +948,11 @@ impl State {
             self.close_oldest_silent();
             let token = self.token();
             self.slots.insert(token, Slot::Conn(self.conns.len()));
+            let lane = self.pending.open_lane();
             self.conns.push(Conn {
                 stream: Arc::new(stream),
                 token,
+                lane,
                 watched: Watch::No,
                 buf: Vec::new(),
                 skipping: false,
@@ -1264,7 +1240,8 @@ impl State {
                     Body::Spawn { child, .. } => Some(child.clone()),
                     _ => None,
                 };
-                self.observe(event);
+                let lane = self.conns[i].lane;
+                self.observe(lane, event);
                 if let Some(child) = spawned {
                     self.release_held(&child);
                 }
@@ -1541,7 +1518,8 @@ impl State {
         info.pidfd = exits::pidfd_open(pid);
         self.watch_pidfd(&id);
         if !again {
-            self.queue(event);
+            let lane = self.conns[i].lane;
+            self.queue_on(Some(lane), event);
         }
         true
     }
@@ -1561,8 +1539,9 @@ impl State {
         }
     }
 
-    /// Learns from an event before passing it on.
-    fn observe(&mut self, event: Event) {
+    /// Learns from an event (from the connection with this lane) before
+    /// passing it on.
+    fn observe(&mut self, lane: usize, event: Event) {
         match &event.body {
             Body::Spawn {
                 child, child_pid, ..
@@ -1597,7 +1576,7 @@ impl State {
             }
             _ => {}
         }
-        self.queue(event);
+        self.queue_on(Some(lane), event);
     }
 
     /// A pidfd became readable: the process is dead (a zombie, or already
@@ -1683,18 +1662,20 @@ impl State {
         }
     }
 
+    /// Queues an event for the reorder window (on no connection's lane).
     fn queue(&mut self, event: Event) {
+        self.queue_on(None, event);
+    }
+
+    /// Queues an event that came from the connection with this lane.
+    fn queue_on(&mut self, lane: Option<usize>, event: Event) {
         self.arrivals += 1;
-        self.pending.push(Waiting {
-            t_ns: event.t_ns,
-            arrival: self.arrivals,
-            event: Box::new(event),
-        });
+        self.pending.push(lane, self.arrivals, event);
     }
 
     /// Sends the events older than the reorder window (all, at the end).
     fn flush(&mut self, all: bool) {
-        let Some(top) = self.pending.peek() else {
+        let Some(top_t_ns) = self.pending.first_t_ns() else {
             return;
         };
         let now = now_ns();
@@ -1703,7 +1684,7 @@ impl State {
         } else {
             now.saturating_sub(self.window_ns)
         };
-        if top.t_ns > horizon {
+        if top_t_ns > horizon {
             return; // nothing is due yet
         }
         if !all && self.last_flush.elapsed() < self.coalesce() {
@@ -1723,13 +1704,7 @@ impl State {
         {
             horizon = horizon.min(t.saturating_sub(1));
         }
-        while let Some(top) = self.pending.peek()
-            && top.t_ns <= horizon
-        {
-            let Some(Waiting { event, .. }) = self.pending.pop() else {
-                break;
-            };
-            let mut e = *event;
+        while let Some(mut e) = self.pending.pop_due(horizon) {
             // Keep the stream sorted even for a straggler.
             e.t_ns = e.t_ns.max(self.last_sent_t_ns);
             self.last_sent_t_ns = e.t_ns;
