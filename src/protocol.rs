@@ -287,7 +287,7 @@ mod quick {
         c.ws();
         if c.peek()? != b'}' {
             loop {
-                let key = c.plain_str()?;
+                let key = c.plain_bytes()?;
                 c.ws();
                 c.eat(b':')?;
                 c.ws();
@@ -347,6 +347,13 @@ mod quick {
 
         /// A string without escapes or control characters, valid UTF-8.
         fn plain_str(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.plain_bytes()?).ok()
+        }
+
+        /// The bytes of a string without escapes or control characters
+        /// (compared with ASCII names as they are: what is not UTF-8
+        /// matches none of them).
+        fn plain_bytes(&mut self) -> Option<&'a [u8]> {
             self.eat(b'"')?;
             let rest = &self.s[self.i..];
             let len = rest
@@ -356,7 +363,7 @@ mod quick {
                 return None;
             }
             self.i += len + 1;
-            std::str::from_utf8(&rest[..len]).ok()
+            Some(&rest[..len])
         }
 
         /// Digits without a leading zero (a lone `0` is fine), at most 18
@@ -465,7 +472,7 @@ mod quick {
         line: Option<Option<u32>>,
         thread: Option<Option<&'a str>>,
         tid: Option<Option<i32>>,
-        kind: Option<&'a str>,
+        kind: Option<&'a [u8]>,
         duration_ms: Option<f64>,
         name: Option<&'a str>,
         value: Option<Value>,
@@ -484,13 +491,13 @@ mod quick {
     }
 
     impl<'a> Fields<'a> {
-        fn field(&mut self, c: &mut Cursor<'a>, key: &str) -> Option<()> {
+        fn field(&mut self, c: &mut Cursor<'a>, key: &[u8]) -> Option<()> {
             match key {
-                "t_ns" => once(&mut self.t_ns, c.u64()?),
-                "seq" => once(&mut self.seq, c.u64()?),
-                "proc" => once(&mut self.proc_id, c.plain_str()?),
-                "pid" => once(&mut self.pid, c.i32()?),
-                "line" => {
+                b"t_ns" => once(&mut self.t_ns, c.u64()?),
+                b"seq" => once(&mut self.seq, c.u64()?),
+                b"proc" => once(&mut self.proc_id, c.plain_str()?),
+                b"pid" => once(&mut self.pid, c.i32()?),
+                b"line" => {
                     let v = if c.null() {
                         None
                     } else {
@@ -498,21 +505,21 @@ mod quick {
                     };
                     once(&mut self.line, v)
                 }
-                "thread" => {
+                b"thread" => {
                     let v = if c.null() { None } else { Some(c.plain_str()?) };
                     once(&mut self.thread, v)
                 }
-                "tid" => {
+                b"tid" => {
                     let v = if c.null() { None } else { Some(c.i32()?) };
                     once(&mut self.tid, v)
                 }
-                "kind" => once(&mut self.kind, c.plain_str()?),
-                "duration_ms" => once(&mut self.duration_ms, c.whole_f64()?),
-                "name" => once(&mut self.name, c.plain_str()?),
-                "value" => once(&mut self.value, c.value()?),
-                "private" => once(&mut self.private, c.bool()?),
-                "lock" => once(&mut self.lock, c.plain_str()?),
-                "on" => once(&mut self.on, c.plain_str()?),
+                b"kind" => once(&mut self.kind, c.plain_bytes()?),
+                b"duration_ms" => once(&mut self.duration_ms, c.whole_f64()?),
+                b"name" => once(&mut self.name, c.plain_str()?),
+                b"value" => once(&mut self.value, c.value()?),
+                b"private" => once(&mut self.private, c.bool()?),
+                b"lock" => once(&mut self.lock, c.plain_str()?),
+                b"on" => once(&mut self.on, c.plain_str()?),
                 _ => None,
             }
         }
@@ -544,14 +551,14 @@ mod quick {
                 on.is_some(),
             );
             let body = match (kind?, has) {
-                ("sleep", (true, false, false, false)) => Body::Sleep {
+                (b"sleep", (true, false, false, false)) => Body::Sleep {
                     duration_ms: duration_ms?,
                 },
-                ("wake", (false, false, false, false)) => Body::Wake {},
-                ("read" | "write", (false, true, false, false)) => {
+                (b"wake", (false, false, false, false)) => Body::Wake {},
+                (b"read" | b"write", (false, true, false, false)) => {
                     let (name, value) = (name?.to_string(), value?);
                     let private = private.unwrap_or(false);
-                    if kind? == "read" {
+                    if kind? == b"read" {
                         Body::Read {
                             name,
                             value,
@@ -565,19 +572,19 @@ mod quick {
                         }
                     }
                 }
-                ("lock_wait", (false, false, true, false)) => Body::LockWait {
+                (b"lock_wait", (false, false, true, false)) => Body::LockWait {
                     lock: lock?.to_string(),
                 },
-                ("lock_acquire", (false, false, true, false)) => Body::LockAcquire {
+                (b"lock_acquire", (false, false, true, false)) => Body::LockAcquire {
                     lock: lock?.to_string(),
                 },
-                ("lock_release", (false, false, true, false)) => Body::LockRelease {
+                (b"lock_release", (false, false, true, false)) => Body::LockRelease {
                     lock: lock?.to_string(),
                 },
-                ("block", (false, false, false, true)) => Body::Block {
+                (b"block", (false, false, false, true)) => Body::Block {
                     on: on?.to_string(),
                 },
-                ("unblock", (false, false, false, true)) => Body::Unblock {
+                (b"unblock", (false, false, false, true)) => Body::Unblock {
                     on: on?.to_string(),
                 },
                 _ => return None,

@@ -1738,7 +1738,7 @@ impl State {
         if self.closed {
             return;
         }
-        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        // Counted in `deliver`, once per batch.
         self.outbox.push(e);
     }
 
@@ -1747,6 +1747,9 @@ impl State {
         // The next batch starts with room for as many as this one: growing
         // a vector of events by doubling copied each event a few times.
         let room = self.outbox.len().min(BATCH_EVENTS);
+        self.stats
+            .events
+            .fetch_add(self.outbox.len() as u64, Ordering::Relaxed);
         let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(room));
         match self.tx.send(batch) {
             Sent::Dropped(0) => {}
