@@ -85,6 +85,7 @@ impl Event {
     /// the `kind` tag): most of the collector's time in a flood. Anything
     /// else (another kind, an odd order, a duplicate or missing field,
     /// bad JSON) is read again by the derived reader, which decides.
+    #[inline]
     pub fn from_line(line: &[u8]) -> Result<Event, serde_json::Error> {
         if let Some(e) = quick::event(line) {
             return Ok(e);

@@ -157,21 +157,34 @@ impl Pending {
     }
 
     /// The oldest waiting event, if its stamp is at most `horizon`.
+    #[cfg(test)]
     pub(super) fn pop_due(&mut self, horizon: u64) -> Option<Event> {
+        let mut out = Vec::with_capacity(1);
+        self.pop_due_into(horizon, &mut out).then(|| out.pop())?
+    }
+
+    /// Moves the oldest waiting event to the end of `out` (one copy of
+    /// it), if its stamp is at most `horizon`; false if none is due.
+    pub(super) fn pop_due_into(&mut self, horizon: u64, out: &mut Vec<Event>) -> bool {
         let lane_first = match (self.heads.peek(), self.others.peek()) {
             (Some(a), Some(b)) => (a.t_ns, a.arrival) < (b.t_ns, b.arrival),
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (None, None) => return None,
+            (None, None) => return false,
         };
-        let event = if lane_first {
-            let mut top = self.heads.peek_mut()?;
+        if lane_first {
+            let Some(mut top) = self.heads.peek_mut() else {
+                return false;
+            };
             if top.t_ns > horizon {
-                return None;
+                return false;
             }
             let lane = top.lane;
             let q = &mut self.lanes[lane];
-            let (_, event) = q.queue.pop_front()?;
+            let Some((_, event)) = q.queue.pop_front() else {
+                return false;
+            };
+            out.push(event);
             match q.queue.front() {
                 Some((arrival, next)) => {
                     // The lane's next event takes its place (one sift).
@@ -185,16 +198,17 @@ impl Pending {
                     }
                 }
             }
-            event
         } else {
-            let top = self.others.peek_mut()?;
+            let Some(top) = self.others.peek_mut() else {
+                return false;
+            };
             if top.t_ns > horizon {
-                return None;
+                return false;
             }
-            *PeekMut::pop(top).event
-        };
+            out.push(*PeekMut::pop(top).event);
+        }
         self.len -= 1;
-        Some(event)
+        true
     }
 }
 
