@@ -1131,7 +1131,7 @@ impl State {
     /// closes the connection.
     fn take_lines(&mut self, i: usize, mut data: &[u8]) -> bool {
         while !data.is_empty() {
-            let (piece, complete) = match data.iter().position(|&b| b == b'\n') {
+            let (piece, complete) = match memchr::memchr(b'\n', data) {
                 Some(k) => (&data[..k], true),
                 None => (data, false),
             };
