@@ -16,6 +16,9 @@ use crate::protocol::Event;
 use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, VecDeque};
 
+/// Room for this many events is kept on a lane that emptied.
+const KEEP_EVENTS: usize = 64;
+
 #[derive(Default)]
 pub(super) struct Pending {
     lanes: Vec<Lane>,
@@ -104,6 +107,7 @@ impl Pending {
         if let Some(l) = self.lanes.get_mut(lane) {
             l.open = false;
             if l.queue.is_empty() {
+                l.queue = VecDeque::new();
                 self.free.push(lane);
             }
         }
@@ -193,8 +197,13 @@ impl Pending {
                 }
                 None => {
                     PeekMut::pop(top);
+                    // Room kept for the next burst, not a flood's worth
+                    // for every process that once had one.
                     if !q.open {
+                        q.queue = VecDeque::new();
                         self.free.push(lane);
+                    } else if q.queue.capacity() > KEEP_EVENTS {
+                        q.queue.shrink_to(KEEP_EVENTS);
                     }
                 }
             }
