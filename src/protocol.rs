@@ -85,7 +85,11 @@ impl Event {
     /// the `kind` tag): most of the collector's time in a flood. Anything
     /// else (another kind, an odd order, a duplicate or missing field,
     /// bad JSON) is read again by the derived reader, which decides.
+    #[inline]
     pub fn from_line(line: &[u8]) -> Result<Event, serde_json::Error> {
+        if let Some(e) = quick::event(line) {
+            return Ok(e);
+        }
         match serde_json::from_slice::<fast::Line>(line) {
             Ok(fast::Line(Some(e))) => Ok(e),
             _ => serde_json::from_slice(line),
@@ -261,6 +265,341 @@ mod fast {
                 tid: tid.flatten(),
                 body,
             })))
+        }
+    }
+}
+
+/// The hand-written reader of [`Event::from_line`]: the busy kinds in the
+/// shape every probe writes them (`{"t_ns":..,"seq":..,"proc":"..",..}`,
+/// plain numbers, strings without escapes). It takes a line only when it
+/// is sure what the derived reader would make of it; anything else —
+/// another kind or field, a duplicate, an escape, a fraction that is not
+/// all zeros, a number out of range, `-0`, a list — gives `None`, and the
+/// serde readers decide (with their errors).
+mod quick {
+    use super::{Body, Event, Value};
+
+    /// Reads `line`, or `None` (not sure: another reader decides).
+    pub(super) fn event(line: &[u8]) -> Option<Event> {
+        let mut c = Cursor { s: line, i: 0 };
+        let mut f = Fields::default();
+        c.ws();
+        c.eat(b'{')?;
+        c.ws();
+        if c.peek()? != b'}' {
+            loop {
+                let key = c.plain_bytes()?;
+                c.ws();
+                c.eat(b':')?;
+                c.ws();
+                f.field(&mut c, key)?;
+                c.ws();
+                match c.next()? {
+                    b',' => c.ws(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        } else {
+            c.i += 1;
+        }
+        c.ws();
+        if c.i != line.len() {
+            return None;
+        }
+        f.event()
+    }
+
+    struct Cursor<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.s.get(self.i).copied()
+        }
+
+        fn next(&mut self) -> Option<u8> {
+            let b = self.peek()?;
+            self.i += 1;
+            Some(b)
+        }
+
+        fn eat(&mut self, b: u8) -> Option<()> {
+            (self.next()? == b).then_some(())
+        }
+
+        /// JSON's whitespace.
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+                self.i += 1;
+            }
+        }
+
+        /// `null` (consumed) or not (nothing consumed).
+        fn null(&mut self) -> bool {
+            let null = self.s[self.i..].starts_with(b"null");
+            if null {
+                self.i += 4;
+            }
+            null
+        }
+
+        /// A string without escapes or control characters, valid UTF-8.
+        fn plain_str(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.plain_bytes()?).ok()
+        }
+
+        /// The bytes of a string without escapes or control characters
+        /// (compared with ASCII names as they are: what is not UTF-8
+        /// matches none of them).
+        fn plain_bytes(&mut self) -> Option<&'a [u8]> {
+            self.eat(b'"')?;
+            let rest = &self.s[self.i..];
+            let len = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            if rest[len] != b'"' {
+                return None;
+            }
+            self.i += len + 1;
+            Some(&rest[..len])
+        }
+
+        /// Digits without a leading zero (a lone `0` is fine), at most 18
+        /// of them (no overflow), not followed by a fraction or exponent.
+        fn digits(&mut self) -> Option<u64> {
+            let start = self.i;
+            let mut n: u64 = 0;
+            while let Some(b @ b'0'..=b'9') = self.peek() {
+                // Past 18 digits it is refused below.
+                n = n.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+                self.i += 1;
+            }
+            let len = self.i - start;
+            if len == 0 || len > 18 || (len > 1 && self.s[start] == b'0') {
+                return None;
+            }
+            Some(n)
+        }
+
+        fn ends_integer(&self) -> Option<()> {
+            match self.peek() {
+                Some(b'.' | b'e' | b'E') => None,
+                _ => Some(()),
+            }
+        }
+
+        fn u64(&mut self) -> Option<u64> {
+            let n = self.digits()?;
+            self.ends_integer()?;
+            Some(n)
+        }
+
+        /// An integer with an optional sign (`-0` is a float to serde_json).
+        fn i64(&mut self) -> Option<i64> {
+            let negative = self.peek()? == b'-';
+            if negative {
+                self.i += 1;
+            }
+            let n = i64::try_from(self.u64()?).ok()?;
+            match (negative, n) {
+                (true, 0) => None,
+                (true, n) => Some(-n),
+                (false, n) => Some(n),
+            }
+        }
+
+        fn i32(&mut self) -> Option<i32> {
+            i32::try_from(self.i64()?).ok()
+        }
+
+        /// A number of milliseconds as the probe writes it: digits and
+        /// perhaps a fraction of zeros (`0.0`, `60`, `2.000`); the value
+        /// is exact then, as serde_json reads it.
+        fn whole_f64(&mut self) -> Option<f64> {
+            let n = self.digits()?;
+            if n >= 1 << 53 {
+                return None;
+            }
+            if self.peek() == Some(b'.') {
+                self.i += 1;
+                let start = self.i;
+                while self.peek() == Some(b'0') {
+                    self.i += 1;
+                }
+                if self.i == start || self.i - start > 6 {
+                    return None;
+                }
+            }
+            match self.peek() {
+                Some(b'0'..=b'9' | b'.' | b'e' | b'E') => None,
+                _ => Some(n as f64),
+            }
+        }
+
+        fn bool(&mut self) -> Option<bool> {
+            let rest = &self.s[self.i..];
+            if rest.starts_with(b"true") {
+                self.i += 4;
+                Some(true)
+            } else if rest.starts_with(b"false") {
+                self.i += 5;
+                Some(false)
+            } else {
+                None
+            }
+        }
+
+        /// `null`, a boolean, an integer or a plain string.
+        fn value(&mut self) -> Option<Value> {
+            Some(match self.peek()? {
+                b'n' if self.null() => Value::None,
+                b't' | b'f' => Value::Bool(self.bool()?),
+                b'"' => Value::Str(self.plain_str()?.to_string()),
+                b'-' | b'0'..=b'9' => Value::Int(self.i64()?),
+                _ => return None,
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Fields<'a> {
+        t_ns: Option<u64>,
+        seq: Option<u64>,
+        proc_id: Option<&'a str>,
+        pid: Option<i32>,
+        line: Option<Option<u32>>,
+        thread: Option<Option<&'a str>>,
+        tid: Option<Option<i32>>,
+        kind: Option<&'a [u8]>,
+        duration_ms: Option<f64>,
+        name: Option<&'a str>,
+        value: Option<Value>,
+        private: Option<bool>,
+        lock: Option<&'a str>,
+        on: Option<&'a str>,
+    }
+
+    /// Sets a field once (`None` for a duplicate).
+    fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(v);
+        Some(())
+    }
+
+    impl<'a> Fields<'a> {
+        fn field(&mut self, c: &mut Cursor<'a>, key: &[u8]) -> Option<()> {
+            match key {
+                b"t_ns" => once(&mut self.t_ns, c.u64()?),
+                b"seq" => once(&mut self.seq, c.u64()?),
+                b"proc" => once(&mut self.proc_id, c.plain_str()?),
+                b"pid" => once(&mut self.pid, c.i32()?),
+                b"line" => {
+                    let v = if c.null() {
+                        None
+                    } else {
+                        Some(u32::try_from(c.u64()?).ok()?)
+                    };
+                    once(&mut self.line, v)
+                }
+                b"thread" => {
+                    let v = if c.null() { None } else { Some(c.plain_str()?) };
+                    once(&mut self.thread, v)
+                }
+                b"tid" => {
+                    let v = if c.null() { None } else { Some(c.i32()?) };
+                    once(&mut self.tid, v)
+                }
+                b"kind" => once(&mut self.kind, c.plain_bytes()?),
+                b"duration_ms" => once(&mut self.duration_ms, c.whole_f64()?),
+                b"name" => once(&mut self.name, c.plain_str()?),
+                b"value" => once(&mut self.value, c.value()?),
+                b"private" => once(&mut self.private, c.bool()?),
+                b"lock" => once(&mut self.lock, c.plain_str()?),
+                b"on" => once(&mut self.on, c.plain_str()?),
+                _ => None,
+            }
+        }
+
+        /// The event, if every field belongs to its kind and every field
+        /// it needs is there.
+        fn event(self) -> Option<Event> {
+            let Fields {
+                t_ns,
+                seq,
+                proc_id,
+                pid,
+                line,
+                thread,
+                tid,
+                kind,
+                duration_ms,
+                name,
+                value,
+                private,
+                lock,
+                on,
+            } = self;
+            // Which of the kinds' own fields are there.
+            let has = (
+                duration_ms.is_some(),
+                name.is_some() || value.is_some() || private.is_some(),
+                lock.is_some(),
+                on.is_some(),
+            );
+            let body = match (kind?, has) {
+                (b"sleep", (true, false, false, false)) => Body::Sleep {
+                    duration_ms: duration_ms?,
+                },
+                (b"wake", (false, false, false, false)) => Body::Wake {},
+                (b"read" | b"write", (false, true, false, false)) => {
+                    let (name, value) = (name?.to_string(), value?);
+                    let private = private.unwrap_or(false);
+                    if kind? == b"read" {
+                        Body::Read {
+                            name,
+                            value,
+                            private,
+                        }
+                    } else {
+                        Body::Write {
+                            name,
+                            value,
+                            private,
+                        }
+                    }
+                }
+                (b"lock_wait", (false, false, true, false)) => Body::LockWait {
+                    lock: lock?.to_string(),
+                },
+                (b"lock_acquire", (false, false, true, false)) => Body::LockAcquire {
+                    lock: lock?.to_string(),
+                },
+                (b"lock_release", (false, false, true, false)) => Body::LockRelease {
+                    lock: lock?.to_string(),
+                },
+                (b"block", (false, false, false, true)) => Body::Block {
+                    on: on?.to_string(),
+                },
+                (b"unblock", (false, false, false, true)) => Body::Unblock {
+                    on: on?.to_string(),
+                },
+                _ => return None,
+            };
+            Some(Event {
+                t_ns: t_ns?,
+                seq: seq.unwrap_or(0),
+                proc_id: proc_id?.to_string(),
+                pid: pid?,
+                line: line.flatten(),
+                thread: thread.flatten().map(str::to_string),
+                tid: tid.flatten(),
+                body,
+            })
         }
     }
 }
@@ -889,6 +1228,71 @@ mod tests {
                 r#"{"t_ns":5,"proc":"main","pid":"3","kind":"wake"}"#,
                 r#"{"t_ns":5,"proc":"main","pid":3}"#,
                 r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake"} trailing"#,
+                // What the hand-written reader must leave to the others, or
+                // read exactly as they do.
+                " {\t\"t_ns\" : 5 ,\r\n\"proc\":\"main\",\"pid\":3,\"kind\":\"wake\"} \n",
+                r#"{"t_ns":05,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5.0,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5e2,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":18446744073709551615,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":18446744073709551616,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":123456789012345678,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":99999999999999999999999,"proc":"main","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":-3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":-0,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":2147483648,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":-2147483648,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"line":4294967295,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"line":4294967296,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"line":-1,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"line":"6","kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"tid":-7,"thread":"main.t2","kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"ma\u0069n","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main\n","pid":3,"kind":"wake"}"#,
+                "{\"t_ns\":5,\"proc\":\"ma\tin\",\"pid\":3,\"kind\":\"wake\"}",
+                r#"{"t_ns":5,"proc":"ünï","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake","seq":1,"seq":2}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake",}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake"}}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3 "kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":main,"pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":null,"pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":0.0}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":60}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":2.000}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":0.5}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":0.1000000}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":1e1}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":-1.0}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":1.}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":.5}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":00.0}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":9007199254740993}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":null}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":-0}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":-12}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":0}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":2.5}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":9223372036854775807}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":9223372036854775808}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":null}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":true}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":tru}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":nul}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":"s p"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":"a\"b"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"write","name":"v","value":[]}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"read","name":"v","value":1,"private":true}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"read","name":"v","value":1,"private":1}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"read","name":"v","private":false}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"lock_acquire","lock":"l","on":"x"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake","lock":"l"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"sleep","duration_ms":1,"name":"v"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"block","on":""}"#,
+                r#"{"t_ns":5,"proc":"","pid":3,"kind":"wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"Wake"}"#,
+                r#"{"t_ns":5,"proc":"main","pid":3,"kind":"hello","ppid":1,"role":"main"}"#,
                 r#"{"t_ns":5,"proc":"main","pid":3,"kind":"wake""#,
                 r#"[1,2]"#,
                 r#""#,
@@ -897,14 +1301,36 @@ mod tests {
             .iter()
             .map(|l| l.to_string()),
         );
-        for line in &lines {
-            let fast = Event::from_line(line.as_bytes());
-            let derived = serde_json::from_slice::<Event>(line.as_bytes());
+        // Cut off inside a string; not UTF-8 inside one (below).
+        lines.push(r#"{"t_ns":5,"proc":"m"#.to_string());
+        let mut taken = 0;
+        let mut bytes: Vec<Vec<u8>> = lines.iter().map(|l| l.as_bytes().to_vec()).collect();
+        bytes.push(b"{\"t_ns\":5,\"proc\":\"m\xff\",\"pid\":3,\"kind\":\"wake\"}".to_vec());
+        for line in &bytes {
+            let derived = serde_json::from_slice::<Event>(line);
+            let shown = String::from_utf8_lossy(line);
+            // The hand-written reader takes a line only as the derived
+            // one reads it.
+            if let Some(q) = quick::event(line) {
+                taken += 1;
+                match &derived {
+                    Ok(d) => assert_eq!(&q, d, "{shown}"),
+                    Err(e) => panic!("{shown}: hand-written {q:?}, derived {e}"),
+                }
+            }
+            let fast = Event::from_line(line);
+            let line = &shown;
             match (fast, derived) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{line}"),
                 (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{line}"),
                 (a, b) => panic!("{line}: one-pass {a:?}, derived {b:?}"),
             }
+        }
+        // The probe's own lines (the first 11 but the list), and more,
+        // are taken by the hand-written one.
+        assert!(taken >= 30, "{taken}");
+        for (k, line) in lines.iter().take(11).enumerate().filter(|&(k, _)| k != 4) {
+            assert!(quick::event(line.as_bytes()).is_some(), "{k}: {line}");
         }
     }
 

@@ -378,6 +378,7 @@ fn ingest() -> Result<(), String> {
         let mut rates = Vec::new();
         let mut spans = Vec::new();
         let mut cpus = Vec::new();
+        let mut collector_us = Vec::new();
         for _ in 0..REPEAT {
             let w = watch_run(&bin, &["period_ms=0", "writes=1000"])?;
             // An older build may lose events: said, not fatal.
@@ -388,13 +389,17 @@ fn ingest() -> Result<(), String> {
             let rate = w.load as f64 / w.wall.as_secs_f64();
             let span = w.load as f64 / w.load_span.as_secs_f64().max(1e-9);
             let cpu = 100.0 * w.cpu_s / w.wall.as_secs_f64();
+            // The collector thread's CPU per event (load disturbs it less
+            // than wall time).
+            let coll_us = 1e6 * w.collector_cpu_s / w.load.max(1) as f64;
             println!(
                 "  [{name}] flood: {} events in {:.2} s = {rate:.0} events/s over the whole \
                  command, {span:.0} events/s from the first to the last; forkscope run: {cpu:.0} % \
-                 of a core",
+                 of a core; collector thread {coll_us:.2} µs of CPU per event",
                 w.load,
                 w.wall.as_secs_f64()
             );
+            collector_us.push(coll_us);
             rates.push(rate);
             spans.push(span);
             cpus.push(cpu);
@@ -402,10 +407,12 @@ fn ingest() -> Result<(), String> {
         println!(
             "[{name}] sustained ingest (200 workers × 1000 writes, no sleep, jsonl): median \
              {:.0} events/s whole command, {:.0} events/s first to last event; forkscope run \
-             {:.0} % of a core (of {expected} events each)",
+             {:.0} % of a core, collector thread {:.2} µs of CPU per event (of {expected} \
+             events each)",
             median(rates),
             median(spans),
-            median(cpus)
+            median(cpus),
+            median(collector_us)
         );
     }
     println!(

@@ -25,6 +25,7 @@ mod exits;
 #[cfg(test)]
 mod identity_tests;
 mod output;
+mod pending;
 mod serve;
 mod trust;
 
@@ -40,7 +41,7 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, getsockopt, recvmsg, sockopt::PeerCredentials,
 };
 use output::{Budget, OutPipe};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -364,6 +365,8 @@ struct Conn {
     stream: Arc<UnixStream>,
     /// Its epoll token.
     token: u64,
+    /// Its lane in the reorder queue (`pending.rs`).
+    lane: usize,
     /// Which epoll watches it (none while its hello is held).
     watched: Watch,
     buf: Vec<u8>,
@@ -423,35 +426,6 @@ enum Slot {
 /// every due event (tens of thousands in a flood) was fresh pages each time.
 const BATCH_EVENTS: usize = 1024;
 
-/// An event waiting for the reorder window: a min-heap on (stamp, arrival).
-/// The event is boxed: the heap moves 24 bytes, not a whole event.
-struct Waiting {
-    t_ns: u64,
-    arrival: u64,
-    event: Box<Event>,
-}
-
-impl PartialEq for Waiting {
-    fn eq(&self, other: &Self) -> bool {
-        (self.t_ns, self.arrival) == (other.t_ns, other.arrival)
-    }
-}
-
-impl Eq for Waiting {}
-
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Waiting {
-    /// Reversed: the heap's top is the oldest.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.t_ns, other.arrival).cmp(&(self.t_ns, self.arrival))
-    }
-}
-
 struct State {
     listener: UnixListener,
     tx: EventTx,
@@ -492,7 +466,7 @@ struct State {
     procs: BTreeMap<String, ProcInfo>,
     runner_pid: i32,
     /// Events waiting for the reorder window, with their arrival number.
-    pending: BinaryHeap<Waiting>,
+    pending: pending::Pending,
     arrivals: u64,
     last_sent_t_ns: u64,
     uid: u32,
@@ -699,7 +673,7 @@ impl State {
             outs: Vec::new(),
             procs: BTreeMap::new(),
             runner_pid: 0,
-            pending: BinaryHeap::new(),
+            pending: pending::Pending::default(),
             arrivals: 0,
             last_sent_t_ns: 0,
             uid: nix::unistd::getuid().as_raw(),
@@ -806,13 +780,12 @@ impl State {
         if !self.conns_armed && !self.behind() {
             wait = wait.min(self.rearm_at.saturating_duration_since(now));
         }
-        if let Some(top) = self.pending.peek() {
+        if let Some(top_t_ns) = self.pending.first_t_ns() {
             let now_ns = now_ns();
             let spaced_ns = (self.last_flush + self.coalesce())
                 .saturating_duration_since(now)
                 .as_nanos() as u64;
-            let due_ns = top
-                .t_ns
+            let due_ns = top_t_ns
                 .saturating_add(self.window_ns)
                 .max(now_ns + spaced_ns);
             let left_ns = if due_ns > now_ns {
@@ -1035,6 +1008,7 @@ impl State {
                     }
                 }
                 self.slots.remove(&c.token);
+                self.pending.close_lane(c.lane);
                 if let Some(who) = &c.who {
                     self.gates.remove(&who.id, &c.stream);
                 }
@@ -1117,9 +1091,11 @@ impl State {
             self.close_oldest_silent();
             let token = self.token();
             self.slots.insert(token, Slot::Conn(self.conns.len()));
+            let lane = self.pending.open_lane();
             self.conns.push(Conn {
                 stream: Arc::new(stream),
                 token,
+                lane,
                 watched: Watch::No,
                 buf: Vec::new(),
                 skipping: false,
@@ -1299,7 +1275,7 @@ impl State {
     /// closes the connection.
     fn take_lines(&mut self, i: usize, mut data: &[u8]) -> bool {
         while !data.is_empty() {
-            let (piece, complete) = match data.iter().position(|&b| b == b'\n') {
+            let (piece, complete) = match memchr::memchr(b'\n', data) {
                 Some(k) => (&data[..k], true),
                 None => (data, false),
             };
@@ -1349,7 +1325,7 @@ impl State {
 
     /// Handles one complete line; false closes the connection.
     fn line(&mut self, i: usize, line: &[u8]) -> bool {
-        let event: Event = match Event::from_line(line) {
+        let mut event: Event = match Event::from_line(line) {
             Ok(e) => e,
             Err(err) => {
                 let unknown = err.to_string().contains("unknown variant");
@@ -1366,15 +1342,20 @@ impl State {
         match &self.conns[i].who {
             None => self.hello(i, event),
             Some(who) => {
-                let mut event = event;
                 if matches!(event.body, Body::Hello { .. }) {
                     self.stats.not_json.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
-                let (who_id, who_pid) = (who.id.clone(), who.pid);
-                if !self.authorize(&who_id, who_pid, &mut event) {
-                    self.stats.forged.fetch_add(1, Ordering::Relaxed);
-                    return true;
+                if Self::about_others(&event.body) {
+                    let (who_id, who_pid) = (who.id.clone(), who.pid);
+                    if !self.authorize(&who_id, who_pid, &mut event) {
+                        self.stats.forged.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                } else {
+                    // What most events are: about the sender (as
+                    // `authorize` would have it, without its lookups).
+                    about_sender(&mut event, &who.id, who.pid);
                 }
                 let Some(who) = &self.conns[i].who else {
                     return true;
@@ -1408,7 +1389,8 @@ impl State {
                     Body::Spawn { child, .. } => Some(child.clone()),
                     _ => None,
                 };
-                self.observe(event);
+                let lane = self.conns[i].lane;
+                self.observe(lane, event);
                 if let Some(child) = spawned {
                     self.release_held(&child);
                 }
@@ -1508,13 +1490,26 @@ impl State {
                 true
             }
             _ => {
-                if event.proc_id != who_id {
-                    event.proc_id = who_id.to_string();
-                }
-                event.pid = who_pid;
+                about_sender(event, who_id, who_pid);
                 true
             }
         }
+    }
+
+    /// Whether [`Self::authorize`] has more to check for this kind than
+    /// that it is about its sender.
+    fn about_others(body: &Body) -> bool {
+        matches!(
+            body,
+            Body::Race { .. }
+                | Body::Deadlock { .. }
+                | Body::Adopted { .. }
+                | Body::Sample { .. }
+                | Body::Reaped { .. }
+                | Body::Signal { .. }
+                | Body::Exit { .. }
+                | Body::Spawn { .. }
+        )
     }
 
     /// May connection `i` take the identity its hello claims?
@@ -1691,7 +1686,8 @@ impl State {
         info.pidfd = peer_pidfd.or_else(|| exits::pidfd_open(pid));
         self.watch_pidfd(&id);
         if !again {
-            self.queue(event);
+            let lane = self.conns[i].lane;
+            self.queue_on(Some(lane), event);
         }
         true
     }
@@ -1711,8 +1707,9 @@ impl State {
         }
     }
 
-    /// Learns from an event before passing it on.
-    fn observe(&mut self, event: Event) {
+    /// Learns from an event (from the connection with this lane) before
+    /// passing it on.
+    fn observe(&mut self, lane: usize, event: Event) {
         match &event.body {
             Body::Spawn {
                 child, child_pid, ..
@@ -1747,7 +1744,7 @@ impl State {
             }
             _ => {}
         }
-        self.queue(event);
+        self.queue_on(Some(lane), event);
     }
 
     /// A pidfd became readable: the process is dead (a zombie, or already
@@ -1833,18 +1830,20 @@ impl State {
         }
     }
 
+    /// Queues an event for the reorder window (on no connection's lane).
     fn queue(&mut self, event: Event) {
+        self.queue_on(None, event);
+    }
+
+    /// Queues an event that came from the connection with this lane.
+    fn queue_on(&mut self, lane: Option<usize>, event: Event) {
         self.arrivals += 1;
-        self.pending.push(Waiting {
-            t_ns: event.t_ns,
-            arrival: self.arrivals,
-            event: Box::new(event),
-        });
+        self.pending.push(lane, self.arrivals, event);
     }
 
     /// Sends the events older than the reorder window (all, at the end).
     fn flush(&mut self, all: bool) {
-        let Some(top) = self.pending.peek() else {
+        let Some(top_t_ns) = self.pending.first_t_ns() else {
             return;
         };
         let now = now_ns();
@@ -1853,7 +1852,7 @@ impl State {
         } else {
             now.saturating_sub(self.window_ns)
         };
-        if top.t_ns > horizon {
+        if top_t_ns > horizon {
             return; // nothing is due yet
         }
         if !all && self.last_flush.elapsed() < self.coalesce() {
@@ -1873,19 +1872,19 @@ impl State {
         {
             horizon = horizon.min(t.saturating_sub(1));
         }
-        while let Some(top) = self.pending.peek()
-            && top.t_ns <= horizon
-        {
-            let Some(Waiting { event, .. }) = self.pending.pop() else {
+        // Each event goes straight from its queue into the batch.
+        while self.pending.pop_due_into(horizon, &mut self.outbox) {
+            let Some(e) = self.outbox.last_mut() else {
                 break;
             };
-            let mut e = *event;
             // Keep the stream sorted even for a straggler.
             e.t_ns = e.t_ns.max(self.last_sent_t_ns);
             self.last_sent_t_ns = e.t_ns;
-            let orphans = self.tree.observe(&e);
             let t_ns = e.t_ns;
-            self.send(e);
+            let orphans = self.tree.observe(e);
+            if self.closed {
+                self.outbox.pop(); // nobody listens (as `send` does)
+            }
             if self.outbox.len() >= BATCH_EVENTS {
                 self.deliver();
             }
@@ -1913,7 +1912,7 @@ impl State {
         if self.closed {
             return;
         }
-        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        // Counted in `deliver`, once per batch.
         self.outbox.push(e);
     }
 
@@ -1922,6 +1921,9 @@ impl State {
         // The next batch starts with room for as many as this one: growing
         // a vector of events by doubling copied each event a few times.
         let room = self.outbox.len().min(BATCH_EVENTS);
+        self.stats
+            .events
+            .fetch_add(self.outbox.len() as u64, Ordering::Relaxed);
         let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(room));
         match self.tx.send(batch) {
             Sent::Dropped(0) => {}
@@ -1931,6 +1933,15 @@ impl State {
             Sent::Disconnected => self.closed = true,
         }
     }
+}
+
+/// Makes an event say it comes from its sender (the connection's hello,
+/// and the kernel's pid), whatever it claimed.
+fn about_sender(event: &mut Event, who_id: &str, who_pid: i32) {
+    if event.proc_id != who_id {
+        event.proc_id = who_id.to_string();
+    }
+    event.pid = who_pid;
 }
 
 fn os_readable(fd: &OwnedFd) -> bool {
