@@ -15,8 +15,8 @@
 //!
 //! Or the consumer gives a [`Sink`]: the collector thread hands it each
 //! batch itself, with no channel, no hop to another thread and no
-//! wake-up of one (`forkscope run` and the latency bench apply events to
-//! the model there).
+//! wake-up of one (the latency bench applies its events to the model
+//! there; docs/PERFORMANCE.md, h-lat2).
 
 use crate::protocol::Event;
 use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, unbounded};
@@ -38,7 +38,7 @@ pub fn channel(capacity: usize, wake: Arc<EventFd>) -> (EventTx, Events) {
     channel_to(capacity, wake, None)
 }
 
-/// [`channel`], with the batches going to `sink` (if given) instead: the
+/// The pair, with the batches going to `sink` (if given) instead: the
 /// consumer's end then only tells when the collector is done
 /// (disconnected), and the collector never pauses for it (the sink keeps
 /// up by running in its place).
