@@ -15,10 +15,12 @@
 //!    process stamped `t_ns` just before it sent the event). At ~10 000
 //!    events/s, with the reorder window the app uses (40 ms: events are held
 //!    that long on purpose) and without it (as gated runs do). Without
-//!    it also with the collector and the consumer on the kernel's default
-//!    slices (as before h-latency, `src/sched.rs`), interleaved run by run
-//!    with the short ones; and for each run, how often the collector
-//!    thread and the consumer were woken and preempted per 1 000 events;
+//!    it: applied on the collector thread (a sink, `Session::start_with_sink`)
+//!    and by a consumer thread of its own (the channel, as before h-lat2),
+//!    and by one with the kernel's default slices (as before h-latency,
+//!    `src/sched.rs`), interleaved run by run; and for each run, how often
+//!    the collector thread and the bench's thread were woken and preempted
+//!    per 1 000 events;
 //! 4. `parse`: the CPU time of parsing one line of each kind the flood
 //!    sends (`sleep`, `wake`, `write`), as the collector parses it
 //!    (`Event::from_line`).
@@ -433,14 +435,32 @@ fn pct(v: &[u64], p: f64) -> u64 {
     v[i.min(v.len() - 1)]
 }
 
+/// A thread of this process.
+#[derive(Clone, Copy)]
+enum Thread<'a> {
+    /// The calling one.
+    This,
+    /// The one whose `comm` this is.
+    Named(&'a str),
+    Tid(i32),
+}
+
+/// The calling thread's id.
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
 /// Context switches of a thread of this process so far, from
 /// `/proc/self/task/TID/status`: (voluntary: it slept and was woken,
-/// involuntary: it was preempted while it could run). `name`: the
-/// thread's `comm`, or `None` for the calling thread.
-fn switches(name: Option<&str>) -> Option<(u64, u64)> {
-    let status = match name {
-        None => std::fs::read_to_string("/proc/thread-self/status").ok()?,
-        Some(name) => std::fs::read_dir("/proc/self/task")
+/// involuntary: it was preempted while it could run).
+fn switches(thread: Thread) -> Option<(u64, u64)> {
+    let status = match thread {
+        Thread::This => std::fs::read_to_string("/proc/thread-self/status").ok()?,
+        Thread::Tid(tid) => {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?
+        }
+        Thread::Named(name) => std::fs::read_dir("/proc/self/task")
             .ok()?
             .flatten()
             .find(|t| {
@@ -477,11 +497,54 @@ fn per_1000(before: Option<(u64, u64)>, after: Option<(u64, u64)>, events: usize
     }
 }
 
+/// Where the latency run's events are applied to the model.
+#[derive(Clone, Copy, PartialEq)]
+enum ApplyOn {
+    /// A thread of its own takes the collector's batches from its channel
+    /// (as `forkscope run`, the race lab and the app's window do).
+    Consumer,
+    /// The collector thread itself, handing each batch to a sink
+    /// (`Session::start_with_sink`; see docs/PERFORMANCE.md, h-lat2).
+    Collector,
+}
+
+/// What the model of one latency run took in.
+struct Applied {
+    world: forkscope::model::World,
+    /// `now − t_ns` of each load event, right after it was applied.
+    lat_ns: Vec<u64>,
+    /// Context switches of the collector thread and of the bench's own
+    /// thread, when the last load event was applied.
+    coll_after: Option<(u64, u64)>,
+    cons_after: Option<(u64, u64)>,
+}
+
+impl Applied {
+    /// Applies a batch; `collector`: the collector thread, `consumer`:
+    /// the bench's own thread (the one that started the session).
+    fn batch(&mut self, batch: &[Event], expected: usize, collector: Thread, consumer: Thread) {
+        for e in batch {
+            self.world.apply(e);
+            if matches!(
+                e.body,
+                Body::Sleep { .. } | Body::Wake {} | Body::Write { .. }
+            ) {
+                self.lat_ns.push(now_ns().saturating_sub(e.t_ns));
+            }
+        }
+        if self.lat_ns.len() == expected && self.coll_after.is_none() {
+            self.coll_after = switches(collector);
+            self.cons_after = switches(consumer);
+        }
+    }
+}
+
 fn latency() -> Result<(), String> {
     use forkscope::cli::load_target;
     use forkscope::model::World;
     use forkscope::scenario::{self, limits::Limits};
     use forkscope::session::{RunOptions, Session};
+    use std::sync::{Arc, Mutex};
     let loaded = load_target(STRESS).map_err(|e| e.to_string())?;
     let params = scenario::resolve_params(&loaded.scenario, &[]).map_err(|e| e.to_string())?;
     let limits = Limits {
@@ -491,18 +554,32 @@ fn latency() -> Result<(), String> {
     scenario::limits::check(&loaded.scenario, &params, &limits).map_err(|e| e.to_string())?;
     let expected = 3 * WORKERS * 170;
     use forkscope::sched::{EVENT_THREAD_SLICE_NS, set_event_thread_slice_ns};
-    // (what, reorder window, slice the collector and consumer ask for)
+    // (what, reorder window, slice the collector and consumer ask for,
+    // where the events are applied)
     let cases = [
-        ("reorder window 0 (as gated runs)", 0, EVENT_THREAD_SLICE_NS),
         (
-            "reorder window 0, the kernel's default slices (before h-latency)",
+            "reorder window 0 (as gated runs), applied on the collector thread",
             0,
-            0,
+            EVENT_THREAD_SLICE_NS,
+            ApplyOn::Collector,
         ),
         (
-            "reorder window 40 ms (the app's)",
+            "reorder window 0, applied by a consumer thread",
+            0,
+            EVENT_THREAD_SLICE_NS,
+            ApplyOn::Consumer,
+        ),
+        (
+            "reorder window 0, consumer thread, the kernel's default slices (before h-latency)",
+            0,
+            0,
+            ApplyOn::Consumer,
+        ),
+        (
+            "reorder window 40 ms (the app's), consumer thread",
             forkscope::collector::REORDER_WINDOW_NS,
             EVENT_THREAD_SLICE_NS,
+            ApplyOn::Consumer,
         ),
     ];
     let mut p50s = vec![Vec::new(); cases.len()];
@@ -510,10 +587,11 @@ fn latency() -> Result<(), String> {
     // Interleaved: one run of each case per round, so that a change in
     // the machine's load meets every case alike.
     for _ in 0..3 {
-        for (k, &(what, window_ns, slice_ns)) in cases.iter().enumerate() {
+        for (k, &(what, window_ns, slice_ns, apply_on)) in cases.iter().enumerate() {
             set_event_thread_slice_ns(slice_ns);
             // This thread is the consumer: as `forkscope run`'s does.
             forkscope::sched::event_thread();
+            let me = gettid();
             let opts = RunOptions {
                 time_scale: 1.0,
                 seed: 1,
@@ -522,37 +600,42 @@ fn latency() -> Result<(), String> {
                 stdout: None,
                 python: None,
             };
-            let mut session = Session::start_with_window(
+            let applied = Arc::new(Mutex::new(Applied {
+                world: World::new(),
+                lat_ns: Vec::with_capacity(expected),
+                coll_after: None,
+                cons_after: None,
+            }));
+            let sink: Option<forkscope::collector::Sink> = match apply_on {
+                ApplyOn::Consumer => None,
+                ApplyOn::Collector => {
+                    let applied = applied.clone();
+                    Some(Box::new(move |batch: Vec<Event>| {
+                        if let Ok(mut a) = applied.lock() {
+                            a.batch(&batch, expected, Thread::This, Thread::Tid(me));
+                        }
+                    }))
+                }
+            };
+            let mut session = Session::start_with_sink(
                 &loaded.text,
                 &loaded.origin,
                 params.clone(),
                 &opts,
                 window_ns,
+                sink,
             )
             .map_err(|e| format!("{e:#}"))?;
             let events = session.collector.events.clone();
-            let mut world = World::new();
-            let mut lat_ns: Vec<u64> = Vec::with_capacity(expected);
             // Wake-ups of the collector thread and of this consumer while
             // the load's events come (up to the last one applied).
-            let coll_before = switches(Some("collector"));
-            let cons_before = switches(None);
-            let (mut coll_after, mut cons_after) = (None, None);
+            let coll_before = switches(Thread::Named("collector"));
+            let cons_before = switches(Thread::This);
             loop {
                 match events.recv_batch_timeout(Duration::from_millis(20)) {
                     Ok(batch) => {
-                        for e in &batch {
-                            world.apply(e);
-                            if matches!(
-                                e.body,
-                                Body::Sleep { .. } | Body::Wake {} | Body::Write { .. }
-                            ) {
-                                lat_ns.push(now_ns().saturating_sub(e.t_ns));
-                            }
-                        }
-                        if lat_ns.len() == expected && coll_after.is_none() {
-                            coll_after = switches(Some("collector"));
-                            cons_after = switches(None);
+                        if let Ok(mut a) = applied.lock() {
+                            a.batch(&batch, expected, Thread::Named("collector"), Thread::This);
                         }
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -565,30 +648,46 @@ fn latency() -> Result<(), String> {
                 .stats
                 .dropped
                 .load(std::sync::atomic::Ordering::Relaxed);
-            if lat_ns.len() != expected || dropped > 0 {
+            let mut a = match applied.lock() {
+                Ok(mut a) => std::mem::replace(
+                    &mut *a,
+                    Applied {
+                        world: World::new(),
+                        lat_ns: Vec::new(),
+                        coll_after: None,
+                        cons_after: None,
+                    },
+                ),
+                Err(_) => return Err("the sink panicked".into()),
+            };
+            if a.lat_ns.len() != expected || dropped > 0 {
                 return Err(format!(
                     "latency run: {} load events applied of {expected} sent, {dropped} dropped",
-                    lat_ns.len()
+                    a.lat_ns.len()
                 ));
             }
+            let lat_ns = &mut a.lat_ns;
             lat_ns.sort_unstable();
-            let (p50, p99, max) = (pct(&lat_ns, 50.0), pct(&lat_ns, 99.0), pct(&lat_ns, 100.0));
+            let (p50, p99, max) = (pct(lat_ns, 50.0), pct(lat_ns, 99.0), pct(lat_ns, 100.0));
             println!(
                 "  latency, {what}: {} events applied; p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; \
-                 per 1000 events: collector thread {}, consumer {}",
+                 per 1000 events: collector thread {}, bench thread {}",
                 lat_ns.len(),
                 p50 as f64 / 1e3,
                 p99 as f64 / 1e3,
                 max as f64 / 1e3,
-                per_1000(coll_before, coll_after, expected),
-                per_1000(cons_before, cons_after, expected),
+                per_1000(coll_before, a.coll_after, expected),
+                per_1000(cons_before, a.cons_after, expected),
             );
             p50s[k].push(p50);
             p99s[k].push(p99);
         }
     }
     set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
-    for (k, (what, _, _)) in cases.iter().enumerate() {
+    for (k, (what, _, _, _)) in cases.iter().enumerate() {
+        if p50s[k].is_empty() {
+            continue;
+        }
         println!(
             "event → model latency at ~10 000 events/s, {what}: median p50 {:.1} µs, p99 {:.1} µs; \
              all {expected} events applied, none dropped",
