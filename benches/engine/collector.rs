@@ -29,7 +29,7 @@
 //! `wake`, `write`) are exactly the `3 × workers × writes` the processes
 //! sent, and that the collector dropped none.
 
-use super::{BIN, STRESS, median};
+use super::{BIN, STRESS, cpu_ns, median};
 use forkscope::protocol::{Body, Event, now_ns};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -90,18 +90,6 @@ fn flood_lines(seq: u64) -> [String; 3] {
     ]
 }
 
-/// CPU time of the calling thread (what it used, however loaded the
-/// machine is), in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec to the pointer we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The collector's parse of one line (`Event::from_line`), per kind of the
 /// flood's lines: 5 rounds of 100 000 lines each, the median of the CPU
 /// time this thread used per line (wall time swings with the machine's
@@ -111,14 +99,14 @@ fn parse() -> Result<(), String> {
     for (k, kind) in ["sleep", "wake", "write"].iter().enumerate() {
         let mut ns = Vec::new();
         for _ in 0..REPEAT {
-            let t0 = thread_cpu_ns();
+            let t0 = cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID);
             let mut ok = 0usize;
             for l in &lines {
                 if let Ok(e) = Event::from_line(l[k].as_bytes()) {
                     ok += usize::from(e.body.kind() == *kind);
                 }
             }
-            let used = thread_cpu_ns().saturating_sub(t0);
+            let used = cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(t0);
             if ok != lines.len() {
                 return Err(format!("{kind} lines do not parse"));
             }

@@ -6,20 +6,11 @@
 //! (`CollectorHost::start`, as `stats`, `explore` and Many runs do).
 //! Wall time and CPU (this process, every thread) per run.
 
+use super::cpu_ns;
 use forkscope::collector::{Collector, CollectorHost};
 use std::time::{Duration, Instant};
 
 const RUNS: u32 = 2000;
-
-fn cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`, which lives.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn one(c: &Collector) {
     c.trust(std::process::id());
@@ -31,7 +22,7 @@ pub fn collector_start() -> Result<(), String> {
     let mut host = CollectorHost::new();
     for round in 0..3 {
         for shared in [false, true] {
-            let (t, c0) = (Instant::now(), cpu_ns());
+            let (t, c0) = (Instant::now(), cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID));
             for _ in 0..RUNS {
                 let c = if shared {
                     host.start(1 << 12, 0)
@@ -42,7 +33,8 @@ pub fn collector_start() -> Result<(), String> {
                 one(&c);
             }
             let wall_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(RUNS);
-            let cpu_us = (cpu_ns() - c0) as f64 / 1e3 / f64::from(RUNS);
+            let cpu_us =
+                (cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID) - c0) as f64 / 1e3 / f64::from(RUNS);
             println!(
                 "collector start to end, round {round}, {}: {wall_us:.1} µs wall, {cpu_us:.1} µs CPU a run",
                 if shared {

@@ -33,7 +33,6 @@ pub type Sink = Box<dyn FnMut(Vec<Event>) + Send>;
 /// A pair: the collector's end and the consumer's end. `wake` is the
 /// collector's eventfd: the consumer writes it when it has caught up with
 /// a collector that paused.
-#[cfg(test)]
 pub fn channel(capacity: usize, wake: Arc<EventFd>) -> (EventTx, Events) {
     channel_to(capacity, wake, None)
 }

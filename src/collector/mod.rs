@@ -27,8 +27,6 @@ mod identity_tests;
 mod output;
 mod pending;
 mod serve;
-#[cfg(test)]
-mod sink_tests;
 mod trust;
 
 pub use events::{Events, Sink};
@@ -742,17 +740,9 @@ impl State {
     /// pipes and pidfds. The event channel closes with `tx`.
     fn into_kit(mut self) -> Kit {
         let _ = self.epoll.delete(&self.listener);
-        for c in &mut self.conns {
-            match c.watched {
-                Watch::No => {}
-                Watch::Main => {
-                    let _ = self.epoll.delete(&c.stream);
-                }
-                Watch::Conns => {
-                    let _ = self.conn_epoll.delete(&c.stream);
-                }
-            }
-            c.watched = Watch::No;
+        for i in 0..self.conns.len() {
+            self.unwatch_conn(i);
+            let c = &self.conns[i];
             if let Some(who) = &c.who {
                 self.gates.remove(&who.id, &c.stream);
             }
