@@ -891,7 +891,8 @@ fn a_low_open_file_limit_neither_stalls_a_big_run_nor_reaches_the_program() {
     // 250 children that live a second each need about 1,000 of the
     // collector's descriptors. Under a soft limit of 64 their hellos used
     // to wait for earlier children to end: the last one came after the
-    // first child had already slept its second.
+    // first child had already slept its second, and only 57-79 of them
+    // (in two runs with the raise taken out) had said hello by then.
     let mut run = command(bin());
     run.args(["run", "fan-out-stress", "--format", "jsonl"])
         .args(["--set", "children=250", "--set", "life_ms=1000"]);
@@ -916,11 +917,13 @@ fn a_low_open_file_limit_neither_stalls_a_big_run_nor_reaches_the_program() {
         .map(|e| e.t_ns)
         .min()
         .expect("the children wake");
-    let last_hello = children_hellos.iter().max().copied().unwrap_or(0);
+    // Under the limit of 64 only some could say hello before the first
+    // child ended; with the limit raised, all do on a quiet machine. (Not "all": on a loaded one, starting 250
+    // children once took longer than the first one's second of life.)
+    let before_first_wake = children_hellos.iter().filter(|&&t| t < first_wake).count();
     assert!(
-        last_hello < first_wake,
-        "the last child said hello {} ms after the first one woke",
-        (last_hello - first_wake) / 1_000_000
+        before_first_wake >= 100,
+        "only {before_first_wake} of 250 children said hello before the first one woke"
     );
 
     // The program itself sees the limit it was started with.
