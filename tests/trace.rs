@@ -918,8 +918,9 @@ fn a_low_open_file_limit_neither_stalls_a_big_run_nor_reaches_the_program() {
         .min()
         .expect("the children wake");
     // Under the limit of 64 only some could say hello before the first
-    // child ended; with the limit raised, all do on a quiet machine. (Not "all": on a loaded one, starting 250
-    // children once took longer than the first one's second of life.)
+    // child ended; with the limit raised, all do on a quiet machine. (Not
+    // "all": on a loaded one, starting 250 children once took longer than
+    // the first one's second of life.)
     let before_first_wake = children_hellos.iter().filter(|&&t| t < first_wake).count();
     assert!(
         before_first_wake >= 100,
