@@ -306,6 +306,8 @@ fn core(spec: RunSpec) -> i32 {
     let run = Box::leak(Box::new(run));
     let mut runner = Proc::new(run, probe, "runner");
     declare_resources(&mut runner.probe, &run.scenario);
+    // Main inherits our stack: what setup dirtied below us is not copied.
+    os::trim_stack();
     let main_pid = match runner.start_main() {
         Ok(pid) => pid,
         Err(e) => {

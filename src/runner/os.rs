@@ -8,6 +8,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, fork, pipe2, read, write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest message a pipe or queue carries in one piece (a pipe's atomic
 /// write size).
@@ -120,6 +121,45 @@ pub fn share_relro() -> usize {
     moved
 }
 
+/// The lowest address of the main stack's mapping when
+/// [`share_relro`] read the process's mappings (0: unknown). The stack
+/// only grows down from there, so `[STACK_LOW, sp)` is stack.
+static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
+/// The end of that mapping: a caller whose frame is not between the two
+/// is not on the main stack (a thread), and nothing is trimmed.
+static STACK_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+/// Gives back the stack pages well below the caller's frame (dirtied by
+/// deep calls before, such as parsing the scenario): nothing lives below
+/// the stack pointer, and each dirty page there is a page table entry
+/// that every later `fork` copies and every child tears down. A later
+/// deep call finds fresh zero pages there, as the kernel gives a growing
+/// stack. Call while single-threaded, after [`share_relro`].
+#[inline(never)]
+pub fn trim_stack() {
+    let (low, high) = (
+        STACK_LOW.load(Ordering::Relaxed),
+        STACK_HIGH.load(Ordering::Relaxed),
+    );
+    let here = 0u8;
+    let sp = std::hint::black_box(&raw const here) as usize;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    // Two pages below this frame's page stay, for the call made from
+    // here (the madvise wrapper: a return address and a few words). A
+    // signal handler's frame, written below the stack pointer after the
+    // call, finds fresh zero pages like any growing stack.
+    let top = (sp / page * page).saturating_sub(2 * page);
+    if low == 0 || sp >= high || top <= low {
+        return;
+    }
+    // SAFETY: `[low, top)` is part of the main stack's mapping (see
+    // STACK_LOW) and lies entirely below every live frame of this
+    // single-threaded process: no data there is used again before it is
+    // written anew, and MADV_DONTNEED makes it read as zeros meanwhile.
+    unsafe { libc::madvise(low as *mut libc::c_void, top - low, libc::MADV_DONTNEED) };
+}
+
 /// The page-aligned `PT_GNU_RELRO` ranges of the loaded objects (start
 /// address, length), as the dynamic loader protected them: from the
 /// segment's first page to the last page it fills entirely.
@@ -177,6 +217,11 @@ fn read_only_private_maps() -> Vec<(usize, usize)> {
         .filter_map(|line| {
             let mut fields = line.split_ascii_whitespace();
             let (range, perms) = (fields.next()?, fields.next()?);
+            if line.ends_with("[stack]") {
+                let (low, high) = range.split_once('-')?;
+                STACK_LOW.store(usize::from_str_radix(low, 16).ok()?, Ordering::Relaxed);
+                STACK_HIGH.store(usize::from_str_radix(high, 16).ok()?, Ordering::Relaxed);
+            }
             if perms != "r--p" {
                 return None;
             }
@@ -588,6 +633,19 @@ mod tests {
             assert!(len > 0 && len % 4096 == 0);
             assert!(covered(&read_only, start, start + len));
         }
+    }
+
+    /// Off the main stack (a test runs on a thread of its own) nothing
+    /// is given back: the thread's memory is untouched.
+    #[test]
+    fn trimming_the_stack_from_a_thread_leaves_memory_alone() {
+        read_only_private_maps(); // learns the main stack's bounds
+        let deep = [7u8; 64 * 1024];
+        std::hint::black_box(&deep);
+        let kept = vec![9u8; 1 << 20];
+        trim_stack();
+        assert!(kept.iter().all(|&b| b == 9));
+        assert!(std::hint::black_box(&deep).iter().all(|&b| b == 7));
     }
 
     #[test]
