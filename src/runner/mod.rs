@@ -118,6 +118,13 @@ pub fn runner_main() -> i32 {
     // A fresh image of ours, started by a `spawn` (or a forkserver): not
     // a run of its own.
     let args: Vec<String> = std::env::args().collect();
+    if args.get(2).map(String::as_str) != Some("--spawned") {
+        // Before any fork: every process of the run (or of the server's
+        // runs) then shares these pages instead of copying their page
+        // tables at each fork. Not in a `spawn`ed image: it would pay the
+        // copy for each process it is.
+        os::share_relro();
+    }
     match args.get(2).map(String::as_str) {
         Some("--spawned") => start::spawned_main(args.get(3).map_or("", String::as_str)),
         // One runner for many runs (`stats`, `explore`, Many runs).
@@ -299,6 +306,8 @@ fn core(spec: RunSpec) -> i32 {
     let run = Box::leak(Box::new(run));
     let mut runner = Proc::new(run, probe, "runner");
     declare_resources(&mut runner.probe, &run.scenario);
+    // Main inherits our stack: what setup dirtied below us is not copied.
+    os::trim_stack();
     let main_pid = match runner.start_main() {
         Ok(pid) => pid,
         Err(e) => {

@@ -8,6 +8,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, fork, pipe2, read, write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest message a pipe or queue carries in one piece (a pipe's atomic
 /// write size).
@@ -23,6 +24,229 @@ pub fn fork_process() -> Result<ForkResult, RunError> {
     // SAFETY: see above: the caller is single-threaded, so after fork the
     // child may allocate and run arbitrary code.
     unsafe { fork() }.map_err(|e| RunError(format!("fork failed: {e}")))
+}
+
+/// Moves the relocated read-only data of this image (every loaded
+/// object's `PT_GNU_RELRO` range: vtables, string tables, the GOT; 404 kB
+/// for forkscope) from private copies into one sealed, read-only shared
+/// memory file mapped at the same addresses, with the same bytes.
+///
+/// Why: a position-independent image relocates that data at start, so
+/// its pages are anonymous, and every `fork` copies their page-table
+/// entries (and the child's end tears them down again), ~100 pages for
+/// each process a scenario starts. A shared file mapping is not copied
+/// by `fork`: a child maps the pages it reads when it reads them. Nobody
+/// can write these pages before or after (they were `PROT_READ`; the
+/// file is sealed against writes), so every process sees the same bytes
+/// as before. Best effort: a range that cannot be moved stays as it was.
+/// Call only while single-threaded (the runner always is), before forking.
+/// Returns the number of bytes moved.
+pub fn share_relro() -> usize {
+    let ranges = relro_ranges();
+    let total: usize = ranges.iter().map(|r| r.1).sum();
+    if total == 0 {
+        return 0;
+    }
+    // SAFETY: a plain system call with a valid C string.
+    let raw = unsafe {
+        libc::memfd_create(
+            c"forkscope-relro".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if raw < 0 {
+        return 0;
+    }
+    // SAFETY: `raw` is a descriptor we just created and own alone.
+    let file = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    for &(start, len) in &ranges {
+        // SAFETY: the range is mapped and readable: the dynamic loader
+        // made it read-only (not unmapped) after relocating it, and this
+        // process is single-threaded, so nothing changes it meanwhile.
+        let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
+        if write_all(&file, bytes).is_err() {
+            return 0;
+        }
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our own descriptor.
+    if unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, seals) } != 0 {
+        return 0;
+    }
+    let mut moved = 0;
+    let mut offset = 0usize;
+    for (start, len) in ranges {
+        let Ok(file_offset) = libc::off_t::try_from(offset) else {
+            break;
+        };
+        offset += len;
+        // SAFETY: a new mapping at an address the kernel picks: it
+        // overlaps nothing of ours.
+        let fresh = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                raw,
+                file_offset,
+            )
+        };
+        if fresh == libc::MAP_FAILED {
+            continue;
+        }
+        // SAFETY: both ranges are mapped and readable, `len` bytes long.
+        let same = unsafe { libc::memcmp(fresh, start as *const libc::c_void, len) } == 0;
+        // SAFETY: `mremap` puts the fresh mapping in the place of the
+        // range in one step (on failure the range stays as it was). The
+        // bytes there are the same (just compared) and read-only in both,
+        // so code reading them before and after sees no difference.
+        let done = same
+            && unsafe {
+                libc::mremap(
+                    fresh,
+                    len,
+                    len,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                    start as *mut libc::c_void,
+                )
+            } != libc::MAP_FAILED;
+        if done {
+            moved += len;
+        } else {
+            // SAFETY: the fresh mapping is ours and nothing points into it.
+            unsafe { libc::munmap(fresh, len) };
+        }
+    }
+    moved
+}
+
+/// The lowest address of the main stack's mapping when
+/// [`share_relro`] read the process's mappings (0: unknown). The stack
+/// only grows down from there, so `[STACK_LOW, sp)` is stack.
+static STACK_LOW: AtomicUsize = AtomicUsize::new(0);
+/// The end of that mapping: a caller whose frame is not between the two
+/// is not on the main stack (a thread), and nothing is trimmed.
+static STACK_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+/// Gives back the stack pages well below the caller's frame (dirtied by
+/// deep calls before, such as parsing the scenario): nothing lives below
+/// the stack pointer, and each dirty page there is a page table entry
+/// that every later `fork` copies and every child tears down. A later
+/// deep call finds fresh zero pages there, as the kernel gives a growing
+/// stack. Call while single-threaded, after [`share_relro`].
+#[inline(never)]
+pub fn trim_stack() {
+    let (low, high) = (
+        STACK_LOW.load(Ordering::Relaxed),
+        STACK_HIGH.load(Ordering::Relaxed),
+    );
+    let here = 0u8;
+    let sp = std::hint::black_box(&raw const here) as usize;
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    // Two pages below this frame's page stay, for the call made from
+    // here (the madvise wrapper: a return address and a few words). A
+    // signal handler's frame, written below the stack pointer after the
+    // call, finds fresh zero pages like any growing stack.
+    let top = (sp / page * page).saturating_sub(2 * page);
+    if low == 0 || sp >= high || top <= low {
+        return;
+    }
+    // SAFETY: `[low, top)` is part of the main stack's mapping (see
+    // STACK_LOW) and lies entirely below every live frame of this
+    // single-threaded process: no data there is used again before it is
+    // written anew, and MADV_DONTNEED makes it read as zeros meanwhile.
+    unsafe { libc::madvise(low as *mut libc::c_void, top - low, libc::MADV_DONTNEED) };
+}
+
+/// The page-aligned `PT_GNU_RELRO` ranges of the loaded objects (start
+/// address, length), as the dynamic loader protected them: from the
+/// segment's first page to the last page it fills entirely.
+fn relro_ranges() -> Vec<(usize, usize)> {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid `dl_phdr_info` for the call's
+        // duration, and `data` is the `Vec` passed below (nothing else
+        // refers to it meanwhile).
+        let (info, found) = unsafe { (&*info, &mut *data.cast::<Vec<(usize, usize)>>()) };
+        if info.dlpi_phdr.is_null() {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers.
+        let headers =
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        for h in headers.iter().filter(|h| h.p_type == libc::PT_GNU_RELRO) {
+            let (Ok(vaddr), Ok(memsz)) = (usize::try_from(h.p_vaddr), usize::try_from(h.p_memsz))
+            else {
+                continue;
+            };
+            let begin = (info.dlpi_addr as usize).wrapping_add(vaddr);
+            found.push((begin, begin.wrapping_add(memsz)));
+        }
+        0
+    }
+    // SAFETY: `each` only reads what the loader gives it and pushes to
+    // `found`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut found).cast()) };
+    // Only what is private and read-only now (as the loader left it).
+    let read_only = read_only_private_maps();
+    found
+        .into_iter()
+        .filter_map(|(begin, end)| {
+            let start = begin / page * page;
+            let stop = end / page * page;
+            (stop > start && covered(&read_only, start, stop)).then_some((start, stop - start))
+        })
+        .collect()
+}
+
+/// This process's private read-only mappings (`r--p` in
+/// `/proc/self/maps`), in address order.
+fn read_only_private_maps() -> Vec<(usize, usize)> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            let (range, perms) = (fields.next()?, fields.next()?);
+            if line.ends_with("[stack]") {
+                let (low, high) = range.split_once('-')?;
+                STACK_LOW.store(usize::from_str_radix(low, 16).ok()?, Ordering::Relaxed);
+                STACK_HIGH.store(usize::from_str_radix(high, 16).ok()?, Ordering::Relaxed);
+            }
+            if perms != "r--p" {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            Some((
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Is all of `[start, stop)` inside the mappings `maps` (sorted, maybe
+/// adjacent)?
+fn covered(maps: &[(usize, usize)], start: usize, stop: usize) -> bool {
+    let mut at = start;
+    for &(a, b) in maps {
+        if a <= at && at < b {
+            at = b;
+            if at >= stop {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// A kernel pipe in packet mode (`O_DIRECT`): every write of up to 4096
@@ -395,6 +619,43 @@ fn readlink_self() -> Option<i32> {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    /// What `share_relro` would move: this test binary's relocated
+    /// read-only data (it is position-independent, like forkscope),
+    /// page-aligned and only where the mapping is private and read-only.
+    #[test]
+    fn relro_ranges_are_whole_read_only_pages() {
+        let ranges = relro_ranges();
+        assert!(!ranges.is_empty(), "no PT_GNU_RELRO range found");
+        let read_only = read_only_private_maps();
+        for (start, len) in ranges {
+            assert_eq!(start % 4096, 0);
+            assert!(len > 0 && len % 4096 == 0);
+            assert!(covered(&read_only, start, start + len));
+        }
+    }
+
+    /// Off the main stack (a test runs on a thread of its own) nothing
+    /// is given back: the thread's memory is untouched.
+    #[test]
+    fn trimming_the_stack_from_a_thread_leaves_memory_alone() {
+        read_only_private_maps(); // learns the main stack's bounds
+        let deep = [7u8; 64 * 1024];
+        std::hint::black_box(&deep);
+        let kept = vec![9u8; 1 << 20];
+        trim_stack();
+        assert!(kept.iter().all(|&b| b == 9));
+        assert!(std::hint::black_box(&deep).iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn a_range_is_covered_only_by_adjacent_mappings() {
+        let maps = [(0x1000, 0x3000), (0x3000, 0x5000), (0x6000, 0x7000)];
+        assert!(covered(&maps, 0x1000, 0x5000));
+        assert!(covered(&maps, 0x2000, 0x4000));
+        assert!(!covered(&maps, 0x4000, 0x7000));
+        assert!(!covered(&maps, 0x0, 0x2000));
+    }
 
     #[test]
     fn a_pidfds_fdinfo_names_the_pid_proc_shows() {
