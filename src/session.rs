@@ -254,21 +254,7 @@ impl Session {
         opts: &RunOptions,
         window_ns: u64,
     ) -> Result<Session> {
-        Session::start_with_sink(scenario_text, origin, params, opts, window_ns, None)
-    }
-
-    /// [`Session::start_with_window`]; with a `sink`, the events are
-    /// handed to it on the collector thread, batch by batch, instead of
-    /// through [`Collector::events`] (see [`Collector::start_with_sink`]).
-    pub fn start_with_sink(
-        scenario_text: &str,
-        origin: &str,
-        params: BTreeMap<String, Value>,
-        opts: &RunOptions,
-        window_ns: u64,
-        sink: Option<crate::collector::Sink>,
-    ) -> Result<Session> {
-        let collector = Collector::start_with_sink(CHANNEL_CAPACITY, window_ns, sink)
+        let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
             .context("cannot start the event collector")?;
         let spec = run_spec(scenario_text, origin, params, opts, &collector);
         let mut runner = spawn_runner(&["__runner"], Some(&collector.socket), Stdio::null())?;

@@ -15,10 +15,9 @@
 //!    process stamped `t_ns` just before it sent the event). At ~10 000
 //!    events/s, with the reorder window the app uses (40 ms: events are held
 //!    that long on purpose) and without it (as gated runs do). Without
-//!    it: applied on the collector thread (a sink, `Session::start_with_sink`)
-//!    and by a consumer thread of its own (the channel, as before h-lat2),
-//!    and by one with the kernel's default slices (as before h-latency,
-//!    `src/sched.rs`), interleaved run by run; and for each run, how often
+//!    it also by a consumer thread on the kernel's default slices (as
+//!    before h-latency, `src/sched.rs`), interleaved run by run; and for
+//!    each run, how often
 //!    the collector thread and the bench's thread were woken and preempted
 //!    per 1 000 events;
 //! 4. `parse`: the CPU time of parsing one line of each kind the flood
@@ -430,13 +429,6 @@ enum Thread<'a> {
     This,
     /// The one whose `comm` this is.
     Named(&'a str),
-    Tid(i32),
-}
-
-/// The calling thread's id.
-fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
 }
 
 /// Context switches of a thread of this process so far, from
@@ -445,9 +437,6 @@ fn gettid() -> i32 {
 fn switches(thread: Thread) -> Option<(u64, u64)> {
     let status = match thread {
         Thread::This => std::fs::read_to_string("/proc/thread-self/status").ok()?,
-        Thread::Tid(tid) => {
-            std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?
-        }
         Thread::Named(name) => std::fs::read_dir("/proc/self/task")
             .ok()?
             .flatten()
@@ -483,17 +472,6 @@ fn per_1000(before: Option<(u64, u64)>, after: Option<(u64, u64)>, events: usize
         }
         _ => "not known".to_string(),
     }
-}
-
-/// Where the latency run's events are applied to the model.
-#[derive(Clone, Copy, PartialEq)]
-enum ApplyOn {
-    /// A thread of its own takes the collector's batches from its channel
-    /// (as `forkscope run`, the race lab and the app's window do).
-    Consumer,
-    /// The collector thread itself, handing each batch to a sink
-    /// (`Session::start_with_sink`; see docs/PERFORMANCE.md, h-lat2).
-    Collector,
 }
 
 /// What the model of one latency run took in.
@@ -532,7 +510,6 @@ fn latency() -> Result<(), String> {
     use forkscope::model::World;
     use forkscope::scenario::{self, limits::Limits};
     use forkscope::session::{RunOptions, Session};
-    use std::sync::{Arc, Mutex};
     let loaded = load_target(STRESS).map_err(|e| e.to_string())?;
     let params = scenario::resolve_params(&loaded.scenario, &[]).map_err(|e| e.to_string())?;
     let limits = Limits {
@@ -542,32 +519,18 @@ fn latency() -> Result<(), String> {
     scenario::limits::check(&loaded.scenario, &params, &limits).map_err(|e| e.to_string())?;
     let expected = 3 * WORKERS * 170;
     use forkscope::sched::{EVENT_THREAD_SLICE_NS, set_event_thread_slice_ns};
-    // (what, reorder window, slice the collector and consumer ask for,
-    // where the events are applied)
+    // (what, reorder window, slice the collector and consumer ask for)
     let cases = [
+        ("reorder window 0 (as gated runs)", 0, EVENT_THREAD_SLICE_NS),
         (
-            "reorder window 0 (as gated runs), applied on the collector thread",
+            "reorder window 0, the kernel's default slices (before h-latency)",
             0,
-            EVENT_THREAD_SLICE_NS,
-            ApplyOn::Collector,
+            0,
         ),
         (
-            "reorder window 0, applied by a consumer thread",
-            0,
-            EVENT_THREAD_SLICE_NS,
-            ApplyOn::Consumer,
-        ),
-        (
-            "reorder window 0, consumer thread, the kernel's default slices (before h-latency)",
-            0,
-            0,
-            ApplyOn::Consumer,
-        ),
-        (
-            "reorder window 40 ms (the app's), consumer thread",
+            "reorder window 40 ms (the app's)",
             forkscope::collector::REORDER_WINDOW_NS,
             EVENT_THREAD_SLICE_NS,
-            ApplyOn::Consumer,
         ),
     ];
     let mut p50s = vec![Vec::new(); cases.len()];
@@ -575,11 +538,10 @@ fn latency() -> Result<(), String> {
     // Interleaved: one run of each case per round, so that a change in
     // the machine's load meets every case alike.
     for _ in 0..3 {
-        for (k, &(what, window_ns, slice_ns, apply_on)) in cases.iter().enumerate() {
+        for (k, &(what, window_ns, slice_ns)) in cases.iter().enumerate() {
             set_event_thread_slice_ns(slice_ns);
             // This thread is the consumer: as `forkscope run`'s does.
             forkscope::sched::event_thread();
-            let me = gettid();
             let opts = RunOptions {
                 time_scale: 1.0,
                 seed: 1,
@@ -588,30 +550,18 @@ fn latency() -> Result<(), String> {
                 stdout: None,
                 python: None,
             };
-            let applied = Arc::new(Mutex::new(Applied {
+            let mut a = Applied {
                 world: World::new(),
                 lat_ns: Vec::with_capacity(expected),
                 coll_after: None,
                 cons_after: None,
-            }));
-            let sink: Option<forkscope::collector::Sink> = match apply_on {
-                ApplyOn::Consumer => None,
-                ApplyOn::Collector => {
-                    let applied = applied.clone();
-                    Some(Box::new(move |batch: Vec<Event>| {
-                        if let Ok(mut a) = applied.lock() {
-                            a.batch(&batch, expected, Thread::This, Thread::Tid(me));
-                        }
-                    }))
-                }
             };
-            let mut session = Session::start_with_sink(
+            let mut session = Session::start_with_window(
                 &loaded.text,
                 &loaded.origin,
                 params.clone(),
                 &opts,
                 window_ns,
-                sink,
             )
             .map_err(|e| format!("{e:#}"))?;
             let events = session.collector.events.clone();
@@ -622,9 +572,7 @@ fn latency() -> Result<(), String> {
             loop {
                 match events.recv_batch_timeout(Duration::from_millis(20)) {
                     Ok(batch) => {
-                        if let Ok(mut a) = applied.lock() {
-                            a.batch(&batch, expected, Thread::Named("collector"), Thread::This);
-                        }
+                        a.batch(&batch, expected, Thread::Named("collector"), Thread::This);
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                     Err(_) => {}
@@ -636,18 +584,6 @@ fn latency() -> Result<(), String> {
                 .stats
                 .dropped
                 .load(std::sync::atomic::Ordering::Relaxed);
-            let mut a = match applied.lock() {
-                Ok(mut a) => std::mem::replace(
-                    &mut *a,
-                    Applied {
-                        world: World::new(),
-                        lat_ns: Vec::new(),
-                        coll_after: None,
-                        cons_after: None,
-                    },
-                ),
-                Err(_) => return Err("the sink panicked".into()),
-            };
             if a.lat_ns.len() != expected || dropped > 0 {
                 return Err(format!(
                     "latency run: {} load events applied of {expected} sent, {dropped} dropped",
@@ -672,7 +608,7 @@ fn latency() -> Result<(), String> {
         }
     }
     set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
-    for (k, (what, _, _, _)) in cases.iter().enumerate() {
+    for (k, (what, _, _)) in cases.iter().enumerate() {
         if p50s[k].is_empty() {
             continue;
         }

@@ -12,11 +12,6 @@
 //! consumer wakes the collector when it has caught up. Only what comes
 //! while the collector cannot wait (the end of a run) is dropped past the
 //! bound and counted (`Stats::dropped`), never queued without end.
-//!
-//! Or the consumer gives a [`Sink`]: the collector thread hands it each
-//! batch itself, with no channel, no hop to another thread and no
-//! wake-up of one (the latency bench applies its events to the model
-//! there; docs/PERFORMANCE.md, h-lat2).
 
 use crate::protocol::Event;
 use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, unbounded};
@@ -26,22 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Takes each batch on the collector thread itself, in the channel's
-/// place (see [`crate::collector::Collector::start_with_sink`]).
-pub type Sink = Box<dyn FnMut(Vec<Event>) + Send>;
-
 /// A pair: the collector's end and the consumer's end. `wake` is the
 /// collector's eventfd: the consumer writes it when it has caught up with
 /// a collector that paused.
 pub fn channel(capacity: usize, wake: Arc<EventFd>) -> (EventTx, Events) {
-    channel_to(capacity, wake, None)
-}
-
-/// The pair, with the batches going to `sink` (if given) instead: the
-/// consumer's end then only tells when the collector is done
-/// (disconnected), and the collector never pauses for it (the sink keeps
-/// up by running in its place).
-pub fn channel_to(capacity: usize, wake: Arc<EventFd>, sink: Option<Sink>) -> (EventTx, Events) {
     let (tx, rx) = unbounded();
     let shared = Arc::new(Shared {
         queued: AtomicUsize::new(0),
@@ -54,7 +37,6 @@ pub fn channel_to(capacity: usize, wake: Arc<EventFd>, sink: Option<Sink>) -> (E
             tx,
             shared: shared.clone(),
             capacity,
-            sink,
         },
         Events {
             rx,
@@ -99,7 +81,6 @@ pub struct EventTx {
     tx: Sender<Vec<Event>>,
     shared: Arc<Shared>,
     capacity: usize,
-    sink: Option<Sink>,
 }
 
 impl EventTx {
@@ -107,11 +88,6 @@ impl EventTx {
     /// way) that the collector should stop reading until it catches up.
     /// True also sets the flag the consumer looks at to wake it.
     pub fn should_pause(&self, waiting: usize) -> bool {
-        if self.sink.is_some() {
-            // Nothing queues: the sink takes each batch as it is made
-            // (and nobody would wake a paused collector).
-            return false;
-        }
         let behind = |s: &Shared| s.queued.load(Ordering::Acquire) + waiting;
         if behind(&self.shared) < self.capacity / 2 {
             return false;
@@ -125,19 +101,9 @@ impl EventTx {
         true
     }
 
-    /// Batches go to a sink, not through the channel.
-    pub fn has_sink(&self) -> bool {
-        self.sink.is_some()
-    }
-
     /// Sends a batch (in order); what would pass `capacity` is dropped.
-    /// With a sink, the sink takes it now, whole.
-    pub fn send(&mut self, mut batch: Vec<Event>) -> Sent {
+    pub fn send(&self, mut batch: Vec<Event>) -> Sent {
         if batch.is_empty() {
-            return Sent::Dropped(0);
-        }
-        if let Some(sink) = self.sink.as_mut() {
-            sink(batch);
             return Sent::Dropped(0);
         }
         let room = self
@@ -318,7 +284,7 @@ mod tests {
     #[test]
     fn batches_come_out_one_by_one_in_order_and_past_the_bound_are_dropped() {
         let wake = Arc::new(EventFd::new().expect("eventfd"));
-        let (mut tx, rx) = channel(5, wake);
+        let (tx, rx) = channel(5, wake);
         assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
         assert_eq!(tx.send((3..7).map(ev).collect()), Sent::Dropped(2));
         assert_eq!(rx.len(), 5);
@@ -339,33 +305,6 @@ mod tests {
         drop(tx);
         assert_eq!(
             rx.recv_timeout(Duration::from_millis(1)),
-            Err(RecvTimeoutError::Disconnected)
-        );
-    }
-
-    #[test]
-    fn a_sink_takes_every_batch_whole_and_the_consumer_end_only_disconnects() {
-        let wake = Arc::new(EventFd::new().expect("eventfd"));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let into = got.clone();
-        let sink: Sink = Box::new(move |batch: Vec<Event>| {
-            let seqs = batch.iter().map(|e| e.seq).collect::<Vec<_>>();
-            into.lock().expect("not poisoned").push(seqs);
-        });
-        let (mut tx, rx) = channel_to(2, wake, Some(sink));
-        assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
-        assert_eq!(tx.send(Vec::new()), Sent::Dropped(0));
-        assert_eq!(tx.send((3..7).map(ev).collect()), Sent::Dropped(0));
-        // Past the channel's bound, yet nothing waits: the sink kept up.
-        assert!(!tx.should_pause(100));
-        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-        assert_eq!(
-            *got.lock().expect("not poisoned"),
-            vec![vec![0, 1, 2], vec![3, 4, 5, 6]]
-        );
-        drop(tx);
-        assert_eq!(
-            rx.recv_batch_timeout(Duration::from_millis(1)),
             Err(RecvTimeoutError::Disconnected)
         );
     }

@@ -15,18 +15,13 @@ struct Bench {
 
 impl Bench {
     fn new() -> Bench {
-        Bench::with_sink(None)
-    }
-
-    /// With a `sink`, the batches go to it instead of to `rx`.
-    fn with_sink(sink: Option<Sink>) -> Bench {
         let dir = nix::unistd::mkdtemp(&std::env::temp_dir().join("forkscope-unit-XXXXXX"))
             .expect("temp dir");
         let path = dir.join("probe.sock");
         let listener = UnixListener::bind(&path).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let wake = Arc::new(EventFd::new().expect("eventfd"));
-        let (tx, rx) = events::channel_to(1024, wake.clone(), sink);
+        let (tx, rx) = events::channel(1024, wake.clone());
         let mut state = State::new(
             listener,
             tx,
@@ -481,37 +476,4 @@ fn a_gate_goes_with_its_connection() {
         "main's gate went with its connection"
     );
     assert!(b.state.gates.go(RUNNER_ID), "the runner's is still open");
-}
-
-/// A sink in place of the channel: every event reaches it, on the
-/// collector's own thread, in order, and nothing goes through the channel.
-#[test]
-fn a_sink_gets_every_event_in_order_and_the_channel_none() {
-    let got: Arc<std::sync::Mutex<Vec<Vec<String>>>> = Arc::default();
-    let into = got.clone();
-    let sink: Sink = Box::new(move |batch: Vec<Event>| {
-        into.lock().expect("not poisoned").push(kinds(&batch));
-    });
-    let mut b = Bench::with_sink(Some(sink));
-    let _runner = b.runner_spawning_me_as_main();
-    b.settle();
-    let mut main = b.connect();
-    send(&mut main, "main", "hello", r#""ppid":1,"role":"main""#);
-    for text in ["one", "two"] {
-        send(&mut main, "main", "narrate", &format!(r#""text":"{text}""#));
-    }
-    b.settle();
-    let all: Vec<String> = got.lock().expect("not poisoned").concat();
-    assert_eq!(
-        all,
-        [
-            "runner hello",
-            "runner spawn",
-            "main hello",
-            "main narrate",
-            "main narrate"
-        ]
-    );
-    assert!(b.rx.try_recv_batch().unwrap_or_default().is_empty());
-    assert!(!b.state.behind());
 }

@@ -29,7 +29,7 @@ mod pending;
 mod serve;
 mod trust;
 
-pub use events::{Events, Sink};
+pub use events::Events;
 pub(crate) use exits::pidfd_open;
 pub use serve::CollectorHost;
 
@@ -193,27 +193,12 @@ impl Collector {
     /// Listens on a fresh abstract socket and starts the thread.
     /// `capacity` bounds the channel to the consumer.
     pub fn start(capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
-        Collector::start_with_sink(capacity, reorder_window_ns, None)
-    }
-
-    /// [`Collector::start`]; with a `sink`, the batches go to it, called
-    /// on the collector thread, instead of to [`Collector::events`] (which
-    /// then only disconnects when the collector is done): one thread hop
-    /// and one wake-up less per batch, for a consumer quick enough to run
-    /// there (nothing is read while it runs). With no reorder window, each
-    /// connection's events then go as soon as they are read, not at the
-    /// end of the pass.
-    pub fn start_with_sink(
-        capacity: usize,
-        reorder_window_ns: u64,
-        sink: Option<Sink>,
-    ) -> io::Result<Collector> {
         let (listener, socket) = bind_abstract()?;
         listener.set_nonblocking(true)?;
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
         )?);
-        let (tx, rx) = events::channel_to(capacity, wake.clone(), sink);
+        let (tx, rx) = events::channel(capacity, wake.clone());
         let stats = Arc::new(Stats::default());
         let finish = Arc::new(AtomicBool::new(false));
         let gates = Gates::default();
@@ -890,11 +875,6 @@ impl State {
             if let Some(Slot::Conn(i)) = self.slots.get(&ev.data()) {
                 let i = *i;
                 self.read_conn(i);
-                // A sink takes them now, not after the other connections
-                // (a hand-over to it costs no wake-up).
-                if self.window_ns == 0 && self.tx.has_sink() {
-                    self.flush(false);
-                }
             }
             if self.behind() {
                 break;
