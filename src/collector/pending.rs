@@ -105,6 +105,11 @@ impl Pending {
     /// Its connection is gone: the lane is reused once its events left.
     pub(super) fn close_lane(&mut self, lane: usize) {
         if let Some(l) = self.lanes.get_mut(lane) {
+            if !l.open {
+                // Closed already (and maybe free): not a second time,
+                // or two connections would share it.
+                return;
+            }
             l.open = false;
             if l.queue.is_empty() {
                 l.queue = VecDeque::new();
@@ -228,6 +233,16 @@ mod tests {
 
     /// Lanes, strays and the other heap come out as one heap of every
     /// event would let them go: by stamp, then by arrival.
+    #[test]
+    fn a_lane_closed_twice_is_given_to_one_connection_only() {
+        let mut p = Pending::default();
+        let lane = p.open_lane();
+        p.close_lane(lane);
+        p.close_lane(lane);
+        let (a, b) = (p.open_lane(), p.open_lane());
+        assert_ne!(a, b);
+    }
+
     #[test]
     fn events_come_out_by_stamp_then_arrival_whatever_lane_they_took() {
         let mut p = Pending::default();

@@ -28,17 +28,23 @@ pub fn fork_process() -> Result<ForkResult, RunError> {
 
 /// Moves the relocated read-only data of this image (every loaded
 /// object's `PT_GNU_RELRO` range: vtables, string tables, the GOT; 404 kB
-/// for forkscope) from private copies into one sealed, read-only shared
-/// memory file mapped at the same addresses, with the same bytes.
+/// for forkscope) from private anonymous copies into one memory file
+/// mapped privately and read-only at the same addresses, with the same
+/// bytes.
 ///
 /// Why: a position-independent image relocates that data at start, so
 /// its pages are anonymous, and every `fork` copies their page-table
 /// entries (and the child's end tears them down again), ~100 pages for
-/// each process a scenario starts. A shared file mapping is not copied
-/// by `fork`: a child maps the pages it reads when it reads them. Nobody
-/// can write these pages before or after (they were `PROT_READ`; the
-/// file is sealed against writes), so every process sees the same bytes
-/// as before. Best effort: a range that cannot be moved stays as it was.
+/// each process a scenario starts. A file mapping that was never written
+/// is not copied by `fork`: a child maps the pages it reads when it reads
+/// them. The mapping is private, as the loader's was, so `mprotect` can
+/// still make it writable (glibc does, e.g. when `dlopen` loads a library
+/// that wants an executable stack) and a write then copies the page for
+/// this process only, as before; the file itself is sealed against
+/// writes. Every process sees the same bytes as before. Best effort: a
+/// range that is not moved stays as it was (`mremap` replaces the old
+/// range in one call; only an allocation failing inside the kernel after
+/// it unmapped the old range could leave a hole, as with any `mremap`).
 /// Call only while single-threaded (the runner always is), before forking.
 /// Returns the number of bytes moved.
 pub fn share_relro() -> usize {
@@ -87,7 +93,7 @@ pub fn share_relro() -> usize {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ,
-                libc::MAP_SHARED,
+                libc::MAP_PRIVATE,
                 raw,
                 file_offset,
             )
@@ -98,7 +104,7 @@ pub fn share_relro() -> usize {
         // SAFETY: both ranges are mapped and readable, `len` bytes long.
         let same = unsafe { libc::memcmp(fresh, start as *const libc::c_void, len) } == 0;
         // SAFETY: `mremap` puts the fresh mapping in the place of the
-        // range in one step (on failure the range stays as it was). The
+        // range in one call (see above for its one failure mode). The
         // bytes there are the same (just compared) and read-only in both,
         // so code reading them before and after sees no difference.
         let done = same
@@ -646,6 +652,57 @@ mod tests {
         trim_stack();
         assert!(kept.iter().all(|&b| b == 9));
         assert!(std::hint::black_box(&deep).iter().all(|&b| b == 7));
+    }
+
+    /// After the move, `mprotect` can still make the data writable for
+    /// this process alone (glibc does so when `dlopen` loads a library
+    /// that wants an executable stack); a shared mapping of the sealed
+    /// file refused it with EACCES. In a forked child, which moves its
+    /// own copy: this test binary is not the runner. (glibc's `fork`
+    /// leaves malloc usable in the child; the child only reads `/proc`
+    /// and makes system calls before `_exit`.)
+    #[test]
+    fn moved_read_only_data_can_still_be_made_writable_by_its_process() {
+        // SAFETY: see above; the child ends with `_exit`, running no
+        // destructor or atexit handler of the test harness.
+        match unsafe { libc::fork() } {
+            0 => {
+                let ranges = relro_ranges();
+                let code = if ranges.is_empty() || share_relro() == 0 {
+                    2 // nothing moved here: nothing to check
+                } else {
+                    let (start, _) = ranges[0];
+                    let page = start as *mut libc::c_void;
+                    // SAFETY: a page of our own relro range, mapped.
+                    let rw =
+                        unsafe { libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_WRITE) };
+                    // Writes the byte that is there: it copies the page
+                    // for this process and changes nothing.
+                    // SAFETY: the page is writable now (rw == 0).
+                    let ok = rw == 0
+                        && unsafe {
+                            let b = start as *mut u8;
+                            b.write_volatile(b.read_volatile());
+                            libc::mprotect(page, 4096, libc::PROT_READ) == 0
+                        };
+                    if ok { 0 } else { 1 }
+                };
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(code) }
+            }
+            pid if pid > 0 => {
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status), "child status {status}");
+                assert_ne!(
+                    libc::WEXITSTATUS(status),
+                    1,
+                    "mprotect refused after the move"
+                );
+            }
+            _ => panic!("fork failed"),
+        }
     }
 
     #[test]
