@@ -303,12 +303,7 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
             rec.push(e);
         }
         let n = rec.len();
-        // As the app does: after a deadlock the tree is laid out as it was
-        // at that moment (the processes are then killed and re-parented).
-        let layout_world = match (1..=n).find(|&c| rec.world_at(c).deadlock.is_some()) {
-            Some(c) => rec.world_at(c).clone(),
-            None => rec.live.clone(),
-        };
+        let layout_world = tree_world(&mut rec);
         let moments = [n / 4, n / 2, n];
         for size in SIZES {
             let (stage, px) = stage_rect(size);
@@ -323,19 +318,7 @@ fn every_builtin_lays_out_legibly_without_overlaps() {
             let mut min_key = f32::MAX;
             for &m in &moments {
                 let world = rec.world_at(m).clone();
-                let input = StageInput {
-                    layout_world: &layout_world,
-                    world: &world,
-                    channel_users: &rec.channel_users,
-                    presenter: size.presenter,
-                    gated: false,
-                    deadlock: layout_world.deadlock.is_some(),
-                    view_t_ns: world.last_t_ns,
-                    widest_state: &rec.widest_state,
-                    px_per_pt: px,
-                    window_h_px: size.h_px,
-                    zoom: 1.0,
-                };
+                let input = stage_at(&rec, &layout_world, &world, size, size.presenter, false, px);
                 let laid = layout::layout(&input, stage);
                 for (title, p) in edges_through_channels(&laid) {
                     let p = format!("{} {} at event {m}/{n}: {p}", b.name, size.name);
@@ -432,6 +415,42 @@ fn first_problems(place: &str, problems: &[String]) -> String {
         problems.len(),
         problems[..problems.len().min(6)].join("\n    ")
     )
+}
+
+/// The world the tree is laid out from, as the app does: after a
+/// deadlock, the tree as it was at that moment (the processes are then
+/// killed and re-parented); otherwise the run's last moment.
+fn tree_world(rec: &mut Recording) -> forkscope::model::World {
+    match (1..=rec.len()).find(|&c| rec.world_at(c).deadlock.is_some()) {
+        Some(c) => rec.world_at(c).clone(),
+        None => rec.live.clone(),
+    }
+}
+
+/// The stage showing `world` (a moment of `rec`) over the tree of
+/// `layout_world`, at `size` and zoom 1.
+fn stage_at<'a>(
+    rec: &'a Recording,
+    layout_world: &'a forkscope::model::World,
+    world: &'a forkscope::model::World,
+    size: &Size,
+    presenter: bool,
+    gated: bool,
+    px: f32,
+) -> StageInput<'a> {
+    StageInput {
+        layout_world,
+        world,
+        channel_users: &rec.channel_users,
+        presenter,
+        gated,
+        deadlock: layout_world.deadlock.is_some(),
+        view_t_ns: world.last_t_ns,
+        widest_state: &rec.widest_state,
+        px_per_pt: px,
+        window_h_px: size.h_px,
+        zoom: 1.0,
+    }
 }
 
 /// A free run's stage at its end, in presenter mode at `size`.
@@ -661,28 +680,13 @@ fn step_mode_is_legible_at_720p_presenter() {
             rec.push(e);
         }
         let n = rec.len();
-        let layout_world = match (1..=n).find(|&c| rec.world_at(c).deadlock.is_some()) {
-            Some(c) => rec.world_at(c).clone(),
-            None => rec.live.clone(),
-        };
+        let layout_world = tree_world(&mut rec);
         let gated = rec.log.counts_by_kind().contains_key("pending");
         let mut min_key = f32::MAX;
         let mut here = Vec::new();
         for m in [n / 4, n / 2, n] {
             let world = rec.world_at(m).clone();
-            let input = StageInput {
-                layout_world: &layout_world,
-                world: &world,
-                channel_users: &rec.channel_users,
-                presenter: true,
-                gated,
-                deadlock: layout_world.deadlock.is_some(),
-                view_t_ns: world.last_t_ns,
-                widest_state: &rec.widest_state,
-                px_per_pt: px,
-                window_h_px: size.h_px,
-                zoom: 1.0,
-            };
+            let input = stage_at(&rec, &layout_world, &world, size, true, gated, px);
             let items = layout::layout(&input, stage).items(px);
             for it in items.iter().filter(|i| i.key) {
                 min_key = min_key.min(it.font_px.unwrap_or(f32::MAX));
