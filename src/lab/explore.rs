@@ -236,7 +236,7 @@ impl Explored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::{Candidate, ChoicePoint, Decision};
+    use crate::lab::{Candidate, Decision, choice_point};
     use crate::protocol::{Body, ResourceKind, Value, test_event};
 
     /// Processes, each a list of steps, each step what it touches.
@@ -258,7 +258,8 @@ mod tests {
             .collect()
     }
 
-    /// A run of `model` chosen by `sched`, recorded the way `drive` does;
+    /// A run of `model` chosen by `sched`, recorded as `drive` does (its
+    /// choice points by the same `choice_point`);
     /// `x` ends as the id of its last writer.
     fn fake_run(model: &Model, sched: &mut Scheduler) -> Driven {
         let mut pos = vec![0usize; model.len()];
@@ -280,21 +281,10 @@ mod tests {
             let sleep_before = sched.sleep.clone();
             match sched.decide(&candidates) {
                 Decision::Go(id) => {
-                    let mut observable: Vec<Sleeper> = candidates
-                        .iter()
-                        .filter(|c| !sleep_before.iter().any(|(s, _)| *s == c.id))
-                        .map(|c| (c.id.clone(), c.touches.clone()))
-                        .collect();
-                    if observable.len() > 1 {
-                        if let Some(i) = observable.iter().position(|(c, _)| *c == id) {
-                            let chosen = observable.remove(i);
-                            observable.insert(0, chosen);
-                        }
-                        out.choices.push(ChoicePoint {
-                            at: out.schedule.len(),
-                            enabled: observable,
-                            sleep: sleep_before,
-                        });
+                    if let Some(c) =
+                        choice_point(&candidates, sleep_before, &id, out.schedule.len())
+                    {
+                        out.choices.push(c);
                     }
                     let i = model.iter().position(|(p, _)| *p == id).unwrap();
                     if model[i].1[pos[i]] == ["w:x"] {

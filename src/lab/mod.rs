@@ -391,6 +391,40 @@ pub struct ChoicePoint {
     pub sleep: Vec<Sleeper>,
 }
 
+/// The choice `chosen` made among `candidates` at schedule index `at`
+/// (with `sleep_before`, the sleep set before it), if it was a real one:
+/// another enabled process not asleep whose next step others can observe
+/// could have gone instead, and the chosen one's step is observable too.
+pub(crate) fn choice_point(
+    candidates: &[Candidate],
+    sleep_before: Vec<Sleeper>,
+    chosen: &str,
+    at: usize,
+) -> Option<ChoicePoint> {
+    if candidates.iter().any(|c| c.id == chosen && c.local) {
+        return None;
+    }
+    let mut observable: Vec<Sleeper> = candidates
+        .iter()
+        .filter(|c| c.enabled && !c.local)
+        .filter(|c| !sleep_before.iter().any(|(s, _)| *s == c.id))
+        .map(|c| (c.id.clone(), c.touches.clone()))
+        .collect();
+    if observable.len() < 2 {
+        return None;
+    }
+    // The chosen one first.
+    if let Some(i) = observable.iter().position(|(c, _)| c == chosen) {
+        let first = observable.remove(i);
+        observable.insert(0, first);
+    }
+    Some(ChoicePoint {
+        at,
+        enabled: observable,
+        sleep: sleep_before,
+    })
+}
+
 /// How a driven run ended.
 #[derive(Debug, Default)]
 pub struct Driven {
@@ -464,24 +498,8 @@ pub fn drive(
         let sleep_before = sched.sleep.clone();
         match sched.decide(&candidates) {
             Decision::Go(id) => {
-                let mut observable: Vec<Sleeper> = candidates
-                    .iter()
-                    .filter(|c| c.enabled && !c.local)
-                    .filter(|c| !sleep_before.iter().any(|(s, _)| *s == c.id))
-                    .map(|c| (c.id.clone(), c.touches.clone()))
-                    .collect();
-                let chosen_local = candidates.iter().any(|c| c.id == id && c.local);
-                if !chosen_local && observable.len() > 1 {
-                    // The chosen one first.
-                    if let Some(i) = observable.iter().position(|(c, _)| *c == id) {
-                        let chosen = observable.remove(i);
-                        observable.insert(0, chosen);
-                    }
-                    out.choices.push(ChoicePoint {
-                        at: out.schedule.len(),
-                        enabled: observable,
-                        sleep: sleep_before,
-                    });
+                if let Some(c) = choice_point(&candidates, sleep_before, &id, out.schedule.len()) {
+                    out.choices.push(c);
                 }
                 out.schedule.push(id.clone());
                 gk.release(session, &id);
