@@ -19,7 +19,8 @@
 //!    before h-latency, `src/sched.rs`), interleaved run by run; and for
 //!    each run, how often
 //!    the collector thread and the bench's thread were woken and preempted
-//!    per 1 000 events;
+//!    per 1 000 events; beside them, in each round, the floor under the
+//!    figure (`floor.rs`): the same load read by two bare threads;
 //! 4. `parse`: the CPU time of parsing one line of each kind the flood
 //!    sends (`sleep`, `wake`, `write`), as the collector parses it
 //!    (`Event::from_line`).
@@ -505,6 +506,26 @@ impl Applied {
     }
 }
 
+/// The floor under the latency figure (`floor.rs`), in a fresh process:
+/// p50, p99 and max in ns.
+fn latency_floor(slice_ns: u64) -> Result<(u64, u64, u64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(exe)
+        .args(["__latency_floor", &slice_ns.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let figures: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match (out.status.success(), figures.as_slice()) {
+        (true, &[p50, p99, max, _]) => Ok((p50, p99, max)),
+        _ => Err(format!("latency floor: {} ({text})", out.status)),
+    }
+}
+
 fn latency() -> Result<(), String> {
     use forkscope::cli::load_target;
     use forkscope::model::World;
@@ -533,6 +554,13 @@ fn latency() -> Result<(), String> {
             EVENT_THREAD_SLICE_NS,
         ),
     ];
+    // The floor (`floor.rs`): the same load read by bare threads.
+    let floors = [
+        ("the event threads' slice", EVENT_THREAD_SLICE_NS),
+        ("the kernel's default slices", 0),
+    ];
+    let mut floor_p50s = vec![Vec::new(); floors.len()];
+    let mut floor_p99s = vec![Vec::new(); floors.len()];
     let mut p50s = vec![Vec::new(); cases.len()];
     let mut p99s = vec![Vec::new(); cases.len()];
     // Interleaved: one run of each case per round, so that a change in
@@ -606,8 +634,27 @@ fn latency() -> Result<(), String> {
             p50s[k].push(p50);
             p99s[k].push(p99);
         }
+        for (k, &(what, slice_ns)) in floors.iter().enumerate() {
+            let (p50, p99, max) = latency_floor(slice_ns)?;
+            println!(
+                "  latency floor, {what}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+                p50 as f64 / 1e3,
+                p99 as f64 / 1e3,
+                max as f64 / 1e3
+            );
+            floor_p50s[k].push(p50);
+            floor_p99s[k].push(p99);
+        }
     }
     set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
+    for (k, (what, _)) in floors.iter().enumerate() {
+        println!(
+            "latency floor at the same load (bare pipes → reader thread → consumer thread), \
+             {what}: median p50 {:.1} µs, p99 {:.1} µs",
+            median(floor_p50s[k].clone()) as f64 / 1e3,
+            median(floor_p99s[k].clone()) as f64 / 1e3
+        );
+    }
     for (k, (what, _, _)) in cases.iter().enumerate() {
         if p50s[k].is_empty() {
             continue;
