@@ -457,7 +457,8 @@ impl Probe {
             if let Some(events) = conn.events.as_ref() {
                 // SAFETY: FIONREAD on a pipe fd we own (either end answers)
                 // writes one int, the bytes in the pipe, to `unread_pipe`.
-                let r = unsafe { libc::ioctl(events.as_raw_fd(), libc::FIONREAD, &mut unread_pipe) };
+                let r =
+                    unsafe { libc::ioctl(events.as_raw_fd(), libc::FIONREAD, &mut unread_pipe) };
                 if r < 0 {
                     unread_pipe = 0;
                 }
