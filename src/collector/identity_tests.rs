@@ -574,3 +574,37 @@ fn every_event_in_the_pipe_arrives_though_the_process_is_gone_before_it_is_let_i
             .all(|c| c.who.as_ref().is_none_or(|w| &*w.id != "main"))
     );
 }
+
+#[test]
+fn a_hellos_descriptors_are_what_its_fds_says_or_the_old_two() {
+    let fds = |n: usize| -> Vec<OwnedFd> {
+        (0..n)
+            .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null")))
+            .collect()
+    };
+    let names = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    let got = |s: [Option<OwnedFd>; 3]| s.map(|f| f.is_some());
+    // Old hellos: two are stdout and stderr, any other number nothing.
+    assert_eq!(got(sort_fds(fds(2), &[])), [true, true, false]);
+    assert_eq!(got(sort_fds(fds(1), &[])), [false, false, false]);
+    assert_eq!(got(sort_fds(fds(3), &[])), [false, false, false]);
+    // Named: by place; unknown names, repeats and unnamed ones closed.
+    let all = names(&["stdout", "stderr", "events"]);
+    assert_eq!(got(sort_fds(fds(3), &all)), [true, true, true]);
+    assert_eq!(
+        got(sort_fds(fds(1), &names(&["events"]))),
+        [false, false, true]
+    );
+    assert_eq!(
+        got(sort_fds(fds(2), &names(&["events"]))),
+        [false, false, true]
+    );
+    assert_eq!(
+        got(sort_fds(fds(2), &names(&["tty", "events"]))),
+        [false, false, true]
+    );
+    assert_eq!(
+        got(sort_fds(fds(2), &names(&["events", "events"]))),
+        [false, false, true]
+    );
+}

@@ -1348,7 +1348,7 @@ impl State {
     /// `output` announcements among it).
     fn read_announcements(&mut self, id: &str) {
         for j in 0..self.conns.len() {
-            if !self.conns[j].who.as_ref().is_some_and(|w| &*w.id == id) {
+            if self.conns[j].who.as_ref().is_none_or(|w| &*w.id != id) {
                 continue;
             }
             // Its event pipe first: the socket's end of file drains it too.

@@ -858,6 +858,29 @@ mod tests {
     }
 
     #[test]
+    fn with_an_event_pipe_lines_go_into_it_and_a_fresh_child_drops_it() {
+        let (mut probe, theirs) = probe_on_pair(None);
+        let (events_r, events_w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        probe.conn().events = Some(std::fs::File::from(events_w));
+        probe.hold(Body::Sleep { duration_ms: 0.0 });
+        probe.emit_access(Access::Write, "v", &Value::Int(1), false);
+        probe.emit(Body::Wake {});
+        // A fresh child closes its parent's pipe (and socket) before it
+        // makes its own: the parent's pipe then ends with the parent.
+        probe.disconnect();
+        let mut piped = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(events_r), &mut piped)
+            .expect("end of file: nobody holds the write end");
+        let kinds: Vec<&str> = piped
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| Event::from_line(l).expect("a line").body.kind())
+            .collect();
+        assert_eq!(kinds, ["sleep", "write", "wake"]);
+        assert!(sent(probe, theirs).is_empty(), "nothing on the socket");
+    }
+
+    #[test]
     fn held_lines_go_out_with_the_next_event_in_one_write() {
         let (mut probe, theirs) = probe_on_pair(None);
         probe.hold(Body::Sleep { duration_ms: 0.0 });
