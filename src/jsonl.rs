@@ -286,6 +286,7 @@ mod tests {
                 daemon: true,
                 ns_pid: Some(2),
                 name: None,
+                fds: vec![],
             },
             Body::Resource {
                 res: ResourceKind::Queue,

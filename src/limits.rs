@@ -1,6 +1,7 @@
-//! The open-file limit. The collector holds about four descriptors for
-//! each process of a run (its connection, two output pipes and a pidfd),
-//! so a run of 1,024 processes needs more than the soft limit of 1,024
+//! The open-file limit. The collector holds about five descriptors for
+//! each process of a run (its connection, its event pipe, two output
+//! pipes and a pidfd), so a run of 1,024 processes needs more than the
+//! soft limit of 1,024
 //! that many desktops give. forkscope raises its own soft limit towards
 //! the hard one when it starts, and the runner puts the user's soft limit
 //! back before it forks anything: the scenario's processes see the limit

@@ -637,6 +637,12 @@ pub enum Body {
         /// (a traced Python program's `Process-1`, `ForkPoolWorker-2`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// What the descriptors sent with the hello are, in order:
+        /// `stdout`, `stderr`, `events` (PROTOCOL.md §2). Empty: the old
+        /// rule (two descriptors are stdout and stderr). The collector
+        /// takes it in: consumers never see it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        fds: Vec<String>,
     },
     /// The runner declares a shared resource before the scenario starts.
     Resource {

@@ -307,6 +307,7 @@ mod tests {
                 daemon: false,
                 ns_pid: None,
                 name: None,
+                fds: vec![],
             },
         )
     }

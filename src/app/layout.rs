@@ -2778,6 +2778,7 @@ mod thread_lane_tests {
                     daemon: false,
                     ns_pid: None,
                     name: None,
+                    fds: vec![],
                 },
             ),
             ev(Some(("main.t1", 11)), start(false)),

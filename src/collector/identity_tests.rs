@@ -477,3 +477,134 @@ fn a_gate_goes_with_its_connection() {
     );
     assert!(b.state.gates.go(RUNNER_ID), "the runner's is still open");
 }
+
+/// Sends `main`'s hello on `s` with `fds` (SCM_RIGHTS), named as `names`.
+fn hello_with_fds(s: &UnixStream, fds: &[RawFd], names: &str) {
+    use nix::sys::socket::{ControlMessage, sendmsg};
+    let line = format!(
+        "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\",\"fds\":{names}}}\n",
+        now_ns()
+    );
+    let iov = [std::io::IoSlice::new(line.as_bytes())];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).expect("sendmsg");
+}
+
+#[test]
+fn a_hello_whose_event_pipe_is_no_pipe_is_shown_as_misbehaving_and_its_socket_still_speaks() {
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let mut main = b.connect();
+    // A file, not a pipe, named as the event pipe.
+    let file = std::fs::File::open("/dev/null").expect("/dev/null");
+    hello_with_fds(&main, &[file.as_raw_fd()], r#"["events"]"#);
+    drop(file);
+    send(&mut main, "main", "narrate", r#""text":"on the socket""#);
+    let events = b.events();
+    assert_eq!(
+        kinds(&events),
+        ["runner hello", "runner spawn", "main hello", "main narrate"]
+    );
+    // What the consumers see of the hello is what it always was.
+    assert!(matches!(&events[2].body, Body::Hello { fds, .. } if fds.is_empty()));
+    assert_eq!(b.stat(&b.state.stats.bad_fds), 1);
+    assert!(
+        b.state
+            .stats
+            .summary()
+            .contains("1 event pipes that were not pipes"),
+        "{}",
+        b.state.stats.summary()
+    );
+    assert!(b.state.conns.iter().all(|c| c.events.is_none()));
+}
+
+#[test]
+fn every_event_in_the_pipe_arrives_though_the_process_is_gone_before_it_is_let_in() {
+    let mut b = Bench::new();
+    let me = b.me;
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    b.settle();
+    let t_fork = now_ns();
+    // `main` says hello with its event pipe, writes its events there and
+    // is gone (both ends of its own closed) before its parent's `spawn`
+    // is read: its hello is held, and nothing may be lost.
+    let main = b.connect();
+    let (events_r, events_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    hello_with_fds(&main, &[events_r.as_raw_fd()], r#"["events"]"#);
+    drop(events_r);
+    let mut w = std::fs::File::from(events_w);
+    for k in 0..300 {
+        let line = format!(
+            "{{\"t_ns\":{},\"seq\":{},\"proc\":\"main\",\"pid\":7,\"kind\":\"narrate\",\"text\":\"{k}\"}}\n",
+            now_ns(),
+            k + 2
+        );
+        w.write_all(line.as_bytes()).expect("write");
+    }
+    // A half line at the end is not an event.
+    w.write_all(b"{\"t_ns\":1,").expect("write");
+    drop(w);
+    drop(main);
+    assert_eq!(kinds(&b.events()), ["runner hello"]);
+    send_at(
+        &mut runner,
+        t_fork,
+        RUNNER_ID,
+        "spawn",
+        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
+    );
+    let events = b.events();
+    let texts: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Narrate { text, .. } if e.proc_id == "main" => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, (0..300).map(|k| k.to_string()).collect::<Vec<_>>());
+    assert_eq!(kinds(&events)[..2], ["runner spawn", "main hello"]);
+    assert_eq!(b.state.stats.garbage(), 0);
+    // The connection and its pipe are gone with the process.
+    assert!(
+        b.state
+            .conns
+            .iter()
+            .all(|c| c.who.as_ref().is_none_or(|w| &*w.id != "main"))
+    );
+}
+
+#[test]
+fn a_hellos_descriptors_are_what_its_fds_says_or_the_old_two() {
+    let fds = |n: usize| -> Vec<OwnedFd> {
+        (0..n)
+            .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null")))
+            .collect()
+    };
+    let names = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    let got = |s: [Option<OwnedFd>; 3]| s.map(|f| f.is_some());
+    // Old hellos: two are stdout and stderr, any other number nothing.
+    assert_eq!(got(sort_fds(fds(2), &[])), [true, true, false]);
+    assert_eq!(got(sort_fds(fds(1), &[])), [false, false, false]);
+    assert_eq!(got(sort_fds(fds(3), &[])), [false, false, false]);
+    // Named: by place; unknown names, repeats and unnamed ones closed.
+    let all = names(&["stdout", "stderr", "events"]);
+    assert_eq!(got(sort_fds(fds(3), &all)), [true, true, true]);
+    assert_eq!(
+        got(sort_fds(fds(1), &names(&["events"]))),
+        [false, false, true]
+    );
+    assert_eq!(
+        got(sort_fds(fds(2), &names(&["events"]))),
+        [false, false, true]
+    );
+    assert_eq!(
+        got(sort_fds(fds(2), &names(&["tty", "events"]))),
+        [false, false, true]
+    );
+    assert_eq!(
+        got(sort_fds(fds(2), &names(&["events", "events"]))),
+        [false, false, true]
+    );
+}

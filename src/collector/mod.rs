@@ -120,6 +120,9 @@ pub struct Stats {
     /// Events of kinds only forkscope makes, or about a process that is
     /// not the sender's child.
     pub forged: AtomicU64,
+    /// Descriptors a hello named as its event pipe that were no pipe
+    /// (closed; the connection stays and its own lines are read).
+    pub bad_fds: AtomicU64,
     pub output_dropped_bytes: AtomicU64,
 }
 
@@ -133,6 +136,7 @@ impl Stats {
             + self.refused.load(Ordering::Relaxed)
             + self.impostors.load(Ordering::Relaxed)
             + self.forged.load(Ordering::Relaxed)
+            + self.bad_fds.load(Ordering::Relaxed)
     }
 
     /// One line for humans, empty when nothing went wrong.
@@ -151,6 +155,7 @@ impl Stats {
         add(&self.refused, "connections refused");
         add(&self.impostors, "hellos under an identity not theirs");
         add(&self.forged, "events forged for other processes");
+        add(&self.bad_fds, "event pipes that were not pipes");
         add(&self.dropped, "events dropped (display too slow)");
         add(
             &self.output_dropped_bytes,
@@ -369,9 +374,12 @@ struct Conn {
     lane: usize,
     /// Which epoll watches it (none while its hello is held).
     watched: Watch,
-    buf: Vec<u8>,
-    /// Inside a line that is too long: drop bytes up to the next newline.
-    skipping: bool,
+    /// What came on the socket itself (the hello; a probe without an
+    /// event pipe sends everything here).
+    lines: Lines,
+    /// The process's event pipe, once its hello is accepted: read like
+    /// the socket, into the same lane (PROTOCOL.md §1).
+    events: Option<EventPipe>,
     who: Option<Who>,
     fds: Vec<OwnedFd>,
     opened: Instant,
@@ -385,6 +393,29 @@ struct Conn {
     /// meanwhile.
     held: Option<Held>,
     dead: bool,
+}
+
+/// A line being put together from what one source sent.
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+    /// Inside a line that is too long: drop bytes up to the next newline.
+    skipping: bool,
+}
+
+/// The read end of a process's event pipe, watched in `conn_epoll` beside
+/// its connection.
+struct EventPipe {
+    fd: OwnedFd,
+    token: u64,
+    lines: Lines,
+}
+
+/// Which of a connection's two sources a read was from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Socket,
+    Pipe,
 }
 
 /// A hello that is not vouched for yet, and the lines that came after it.
@@ -417,6 +448,8 @@ struct ProcInfo {
 #[derive(Clone)]
 enum Slot {
     Conn(usize),
+    /// The event pipe of connection `usize`.
+    Events(usize),
     Out(usize),
     Pidfd(String),
 }
@@ -727,6 +760,9 @@ impl State {
         let _ = self.epoll.delete(&self.listener);
         for i in 0..self.conns.len() {
             self.unwatch_conn(i);
+            if let Some(p) = &self.conns[i].events {
+                let _ = self.conn_epoll.delete(&p.fd);
+            }
             let c = &self.conns[i];
             if let Some(who) = &c.who {
                 self.gates.remove(&who.id, &c.stream);
@@ -839,6 +875,10 @@ impl State {
                         let i = *i;
                         self.read_conn(i);
                     }
+                    Some(Slot::Events(i)) => {
+                        let i = *i;
+                        self.read_events(i);
+                    }
                     Some(Slot::Out(i)) => {
                         let i = *i;
                         self.read_out(i);
@@ -872,9 +912,16 @@ impl State {
             .wait(&mut ready, EpollTimeout::ZERO)
             .unwrap_or(0);
         for ev in ready.iter().take(n) {
-            if let Some(Slot::Conn(i)) = self.slots.get(&ev.data()) {
-                let i = *i;
-                self.read_conn(i);
+            match self.slots.get(&ev.data()) {
+                Some(Slot::Conn(i)) => {
+                    let i = *i;
+                    self.read_conn(i);
+                }
+                Some(Slot::Events(i)) => {
+                    let i = *i;
+                    self.read_events(i);
+                }
+                _ => {}
             }
             if self.behind() {
                 break;
@@ -965,6 +1012,39 @@ impl State {
         c.watched = Watch::No;
     }
 
+    /// Takes `fd` as connection `i`'s event pipe, if it is a pipe (else it
+    /// is closed and counted: the connection stays, its socket is read).
+    /// Watched with the connections: paced alike, paused alike.
+    fn watch_events(&mut self, i: usize, fd: OwnedFd) {
+        let is_pipe = nix::sys::stat::fstat(&fd).is_ok_and(|st| {
+            nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
+                == nix::sys::stat::SFlag::S_IFIFO
+        });
+        if !is_pipe {
+            self.stats.bad_fds.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Read without blocking (a wake-up may be stale).
+        let _ = nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        let token = self.token();
+        if self
+            .conn_epoll
+            .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .is_err()
+        {
+            return;
+        }
+        self.slots.insert(token, Slot::Events(i));
+        self.conns[i].events = Some(EventPipe {
+            fd,
+            token,
+            lines: Lines::default(),
+        });
+    }
+
     /// Watches a process's pidfd: it turns readable when the process dies.
     fn watch_pidfd(&mut self, id: &str) {
         let token = self.token();
@@ -1000,6 +1080,10 @@ impl State {
                     }
                 }
                 self.slots.remove(&c.token);
+                if let Some(p) = &c.events {
+                    let _ = self.conn_epoll.delete(&p.fd);
+                    self.slots.remove(&p.token);
+                }
                 self.pending.close_lane(c.lane);
                 if let Some(who) = &c.who {
                     self.gates.remove(&who.id, &c.stream);
@@ -1008,6 +1092,9 @@ impl State {
             self.conns.retain(|c| !c.dead);
             for (i, c) in self.conns.iter().enumerate() {
                 self.slots.insert(c.token, Slot::Conn(i));
+                if let Some(p) = &c.events {
+                    self.slots.insert(p.token, Slot::Events(i));
+                }
             }
         }
         if self.outs.iter().any(|o| o.closed) {
@@ -1089,8 +1176,8 @@ impl State {
                 token,
                 lane,
                 watched: Watch::No,
-                buf: Vec::new(),
-                skipping: false,
+                lines: Lines::default(),
+                events: None,
                 who: None,
                 fds: Vec::new(),
                 opened: Instant::now(),
@@ -1133,11 +1220,88 @@ impl State {
                 Read::Full if !self.behind() => {}
                 Read::Full | Read::Drained | Read::Nothing => return,
                 Read::Closed => {
-                    self.conns[i].dead = true;
+                    self.conn_closed(i);
                     return;
                 }
             }
         }
+    }
+
+    /// The socket of connection `i` ended (the process exited, or
+    /// `exec`'d a program): what is left in its event pipe is read now,
+    /// before the connection goes. Everything the process wrote there is
+    /// in already (its writes returned before it could close the socket);
+    /// nothing waits for the pipe's own end of file, which a child forked
+    /// a moment ago may still hold back.
+    fn conn_closed(&mut self, i: usize) {
+        self.drain_events(i);
+        self.conns[i].dead = true;
+    }
+
+    /// Reads everything in connection `i`'s event pipe now: up to a short
+    /// read (a pipe's short read took all it held).
+    fn drain_events(&mut self, i: usize) {
+        while self.conns[i].events.is_some() {
+            match self.read_events_once(i) {
+                Read::Full => {}
+                Read::Drained | Read::Nothing | Read::Closed => break,
+            }
+        }
+    }
+
+    /// Reads what a process wrote into its event pipe (a few reads at
+    /// most, as [`Self::read_conn`]).
+    fn read_events(&mut self, i: usize) {
+        for _ in 0..MAX_READS_PER_WAKE {
+            if self.conns[i].dead {
+                return;
+            }
+            match self.read_events_once(i) {
+                Read::Full if !self.behind() => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// One read (up to [`READ_BYTES`]) of connection `i`'s event pipe,
+    /// every complete line handled as if it came on the socket. At end of
+    /// file the pipe is closed (a partial last line is dropped); the
+    /// connection stays.
+    fn read_events_once(&mut self, i: usize) -> Read {
+        let Some(p) = &self.conns[i].events else {
+            return Read::Closed;
+        };
+        let mut chunk = std::mem::take(&mut self.rbuf);
+        if chunk.len() < READ_BYTES {
+            chunk = vec![0; READ_BYTES];
+        }
+        let read = match nix::unistd::read(&p.fd, &mut chunk) {
+            Ok(0) | Err(nix::errno::Errno::EBADF | nix::errno::Errno::EINVAL) => Read::Closed,
+            Ok(n) => {
+                if !self.take_lines(i, Source::Pipe, &chunk[..n]) {
+                    // (Cannot happen: lines after the hello never close.)
+                    self.conns[i].dead = true;
+                }
+                if n < chunk.len() {
+                    // A short read of a pipe: it was empty then.
+                    Read::Drained
+                } else {
+                    Read::Full
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Read::Nothing,
+            Err(_) => Read::Closed,
+        };
+        if self.rbuf.is_empty() {
+            self.rbuf = chunk;
+        }
+        if let Read::Closed = read
+            && let Some(p) = self.conns[i].events.take()
+        {
+            let _ = self.conn_epoll.delete(&p.fd);
+            self.slots.remove(&p.token);
+        }
+        read
     }
 
     /// Reads output from a pipe. The process announces what its `print`
@@ -1183,18 +1347,19 @@ impl State {
     /// Reads everything a process has sent on its connection so far (its
     /// `output` announcements among it).
     fn read_announcements(&mut self, id: &str) {
-        if let Some(j) = self
-            .conns
-            .iter()
-            .position(|c| c.who.as_ref().is_some_and(|w| &*w.id == id))
-        {
+        for j in 0..self.conns.len() {
+            if self.conns[j].who.as_ref().is_none_or(|w| &*w.id != id) {
+                continue;
+            }
+            // Its event pipe first: the socket's end of file drains it too.
+            self.drain_events(j);
             while !self.conns[j].dead && self.conns[j].held.is_none() {
                 // Up to a read that finds nothing: the exactness of output
                 // (PROTOCOL.md §7.2) needs every announcement that is in.
                 match self.read_conn_once(j) {
                     Read::Full | Read::Drained => {}
                     Read::Nothing => break,
-                    Read::Closed => self.conns[j].dead = true,
+                    Read::Closed => self.conn_closed(j),
                 }
             }
         }
@@ -1245,14 +1410,15 @@ impl State {
         }
         let conn = &mut self.conns[i];
         if conn.who.is_none() && conn.held.is_none() {
-            // Only the first two are used; more would only hold our fds.
+            // Only the first three are used (stdout, stderr, events);
+            // more would only hold our fds.
             conn.fds.extend(fds);
-            conn.fds.truncate(2);
+            conn.fds.truncate(3);
         } else if !fds.is_empty() {
             // Descriptors after hello are not part of the protocol: closed.
             self.stats.not_json.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.take_lines(i, &chunk[..n]) {
+        if !self.take_lines(i, Source::Socket, &chunk[..n]) {
             Read::Closed
         } else if n < chunk.len() {
             // A short read of a stream socket: nothing more was there.
@@ -1265,7 +1431,7 @@ impl State {
     /// Cuts what a connection sent into lines and handles each complete
     /// one where it lies (no copy, unless a line came in two reads); false
     /// closes the connection.
-    fn take_lines(&mut self, i: usize, mut data: &[u8]) -> bool {
+    fn take_lines(&mut self, i: usize, from: Source, mut data: &[u8]) -> bool {
         while !data.is_empty() {
             let (piece, complete) = match memchr::memchr(b'\n', data) {
                 Some(k) => (&data[..k], true),
@@ -1277,25 +1443,30 @@ impl State {
                 &[]
             };
             let conn = &mut self.conns[i];
-            if conn.skipping {
+            let lines = match (from, &mut conn.events) {
+                (Source::Socket, _) => &mut conn.lines,
+                (Source::Pipe, Some(p)) => &mut p.lines,
+                (Source::Pipe, None) => return true,
+            };
+            if lines.skipping {
                 // Inside a line that was too long: up to its newline.
-                conn.skipping = !complete;
+                lines.skipping = !complete;
                 continue;
             }
-            if conn.buf.len() + piece.len() >= MAX_LINE_BYTES {
-                conn.buf.clear();
-                conn.skipping = !complete;
+            if lines.buf.len() + piece.len() >= MAX_LINE_BYTES {
+                lines.buf.clear();
+                lines.skipping = !complete;
                 self.stats.too_long.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if !complete {
-                conn.buf.extend_from_slice(piece);
+                lines.buf.extend_from_slice(piece);
                 continue;
             }
-            let ok = if conn.buf.is_empty() {
+            let ok = if lines.buf.is_empty() {
                 self.one_line(i, piece)
             } else {
-                let mut line = std::mem::take(&mut conn.buf);
+                let mut line = std::mem::take(&mut lines.buf);
                 line.extend_from_slice(piece);
                 self.one_line(i, &line)
             };
@@ -1636,8 +1807,12 @@ impl State {
             pid,
         });
         let fds = std::mem::take(&mut conn.fds);
-        let mut fds = fds.into_iter();
-        if let (Some(out), Some(err)) = (fds.next(), fds.next()) {
+        let meanings = match &mut event.body {
+            Body::Hello { fds, .. } => std::mem::take(fds),
+            _ => Vec::new(),
+        };
+        let [out, err, events] = sort_fds(fds, &meanings);
+        if let (Some(out), Some(err)) = (out, err) {
             for (fd, stream) in [
                 (out, crate::protocol::Stream::Stdout),
                 (err, crate::protocol::Stream::Stderr),
@@ -1657,6 +1832,9 @@ impl State {
                 self.outs.push(pipe);
             }
             self.piped.insert(id.clone());
+        }
+        if let Some(fd) = events {
+            self.watch_events(i, fd);
         }
         if id == crate::protocol::RUNNER_ID {
             self.runner_pid = pid;
@@ -1693,6 +1871,11 @@ impl State {
         let mine: Vec<usize> = (0..self.outs.len())
             .filter(|&i| self.outs[i].proc_id == id)
             .collect();
+        if mine.is_empty() {
+            // What it sent is in before its end (each pipe's read below
+            // reads it too).
+            self.read_announcements(id);
+        }
         for i in mine {
             // Non-blocking: a read that finds nothing ends it.
             while self.read_out_once(i, cap) {}
@@ -1925,6 +2108,34 @@ impl State {
             Sent::Disconnected => self.closed = true,
         }
     }
+}
+
+/// The descriptors that came with a hello, by what its `fds` says they
+/// are: `[stdout, stderr, events]`. A hello without `fds` follows the old
+/// rule: two descriptors are stdout and stderr. Any other is closed.
+fn sort_fds(fds: Vec<OwnedFd>, meanings: &[String]) -> [Option<OwnedFd>; 3] {
+    use crate::probe::{FD_EVENTS, FD_STDERR, FD_STDOUT};
+    let mut sorted: [Option<OwnedFd>; 3] = [None, None, None];
+    if meanings.is_empty() {
+        if fds.len() == 2 {
+            let mut fds = fds.into_iter();
+            sorted[0] = fds.next();
+            sorted[1] = fds.next();
+        }
+        return sorted;
+    }
+    for (fd, what) in fds.into_iter().zip(meanings) {
+        let k = match what.as_str() {
+            FD_STDOUT => 0,
+            FD_STDERR => 1,
+            FD_EVENTS => 2,
+            _ => continue,
+        };
+        if sorted[k].is_none() {
+            sorted[k] = Some(fd);
+        }
+    }
+    sorted
 }
 
 /// Makes an event say it comes from its sender (the connection's hello,

@@ -41,6 +41,7 @@ fn hello(parent: Option<&str>) -> Body {
         daemon: false,
         ns_pid: None,
         name: None,
+        fds: vec![],
     }
 }
 

@@ -1029,6 +1029,7 @@ impl World {
                 daemon,
                 ns_pid,
                 name,
+                ..
             } => {
                 self.on_hello(t_ns, me, *ppid, role, parent, *daemon, *ns_pid);
                 if name.is_some() {

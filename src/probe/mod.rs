@@ -1,8 +1,11 @@
 //! The probe: what every scenario process uses to tell the collector what it
 //! does. One Unix-socket connection per process, opened right after fork:
 //! a `hello` line that carries the read ends of the process's own stdout and
-//! stderr pipes (`SCM_RIGHTS`), then one JSON line per event, each written
-//! whole with a single `write` so lines from many processes never tear.
+//! stderr pipes and of its *event pipe* (`SCM_RIGHTS`), then one JSON line
+//! per event on that pipe, each written whole with a single `write` so
+//! lines never tear. (A pipe costs the kernel about a quarter of what a
+//! unix-socket send does; the socket stays for the hello, for `go` lines
+//! in gated runs, and as the kernel's word on who the peer is.)
 //!
 //! Events about nothing another process can see (a sleep of zero, the end
 //! of a sleep) may be *held* ([`Probe::hold`]) and go out in the same
@@ -29,6 +32,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[derive(Default)]
 struct Conn {
     sock: Option<UnixStream>,
+    /// The write end of the process's event pipe, whose read end went to
+    /// the collector with the hello: every line after the hello is written
+    /// here. `None`: on the socket (no pipe could be made, or none yet).
+    events: Option<std::fs::File>,
     seq: u64,
     /// Whole lines held for the next write ([`Probe::hold`]); also where
     /// every line is made, so that its memory serves all of them.
@@ -159,6 +166,19 @@ pub fn host_ppid() -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// What the descriptors sent with a hello are, in the hello's `fds`
+/// (PROTOCOL.md §2).
+pub const FD_STDOUT: &str = "stdout";
+pub const FD_STDERR: &str = "stderr";
+pub const FD_EVENTS: &str = "events";
+
+/// What [`Probe::handover`] gives a `spawn`ed image to go on with.
+pub struct Handover {
+    pub sock_fd: Option<i32>,
+    pub events_fd: Option<i32>,
+    pub seq: u64,
+}
+
 /// Which of the process's own streams to hand to the collector.
 pub enum Capture {
     /// Replace stdout and stderr with fresh pipes whose read ends the
@@ -240,6 +260,17 @@ impl Probe {
             Capture::None => (None, None),
             Capture::Fds(out, err) => (Some([out, err]), None),
         };
+        // The event pipe: its read end goes with the hello, every later
+        // line into its write end (close-on-exec: a program we `exec` never
+        // holds it; a `spawn`ed image gets it handed over on purpose).
+        let events = pipe2(OFlag::O_CLOEXEC).ok();
+        let mut fds: Vec<String> = Vec::new();
+        if events.is_some() {
+            if reads.is_some() {
+                fds.extend([FD_STDOUT.to_string(), FD_STDERR.to_string()]);
+            }
+            fds.push(FD_EVENTS.to_string());
+        }
         let hello = probe.line_for(Body::Hello {
             ppid,
             role: role.to_string(),
@@ -247,8 +278,10 @@ impl Probe {
             daemon,
             ns_pid: Some(nix::unistd::getpid().as_raw()),
             name: name.map(str::to_string),
+            fds,
         });
-        let raw: Vec<i32> = reads.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let mut raw: Vec<i32> = reads.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        raw.extend(events.as_ref().map(|(r, _)| r.as_raw_fd()));
         let iov = [IoSlice::new(&hello)];
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
@@ -262,10 +295,13 @@ impl Probe {
             // (The reader for `go` lines is made when first needed: only
             // gated runs read, and a `dup` here, closed again by each
             // child this process forks, costs every process two syscalls.)
-            probe.conn().sock = Some(sock);
+            let mut conn = probe.conn();
+            conn.sock = Some(sock);
+            conn.events = events.map(|(_, w)| std::fs::File::from(w));
         }
         // Our copies of the pipes close here: the collector has the read
-        // ends, fds 1 and 2 are the write ends.
+        // ends, fds 1 and 2 are the write ends (and `conn.events` the
+        // event pipe's).
         drop(reads);
         drop(writes);
         probe
@@ -326,20 +362,34 @@ impl Probe {
     }
 
     /// What a `spawn`ed child needs to go on with this connection after
-    /// `exec`: the socket's fd (if connected) and the last sequence number.
-    pub fn handover(&self) -> (Option<i32>, u64) {
+    /// `exec`: the socket's fd (if connected), its event pipe's write end
+    /// (if it has one) and the last sequence number. Both fds are
+    /// close-on-exec: the caller clears that for this one `exec`.
+    pub fn handover(&self) -> Handover {
         let mut conn = self.conn();
         flush_held(&mut conn);
-        (conn.sock.as_ref().map(AsRawFd::as_raw_fd), conn.seq)
+        Handover {
+            sock_fd: conn.sock.as_ref().map(AsRawFd::as_raw_fd),
+            events_fd: conn.events.as_ref().map(AsRawFd::as_raw_fd),
+            seq: conn.seq,
+        }
     }
 
     /// The same connection, after `exec`: the probe a `spawn`ed child had
-    /// before it replaced its image (its hello is already sent).
-    pub fn resume(sock: Option<UnixStream>, id: &str, pid: i32, seq: u64) -> Probe {
+    /// before it replaced its image (its hello is already sent), with its
+    /// event pipe if it had one.
+    pub fn resume(
+        sock: Option<UnixStream>,
+        events: Option<OwnedFd>,
+        id: &str,
+        pid: i32,
+        seq: u64,
+    ) -> Probe {
         let reader = sock.as_ref().and_then(|s| s.try_clone().ok());
         Probe {
             conn: Arc::new(Mutex::new(Conn {
                 sock,
+                events: events.map(std::fs::File::from),
                 seq,
                 held: Vec::new(),
             })),
@@ -403,7 +453,17 @@ impl Probe {
             // SAFETY: SIOCOUTQ (TIOCOUTQ) on a socket fd we own writes one
             // int, the bytes sent and not yet read by the peer, to `unread`.
             let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut unread) };
-            if r < 0 || unread <= 0 {
+            let mut unread_pipe: libc::c_int = 0;
+            if let Some(events) = conn.events.as_ref() {
+                // SAFETY: FIONREAD on a pipe fd we own (either end answers)
+                // writes one int, the bytes in the pipe, to `unread_pipe`.
+                let r =
+                    unsafe { libc::ioctl(events.as_raw_fd(), libc::FIONREAD, &mut unread_pipe) };
+                if r < 0 {
+                    unread_pipe = 0;
+                }
+            }
+            if (r < 0 || unread <= 0) && unread_pipe <= 0 {
                 return true;
             }
             if std::time::Instant::now() >= deadline {
@@ -418,6 +478,8 @@ impl Probe {
     pub fn disconnect(&mut self) {
         let mut conn = self.conn();
         conn.sock = None;
+        // The parent's event pipe too: only the parent writes into it.
+        conn.events = None;
         // (A child forked while a thread of its parent held lines: they are
         // the parent's to send.)
         conn.held.clear();
@@ -631,12 +693,17 @@ fn flush_held(conn: &mut Conn) {
     }
 }
 
+/// Writes whole lines into the event pipe (the socket if there is none).
 fn write_conn(conn: &mut Conn, bytes: &[u8]) {
-    if let Some(sock) = conn.sock.as_mut()
-        && sock.write_all(bytes).is_err()
-    {
+    let written = match (conn.events.as_mut(), conn.sock.as_mut()) {
+        (Some(events), _) => events.write_all(bytes),
+        (None, Some(sock)) => sock.write_all(bytes),
+        (None, None) => return,
+    };
+    if written.is_err() {
         // The collector is gone (the app stopped): run on silently.
         conn.sock = None;
+        conn.events = None;
     }
 }
 
@@ -709,6 +776,7 @@ mod tests {
         let probe = Probe {
             conn: Arc::new(Mutex::new(Conn {
                 sock: Some(ours),
+                events: None,
                 seq: 0,
                 held: Vec::new(),
             })),
@@ -787,6 +855,29 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn with_an_event_pipe_lines_go_into_it_and_a_fresh_child_drops_it() {
+        let (mut probe, theirs) = probe_on_pair(None);
+        let (events_r, events_w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        probe.conn().events = Some(std::fs::File::from(events_w));
+        probe.hold(Body::Sleep { duration_ms: 0.0 });
+        probe.emit_access(Access::Write, "v", &Value::Int(1), false);
+        probe.emit(Body::Wake {});
+        // A fresh child closes its parent's pipe (and socket) before it
+        // makes its own: the parent's pipe then ends with the parent.
+        probe.disconnect();
+        let mut piped = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(events_r), &mut piped)
+            .expect("end of file: nobody holds the write end");
+        let kinds: Vec<&str> = piped
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| Event::from_line(l).expect("a line").body.kind())
+            .collect();
+        assert_eq!(kinds, ["sleep", "write", "wake"]);
+        assert!(sent(probe, theirs).is_empty(), "nothing on the socket");
     }
 
     #[test]

@@ -55,6 +55,9 @@ struct Handover {
     id: String,
     kind: Kind,
     probe_fd: Option<i32>,
+    /// The write end of the process's event pipe (older images: none).
+    #[serde(default)]
+    probe_events_fd: Option<i32>,
     probe_seq: u64,
     pid: i32,
     slot: usize,
@@ -119,13 +122,14 @@ impl Proc<'_> {
 
     fn try_exec_fresh(&mut self, kind: Kind) -> Result<std::convert::Infallible, RunError> {
         let run = self.run;
-        let (probe_fd, probe_seq) = self.probe.handover();
+        let probe = self.probe.handover();
         let mut h = Handover {
             spec: run.spec.clone(),
             id: self.probe.id.clone(),
             kind,
-            probe_fd,
-            probe_seq,
+            probe_fd: probe.sock_fd,
+            probe_events_fd: probe.events_fd,
+            probe_seq: probe.seq,
             pid: self.probe.pid,
             slot: self.slot(),
             shm_fd: run.shm.raw_fd(),
@@ -144,6 +148,7 @@ impl Proc<'_> {
         }
         let mut keep: Vec<i32> = vec![h.shm_fd];
         keep.extend(h.probe_fd);
+        keep.extend(h.probe_events_fd);
         keep.extend(h.ends.values().copied());
         keep.extend(h.queues.values().flat_map(|(r, w)| [*r, *w]));
         if let Kind::ForkServer { conn_fd } = &h.kind {
@@ -371,7 +376,8 @@ fn spawned(fd_arg: &str) -> Result<std::convert::Infallible, RunError> {
         Some(fd) => Some(std::os::unix::net::UnixStream::from(adopt(fd)?)),
         None => None,
     };
-    let probe = Probe::resume(sock, &h.id, h.pid, h.probe_seq);
+    let events = h.probe_events_fd.map(adopt).transpose()?;
+    let probe = Probe::resume(sock, events, &h.id, h.pid, h.probe_seq);
     let mut ends = BTreeMap::new();
     for (name, fd) in &h.ends {
         ends.insert(name.clone(), adopt(*fd)?);
