@@ -142,18 +142,7 @@ pub fn write_body(out: &mut Vec<u8>, body: &Body) -> bool {
             child_pid,
             role,
             daemon,
-        } => {
-            out.extend_from_slice(b",\"kind\":\"spawn\",\"child\":");
-            write_str(out, child);
-            out.extend_from_slice(b",\"child_pid\":");
-            write_i64(out, i64::from(*child_pid));
-            out.extend_from_slice(b",\"role\":");
-            write_str(out, role);
-            if *daemon {
-                out.extend_from_slice(b",\"daemon\":true");
-            }
-            out.push(b'}');
-        }
+        } => write_spawn(out, child, *child_pid, role, *daemon),
         Body::Exit { code, signal } => {
             out.extend_from_slice(b",\"kind\":\"exit\"");
             write_status(out, *code, signal.as_deref());
@@ -173,6 +162,20 @@ pub fn write_body(out: &mut Vec<u8>, body: &Body) -> bool {
         _ => return false,
     }
     true
+}
+
+/// The body of a `spawn` (the probe writes it without building a [`Body`]).
+pub fn write_spawn(out: &mut Vec<u8>, child: &str, child_pid: i32, role: &str, daemon: bool) {
+    out.extend_from_slice(b",\"kind\":\"spawn\",\"child\":");
+    write_str(out, child);
+    out.extend_from_slice(b",\"child_pid\":");
+    write_i64(out, i64::from(child_pid));
+    out.extend_from_slice(b",\"role\":");
+    write_str(out, role);
+    if daemon {
+        out.extend_from_slice(b",\"daemon\":true");
+    }
+    out.push(b'}');
 }
 
 /// The optional `code` and `signal` of an `exit` or `reaped`, and the
