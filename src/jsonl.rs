@@ -6,8 +6,9 @@
 //! sending `sleep`, `wake`, `write` without pause) that was a good part of
 //! what every scenario process spent per step, and of what `forkscope run
 //! --format jsonl` spent per event. The kinds a busy process sends most
-//! (`sleep`, `wake`, `read`, `write`, locks, `block`/`unblock`) are written
-//! here straight into the caller's buffer; every other kind, and any string
+//! (`sleep`, `wake`, `read`, `write`, locks, `block`/`unblock`), and those
+//! of every process's start and end (`hello`, `spawn`, `exit`, `reaped`),
+//! are written here straight into the caller's buffer; every other kind, and any string
 //! that needs an escape, is written by `serde_json` itself, so the bytes
 //! are the same either way (`tests` below compare them kind by kind).
 
@@ -104,9 +105,102 @@ pub fn write_body(out: &mut Vec<u8>, body: &Body) -> bool {
         Body::LockRelease { lock } => write_text(out, b"lock_release", b"lock", lock),
         Body::Block { on } => write_text(out, b"block", b"on", on),
         Body::Unblock { on } => write_text(out, b"unblock", b"on", on),
+        // The lines of every process's start and end (a short-lived
+        // child is little else): its hello, its parent's spawn and
+        // reaped, the collector's exit.
+        Body::Hello {
+            ppid,
+            role,
+            parent,
+            daemon,
+            ns_pid,
+            name,
+            fds,
+        } => {
+            out.extend_from_slice(b",\"kind\":\"hello\",\"ppid\":");
+            write_i64(out, i64::from(*ppid));
+            out.extend_from_slice(b",\"role\":");
+            write_str(out, role);
+            if let Some(parent) = parent {
+                out.extend_from_slice(b",\"parent\":");
+                write_str(out, parent);
+            }
+            if *daemon {
+                out.extend_from_slice(b",\"daemon\":true");
+            }
+            if let Some(ns_pid) = ns_pid {
+                out.extend_from_slice(b",\"ns_pid\":");
+                write_i64(out, i64::from(*ns_pid));
+            }
+            if let Some(name) = name {
+                out.extend_from_slice(b",\"name\":");
+                write_str(out, name);
+            }
+            if !fds.is_empty() {
+                out.extend_from_slice(b",\"fds\":[");
+                for (k, fd) in fds.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, fd);
+                }
+                out.push(b']');
+            }
+            out.push(b'}');
+        }
+        Body::Spawn {
+            child,
+            child_pid,
+            role,
+            daemon,
+        } => write_spawn(out, child, *child_pid, role, *daemon),
+        Body::Exit { code, signal } => {
+            out.extend_from_slice(b",\"kind\":\"exit\"");
+            write_status(out, *code, signal.as_deref());
+        }
+        Body::Reaped {
+            by,
+            by_pid,
+            code,
+            signal,
+        } => {
+            out.extend_from_slice(b",\"kind\":\"reaped\",\"by\":");
+            write_str(out, by);
+            out.extend_from_slice(b",\"by_pid\":");
+            write_i64(out, i64::from(*by_pid));
+            write_status(out, *code, signal.as_deref());
+        }
         _ => return false,
     }
     true
+}
+
+/// The body of a `spawn` (the probe writes it without building a [`Body`]).
+pub fn write_spawn(out: &mut Vec<u8>, child: &str, child_pid: i32, role: &str, daemon: bool) {
+    out.extend_from_slice(b",\"kind\":\"spawn\",\"child\":");
+    write_str(out, child);
+    out.extend_from_slice(b",\"child_pid\":");
+    write_i64(out, i64::from(child_pid));
+    out.extend_from_slice(b",\"role\":");
+    write_str(out, role);
+    if daemon {
+        out.extend_from_slice(b",\"daemon\":true");
+    }
+    out.push(b'}');
+}
+
+/// The optional `code` and `signal` of an `exit` or `reaped`, and the
+/// closing brace.
+fn write_status(out: &mut Vec<u8>, code: Option<i32>, signal: Option<&str>) {
+    if let Some(code) = code {
+        out.extend_from_slice(b",\"code\":");
+        write_i64(out, i64::from(code));
+    }
+    if let Some(signal) = signal {
+        out.extend_from_slice(b",\"signal\":");
+        write_str(out, signal);
+    }
+    out.push(b'}');
 }
 
 /// The body of a `read` or `write` (`kind` is `b"read"` or `b"write"`).
@@ -277,6 +371,45 @@ mod tests {
             b.push(Body::LockRelease { lock: name.clone() });
             b.push(Body::Block { on: name.clone() });
             b.push(Body::Unblock { on: name.clone() });
+        }
+        for text in texts() {
+            let some = || Some(text.clone());
+            for (daemon, opt) in [(false, None), (true, some())] {
+                b.push(Body::Hello {
+                    ppid: -7,
+                    role: text.clone(),
+                    parent: opt.clone(),
+                    daemon,
+                    ns_pid: opt.as_ref().map(|_| i32::MAX),
+                    name: opt.clone(),
+                    fds: vec![text.clone(), "events".into()],
+                });
+                b.push(Body::Hello {
+                    ppid: 0,
+                    role: "nothing".into(),
+                    parent: None,
+                    daemon,
+                    ns_pid: None,
+                    name: opt.clone(),
+                    fds: vec![],
+                });
+                b.push(Body::Spawn {
+                    child: text.clone(),
+                    child_pid: i32::MIN,
+                    role: text.clone(),
+                    daemon,
+                });
+                b.push(Body::Exit {
+                    code: opt.as_ref().map(|_| -1),
+                    signal: opt.clone(),
+                });
+                b.push(Body::Reaped {
+                    by: text.clone(),
+                    by_pid: 12,
+                    code: if daemon { None } else { Some(255) },
+                    signal: opt.clone(),
+                });
+            }
         }
         b.extend([
             Body::Hello {

@@ -367,6 +367,26 @@ mod quick {
             Some(&rest[..len])
         }
 
+        /// `[` plain strings `]`, an empty list too.
+        fn plain_str_list(&mut self) -> Option<Vec<String>> {
+            self.eat(b'[')?;
+            self.ws();
+            let mut list = Vec::new();
+            if self.peek()? == b']' {
+                self.i += 1;
+                return Some(list);
+            }
+            loop {
+                list.push(self.plain_str()?.to_string());
+                self.ws();
+                match self.next()? {
+                    b',' => self.ws(),
+                    b']' => return Some(list),
+                    _ => return None,
+                }
+            }
+        }
+
         /// Digits without a leading zero (a lone `0` is fine), at most 18
         /// of them (no overflow), not followed by a fraction or exponent.
         fn digits(&mut self) -> Option<u64> {
@@ -480,6 +500,19 @@ mod quick {
         private: Option<bool>,
         lock: Option<&'a str>,
         on: Option<&'a str>,
+        // A process's start and end: `hello`, `spawn`, `exit`, `reaped`.
+        ppid: Option<i32>,
+        role: Option<&'a str>,
+        parent: Option<&'a str>,
+        daemon: Option<bool>,
+        ns_pid: Option<i32>,
+        fds: Option<Vec<String>>,
+        child: Option<&'a str>,
+        child_pid: Option<i32>,
+        by: Option<&'a str>,
+        by_pid: Option<i32>,
+        code: Option<i32>,
+        signal: Option<&'a str>,
     }
 
     /// Sets a field once (`None` for a duplicate).
@@ -521,6 +554,19 @@ mod quick {
                 b"private" => once(&mut self.private, c.bool()?),
                 b"lock" => once(&mut self.lock, c.plain_str()?),
                 b"on" => once(&mut self.on, c.plain_str()?),
+                // (`null` for an optional one is left to serde.)
+                b"ppid" => once(&mut self.ppid, c.i32()?),
+                b"role" => once(&mut self.role, c.plain_str()?),
+                b"parent" => once(&mut self.parent, c.plain_str()?),
+                b"daemon" => once(&mut self.daemon, c.bool()?),
+                b"ns_pid" => once(&mut self.ns_pid, c.i32()?),
+                b"fds" => once(&mut self.fds, c.plain_str_list()?),
+                b"child" => once(&mut self.child, c.plain_str()?),
+                b"child_pid" => once(&mut self.child_pid, c.i32()?),
+                b"by" => once(&mut self.by, c.plain_str()?),
+                b"by_pid" => once(&mut self.by_pid, c.i32()?),
+                b"code" => once(&mut self.code, c.i32()?),
+                b"signal" => once(&mut self.signal, c.plain_str()?),
                 _ => None,
             }
         }
@@ -543,6 +589,18 @@ mod quick {
                 private,
                 lock,
                 on,
+                ppid,
+                role,
+                parent,
+                daemon,
+                ns_pid,
+                fds,
+                child,
+                child_pid,
+                by,
+                by_pid,
+                code,
+                signal,
             } = self;
             // Which of the kinds' own fields are there.
             let has = (
@@ -551,44 +609,115 @@ mod quick {
                 lock.is_some(),
                 on.is_some(),
             );
-            let body = match (kind?, has) {
-                (b"sleep", (true, false, false, false)) => Body::Sleep {
-                    duration_ms: duration_ms?,
-                },
-                (b"wake", (false, false, false, false)) => Body::Wake {},
-                (b"read" | b"write", (false, true, false, false)) => {
-                    let (name, value) = (name?.to_string(), value?);
-                    let private = private.unwrap_or(false);
-                    if kind? == b"read" {
-                        Body::Read {
-                            name,
-                            value,
-                            private,
-                        }
-                    } else {
-                        Body::Write {
-                            name,
-                            value,
-                            private,
-                        }
+            // Which fields of a start or an end are there, each a bit:
+            // every kind below names exactly the ones it may have.
+            let start_end = [
+                ppid.is_some(),
+                role.is_some(),
+                parent.is_some(),
+                daemon.is_some(),
+                ns_pid.is_some(),
+                fds.is_some(),
+                child.is_some(),
+                child_pid.is_some(),
+                by.is_some(),
+                by_pid.is_some(),
+                code.is_some(),
+                signal.is_some(),
+            ]
+            .iter()
+            .enumerate()
+            .fold(0u16, |bits, (i, &set)| bits | (u16::from(set) << i));
+            const PPID: u16 = 1;
+            const ROLE: u16 = 1 << 1;
+            const PARENT: u16 = 1 << 2;
+            const DAEMON: u16 = 1 << 3;
+            const NS_PID: u16 = 1 << 4;
+            const FDS: u16 = 1 << 5;
+            const CHILD: u16 = 1 << 6;
+            const CHILD_PID: u16 = 1 << 7;
+            const BY: u16 = 1 << 8;
+            const BY_PID: u16 = 1 << 9;
+            const CODE: u16 = 1 << 10;
+            const SIGNAL: u16 = 1 << 11;
+            let only = |allowed: u16| start_end & !allowed == 0;
+            let plain = (
+                duration_ms.is_none(),
+                value.is_none() && private.is_none(),
+                lock.is_none() && on.is_none(),
+            ) == (true, true, true);
+            let body = match kind? {
+                b"hello" if plain && only(PPID | ROLE | PARENT | DAEMON | NS_PID | FDS) => {
+                    Body::Hello {
+                        ppid: ppid?,
+                        role: role?.to_string(),
+                        parent: parent.map(str::to_string),
+                        daemon: daemon.unwrap_or(false),
+                        ns_pid,
+                        name: name.map(str::to_string),
+                        fds: fds.unwrap_or_default(),
                     }
                 }
-                (b"lock_wait", (false, false, true, false)) => Body::LockWait {
-                    lock: lock?.to_string(),
+                b"spawn" if plain && name.is_none() && only(CHILD | CHILD_PID | ROLE | DAEMON) => {
+                    Body::Spawn {
+                        child: child?.to_string(),
+                        child_pid: child_pid?,
+                        role: role?.to_string(),
+                        daemon: daemon.unwrap_or(false),
+                    }
+                }
+                b"exit" if plain && name.is_none() && only(CODE | SIGNAL) => Body::Exit {
+                    code,
+                    signal: signal.map(str::to_string),
                 },
-                (b"lock_acquire", (false, false, true, false)) => Body::LockAcquire {
-                    lock: lock?.to_string(),
+                b"reaped" if plain && name.is_none() && only(BY | BY_PID | CODE | SIGNAL) => {
+                    Body::Reaped {
+                        by: by?.to_string(),
+                        by_pid: by_pid?,
+                        code,
+                        signal: signal.map(str::to_string),
+                    }
+                }
+                _ if start_end != 0 => return None,
+                other => match (other, has) {
+                    (b"sleep", (true, false, false, false)) => Body::Sleep {
+                        duration_ms: duration_ms?,
+                    },
+                    (b"wake", (false, false, false, false)) => Body::Wake {},
+                    (b"read" | b"write", (false, true, false, false)) => {
+                        let (name, value) = (name?.to_string(), value?);
+                        let private = private.unwrap_or(false);
+                        if other == b"read" {
+                            Body::Read {
+                                name,
+                                value,
+                                private,
+                            }
+                        } else {
+                            Body::Write {
+                                name,
+                                value,
+                                private,
+                            }
+                        }
+                    }
+                    (b"lock_wait", (false, false, true, false)) => Body::LockWait {
+                        lock: lock?.to_string(),
+                    },
+                    (b"lock_acquire", (false, false, true, false)) => Body::LockAcquire {
+                        lock: lock?.to_string(),
+                    },
+                    (b"lock_release", (false, false, true, false)) => Body::LockRelease {
+                        lock: lock?.to_string(),
+                    },
+                    (b"block", (false, false, false, true)) => Body::Block {
+                        on: on?.to_string(),
+                    },
+                    (b"unblock", (false, false, false, true)) => Body::Unblock {
+                        on: on?.to_string(),
+                    },
+                    _ => return None,
                 },
-                (b"lock_release", (false, false, true, false)) => Body::LockRelease {
-                    lock: lock?.to_string(),
-                },
-                (b"block", (false, false, false, true)) => Body::Block {
-                    on: on?.to_string(),
-                },
-                (b"unblock", (false, false, false, true)) => Body::Unblock {
-                    on: on?.to_string(),
-                },
-                _ => return None,
             };
             Some(Event {
                 t_ns: t_ns?,
@@ -1214,6 +1343,49 @@ mod tests {
             r#""kind":"wake","t_ns":6"#,
             r#""kind":"wake","duration_ms":1"#,
             r#""kind":"block","on":"a "quoted" é text""#,
+            // A process's start and end.
+            r#""kind":"hello","ppid":1,"role":"nothing","parent":"main","ns_pid":3"#,
+            r#""kind":"hello","ppid":1,"role":"runner""#,
+            r#""kind":"hello","ppid":-1,"role":"w","parent":"main","daemon":true,"ns_pid":3,"name":"Process-1""#,
+            r#""kind":"hello","ppid":1,"role":"w","daemon":false"#,
+            r#""kind":"hello","ppid":1,"role":"w","parent":null"#,
+            r#""kind":"hello","ppid":1,"role":"w","ns_pid":null,"name":null"#,
+            r#""kind":"hello","role":"w""#,
+            r#""kind":"hello","ppid":1"#,
+            r#""kind":"hello","ppid":1,"role":"w","child":"x""#,
+            r#""kind":"hello","ppid":1,"role":"w","value":1"#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":["stdout","stderr","events"]"#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":[ "events" ]"#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":[]"#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":["a\nb"]"#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":["events",]"#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":"events""#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":[1]"#,
+            r#""kind":"hello","ppid":1,"role":"w","fds":null"#,
+            r#""kind":"spawn","child":"c","child_pid":2,"role":"w","fds":["events"]"#,
+            r#""kind":"hello","ppid":1,"role":"w","daemon":1"#,
+            r#""kind":"hello","ppid":1,"role":"w","role":"v""#,
+            r#""kind":"hello","ppid":1,"role":"a\"b""#,
+            r#""kind":"spawn","child":"main.1","child_pid":7,"role":"nothing""#,
+            r#""kind":"spawn","child":"main.1","child_pid":7,"role":"nothing","daemon":true"#,
+            r#""kind":"spawn","child":"main.1","role":"nothing""#,
+            r#""kind":"spawn","child":"main.1","child_pid":7,"role":"nothing","name":"x""#,
+            r#""kind":"spawn","child":"main.1","child_pid":7,"role":"nothing","code":1"#,
+            r#""kind":"spawn","child":"main.1","child_pid":7.5,"role":"nothing""#,
+            r#""kind":"exit","code":0"#,
+            r#""kind":"exit","signal":"SIGKILL""#,
+            r#""kind":"exit""#,
+            r#""kind":"exit","code":-1,"signal":"SIGTERM""#,
+            r#""kind":"exit","code":2147483648"#,
+            r#""kind":"exit","code":null"#,
+            r#""kind":"exit","code":0,"by":"main""#,
+            r#""kind":"reaped","by":"main","by_pid":5,"code":0"#,
+            r#""kind":"reaped","by":"runner","by_pid":5,"signal":"SIGKILL""#,
+            r#""kind":"reaped","by":"main","code":0"#,
+            r#""kind":"reaped","by":"main","by_pid":5,"code":0,"code":1"#,
+            r#""kind":"reaped","by":"main","by_pid":5,"ppid":1"#,
+            r#""kind":"wake","code":1"#,
+            r#""kind":"write","name":"v","value":7,"role":"x""#,
         ]
         .iter()
         .map(|rest| format!("{{{head},{rest}}}"))
@@ -1337,6 +1509,76 @@ mod tests {
         assert!(taken >= 30, "{taken}");
         for (k, line) in lines.iter().take(11).enumerate().filter(|&(k, _)| k != 4) {
             assert!(quick::event(line.as_bytes()).is_some(), "{k}: {line}");
+        }
+    }
+
+    /// The lines of every process's start and end, as the probe and the
+    /// collector write them, are taken by the hand-written reader (the
+    /// collector reads three of them per short-lived child).
+    #[test]
+    fn starts_and_ends_are_read_by_the_hand_written_reader() {
+        let bodies = [
+            Body::Hello {
+                ppid: 1,
+                role: "nothing".into(),
+                parent: Some("main".into()),
+                daemon: false,
+                ns_pid: Some(3),
+                name: None,
+                fds: vec!["stdout".into(), "stderr".into(), "events".into()],
+            },
+            Body::Hello {
+                ppid: 0,
+                role: "runner".into(),
+                parent: None,
+                daemon: true,
+                ns_pid: None,
+                name: Some("Process-1".into()),
+                fds: vec![],
+            },
+            Body::Spawn {
+                child: "main.1".into(),
+                child_pid: 77,
+                role: "nothing".into(),
+                daemon: true,
+            },
+            Body::Exit {
+                code: Some(0),
+                signal: None,
+            },
+            Body::Exit {
+                code: None,
+                signal: Some("SIGKILL".into()),
+            },
+            Body::Exit {
+                code: None,
+                signal: None,
+            },
+            Body::Reaped {
+                by: "main".into(),
+                by_pid: 76,
+                code: Some(-3),
+                signal: None,
+            },
+        ];
+        for body in bodies {
+            let e = Event {
+                t_ns: 5,
+                seq: 2,
+                proc_id: "main.1".into(),
+                pid: 77,
+                line: Some(10),
+                thread: None,
+                tid: None,
+                body,
+            };
+            let line = serde_json::to_vec(&e).expect("serializes");
+            assert_eq!(
+                quick::event(&line),
+                Some(e),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
         }
     }
 

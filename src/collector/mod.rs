@@ -1070,13 +1070,24 @@ impl State {
     fn compact(&mut self) {
         if self.conns.iter().any(|c| c.dead) {
             for c in self.conns.iter().filter(|c| c.dead) {
-                match c.watched {
-                    Watch::No => {}
-                    Watch::Main => {
-                        let _ = self.epoll.delete(&c.stream);
-                    }
-                    Watch::Conns => {
-                        let _ = self.conn_epoll.delete(&c.stream);
+                if let Some(who) = &c.who {
+                    self.gates.remove(&who.id, &c.stream);
+                }
+                // Only this descriptor holds the accepted socket (the
+                // peer has a socket of its own; a gate's copy of the `Arc`
+                // is gone now, and nobody else gets one), so closing it
+                // below takes it out of the epoll: no `epoll_ctl` then.
+                // A gate still holding it (never, once removed) keeps the
+                // descriptor open, so it must leave the epoll first.
+                if Arc::strong_count(&c.stream) > 1 {
+                    match c.watched {
+                        Watch::No => {}
+                        Watch::Main => {
+                            let _ = self.epoll.delete(&c.stream);
+                        }
+                        Watch::Conns => {
+                            let _ = self.conn_epoll.delete(&c.stream);
+                        }
                     }
                 }
                 self.slots.remove(&c.token);
@@ -1085,9 +1096,6 @@ impl State {
                     self.slots.remove(&p.token);
                 }
                 self.pending.close_lane(c.lane);
-                if let Some(who) = &c.who {
-                    self.gates.remove(&who.id, &c.stream);
-                }
             }
             self.conns.retain(|c| !c.dead);
             for (i, c) in self.conns.iter().enumerate() {

@@ -618,6 +618,34 @@ impl Probe {
         flush_held(&mut conn);
     }
 
+    /// Sends a `spawn` stamped `t_ns` without building its [`Body`]: a
+    /// parent starting many children allocates (and frees) nothing for
+    /// it, so it writes fewer of the pages its last child still shares.
+    pub fn emit_spawn(&mut self, t_ns: u64, child: &str, child_pid: i32, role: &str, daemon: bool) {
+        let mut conn = self.conn();
+        conn.seq += 1;
+        let seq = conn.seq;
+        let start = conn.held.len();
+        let held = &mut conn.held;
+        jsonl::write_head(held, &self.head(t_ns, seq));
+        jsonl::write_spawn(held, child, child_pid, role, daemon);
+        if held.len() - start < MAX_LINE_BYTES {
+            held.push(b'\n');
+        } else {
+            // Too long for one line: cut as any other event is.
+            held.truncate(start);
+            let body = Body::Spawn {
+                child: child.to_string(),
+                child_pid,
+                role: role.to_string(),
+                daemon,
+            };
+            let line = self.line_at(t_ns, seq, body);
+            conn.held.extend_from_slice(&line);
+        }
+        flush_held(&mut conn);
+    }
+
     /// Makes an event now and keeps it for the next write: the next
     /// `emit` (or [`Probe::flush`]) sends it together with its own line, in
     /// one `write`. Only for events about nothing another process can see,

@@ -15,6 +15,7 @@ use super::interp::Proc;
 use super::{RunError, os};
 use crate::protocol::{Body, Stream};
 use crate::scenario::StdoutMode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Longest text of one output announcement as JSON, so its event line
@@ -32,8 +33,20 @@ pub const BLOCK_BYTES: usize = 8192;
 #[derive(Debug, Default)]
 pub struct StdoutBuffer {
     mode: StdoutMode,
-    pending: Arc<Mutex<String>>,
+    pending: Arc<Pending>,
     io: Arc<Mutex<()>>,
+}
+
+/// The buffered text, and its length readable without taking the lock.
+#[derive(Debug, Default)]
+struct Pending {
+    text: Mutex<String>,
+    /// `text.len()`, stored under the lock at every change. Read without
+    /// it, so that asking "anything buffered?" writes no memory: a
+    /// `spawn` flushes before every fork, and a write (even taking an
+    /// uncontended lock) is a page the kernel must copy while the last
+    /// child still shares it.
+    bytes: AtomicUsize,
 }
 
 impl StdoutBuffer {
@@ -61,7 +74,19 @@ impl StdoutBuffer {
 
     fn text(&self) -> MutexGuard<'_, String> {
         // A panicking thread leaves a whole String behind: still usable.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        self.pending.text.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes the buffer's new length (call with its lock held).
+    fn note(&self, text: &str) {
+        self.pending.bytes.store(text.len(), Ordering::Relaxed);
+    }
+
+    /// Nothing buffered, as far as this thread knows, found without
+    /// writing anything. Another thread printing at this very moment may
+    /// not be seen, as if this call came just before that print.
+    pub fn is_empty(&self) -> bool {
+        self.pending.bytes.load(Ordering::Relaxed) == 0
     }
 
     /// What the buffer holds, not written yet.
@@ -96,18 +121,26 @@ impl StdoutBuffer {
         if line_mode && text.contains(['\n', '\r']) && !pending.is_empty() {
             out.push(std::mem::take(&mut *pending));
         }
+        self.note(&pending);
         out
     }
 
     /// `flush()`: everything buffered, to write now.
     pub fn take(&mut self) -> String {
-        std::mem::take(&mut *self.text())
+        let mut text = self.text();
+        self.note("");
+        std::mem::take(&mut *text)
     }
 
     /// Drops what is buffered without writing it (an `exec` replaces the
     /// memory the buffer lives in).
     pub fn discard(&mut self) {
-        self.text().clear();
+        if self.is_empty() {
+            return;
+        }
+        let mut text = self.text();
+        self.note("");
+        text.clear();
     }
 }
 
@@ -144,6 +177,11 @@ impl Proc<'_> {
     /// (CPython's `_bootstrap` for multiprocessing children, interpreter
     /// shutdown for main and `os.fork` children).
     pub(super) fn flush_stdout(&mut self) -> Result<(), RunError> {
+        // Nothing to flush (always so at a `spawn` of a process that did
+        // not print): touch nothing.
+        if self.stdout.is_empty() {
+            return Ok(());
+        }
         let io = self.stdout.io();
         let _writing = io.lock().unwrap_or_else(|p| p.into_inner());
         let text = self.stdout.take();
@@ -163,7 +201,7 @@ impl Proc<'_> {
     pub(super) fn stdout_after_fork(&mut self, will_exec: bool) {
         if will_exec {
             self.stdout.discard();
-        } else if !self.stdout.pending().is_empty() {
+        } else if !self.stdout.is_empty() {
             self.probe.emit(Body::Buffered {
                 text: self.stdout.pending(),
                 inherited: true,

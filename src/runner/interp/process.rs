@@ -226,15 +226,7 @@ impl Proc<'_> {
                     }
                     None => os::host_pid_of(child).unwrap_or(0),
                 };
-                self.probe.emit_at(
-                    t_fork,
-                    Body::Spawn {
-                        child: id.clone(),
-                        child_pid: pid,
-                        role: role.to_string(),
-                        daemon,
-                    },
-                );
+                self.probe.emit_spawn(t_fork, &id, pid, role, daemon);
                 self.children.push(Child {
                     id,
                     pid,
