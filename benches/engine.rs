@@ -67,7 +67,8 @@ fn main() -> ExitCode {
             .nth(2)
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        return match floor::floor_main(slice_ns) {
+        let spread = std::env::args().nth(3).is_some_and(|s| s == "spread");
+        return match floor::floor_main(slice_ns, spread) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("engine: latency floor: {e}");
@@ -217,6 +218,8 @@ fn benches(tmp: &Path) -> Result<(), String> {
             "period_ms=0",
             "--set",
             "writes=1000",
+            "--set",
+            "spread=0",
             "--format",
             "jsonl",
         ])?;

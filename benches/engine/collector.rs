@@ -370,7 +370,7 @@ fn ingest() -> Result<(), String> {
         let mut cpus = Vec::new();
         let mut collector_us = Vec::new();
         for _ in 0..REPEAT {
-            let w = watch_run(&bin, &["period_ms=0", "writes=1000"])?;
+            let w = watch_run(&bin, &["period_ms=0", "writes=1000", "spread=0"])?;
             // An older build may lose events: said, not fatal.
             match check_all(&w, expected) {
                 Err(e) if name != "this" => println!("  [{name}] LOST: {e}"),
@@ -508,10 +508,11 @@ impl Applied {
 
 /// The floor under the latency figure (`floor.rs`), in a fresh process:
 /// p50, p99 and max in ns.
-fn latency_floor(slice_ns: u64) -> Result<(u64, u64, u64), String> {
+fn latency_floor(slice_ns: u64, spread: bool) -> Result<(u64, u64, u64), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let shape = if spread { "spread" } else { "as forked" };
     let out = Command::new(exe)
-        .args(["__latency_floor", &slice_ns.to_string()])
+        .args(["__latency_floor", &slice_ns.to_string(), shape])
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| e.to_string())?;
@@ -532,19 +533,35 @@ fn latency() -> Result<(), String> {
     use forkscope::scenario::{self, limits::Limits};
     use forkscope::session::{RunOptions, Session};
     let loaded = load_target(STRESS).map_err(|e| e.to_string())?;
-    let params = scenario::resolve_params(&loaded.scenario, &[]).map_err(|e| e.to_string())?;
     let limits = Limits {
         max_procs: 256,
         ..Limits::default()
     };
-    scenario::limits::check(&loaded.scenario, &params, &limits).map_err(|e| e.to_string())?;
+    // `spread = 1` (the default): the load comes evenly; `spread = 0`:
+    // each worker starts when main has spawned it, so the load comes in
+    // bursts as fast as main starts processes (the load before the fourth
+    // round, docs/PERFORMANCE.md).
+    let mut params = Vec::new();
+    for spread in ["1", "0"] {
+        let sets = [("spread".to_string(), spread.to_string())];
+        let p = scenario::resolve_params(&loaded.scenario, &sets).map_err(|e| e.to_string())?;
+        scenario::limits::check(&loaded.scenario, &p, &limits).map_err(|e| e.to_string())?;
+        params.push(p);
+    }
     let expected = 3 * WORKERS * 170;
     use forkscope::sched::{EVENT_THREAD_SLICE_NS, set_event_thread_slice_ns};
-    // (what, reorder window, slice the collector and consumer ask for)
+    // (what, reorder window, slice the collector and consumer ask for,
+    // which load: 0 spread, 1 as spawned)
     let cases = [
-        ("reorder window 0 (as gated runs)", 0, EVENT_THREAD_SLICE_NS),
+        (
+            "reorder window 0 (as gated runs)",
+            0,
+            EVENT_THREAD_SLICE_NS,
+            0,
+        ),
         (
             "reorder window 0, the kernel's default slices (before h-latency)",
+            0,
             0,
             0,
         ),
@@ -552,12 +569,19 @@ fn latency() -> Result<(), String> {
             "reorder window 40 ms (the app's)",
             forkscope::collector::REORDER_WINDOW_NS,
             EVENT_THREAD_SLICE_NS,
+            0,
+        ),
+        (
+            "reorder window 0, the load in bursts (spread=0, as before the fourth round)",
+            0,
+            EVENT_THREAD_SLICE_NS,
+            1,
         ),
     ];
     // The floor (`floor.rs`): the same load read by bare threads.
     let floors = [
-        ("the event threads' slice", EVENT_THREAD_SLICE_NS),
-        ("the kernel's default slices", 0),
+        ("spread", EVENT_THREAD_SLICE_NS, true),
+        ("in bursts, as forked", EVENT_THREAD_SLICE_NS, false),
     ];
     let mut floor_p50s = vec![Vec::new(); floors.len()];
     let mut floor_p99s = vec![Vec::new(); floors.len()];
@@ -566,7 +590,7 @@ fn latency() -> Result<(), String> {
     // Interleaved: one run of each case per round, so that a change in
     // the machine's load meets every case alike.
     for _ in 0..3 {
-        for (k, &(what, window_ns, slice_ns)) in cases.iter().enumerate() {
+        for (k, &(what, window_ns, slice_ns, load)) in cases.iter().enumerate() {
             set_event_thread_slice_ns(slice_ns);
             // This thread is the consumer: as `forkscope run`'s does.
             forkscope::sched::event_thread();
@@ -587,7 +611,7 @@ fn latency() -> Result<(), String> {
             let mut session = Session::start_with_window(
                 &loaded.text,
                 &loaded.origin,
-                params.clone(),
+                params[load].clone(),
                 &opts,
                 window_ns,
             )
@@ -634,8 +658,8 @@ fn latency() -> Result<(), String> {
             p50s[k].push(p50);
             p99s[k].push(p99);
         }
-        for (k, &(what, slice_ns)) in floors.iter().enumerate() {
-            let (p50, p99, max) = latency_floor(slice_ns)?;
+        for (k, &(what, slice_ns, spread)) in floors.iter().enumerate() {
+            let (p50, p99, max) = latency_floor(slice_ns, spread)?;
             println!(
                 "  latency floor, {what}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
                 p50 as f64 / 1e3,
@@ -647,7 +671,7 @@ fn latency() -> Result<(), String> {
         }
     }
     set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
-    for (k, (what, _)) in floors.iter().enumerate() {
+    for (k, (what, _, _)) in floors.iter().enumerate() {
         println!(
             "latency floor at the same load (bare pipes → reader thread → consumer thread), \
              {what}: median p50 {:.1} µs, p99 {:.1} µs",
@@ -655,7 +679,7 @@ fn latency() -> Result<(), String> {
             median(floor_p99s[k].clone()) as f64 / 1e3
         );
     }
-    for (k, (what, _, _)) in cases.iter().enumerate() {
+    for (k, (what, _, _, _)) in cases.iter().enumerate() {
         if p50s[k].is_empty() {
             continue;
         }

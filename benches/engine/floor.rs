@@ -3,7 +3,10 @@
 //!
 //! The same load as `benches/stress.toml`'s defaults: 200 processes, each
 //! 170 times a `sleep` line, 60 ms asleep, then a `wake` and a `write` line
-//! in one `write` (as the probe holds a wake for the next event). Each
+//! in one `write` (as the probe holds a wake for the next event). Spread
+//! (as `spread = 1`): the writers wait at a gate until all are forked, and
+//! writer i's first sleep is longer by i/200 of a period; else each starts
+//! when it is forked. Each
 //! process writes into a pipe of its own, every line stamped just before
 //! its `write`. One reader thread (epoll over the 200 pipes, as the
 //! collector) finds the stamps and hands each read's batch over a channel
@@ -11,8 +14,8 @@
 //! does). Both threads ask for the event threads' slice
 //! (`forkscope::sched`), or for the kernel's default.
 //!
-//! It runs in a fresh process (`engine __latency_floor SLICE_NS`) that
-//! forks its writers before it starts a thread, and prints
+//! It runs in a fresh process (`engine __latency_floor SLICE_NS SPREAD`)
+//! that forks its writers before it starts a thread, and prints
 //! `p50_ns p99_ns max_ns lines`.
 
 use forkscope::protocol::now_ns;
@@ -26,7 +29,10 @@ pub const ITERATIONS: usize = 170;
 const PERIOD: Duration = Duration::from_millis(60);
 
 /// The floor's process: forks the writers, reads, prints the figures.
-pub fn floor_main(slice_ns: u64) -> Result<(), String> {
+pub fn floor_main(slice_ns: u64, spread: bool) -> Result<(), String> {
+    // The gate: every writer reads it until end of file, which comes when
+    // this process has forked them all and closes its write end.
+    let (gate_r, gate_w) = pipe().map_err(|e| e.to_string())?;
     let mut reads: Vec<OwnedFd> = Vec::with_capacity(WRITERS);
     let mut pids = Vec::with_capacity(WRITERS);
     for k in 0..WRITERS {
@@ -36,7 +42,17 @@ pub fn floor_main(slice_ns: u64) -> Result<(), String> {
         match unsafe { fork() }.map_err(|e| e.to_string())? {
             ForkResult::Child => {
                 drop(r);
-                write_load(&w, k);
+                drop(gate_w);
+                let phase = if spread {
+                    let mut byte = [0u8; 1];
+                    while let Err(nix::errno::Errno::EINTR) = nix::unistd::read(&gate_r, &mut byte)
+                    {
+                    }
+                    PERIOD * k as u32 / WRITERS as u32
+                } else {
+                    Duration::ZERO
+                };
+                write_load(&w, k, phase);
                 // SAFETY: `_exit` ends the writer without running the
                 // parent's destructors.
                 unsafe { libc::_exit(0) };
@@ -50,6 +66,7 @@ pub fn floor_main(slice_ns: u64) -> Result<(), String> {
             }
         }
     }
+    drop(gate_w);
     let (tx, rx) = crossbeam_channel::unbounded::<Vec<u64>>();
     let reader = std::thread::spawn(move || read_all(reads, slice_ns, &tx));
     forkscope::sched::set_event_thread_slice_ns(slice_ns);
@@ -73,8 +90,9 @@ pub fn floor_main(slice_ns: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// One writer: the stress load's lines, each stamped just before it goes.
-fn write_load(w: &OwnedFd, k: usize) {
+/// One writer: the stress load's lines, each stamped just before it goes;
+/// its first sleep `phase` longer.
+fn write_load(w: &OwnedFd, k: usize, phase: Duration) {
     let pid = std::process::id();
     for i in 0..ITERATIONS {
         let sleep = format!(
@@ -84,7 +102,7 @@ fn write_load(w: &OwnedFd, k: usize) {
             3 * i + 1
         );
         let _ = nix::unistd::write(w, sleep.as_bytes());
-        std::thread::sleep(PERIOD);
+        std::thread::sleep(if i == 0 { PERIOD + phase } else { PERIOD });
         let wake_ns = now_ns();
         let both = format!(
             "{{\"t_ns\":{wake_ns},\"seq\":{},\"proc\":\"main.{k}\",\"pid\":{pid},\"line\":6,\
