@@ -261,6 +261,7 @@ impl Session {
         // Only the runner and its descendants may speak on the socket; it
         // connects only after it has read the spec below.
         collector.trust(runner.id());
+        collector.finish_when_exits(runner.id());
         // One line: JSON has no raw newline, and the pipe stays open after.
         let mut json = serde_json::to_vec(&spec).context("cannot encode the run")?;
         json.push(b'\n');

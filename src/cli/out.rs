@@ -49,6 +49,8 @@ pub struct Out {
     buf: Vec<u8>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnects when the thread ends (it holds the sender).
+    ended: crossbeam_channel::Receiver<()>,
     /// Asked while waiting for room: true means stop waiting.
     give_up: Box<dyn Fn() -> bool>,
     /// We gave up waiting once: from now on, never wait.
@@ -63,9 +65,11 @@ impl Out {
         let (tx, rx) = bounded::<Vec<u8>>(QUEUE_CHUNKS);
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
+        let (ending, ended) = bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("stdout".into())
             .spawn(move || {
+                let _ending = ending;
                 // Not std's `Stdout`: its lock would be held while a write
                 // blocks, and the exit path takes that lock to flush.
                 let fd = io::stdout();
@@ -87,6 +91,7 @@ impl Out {
             buf: Vec::with_capacity(CHUNK_BYTES),
             shared,
             thread,
+            ended,
             give_up: Box::new(give_up),
             stuck: false,
             dropped_bytes: 0,
@@ -166,16 +171,18 @@ impl Out {
                 unwritten_bytes: self.dropped_bytes,
             };
         };
-        while !thread.is_finished() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // Woken the moment the thread ends (no sender is left).
+        let ended = matches!(
+            self.ended.recv_deadline(until),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
         if self.reader_gone() {
             return Finished::ReaderGone;
         }
         let queued = self.shared.queued_bytes.load(Ordering::Relaxed);
         let written = self.shared.written_bytes.load(Ordering::Relaxed);
         let unwritten_bytes = queued.saturating_sub(written) + self.dropped_bytes;
-        if thread.is_finished() && unwritten_bytes == 0 {
+        if ended && unwritten_bytes == 0 {
             let _ = thread.join();
             Finished::All
         } else {

@@ -608,3 +608,30 @@ fn a_hellos_descriptors_are_what_its_fds_says_or_the_old_two() {
         [false, false, true]
     );
 }
+
+#[test]
+fn the_stream_ends_by_itself_when_the_runner_it_was_given_ends() {
+    // The app looks whether its runner has ended every 20 ms at most; the
+    // collector watches the runner's pidfd, so the last events are handed
+    // over, and the stream ends, the moment it ends: without the app.
+    let collector = Collector::start(64, 0).expect("collector");
+    let mut runner = std::process::Command::new("sleep")
+        .arg("0.2")
+        .spawn()
+        .expect("sleep");
+    collector.finish_when_exits(runner.id());
+    let started = Instant::now();
+    loop {
+        match collector.events.recv_batch_timeout(Duration::from_millis(50)) {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the stream never ended"
+            ),
+        }
+    }
+    assert!(
+        runner.try_wait().expect("wait").is_some(),
+        "the stream ended before the runner did"
+    );
+}

@@ -97,6 +97,8 @@ const TOKEN_LISTENER: u64 = 0;
 const TOKEN_WAKE: u64 = 1;
 /// The epoll instance of the connections, itself watched by the main one.
 const TOKEN_CONNS: u64 = 2;
+/// The pidfd of the runner the app started ([`Collector::finish_when_exits`]).
+const TOKEN_END: u64 = 3;
 const CONNS_FLAGS: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLONESHOT);
 const TOKEN_FIRST: u64 = 16;
 /// Longest that events wait behind an announcement whose bytes have not
@@ -181,6 +183,9 @@ pub struct Collector {
     wake: Arc<EventFd>,
     /// The pid of the process the app started (see [`Collector::trust`]).
     root: Arc<AtomicI32>,
+    /// A pidfd of that process, for the thread to take in
+    /// ([`Collector::finish_when_exits`]).
+    end_watch: Arc<std::sync::Mutex<Option<OwnedFd>>>,
     /// Waited for when dropped.
     thread: Option<Ending>,
 }
@@ -209,6 +214,7 @@ impl Collector {
         let gates = Gates::default();
         let mut state = State::new(listener, tx, wake.clone(), stats.clone(), finish.clone())?;
         let root = state.root.clone();
+        let end_watch = state.end_watch.clone();
         state.gates = gates.clone();
         state.window_ns = reorder_window_ns;
         let thread = std::thread::Builder::new()
@@ -227,6 +233,7 @@ impl Collector {
             finish,
             wake,
             root,
+            end_watch,
             thread: Some(Ending::Thread(thread)),
         })
     }
@@ -238,6 +245,31 @@ impl Collector {
     pub fn trust(&self, root_pid: u32) {
         let pid = i32::try_from(root_pid).unwrap_or(0);
         self.root.store(pid, Ordering::SeqCst);
+    }
+
+    /// Finishes (as [`Collector::finish`]) the moment process `pid` ends:
+    /// the runner the app started, its own child, which nobody reaps
+    /// before the app has called this. Then its last events are handed
+    /// over at once, not when the app next looks whether it has ended.
+    /// (Without a pidfd, the app's look is all there is.)
+    pub fn finish_when_exits(&self, pid: u32) {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return;
+        };
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or
+        // -1; nothing else is touched.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let Ok(fd) = i32::try_from(fd) else {
+            return;
+        };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: `fd` was just returned by pidfd_open and is owned by
+        // nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        *self.end_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(fd);
+        let _ = self.wake.write(1);
     }
 
     /// Asks the thread to take in what is left and stop; the event channel
@@ -512,6 +544,11 @@ struct State {
     budgets: BTreeMap<String, Budget>,
     /// The process the app started: the root of trust (0 = not known yet).
     root: Arc<AtomicI32>,
+    /// Its pidfd, handed over by [`Collector::finish_when_exits`], and
+    /// once taken in, watched in `epoll`: it ends the run when it is
+    /// readable.
+    end_watch: Arc<std::sync::Mutex<Option<OwnedFd>>>,
+    end_pidfd: Option<OwnedFd>,
     judge: Judge,
     /// Every logical id announced by a parent's `spawn` (and `runner`).
     ids: BTreeMap<String, Ident>,
@@ -716,6 +753,8 @@ impl State {
             window_ns: REORDER_WINDOW_NS,
             budgets: BTreeMap::new(),
             root: Arc::new(AtomicI32::new(0)),
+            end_watch: Arc::default(),
+            end_pidfd: None,
             judge: Judge::default(),
             ids: BTreeMap::new(),
             piped: BTreeSet::new(),
@@ -725,6 +764,15 @@ impl State {
     fn run(&mut self) {
         let mut drain_deadline: Option<Instant> = None;
         while !self.closed {
+            if self.end_pidfd.is_none()
+                && let Some(fd) = self.end_watch.try_lock().ok().and_then(|mut w| w.take())
+                && self
+                    .epoll
+                    .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_END))
+                    .is_ok()
+            {
+                self.end_pidfd = Some(fd);
+            }
             if drain_deadline.is_none() && self.finish.load(Ordering::SeqCst) {
                 drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
                 self.finishing = true;
@@ -853,6 +901,14 @@ impl State {
                 TOKEN_LISTENER => self.accept(),
                 TOKEN_WAKE => {
                     let _ = self.wake.read();
+                }
+                TOKEN_END => {
+                    // The runner has ended, and with it every process of
+                    // the run: what they sent is all in.
+                    if let Some(fd) = self.end_pidfd.take() {
+                        let _ = self.epoll.delete(&fd);
+                    }
+                    self.finish.store(true, Ordering::SeqCst);
                 }
                 TOKEN_CONNS if self.conns_level => {
                     // Level-triggered: still armed, unless the consumer

@@ -101,6 +101,7 @@ impl CollectorHost {
                 finish,
                 wake,
                 root,
+                end_watch: Arc::default(),
                 thread: Some(Ending::Served(done_rx)),
             });
         }
