@@ -1873,11 +1873,8 @@ impl State {
                 (err, crate::protocol::Stream::Stderr),
             ] {
                 let token = self.token();
-                // Pipes are read without blocking (a wake-up may be stale).
-                let _ = nix::fcntl::fcntl(
-                    &fd,
-                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-                );
+                // Read without blocking (a wake-up may be stale), by
+                // `read_nowait`: no `fcntl` per pipe.
                 let ev = EpollEvent::new(EpollFlags::EPOLLIN, token);
                 let mut pipe = OutPipe::new(fd, &id, pid, stream, token);
                 if self.epoll.add(&pipe.fd, ev).is_err() {
