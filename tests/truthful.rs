@@ -590,3 +590,42 @@ fn a_process_killed_right_after_it_told_its_parent_shows_all_it_did() {
         );
     }
 }
+
+#[test]
+fn children_that_send_nothing_after_their_hello_are_still_born_ended_and_reaped() {
+    // Each child of benches/spawn.toml says hello and nothing more (no
+    // event pipe is ever made, PROTOCOL.md §1): its exit is the
+    // collector's, from its pidfd, and its reaping is main's.
+    let run = run_jsonl("benches/spawn.toml", &["--set", "children=20"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("counted and dropped"),
+        "{}",
+        run.stderr
+    );
+    for k in 1..=20 {
+        let id = format!("main.{k}");
+        let mine: Vec<&str> = run
+            .events
+            .iter()
+            .filter(|e| e.proc_id == id)
+            .map(|e| e.body.kind())
+            .collect();
+        assert_eq!(mine, ["hello", "exit", "reaped"], "{id}");
+        assert!(run.events.iter().any(|e| matches!(
+            &e.body,
+            Body::Spawn { child, .. } if *child == id
+        )));
+        assert!(
+            run.events
+                .iter()
+                .any(|e| e.proc_id == id && matches!(&e.body, Body::Exit { code: Some(0), .. }))
+        );
+        assert!(
+            run.events
+                .iter()
+                .any(|e| e.proc_id == id
+                    && matches!(&e.body, Body::Reaped { by, .. } if by == "main"))
+        );
+    }
+}

@@ -622,7 +622,10 @@ fn the_stream_ends_by_itself_when_the_runner_it_was_given_ends() {
     collector.finish_when_exits(runner.id());
     let started = Instant::now();
     loop {
-        match collector.events.recv_batch_timeout(Duration::from_millis(50)) {
+        match collector
+            .events
+            .recv_batch_timeout(Duration::from_millis(50))
+        {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             _ => assert!(
                 started.elapsed() < Duration::from_secs(20),
@@ -634,4 +637,182 @@ fn the_stream_ends_by_itself_when_the_runner_it_was_given_ends() {
         runner.try_wait().expect("wait").is_some(),
         "the stream ended before the runner did"
     );
+}
+
+/// One narrate line of `main` with text `text`, stamped now.
+fn narrate_line(text: &str) -> String {
+    format!(
+        "{{\"t_ns\":{},\"seq\":2,\"proc\":\"main\",\"pid\":7,\"kind\":\"narrate\",\"text\":\"{text}\"}}\n",
+        now_ns()
+    )
+}
+
+/// Sends `line` on `s` with `fds` (SCM_RIGHTS).
+fn line_with_fds(s: &UnixStream, line: &str, fds: &[RawFd]) {
+    use nix::sys::socket::{ControlMessage, sendmsg};
+    let iov = [std::io::IoSlice::new(line.as_bytes())];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    sendmsg::<()>(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).expect("sendmsg");
+}
+
+fn narrated(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Narrate { text, .. } if e.proc_id == "main" => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_line_after_the_hello_brings_the_event_pipe_and_a_second_descriptor_is_closed_and_counted() {
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let mut main = b.connect();
+    hello(&mut main, "main");
+    assert_eq!(
+        kinds(&b.events()),
+        ["runner hello", "runner spawn", "main hello"]
+    );
+    // The first line after the hello carries two descriptors: the first
+    // is the event pipe, the second is not part of the protocol.
+    let (events_r, events_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let extra = std::fs::File::open("/dev/null").expect("/dev/null");
+    line_with_fds(
+        &main,
+        &narrate_line("on the socket"),
+        &[events_r.as_raw_fd(), extra.as_raw_fd()],
+    );
+    drop(events_r);
+    drop(extra);
+    let mut w = std::fs::File::from(events_w);
+    for k in 0..3 {
+        w.write_all(narrate_line(&format!("piped {k}")).as_bytes())
+            .expect("write");
+    }
+    let events = b.events();
+    assert_eq!(
+        narrated(&events),
+        ["on the socket", "piped 0", "piped 1", "piped 2"]
+    );
+    assert_eq!(b.stat(&b.state.stats.not_json), 1, "the second one counted");
+    assert_eq!(b.stat(&b.state.stats.bad_fds), 0);
+    // Once there is a pipe, a descriptor on another line is closed and
+    // counted, and its line is read as ever.
+    let (other_r, _other_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    line_with_fds(&main, &narrate_line("late"), &[other_r.as_raw_fd()]);
+    drop(other_r);
+    w.write_all(narrate_line("piped 3").as_bytes())
+        .expect("write");
+    let events = b.events();
+    let mut got = narrated(&events);
+    got.sort();
+    assert_eq!(got, ["late", "piped 3"]);
+    assert_eq!(b.stat(&b.state.stats.not_json), 2);
+    assert_eq!(b.state.stats.garbage(), 2);
+}
+
+#[test]
+fn a_line_after_the_hello_with_a_descriptor_that_is_no_pipe_is_counted_and_its_line_read() {
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let mut main = b.connect();
+    hello(&mut main, "main");
+    b.settle();
+    let file = std::fs::File::open("/dev/null").expect("/dev/null");
+    line_with_fds(&main, &narrate_line("first"), &[file.as_raw_fd()]);
+    drop(file);
+    send(&mut main, "main", "narrate", r#""text":"second""#);
+    let events = b.events();
+    assert_eq!(narrated(&events), ["first", "second"]);
+    assert_eq!(b.stat(&b.state.stats.bad_fds), 1);
+    assert!(b.state.conns.iter().all(|c| c.events.is_none()));
+}
+
+#[test]
+fn a_lazy_event_pipe_sent_before_the_hello_is_let_in_loses_nothing() {
+    let mut b = Bench::new();
+    let me = b.me;
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    b.settle();
+    let t_fork = now_ns();
+    // `main` says hello without descriptors, sends its first line with its
+    // event pipe (the collector reads both in one go), writes the rest
+    // into the pipe and is gone, all before its parent's `spawn` is read.
+    let mut main = b.connect();
+    hello(&mut main, "main");
+    let (events_r, events_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    line_with_fds(&main, &narrate_line("first"), &[events_r.as_raw_fd()]);
+    drop(events_r);
+    let mut w = std::fs::File::from(events_w);
+    for k in 0..300 {
+        w.write_all(narrate_line(&k.to_string()).as_bytes())
+            .expect("write");
+    }
+    w.write_all(b"{\"t_ns\":1,").expect("write");
+    drop(w);
+    drop(main);
+    assert_eq!(kinds(&b.events()), ["runner hello"]);
+    send_at(
+        &mut runner,
+        t_fork,
+        RUNNER_ID,
+        "spawn",
+        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
+    );
+    let events = b.events();
+    let mut want = vec!["first".to_string()];
+    want.extend((0..300).map(|k| k.to_string()));
+    assert_eq!(narrated(&events), want);
+    assert_eq!(kinds(&events)[..2], ["runner spawn", "main hello"]);
+    assert_eq!(b.state.stats.garbage(), 0);
+}
+
+#[test]
+fn a_probe_whose_first_event_comes_after_a_long_silence_shows_every_event_in_order() {
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let mut probe = crate::probe::Probe::connect(
+        &b.path,
+        "main",
+        "main",
+        Some(RUNNER_ID),
+        false,
+        crate::probe::Capture::None,
+    );
+    assert_eq!(
+        kinds(&b.events()),
+        ["runner hello", "runner spawn", "main hello"]
+    );
+    assert!(
+        b.state.conns.iter().all(|c| c.events.is_none()),
+        "no event pipe before the first event"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    b.settle();
+    for k in 0..50 {
+        probe.emit(Body::Narrate {
+            text: k.to_string(),
+            pause: false,
+        });
+        if k == 0 {
+            // The first one brought the pipe: the rest go into it.
+            b.settle();
+        }
+    }
+    let events = b.events();
+    assert_eq!(
+        narrated(&events),
+        (0..50).map(|k| k.to_string()).collect::<Vec<_>>()
+    );
+    assert!(
+        b.state
+            .conns
+            .iter()
+            .any(|c| c.who.as_ref().is_some_and(|w| &*w.id == "main") && c.events.is_some()),
+        "the first event brought the pipe"
+    );
+    assert_eq!(b.state.stats.garbage(), 0);
 }

@@ -409,11 +409,17 @@ struct Conn {
     /// What came on the socket itself (the hello; a probe without an
     /// event pipe sends everything here).
     lines: Lines,
-    /// The process's event pipe, once its hello is accepted: read like
-    /// the socket, into the same lane (PROTOCOL.md §1).
+    /// The process's event pipe (sent with its hello, or with a line
+    /// after it), once its hello is accepted: read like the socket, into
+    /// the same lane (PROTOCOL.md §1).
     events: Option<EventPipe>,
     who: Option<Who>,
+    /// Descriptors that came before the hello was taken in.
     fds: Vec<OwnedFd>,
+    /// More bytes followed the hello in the read that completed it: the
+    /// descriptors of that read came with a later line, unless the hello
+    /// names them (PROTOCOL.md §2).
+    after_hello: bool,
     opened: Instant,
     peer_pid: i32,
     /// What the kernel said about the peer when it connected.
@@ -1080,11 +1086,9 @@ impl State {
             self.stats.bad_fds.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        // Read without blocking (a wake-up may be stale).
-        let _ = nix::fcntl::fcntl(
-            &fd,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        );
+        // (Read without blocking by `read_nowait`, each read on its own:
+        // no `fcntl` here, and a process that keeps a copy of the read end
+        // cannot make our reads block by clearing `O_NONBLOCK` on it.)
         let token = self.token();
         if self
             .conn_epoll
@@ -1244,6 +1248,7 @@ impl State {
                 events: None,
                 who: None,
                 fds: Vec::new(),
+                after_hello: false,
                 opened: Instant::now(),
                 peer_pid,
                 peer,
@@ -1339,7 +1344,7 @@ impl State {
         if chunk.len() < READ_BYTES {
             chunk = vec![0; READ_BYTES];
         }
-        let read = match nix::unistd::read(&p.fd, &mut chunk) {
+        let read = match read_nowait(&p.fd, &mut chunk) {
             Ok(0) | Err(nix::errno::Errno::EBADF | nix::errno::Errno::EINVAL) => Read::Closed,
             Ok(n) => {
                 if !self.take_lines(i, Source::Pipe, &chunk[..n]) {
@@ -1415,8 +1420,9 @@ impl State {
             if self.conns[j].who.as_ref().is_none_or(|w| &*w.id != id) {
                 continue;
             }
-            // Its event pipe first: the socket's end of file drains it too.
-            self.drain_events(j);
+            // The socket first: the event pipe may still be on its way
+            // there, with the lines sent before it (its end of file drains
+            // the pipe too).
             while !self.conns[j].dead && self.conns[j].held.is_none() {
                 // Up to a read that finds nothing: the exactness of output
                 // (PROTOCOL.md §7.2) needs every announcement that is in.
@@ -1425,6 +1431,9 @@ impl State {
                     Read::Nothing => break,
                     Read::Closed => self.conn_closed(j),
                 }
+            }
+            if self.conns[j].held.is_none() {
+                self.drain_events(j);
             }
         }
     }
@@ -1473,16 +1482,34 @@ impl State {
             return Read::Closed;
         }
         let conn = &mut self.conns[i];
+        let mut late = None;
         if conn.who.is_none() && conn.held.is_none() {
             // Only the first three are used (stdout, stderr, events);
             // more would only hold our fds.
             conn.fds.extend(fds);
             conn.fds.truncate(3);
         } else if !fds.is_empty() {
-            // Descriptors after hello are not part of the protocol: closed.
-            self.stats.not_json.fetch_add(1, Ordering::Relaxed);
+            // After the hello: the first descriptor of a message is the
+            // event pipe if the connection has none; any other is not
+            // part of the protocol: closed and counted (PROTOCOL.md §2).
+            let mut fds = fds.into_iter();
+            if conn.events.is_none() {
+                late = fds.next();
+            }
+            if fds.next().is_some() {
+                self.stats.not_json.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        if !self.take_lines(i, Source::Socket, &chunk[..n]) {
+        let ok = self.take_lines(i, Source::Socket, &chunk[..n]);
+        if let Some(fd) = late
+            && ok
+            && !self.conns[i].dead
+        {
+            // Taken after the lines of this read, which came before it
+            // or with it: the pipe holds only later ones.
+            self.watch_events(i, fd);
+        }
+        if !ok {
             Read::Closed
         } else if n < chunk.len() {
             // A short read of a stream socket: nothing more was there.
@@ -1507,6 +1534,11 @@ impl State {
                 &[]
             };
             let conn = &mut self.conns[i];
+            if conn.who.is_none() && conn.held.is_none() && complete {
+                // (Only the hello is handled with no `who`: what follows
+                // it in this read tells whose the read's descriptors are.)
+                conn.after_hello = !data.is_empty();
+            }
             let lines = match (from, &mut conn.events) {
                 (Source::Socket, _) => &mut conn.lines,
                 (Source::Pipe, Some(p)) => &mut p.lines,
@@ -1875,18 +1907,30 @@ impl State {
             Body::Hello { fds, .. } => std::mem::take(fds),
             _ => Vec::new(),
         };
-        let [out, err, events] = sort_fds(fds, &meanings);
+        let later_line = conn.after_hello && meanings.is_empty() && fds.len() != 2;
+        let [out, err, events] = if later_line {
+            // A hello that names no descriptors, read together with the
+            // line after it: the read's descriptors came with that line
+            // (the kernel hands a message's descriptors over with its
+            // first bytes, and ends the read with that message), so they
+            // are the event pipe and any more, as after the hello.
+            let mut fds = fds.into_iter();
+            let events = fds.next();
+            if fds.next().is_some() {
+                self.stats.not_json.fetch_add(1, Ordering::Relaxed);
+            }
+            [None, None, events]
+        } else {
+            sort_fds(fds, &meanings)
+        };
         if let (Some(out), Some(err)) = (out, err) {
             for (fd, stream) in [
                 (out, crate::protocol::Stream::Stdout),
                 (err, crate::protocol::Stream::Stderr),
             ] {
                 let token = self.token();
-                // Pipes are read without blocking (a wake-up may be stale).
-                let _ = nix::fcntl::fcntl(
-                    &fd,
-                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-                );
+                // Read without blocking (a wake-up may be stale), by
+                // `read_nowait`: no `fcntl` per pipe.
                 let ev = EpollEvent::new(EpollFlags::EPOLLIN, token);
                 let mut pipe = OutPipe::new(fd, &id, pid, stream, token);
                 if self.epoll.add(&pipe.fd, ev).is_err() {
@@ -2209,6 +2253,33 @@ fn about_sender(event: &mut Event, who_id: &str, who_pid: i32) {
         event.proc_id = who_id.to_string();
     }
     event.pid = who_pid;
+}
+
+/// One read of a pipe that never blocks, whatever its `O_NONBLOCK` says
+/// (`RWF_NOWAIT`: no `fcntl` per pipe, and a process holding a copy of the
+/// read end cannot make it blocking). `EAGAIN`: nothing there.
+pub(crate) fn read_nowait(fd: &OwnedFd, buf: &mut [u8]) -> nix::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` describes `buf`, which lives and is writable for the
+    // call; `fd` is open (we own it); offset -1 reads at the current
+    // position, as `read` does (a pipe has none).
+    let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+    match nix::errno::Errno::result(n) {
+        Ok(n) => Ok(n as usize),
+        Err(nix::errno::Errno::EOPNOTSUPP) => {
+            // A kernel whose pipes refuse RWF_NOWAIT (older than ours):
+            // the pipe is made non-blocking once, and read as before.
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+            nix::unistd::read(fd, buf)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn os_readable(fd: &OwnedFd) -> bool {

@@ -163,7 +163,9 @@ impl OutPipe {
     /// Reads once from the pipe into `buf`: how many bytes, or None at end
     /// of file (then the pipe is closed) or when nothing is there.
     pub fn read_raw(&mut self, buf: &mut [u8]) -> Option<usize> {
-        match nix::unistd::read(&self.fd, buf) {
+        // Never blocks, whatever the pipe's `O_NONBLOCK` (a wake-up may be
+        // stale): `RWF_NOWAIT`.
+        match super::read_nowait(&self.fd, buf) {
             Ok(0) => {
                 self.closed = true;
                 None

@@ -1,11 +1,14 @@
 //! The probe: what every scenario process uses to tell the collector what it
 //! does. One Unix-socket connection per process, opened right after fork:
 //! a `hello` line that carries the read ends of the process's own stdout and
-//! stderr pipes and of its *event pipe* (`SCM_RIGHTS`), then one JSON line
-//! per event on that pipe, each written whole with a single `write` so
-//! lines never tear. (A pipe costs the kernel about a quarter of what a
-//! unix-socket send does; the socket stays for the hello, for `go` lines
-//! in gated runs, and as the kernel's word on who the peer is.)
+//! stderr pipes (`SCM_RIGHTS`), then one JSON line per event, each written
+//! whole with a single `write` so lines never tear. The first line after
+//! the hello goes on the socket with the read end of a new *event pipe*;
+//! every later line goes into that pipe. (A pipe costs the kernel about a
+//! quarter of what a unix-socket send does; the socket stays for the hello,
+//! for `go` lines in gated runs, and as the kernel's word on who the peer
+//! is. A process that sends nothing after its hello, as many short-lived
+//! children do, never makes a pipe: PROTOCOL.md §1.)
 //!
 //! Events about nothing another process can see (a sleep of zero, the end
 //! of a sleep) may be *held* ([`Probe::hold`]) and go out in the same
@@ -33,9 +36,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 struct Conn {
     sock: Option<UnixStream>,
     /// The write end of the process's event pipe, whose read end went to
-    /// the collector with the hello: every line after the hello is written
-    /// here. `None`: on the socket (no pipe could be made, or none yet).
+    /// the collector with the first line after the hello: every later line
+    /// is written here. `None`: on the socket (none yet, or none could be
+    /// made).
     events: Option<std::fs::File>,
+    /// No event pipe yet: the next line makes one and sends its read end
+    /// with it, on the socket (PROTOCOL.md §1). False without a
+    /// connection, and once the pipe is made.
+    pipe_later: bool,
     seq: u64,
     /// Whole lines held for the next write ([`Probe::hold`]); also where
     /// every line is made, so that its memory serves all of them.
@@ -260,16 +268,11 @@ impl Probe {
             Capture::None => (None, None),
             Capture::Fds(out, err) => (Some([out, err]), None),
         };
-        // The event pipe: its read end goes with the hello, every later
-        // line into its write end (close-on-exec: a program we `exec` never
-        // holds it; a `spawn`ed image gets it handed over on purpose).
-        let events = pipe2(OFlag::O_CLOEXEC).ok();
+        // The event pipe is made with the first line after the hello
+        // (`write_conn`): a process that sends nothing more never makes one.
         let mut fds: Vec<String> = Vec::new();
-        if events.is_some() {
-            if reads.is_some() {
-                fds.extend([FD_STDOUT.to_string(), FD_STDERR.to_string()]);
-            }
-            fds.push(FD_EVENTS.to_string());
+        if reads.is_some() {
+            fds.extend([FD_STDOUT.to_string(), FD_STDERR.to_string()]);
         }
         let hello = probe.line_for(Body::Hello {
             ppid,
@@ -280,8 +283,7 @@ impl Probe {
             name: name.map(str::to_string),
             fds,
         });
-        let mut raw: Vec<i32> = reads.iter().flatten().map(AsRawFd::as_raw_fd).collect();
-        raw.extend(events.as_ref().map(|(r, _)| r.as_raw_fd()));
+        let raw: Vec<i32> = reads.iter().flatten().map(AsRawFd::as_raw_fd).collect();
         let iov = [IoSlice::new(&hello)];
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
@@ -297,11 +299,10 @@ impl Probe {
             // child this process forks, costs every process two syscalls.)
             let mut conn = probe.conn();
             conn.sock = Some(sock);
-            conn.events = events.map(|(_, w)| std::fs::File::from(w));
+            conn.pipe_later = true;
         }
         // Our copies of the pipes close here: the collector has the read
-        // ends, fds 1 and 2 are the write ends (and `conn.events` the
-        // event pipe's).
+        // ends, fds 1 and 2 are the write ends.
         drop(reads);
         drop(writes);
         probe
@@ -363,8 +364,9 @@ impl Probe {
 
     /// What a `spawn`ed child needs to go on with this connection after
     /// `exec`: the socket's fd (if connected), its event pipe's write end
-    /// (if it has one) and the last sequence number. Both fds are
-    /// close-on-exec: the caller clears that for this one `exec`.
+    /// (if it has made one: else the image makes it with its first line)
+    /// and the last sequence number. Both fds are close-on-exec: the
+    /// caller clears that for this one `exec`.
     pub fn handover(&self) -> Handover {
         let mut conn = self.conn();
         flush_held(&mut conn);
@@ -377,7 +379,7 @@ impl Probe {
 
     /// The same connection, after `exec`: the probe a `spawn`ed child had
     /// before it replaced its image (its hello is already sent), with its
-    /// event pipe if it had one.
+    /// event pipe if it had one (else its next line makes one).
     pub fn resume(
         sock: Option<UnixStream>,
         events: Option<OwnedFd>,
@@ -386,10 +388,12 @@ impl Probe {
         seq: u64,
     ) -> Probe {
         let reader = sock.as_ref().and_then(|s| s.try_clone().ok());
+        let pipe_later = sock.is_some() && events.is_none();
         Probe {
             conn: Arc::new(Mutex::new(Conn {
                 sock,
                 events: events.map(std::fs::File::from),
+                pipe_later,
                 seq,
                 held: Vec::new(),
             })),
@@ -480,6 +484,7 @@ impl Probe {
         conn.sock = None;
         // The parent's event pipe too: only the parent writes into it.
         conn.events = None;
+        conn.pipe_later = false;
         // (A child forked while a thread of its parent held lines: they are
         // the parent's to send.)
         conn.held.clear();
@@ -721,10 +726,22 @@ fn flush_held(conn: &mut Conn) {
     }
 }
 
-/// Writes whole lines into the event pipe (the socket if there is none).
+/// Writes whole lines into the event pipe (the socket if there is none;
+/// the first line after the hello makes the pipe: [`send_with_new_pipe`]).
 fn write_conn(conn: &mut Conn, bytes: &[u8]) {
     let written = match (conn.events.as_mut(), conn.sock.as_mut()) {
         (Some(events), _) => events.write_all(bytes),
+        (None, Some(sock)) if conn.pipe_later => match send_with_new_pipe(sock, bytes) {
+            Ok(Some(events)) => {
+                conn.events = Some(events);
+                conn.pipe_later = false;
+                Ok(())
+            }
+            // No pipe (out of descriptors): on the socket this time, and
+            // the next line tries again.
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
         (None, Some(sock)) => sock.write_all(bytes),
         (None, None) => return,
     };
@@ -732,7 +749,49 @@ fn write_conn(conn: &mut Conn, bytes: &[u8]) {
         // The collector is gone (the app stopped): run on silently.
         conn.sock = None;
         conn.events = None;
+        conn.pipe_later = false;
     }
+}
+
+/// Makes the event pipe and sends `bytes` (whole lines) on the socket
+/// with its read end (`SCM_RIGHTS`, PROTOCOL.md §1): lines before and in
+/// this message are read from the socket, later ones from the pipe, which
+/// the collector cannot read before it has this message. The write end
+/// (close-on-exec: a program we `exec` never holds it; a `spawn`ed image
+/// gets it handed over on purpose) is for every later line. `None`: no
+/// pipe could be made; the lines went on the socket alone.
+fn send_with_new_pipe(
+    sock: &mut UnixStream,
+    bytes: &[u8],
+) -> std::io::Result<Option<std::fs::File>> {
+    let Ok((events_r, events_w)) = pipe2(OFlag::O_CLOEXEC) else {
+        sock.write_all(bytes)?;
+        return Ok(None);
+    };
+    let fds = [events_r.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let sent = loop {
+        match sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        ) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // A signal may cut a blocking send short: the descriptor went with
+    // its first part, the rest follows on the socket (still before any
+    // line in the pipe).
+    sock.write_all(&bytes[sent..])?;
+    // Our copy of the read end closes here: the collector has it (in
+    // flight until it reads this message: a SIGKILL now cannot take the
+    // pipe, nor what we write into it, away from it).
+    drop(events_r);
+    Ok(Some(std::fs::File::from(events_w)))
 }
 
 /// A process's new stdout and stderr pipes, all ends close-on-exec (fds
@@ -805,6 +864,7 @@ mod tests {
             conn: Arc::new(Mutex::new(Conn {
                 sock: Some(ours),
                 events: None,
+                pipe_later: false,
                 seq: 0,
                 held: Vec::new(),
             })),
@@ -906,6 +966,50 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["sleep", "write", "wake"]);
         assert!(sent(probe, theirs).is_empty(), "nothing on the socket");
+    }
+
+    #[test]
+    fn the_first_line_after_the_hello_brings_the_event_pipe_and_later_ones_go_into_it() {
+        let (mut probe, theirs) = probe_on_pair(None);
+        probe.conn().pipe_later = true;
+        probe.hold(Body::Sleep { duration_ms: 0.0 });
+        probe.emit(Body::Wake {});
+        // What the collector reads: the two lines, with one descriptor.
+        let mut buf = [0u8; 4096];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            theirs.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .expect("recvmsg");
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().expect("cmsgs") {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(raw) = c {
+                fds.extend(raw);
+            }
+        }
+        let n = msg.bytes;
+        assert_eq!(fds.len(), 1, "the pipe's read end came with the first line");
+        assert_eq!(buf[..n].iter().filter(|&&b| b == b'\n').count(), 2);
+        // SAFETY: SCM_RIGHTS gave us this new fd; nothing else owns it.
+        let events_r = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[0]) };
+        probe.emit(Body::Narrate {
+            text: "piped".into(),
+            pause: false,
+        });
+        probe.disconnect();
+        let mut piped = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(events_r), &mut piped).expect("eof");
+        let kinds: Vec<&str> = piped
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| Event::from_line(l).expect("a line").body.kind())
+            .collect();
+        assert_eq!(kinds, ["narrate"]);
+        assert!(sent(probe, theirs).is_empty(), "nothing more on the socket");
     }
 
     #[test]
