@@ -608,3 +608,105 @@ fn a_hellos_descriptors_are_what_its_fds_says_or_the_old_two() {
         [false, false, true]
     );
 }
+
+#[test]
+fn a_flood_into_an_event_pipe_cannot_hold_the_collector_when_its_socket_ends() {
+    use std::sync::atomic::AtomicBool;
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let main = b.connect();
+    let (events_r, events_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    // As big as an unprivileged process may make it.
+    let _ = nix::fcntl::fcntl(&events_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    hello_with_fds(&main, &[events_r.as_raw_fd()], r#"["events"]"#);
+    drop(events_r);
+    b.settle();
+    assert!(b.state.conns.iter().any(|c| c.events.is_some()));
+    // A hostile process writes junk into its event pipe as fast as it
+    // can, and ends its socket (it lives on).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut w = std::fs::File::from(events_w);
+            let chunk = b"x\n".repeat(32 * 1024);
+            let guard = Instant::now();
+            let mut written = 0u64;
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+                written += chunk.len() as u64;
+            }
+            (guard.elapsed(), written)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    drop(main);
+    let t0 = Instant::now();
+    b.settle();
+    let took = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (flooded, _) = writer.join().expect("writer");
+    assert!(
+        took < Duration::from_secs(5),
+        "the collector was held {took:?} (the flood ran {flooded:?})"
+    );
+    // What the process wrote is counted as junk, not shown.
+    assert!(b.stat(&b.state.stats.not_json) > 0);
+}
+
+#[test]
+fn a_flood_on_a_socket_cannot_hold_the_collector_while_it_reads_announcements() {
+    use std::sync::atomic::AtomicBool;
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let main = b.connect();
+    // An old hello: two descriptors, stdout and stderr; events on the
+    // socket.
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let (err_r, _err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let line = format!(
+        "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\"}}\n",
+        now_ns()
+    );
+    let iov = [std::io::IoSlice::new(line.as_bytes())];
+    let raw = [out_r.as_raw_fd(), err_r.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    nix::sys::socket::sendmsg::<()>(main.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .expect("sendmsg");
+    drop((out_r, err_r));
+    b.settle();
+    assert_eq!(b.state.outs.len(), 2);
+    // A hostile process floods its socket with junk and prints a little:
+    // each print makes the collector read the socket's announcements.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let mut sock = main.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let chunk = b"x\n".repeat(32 * 1024);
+            let guard = Instant::now();
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+                if sock.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            guard.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let mut out = std::fs::File::from(out_w);
+    out.write_all(b"hi\n").expect("print");
+    let t0 = Instant::now();
+    b.settle();
+    let took = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    // (Wakes the writer if it waits on a full socket.)
+    let _ = main.shutdown(std::net::Shutdown::Both);
+    let flooded = writer.join().expect("writer");
+    assert!(
+        took < Duration::from_secs(5),
+        "the collector was held {took:?} (the flood ran {flooded:?})"
+    );
+}

@@ -1247,9 +1247,14 @@ impl State {
     }
 
     /// Reads everything in connection `i`'s event pipe now: up to a short
-    /// read (a pipe's short read took all it held).
+    /// read (a pipe's short read took all it held), and no more than
+    /// what it held when the drain began (a process that keeps its pipe
+    /// full must not hold the collector here).
     fn drain_events(&mut self, i: usize) {
-        while self.conns[i].events.is_some() {
+        let Some(p) = &self.conns[i].events else {
+            return;
+        };
+        for _ in 0..reads_for(unread_bytes(&p.fd)) {
             match self.read_events_once(i) {
                 Read::Full => {}
                 Read::Drained | Read::Nothing | Read::Closed => break,
@@ -1361,9 +1366,15 @@ impl State {
             }
             // Its event pipe first: the socket's end of file drains it too.
             self.drain_events(j);
-            while !self.conns[j].dead && self.conns[j].held.is_none() {
-                // Up to a read that finds nothing: the exactness of output
-                // (PROTOCOL.md §7.2) needs every announcement that is in.
+            // Up to a read that finds nothing: the exactness of output
+            // (PROTOCOL.md §7.2) needs every announcement that is in. No
+            // more than was in when this began, though: a process that
+            // keeps its socket full must not hold the collector here.
+            let reads = reads_for(unread_bytes(&*self.conns[j].stream));
+            for _ in 0..reads {
+                if self.conns[j].dead || self.conns[j].held.is_some() {
+                    break;
+                }
                 match self.read_conn_once(j) {
                     Read::Full | Read::Drained => {}
                     Read::Nothing => break,
@@ -2116,6 +2127,27 @@ impl State {
             Sent::Disconnected => self.closed = true,
         }
     }
+}
+
+/// Bytes waiting to be read in a pipe or a stream socket (`FIONREAD`),
+/// 0 if it cannot tell.
+fn unread_bytes(fd: &impl AsRawFd) -> usize {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD on an open pipe or socket writes one int, the
+    // bytes waiting to be read, to `unread`.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut unread) };
+    if r < 0 {
+        0
+    } else {
+        usize::try_from(unread).unwrap_or(0)
+    }
+}
+
+/// How many reads of [`READ_BYTES`] take in `bytes`, and a couple more
+/// (reads may stop short at a message with descriptors; the last one
+/// finds the end).
+fn reads_for(bytes: usize) -> usize {
+    bytes.div_ceil(READ_BYTES) + 2
 }
 
 /// The descriptors that came with a hello, by what its `fds` says they
