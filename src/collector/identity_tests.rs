@@ -710,3 +710,165 @@ fn a_flood_on_a_socket_cannot_hold_the_collector_while_it_reads_announcements() 
         "the collector was held {took:?} (the flood ran {flooded:?})"
     );
 }
+
+/// Hellos whose `fds` lies, in every way we could think of: the
+/// collector neither panics nor stalls, the socket still speaks, and
+/// what it takes as the event pipe is read as `main`'s own.
+#[test]
+fn hellos_whose_fds_lie_are_contained() {
+    use nix::fcntl::OFlag;
+    use nix::unistd::pipe2;
+    struct Case {
+        name: &'static str,
+        names: &'static str,
+        /// Descriptors sent; the last pipe's write end is written to.
+        fds: Vec<OwnedFd>,
+        write_end: Option<OwnedFd>,
+        /// Lines written into `write_end` arrive as main's.
+        piped: bool,
+        bad: u64,
+    }
+    let pipe = || pipe2(OFlag::O_CLOEXEC).expect("pipe");
+    let null = || OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
+    let mut cases = Vec::new();
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "more names than descriptors",
+            names: r#"["stdout","stderr","events"]"#,
+            fds: vec![r],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "fewer names than descriptors",
+            names: r#"["events"]"#,
+            fds: vec![r, null(), null()],
+            write_end: Some(w),
+            piped: true,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        let r2 = r.try_clone().expect("dup");
+        cases.push(Case {
+            name: "the same pipe twice",
+            names: r#"["events","events"]"#,
+            fds: vec![r, r2],
+            write_end: Some(w),
+            piped: true,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "unknown names",
+            names: r#"["tty","socket","x\u0000y"]"#,
+            fds: vec![r],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        let w2 = w.try_clone().expect("dup");
+        cases.push(Case {
+            name: "a pipe's write end as the event pipe",
+            names: r#"["events"]"#,
+            fds: vec![w2],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+        drop(r);
+    }
+    {
+        let (a, _b) = UnixStream::pair().expect("pair");
+        cases.push(Case {
+            name: "a socket as the event pipe",
+            names: r#"["events"]"#,
+            fds: vec![OwnedFd::from(a)],
+            write_end: None,
+            piped: false,
+            bad: 1,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "stdout and events the same pipe",
+            names: r#"["stdout","stderr","events"]"#,
+            fds: vec![r.try_clone().expect("dup"), null(), r],
+            // (What is written there goes to whichever reader is first.)
+            write_end: None,
+            piped: false,
+            bad: 0,
+        });
+        drop(w);
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "a long list of names",
+            names: Box::leak(format!("[{}\"events\"]", "\"stdout\",".repeat(400)).into_boxed_str()),
+            fds: vec![r],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+    }
+    for case in cases {
+        let mut b = Bench::new();
+        let _runner = b.runner_spawning_me_as_main();
+        let mut main = b.connect();
+        let raw: Vec<RawFd> = case.fds.iter().map(AsRawFd::as_raw_fd).collect();
+        hello_with_fds(&main, &raw, case.names);
+        drop(case.fds);
+        b.settle();
+        send(&mut main, "main", "narrate", r#""text":"socket""#);
+        if let Some(w) = case.write_end {
+            let mut w = std::fs::File::from(w);
+            let line = format!(
+                "{{\"t_ns\":{},\"seq\":2,\"proc\":\"runner\",\"pid\":1,\"kind\":\"narrate\",\"text\":\"pipe\"}}\n",
+                now_ns()
+            );
+            // (A write end with no reader left: EPIPE, nothing to read.)
+            let _ = w.write_all(line.as_bytes());
+        }
+        let t0 = Instant::now();
+        let events = b.events();
+        assert!(t0.elapsed() < Duration::from_secs(5), "{}", case.name);
+        let texts: Vec<(String, String)> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Narrate { text, .. } => Some((e.proc_id.clone(), text.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut want = vec![("main".to_string(), "socket".to_string())];
+        if case.piped {
+            // As main's, whoever it claims to be.
+            want.push(("main".to_string(), "pipe".to_string()));
+        }
+        assert_eq!(texts, want, "{}", case.name);
+        assert_eq!(b.stat(&b.state.stats.bad_fds), case.bad, "{}", case.name);
+        // Gone with the socket, pipe and all.
+        drop(main);
+        b.settle();
+        assert!(
+            b.state
+                .conns
+                .iter()
+                .all(|c| c.who.as_ref().is_none_or(|w| &*w.id != "main")),
+            "{}",
+            case.name
+        );
+    }
+}
