@@ -872,3 +872,62 @@ fn hellos_whose_fds_lie_are_contained() {
         );
     }
 }
+
+#[test]
+fn a_descendant_flooding_a_dead_processs_output_cannot_hold_the_collector_at_its_exit() {
+    use std::sync::atomic::AtomicBool;
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let main = b.connect();
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let (err_r, _err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let _ = nix::fcntl::fcntl(&out_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let line = format!(
+        "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\"}}\n",
+        now_ns()
+    );
+    let iov = [std::io::IoSlice::new(line.as_bytes())];
+    let raw = [out_r.as_raw_fd(), err_r.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    nix::sys::socket::sendmsg::<()>(main.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .expect("sendmsg");
+    drop((out_r, err_r));
+    b.settle();
+    assert_eq!(b.state.outs.len(), 2);
+    // `main` exec'd a program that left a child behind (`yes &`): it holds
+    // main's stdout and floods it. main itself is dead and reaped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut out = std::fs::File::from(out_w);
+            let chunk = b"y\n".repeat(32 * 1024);
+            let guard = Instant::now();
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+                if out.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            guard.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    drop(main);
+    // Its end is noticed (its pidfd, or its parent's `reaped`): what it
+    // wrote before is read first.
+    let t0 = Instant::now();
+    b.state.exited("main", now_ns(), Some(0), None);
+    let took = t0.elapsed();
+    b.state.flush(true);
+    let events = b.rx.try_recv_batch().unwrap_or_default();
+    stop.store(true, Ordering::Relaxed);
+    // (Wakes the writer if it waits on a full pipe.)
+    b.state.outs.clear();
+    let flooded = writer.join().expect("writer");
+    assert!(
+        took < Duration::from_secs(5),
+        "the collector was held {took:?} (the flood ran {flooded:?})"
+    );
+    assert!(b.state.procs.get("main").is_some_and(|p| p.exited));
+    assert!(!events.is_empty());
+}
