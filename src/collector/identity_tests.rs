@@ -874,8 +874,8 @@ fn hellos_whose_fds_lie_are_contained() {
 }
 
 #[test]
-fn a_descendant_flooding_a_dead_processs_output_cannot_hold_the_collector_at_its_exit() {
-    use std::sync::atomic::AtomicBool;
+fn the_drain_of_output_before_an_exit_reads_no_more_than_was_there() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     let mut b = Bench::new();
     let _runner = b.runner_spawning_me_as_main();
     let main = b.connect();
@@ -893,12 +893,18 @@ fn a_descendant_flooding_a_dead_processs_output_cannot_hold_the_collector_at_its
         .expect("sendmsg");
     drop((out_r, err_r));
     b.settle();
-    assert_eq!(b.state.outs.len(), 2);
-    // `main` exec'd a program that left a child behind (`yes &`): it holds
-    // main's stdout and floods it. main itself is dead and reaped.
+    let out = b
+        .state
+        .outs
+        .iter()
+        .position(|o| o.proc_id == "main" && o.stream == crate::protocol::Stream::Stdout)
+        .expect("main's stdout");
+    // `main` is dead; a program it left behind holds its stdout and writes
+    // as fast as it can.
     let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let stop = Arc::clone(&stop);
+        let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
         std::thread::spawn(move || {
             let mut out = std::fs::File::from(out_w);
             let chunk = b"y\n".repeat(32 * 1024);
@@ -907,27 +913,25 @@ fn a_descendant_flooding_a_dead_processs_output_cannot_hold_the_collector_at_its
                 if out.write_all(&chunk).is_err() {
                     break;
                 }
+                written.fetch_add(chunk.len(), Ordering::Relaxed);
             }
-            guard.elapsed()
         })
     };
     std::thread::sleep(Duration::from_millis(200));
-    drop(main);
-    // Its end is noticed (its pidfd, or its parent's `reaped`): what it
-    // wrote before is read first.
-    let t0 = Instant::now();
     b.state.exited("main", now_ns(), Some(0), None);
-    let took = t0.elapsed();
-    b.state.flush(true);
-    let events = b.rx.try_recv_batch().unwrap_or_default();
+    let (w, left) = (
+        written.load(Ordering::Relaxed),
+        unread_bytes(&b.state.outs[out].fd),
+    );
     stop.store(true, Ordering::Relaxed);
     // (Wakes the writer if it waits on a full pipe.)
     b.state.outs.clear();
-    let flooded = writer.join().expect("writer");
-    assert!(
-        took < Duration::from_secs(5),
-        "the collector was held {took:?} (the flood ran {flooded:?})"
-    );
+    writer.join().expect("writer");
+    // What was in the pipe (at most its 1 MiB) and a few reads more; the
+    // rest is read paced, as any flood. (The writer's count may lag one
+    // write behind.)
+    let read = (w + 64 * 1024).saturating_sub(left);
+    assert!(read <= 2 << 20, "the drain read {read} bytes");
     assert!(b.state.procs.get("main").is_some_and(|p| p.exited));
-    assert!(!events.is_empty());
+    drop(main);
 }

@@ -1896,8 +1896,14 @@ impl State {
             self.read_announcements(id);
         }
         for i in mine {
-            // Non-blocking: a read that finds nothing ends it.
-            while self.read_out_once(i, cap) {}
+            // Non-blocking: a read that finds nothing ends it. No more than
+            // what was there, though: a program that inherited the pipe
+            // and writes on must not hold the collector here.
+            for _ in 0..reads_for(unread_bytes(&self.outs[i].fd)) {
+                if !self.read_out_once(i, cap) {
+                    break;
+                }
+            }
         }
     }
 
