@@ -1254,7 +1254,13 @@ impl State {
         let Some(p) = &self.conns[i].events else {
             return;
         };
-        for _ in 0..reads_for(unread_bytes(&p.fd)) {
+        // (Empty: no read. Its end of file is epoll's to report: nothing
+        // waits for it.)
+        let unread = unread_bytes(&p.fd);
+        if unread == 0 {
+            return;
+        }
+        for _ in 0..reads_for(unread) {
             match self.read_events_once(i) {
                 Read::Full => {}
                 Read::Drained | Read::Nothing | Read::Closed => break,
