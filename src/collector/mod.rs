@@ -1376,7 +1376,10 @@ impl State {
             // (PROTOCOL.md §7.2) needs every announcement that is in. No
             // more than was in when this began, though: a process that
             // keeps its socket full must not hold the collector here.
-            let reads = reads_for(unread_bytes(&*self.conns[j].stream));
+            // (Nothing there: no read. An end of file is epoll's to
+            // report; the event pipe is drained above either way.)
+            let unread = unread_bytes(&*self.conns[j].stream);
+            let reads = if unread == 0 { 0 } else { reads_for(unread) };
             for _ in 0..reads {
                 if self.conns[j].dead || self.conns[j].held.is_some() {
                     break;
