@@ -816,3 +816,330 @@ fn a_probe_whose_first_event_comes_after_a_long_silence_shows_every_event_in_ord
     );
     assert_eq!(b.state.stats.garbage(), 0);
 }
+
+#[test]
+fn a_flood_into_an_event_pipe_cannot_hold_the_collector_when_its_socket_ends() {
+    use std::sync::atomic::AtomicBool;
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let main = b.connect();
+    let (events_r, events_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    // As big as an unprivileged process may make it.
+    let _ = nix::fcntl::fcntl(&events_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    hello_with_fds(&main, &[events_r.as_raw_fd()], r#"["events"]"#);
+    drop(events_r);
+    b.settle();
+    assert!(b.state.conns.iter().any(|c| c.events.is_some()));
+    // A hostile process writes junk into its event pipe as fast as it
+    // can, and ends its socket (it lives on).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut w = std::fs::File::from(events_w);
+            let chunk = b"x\n".repeat(32 * 1024);
+            let guard = Instant::now();
+            let mut written = 0u64;
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+                written += chunk.len() as u64;
+            }
+            (guard.elapsed(), written)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    drop(main);
+    let t0 = Instant::now();
+    b.settle();
+    let took = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (flooded, _) = writer.join().expect("writer");
+    assert!(
+        took < Duration::from_secs(5),
+        "the collector was held {took:?} (the flood ran {flooded:?})"
+    );
+    // What the process wrote is counted as junk, not shown.
+    assert!(b.stat(&b.state.stats.not_json) > 0);
+}
+
+#[test]
+fn a_flood_on_a_socket_cannot_hold_the_collector_while_it_reads_announcements() {
+    use std::sync::atomic::AtomicBool;
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let main = b.connect();
+    // An old hello: two descriptors, stdout and stderr; events on the
+    // socket.
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let (err_r, _err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let line = format!(
+        "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\"}}\n",
+        now_ns()
+    );
+    let iov = [std::io::IoSlice::new(line.as_bytes())];
+    let raw = [out_r.as_raw_fd(), err_r.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    nix::sys::socket::sendmsg::<()>(main.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .expect("sendmsg");
+    drop((out_r, err_r));
+    b.settle();
+    assert_eq!(b.state.outs.len(), 2);
+    // A hostile process floods its socket with junk and prints a little:
+    // each print makes the collector read the socket's announcements.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let mut sock = main.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let chunk = b"x\n".repeat(32 * 1024);
+            let guard = Instant::now();
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+                if sock.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            guard.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let mut out = std::fs::File::from(out_w);
+    out.write_all(b"hi\n").expect("print");
+    let t0 = Instant::now();
+    b.settle();
+    let took = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    // (Wakes the writer if it waits on a full socket.)
+    let _ = main.shutdown(std::net::Shutdown::Both);
+    let flooded = writer.join().expect("writer");
+    assert!(
+        took < Duration::from_secs(5),
+        "the collector was held {took:?} (the flood ran {flooded:?})"
+    );
+}
+
+/// Hellos whose `fds` lies, in every way we could think of: the
+/// collector neither panics nor stalls, the socket still speaks, and
+/// what it takes as the event pipe is read as `main`'s own.
+#[test]
+fn hellos_whose_fds_lie_are_contained() {
+    use nix::fcntl::OFlag;
+    use nix::unistd::pipe2;
+    struct Case {
+        name: &'static str,
+        names: &'static str,
+        /// Descriptors sent; the last pipe's write end is written to.
+        fds: Vec<OwnedFd>,
+        write_end: Option<OwnedFd>,
+        /// Lines written into `write_end` arrive as main's.
+        piped: bool,
+        bad: u64,
+    }
+    let pipe = || pipe2(OFlag::O_CLOEXEC).expect("pipe");
+    let null = || OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
+    let mut cases = Vec::new();
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "more names than descriptors",
+            names: r#"["stdout","stderr","events"]"#,
+            fds: vec![r],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "fewer names than descriptors",
+            names: r#"["events"]"#,
+            fds: vec![r, null(), null()],
+            write_end: Some(w),
+            piped: true,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        let r2 = r.try_clone().expect("dup");
+        cases.push(Case {
+            name: "the same pipe twice",
+            names: r#"["events","events"]"#,
+            fds: vec![r, r2],
+            write_end: Some(w),
+            piped: true,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "unknown names",
+            names: r#"["tty","socket","x\u0000y"]"#,
+            fds: vec![r],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        let w2 = w.try_clone().expect("dup");
+        cases.push(Case {
+            name: "a pipe's write end as the event pipe",
+            names: r#"["events"]"#,
+            fds: vec![w2],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+        drop(r);
+    }
+    {
+        let (a, _b) = UnixStream::pair().expect("pair");
+        cases.push(Case {
+            name: "a socket as the event pipe",
+            names: r#"["events"]"#,
+            fds: vec![OwnedFd::from(a)],
+            write_end: None,
+            piped: false,
+            bad: 1,
+        });
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "stdout and events the same pipe",
+            names: r#"["stdout","stderr","events"]"#,
+            fds: vec![r.try_clone().expect("dup"), null(), r],
+            // (What is written there goes to whichever reader is first.)
+            write_end: None,
+            piped: false,
+            bad: 0,
+        });
+        drop(w);
+    }
+    {
+        let (r, w) = pipe();
+        cases.push(Case {
+            name: "a long list of names",
+            names: Box::leak(format!("[{}\"events\"]", "\"stdout\",".repeat(400)).into_boxed_str()),
+            fds: vec![r],
+            write_end: Some(w),
+            piped: false,
+            bad: 0,
+        });
+    }
+    for case in cases {
+        let mut b = Bench::new();
+        let _runner = b.runner_spawning_me_as_main();
+        let mut main = b.connect();
+        let raw: Vec<RawFd> = case.fds.iter().map(AsRawFd::as_raw_fd).collect();
+        hello_with_fds(&main, &raw, case.names);
+        drop(case.fds);
+        b.settle();
+        send(&mut main, "main", "narrate", r#""text":"socket""#);
+        if let Some(w) = case.write_end {
+            let mut w = std::fs::File::from(w);
+            let line = format!(
+                "{{\"t_ns\":{},\"seq\":2,\"proc\":\"runner\",\"pid\":1,\"kind\":\"narrate\",\"text\":\"pipe\"}}\n",
+                now_ns()
+            );
+            // (A write end with no reader left: EPIPE, nothing to read.)
+            let _ = w.write_all(line.as_bytes());
+        }
+        let t0 = Instant::now();
+        let events = b.events();
+        assert!(t0.elapsed() < Duration::from_secs(5), "{}", case.name);
+        let texts: Vec<(String, String)> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Narrate { text, .. } => Some((e.proc_id.clone(), text.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut want = vec![("main".to_string(), "socket".to_string())];
+        if case.piped {
+            // As main's, whoever it claims to be.
+            want.push(("main".to_string(), "pipe".to_string()));
+        }
+        assert_eq!(texts, want, "{}", case.name);
+        assert_eq!(b.stat(&b.state.stats.bad_fds), case.bad, "{}", case.name);
+        // Gone with the socket, pipe and all.
+        drop(main);
+        b.settle();
+        assert!(
+            b.state
+                .conns
+                .iter()
+                .all(|c| c.who.as_ref().is_none_or(|w| &*w.id != "main")),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn the_drain_of_output_before_an_exit_reads_no_more_than_was_there() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let main = b.connect();
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let (err_r, _err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    let _ = nix::fcntl::fcntl(&out_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let line = format!(
+        "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\"}}\n",
+        now_ns()
+    );
+    let iov = [std::io::IoSlice::new(line.as_bytes())];
+    let raw = [out_r.as_raw_fd(), err_r.as_raw_fd()];
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+    nix::sys::socket::sendmsg::<()>(main.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .expect("sendmsg");
+    drop((out_r, err_r));
+    b.settle();
+    let out = b
+        .state
+        .outs
+        .iter()
+        .position(|o| o.proc_id == "main" && o.stream == crate::protocol::Stream::Stdout)
+        .expect("main's stdout");
+    // `main` is dead; a program it left behind holds its stdout and writes
+    // as fast as it can.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
+        std::thread::spawn(move || {
+            let mut out = std::fs::File::from(out_w);
+            let chunk = b"y\n".repeat(32 * 1024);
+            let guard = Instant::now();
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+                if out.write_all(&chunk).is_err() {
+                    break;
+                }
+                written.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    b.state.exited("main", now_ns(), Some(0), None);
+    let (w, left) = (
+        written.load(Ordering::Relaxed),
+        unread_bytes(&b.state.outs[out].fd),
+    );
+    stop.store(true, Ordering::Relaxed);
+    // (Wakes the writer if it waits on a full pipe.)
+    b.state.outs.clear();
+    writer.join().expect("writer");
+    // What was in the pipe (at most its 1 MiB) and a few reads more; the
+    // rest is read paced, as any flood. (The writer's count may lag one
+    // write behind.)
+    let read = (w + 64 * 1024).saturating_sub(left);
+    assert!(read <= 2 << 20, "the drain read {read} bytes");
+    assert!(b.state.procs.get("main").is_some_and(|p| p.exited));
+    drop(main);
+}

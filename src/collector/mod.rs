@@ -1308,9 +1308,20 @@ impl State {
     }
 
     /// Reads everything in connection `i`'s event pipe now: up to a short
-    /// read (a pipe's short read took all it held).
+    /// read (a pipe's short read took all it held), and no more than
+    /// what it held when the drain began (a process that keeps its pipe
+    /// full must not hold the collector here).
     fn drain_events(&mut self, i: usize) {
-        while self.conns[i].events.is_some() {
+        let Some(p) = &self.conns[i].events else {
+            return;
+        };
+        // (Empty: no read. Its end of file is epoll's to report: nothing
+        // waits for it.)
+        let unread = unread_bytes(&p.fd);
+        if unread == 0 {
+            return;
+        }
+        for _ in 0..reads_for(unread) {
             match self.read_events_once(i) {
                 Read::Full => {}
                 Read::Drained | Read::Nothing | Read::Closed => break,
@@ -1422,10 +1433,19 @@ impl State {
             }
             // The socket first: the event pipe may still be on its way
             // there, with the lines sent before it (its end of file drains
-            // the pipe too).
-            while !self.conns[j].dead && self.conns[j].held.is_none() {
-                // Up to a read that finds nothing: the exactness of output
-                // (PROTOCOL.md §7.2) needs every announcement that is in.
+            // the pipe too). Up to a read that finds nothing: the
+            // exactness of output (PROTOCOL.md §7.2) needs every
+            // announcement that is in. No more than was in when this
+            // began, though: a process that keeps its socket full must not
+            // hold the collector here. (Nothing there: no read. An end of
+            // file is epoll's to report; the event pipe is drained below
+            // either way.)
+            let unread = unread_bytes(&*self.conns[j].stream);
+            let reads = if unread == 0 { 0 } else { reads_for(unread) };
+            for _ in 0..reads {
+                if self.conns[j].dead || self.conns[j].held.is_some() {
+                    break;
+                }
                 match self.read_conn_once(j) {
                     Read::Full | Read::Drained => {}
                     Read::Nothing => break,
@@ -1985,8 +2005,14 @@ impl State {
             self.read_announcements(id);
         }
         for i in mine {
-            // Non-blocking: a read that finds nothing ends it.
-            while self.read_out_once(i, cap) {}
+            // Non-blocking: a read that finds nothing ends it. No more than
+            // what was there, though: a program that inherited the pipe
+            // and writes on must not hold the collector here.
+            for _ in 0..reads_for(unread_bytes(&self.outs[i].fd)) {
+                if !self.read_out_once(i, cap) {
+                    break;
+                }
+            }
         }
     }
 
@@ -2216,6 +2242,27 @@ impl State {
             Sent::Disconnected => self.closed = true,
         }
     }
+}
+
+/// Bytes waiting to be read in a pipe or a stream socket (`FIONREAD`),
+/// 0 if it cannot tell.
+fn unread_bytes(fd: &impl AsRawFd) -> usize {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD on an open pipe or socket writes one int, the
+    // bytes waiting to be read, to `unread`.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut unread) };
+    if r < 0 {
+        0
+    } else {
+        usize::try_from(unread).unwrap_or(0)
+    }
+}
+
+/// How many reads of [`READ_BYTES`] take in `bytes`, and a couple more
+/// (reads may stop short at a message with descriptors; the last one
+/// finds the end).
+fn reads_for(bytes: usize) -> usize {
+    bytes.div_ceil(READ_BYTES) + 2
 }
 
 /// The descriptors that came with a hello, by what its `fds` says they

@@ -884,6 +884,42 @@ mod tests {
         all
     }
 
+    /// A `spawn` written by hand is the line `emit_at` makes of its body,
+    /// byte for byte, odd and too long names too (then cut as any event).
+    #[test]
+    fn spawn_lines_by_hand_are_what_emit_at_writes() {
+        let long = "é".repeat(MAX_LINE_BYTES / 2);
+        let names = ["main.1", "", "q\"uote\\ \n\u{1}\u{7f} 🦀", long.as_str()];
+        for thread in [None, Some(("main.t1", 77))] {
+            for child in names {
+                for role in names {
+                    for daemon in [false, true] {
+                        let (mut a, a_theirs) = probe_on_pair(thread);
+                        a.emit_spawn(5, child, -3, role, daemon);
+                        let (mut b, b_theirs) = probe_on_pair(thread);
+                        b.emit_at(
+                            5,
+                            Body::Spawn {
+                                child: child.to_string(),
+                                child_pid: -3,
+                                role: role.to_string(),
+                                daemon,
+                            },
+                        );
+                        let (a, b) = (sent(a, a_theirs), sent(b, b_theirs));
+                        assert_eq!(
+                            String::from_utf8_lossy(&a),
+                            String::from_utf8_lossy(&b),
+                            "{child:?} {role:?}"
+                        );
+                        assert!(a.len() <= MAX_LINE_BYTES);
+                        Event::from_line(&a[..a.len() - 1]).expect("one event");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn busy_lines_are_what_serde_json_writes_and_the_collector_reads() {
         for thread in [None, Some(("main.t1", 77))] {
