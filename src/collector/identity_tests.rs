@@ -817,6 +817,13 @@ fn a_probe_whose_first_event_comes_after_a_long_silence_shows_every_event_in_ord
     assert_eq!(b.state.stats.garbage(), 0);
 }
 
+/// How long the flood tests' hostile writers write at most, and how long
+/// the collector may be held meanwhile: a bound far below the flood, for
+/// a debug build on a loaded machine (before the drains were bounded, the
+/// collector was held as long as the flood ran).
+const FLOOD_GUARD: Duration = Duration::from_secs(60);
+const HELD_AT_MOST: Duration = Duration::from_secs(20);
+
 #[test]
 fn a_flood_into_an_event_pipe_cannot_hold_the_collector_when_its_socket_ends() {
     use std::sync::atomic::AtomicBool;
@@ -840,7 +847,7 @@ fn a_flood_into_an_event_pipe_cannot_hold_the_collector_when_its_socket_ends() {
             let chunk = b"x\n".repeat(32 * 1024);
             let guard = Instant::now();
             let mut written = 0u64;
-            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < FLOOD_GUARD {
                 if w.write_all(&chunk).is_err() {
                     break;
                 }
@@ -857,7 +864,7 @@ fn a_flood_into_an_event_pipe_cannot_hold_the_collector_when_its_socket_ends() {
     stop.store(true, Ordering::Relaxed);
     let (flooded, _) = writer.join().expect("writer");
     assert!(
-        took < Duration::from_secs(5),
+        took < HELD_AT_MOST,
         "the collector was held {took:?} (the flood ran {flooded:?})"
     );
     // What the process wrote is counted as junk, not shown.
@@ -895,7 +902,7 @@ fn a_flood_on_a_socket_cannot_hold_the_collector_while_it_reads_announcements() 
         std::thread::spawn(move || {
             let chunk = b"x\n".repeat(32 * 1024);
             let guard = Instant::now();
-            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < FLOOD_GUARD {
                 if sock.write_all(&chunk).is_err() {
                     break;
                 }
@@ -914,7 +921,7 @@ fn a_flood_on_a_socket_cannot_hold_the_collector_while_it_reads_announcements() 
     let _ = main.shutdown(std::net::Shutdown::Both);
     let flooded = writer.join().expect("writer");
     assert!(
-        took < Duration::from_secs(5),
+        took < HELD_AT_MOST,
         "the collector was held {took:?} (the flood ran {flooded:?})"
     );
 }
@@ -1052,7 +1059,7 @@ fn hellos_whose_fds_lie_are_contained() {
         }
         let t0 = Instant::now();
         let events = b.events();
-        assert!(t0.elapsed() < Duration::from_secs(5), "{}", case.name);
+        assert!(t0.elapsed() < HELD_AT_MOST, "{}", case.name);
         let texts: Vec<(String, String)> = events
             .iter()
             .filter_map(|e| match &e.body {
@@ -1117,7 +1124,7 @@ fn the_drain_of_output_before_an_exit_reads_no_more_than_was_there() {
             let mut out = std::fs::File::from(out_w);
             let chunk = b"y\n".repeat(32 * 1024);
             let guard = Instant::now();
-            while !stop.load(Ordering::Relaxed) && guard.elapsed() < Duration::from_secs(20) {
+            while !stop.load(Ordering::Relaxed) && guard.elapsed() < FLOOD_GUARD {
                 if out.write_all(&chunk).is_err() {
                     break;
                 }

@@ -933,14 +933,7 @@ impl State {
                     self.read_ready_conns();
                 }
                 _ => match self.slots.get(&token) {
-                    Some(Slot::Conn(i)) => {
-                        let i = *i;
-                        self.read_conn(i);
-                    }
-                    Some(Slot::Events(i)) => {
-                        let i = *i;
-                        self.read_events(i);
-                    }
+                    Some(Slot::Conn(_) | Slot::Events(_)) => self.read_conn_slot(token),
                     Some(Slot::Out(i)) => {
                         let i = *i;
                         self.read_out(i);
@@ -964,6 +957,15 @@ impl State {
         self.compact();
     }
 
+    /// Reads what a connection's socket or its event pipe (by token) has.
+    fn read_conn_slot(&mut self, token: u64) {
+        match self.slots.get(&token) {
+            Some(&Slot::Conn(i)) => self.read_conn(i),
+            Some(&Slot::Events(i)) => self.read_events(i),
+            _ => {}
+        }
+    }
+
     /// Reads the connections that have something (while the consumer
     /// keeps up: the rest stay ready for later).
     fn read_ready_conns(&mut self) {
@@ -974,17 +976,7 @@ impl State {
             .wait(&mut ready, EpollTimeout::ZERO)
             .unwrap_or(0);
         for ev in ready.iter().take(n) {
-            match self.slots.get(&ev.data()) {
-                Some(Slot::Conn(i)) => {
-                    let i = *i;
-                    self.read_conn(i);
-                }
-                Some(Slot::Events(i)) => {
-                    let i = *i;
-                    self.read_events(i);
-                }
-                _ => {}
-            }
+            self.read_conn_slot(ev.data());
             if self.behind() {
                 break;
             }
