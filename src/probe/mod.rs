@@ -318,8 +318,18 @@ impl Probe {
                 other => break other,
             }
         };
+        let sent = match sent {
+            // Cut short after a part went (a signal): the rest follows,
+            // the descriptors went with the first part.
+            Ok(n) if n < hello.len() => {
+                use std::io::Write;
+                (&sock).write_all(&hello[n..]).map(|()| hello.len())
+            }
+            Ok(n) => Ok(n),
+            Err(e) => Err(std::io::Error::from(e)),
+        };
         if let Err(e) = &sent {
-            unobserved(id, "send its hello", &std::io::Error::from(*e));
+            unobserved(id, "send its hello", e);
         }
         if sent.is_ok() {
             if let Some([out_w, err_w]) = &writes {
