@@ -35,13 +35,21 @@ fn fork_copies_an_unflushed_line_so_it_comes_out_once_per_process() {
             .expect("main spoke");
         let line = format!("main pid {main_pid}");
         // Once from main, once from its child: the same text, main's pid.
+        // (Its stderr on failure: the collector's counts of what it
+        // dropped, a probe that could not connect.)
         assert_eq!(
             lines_with(&run.output_of("main"), "main pid"),
-            vec![line.as_str()]
+            vec![line.as_str()],
+            "stderr: {}\nstdout: {}",
+            run.stderr,
+            run.stdout
         );
         assert_eq!(
             lines_with(&run.output_of("main.1"), "main pid"),
-            vec![line.as_str()]
+            vec![line.as_str()],
+            "stderr: {}\nstdout: {}",
+            run.stderr,
+            run.stdout
         );
         assert_eq!(lines_with(&run.terminal(), "main pid").len(), 2);
         // The child says it found the line in its copy of the buffer.

@@ -85,10 +85,12 @@ fn spawn_run(children: u32) -> Result<Duration, String> {
     if spawns != n + 1 || hellos != n + 2 || reaps != n + 1 {
         return Err(format!(
             "spawn run with {children} children: {spawns} spawns, {hellos} hellos, \
-             {reaps} reaps (want {}, {}, {})",
+             {reaps} reaps (want {}, {}, {}); its stderr: {}; its first lines: {}",
             n + 1,
             n + 2,
-            n + 1
+            n + 1,
+            ran.stderr.trim(),
+            ran.stdout.lines().take(8).collect::<Vec<_>>().join("\n")
         ));
     }
     Ok(ran.wall)

@@ -639,6 +639,42 @@ fn the_stream_ends_by_itself_when_the_runner_it_was_given_ends() {
     );
 }
 
+#[test]
+fn what_is_still_unread_when_the_drain_gives_up_is_counted_not_lost_in_silence() {
+    // A connection of ours that is still open (it never says hello) when
+    // the run is over: the collector waits for it at most DRAIN_TIMEOUT,
+    // then stops. What it held is lost; the summary says so.
+    let collector = Collector::start(64, 0).expect("collector");
+    collector.trust(std::process::id());
+    let _open = crate::probe::connect_to(&collector.socket).expect("connect");
+    // Accepted, judged ours (we are the root), and kept.
+    std::thread::sleep(Duration::from_millis(50));
+    collector.finish();
+    let started = Instant::now();
+    loop {
+        match collector
+            .events
+            .recv_batch_timeout(Duration::from_millis(50))
+        {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the stream never ended"
+            ),
+        }
+    }
+    assert!(started.elapsed() >= DRAIN_TIMEOUT / 2, "it did not wait");
+    assert_eq!(collector.stats.unread_at_end.load(Ordering::Relaxed), 1);
+    assert!(
+        collector
+            .stats
+            .summary()
+            .contains("1 connections or pipes still unread"),
+        "{}",
+        collector.stats.summary()
+    );
+}
+
 /// One narrate line of `main` with text `text`, stamped now.
 fn narrate_line(text: &str) -> String {
     format!(

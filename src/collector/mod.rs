@@ -126,6 +126,10 @@ pub struct Stats {
     /// (closed; the connection stays and its own lines are read).
     pub bad_fds: AtomicU64,
     pub output_dropped_bytes: AtomicU64,
+    /// Connections, output pipes and connections not yet accepted that
+    /// were still there when the collector stopped waiting for them
+    /// ([`DRAIN_TIMEOUT`] after the run ended): what they held is lost.
+    pub unread_at_end: AtomicU64,
 }
 
 impl Stats {
@@ -162,6 +166,10 @@ impl Stats {
         add(
             &self.output_dropped_bytes,
             "bytes of output dropped (flood)",
+        );
+        add(
+            &self.unread_at_end,
+            "connections or pipes still unread when the run's drain timed out",
         );
         parts.join(", ")
     }
@@ -783,15 +791,23 @@ impl State {
                 drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
                 self.finishing = true;
             }
-            if let Some(d) = drain_deadline
-                && (Instant::now() >= d
-                    || (self.conns.is_empty()
-                        && self.outs.is_empty()
-                        // A late process may still wait in the backlog
-                        // (behind a crowd of strangers, say).
-                        && !os_readable_raw(self.listener.as_raw_fd())))
-            {
-                break;
+            if let Some(d) = drain_deadline {
+                let backlog = os_readable_raw(self.listener.as_raw_fd());
+                // A late process may still wait in the backlog (behind a
+                // crowd of strangers, say).
+                if self.conns.is_empty() && self.outs.is_empty() && !backlog {
+                    break;
+                }
+                if Instant::now() >= d {
+                    // Given up on: said, not lost in silence.
+                    let left = self.conns.iter().filter(|c| !c.dead).count()
+                        + self.outs.iter().filter(|o| !o.closed).count()
+                        + usize::from(backlog);
+                    self.stats
+                        .unread_at_end
+                        .fetch_add(left as u64, Ordering::Relaxed);
+                    break;
+                }
             }
             self.arm_conns();
             let timeout = self.next_timeout(drain_deadline);

@@ -174,6 +174,25 @@ pub fn host_ppid() -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Says on stderr (still the parent's: the process's own pipes replace
+/// it only after its hello) that process `id` runs on unobserved, unless
+/// the collector is simply gone (the app stopped or ended the run: no
+/// listener, a closed connection), which is no news. Such a process is
+/// missing from the run (no hello, no output): this line says why.
+fn unobserved(id: &str, what: &str, e: &std::io::Error) {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionRefused, ConnectionReset, NotFound};
+    if matches!(
+        e.kind(),
+        ConnectionRefused | NotFound | BrokenPipe | ConnectionReset
+    ) {
+        return;
+    }
+    // One write of one line (eprintln! could write it in pieces).
+    let line = format!("forkscope: {id} could not {what} ({e}): it runs unobserved\n");
+    // SAFETY: writes the bytes of `line`, which lives for the call, to fd 2.
+    let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}
+
 /// What the descriptors sent with a hello are, in the hello's `fds`
 /// (PROTOCOL.md §2).
 pub const FD_STDOUT: &str = "stdout";
@@ -252,8 +271,12 @@ impl Probe {
             line: None,
             thread: None,
         };
-        let Ok(sock) = connect_to(socket) else {
-            return probe;
+        let sock = match connect_to(socket) {
+            Ok(sock) => sock,
+            Err(e) => {
+                unobserved(id, "connect to the collector", &e);
+                return probe;
+            }
         };
         // The new output pipes: their read ends go with the hello, and
         // the write ends become stdout and stderr once the collector has
@@ -287,7 +310,28 @@ impl Probe {
         let iov = [IoSlice::new(&hello)];
         let cmsg = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
-        if sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).is_ok() {
+        // A signal may cut a blocking send short before anything went
+        // (EINTR): sent again, or the process would run on unobserved.
+        let sent = loop {
+            match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        let sent = match sent {
+            // Cut short after a part went (a signal): the rest follows,
+            // the descriptors went with the first part.
+            Ok(n) if n < hello.len() => {
+                use std::io::Write;
+                (&sock).write_all(&hello[n..]).map(|()| hello.len())
+            }
+            Ok(n) => Ok(n),
+            Err(e) => Err(std::io::Error::from(e)),
+        };
+        if let Err(e) = &sent {
+            unobserved(id, "send its hello", e);
+        }
+        if sent.is_ok() {
             if let Some([out_w, err_w]) = &writes {
                 // dup2 gives fds 1 and 2 without O_CLOEXEC, so exec'd
                 // programs keep them. A failure leaves the old stream.
