@@ -1067,19 +1067,23 @@ impl State {
         }
     }
 
+    /// The epoll that watches a connection so (none while its hello is
+    /// held).
+    fn epoll_of(&self, watched: Watch) -> Option<&Epoll> {
+        match watched {
+            Watch::No => None,
+            Watch::Main => Some(&self.epoll),
+            Watch::Conns => Some(&self.conn_epoll),
+        }
+    }
+
     /// Stops watching connection `i` (its hello is held: it is not read).
     fn unwatch_conn(&mut self, i: usize) {
-        let c = &mut self.conns[i];
-        match c.watched {
-            Watch::No => {}
-            Watch::Main => {
-                let _ = self.epoll.delete(&c.stream);
-            }
-            Watch::Conns => {
-                let _ = self.conn_epoll.delete(&c.stream);
-            }
+        let c = &self.conns[i];
+        if let Some(epoll) = self.epoll_of(c.watched) {
+            let _ = epoll.delete(&c.stream);
         }
-        c.watched = Watch::No;
+        self.conns[i].watched = Watch::No;
     }
 
     /// Takes `fd` as connection `i`'s event pipe, if it is a pipe (else it
@@ -1147,16 +1151,10 @@ impl State {
                 // below takes it out of the epoll: no `epoll_ctl` then.
                 // A gate still holding it (never, once removed) keeps the
                 // descriptor open, so it must leave the epoll first.
-                if Arc::strong_count(&c.stream) > 1 {
-                    match c.watched {
-                        Watch::No => {}
-                        Watch::Main => {
-                            let _ = self.epoll.delete(&c.stream);
-                        }
-                        Watch::Conns => {
-                            let _ = self.conn_epoll.delete(&c.stream);
-                        }
-                    }
+                if Arc::strong_count(&c.stream) > 1
+                    && let Some(epoll) = self.epoll_of(c.watched)
+                {
+                    let _ = epoll.delete(&c.stream);
                 }
                 self.slots.remove(&c.token);
                 if let Some(p) = &c.events {
