@@ -137,14 +137,8 @@ pub fn write_body(out: &mut Vec<u8>, body: &Body) -> bool {
                 write_str(out, name);
             }
             if !fds.is_empty() {
-                out.extend_from_slice(b",\"fds\":[");
-                for (k, fd) in fds.iter().enumerate() {
-                    if k > 0 {
-                        out.push(b',');
-                    }
-                    write_str(out, fd);
-                }
-                out.push(b']');
+                out.extend_from_slice(b",\"fds\":");
+                write_list(out, fds, |out, fd| write_str(out, fd));
             }
             out.push(b'}');
         }
@@ -237,17 +231,20 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::Int(i) => write_i64(out, *i),
         Value::Float(f) => write_f64(out, *f),
         Value::Str(s) => write_str(out, s),
-        Value::List(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
+        Value::List(items) => write_list(out, items, write_value),
     }
+}
+
+/// `[a,b,…]`, each item written by `one`.
+fn write_list<T>(out: &mut Vec<u8>, items: &[T], mut one: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        one(out, item);
+    }
+    out.push(b']');
 }
 
 fn write_u64(out: &mut Vec<u8>, n: u64) {
