@@ -778,15 +778,6 @@ impl State {
     fn run(&mut self) {
         let mut drain_deadline: Option<Instant> = None;
         while !self.closed {
-            if self.end_pidfd.is_none()
-                && let Some(fd) = self.end_watch.try_lock().ok().and_then(|mut w| w.take())
-                && self
-                    .epoll
-                    .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_END))
-                    .is_ok()
-            {
-                self.end_pidfd = Some(fd);
-            }
             if drain_deadline.is_none() && self.finish.load(Ordering::SeqCst) {
                 drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
                 self.finishing = true;
@@ -923,6 +914,7 @@ impl State {
                 TOKEN_LISTENER => self.accept(),
                 TOKEN_WAKE => {
                     let _ = self.wake.read();
+                    self.take_end_watch();
                 }
                 TOKEN_END => {
                     // The runner has ended, and with it every process of
@@ -1064,6 +1056,24 @@ impl State {
             c.watched = watch;
         } else {
             c.dead = true;
+        }
+    }
+
+    /// Watches the runner's pidfd that [`Collector::finish_when_exits`]
+    /// handed over (with a wake-up, which brings us here).
+    fn take_end_watch(&mut self) {
+        let fd = self
+            .end_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(fd) = fd
+            && self
+                .epoll
+                .add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_END))
+                .is_ok()
+        {
+            self.end_pidfd = Some(fd);
         }
     }
 
