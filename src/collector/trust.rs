@@ -94,7 +94,7 @@ impl Judge {
             self.parents.remove(&first.ppid);
         }
         let mut parent_start = None;
-        let verdict = walk(pid, first, root, &mut parent_start);
+        let verdict = walk(pid, first, root, &mut parent_start, stat);
         if verdict == Peer::Ours
             && pid != root
             && first.ppid != root
@@ -213,42 +213,68 @@ fn has_ended(fd: &OwnedFd) -> bool {
     }
 }
 
+/// Walks that start again from the peer because an ancestor ended while
+/// we looked: each needs another process of the chain to end in between,
+/// so a handful suffice.
+const MAX_RESTARTS: usize = 16;
+
 /// Follows `PPid` from `pid` (whose stat is `first`) up to `root`; the
 /// start time of `pid`'s parent as read on the way goes to `parent_start`.
-fn walk(pid: i32, first: Stat, root: i32, parent_start: &mut Option<u64>) -> Peer {
+/// `stat` reads a process's stat line (a parameter so that tests can
+/// make processes end between two reads).
+fn walk(
+    pid: i32,
+    first: Stat,
+    root: i32,
+    parent_start: &mut Option<u64>,
+    stat: impl Fn(i32) -> Option<Stat>,
+) -> Peer {
     if pid == root {
         return Peer::Ours;
     }
+    let mut line = Some(first);
+    for _ in 0..MAX_RESTARTS {
+        // Gone, or reaped while its line was read: not a live stranger.
+        let Some(first) = line.filter(|s| !s.reaped(pid)) else {
+            return Peer::Gone;
+        };
+        *parent_start = None;
+        if let Some(verdict) = climb(first, root, parent_start, &stat) {
+            return verdict;
+        }
+        // An ancestor ended while we looked: the processes below it have
+        // been handed to a subreaper (by the time its pid is free, they
+        // have), so the chain is read again from the peer itself. The
+        // ancestor may be a grandparent: the peer's own parent is the
+        // same then, but the chain above it is not.
+        line = stat(pid);
+    }
+    Peer::Foreign
+}
+
+/// One climb of [`walk`]: its verdict, or `None` if an ancestor ended
+/// on the way (its stat line gone, or read while it was being reaped).
+fn climb(
+    first: Stat,
+    root: i32,
+    parent_start: &mut Option<u64>,
+    stat: &impl Fn(i32) -> Option<Stat>,
+) -> Option<Peer> {
     let mut parent = first.ppid;
     for depth in 0..MAX_DEPTH {
         if parent == root {
-            return Peer::Ours;
+            return Some(Peer::Ours);
         }
         if parent <= 1 {
-            return Peer::Foreign;
+            return Some(Peer::Foreign);
         }
-        match stat(parent) {
-            Some(s) => {
-                if depth == 0 {
-                    *parent_start = Some(s.start);
-                }
-                parent = s.ppid;
-            }
-            // An ancestor ended while we looked: the peer has been handed
-            // to a subreaper. Look again from the peer itself.
-            None => {
-                return match stat(pid) {
-                    Some(again) if again.ppid != first.ppid => {
-                        *parent_start = None;
-                        walk(pid, again, root, &mut None)
-                    }
-                    Some(_) => Peer::Foreign,
-                    None => Peer::Gone,
-                };
-            }
+        let s = stat(parent).filter(|s| !s.reaped(parent))?;
+        if depth == 0 {
+            *parent_start = Some(s.start);
         }
+        parent = s.ppid;
     }
-    Peer::Foreign
+    Some(Peer::Foreign)
 }
 
 #[derive(Clone, Copy)]
@@ -257,6 +283,19 @@ struct Stat {
     /// Start time in clock ticks after boot: with the pid, names one
     /// process for good (pids are reused, this pair is not).
     start: u64,
+    /// The state letter (field 3): `X` once the process is being reaped.
+    state: u8,
+}
+
+impl Stat {
+    /// Was process `pid` being reaped when this line was read? Its state
+    /// is `X` then, and once it is no one's child any more the kernel
+    /// shows parent 0 (which a live process has only as the first of a
+    /// PID namespace, pid 1). A line read in that moment is still there,
+    /// with a parent of 0: such a process is gone, not a stranger.
+    fn reaped(&self, pid: i32) -> bool {
+        self.state == b'X' || (self.ppid == 0 && pid > 1)
+    }
 }
 
 fn stat(pid: i32) -> Option<Stat> {
@@ -274,6 +313,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat {
         ppid: fields.get(4 - 3)?.parse().ok()?,
         start: fields.get(22 - 3)?.parse().ok()?,
+        state: *fields.first()?.as_bytes().first()?,
     })
 }
 
@@ -305,6 +345,78 @@ mod tests {
             return;
         };
         assert_eq!(ppid, stat(std::process::id() as i32).unwrap().ppid);
+    }
+
+    /// A stat line as `/proc` shows it for a live process.
+    fn line(ppid: i32) -> Stat {
+        Stat {
+            ppid,
+            start: 1,
+            state: b'S',
+        }
+    }
+
+    /// Read while the kernel reaped it: parent 0 (seen under load: the
+    /// run's own `main` refused as a stranger, its hello lost).
+    fn reaping() -> Stat {
+        Stat {
+            ppid: 0,
+            start: 1,
+            state: b'X',
+        }
+    }
+
+    #[test]
+    fn a_peer_reaped_while_its_line_was_read_is_gone_not_a_stranger() {
+        // Root 5; the peer 9 was started by 5 and has just been reaped.
+        for first in [
+            reaping(),
+            Stat {
+                state: b'Z',
+                ..reaping()
+            },
+        ] {
+            assert_eq!(walk(9, first, 5, &mut None, |_| None), Peer::Gone);
+        }
+        // Its parent 8 reaped the same way while we climbed, and the peer
+        // gone by the time we look again: gone too.
+        let stat = |pid| (pid == 8).then(reaping);
+        assert_eq!(walk(9, line(8), 5, &mut None, stat), Peer::Gone);
+    }
+
+    /// Root 5 → G 7 → A 8 → peer 9, and G ends while the chain is read:
+    /// A is handed to the subreaper 5 (the runner), but the peer's own
+    /// parent is still A. The chain is read again and the peer is ours.
+    #[test]
+    fn an_ancestor_ending_during_the_walk_does_not_make_the_peer_a_stranger() {
+        use std::cell::RefCell;
+        for g_when_read in [None, Some(reaping())] {
+            let procs = RefCell::new(HashMap::from([(7, line(5)), (8, line(7)), (9, line(8))]));
+            let stat = |pid| {
+                let mut procs = procs.borrow_mut();
+                if pid == 7 {
+                    procs.remove(&7);
+                    procs.insert(8, line(5));
+                    return g_when_read;
+                }
+                procs.get(&pid).copied()
+            };
+            let mut parent_start = None;
+            assert_eq!(walk(9, line(8), 5, &mut parent_start, stat), Peer::Ours);
+            assert_eq!(parent_start, Some(1), "A's start, read again");
+        }
+        // Above a stranger's chain, an ancestor ending changes nothing.
+        let procs = RefCell::new(HashMap::from([(7, line(1)), (8, line(7)), (9, line(8))]));
+        let stat = |pid| {
+            let mut procs = procs.borrow_mut();
+            if pid == 7 {
+                procs.remove(&7);
+                procs.insert(8, line(1));
+                return None;
+            }
+            procs.get(&pid).copied()
+        };
+        assert_eq!(walk(9, line(8), 5, &mut None, stat), Peer::Foreign);
     }
 
     #[test]
