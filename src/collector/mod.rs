@@ -115,7 +115,13 @@ pub struct Stats {
     pub too_long: AtomicU64,
     pub unknown_kind: AtomicU64,
     pub no_hello: AtomicU64,
+    /// Connections closed at accept, by why: from a live process outside
+    /// the run, from another user, with no credentials to check, or past
+    /// [`MAX_CONNECTIONS`].
     pub refused: AtomicU64,
+    pub refused_other_user: AtomicU64,
+    pub refused_no_credentials: AtomicU64,
+    pub refused_over_limit: AtomicU64,
     /// Hellos for an id that is not theirs (not the pid its parent
     /// announced, already taken, or never announced).
     pub impostors: AtomicU64,
@@ -140,6 +146,9 @@ impl Stats {
             + self.unknown_kind.load(Ordering::Relaxed)
             + self.no_hello.load(Ordering::Relaxed)
             + self.refused.load(Ordering::Relaxed)
+            + self.refused_other_user.load(Ordering::Relaxed)
+            + self.refused_no_credentials.load(Ordering::Relaxed)
+            + self.refused_over_limit.load(Ordering::Relaxed)
             + self.impostors.load(Ordering::Relaxed)
             + self.forged.load(Ordering::Relaxed)
             + self.bad_fds.load(Ordering::Relaxed)
@@ -158,7 +167,22 @@ impl Stats {
         add(&self.too_long, "lines over 4 KiB");
         add(&self.unknown_kind, "lines of an unknown kind");
         add(&self.no_hello, "connections that never said hello");
-        add(&self.refused, "connections refused");
+        add(
+            &self.refused,
+            "connections refused (from a process outside the run)",
+        );
+        add(
+            &self.refused_other_user,
+            "connections refused (from another user)",
+        );
+        add(
+            &self.refused_no_credentials,
+            "connections refused (no credentials to check)",
+        );
+        add(
+            &self.refused_over_limit,
+            "connections refused (over the connection limit)",
+        );
         add(&self.impostors, "hellos under an identity not theirs");
         add(&self.forged, "events forged for other processes");
         add(&self.bad_fds, "event pipes that were not pipes");
@@ -1231,12 +1255,16 @@ impl State {
                 Err(_) => return,
             };
             let Ok(cred) = getsockopt(&stream, PeerCredentials) else {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .refused_no_credentials
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             let peer_pid = cred.pid();
             if cred.uid() != self.uid {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .refused_other_user
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             // The peer's own pidfd: its trust without `/proc`, and later
@@ -1247,8 +1275,14 @@ impl State {
                 pidfd.as_ref(),
                 self.root.load(Ordering::SeqCst),
             );
-            if peer == Peer::Foreign || self.conns.len() >= MAX_CONNECTIONS {
+            if peer == Peer::Foreign {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if self.conns.len() >= MAX_CONNECTIONS {
+                self.stats
+                    .refused_over_limit
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             self.close_oldest_silent();
