@@ -38,13 +38,14 @@ pub fn read_stat(pid: i32) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-/// Is `pid` still running (not gone, not a zombie)?
+/// Is `pid` still running (not gone, not a zombie, not being reaped)?
 pub fn is_alive(pid: i32) -> bool {
     match read_stat(pid).ok_or(()) {
         Ok(stat) => stat
             .rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z"),
+            // `X`: being reaped as we read (its line can still be read).
+            .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
 }
