@@ -116,6 +116,20 @@ const EXCEPTIONS: &[(&str, Skip, &str)] = &[
     ),
 ];
 
+/// Races whose python3 run can, on a loaded machine, take the way the
+/// listing's lesson does not (and forkscope's run in the same minute the
+/// way it does): when python3's output holds this line, python3 runs again
+/// (at most [`PYTHON_TRIES`] times in all) before the two are compared.
+const PYTHON_AGAIN: &[(&str, &str, &str)] = &[(
+    "deadlock-two-locks",
+    "no deadlock this time",
+    "each process holds its first lock 100 ms before it asks for the \
+     second: when python3's second process starts over 100 ms after the \
+     first (seen once beside a full cargo test), the first takes both \
+     locks and there is no deadlock",
+)];
+const PYTHON_TRIES: usize = 3;
+
 fn skipped(name: &str, what: Skip) -> bool {
     EXCEPTIONS.iter().any(|&(n, s, _)| n == name && s == what)
 }
@@ -159,7 +173,16 @@ fn every_listing_does_under_python3_what_its_scenario_does() {
             let name = b.name;
             std::thread::spawn(move || {
                 let scenario = b.load().unwrap_or_else(|e| panic!("{e}"));
-                let py = run_python(&python, strace.as_deref(), &dir, name, &scenario.source);
+                let mut py = run_python(&python, strace.as_deref(), &dir, name, &scenario.source);
+                for _ in 1..PYTHON_TRIES {
+                    let unlucky = PYTHON_AGAIN
+                        .iter()
+                        .any(|&(n, line, _)| n == name && py.lines.iter().any(|l| l == line));
+                    if !unlucky {
+                        break;
+                    }
+                    py = run_python(&python, strace.as_deref(), &dir, name, &scenario.source);
+                }
                 let fs = run_forkscope(name);
                 (name, py, fs)
             })
