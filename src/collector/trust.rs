@@ -384,39 +384,42 @@ mod tests {
         assert_eq!(walk(9, line(8), 5, &mut None, stat), Peer::Gone);
     }
 
+    /// The walk of peer 9 (parent A 8, whose parent is G 7, whose parent
+    /// is `g_parent`) when G ends as the walk reads its line (which reads
+    /// as `g_when_read`): A is handed to `g_parent` then, the subreaper.
+    fn walk_while_g_ends(g_parent: i32, g_when_read: Option<Stat>) -> (Peer, Option<u64>) {
+        let procs = std::cell::RefCell::new(HashMap::from([
+            (7, line(g_parent)),
+            (8, line(7)),
+            (9, line(8)),
+        ]));
+        let stat = |pid| {
+            let mut procs = procs.borrow_mut();
+            if pid == 7 {
+                procs.remove(&7);
+                procs.insert(8, line(g_parent));
+                return g_when_read;
+            }
+            procs.get(&pid).copied()
+        };
+        let mut parent_start = None;
+        let verdict = walk(9, line(8), 5, &mut parent_start, stat);
+        (verdict, parent_start)
+    }
+
     /// Root 5 → G 7 → A 8 → peer 9, and G ends while the chain is read:
     /// A is handed to the subreaper 5 (the runner), but the peer's own
     /// parent is still A. The chain is read again and the peer is ours.
     #[test]
     fn an_ancestor_ending_during_the_walk_does_not_make_the_peer_a_stranger() {
-        use std::cell::RefCell;
         for g_when_read in [None, Some(reaping())] {
-            let procs = RefCell::new(HashMap::from([(7, line(5)), (8, line(7)), (9, line(8))]));
-            let stat = |pid| {
-                let mut procs = procs.borrow_mut();
-                if pid == 7 {
-                    procs.remove(&7);
-                    procs.insert(8, line(5));
-                    return g_when_read;
-                }
-                procs.get(&pid).copied()
-            };
-            let mut parent_start = None;
-            assert_eq!(walk(9, line(8), 5, &mut parent_start, stat), Peer::Ours);
+            let (verdict, parent_start) = walk_while_g_ends(5, g_when_read);
+            assert_eq!(verdict, Peer::Ours);
             assert_eq!(parent_start, Some(1), "A's start, read again");
         }
-        // Above a stranger's chain, an ancestor ending changes nothing.
-        let procs = RefCell::new(HashMap::from([(7, line(1)), (8, line(7)), (9, line(8))]));
-        let stat = |pid| {
-            let mut procs = procs.borrow_mut();
-            if pid == 7 {
-                procs.remove(&7);
-                procs.insert(8, line(1));
-                return None;
-            }
-            procs.get(&pid).copied()
-        };
-        assert_eq!(walk(9, line(8), 5, &mut None, stat), Peer::Foreign);
+        // Above a stranger's chain (G's parent is init), an ancestor
+        // ending changes nothing.
+        assert_eq!(walk_while_g_ends(1, None).0, Peer::Foreign);
     }
 
     #[test]
