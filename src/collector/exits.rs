@@ -40,14 +40,15 @@ pub fn read_stat(pid: i32) -> Option<String> {
 
 /// Is `pid` still running (not gone, not a zombie, not being reaped)?
 pub fn is_alive(pid: i32) -> bool {
-    match read_stat(pid).ok_or(()) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            // `X`: being reaped as we read (its line can still be read).
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    read_stat(pid).is_some_and(|stat| running(&stat))
+}
+
+/// Does this stat line show a process still running?
+fn running(stat: &str) -> bool {
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        // `X`: being reaped as we read (its line can still be read).
+        .is_some_and(|state| state != "Z" && state != "X")
 }
 
 /// Exit code or signal of a zombie, from field 52 of `/proc/PID/stat`.
@@ -93,5 +94,13 @@ mod tests {
             Some((None, Some("SIGTERM".into())))
         );
         assert_eq!(parse_stat(&stat_with("S", 0)), None);
+    }
+
+    #[test]
+    fn a_zombie_or_a_process_being_reaped_is_not_running() {
+        assert!(running(&stat_with("S", 0)));
+        assert!(running(&stat_with("R", 0)));
+        assert!(!running(&stat_with("Z", 0)));
+        assert!(!running(&stat_with("X", 0)));
     }
 }

@@ -1261,6 +1261,12 @@ impl State {
                 continue;
             };
             let peer_pid = cred.pid();
+            // Pid 0: a peer in a PID namespace we cannot see into, which
+            // the run's processes never are (they descend from our child).
+            if peer_pid <= 0 {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if cred.uid() != self.uid {
                 self.stats
                     .refused_other_user
@@ -1865,8 +1871,8 @@ impl State {
                     Vouch::No
                 }
             }
-            // The pid its parent announced.
-            Some(n) if n.pid == conn.peer_pid => Vouch::Yes,
+            // The pid its parent announced (0: it could not learn it).
+            Some(n) if n.pid > 0 && n.pid == conn.peer_pid => Vouch::Yes,
             Some(_) => Vouch::No,
             None => Vouch::Later,
         }

@@ -93,14 +93,13 @@ impl Judge {
             }
             self.parents.remove(&first.ppid);
         }
-        let mut parent_start = None;
-        let verdict = walk(pid, first, root, &mut parent_start, stat);
+        let mut parent = None;
+        let verdict = walk(pid, first, root, &mut parent, stat);
         if verdict == Peer::Ours
-            && pid != root
-            && first.ppid != root
-            && let Some(start) = parent_start
+            && let Some((ppid, start)) = parent
+            && ppid != root
         {
-            self.remember_parent(first.ppid, start);
+            self.remember_parent(ppid, start);
         }
         if verdict == Peer::Foreign {
             if self.foreign.len() >= MAX_REMEMBERED {
@@ -214,19 +213,19 @@ fn has_ended(fd: &OwnedFd) -> bool {
 }
 
 /// Walks that start again from the peer because an ancestor ended while
-/// we looked: each needs another process of the chain to end in between,
-/// so a handful suffice.
+/// we looked: each needs a process of the chain to have moved to another
+/// parent in between, so a handful suffice.
 const MAX_RESTARTS: usize = 16;
 
-/// Follows `PPid` from `pid` (whose stat is `first`) up to `root`; the
-/// start time of `pid`'s parent as read on the way goes to `parent_start`.
-/// `stat` reads a process's stat line (a parameter so that tests can
-/// make processes end between two reads).
+/// Follows `PPid` from `pid` (whose stat is `first`) up to `root`. The
+/// peer's parent as the deciding climb read it (pid, start time) goes to
+/// `parent`. `stat` reads a process's stat line (a parameter so that
+/// tests can make processes end between two reads).
 fn walk(
     pid: i32,
     first: Stat,
     root: i32,
-    parent_start: &mut Option<u64>,
+    parent: &mut Option<(i32, u64)>,
     stat: impl Fn(i32) -> Option<Stat>,
 ) -> Peer {
     if pid == root {
@@ -234,33 +233,43 @@ fn walk(
     }
     let mut line = Some(first);
     for _ in 0..MAX_RESTARTS {
-        // Gone, or reaped while its line was read: not a live stranger.
-        let Some(first) = line.filter(|s| !s.reaped(pid)) else {
-            return Peer::Gone;
+        let first = match line.map(|s| (s, s.life(pid))) {
+            // Gone, or read while it was being reaped: not a live stranger.
+            None | Some((_, Life::Ended)) => return Peer::Gone,
+            Some((s, Life::Live)) => s,
+            // Parent 0 with a live state: its parent is outside our PID
+            // namespace (`nsenter`, `docker exec`), or the state was read
+            // just before a reap. A second read tells.
+            Some((_, Life::Unsure)) => match stat(pid).map(|s| (s, s.life(pid))) {
+                None | Some((_, Life::Ended)) => return Peer::Gone,
+                Some((_, Life::Unsure)) => return Peer::Foreign,
+                Some((s, Life::Live)) => s,
+            },
         };
-        *parent_start = None;
-        if let Some(verdict) = climb(first, root, parent_start, &stat) {
+        *parent = None;
+        if let Some(verdict) = climb(pid, first, root, parent, &stat) {
             return verdict;
         }
-        // An ancestor ended while we looked: the processes below it have
-        // been handed to a subreaper (by the time its pid is free, they
-        // have), so the chain is read again from the peer itself. The
-        // ancestor may be a grandparent: the peer's own parent is the
+        // An ancestor ended while we looked, and the process below it has
+        // been handed to a subreaper (a process's children are, before
+        // its pid is free): the chain is read again from the peer itself.
+        // The ancestor may be a grandparent: the peer's own parent is the
         // same then, but the chain above it is not.
         line = stat(pid);
     }
     Peer::Foreign
 }
 
-/// One climb of [`walk`]: its verdict, or `None` if an ancestor ended
-/// on the way (its stat line gone, or read while it was being reaped).
+/// One climb of [`walk`]: its verdict, or `None` if a process of the
+/// chain moved to another parent on the way (its parent ended).
 fn climb(
+    pid: i32,
     first: Stat,
     root: i32,
-    parent_start: &mut Option<u64>,
+    parent_out: &mut Option<(i32, u64)>,
     stat: &impl Fn(i32) -> Option<Stat>,
 ) -> Option<Peer> {
-    let mut parent = first.ppid;
+    let (mut child, mut child_start, mut parent) = (pid, first.start, first.ppid);
     for depth in 0..MAX_DEPTH {
         if parent == root {
             return Some(Peer::Ours);
@@ -268,11 +277,33 @@ fn climb(
         if parent <= 1 {
             return Some(Peer::Foreign);
         }
-        let s = stat(parent).filter(|s| !s.reaped(parent))?;
+        // A parent starts before its child: one that started later holds
+        // a reused pid, and the child's parent has ended.
+        let followable = |s: &Stat| s.life(parent) == Life::Live && s.start <= child_start;
+        let s = match stat(parent).filter(followable) {
+            Some(s) => s,
+            // Gone, being reaped, or not the child's parent any more: if
+            // the child has moved (or ended), start again. If it still
+            // names this parent, the parent is alive: read once more (a
+            // line read in a passing moment, such as an exec that replaced
+            // its main thread), else it is one we cannot follow (its own
+            // parent outside our PID namespace, or hidden from us): the
+            // chain does not reach the root.
+            None => {
+                let moved = stat(child).is_none_or(|c| c.ppid != parent);
+                if moved {
+                    return None;
+                }
+                match stat(parent).filter(followable) {
+                    Some(s) => s,
+                    None => return Some(Peer::Foreign),
+                }
+            }
+        };
         if depth == 0 {
-            *parent_start = Some(s.start);
+            *parent_out = Some((parent, s.start));
         }
-        parent = s.ppid;
+        (child, child_start, parent) = (parent, s.start, s.ppid);
     }
     Some(Peer::Foreign)
 }
@@ -287,14 +318,30 @@ struct Stat {
     state: u8,
 }
 
+/// What a stat line says of its process, for a walk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Life {
+    /// Running, stopped or a zombie, with its parent.
+    Live,
+    /// Being reaped as the line was read: state `X`, or a zombie whose
+    /// parent reads as 0 (once it is no one's child any more, the kernel
+    /// shows parent 0; the state was read a moment before).
+    Ended,
+    /// Parent 0 with a live state: the first process of a PID namespace
+    /// seen from outside it (`nsenter`, `docker exec`: its parent is out
+    /// of our sight), or a line whose state was read just before its reap.
+    Unsure,
+}
+
 impl Stat {
-    /// Was process `pid` being reaped when this line was read? Its state
-    /// is `X` then, and once it is no one's child any more the kernel
-    /// shows parent 0 (which a live process has only as the first of a
-    /// PID namespace, pid 1). A line read in that moment is still there,
-    /// with a parent of 0: such a process is gone, not a stranger.
-    fn reaped(&self, pid: i32) -> bool {
-        self.state == b'X' || (self.ppid == 0 && pid > 1)
+    /// The life of process `pid` by this line (pid 1's parent is 0).
+    fn life(&self, pid: i32) -> Life {
+        match (self.state, self.ppid) {
+            (b'X', _) => Life::Ended,
+            (b'Z', 0) if pid > 1 => Life::Ended,
+            (_, 0) if pid > 1 => Life::Unsure,
+            _ => Life::Live,
+        }
     }
 }
 
@@ -347,11 +394,11 @@ mod tests {
         assert_eq!(ppid, stat(std::process::id() as i32).unwrap().ppid);
     }
 
-    /// A stat line as `/proc` shows it for a live process.
-    fn line(ppid: i32) -> Stat {
+    /// A stat line of a live process, with its parent and start time.
+    fn line(ppid: i32, start: u64) -> Stat {
         Stat {
             ppid,
-            start: 1,
+            start,
             state: b'S',
         }
     }
@@ -366,9 +413,31 @@ mod tests {
         }
     }
 
+    /// A fake `/proc`: stat lines by pid. Reading pid `trigger` first
+    /// applies `change` (processes end and move), then answers from the
+    /// lines as they are, or with `answer` if it is given. Counts reads.
+    struct FakeProc {
+        lines: std::cell::RefCell<HashMap<i32, Stat>>,
+        reads: std::cell::Cell<usize>,
+    }
+
+    impl FakeProc {
+        fn new(lines: &[(i32, Stat)]) -> FakeProc {
+            FakeProc {
+                lines: std::cell::RefCell::new(lines.iter().copied().collect()),
+                reads: std::cell::Cell::new(0),
+            }
+        }
+
+        fn stat(&self, pid: i32) -> Option<Stat> {
+            self.reads.set(self.reads.get() + 1);
+            self.lines.borrow().get(&pid).copied()
+        }
+    }
+
     #[test]
     fn a_peer_reaped_while_its_line_was_read_is_gone_not_a_stranger() {
-        // Root 5; the peer 9 was started by 5 and has just been reaped.
+        // Root 5; the peer 9 was started by 5 and is being reaped.
         for first in [
             reaping(),
             Stat {
@@ -378,33 +447,34 @@ mod tests {
         ] {
             assert_eq!(walk(9, first, 5, &mut None, |_| None), Peer::Gone);
         }
+        // Its state read just before the reap, its parent just after; gone
+        // by the second read.
+        let first = Stat {
+            state: b'S',
+            ..reaping()
+        };
+        assert_eq!(walk(9, first, 5, &mut None, |_| None), Peer::Gone);
         // Its parent 8 reaped the same way while we climbed, and the peer
         // gone by the time we look again: gone too.
         let stat = |pid| (pid == 8).then(reaping);
-        assert_eq!(walk(9, line(8), 5, &mut None, stat), Peer::Gone);
+        assert_eq!(walk(9, line(8, 30), 5, &mut None, stat), Peer::Gone);
     }
 
-    /// The walk of peer 9 (parent A 8, whose parent is G 7, whose parent
-    /// is `g_parent`) when G ends as the walk reads its line (which reads
-    /// as `g_when_read`): A is handed to `g_parent` then, the subreaper.
-    fn walk_while_g_ends(g_parent: i32, g_when_read: Option<Stat>) -> (Peer, Option<u64>) {
-        let procs = std::cell::RefCell::new(HashMap::from([
-            (7, line(g_parent)),
-            (8, line(7)),
-            (9, line(8)),
-        ]));
-        let stat = |pid| {
-            let mut procs = procs.borrow_mut();
-            if pid == 7 {
-                procs.remove(&7);
-                procs.insert(8, line(g_parent));
-                return g_when_read;
-            }
-            procs.get(&pid).copied()
-        };
-        let mut parent_start = None;
-        let verdict = walk(9, line(8), 5, &mut parent_start, stat);
-        (verdict, parent_start)
+    /// A live process whose parent is outside our PID namespace (entered
+    /// with `nsenter` or `docker exec`) reads with parent 0 too: a
+    /// stranger, as peer or as an ancestor, in a few reads.
+    #[test]
+    fn a_live_process_with_parent_0_is_a_stranger() {
+        let peer = line(0, 30);
+        let procs = FakeProc::new(&[(9, peer)]);
+        assert_eq!(
+            walk(9, peer, 5, &mut None, |p| procs.stat(p)),
+            Peer::Foreign
+        );
+        let procs = FakeProc::new(&[(7, line(0, 10)), (8, line(7, 20)), (9, line(8, 30))]);
+        let verdict = walk(9, line(8, 30), 5, &mut None, |p| procs.stat(p));
+        assert_eq!(verdict, Peer::Foreign);
+        assert!(procs.reads.get() <= 4, "{} reads", procs.reads.get());
     }
 
     /// Root 5 → G 7 → A 8 → peer 9, and G ends while the chain is read:
@@ -412,14 +482,50 @@ mod tests {
     /// parent is still A. The chain is read again and the peer is ours.
     #[test]
     fn an_ancestor_ending_during_the_walk_does_not_make_the_peer_a_stranger() {
-        for g_when_read in [None, Some(reaping())] {
-            let (verdict, parent_start) = walk_while_g_ends(5, g_when_read);
-            assert_eq!(verdict, Peer::Ours);
-            assert_eq!(parent_start, Some(1), "A's start, read again");
+        // G read as gone, or as being reaped; above the root, or above init.
+        for (g_parent, want) in [(5, Peer::Ours), (1, Peer::Foreign)] {
+            for g_when_read in [None, Some(reaping())] {
+                let procs =
+                    FakeProc::new(&[(7, line(g_parent, 10)), (8, line(7, 20)), (9, line(8, 30))]);
+                let stat = |pid| {
+                    if pid == 7 {
+                        let mut lines = procs.lines.borrow_mut();
+                        lines.remove(&7);
+                        lines.insert(8, line(g_parent, 20));
+                        return g_when_read;
+                    }
+                    procs.stat(pid)
+                };
+                let mut parent = None;
+                assert_eq!(walk(9, line(8, 30), 5, &mut parent, stat), want);
+                if want == Peer::Ours {
+                    assert_eq!(parent, Some((8, 20)), "A, read again");
+                }
+            }
         }
-        // Above a stranger's chain (G's parent is init), an ancestor
-        // ending changes nothing.
-        assert_eq!(walk_while_g_ends(1, None).0, Peer::Foreign);
+    }
+
+    /// The peer's own parent A ends as we read it: the peer moves to the
+    /// runner R (a child of the root) and is ours; R is the parent to
+    /// remember, not A. So too when A's pid is taken by a newer process
+    /// (started after the peer) before we read it.
+    #[test]
+    fn a_peer_whose_parent_ends_is_walked_from_its_new_parent() {
+        for a_when_read in [None, Some(line(1, 99))] {
+            let procs = FakeProc::new(&[(6, line(5, 10)), (8, line(6, 20)), (9, line(8, 30))]);
+            let stat = |pid| {
+                if pid == 8 {
+                    let mut lines = procs.lines.borrow_mut();
+                    lines.remove(&8);
+                    lines.insert(9, line(6, 30));
+                    return a_when_read;
+                }
+                procs.stat(pid)
+            };
+            let mut parent = None;
+            assert_eq!(walk(9, line(8, 30), 5, &mut parent, stat), Peer::Ours);
+            assert_eq!(parent, Some((6, 10)), "R");
+        }
     }
 
     #[test]
