@@ -1208,7 +1208,11 @@ fn a_full_channel_holds_events_back_in_order_and_drops_none() {
     let until = Instant::now() + Duration::from_secs(20);
     while got.len() < 3001 && Instant::now() < until {
         b.settle();
-        assert!(b.rx.len() <= 1024, "{} events in a channel of 1024", b.rx.len());
+        assert!(
+            b.rx.len() <= 1024,
+            "{} events in a channel of 1024",
+            b.rx.len()
+        );
         got.extend(b.rx.try_recv_batch().unwrap_or_default());
     }
     let _runner = writer.join().expect("writer");

@@ -854,17 +854,14 @@ impl State {
     fn drain_to_consumer(&mut self) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let give_up = Instant::now() + DRAIN_TIMEOUT;
-        while !self.closed
-            && !(self.outbox.is_empty() && self.pending.len() == 0)
-            && !self.tx.abandoned()
-            && Instant::now() < give_up
-        {
+        loop {
+            let left = self.outbox.len() + self.pending.len();
+            if left == 0 || self.closed || self.tx.abandoned() || Instant::now() >= give_up {
+                break;
+            }
             // True asks the consumer to wake us when it has taken enough;
             // the timeout covers a consumer dropped meanwhile.
-            if self
-                .tx
-                .should_pause(self.outbox.len() + self.pending.len())
-            {
+            if self.tx.should_pause(left) {
                 let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(10u8));
                 let _ = self.wake.read();
