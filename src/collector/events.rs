@@ -275,6 +275,28 @@ impl Events {
         Ok(out)
     }
 
+    /// The next batch as the collector handed it over (events a
+    /// `try_recv` left first), waiting at most `timeout` for it. Unlike
+    /// [`Events::recv_batch_timeout`] no events are copied to join batches:
+    /// in a flood that copying, into fresh memory, was a sixth of the
+    /// consumer's time.
+    pub fn recv_one_batch_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<Event>, RecvTimeoutError> {
+        let left: Vec<Event> = match self.taken.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        if !left.is_empty() {
+            self.shared.taken(left.len());
+            return Ok(left);
+        }
+        let batch = self.rx.recv_timeout(timeout)?;
+        self.shared.taken(batch.len());
+        Ok(batch)
+    }
+
     /// Every event there now, waiting at most `timeout` for the first.
     pub fn recv_batch_timeout(&self, timeout: Duration) -> Result<Vec<Event>, RecvTimeoutError> {
         match self.try_recv_batch() {
@@ -308,6 +330,29 @@ mod tests {
             tid: None,
             body: Body::Wake {},
         }
+    }
+
+    #[test]
+    fn one_batch_at_a_time_comes_as_sent_after_what_a_single_take_left() {
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let (tx, rx) = channel(100, wake);
+        assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
+        assert_eq!(tx.send((3..5).map(ev).collect()), Sent::Dropped(0));
+        assert_eq!(rx.try_recv().map(|e| e.seq), Ok(0));
+        let seqs = |b: Vec<Event>| b.iter().map(|e| e.seq).collect::<Vec<u64>>();
+        let t = Duration::from_millis(1);
+        assert_eq!(rx.recv_one_batch_timeout(t).map(seqs), Ok(vec![1, 2]));
+        assert_eq!(rx.recv_one_batch_timeout(t).map(seqs), Ok(vec![3, 4]));
+        assert!(rx.is_empty());
+        assert_eq!(
+            rx.recv_one_batch_timeout(t).map(seqs),
+            Err(RecvTimeoutError::Timeout)
+        );
+        drop(tx);
+        assert_eq!(
+            rx.recv_one_batch_timeout(t).map(seqs),
+            Err(RecvTimeoutError::Disconnected)
+        );
     }
 
     #[test]
