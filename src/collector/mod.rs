@@ -2346,6 +2346,9 @@ impl State {
         } else {
             self.tx.room()
         };
+        if fits == 0 || self.outbox.is_empty() {
+            return;
+        }
         let batch = if self.outbox.len() > fits {
             let rest = self.outbox.split_off(fits);
             std::mem::replace(&mut self.outbox, rest)
@@ -2356,9 +2359,6 @@ impl State {
             let room = self.outbox.len().min(BATCH_EVENTS);
             std::mem::replace(&mut self.outbox, Vec::with_capacity(room))
         };
-        if batch.is_empty() {
-            return;
-        }
         self.stats
             .events
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
