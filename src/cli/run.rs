@@ -344,9 +344,9 @@ fn follow(session: &mut Session, timeout: Duration, sink: &mut Sink) -> (World, 
     // batch comes, even among a crowd of waking scenario processes.
     crate::sched::event_thread();
     loop {
-        // A batch at a time: the collector hands over what its reorder
-        // window let go at once, and the checks below run once per batch.
-        match events.recv_batch_timeout(Duration::from_millis(20)) {
+        // A batch at a time, as the collector handed it over (at most
+        // 1,024 events): the checks below run once per batch.
+        match events.recv_one_batch_timeout(Duration::from_millis(20)) {
             Ok(batch) => {
                 let last = batch.len().saturating_sub(1);
                 for (k, e) in batch.into_iter().enumerate() {

@@ -9,9 +9,11 @@
 //! reading the processes' connections ([`EventTx::should_pause`]): their
 //! socket buffers fill and their writes wait, so a consumer that is slower
 //! than the processes slows them down instead of losing their events; the
-//! consumer wakes the collector when it has caught up. Only what comes
-//! while the collector cannot wait (the end of a run) is dropped past the
-//! bound and counted (`Stats::dropped`), never queued without end.
+//! consumer wakes the collector when it has caught up. The collector hands
+//! over no more than there is room for ([`EventTx::room`]) and keeps the
+//! rest in order; only what is still left when it cannot wait any longer
+//! (a while after the end of a run, or a consumer gone) is dropped past
+//! the bound and counted (`Stats::dropped`), never queued without end.
 
 use crate::protocol::Event;
 use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, unbounded};
@@ -28,6 +30,7 @@ pub fn channel(capacity: usize, wake: Arc<EventFd>) -> (EventTx, Events) {
     let (tx, rx) = unbounded();
     let shared = Arc::new(Shared {
         queued: AtomicUsize::new(0),
+        abandoned: AtomicBool::new(false),
         paused: AtomicBool::new(false),
         resume_at: capacity / 4,
         wake,
@@ -50,6 +53,9 @@ struct Shared {
     /// Events sent and not taken yet (in the channel or in a consumer's
     /// hands, not yet popped).
     queued: AtomicUsize,
+    /// The consumer's side is being dropped: nobody will take more, so the
+    /// collector does not wait for room at the end of a run.
+    abandoned: AtomicBool,
     /// The collector stopped reading until the consumer catches up.
     paused: AtomicBool,
     /// Caught up: this few events left.
@@ -101,6 +107,22 @@ impl EventTx {
         true
     }
 
+    /// How many events the channel takes now without dropping any.
+    pub fn room(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.shared.queued.load(Ordering::Acquire))
+    }
+
+    /// The bound of the channel, in events.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The consumer will take nothing more ([`Events::abandon`]).
+    pub fn abandoned(&self) -> bool {
+        self.shared.abandoned.load(Ordering::Acquire)
+    }
+
     /// Sends a batch (in order); what would pass `capacity` is dropped.
     pub fn send(&self, mut batch: Vec<Event>) -> Sent {
         if batch.is_empty() {
@@ -142,6 +164,13 @@ impl Events {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Says that nobody will take events any more (the collector is being
+    /// dropped): the collector then drops what did not fit at once instead
+    /// of waiting for room.
+    pub(super) fn abandon(&self) {
+        self.shared.abandoned.store(true, Ordering::Release);
     }
 
     fn pop(&self) -> Option<Event> {
@@ -246,6 +275,28 @@ impl Events {
         Ok(out)
     }
 
+    /// The next batch as the collector handed it over (events a
+    /// `try_recv` left first), waiting at most `timeout` for it. Unlike
+    /// [`Events::recv_batch_timeout`] no events are copied to join batches:
+    /// in a flood that copying, into fresh memory, was a sixth of the
+    /// consumer's time.
+    pub fn recv_one_batch_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<Event>, RecvTimeoutError> {
+        let left: Vec<Event> = match self.taken.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        if !left.is_empty() {
+            self.shared.taken(left.len());
+            return Ok(left);
+        }
+        let batch = self.rx.recv_timeout(timeout)?;
+        self.shared.taken(batch.len());
+        Ok(batch)
+    }
+
     /// Every event there now, waiting at most `timeout` for the first.
     pub fn recv_batch_timeout(&self, timeout: Duration) -> Result<Vec<Event>, RecvTimeoutError> {
         match self.try_recv_batch() {
@@ -279,6 +330,29 @@ mod tests {
             tid: None,
             body: Body::Wake {},
         }
+    }
+
+    #[test]
+    fn one_batch_at_a_time_comes_as_sent_after_what_a_single_take_left() {
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let (tx, rx) = channel(100, wake);
+        assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
+        assert_eq!(tx.send((3..5).map(ev).collect()), Sent::Dropped(0));
+        assert_eq!(rx.try_recv().map(|e| e.seq), Ok(0));
+        let seqs = |b: Vec<Event>| b.iter().map(|e| e.seq).collect::<Vec<u64>>();
+        let t = Duration::from_millis(1);
+        assert_eq!(rx.recv_one_batch_timeout(t).map(seqs), Ok(vec![1, 2]));
+        assert_eq!(rx.recv_one_batch_timeout(t).map(seqs), Ok(vec![3, 4]));
+        assert!(rx.is_empty());
+        assert_eq!(
+            rx.recv_one_batch_timeout(t).map(seqs),
+            Err(RecvTimeoutError::Timeout)
+        );
+        drop(tx);
+        assert_eq!(
+            rx.recv_one_batch_timeout(t).map(seqs),
+            Err(RecvTimeoutError::Disconnected)
+        );
     }
 
     #[test]

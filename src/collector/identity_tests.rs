@@ -1186,3 +1186,42 @@ fn the_drain_of_output_before_an_exit_reads_no_more_than_was_there() {
     assert!(b.state.procs.get("main").is_some_and(|p| p.exited));
     drop(main);
 }
+
+#[test]
+fn a_full_channel_holds_events_back_in_order_and_drops_none() {
+    // The channel takes 1,024 events; the runner sends three times that
+    // before anything is taken. Nothing is dropped: what has no room waits
+    // in the collector, in order, until the consumer takes some.
+    let mut b = Bench::new();
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    let t0 = now_ns();
+    // Written by another thread: the socket's buffer may fill before the
+    // collector (this thread) reads.
+    let writer = std::thread::spawn(move || {
+        for i in 0..3000 {
+            send_at(&mut runner, t0 + i, RUNNER_ID, "wake", "");
+        }
+        runner
+    });
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while got.len() < 3001 && Instant::now() < until {
+        b.settle();
+        assert!(
+            b.rx.len() <= 1024,
+            "{} events in a channel of 1024",
+            b.rx.len()
+        );
+        got.extend(b.rx.try_recv_batch().unwrap_or_default());
+    }
+    let _runner = writer.join().expect("writer");
+    assert_eq!(b.stat(&b.state.stats.dropped), 0);
+    let wakes: Vec<u64> = got
+        .iter()
+        .filter(|e| matches!(e.body, Body::Wake {}))
+        .map(|e| e.t_ns)
+        .collect();
+    assert_eq!(wakes.len(), 3000);
+    assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
+}

@@ -359,6 +359,8 @@ fn random_hex_128() -> io::Result<String> {
 
 impl Drop for Collector {
     fn drop(&mut self) {
+        // Nobody takes events any more: the thread must not wait for room.
+        self.events.abandon();
         self.finish();
         match self.thread.take() {
             Some(Ending::Thread(t)) => {
@@ -524,6 +526,11 @@ enum Slot {
     Pidfd(String),
 }
 
+/// The reorder window holds at most this many times the channel's bound
+/// (then connections wait, as for a slow consumer): 131,072 events with
+/// the CLI's channel, 40 ms of a flood of 3 M events/s.
+const MAX_PENDING_PER_CAPACITY: usize = 2;
+
 /// At most this many events go to the consumer in one batch: a batch's
 /// memory (~250 KiB) is reused warm from batch to batch, where one batch of
 /// every due event (tens of thousands in a flood) was fresh pages each time.
@@ -553,6 +560,9 @@ struct State {
     wake: Arc<EventFd>,
     /// `finish` was asked: nothing waits for the consumer any more.
     finishing: bool,
+    /// The very end: what does not fit in the channel is dropped (and
+    /// counted) instead of kept for the consumer ([`State::drain_to_consumer`]).
+    no_wait: bool,
     /// What each epoll token stands for.
     slots: HashMap<u64, Slot>,
     next_token: u64,
@@ -769,6 +779,7 @@ impl State {
             last_flush: Instant::now(),
             wake,
             finishing: false,
+            no_wait: false,
             slots: HashMap::new(),
             next_token,
             rbuf,
@@ -834,6 +845,32 @@ impl State {
         }
         self.check_all_exits();
         self.flush(true);
+        self.drain_to_consumer();
+    }
+
+    /// At the end of a run, what did not fit in the channel waits for the
+    /// consumer to take some ([`DRAIN_TIMEOUT`] at most, not at all if
+    /// nobody listens any more); what is left then is dropped and counted.
+    fn drain_to_consumer(&mut self) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let give_up = Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            let left = self.outbox.len() + self.pending.len();
+            if left == 0 || self.closed || self.tx.abandoned() || Instant::now() >= give_up {
+                break;
+            }
+            // True asks the consumer to wake us when it has taken enough;
+            // the timeout covers a consumer dropped meanwhile.
+            if self.tx.should_pause(left) {
+                let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(10u8));
+                let _ = self.wake.read();
+            }
+            self.flush(true);
+        }
+        self.no_wait = true;
+        self.flush(true);
+        self.deliver();
     }
 
     /// Ends the run for good and gives back what the next run on this
@@ -1016,9 +1053,19 @@ impl State {
         self.ready_conns = ready;
     }
 
-    /// The consumer is so far behind that connections are not read.
+    /// The consumer is so far behind that connections are not read, or the
+    /// reorder window holds as many events as it may.
+    ///
+    /// The window's events do not count as the consumer's: at a flood's
+    /// rate the window alone holds tens of thousands of events (40 ms at
+    /// 1 M events/s), and counting them stopped the reading while the
+    /// consumer had nothing to do (every process then waited on its full
+    /// pipe). [`Self::flush`] never hands over more than the channel has
+    /// room for, so nothing is dropped however many the window holds.
     fn behind(&self) -> bool {
-        !self.finishing && self.tx.should_pause(self.pending.len() + self.outbox.len())
+        !self.finishing
+            && (self.tx.should_pause(self.outbox.len())
+                || self.pending.len() >= MAX_PENDING_PER_CAPACITY * self.tx.capacity())
     }
 
     /// How long reads of connections and releases of events are spaced.
@@ -2208,6 +2255,14 @@ impl State {
 
     /// Sends the events older than the reorder window (all, at the end).
     fn flush(&mut self, all: bool) {
+        // What did not fit last time goes first (it is older than
+        // anything still in the window).
+        if !self.outbox.is_empty() {
+            self.deliver();
+            if !self.outbox.is_empty() {
+                return;
+            }
+        }
         let Some(top_t_ns) = self.pending.first_t_ns() else {
             return;
         };
@@ -2237,8 +2292,13 @@ impl State {
         {
             horizon = horizon.min(t.saturating_sub(1));
         }
-        // Each event goes straight from its queue into the batch.
-        while self.pending.pop_due_into(horizon, &mut self.outbox) {
+        // Each event goes straight from its queue into the batch, as many
+        // as the channel has room for: the others wait, in order, for the
+        // consumer to take some (it wakes us: `behind`).
+        let mut room = self.tx.room();
+        while (self.closed || self.no_wait || self.outbox.len() < room)
+            && self.pending.pop_due_into(horizon, &mut self.outbox)
+        {
             let Some(e) = self.outbox.last_mut() else {
                 break;
             };
@@ -2252,6 +2312,7 @@ impl State {
             }
             if self.outbox.len() >= BATCH_EVENTS {
                 self.deliver();
+                room = self.tx.room();
             }
             for (orphan, pid) in orphans {
                 self.send(Event {
@@ -2281,15 +2342,32 @@ impl State {
         self.outbox.push(e);
     }
 
-    /// Hands the consumer what [`Self::send`] collected, as one batch.
+    /// Hands the consumer what [`Self::send`] collected, as one batch, as
+    /// far as the channel has room (all of it at the very end, `no_wait`:
+    /// the excess is dropped and counted); the rest stays, in order, for
+    /// the next batch.
     fn deliver(&mut self) {
-        // The next batch starts with room for as many as this one: growing
-        // a vector of events by doubling copied each event a few times.
-        let room = self.outbox.len().min(BATCH_EVENTS);
+        let fits = if self.no_wait {
+            usize::MAX
+        } else {
+            self.tx.room()
+        };
+        if fits == 0 || self.outbox.is_empty() {
+            return;
+        }
+        let batch = if self.outbox.len() > fits {
+            let rest = self.outbox.split_off(fits);
+            std::mem::replace(&mut self.outbox, rest)
+        } else {
+            // The next batch starts with room for as many as this one:
+            // growing a vector of events by doubling copied each event a
+            // few times.
+            let room = self.outbox.len().min(BATCH_EVENTS);
+            std::mem::replace(&mut self.outbox, Vec::with_capacity(room))
+        };
         self.stats
             .events
-            .fetch_add(self.outbox.len() as u64, Ordering::Relaxed);
-        let batch = std::mem::replace(&mut self.outbox, Vec::with_capacity(room));
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match self.tx.send(batch) {
             Sent::Dropped(0) => {}
             Sent::Dropped(n) => {
