@@ -1225,3 +1225,38 @@ fn a_full_channel_holds_events_back_in_order_and_drops_none() {
     assert_eq!(wakes.len(), 3000);
     assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
 }
+
+#[test]
+fn a_stalled_consumer_is_waited_for_not_polled_every_millisecond() {
+    // The channel full, more events due, and nobody taking any (a window
+    // that stopped drawing, a blocked stdout): the collector sleeps until
+    // the consumer wakes it, instead of waking every millisecond to find
+    // still no room. Then nothing is lost.
+    let mut b = Bench::new();
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    let t0 = now_ns();
+    let writer = std::thread::spawn(move || {
+        for i in 0..3000 {
+            send_at(&mut runner, t0 + i, RUNNER_ID, "wake", "");
+        }
+        runner
+    });
+    let until = Instant::now() + Duration::from_secs(20);
+    let held = |s: &State| !s.outbox.is_empty() || s.pending.first_t_ns().is_some();
+    while !(b.state.tx.room() == 0 && held(&b.state)) && Instant::now() < until {
+        b.settle();
+    }
+    assert!(held(&b.state), "the channel never filled");
+    b.state.next_housekeeping = Instant::now() + Duration::from_secs(1);
+    let wait = b.state.next_timeout(None).as_millis();
+    assert!(wait.is_some_and(|ms| ms >= 500), "waits {wait:?} ms");
+    let mut got = 0;
+    while got < 3001 && Instant::now() < until {
+        got += b.rx.try_recv_batch().unwrap_or_default().len();
+        b.settle();
+    }
+    let _runner = writer.join().expect("writer");
+    assert_eq!(got, 3001, "the hello and 3,000 wakes");
+    assert_eq!(b.stat(&b.state.stats.dropped), 0);
+}

@@ -930,7 +930,15 @@ impl State {
         if !self.conns_armed && !self.behind() {
             wait = wait.min(self.rearm_at.saturating_duration_since(now));
         }
-        if let Some(top_t_ns) = self.pending.first_t_ns() {
+        // With no room in the channel nothing due can go; the consumer
+        // wakes us when it has caught up (`should_pause` asks it to).
+        // Waiting on what is due would wake us every millisecond while a
+        // consumer stalls (a window that stopped drawing, a blocked stdout).
+        let stalled =
+            || !self.finishing && self.tx.room() == 0 && self.tx.should_pause(self.outbox.len());
+        if let Some(top_t_ns) = self.pending.first_t_ns()
+            && !stalled()
+        {
             let now_ns = now_ns();
             let spaced_ns = (self.last_flush + self.coalesce())
                 .saturating_duration_since(now)
@@ -2296,7 +2304,7 @@ impl State {
         // as the channel has room for: the others wait, in order, for the
         // consumer to take some (it wakes us: `behind`).
         let mut room = self.tx.room();
-        while (self.closed || self.no_wait || self.outbox.len() < room)
+        while (self.closed || self.hand_all() || self.outbox.len() < room)
             && self.pending.pop_due_into(horizon, &mut self.outbox)
         {
             let Some(e) = self.outbox.last_mut() else {
@@ -2333,6 +2341,14 @@ impl State {
         self.deliver();
     }
 
+    /// Hand over everything at once, past the channel's room (the excess
+    /// dropped and counted): at the very end (`no_wait`), or once the
+    /// consumer has said it takes nothing more (else what is read would
+    /// pile up in the window for nobody).
+    fn hand_all(&self) -> bool {
+        self.no_wait || self.tx.abandoned()
+    }
+
     /// Puts an event (in order) into the batch [`Self::deliver`] sends.
     fn send(&mut self, e: Event) {
         if self.closed {
@@ -2343,11 +2359,11 @@ impl State {
     }
 
     /// Hands the consumer what [`Self::send`] collected, as one batch, as
-    /// far as the channel has room (all of it at the very end, `no_wait`:
+    /// far as the channel has room (all of it when [`Self::hand_all`]:
     /// the excess is dropped and counted); the rest stays, in order, for
     /// the next batch.
     fn deliver(&mut self) {
-        let fits = if self.no_wait {
+        let fits = if self.hand_all() {
             usize::MAX
         } else {
             self.tx.room()
