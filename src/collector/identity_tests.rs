@@ -1187,23 +1187,28 @@ fn the_drain_of_output_before_an_exit_reads_no_more_than_was_there() {
     drop(main);
 }
 
+/// The runner says hello and sends `n` wakes, one nanosecond apart, from
+/// another thread: the socket's buffer may fill before the collector
+/// (the test's thread) reads.
+fn runner_sends_wakes(b: &Bench, n: u64) -> std::thread::JoinHandle<UnixStream> {
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    let t0 = now_ns();
+    std::thread::spawn(move || {
+        for i in 0..n {
+            send_at(&mut runner, t0 + i, RUNNER_ID, "wake", "");
+        }
+        runner
+    })
+}
+
 #[test]
 fn a_full_channel_holds_events_back_in_order_and_drops_none() {
     // The channel takes 1,024 events; the runner sends three times that
     // before anything is taken. Nothing is dropped: what has no room waits
     // in the collector, in order, until the consumer takes some.
     let mut b = Bench::new();
-    let mut runner = b.connect();
-    hello(&mut runner, RUNNER_ID);
-    let t0 = now_ns();
-    // Written by another thread: the socket's buffer may fill before the
-    // collector (this thread) reads.
-    let writer = std::thread::spawn(move || {
-        for i in 0..3000 {
-            send_at(&mut runner, t0 + i, RUNNER_ID, "wake", "");
-        }
-        runner
-    });
+    let writer = runner_sends_wakes(&b, 3000);
     let mut got = Vec::new();
     let until = Instant::now() + Duration::from_secs(20);
     while got.len() < 3001 && Instant::now() < until {
@@ -1233,15 +1238,7 @@ fn a_stalled_consumer_is_waited_for_not_polled_every_millisecond() {
     // the consumer wakes it, instead of waking every millisecond to find
     // still no room. Then nothing is lost.
     let mut b = Bench::new();
-    let mut runner = b.connect();
-    hello(&mut runner, RUNNER_ID);
-    let t0 = now_ns();
-    let writer = std::thread::spawn(move || {
-        for i in 0..3000 {
-            send_at(&mut runner, t0 + i, RUNNER_ID, "wake", "");
-        }
-        runner
-    });
+    let writer = runner_sends_wakes(&b, 3000);
     let until = Instant::now() + Duration::from_secs(20);
     let held = |s: &State| !s.outbox.is_empty() || s.pending.first_t_ns().is_some();
     while !(b.state.tx.room() == 0 && held(&b.state)) && Instant::now() < until {
