@@ -48,14 +48,28 @@ impl Bench {
     fn runner_spawning_me_as_main(&self) -> UnixStream {
         let mut runner = self.connect();
         hello(&mut runner, RUNNER_ID);
+        self.spawn_me_as_main_at(&mut runner, now_ns());
+        runner
+    }
+
+    /// The runner, connected, its hello taken in.
+    fn runner(&mut self) -> UnixStream {
+        let mut runner = self.connect();
+        hello(&mut runner, RUNNER_ID);
+        self.settle();
+        runner
+    }
+
+    /// The runner's `spawn` of `main` with our own pid, stamped `t_ns`.
+    fn spawn_me_as_main_at(&self, runner: &mut UnixStream, t_ns: u64) {
         let me = self.me;
-        send(
-            &mut runner,
+        send_at(
+            runner,
+            t_ns,
             RUNNER_ID,
             "spawn",
             &format!(r#""child":"main","child_pid":{me},"role":"main""#),
         );
-        runner
     }
 
     fn connect(&self) -> UnixStream {
@@ -117,10 +131,7 @@ fn kinds(events: &[Event]) -> Vec<String> {
 #[test]
 fn a_hello_before_its_parents_spawn_waits_for_it() {
     let mut b = Bench::new();
-    let me = b.me;
-    let mut runner = b.connect();
-    hello(&mut runner, RUNNER_ID);
-    b.settle();
+    let mut runner = b.runner();
     // The spawn is stamped before the fork...
     let t_fork = now_ns();
     // ...but main says hello (and more) before the spawn is read.
@@ -130,13 +141,7 @@ fn a_hello_before_its_parents_spawn_waits_for_it() {
     let early = b.events();
     assert_eq!(kinds(&early), ["runner hello"]);
     assert_eq!(b.state.conns.iter().filter(|c| c.held.is_some()).count(), 1);
-    send_at(
-        &mut runner,
-        t_fork,
-        RUNNER_ID,
-        "spawn",
-        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
-    );
+    b.spawn_me_as_main_at(&mut runner, t_fork);
     send(&mut main, "main", "narrate", r#""text":"later""#);
     let events = b.events();
     assert_eq!(
@@ -148,7 +153,7 @@ fn a_hello_before_its_parents_spawn_waits_for_it() {
         &events[1].body,
         Body::Hello { parent: Some(p), .. } if p == RUNNER_ID
     ));
-    assert_eq!(events[1].pid, me);
+    assert_eq!(events[1].pid, b.me);
     assert_eq!(b.stat(&b.state.stats.impostors), 0);
 }
 
@@ -522,10 +527,7 @@ fn a_hello_whose_event_pipe_is_no_pipe_is_shown_as_misbehaving_and_its_socket_st
 #[test]
 fn every_event_in_the_pipe_arrives_though_the_process_is_gone_before_it_is_let_in() {
     let mut b = Bench::new();
-    let me = b.me;
-    let mut runner = b.connect();
-    hello(&mut runner, RUNNER_ID);
-    b.settle();
+    let mut runner = b.runner();
     let t_fork = now_ns();
     // `main` says hello with its event pipe, writes its events there and
     // is gone (both ends of its own closed) before its parent's `spawn`
@@ -548,13 +550,7 @@ fn every_event_in_the_pipe_arrives_though_the_process_is_gone_before_it_is_let_i
     drop(w);
     drop(main);
     assert_eq!(kinds(&b.events()), ["runner hello"]);
-    send_at(
-        &mut runner,
-        t_fork,
-        RUNNER_ID,
-        "spawn",
-        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
-    );
+    b.spawn_me_as_main_at(&mut runner, t_fork);
     let events = b.events();
     let texts: Vec<String> = events
         .iter()
@@ -609,17 +605,8 @@ fn a_hellos_descriptors_are_what_its_fds_says_or_the_old_two() {
     );
 }
 
-#[test]
-fn the_stream_ends_by_itself_when_the_runner_it_was_given_ends() {
-    // The app looks whether its runner has ended every 20 ms at most; the
-    // collector watches the runner's pidfd, so the last events are handed
-    // over, and the stream ends, the moment it ends: without the app.
-    let collector = Collector::start(64, 0).expect("collector");
-    let mut runner = std::process::Command::new("sleep")
-        .arg("0.2")
-        .spawn()
-        .expect("sleep");
-    collector.finish_when_exits(runner.id());
+/// Takes the collector's events until its stream ends (20 s at most).
+fn wait_until_the_stream_ends(collector: &Collector) {
     let started = Instant::now();
     loop {
         match collector
@@ -633,6 +620,20 @@ fn the_stream_ends_by_itself_when_the_runner_it_was_given_ends() {
             ),
         }
     }
+}
+
+#[test]
+fn the_stream_ends_by_itself_when_the_runner_it_was_given_ends() {
+    // The app looks whether its runner has ended every 20 ms at most; the
+    // collector watches the runner's pidfd, so the last events are handed
+    // over, and the stream ends, the moment it ends: without the app.
+    let collector = Collector::start(64, 0).expect("collector");
+    let mut runner = std::process::Command::new("sleep")
+        .arg("0.2")
+        .spawn()
+        .expect("sleep");
+    collector.finish_when_exits(runner.id());
+    wait_until_the_stream_ends(&collector);
     assert!(
         runner.try_wait().expect("wait").is_some(),
         "the stream ended before the runner did"
@@ -651,18 +652,7 @@ fn what_is_still_unread_when_the_drain_gives_up_is_counted_not_lost_in_silence()
     std::thread::sleep(Duration::from_millis(50));
     collector.finish();
     let started = Instant::now();
-    loop {
-        match collector
-            .events
-            .recv_batch_timeout(Duration::from_millis(50))
-        {
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            _ => assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the stream never ended"
-            ),
-        }
-    }
+    wait_until_the_stream_ends(&collector);
     assert!(started.elapsed() >= DRAIN_TIMEOUT / 2, "it did not wait");
     assert_eq!(collector.stats.unread_at_end.load(Ordering::Relaxed), 1);
     assert!(
@@ -769,10 +759,7 @@ fn a_line_after_the_hello_with_a_descriptor_that_is_no_pipe_is_counted_and_its_l
 #[test]
 fn a_lazy_event_pipe_sent_before_the_hello_is_let_in_loses_nothing() {
     let mut b = Bench::new();
-    let me = b.me;
-    let mut runner = b.connect();
-    hello(&mut runner, RUNNER_ID);
-    b.settle();
+    let mut runner = b.runner();
     let t_fork = now_ns();
     // `main` says hello without descriptors, sends its first line with its
     // event pipe (the collector reads both in one go), writes the rest
@@ -791,13 +778,7 @@ fn a_lazy_event_pipe_sent_before_the_hello_is_let_in_loses_nothing() {
     drop(w);
     drop(main);
     assert_eq!(kinds(&b.events()), ["runner hello"]);
-    send_at(
-        &mut runner,
-        t_fork,
-        RUNNER_ID,
-        "spawn",
-        &format!(r#""child":"main","child_pid":{me},"role":"main""#),
-    );
+    b.spawn_me_as_main_at(&mut runner, t_fork);
     let events = b.events();
     let mut want = vec!["first".to_string()];
     want.extend((0..300).map(|k| k.to_string()));
