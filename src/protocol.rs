@@ -1263,6 +1263,124 @@ pub fn signal_name(signal: i32) -> String {
     }
 }
 
+/// Roughly what a heap allocation of `len` bytes costs (the allocator's
+/// header and rounding included); 0 for nothing allocated.
+pub fn alloc_bytes(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).next_multiple_of(16).max(32)
+    }
+}
+
+/// Heap bytes behind a value (not counting the `Value` itself).
+pub fn value_heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => alloc_bytes(s.len()),
+        Value::List(items) => {
+            alloc_bytes(items.len() * std::mem::size_of::<Value>())
+                + items.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
+    }
+}
+
+impl Event {
+    /// Roughly the memory this event uses: the struct and the strings
+    /// and values it owns (what the collector's bounds in bytes count,
+    /// and what the model's log keeps).
+    pub fn bytes(&self) -> usize {
+        let s = |text: &String| alloc_bytes(text.len());
+        let opt = |text: &Option<String>| text.as_ref().map_or(0, s);
+        let v = value_heap_bytes;
+        let body = match &self.body {
+            Body::Hello { role, parent, .. } => s(role) + opt(parent),
+            Body::Resource {
+                name, value, ends, ..
+            } => {
+                s(name)
+                    + value.as_ref().map_or(0, v)
+                    + alloc_bytes(ends.len() * std::mem::size_of::<String>())
+                    + ends.iter().map(s).sum::<usize>()
+            }
+            Body::Spawn { child, role, .. } => s(child) + s(role),
+            Body::ThreadStart { role, .. } => s(role),
+            Body::ThreadEnd { error } => opt(error),
+            Body::ThreadJoin { joined } => s(joined),
+            Body::Exec { program, args } => {
+                s(program)
+                    + alloc_bytes(args.len() * std::mem::size_of::<String>())
+                    + args.iter().map(s).sum::<usize>()
+            }
+            Body::Exit { signal, .. } => opt(signal),
+            Body::Reaped { by, signal, .. } => s(by) + opt(signal),
+            Body::Adopted { by, .. } => s(by),
+            Body::Output { text, .. } | Body::Buffered { text, .. } => s(text),
+            Body::Flush { .. } => 0,
+            Body::Send {
+                channel,
+                end,
+                msg,
+                value,
+            }
+            | Body::Recv {
+                channel,
+                end,
+                msg,
+                value,
+            } => s(channel) + s(end) + s(msg) + v(value),
+            Body::Poll { channel, end, .. } => s(channel) + s(end),
+            Body::Put {
+                channel,
+                msg,
+                value,
+            }
+            | Body::Get {
+                channel,
+                msg,
+                value,
+            } => s(channel) + s(msg) + v(value),
+            Body::LockWait { lock } | Body::LockAcquire { lock } | Body::LockRelease { lock } => {
+                s(lock)
+            }
+            Body::Read { name, value, .. } | Body::Write { name, value, .. } => s(name) + v(value),
+            Body::TaskStart { pool, func, .. } => s(pool) + s(func),
+            Body::TaskDone { pool, value, .. } => s(pool) + v(value),
+            Body::Callback { pool, func, .. } => s(pool) + s(func),
+            Body::Named { name } => s(name),
+            Body::Signal { target, signal, .. } => s(target) + s(signal),
+            Body::Block { on } | Body::Unblock { on } => s(on),
+            Body::Narrate { text, .. } => s(text),
+            Body::Pending {
+                action,
+                waits_for,
+                touches,
+                ..
+            } => {
+                s(action)
+                    + opt(waits_for)
+                    + alloc_bytes(touches.len() * std::mem::size_of::<String>())
+                    + touches.iter().map(s).sum::<usize>()
+            }
+            Body::Race {
+                name,
+                read,
+                replaced,
+                written,
+                lost,
+            } => s(name) + v(read) + v(replaced) + v(written) + v(lost),
+            Body::Deadlock { cycle } => s(cycle),
+            Body::Error { message } => s(message),
+            Body::Sleep { .. }
+            | Body::Wake {}
+            | Body::Sample { .. }
+            | Body::Go {}
+            | Body::Free {} => 0,
+        };
+        std::mem::size_of::<Event>() + s(&self.proc_id) + opt(&self.thread) + body
+    }
+}
+
 /// Current `CLOCK_MONOTONIC` time in nanoseconds: the clock every process
 /// stamps its events with.
 pub fn now_ns() -> u64 {

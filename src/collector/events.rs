@@ -5,7 +5,9 @@
 //! ([`Events::try_recv`], [`Events::recv_timeout`]) or a batch at a time
 //! ([`Events::try_recv_batch`], [`Events::recv_batch_timeout`]).
 //!
-//! The bound is in events. Long before it is reached, the collector stops
+//! The bound is in events, and in bytes ([`Bound`]): a few thousand
+//! events of 4 KiB lines hold as much memory as a flood's hundred
+//! thousand. Long before either is reached, the collector stops
 //! reading the processes' connections ([`EventTx::should_pause`]): their
 //! socket buffers fill and their writes wait, so a consumer that is slower
 //! than the processes slows them down instead of losing their events; the
@@ -27,12 +29,44 @@ use std::time::Duration;
 /// collector's eventfd: the consumer writes it when it has caught up with
 /// a collector that paused.
 pub fn channel(capacity: usize, wake: Arc<EventFd>) -> (EventTx, Events) {
+    bounded(
+        Bound {
+            events: capacity,
+            bytes: CHANNEL_BYTES,
+        },
+        wake,
+    )
+}
+
+/// The collector stops reading when what it handed over and the consumer
+/// has not taken reaches half of this many bytes (and goes on when it is
+/// down to a quarter): 64 MiB is 16,384 events of 4 KiB lines (the
+/// protocol's longest), or over 200,000 of a flood's events, more than
+/// the bound in events lets through.
+pub const CHANNEL_BYTES: usize = 64 << 20;
+
+/// How much a channel holds: events, and their bytes ([`Event::bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    /// Past this many, events are dropped (and counted).
+    pub events: usize,
+    /// The collector pauses at half of this many bytes. Not a hard
+    /// limit: what the collector read before it paused still goes in.
+    pub bytes: usize,
+}
+
+/// A pair bounded by `bound` (see [`channel`]).
+pub fn bounded(bound: Bound, wake: Arc<EventFd>) -> (EventTx, Events) {
+    let capacity = bound.events;
     let (tx, rx) = unbounded();
     let shared = Arc::new(Shared {
         queued: AtomicUsize::new(0),
+        queued_bytes: AtomicUsize::new(0),
         abandoned: AtomicBool::new(false),
         paused: AtomicBool::new(false),
         resume_at: capacity / 4,
+        pause_bytes: bound.bytes / 2,
+        resume_bytes: bound.bytes / 4,
         wake,
     });
     (
@@ -53,6 +87,9 @@ struct Shared {
     /// Events sent and not taken yet (in the channel or in a consumer's
     /// hands, not yet popped).
     queued: AtomicUsize,
+    /// The bytes of the events sent and not received yet (out of the
+    /// channel and into a consumer's hands).
+    queued_bytes: AtomicUsize,
     /// The consumer's side is being dropped: nobody will take more, so the
     /// collector does not wait for room at the end of a run.
     abandoned: AtomicBool,
@@ -60,17 +97,48 @@ struct Shared {
     paused: AtomicBool,
     /// Caught up: this few events left.
     resume_at: usize,
+    /// Behind: this many bytes queued.
+    pause_bytes: usize,
+    /// Caught up: this few bytes left.
+    resume_bytes: usize,
     wake: Arc<EventFd>,
 }
 
 impl Shared {
-    /// `n` events were taken.
-    fn taken(&self, n: usize) {
+    /// `n` events were taken, and batches of `bytes` received.
+    fn taken(&self, n: usize, bytes: usize) {
         let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
-        if left <= self.resume_at && self.paused.swap(false, Ordering::AcqRel) {
+        let left_bytes = self
+            .queued_bytes
+            .fetch_sub(bytes, Ordering::AcqRel)
+            .saturating_sub(bytes);
+        if left <= self.resume_at
+            && left_bytes <= self.resume_bytes
+            && self.paused.swap(false, Ordering::AcqRel)
+        {
             let _ = self.wake.write(1);
         }
     }
+
+    /// The consumer is behind with `waiting` more events, of
+    /// `waiting_bytes`, on their way.
+    fn behind(&self, capacity: usize, waiting: usize, waiting_bytes: usize) -> bool {
+        self.queued.load(Ordering::Acquire) + waiting >= capacity / 2
+            || self.queued_bytes.load(Ordering::Acquire) + waiting_bytes >= self.pause_bytes
+    }
+
+    /// It has caught up (or nearly: see `taken`).
+    fn caught_up(&self) -> bool {
+        self.queued.load(Ordering::Acquire) <= self.resume_at
+            && self.queued_bytes.load(Ordering::Acquire) <= self.resume_bytes
+    }
+}
+
+/// What crosses the channel: events, and their bytes (counted once, by
+/// the sender).
+struct Batch {
+    events: Vec<Event>,
+    bytes: usize,
 }
 
 /// What [`EventTx::send`] did with a batch.
@@ -84,7 +152,7 @@ pub enum Sent {
 
 /// The collector's end.
 pub struct EventTx {
-    tx: Sender<Vec<Event>>,
+    tx: Sender<Batch>,
     shared: Arc<Shared>,
     capacity: usize,
 }
@@ -93,16 +161,16 @@ impl EventTx {
     /// The consumer is so far behind (with `waiting` more events on their
     /// way) that the collector should stop reading until it catches up.
     /// True also sets the flag the consumer looks at to wake it.
-    pub fn should_pause(&self, waiting: usize) -> bool {
-        let behind = |s: &Shared| s.queued.load(Ordering::Acquire) + waiting;
-        if behind(&self.shared) < self.capacity / 2 {
+    pub fn should_pause(&self, waiting: usize, waiting_bytes: usize) -> bool {
+        let s = &self.shared;
+        if !s.behind(self.capacity, waiting, waiting_bytes) {
             return false;
         }
-        self.shared.paused.store(true, Ordering::Release);
+        s.paused.store(true, Ordering::Release);
         // It may have caught up in between: then nobody would wake us.
-        if self.shared.queued.load(Ordering::Acquire) <= self.shared.resume_at {
-            self.shared.paused.store(false, Ordering::Release);
-            return behind(&self.shared) >= self.capacity / 2;
+        if s.caught_up() {
+            s.paused.store(false, Ordering::Release);
+            return s.behind(self.capacity, waiting, waiting_bytes);
         }
         true
     }
@@ -137,9 +205,19 @@ impl EventTx {
             return Sent::Dropped(dropped);
         }
         let n = batch.len();
+        let bytes = batch.iter().map(Event::bytes).sum();
         self.shared.queued.fetch_add(n, Ordering::AcqRel);
-        if self.tx.send(batch).is_err() {
+        self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if self
+            .tx
+            .send(Batch {
+                events: batch,
+                bytes,
+            })
+            .is_err()
+        {
             self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+            self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             return Sent::Disconnected;
         }
         Sent::Dropped(dropped)
@@ -150,7 +228,7 @@ impl EventTx {
 /// by whichever clone asks first.
 #[derive(Clone)]
 pub struct Events {
-    rx: Receiver<Vec<Event>>,
+    rx: Receiver<Batch>,
     /// Events of a batch received but not taken yet.
     taken: Arc<Mutex<VecDeque<Event>>>,
     shared: Arc<Shared>,
@@ -177,16 +255,22 @@ impl Events {
         let mut q = self.taken.lock().ok()?;
         let e = q.pop_front()?;
         drop(q);
-        self.shared.taken(1);
+        self.shared.taken(1, 0);
         Some(e)
     }
 
-    fn push_back(&self, batch: Vec<Event>) {
+    /// A received batch, to be taken one event at a time: its bytes are
+    /// in the consumer's hands now.
+    fn push_back(&self, batch: Batch) {
         match self.taken.lock() {
-            Ok(mut q) => q.extend(batch),
+            Ok(mut q) => {
+                q.extend(batch.events);
+                drop(q);
+                self.shared.taken(0, batch.bytes);
+            }
             // A consumer panicked while holding the queue: its events
             // are lost with it; so are these.
-            Err(_) => self.shared.taken(batch.len()),
+            Err(_) => self.shared.taken(batch.events.len(), batch.bytes),
         }
     }
 
@@ -260,10 +344,17 @@ impl Events {
             Ok(mut q) => q.drain(..).collect(),
             Err(_) => Vec::new(),
         };
+        let mut bytes = 0;
         loop {
             match self.rx.try_recv() {
-                Ok(batch) if out.is_empty() => out = batch,
-                Ok(batch) => out.extend(batch),
+                Ok(batch) if out.is_empty() => {
+                    bytes += batch.bytes;
+                    out = batch.events;
+                }
+                Ok(batch) => {
+                    bytes += batch.bytes;
+                    out.extend(batch.events);
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) if out.is_empty() => {
                     return Err(TryRecvError::Disconnected);
@@ -271,7 +362,7 @@ impl Events {
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-        self.shared.taken(out.len());
+        self.shared.taken(out.len(), bytes);
         Ok(out)
     }
 
@@ -289,12 +380,12 @@ impl Events {
             Err(_) => Vec::new(),
         };
         if !left.is_empty() {
-            self.shared.taken(left.len());
+            self.shared.taken(left.len(), 0);
             return Ok(left);
         }
         let batch = self.rx.recv_timeout(timeout)?;
-        self.shared.taken(batch.len());
-        Ok(batch)
+        self.shared.taken(batch.events.len(), batch.bytes);
+        Ok(batch.events)
     }
 
     /// Every event there now, waiting at most `timeout` for the first.
@@ -305,8 +396,8 @@ impl Events {
             Err(_) => return Err(RecvTimeoutError::Disconnected),
         }
         let first = self.rx.recv_timeout(timeout)?;
-        self.shared.taken(first.len());
-        let mut out = first;
+        self.shared.taken(first.events.len(), first.bytes);
+        let mut out = first.events;
         if let Ok(more) = self.try_recv_batch() {
             out.extend(more);
         }
@@ -353,6 +444,33 @@ mod tests {
             rx.recv_one_batch_timeout(t).map(seqs),
             Err(RecvTimeoutError::Disconnected)
         );
+    }
+
+    #[test]
+    fn long_events_pause_the_collector_at_half_the_bytes_and_taking_them_wakes_it() {
+        // 20 events of 4 KiB text fill half of 128 KiB long before half
+        // of 1,000 events.
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let bound = Bound {
+            events: 1000,
+            bytes: 128 << 10,
+        };
+        let (tx, rx) = bounded(bound, wake.clone());
+        let long = |seq| Event {
+            body: Body::Narrate {
+                text: "x".repeat(4096),
+                pause: false,
+            },
+            ..ev(seq)
+        };
+        assert!(!tx.should_pause(0, 0));
+        assert!(tx.should_pause(0, 64 << 10), "what is on its way counts");
+        assert_eq!(tx.send((0..20).map(long).collect()), Sent::Dropped(0));
+        assert!(tx.should_pause(0, 0), "20 long events held");
+        assert_eq!(rx.try_recv().map(|e| e.seq), Ok(0));
+        // Received (the batch is in the consumer's hands): caught up.
+        assert!(!tx.should_pause(0, 0));
+        assert_eq!(wake.read().ok(), Some(1), "the collector was woken");
     }
 
     #[test]

@@ -72,6 +72,31 @@ impl Bench {
         );
     }
 
+    /// `main` (announced by the runner) says an old hello: two
+    /// descriptors, stdout and stderr (its pipe grown to `pipe_bytes`
+    /// unless 0); events on the socket. Its socket and the pipes' write
+    /// ends.
+    fn main_with_pipes(&mut self, pipe_bytes: i32) -> (UnixStream, OwnedFd, OwnedFd) {
+        let main = self.connect();
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        if pipe_bytes > 0 {
+            let _ = nix::fcntl::fcntl(&out_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(pipe_bytes));
+        }
+        let line = format!(
+            "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\"}}\n",
+            now_ns()
+        );
+        let iov = [std::io::IoSlice::new(line.as_bytes())];
+        let raw = [out_r.as_raw_fd(), err_r.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
+        nix::sys::socket::sendmsg::<()>(main.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+            .expect("sendmsg");
+        drop((out_r, err_r));
+        self.settle();
+        (main, out_w, err_w)
+    }
+
     fn connect(&self) -> UnixStream {
         UnixStream::connect(&self.path).expect("connect")
     }
@@ -893,22 +918,7 @@ fn a_flood_on_a_socket_cannot_hold_the_collector_while_it_reads_announcements() 
     use std::sync::atomic::AtomicBool;
     let mut b = Bench::new();
     let _runner = b.runner_spawning_me_as_main();
-    let main = b.connect();
-    // An old hello: two descriptors, stdout and stderr; events on the
-    // socket.
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    let (err_r, _err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    let line = format!(
-        "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\"}}\n",
-        now_ns()
-    );
-    let iov = [std::io::IoSlice::new(line.as_bytes())];
-    let raw = [out_r.as_raw_fd(), err_r.as_raw_fd()];
-    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
-    nix::sys::socket::sendmsg::<()>(main.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .expect("sendmsg");
-    drop((out_r, err_r));
-    b.settle();
+    let (main, out_w, _err_w) = b.main_with_pipes(0);
     assert_eq!(b.state.outs.len(), 2);
     // A hostile process floods its socket with junk and prints a little:
     // each print makes the collector read the socket's announcements.
@@ -1110,21 +1120,7 @@ fn the_drain_of_output_before_an_exit_reads_no_more_than_was_there() {
     use std::sync::atomic::{AtomicBool, AtomicUsize};
     let mut b = Bench::new();
     let _runner = b.runner_spawning_me_as_main();
-    let main = b.connect();
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    let (err_r, _err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-    let _ = nix::fcntl::fcntl(&out_w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
-    let line = format!(
-        "{{\"t_ns\":{},\"seq\":1,\"proc\":\"main\",\"pid\":7,\"kind\":\"hello\",\"ppid\":1,\"role\":\"x\"}}\n",
-        now_ns()
-    );
-    let iov = [std::io::IoSlice::new(line.as_bytes())];
-    let raw = [out_r.as_raw_fd(), err_r.as_raw_fd()];
-    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&raw)];
-    nix::sys::socket::sendmsg::<()>(main.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .expect("sendmsg");
-    drop((out_r, err_r));
-    b.settle();
+    let (main, out_w, _err_w) = b.main_with_pipes(1 << 20);
     let out = b
         .state
         .outs
@@ -1194,14 +1190,11 @@ fn a_full_channel_holds_events_back_in_order_and_drops_none() {
     let until = Instant::now() + Duration::from_secs(20);
     while got.len() < 3001 && Instant::now() < until {
         b.settle();
-        assert!(
-            b.rx.len() <= 1024,
-            "{} events in a channel of 1024",
-            b.rx.len()
-        );
         got.extend(b.rx.try_recv_batch().unwrap_or_default());
     }
     let _runner = writer.join().expect("writer");
+    // (The channel itself drops what passes its bound: handing over more
+    // than its room would show here.)
     assert_eq!(b.stat(&b.state.stats.dropped), 0);
     let wakes: Vec<u64> = got
         .iter()
@@ -1237,4 +1230,127 @@ fn a_stalled_consumer_is_waited_for_not_polled_every_millisecond() {
     let _runner = writer.join().expect("writer");
     assert_eq!(got, 3001, "the hello and 3,000 wakes");
     assert_eq!(b.stat(&b.state.stats.dropped), 0);
+}
+
+/// Lets the collector read what is there for a while, without letting go
+/// of what its window holds (as [`Bench::settle`] does).
+fn read_without_flushing(b: &mut Bench, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        b.state.poll_once();
+        b.state.flush(false);
+    }
+}
+
+#[test]
+fn the_window_holds_no_more_than_its_bytes_and_the_writer_waits() {
+    // Events of 2 KiB lines, never due (a window of a minute): the
+    // window stops taking them at its bound in bytes, long before its
+    // bound in events; the process's writes wait; none is lost.
+    let mut b = Bench::new();
+    b.state.window_ns = 60_000_000_000;
+    b.state.max_pending_bytes = 256 << 10;
+    let mut runner = b.connect();
+    hello(&mut runner, RUNNER_ID);
+    let name = "n".repeat(2000);
+    let t0 = now_ns();
+    let writer = std::thread::spawn(move || {
+        for i in 0..2000 {
+            let fields = format!(r#""lock":"{name}{i}""#);
+            send_at(&mut runner, t0 + i, RUNNER_ID, "lock_wait", &fields);
+        }
+        runner
+    });
+    read_without_flushing(&mut b, Duration::from_millis(300));
+    let held = b.state.pending.bytes();
+    assert!(held >= 256 << 10, "the window filled to {held} bytes only");
+    // Past the bound by one read at most.
+    assert!(
+        held < (256 << 10) + 2 * READ_BYTES,
+        "the window holds {held} bytes"
+    );
+    assert!(!writer.is_finished(), "the writer never had to wait");
+    // The window lets go: everything arrives, in order.
+    b.state.window_ns = 0;
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while got.len() < 2001 && Instant::now() < until {
+        b.settle();
+        got.extend(b.rx.try_recv_batch().unwrap_or_default());
+    }
+    let _runner = writer.join().expect("writer");
+    assert_eq!(got.len(), 2001, "the hello and 2,000 lock_waits");
+    assert!(got.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
+    assert_eq!(b.stat(&b.state.stats.dropped), 0);
+}
+
+#[test]
+fn an_event_stamped_in_the_future_is_shown_when_it_arrived() {
+    // An hour ahead: without a check it would wait in the window for an
+    // hour (and a process sending many would fill it for good).
+    let mut b = Bench::new();
+    b.state.window_ns = 20_000_000;
+    let mut runner = b.runner();
+    let t_sent = now_ns();
+    send_at(
+        &mut runner,
+        t_sent + 3_600_000_000_000,
+        RUNNER_ID,
+        "wake",
+        "",
+    );
+    send(&mut runner, RUNNER_ID, "sleep", r#""duration_ms":1.0"#);
+    read_without_flushing(&mut b, Duration::from_millis(200));
+    let got = b.rx.try_recv_batch().unwrap_or_default();
+    // The wake is shown when it was read: after the sleep, stamped when
+    // it was sent.
+    let kinds: Vec<&str> = got.iter().map(|e| e.body.kind()).collect();
+    assert_eq!(kinds, ["hello", "sleep", "wake"]);
+    assert!(got[2].t_ns >= t_sent && got[2].t_ns <= now_ns());
+    assert_eq!(b.stat(&b.state.stats.future_stamps), 1);
+    assert!(
+        b.state
+            .stats
+            .summary()
+            .contains("1 events stamped later than they arrived")
+    );
+}
+
+#[test]
+fn output_waits_unread_while_the_consumer_is_behind() {
+    // Reading an output pipe reads its process's connection too: while
+    // the consumer is behind, neither is read; then both are.
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let (mut main, out_w, _err_w) = b.main_with_pipes(0);
+    // In one write: a unix socket takes a few hundred small ones only.
+    let wake = format!(
+        r#"{{"t_ns":{},"seq":1,"proc":"main","pid":7,"kind":"wake"}}"#,
+        now_ns()
+    );
+    main.write_all(format!("{wake}\n").repeat(600).as_bytes())
+        .expect("write");
+    b.settle();
+    assert!(b.state.behind(), "600 events untaken in a channel of 1,024");
+    send(
+        &mut main,
+        "main",
+        "output",
+        r#""stream":"stdout","text":"hi\n""#,
+    );
+    std::fs::File::from(out_w)
+        .write_all(b"hi\n")
+        .expect("print");
+    b.settle();
+    assert!(b.state.outs.iter().any(|o| o.paused), "the pipe was read");
+    let said_hi = |events: &[Event]| {
+        events
+            .iter()
+            .any(|e| matches!(&e.body, Body::Output { text, .. } if text == "hi\n"))
+    };
+    let before = b.rx.try_recv_batch().unwrap_or_default();
+    assert!(!said_hi(&before), "shown while the consumer was behind");
+    let after = b.events();
+    assert!(said_hi(&after), "never shown: {after:?}");
+    assert!(b.state.outs.iter().all(|o| !o.paused));
 }

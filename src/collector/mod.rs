@@ -128,6 +128,10 @@ pub struct Stats {
     /// Events of kinds only forkscope makes, or about a process that is
     /// not the sender's child.
     pub forged: AtomicU64,
+    /// Events stamped later than the collector read them: a process's
+    /// clock cannot be ahead of ours (one `CLOCK_MONOTONIC`), so they are
+    /// shown when they arrived, not held in the window until that time.
+    pub future_stamps: AtomicU64,
     /// Descriptors a hello named as its event pipe that were no pipe
     /// (closed; the connection stays and its own lines are read).
     pub bad_fds: AtomicU64,
@@ -151,6 +155,7 @@ impl Stats {
             + self.refused_over_limit.load(Ordering::Relaxed)
             + self.impostors.load(Ordering::Relaxed)
             + self.forged.load(Ordering::Relaxed)
+            + self.future_stamps.load(Ordering::Relaxed)
             + self.bad_fds.load(Ordering::Relaxed)
     }
 
@@ -185,6 +190,10 @@ impl Stats {
         );
         add(&self.impostors, "hellos under an identity not theirs");
         add(&self.forged, "events forged for other processes");
+        add(
+            &self.future_stamps,
+            "events stamped later than they arrived (shown when they arrived)",
+        );
         add(&self.bad_fds, "event pipes that were not pipes");
         add(&self.dropped, "events dropped (display too slow)");
         add(
@@ -531,6 +540,13 @@ enum Slot {
 /// the CLI's channel, 40 ms of a flood of 3 M events/s.
 const MAX_PENDING_PER_CAPACITY: usize = 2;
 
+/// The reorder window holds at most this many bytes ([`Event::bytes`]):
+/// 16,384 events of the protocol's longest lines (4 KiB), or some
+/// 300,000 of a flood's (beyond the bound in events). With the channel's
+/// pause at half of [`events::CHANNEL_BYTES`], the collector and its
+/// channel hold about 100 MiB at most, whatever the processes send.
+const MAX_PENDING_BYTES: usize = 64 << 20;
+
 /// At most this many events go to the consumer in one batch: a batch's
 /// memory (~250 KiB) is reused warm from batch to batch, where one batch of
 /// every due event (tens of thousands in a flood) was fresh pages each time.
@@ -580,6 +596,14 @@ struct State {
     runner_pid: i32,
     /// Events waiting for the reorder window, with their arrival number.
     pending: pending::Pending,
+    /// [`MAX_PENDING_BYTES`] (smaller in tests).
+    max_pending_bytes: usize,
+    /// Output pipes not watched while the consumer is behind (see
+    /// [`State::pause_out`]).
+    outs_paused: bool,
+    /// When the connection or pipe being read was read: no event of it
+    /// was stamped later than that (see [`State::line`]).
+    read_ns: u64,
     arrivals: u64,
     last_sent_t_ns: u64,
     uid: u32,
@@ -793,6 +817,9 @@ impl State {
             procs: BTreeMap::new(),
             runner_pid: 0,
             pending: pending::Pending::default(),
+            max_pending_bytes: MAX_PENDING_BYTES,
+            outs_paused: false,
+            read_ns: 0,
             arrivals: 0,
             last_sent_t_ns: 0,
             uid: nix::unistd::getuid().as_raw(),
@@ -836,6 +863,7 @@ impl State {
                 }
             }
             self.arm_conns();
+            self.resume_outs();
             let timeout = self.next_timeout(drain_deadline);
             self.pass(timeout);
             if Instant::now() >= self.next_housekeeping {
@@ -861,7 +889,7 @@ impl State {
             }
             // True asks the consumer to wake us when it has taken enough;
             // the timeout covers a consumer dropped meanwhile.
-            if self.tx.should_pause(left) {
+            if self.tx.should_pause(left, self.pending.bytes()) {
                 let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(10u8));
                 let _ = self.wake.read();
@@ -935,7 +963,7 @@ impl State {
         // Waiting on what is due would wake us every millisecond while a
         // consumer stalls (a window that stopped drawing, a blocked stdout).
         let stalled =
-            || !self.finishing && self.tx.room() == 0 && self.tx.should_pause(self.outbox.len());
+            || !self.finishing && self.tx.room() == 0 && self.tx.should_pause(self.outbox.len(), 0);
         if let Some(top_t_ns) = self.pending.first_t_ns()
             && !stalled()
         {
@@ -1013,7 +1041,11 @@ impl State {
                     Some(Slot::Conn(_) | Slot::Events(_)) => self.read_conn_slot(token),
                     Some(Slot::Out(i)) => {
                         let i = *i;
-                        self.read_out(i);
+                        if self.behind() {
+                            self.pause_out(i);
+                        } else {
+                            self.read_out(i);
+                        }
                     }
                     Some(Slot::Pidfd(id)) => died.push((token, id.clone())),
                     None => {}
@@ -1070,10 +1102,16 @@ impl State {
     /// consumer had nothing to do (every process then waited on its full
     /// pipe). [`Self::flush`] never hands over more than the channel has
     /// room for, so nothing is dropped however many the window holds.
+    ///
+    /// Both are bounded in bytes as well as in events: a window of
+    /// 4 KiB lines reaches [`MAX_PENDING_BYTES`] long before its bound in
+    /// events. (The outbox, at most a batch or the channel's room, is
+    /// counted in events only.)
     fn behind(&self) -> bool {
         !self.finishing
-            && (self.tx.should_pause(self.outbox.len())
-                || self.pending.len() >= MAX_PENDING_PER_CAPACITY * self.tx.capacity())
+            && (self.tx.should_pause(self.outbox.len(), 0)
+                || self.pending.len() >= MAX_PENDING_PER_CAPACITY * self.tx.capacity()
+                || self.pending.bytes() >= self.max_pending_bytes)
     }
 
     /// How long reads of connections and releases of events are spaced.
@@ -1103,6 +1141,35 @@ impl State {
         let mut ev = EpollEvent::new(flags, TOKEN_CONNS);
         self.conns_armed = self.epoll.modify(&self.conn_epoll.0, &mut ev).is_ok();
         self.conns_level = level && self.conns_armed;
+    }
+
+    /// Stops watching output pipe `i` while the consumer is behind, as the
+    /// connections are not read then: reading it would read its process's
+    /// connection too ([`Self::read_announcements`]), past the bounds.
+    /// Its process's writes wait when the pipe is full; nothing is lost.
+    /// (Level-triggered, a pipe left unread would wake us at once again.)
+    fn pause_out(&mut self, i: usize) {
+        let mut ev = EpollEvent::new(EpollFlags::empty(), self.outs[i].token);
+        if self.epoll.modify(&self.outs[i].fd, &mut ev).is_ok() {
+            self.outs[i].paused = true;
+            self.outs_paused = true;
+        } else {
+            self.read_out(i);
+        }
+    }
+
+    /// Watches the paused output pipes again once the consumer caught up.
+    fn resume_outs(&mut self) {
+        if !self.outs_paused || self.behind() {
+            return;
+        }
+        self.outs_paused = false;
+        for o in self.outs.iter_mut().filter(|o| o.paused) {
+            let mut ev = EpollEvent::new(EpollFlags::EPOLLIN, o.token);
+            o.paused = false;
+            // (It fails only for a pipe no longer registered: closed.)
+            let _ = self.epoll.modify(&o.fd, &mut ev);
+        }
     }
 
     /// Stops watching the connections (level-triggered) until `arm_conns`.
@@ -1290,6 +1357,7 @@ impl State {
     #[cfg(test)]
     fn poll_once(&mut self) {
         self.arm_conns();
+        self.resume_outs();
         self.pass(EpollTimeout::from(10u16));
     }
 
@@ -1469,6 +1537,7 @@ impl State {
         let read = match read_nowait(&p.fd, &mut chunk) {
             Ok(0) | Err(nix::errno::Errno::EBADF | nix::errno::Errno::EINVAL) => Read::Closed,
             Ok(n) => {
+                self.read_ns = now_ns();
                 if !self.take_lines(i, Source::Pipe, &chunk[..n]) {
                     // (Cannot happen: lines after the hello never close.)
                     self.conns[i].dead = true;
@@ -1612,6 +1681,7 @@ impl State {
         if n == 0 {
             return Read::Closed;
         }
+        self.read_ns = now_ns();
         let conn = &mut self.conns[i];
         let mut late = None;
         if conn.who.is_none() && conn.held.is_none() {
@@ -1729,6 +1799,14 @@ impl State {
                 return self.conns[i].who.is_some();
             }
         };
+        // Read after it was written, and it was written after it was
+        // stamped: a later stamp is a lie that would hold the event (and
+        // the window's room) until then. (`read_ns` is that of this line's
+        // read or of a later one: it only grows.)
+        if event.t_ns > self.read_ns {
+            event.t_ns = self.read_ns;
+            self.stats.future_stamps.fetch_add(1, Ordering::Relaxed);
+        }
         match &self.conns[i].who {
             None => self.hello(i, event),
             Some(who) => {

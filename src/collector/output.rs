@@ -111,6 +111,8 @@ pub struct OutPipe {
     pending: VecDeque<Announced>,
     pending_bytes: usize,
     pub closed: bool,
+    /// Not watched while the consumer is behind.
+    pub paused: bool,
 }
 
 impl OutPipe {
@@ -124,6 +126,7 @@ impl OutPipe {
             pending: VecDeque::new(),
             pending_bytes: 0,
             closed: false,
+            paused: false,
         }
     }
 

@@ -29,6 +29,8 @@ pub(super) struct Pending {
     /// Events that are on no lane.
     others: BinaryHeap<Waiting>,
     len: usize,
+    /// What the waiting events hold ([`Event::bytes`]).
+    bytes: usize,
 }
 
 #[derive(Default)]
@@ -122,10 +124,16 @@ impl Pending {
         self.len
     }
 
+    /// The memory the waiting events hold, roughly ([`Event::bytes`]).
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Queues an event that arrived `arrival`-th (numbers only grow), on
     /// `lane` if it keeps that lane in order.
     pub(super) fn push(&mut self, lane: Option<usize>, arrival: u64, event: Event) {
         self.len += 1;
+        self.bytes += event.bytes();
         let t_ns = event.t_ns;
         if let Some(l) = lane.and_then(|l| self.lanes.get_mut(l).map(|q| (l, q)))
             && l.1.open
@@ -222,6 +230,9 @@ impl Pending {
             out.push(*PeekMut::pop(top).event);
         }
         self.len -= 1;
+        if let Some(e) = out.last() {
+            self.bytes = self.bytes.saturating_sub(e.bytes());
+        }
         true
     }
 }
@@ -273,6 +284,7 @@ mod tests {
         }
         want.sort();
         assert_eq!(p.len(), 12);
+        assert!(p.bytes() >= 12 * std::mem::size_of::<Event>());
         assert_eq!(p.first_t_ns(), Some(5));
         let mut got = Vec::new();
         while let Some(e) = p.pop_due(20) {
@@ -292,6 +304,7 @@ mod tests {
         want.insert(k, (1, 100));
         assert_eq!(got, want);
         assert_eq!(p.len(), 0);
+        assert_eq!(p.bytes(), 0, "what came out is no longer counted");
         // Now empty and closed: lane `a` is reused.
         assert_eq!(p.open_lane(), a);
     }

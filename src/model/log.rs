@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::world::{World, alloc_bytes, value_heap_bytes};
-use crate::protocol::{Body, Event};
+use super::world::World;
+use crate::protocol::Event;
 
 /// The events of a run, in arrival order, never edited.
 ///
@@ -149,93 +149,10 @@ impl EventLog {
     }
 }
 
-/// Roughly the memory one logged event uses: the struct, the running
-/// maximum next to it, and the strings it owns.
+/// Roughly the memory one logged event uses: the event and the running
+/// maximum next to it.
 pub fn event_bytes(e: &Event) -> usize {
-    let s = |text: &String| alloc_bytes(text.len());
-    let opt = |text: &Option<String>| text.as_ref().map_or(0, s);
-    let v = value_heap_bytes;
-    let body = match &e.body {
-        Body::Hello { role, parent, .. } => s(role) + opt(parent),
-        Body::Resource {
-            name, value, ends, ..
-        } => {
-            s(name)
-                + value.as_ref().map_or(0, v)
-                + alloc_bytes(ends.len() * std::mem::size_of::<String>())
-                + ends.iter().map(s).sum::<usize>()
-        }
-        Body::Spawn { child, role, .. } => s(child) + s(role),
-        Body::ThreadStart { role, .. } => s(role),
-        Body::ThreadEnd { error } => opt(error),
-        Body::ThreadJoin { joined } => s(joined),
-        Body::Exec { program, args } => {
-            s(program)
-                + alloc_bytes(args.len() * std::mem::size_of::<String>())
-                + args.iter().map(s).sum::<usize>()
-        }
-        Body::Exit { signal, .. } => opt(signal),
-        Body::Reaped { by, signal, .. } => s(by) + opt(signal),
-        Body::Adopted { by, .. } => s(by),
-        Body::Output { text, .. } | Body::Buffered { text, .. } => s(text),
-        Body::Flush { .. } => 0,
-        Body::Send {
-            channel,
-            end,
-            msg,
-            value,
-        }
-        | Body::Recv {
-            channel,
-            end,
-            msg,
-            value,
-        } => s(channel) + s(end) + s(msg) + v(value),
-        Body::Poll { channel, end, .. } => s(channel) + s(end),
-        Body::Put {
-            channel,
-            msg,
-            value,
-        }
-        | Body::Get {
-            channel,
-            msg,
-            value,
-        } => s(channel) + s(msg) + v(value),
-        Body::LockWait { lock } | Body::LockAcquire { lock } | Body::LockRelease { lock } => {
-            s(lock)
-        }
-        Body::Read { name, value, .. } | Body::Write { name, value, .. } => s(name) + v(value),
-        Body::TaskStart { pool, func, .. } => s(pool) + s(func),
-        Body::TaskDone { pool, value, .. } => s(pool) + v(value),
-        Body::Callback { pool, func, .. } => s(pool) + s(func),
-        Body::Named { name } => s(name),
-        Body::Signal { target, signal, .. } => s(target) + s(signal),
-        Body::Block { on } | Body::Unblock { on } => s(on),
-        Body::Narrate { text, .. } => s(text),
-        Body::Pending {
-            action,
-            waits_for,
-            touches,
-            ..
-        } => {
-            s(action)
-                + opt(waits_for)
-                + alloc_bytes(touches.len() * std::mem::size_of::<String>())
-                + touches.iter().map(s).sum::<usize>()
-        }
-        Body::Race {
-            name,
-            read,
-            replaced,
-            written,
-            lost,
-        } => s(name) + v(read) + v(replaced) + v(written) + v(lost),
-        Body::Deadlock { cycle } => s(cycle),
-        Body::Error { message } => s(message),
-        Body::Sleep { .. } | Body::Wake {} | Body::Sample { .. } | Body::Go {} | Body::Free {} => 0,
-    };
-    std::mem::size_of::<Event>() + std::mem::size_of::<u64>() + s(&e.proc_id) + body
+    e.bytes() + std::mem::size_of::<u64>()
 }
 
 impl Extend<Event> for EventLog {

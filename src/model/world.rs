@@ -36,27 +36,7 @@ pub const IN_FLIGHT_KEPT: usize = 4096;
 /// Finished message trips kept per channel (enough to animate recent dots).
 pub const DELIVERIES_KEPT: usize = 64;
 
-/// Roughly what a heap allocation of `len` bytes costs (the allocator's
-/// header and rounding included); 0 for nothing allocated.
-pub(crate) fn alloc_bytes(len: usize) -> usize {
-    if len == 0 {
-        0
-    } else {
-        (len + 8).next_multiple_of(16).max(32)
-    }
-}
-
-/// Heap bytes behind a value (not counting the `Value` itself).
-pub(crate) fn value_heap_bytes(v: &Value) -> usize {
-    match v {
-        Value::Str(s) => alloc_bytes(s.len()),
-        Value::List(items) => {
-            alloc_bytes(items.len() * std::mem::size_of::<Value>())
-                + items.iter().map(value_heap_bytes).sum::<usize>()
-        }
-        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
-    }
-}
+pub(crate) use crate::protocol::{alloc_bytes, value_heap_bytes};
 
 /// What a process is doing right now, as a learner would say it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
