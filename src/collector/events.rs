@@ -106,15 +106,21 @@ struct Shared {
 
 impl Shared {
     /// `n` events were taken, and batches of `bytes` received.
+    ///
+    /// Sequentially consistent, as the collector's side in
+    /// [`EventTx::should_pause`]: each side writes one flag and then reads
+    /// the other's, and with weaker orders both could read the old values
+    /// (the collector sleeping, the consumer not waking it). On x86 these
+    /// read-modify-writes cost the same either way.
     fn taken(&self, n: usize, bytes: usize) {
-        let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
+        let left = self.queued.fetch_sub(n, Ordering::SeqCst).saturating_sub(n);
         let left_bytes = self
             .queued_bytes
-            .fetch_sub(bytes, Ordering::AcqRel)
+            .fetch_sub(bytes, Ordering::SeqCst)
             .saturating_sub(bytes);
         if left <= self.resume_at
             && left_bytes <= self.resume_bytes
-            && self.paused.swap(false, Ordering::AcqRel)
+            && self.paused.swap(false, Ordering::SeqCst)
         {
             let _ = self.wake.write(1);
         }
@@ -129,8 +135,8 @@ impl Shared {
 
     /// It has caught up (or nearly: see `taken`).
     fn caught_up(&self) -> bool {
-        self.queued.load(Ordering::Acquire) <= self.resume_at
-            && self.queued_bytes.load(Ordering::Acquire) <= self.resume_bytes
+        self.queued.load(Ordering::SeqCst) <= self.resume_at
+            && self.queued_bytes.load(Ordering::SeqCst) <= self.resume_bytes
     }
 }
 
@@ -166,10 +172,10 @@ impl EventTx {
         if !s.behind(self.capacity, waiting, waiting_bytes) {
             return false;
         }
-        s.paused.store(true, Ordering::Release);
+        s.paused.store(true, Ordering::SeqCst);
         // It may have caught up in between: then nobody would wake us.
         if s.caught_up() {
-            s.paused.store(false, Ordering::Release);
+            s.paused.store(false, Ordering::SeqCst);
             return s.behind(self.capacity, waiting, waiting_bytes);
         }
         true

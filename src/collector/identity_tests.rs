@@ -1332,17 +1332,16 @@ fn output_waits_unread_while_the_consumer_is_behind() {
         .expect("write");
     b.settle();
     assert!(b.state.behind(), "600 events untaken in a channel of 1,024");
-    send(
-        &mut main,
-        "main",
-        "output",
-        r#""stream":"stdout","text":"hi\n""#,
-    );
+    announce(&mut main, "hi\n");
     std::fs::File::from(out_w)
         .write_all(b"hi\n")
         .expect("print");
     b.settle();
     assert!(b.state.outs.iter().any(|o| o.paused), "the pipe was read");
+    // Its writer is gone (a hang-up): still it does not wake us.
+    let t0 = Instant::now();
+    b.state.poll_once();
+    assert!(t0.elapsed() >= Duration::from_millis(5), "woken at once");
     let said_hi = |events: &[Event]| {
         events
             .iter()
@@ -1353,4 +1352,50 @@ fn output_waits_unread_while_the_consumer_is_behind() {
     let after = b.events();
     assert!(said_hi(&after), "never shown: {after:?}");
     assert!(b.state.outs.iter().all(|o| !o.paused));
+}
+
+/// `main`'s event: an announcement of `text` on stdout.
+fn announce(main: &mut UnixStream, text: &str) {
+    let fields = format!(r#""stream":"stdout","text":{}"#, serde_json::json!(text));
+    send(main, "main", "output", &fields);
+}
+
+#[test]
+fn announced_output_is_read_while_the_consumer_is_behind() {
+    // Announced before the consumer fell behind: the events after the
+    // announcement wait for its bytes, so those bytes (and no more) are
+    // read even now.
+    let mut b = Bench::new();
+    let _runner = b.runner_spawning_me_as_main();
+    let (mut main, out_w, _err_w) = b.main_with_pipes(0);
+    announce(&mut main, "hi\n");
+    b.settle();
+    let wake = format!(
+        r#"{{"t_ns":{},"seq":1,"proc":"main","pid":7,"kind":"wake"}}"#,
+        now_ns()
+    );
+    main.write_all(format!("{wake}\n").repeat(600).as_bytes())
+        .expect("write");
+    b.settle();
+    assert!(b.state.behind());
+    let mut out = std::fs::File::from(out_w);
+    out.write_all(b"hi\nunannounced\n").expect("print");
+    b.state.poll_once(); // reads "hi\n"
+    b.state.poll_once(); // finds more, unannounced: pauses the pipe
+    assert!(
+        b.state.outs.iter().all(|o| o.awaited_bytes() == 0),
+        "the announced bytes were not read"
+    );
+    assert!(b.state.outs.iter().any(|o| o.paused), "read past them");
+    // The consumer takes what is there; then the rest is read.
+    let mut after = b.events();
+    after.extend(b.events());
+    let texts: Vec<&str> = after
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Output { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["hi\n", "unannounced\n"]);
 }

@@ -543,8 +543,11 @@ const MAX_PENDING_PER_CAPACITY: usize = 2;
 /// The reorder window holds at most this many bytes ([`Event::bytes`]):
 /// 16,384 events of the protocol's longest lines (4 KiB), or some
 /// 300,000 of a flood's (beyond the bound in events). With the channel's
-/// pause at half of [`events::CHANNEL_BYTES`], the collector and its
-/// channel hold about 100 MiB at most, whatever the processes send.
+/// pause at half of [`events::CHANNEL_BYTES`], what the window and the
+/// channel hold stops growing at about 100 MiB, whatever the processes
+/// send; past that, only what a process's end drains (its pipes and its
+/// socket, as much as they hold: `exited`) and output announced and
+/// waiting for its bytes (at most 4 MiB a pipe) are still taken in.
 const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// At most this many events go to the consumer in one batch: a batch's
@@ -598,8 +601,8 @@ struct State {
     pending: pending::Pending,
     /// [`MAX_PENDING_BYTES`] (smaller in tests).
     max_pending_bytes: usize,
-    /// Output pipes not watched while the consumer is behind (see
-    /// [`State::pause_out`]).
+    /// Some output pipes are out of the epoll while the consumer is behind
+    /// (see [`State::pause_out`]).
     outs_paused: bool,
     /// When the connection or pipe being read was read: no event of it
     /// was stamped later than that (see [`State::line`]).
@@ -1041,11 +1044,7 @@ impl State {
                     Some(Slot::Conn(_) | Slot::Events(_)) => self.read_conn_slot(token),
                     Some(Slot::Out(i)) => {
                         let i = *i;
-                        if self.behind() {
-                            self.pause_out(i);
-                        } else {
-                            self.read_out(i);
-                        }
+                        self.read_out(i);
                     }
                     Some(Slot::Pidfd(id)) => died.push((token, id.clone())),
                     None => {}
@@ -1148,13 +1147,12 @@ impl State {
     /// connection too ([`Self::read_announcements`]), past the bounds.
     /// Its process's writes wait when the pipe is full; nothing is lost.
     /// (Level-triggered, a pipe left unread would wake us at once again.)
+    /// (Out of the epoll, not just with no events asked for: a pipe whose
+    /// writers are gone reports its hang-up whatever it asks for.)
     fn pause_out(&mut self, i: usize) {
-        let mut ev = EpollEvent::new(EpollFlags::empty(), self.outs[i].token);
-        if self.epoll.modify(&self.outs[i].fd, &mut ev).is_ok() {
+        if self.epoll.delete(&self.outs[i].fd).is_ok() {
             self.outs[i].paused = true;
             self.outs_paused = true;
-        } else {
-            self.read_out(i);
         }
     }
 
@@ -1164,11 +1162,13 @@ impl State {
             return;
         }
         self.outs_paused = false;
-        for o in self.outs.iter_mut().filter(|o| o.paused) {
-            let mut ev = EpollEvent::new(EpollFlags::EPOLLIN, o.token);
-            o.paused = false;
-            // (It fails only for a pipe no longer registered: closed.)
-            let _ = self.epoll.modify(&o.fd, &mut ev);
+        for o in self.outs.iter_mut().filter(|o| o.paused && !o.closed) {
+            let ev = EpollEvent::new(EpollFlags::EPOLLIN, o.token);
+            if self.epoll.add(&o.fd, ev).is_ok() {
+                o.paused = false;
+            } else {
+                self.outs_paused = true; // tried again on the next pass
+            }
         }
     }
 
@@ -1570,8 +1570,40 @@ impl State {
     /// bytes just read is then in, so each byte goes out exactly once,
     /// either as its announced event or, if nobody announced it (a program
     /// it exec'd, an error message), as new output.
+    ///
+    /// While the consumer is behind, only bytes already announced are
+    /// read (the events behind them in the window wait for them): the
+    /// rest would need the connection read, past the bounds, so the pipe
+    /// waits ([`Self::pause_out`]).
     fn read_out(&mut self, i: usize) {
-        self.read_out_once(i, u64::MAX);
+        if !self.behind() {
+            self.read_out_once(i, u64::MAX);
+            return;
+        }
+        let awaited = self.outs[i].awaited_bytes();
+        if awaited == 0 {
+            self.pause_out(i);
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.pbuf);
+        if buf.len() < READ_BYTES {
+            buf = vec![0; READ_BYTES];
+        }
+        let n = awaited.min(buf.len());
+        let got = self.outs[i].read_raw(&mut buf[..n]);
+        let o = &mut self.outs[i];
+        let budget = self.budgets.entry(o.proc_id.clone()).or_default();
+        let events = match got {
+            Some(n) => o.take(&buf[..n], &self.stats, budget, u64::MAX),
+            None if o.closed => o.close(&self.stats, budget),
+            None => Vec::new(),
+        };
+        if self.pbuf.is_empty() {
+            self.pbuf = buf;
+        }
+        for e in events {
+            self.queue(e);
+        }
     }
 
     /// One read of pipe `i` (see [`Self::read_out`]); false when nothing

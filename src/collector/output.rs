@@ -111,7 +111,7 @@ pub struct OutPipe {
     pending: VecDeque<Announced>,
     pending_bytes: usize,
     pub closed: bool,
-    /// Not watched while the consumer is behind.
+    /// Out of the epoll while the consumer is behind.
     pub paused: bool,
 }
 
@@ -156,6 +156,11 @@ impl OutPipe {
             len_bytes,
             got: Vec::new(),
         });
+    }
+
+    /// Bytes announced and not read yet.
+    pub fn awaited_bytes(&self) -> usize {
+        self.pending_bytes - self.pending.front().map_or(0, |a| a.got.len())
     }
 
     /// The stamp of the oldest announcement still waiting for its bytes.
