@@ -109,6 +109,18 @@ impl Bench {
         self.state.flush(true);
     }
 
+    /// Lets the collector go on, taking what it hands over, until `n`
+    /// events came (20 s at most).
+    fn take_events(&mut self, n: usize) -> Vec<Event> {
+        let mut got = Vec::new();
+        let until = Instant::now() + Duration::from_secs(20);
+        while got.len() < n && Instant::now() < until {
+            self.settle();
+            got.extend(self.rx.try_recv_batch().unwrap_or_default());
+        }
+        got
+    }
+
     fn events(&mut self) -> Vec<Event> {
         self.settle();
         self.rx.try_recv_batch().unwrap_or_default()
@@ -1186,12 +1198,7 @@ fn a_full_channel_holds_events_back_in_order_and_drops_none() {
     // in the collector, in order, until the consumer takes some.
     let mut b = Bench::new();
     let writer = runner_sends_wakes(&b, 3000);
-    let mut got = Vec::new();
-    let until = Instant::now() + Duration::from_secs(20);
-    while got.len() < 3001 && Instant::now() < until {
-        b.settle();
-        got.extend(b.rx.try_recv_batch().unwrap_or_default());
-    }
+    let got = b.take_events(3001);
     let _runner = writer.join().expect("writer");
     // (The channel itself drops what passes its bound: handing over more
     // than its room would show here.)
@@ -1272,12 +1279,7 @@ fn the_window_holds_no_more_than_its_bytes_and_the_writer_waits() {
     assert!(!writer.is_finished(), "the writer never had to wait");
     // The window lets go: everything arrives, in order.
     b.state.window_ns = 0;
-    let mut got = Vec::new();
-    let until = Instant::now() + Duration::from_secs(20);
-    while got.len() < 2001 && Instant::now() < until {
-        b.settle();
-        got.extend(b.rx.try_recv_batch().unwrap_or_default());
-    }
+    let got = b.take_events(2001);
     let _runner = writer.join().expect("writer");
     assert_eq!(got.len(), 2001, "the hello and 2,000 lock_waits");
     assert!(got.windows(2).all(|w| w[0].t_ns <= w[1].t_ns));
