@@ -256,6 +256,35 @@ impl Session {
     ) -> Result<Session> {
         let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
             .context("cannot start the event collector")?;
+        Session::start_own(scenario_text, origin, params, opts, collector)
+    }
+
+    /// [`Session::start_with_window`] with the consumer's work on the
+    /// collector's thread: `sink` gets every batch of events there, in
+    /// order, and `collector.events` none (it disconnects when the run is
+    /// over). One wake-up less per batch; the consumer must be quick: it
+    /// holds up reading. See [`Collector::start_direct`].
+    pub fn start_direct(
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+        window_ns: u64,
+        sink: crate::collector::Sink,
+    ) -> Result<Session> {
+        let collector = Collector::start_direct(CHANNEL_CAPACITY, window_ns, sink)
+            .context("cannot start the event collector")?;
+        Session::start_own(scenario_text, origin, params, opts, collector)
+    }
+
+    /// Starts a runner of its own for `collector`'s run.
+    fn start_own(
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+        collector: Collector,
+    ) -> Result<Session> {
         let spec = run_spec(scenario_text, origin, params, opts, &collector);
         let mut runner = spawn_runner(&["__runner"], Some(&collector.socket), Stdio::null())?;
         // Only the runner and its descendants may speak on the socket; it

@@ -16,7 +16,9 @@
 //!    events/s, with the reorder window the app uses (40 ms: events are held
 //!    that long on purpose) and without it (as gated runs do). Without
 //!    it also by a consumer thread on the kernel's default slices (as
-//!    before h-latency, `src/sched.rs`), interleaved run by run; and for
+//!    before h-latency, `src/sched.rs`), and with the model applied on
+//!    the collector's thread itself (`Session::start_direct`: one wake-up
+//!    per batch instead of two), interleaved run by run; and for
 //!    each run, how often
 //!    the collector thread and the bench's thread were woken and preempted
 //!    per 1 000 events; beside them, in each round, the floor under the
@@ -33,6 +35,7 @@ use super::{BIN, STRESS, cpu_ns, median};
 use forkscope::protocol::{Body, Event, now_ns};
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const REPEAT: usize = 5;
@@ -579,31 +582,43 @@ fn latency() -> Result<(), String> {
     let expected = 3 * WORKERS * 170;
     use forkscope::sched::{EVENT_THREAD_SLICE_NS, set_event_thread_slice_ns};
     // (what, reorder window, slice the collector and consumer ask for,
-    // which load: 0 spread, 1 as spawned)
+    // which load: 0 spread, 1 as spawned, the model applied on the
+    // collector's thread: `Session::start_direct`)
     let cases = [
         (
             "reorder window 0 (as gated runs)",
             0,
             EVENT_THREAD_SLICE_NS,
             0,
+            false,
+        ),
+        (
+            "reorder window 0, the model applied on the collector's thread (one wake-up)",
+            0,
+            EVENT_THREAD_SLICE_NS,
+            0,
+            true,
         ),
         (
             "reorder window 0, the kernel's default slices (before h-latency)",
             0,
             0,
             0,
+            false,
         ),
         (
             "reorder window 40 ms (the app's)",
             forkscope::collector::REORDER_WINDOW_NS,
             EVENT_THREAD_SLICE_NS,
             0,
+            false,
         ),
         (
             "reorder window 0, the load in bursts (spread=0, as before the fourth round)",
             0,
             EVENT_THREAD_SLICE_NS,
             1,
+            false,
         ),
     ];
     // The floor (`floor.rs`): the same load read by bare threads.
@@ -618,7 +633,7 @@ fn latency() -> Result<(), String> {
     // Interleaved: one run of each case per round, so that a change in
     // the machine's load meets every case alike.
     for _ in 0..3 {
-        for (k, &(what, window_ns, slice_ns, load)) in cases.iter().enumerate() {
+        for (k, &(what, window_ns, slice_ns, load, direct)) in cases.iter().enumerate() {
             set_event_thread_slice_ns(slice_ns);
             // This thread is the consumer: as `forkscope run`'s does.
             forkscope::sched::event_thread();
@@ -630,19 +645,40 @@ fn latency() -> Result<(), String> {
                 stdout: None,
                 python: None,
             };
-            let mut a = Applied {
+            let fresh = || Applied {
                 world: World::new(),
                 lat_ns: Vec::with_capacity(expected),
                 coll_after: None,
                 cons_after: None,
             };
-            let mut session = Session::start_with_window(
-                &loaded.text,
-                &loaded.origin,
-                params[load].clone(),
-                &opts,
-                window_ns,
-            )
+            let mut a = fresh();
+            // The model on the collector's thread: the sink applies each
+            // batch there (it is the consumer, `Thread::This` in it).
+            let on_collector = Arc::new(Mutex::new(fresh()));
+            let mut session = if direct {
+                let into = on_collector.clone();
+                let sink: forkscope::collector::Sink = Box::new(move |batch: Vec<Event>| {
+                    if let Ok(mut a) = into.lock() {
+                        a.batch(&batch, expected, Thread::This, Thread::This);
+                    }
+                });
+                Session::start_direct(
+                    &loaded.text,
+                    &loaded.origin,
+                    params[load].clone(),
+                    &opts,
+                    window_ns,
+                    sink,
+                )
+            } else {
+                Session::start_with_window(
+                    &loaded.text,
+                    &loaded.origin,
+                    params[load].clone(),
+                    &opts,
+                    window_ns,
+                )
+            }
             .map_err(|e| format!("{e:#}"))?;
             let events = session.collector.events.clone();
             // Wake-ups of the collector thread and of this consumer while
@@ -650,6 +686,8 @@ fn latency() -> Result<(), String> {
             let coll_before = switches(Thread::Named("collector"));
             let cons_before = switches(Thread::This);
             loop {
+                // (Nothing comes here with the model on the collector's
+                // thread: the stream's end only.)
                 match events.recv_batch_timeout(Duration::from_millis(20)) {
                     Ok(batch) => {
                         a.batch(&batch, expected, Thread::Named("collector"), Thread::This);
@@ -658,6 +696,10 @@ fn latency() -> Result<(), String> {
                     Err(_) => {}
                 }
                 let _ = session.poll_exit();
+            }
+            if direct {
+                let mut took = on_collector.lock().map_err(|e| e.to_string())?;
+                a = std::mem::replace(&mut *took, fresh());
             }
             let dropped = session
                 .collector
@@ -681,7 +723,11 @@ fn latency() -> Result<(), String> {
                 p99 as f64 / 1e3,
                 max as f64 / 1e3,
                 per_1000(coll_before, a.coll_after, expected),
-                per_1000(cons_before, a.cons_after, expected),
+                if direct {
+                    "(no consumer thread: the collector's is)".to_string()
+                } else {
+                    per_1000(cons_before, a.cons_after, expected)
+                },
             );
             p50s[k].push(p50);
             p99s[k].push(p99);
@@ -707,7 +753,7 @@ fn latency() -> Result<(), String> {
             median(floor_p99s[k].clone()) as f64 / 1e3
         );
     }
-    for (k, (what, _, _, _)) in cases.iter().enumerate() {
+    for (k, (what, _, _, _, _)) in cases.iter().enumerate() {
         if p50s[k].is_empty() {
             continue;
         }

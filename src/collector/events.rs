@@ -55,6 +55,22 @@ pub struct Bound {
     pub bytes: usize,
 }
 
+/// The consumer's work on the collector's thread: each batch is handed to
+/// it there, in order, instead of crossing the channel (one wake-up less
+/// per batch: the consumer's thread is not woken). The consumer must be
+/// quick: while it runs, nothing is read. See [`direct`].
+pub type Sink = Box<dyn FnMut(Vec<Event>) + Send>;
+
+/// A pair whose collector's end hands every batch to `sink` on the
+/// collector's thread: nothing is queued (so nothing is dropped and the
+/// collector never pauses for a consumer); the consumer's end gets no
+/// events, and disconnects when the collector's run is over.
+pub fn direct(capacity: usize, wake: Arc<EventFd>, sink: Sink) -> (EventTx, Events) {
+    let (mut tx, rx) = channel(capacity, wake);
+    tx.sink = Some(sink);
+    (tx, rx)
+}
+
 /// A pair bounded by `bound` (see [`channel`]).
 pub fn bounded(bound: Bound, wake: Arc<EventFd>) -> (EventTx, Events) {
     let capacity = bound.events;
@@ -74,6 +90,7 @@ pub fn bounded(bound: Bound, wake: Arc<EventFd>) -> (EventTx, Events) {
             tx,
             shared: shared.clone(),
             capacity,
+            sink: None,
         },
         Events {
             rx,
@@ -161,13 +178,20 @@ pub struct EventTx {
     tx: Sender<Batch>,
     shared: Arc<Shared>,
     capacity: usize,
+    /// Takes every batch on the collector's thread instead of the
+    /// channel ([`direct`]).
+    sink: Option<Sink>,
 }
 
 impl EventTx {
     /// The consumer is so far behind (with `waiting` more events on their
     /// way) that the collector should stop reading until it catches up.
     /// True also sets the flag the consumer looks at to wake it.
+    /// Never with a [`Sink`]: it has taken everything already.
     pub fn should_pause(&self, waiting: usize, waiting_bytes: usize) -> bool {
+        if self.sink.is_some() {
+            return false;
+        }
         let s = &self.shared;
         if !s.behind(self.capacity, waiting, waiting_bytes) {
             return false;
@@ -181,7 +205,8 @@ impl EventTx {
         true
     }
 
-    /// How many events the channel takes now without dropping any.
+    /// How many events the channel takes now without dropping any (all
+    /// of its capacity with a [`Sink`]: nothing is ever queued).
     pub fn room(&self) -> usize {
         self.capacity
             .saturating_sub(self.shared.queued.load(Ordering::Acquire))
@@ -198,8 +223,13 @@ impl EventTx {
     }
 
     /// Sends a batch (in order); what would pass `capacity` is dropped.
-    pub fn send(&self, mut batch: Vec<Event>) -> Sent {
+    /// With a [`Sink`], it gets the whole batch, now, on this thread.
+    pub fn send(&mut self, mut batch: Vec<Event>) -> Sent {
         if batch.is_empty() {
+            return Sent::Dropped(0);
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            sink(batch);
             return Sent::Dropped(0);
         }
         let room = self
@@ -432,7 +462,7 @@ mod tests {
     #[test]
     fn one_batch_at_a_time_comes_as_sent_after_what_a_single_take_left() {
         let wake = Arc::new(EventFd::new().expect("eventfd"));
-        let (tx, rx) = channel(100, wake);
+        let (mut tx, rx) = channel(100, wake);
         assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
         assert_eq!(tx.send((3..5).map(ev).collect()), Sent::Dropped(0));
         assert_eq!(rx.try_recv().map(|e| e.seq), Ok(0));
@@ -461,7 +491,7 @@ mod tests {
             events: 1000,
             bytes: 128 << 10,
         };
-        let (tx, rx) = bounded(bound, wake.clone());
+        let (mut tx, rx) = bounded(bound, wake.clone());
         let long = |seq| Event {
             body: Body::Narrate {
                 text: "x".repeat(4096),
@@ -480,9 +510,34 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_takes_every_batch_whole_and_nothing_is_queued() {
+        let wake = Arc::new(EventFd::new().expect("eventfd"));
+        let got: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let into = got.clone();
+        let sink: Sink = Box::new(move |b: Vec<Event>| {
+            if let Ok(mut g) = into.lock() {
+                g.extend(b.iter().map(|e| e.seq));
+            }
+        });
+        let (mut tx, rx) = direct(5, wake, sink);
+        assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
+        // Past the bound: still all of it (nothing waits in a queue).
+        assert_eq!(tx.send((3..10).map(ev).collect()), Sent::Dropped(0));
+        assert_eq!(tx.room(), 5);
+        assert!(!tx.should_pause(1000, 1 << 30), "nothing to wait for");
+        assert!(rx.is_empty());
+        assert_eq!(*got.lock().expect("sink"), (0..10).collect::<Vec<u64>>());
+        drop(tx);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
     fn batches_come_out_one_by_one_in_order_and_past_the_bound_are_dropped() {
         let wake = Arc::new(EventFd::new().expect("eventfd"));
-        let (tx, rx) = channel(5, wake);
+        let (mut tx, rx) = channel(5, wake);
         assert_eq!(tx.send((0..3).map(ev).collect()), Sent::Dropped(0));
         assert_eq!(tx.send((3..7).map(ev).collect()), Sent::Dropped(2));
         assert_eq!(rx.len(), 5);

@@ -702,6 +702,57 @@ fn what_is_still_unread_when_the_drain_gives_up_is_counted_not_lost_in_silence()
     );
 }
 
+#[test]
+fn a_direct_sink_gets_every_event_in_order_and_the_run_ends_without_waiting() {
+    // The consumer's work on the collector's thread: 3,000 wakes through
+    // a channel bound of 64 events, and nobody ever takes any from
+    // `events`. The sink gets them all, in order, none dropped; and the
+    // end of the run waits for no consumer (with a channel nobody takes
+    // from, it would wait DRAIN_TIMEOUT, then drop what is left).
+    let got: Arc<std::sync::Mutex<Vec<Event>>> = Arc::default();
+    let batches = Arc::new(AtomicU64::new(0));
+    let (into, counted) = (got.clone(), batches.clone());
+    let sink: Sink = Box::new(move |batch: Vec<Event>| {
+        assert_eq!(
+            std::thread::current().name(),
+            Some("collector"),
+            "called on the collector's thread"
+        );
+        counted.fetch_add(1, Ordering::Relaxed);
+        into.lock().expect("sink").extend(batch);
+    });
+    let collector = Collector::start_direct(64, 0, sink).expect("collector");
+    collector.trust(std::process::id());
+    let mut runner = crate::probe::connect_to(&collector.socket).expect("connect");
+    hello(&mut runner, RUNNER_ID);
+    let t0 = now_ns();
+    for i in 0..3000 {
+        send_at(&mut runner, t0 + i, RUNNER_ID, "wake", "");
+    }
+    drop(runner);
+    collector.finish();
+    let started = Instant::now();
+    wait_until_the_stream_ends(&collector);
+    let took = started.elapsed();
+    assert!(took < DRAIN_TIMEOUT / 2, "the end waited {took:?}");
+    assert!(collector.events.is_empty(), "nothing crosses the channel");
+    assert_eq!(collector.stats.dropped.load(Ordering::Relaxed), 0);
+    let got = got.lock().expect("sink");
+    let wakes: Vec<u64> = got
+        .iter()
+        .filter(|e| matches!(e.body, Body::Wake {}))
+        .map(|e| e.t_ns)
+        .collect();
+    assert_eq!(kinds(&got[..1]), ["runner hello"]);
+    assert_eq!(wakes.len(), 3000);
+    assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_eq!(
+        collector.stats.events.load(Ordering::Relaxed),
+        got.len() as u64
+    );
+    assert!(batches.load(Ordering::Relaxed) >= 1);
+}
+
 /// One narrate line of `main` with text `text`, stamped now.
 fn narrate_line(text: &str) -> String {
     format!(

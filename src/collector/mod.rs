@@ -29,7 +29,7 @@ mod pending;
 mod serve;
 mod trust;
 
-pub use events::Events;
+pub use events::{Events, Sink};
 pub(crate) use exits::pidfd_open;
 pub use serve::CollectorHost;
 
@@ -244,12 +244,39 @@ impl Collector {
     /// Listens on a fresh abstract socket and starts the thread.
     /// `capacity` bounds the channel to the consumer.
     pub fn start(capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
+        Collector::start_sink(capacity, reorder_window_ns, None)
+    }
+
+    /// [`Collector::start`], with the consumer's work on the collector's
+    /// thread: `sink` gets every batch there, in order, instead of
+    /// [`Collector::events`] (which gets none, and disconnects when the
+    /// run is over). One wake-up less per batch (the consumer's thread is
+    /// not woken), but the consumer must be quick: while `sink` runs,
+    /// nothing is read. Nothing waits for a consumer: the collector never
+    /// pauses, and drops nothing (`capacity` still bounds the reorder
+    /// window, as [`Collector::start`]'s).
+    pub fn start_direct(
+        capacity: usize,
+        reorder_window_ns: u64,
+        sink: Sink,
+    ) -> io::Result<Collector> {
+        Collector::start_sink(capacity, reorder_window_ns, Some(sink))
+    }
+
+    fn start_sink(
+        capacity: usize,
+        reorder_window_ns: u64,
+        sink: Option<Sink>,
+    ) -> io::Result<Collector> {
         let (listener, socket) = bind_abstract()?;
         listener.set_nonblocking(true)?;
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
         )?);
-        let (tx, rx) = events::channel(capacity, wake.clone());
+        let (tx, rx) = match sink {
+            Some(sink) => events::direct(capacity, wake.clone(), sink),
+            None => events::channel(capacity, wake.clone()),
+        };
         let stats = Arc::new(Stats::default());
         let finish = Arc::new(AtomicBool::new(false));
         let gates = Gates::default();
