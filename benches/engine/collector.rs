@@ -465,18 +465,26 @@ enum Thread<'a> {
 
 /// Context switches of a thread of this process so far, from
 /// `/proc/self/task/TID/status`: (voluntary: it slept and was woken,
-/// involuntary: it was preempted while it could run).
-fn switches(thread: Thread) -> Option<(u64, u64)> {
-    let status = match thread {
-        Thread::This => std::fs::read_to_string("/proc/thread-self/status").ok()?,
+/// involuntary: it was preempted while it could run), and its CPU time
+/// in ns (`schedstat`'s first field).
+fn switches(thread: Thread) -> Option<(u64, u64, u64)> {
+    let dir = match thread {
+        Thread::This => std::path::PathBuf::from("/proc/thread-self"),
         Thread::Named(name) => std::fs::read_dir("/proc/self/task")
             .ok()?
             .flatten()
             .find(|t| {
                 std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
-            })
-            .and_then(|t| std::fs::read_to_string(t.path().join("status")).ok())?,
+            })?
+            .path(),
     };
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    let cpu_ns = std::fs::read_to_string(dir.join("schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     let field = |key: &str| -> Option<u64> {
         status
             .lines()
@@ -488,18 +496,25 @@ fn switches(thread: Thread) -> Option<(u64, u64)> {
     Some((
         field("voluntary_ctxt_switches:")?,
         field("nonvoluntary_ctxt_switches:")?,
+        cpu_ns,
     ))
 }
 
-/// `after - before` of two [`switches`], per 1 000 events.
-fn per_1000(before: Option<(u64, u64)>, after: Option<(u64, u64)>, events: usize) -> String {
+/// `after - before` of two [`switches`], per 1 000 events (and the CPU
+/// time, per event).
+fn per_1000(
+    before: Option<(u64, u64, u64)>,
+    after: Option<(u64, u64, u64)>,
+    events: usize,
+) -> String {
     match (before, after) {
         (Some(b), Some(a)) => {
             let k = 1000.0 / events.max(1) as f64;
             format!(
-                "{:.0} wake-ups, {:.0} preemptions",
+                "{:.0} wake-ups, {:.0} preemptions, CPU {:.2} µs/event",
                 a.0.saturating_sub(b.0) as f64 * k,
-                a.1.saturating_sub(b.1) as f64 * k
+                a.1.saturating_sub(b.1) as f64 * k,
+                a.2.saturating_sub(b.2) as f64 * k / 1e6
             )
         }
         _ => "not known".to_string(),
@@ -513,8 +528,8 @@ struct Applied {
     lat_ns: Vec<u64>,
     /// Context switches of the collector thread and of the bench's own
     /// thread, when the last load event was applied.
-    coll_after: Option<(u64, u64)>,
-    cons_after: Option<(u64, u64)>,
+    coll_after: Option<(u64, u64, u64)>,
+    cons_after: Option<(u64, u64, u64)>,
 }
 
 impl Applied {
