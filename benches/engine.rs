@@ -68,7 +68,8 @@ fn main() -> ExitCode {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         let spread = std::env::args().nth(3).is_some_and(|s| s == "spread");
-        return match floor::floor_main(slice_ns, spread) {
+        let one = std::env::args().nth(4).is_some_and(|s| s == "one");
+        return match floor::floor_main(slice_ns, spread, one) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("engine: latency floor: {e}");

@@ -22,7 +22,8 @@
 //!    each run, how often
 //!    the collector thread and the bench's thread were woken and preempted
 //!    per 1 000 events; beside them, in each round, the floor under the
-//!    figure (`floor.rs`): the same load read by two bare threads;
+//!    figure (`floor.rs`): the same load read by two bare threads (and by
+//!    one: one wake-up);
 //! 4. `parse`: the CPU time of parsing one line of each kind the flood
 //!    sends (`sleep`, `wake`, `write`), as the collector parses it
 //!    (`Event::from_line`).
@@ -553,12 +554,14 @@ impl Applied {
 }
 
 /// The floor under the latency figure (`floor.rs`), in a fresh process:
-/// p50, p99 and max in ns.
-fn latency_floor(slice_ns: u64, spread: bool) -> Result<(u64, u64, u64), String> {
+/// p50, p99 and max in ns. `one`: one wake-up (the reader thread takes
+/// the stamps itself).
+fn latency_floor(slice_ns: u64, spread: bool, one: bool) -> Result<(u64, u64, u64), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let shape = if spread { "spread" } else { "as forked" };
+    let hops = if one { "one" } else { "two" };
     let out = Command::new(exe)
-        .args(["__latency_floor", &slice_ns.to_string(), shape])
+        .args(["__latency_floor", &slice_ns.to_string(), shape, hops])
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| e.to_string())?;
@@ -637,9 +640,16 @@ fn latency() -> Result<(), String> {
         ),
     ];
     // The floor (`floor.rs`): the same load read by bare threads.
+    // (what, slice, spread, one wake-up)
     let floors = [
-        ("spread", EVENT_THREAD_SLICE_NS, true),
-        ("in bursts, as forked", EVENT_THREAD_SLICE_NS, false),
+        ("spread", EVENT_THREAD_SLICE_NS, true, false),
+        ("in bursts, as forked", EVENT_THREAD_SLICE_NS, false, false),
+        (
+            "spread, one wake-up (the reader thread takes the stamps)",
+            EVENT_THREAD_SLICE_NS,
+            true,
+            true,
+        ),
     ];
     let mut floor_p50s = vec![Vec::new(); floors.len()];
     let mut floor_p99s = vec![Vec::new(); floors.len()];
@@ -747,8 +757,8 @@ fn latency() -> Result<(), String> {
             p50s[k].push(p50);
             p99s[k].push(p99);
         }
-        for (k, &(what, slice_ns, spread)) in floors.iter().enumerate() {
-            let (p50, p99, max) = latency_floor(slice_ns, spread)?;
+        for (k, &(what, slice_ns, spread, one)) in floors.iter().enumerate() {
+            let (p50, p99, max) = latency_floor(slice_ns, spread, one)?;
             println!(
                 "  latency floor, {what}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
                 p50 as f64 / 1e3,
@@ -760,7 +770,7 @@ fn latency() -> Result<(), String> {
         }
     }
     set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
-    for (k, (what, _, _)) in floors.iter().enumerate() {
+    for (k, (what, _, _, _)) in floors.iter().enumerate() {
         println!(
             "latency floor at the same load (bare pipes → reader thread → consumer thread), \
              {what}: median p50 {:.1} µs, p99 {:.1} µs",

@@ -12,9 +12,11 @@
 //! collector) finds the stamps and hands each read's batch over a channel
 //! to a second thread, which takes `now − stamp` (as the model's consumer
 //! does). Both threads ask for the event threads' slice
-//! (`forkscope::sched`), or for the kernel's default.
+//! (`forkscope::sched`), or for the kernel's default. With one wake-up
+//! (`one`), the reader thread takes `now − stamp` itself: no second
+//! thread (as the model on the collector's thread, `Session::start_direct`).
 //!
-//! It runs in a fresh process (`engine __latency_floor SLICE_NS SPREAD`)
+//! It runs in a fresh process (`engine __latency_floor SLICE_NS SPREAD [one]`)
 //! that forks its writers before it starts a thread, and prints
 //! `p50_ns p99_ns max_ns lines`.
 
@@ -29,7 +31,7 @@ pub const ITERATIONS: usize = 170;
 const PERIOD: Duration = Duration::from_millis(60);
 
 /// The floor's process: forks the writers, reads, prints the figures.
-pub fn floor_main(slice_ns: u64, spread: bool) -> Result<(), String> {
+pub fn floor_main(slice_ns: u64, spread: bool, one: bool) -> Result<(), String> {
     // The gate: every writer reads it until end of file, which comes when
     // this process has forked them all and closes its write end.
     let (gate_r, gate_w) = pipe().map_err(|e| e.to_string())?;
@@ -67,16 +69,28 @@ pub fn floor_main(slice_ns: u64, spread: bool) -> Result<(), String> {
         }
     }
     drop(gate_w);
-    let (tx, rx) = crossbeam_channel::unbounded::<Vec<u64>>();
-    let reader = std::thread::spawn(move || read_all(reads, slice_ns, &tx));
-    forkscope::sched::set_event_thread_slice_ns(slice_ns);
-    forkscope::sched::event_thread();
     let mut lat_ns = Vec::with_capacity(WRITERS * ITERATIONS * 3);
-    for stamps in rx {
-        let now = now_ns();
-        lat_ns.extend(stamps.iter().map(|&t| now.saturating_sub(t)));
+    if one {
+        // This thread reads, and takes the stamps itself.
+        read_all(reads, slice_ns, |stamps| {
+            let now = now_ns();
+            lat_ns.extend(stamps.iter().map(|&t| now.saturating_sub(t)));
+        })?;
+    } else {
+        let (tx, rx) = crossbeam_channel::unbounded::<Vec<u64>>();
+        let reader = std::thread::spawn(move || {
+            read_all(reads, slice_ns, |stamps| {
+                let _ = tx.send(stamps);
+            })
+        });
+        forkscope::sched::set_event_thread_slice_ns(slice_ns);
+        forkscope::sched::event_thread();
+        for stamps in rx {
+            let now = now_ns();
+            lat_ns.extend(stamps.iter().map(|&t| now.saturating_sub(t)));
+        }
+        reader.join().map_err(|_| "the reader thread panicked")??;
     }
-    reader.join().map_err(|_| "the reader thread panicked")??;
     for p in pids {
         let _ = nix::sys::wait::waitpid(p, None);
     }
@@ -117,12 +131,12 @@ fn write_load(w: &OwnedFd, k: usize, phase: Duration) {
     }
 }
 
-/// The reader thread: every line's stamp, a batch per read, until every
-/// pipe has ended.
+/// The reader thread: every line's stamp, a batch per read to `take`,
+/// until every pipe has ended.
 fn read_all(
     reads: Vec<OwnedFd>,
     slice_ns: u64,
-    tx: &crossbeam_channel::Sender<Vec<u64>>,
+    mut take: impl FnMut(Vec<u64>),
 ) -> Result<(), String> {
     forkscope::sched::set_event_thread_slice_ns(slice_ns);
     forkscope::sched::event_thread();
@@ -151,7 +165,7 @@ fn read_all(
                 // A read takes whole writes, so whole lines: a pipe keeps
                 // a write of up to 4 kB whole, and one writer writes here.
                 Ok(got) => {
-                    let _ = tx.send(stamps(&buf[..got]));
+                    take(stamps(&buf[..got]));
                 }
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.to_string()),
