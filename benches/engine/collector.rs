@@ -645,7 +645,7 @@ fn latency() -> Result<(), String> {
         ("spread", EVENT_THREAD_SLICE_NS, true, false),
         ("in bursts, as forked", EVENT_THREAD_SLICE_NS, false, false),
         (
-            "spread, one wake-up (the reader thread takes the stamps)",
+            "spread, one wake-up (the reader thread is the consumer)",
             EVENT_THREAD_SLICE_NS,
             true,
             true,
@@ -770,9 +770,14 @@ fn latency() -> Result<(), String> {
         }
     }
     set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
-    for (k, (what, _, _, _)) in floors.iter().enumerate() {
+    for (k, &(what, _, _, one)) in floors.iter().enumerate() {
+        let path = if one {
+            "bare pipes → reader thread"
+        } else {
+            "bare pipes → reader thread → consumer thread"
+        };
         println!(
-            "latency floor at the same load (bare pipes → reader thread → consumer thread), \
+            "latency floor at the same load ({path}), \
              {what}: median p50 {:.1} µs, p99 {:.1} µs",
             median(floor_p50s[k].clone()) as f64 / 1e3,
             median(floor_p99s[k].clone()) as f64 / 1e3
