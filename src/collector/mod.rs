@@ -1604,38 +1604,22 @@ impl State {
     /// waits ([`Self::pause_out`]).
     fn read_out(&mut self, i: usize) {
         if !self.behind() {
-            self.read_out_once(i, u64::MAX);
+            self.read_out_once(i, u64::MAX, None);
             return;
         }
-        let awaited = self.outs[i].awaited_bytes();
-        if awaited == 0 {
-            self.pause_out(i);
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.pbuf);
-        if buf.len() < READ_BYTES {
-            buf = vec![0; READ_BYTES];
-        }
-        let n = awaited.min(buf.len());
-        let got = self.outs[i].read_raw(&mut buf[..n]);
-        let o = &mut self.outs[i];
-        let budget = self.budgets.entry(o.proc_id.clone()).or_default();
-        let events = match got {
-            Some(n) => o.take(&buf[..n], &self.stats, budget, u64::MAX),
-            None if o.closed => o.close(&self.stats, budget),
-            None => Vec::new(),
-        };
-        if self.pbuf.is_empty() {
-            self.pbuf = buf;
-        }
-        for e in events {
-            self.queue(e);
+        match self.outs[i].awaited_bytes() {
+            0 => self.pause_out(i),
+            awaited => {
+                self.read_out_once(i, u64::MAX, Some(awaited));
+            }
         }
     }
 
     /// One read of pipe `i` (see [`Self::read_out`]); false when nothing
-    /// was there or the pipe is closed.
-    fn read_out_once(&mut self, i: usize, max_t_ns: u64) -> bool {
+    /// was there or the pipe is closed. With `announced`, at most that
+    /// many bytes, all of them announced already: the connection is not
+    /// read.
+    fn read_out_once(&mut self, i: usize, max_t_ns: u64, announced: Option<usize>) -> bool {
         if self.outs[i].closed {
             return false;
         }
@@ -1645,9 +1629,12 @@ impl State {
         if buf.len() < READ_BYTES {
             buf = vec![0; READ_BYTES];
         }
-        let got = self.outs[i].read_raw(&mut buf);
+        let n = announced.map_or(buf.len(), |a| a.min(buf.len()));
+        let got = self.outs[i].read_raw(&mut buf[..n]);
         let id = self.outs[i].proc_id.clone();
-        self.read_announcements(&id);
+        if announced.is_none() {
+            self.read_announcements(&id);
+        }
         let budget = self.budgets.entry(id).or_default();
         let events = match got {
             Some(n) => self.outs[i].take(&buf[..n], &self.stats, budget, max_t_ns),
@@ -2257,7 +2244,7 @@ impl State {
             // what was there, though: a program that inherited the pipe
             // and writes on must not hold the collector here.
             for _ in 0..reads_for(unread_bytes(&self.outs[i].fd)) {
-                if !self.read_out_once(i, cap) {
+                if !self.read_out_once(i, cap, None) {
                     break;
                 }
             }
