@@ -142,11 +142,16 @@ fn send(s: &mut UnixStream, proc_id: &str, kind: &str, fields: &str) {
 }
 
 fn send_at(s: &mut UnixStream, t_ns: u64, proc_id: &str, kind: &str, fields: &str) {
-    let comma = if fields.is_empty() { "" } else { "," };
-    let line = format!(
-        r#"{{"t_ns":{t_ns},"seq":1,"proc":"{proc_id}","pid":7,"kind":"{kind}"{comma}{fields}}}"#
-    );
+    let line = line_at(t_ns, proc_id, kind, fields);
     s.write_all(format!("{line}\n").as_bytes()).expect("write");
+}
+
+/// One event line (without its newline), as [`send_at`] sends it.
+fn line_at(t_ns: u64, proc_id: &str, kind: &str, fields: &str) -> String {
+    let comma = if fields.is_empty() { "" } else { "," };
+    format!(
+        r#"{{"t_ns":{t_ns},"seq":1,"proc":"{proc_id}","pid":7,"kind":"{kind}"{comma}{fields}}}"#
+    )
 }
 
 fn hello(s: &mut UnixStream, proc_id: &str) {
@@ -1376,15 +1381,7 @@ fn output_waits_unread_while_the_consumer_is_behind() {
     let mut b = Bench::new();
     let _runner = b.runner_spawning_me_as_main();
     let (mut main, out_w, _err_w) = b.main_with_pipes(0);
-    // In one write: a unix socket takes a few hundred small ones only.
-    let wake = format!(
-        r#"{{"t_ns":{},"seq":1,"proc":"main","pid":7,"kind":"wake"}}"#,
-        now_ns()
-    );
-    main.write_all(format!("{wake}\n").repeat(600).as_bytes())
-        .expect("write");
-    b.settle();
-    assert!(b.state.behind(), "600 events untaken in a channel of 1,024");
+    fall_behind(&mut b, &mut main);
     announce(&mut main, "hi\n");
     std::fs::File::from(out_w)
         .write_all(b"hi\n")
@@ -1407,6 +1404,16 @@ fn output_waits_unread_while_the_consumer_is_behind() {
     assert!(b.state.outs.iter().all(|o| !o.paused));
 }
 
+/// `main` sends 600 wakes that nobody takes: the consumer is behind.
+fn fall_behind(b: &mut Bench, main: &mut UnixStream) {
+    // In one write: a unix socket takes a few hundred small ones only.
+    let wake = line_at(now_ns(), "main", "wake", "");
+    main.write_all(format!("{wake}\n").repeat(600).as_bytes())
+        .expect("write");
+    b.settle();
+    assert!(b.state.behind(), "600 events untaken in a channel of 1,024");
+}
+
 /// `main`'s event: an announcement of `text` on stdout.
 fn announce(main: &mut UnixStream, text: &str) {
     let fields = format!(r#""stream":"stdout","text":{}"#, serde_json::json!(text));
@@ -1423,14 +1430,7 @@ fn announced_output_is_read_while_the_consumer_is_behind() {
     let (mut main, out_w, _err_w) = b.main_with_pipes(0);
     announce(&mut main, "hi\n");
     b.settle();
-    let wake = format!(
-        r#"{{"t_ns":{},"seq":1,"proc":"main","pid":7,"kind":"wake"}}"#,
-        now_ns()
-    );
-    main.write_all(format!("{wake}\n").repeat(600).as_bytes())
-        .expect("write");
-    b.settle();
-    assert!(b.state.behind());
+    fall_behind(&mut b, &mut main);
     let mut out = std::fs::File::from(out_w);
     out.write_all(b"hi\nunannounced\n").expect("print");
     b.state.poll_once(); // reads "hi\n"
