@@ -1173,9 +1173,9 @@ impl State {
     /// connections are not read then: reading it would read its process's
     /// connection too ([`Self::read_announcements`]), past the bounds.
     /// Its process's writes wait when the pipe is full; nothing is lost.
-    /// (Level-triggered, a pipe left unread would wake us at once again.)
-    /// (Out of the epoll, not just with no events asked for: a pipe whose
-    /// writers are gone reports its hang-up whatever it asks for.)
+    /// It leaves the epoll: left there unread, level-triggered, it would
+    /// wake us at once again, and asking for no events is not enough (a
+    /// pipe whose writers are gone reports its hang-up regardless).
     fn pause_out(&mut self, i: usize) {
         if self.epoll.delete(&self.outs[i].fd).is_ok() {
             self.outs[i].paused = true;
