@@ -116,32 +116,18 @@ pub fn write_body(out: &mut Vec<u8>, body: &Body) -> bool {
             ns_pid,
             name,
             fds,
-        } => {
-            out.extend_from_slice(b",\"kind\":\"hello\",\"ppid\":");
-            write_i64(out, i64::from(*ppid));
-            out.extend_from_slice(b",\"role\":");
-            write_str(out, role);
-            if let Some(parent) = parent {
-                out.extend_from_slice(b",\"parent\":");
-                write_str(out, parent);
-            }
-            if *daemon {
-                out.extend_from_slice(b",\"daemon\":true");
-            }
-            if let Some(ns_pid) = ns_pid {
-                out.extend_from_slice(b",\"ns_pid\":");
-                write_i64(out, i64::from(*ns_pid));
-            }
-            if let Some(name) = name {
-                out.extend_from_slice(b",\"name\":");
-                write_str(out, name);
-            }
-            if !fds.is_empty() {
-                out.extend_from_slice(b",\"fds\":");
-                write_list(out, fds, |out, fd| write_str(out, fd));
-            }
-            out.push(b'}');
-        }
+        } => write_hello(
+            out,
+            &Hello {
+                ppid: *ppid,
+                role,
+                parent: parent.as_deref(),
+                daemon: *daemon,
+                ns_pid: *ns_pid,
+                name: name.as_deref(),
+                fds,
+            },
+        ),
         Body::Spawn {
             child,
             child_pid,
@@ -167,6 +153,48 @@ pub fn write_body(out: &mut Vec<u8>, body: &Body) -> bool {
         _ => return false,
     }
     true
+}
+
+/// A `hello`'s fields, borrowed: a freshly forked child writes its hello
+/// without building a [`Body`] (each `String` of one would be an
+/// allocation, and a child's first allocations write pages it still
+/// shares with its parent, each one a page the kernel copies).
+pub struct Hello<'a, F: AsRef<str>> {
+    pub ppid: i32,
+    pub role: &'a str,
+    pub parent: Option<&'a str>,
+    pub daemon: bool,
+    pub ns_pid: Option<i32>,
+    pub name: Option<&'a str>,
+    pub fds: &'a [F],
+}
+
+/// `,"kind":"hello",…}`: a hello's kind and fields and the closing brace.
+pub fn write_hello<F: AsRef<str>>(out: &mut Vec<u8>, h: &Hello<'_, F>) {
+    out.extend_from_slice(b",\"kind\":\"hello\",\"ppid\":");
+    write_i64(out, i64::from(h.ppid));
+    out.extend_from_slice(b",\"role\":");
+    write_str(out, h.role);
+    if let Some(parent) = h.parent {
+        out.extend_from_slice(b",\"parent\":");
+        write_str(out, parent);
+    }
+    if h.daemon {
+        out.extend_from_slice(b",\"daemon\":true");
+    }
+    if let Some(ns_pid) = h.ns_pid {
+        out.extend_from_slice(b",\"ns_pid\":");
+        write_i64(out, i64::from(ns_pid));
+    }
+    if let Some(name) = h.name {
+        out.extend_from_slice(b",\"name\":");
+        write_str(out, name);
+    }
+    if !h.fds.is_empty() {
+        out.extend_from_slice(b",\"fds\":");
+        write_list(out, h.fds, |out, fd| write_str(out, fd.as_ref()));
+    }
+    out.push(b'}');
 }
 
 /// The body of a `spawn` (the probe writes it without building a [`Body`]).
@@ -519,6 +547,62 @@ mod tests {
             let mut buf = Vec::new();
             write_value(&mut buf, &v);
             assert_eq!(buf, serde_json::to_vec(&v).expect("serializes"), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_child_hello_from_borrowed_fields_is_the_line_of_its_event() {
+        // What `Probe::become_child` writes, against the event's own line.
+        for text in texts() {
+            for parent in [None, Some(text.as_str()), Some("main")] {
+                let fds = [crate::probe::FD_STDOUT, crate::probe::FD_STDERR];
+                let head = Head {
+                    t_ns: 7,
+                    seq: 1,
+                    proc_id: &text,
+                    pid: 42,
+                    line: None,
+                    thread: None,
+                    tid: None,
+                };
+                let mut ours = Vec::new();
+                write_head(&mut ours, &head);
+                write_hello(
+                    &mut ours,
+                    &Hello {
+                        ppid: 41,
+                        role: &text,
+                        parent,
+                        daemon: true,
+                        ns_pid: Some(3),
+                        name: None,
+                        fds: &fds,
+                    },
+                );
+                let e = Event {
+                    t_ns: 7,
+                    seq: 1,
+                    proc_id: text.clone(),
+                    pid: 42,
+                    line: None,
+                    thread: None,
+                    tid: None,
+                    body: Body::Hello {
+                        ppid: 41,
+                        role: text.clone(),
+                        parent: parent.map(str::to_string),
+                        daemon: true,
+                        ns_pid: Some(3),
+                        name: None,
+                        fds: fds.iter().map(|f| f.to_string()).collect(),
+                    },
+                };
+                assert_eq!(
+                    ours,
+                    serde_json::to_vec(&e).expect("serializes"),
+                    "{text:?}"
+                );
+            }
         }
     }
 }

@@ -307,49 +307,138 @@ impl Probe {
             fds,
         });
         let raw: Vec<i32> = reads.iter().flatten().map(AsRawFd::as_raw_fd).collect();
-        let iov = [IoSlice::new(&hello)];
-        let cmsg = [ControlMessage::ScmRights(&raw)];
-        let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
-        // A signal may cut a blocking send short before anything went
-        // (EINTR): sent again, or the process would run on unobserved.
-        let sent = loop {
-            match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => break other,
-            }
-        };
-        let sent = match sent {
-            // Cut short after a part went (a signal): the rest follows,
-            // the descriptors went with the first part.
-            Ok(n) if n < hello.len() => {
-                use std::io::Write;
-                (&sock).write_all(&hello[n..]).map(|()| hello.len())
-            }
-            Ok(n) => Ok(n),
-            Err(e) => Err(std::io::Error::from(e)),
-        };
-        if let Err(e) = &sent {
-            unobserved(id, "send its hello", e);
-        }
-        if sent.is_ok() {
-            if let Some([out_w, err_w]) = &writes {
-                // dup2 gives fds 1 and 2 without O_CLOEXEC, so exec'd
-                // programs keep them. A failure leaves the old stream.
-                let _ = dup2_stdout(out_w);
-                let _ = dup2_stderr(err_w);
-            }
-            // (The reader for `go` lines is made when first needed: only
-            // gated runs read, and a `dup` here, closed again by each
-            // child this process forks, costs every process two syscalls.)
-            let mut conn = probe.conn();
-            conn.sock = Some(sock);
-            conn.pipe_later = true;
+        match send_hello(&sock, &hello, &raw) {
+            Ok(()) => probe.took_hello(sock, writes.as_ref()),
+            Err(e) => unobserved(id, "send its hello", &e),
         }
         // Our copies of the pipes close here: the collector has the read
         // ends, fds 1 and 2 are the write ends.
         drop(reads);
         drop(writes);
         probe
+    }
+
+    /// In a child just forked: this probe (the parent's, copied by
+    /// `fork`) becomes the child's own, connected, its hello said: what
+    /// [`Probe::connect_as`] does, without allocating. A child's first
+    /// allocations and frees write the allocator's pages and the parent's
+    /// heap that the child still shares with its parent, each a page the
+    /// kernel must copy; a child that does nothing else paid about 15 such
+    /// faults for its hello. So the parent's connection is closed but its
+    /// memory kept, the child's `id` (made by the parent before the fork)
+    /// moves in, the hello is written into the connection's own line
+    /// buffer and sent without nix's `sendmsg` (which puts the control
+    /// message in a fresh `Vec`). `has_parent`: the hello names the
+    /// parent (this probe's id until now).
+    #[allow(clippy::too_many_arguments)]
+    pub fn become_child(
+        &mut self,
+        socket: &Path,
+        id: String,
+        role: &str,
+        has_parent: bool,
+        daemon: bool,
+        (pid, ppid): (i32, i32),
+        ns_pid: i32,
+    ) {
+        self.disconnect();
+        // The parent's memory, as the parent's list of children: left,
+        // not freed (it goes when this process ends or execs).
+        let parent_id = std::mem::ManuallyDrop::new(std::mem::replace(&mut self.id, id));
+        self.pid = pid;
+        self.line = None;
+        if self.thread.is_some() {
+            std::mem::forget(self.thread.take());
+        }
+        {
+            let mut mail = lock(&self.gates.mailbox);
+            mail.closed = false;
+            if !mail.gone.is_empty() {
+                std::mem::forget(std::mem::take(&mut mail.gone));
+            }
+        }
+        let sock = match connect_to(socket) {
+            Ok(sock) => sock,
+            Err(e) => {
+                unobserved(&self.id, "connect to the collector", &e);
+                return;
+            }
+        };
+        let pipes = output_pipes().ok();
+        let fds: &[&str] = match pipes {
+            Some(_) => &[FD_STDOUT, FD_STDERR],
+            None => &[],
+        };
+        let hello = jsonl::Hello {
+            ppid,
+            role,
+            parent: has_parent.then_some(parent_id.as_str()),
+            daemon,
+            ns_pid: Some(ns_pid),
+            name: None,
+            fds,
+        };
+        // The line buffer the parent's lines were made in: big enough
+        // for a hello, most likely, and then no allocation.
+        let mut line = {
+            let mut conn = self.conn();
+            conn.seq = 1;
+            std::mem::take(&mut conn.held)
+        };
+        line.clear();
+        let t_ns = now_ns();
+        jsonl::write_head(&mut line, &self.head(t_ns, 1));
+        jsonl::write_hello(&mut line, &hello);
+        if line.len() < MAX_LINE_BYTES {
+            line.push(b'\n');
+        } else {
+            line = self.line_at(
+                t_ns,
+                1,
+                Body::Hello {
+                    ppid,
+                    role: role.to_string(),
+                    parent: hello.parent.map(str::to_string),
+                    daemon,
+                    ns_pid: Some(ns_pid),
+                    name: None,
+                    fds: fds.iter().map(|f| f.to_string()).collect(),
+                },
+            );
+        }
+        let reads = pipes
+            .as_ref()
+            .map(|p| [p.out_r.as_raw_fd(), p.err_r.as_raw_fd()]);
+        match send_hello(&sock, &line, reads.as_ref().map_or(&[], |r| &r[..])) {
+            Ok(()) => {
+                let writes = pipes.as_ref().map(|p| [&p.out_w, &p.err_w]);
+                self.took_hello(sock, writes.as_ref());
+            }
+            Err(e) => unobserved(&self.id, "send its hello", &e),
+        }
+        line.clear();
+        self.conn().held = line;
+        // Our copies of the pipes close here: the collector has the read
+        // ends, fds 1 and 2 are the write ends.
+        drop(pipes);
+    }
+
+    /// The collector has our hello on `sock`: the output pipes' write ends
+    /// (if we made them) become stdout and stderr, and every later line
+    /// goes out on this connection.
+    fn took_hello<W: std::os::fd::AsFd>(&mut self, sock: UnixStream, writes: Option<&[W; 2]>) {
+        if let Some([out_w, err_w]) = writes {
+            // dup2 gives fds 1 and 2 without O_CLOEXEC, so exec'd
+            // programs keep them. A failure leaves the old stream.
+            let _ = dup2_stdout(out_w);
+            let _ = dup2_stderr(err_w);
+        }
+        // (The reader for `go` lines is made when first needed: only
+        // gated runs read, and a `dup` here, closed again by each
+        // child this process forks, costs every process two syscalls.)
+        let mut conn = self.conn();
+        conn.sock = Some(sock);
+        conn.pipe_later = true;
     }
 
     /// Gated runs: blocks until the app says `go` to this thread on our
@@ -845,6 +934,72 @@ struct OutputPipes {
     out_w: OwnedFd,
     err_r: OwnedFd,
     err_w: OwnedFd,
+}
+
+/// Sends a hello `line` on `sock` with the descriptors `fds` (none, or
+/// the two read ends of the output pipes) in one `sendmsg`. A signal may
+/// cut a blocking send short before anything went (EINTR): sent again, or
+/// the process would run on unobserved; cut short after a part went, the
+/// rest follows (the descriptors went with the first part). The control
+/// message is built on the stack: nix's `sendmsg` would allocate it, and
+/// a child just forked should not allocate ([`Probe::become_child`]).
+fn send_hello(sock: &UnixStream, line: &[u8], fds: &[i32]) -> std::io::Result<()> {
+    /// Room for one `SCM_RIGHTS` message of up to [`MAX_FDS`] descriptors,
+    /// aligned as a `cmsghdr`.
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    const MAX_FDS: usize = 2;
+    if fds.len() > MAX_FDS {
+        return Err(std::io::Error::other("too many descriptors for a hello"));
+    }
+    let mut control = Control([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: line.as_ptr().cast_mut().cast(),
+        iov_len: line.len(),
+    };
+    // SAFETY: msghdr is plain integers and pointers; all zeros (no name,
+    // no control) is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let data_bytes = std::mem::size_of_val(fds) as u32;
+        // SAFETY: CMSG_SPACE and CMSG_LEN compute sizes from a length.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(data_bytes), libc::CMSG_LEN(data_bytes)) };
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = space as usize;
+        // SAFETY: `msg` points at `control`, 8-aligned and at least
+        // CMSG_SPACE(8) = 24 bytes, so CMSG_FIRSTHDR gives a header inside
+        // it with room for `fds` (at most two) after it; `fds` and
+        // `control` live for the call.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = len as usize;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(c).cast::<i32>(),
+                fds.len(),
+            );
+        }
+    }
+    let sent = loop {
+        // SAFETY: `msg` points at `iov` (over `line`) and `control`, all
+        // alive for the call; the kernel only reads them.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    if sent < line.len() {
+        (&*sock).write_all(&line[sent..])?;
+    }
+    Ok(())
 }
 
 fn output_pipes() -> nix::Result<OutputPipes> {

@@ -7,7 +7,7 @@
 use super::os::{self, fork_process, read_message, readable, write_message};
 use super::stdout::StdoutBuffer;
 use super::{Run, RunError};
-use crate::probe::{Capture, Probe, host_ppid};
+use crate::probe::{Probe, host_ppid};
 use crate::protocol::{Body, ResourceKind, Value, now_ns, signal_name};
 use crate::rng::SplitMix64;
 use crate::scenario::expr::Scope;
@@ -141,19 +141,14 @@ impl<'r> Proc<'r> {
     }
 
     fn reseed(&mut self) {
-        let id = self.probe.id.clone();
-        self.reseed_for(&id);
+        // (Not through `reseed_for`: that would need a copy of the id, an
+        // allocation in a child just forked.)
+        self.rng = seeded(&self.probe.id, self.run.spec.seed);
     }
 
     /// Seeds the random choices from a logical id (a process's, a thread's).
     fn reseed_for(&mut self, id: &str) {
-        // FNV-1a of the logical id, mixed with the run's seed: the same seed
-        // gives each process the same random choices in every run.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in id.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.rng = SplitMix64(h ^ self.run.spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.rng = seeded(id, self.run.spec.seed);
     }
 
     /// Runs `main`: the body of the scenario's root process. Never returns.
@@ -1064,6 +1059,17 @@ fn touch_of(waits_for: &str) -> String {
         "join" => format!("proc:{what}"),
         _ => "*".into(),
     }
+}
+
+/// The random choices of logical id `id` in a run seeded with `seed`:
+/// FNV-1a of the id, mixed with the seed, so the same seed gives each
+/// process (each thread) the same random choices in every run.
+fn seeded(id: &str, seed: u64) -> SplitMix64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    SplitMix64(h ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 fn call_text(role: &str, args: &[(String, Value)]) -> String {

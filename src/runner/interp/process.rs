@@ -181,10 +181,11 @@ impl Proc<'_> {
         };
         // Ours as `ps` shows it: the child's parent pid, without asking.
         let parent_pid = self.probe.pid;
+        // The child's name for its role, made here: in the child it would
+        // be an allocation (see `Probe::become_child`).
+        let role_name = role.to_string();
         match fork_process()? {
             ForkResult::Child => {
-                let parent_id = self.probe.id.clone();
-                self.probe.disconnect();
                 let ns_pid = nix::unistd::getpid().as_raw();
                 let pid = os::own_host_pid();
                 self.run.shm.register(slot, ns_pid, pid, &id);
@@ -193,17 +194,17 @@ impl Proc<'_> {
                     drop(sync_r);
                     let _ = os::write_all(&sync_w, &pid.to_le_bytes());
                 }
-                self.probe = Probe::connect_as(
+                self.probe.become_child(
                     &self.run.spec.socket,
-                    &id,
+                    id,
                     role,
-                    has_parent.then_some(parent_id.as_str()),
+                    has_parent,
                     daemon,
-                    Capture::OwnOutput,
                     (pid, parent_pid),
-                    None,
+                    ns_pid,
                 );
-                self.role = role.to_string();
+                // The parent's copy is left, not freed (as its children are).
+                std::mem::forget(std::mem::replace(&mut self.role, role_name));
                 self.forget_inherited_children();
                 self.pools.clear();
                 self.managers.after_fork();
