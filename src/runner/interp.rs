@@ -180,19 +180,33 @@ impl<'r> Proc<'r> {
     /// A forked child `inherit`s the private globals as its parent left
     /// them (a copy of its memory); otherwise they have their initial values.
     fn run_role(&mut self, role: &str, args: Vec<(String, Value)>, inherit: bool) -> i32 {
-        let mut vars = self.run.scenario.globals.clone();
-        if inherit {
-            for (k, v) in vars.iter_mut() {
-                if let Some(now) = self.vars.get(k) {
-                    *v = now.clone();
+        // Each emptying and filling only when there is something to it: in
+        // a child just forked, code not run is code whose pages the kernel
+        // need not map in (see `Proc::finish`).
+        let globals = &self.run.scenario.globals;
+        if !globals.is_empty() || !self.vars.is_empty() {
+            let mut vars = globals.clone();
+            if inherit {
+                for (k, v) in vars.iter_mut() {
+                    if let Some(now) = self.vars.get(k) {
+                        *v = now.clone();
+                    }
                 }
             }
+            self.vars = vars;
         }
-        self.vars = vars;
-        self.vars.extend(self.run.scenario.thread_locals.clone());
-        self.vars.extend(args);
-        self.seen.clear();
-        self.derived.clear();
+        if !self.run.scenario.thread_locals.is_empty() {
+            self.vars.extend(self.run.scenario.thread_locals.clone());
+        }
+        if !args.is_empty() {
+            self.vars.extend(args);
+        }
+        if !self.seen.is_empty() {
+            self.seen.clear();
+        }
+        if !self.derived.is_empty() {
+            self.derived.clear();
+        }
         let Some(r) = self.run.scenario.roles.get(role) else {
             return self.fail(RunError(format!("no role {role}")));
         };

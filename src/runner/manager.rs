@@ -48,8 +48,13 @@ pub struct Managers {
 impl Managers {
     /// In a freshly forked child: nothing of the parent's is ours.
     pub fn after_fork(&mut self) {
-        self.conns.clear();
-        self.started.clear();
+        // (Emptied only when not empty: see `Proc::finish`.)
+        if !self.conns.is_empty() {
+            self.conns.clear();
+        }
+        if !self.started.is_empty() {
+            self.started.clear();
+        }
     }
 }
 
@@ -182,6 +187,9 @@ impl Proc<'_> {
     /// At the owner's end: asks each manager it started to shut down, and
     /// reaps it (CPython's finalizer, which runs before children are joined).
     pub(super) fn shutdown_managers(&mut self) {
+        if self.managers.started.is_empty() {
+            return;
+        }
         let started = std::mem::take(&mut self.managers.started);
         for (name, i) in started {
             let msg = self.probe.msg_id();

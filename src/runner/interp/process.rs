@@ -85,7 +85,7 @@ impl Proc<'_> {
         // Interpreter shutdown joins the non-daemon threads first.
         self.join_threads_at_exit();
         let kills = self.children.iter().any(|c| c.daemon && !c.reaped)
-            || self.pools.values().any(|p| !p.joined);
+            || (!self.pools.is_empty() && self.pools.values().any(|p| !p.joined));
         let joins = self.children.iter().any(|c| c.spawned && !c.reaped);
         if self.gated() && (kills || !joins) {
             let mut touches = vec![format!("proc:{}", self.probe.id)];
@@ -94,27 +94,34 @@ impl Proc<'_> {
             }
             self.gate("exit".into(), false, None, false, touches);
         }
-        let live: Vec<usize> = (0..self.children.len())
-            .filter(|&i| !self.children[i].reaped && self.children[i].daemon)
-            .collect();
-        let pool_workers: Vec<usize> = self
-            .pools
-            .values()
-            .filter(|p| !p.joined)
-            .flat_map(|p| p.workers.clone())
-            .filter(|&i| !self.children[i].reaped)
-            .collect();
-        for i in live.into_iter().chain(pool_workers) {
-            self.send_signal(i, Signal::SIGTERM);
-            self.join_child(i, false);
+        // (A process that started nothing, as most short-lived children,
+        // skips the searches: in a child just forked, code not run is code
+        // whose pages the kernel need not map in.)
+        if !self.children.is_empty() || !self.pools.is_empty() {
+            let live: Vec<usize> = (0..self.children.len())
+                .filter(|&i| !self.children[i].reaped && self.children[i].daemon)
+                .collect();
+            let pool_workers: Vec<usize> = self
+                .pools
+                .values()
+                .filter(|p| !p.joined)
+                .flat_map(|p| p.workers.clone())
+                .filter(|&i| !self.children[i].reaped)
+                .collect();
+            for i in live.into_iter().chain(pool_workers) {
+                self.send_signal(i, Signal::SIGTERM);
+                self.join_child(i, false);
+            }
         }
         // CPython's manager finalizer runs before children are joined.
         self.shutdown_managers();
-        let spawned: Vec<usize> = (0..self.children.len())
-            .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
-            .collect();
-        for i in spawned {
-            self.join_child_why(i, self.gated(), Some(JOIN_AT_EXIT));
+        if !self.children.is_empty() {
+            let spawned: Vec<usize> = (0..self.children.len())
+                .filter(|&i| self.children[i].spawned && !self.children[i].reaped)
+                .collect();
+            for i in spawned {
+                self.join_child_why(i, self.gated(), Some(JOIN_AT_EXIT));
+            }
         }
         self.stop_forkserver();
         if self.gated() && joins && !kills {
@@ -206,7 +213,9 @@ impl Proc<'_> {
                 // The parent's copy is left, not freed (as its children are).
                 std::mem::forget(std::mem::replace(&mut self.role, role_name));
                 self.forget_inherited_children();
-                self.pools.clear();
+                if !self.pools.is_empty() {
+                    self.pools.clear();
+                }
                 self.managers.after_fork();
                 self.forkserver = None;
                 self.start_ms = None;
