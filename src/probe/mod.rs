@@ -342,6 +342,9 @@ impl Probe {
         ns_pid: i32,
     ) {
         self.disconnect();
+        // A fresh count, even if the connection fails below (the ids of
+        // an unobserved child's messages, `msg_id`, start at 1 as before).
+        self.conn().seq = 0;
         // The parent's memory, as the parent's list of children: left,
         // not freed (it goes when this process ends or execs).
         let parent_id = std::mem::ManuallyDrop::new(std::mem::replace(&mut self.id, id));
@@ -967,7 +970,7 @@ fn send_hello(sock: &UnixStream, line: &[u8], fds: &[i32]) -> std::io::Result<()
         // SAFETY: CMSG_SPACE and CMSG_LEN compute sizes from a length.
         let (space, len) = unsafe { (libc::CMSG_SPACE(data_bytes), libc::CMSG_LEN(data_bytes)) };
         msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = space as usize;
+        msg.msg_controllen = space as _;
         // SAFETY: `msg` points at `control`, 8-aligned and at least
         // CMSG_SPACE(8) = 24 bytes, so CMSG_FIRSTHDR gives a header inside
         // it with room for `fds` (at most two) after it; `fds` and
@@ -976,7 +979,7 @@ fn send_hello(sock: &UnixStream, line: &[u8], fds: &[i32]) -> std::io::Result<()
             let c = libc::CMSG_FIRSTHDR(&msg);
             (*c).cmsg_level = libc::SOL_SOCKET;
             (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = len as usize;
+            (*c).cmsg_len = len as _;
             std::ptr::copy_nonoverlapping(
                 fds.as_ptr(),
                 libc::CMSG_DATA(c).cast::<i32>(),
@@ -1178,6 +1181,39 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_child_that_cannot_connect_is_itself_and_counts_its_messages_from_one() {
+        let (mut probe, theirs) = probe_on_pair(None);
+        for _ in 0..3 {
+            probe.emit(Body::Wake {});
+        }
+        assert!(probe.msg_id().ends_with("#4"), "{}", probe.msg_id());
+        // Nobody listens on this name: the child runs on unobserved.
+        let nobody = format!("@forkscope-test-nobody-{}", std::process::id());
+        probe.become_child(
+            Path::new(&nobody),
+            "main.7.1".into(),
+            "nothing",
+            true,
+            false,
+            (1234, 1233),
+            3,
+        );
+        assert_eq!(probe.id, "main.7.1");
+        assert_eq!(probe.pid, 1234);
+        assert_eq!(probe.msg_id(), "main.7.1#1");
+        // The parent's connection is closed in the child.
+        drop(probe);
+        let mut rest = Vec::new();
+        let mut theirs = theirs;
+        std::io::Read::read_to_end(&mut theirs, &mut rest).expect("end of file");
+        assert_eq!(
+            rest.iter().filter(|&&b| b == b'\n').count(),
+            3,
+            "the parent's three lines"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -71,7 +72,9 @@ pub(super) struct Packet {
 pub struct Proc<'r> {
     pub(super) run: &'r Run,
     pub probe: Probe,
-    role: String,
+    /// The role this process runs (borrowed from the scenario where it
+    /// can be: see `Proc::fork_child`).
+    role: Cow<'r, str>,
     vars: BTreeMap<String, Value>,
     children: Vec<Child>,
     handles: BTreeMap<String, usize>,
@@ -116,7 +119,7 @@ impl<'r> Proc<'r> {
         let mut p = Proc {
             run,
             probe,
-            role: role.to_string(),
+            role: Cow::Owned(role.to_string()),
             vars: BTreeMap::new(),
             children: Vec::new(),
             handles: BTreeMap::new(),
@@ -153,7 +156,7 @@ impl<'r> Proc<'r> {
 
     /// Runs `main`: the body of the scenario's root process. Never returns.
     pub fn start_main(&mut self) -> Result<Pid, RunError> {
-        match self.fork_child("main".into(), "main", false, true)? {
+        match self.fork_child("main".into(), Cow::Borrowed("main"), false, true)? {
             Forked::Parent(i) => Ok(self.children[i].ns_pid),
             Forked::Child => {
                 if let Some(prog) = &self.run.spec.python {
@@ -623,7 +626,7 @@ impl<'r> Proc<'r> {
                 let i = match method.unwrap_or_default() {
                     StartMethod::Fork => {
                         let t0_ns = now_ns();
-                        match self.fork_child(id, role, *daemon, true)? {
+                        match self.fork_child(id, Cow::Borrowed(role), *daemon, true)? {
                             Forked::Parent(i) => i,
                             Forked::Child => {
                                 if method.is_some() {
@@ -645,7 +648,7 @@ impl<'r> Proc<'r> {
                 self.n_children += 1;
                 let id = format!("{}.{}", self.probe.id, self.n_children);
                 let role = self.role.clone();
-                match self.fork_child(id, &role, false, true)? {
+                match self.fork_child(id, role, false, true)? {
                     Forked::Parent(i) => {
                         // os.fork(): not a multiprocessing child, never
                         // joined by `join = "*"` or at exit.
@@ -1109,7 +1112,7 @@ impl Scope for Proc<'_> {
             "pid" => Ok(Value::Int(i64::from(self.probe.pid))),
             "ppid" => Ok(Value::Int(i64::from(host_ppid().unwrap_or(0)))),
             "name" => Ok(Value::Str(self.probe.id.clone())),
-            "role" => Ok(Value::Str(self.role.clone())),
+            "role" => Ok(Value::Str(self.role.to_string())),
             "start_ms" => Ok(Value::Float(self.start_ms.unwrap_or(0.0))),
             "thread_name" => Ok(Value::Str(self.thread_name.clone())),
             _ => Err(format!("NameError: name {name:?} is not defined here")),

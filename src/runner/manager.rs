@@ -158,7 +158,7 @@ impl Proc<'_> {
         let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| RunError(format!("cannot create a pipe: {e}")))?;
         let id = format!("{}.{name}", self.probe.id);
-        match self.fork_child(id, MANAGER_ROLE, false, true)? {
+        match self.fork_child(id, MANAGER_ROLE.into(), false, true)? {
             Forked::Child => {
                 drop(ready_r);
                 let code = self.serve(name, ready_w);

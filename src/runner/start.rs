@@ -182,7 +182,7 @@ impl Proc<'_> {
         daemon: bool,
     ) -> Result<usize, RunError> {
         let t0_ns = now_ns();
-        match self.fork_child(id, role, daemon, true)? {
+        match self.fork_child(id, role.to_string().into(), daemon, true)? {
             Forked::Parent(i) => Ok(i),
             Forked::Child => self.exec_fresh(Kind::Child {
                 role: role.to_string(),
@@ -206,7 +206,7 @@ impl Proc<'_> {
         if self.forkserver.is_none() {
             let (mine, theirs) = os::duplex_pair()?;
             let server_id = format!("{}.forkserver", self.probe.id);
-            match self.fork_child(server_id, FORKSERVER_ROLE, false, true)? {
+            match self.fork_child(server_id, FORKSERVER_ROLE.into(), false, true)? {
                 Forked::Child => {
                     drop(mine);
                     let conn_fd = theirs.as_raw_fd();
@@ -288,7 +288,7 @@ impl Proc<'_> {
                 open = false;
                 continue;
             };
-            match self.fork_child(req.id.clone(), &req.role, false, true) {
+            match self.fork_child(req.id.clone(), req.role.clone().into(), false, true) {
                 Ok(Forked::Child) => {
                     drop(status_fds);
                     drop(status_fd);

@@ -85,7 +85,7 @@ impl Proc<'_> {
         self.n_children += 1;
         let id = format!("{}.{}", self.probe.id, self.n_children);
         let program = argv.first().cloned().unwrap_or_default();
-        match self.fork_child(id.clone(), "exec", false, true)? {
+        match self.fork_child(id.clone(), "exec".into(), false, true)? {
             Forked::Child => {
                 if let Some((r, _)) = &stdin {
                     let _ = nix::unistd::dup2_stdin(r);

@@ -90,7 +90,7 @@ impl Proc<'_> {
         let mut ids = Vec::new();
         for k in 1..=workers {
             let id = format!("{prefix}.w{k}");
-            match self.fork_child(id, &format!("pool:{name}"), false, true)? {
+            match self.fork_child(id, format!("pool:{name}").into(), false, true)? {
                 Forked::Parent(i) => ids.push(i),
                 Forked::Child => {
                     drop(tasks_w);

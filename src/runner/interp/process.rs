@@ -3,6 +3,7 @@
 //! end (exit code, flushing, what a failed step prints).
 
 use super::*;
+use std::borrow::Cow;
 
 /// Exit code or signal name from a wait status.
 pub fn status_parts(s: WaitStatus) -> (Option<i32>, Option<String>) {
@@ -13,7 +14,7 @@ pub fn status_parts(s: WaitStatus) -> (Option<i32>, Option<String>) {
     }
 }
 
-impl Proc<'_> {
+impl<'r> Proc<'r> {
     pub(in crate::runner) fn child_pids(&self, i: usize) -> (i32, i32) {
         (self.children[i].pid, self.children[i].ns_pid.as_raw())
     }
@@ -159,12 +160,12 @@ impl Proc<'_> {
     }
 
     /// Forks a child with the given logical id. In the child this process's
-    /// state becomes the child's (fresh probe, no children of its own) and
+    /// state becomes the child's (its own probe and connection, no children of its own) and
     /// `Forked::Child` is returned; the caller decides what it runs.
     pub(in crate::runner) fn fork_child(
         &mut self,
         id: String,
-        role: &str,
+        role: Cow<'r, str>,
         daemon: bool,
         has_parent: bool,
     ) -> Result<Forked, RunError> {
@@ -188,9 +189,6 @@ impl Proc<'_> {
         };
         // Ours as `ps` shows it: the child's parent pid, without asking.
         let parent_pid = self.probe.pid;
-        // The child's name for its role, made here: in the child it would
-        // be an allocation (see `Probe::become_child`).
-        let role_name = role.to_string();
         match fork_process()? {
             ForkResult::Child => {
                 let ns_pid = nix::unistd::getpid().as_raw();
@@ -204,14 +202,18 @@ impl Proc<'_> {
                 self.probe.become_child(
                     &self.run.spec.socket,
                     id,
-                    role,
+                    &role,
                     has_parent,
                     daemon,
                     (pid, parent_pid),
                     ns_pid,
                 );
-                // The parent's copy is left, not freed (as its children are).
-                std::mem::forget(std::mem::replace(&mut self.role, role_name));
+                // The role's name moves in (made by the caller, before the
+                // fork: in a child just forked an allocation writes pages
+                // it shares with its parent, see `Probe::become_child`); the
+                // parent's is left, not freed (as its children are).
+                let exec = role == "exec";
+                std::mem::forget(std::mem::replace(&mut self.role, role));
                 self.forget_inherited_children();
                 if !self.pools.is_empty() {
                     self.pools.clear();
@@ -221,7 +223,7 @@ impl Proc<'_> {
                 self.start_ms = None;
                 self.n_children = 0;
                 self.reseed();
-                self.stdout_after_fork(role == "exec");
+                self.stdout_after_fork(exec);
                 Ok(Forked::Child)
             }
             ForkResult::Parent { child } => {
@@ -236,7 +238,7 @@ impl Proc<'_> {
                     }
                     None => os::host_pid_of(child).unwrap_or(0),
                 };
-                self.probe.emit_spawn(t_fork, &id, pid, role, daemon);
+                self.probe.emit_spawn(t_fork, &id, pid, &role, daemon);
                 self.children.push(Child {
                     id,
                     pid,
