@@ -1283,7 +1283,7 @@ fn a_stalled_consumer_is_waited_for_not_polled_every_millisecond() {
     }
     assert!(held(&b.state), "the channel never filled");
     b.state.next_housekeeping = Instant::now() + Duration::from_secs(1);
-    let wait = b.state.next_timeout(None).as_millis();
+    let wait = b.state.next_timeout(None, None).as_millis();
     assert!(wait.is_some_and(|ms| ms >= 500), "waits {wait:?} ms");
     let mut got = 0;
     while got < 3001 && Instant::now() < until {
