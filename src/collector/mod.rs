@@ -33,7 +33,6 @@ pub use events::{Events, Sink};
 pub(crate) use exits::pidfd_open;
 pub use serve::CollectorHost;
 
-
 use crate::protocol::{Body, Event, MAX_LINE_BYTES, RUNNER_ID, now_ns};
 use events::{EventTx, Sent};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};

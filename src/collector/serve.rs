@@ -43,7 +43,9 @@ impl CollectorHost {
     pub fn start(&mut self, capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
         let kit = self.shelf.lock().unwrap_or_else(|p| p.into_inner()).take();
         match kit {
-            Some(kit) => Collector::pulled(kit, Some(self.shelf.clone()), capacity, reorder_window_ns),
+            Some(kit) => {
+                Collector::pulled(kit, Some(self.shelf.clone()), capacity, reorder_window_ns)
+            }
             None if self.made => Collector::start_pull(capacity, reorder_window_ns),
             None => {
                 let wake = Arc::new(EventFd::from_flags(
@@ -96,8 +98,7 @@ mod tests {
     fn read_to_end(c: &mut Collector) -> Duration {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(5) {
-            if let Err(RecvTimeoutError::Disconnected) = c.recv_timeout(Duration::from_millis(50))
-            {
+            if let Err(RecvTimeoutError::Disconnected) = c.recv_timeout(Duration::from_millis(50)) {
                 break;
             }
         }
