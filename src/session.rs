@@ -317,6 +317,18 @@ impl Session {
         } else {
             crate::collector::REORDER_WINDOW_NS
         };
+        Session::start_pull_with_window(scenario_text, origin, params, opts, window_ns)
+    }
+
+    /// [`Session::start_pull`] with the collector's reorder window given
+    /// (the latency bench).
+    pub fn start_pull_with_window(
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+        window_ns: u64,
+    ) -> Result<Session> {
         let collector = Collector::start_pull(CHANNEL_CAPACITY, window_ns)
             .context("cannot start the event collector")?;
         Session::start_own(scenario_text, origin, params, opts, collector)

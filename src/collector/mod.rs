@@ -12,6 +12,12 @@
 //! they lie in the read buffer, and the events the window lets go in one
 //! pass reach the consumer as one batch (`events.rs`).
 //!
+//! Or it has no thread (pull mode, [`Collector::start_pull`], the race
+//! lab's runs): the consumer's thread runs the same loop, one turn at a
+//! time, in [`Collector::recv_timeout`] whenever the channel is empty; a
+//! process's write then wakes the consumer directly (one wake-up per batch
+//! instead of two), and the end of a run never waits for a consumer.
+//!
 //! It trusts nothing it reads: lines that are not JSON, too long, of an
 //! unknown kind, or connections that never say hello are counted in
 //! [`Stats`] and dropped, and the run goes on. Nor does it trust who a peer
