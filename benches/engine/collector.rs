@@ -744,16 +744,17 @@ fn latency() -> Result<(), String> {
             let cons_before = switches(Thread::This);
             // The consumer's thread reads: this one is the collector,
             // an event at a time, as the lab takes them.
-            while how == Pull {
-                match session.recv_event(Duration::from_millis(20)) {
-                    Ok(e) => a.batch(&[e], expected, Thread::This, Thread::This),
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-                    Err(_) => {
-                        let _ = session.poll_exit();
+            loop {
+                if how == Pull {
+                    match session.recv_event(Duration::from_millis(20)) {
+                        Ok(e) => a.batch(&[e], expected, Thread::This, Thread::This),
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        Err(_) => {
+                            let _ = session.poll_exit();
+                        }
                     }
+                    continue;
                 }
-            }
-            while how != Pull {
                 // (Nothing comes here with the model on the collector's
                 // thread: the stream's end only.)
                 match events.recv_batch_timeout(Duration::from_millis(20)) {
