@@ -2,6 +2,7 @@
 """A child SIGKILLed as soon as it told its parent (docs/reliability/ingest.md).
 
 usage: scripts/killed-after-send-trials.py BIN N
+       (EXTRA='--schedule seeded': more arguments for each run)
 
 Runs tests/fixtures/killed-after-send.toml N times. A run is wrong unless the child shows
 `sleep, wake, write, sleep, wake, send` first, its `seq` numbers run 1, 2, 3 …
@@ -13,9 +14,9 @@ path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', '
 b, n = sys.argv[1], int(sys.argv[2])
 bad = 0; tails = {}
 for i in range(n):
-    out = subprocess.run([b, 'run', path, '--format', 'jsonl'], capture_output=True, text=True).stdout
+    out = subprocess.run([b, 'run', path, '--format', 'jsonl'] + os.environ.get('EXTRA', '').split(), capture_output=True, text=True).stdout
     ev = [json.loads(l) for l in out.splitlines()]
-    kinds = [e['kind'] for e in ev if e['proc'] == 'main.1' and e['kind'] not in ('hello', 'resource', 'reaped', 'exit')]
+    kinds = [e['kind'] for e in ev if e['proc'] == 'main.1' and e['kind'] not in ('hello', 'resource', 'reaped', 'exit', 'pending', 'go')]
     first = kinds[:6]
     ok = first == ['sleep', 'wake', 'write', 'sleep', 'wake', 'send'] and any(e['kind'] == 'exit' and e['proc'] == 'main.1' and e.get('signal') == 'SIGKILL' for e in ev)
     # in the loop: sleep, wake, write repeated; the last shown step may end after any of them

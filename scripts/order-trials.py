@@ -5,15 +5,16 @@ lost; a `reaped` counts as its reaper's), each thread's in the order shown
 (threads of one process are shown in time order, which may differ from
 the order they took the probe's lock), and nothing of its own comes after
 its exit. usage: scripts/order-trials.py BIN N SCENARIO...
+(EXTRA='--schedule seeded': more arguments for each run)
 (docs/reliability/h-review4.md)"""
-import subprocess, sys, json
+import subprocess, sys, json, os
 b, n, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 total = bad = 0
 for path in paths:
     for i in range(n):
         total += 1
         try:
-            out = subprocess.run([b, 'run', path, '--format', 'jsonl'], capture_output=True, text=True, timeout=60).stdout
+            out = subprocess.run([b, 'run', path, '--format', 'jsonl'] + os.environ.get('EXTRA', '').split(), capture_output=True, text=True, timeout=60).stdout
         except subprocess.TimeoutExpired:
             print('TIMEOUT', path); bad += 1; continue
         ev = [json.loads(l) for l in out.splitlines() if l.startswith('{')]

@@ -128,10 +128,15 @@ pub struct RunnerHost {
     busy: bool,
     /// The server ended (or its pipes broke): start another.
     dead: bool,
-    /// One collector thread for all runs of this server (see
-    /// `collector::CollectorHost`): each run still gets its own socket,
-    /// trust root and channel.
+    /// One collector kit for all runs of this server (see
+    /// `collector::CollectorHost`), read on the thread of the run's
+    /// consumer: each run still gets its own socket, trust root and
+    /// channel.
     collectors: CollectorHost,
+    /// Woken (by the thread that reads the `exit` lines) when a run's
+    /// `exit` line comes: the reader of the run's pulled collector, who
+    /// waits in its epoll, not on the channel of exit codes.
+    nudge: Arc<Mutex<Option<crate::collector::Waker>>>,
 }
 
 impl RunnerHost {
@@ -145,10 +150,12 @@ impl RunnerHost {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let (tx, exits) = crossbeam_channel::unbounded();
+        let nudge: Arc<Mutex<Option<crate::collector::Waker>>> = Arc::default();
         if let Some(stdout) = stdout {
+            let nudging = nudge.clone();
             let read = std::thread::Builder::new()
                 .name("runner-exits".into())
-                .spawn(move || read_exits(stdout, &tx));
+                .spawn(move || read_exits(stdout, tx, &nudging));
             if let Err(e) = read {
                 drop(stdin);
                 let _ = child.wait();
@@ -162,6 +169,7 @@ impl RunnerHost {
             busy: false,
             dead: false,
             collectors: CollectorHost::new(),
+            nudge,
         })
     }
 
@@ -202,20 +210,35 @@ impl RunnerHost {
     }
 }
 
-/// Reads the server's stdout to its end: each `exit CODE` line goes to `tx`.
-fn read_exits(stdout: std::process::ChildStdout, tx: &Sender<i32>) {
+/// Reads the server's stdout to its end: each `exit CODE` line goes to
+/// `tx`, and then wakes the reader of the run's collector (`nudge`); so
+/// does the end of the stdout (the channel disconnects).
+fn read_exits(
+    stdout: std::process::ChildStdout,
+    tx: Sender<i32>,
+    nudge: &Mutex<Option<crate::collector::Waker>>,
+) {
     use std::io::BufRead;
+    let wake = || {
+        if let Some(w) = nudge.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            w.wake();
+        }
+    };
     for line in std::io::BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         if let Some(code) = line
             .trim()
             .strip_prefix("exit ")
             .and_then(|c| c.parse().ok())
-            && tx.send(code).is_err()
         {
-            break;
+            if tx.send(code).is_err() {
+                break;
+            }
+            wake();
         }
     }
+    drop(tx);
+    wake();
 }
 
 impl Drop for RunnerHost {
@@ -277,6 +300,40 @@ impl Session {
         Session::start_own(scenario_text, origin, params, opts, collector)
     }
 
+    /// [`Session::start`] read on the caller's thread: no collector thread;
+    /// [`Session::recv_event`] reads the run's processes itself (one
+    /// wake-up per batch instead of two). For a thread that loops on
+    /// `recv_event` (the race lab's gated `run --schedule`), never for one
+    /// that must not block (the GUI's): between two calls nothing is read
+    /// and the processes' writes wait. See [`Collector::start_pull`].
+    pub fn start_pull(
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+    ) -> Result<Session> {
+        let window_ns = if opts.gated {
+            0
+        } else {
+            crate::collector::REORDER_WINDOW_NS
+        };
+        Session::start_pull_with_window(scenario_text, origin, params, opts, window_ns)
+    }
+
+    /// [`Session::start_pull`] with the collector's reorder window given
+    /// (the latency bench).
+    pub fn start_pull_with_window(
+        scenario_text: &str,
+        origin: &str,
+        params: BTreeMap<String, Value>,
+        opts: &RunOptions,
+        window_ns: u64,
+    ) -> Result<Session> {
+        let collector = Collector::start_pull(CHANNEL_CAPACITY, window_ns)
+            .context("cannot start the event collector")?;
+        Session::start_own(scenario_text, origin, params, opts, collector)
+    }
+
     /// Starts a runner of its own for `collector`'s run.
     fn start_own(
         scenario_text: &str,
@@ -316,7 +373,9 @@ impl Session {
 
     /// [`Session::start`] on a shared runner (see [`RunnerHost`]); the
     /// previous session on it must be dropped first. A server that died
-    /// is started again.
+    /// is started again. Its collector is pulled, as
+    /// [`Session::start_pull`]'s: the caller's thread reads the run in
+    /// [`Session::recv_event`], on the host's collector kit.
     pub fn start_on(
         host: &Arc<Mutex<RunnerHost>>,
         scenario_text: &str,
@@ -349,6 +408,8 @@ impl Session {
                 // Every run it makes descends from the server; the run
                 // before this one is gone entirely (its `exit` was read).
                 collector.trust(h.pid());
+                // Its `exit` line wakes this run's reader.
+                *h.nudge.lock().unwrap_or_else(|p| p.into_inner()) = Some(collector.waker());
                 if h.say(&line) {
                     break;
                 }
@@ -422,7 +483,9 @@ impl Session {
         }
     }
 
-    /// The next event, waiting up to `timeout`. On a shared runner the
+    /// The next event, waiting up to `timeout`. A pulled collector's run
+    /// ([`Session::start_on`], [`Session::start_pull`]) is read here, on
+    /// the caller's thread, meanwhile: call this in a loop. On a shared runner the
     /// run's end (its `exit`) wakes this at once too: then the collector
     /// is told to finish (see [`Session::poll_exit`]) and this returns a
     /// timeout, so the caller looks at the exit code next.
@@ -446,7 +509,7 @@ impl Session {
             } if !*done && self.exit_code.is_none() => {
                 // (A stopped core is killed: it says no `exit` itself.)
                 if !*core_gone && !*stopped {
-                    match self.collector.events.recv_timeout(timeout) {
+                    match self.collector.recv_timeout(timeout) {
                         Ok(e) => {
                             *core_gone = e.proc_id == crate::protocol::RUNNER_ID
                                 && matches!(e.body, crate::protocol::Body::Exit { .. });
@@ -463,9 +526,9 @@ impl Session {
                 }
                 lock(host).exits.clone()
             }
-            _ => return self.collector.events.recv_timeout(timeout),
+            _ => return self.collector.recv_timeout(timeout),
         };
-        match self.collector.events.recv_or(&exits, timeout) {
+        match self.collector.recv_or(&exits, timeout) {
             Ok(e) => Ok(e),
             Err(None) => Err(crossbeam_channel::RecvTimeoutError::Timeout),
             Err(Some(code)) => {
@@ -552,6 +615,18 @@ fn run_spec(
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop();
+        if self.collector.is_pulled() {
+            // Nobody else reads this run: take (and drop) what its
+            // processes still write until it is over, as a collector
+            // thread would, so that none waits on a full socket meanwhile.
+            while self.exit_code.is_none() {
+                let got = self.recv_event(std::time::Duration::from_millis(20));
+                if let Err(crossbeam_channel::RecvTimeoutError::Disconnected) = got {
+                    break;
+                }
+                self.poll_exit();
+            }
+        }
         match &mut self.runner {
             Runner::Own { child, .. } => {
                 let _ = child.wait();

@@ -395,3 +395,80 @@ fn explore_writes_only_into_a_private_directory_of_its_own() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// The names of the threads of process `pid` now (none once it is gone).
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// Runs `forkscope ARGS` to the end, looking at its threads every
+/// millisecond: every thread name seen, and how many looks there were.
+fn threads_seen(args: &[&str]) -> (BTreeSet<String>, usize) {
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("forkscope runs");
+    let mut seen = BTreeSet::new();
+    let mut looks = 0;
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        assert!(started.elapsed().as_secs() < 60, "{args:?} never ended");
+        seen.extend(thread_names(child.id()));
+        looks += 1;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    (seen, looks)
+}
+
+#[test]
+fn the_lab_reads_its_runs_on_its_own_thread_with_no_collector_thread() {
+    // `stats` and `explore` (a shared runner) and a seeded `run` (a runner
+    // of its own) read their runs' events on the lab's thread: the process
+    // writes wake the lab directly, no collector thread in between.
+    let lab: [&[&str]; 3] = [
+        &[
+            "stats",
+            "unlocked-counter",
+            "--set",
+            "adds=20",
+            "--runs",
+            "20",
+        ],
+        &[
+            "explore",
+            "unlocked-counter",
+            "--set",
+            "workers=2",
+            "--set",
+            "adds=2",
+        ],
+        &[
+            "run",
+            "unlocked-counter",
+            "--set",
+            "adds=1000",
+            "--schedule",
+            "seeded",
+        ],
+    ];
+    for args in lab {
+        let (seen, looks) = threads_seen(args);
+        assert!(looks >= 10, "{args:?}: looked {looks} times only");
+        assert!(!seen.is_empty(), "{args:?}: no thread seen");
+        assert!(
+            !seen.contains("collector"),
+            "{args:?} has a collector thread: {seen:?}"
+        );
+    }
+    // A free `run` keeps its collector thread (it writes while it reads).
+    let (seen, _) = threads_seen(&["run", "unlocked-counter", "--set", "adds=2000"]);
+    assert!(seen.contains("collector"), "{seen:?}");
+}

@@ -18,7 +18,9 @@
 //!    it also by a consumer thread on the kernel's default slices (as
 //!    before h-latency, `src/sched.rs`), and with the model applied on
 //!    the collector's thread itself (`Session::start_direct`: one wake-up
-//!    per batch instead of two), interleaved run by run; and for
+//!    per batch instead of two), and with the consumer's thread reading
+//!    (`Session::start_pull`, as the race lab does: one wake-up too),
+//!    interleaved run by run; and for
 //!    each run, how often
 //!    the collector thread and the bench's thread were woken and preempted
 //!    per 1 000 events; beside them, in each round, the floor under the
@@ -553,6 +555,17 @@ impl Applied {
     }
 }
 
+/// Who applies the model in a latency run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// The bench's thread, fed by the collector thread through the channel.
+    Channel,
+    /// The collector's thread (`Session::start_direct`).
+    Direct,
+    /// The bench's thread, which reads too (`Session::start_pull`).
+    Pull,
+}
+
 /// The floor under the latency figure (`floor.rs`), in a fresh process:
 /// p50, p99 and max in ns. `one`: one wake-up (the reader thread takes
 /// the stamps itself).
@@ -600,43 +613,50 @@ fn latency() -> Result<(), String> {
     let expected = 3 * WORKERS * 170;
     use forkscope::sched::{EVENT_THREAD_SLICE_NS, set_event_thread_slice_ns};
     // (what, reorder window, slice the collector and consumer ask for,
-    // which load: 0 spread, 1 as spawned, the model applied on the
-    // collector's thread: `Session::start_direct`)
+    // which load: 0 spread, 1 as spawned, who applies the model)
+    use How::{Channel, Direct, Pull};
     let cases = [
         (
             "reorder window 0 (as gated runs)",
             0,
             EVENT_THREAD_SLICE_NS,
             0,
-            false,
+            Channel,
         ),
         (
             "reorder window 0, the model applied on the collector's thread (one wake-up)",
             0,
             EVENT_THREAD_SLICE_NS,
             0,
-            true,
+            Direct,
+        ),
+        (
+            "reorder window 0, the consumer's thread reads (pull), model applied (as the lab)",
+            0,
+            EVENT_THREAD_SLICE_NS,
+            0,
+            Pull,
         ),
         (
             "reorder window 0, the kernel's default slices (before h-latency)",
             0,
             0,
             0,
-            false,
+            Channel,
         ),
         (
             "reorder window 40 ms (the app's)",
             forkscope::collector::REORDER_WINDOW_NS,
             EVENT_THREAD_SLICE_NS,
             0,
-            false,
+            Channel,
         ),
         (
             "reorder window 0, the load in bursts (spread=0, as before the fourth round)",
             0,
             EVENT_THREAD_SLICE_NS,
             1,
-            false,
+            Channel,
         ),
     ];
     // The floor (`floor.rs`): the same load read by bare threads.
@@ -658,7 +678,7 @@ fn latency() -> Result<(), String> {
     // Interleaved: one run of each case per round, so that a change in
     // the machine's load meets every case alike.
     for _ in 0..3 {
-        for (k, &(what, window_ns, slice_ns, load, direct)) in cases.iter().enumerate() {
+        for (k, &(what, window_ns, slice_ns, load, how)) in cases.iter().enumerate() {
             set_event_thread_slice_ns(slice_ns);
             // This thread is the consumer: as `forkscope run`'s does.
             forkscope::sched::event_thread();
@@ -680,37 +700,61 @@ fn latency() -> Result<(), String> {
             // The model on the collector's thread: the sink applies each
             // batch there (it is the consumer, `Thread::This` in it).
             let on_collector = Arc::new(Mutex::new(fresh()));
-            let mut session = if direct {
-                let into = on_collector.clone();
-                let sink: forkscope::collector::Sink = Box::new(move |batch: Vec<Event>| {
-                    if let Ok(mut a) = into.lock() {
-                        a.batch(&batch, expected, Thread::This, Thread::This);
-                    }
-                });
-                Session::start_direct(
+            let mut session = match how {
+                Direct => {
+                    let into = on_collector.clone();
+                    let sink: forkscope::collector::Sink = Box::new(move |batch: Vec<Event>| {
+                        if let Ok(mut a) = into.lock() {
+                            a.batch(&batch, expected, Thread::This, Thread::This);
+                        }
+                    });
+                    Session::start_direct(
+                        &loaded.text,
+                        &loaded.origin,
+                        params[load].clone(),
+                        &opts,
+                        window_ns,
+                        sink,
+                    )
+                }
+                Pull => Session::start_pull_with_window(
                     &loaded.text,
                     &loaded.origin,
                     params[load].clone(),
                     &opts,
                     window_ns,
-                    sink,
-                )
-            } else {
-                Session::start_with_window(
+                ),
+                Channel => Session::start_with_window(
                     &loaded.text,
                     &loaded.origin,
                     params[load].clone(),
                     &opts,
                     window_ns,
-                )
+                ),
             }
             .map_err(|e| format!("{e:#}"))?;
             let events = session.collector.events.clone();
             // Wake-ups of the collector thread and of this consumer while
             // the load's events come (up to the last one applied).
-            let coll_before = switches(Thread::Named("collector"));
+            let coll_before = switches(if how == Pull {
+                Thread::This
+            } else {
+                Thread::Named("collector")
+            });
             let cons_before = switches(Thread::This);
+            // The consumer's thread reads: this one is the collector,
+            // an event at a time, as the lab takes them.
             loop {
+                if how == Pull {
+                    match session.recv_event(Duration::from_millis(20)) {
+                        Ok(e) => a.batch(&[e], expected, Thread::This, Thread::This),
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        Err(_) => {
+                            let _ = session.poll_exit();
+                        }
+                    }
+                    continue;
+                }
                 // (Nothing comes here with the model on the collector's
                 // thread: the stream's end only.)
                 match events.recv_batch_timeout(Duration::from_millis(20)) {
@@ -722,7 +766,7 @@ fn latency() -> Result<(), String> {
                 }
                 let _ = session.poll_exit();
             }
-            if direct {
+            if how == Direct {
                 let mut took = on_collector.lock().map_err(|e| e.to_string())?;
                 a = std::mem::replace(&mut *took, fresh());
             }
@@ -748,7 +792,9 @@ fn latency() -> Result<(), String> {
                 p99 as f64 / 1e3,
                 max as f64 / 1e3,
                 per_1000(coll_before, a.coll_after, expected),
-                if direct {
+                if how == Pull {
+                    "(the same thread: it reads and applies)".to_string()
+                } else if how == Direct {
                     "(no consumer thread: the collector's is)".to_string()
                 } else {
                     per_1000(cons_before, a.cons_after, expected)

@@ -3,7 +3,8 @@
 //! collector started, told to finish, drained and dropped, in this
 //! process; first each with a thread of its own (`Collector::start`, as a
 //! lone `forkscope run` does), then all on one thread
-//! (`CollectorHost::start`, as `stats`, `explore` and Many runs do).
+//! (`CollectorHost::start`, as `stats`, `explore` and Many runs do: since
+//! h-pull one kit, read on the run's consumer's thread, no thread at all).
 //! Wall time and CPU (this process, every thread) per run.
 
 use super::cpu_ns;
@@ -12,10 +13,11 @@ use std::time::{Duration, Instant};
 
 const RUNS: u32 = 2000;
 
-fn one(c: &Collector) {
+fn one(c: &mut Collector) {
     c.trust(std::process::id());
     c.finish();
-    while c.events.recv_timeout(Duration::from_secs(2)).is_ok() {}
+    // (A host's collector is read here, on this thread.)
+    while c.recv_timeout(Duration::from_secs(2)).is_ok() {}
 }
 
 pub fn collector_start() -> Result<(), String> {
@@ -24,13 +26,13 @@ pub fn collector_start() -> Result<(), String> {
         for shared in [false, true] {
             let (t, c0) = (Instant::now(), cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID));
             for _ in 0..RUNS {
-                let c = if shared {
+                let mut c = if shared {
                     host.start(1 << 12, 0)
                 } else {
                     Collector::start(1 << 12, 0)
                 }
                 .map_err(|e| format!("collector: {e}"))?;
-                one(&c);
+                one(&mut c);
             }
             let wall_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(RUNS);
             let cpu_us =
@@ -38,7 +40,7 @@ pub fn collector_start() -> Result<(), String> {
             println!(
                 "collector start to end, round {round}, {}: {wall_us:.1} µs wall, {cpu_us:.1} µs CPU a run",
                 if shared {
-                    "one thread for all runs"
+                    "one kit for all runs, read on this thread"
                 } else {
                     "a thread per run"
                 }

@@ -74,6 +74,17 @@ impl Prepared {
         )
     }
 
+    /// [`Prepared::start`], read on the caller's thread
+    /// ([`Session::start_pull`]).
+    pub fn start_pull(&self) -> anyhow::Result<Session> {
+        Session::start_pull(
+            &self.loaded.text,
+            &self.loaded.origin,
+            self.params.clone(),
+            &self.opts,
+        )
+    }
+
     /// [`Prepared::start`] on a runner shared by many runs.
     pub fn start_on(
         &self,
@@ -225,7 +236,15 @@ pub fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
         None => None,
     };
     catch_interrupts();
-    let mut session = match p.start() {
+    // A gated run is read on this thread, in `lab::drive` (one wake-up per
+    // batch: the scheduler's round trip is the run's pace); a free run's
+    // collector has a thread of its own (`follow` writes while it reads).
+    let started = if p.opts.gated {
+        p.start_pull()
+    } else {
+        p.start()
+    };
+    let mut session = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("forkscope: {e:#}");

@@ -758,6 +758,106 @@ fn a_direct_sink_gets_every_event_in_order_and_the_run_ends_without_waiting() {
     assert!(batches.load(Ordering::Relaxed) >= 1);
 }
 
+/// Every event of a pulled collector, read on this thread, until its
+/// channel disconnects (20 s at most).
+fn pull_to_the_end(collector: &mut Collector) -> Vec<Event> {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    loop {
+        match collector.recv_timeout(Duration::from_millis(50)) {
+            Ok(e) => got.push(e),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return got,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the stream never ended"
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_pulled_collector_read_on_this_thread_gets_every_event_in_order_and_ends_without_waiting() {
+    // No collector thread: `recv_timeout` reads on the caller's thread.
+    // 3,000 wakes through a channel bound of 64 events (the writer blocks
+    // on its full socket while this thread is not reading): all come, in
+    // order, none dropped; the end of the run waits for no consumer (the
+    // consumer is this thread: with a channel nobody takes from, a thread
+    // would wait for it).
+    let mut collector = Collector::start_pull(64, 0).expect("collector");
+    assert!(collector.is_pulled());
+    collector.trust(std::process::id());
+    let mut runner = crate::probe::connect_to(&collector.socket).expect("connect");
+    let writer = std::thread::spawn(move || {
+        hello(&mut runner, RUNNER_ID);
+        let t0 = now_ns();
+        for i in 0..3000 {
+            send_at(&mut runner, t0 + i, RUNNER_ID, "wake", "");
+        }
+    });
+    let mut got = Vec::new();
+    let started = Instant::now();
+    while got.len() < 3001 {
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", got.len());
+        if let Ok(e) = collector.recv_timeout(Duration::from_millis(50)) {
+            got.push(e);
+        }
+    }
+    writer.join().expect("writer");
+    collector.finish();
+    let ending = Instant::now();
+    got.extend(pull_to_the_end(&mut collector));
+    let took = ending.elapsed();
+    assert!(took < DRAIN_TIMEOUT / 2, "the end waited {took:?}");
+    assert_eq!(kinds(&got[..1]), ["runner hello"]);
+    let wakes: Vec<u64> = got
+        .iter()
+        .filter(|e| matches!(e.body, Body::Wake {}))
+        .map(|e| e.t_ns)
+        .collect();
+    assert_eq!(wakes.len(), 3000);
+    assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_eq!(collector.stats.dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        collector.stats.events.load(Ordering::Relaxed),
+        got.len() as u64
+    );
+}
+
+#[test]
+fn a_pulled_collector_ends_the_moment_its_runner_ends_during_a_wait() {
+    // The finish comes while this thread waits in the collector's epoll:
+    // the runner's pidfd (`finish_when_exits`). The wait returns, the
+    // last events are handed over, and the channel disconnects: no wait
+    // for a consumer, no timeout to run out.
+    let mut collector = Collector::start_pull(64, 0).expect("collector");
+    collector.trust(std::process::id());
+    let mut conn = crate::probe::connect_to(&collector.socket).expect("connect");
+    hello(&mut conn, RUNNER_ID);
+    send_at(&mut conn, now_ns(), RUNNER_ID, "wake", "");
+    drop(conn);
+    let mut runner = std::process::Command::new("sleep")
+        .arg("0.3")
+        .spawn()
+        .expect("sleep");
+    collector.finish_when_exits(runner.id());
+    let started = Instant::now();
+    let got = match collector.recv_timeout(Duration::from_secs(10)) {
+        Ok(first) => {
+            let mut got = vec![first];
+            got.extend(pull_to_the_end(&mut collector));
+            got
+        }
+        Err(e) => panic!("{e:?}"),
+    };
+    let took = started.elapsed();
+    assert!(
+        runner.try_wait().expect("wait").is_some(),
+        "the stream ended before the runner did"
+    );
+    assert!(took < Duration::from_secs(2), "the end took {took:?}");
+    assert_eq!(kinds(&got), ["runner hello", "runner wake"]);
+}
+
 /// One narrate line of `main` with text `text`, stamped now.
 fn narrate_line(text: &str) -> String {
     format!(
@@ -1283,7 +1383,7 @@ fn a_stalled_consumer_is_waited_for_not_polled_every_millisecond() {
     }
     assert!(held(&b.state), "the channel never filled");
     b.state.next_housekeeping = Instant::now() + Duration::from_secs(1);
-    let wait = b.state.next_timeout(None).as_millis();
+    let wait = b.state.next_timeout(None, None).as_millis();
     assert!(wait.is_some_and(|ms| ms >= 500), "waits {wait:?} ms");
     let mut got = 0;
     while got < 3001 && Instant::now() < until {

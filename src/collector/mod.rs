@@ -12,6 +12,12 @@
 //! they lie in the read buffer, and the events the window lets go in one
 //! pass reach the consumer as one batch (`events.rs`).
 //!
+//! Or it has no thread (pull mode, [`Collector::start_pull`], the race
+//! lab's runs): the consumer's thread runs the same loop, one turn at a
+//! time, in [`Collector::recv_timeout`] whenever the channel is empty; a
+//! process's write then wakes the consumer directly (one wake-up per batch
+//! instead of two), and the end of a run never waits for a consumer.
+//!
 //! It trusts nothing it reads: lines that are not JSON, too long, of an
 //! unknown kind, or connections that never say hello are counted in
 //! [`Stats`] and dropped, and the run goes on. Nor does it trust who a peer
@@ -235,9 +241,128 @@ pub struct Collector {
 enum Ending {
     /// Its own thread ends with it.
     Thread(JoinHandle<()>),
-    /// A thread serving many runs (`serve.rs`) drops the sender when it
-    /// has closed everything of this run.
-    Served(crossbeam_channel::Receiver<()>),
+    /// No thread: the consumer's thread reads ([`Collector::recv_timeout`]).
+    Pulled(Box<Pull>),
+}
+
+/// Kits kept for the next run ([`CollectorHost`]): one at most.
+type Shelf = Arc<std::sync::Mutex<Option<Kit>>>;
+
+/// A pulled collector's run: its state, read by the consumer's thread
+/// one turn at a time ([`Pull::pump`]), and where it is in its end.
+struct Pull {
+    /// None once the run is over (the event channel disconnects then).
+    state: Option<State>,
+    /// `finish` was seen: the reading ends by then at the latest.
+    drain_deadline: Option<Instant>,
+    /// The reading is over: what is left is handed over until then.
+    handing_until: Option<Instant>,
+    /// Where the kit goes when the run is over (a host's, for its next
+    /// run), or nowhere (it is closed).
+    shelf: Option<Shelf>,
+}
+
+thread_local! {
+    /// This thread asked for a short slice already ([`Pull::pump`]).
+    static EVENT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Pull {
+    /// One turn of the collector on this thread, waiting at most `at_most`
+    /// for something to read (never for a consumer: it is the caller).
+    /// False once the run is over.
+    fn pump(&mut self, at_most: Duration) -> bool {
+        let Some(state) = self.state.as_mut() else {
+            return false;
+        };
+        if !EVENT_THREAD.get() {
+            // Run as soon as an event comes, as a collector thread does
+            // (`sched.rs`): once per thread.
+            EVENT_THREAD.set(true);
+            crate::sched::event_thread();
+        }
+        if self.handing_until.is_none() {
+            if state.turn(&mut self.drain_deadline, Some(at_most)) {
+                return true;
+            }
+            state.end_of_reading();
+            self.handing_until = Some(Instant::now() + DRAIN_TIMEOUT);
+        }
+        if state.hand_over(self.handing_until.unwrap_or_else(Instant::now)) {
+            return true;
+        }
+        self.end();
+        false
+    }
+
+    /// Closes everything of the run (its channel disconnects once the
+    /// consumer has taken the rest) and puts the kit on the shelf.
+    fn end(&mut self) {
+        if let Some(state) = self.state.take() {
+            let kit = state.into_kit();
+            if let Some(shelf) = &self.shelf {
+                *shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(kit);
+            }
+        }
+    }
+}
+
+/// What a wait on a pulled collector got instead of an event.
+enum Missed<T> {
+    Timeout,
+    /// The run is over and every event was taken.
+    Disconnected,
+    /// The other channel had this.
+    Other(Result<T, crossbeam_channel::RecvError>),
+}
+
+/// The next event of a pulled collector, reading on this thread for at
+/// most `timeout` (one turn at least), or what `other` has first.
+fn pull_recv<T>(
+    events: &Events,
+    pull: &mut Pull,
+    other: Option<&crossbeam_channel::Receiver<T>>,
+    timeout: Duration,
+) -> Result<Event, Missed<T>> {
+    use crossbeam_channel::TryRecvError;
+    let deadline = Instant::now() + timeout;
+    let mut turned = false;
+    loop {
+        // What is in the channel first (the lab takes in everything there
+        // before it decides), then whatever the processes wrote.
+        match events.try_recv() {
+            Ok(e) => return Ok(e),
+            Err(TryRecvError::Disconnected) => return Err(Missed::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
+        if let Some(other) = other {
+            match other.try_recv() {
+                Ok(m) => return Err(Missed::Other(Ok(m))),
+                Err(TryRecvError::Disconnected) => {
+                    return Err(Missed::Other(Err(crossbeam_channel::RecvError)));
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        let now = Instant::now();
+        if turned && now >= deadline {
+            return Err(Missed::Timeout);
+        }
+        turned = true;
+        // Over: the channel has the rest, then disconnects.
+        pull.pump(deadline.saturating_duration_since(now));
+    }
+}
+
+/// Wakes a pulled collector's reader from another thread (a shared
+/// runner's exit line: [`Collector::recv_or`] looks at it after a turn).
+#[derive(Clone)]
+pub struct Waker(Arc<EventFd>);
+
+impl Waker {
+    pub fn wake(&self) {
+        let _ = self.0.write(1);
+    }
 }
 
 impl Collector {
@@ -304,6 +429,134 @@ impl Collector {
             end_watch,
             thread: Some(Ending::Thread(thread)),
         })
+    }
+
+    /// [`Collector::start`] with no thread of its own: the consumer's
+    /// thread reads, in [`Collector::recv_timeout`] (or
+    /// [`Collector::recv_or`]): it waits in the collector's `epoll` itself,
+    /// reads, parses, reorders and puts what is due into
+    /// [`Collector::events`], then takes from there. A process's write
+    /// wakes the consumer's thread directly: one wake-up per batch instead
+    /// of two. While the consumer does anything else nothing is read (the
+    /// processes' writes wait in their full sockets and pipes: nothing is
+    /// lost), so it is for a thread that loops on `recv_timeout` (the race
+    /// lab's runs), not for a thread that must never block (a GUI's).
+    /// `events.recv_timeout` alone reads nothing.
+    pub fn start_pull(capacity: usize, reorder_window_ns: u64) -> io::Result<Collector> {
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+        )?);
+        Collector::pulled(Kit::new(wake)?, None, capacity, reorder_window_ns)
+    }
+
+    /// A pulled collector's run on `kit`, which goes back to `shelf` (if
+    /// any) when the run is over, or if it cannot start.
+    fn pulled(
+        kit: Kit,
+        shelf: Option<Shelf>,
+        capacity: usize,
+        reorder_window_ns: u64,
+    ) -> io::Result<Collector> {
+        let give_back = |kit: Kit| {
+            if let Some(shelf) = &shelf {
+                *shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(kit);
+            }
+        };
+        let bound = bind_abstract().and_then(|(listener, socket)| {
+            listener.set_nonblocking(true)?;
+            Ok((listener, socket))
+        });
+        let (listener, socket) = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                give_back(kit);
+                return Err(e);
+            }
+        };
+        let wake = kit.wake.clone();
+        let (tx, events) = events::channel(capacity, wake.clone());
+        let stats = Arc::new(Stats::default());
+        let finish = Arc::new(AtomicBool::new(false));
+        let mut state = match State::with_kit(listener, tx, kit, stats.clone(), finish.clone()) {
+            Ok(state) => state,
+            Err(back) => {
+                let (e, kit) = *back;
+                give_back(kit);
+                return Err(e);
+            }
+        };
+        let gates = Gates::default();
+        state.gates = gates.clone();
+        state.window_ns = reorder_window_ns;
+        let root = state.root.clone();
+        let end_watch = state.end_watch.clone();
+        Ok(Collector {
+            socket,
+            gates,
+            events,
+            stats,
+            finish,
+            wake,
+            root,
+            end_watch,
+            thread: Some(Ending::Pulled(Box::new(Pull {
+                state: Some(state),
+                drain_deadline: None,
+                handing_until: None,
+                shelf,
+            }))),
+        })
+    }
+
+    /// Whether this collector is read by its consumer's thread
+    /// ([`Collector::start_pull`], [`CollectorHost::start`]).
+    pub fn is_pulled(&self) -> bool {
+        matches!(self.thread, Some(Ending::Pulled(_)))
+    }
+
+    /// Wakes whoever reads a pulled collector (nothing else for one with
+    /// a thread: its thread only wakes up once for nothing).
+    pub fn waker(&self) -> Waker {
+        Waker(self.wake.clone())
+    }
+
+    /// The next event, waiting at most `timeout` for it. A pulled
+    /// collector reads on this thread meanwhile (one turn at least, even
+    /// with a zero `timeout`); one with a thread only waits for the
+    /// channel. Disconnected once the run is over and everything taken.
+    pub fn recv_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Event, crossbeam_channel::RecvTimeoutError> {
+        use crossbeam_channel::RecvTimeoutError;
+        let Some(Ending::Pulled(pull)) = &mut self.thread else {
+            return self.events.recv_timeout(timeout);
+        };
+        match pull_recv::<()>(&self.events, pull, None, timeout) {
+            Ok(e) => Ok(e),
+            Err(Missed::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(_) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// [`Collector::recv_timeout`], but also returns when `other` has
+    /// something: `Err(Some(msg))`; a timeout or a run over is `Err(None)`
+    /// (see [`Events::recv_or`]). A pulled collector looks at `other`
+    /// between its turns: whoever sends on it must also wake this reader
+    /// ([`Collector::waker`]), or it is seen only at the next turn.
+    pub fn recv_or<T>(
+        &mut self,
+        other: &crossbeam_channel::Receiver<T>,
+        timeout: Duration,
+    ) -> Result<Event, Option<Result<T, crossbeam_channel::RecvError>>> {
+        let Some(Ending::Pulled(pull)) = &mut self.thread else {
+            return self.events.recv_or(other, timeout);
+        };
+        match pull_recv(&self.events, pull, Some(other), timeout) {
+            Ok(e) => Ok(e),
+            Err(Missed::Other(m)) => Err(Some(m)),
+            Err(_) => Err(None),
+        }
     }
 
     /// Names the process the app started for this run (the runner): only
@@ -402,8 +655,11 @@ impl Drop for Collector {
             Some(Ending::Thread(t)) => {
                 let _ = t.join();
             }
-            Some(Ending::Served(done)) => {
-                let _ = done.recv();
+            Some(Ending::Pulled(mut pull)) => {
+                // The end of the run, here: nothing waits for a consumer
+                // (abandoned), only for what is still being written
+                // (`DRAIN_TIMEOUT` at most, as a thread would).
+                while pull.pump(Duration::from_millis(10)) {}
             }
             None => {}
         }
@@ -869,41 +1125,59 @@ impl State {
 
     fn run(&mut self) {
         let mut drain_deadline: Option<Instant> = None;
-        while !self.closed {
-            if drain_deadline.is_none() && self.finish.load(Ordering::SeqCst) {
-                drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
-                self.finishing = true;
-            }
-            if let Some(d) = drain_deadline {
-                let backlog = os_readable_raw(self.listener.as_raw_fd());
-                // A late process may still wait in the backlog (behind a
-                // crowd of strangers, say).
-                if self.conns.is_empty() && self.outs.is_empty() && !backlog {
-                    break;
-                }
-                if Instant::now() >= d {
-                    // Given up on: said, not lost in silence.
-                    let left = self.conns.iter().filter(|c| !c.dead).count()
-                        + self.outs.iter().filter(|o| !o.closed).count()
-                        + usize::from(backlog);
-                    self.stats
-                        .unread_at_end
-                        .fetch_add(left as u64, Ordering::Relaxed);
-                    break;
-                }
-            }
-            self.arm_conns();
-            self.resume_outs();
-            let timeout = self.next_timeout(drain_deadline);
-            self.pass(timeout);
-            if Instant::now() >= self.next_housekeeping {
-                self.housekeeping();
-            }
-            self.flush(false);
+        while self.turn(&mut drain_deadline, None) {}
+        self.end_of_reading();
+        self.drain_to_consumer();
+    }
+
+    /// One turn of the collector's loop: waits (at most `at_most`, if
+    /// given) for what is ready, reads it, and hands over what is due.
+    /// False once the run's reading is over: closed, or finished and
+    /// drained (or given up on, [`DRAIN_TIMEOUT`] after `finish`). A
+    /// collector thread loops over it ([`State::run`]); a pulled collector
+    /// takes one turn per [`Pull::pump`], on its consumer's thread.
+    fn turn(&mut self, drain_deadline: &mut Option<Instant>, at_most: Option<Duration>) -> bool {
+        if self.closed {
+            return false;
         }
+        if drain_deadline.is_none() && self.finish.load(Ordering::SeqCst) {
+            *drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+            self.finishing = true;
+        }
+        if let Some(d) = *drain_deadline {
+            let backlog = os_readable_raw(self.listener.as_raw_fd());
+            // A late process may still wait in the backlog (behind a
+            // crowd of strangers, say).
+            if self.conns.is_empty() && self.outs.is_empty() && !backlog {
+                return false;
+            }
+            if Instant::now() >= d {
+                // Given up on: said, not lost in silence.
+                let left = self.conns.iter().filter(|c| !c.dead).count()
+                    + self.outs.iter().filter(|o| !o.closed).count()
+                    + usize::from(backlog);
+                self.stats
+                    .unread_at_end
+                    .fetch_add(left as u64, Ordering::Relaxed);
+                return false;
+            }
+        }
+        self.arm_conns();
+        self.resume_outs();
+        let timeout = self.next_timeout(*drain_deadline, at_most);
+        self.pass(timeout);
+        if Instant::now() >= self.next_housekeeping {
+            self.housekeeping();
+        }
+        self.flush(false);
+        true
+    }
+
+    /// Reading is over: deaths nobody reported yet, and everything left
+    /// in the reorder window, go into the outbox (as far as it has room).
+    fn end_of_reading(&mut self) {
         self.check_all_exits();
         self.flush(true);
-        self.drain_to_consumer();
     }
 
     /// At the end of a run, what did not fit in the channel waits for the
@@ -912,23 +1186,34 @@ impl State {
     fn drain_to_consumer(&mut self) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let give_up = Instant::now() + DRAIN_TIMEOUT;
-        loop {
-            let left = self.outbox.len() + self.pending.len();
-            if left == 0 || self.closed || self.tx.abandoned() || Instant::now() >= give_up {
-                break;
-            }
+        while self.hand_over(give_up) {
             // True asks the consumer to wake us when it has taken enough;
             // the timeout covers a consumer dropped meanwhile.
-            if self.tx.should_pause(left, self.pending.bytes()) {
+            let left = self.outbox.len() + self.pending.len();
+            if left > 0 && self.tx.should_pause(left, self.pending.bytes()) {
                 let mut fds = [PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(10u8));
                 let _ = self.wake.read();
             }
-            self.flush(true);
         }
-        self.no_wait = true;
+    }
+
+    /// One step of the end of a run: hands over what is left as far as
+    /// the channel has room. True while some is still left (for when the
+    /// consumer has taken some); false once all of it is handed over, or
+    /// dropped and counted (nobody listens, the consumer is gone, or
+    /// `give_up` has passed). Never waits: a pulled collector's consumer
+    /// is the thread that calls this.
+    fn hand_over(&mut self, give_up: Instant) -> bool {
+        let left = self.outbox.len() + self.pending.len();
+        if left == 0 || self.closed || self.tx.abandoned() || Instant::now() >= give_up {
+            self.no_wait = true;
+            self.flush(true);
+            self.deliver();
+            return false;
+        }
         self.flush(true);
-        self.deliver();
+        true
     }
 
     /// Ends the run for good and gives back what the next run on this
@@ -976,15 +1261,23 @@ impl State {
     }
 
     /// How long the next wait may sleep: until the oldest waiting event's
-    /// window has passed, the next housekeeping, or the end of the drain.
+    /// window has passed, the next housekeeping, the end of the drain, or
+    /// `at_most` (a pulled collector's caller waits no longer).
     /// Nothing else wakes the collector but its descriptors.
-    fn next_timeout(&self, drain_deadline: Option<Instant>) -> EpollTimeout {
+    fn next_timeout(
+        &self,
+        drain_deadline: Option<Instant>,
+        at_most: Option<Duration>,
+    ) -> EpollTimeout {
         let now = Instant::now();
         let mut until = self.next_housekeeping;
         if let Some(d) = drain_deadline {
             until = until.min(d);
         }
         let mut wait = until.saturating_duration_since(now);
+        if let Some(m) = at_most {
+            wait = wait.min(m);
+        }
         if !self.conns_armed && !self.behind() {
             wait = wait.min(self.rearm_at.saturating_duration_since(now));
         }
