@@ -75,15 +75,17 @@ fn set_slice(slice_ns: u64) -> bool {
     set == 0
 }
 
+/// The calling thread's slice as the kernel shows it (tests).
+#[cfg(test)]
+pub(crate) fn slice_ns_of_this_thread() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+    let line = text.lines().find(|l| l.starts_with("se.slice"))?;
+    line.split(':').nth(1)?.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn slice_ns_of_this_thread() -> Option<u64> {
-        let text = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
-        let line = text.lines().find(|l| l.starts_with("se.slice"))?;
-        line.split(':').nth(1)?.trim().parse().ok()
-    }
 
     /// The request keeps the thread's nice value (a slice is not a share);
     /// where the kernel takes it (6.12 and later) the slice is ours, and 0

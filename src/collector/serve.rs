@@ -181,4 +181,21 @@ mod tests {
         third.finish();
         assert!(read_to_end(&mut third) < Duration::from_secs(2));
     }
+
+    #[test]
+    fn the_thread_that_reads_a_pulled_run_asks_for_the_event_threads_slice() {
+        std::thread::spawn(|| {
+            let mut host = CollectorHost::new();
+            let run = host.start(64, 0).expect("a pulled run");
+            let slice = crate::sched::slice_ns_of_this_thread();
+            // Where the kernel takes a slice of our own (6.12 and later),
+            // this thread now has the one the collector thread had.
+            if crate::sched::event_thread() {
+                assert_eq!(slice, Some(crate::sched::EVENT_THREAD_SLICE_NS));
+            }
+            drop(run);
+        })
+        .join()
+        .expect("the thread ends");
+    }
 }
