@@ -457,11 +457,6 @@ impl Collector {
         capacity: usize,
         reorder_window_ns: u64,
     ) -> io::Result<Collector> {
-        // The caller's thread reads the run from now on, as the collector
-        // thread did: it asks for the short slice that thread had
-        // (`sched.rs`), to run as soon as an event comes. (Two system
-        // calls a run.)
-        crate::sched::event_thread();
         let give_back = |kit: Kit| {
             if let Some(shelf) = &shelf {
                 *shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(kit);

@@ -186,7 +186,9 @@ mod tests {
     fn the_thread_that_reads_a_pulled_run_asks_for_the_event_threads_slice() {
         std::thread::spawn(|| {
             let mut host = CollectorHost::new();
-            let run = host.start(64, 0).expect("a pulled run");
+            let mut run = host.start(64, 0).expect("a pulled run");
+            // One turn read on this thread (nothing comes: a timeout).
+            let _ = run.recv_timeout(std::time::Duration::from_millis(1));
             let slice = crate::sched::slice_ns_of_this_thread();
             // Where the kernel takes a slice of our own (6.12 and later),
             // this thread now has the one the collector thread had.
