@@ -257,14 +257,7 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        // A gated run has one process moving at a time: no need to wait
-        // for stragglers, and every step should be seen at once.
-        let window_ns = if opts.gated {
-            0
-        } else {
-            crate::collector::REORDER_WINDOW_NS
-        };
-        Session::start_with_window(scenario_text, origin, params, opts, window_ns)
+        Session::start_with_window(scenario_text, origin, params, opts, window_ns(opts))
     }
 
     /// [`Session::start`] with the collector's reorder window given
@@ -312,12 +305,7 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        let window_ns = if opts.gated {
-            0
-        } else {
-            crate::collector::REORDER_WINDOW_NS
-        };
-        Session::start_pull_with_window(scenario_text, origin, params, opts, window_ns)
+        Session::start_pull_with_window(scenario_text, origin, params, opts, window_ns(opts))
     }
 
     /// [`Session::start_pull`] with the collector's reorder window given
@@ -571,6 +559,17 @@ impl Session {
 /// costs about a millisecond of page faults, more than a whole short run).
 pub const LAB_CHANNEL_CAPACITY: usize = 1 << 12;
 
+/// The collector's reorder window for a run: none for a gated run (one
+/// process moves at a time: no need to wait for stragglers, and every step
+/// should be seen at once), the app's otherwise.
+fn window_ns(opts: &RunOptions) -> u64 {
+    if opts.gated {
+        0
+    } else {
+        crate::collector::REORDER_WINDOW_NS
+    }
+}
+
 /// The collector of one run, its channel `capacity` events deep, on the
 /// shared runner's collector thread.
 fn start_collector_with(
@@ -578,13 +577,7 @@ fn start_collector_with(
     capacity: usize,
     collectors: &mut CollectorHost,
 ) -> Result<Collector> {
-    // A gated run has one process moving at a time: no need to wait
-    // for stragglers, and every step should be seen at once.
-    let window_ns = if opts.gated {
-        0
-    } else {
-        crate::collector::REORDER_WINDOW_NS
-    };
+    let window_ns = window_ns(opts);
     collectors
         .start(capacity, window_ns)
         .context("cannot start the event collector")

@@ -743,14 +743,8 @@ fn a_direct_sink_gets_every_event_in_order_and_the_run_ends_without_waiting() {
     assert!(collector.events.is_empty(), "nothing crosses the channel");
     assert_eq!(collector.stats.dropped.load(Ordering::Relaxed), 0);
     let got = got.lock().expect("sink");
-    let wakes: Vec<u64> = got
-        .iter()
-        .filter(|e| matches!(e.body, Body::Wake {}))
-        .map(|e| e.t_ns)
-        .collect();
     assert_eq!(kinds(&got[..1]), ["runner hello"]);
-    assert_eq!(wakes.len(), 3000);
-    assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_wakes_in_order(&got, 3000);
     assert_eq!(
         collector.stats.events.load(Ordering::Relaxed),
         got.len() as u64
@@ -809,13 +803,7 @@ fn a_pulled_collector_read_on_this_thread_gets_every_event_in_order_and_ends_wit
     let took = ending.elapsed();
     assert!(took < DRAIN_TIMEOUT / 2, "the end waited {took:?}");
     assert_eq!(kinds(&got[..1]), ["runner hello"]);
-    let wakes: Vec<u64> = got
-        .iter()
-        .filter(|e| matches!(e.body, Body::Wake {}))
-        .map(|e| e.t_ns)
-        .collect();
-    assert_eq!(wakes.len(), 3000);
-    assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_wakes_in_order(&got, 3000);
     assert_eq!(collector.stats.dropped.load(Ordering::Relaxed), 0);
     assert_eq!(
         collector.stats.events.load(Ordering::Relaxed),
@@ -1359,13 +1347,7 @@ fn a_full_channel_holds_events_back_in_order_and_drops_none() {
     // (The channel itself drops what passes its bound: handing over more
     // than its room would show here.)
     assert_eq!(b.stat(&b.state.stats.dropped), 0);
-    let wakes: Vec<u64> = got
-        .iter()
-        .filter(|e| matches!(e.body, Body::Wake {}))
-        .map(|e| e.t_ns)
-        .collect();
-    assert_eq!(wakes.len(), 3000);
-    assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_wakes_in_order(&got, 3000);
 }
 
 #[test]
@@ -1551,4 +1533,15 @@ fn announced_output_is_read_while_the_consumer_is_behind() {
         })
         .collect();
     assert_eq!(texts, ["hi\n", "unannounced\n"]);
+}
+
+/// `got` holds `n` wakes, in the order they were stamped.
+fn assert_wakes_in_order(got: &[Event], n: usize) {
+    let wakes: Vec<u64> = got
+        .iter()
+        .filter(|e| matches!(e.body, Body::Wake {}))
+        .map(|e| e.t_ns)
+        .collect();
+    assert_eq!(wakes.len(), n);
+    assert!(wakes.windows(2).all(|w| w[0] < w[1]), "out of order");
 }
