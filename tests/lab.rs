@@ -433,6 +433,10 @@ fn the_lab_reads_its_runs_on_its_own_thread_with_no_collector_thread() {
     // `stats` and `explore` (a shared runner) and a seeded `run` (a runner
     // of its own) read their runs' events on the lab's thread: the process
     // writes wake the lab directly, no collector thread in between.
+    // (explore keeps its example schedules: in a directory of ours.)
+    let dir = TempDir::new("lab-threads");
+    let out = dir.join("explore");
+    let out = out.to_str().expect("a UTF-8 path");
     let lab: [&[&str]; 3] = [
         &[
             "stats",
@@ -449,6 +453,8 @@ fn the_lab_reads_its_runs_on_its_own_thread_with_no_collector_thread() {
             "workers=2",
             "--set",
             "adds=2",
+            "--out",
+            out,
         ],
         &[
             "run",
