@@ -478,3 +478,87 @@ fn the_lab_reads_its_runs_on_its_own_thread_with_no_collector_thread() {
     let (seen, _) = threads_seen(&["run", "unlocked-counter", "--set", "adds=2000"]);
     assert!(seen.contains("collector"), "{seen:?}");
 }
+
+/// The signals sent and main.1's end, in the order the run reported them.
+fn signal_story(run: &Run) -> Vec<String> {
+    run.events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Signal { target, signal, .. } => Some(format!("{} {signal} {target}", e.proc_id)),
+            Body::Reaped { by, signal, .. } if e.proc_id == "main.1" => {
+                Some(format!("{by} reaped main.1 {signal:?}"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_gated_run_of_an_endless_ticker_stops_continues_and_terminates_it() {
+    // The ticker only ever prints and sleeps (steps nobody else observes):
+    // it once went forever and main's SIGSTOP never.
+    let dir = TempDir::new("signals");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("signals.schedule");
+    let started = std::time::Instant::now();
+    let gated = ["--schedule", "seeded", "--seed", "5", "--time-scale", "0"];
+    let mut args = vec!["--timeout", "60", "--save-schedule", file.to_str().unwrap()];
+    args.extend(gated);
+    let run = run_jsonl("signals", &args);
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let story = signal_story(&run);
+    assert_eq!(
+        story,
+        [
+            "main SIGSTOP main.1",
+            "main SIGCONT main.1",
+            "main SIGTERM main.1",
+            "main reaped main.1 Some(\"SIGTERM\")",
+        ],
+        "{}",
+        run.terminal()
+    );
+    assert!(
+        run.output_of("main")
+            .ends_with("main: child ended, exit code -15\n"),
+        "{}",
+        run.terminal()
+    );
+    // It ticked before the SIGSTOP and after the SIGCONT, never between.
+    let at = |sig: &str| {
+        run.events
+            .iter()
+            .position(|e| matches!(&e.body, Body::Signal { signal, .. } if signal == sig))
+            .unwrap()
+    };
+    let ticks = |from: usize, to: usize| {
+        run.events[from..to]
+            .iter()
+            .filter(|e| e.proc_id == "main.1" && matches!(e.body, Body::Output { .. }))
+            .count()
+    };
+    let (stop, cont, term) = (at("SIGSTOP"), at("SIGCONT"), at("SIGTERM"));
+    assert!(
+        ticks(0, stop) > 0 && ticks(cont, term) > 0,
+        "{}",
+        run.terminal()
+    );
+    assert_eq!(ticks(stop, cont), 0, "{}", run.terminal());
+
+    // Every go is in the schedule: replaying it tells the same story.
+    let replay = run_jsonl(
+        "signals",
+        &[
+            "--timeout",
+            "60",
+            "--time-scale",
+            "0",
+            "--schedule-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(replay.code, 0, "{}", replay.stderr);
+    assert_eq!(signal_story(&replay), story);
+    assert_eq!(replay.terminal(), run.terminal());
+}

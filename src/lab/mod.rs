@@ -295,8 +295,23 @@ pub struct Scheduler {
     /// not commute with their next action has happened (exploration's
     /// sleep sets: those orders were tried on another branch already).
     pub sleep: Vec<Sleeper>,
+    /// Local steps let go at once in a row while a process with an
+    /// observable step waited (see [`LOCAL_RUN_MAX`]).
+    local_run: usize,
     rng: SplitMix64,
 }
+
+/// How many local steps in a row may go at once while another process's
+/// observable step waits, in a seeded run or step by step. A process that
+/// only ever computes, prints and sleeps (a ticker's endless loop) would
+/// otherwise go forever, and the waiting one never: then the next go is
+/// chosen among the observable steps, as if the local ones had come to an
+/// end. Not when exploring (`Then::First`): there, which of a long run of
+/// local steps' end and a waiting observable step comes first is a choice
+/// the search must keep (cutting the run short would lose the orders in
+/// which the runner's next observable step comes first), so an endless
+/// loop of local steps still runs until the run's timeout.
+pub const LOCAL_RUN_MAX: usize = 32;
 
 /// What the scheduler says.
 #[derive(Debug, Clone, PartialEq)]
@@ -325,6 +340,7 @@ impl Scheduler {
             then,
             auto_local,
             sleep: Vec::new(),
+            local_run: 0,
             rng,
         }
     }
@@ -345,6 +361,7 @@ impl Scheduler {
         }
         if let Some(want) = self.prefix.get(self.pos) {
             self.pos += 1;
+            self.local_run = 0;
             return if enabled.iter().any(|c| &c.id == want) {
                 Decision::Go(want.clone())
             } else {
@@ -358,17 +375,32 @@ impl Scheduler {
         if awake.is_empty() {
             return Decision::Prune;
         }
+        // Someone whose step others can observe waits while local steps go.
+        let bypassing = awake.iter().any(|c| !c.local);
+        let starved =
+            bypassing && self.local_run >= LOCAL_RUN_MAX && !matches!(self.then, Then::First);
         let chosen = if self.auto_local
-            && let Some(c) = awake.iter().find(|c| c.local)
+            && !starved
+            && let Some(c) = awake.iter().copied().find(|c| c.local)
         {
+            self.local_run = if bypassing { self.local_run + 1 } else { 0 };
             c
         } else {
+            let pool: Vec<&Candidate> = if starved {
+                awake.iter().copied().filter(|c| !c.local).collect()
+            } else {
+                awake
+            };
             match self.then {
                 Then::Manual => return Decision::Wait,
-                Then::First => &awake[0],
+                Then::First => {
+                    self.local_run = 0;
+                    pool[0]
+                }
                 Then::Seeded(_) => {
-                    let i = (self.rng.next_u64() % awake.len() as u64) as usize;
-                    &awake[i]
+                    self.local_run = 0;
+                    let i = (self.rng.next_u64() % pool.len() as u64) as usize;
+                    pool[i]
                 }
             }
         };
@@ -644,4 +676,66 @@ pub fn final_values(world: &World) -> BTreeMap<String, Value> {
         .iter()
         .map(|(k, v)| (k.clone(), v.current.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(id: &str, local: bool) -> Candidate {
+        Candidate {
+            id: id.into(),
+            action: String::new(),
+            local,
+            touches: if local { Vec::new() } else { vec!["*".into()] },
+            enabled: true,
+        }
+    }
+
+    /// Decisions while `looper` always has a local step and `main` an
+    /// observable one: how many went before main did.
+    fn local_steps_before_main(then: Then) -> Option<usize> {
+        let mut sched = Scheduler::new(Vec::new(), then, true);
+        let candidates = [cand("main", false), cand("main.1", true)];
+        (0..10 * LOCAL_RUN_MAX).find(|_| sched.decide(&candidates) == Decision::Go("main".into()))
+    }
+
+    #[test]
+    fn an_endless_run_of_local_steps_lets_a_waiting_observable_step_go() {
+        for then in [Then::Seeded(1), Then::Seeded(2)] {
+            assert_eq!(
+                local_steps_before_main(then.clone()),
+                Some(LOCAL_RUN_MAX),
+                "{then:?}"
+            );
+        }
+        // Exploring keeps the order a choice: the local run is not cut.
+        assert_eq!(local_steps_before_main(Then::First), None);
+        // Step mode: the user is asked instead.
+        let mut sched = Scheduler::new(Vec::new(), Then::Manual, true);
+        let candidates = [cand("main", false), cand("main.1", true)];
+        for _ in 0..LOCAL_RUN_MAX {
+            assert_eq!(sched.decide(&candidates), Decision::Go("main.1".into()));
+        }
+        assert_eq!(sched.decide(&candidates), Decision::Wait);
+        sched.push("main");
+        assert_eq!(sched.decide(&candidates), Decision::Go("main".into()));
+        // After a choice, local steps go at once again.
+        assert_eq!(sched.decide(&candidates), Decision::Go("main.1".into()));
+    }
+
+    #[test]
+    fn local_steps_with_nobody_waiting_go_on_without_a_bound() {
+        let mut sched = Scheduler::new(Vec::new(), Then::Seeded(1), true);
+        let looper = [cand("main.1", true)];
+        for _ in 0..10 * LOCAL_RUN_MAX {
+            assert_eq!(sched.decide(&looper), Decision::Go("main.1".into()));
+        }
+        // Nobody waited meanwhile: the bound starts from nothing.
+        let both = [cand("main", false), cand("main.1", true)];
+        for _ in 0..LOCAL_RUN_MAX {
+            assert_eq!(sched.decide(&both), Decision::Go("main.1".into()));
+        }
+        assert_eq!(sched.decide(&both), Decision::Go("main".into()));
+    }
 }
