@@ -393,23 +393,12 @@ impl Collector {
         reorder_window_ns: u64,
         sink: Option<Sink>,
     ) -> io::Result<Collector> {
-        let (listener, socket) = bind_abstract()?;
-        listener.set_nonblocking(true)?;
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
         )?);
-        let (tx, rx) = match sink {
-            Some(sink) => events::direct(capacity, wake.clone(), sink),
-            None => events::channel(capacity, wake.clone()),
-        };
-        let stats = Arc::new(Stats::default());
-        let finish = Arc::new(AtomicBool::new(false));
-        let gates = Gates::default();
-        let mut state = State::new(listener, tx, wake.clone(), stats.clone(), finish.clone())?;
-        let root = state.root.clone();
-        let end_watch = state.end_watch.clone();
-        state.gates = gates.clone();
-        state.window_ns = reorder_window_ns;
+        let (mut collector, mut state) =
+            Collector::open_run(Kit::new(wake)?, capacity, reorder_window_ns, sink)
+                .map_err(|back| back.0)?;
         let thread = std::thread::Builder::new()
             .name("collector".into())
             .spawn(move || {
@@ -418,17 +407,52 @@ impl Collector {
                 crate::sched::event_thread();
                 state.run()
             })?;
-        Ok(Collector {
+        collector.thread = Some(Ending::Thread(thread));
+        Ok(collector)
+    }
+
+    /// A run on `kit`: a fresh listening socket, the event channel (to
+    /// `sink` if given), the run's state and the handles the app keeps of
+    /// it. Who reads it (`Collector::thread`) is the caller's to say: a
+    /// thread of its own, or the consumer's. The kit comes back with an
+    /// error.
+    fn open_run(
+        kit: Kit,
+        capacity: usize,
+        reorder_window_ns: u64,
+        sink: Option<Sink>,
+    ) -> Result<(Collector, State), Box<(io::Error, Kit)>> {
+        let bound = bind_abstract().and_then(|(listener, socket)| {
+            listener.set_nonblocking(true)?;
+            Ok((listener, socket))
+        });
+        let (listener, socket) = match bound {
+            Ok(b) => b,
+            Err(e) => return Err(Box::new((e, kit))),
+        };
+        let wake = kit.wake.clone();
+        let (tx, events) = match sink {
+            Some(sink) => events::direct(capacity, wake.clone(), sink),
+            None => events::channel(capacity, wake.clone()),
+        };
+        let stats = Arc::new(Stats::default());
+        let finish = Arc::new(AtomicBool::new(false));
+        let mut state = State::with_kit(listener, tx, kit, stats.clone(), finish.clone())?;
+        let gates = Gates::default();
+        state.gates = gates.clone();
+        state.window_ns = reorder_window_ns;
+        let collector = Collector {
             socket,
             gates,
-            events: rx,
+            events,
             stats,
             finish,
             wake,
-            root,
-            end_watch,
-            thread: Some(Ending::Thread(thread)),
-        })
+            root: state.root.clone(),
+            end_watch: state.end_watch.clone(),
+            thread: None,
+        };
+        Ok((collector, state))
     }
 
     /// [`Collector::start`] with no thread of its own: the consumer's
@@ -457,55 +481,24 @@ impl Collector {
         capacity: usize,
         reorder_window_ns: u64,
     ) -> io::Result<Collector> {
-        let give_back = |kit: Kit| {
-            if let Some(shelf) = &shelf {
-                *shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(kit);
-            }
-        };
-        let bound = bind_abstract().and_then(|(listener, socket)| {
-            listener.set_nonblocking(true)?;
-            Ok((listener, socket))
-        });
-        let (listener, socket) = match bound {
-            Ok(b) => b,
-            Err(e) => {
-                give_back(kit);
-                return Err(e);
-            }
-        };
-        let wake = kit.wake.clone();
-        let (tx, events) = events::channel(capacity, wake.clone());
-        let stats = Arc::new(Stats::default());
-        let finish = Arc::new(AtomicBool::new(false));
-        let mut state = match State::with_kit(listener, tx, kit, stats.clone(), finish.clone()) {
-            Ok(state) => state,
-            Err(back) => {
-                let (e, kit) = *back;
-                give_back(kit);
-                return Err(e);
-            }
-        };
-        let gates = Gates::default();
-        state.gates = gates.clone();
-        state.window_ns = reorder_window_ns;
-        let root = state.root.clone();
-        let end_watch = state.end_watch.clone();
-        Ok(Collector {
-            socket,
-            gates,
-            events,
-            stats,
-            finish,
-            wake,
-            root,
-            end_watch,
-            thread: Some(Ending::Pulled(Box::new(Pull {
-                state: Some(state),
-                drain_deadline: None,
-                handing_until: None,
-                shelf,
-            }))),
-        })
+        let (mut collector, state) =
+            match Collector::open_run(kit, capacity, reorder_window_ns, None) {
+                Ok(run) => run,
+                Err(back) => {
+                    let (e, kit) = *back;
+                    if let Some(shelf) = &shelf {
+                        *shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(kit);
+                    }
+                    return Err(e);
+                }
+            };
+        collector.thread = Some(Ending::Pulled(Box::new(Pull {
+            state: Some(state),
+            drain_deadline: None,
+            handing_until: None,
+            shelf,
+        })));
+        Ok(collector)
     }
 
     /// Whether this collector is read by its consumer's thread
@@ -1040,6 +1033,8 @@ impl Kit {
 }
 
 impl State {
+    /// A run's state on a kit of its own (the collector's tests).
+    #[cfg(test)]
     fn new(
         listener: UnixListener,
         tx: EventTx,
