@@ -392,23 +392,16 @@ impl Probe {
         let t_ns = now_ns();
         jsonl::write_head(&mut line, &self.head(t_ns, 1));
         jsonl::write_hello(&mut line, &hello);
-        if line.len() < MAX_LINE_BYTES {
-            line.push(b'\n');
-        } else {
-            line = self.line_at(
-                t_ns,
-                1,
-                Body::Hello {
-                    ppid,
-                    role: role.to_string(),
-                    parent: hello.parent.map(str::to_string),
-                    daemon,
-                    ns_pid: Some(ns_pid),
-                    name: None,
-                    fds: fds.iter().map(|f| f.to_string()).collect(),
-                },
-            );
-        }
+        // (The `Body` only for a hello too long to send as it is.)
+        self.end_line(&mut line, 0, (t_ns, 1), true, || Body::Hello {
+            ppid,
+            role: role.to_string(),
+            parent: hello.parent.map(str::to_string),
+            daemon,
+            ns_pid: Some(ns_pid),
+            name: None,
+            fds: fds.iter().map(|f| f.to_string()).collect(),
+        });
         let reads = pipes
             .as_ref()
             .map(|p| [p.out_r.as_raw_fd(), p.err_r.as_raw_fd()]);
@@ -668,11 +661,27 @@ impl Probe {
     fn append_line(&self, out: &mut Vec<u8>, t_ns: u64, seq: u64, body: Body) {
         let start = out.len();
         jsonl::write_head(out, &self.head(t_ns, seq));
-        if jsonl::write_body(out, &body) && out.len() - start < MAX_LINE_BYTES {
+        let written = jsonl::write_body(out, &body);
+        self.end_line(out, start, (t_ns, seq), written, || body);
+    }
+
+    /// Ends the line begun at `out[start..]` (its head and, if `written`,
+    /// its body by hand): a newline, or, when the body was not written or
+    /// the line is too long to send, the line again by
+    /// [`Probe::line_at`] from `body()`.
+    fn end_line(
+        &self,
+        out: &mut Vec<u8>,
+        start: usize,
+        (t_ns, seq): (u64, u64),
+        written: bool,
+        body: impl FnOnce() -> Body,
+    ) {
+        if written && out.len() - start < MAX_LINE_BYTES {
             out.push(b'\n');
         } else {
             out.truncate(start);
-            out.extend_from_slice(&self.line_at(t_ns, seq, body));
+            out.extend_from_slice(&self.line_at(t_ns, seq, body()));
         }
     }
 

@@ -160,8 +160,9 @@ impl<'r> Proc<'r> {
     }
 
     /// Forks a child with the given logical id. In the child this process's
-    /// state becomes the child's (its own probe and connection, no children of its own) and
-    /// `Forked::Child` is returned; the caller decides what it runs.
+    /// state becomes the child's (its own probe and connection, no children
+    /// of its own) and `Forked::Child` is returned; the caller decides what
+    /// it runs.
     pub(in crate::runner) fn fork_child(
         &mut self,
         id: String,
@@ -208,10 +209,11 @@ impl<'r> Proc<'r> {
                     (pid, parent_pid),
                     ns_pid,
                 );
-                // The role's name moves in (made by the caller, before the
-                // fork: in a child just forked an allocation writes pages
-                // it shares with its parent, see `Probe::become_child`); the
-                // parent's is left, not freed (as its children are).
+                // The role's name moves in (borrowed from the scenario, or
+                // made by the caller before the fork: in a child just forked
+                // an allocation writes pages it shares with its parent, see
+                // `Probe::become_child`); the parent's is left, not freed (as
+                // its children are).
                 let exec = role == "exec";
                 std::mem::forget(std::mem::replace(&mut self.role, role));
                 self.forget_inherited_children();
