@@ -18,7 +18,9 @@
 //!
 //! Each is run 5 times; the median is reported. Arguments pick parts:
 //! `cargo bench --bench engine -- collector` runs only the collector's
-//! (`-- latency`, `-- cpu`, `-- ingest`, `-- parse`: one part of it).
+//! (`-- latency`, `-- cpu`, `-- ingest`, `-- parse`: one part of it;
+//! `-- latency rounds=9 paths=pull,direct,floor-one`: more rounds, some
+//! of its cases).
 //! `FORKSCOPE_BEFORE=/path/to/forkscope` measures an older build side by
 //! side (collector figures). `-- collector_start`: what starting and
 //! ending a collector costs a run, a thread per run beside one thread for

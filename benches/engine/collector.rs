@@ -589,6 +589,23 @@ fn latency_floor(slice_ns: u64, spread: bool, one: bool) -> Result<(u64, u64, u6
     }
 }
 
+/// How many interleaved rounds the latency bench runs (`rounds=N`; 3).
+fn latency_rounds() -> usize {
+    std::env::args()
+        .find_map(|a| a.strip_prefix("rounds=")?.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
+/// The latency cases and floors asked for (`paths=pull,direct,floor-one`),
+/// or None: all of them.
+fn picked_paths() -> Option<Vec<String>> {
+    std::env::args().find_map(|a| {
+        a.strip_prefix("paths=")
+            .map(|p| p.split(',').map(str::to_string).collect())
+    })
+}
+
 fn latency() -> Result<(), String> {
     use forkscope::cli::load_target;
     use forkscope::model::World;
@@ -612,12 +629,22 @@ fn latency() -> Result<(), String> {
     }
     let expected = 3 * WORKERS * 170;
     use forkscope::sched::{EVENT_THREAD_SLICE_NS, set_event_thread_slice_ns};
-    // (what, reorder window, slice the collector and consumer ask for,
-    // which load: 0 spread, 1 as spawned, who applies the model)
+    // (what, its name for `paths=`, reorder window, slice the collector
+    // and consumer ask for, which load: 0 spread, 1 as spawned, who
+    // applies the model)
     use How::{Channel, Direct, Pull};
     let cases = [
         (
-            "reorder window 0 (as gated runs)",
+            "reorder window 0, the consumer's thread reads (pull), model applied (as the lab: gated runs, explore, Many runs)",
+            "pull",
+            0,
+            EVENT_THREAD_SLICE_NS,
+            0,
+            Pull,
+        ),
+        (
+            "reorder window 0, a consumer thread fed through the channel",
+            "channel",
             0,
             EVENT_THREAD_SLICE_NS,
             0,
@@ -625,20 +652,15 @@ fn latency() -> Result<(), String> {
         ),
         (
             "reorder window 0, the model applied on the collector's thread (one wake-up)",
+            "direct",
             0,
             EVENT_THREAD_SLICE_NS,
             0,
             Direct,
         ),
         (
-            "reorder window 0, the consumer's thread reads (pull), model applied (as the lab)",
-            0,
-            EVENT_THREAD_SLICE_NS,
-            0,
-            Pull,
-        ),
-        (
             "reorder window 0, the kernel's default slices (before h-latency)",
+            "default-slices",
             0,
             0,
             0,
@@ -646,6 +668,7 @@ fn latency() -> Result<(), String> {
         ),
         (
             "reorder window 40 ms (the app's)",
+            "window",
             forkscope::collector::REORDER_WINDOW_NS,
             EVENT_THREAD_SLICE_NS,
             0,
@@ -653,6 +676,7 @@ fn latency() -> Result<(), String> {
         ),
         (
             "reorder window 0, the load in bursts (spread=0, as before the fourth round)",
+            "bursts",
             0,
             EVENT_THREAD_SLICE_NS,
             1,
@@ -662,23 +686,35 @@ fn latency() -> Result<(), String> {
     // The floor (`floor.rs`): the same load read by bare threads.
     // (what, slice, spread, one wake-up)
     let floors = [
-        ("spread", EVENT_THREAD_SLICE_NS, true, false),
-        ("in bursts, as forked", EVENT_THREAD_SLICE_NS, false, false),
+        ("spread", "floor-two", EVENT_THREAD_SLICE_NS, true, false),
+        (
+            "in bursts, as forked",
+            "floor-bursts",
+            EVENT_THREAD_SLICE_NS,
+            false,
+            false,
+        ),
         (
             "spread, one wake-up (the reader thread is the consumer)",
+            "floor-one",
             EVENT_THREAD_SLICE_NS,
             true,
             true,
         ),
     ];
+    let picked = picked_paths();
+    let wants = |name: &str| picked.as_ref().is_none_or(|p| p.iter().any(|n| n == name));
     let mut floor_p50s = vec![Vec::new(); floors.len()];
     let mut floor_p99s = vec![Vec::new(); floors.len()];
     let mut p50s = vec![Vec::new(); cases.len()];
     let mut p99s = vec![Vec::new(); cases.len()];
     // Interleaved: one run of each case per round, so that a change in
     // the machine's load meets every case alike.
-    for _ in 0..3 {
-        for (k, &(what, window_ns, slice_ns, load, how)) in cases.iter().enumerate() {
+    for _ in 0..latency_rounds() {
+        for (k, &(what, name, window_ns, slice_ns, load, how)) in cases.iter().enumerate() {
+            if !wants(name) {
+                continue;
+            }
             set_event_thread_slice_ns(slice_ns);
             // This thread is the consumer: as `forkscope run`'s does.
             forkscope::sched::event_thread();
@@ -803,7 +839,10 @@ fn latency() -> Result<(), String> {
             p50s[k].push(p50);
             p99s[k].push(p99);
         }
-        for (k, &(what, slice_ns, spread, one)) in floors.iter().enumerate() {
+        for (k, &(what, name, slice_ns, spread, one)) in floors.iter().enumerate() {
+            if !wants(name) {
+                continue;
+            }
             let (p50, p99, max) = latency_floor(slice_ns, spread, one)?;
             println!(
                 "  latency floor, {what}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
@@ -816,7 +855,10 @@ fn latency() -> Result<(), String> {
         }
     }
     set_event_thread_slice_ns(EVENT_THREAD_SLICE_NS);
-    for (k, &(what, _, _, one)) in floors.iter().enumerate() {
+    for (k, &(what, _, _, _, one)) in floors.iter().enumerate() {
+        if floor_p99s[k].is_empty() {
+            continue;
+        }
         let path = if one {
             "bare pipes → reader thread"
         } else {
@@ -829,15 +871,20 @@ fn latency() -> Result<(), String> {
             median(floor_p99s[k].clone()) as f64 / 1e3
         );
     }
-    for (k, (what, _, _, _, _)) in cases.iter().enumerate() {
+    for (k, (what, _, _, _, _, _)) in cases.iter().enumerate() {
         if p50s[k].is_empty() {
             continue;
         }
         println!(
-            "event → model latency at ~10 000 events/s, {what}: median p50 {:.1} µs, p99 {:.1} µs; \
-             all {expected} events applied, none dropped",
+            "event → model latency at ~10 000 events/s, {what}: median p50 {:.1} µs, p99 {:.1} µs \
+             (rounds' p99: {}); all {expected} events applied, none dropped",
             median(p50s[k].clone()) as f64 / 1e3,
-            median(p99s[k].clone()) as f64 / 1e3
+            median(p99s[k].clone()) as f64 / 1e3,
+            p99s[k]
+                .iter()
+                .map(|p| format!("{:.1}", *p as f64 / 1e3))
+                .collect::<Vec<_>>()
+                .join(" / ")
         );
     }
     Ok(())
