@@ -72,6 +72,10 @@ fn main() -> ExitCode {
             step_mode_picks_threads_by_their_keys,
         ),
         (
+            "step_mode_stops_an_endless_ticker_to_ask_the_user",
+            step_mode_stops_an_endless_ticker_to_ask_the_user,
+        ),
+        (
             "many_runs_show_a_histogram_lock_off_and_on",
             many_runs_show_a_histogram_lock_off_and_on,
         ),
@@ -677,6 +681,74 @@ fn thread_next(h: &Harness<'static, App>, name: &str) -> String {
 
 /// One step by key: waits until `id` (a process or a thread) may go,
 /// presses its key, waits until the run waits again.
+/// Step mode on `signals`: the ticker child prints and sleeps forever, and
+/// none of that needs the user, so it goes on its own; but not forever:
+/// after a run of such steps the lab stops it and asks, with main's
+/// SIGSTOP among the choices. Picking main freezes the ticker.
+fn step_mode_stops_an_endless_ticker_to_ask_the_user() {
+    let mut h = harness(GuiArgs {
+        scenario: Some("signals".into()),
+        mode: Some(lab::Mode::Step),
+        ..GuiArgs::default()
+    });
+    h.run_steps(2);
+    h.get_by_label(controls::RUN).click();
+    assert!(
+        wait_for(&mut h, your_turn),
+        "the run waits for main's first step"
+    );
+    step(&mut h, Pick::Key(egui::Key::Num1, "main"));
+    assert!(has_label(&h, "main.1"), "main started the ticker");
+    let ticks = |h: &Harness<'static, App>| {
+        h.state()
+            .rec
+            .live
+            .merged_output
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("tick "))
+            .count()
+    };
+    assert!(
+        wait_for(&mut h, |h| your_turn(h) && ticks(h) > 0),
+        "the ticker ticks on its own, then the run asks"
+    );
+    assert!(
+        h.state()
+            .gated
+            .as_ref()
+            .is_some_and(|g| g.candidates.iter().any(|c| c.id == "main" && c.enabled)),
+        "main may go: its SIGSTOP is one of the choices"
+    );
+    assert!(
+        next_action(&h, "main").contains("SIGSTOP"),
+        "main's next step: {:?}",
+        next_action(&h, "main")
+    );
+    let asked_at = ticks(&h);
+    h.run_steps(20);
+    assert_eq!(ticks(&h), asked_at, "no tick while the run asks");
+    let pids = live_pids(&h);
+    step(&mut h, Pick::Key(egui::Key::Num1, "main"));
+    assert!(
+        wait_for(&mut h, |h| h
+            .state()
+            .rec
+            .live
+            .merged_output
+            .text()
+            .contains("main: sent SIGSTOP")
+            || next_action(h, "main").contains("print")),
+        "main sends SIGSTOP"
+    );
+    h.get_by_label(controls::STOP).click();
+    assert!(
+        wait_for(&mut h, |h| !h.state().run.is_running()),
+        "the run stops"
+    );
+    assert_all_gone(&pids);
+}
+
 fn step_by_key(h: &mut Harness<'static, App>, key: egui::Key, id: &str) {
     assert!(
         wait_for(h, |h| your_turn(h)
