@@ -248,6 +248,23 @@ impl Drop for RunnerHost {
     }
 }
 
+/// How a session's events are read ([`Session::start_reading`]).
+pub enum Reading {
+    /// By a collector thread of its own, which hands them over through
+    /// `collector.events` (the GUI, a free `run`).
+    Thread,
+    /// On the caller's thread, in [`Session::recv_event`]: no collector
+    /// thread, one wake-up per batch instead of two. Never for a thread
+    /// that must not block (the GUI's): between two calls nothing is read
+    /// and the processes' writes wait. See [`Collector::start_pull`].
+    Pull,
+    /// By a collector thread that gives every batch to the sink there, in
+    /// order (`collector.events` gets none; it disconnects when the run
+    /// is over). The sink must be quick: it holds up reading. See
+    /// [`Collector::start_direct`].
+    Direct(crate::collector::Sink),
+}
+
 impl Session {
     /// Starts the collector and the runner. The scenario must already be
     /// checked (loader and limits): the runner loads the same text again.
@@ -257,68 +274,54 @@ impl Session {
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        Session::start_with_window(scenario_text, origin, params, opts, window_ns(opts))
+        let window_ns = window_ns(opts);
+        Session::start_reading(
+            scenario_text,
+            origin,
+            params,
+            opts,
+            window_ns,
+            Reading::Thread,
+        )
     }
 
-    /// [`Session::start`] with the collector's reorder window given
-    /// (benchmarks measure the way from a process to the model with and
-    /// without it).
-    pub fn start_with_window(
-        scenario_text: &str,
-        origin: &str,
-        params: BTreeMap<String, Value>,
-        opts: &RunOptions,
-        window_ns: u64,
-    ) -> Result<Session> {
-        let collector = Collector::start(CHANNEL_CAPACITY, window_ns)
-            .context("cannot start the event collector")?;
-        Session::start_own(scenario_text, origin, params, opts, collector)
-    }
-
-    /// [`Session::start_with_window`] with the consumer's work on the
-    /// collector's thread: `sink` gets every batch of events there, in
-    /// order, and `collector.events` none (it disconnects when the run is
-    /// over). One wake-up less per batch; the consumer must be quick: it
-    /// holds up reading. See [`Collector::start_direct`].
-    pub fn start_direct(
-        scenario_text: &str,
-        origin: &str,
-        params: BTreeMap<String, Value>,
-        opts: &RunOptions,
-        window_ns: u64,
-        sink: crate::collector::Sink,
-    ) -> Result<Session> {
-        let collector = Collector::start_direct(CHANNEL_CAPACITY, window_ns, sink)
-            .context("cannot start the event collector")?;
-        Session::start_own(scenario_text, origin, params, opts, collector)
-    }
-
-    /// [`Session::start`] read on the caller's thread: no collector thread;
-    /// [`Session::recv_event`] reads the run's processes itself (one
-    /// wake-up per batch instead of two). For a thread that loops on
-    /// `recv_event` (the race lab's gated `run --schedule`), never for one
-    /// that must not block (the GUI's): between two calls nothing is read
-    /// and the processes' writes wait. See [`Collector::start_pull`].
+    /// [`Session::start`] read on the caller's thread ([`Reading::Pull`]):
+    /// for a thread that loops on [`Session::recv_event`] (the race lab's
+    /// gated `run --schedule`).
     pub fn start_pull(
         scenario_text: &str,
         origin: &str,
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
     ) -> Result<Session> {
-        Session::start_pull_with_window(scenario_text, origin, params, opts, window_ns(opts))
+        let window_ns = window_ns(opts);
+        Session::start_reading(
+            scenario_text,
+            origin,
+            params,
+            opts,
+            window_ns,
+            Reading::Pull,
+        )
     }
 
-    /// [`Session::start_pull`] with the collector's reorder window given
-    /// (the latency bench).
-    pub fn start_pull_with_window(
+    /// [`Session::start`] with the collector's reorder window given and
+    /// the way its events are read (benchmarks measure the way from a
+    /// process to the model each way, with and without the window).
+    pub fn start_reading(
         scenario_text: &str,
         origin: &str,
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
         window_ns: u64,
+        reading: Reading,
     ) -> Result<Session> {
-        let collector = Collector::start_pull(CHANNEL_CAPACITY, window_ns)
-            .context("cannot start the event collector")?;
+        let collector = match reading {
+            Reading::Thread => Collector::start(CHANNEL_CAPACITY, window_ns),
+            Reading::Pull => Collector::start_pull(CHANNEL_CAPACITY, window_ns),
+            Reading::Direct(sink) => Collector::start_direct(CHANNEL_CAPACITY, window_ns, sink),
+        }
+        .context("cannot start the event collector")?;
         Session::start_own(scenario_text, origin, params, opts, collector)
     }
 

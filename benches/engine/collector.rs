@@ -17,7 +17,7 @@
 //!    that long on purpose) and without it (as gated runs do). Without
 //!    it also by a consumer thread on the kernel's default slices (as
 //!    before h-latency, `src/sched.rs`), and with the model applied on
-//!    the collector's thread itself (`Session::start_direct`: one wake-up
+//!    the collector's thread itself (`Reading::Direct`: one wake-up
 //!    per batch instead of two), and with the consumer's thread reading
 //!    (`Session::start_pull`, as the race lab does: one wake-up too),
 //!    interleaved run by run; and for
@@ -560,7 +560,7 @@ impl Applied {
 enum How {
     /// The bench's thread, fed by the collector thread through the channel.
     Channel,
-    /// The collector's thread (`Session::start_direct`).
+    /// The collector's thread (`Reading::Direct`).
     Direct,
     /// The bench's thread, which reads too (`Session::start_pull`).
     Pull,
@@ -610,7 +610,7 @@ fn latency() -> Result<(), String> {
     use forkscope::cli::load_target;
     use forkscope::model::World;
     use forkscope::scenario::{self, limits::Limits};
-    use forkscope::session::{RunOptions, Session};
+    use forkscope::session::{Reading, RunOptions, Session};
     let loaded = load_target(STRESS).map_err(|e| e.to_string())?;
     let limits = Limits {
         max_procs: 256,
@@ -744,28 +744,26 @@ fn latency() -> Result<(), String> {
                             a.batch(&batch, expected, Thread::This, Thread::This);
                         }
                     });
-                    Session::start_direct(
+                    Session::start_reading(
                         &loaded.text,
                         &loaded.origin,
                         params[load].clone(),
                         &opts,
                         window_ns,
-                        sink,
+                        Reading::Direct(sink),
                     )
                 }
-                Pull => Session::start_pull_with_window(
+                Pull | Channel => Session::start_reading(
                     &loaded.text,
                     &loaded.origin,
                     params[load].clone(),
                     &opts,
                     window_ns,
-                ),
-                Channel => Session::start_with_window(
-                    &loaded.text,
-                    &loaded.origin,
-                    params[load].clone(),
-                    &opts,
-                    window_ns,
+                    if how == Pull {
+                        Reading::Pull
+                    } else {
+                        Reading::Thread
+                    },
                 ),
             }
             .map_err(|e| format!("{e:#}"))?;

@@ -14,7 +14,7 @@
 //! does). Both threads ask for the event threads' slice
 //! (`forkscope::sched`), or for the kernel's default. With one wake-up
 //! (`one`), the reader thread takes `now − stamp` itself: no second
-//! thread (as the model on the collector's thread, `Session::start_direct`).
+//! thread (as the model on the collector's thread, `Reading::Direct`).
 //!
 //! It runs in a fresh process (`engine __latency_floor SLICE_NS SPREAD [one]`)
 //! that forks its writers before it starts a thread, and prints
