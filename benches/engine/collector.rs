@@ -589,12 +589,14 @@ fn latency_floor(slice_ns: u64, spread: bool, one: bool) -> Result<(u64, u64, u6
     }
 }
 
-/// How many interleaved rounds the latency bench runs (`rounds=N`; 3).
+/// How many interleaved rounds the latency bench runs (`rounds=N`; 5:
+/// one round's p99 moves by tens of µs with how soon the VM wakes an idle
+/// vCPU, and the median of five is steadier than that of three).
 fn latency_rounds() -> usize {
     std::env::args()
         .find_map(|a| a.strip_prefix("rounds=")?.parse().ok())
         .filter(|&n| n > 0)
-        .unwrap_or(3)
+        .unwrap_or(5)
 }
 
 /// The latency cases and floors asked for (`paths=pull,direct,floor-one`),
