@@ -562,3 +562,164 @@ fn a_gated_run_of_an_endless_ticker_stops_continues_and_terminates_it() {
     assert_eq!(signal_story(&replay), story);
     assert_eq!(replay.terminal(), run.terminal());
 }
+
+/// The catalog's scenarios that start a `Pool` (and no `Manager`: gated
+/// runs refuse those, saying so).
+fn pool_scenarios() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/scenarios");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.contains("{ pool = ") && !text.contains("{ manager = ")
+        })
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// What the processes printed, one line each, sorted, with every pid of
+/// the run written `PID` (pids differ from run to run, and so may the
+/// order of lines of different processes).
+fn printed_lines(run: &Run) -> Vec<String> {
+    let pids: BTreeSet<String> = run.pids().iter().map(|p| p.to_string()).collect();
+    let mut lines: Vec<String> = run
+        .terminal()
+        .lines()
+        .map(|l| {
+            let mut out = String::new();
+            let mut digits = String::new();
+            for c in l.chars().chain(std::iter::once('\n')) {
+                if c.is_ascii_digit() {
+                    digits.push(c);
+                    continue;
+                }
+                if pids.contains(&digits) {
+                    out.push_str("PID");
+                } else {
+                    out.push_str(&digits);
+                }
+                digits.clear();
+                if c != '\n' {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A pool's `close` puts one stop per worker on its tasks pipe; a gated
+/// run used to leave them unseen (the scheduler judged the workers' "take
+/// a task" could never go through) and called a deadlock that CPython
+/// never reaches: `main waits for p.w1 to end; p.w1 waits for
+/// pool-tasks:p ...`. Every pool scenario must end under a seeded
+/// schedule as its free run does: same exit code, same printed lines.
+#[test]
+fn every_pool_scenario_ends_under_a_seeded_schedule_as_it_does_free() {
+    let names = pool_scenarios();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in &names {
+        let free = run_jsonl(name, &["--time-scale", "0"]);
+        assert!(
+            free.code == 0 || free.code == 1,
+            "{name} free: {}",
+            free.stderr
+        );
+        assert!(free.of_kind("deadlock").is_empty(), "{name} free");
+        let expected = printed_lines(&free);
+        assert!(!expected.is_empty(), "{name} printed nothing");
+        for seed in 1..=5 {
+            let seed = seed.to_string();
+            let gated = run_jsonl(
+                name,
+                &["--time-scale", "0", "--schedule", "seeded", "--seed", &seed],
+            );
+            assert_eq!(
+                gated.code, free.code,
+                "{name} --seed {seed}: {}",
+                gated.stderr
+            );
+            assert!(
+                gated.of_kind("deadlock").is_empty(),
+                "{name} --seed {seed}: {}",
+                gated.stderr
+            );
+            assert_eq!(printed_lines(&gated), expected, "{name} --seed {seed}");
+        }
+    }
+}
+
+/// After the last result, a pool's results pipe is at its end (every
+/// worker gone) and so readable: a gated owner that looked for more there
+/// (`apply_async` on a closed pool, the next round of `pool-close-in-loop`)
+/// announced a read nobody could satisfy. It fails as CPython does.
+#[test]
+fn apply_async_on_a_closed_pool_fails_as_in_python_under_any_seed() {
+    for seed in ["1", "2", "3"] {
+        let run = run_jsonl(
+            "pool-close-in-loop",
+            &["--time-scale", "0", "--schedule", "seeded", "--seed", seed],
+        );
+        assert_eq!(run.code, 1, "--seed {seed}: {}", run.stderr);
+        let errors: Vec<String> = run
+            .events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Error { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            ["ValueError: Pool not running (pool po is closed)"],
+            "--seed {seed}"
+        );
+        assert_eq!(
+            printed_lines(&run),
+            [
+                "-----end-----",
+                "----start----",
+                "main failed (line 14): ValueError: Pool not running (pool po is closed)",
+                "task 0 done",
+                "task 0 runs in PID"
+            ],
+            "--seed {seed}"
+        );
+    }
+}
+
+/// `explore` of a pool scenario: no schedule ends in a deadlock (each one
+/// used to).
+#[test]
+fn exploring_pool_scenarios_finds_no_deadlock() {
+    for (name, extra) in [("pool-map", "workers=2"), ("pool-async", "tasks=3")] {
+        let dir = TempDir::new("pool-explore");
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = forkscope(&[
+            "explore",
+            name,
+            "--set",
+            extra,
+            "--time-scale",
+            "0",
+            "--max-schedules",
+            "40",
+            "--format",
+            "jsonl",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        let lines = outcome_lines(&run);
+        assert!(!lines.is_empty(), "{name}");
+        for l in &lines {
+            assert_eq!(l["deadlock"], false, "{name}: {l}");
+        }
+    }
+}

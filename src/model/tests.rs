@@ -1024,3 +1024,42 @@ fn a_pool_counts_its_tasks_out_of_those_queued() {
         );
     assert_eq!(s.world().pools["po"].progress(), "0 done of 1 taken");
 }
+
+/// `close` puts one stop per worker on the tasks pipe: they are in the
+/// pipe (a gated run's scheduler lets a worker take one) but are no task.
+#[test]
+fn a_pools_stops_are_in_its_tasks_pipe_but_are_no_task() {
+    let mut s = family();
+    s.at("main", resource(ResourceKind::Pool, "po", None, Some(2)))
+        .at(
+            "main",
+            Body::Put {
+                channel: "po.tasks".into(),
+                msg: "po:task0".into(),
+                value: Value::Str("f(1)".into()),
+            },
+        );
+    for k in 1..=2 {
+        s.at(
+            "main",
+            Body::Put {
+                channel: "po.tasks".into(),
+                msg: format!("po:stop{k}"),
+                value: Value::Str("stop".into()),
+            },
+        );
+    }
+    let w = s.world();
+    assert_eq!(w.pools["po"].tasks_queued, 1);
+    assert_eq!(w.channels["po.tasks"].depth(), 3);
+    assert!(crate::lab::can_wake(&w, "main.1", "pool-tasks:po"));
+    s.at(
+        "main.1",
+        Body::Get {
+            channel: "po.tasks".into(),
+            msg: "po:stop1".into(),
+            value: Value::Str("stop".into()),
+        },
+    );
+    assert_eq!(s.world().channels["po.tasks"].depth(), 2);
+}

@@ -1005,9 +1005,20 @@ impl<'r> Proc<'r> {
                 let p = self.pool_mut(pool)?;
                 if !p.closed {
                     p.closed = true;
-                    let stop = serde_json::to_vec(&TaskPacket::Stop).unwrap_or_default();
-                    for _ in 0..p.workers.len() {
-                        write_message(p.tasks_w.as_fd(), &stop)?;
+                    let workers = p.workers.len() as u32;
+                    // One stop per worker (CPython's task handler puts one
+                    // `None` per worker), each said as it is put, as a
+                    // traced program's pool says it: the model, and so a
+                    // gated run's scheduler, sees that the workers have
+                    // something to take.
+                    for n in 1..=workers {
+                        self.probe.emit(Body::Put {
+                            channel: format!("{pool}.tasks"),
+                            msg: pools::stop_msg(pool, n),
+                            value: Value::Str("stop".into()),
+                        });
+                        let stop = serde_json::to_vec(&TaskPacket::Stop { n }).unwrap_or_default();
+                        write_message(self.pool_mut(pool)?.tasks_w.as_fd(), &stop)?;
                     }
                 }
             }

@@ -23,7 +23,15 @@ pub(super) enum TaskPacket {
         role: String,
         args: Vec<(String, Value)>,
     },
-    Stop,
+    /// `close`'s stop (CPython's `None`), one per worker: the `n`th of
+    /// them (from 1), so that each has its own message id in the model.
+    Stop { n: u32 },
+}
+
+/// The message id of stop `n` on `pool`'s tasks pipe (as a traced
+/// program's pool names it).
+pub(super) fn stop_msg(pool: &str, n: u32) -> String {
+    format!("{pool}:stop{n}")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,8 +138,20 @@ impl Proc<'_> {
                 Ok(Some(p)) => p,
                 _ => return,
             };
-            let Ok(TaskPacket::Task { task, role, args }) = serde_json::from_slice(&packet) else {
-                return;
+            let (task, role, args) = match serde_json::from_slice(&packet) {
+                Ok(TaskPacket::Task { task, role, args }) => (task, role, args),
+                Ok(TaskPacket::Stop { n }) => {
+                    // The model counts what is in the tasks pipe (a gated
+                    // run's scheduler lets a worker take from it only
+                    // when something is there): the stop is taken.
+                    self.probe.emit(Body::Get {
+                        channel: format!("{pool}.tasks"),
+                        msg: stop_msg(pool, n),
+                        value: Value::Str("stop".into()),
+                    });
+                    return;
+                }
+                Err(_) => return,
             };
             self.probe.emit(Body::Get {
                 channel: format!("{pool}.tasks"),
@@ -219,13 +239,18 @@ impl Proc<'_> {
     pub(super) fn drain_results(&mut self, pool: &str, wait: bool) -> Result<(), RunError> {
         let mut first = true;
         loop {
-            let fd = self
-                .pool_mut(pool)?
+            let p = self.pool_mut(pool)?;
+            let owed = !p.pending.is_empty();
+            let fd = p
                 .results_r
                 .try_clone()
                 .map_err(|e| RunError(e.to_string()))?;
             let must_wait = wait && first;
-            if !must_wait && !readable(fd.as_fd(), 0) {
+            // Nothing owed, nothing to take in: the pipe is readable then
+            // only at its end of file (every worker gone after `close`),
+            // and a gated run would announce a read nobody can satisfy
+            // (the model shows nothing in flight), a deadlock that is not.
+            if !must_wait && (!owed || !readable(fd.as_fd(), 0)) {
                 return Ok(());
             }
             first = false;
