@@ -72,8 +72,8 @@ fn main() -> ExitCode {
             step_mode_picks_threads_by_their_keys,
         ),
         (
-            "step_mode_stops_an_endless_ticker_to_ask_the_user",
-            step_mode_stops_an_endless_ticker_to_ask_the_user,
+            "step_mode_asks_after_a_run_of_ticker_steps",
+            step_mode_asks_after_a_run_of_ticker_steps,
         ),
         (
             "many_runs_show_a_histogram_lock_off_and_on",
@@ -685,7 +685,7 @@ fn thread_next(h: &Harness<'static, App>, name: &str) -> String {
 /// none of that needs the user, so it goes on its own; but not forever:
 /// after a run of such steps the lab stops it and asks, with main's
 /// SIGSTOP among the choices. Picking main freezes the ticker.
-fn step_mode_stops_an_endless_ticker_to_ask_the_user() {
+fn step_mode_asks_after_a_run_of_ticker_steps() {
     let mut h = harness(GuiArgs {
         scenario: Some("signals".into()),
         mode: Some(lab::Mode::Step),
