@@ -197,8 +197,14 @@ fn bench(sets: &[String]) -> Result<(), String> {
         stdout: None,
         python: None,
     };
-    let session = Session::start(&loaded.text, &loaded.origin, params, &opts)
-        .map_err(|e| format!("{e:#}"))?;
+    let session = Session::start(
+        &loaded.text,
+        &loaded.origin,
+        params,
+        &opts,
+        forkscope::session::Reading::Thread,
+    )
+    .map_err(|e| format!("{e:#}"))?;
     let stats = session.collector.stats.clone();
     app.run = RunState::Running {
         session: Box::new(session),

@@ -248,7 +248,7 @@ impl Drop for RunnerHost {
     }
 }
 
-/// How a session's events are read ([`Session::start_reading`]).
+/// How a session's events are read ([`Session::start`]).
 pub enum Reading {
     /// By a collector thread of its own, which hands them over through
     /// `collector.events` (the GUI, a free `run`).
@@ -266,49 +266,24 @@ pub enum Reading {
 }
 
 impl Session {
-    /// Starts the collector and the runner. The scenario must already be
-    /// checked (loader and limits): the runner loads the same text again.
+    /// Starts the collector and the runner, its events read as `reading`
+    /// says. The scenario must already be checked (loader and limits): the
+    /// runner loads the same text again.
     pub fn start(
         scenario_text: &str,
         origin: &str,
         params: BTreeMap<String, Value>,
         opts: &RunOptions,
+        reading: Reading,
     ) -> Result<Session> {
         let window_ns = window_ns(opts);
-        Session::start_reading(
-            scenario_text,
-            origin,
-            params,
-            opts,
-            window_ns,
-            Reading::Thread,
-        )
-    }
-
-    /// [`Session::start`] read on the caller's thread ([`Reading::Pull`]):
-    /// for a thread that loops on [`Session::recv_event`] (the race lab's
-    /// gated `run --schedule`).
-    pub fn start_pull(
-        scenario_text: &str,
-        origin: &str,
-        params: BTreeMap<String, Value>,
-        opts: &RunOptions,
-    ) -> Result<Session> {
-        let window_ns = window_ns(opts);
-        Session::start_reading(
-            scenario_text,
-            origin,
-            params,
-            opts,
-            window_ns,
-            Reading::Pull,
-        )
+        Session::start_with_window(scenario_text, origin, params, opts, window_ns, reading)
     }
 
     /// [`Session::start`] with the collector's reorder window given and
     /// the way its events are read (benchmarks measure the way from a
     /// process to the model each way, with and without the window).
-    pub fn start_reading(
+    pub fn start_with_window(
         scenario_text: &str,
         origin: &str,
         params: BTreeMap<String, Value>,
@@ -365,7 +340,7 @@ impl Session {
     /// [`Session::start`] on a shared runner (see [`RunnerHost`]); the
     /// previous session on it must be dropped first. A server that died
     /// is started again. Its collector is pulled, as
-    /// [`Session::start_pull`]'s: the caller's thread reads the run in
+    /// [`Reading::Pull`]'s: the caller's thread reads the run in
     /// [`Session::recv_event`], on the host's collector kit.
     pub fn start_on(
         host: &Arc<Mutex<RunnerHost>>,
@@ -475,7 +450,7 @@ impl Session {
     }
 
     /// The next event, waiting up to `timeout`. A pulled collector's run
-    /// ([`Session::start_on`], [`Session::start_pull`]) is read here, on
+    /// ([`Session::start_on`], [`Reading::Pull`]) is read here, on
     /// the caller's thread, meanwhile: call this in a loop. On a shared runner the
     /// run's end (its `exit`) wakes this at once too: then the collector
     /// is told to finish (see [`Session::poll_exit`]) and this returns a

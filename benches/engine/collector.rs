@@ -19,7 +19,7 @@
 //!    before h-latency, `src/sched.rs`), and with the model applied on
 //!    the collector's thread itself (`Reading::Direct`: one wake-up
 //!    per batch instead of two), and with the consumer's thread reading
-//!    (`Session::start_pull`, as the race lab does: one wake-up too),
+//!    (`Reading::Pull`, as the race lab does: one wake-up too),
 //!    interleaved run by run; and for
 //!    each run, how often
 //!    the collector thread and the bench's thread were woken and preempted
@@ -562,7 +562,7 @@ enum How {
     Channel,
     /// The collector's thread (`Reading::Direct`).
     Direct,
-    /// The bench's thread, which reads too (`Session::start_pull`).
+    /// The bench's thread, which reads too (`Reading::Pull`).
     Pull,
 }
 
@@ -746,7 +746,7 @@ fn latency() -> Result<(), String> {
                             a.batch(&batch, expected, Thread::This, Thread::This);
                         }
                     });
-                    Session::start_reading(
+                    Session::start_with_window(
                         &loaded.text,
                         &loaded.origin,
                         params[load].clone(),
@@ -755,7 +755,7 @@ fn latency() -> Result<(), String> {
                         Reading::Direct(sink),
                     )
                 }
-                Pull | Channel => Session::start_reading(
+                Pull | Channel => Session::start_with_window(
                     &loaded.text,
                     &loaded.origin,
                     params[load].clone(),

@@ -271,14 +271,19 @@ impl App {
             stdout: None,
             python: p.python.clone(),
         };
-        let session =
-            match Session::start(&p.loaded.text, &p.loaded.origin, p.params.clone(), &opts) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.status = Some(format!("cannot start the run: {e:#}"));
-                    return;
-                }
-            };
+        let session = match Session::start(
+            &p.loaded.text,
+            &p.loaded.origin,
+            p.params.clone(),
+            &opts,
+            crate::session::Reading::Thread,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                self.status = Some(format!("cannot start the run: {e:#}"));
+                return;
+            }
+        };
         let (log_budget, checkpoint_budget) = self.rec_budgets_bytes;
         self.rec = Recording::with_budgets(log_budget, checkpoint_budget);
         self.time.reset();

@@ -198,7 +198,7 @@ fn read_guess(
 /// at a deadlock (which is then the last event). True: cut short (Ctrl-C
 /// or the timeout; a deadlock is an end like any other).
 fn run_collect(p: &super::run::Prepared) -> anyhow::Result<(Vec<Event>, bool)> {
-    let mut session = p.start()?;
+    let mut session = p.start(crate::session::Reading::Thread)?;
     let timeout = Duration::from_secs_f64(p.opts.limits.timeout_s);
     let mut world = World::new();
     let mut events = Vec::new();

@@ -11,7 +11,7 @@ use crate::lab::{self, Scheduler, Then};
 use crate::model::World;
 use crate::protocol::{Event, Value};
 use crate::scenario::{self, limits};
-use crate::session::{RunOptions, Session};
+use crate::session::{Reading, RunOptions, Session};
 use crossbeam_channel::RecvTimeoutError;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
@@ -65,23 +65,15 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn start(&self) -> anyhow::Result<Session> {
+    /// Starts the run on a runner of its own, its events read as
+    /// `reading` says.
+    pub fn start(&self, reading: Reading) -> anyhow::Result<Session> {
         Session::start(
             &self.loaded.text,
             &self.loaded.origin,
             self.params.clone(),
             &self.opts,
-        )
-    }
-
-    /// [`Prepared::start`], read on the caller's thread
-    /// ([`Session::start_pull`]).
-    pub fn start_pull(&self) -> anyhow::Result<Session> {
-        Session::start_pull(
-            &self.loaded.text,
-            &self.loaded.origin,
-            self.params.clone(),
-            &self.opts,
+            reading,
         )
     }
 
@@ -240,9 +232,9 @@ pub fn execute(args: &RunArgs, p: &Prepared, prefix: Vec<String>) -> i32 {
     // batch: the scheduler's round trip is the run's pace); a free run's
     // collector has a thread of its own (`follow` writes while it reads).
     let started = if p.opts.gated {
-        p.start_pull()
+        p.start(Reading::Pull)
     } else {
-        p.start()
+        p.start(Reading::Thread)
     };
     let mut session = match started {
         Ok(s) => s,

@@ -165,6 +165,7 @@ impl TraceTarget {
             &self.origin,
             BTreeMap::new(),
             &self.options(opts.clone()),
+            crate::session::Reading::Thread,
         )
     }
 }
