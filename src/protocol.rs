@@ -733,6 +733,22 @@ mod quick {
     }
 }
 
+/// The message id of the `n`th stop (from 1) that a pool's `close` puts
+/// on its tasks pipe, `POOL.tasks`: one per worker, as CPython's task
+/// handler puts one `None` per worker. The Python probe names them the same
+/// way (`forkscope_probe/_pool.py`).
+pub fn pool_stop_msg(pool: &str, n: u32) -> String {
+    format!("{pool}:stop{n}")
+}
+
+/// Is `msg`, on `pool`'s tasks pipe, one of its stops ([`pool_stop_msg`])
+/// rather than a task?
+pub fn is_pool_stop(pool: &str, msg: &str) -> bool {
+    msg.strip_prefix(pool)
+        .and_then(|m| m.strip_prefix(":stop"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The kind of resource a `resource` event declares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

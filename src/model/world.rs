@@ -1118,12 +1118,10 @@ impl World {
                 value,
             } => {
                 // A task queued (apply_async, map): the pool's tasks pipe.
-                // (The stops `close` puts there, one per worker, message
-                // `POOL:stopK`, are no task.)
+                // (The stops `close` puts there, one per worker, are no
+                // task.)
                 if let Some(pool) = channel.strip_suffix(".tasks")
-                    && !msg
-                        .strip_prefix(pool)
-                        .is_some_and(|m| m.starts_with(":stop"))
+                    && !crate::protocol::is_pool_stop(pool, msg)
                     && let Some(p) = self.pools.get_mut(pool)
                 {
                     p.tasks_queued += 1;

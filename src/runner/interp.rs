@@ -1014,7 +1014,7 @@ impl<'r> Proc<'r> {
                     for n in 1..=workers {
                         self.probe.emit(Body::Put {
                             channel: format!("{pool}.tasks"),
-                            msg: pools::stop_msg(pool, n),
+                            msg: crate::protocol::pool_stop_msg(pool, n),
                             value: Value::Str("stop".into()),
                         });
                         let stop = serde_json::to_vec(&TaskPacket::Stop { n }).unwrap_or_default();

@@ -28,12 +28,6 @@ pub(super) enum TaskPacket {
     Stop { n: u32 },
 }
 
-/// The message id of stop `n` on `pool`'s tasks pipe (as a traced
-/// program's pool names it).
-pub(super) fn stop_msg(pool: &str, n: u32) -> String {
-    format!("{pool}:stop{n}")
-}
-
 #[derive(Serialize, Deserialize)]
 pub(super) struct ResultPacket {
     pub(super) task: u32,
@@ -146,7 +140,7 @@ impl Proc<'_> {
                     // when something is there): the stop is taken.
                     self.probe.emit(Body::Get {
                         channel: format!("{pool}.tasks"),
-                        msg: stop_msg(pool, n),
+                        msg: crate::protocol::pool_stop_msg(pool, n),
                         value: Value::Str("stop".into()),
                     });
                     return;
