@@ -686,7 +686,7 @@ fn latency() -> Result<(), String> {
         ),
     ];
     // The floor (`floor.rs`): the same load read by bare threads.
-    // (what, slice, spread, one wake-up)
+    // (what, its name for `paths=`, slice, spread, one wake-up)
     let floors = [
         ("spread", "floor-two", EVENT_THREAD_SLICE_NS, true, false),
         (
@@ -738,7 +738,7 @@ fn latency() -> Result<(), String> {
             // The model on the collector's thread: the sink applies each
             // batch there (it is the consumer, `Thread::This` in it).
             let on_collector = Arc::new(Mutex::new(fresh()));
-            let mut session = match how {
+            let reading = match how {
                 Direct => {
                     let into = on_collector.clone();
                     let sink: forkscope::collector::Sink = Box::new(move |batch: Vec<Event>| {
@@ -746,28 +746,19 @@ fn latency() -> Result<(), String> {
                             a.batch(&batch, expected, Thread::This, Thread::This);
                         }
                     });
-                    Session::start_with_window(
-                        &loaded.text,
-                        &loaded.origin,
-                        params[load].clone(),
-                        &opts,
-                        window_ns,
-                        Reading::Direct(sink),
-                    )
+                    Reading::Direct(sink)
                 }
-                Pull | Channel => Session::start_with_window(
-                    &loaded.text,
-                    &loaded.origin,
-                    params[load].clone(),
-                    &opts,
-                    window_ns,
-                    if how == Pull {
-                        Reading::Pull
-                    } else {
-                        Reading::Thread
-                    },
-                ),
-            }
+                Pull => Reading::Pull,
+                Channel => Reading::Thread,
+            };
+            let mut session = Session::start_with_window(
+                &loaded.text,
+                &loaded.origin,
+                params[load].clone(),
+                &opts,
+                window_ns,
+                reading,
+            )
             .map_err(|e| format!("{e:#}"))?;
             let events = session.collector.events.clone();
             // Wake-ups of the collector thread and of this consumer while
