@@ -679,8 +679,6 @@ fn thread_next(h: &Harness<'static, App>, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One step by key: waits until `id` (a process or a thread) may go,
-/// presses its key, waits until the run waits again.
 /// Step mode on `signals`: the ticker child prints and sleeps forever, and
 /// none of that needs the user, so it goes on its own; but not forever:
 /// after a run of such steps the lab stops it and asks, with main's
@@ -749,6 +747,8 @@ fn step_mode_asks_after_a_run_of_ticker_steps() {
     assert_all_gone(&pids);
 }
 
+/// One step by key: waits until `id` (a process or a thread) may go,
+/// presses its key, waits until the run waits again.
 fn step_by_key(h: &mut Harness<'static, App>, key: egui::Key, id: &str) {
     assert!(
         wait_for(h, |h| your_turn(h)
